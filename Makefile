@@ -1,0 +1,56 @@
+# Everything a fresh machine with python3 and make needs: `make test` builds .venv and installs
+# the test tools, plus redis-server/redis-cli/redis-benchmark (Debian's packages) as peers.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps lint format test test-fast bench demo docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,redis,fast,docs]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# redis-server is the peer that tests and benchmarks compare against; redis-cli and
+# redis-benchmark are the real RESP clients the store must satisfy.
+system-deps:
+	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
+	    && command -v redis-benchmark >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server and redis-tools (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	        --no-install-recommends redis-server redis-tools >/dev/null; \
+	else \
+	    echo "need redis-server, redis-cli and redis-benchmark: install Debian's redis-server and redis-tools" >&2; \
+	    exit 1; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) system-deps lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick loop while developing: no lint, no end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -x $(PYTEST_ARGS)
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache site

@@ -1,0 +1,182 @@
+"""RESP2 sans-IO parser and encoders."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blinkstore_gunicorn.protocol import ProtocolError, is_resp_start, resp
+
+
+def drain_all(data: bytes, chunk: int | None = None, **kwargs: int) -> list[object]:
+    reader = resp.CommandReader(**kwargs)
+    out: list[object] = []
+    pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        reader.feed(piece)
+        out.extend(reader.drain())
+    return out
+
+
+def test_encode_command_round_trips_through_command_reader() -> None:
+    wire = resp.encode_command("SET", b"k\r\ney", 42, 1.5, "välue")
+    assert wire.startswith(b"*5\r\n$3\r\nSET\r\n")
+    assert drain_all(wire) == [[b"SET", b"k\r\ney", b"42", b"1.5", "välue".encode()]]
+
+
+def test_pipelined_commands_come_out_in_order() -> None:
+    wire = b"".join(resp.encode_command("INCR", str(i)) for i in range(100))
+    assert drain_all(wire) == [[b"INCR", str(i).encode()] for i in range(100)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64])
+def test_commands_split_anywhere_are_reassembled(chunk: int) -> None:
+    wire = resp.encode_command("SET", "key", b"x" * 300) + resp.encode_command("GET", "key")
+    assert drain_all(wire, chunk) == [[b"SET", b"key", b"x" * 300], [b"GET", b"key"]]
+
+
+def test_large_value_in_chunks_waits_for_announced_length() -> None:
+    reader = resp.CommandReader()
+    value = b"v" * 100_000
+    wire = resp.encode_command("SET", "k", value)
+    reader.feed(wire[:50])
+    assert reader.drain() == []
+    for i in range(50, len(wire) - 1, 4096):
+        reader.feed(wire[i : min(i + 4096, len(wire) - 1)])
+        assert reader.drain() == []
+    reader.feed(wire[-1:])
+    assert reader.drain() == [[b"SET", b"k", value]]
+    assert reader.buffered == 0
+
+
+def test_empty_and_null_arrays_are_skipped_like_redis() -> None:
+    assert drain_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n") == [[b"PING"]]
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        (b"GET k\r\n", "Protocol error: expected '*', got 'G'"),
+        (b"*x\r\n", "Protocol error: invalid multibulk length"),
+        (b"*2\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
+        (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+        (b"*1\r\n$abc\r\n", "Protocol error: invalid bulk length"),
+        (b"*1\r\n$2\r\nabcd\r\n", "Protocol error: bulk string not terminated"),
+        (b"*" + b"9" * 100, "Protocol error: too big mbulk count string"),
+        (b"*99999999\r\n", "Protocol error: invalid multibulk length"),
+    ],
+)
+def test_malformed_input_yields_a_protocol_error_value(wire: bytes, message: str) -> None:
+    out = drain_all(wire)
+    assert out == [ProtocolError(message)]
+
+
+def test_error_comes_after_the_good_commands_and_stops_the_reader() -> None:
+    reader = resp.CommandReader()
+    reader.feed(resp.encode_command("PING") + b"garbage\r\n")
+    out = reader.drain()
+    assert out[0] == [b"PING"]
+    assert isinstance(out[1], ProtocolError)
+    reader.feed(resp.encode_command("PING"))
+    assert reader.drain() == []
+
+
+def test_oversized_bulk_is_refused_from_its_header_alone() -> None:
+    reader = resp.CommandReader(max_request_size=1024)
+    reader.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n")
+    assert reader.drain() == [ProtocolError("Protocol error: invalid bulk length")]
+
+
+@given(st.binary(max_size=512), st.integers(min_value=1, max_value=64))
+def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
+    for item in drain_all(data, chunk, max_request_size=4096):
+        assert isinstance(item, ProtocolError | list)
+
+
+@given(st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), max_size=10))
+def test_any_commands_round_trip(commands: list[list[bytes]]) -> None:
+    wire = b"".join(resp.encode_command(*command) for command in commands)
+    assert drain_all(wire, 5) == commands
+
+
+def test_reply_encoders() -> None:
+    assert resp.bulk(b"ab") == b"$2\r\nab\r\n"
+    assert resp.simple("OK") == resp.OK
+    assert resp.error("ERR bad\r\nthing") == b"-ERR bad  thing\r\n"
+    assert resp.integer(-3) == b":-3\r\n"
+    assert resp.array([resp.integer(1), resp.NIL]) == b"*2\r\n:1\r\n$-1\r\n"
+    assert resp.bulk_array([b"a", None]) == b"*2\r\n$1\r\na\r\n$-1\r\n"
+
+
+def test_encode_command_rejects_unsendable_arguments() -> None:
+    with pytest.raises(TypeError, match="bool"):
+        resp.encode_command("SET", "k", True)
+    with pytest.raises(TypeError, match="object"):
+        resp.encode_command("SET", "k", object())  # type: ignore[arg-type]
+
+
+def read_replies(data: bytes, chunk: int | None = None) -> list[object]:
+    reader = resp.ReplyReader()
+    out: list[object] = []
+    pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        reader.feed(piece)
+        while (reply := reader.next_reply()) is not resp.NEED_MORE:
+            out.append(reply)
+            if isinstance(reply, ProtocolError):
+                return out
+    return out
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 100])
+def test_reply_reader_decodes_every_reply_type(chunk: int | None) -> None:
+    wire = (
+        resp.OK
+        + resp.bulk(b"va\r\nlue")
+        + resp.NIL
+        + resp.integer(42)
+        + resp.error("WRONGTYPE Operation against a key")
+        + resp.array([resp.bulk(b"a"), resp.array([resp.integer(1)]), resp.NIL])
+        + resp.NIL_ARRAY
+        + resp.EMPTY_ARRAY
+    )
+    replies = read_replies(wire, chunk)
+    assert replies == [
+        "OK",
+        b"va\r\nlue",
+        None,
+        42,
+        resp.ErrorReply("WRONGTYPE Operation against a key"),
+        [b"a", [1], None],
+        None,
+        [],
+    ]
+    error = replies[4]
+    assert isinstance(error, resp.ErrorReply)
+    assert error.code == "WRONGTYPE"
+
+
+def test_reply_reader_large_bulk_in_chunks() -> None:
+    value = bytes(range(256)) * 1000
+    assert read_replies(resp.bulk(value) + resp.OK, 1000) == [value, "OK"]
+
+
+def test_reply_reader_reports_garbage_once_and_stays_failed() -> None:
+    reader = resp.ReplyReader()
+    reader.feed(b"?what\r\n")
+    first = reader.next_reply()
+    assert isinstance(first, ProtocolError)
+    reader.feed(resp.OK)
+    assert reader.next_reply() == first
+
+
+@given(st.binary(max_size=256), st.integers(min_value=1, max_value=32))
+def test_reply_reader_never_raises(data: bytes, chunk: int) -> None:
+    for reply in read_replies(data, chunk):
+        assert reply is not resp.NEED_MORE
+
+
+def test_protocol_detection_by_first_byte() -> None:
+    assert is_resp_start(b"*"[0])
+    assert not is_resp_start(b"G"[0])

@@ -1,0 +1,77 @@
+"""Blink Store text protocol, sans-IO."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blinkstore_gunicorn.protocol import ProtocolError, text
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"GET foo", text.Request("GET", b"foo")),
+        (b"get foo\r", text.Request("GET", b"foo")),
+        (b"  GET   foo  ", text.Request("GET", b"foo")),
+        (b"SET k v with spaces", text.Request("SET", b"k", b"v with spaces")),
+        (b"SET k   padded value  ", text.Request("SET", b"k", b"padded value")),
+        (b"SET k", text.Request("SET", b"k", b"")),
+        (b"DELETE k", text.Request("DELETE", b"k")),
+        (b"DEL k", text.Request("DELETE", b"k")),
+        (b"USAGE", text.Request("USAGE")),
+        (b"stats", text.Request("USAGE")),
+        (b"QUIT", text.Request("QUIT")),
+        (b"AUTH s3cret pass", text.Request("AUTH", value=b"s3cret pass")),
+        (b"", text.Reject("unknown command")),
+        (b"   \r", text.Reject("unknown command")),
+        (b"FLY away", text.Reject("unknown command")),
+        (b"GET", text.Reject("GET requires key")),
+        (b"set  ", text.Reject("SET requires key")),
+        (b"DELETE", text.Reject("DELETE requires key")),
+        (b"del", text.Reject("DEL requires key")),
+    ],
+)
+def test_parse_line(line: bytes, expected: object) -> None:
+    assert text.parse_line(line) == expected
+
+
+def test_line_reader_splits_lines_across_chunks() -> None:
+    reader = text.LineReader()
+    reader.feed(b"SET a 1\nGE")
+    assert reader.drain() == [text.Request("SET", b"a", b"1")]
+    reader.feed(b"T a\r\n\nUSAGE\n")
+    assert reader.drain() == [
+        text.Request("GET", b"a"),
+        text.Reject("unknown command"),
+        text.Request("USAGE"),
+    ]
+
+
+def test_line_reader_refuses_an_endless_line() -> None:
+    reader = text.LineReader(max_line=100)
+    reader.feed(b"SET k " + b"x" * 50)
+    assert reader.drain() == []
+    reader.feed(b"x" * 60)
+    assert reader.drain() == [ProtocolError("line too long (max 100 bytes)")]
+    reader.feed(b"GET k\n")
+    assert reader.drain() == []
+
+
+def test_reply_lines() -> None:
+    assert text.value_line(b"hello") == b"VALUE aGVsbG8=\n"
+    assert text.value_line(b"") == b"VALUE \n"
+    assert text.usage_line(18) == b"USAGE 18\n"
+    assert text.error_line("bad\nthing") == b"ERROR bad thing\n"
+    assert text.OK_LINE == b"OK\n"
+    assert text.NOT_FOUND_LINE == b"NOT_FOUND\n"
+
+
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=40))
+def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
+    reader = text.LineReader(max_line=128)
+    for start in range(0, len(data), chunk):
+        reader.feed(data[start : start + chunk])
+        for item in reader.drain():
+            assert isinstance(item, text.Request | text.Reject | ProtocolError)
