@@ -1,0 +1,41 @@
+"""The store's data: bytes keys and values, memory limit, eviction, TTL and stats.
+
+No I/O and no protocol knowledge here; the server drives an :class:`Engine`.
+"""
+
+from blinkstore_gunicorn.engine.base import (
+    Engine,
+    EngineError,
+    EngineStats,
+    EntryTooLarge,
+    KeyTooLarge,
+    ValueTooLarge,
+)
+from blinkstore_gunicorn.engine.memory import (
+    DEFAULT_MAX_KEY_SIZE,
+    DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_MEMORY_LIMIT,
+    ENTRY_OVERHEAD,
+    TTL_OVERHEAD,
+    MemoryEngine,
+    tune_allocator,
+)
+from blinkstore_gunicorn.engine.pattern import compile_pattern, match_pattern
+
+__all__ = [
+    "DEFAULT_MAX_KEY_SIZE",
+    "DEFAULT_MAX_VALUE_SIZE",
+    "DEFAULT_MEMORY_LIMIT",
+    "ENTRY_OVERHEAD",
+    "TTL_OVERHEAD",
+    "Engine",
+    "EngineError",
+    "EngineStats",
+    "EntryTooLarge",
+    "KeyTooLarge",
+    "MemoryEngine",
+    "ValueTooLarge",
+    "compile_pattern",
+    "match_pattern",
+    "tune_allocator",
+]

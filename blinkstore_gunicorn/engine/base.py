@@ -1,0 +1,156 @@
+"""The narrow interface every storage engine provides, plus its errors and stats record.
+
+The store process talks to its data only through :class:`Engine`. Today the one implementation
+is :class:`~blinkstore_gunicorn.engine.memory.MemoryEngine`; a shared-memory engine (workers
+reading values straight from a region the store process alone writes) is planned, so the
+interface stays small: bytes in, bytes out, absolute wall-clock deadlines in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineStats",
+    "EntryTooLarge",
+    "KeyTooLarge",
+    "ValueTooLarge",
+]
+
+
+class EngineError(ValueError):
+    """A request the engine refuses; the message is fit to show to a client as is."""
+
+
+class _LimitExceeded(EngineError):
+    """Common shape of the size-limit errors: the offending size and the limit it broke."""
+
+    what = "entry"
+    limit_name = "limit"
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"{self.what} of {size} bytes exceeds {self.limit_name} {limit}")
+
+
+class KeyTooLarge(_LimitExceeded):
+    """The key is longer than the engine's ``max_key_size``."""
+
+    what = "key"
+    limit_name = "max key size"
+
+
+class ValueTooLarge(_LimitExceeded):
+    """The value is longer than the engine's ``max_value_size``."""
+
+    what = "value"
+    limit_name = "max value size"
+
+
+class EntryTooLarge(_LimitExceeded):
+    """The entry alone (key + value + bookkeeping overhead) exceeds the memory limit."""
+
+    what = "entry (key + value + overhead)"
+    limit_name = "memory limit"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """A point-in-time copy of an engine's counters.
+
+    ``used_bytes`` is what counts against ``memory_limit`` (0 means unlimited); ``expires`` is
+    the number of keys that carry a TTL; ``expirations`` counts keys removed because their TTL
+    passed (lazily on access, actively by ``expire_due`` or when met at the eviction end).
+    """
+
+    keys: int
+    used_bytes: int
+    memory_limit: int
+    hits: int
+    misses: int
+    evictions: int
+    expirations: int
+    expires: int
+
+
+class Engine(Protocol):
+    """What the store needs from its data: get/set/delete/TTL/scan/stats on bytes.
+
+    Deadlines are absolute wall-clock milliseconds (Redis ``PEXPIREAT`` semantics); callers
+    convert relative TTLs. Engines are not thread-safe: the store is single-threaded.
+    """
+
+    @property
+    def used_bytes(self) -> int:
+        """Bytes counted against the memory limit."""
+        ...
+
+    @property
+    def memory_limit(self) -> int:
+        """The memory limit in bytes; 0 means unlimited."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of keys held (keys past their deadline but not yet removed included)."""
+        ...
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value (counting a hit and refreshing recency) or None (a miss)."""
+        ...
+
+    def peek(self, key: bytes) -> bytes | None:
+        """Return the value without touching stats or recency."""
+        ...
+
+    def contains(self, key: bytes) -> bool:
+        """Whether the key exists and has not expired (no stats, no recency change)."""
+        ...
+
+    def set(
+        self,
+        key: bytes,
+        value: bytes,
+        *,
+        expire_at_ms: int | None = None,
+        keep_ttl: bool = False,
+    ) -> None:
+        """Store the value, evicting others if needed; raise an :class:`EngineError` subclass
+        when a size limit is broken (nothing changes then)."""
+        ...
+
+    def delete(self, key: bytes) -> bool:
+        """Remove the key; False when it was absent."""
+        ...
+
+    def expire_at(self, key: bytes) -> int | None:
+        """The key's deadline (absolute ms) or None without TTL; KeyError if absent."""
+        ...
+
+    def set_expire_at(self, key: bytes, when_ms: int | None) -> bool:
+        """Set (or with None remove) the key's deadline; False when the key is absent.
+
+        A deadline that is not in the future deletes the key.
+        """
+        ...
+
+    def scan(
+        self, cursor: int, count: int = 10, match: bytes | None = None
+    ) -> tuple[int, list[bytes]]:
+        """One step of a cursor scan; cursor 0 starts one and a returned 0 ends it."""
+        ...
+
+    def expire_due(self, max_keys: int = ...) -> int:
+        """Remove keys whose deadline passed, doing bounded work; return how many."""
+        ...
+
+    def flush(self) -> None:
+        """Remove every key (counters are kept)."""
+        ...
+
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters."""
+        ...
