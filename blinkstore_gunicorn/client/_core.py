@@ -1,0 +1,298 @@
+"""What :class:`Cache` and :class:`AsyncCache` share: configuration, keys, TTLs, values,
+error policy and the ``cached`` key builder. Neither I/O nor sync/async choices live here."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import inspect
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Literal, TypeAlias, TypeVar
+
+from blinkstore_gunicorn.client.backends import BackendOptions
+from blinkstore_gunicorn.client.errors import CacheConfigError, CacheConnectionError
+from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
+from blinkstore_gunicorn.client.url import CacheURL, resolve_url
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "MISSING",
+    "TTL",
+    "CacheCore",
+    "K",
+    "Key",
+    "OnError",
+    "normalize_stats",
+]
+
+logger = logging.getLogger("blinkstore_gunicorn.client")
+
+#: Seconds to wait for one reply, and for a connection to open (a local store answers in
+#: microseconds; waiting longer only turns a dead store into stuck requests).
+DEFAULT_TIMEOUT: Final = 2.0
+DEFAULT_CONNECT_TIMEOUT: Final = 1.0
+#: Keys fetched per SCAN call by keys() and clear().
+SCAN_BATCH: Final = 500
+
+Key: TypeAlias = str | bytes
+K = TypeVar("K", bound=str | bytes)
+TTL: TypeAlias = "int | float | datetime.timedelta | None"
+OnError = Literal["raise", "miss"]
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Sentinel for "no value" where None is a legitimate cached value.
+MISSING: Final = _Missing()
+
+
+class _Unset:
+    __slots__ = ()
+
+
+_UNSET: Final = _Unset()
+_GLOB_SPECIAL: Final = frozenset(b"*?[]\\")
+
+
+def _seconds(ttl: object) -> float:
+    if isinstance(ttl, datetime.timedelta):
+        return ttl.total_seconds()
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        return float(ttl)
+    raise TypeError(
+        f"ttl must be seconds (int or float), a datetime.timedelta or None, not {ttl!r}"
+    )
+
+
+def ttl_ms(ttl: TTL) -> int | None:
+    """A ``set`` TTL in whole milliseconds (at least 1); None means no expiry."""
+    if ttl is None:
+        return None
+    seconds = _seconds(ttl)
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"ttl must be a finite number of seconds > 0, or None; got {ttl!r}")
+    return max(1, round(seconds * 1000))
+
+
+def expire_ms(ttl: TTL) -> int | None:
+    """An ``expire``/``touch`` TTL: like :func:`ttl_ms`, but <= 0 means "expire now"."""
+    if ttl is None:
+        return None
+    seconds = _seconds(ttl)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"ttl must be a finite number of seconds, or None; got {ttl!r}")
+    return 0 if seconds <= 0 else max(1, round(seconds * 1000))
+
+
+def seconds_left(pttl: int) -> float | None:
+    """A PTTL reply as :meth:`Cache.ttl` reports it."""
+    if pttl == -2:
+        return None
+    if pttl == -1:
+        return math.inf
+    return pttl / 1000
+
+
+def glob_escape(prefix: bytes) -> bytes:
+    """``prefix`` with glob metacharacters escaped, for SCAN MATCH."""
+    if not _GLOB_SPECIAL.intersection(prefix):
+        return prefix
+    return b"".join(b"\\" + bytes([c]) if c in _GLOB_SPECIAL else bytes([c]) for c in prefix)
+
+
+def normalize_stats(info: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """INFO plus backend-independent names: keys, used_memory, memory_limit, hits, misses,
+    evictions, expirations (None when the backend does not report one)."""
+    stats = dict(info)
+    keys = 0
+    for name, value in info.items():
+        if name.startswith("db") and name[2:].isdigit() and isinstance(value, dict):
+            keys += int(value.get("keys", 0))
+    stats.update(
+        backend=backend,
+        keys=keys,
+        used_memory=info.get("used_memory"),
+        memory_limit=info.get("maxmemory"),
+        hits=info.get("keyspace_hits"),
+        misses=info.get("keyspace_misses"),
+        evictions=info.get("evicted_keys"),
+        expirations=info.get("expired_keys"),
+    )
+    return stats
+
+
+class CacheCore:
+    """Configuration and the pure helpers both cache classes use."""
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        namespace: str | None,
+        serializer: str | Serializer | None,
+        timeout: float | _Unset | None,
+        connect_timeout: float | _Unset | None,
+        on_error: OnError,
+        max_connections: int | None,
+        max_in_flight: int | None = None,
+    ) -> None:
+        self.url: CacheURL = resolve_url(url)
+        if on_error not in ("raise", "miss"):
+            raise CacheConfigError(f"on_error must be 'raise' or 'miss', not {on_error!r}")
+        self.on_error: OnError = on_error
+        self._raise = on_error == "raise"
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise CacheConfigError(f"namespace must be a non-empty str, not {namespace!r}")
+        self.namespace = namespace
+        self._prefix = namespace.encode("utf-8") + b":" if namespace else b""
+        self.serializer = resolve_serializer(serializer)
+        self._dumps = self.serializer.dumps
+        self._loads = self.serializer.loads
+        url_timeout = self.url.float_option("timeout")
+        url_connect = self.url.float_option("connect_timeout")
+        self._options = BackendOptions(
+            timeout=_pick(timeout, url_timeout, DEFAULT_TIMEOUT),
+            connect_timeout=_pick(connect_timeout, url_connect, DEFAULT_CONNECT_TIMEOUT),
+            max_connections=max_connections or self.url.int_option("max_connections"),
+            max_in_flight=max_in_flight,
+        )
+        self._down = False
+
+    def __repr__(self) -> str:
+        namespace = f", namespace={self.namespace!r}" if self.namespace else ""
+        return f"{type(self).__name__}({self.url.display!r}{namespace})"
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def _key(self, key: Key) -> bytes:
+        if type(key) is str:
+            return self._prefix + key.encode("utf-8", "surrogateescape")
+        if isinstance(key, bytes):
+            return self._prefix + key
+        raise TypeError(f"cache keys are str or bytes, not {type(key).__name__}")
+
+    def _strip(self, raw: bytes) -> str:
+        """A stored key as keys() yields it: without the namespace, decoded (lossless)."""
+        return raw[len(self._prefix) :].decode("utf-8", "surrogateescape")
+
+    def _match(self, pattern: Key) -> bytes:
+        if isinstance(pattern, str):
+            pattern = pattern.encode("utf-8", "surrogateescape")
+        elif not isinstance(pattern, bytes):
+            raise TypeError(f"pattern must be str or bytes, not {type(pattern).__name__}")
+        return glob_escape(self._prefix) + pattern
+
+    def _items(self, mapping: Mapping[K, Any]) -> list[tuple[bytes, bytes]]:
+        dumps = self._dumps
+        return [(self._key(key), dumps(value)) for key, value in mapping.items()]
+
+    def _found(self, keys: list[K], values: Iterable[bytes | None]) -> dict[K, Any]:
+        loads = self._loads
+        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+
+    # -- error policy ------------------------------------------------------------------------
+
+    def _unreachable(self, exc: CacheConnectionError) -> None:
+        """Raise ``exc`` (on_error="raise"), or log the outage once and let the caller miss."""
+        if self._raise:
+            raise exc
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "cache store %s is unreachable; serving cache misses and skipping writes "
+                "until it is back: %s",
+                self.url.display,
+                exc,
+            )
+
+    def _back(self) -> None:
+        self._down = False
+        logger.warning("cache store %s is reachable again", self.url.display)
+
+
+def _pick(explicit: float | _Unset | None, from_url: float | None, default: float) -> float | None:
+    if not isinstance(explicit, _Unset):
+        return explicit
+    return from_url if from_url is not None else default
+
+
+# -- the cached() decorator's keys ---------------------------------------------------------
+
+
+def _canonical(value: Any) -> Any:
+    """Arguments as JSON-able data that is the same in every process (unlike hash())."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, bytes):
+        return {"__bytes__": value.hex()}
+    if isinstance(value, list | tuple):
+        return [_canonical(item) for item in value]
+    if isinstance(value, frozenset | set):
+        return sorted((_canonical(item) for item in value), key=repr)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    raise TypeError(type(value).__name__)
+
+
+KeyBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], str]
+
+
+def key_builder(func: Callable[..., Any], key: str | Callable[..., str] | None) -> KeyBuilder:
+    """How ``cached`` names the entry for one call of ``func``.
+
+    * None: ``module.qualname:`` + a hash of the arguments (bound to the signature, so
+      ``f(1)`` and ``f(x=1)`` share an entry); arguments must be JSON-like values.
+    * a str: a template formatted with the bound arguments, e.g. ``"user:{user_id}"``.
+    * a callable: called with the same arguments, returns the key.
+    """
+    signature = inspect.signature(func)
+    name = f"{func.__module__}.{func.__qualname__}"
+
+    def bound(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        binding = signature.bind(*args, **kwargs)
+        binding.apply_defaults()
+        return dict(binding.arguments)
+
+    if callable(key):
+        template = key
+
+        def from_callable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            return template(*args, **kwargs)
+
+        return from_callable
+    if isinstance(key, str):
+        pattern = key
+
+        def from_template(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            return pattern.format(**bound(args, kwargs))
+
+        return from_template
+    if key is not None:
+        raise TypeError(f"key must be None, a str template or a callable, not {key!r}")
+
+    def from_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        arguments = bound(args, kwargs)
+        try:
+            data = json.dumps(
+                {k: _canonical(v) for k, v in arguments.items()},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+        except TypeError as exc:
+            raise TypeError(
+                f"cached({name}): cannot build a cache key from an argument of type {exc}; "
+                "pass key='template {arg}' or key=callable to cached()"
+            ) from None
+        digest = hashlib.blake2b(data.encode("utf-8"), digest_size=16).hexdigest()
+        return f"{name}:{digest}"
+
+    return from_arguments

@@ -1,0 +1,305 @@
+"""The asyncio cache client: every method is awaitable."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from blinkstore_gunicorn.client._core import (
+    _UNSET,
+    MISSING,
+    SCAN_BATCH,
+    TTL,
+    CacheCore,
+    K,
+    Key,
+    OnError,
+    _Unset,
+    expire_ms,
+    key_builder,
+    normalize_stats,
+    seconds_left,
+    ttl_ms,
+)
+from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
+from blinkstore_gunicorn.client.errors import CacheConnectionError
+from blinkstore_gunicorn.client.serializers import Serializer
+
+__all__ = ["AsyncCache"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class AsyncCache(CacheCore):
+    """Asyncio cache client: coroutines share few connections by pipelining.
+
+    ``url`` picks the backend (``unix://``, ``tcp://``, ``redis://``, ``memory://``...; None
+    reads ``BLINKSTORE_URL``). ``namespace`` prefixes every key with ``namespace:``.
+    ``timeout``/``connect_timeout`` are seconds (None waits forever). ``on_error="miss"``
+    turns an unreachable store into misses and skipped writes, logged once per outage.
+    On the store, ``max_connections`` is the number of pipelined connections (default 1) and
+    ``max_in_flight`` bounds the requests queued on each (default 1024).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        serializer: str | Serializer | None = "json",
+        timeout: float | _Unset | None = _UNSET,
+        connect_timeout: float | _Unset | None = _UNSET,
+        on_error: OnError = "raise",
+        max_connections: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            namespace=namespace,
+            serializer=serializer,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            on_error=on_error,
+            max_connections=max_connections,
+            max_in_flight=max_in_flight,
+        )
+        self.backend: AsyncBackend = create_async_backend(self.url, self._options)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    async def get(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        try:
+            raw = await self.backend.get(self._key(key))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return default
+        if self._down:
+            self._back()
+        if raw is None:
+            return default
+        return self._loads(raw)
+
+    async def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
+        """``{key: value}`` for the keys that exist (one round trip)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        try:
+            values = await self.backend.mget([self._key(key) for key in keys])
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return {}
+        if self._down:
+            self._back()
+        return self._found(keys, values)
+
+    async def exists(self, key: Key) -> bool:
+        """Whether ``key`` exists."""
+        try:
+            return await self.backend.exists(self._key(key))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    async def ttl(self, key: Key) -> float | None:
+        """Seconds until ``key`` expires; ``math.inf`` if it never does; None if missing."""
+        try:
+            return seconds_left(await self.backend.pttl(self._key(key)))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return None
+
+    async def keys(self, pattern: Key = "*") -> AsyncIterator[str]:
+        """Keys of this namespace matching the glob ``pattern``, without the namespace prefix;
+        fetched with SCAN in batches (keys written meanwhile may or may not appear)."""
+        try:
+            async for raw in self.backend.scan_iter(self._match(pattern), SCAN_BATCH):
+                yield self._strip(raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def set(
+        self, key: Key, value: Any, ttl: TTL = None, *, nx: bool = False, xx: bool = False
+    ) -> bool:
+        """Store ``value``; ``ttl`` in seconds or a timedelta (None: no expiry). ``nx``: only
+        if absent, ``xx``: only if present. True if written."""
+        if nx and xx:
+            raise ValueError("nx and xx are mutually exclusive")
+        raw = self._dumps(value)
+        try:
+            written = await self.backend.set(self._key(key), raw, ttl_ms(ttl), nx, xx)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+        if self._down:
+            self._back()
+        return written
+
+    async def add(self, key: Key, value: Any, ttl: TTL = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if written."""
+        return await self.set(key, value, ttl, nx=True)
+
+    async def set_many(self, mapping: Mapping[K, Any], ttl: TTL = None) -> None:
+        """Store every pair (pipelined: one round trip)."""
+        items = self._items(mapping)
+        if not items:
+            return
+        try:
+            await self.backend.mset(items, ttl_ms(ttl))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    async def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it existed."""
+        try:
+            return await self.backend.delete([self._key(key)]) > 0
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    async def delete_many(self, keys: Iterable[K]) -> int:
+        """Remove keys; how many existed."""
+        raw = [self._key(key) for key in keys]
+        if not raw:
+            return 0
+        try:
+            return await self.backend.delete(raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return 0
+
+    async def incr(self, key: Key, delta: int = 1) -> int:
+        """Add ``delta`` to the integer at ``key`` (created as 0) and return the result.
+
+        Raises even with ``on_error="miss"``: there is no meaningful counter value to return.
+        """
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {delta!r}")
+        return await self.backend.incrby(self._key(key), delta)
+
+    async def decr(self, key: Key, delta: int = 1) -> int:
+        """Subtract ``delta`` (see :meth:`incr`)."""
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {delta!r}")
+        return await self.incr(key, -delta)
+
+    async def expire(self, key: Key, ttl: TTL) -> bool:
+        """Make ``key`` expire in ``ttl`` (<= 0: now; None: never); False if it is missing."""
+        try:
+            return await self.backend.pexpire(self._key(key), expire_ms(ttl))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    async def touch(self, key: Key, ttl: TTL = None) -> bool:
+        """Django's name for :meth:`expire`: refresh ``key``'s expiry (None: never expires)."""
+        return await self.expire(key, ttl)
+
+    async def clear(self) -> None:
+        """Remove this namespace's keys (SCAN + DEL), or every key (FLUSHDB) without one."""
+        try:
+            if not self._prefix:
+                await self.backend.flushdb()
+                return
+            batch: list[bytes] = []
+            async for raw in self.backend.scan_iter(self._match("*"), SCAN_BATCH):
+                batch.append(raw)
+                if len(batch) >= SCAN_BATCH:
+                    await self.backend.delete(batch)
+                    batch = []
+            if batch:
+                await self.backend.delete(batch)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    # -- compute-on-miss ---------------------------------------------------------------------
+
+    async def get_or_set(self, key: Key, default_or_loader: Any, ttl: TTL = None) -> Any:
+        """The cached value; on a miss, ``default_or_loader`` (called if callable) is stored
+        with ``add`` and returned."""
+        value = await self.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        return await self._fill(key, default_or_loader, ttl)
+
+    async def _fill(self, key: Key, default_or_loader: Any, ttl: TTL) -> Any:
+        """Compute and store a missing value (a loader may be sync or async). The single point
+        where a stampede-protecting strategy plugs in."""
+        value = default_or_loader() if callable(default_or_loader) else default_or_loader
+        if inspect.isawaitable(value):
+            value = await value
+        await self.add(key, value, ttl)
+        return value
+
+    def cached(
+        self, ttl: TTL = None, key: str | Callable[..., str] | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorator caching a coroutine function's result (see :func:`key_builder` for
+        ``key``). For plain functions use :meth:`Cache.cached`. The wrapper has an awaitable
+        ``invalidate(*args, **kwargs)`` to drop one call's entry."""
+
+        def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            if not inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"{func.__qualname__} is not a coroutine function: decorate it with "
+                    "Cache.cached"
+                )
+            make_key = key_builder(func, key)
+
+            @functools.wraps(func)
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                name = make_key(args, kwargs)
+                return await self.get_or_set(name, lambda: func(*args, **kwargs), ttl)  # type: ignore[no-any-return]
+
+            async def invalidate(*args: Any, **kwargs: Any) -> bool:
+                return await self.delete(make_key(args, kwargs))
+
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate
+
+    # -- server ------------------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        """True if the store answers (False with ``on_error="miss"`` when it does not)."""
+        try:
+            await self.backend.ping()
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+        if self._down:
+            self._back()
+        return True
+
+    async def stats(self) -> dict[str, Any]:
+        """The server's INFO plus backend-independent keys (``keys``, ``used_memory``,
+        ``memory_limit``, ``hits``, ``misses``, ``evictions``, ``expirations``)."""
+        try:
+            info = await self.backend.info()
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return {}
+        return normalize_stats(info, self.backend.name)
+
+    async def close(self) -> None:
+        """Close connections (the cache reconnects if used again)."""
+        await self.backend.close()
+
+    async def __aenter__(self) -> AsyncCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,84 @@
+"""Backends, chosen by URL: the Blink store (RESP), Redis/Valkey (redis-py), in-process memory.
+
+:func:`create_sync_backend` and :func:`create_async_backend` are the only entry points the
+cache classes use; each backend lives in its own module and is imported only when chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blinkstore_gunicorn.client.backends.base import AsyncBackend, SyncBackend
+from blinkstore_gunicorn.client.url import CacheURL
+
+__all__ = [
+    "AsyncBackend",
+    "BackendOptions",
+    "SyncBackend",
+    "create_async_backend",
+    "create_sync_backend",
+]
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Connection settings resolved from keyword arguments, then the URL, then defaults."""
+
+    timeout: float | None
+    connect_timeout: float | None
+    max_connections: int | None = None
+    max_in_flight: int | None = None
+
+
+def create_sync_backend(url: CacheURL, options: BackendOptions) -> SyncBackend:
+    """The blocking backend for ``url``."""
+    if url.kind == "memory":
+        from blinkstore_gunicorn.client.backends.memory import MemoryBackend
+
+        return MemoryBackend(url)
+    if url.kind == "redis":
+        from blinkstore_gunicorn.client.backends.redis import RedisBackend
+
+        return RedisBackend(
+            url,
+            timeout=options.timeout,
+            connect_timeout=options.connect_timeout,
+            max_connections=options.max_connections,
+        )
+    from blinkstore_gunicorn.client.backends.store import StoreBackend
+
+    return StoreBackend(
+        url,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        max_idle=options.max_connections or 8,
+    )
+
+
+def create_async_backend(url: CacheURL, options: BackendOptions) -> AsyncBackend:
+    """The asyncio backend for ``url``."""
+    if url.kind == "memory":
+        from blinkstore_gunicorn.client.backends.memory import AsyncMemoryBackend
+
+        return AsyncMemoryBackend(url)
+    if url.kind == "redis":
+        from blinkstore_gunicorn.client.backends.redis import AsyncRedisBackend
+
+        return AsyncRedisBackend(
+            url,
+            timeout=options.timeout,
+            connect_timeout=options.connect_timeout,
+            max_connections=options.max_connections,
+        )
+    from blinkstore_gunicorn.client.backends.store_async import (
+        DEFAULT_MAX_IN_FLIGHT,
+        AsyncStoreBackend,
+    )
+
+    return AsyncStoreBackend(
+        url,
+        timeout=options.timeout,
+        connect_timeout=options.connect_timeout,
+        connections=options.max_connections or 1,
+        max_in_flight=options.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+    )

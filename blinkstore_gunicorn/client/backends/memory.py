@@ -1,0 +1,275 @@
+"""``memory://``: the store's own engine, in this process, behind a lock.
+
+Same :class:`~blinkstore_gunicorn.engine.MemoryEngine` as the store, so TTLs, the memory
+limit and eviction behave exactly as they do there. It is per process by nature: gunicorn
+workers each get their own copy, so use it for tests and single-process development.
+``memory://NAME`` shares one engine among every cache in the process that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Final
+
+from blinkstore_gunicorn.client.errors import CacheConfigError, CacheResponseError
+from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.engine import DEFAULT_MEMORY_LIMIT, EngineError, MemoryEngine
+
+__all__ = ["AsyncMemoryBackend", "MemoryBackend", "memory_engine"]
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_NOT_INTEGER: Final = "ERR value is not an integer or out of range"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Shared:
+    """An engine and the lock that guards it."""
+
+    __slots__ = ("__weakref__", "engine", "lock")
+
+    def __init__(self, memory_limit: int) -> None:
+        self.engine = MemoryEngine(memory_limit=memory_limit, clock_ms=_now_ms)
+        self.lock = threading.Lock()
+
+
+_NAMED: dict[str, _Shared] = {}
+_ALL: weakref.WeakSet[_Shared] = weakref.WeakSet()
+
+
+def _reset_locks_in_child() -> None:
+    # A lock held by another thread at fork time would stay locked forever in the child.
+    for shared in list(_ALL):
+        shared.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_locks_in_child)
+
+
+def memory_engine(url: CacheURL) -> _Shared:
+    """The engine for a ``memory://`` URL: private, or shared by name within the process."""
+    raw_limit = url.options.get("memory_limit")
+    limit = DEFAULT_MEMORY_LIMIT
+    if raw_limit is not None:
+        from blinkstore_gunicorn.config import parse_size
+
+        try:
+            limit = parse_size(raw_limit)
+        except ValueError as exc:
+            raise CacheConfigError(f"{url.display}: memory_limit: {exc}") from None
+    name = url.memory_name
+    if name is None:
+        shared = _Shared(limit)
+    else:
+        shared = _NAMED.get(name) or _NAMED.setdefault(name, _Shared(limit))
+        if raw_limit is not None and shared.engine.memory_limit != limit:
+            raise CacheConfigError(
+                f"{url.display}: memory://{name} already exists with memory_limit="
+                f"{shared.engine.memory_limit}"
+            )
+    _ALL.add(shared)
+    return shared
+
+
+class MemoryBackend:
+    """Blocking in-process backend."""
+
+    name = "memory"
+
+    def __init__(self, url: CacheURL) -> None:
+        self._shared = memory_engine(url)
+
+    @property
+    def engine(self) -> MemoryEngine:
+        """The engine (for tests and introspection)."""
+        return self._shared.engine
+
+    def get(self, key: bytes) -> bytes | None:
+        """Read one value."""
+        with self._shared.lock:
+            return self._shared.engine.get(key)
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Read many values."""
+        with self._shared.lock:
+            get = self._shared.engine.get
+            return [get(key) for key in keys]
+
+    def _set(self, key: bytes, value: bytes, px: int | None) -> None:
+        expire_at = _now_ms() + px if px is not None else None
+        try:
+            self._shared.engine.set(key, value, expire_at_ms=expire_at)
+        except EngineError as exc:
+            raise CacheResponseError(f"ERR {exc}") from None
+
+    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """Write one value, honouring NX/XX."""
+        with self._shared.lock:
+            if nx or xx:
+                present = self._shared.engine.contains(key)
+                if (nx and present) or (xx and not present):
+                    return False
+            self._set(key, value, px)
+            return True
+
+    def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Write many values."""
+        with self._shared.lock:
+            for key, value in items:
+                self._set(key, value, px)
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """Delete keys; how many existed."""
+        with self._shared.lock:
+            delete = self._shared.engine.delete
+            return sum(delete(key) for key in keys)
+
+    def exists(self, key: bytes) -> bool:
+        """Whether the key exists."""
+        with self._shared.lock:
+            return self._shared.engine.contains(key)
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        """Redis INCRBY: 64-bit signed, a missing key counts as 0, the TTL is kept."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            raw = engine.peek(key)
+            current = 0
+            if raw is not None:
+                # Plain decimal only (int() would also take " 1", "1_0" and "+1").
+                if not (raw.isdigit() or (raw[:1] == b"-" and raw[1:].isdigit())):
+                    raise CacheResponseError(_NOT_INTEGER)
+                current = int(raw)
+                if not _INT64_MIN <= current <= _INT64_MAX:
+                    raise CacheResponseError(_NOT_INTEGER)
+            result = current + delta
+            if not _INT64_MIN <= result <= _INT64_MAX:
+                raise CacheResponseError("ERR increment or decrement would overflow")
+            try:
+                engine.set(key, b"%d" % result, keep_ttl=True)
+            except EngineError as exc:
+                raise CacheResponseError(f"ERR {exc}") from None
+            return result
+
+    def pexpire(self, key: bytes, px: int | None) -> bool:
+        """Set or remove the TTL; a TTL <= 0 deletes the key."""
+        with self._shared.lock:
+            when = _now_ms() + px if px is not None else None
+            return self._shared.engine.set_expire_at(key, when)
+
+    def pttl(self, key: bytes) -> int:
+        """Remaining ms, -1 without TTL, -2 when missing."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            if not engine.contains(key):
+                return -2
+            deadline = engine.expire_at(key)
+            if deadline is None:
+                return -1
+            return max(0, deadline - _now_ms())
+
+    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
+        """Cursor scan, taking the lock per batch as the store would per SCAN call."""
+        cursor = 0
+        while True:
+            with self._shared.lock:
+                cursor, keys = self._shared.engine.scan(cursor, count, match)
+            yield from keys
+            if cursor == 0:
+                return
+
+    def flushdb(self) -> None:
+        """Remove every key."""
+        with self._shared.lock:
+            self._shared.engine.flush()
+
+    def ping(self) -> None:
+        """Always reachable."""
+
+    def info(self) -> dict[str, Any]:
+        """Engine stats under the names Redis's INFO uses."""
+        with self._shared.lock:
+            stats = self._shared.engine.stats()
+        return {
+            "used_memory": stats.used_bytes,
+            "maxmemory": stats.memory_limit,
+            "keyspace_hits": stats.hits,
+            "keyspace_misses": stats.misses,
+            "evicted_keys": stats.evictions,
+            "expired_keys": stats.expirations,
+            "db0": {"keys": stats.keys, "expires": stats.expires},
+        }
+
+    def close(self) -> None:
+        """Nothing to release (the data stays for other caches naming the same store)."""
+
+
+class AsyncMemoryBackend:
+    """The in-process backend with awaitable methods (no I/O, so no waiting)."""
+
+    name = "memory"
+
+    def __init__(self, url: CacheURL) -> None:
+        self.sync = MemoryBackend(url)
+
+    async def get(self, key: bytes) -> bytes | None:
+        """Read one value."""
+        return self.sync.get(key)
+
+    async def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Read many values."""
+        return self.sync.mget(keys)
+
+    async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """Write one value."""
+        return self.sync.set(key, value, px, nx, xx)
+
+    async def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Write many values."""
+        self.sync.mset(items, px)
+
+    async def delete(self, keys: Sequence[bytes]) -> int:
+        """Delete keys."""
+        return self.sync.delete(keys)
+
+    async def exists(self, key: bytes) -> bool:
+        """Whether the key exists."""
+        return self.sync.exists(key)
+
+    async def incrby(self, key: bytes, delta: int) -> int:
+        """INCRBY."""
+        return self.sync.incrby(key, delta)
+
+    async def pexpire(self, key: bytes, px: int | None) -> bool:
+        """Set or remove the TTL."""
+        return self.sync.pexpire(key, px)
+
+    async def pttl(self, key: bytes) -> int:
+        """Remaining ms, -1, or -2."""
+        return self.sync.pttl(key)
+
+    async def scan_iter(self, match: bytes, count: int) -> AsyncIterator[bytes]:
+        """Cursor scan."""
+        for key in self.sync.scan_iter(match, count):
+            yield key
+
+    async def flushdb(self) -> None:
+        """Remove every key."""
+        self.sync.flushdb()
+
+    async def ping(self) -> None:
+        """Always reachable."""
+
+    async def info(self) -> dict[str, Any]:
+        """Engine stats."""
+        return self.sync.info()
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,293 @@
+"""The Blink store over RESP, blocking: a small thread-safe pool of plain sockets.
+
+Why this shape:
+
+* One request per connection at a time, connections taken from a pool (``list.pop`` /
+  ``list.append`` are atomic under the GIL, so no lock on the hot path): threads never queue
+  behind one socket, and a gthread worker with 8 threads uses at most 8 connections.
+* Only stdlib sockets, so gevent's monkeypatching makes the same code cooperative.
+* Fork safety: ``os.register_at_fork`` empties every pool in the child, so a connection made
+  before a fork (gunicorn ``preload_app``) is never used by two processes.
+* An idle connection may be dead after a store restart; the first failure on a reused
+  connection drops every idle one and retries once on a fresh connection when that is safe
+  (the request surely did not run, or it is idempotent).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.errors import (
+    CacheConnectionError,
+    CacheResponseError,
+    CacheTimeoutError,
+)
+from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.protocol import ProtocolError, resp
+
+__all__ = ["StoreBackend"]
+
+RECV_SIZE: Final = 256 * 1024
+_NEED_MORE: Final = resp.NEED_MORE
+
+
+class _Closed(Exception):
+    """The store closed the connection; ``got_data`` says whether part of a reply came."""
+
+    def __init__(self, got_data: bool) -> None:
+        super().__init__("connection closed by the store")
+        self.got_data = got_data
+
+
+class _Connection:
+    """One socket plus its reply parser; ``reused`` once it served a request."""
+
+    __slots__ = ("reader", "reused", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = resp.ReplyReader()
+        self.reused = False
+
+    def read_reply(self) -> resp.Reply:
+        reader = self.reader
+        got_data = False
+        while True:
+            reply = reader.next_reply()
+            if reply is _NEED_MORE:
+                data = self.sock.recv(RECV_SIZE)
+                if not data:
+                    raise _Closed(got_data)
+                got_data = True
+                reader.feed(data)
+                continue
+            if isinstance(reply, ProtocolError):
+                raise CacheResponseError(f"malformed reply from the store: {reply.message}")
+            return reply  # type: ignore[return-value]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _safe_to_retry(exc: BaseException, sent: bool, idempotent: bool) -> bool:
+    """Whether a request that failed on a reused connection may run again on a new one."""
+    if isinstance(exc, TimeoutError):
+        return False
+    if not sent:
+        return True  # nothing reached the store
+    if not idempotent:
+        return False
+    if isinstance(exc, _Closed):
+        return not exc.got_data
+    return isinstance(exc, ConnectionResetError | BrokenPipeError)
+
+
+_POOLS: weakref.WeakSet[StoreBackend] = weakref.WeakSet()
+
+
+def _forget_all_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._drop_idle()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
+class StoreBackend:
+    """Blocking RESP backend for ``unix://`` and ``tcp://`` URLs."""
+
+    name = "store"
+
+    def __init__(
+        self,
+        url: CacheURL,
+        *,
+        timeout: float | None,
+        connect_timeout: float | None,
+        max_idle: int = 8,
+    ) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._max_idle = max_idle
+        self._idle: list[_Connection] = []
+        self._backoff = _resp.Backoff(url.display)
+        self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
+        _POOLS.add(self)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        self._backoff.check()
+        url = self.url
+        sock: socket.socket | None = None
+        try:
+            if url.unix_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self._connect_timeout)
+                sock.connect(url.unix_path)
+            else:
+                assert url.host is not None and url.port is not None
+                sock = socket.create_connection((url.host, url.port), self._connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self._timeout)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            self._backoff.failed()
+            raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
+        conn = _Connection(sock)
+        if self._auth is not None:
+            try:
+                conn.sock.sendall(self._auth)
+                reply = conn.read_reply()
+            except (OSError, _Closed) as exc:
+                conn.close()
+                self._backoff.failed()
+                raise CacheConnectionError(
+                    f"the store at {url.display} dropped the connection during AUTH: {exc}"
+                ) from None
+            if isinstance(reply, resp.ErrorReply):
+                conn.close()
+                raise CacheConnectionError(
+                    f"authentication with the store at {url.display} failed: {reply.message}"
+                )
+        self._backoff.succeeded()
+        return conn
+
+    def _drop_idle(self) -> None:
+        # Also the fork hook: close() only releases this process's descriptor (no shutdown),
+        # so a parent keeps using its sockets undisturbed.
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def close(self) -> None:
+        """Close idle connections (busy ones close when returned)."""
+        self._drop_idle()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _request(self, payload: bytes, replies: int = 1, idempotent: bool = True) -> Any:
+        """Send ``payload`` (``replies`` pipelined commands); return the reply (or the list of
+        replies when ``replies > 1``). Error replies raise after the connection is returned."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._connect()
+        sent = False
+        try:
+            conn.sock.sendall(payload)
+            sent = True
+            if replies == 1:
+                result: Any = conn.read_reply()
+            else:
+                result = [conn.read_reply() for _ in range(replies)]
+        except (OSError, _Closed) as exc:
+            conn.close()
+            if conn.reused and _safe_to_retry(exc, sent, idempotent):
+                # A store restart kills every idle connection at once.
+                self._drop_idle()
+                return self._request(payload, replies, idempotent)
+            raise self._io_error(exc) from None
+        except BaseException:
+            # Interrupted mid-request (KeyboardInterrupt, gevent.Timeout...): the reply may
+            # still arrive on this socket, so it must never serve another request.
+            conn.close()
+            raise
+        conn.reused = True
+        idle = self._idle  # read again: a fork or a restart may have replaced the list
+        if len(idle) < self._max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
+        if replies == 1:
+            if type(result) is resp.ErrorReply:
+                raise CacheResponseError(result.message)
+        else:
+            for reply in result:
+                _resp.check(reply)
+        return result
+
+    def _io_error(self, exc: BaseException) -> CacheConnectionError:
+        display = self.url.display
+        if isinstance(exc, TimeoutError):
+            return CacheTimeoutError(
+                f"no reply from the store at {display} within {self._timeout}s"
+            )
+        if isinstance(exc, _Closed):
+            return CacheConnectionError(f"the store at {display} closed the connection")
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return CacheConnectionError(f"lost the connection to the store at {display}: {reason}")
+
+    # -- operations ------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        """GET."""
+        reply: bytes | None = self._request(_resp.cmd_get(key))
+        return reply
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """MGET."""
+        return _resp.as_values(self._request(resp.encode_command("MGET", *keys)))
+
+    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """SET [PX] [NX|XX]."""
+        return bool(self._request(_resp.cmd_set(key, value, px, nx, xx)) == "OK")
+
+    def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Pipelined SETs."""
+        self._request(b"".join(_resp.cmd_mset(items, px)), len(items))
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """DEL."""
+        return _resp.as_int(self._request(resp.encode_command("DEL", *keys)))
+
+    def exists(self, key: bytes) -> bool:
+        """EXISTS."""
+        return _resp.as_int(self._request(resp.encode_command("EXISTS", key))) > 0
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        """INCRBY (never retried: it is not idempotent)."""
+        payload = resp.encode_command("INCRBY", key, delta)
+        return _resp.as_int(self._request(payload, idempotent=False))
+
+    def pexpire(self, key: bytes, px: int | None) -> bool:
+        """PEXPIRE, or PERSIST + EXISTS."""
+        if px is None:
+            replies = self._request(b"".join(_resp.cmd_persist(key)), 2)
+            return _resp.as_int(replies[1]) > 0
+        return _resp.as_int(self._request(resp.encode_command("PEXPIRE", key, px))) > 0
+
+    def pttl(self, key: bytes) -> int:
+        """PTTL."""
+        return _resp.as_int(self._request(resp.encode_command("PTTL", key)))
+
+    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
+        """SCAN until the cursor comes back 0."""
+        cursor = 0
+        while True:
+            cursor, keys = _resp.scan_reply(self._request(_resp.cmd_scan(cursor, match, count)))
+            yield from keys
+            if cursor == 0:
+                return
+
+    def flushdb(self) -> None:
+        """FLUSHDB."""
+        self._request(_resp.FLUSHDB)
+
+    def ping(self) -> None:
+        """PING."""
+        self._request(_resp.PING)
+
+    def info(self) -> dict[str, Any]:
+        """INFO, parsed."""
+        return _resp.parse_info(self._request(_resp.INFO))

@@ -1,0 +1,373 @@
+"""The Blink store over RESP, asyncio: few connections, many coroutines, by pipelining.
+
+Each connection is an :class:`asyncio.Protocol`. A request appends a future to the
+connection's FIFO and its bytes to an output buffer that is written once per event-loop turn,
+so 100 coroutines asking at once cost one ``write`` and the store answers them in one read.
+``data_received`` (the connection's only reader) resolves the futures in order.
+
+* Cancellation: a cancelled waiter's future stays in the FIFO; its reply is still parsed and
+  dropped, so the next reply goes to the right coroutine.
+* In-flight bound: at most ``max_in_flight`` requests per connection; more wait for room.
+* Timeouts: one watchdog timer per connection checks the oldest request. Replies come in
+  order, so if that one is overdue the store is stuck: every waiter gets
+  :class:`CacheTimeoutError` and the connection is dropped (the next call reconnects).
+* Fork and event-loop changes drop the connections (they belong to the old loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final, cast
+
+from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.errors import (
+    CacheConnectionError,
+    CacheError,
+    CacheResponseError,
+    CacheTimeoutError,
+)
+from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.protocol import ProtocolError, resp
+
+__all__ = ["AsyncStoreBackend"]
+
+_NEED_MORE: Final = resp.NEED_MORE
+DEFAULT_MAX_IN_FLIGHT: Final = 1024
+
+
+class _Pipeline(asyncio.Protocol):
+    """One pipelined connection."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, display: str, timeout: float | None, limit: int
+    ) -> None:
+        self._loop = loop
+        self._display = display
+        self._timeout = timeout
+        self.limit = limit
+        self._reader = resp.ReplyReader()
+        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._room: deque[asyncio.Future[None]] = deque()
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._transport: asyncio.Transport | None = None
+        self.error: CacheError | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._reader
+        reader.feed(data)
+        pending = self.pending
+        while True:
+            reply = reader.next_reply()
+            if reply is _NEED_MORE:
+                break
+            if isinstance(reply, ProtocolError):
+                self.fail(CacheResponseError(f"malformed reply from the store: {reply.message}"))
+                return
+            if not pending:
+                self.fail(CacheResponseError("the store sent a reply nobody asked for"))
+                return
+            future = pending.popleft()[0]
+            # A cancelled waiter's reply is consumed and dropped right here.
+            if not future.done():
+                future.set_result(reply)
+        room = self._room
+        while room and len(pending) < self.limit:
+            waiter = room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self.error is None:
+            self.fail(CacheConnectionError(f"lost the connection to the store at {self._display}"))
+
+    # -- requests --------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """Open and not failed."""
+        return self.error is None and self._transport is not None
+
+    async def wait_room(self) -> None:
+        """Wait until fewer than ``limit`` requests are in flight."""
+        while len(self.pending) >= self.limit and self.error is None:
+            waiter = self._loop.create_future()
+            self._room.append(waiter)
+            await waiter
+
+    def request(self, payload: bytes) -> asyncio.Future[Any]:
+        """Queue ``payload``; the future gets its reply."""
+        if self.error is not None:
+            raise type(self.error)(str(self.error))
+        loop = self._loop
+        future: asyncio.Future[Any] = loop.create_future()
+        timeout = self._timeout
+        deadline = loop.time() + timeout if timeout is not None else 0.0
+        self.pending.append((future, deadline))
+        self._out.append(payload)
+        if self._flush_handle is None:
+            self._flush_handle = loop.call_soon(self._flush)
+        if timeout is not None and self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._check_deadline)
+        return future
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        if out and self._transport is not None:
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if not self.pending:
+            return
+        deadline = self.pending[0][1]
+        if deadline <= self._loop.time():
+            self.fail(
+                CacheTimeoutError(
+                    f"no reply from the store at {self._display} within {self._timeout}s"
+                )
+            )
+        else:
+            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
+
+    def fail(self, error: CacheError) -> None:
+        """Fail every waiter with (a copy of) ``error`` and close the connection."""
+        self.error = error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        pending, self.pending = self.pending, deque()
+        for future, _ in pending:
+            if not future.done():
+                future.set_exception(type(error)(str(error)))
+                # Mark it retrieved: a waiter that was cancelled will never look at it.
+                future.exception()
+        for waiter in self._room:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._room.clear()
+        self._out.clear()
+        transport = self._transport
+        if transport is not None:
+            self._transport = None
+            transport.abort()
+
+    def close(self) -> None:
+        """Close the connection (failing whatever is still in flight)."""
+        if self.error is None:
+            self.fail(CacheConnectionError("the cache client was closed"))
+
+
+def _consume_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+_BACKENDS: weakref.WeakSet[AsyncStoreBackend] = weakref.WeakSet()
+
+
+def _forget_all_in_child() -> None:
+    for backend in list(_BACKENDS):
+        backend._forget()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
+class AsyncStoreBackend:
+    """Asyncio RESP backend for ``unix://`` and ``tcp://`` URLs."""
+
+    name = "store"
+
+    def __init__(
+        self,
+        url: CacheURL,
+        *,
+        timeout: float | None,
+        connect_timeout: float | None,
+        connections: int = 1,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._max_in_flight = max_in_flight
+        self._slots: list[_Pipeline | None] = [None] * connections
+        self._opening: list[asyncio.Task[_Pipeline] | None] = [None] * connections
+        self._next = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._backoff = _resp.Backoff(url.display)
+        _BACKENDS.add(self)
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _forget(self) -> None:
+        # After a fork or with a new event loop the old transports are unusable here. They
+        # are dropped, not closed: closing means calling into their (other) loop. Garbage
+        # collection closes this process's descriptor; a parent's socket is never shut down.
+        count = len(self._slots)
+        self._slots = [None] * count
+        self._opening = [None] * count
+        self._loop = None
+
+    async def _pipeline(self) -> _Pipeline:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                self._forget()
+            self._loop = loop
+        slots = self._slots
+        index = self._next
+        self._next = (index + 1) % len(slots)
+        pipeline = slots[index]
+        if pipeline is not None and pipeline.usable:
+            return pipeline
+        task = self._opening[index]
+        if task is None:
+            task = loop.create_task(self._open(index))
+            # Waiters may all be cancelled; the outcome is then read here, never "unretrieved".
+            task.add_done_callback(_consume_outcome)
+            self._opening[index] = task
+        # Shielded: one caller's cancellation must not abort a connect others wait for.
+        return await asyncio.shield(task)
+
+    async def _open(self, index: int) -> _Pipeline:
+        try:
+            self._backoff.check()
+            loop = asyncio.get_running_loop()
+            url = self.url
+
+            def factory() -> _Pipeline:
+                return _Pipeline(loop, url.display, self._timeout, self._max_in_flight)
+
+            try:
+                if url.unix_path is not None:
+                    connecting = loop.create_unix_connection(factory, url.unix_path)
+                else:
+                    assert url.host is not None and url.port is not None
+                    connecting = loop.create_connection(factory, url.host, url.port)
+                _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
+            except (OSError, asyncio.TimeoutError) as exc:
+                self._backoff.failed()
+                if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
+                    exc = TimeoutError()
+                raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
+            if url.password is not None:
+                reply = await pipeline.request(resp.encode_command("AUTH", url.password))
+                if isinstance(reply, resp.ErrorReply):
+                    pipeline.close()
+                    raise CacheConnectionError(
+                        f"authentication with the store at {url.display} failed: {reply.message}"
+                    )
+            self._backoff.succeeded()
+            self._slots[index] = pipeline
+            return pipeline
+        finally:
+            self._opening[index] = None
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for pipeline in self._slots:
+            if pipeline is not None:
+                pipeline.close()
+        self._slots = [None] * len(self._slots)
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def _request(self, payload: bytes) -> Any:
+        pipeline = await self._pipeline()
+        if len(pipeline.pending) >= pipeline.limit:
+            await pipeline.wait_room()
+        reply = await pipeline.request(payload)
+        if type(reply) is resp.ErrorReply:
+            raise CacheResponseError(reply.message)
+        return reply
+
+    async def _request_many(self, payloads: Sequence[bytes]) -> list[Any]:
+        pipeline = await self._pipeline()
+        if len(pipeline.pending) >= pipeline.limit:
+            await pipeline.wait_room()
+        futures = [pipeline.request(payload) for payload in payloads]
+        replies = [await future for future in futures]
+        for reply in replies:
+            _resp.check(reply)
+        return replies
+
+    # -- operations ------------------------------------------------------------------------
+
+    async def get(self, key: bytes) -> bytes | None:
+        """GET."""
+        reply: bytes | None = await self._request(_resp.cmd_get(key))
+        return reply
+
+    async def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """MGET."""
+        return _resp.as_values(await self._request(resp.encode_command("MGET", *keys)))
+
+    async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """SET [PX] [NX|XX]."""
+        return bool(await self._request(_resp.cmd_set(key, value, px, nx, xx)) == "OK")
+
+    async def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Pipelined SETs."""
+        await self._request_many(_resp.cmd_mset(items, px))
+
+    async def delete(self, keys: Sequence[bytes]) -> int:
+        """DEL."""
+        return _resp.as_int(await self._request(resp.encode_command("DEL", *keys)))
+
+    async def exists(self, key: bytes) -> bool:
+        """EXISTS."""
+        return _resp.as_int(await self._request(resp.encode_command("EXISTS", key))) > 0
+
+    async def incrby(self, key: bytes, delta: int) -> int:
+        """INCRBY."""
+        return _resp.as_int(await self._request(resp.encode_command("INCRBY", key, delta)))
+
+    async def pexpire(self, key: bytes, px: int | None) -> bool:
+        """PEXPIRE, or PERSIST + EXISTS."""
+        if px is None:
+            replies = await self._request_many(_resp.cmd_persist(key))
+            return _resp.as_int(replies[1]) > 0
+        return _resp.as_int(await self._request(resp.encode_command("PEXPIRE", key, px))) > 0
+
+    async def pttl(self, key: bytes) -> int:
+        """PTTL."""
+        return _resp.as_int(await self._request(resp.encode_command("PTTL", key)))
+
+    async def scan_iter(self, match: bytes, count: int) -> AsyncIterator[bytes]:
+        """SCAN until the cursor comes back 0."""
+        cursor = 0
+        while True:
+            reply = await self._request(_resp.cmd_scan(cursor, match, count))
+            cursor, keys = _resp.scan_reply(reply)
+            for key in keys:
+                yield key
+            if cursor == 0:
+                return
+
+    async def flushdb(self) -> None:
+        """FLUSHDB."""
+        await self._request(_resp.FLUSHDB)
+
+    async def ping(self) -> None:
+        """PING."""
+        await self._request(_resp.PING)
+
+    async def info(self) -> dict[str, Any]:
+        """INFO, parsed."""
+        return _resp.parse_info(await self._request(_resp.INFO))

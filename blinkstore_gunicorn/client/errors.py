@@ -1,0 +1,43 @@
+"""The exceptions every client method raises: one family under :class:`CacheError`.
+
+Each also derives from the closest built-in exception, so ``except ConnectionError`` or
+``except TimeoutError`` in existing code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheConfigError",
+    "CacheConnectionError",
+    "CacheError",
+    "CacheResponseError",
+    "CacheSerializationError",
+    "CacheTimeoutError",
+]
+
+
+class CacheError(Exception):
+    """Base class of every error raised by :class:`Cache` and :class:`AsyncCache`."""
+
+
+class CacheConfigError(CacheError, ValueError):
+    """The cache is configured wrongly (missing or malformed URL, unknown option...)."""
+
+
+class CacheConnectionError(CacheError, ConnectionError):
+    """The store is unreachable: refused, reset, closed, or authentication failed.
+
+    With ``on_error="miss"`` these errors (timeouts included) turn into cache misses.
+    """
+
+
+class CacheTimeoutError(CacheConnectionError, TimeoutError):
+    """Connecting or waiting for a reply took longer than the configured timeout."""
+
+
+class CacheResponseError(CacheError):
+    """The store answered with an error (e.g. ``incr`` on a value that is not an integer)."""
+
+
+class CacheSerializationError(CacheError, ValueError):
+    """A stored value cannot be decoded by this client's serializer."""

@@ -1,0 +1,302 @@
+"""The blocking cache client."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from blinkstore_gunicorn.client._core import (
+    _UNSET,
+    MISSING,
+    SCAN_BATCH,
+    TTL,
+    CacheCore,
+    K,
+    Key,
+    OnError,
+    _Unset,
+    expire_ms,
+    key_builder,
+    normalize_stats,
+    seconds_left,
+    ttl_ms,
+)
+from blinkstore_gunicorn.client.backends import SyncBackend, create_sync_backend
+from blinkstore_gunicorn.client.errors import CacheConnectionError
+from blinkstore_gunicorn.client.serializers import Serializer
+
+__all__ = ["Cache"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Cache(CacheCore):
+    """Blocking cache client: thread-safe, fork-safe, works under gevent.
+
+    ``url`` picks the backend (``unix://``, ``tcp://``, ``redis://``, ``memory://``...; None
+    reads ``BLINKSTORE_URL``). ``namespace`` prefixes every key with ``namespace:``.
+    ``timeout``/``connect_timeout`` are seconds (None waits forever). ``on_error="miss"``
+    turns an unreachable store into misses and skipped writes, logged once per outage.
+    ``max_connections`` is how many idle connections the pool keeps (default 8).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace: str | None = None,
+        serializer: str | Serializer | None = "json",
+        timeout: float | _Unset | None = _UNSET,
+        connect_timeout: float | _Unset | None = _UNSET,
+        on_error: OnError = "raise",
+        max_connections: int | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            namespace=namespace,
+            serializer=serializer,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            on_error=on_error,
+            max_connections=max_connections,
+        )
+        self.backend: SyncBackend = create_sync_backend(self.url, self._options)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default``."""
+        try:
+            raw = self.backend.get(self._key(key))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return default
+        if self._down:
+            self._back()
+        if raw is None:
+            return default
+        return self._loads(raw)
+
+    def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
+        """``{key: value}`` for the keys that exist (one round trip)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        try:
+            values = self.backend.mget([self._key(key) for key in keys])
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return {}
+        if self._down:
+            self._back()
+        return self._found(keys, values)
+
+    def exists(self, key: Key) -> bool:
+        """Whether ``key`` exists."""
+        try:
+            return self.backend.exists(self._key(key))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    def ttl(self, key: Key) -> float | None:
+        """Seconds until ``key`` expires; ``math.inf`` if it never does; None if missing."""
+        try:
+            return seconds_left(self.backend.pttl(self._key(key)))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return None
+
+    def keys(self, pattern: Key = "*") -> Iterator[str]:
+        """Keys of this namespace matching the glob ``pattern``, without the namespace prefix;
+        fetched with SCAN in batches (keys written meanwhile may or may not appear)."""
+        try:
+            for raw in self.backend.scan_iter(self._match(pattern), SCAN_BATCH):
+                yield self._strip(raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def set(
+        self, key: Key, value: Any, ttl: TTL = None, *, nx: bool = False, xx: bool = False
+    ) -> bool:
+        """Store ``value``; ``ttl`` in seconds or a timedelta (None: no expiry). ``nx``: only
+        if absent, ``xx``: only if present. True if written."""
+        if nx and xx:
+            raise ValueError("nx and xx are mutually exclusive")
+        raw = self._dumps(value)
+        try:
+            written = self.backend.set(self._key(key), raw, ttl_ms(ttl), nx, xx)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+        if self._down:
+            self._back()
+        return written
+
+    def add(self, key: Key, value: Any, ttl: TTL = None) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if written."""
+        return self.set(key, value, ttl, nx=True)
+
+    def set_many(self, mapping: Mapping[K, Any], ttl: TTL = None) -> None:
+        """Store every pair (pipelined: one round trip)."""
+        items = self._items(mapping)
+        if not items:
+            return
+        try:
+            self.backend.mset(items, ttl_ms(ttl))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; True if it existed."""
+        try:
+            return self.backend.delete([self._key(key)]) > 0
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    def delete_many(self, keys: Iterable[K]) -> int:
+        """Remove keys; how many existed."""
+        raw = [self._key(key) for key in keys]
+        if not raw:
+            return 0
+        try:
+            return self.backend.delete(raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return 0
+
+    def incr(self, key: Key, delta: int = 1) -> int:
+        """Add ``delta`` to the integer at ``key`` (created as 0) and return the result.
+
+        Raises even with ``on_error="miss"``: there is no meaningful counter value to return.
+        """
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {delta!r}")
+        return self.backend.incrby(self._key(key), delta)
+
+    def decr(self, key: Key, delta: int = 1) -> int:
+        """Subtract ``delta`` (see :meth:`incr`)."""
+        if not isinstance(delta, int) or isinstance(delta, bool):
+            raise TypeError(f"delta must be an int, not {delta!r}")
+        return self.incr(key, -delta)
+
+    def expire(self, key: Key, ttl: TTL) -> bool:
+        """Make ``key`` expire in ``ttl`` (<= 0: now; None: never); False if it is missing."""
+        try:
+            return self.backend.pexpire(self._key(key), expire_ms(ttl))
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+
+    def touch(self, key: Key, ttl: TTL = None) -> bool:
+        """Django's name for :meth:`expire`: refresh ``key``'s expiry (None: never expires)."""
+        return self.expire(key, ttl)
+
+    def clear(self) -> None:
+        """Remove this namespace's keys (SCAN + DEL), or every key (FLUSHDB) without one."""
+        try:
+            if not self._prefix:
+                self.backend.flushdb()
+                return
+            batch: list[bytes] = []
+            for raw in self.backend.scan_iter(self._match("*"), SCAN_BATCH):
+                batch.append(raw)
+                if len(batch) >= SCAN_BATCH:
+                    self.backend.delete(batch)
+                    batch = []
+            if batch:
+                self.backend.delete(batch)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+
+    # -- compute-on-miss ---------------------------------------------------------------------
+
+    def get_or_set(self, key: Key, default_or_loader: Any, ttl: TTL = None) -> Any:
+        """The cached value; on a miss, ``default_or_loader`` (called if callable) is stored
+        with ``add`` and returned."""
+        value = self.get(key, MISSING)
+        if value is not MISSING:
+            return value
+        return self._fill(key, default_or_loader, ttl)
+
+    def _fill(self, key: Key, default_or_loader: Any, ttl: TTL) -> Any:
+        """Compute and store a missing value. The single point where a stampede-protecting
+        strategy (one computation per key across processes) plugs in."""
+        value = default_or_loader() if callable(default_or_loader) else default_or_loader
+        self.add(key, value, ttl)
+        return value
+
+    def cached(
+        self, ttl: TTL = None, key: str | Callable[..., str] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator caching a function's result (see :func:`key_builder` for ``key``).
+
+        For coroutine functions use :meth:`AsyncCache.cached`. The wrapper has
+        ``invalidate(*args, **kwargs)`` to drop one call's entry.
+        """
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(func):
+                raise TypeError(
+                    f"{func.__qualname__} is a coroutine function: decorate it with "
+                    "AsyncCache.cached"
+                )
+            make_key = key_builder(func, key)
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                name = make_key(args, kwargs)
+                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl)  # type: ignore[no-any-return]
+
+            def invalidate(*args: Any, **kwargs: Any) -> bool:
+                return self.delete(make_key(args, kwargs))
+
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate
+
+    # -- server ------------------------------------------------------------------------------
+
+    def ping(self) -> bool:
+        """True if the store answers (False with ``on_error="miss"`` when it does not)."""
+        try:
+            self.backend.ping()
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return False
+        if self._down:
+            self._back()
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """The server's INFO plus backend-independent keys (``keys``, ``used_memory``,
+        ``memory_limit``, ``hits``, ``misses``, ``evictions``, ``expirations``)."""
+        try:
+            info = self.backend.info()
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return {}
+        return normalize_stats(info, self.backend.name)
+
+    def close(self) -> None:
+        """Close connections (the cache reconnects if used again)."""
+        self.backend.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

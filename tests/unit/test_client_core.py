@@ -1,0 +1,232 @@
+"""Pure pieces of the clients: TTLs, keys, the cached() key builder, stats, config checks,
+and the in-process memory backend's own rules."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blinkstore_gunicorn.client import (
+    AsyncCache,
+    Cache,
+    CacheConfigError,
+    CacheResponseError,
+)
+from blinkstore_gunicorn.client._core import (
+    expire_ms,
+    glob_escape,
+    key_builder,
+    normalize_stats,
+    seconds_left,
+    ttl_ms,
+)
+from blinkstore_gunicorn.client.backends._resp import Backoff, parse_info
+from blinkstore_gunicorn.client.backends.memory import MemoryBackend
+from blinkstore_gunicorn.client.backends.redis import merge_cluster_info
+from blinkstore_gunicorn.client.errors import CacheConnectionError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_ttl_conversions() -> None:
+    assert ttl_ms(None) is None
+    assert ttl_ms(1) == 1000
+    assert ttl_ms(0.0001) == 1
+    assert ttl_ms(datetime.timedelta(minutes=1)) == 60_000
+    for bad in (0, -1, math.nan, math.inf):
+        with pytest.raises(ValueError):
+            ttl_ms(bad)
+    for wrong in ("1", True, [1]):
+        with pytest.raises(TypeError):
+            ttl_ms(wrong)  # type: ignore[arg-type]
+    assert expire_ms(0) == 0
+    assert expire_ms(-5) == 0
+    assert expire_ms(None) is None
+    assert expire_ms(2.5) == 2500
+    assert seconds_left(-2) is None
+    assert seconds_left(-1) == math.inf
+    assert seconds_left(1500) == 1.5
+
+
+def test_glob_escape() -> None:
+    assert glob_escape(b"plain:") == b"plain:"
+    assert glob_escape(b"a*b?[c]\\:") == b"a\\*b\\?\\[c\\]\\\\:"
+
+
+def test_namespace_and_on_error_validation() -> None:
+    with pytest.raises(CacheConfigError, match="on_error"):
+        Cache("memory://", on_error="ignore")  # type: ignore[arg-type]
+    with pytest.raises(CacheConfigError, match="namespace"):
+        Cache("memory://", namespace="")
+    cache = Cache("memory://", namespace="app")
+    assert cache._key("k") == b"app:k"
+    assert repr(cache) == "Cache('memory://', namespace='app')"
+
+
+def _module_function(a: int, b: str = "x") -> str:
+    return f"{a}{b}"
+
+
+def test_key_builder_binds_arguments_and_is_stable_across_processes() -> None:
+    build = key_builder(_module_function, None)
+    key = build((1,), {})
+    assert key == build((), {"a": 1, "b": "x"})
+    assert key != build((2,), {})
+    assert key.startswith("tests.unit.test_client_core._module_function:")
+    script = (
+        "from tests.unit.test_client_core import _module_function\n"
+        "from blinkstore_gunicorn.client._core import key_builder\n"
+        "print(key_builder(_module_function, None)((1,), {}))\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONHASHSEED": "123", "PYTHONPATH": str(REPO)},
+        timeout=30,
+        check=True,
+    )
+    assert other.stdout.strip() == key
+
+
+def test_key_builder_templates_callables_and_bad_arguments() -> None:
+    assert key_builder(_module_function, "f:{a}:{b}")((3,), {}) == "f:3:x"
+    assert key_builder(_module_function, lambda a, b="y": f"c{a}{b}")((3,), {}) == "c3y"
+    with pytest.raises(TypeError, match="pass key="):
+        key_builder(_module_function, None)((object(),), {})
+    with pytest.raises(TypeError):
+        key_builder(_module_function, 5)  # type: ignore[arg-type]
+    build = key_builder(_module_function, None)
+    assert build(({"b": 1, "a": 2},), {}) == build(({"a": 2, "b": 1},), {})
+    assert build((b"x",), {}) != build(("x",), {})
+
+
+def test_cached_refuses_the_wrong_kind_of_function() -> None:
+    async def coroutine() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"AsyncCache\.cached"):
+        Cache("memory://").cached()(coroutine)
+    with pytest.raises(TypeError, match=r"decorate it with Cache\.cached"):
+        AsyncCache("memory://").cached()(_module_function)  # type: ignore[arg-type]
+
+
+def test_async_get_or_set_accepts_async_loaders() -> None:
+    async def main() -> None:
+        cache = AsyncCache("memory://")
+
+        async def load() -> str:
+            return "loaded"
+
+        assert await cache.get_or_set("k", load) == "loaded"
+        assert await cache.get("k") == "loaded"
+
+        @cache.cached(ttl=10)
+        async def double(n: int) -> int:
+            return n * 2
+
+        assert await double(4) == 8
+        (stored,) = [key async for key in cache.keys("*double*")]
+        assert stored.startswith("tests.unit.test_client_core.")
+        assert await cache.get(stored) == 8
+        ttl = await cache.ttl(stored)
+        assert ttl is not None and 9 < ttl <= 10
+
+    asyncio.run(main())
+
+
+def test_parse_info_and_normalize_stats() -> None:
+    info = parse_info(
+        b"# Server\r\nredis_version:7.0\r\nused_memory:1024\r\nmaxmemory:0\r\n"
+        b"keyspace_hits:3\r\nkeyspace_misses:1\r\nevicted_keys:0\r\nexpired_keys:2\r\n"
+        b"mem_fragmentation_ratio:1.5\r\n# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=0\r\n"
+        b"db1:keys=2,expires=0,avg_ttl=0\r\n"
+    )
+    assert info["db0"] == {"keys": 5, "expires": 1, "avg_ttl": 0}
+    assert info["mem_fragmentation_ratio"] == 1.5
+    stats = normalize_stats(info, "store")
+    assert stats["keys"] == 7
+    assert (stats["hits"], stats["misses"], stats["expirations"]) == (3, 1, 2)
+    assert stats["redis_version"] == 7.0 or stats["redis_version"] == "7.0"
+    with pytest.raises(CacheResponseError):
+        parse_info(5)
+
+
+def test_merge_cluster_info_sums_nodes() -> None:
+    merged = merge_cluster_info(
+        {
+            "127.0.0.1:7000": {"used_memory": 10, "db0": {"keys": 1}, "role": "master"},
+            "127.0.0.1:7001": {"used_memory": 5, "db0": {"keys": 2}, "role": "master"},
+        }
+    )
+    assert merged["used_memory"] == 15
+    assert merged["db0"] == {"keys": 3}
+    assert merged["cluster_nodes"] == 2
+    single = {"used_memory": 1}
+    assert merge_cluster_info(single) is single
+
+
+def test_backoff_fails_fast_then_allows_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("blinkstore_gunicorn.client.backends._resp.time.monotonic", lambda: now[0])
+    backoff = Backoff("unix:///x")
+    backoff.check()
+    backoff.failed()
+    with pytest.raises(CacheConnectionError, match="next connect attempt"):
+        backoff.check()
+    now[0] += 0.021
+    backoff.check()
+    for _ in range(20):
+        backoff.failed()
+    now[0] += 0.49
+    with pytest.raises(CacheConnectionError):
+        backoff.check()
+    now[0] += 0.02
+    backoff.check()  # capped at 0.5s
+    backoff.succeeded()
+    backoff.check()
+
+
+def test_memory_backend_limit_evicts_like_the_store() -> None:
+    cache = Cache("memory://?memory_limit=64KB")
+    for i in range(200):
+        cache.set(f"k{i}", "x" * 1000)
+    stats = cache.stats()
+    assert stats["evictions"] > 0
+    assert stats["used_memory"] <= 64 * 1024
+    assert cache.get("k199") == "x" * 1000
+    assert cache.get("k0") is None
+    with pytest.raises(CacheResponseError, match="memory limit"):
+        cache.set("huge", "x" * 100_000)
+
+
+def test_memory_backend_incr_rules() -> None:
+    cache = Cache("memory://")
+    cache.set("big", 2**63 - 1)
+    with pytest.raises(CacheResponseError, match="overflow"):
+        cache.incr("big")
+    cache.set("huge", 2**64)
+    with pytest.raises(CacheResponseError, match="not an integer"):
+        cache.incr("huge")
+    assert cache.get("huge") == 2**64
+
+
+def test_named_memory_stores_are_shared_private_ones_are_not() -> None:
+    a = Cache("memory://core-shared")
+    b = Cache("memory://core-shared")
+    a.set("k", 1)
+    assert b.get("k") == 1
+    assert Cache("memory://").get("k") is None
+    with pytest.raises(CacheConfigError, match="already exists"):
+        Cache("memory://core-shared?memory_limit=1KB")
+    assert isinstance(a.backend, MemoryBackend)
+    assert isinstance(b.backend, MemoryBackend)
+    assert a.backend.engine is b.backend.engine
