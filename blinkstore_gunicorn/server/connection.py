@@ -1,0 +1,315 @@
+"""One asyncio protocol object per client connection.
+
+The first byte picks the protocol (``*`` = RESP, anything else = Blink Store text, except a
+first line that is a Redis inline command the text protocol lacks, see ``inline.py``). Each
+``data_received`` batch is parsed by the sans-IO reader, every complete request is executed in
+order, and the replies go out in one ``transport.write``. Backpressure: when the transport's
+write buffer passes its high-water mark (``pause_writing``) the connection stops reading and
+parks the rest of the batch until the peer has read (``resume_writing``), so a client that
+pipelines huge replies and never reads cannot make the store buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from blinkstore_gunicorn.protocol import is_resp_start, resp, text
+from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
+from blinkstore_gunicorn.server.fastpath import single_command
+from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
+from blinkstore_gunicorn.server.text_commands import execute_text
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.store import StoreServer
+
+__all__ = ["MAX_CLIENTS_REPLY", "StoreConnection"]
+
+log = logging.getLogger("blinkstore.server")
+
+#: Sent (then the connection is closed) when max-connections is reached. It is read as an
+#: error by both RESP clients and Blink text clients (a line that is not VALUE/OK/...).
+MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
+#: Replies are written early once a batch's replies reach this size.
+FLUSH_BYTES = 1024 * 1024
+#: Requests held behind a deferred reply before the connection stops reading.
+MAX_HELD = 1024
+#: Write-buffer high-water mark: above it the connection stops reading.
+WRITE_HIGH_WATER = 4 * 1024 * 1024
+
+
+class StoreConnection(asyncio.Protocol):
+    """Parses, dispatches and answers the requests of one client connection."""
+
+    __slots__ = (
+        "_backlog",
+        "_client",
+        "_closed",
+        "_deferred",
+        "_dispatcher",
+        "_eof",
+        "_execute",
+        "_first_line",
+        "_line_open",
+        "_reader",
+        "_resp",
+        "_server",
+        "_transport",
+        "_write_paused",
+        "peer",
+    )
+
+    def __init__(self, server: StoreServer) -> None:
+        self._server = server
+        self._dispatcher = server.dispatcher
+        self._resp = False
+        self._transport: asyncio.Transport | None = None
+        self._reader: Any = None
+        self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
+        self._client: Client | None = None
+        self._backlog: list[Any] = []
+        self._write_paused = False
+        #: A command is waiting to answer (see ``DEFERRED``): later requests are held.
+        self._deferred = False
+        self._eof = False
+        self._closed = False
+        self._first_line = b""
+        #: Whether the bytes received so far end inside a line (text protocol, EOF handling).
+        self._line_open = False
+        self.peer = ""
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        server = self._server
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "unix"
+        if not server.admit(self):
+            self._closed = True
+            transport.write(MAX_CLIENTS_REPLY)
+            transport.close()
+            return
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        client = server.dispatcher.new_client()
+        client.deliver = self.deliver
+        self._client = client
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        try:
+            reader = self._reader
+            if reader is None:
+                reader = self._choose_protocol(data)
+                if reader is None:
+                    self._line_open = True
+                    return
+                data, self._first_line = self._first_line, b""
+            elif self._resp and not reader.buffered and not self._backlog and not self._deferred:
+                args = single_command(data)
+                if args is not None:
+                    # The request/response hot path: one command, one reply, one write.
+                    client = self._client
+                    transport = self._transport
+                    assert client is not None and transport is not None
+                    dispatcher = self._dispatcher
+                    dispatcher.stats.commands_processed += 1
+                    reply = dispatcher.execute(client, args)
+                    if reply is DEFERRED:
+                        self._defer()
+                        return
+                    transport.write(reply)
+                    if client.close_after:
+                        self._close()
+                    return
+            self._line_open = data[-1:] != b"\n"
+            reader.feed(data)
+            batch = reader.drain()
+            if self._backlog or self._deferred:
+                # Requests parked earlier go first.
+                self._backlog.extend(batch)
+                if len(self._backlog) > MAX_HELD:
+                    self._transport.pause_reading()  # type: ignore[union-attr]
+            elif batch:
+                self._run(batch)
+        except Exception:
+            self._fail("error while serving")
+
+    def eof_received(self) -> bool | None:
+        if not self._closed and not self._resp and self._line_open:
+            # Like Blink Store, answer a last line that ends at EOF without its newline
+            # (``printf 'GET k' | nc``).
+            self.data_received(b"\n")
+        if self._deferred:
+            # Waiting for a deferred reply is the only way to see that such a client went
+            # away (a dead worker's socket reads as EOF): close, which runs on_close.
+            self._close()
+            return None
+        if self._backlog:
+            # Keep the socket to answer what is parked; close once it is done.
+            self._eof = True
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self._transport is not None and not self._closed:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._closed or self._transport is None or self._deferred:
+            return
+        self._transport.resume_reading()
+        self._run_backlog()
+
+    def deliver(self, reply: bytes) -> None:
+        """Send the reply of the command that returned ``DEFERRED``, then carry on."""
+        if self._closed or not self._deferred or self._transport is None:
+            return
+        self._deferred = False
+        self._transport.write(reply)
+        if self._write_paused:
+            return  # resume_writing() continues
+        self._transport.resume_reading()
+        if self._backlog:
+            # Not now: deliver() may be running inside another connection's command.
+            asyncio.get_running_loop().call_soon(self._run_backlog)
+
+    def _run_backlog(self) -> None:
+        if self._closed or self._deferred or self._write_paused or not self._backlog:
+            return
+        backlog, self._backlog = self._backlog, []
+        try:
+            self._run(backlog)
+        except Exception:
+            self._fail("error while serving")
+
+    def _defer(self) -> None:
+        """A command answers later: hold everything after it until ``deliver``.
+
+        Reading goes on (up to :data:`MAX_HELD` requests) so that EOF is noticed.
+        """
+        self._deferred = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client = self._client
+        if client is not None:
+            self._server.release(self)
+            self._client = None
+            for callback in client.on_close:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("client %d: close callback failed", client.id)
+        self._closed = True
+        self._reader = None
+        self._backlog = []
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _choose_protocol(self, data: bytes) -> Any:
+        """Pick the reader from the first byte (and for non-RESP, the first line's verb).
+
+        Returns None while the first line is incomplete; the bytes seen so far are kept in
+        ``_first_line`` and fed to the reader once it is chosen.
+        """
+        limit = self._server.settings.request_size_limit
+        first = self._first_line + data
+        self._first_line = first
+        reader: Any
+        if is_resp_start(first[0]):
+            reader = resp.CommandReader(max_request_size=limit)
+            self._execute = Dispatcher.execute
+            self._resp = True
+        else:
+            newline = first.find(b"\n", 0, MAX_INLINE + 1)
+            if newline < 0 and len(first) <= MAX_INLINE:
+                return None
+            known = self._server.dispatcher.known_commands
+            if newline >= 0 and is_inline_resp(first[:newline], known):
+                reader = InlineReader()
+                self._execute = Dispatcher.execute
+            else:
+                reader = text.LineReader(max_line=limit)
+                self._execute = execute_text
+        self._reader = reader
+        return reader
+
+    def _run(self, batch: list[Any]) -> None:
+        """Execute ``batch`` in order and write the replies (usually in one write)."""
+        client = self._client
+        transport = self._transport
+        execute = self._execute
+        assert client is not None and transport is not None and execute is not None
+        dispatcher = self._server.dispatcher
+        stats = dispatcher.stats
+        if len(batch) == 1:
+            # The common request/response case: no list, no join.
+            stats.commands_processed += 1
+            reply = execute(dispatcher, client, batch[0])
+            if reply is DEFERRED:
+                self._defer()
+                return
+            if reply:
+                transport.write(reply)
+            if client.close_after:
+                self._close()
+            return
+        out: list[bytes] = []
+        size = 0
+        done = 0
+        try:
+            for item in batch:
+                reply = execute(dispatcher, client, item)
+                done += 1
+                if reply is DEFERRED:
+                    self._backlog = batch[done:]
+                    self._defer()
+                    break
+                out.append(reply)
+                if client.close_after:
+                    break
+                size += len(reply)
+                if size >= FLUSH_BYTES:
+                    transport.write(b"".join(out))
+                    out = []
+                    size = 0
+                    if self._write_paused:
+                        self._backlog = batch[done:]
+                        break
+        finally:
+            # Also when a command failed unexpectedly: the replies before it still go out.
+            stats.commands_processed += done
+            if out:
+                transport.write(b"".join(out))
+        if client.close_after or (self._eof and not self._backlog and not self._deferred):
+            self._close()
+
+    def _close(self) -> None:
+        """Close after the buffered replies are flushed; ignore anything still arriving."""
+        self._closed = True
+        self._backlog = []
+        if self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, what: str) -> None:
+        client_id = self._client.id if self._client is not None else 0
+        log.exception("client %d (%s): %s; closing this connection", client_id, self.peer, what)
+        self._close()
+
+    def close_gracefully(self) -> None:
+        """Server shutdown: stop reading, flush what was already answered, then close."""
+        if not self._closed:
+            self._close()
+
+    def abort(self) -> None:
+        """Drop the connection now (shutdown grace period over)."""
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()

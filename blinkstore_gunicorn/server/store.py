@@ -1,0 +1,374 @@
+"""``StoreServer``: listeners, connection limit, active expiry, stats and graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+
+from blinkstore_gunicorn._version import __version__
+from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
+from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
+from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
+from blinkstore_gunicorn.server.connection import StoreConnection
+
+__all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
+
+log = logging.getLogger("blinkstore.server")
+
+#: Seconds between active-expiry passes.
+EXPIRY_INTERVAL = 0.1
+#: Seconds between two "refused connections" log lines.
+REFUSAL_LOG_INTERVAL = 10.0
+#: Pending connections the kernel queues (capped by net.core.somaxconn); a burst of clients
+#: connecting at once beyond it would see EAGAIN on Unix sockets.
+LISTEN_BACKLOG = 4096
+#: Seconds a stopping server waits for connections to flush their replies.
+STOP_GRACE = 2.0
+
+
+def wall_clock_ms() -> int:
+    """Wall-clock milliseconds (TTL deadlines are wall-clock, as in Redis)."""
+    return time.time_ns() // 1_000_000
+
+
+def _socket_is_live(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+class StoreServer:
+    """The store: one engine, any number of connections, Unix and/or TCP listeners.
+
+    ``await start()`` binds (raising :class:`ConfigError` for unusable addresses),
+    ``await wait_stopped()`` returns after :meth:`request_stop`, ``await stop()`` closes
+    listeners, flushes replies, closes connections and removes the socket file.
+    """
+
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        engine: Engine | None = None,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.settings = settings
+        # Not ``engine or ...``: an empty engine is falsy (it has a length).
+        self.engine: Engine = (
+            engine
+            if engine is not None
+            else MemoryEngine(
+                memory_limit=settings.memory_limit,
+                max_key_size=settings.max_key_size,
+                max_value_size=settings.max_value_size,
+                clock_ms=clock_ms,
+            )
+        )
+        self.stats = ServerStats(max_connections=settings.max_connections)
+        self.dispatcher = Dispatcher(
+            self.engine,
+            clock_ms=clock_ms,
+            stats=self.stats,
+            password=settings.password,
+            max_key_size=settings.max_key_size,
+            max_value_size=settings.max_value_size,
+            max_request_size=settings.request_size_limit,
+        )
+        self.connections: set[StoreConnection] = set()
+        #: Where the store listens, as client URLs (``unix:///...``, ``tcp://host:port``).
+        self.urls: list[str] = []
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._unix_identity: tuple[int, int] | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped = False
+        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
+        self._refused_unreported = 0
+
+    # -- connection bookkeeping (called by StoreConnection) -------------------------------
+
+    def admit(self, connection: StoreConnection) -> bool:
+        """Register a new connection, or refuse it when max-connections is reached."""
+        stats = self.stats
+        stats.connections_received += 1
+        if self._stopped:
+            return False
+        if len(self.connections) >= self.settings.max_connections:
+            stats.rejected_connections += 1
+            self._refused_unreported += 1
+            now = time.monotonic()
+            # At most one line per interval, so a connection flood cannot flood the log.
+            if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+                log.warning(
+                    "refused %d connection(s): max connections (%d) reached",
+                    self._refused_unreported,
+                    self.settings.max_connections,
+                )
+                self._refusal_logged_at = now
+                self._refused_unreported = 0
+            return False
+        self.connections.add(connection)
+        stats.connected = len(self.connections)
+        return True
+
+    def release(self, connection: StoreConnection) -> None:
+        """Forget a closed connection."""
+        self.connections.discard(connection)
+        self.stats.connected = len(self.connections)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener, start active expiry and log where the store listens."""
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self.stats.event_loop = type(loop).__module__.split(".")[0]
+        try:
+            if self.settings.unix is not None:
+                await self._listen_unix(loop, self.settings.unix)
+            tcp = self.settings.tcp_address
+            if tcp is not None:
+                await self._listen_tcp(loop, tcp.host, tcp.port)
+        except BaseException:
+            await self._close_listeners()
+            self._remove_socket_file()
+            raise
+        self._schedule_expiry(loop)
+        limit = self.settings.memory_limit
+        log.info(
+            "blinkstore %s listening on %s (memory limit %s, max connections %d, pid %d, %s)",
+            __version__,
+            ", ".join(self.urls),
+            format_size(limit) if limit else "unlimited",
+            self.settings.max_connections,
+            os.getpid(),
+            self.stats.event_loop,
+        )
+
+    async def _listen_unix(self, loop: asyncio.AbstractEventLoop, path: str) -> None:
+        path = os.path.abspath(path)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, mode=0o700)
+                os.chmod(directory, 0o700)
+            except OSError as exc:
+                raise ConfigError("unix", f"cannot create directory {directory}: {exc}") from None
+        self._clear_stale_socket(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The umask makes the socket 0600 from birth, so there is no window where others
+        # could connect; chmod below is the belt to those braces.
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ConfigError("unix", f"cannot bind {path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        st = os.stat(path)
+        self._unix_identity = (st.st_dev, st.st_ino)
+        sock.setblocking(False)
+        server = await loop.create_unix_server(
+            lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+        )
+        self._listeners.append(server)
+        self.stats.unix_path = path
+        self.urls.append(f"unix://{path}")
+
+    @staticmethod
+    def _clear_stale_socket(path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ConfigError("unix", f"{path} exists and is not a socket; refusing to replace it")
+        if _socket_is_live(path):
+            raise ConfigError(
+                "unix", f"{path} is already served by a running store; stop it or pick another path"
+            )
+        log.info("removing stale socket file %s", path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    async def _listen_tcp(self, loop: asyncio.AbstractEventLoop, host: str, port: int) -> None:
+        try:
+            server = await loop.create_server(
+                lambda: StoreConnection(self),
+                host,
+                port,
+                reuse_address=True,
+                backlog=LISTEN_BACKLOG,
+            )
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigError("tcp", f"cannot listen on {host}:{port}: {reason}") from None
+        self._listeners.append(server)
+        for sock in server.sockets:
+            bound = sock.getsockname()
+            self.stats.tcp_port = bound[1]
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            self.urls.append(f"tcp://{shown}:{bound[1]}")
+
+    def _schedule_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._expiry = loop.call_later(EXPIRY_INTERVAL, self._expire_due, loop)
+
+    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self.engine.expire_due()
+            leases = self.dispatcher.leases
+            if leases:
+                leases.expire(self.dispatcher.clock_ms())
+        except Exception:
+            log.exception("active expiry failed")
+        if not self._stopped:
+            self._schedule_expiry(loop)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`wait_stopped` to return (safe from signal handlers)."""
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def wait_stopped(self) -> None:
+        """Return once :meth:`request_stop` was called."""
+        assert self._stop_requested is not None, "start() first"
+        await self._stop_requested.wait()
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop accepting, let connections flush their replies, close them, clean up."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._expiry is not None:
+            self._expiry.cancel()
+        await self._close_listeners()
+        self._remove_socket_file()
+        for connection in list(self.connections):
+            connection.close_gracefully()
+        deadline = time.monotonic() + grace
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.abort()
+        # Give aborted transports a loop iteration to call connection_lost.
+        await asyncio.sleep(0)
+        log.info(
+            "blinkstore stopped (pid %d, uptime %ds, %d commands)",
+            os.getpid(),
+            self.stats.uptime_seconds,
+            self.stats.commands_processed,
+        )
+
+    async def _close_listeners(self) -> None:
+        # Only close() here: since Python 3.12 wait_closed() also waits for every open
+        # connection, which is the job of stop()'s grace period.
+        for server in self._listeners:
+            server.close()
+        self._listeners = []
+
+    def _remove_socket_file(self) -> None:
+        """Remove our socket file, only if it is still the one we bound."""
+        path = self.stats.unix_path
+        if not path or self._unix_identity is None:
+            return
+        try:
+            st = os.lstat(path)
+            if (st.st_dev, st.st_ino) == self._unix_identity:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        self._unix_identity = None
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Raise the soft open-files limit towards ``wanted`` (as Redis does for maxclients)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning(
+            "open-files limit is %d: fewer than max connections (%d) can be served", soft, wanted
+        )
+
+
+def configure_logging(level: int) -> None:
+    """One line per event on stderr, unless the embedding program set logging up already."""
+    logger = logging.getLogger("blinkstore")
+    logger.setLevel(level)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+                "%Y-%m-%d %H:%M:%S %z",
+            )
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+async def _serve_async(settings: StoreSettings) -> None:
+    server = StoreServer(settings)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, server.request_stop)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+            # Not the main thread (an embedding program): it handles signals itself.
+            continue
+    try:
+        await server.wait_stopped()
+        log.info("stop requested; finishing in-flight replies")
+    finally:
+        # The handlers stay during stop(): a second SIGTERM must not kill the process
+        # while it flushes replies and removes its socket file.
+        await server.stop()
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def serve(settings: StoreSettings) -> int:
+    """Run a store until SIGTERM/SIGINT; return the exit status (0).
+
+    Raises :class:`ConfigError` when a listener cannot be set up (address in use, live socket).
+    Uses uvloop when it is installed.
+    """
+    configure_logging(settings.log_level_number)
+    _raise_fd_limit(settings.max_connections + 64)
+    # This process exists to hold the data: let its RSS follow the engine's accounting.
+    tune_allocator()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve_async(settings))
+    else:
+        uvloop.run(_serve_async(settings))
+    return 0

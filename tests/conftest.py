@@ -1,0 +1,85 @@
+"""Fixtures every test can use: real ``blinkstore serve`` and ``redis-server`` processes.
+
+* ``blinkstore_unix`` / ``blinkstore_tcp``: a store on a Unix socket / on 127.0.0.1 (random port)
+* ``blinkstore``: the same test once over each (``store.connect()`` picks the right socket)
+* ``blinkstore_factory``: ``start(*flags, unix=True, tcp=False, env=None) -> StoreProcess`` for
+  custom settings; every store it started is stopped after the test
+* ``redis_server``: a real redis-server on a Unix socket (skipped when it is not installed)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import (
+    REDIS_SERVER,
+    RedisProcess,
+    StoreProcess,
+    blinkstore_process,
+    redis_server_process,
+    short_tempdir,
+    start_blinkstore,
+)
+
+StoreFactory = Callable[..., StoreProcess]
+
+
+@pytest.fixture
+def blinkstore_unix() -> Iterator[StoreProcess]:
+    """A ``blinkstore serve --unix`` process for this test."""
+    with blinkstore_process(unix=True) as store:
+        yield store
+
+
+@pytest.fixture
+def blinkstore_tcp() -> Iterator[StoreProcess]:
+    """A ``blinkstore serve --tcp 127.0.0.1:0`` process for this test."""
+    with blinkstore_process(unix=False, tcp=True) as store:
+        yield store
+
+
+@pytest.fixture(params=["unix", "tcp"])
+def blinkstore(request: pytest.FixtureRequest) -> Iterator[StoreProcess]:
+    """A store listening on a Unix socket, then (second run) on TCP only."""
+    with blinkstore_process(unix=request.param == "unix", tcp=request.param == "tcp") as store:
+        yield store
+
+
+@pytest.fixture
+def blinkstore_factory() -> Iterator[StoreFactory]:
+    """Start stores with custom flags; all are stopped (and their dirs removed) afterwards."""
+    started: list[StoreProcess] = []
+    with short_tempdir() as root:
+
+        def start(
+            *flags: str,
+            unix: bool = True,
+            tcp: bool = False,
+            env: dict[str, str] | None = None,
+            directory: Path | None = None,
+        ) -> StoreProcess:
+            where = directory
+            if where is None:
+                where = root / str(len(started))
+                where.mkdir()
+            store = start_blinkstore(*flags, directory=where, unix=unix, tcp=tcp, env=env)
+            started.append(store)
+            return store
+
+        try:
+            yield start
+        finally:
+            for store in started:
+                store.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A real redis-server on a Unix socket (``--save "" --appendonly no --port 0``)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (make system-deps)")
+    with redis_server_process() as redis:
+        yield redis

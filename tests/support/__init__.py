@@ -1,0 +1,1 @@
+"""Shared test helpers: real store and redis-server processes (``tests.support.processes``)."""
