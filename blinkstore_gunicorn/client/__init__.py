@@ -8,6 +8,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheError,
     CacheResponseError,
     CacheSerializationError,
+    CacheStampedeTimeout,
     CacheTimeoutError,
 )
 from blinkstore_gunicorn.client.serializers import JSONSerializer, PickleSerializer, Serializer
@@ -21,6 +22,7 @@ __all__ = [
     "CacheError",
     "CacheResponseError",
     "CacheSerializationError",
+    "CacheStampedeTimeout",
     "CacheTimeoutError",
     "JSONSerializer",
     "PickleSerializer",

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal, TypeAlias, TypeVar
 from blinkstore_gunicorn.client.backends import BackendOptions
 from blinkstore_gunicorn.client.errors import CacheConfigError, CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
+from blinkstore_gunicorn.client.stampede import unwrap
 from blinkstore_gunicorn.client.url import CacheURL, resolve_url
 
 __all__ = [
@@ -156,7 +157,7 @@ class CacheCore:
         self._prefix = namespace.encode("utf-8") + b":" if namespace else b""
         self.serializer = resolve_serializer(serializer)
         self._dumps = self.serializer.dumps
-        self._loads = self.serializer.loads
+        self._loads = _envelope_aware(self.serializer.loads)
         url_timeout = self.url.float_option("timeout")
         url_connect = self.url.float_option("connect_timeout")
         self._options = BackendOptions(
@@ -217,6 +218,22 @@ class CacheCore:
     def _back(self) -> None:
         self._down = False
         logger.warning("cache store %s is reachable again", self.url.display)
+
+
+def _envelope_aware(loads: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    """``loads`` that also reads values get_or_set stored with a freshness envelope."""
+
+    def load(raw: bytes) -> Any:
+        if raw[:1] == b"\xfe":
+            raw = unwrap(raw)[0]
+        return loads(raw)
+
+    return load
+
+
+def call_loader(default_or_loader: Any) -> Any:
+    """The value ``get_or_set`` stores: the loader's result, or the default itself."""
+    return default_or_loader() if callable(default_or_loader) else default_or_loader
 
 
 def _pick(explicit: float | _Unset | None, from_url: float | None, default: float) -> float | None:

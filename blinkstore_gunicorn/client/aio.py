@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from blinkstore_gunicorn.client._core import (
     _UNSET,
-    MISSING,
     SCAN_BATCH,
     TTL,
     CacheCore,
@@ -18,6 +20,7 @@ from blinkstore_gunicorn.client._core import (
     Key,
     OnError,
     _Unset,
+    call_loader,
     expire_ms,
     key_builder,
     normalize_stats,
@@ -27,8 +30,23 @@ from blinkstore_gunicorn.client._core import (
 from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
+from blinkstore_gunicorn.client.stampede import AsyncLocalFlights, FlightPlan, async_leases, unwrap
 
 __all__ = ["AsyncCache"]
+
+logger = logging.getLogger("blinkstore_gunicorn.client")
+#: Coroutines of this process asking for the same key share one flight.
+_FLIGHTS = AsyncLocalFlights()
+#: Background refreshes, referenced until done (the loop keeps only weak references).
+_REFRESHING: set[asyncio.Task[None]] = set()
+
+
+async def _load(default_or_loader: Any) -> Any:
+    value = call_loader(default_or_loader)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,6 +86,7 @@ class AsyncCache(CacheCore):
             max_in_flight=max_in_flight,
         )
         self.backend: AsyncBackend = create_async_backend(self.url, self._options)
+        self._leases = async_leases(self.backend)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -221,28 +240,108 @@ class AsyncCache(CacheCore):
 
     # -- compute-on-miss ---------------------------------------------------------------------
 
-    async def get_or_set(self, key: Key, default_or_loader: Any, ttl: TTL = None) -> Any:
-        """The cached value; on a miss, ``default_or_loader`` (called if callable) is stored
-        with ``add`` and returned."""
-        value = await self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        return await self._fill(key, default_or_loader, ttl)
+    async def get_or_set(
+        self,
+        key: Key,
+        default_or_loader: Any,
+        ttl: TTL = None,
+        *,
+        lock_timeout: float = 10.0,
+        wait_timeout: float = 10.0,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+        on_wait_timeout: str = "raise",
+    ) -> Any:
+        """The cached value; on a miss exactly one caller on the host runs the loader
+        (``default_or_loader``: a value, a function or a coroutine function) and stores its
+        result, while the others wait for it. See docs/stampede.md for every option."""
+        plan = FlightPlan.make(
+            ttl_ms(ttl),
+            lock_timeout=lock_timeout,
+            wait_timeout=wait_timeout,
+            stale_ttl=stale_ttl,
+            early_refresh=early_refresh,
+            on_wait_timeout=on_wait_timeout,
+        )
+        name = self._key(key)
+        return await _FLIGHTS.run(
+            (self.url.display, name),
+            lambda: self._single_flight(name, default_or_loader, plan),
+            plan.wait_ms / 1000,
+            plan,
+        )
 
-    async def _fill(self, key: Key, default_or_loader: Any, ttl: TTL) -> Any:
-        """Compute and store a missing value (a loader may be sync or async). The single point
-        where a stampede-protecting strategy plugs in."""
-        value = default_or_loader() if callable(default_or_loader) else default_or_loader
-        if inspect.isawaitable(value):
-            value = await value
-        await self.add(key, value, ttl)
+    async def _single_flight(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        try:
+            fetched = await self._leases.fetch(name, plan.lease_ms, plan.wait_ms)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return await _load(default_or_loader)
+        if fetched.kind == "hit":
+            payload, fresh_until, compute_ms = unwrap(fetched.value)
+            if plan.needs_refresh(fresh_until, compute_ms):
+                await self._refresh_in_background(name, default_or_loader, plan)
+            return self.serializer.loads(payload)
+        if fetched.kind == "lease":
+            return await self._compute(name, default_or_loader, plan, fetched.lease)
+        if plan.compute_on_timeout:
+            return await _load(default_or_loader)
+        raise plan.timeout_error(self._strip(name))
+
+    async def _compute(
+        self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any
+    ) -> Any:
+        """Run the loader under ``lease`` and store its result; a failure gives the lease up."""
+        started = time.monotonic()
+        try:
+            value = await _load(default_or_loader)
+            raw = plan.encode(self._dumps(value), round((time.monotonic() - started) * 1000))
+        except BaseException:
+            try:
+                # Shielded: a cancelled caller still hands the lease on at once.
+                await asyncio.shield(lease.release())
+            except (CacheConnectionError, asyncio.CancelledError) as exc:
+                logger.warning("could not release the lease on %r: %r", name, exc)
+            raise
+        try:
+            await lease.fill(raw, plan.store_px)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
         return value
 
+    async def _refresh_in_background(
+        self, name: bytes, default_or_loader: Any, plan: FlightPlan
+    ) -> None:
+        try:
+            lease = await self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            return  # the stale value was served; the next read tries again
+        if lease is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._refresh(name, default_or_loader, plan, lease)
+            )
+            _REFRESHING.add(task)
+            task.add_done_callback(_REFRESHING.discard)
+
+    async def _refresh(
+        self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any
+    ) -> None:
+        try:
+            await self._compute(name, default_or_loader, plan, lease)
+        except Exception:
+            logger.exception(
+                "refreshing %r in the background failed; it is retried on a later read", name
+            )
+
     def cached(
-        self, ttl: TTL = None, key: str | Callable[..., str] | None = None
+        self,
+        ttl: TTL = None,
+        key: str | Callable[..., str] | None = None,
+        **flight: Any,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorator caching a coroutine function's result (see :func:`key_builder` for
-        ``key``). For plain functions use :meth:`Cache.cached`. The wrapper has an awaitable
+        ``key``), computed once host-wide on a miss (``flight`` takes :meth:`get_or_set`'s
+        options). For plain functions use :meth:`Cache.cached`. The wrapper has an awaitable
         ``invalidate(*args, **kwargs)`` to drop one call's entry."""
 
         def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -256,7 +355,9 @@ class AsyncCache(CacheCore):
             @functools.wraps(func)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 name = make_key(args, kwargs)
-                return await self.get_or_set(name, lambda: func(*args, **kwargs), ttl)  # type: ignore[no-any-return]
+                return await self.get_or_set(  # type: ignore[no-any-return]
+                    name, lambda: func(*args, **kwargs), ttl, **flight
+                )
 
             async def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return await self.delete(make_key(args, kwargs))

@@ -12,6 +12,7 @@ __all__ = [
     "CacheError",
     "CacheResponseError",
     "CacheSerializationError",
+    "CacheStampedeTimeout",
     "CacheTimeoutError",
 ]
 
@@ -41,3 +42,11 @@ class CacheResponseError(CacheError):
 
 class CacheSerializationError(CacheError, ValueError):
     """A stored value cannot be decoded by this client's serializer."""
+
+
+class CacheStampedeTimeout(CacheError, TimeoutError):
+    """``get_or_set`` waited ``wait_timeout`` for another caller to compute the value.
+
+    Not a connection problem, so ``on_error="miss"`` does not hide it; pass
+    ``on_wait_timeout="compute"`` to compute the value yourself instead.
+    """

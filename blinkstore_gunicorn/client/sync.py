@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from blinkstore_gunicorn.client._core import (
     _UNSET,
-    MISSING,
     SCAN_BATCH,
     TTL,
     CacheCore,
@@ -18,6 +20,7 @@ from blinkstore_gunicorn.client._core import (
     Key,
     OnError,
     _Unset,
+    call_loader,
     expire_ms,
     key_builder,
     normalize_stats,
@@ -27,8 +30,13 @@ from blinkstore_gunicorn.client._core import (
 from blinkstore_gunicorn.client.backends import SyncBackend, create_sync_backend
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
+from blinkstore_gunicorn.client.stampede import FlightPlan, LocalFlights, sync_leases, unwrap
 
 __all__ = ["Cache"]
+
+logger = logging.getLogger("blinkstore_gunicorn.client")
+#: Threads of this process asking for the same key share one flight.
+_FLIGHTS = LocalFlights()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +73,7 @@ class Cache(CacheCore):
             max_connections=max_connections,
         )
         self.backend: SyncBackend = create_sync_backend(self.url, self._options)
+        self._leases = sync_leases(self.backend)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -218,25 +227,101 @@ class Cache(CacheCore):
 
     # -- compute-on-miss ---------------------------------------------------------------------
 
-    def get_or_set(self, key: Key, default_or_loader: Any, ttl: TTL = None) -> Any:
-        """The cached value; on a miss, ``default_or_loader`` (called if callable) is stored
-        with ``add`` and returned."""
-        value = self.get(key, MISSING)
-        if value is not MISSING:
-            return value
-        return self._fill(key, default_or_loader, ttl)
+    def get_or_set(
+        self,
+        key: Key,
+        default_or_loader: Any,
+        ttl: TTL = None,
+        *,
+        lock_timeout: float = 10.0,
+        wait_timeout: float = 10.0,
+        stale_ttl: float | None = None,
+        early_refresh: float | None = None,
+        on_wait_timeout: str = "raise",
+    ) -> Any:
+        """The cached value; on a miss exactly one caller on the host runs the loader
+        (``default_or_loader``, called if callable) and stores its result, while the others
+        wait for it. See docs/stampede.md for every option."""
+        plan = FlightPlan.make(
+            ttl_ms(ttl),
+            lock_timeout=lock_timeout,
+            wait_timeout=wait_timeout,
+            stale_ttl=stale_ttl,
+            early_refresh=early_refresh,
+            on_wait_timeout=on_wait_timeout,
+        )
+        name = self._key(key)
+        return _FLIGHTS.run(
+            (self.url.display, name),
+            lambda: self._single_flight(name, default_or_loader, plan),
+            plan.wait_ms / 1000,
+            plan,
+        )
 
-    def _fill(self, key: Key, default_or_loader: Any, ttl: TTL) -> Any:
-        """Compute and store a missing value. The single point where a stampede-protecting
-        strategy (one computation per key across processes) plugs in."""
-        value = default_or_loader() if callable(default_or_loader) else default_or_loader
-        self.add(key, value, ttl)
+    def _single_flight(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        try:
+            fetched = self._leases.fetch(name, plan.lease_ms, plan.wait_ms)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return call_loader(default_or_loader)
+        if fetched.kind == "hit":
+            payload, fresh_until, compute_ms = unwrap(fetched.value)
+            if plan.needs_refresh(fresh_until, compute_ms):
+                self._refresh_in_background(name, default_or_loader, plan)
+            return self.serializer.loads(payload)
+        if fetched.kind == "lease":
+            return self._compute(name, default_or_loader, plan, fetched.lease)
+        if plan.compute_on_timeout:
+            return call_loader(default_or_loader)
+        raise plan.timeout_error(self._strip(name))
+
+    def _compute(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> Any:
+        """Run the loader under ``lease`` and store its result; a failure gives the lease up."""
+        started = time.monotonic()
+        try:
+            value = call_loader(default_or_loader)
+            raw = plan.encode(self._dumps(value), round((time.monotonic() - started) * 1000))
+        except BaseException:
+            try:
+                lease.release()
+            except CacheConnectionError as exc:
+                logger.warning("could not release the lease on %r: %s", name, exc)
+            raise
+        try:
+            lease.fill(raw, plan.store_px)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
         return value
 
+    def _refresh_in_background(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> None:
+        try:
+            lease = self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            return  # the stale value was served; the next read tries again
+        if lease is not None:
+            threading.Thread(
+                target=self._refresh,
+                args=(name, default_or_loader, plan, lease),
+                name="blinkstore-refresh",
+                daemon=True,
+            ).start()
+
+    def _refresh(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> None:
+        try:
+            self._compute(name, default_or_loader, plan, lease)
+        except Exception:
+            logger.exception(
+                "refreshing %r in the background failed; it is retried on a later read", name
+            )
+
     def cached(
-        self, ttl: TTL = None, key: str | Callable[..., str] | None = None
+        self,
+        ttl: TTL = None,
+        key: str | Callable[..., str] | None = None,
+        **flight: Any,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorator caching a function's result (see :func:`key_builder` for ``key``).
+        """Decorator caching a function's result (see :func:`key_builder` for ``key``),
+        computed once host-wide on a miss (``flight`` takes :meth:`get_or_set`'s options).
 
         For coroutine functions use :meth:`AsyncCache.cached`. The wrapper has
         ``invalidate(*args, **kwargs)`` to drop one call's entry.
@@ -253,7 +338,7 @@ class Cache(CacheCore):
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 name = make_key(args, kwargs)
-                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl)  # type: ignore[no-any-return]
+                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl, **flight)  # type: ignore[no-any-return]
 
             def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return self.delete(make_key(args, kwargs))

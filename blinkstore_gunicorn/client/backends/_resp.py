@@ -12,13 +12,17 @@ from blinkstore_gunicorn.client.errors import (
     CacheResponseError,
     CacheTimeoutError,
 )
+from blinkstore_gunicorn.client.stampede import TIMED_OUT, Fetched
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
 __all__ = [
+    "DELETE_IF_EQUAL",
     "FLUSHDB",
     "INFO",
     "PING",
+    "UNSET",
     "Backoff",
+    "Unset",
     "as_int",
     "as_values",
     "check",
@@ -28,6 +32,10 @@ __all__ = [
     "cmd_scan",
     "cmd_set",
     "connect_error",
+    "fetched",
+    "grants_lease",
+    "is_unknown_command",
+    "lease_token",
     "parse_info",
     "scan_reply",
 ]
@@ -89,6 +97,54 @@ def check(reply: resp.Reply | ProtocolError) -> resp.Reply:
     if isinstance(reply, ProtocolError):
         raise CacheResponseError(reply.message)
     return reply
+
+
+class Unset:
+    """Type of :data:`UNSET`: "no override" where None already means "no timeout"."""
+
+    __slots__ = ()
+
+
+UNSET: Final = Unset()
+
+
+def fetched(reply: resp.Reply) -> Fetched:
+    """A ``BS.FETCH`` reply: ``[HIT, value]``, ``[LEASE, token]`` or ``[TIMEOUT]``; for a
+    lease, ``Fetched.lease`` holds the token (the backend wraps it)."""
+    reply = check(reply)
+    if isinstance(reply, list) and reply:
+        kind = reply[0]
+        if kind == b"HIT" and len(reply) == 2 and isinstance(reply[1], bytes):
+            return Fetched("hit", reply[1])
+        if kind == b"LEASE" and len(reply) == 2 and isinstance(reply[1], int):
+            return Fetched("lease", lease=reply[1])
+        if kind == b"TIMEOUT":
+            return TIMED_OUT
+    raise CacheResponseError(f"unexpected BS.FETCH reply {reply!r}")
+
+
+def is_unknown_command(reply: resp.Reply) -> bool:
+    """Whether the server does not know the command (a Redis/Valkey server, not the store)."""
+    return isinstance(reply, resp.ErrorReply) and reply.message.startswith("ERR unknown command")
+
+
+def grants_lease(reply: resp.Reply) -> bool:
+    """Whether a BS.FETCH / BS.LEASE reply hands this connection a lease."""
+    return isinstance(reply, int) or (isinstance(reply, list) and reply[:1] == [b"LEASE"])
+
+
+#: Compare-and-delete, for releasing a stampede lock key only while it is still ours.
+DELETE_IF_EQUAL: Final = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+def lease_token(reply: resp.Reply) -> int | None:
+    """A ``BS.LEASE`` reply: the token, or None when someone else holds the lease."""
+    reply = check(reply)
+    if reply is None or isinstance(reply, int):
+        return reply
+    raise CacheResponseError(f"unexpected BS.LEASE reply {reply!r}")
 
 
 def as_int(reply: resp.Reply) -> int:

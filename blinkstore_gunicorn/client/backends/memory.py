@@ -219,6 +219,11 @@ class AsyncMemoryBackend:
     def __init__(self, url: CacheURL) -> None:
         self.sync = MemoryBackend(url)
 
+    @property
+    def engine(self) -> MemoryEngine:
+        """The engine (for tests and introspection)."""
+        return self.sync.engine
+
     async def get(self, key: bytes) -> bytes | None:
         """Read one value."""
         return self.sync.get(key)

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
+from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
     CacheConnectionError,
@@ -196,6 +197,12 @@ class RedisBackend:
         with _translated(self._display):
             self.client.close()
 
+    def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds ``expected`` (atomically, by a script): a
+        stampede lock is released only by its holder."""
+        with _translated(self._display):
+            return bool(self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
+
 
 class AsyncRedisBackend:
     """Asyncio backend over ``redis.asyncio.Redis`` / ``redis.asyncio.cluster.RedisCluster``."""
@@ -310,3 +317,8 @@ class AsyncRedisBackend:
         """Close redis-py's connections."""
         with _translated(self._display):
             await self.client.aclose()
+
+    async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds ``expected`` (atomically, by a script)."""
+        with _translated(self._display):
+            return bool(await self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))

@@ -27,6 +27,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheResponseError,
     CacheTimeoutError,
 )
+from blinkstore_gunicorn.client.stampede import Fetched, LockKeyLeases, SyncLease
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -120,6 +121,7 @@ class StoreBackend:
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         self._backoff = _resp.Backoff(url.display)
+        self._lock_keys: LockKeyLeases | None = None
         self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
         _POOLS.add(self)
 
@@ -179,36 +181,8 @@ class StoreBackend:
     def _request(self, payload: bytes, replies: int = 1, idempotent: bool = True) -> Any:
         """Send ``payload`` (``replies`` pipelined commands); return the reply (or the list of
         replies when ``replies > 1``). Error replies raise after the connection is returned."""
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._connect()
-        sent = False
-        try:
-            conn.sock.sendall(payload)
-            sent = True
-            if replies == 1:
-                result: Any = conn.read_reply()
-            else:
-                result = [conn.read_reply() for _ in range(replies)]
-        except (OSError, _Closed) as exc:
-            conn.close()
-            if conn.reused and _safe_to_retry(exc, sent, idempotent):
-                # A store restart kills every idle connection at once.
-                self._drop_idle()
-                return self._request(payload, replies, idempotent)
-            raise self._io_error(exc) from None
-        except BaseException:
-            # Interrupted mid-request (KeyboardInterrupt, gevent.Timeout...): the reply may
-            # still arrive on this socket, so it must never serve another request.
-            conn.close()
-            raise
-        conn.reused = True
-        idle = self._idle  # read again: a fork or a restart may have replaced the list
-        if len(idle) < self._max_idle:
-            idle.append(conn)
-        else:
-            conn.close()
+        result, conn = self._round_trip(payload, replies, idempotent)
+        self._checkin(conn)
         if replies == 1:
             if type(result) is resp.ErrorReply:
                 raise CacheResponseError(result.message)
@@ -216,6 +190,54 @@ class StoreBackend:
             for reply in result:
                 _resp.check(reply)
         return result
+
+    def _round_trip(
+        self,
+        payload: bytes,
+        replies: int = 1,
+        idempotent: bool = True,
+        timeout: float | _resp.Unset | None = _resp.UNSET,
+    ) -> tuple[Any, _Connection]:
+        """Send ``payload`` on a pooled connection and read ``replies`` replies; the caller
+        owns the connection afterwards (``_checkin`` gives it back). ``timeout`` overrides
+        the reply timeout for this request only (a parked ``BS.FETCH`` waits longer)."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._connect()
+        sent = False
+        try:
+            if not isinstance(timeout, _resp.Unset):
+                conn.sock.settimeout(timeout)
+            conn.sock.sendall(payload)
+            sent = True
+            if replies == 1:
+                result: Any = conn.read_reply()
+            else:
+                result = [conn.read_reply() for _ in range(replies)]
+            if not isinstance(timeout, _resp.Unset):
+                conn.sock.settimeout(self._timeout)
+        except (OSError, _Closed) as exc:
+            conn.close()
+            if conn.reused and _safe_to_retry(exc, sent, idempotent):
+                # A store restart kills every idle connection at once.
+                self._drop_idle()
+                return self._round_trip(payload, replies, idempotent, timeout)
+            raise self._io_error(exc) from None
+        except BaseException:
+            # Interrupted mid-request (KeyboardInterrupt, gevent.Timeout...): the reply may
+            # still arrive on this socket, so it must never serve another request.
+            conn.close()
+            raise
+        conn.reused = True
+        return result, conn
+
+    def _checkin(self, conn: _Connection) -> None:
+        idle = self._idle  # read again: a fork or a restart may have replaced the list
+        if len(idle) < self._max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
 
     def _io_error(self, exc: BaseException) -> CacheConnectionError:
         display = self.url.display
@@ -291,3 +313,81 @@ class StoreBackend:
     def info(self) -> dict[str, Any]:
         """INFO, parsed."""
         return _resp.parse_info(self._request(_resp.INFO))
+
+    # -- single-flight leases (BS.* commands, see docs/stampede.md) -----------------------
+
+    def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
+        """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
+        if self._lock_keys is not None:
+            return self._lock_keys.fetch(key, lease_ms, wait_ms)
+        payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
+        timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
+        reply, conn = self._round_trip(payload, idempotent=False, timeout=timeout)
+        self._checkin_unless_lease(conn, reply)
+        if _resp.is_unknown_command(reply):
+            return self._without_native_leases().fetch(key, lease_ms, wait_ms)
+        outcome = _resp.fetched(reply)
+        if outcome.kind != "lease":
+            return outcome
+        # The lease lives as long as this connection: it stays ours until fill/release.
+        return Fetched("lease", lease=_StoreLease(self, conn, key, outcome.lease))
+
+    def try_lease(self, key: bytes, lease_ms: int) -> SyncLease | None:
+        """BS.LEASE: the lease if nobody holds it, without waiting."""
+        if self._lock_keys is not None:
+            return self._lock_keys.try_lease(key, lease_ms)
+        reply, conn = self._round_trip(
+            resp.encode_command("BS.LEASE", key, lease_ms), idempotent=False
+        )
+        self._checkin_unless_lease(conn, reply)
+        if _resp.is_unknown_command(reply):
+            return self._without_native_leases().try_lease(key, lease_ms)
+        token = _resp.lease_token(reply)
+        return None if token is None else _StoreLease(self, conn, key, token)
+
+    def _checkin_unless_lease(self, conn: _Connection, reply: Any) -> None:
+        if not _resp.grants_lease(reply):
+            self._checkin(conn)
+
+    def _without_native_leases(self) -> LockKeyLeases:
+        # A Redis/Valkey server behind a unix:// or tcp:// URL has no BS.* commands.
+        self._lock_keys = LockKeyLeases(self)
+        return self._lock_keys
+
+    def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Compare-and-delete by script (only used against Redis/Valkey servers)."""
+        payload = resp.encode_command("EVAL", _resp.DELETE_IF_EQUAL, 1, key, expected)
+        return _resp.as_int(self._request(payload, idempotent=False)) > 0
+
+
+class _StoreLease:
+    """A lease granted on ``conn``; the connection is kept out of the pool until it ends,
+    so the store ends the lease by itself if this process dies."""
+
+    __slots__ = ("_backend", "_conn", "_key", "_token")
+
+    def __init__(self, backend: StoreBackend, conn: _Connection, key: bytes, token: int) -> None:
+        self._backend, self._conn, self._key, self._token = backend, conn, key, token
+
+    def _finish(self, payload: bytes) -> None:
+        conn = self._conn
+        try:
+            conn.sock.sendall(payload)
+            reply = conn.read_reply()
+        except (OSError, _Closed) as exc:
+            conn.close()
+            raise self._backend._io_error(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._backend._checkin(conn)
+        _resp.check(reply)
+
+    def fill(self, value: bytes, px: int | None) -> None:
+        """BS.FILL: store the value, wake the waiters, end the lease."""
+        ttl: tuple[str | int, ...] = ("PX", px) if px is not None else ()
+        self._finish(resp.encode_command("BS.FILL", self._key, self._token, value, *ttl))
+
+    def release(self) -> None:
+        """BS.RELEASE: end the lease without a value; the first waiter takes over."""
+        self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))

@@ -30,6 +30,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheResponseError,
     CacheTimeoutError,
 )
+from blinkstore_gunicorn.client.stampede import AsyncLease, AsyncLockKeyLeases, Fetched
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -37,6 +38,8 @@ __all__ = ["AsyncStoreBackend"]
 
 _NEED_MORE: Final = resp.NEED_MORE
 DEFAULT_MAX_IN_FLIGHT: Final = 1024
+#: Idle unshared connections kept for BS.FETCH / BS.LEASE.
+SPARE_CONNECTIONS: Final = 8
 
 
 class _Pipeline(asyncio.Protocol):
@@ -211,6 +214,10 @@ class AsyncStoreBackend:
         self._next = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._backoff = _resp.Backoff(url.display)
+        #: Unshared connections for requests the store may park (BS.FETCH): a parked
+        #: request would hold up every reply pipelined behind it.
+        self._spare: list[_Pipeline] = []
+        self._lock_keys: AsyncLockKeyLeases | None = None
         _BACKENDS.add(self)
 
     # -- connections -----------------------------------------------------------------------
@@ -222,6 +229,7 @@ class AsyncStoreBackend:
         count = len(self._slots)
         self._slots = [None] * count
         self._opening = [None] * count
+        self._spare = []
         self._loop = None
 
     async def _pipeline(self) -> _Pipeline:
@@ -247,37 +255,42 @@ class AsyncStoreBackend:
 
     async def _open(self, index: int) -> _Pipeline:
         try:
-            self._backoff.check()
-            loop = asyncio.get_running_loop()
-            url = self.url
-
-            def factory() -> _Pipeline:
-                return _Pipeline(loop, url.display, self._timeout, self._max_in_flight)
-
-            try:
-                if url.unix_path is not None:
-                    connecting = loop.create_unix_connection(factory, url.unix_path)
-                else:
-                    assert url.host is not None and url.port is not None
-                    connecting = loop.create_connection(factory, url.host, url.port)
-                _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
-            except (OSError, asyncio.TimeoutError) as exc:
-                self._backoff.failed()
-                if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
-                    exc = TimeoutError()
-                raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
-            if url.password is not None:
-                reply = await pipeline.request(resp.encode_command("AUTH", url.password))
-                if isinstance(reply, resp.ErrorReply):
-                    pipeline.close()
-                    raise CacheConnectionError(
-                        f"authentication with the store at {url.display} failed: {reply.message}"
-                    )
-            self._backoff.succeeded()
+            pipeline = await self._connect(self._timeout)
             self._slots[index] = pipeline
             return pipeline
         finally:
             self._opening[index] = None
+
+    async def _connect(self, timeout: float | None) -> _Pipeline:
+        """A new authenticated connection whose replies time out after ``timeout``."""
+        self._backoff.check()
+        loop = asyncio.get_running_loop()
+        url = self.url
+
+        def factory() -> _Pipeline:
+            return _Pipeline(loop, url.display, timeout, self._max_in_flight)
+
+        try:
+            if url.unix_path is not None:
+                connecting = loop.create_unix_connection(factory, url.unix_path)
+            else:
+                assert url.host is not None and url.port is not None
+                connecting = loop.create_connection(factory, url.host, url.port)
+            _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            self._backoff.failed()
+            if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
+                exc = TimeoutError()
+            raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
+        if url.password is not None:
+            reply = await pipeline.request(resp.encode_command("AUTH", url.password))
+            if isinstance(reply, resp.ErrorReply):
+                pipeline.close()
+                raise CacheConnectionError(
+                    f"authentication with the store at {url.display} failed: {reply.message}"
+                )
+        self._backoff.succeeded()
+        return pipeline
 
     async def close(self) -> None:
         """Close every connection."""
@@ -285,6 +298,9 @@ class AsyncStoreBackend:
             if pipeline is not None:
                 pipeline.close()
         self._slots = [None] * len(self._slots)
+        spare, self._spare = self._spare, []
+        for pipeline in spare:
+            pipeline.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -371,3 +387,115 @@ class AsyncStoreBackend:
     async def info(self) -> dict[str, Any]:
         """INFO, parsed."""
         return _resp.parse_info(await self._request(_resp.INFO))
+
+    # -- single-flight leases (BS.* commands, see docs/stampede.md) -----------------------
+
+    async def _alone(self, payload: bytes, timeout: float | None) -> tuple[Any, _Pipeline]:
+        """Send ``payload`` on an unshared connection; the caller owns it afterwards. Any
+        failure or cancellation closes it, which also ends a lease or wait it had."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None:
+                self._forget()
+            self._loop = loop
+        spare = self._spare
+        while spare:
+            pipeline = spare.pop()
+            if pipeline.usable:
+                break
+        else:
+            pipeline = await self._connect(None)
+        try:
+            reply = await asyncio.wait_for(pipeline.request(payload), timeout)
+        except asyncio.TimeoutError:
+            pipeline.close()
+            raise CacheTimeoutError(
+                f"no reply from the store at {self.url.display} within {timeout}s"
+            ) from None
+        except BaseException:
+            pipeline.close()
+            raise
+        return reply, pipeline
+
+    def _give_back(self, pipeline: _Pipeline) -> None:
+        if pipeline.usable and len(self._spare) < SPARE_CONNECTIONS:
+            self._spare.append(pipeline)
+        else:
+            pipeline.close()
+
+    async def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
+        """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
+        if self._lock_keys is not None:
+            return await self._lock_keys.fetch(key, lease_ms, wait_ms)
+        payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
+        timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
+        reply, pipeline = await self._alone(payload, timeout)
+        if not _resp.grants_lease(reply):
+            self._give_back(pipeline)
+        if _resp.is_unknown_command(reply):
+            return await self._without_native_leases().fetch(key, lease_ms, wait_ms)
+        outcome = _resp.fetched(reply)
+        if outcome.kind != "lease":
+            return outcome
+        return Fetched("lease", lease=_AsyncStoreLease(self, pipeline, key, outcome.lease))
+
+    async def try_lease(self, key: bytes, lease_ms: int) -> AsyncLease | None:
+        """BS.LEASE: the lease if nobody holds it, without waiting."""
+        if self._lock_keys is not None:
+            return await self._lock_keys.try_lease(key, lease_ms)
+        reply, pipeline = await self._alone(
+            resp.encode_command("BS.LEASE", key, lease_ms), self._timeout
+        )
+        if not _resp.grants_lease(reply):
+            self._give_back(pipeline)
+        if _resp.is_unknown_command(reply):
+            return await self._without_native_leases().try_lease(key, lease_ms)
+        token = _resp.lease_token(reply)
+        return None if token is None else _AsyncStoreLease(self, pipeline, key, token)
+
+    def _without_native_leases(self) -> AsyncLockKeyLeases:
+        # A Redis/Valkey server behind a unix:// or tcp:// URL has no BS.* commands.
+        self._lock_keys = AsyncLockKeyLeases(self)
+        return self._lock_keys
+
+    async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Compare-and-delete by script (only used against Redis/Valkey servers)."""
+        payload = resp.encode_command("EVAL", _resp.DELETE_IF_EQUAL, 1, key, expected)
+        return _resp.as_int(await self._request(payload)) > 0
+
+
+class _AsyncStoreLease:
+    """A lease granted on ``pipeline``, kept unshared until the lease ends, so the store
+    ends the lease by itself if this process dies."""
+
+    __slots__ = ("_backend", "_key", "_pipeline", "_token")
+
+    def __init__(
+        self, backend: AsyncStoreBackend, pipeline: _Pipeline, key: bytes, token: int
+    ) -> None:
+        self._backend, self._pipeline, self._key, self._token = backend, pipeline, key, token
+
+    async def _finish(self, payload: bytes) -> None:
+        pipeline = self._pipeline
+        try:
+            reply = await asyncio.wait_for(pipeline.request(payload), self._backend._timeout)
+        except asyncio.TimeoutError:
+            pipeline.close()
+            raise CacheTimeoutError(
+                f"no reply from the store at {self._backend.url.display} "
+                f"within {self._backend._timeout}s"
+            ) from None
+        except BaseException:
+            pipeline.close()
+            raise
+        self._backend._give_back(pipeline)
+        _resp.check(reply)
+
+    async def fill(self, value: bytes, px: int | None) -> None:
+        """BS.FILL: store the value, wake the waiters, end the lease."""
+        ttl: tuple[str | int, ...] = ("PX", px) if px is not None else ()
+        await self._finish(resp.encode_command("BS.FILL", self._key, self._token, value, *ttl))
+
+    async def release(self) -> None:
+        """BS.RELEASE: end the lease without a value; the first waiter takes over."""
+        await self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))
