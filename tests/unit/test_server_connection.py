@@ -1,0 +1,178 @@
+"""StoreConnection driven directly with a fake transport: detection, order, arbitrary input."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from blinkstore_gunicorn.config import StoreSettings
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.connection import MAX_CLIENTS_REPLY, StoreConnection
+from blinkstore_gunicorn.server.store import StoreServer
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "write after close"
+        self.written.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(self.written)
+
+
+def connect(server: StoreServer) -> tuple[StoreConnection, FakeTransport]:
+    connection = StoreConnection(server)
+    transport = FakeTransport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    return connection, transport
+
+
+@pytest.fixture
+def server() -> StoreServer:
+    return StoreServer(StoreSettings(unix="/nonexistent/s.sock", max_request_size=4096))
+
+
+def feed(connection: StoreConnection, data: bytes, chunk: int) -> None:
+    for start in range(0, len(data), chunk):
+        connection.data_received(data[start : start + chunk])
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
+def test_protocols_are_detected_whatever_the_chunking(server: StoreServer, chunk: int) -> None:
+    conn, transport = connect(server)
+    feed(conn, resp.encode_command("SET", "k", "v") + resp.encode_command("GET", "k"), chunk)
+    assert transport.output == b"+OK\r\n$1\r\nv\r\n"
+    conn, transport = connect(server)
+    feed(conn, b"GET k\nDEL k\nGET k\n", chunk)
+    assert transport.output == b"VALUE dg==\nOK\nNOT_FOUND\n"
+    conn, transport = connect(server)
+    feed(conn, b"PING\r\nECHO hi\r\n", chunk)
+    assert transport.output == b"+PONG\r\n$2\r\nhi\r\n"
+
+
+def test_one_write_per_pipelined_batch(server: StoreServer) -> None:
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("PING") * 50)
+    assert transport.written == [b"+PONG\r\n" * 50]
+    assert server.stats.commands_processed == 50
+
+
+def test_backpressure_parks_the_rest_of_the_batch(server: StoreServer) -> None:
+    server.engine.set(b"big", b"x" * (1 << 20))
+    conn, transport = connect(server)
+    pause_after = [1]
+
+    original_write = transport.write
+
+    def write(data: bytes) -> None:
+        original_write(data)
+        pause_after[0] -= 1
+        if pause_after[0] == 0:
+            conn.pause_writing()
+
+    transport.write = write  # type: ignore[method-assign]
+    conn.data_received(resp.encode_command("GET", "big") * 3 + resp.encode_command("PING"))
+    assert not transport.is_reading()
+    written = len(transport.output)
+    assert 0 < written < 3 * (1 << 20)
+    conn.resume_writing()
+    assert transport.is_reading()
+    reply = b"$1048576\r\n" + b"x" * (1 << 20) + b"\r\n"
+    assert transport.output == reply * 3 + b"+PONG\r\n"
+
+
+def test_quit_and_protocol_errors_close(server: StoreServer) -> None:
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("QUIT") + resp.encode_command("PING"))
+    assert transport.output == b"+OK\r\n" and transport.closed
+    conn, transport = connect(server)
+    conn.data_received(b"*1\r\n$4\r\nPING\r\n*x\r\n")
+    assert transport.output == b"+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n"
+    assert transport.closed
+    conn.data_received(resp.encode_command("PING"))  # ignored once closing
+    assert transport.output.endswith(b"length\r\n")
+
+
+def test_max_connections_refuses_before_any_byte() -> None:
+    server = StoreServer(StoreSettings(unix="/nonexistent/s.sock", max_connections=1))
+    first, first_transport = connect(server)
+    _, second_transport = connect(server)
+    assert second_transport.output == MAX_CLIENTS_REPLY and second_transport.closed
+    assert not first_transport.closed
+    first.connection_lost(None)
+    _, third_transport = connect(server)
+    assert not third_transport.closed
+    assert server.stats.rejected_connections == 1
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    chunks=st.lists(
+        st.one_of(
+            st.binary(max_size=64),
+            st.sampled_from(
+                [
+                    b"*",
+                    b"*2\r\n",
+                    b"$3\r\nGET\r\n",
+                    b"$1\r\nk\r\n",
+                    b"\r\n",
+                    b"\n",
+                    b"SET k v\n",
+                    b"$99999999\r\n",
+                    b"*-1\r\n",
+                    b"PING",
+                    b"GET",
+                    b" ",
+                    b"\x00\xff",
+                ]
+            ),
+        ),
+        max_size=20,
+    )
+)
+def test_arbitrary_input_never_raises(
+    server: StoreServer, chunks: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.clear()
+    conn, _ = connect(server)
+    with caplog.at_level(logging.ERROR, logger="blinkstore.server"):
+        for chunk in chunks:
+            if chunk:
+                conn.data_received(chunk)
+        conn.eof_received()
+        conn.connection_lost(None)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert server.connections == set()
