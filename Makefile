@@ -49,6 +49,15 @@ test-fast: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
+# The FastAPI example under gunicorn: two uvicorn workers, one store started by the master.
+DEMO_BIND ?= 127.0.0.1:8000
+demo: $(STAMP)
+	@echo "blinkstore demo: http://$(DEMO_BIND)/  (Ctrl-C stops gunicorn and its store)"
+	@echo "Two workers, one value - run these in another terminal, a few times each:"
+	@echo "  curl -X POST http://$(DEMO_BIND)/counter   # {\"value\": n+1, \"pid\": <one worker>}"
+	@echo "  curl http://$(DEMO_BIND)/counter           # {\"value\": n, \"pid\": <either worker>}"
+	DEMO_BIND=$(DEMO_BIND) $(BIN)/gunicorn -c examples/fastapi_app/gunicorn.conf.py
+
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 

@@ -1,0 +1,442 @@
+"""The master's side of supervision: start the store keeper, watch it, forward its log, stop it.
+
+Process tree under gunicorn::
+
+    gunicorn master ── keeper (python -m blinkstore_gunicorn.gunicorn.child, own session)
+                         └── store (blinkstore serve --unix <runtime dir>/store.sock)
+
+The keeper restarts the store within milliseconds when it dies, and removes the socket and the
+runtime directory when the master dies (the *lifeline* pipe reaches end-of-file). The master
+restarts the keeper if the keeper itself dies, always on the same socket path, so
+``BLINKSTORE_URL`` stays valid for the master's whole life. A watcher thread in the master
+copies the keeper's and the store's output into gunicorn's error log.
+
+Every descriptor that belongs to supervision is closed in any process forked from the master
+(workers included) by an ``os.register_at_fork`` handler; a fork lock keeps a worker from
+forking in the middle of a keeper restart, when a pipe end is briefly held in the master.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from blinkstore_gunicorn.gunicorn.child import EXIT_STORE_FAILED
+from blinkstore_gunicorn.gunicorn.keeper import store_command
+from blinkstore_gunicorn.gunicorn.runtime import (
+    SOCKET_NAME,
+    ExitWatch,
+    create_runtime_dir,
+    describe_status,
+    ping,
+    remove_runtime_dir,
+)
+
+__all__ = ["Logger", "StoreStartError", "StoreSupervisor", "close_inherited", "current"]
+
+_MAX_BACKOFF = 5.0
+# Lines of store output kept to explain a failed start.
+_TAIL_LINES = 20
+_SETTLE = 0.3
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?[+-]\d\d:?\d\d|Z)? ")
+
+
+class Logger(Protocol):
+    """The part of gunicorn's logger (``arbiter.log``) the supervisor uses."""
+
+    def debug(self, msg: str, *args: object) -> None:
+        """Log at DEBUG."""
+
+    def info(self, msg: str, *args: object) -> None:
+        """Log at INFO."""
+
+    def warning(self, msg: str, *args: object) -> None:
+        """Log at WARNING."""
+
+    def error(self, msg: str, *args: object) -> None:
+        """Log at ERROR."""
+
+
+class StoreStartError(RuntimeError):
+    """The store could not be started; the message says why.
+
+    A ``RuntimeError`` on purpose: gunicorn prints those as ``Error: <message>`` and exits 1.
+    """
+
+
+_fork_lock = threading.Lock()
+_current: StoreSupervisor | None = None
+_at_fork_registered = False
+
+
+def current() -> StoreSupervisor | None:
+    """The supervisor running in this process (the master), if any."""
+    sup = _current
+    return sup if sup is not None and sup.owner_pid == os.getpid() else None
+
+
+def close_inherited() -> None:
+    """In a process forked from the master: close the supervision descriptors it inherited."""
+    sup = _current
+    if sup is not None:
+        sup.close_inherited()
+
+
+def _stop_at_exit() -> None:
+    # gunicorn leaves with sys.exit() on some start-up failures (a busy address) without
+    # calling on_exit; stop the store right away instead of leaving it to the lifeline. Forked
+    # workers inherit this handler too: current() is None there.
+    sup = current()
+    if sup is not None:
+        sup.stop()
+
+
+def _before_fork() -> None:
+    _fork_lock.acquire()
+
+
+def _after_fork_parent() -> None:
+    _fork_lock.release()
+
+
+def _after_fork_child() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()
+    sup = _current
+    if sup is not None:
+        sup.close_inherited()
+
+
+class StoreSupervisor:
+    """Start, watch, restart and stop one store for a gunicorn master (see the module doc)."""
+
+    def __init__(
+        self,
+        log: Logger,
+        serve_args: Sequence[str] = (),
+        *,
+        start_timeout: float = 10.0,
+        runtime_parent: str | None = None,
+        store_env: Mapping[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.log = log
+        self.serve_args = list(serve_args)
+        self.store_env = dict(store_env or {})
+        self.password = password
+        self.start_timeout = start_timeout
+        self.runtime_parent = runtime_parent
+        self.owner_pid = os.getpid()
+        self.runtime_dir = ""
+        self.socket_path = ""
+        self.keeper: subprocess.Popen[bytes] | None = None
+        self.keeper_restarts = 0
+        self._watch: ExitWatch | None = None
+        self._lifeline: tuple[int, int] | None = None
+        self._log_fd: int | None = None
+        self._log_buffer = b""
+        self._stop_pipe: tuple[int, int] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._starting = False
+        self._keeper_started = 0.0
+        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+
+    @property
+    def url(self) -> str:
+        """Where clients connect: ``unix://<runtime dir>/store.sock[?password=...]``."""
+        if self.password is None:
+            return f"unix://{self.socket_path}"
+        return f"unix://{self.socket_path}?password={urllib.parse.quote(self.password, safe='')}"
+
+    def start(self) -> str:
+        """Start the store and wait until it answers PING; return its URL.
+
+        Raises :class:`StoreStartError` (everything started is cleaned up) if the store does
+        not answer within ``start_timeout`` seconds or exits first.
+        """
+        global _current, _at_fork_registered
+        if not _at_fork_registered:
+            os.register_at_fork(
+                before=_before_fork,
+                after_in_parent=_after_fork_parent,
+                after_in_child=_after_fork_child,
+            )
+            atexit.register(_stop_at_exit)
+            _at_fork_registered = True
+        try:
+            self.runtime_dir = create_runtime_dir(self.runtime_parent)
+        except OSError as exc:
+            raise StoreStartError(f"blinkstore: cannot create a runtime directory: {exc}") from exc
+        self.socket_path = os.path.join(self.runtime_dir, SOCKET_NAME)
+        self._lifeline = os.pipe()
+        self._stop_pipe = os.pipe()
+        _current = self
+        self._starting = True
+        try:
+            self._spawn_keeper()
+            self._thread = threading.Thread(
+                target=self._watch_loop, name="blinkstore-supervisor", daemon=True
+            )
+            self._thread.start()
+            why = self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            self._starting = False
+        if why:
+            # Stop first: it drains the store's last output into the tail the message shows.
+            self.stop()
+            raise StoreStartError(self._failure_message(why))
+        return self.url
+
+    def _wait_ready(self) -> str:
+        """Wait for the first PONG; return why the store is not ready, or "" when it is."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            watch = self._watch
+            if ping(self.socket_path, 0.2, self.password):
+                # A store that answers and then rejects a setting (a busy TCP port) dies right
+                # after its first PONG: only a store still up a moment later counts as started.
+                time.sleep(_SETTLE)
+                if watch is None or not watch.exited():
+                    return ""
+            if watch is not None and watch.exited():
+                status = watch.reap()
+                if status == EXIT_STORE_FAILED << 8:  # exit code 3, as waitpid encodes it
+                    return "the store exited before it answered PING"
+                return f"the store keeper exited with {describe_status(status)}"
+            if time.monotonic() >= deadline:
+                return (
+                    f"the store did not answer PING on {self.socket_path} within "
+                    f"{self.start_timeout:g} s"
+                )
+            time.sleep(0.05)
+
+    def _failure_message(self, why: str) -> str:
+        output = "\n".join(f"  {line}" for line in self._tail)
+        message = f"blinkstore: could not start the store: {why}"
+        return f"{message}\nstore output:\n{output}" if output else message
+
+    def _spawn_keeper(self) -> None:
+        assert self._lifeline is not None
+        lifeline_r = self._lifeline[0]
+        command = [
+            sys.executable,
+            "-m",
+            "blinkstore_gunicorn.gunicorn.child",
+            "--lifeline-fd",
+            str(lifeline_r),
+            "--parent-pid",
+            str(os.getpid()),
+            "--socket",
+            self.socket_path,
+            "--runtime-dir",
+            self.runtime_dir,
+            "--",
+            *store_command(self.socket_path, self.serve_args),
+        ]
+        with _fork_lock:
+            log_r, log_w = os.pipe()
+            try:
+                # Its own session: a Ctrl-C meant for gunicorn must not reach the store first;
+                # the master stops it after the workers are gone.
+                self.keeper = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_w,
+                    stderr=log_w,
+                    pass_fds=(lifeline_r,),
+                    start_new_session=True,
+                    env={**os.environ, **self.store_env},
+                )
+            except BaseException:
+                os.close(log_r)
+                raise
+            finally:
+                os.close(log_w)
+            old_log_fd, self._log_fd = self._log_fd, log_r
+            self._log_buffer = b""
+            self._watch = ExitWatch(self.keeper.pid)
+            self._keeper_started = time.monotonic()
+        if old_log_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(old_log_fd)
+
+    def _watch_loop(self) -> None:
+        # This thread must outlive every keeper it started: Linux delivers the keeper's
+        # parent-death signal when the *thread* that forked it ends. So nothing may end it
+        # early, not even a failing log handler.
+        while not self._stopping:
+            try:
+                self._watch_until_stopped()
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    self.log.error("blinkstore: supervisor error (continuing): %r", exc)
+                time.sleep(0.1)
+
+    def _watch_until_stopped(self) -> None:
+        backoff = 0.0
+        while not self._stopping:
+            watch, log_fd, stop_pipe = self._watch, self._log_fd, self._stop_pipe
+            if stop_pipe is None:
+                return
+            fds = [stop_pipe[0]]
+            if log_fd is not None:
+                fds.append(log_fd)
+            watch_fd = watch.fileno() if watch is not None else None
+            if watch_fd is not None:
+                fds.append(watch_fd)
+            try:
+                readable, _, _ = select.select(fds, [], [], 0.1 if watch_fd is None else 1.0)
+            except (OSError, ValueError):
+                # A descriptor was closed under us: stop() is running.
+                return
+            if log_fd is not None and log_fd in readable:
+                self._forward_log(log_fd)
+            if self._stopping or stop_pipe[0] in readable:
+                return
+            if watch is not None and watch.exited():
+                if self._starting:
+                    # start() reports this failure itself; do not spin on the readable pidfd.
+                    time.sleep(0.05)
+                    continue
+                self._drain_log()
+                lived = time.monotonic() - self._keeper_started
+                status = watch.reap()
+                watch.close()
+                if self.keeper is not None:
+                    self.keeper.returncode = -1 if status is None else status
+                self.log.error(
+                    "blinkstore: the store keeper (pid %s) exited with %s; restarting it",
+                    watch.pid,
+                    describe_status(status),
+                )
+                backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < 2.0 else 0.0
+                if backoff and self._sleep_unless_stopped(backoff, stop_pipe[0]):
+                    return
+                try:
+                    self._spawn_keeper()
+                except OSError as exc:
+                    self.log.error("blinkstore: restarting the store keeper failed: %s", exc)
+                self.keeper_restarts += 1
+
+    @staticmethod
+    def _sleep_unless_stopped(seconds: float, stop_fd: int) -> bool:
+        """Sleep; return True at once if stop() wrote to the stop pipe meanwhile."""
+        try:
+            return bool(select.select([stop_fd], [], [], seconds)[0])
+        except (OSError, ValueError):
+            return True
+
+    def _forward_log(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            # Every writer is gone; the exit watch will notice the keeper's death.
+            if self._log_fd == fd:
+                self._log_fd = None
+                os.close(fd)
+            return
+        self._log_buffer += data
+        *lines, self._log_buffer = self._log_buffer.split(b"\n")
+        for raw in lines:
+            self._emit(raw.decode("utf-8", "replace").rstrip())
+
+    def _drain_log(self) -> None:
+        fd = self._log_fd
+        while fd is not None and self._log_fd == fd and select.select([fd], [], [], 0.05)[0]:
+            self._forward_log(fd)
+        if self._log_buffer:
+            self._emit(self._log_buffer.decode("utf-8", "replace").rstrip())
+            self._log_buffer = b""
+
+    def _emit(self, line: str) -> None:
+        # gunicorn's log adds its own timestamp; the store's would only repeat it.
+        line = _TIMESTAMP.sub("", line, count=1)
+        if not line:
+            return
+        self._tail.append(line)
+        head = line[:60].upper()
+        if "CRITICAL" in head or "ERROR" in head or line.startswith("Traceback"):
+            self.log.error("[blinkstore] %s", line)
+        elif "WARN" in head or "exited with" in line:
+            self.log.warning("[blinkstore] %s", line)
+        else:
+            self.log.info("[blinkstore] %s", line)
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Stop the keeper (it stops the store), then remove the runtime directory."""
+        global _current
+        self._stopping = True
+        if self._stop_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._stop_pipe[1], b"x")
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
+        keeper = self.keeper
+        if self._watch is not None and self._watch.exited():
+            # Already gone (and maybe reaped by the arbiter): its pid may be reused, so
+            # never signal or wait for it.
+            self._watch.reap()
+            if keeper is not None and keeper.returncode is None:
+                keeper.returncode = -1
+        if keeper is not None and keeper.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                keeper.send_signal(signal.SIGTERM)
+            try:
+                keeper.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(keeper.pid, signal.SIGKILL)
+                keeper.wait()
+            except ChildProcessError:
+                # The arbiter's waitpid(-1) got there first.
+                keeper.returncode = -1
+        if self._log_fd is not None:
+            self._drain_log()
+        self._close_fds()
+        if self.runtime_dir:
+            remove_runtime_dir(self.runtime_dir)
+        if _current is self:
+            _current = None
+
+    def close_inherited(self) -> None:
+        """Close supervision descriptors copied into a forked child (a worker); idempotent."""
+        if os.getpid() == self.owner_pid:
+            return
+        self._stopping = True
+        self._close_fds()
+        self.keeper = None
+
+    def _close_fds(self) -> None:
+        fds: list[int] = []
+        for pair in (self._lifeline, self._stop_pipe):
+            if pair is not None:
+                fds.extend(pair)
+        if self._log_fd is not None:
+            fds.append(self._log_fd)
+        self._lifeline = self._stop_pipe = None
+        self._log_fd = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)

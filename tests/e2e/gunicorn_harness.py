@@ -1,0 +1,256 @@
+"""Start real gunicorn masters for the end-to-end tests, and always stop them.
+
+gunicorn runs in its own session; ``close()`` signals the whole process group and then kills
+any descendant still alive (the store keeper and the store live in their own session and must
+stop by themselves when the master is gone, which the tests check; this is the safety net).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+APPS = Path(__file__).parent / "apps"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of ``pid`` from /proc, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and parent_of(int(entry)) == pid:
+            found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    result: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children(todo.pop()):
+            result.append(child)
+            todo.append(child)
+    return result
+
+
+def cmdline(pid: int) -> str:
+    """The command line of ``pid`` (empty when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+def kill_all(pids: Sequence[int]) -> None:
+    """SIGKILL every pid still alive."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+class Gunicorn:
+    """One gunicorn master started with ``args`` in ``cwd``; use it as a context manager."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        env: dict[str, str] | None = None,
+        ready_path: str = "/env",
+    ) -> None:
+        self.port = free_port()
+        self.cwd = cwd
+        self.log_path = cwd / f"gunicorn-{self.port}.log"
+        self.args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--pythonpath",
+            str(APPS),
+            "--no-control-socket",
+            *args,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.env.pop("BLINKSTORE_URL", None)
+        self.ready_path = ready_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.known: set[int] = set()
+
+    @property
+    def url(self) -> str:
+        """The base URL of the server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        """The master's pid."""
+        assert self.process is not None
+        return self.process.pid
+
+    def log(self) -> str:
+        """Everything gunicorn (and the store, through it) wrote so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> Gunicorn:
+        """Start the master; with ``wait``, return once it answers HTTP."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        if wait:
+            self.wait_http(timeout)
+        return self
+
+    def wait_http(self, timeout: float = 30.0) -> None:
+        """Wait until a request to ``ready_path`` succeeds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"gunicorn exited ({self.process.returncode}):\n{self.log()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + self.ready_path, timeout=2.0).status_code == 200:
+                    self.remember()
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn did not answer within {timeout} s:\n{self.log()}")
+
+    def remember(self) -> None:
+        """Note every current descendant so close() can kill it even after re-parenting."""
+        if self.process is not None:
+            self.known.update(descendants(self.process.pid))
+
+    def keeper_pid(self) -> int:
+        """The store keeper (the master's child running blinkstore_gunicorn.gunicorn.child)."""
+        marker = "blinkstore_gunicorn.gunicorn.child"
+        found = [p for p in children(self.pid) if marker in cmdline(p)]
+        assert len(found) == 1, (found, self.log())
+        return found[0]
+
+    def store_pid(self) -> int:
+        """The store process (the keeper's child)."""
+        keeper = self.keeper_pid()
+        found: list[int] = []
+
+        def store_started() -> bool:
+            found[:] = children(keeper)
+            return bool(found)
+
+        wait_until(store_started, 5.0)
+        assert len(found) == 1, (found, self.log())
+        self.known.update(found)
+        return found[0]
+
+    def worker_pids(self) -> list[int]:
+        """The master's workers (every child but the keeper)."""
+        keeper = self.keeper_pid()
+        return [p for p in children(self.pid) if p != keeper]
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the master."""
+        os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        """Stop the master and everything it started, whatever state it is in."""
+        if self.process is None:
+            return
+        self.remember()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        # Give the keeper its chance to clean up, then make sure nothing is left.
+        wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
+        kill_all(list(self.known))
+
+    def __enter__(self) -> Gunicorn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def gunicorn(args: Sequence[str], cwd: Path, **kwargs) -> Iterator[Gunicorn]:
+    """Start gunicorn, wait for HTTP, yield it, and always stop it."""
+    server = Gunicorn(args, cwd, **kwargs)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+def two_workers(client: httpx.Client, path: str, attempts: int = 200) -> tuple[dict, dict]:
+    """GET ``path`` until replies from two different worker pids were seen; return one of each."""
+    seen: dict[int, dict] = {}
+    for _ in range(attempts):
+        reply = client.get(path)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        seen.setdefault(body["pid"], body)
+        if len(seen) >= 2:
+            first, second = list(seen.values())[:2]
+            return first, second
+    raise AssertionError(f"only saw workers {sorted(seen)} after {attempts} requests")

@@ -1,0 +1,160 @@
+"""``blinkstore run -- CMD``: a private store for one command, with real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blinkstore_gunicorn.gunicorn.runtime import ping
+from tests.e2e.gunicorn_harness import (
+    APPS,
+    alive,
+    children,
+    cmdline,
+    descendants,
+    free_port,
+    kill_all,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+BLINKSTORE = [sys.executable, "-m", "blinkstore_gunicorn"]
+
+
+def run(args: list[str], tmp_path: Path, **kwargs) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    env.pop("BLINKSTORE_URL", None)
+    return subprocess.run(
+        [*BLINKSTORE, "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        **kwargs,
+    )
+
+
+def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
+    script = (
+        "import os, sys\n"
+        "from blinkstore_gunicorn.gunicorn.runtime import ping\n"
+        "url = os.environ['BLINKSTORE_URL']\n"
+        "print(url, ping(url[len('unix://'):]))\n"
+        "sys.exit(7)\n"
+    )
+    result = run(["--memory-limit", "8MB", "--", sys.executable, "-c", script], tmp_path)
+    assert result.returncode == 7, result.stderr
+    url, answered = result.stdout.split()
+    assert url.startswith("unix://") and answered == "True"
+    path = Path(url[len("unix://") :])
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_signal_death_is_reported_like_a_shell(tmp_path: Path):
+    script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    assert run(["--", sys.executable, "-c", script], tmp_path).returncode == 128 + 15
+
+
+def test_bad_options_and_missing_commands(tmp_path: Path):
+    bad = run(["--memory-limit", "lots", "--", "true"], tmp_path)
+    assert bad.returncode == 2
+    assert "--memory-limit (BLINKSTORE_MEMORY_LIMIT): invalid size 'lots'" in bad.stderr
+    assert run([], tmp_path).returncode == 2
+    missing = run(["--", "no-such-command-blinkstore"], tmp_path)
+    assert missing.returncode == 127
+    assert "no-such-command-blinkstore" in missing.stderr
+
+
+def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    env.pop("BLINKSTORE_URL", None)
+    command = [
+        *BLINKSTORE,
+        "run",
+        "--",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "asgi_wrapped:app",
+        "--app-dir",
+        str(APPS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+    ]
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True)
+    known: set[int] = set()
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return httpx.get(base + "/env", timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(answers, 30.0, 0.1), log.read_text()
+        known.update(descendants(process.pid))
+        key, value = uuid.uuid4().hex, uuid.uuid4().hex
+        written = httpx.get(f"{base}/set?key={key}&value={value}", timeout=10.0).json()
+        readers = set()
+        for _ in range(300):
+            body = httpx.get(f"{base}/get?key={key}", timeout=10.0).json()
+            assert body["value"] == value
+            readers.add(body["pid"])
+            if readers - {written["pid"]}:
+                break
+        assert readers - {written["pid"]}, "only one uvicorn worker answered"
+        store = [p for p in children(process.pid) if "serve --unix" in cmdline(p)]
+        assert len(store) == 1
+        os.kill(process.pid, signal.SIGTERM)  # forwarded to uvicorn, which shuts down
+        assert process.wait(30) == 0, log.read_text()
+        assert wait_until(lambda: not any(alive(p) for p in known), 5.0)
+        assert not list(tmp_path.glob("blinkstore-*"))
+    finally:
+        known.update(descendants(process.pid))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        kill_all(list(known))
+
+
+def test_killing_run_takes_the_store_and_the_command_along(tmp_path: Path):
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [*BLINKSTORE, "run", "--", sys.executable, "-c", "import time; time.sleep(60)"],
+        env=env,
+        start_new_session=True,
+    )
+    known: list[int] = []
+    try:
+        assert wait_until(lambda: len(children(process.pid)) == 2, 20.0)
+        time.sleep(0.2)
+        known = children(process.pid)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        assert wait_until(lambda: not any(alive(p) for p in known), 2.0)
+        # Nobody is left to remove the directory after a SIGKILL, but nothing answers there.
+        (runtime,) = tmp_path.glob("blinkstore-*")
+        assert not ping(str(runtime / "store.sock"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        kill_all(known)

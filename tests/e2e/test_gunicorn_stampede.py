@@ -1,0 +1,144 @@
+"""Host-wide stampede protection under real gunicorn: 4 uvicorn workers, one cold key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any, cast
+
+import h11
+import httpx
+import pytest
+
+from tests.e2e.gunicorn_harness import gunicorn
+
+pytestmark = pytest.mark.slow
+
+ARGS = [
+    "-c",
+    "python:blinkstore_gunicorn.conf",
+    "-k",
+    "uvicorn_worker.UvicornWorker",
+    "-w",
+    "4",
+    "stampede_app:app",
+]
+CALLERS = 200
+LOADER_SECONDS = 0.2
+
+
+def _burst(port: int, target: str, count: int) -> list[tuple[float, int, dict[str, Any]]]:
+    """Send ``count`` GETs of ``target`` at once on ``count`` pre-opened connections; return
+    each one's (seconds from its send to its complete response, status, JSON body).
+
+    Plain sockets and h11 (httpx's own HTTP/1.1 parser) rather than an httpx client: a Python
+    client juggling 200 requests on this 2-core machine adds hundreds of milliseconds of its
+    own, which would hide what the store does.
+    """
+    socks: list[Any] = [
+        socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)
+    ]
+    selector = selectors.DefaultSelector()
+    parsers: dict[Any, h11.Connection] = {}
+    sent: dict[Any, float] = {}
+    done: dict[Any, tuple[float, int, bytearray]] = {}
+    requests: dict[Any, bytes] = {}
+    try:
+        for sock in socks:
+            parser = parsers[sock] = h11.Connection(h11.CLIENT)
+            head = h11.Request(method="GET", target=target, headers=[("Host", "127.0.0.1")])
+            requests[sock] = (parser.send(head) or b"") + (parser.send(h11.EndOfMessage()) or b"")
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        for sock in socks:
+            sent[sock] = time.perf_counter()
+            sock.send(requests[sock])
+        bodies: dict[Any, tuple[int, bytearray]] = {}
+        deadline = time.monotonic() + 30
+        while len(done) < count and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=1):
+                sock = cast(socket.socket, key.fileobj)
+                parser = parsers[sock]
+                parser.receive_data(sock.recv(65536))
+                while (event := parser.next_event()) is not h11.NEED_DATA:
+                    if isinstance(event, h11.Response):
+                        bodies[sock] = (event.status_code, bytearray())
+                    elif isinstance(event, h11.Data):
+                        bodies[sock][1].extend(event.data)
+                    elif isinstance(event, h11.EndOfMessage):
+                        status, body = bodies[sock]
+                        done[sock] = (time.perf_counter() - sent[sock], status, body)
+                        selector.unregister(sock)
+                        break
+        assert len(done) == count, f"only {len(done)} of {count} responses arrived"
+        return [(seconds, status, json.loads(body)) for seconds, status, body in done.values()]
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+
+
+def _wait_for_workers(base: str, count: int = 4) -> None:
+    """Return once ``count`` workers answer (the harness only waits for the first)."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + 20
+    # A fresh connection per request, so that every worker gets a chance to accept one.
+    with httpx.Client(timeout=10, headers={"Connection": "close"}) as client:
+        while len(seen) < count:
+            assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered"
+            seen |= {client.get(base + "/env").json()["pid"] for _ in range(20)}
+
+
+def test_200_concurrent_requests_run_the_loader_once(tmp_path: Path) -> None:
+    key = f"report:{uuid.uuid4().hex}"
+    with gunicorn(ARGS, tmp_path) as server:
+        _wait_for_workers(server.url)
+        results = _burst(server.port, f"/report?key={key}", CALLERS)
+        assert all(status == 200 for _, status, _ in results)
+        assert len({body["value"]["computed_by"] for _, _, body in results}) == 1
+        assert len({body["pid"] for _, _, body in results}) > 1  # spread over workers
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{server.url}/counters?key={key}").json()["loads"] == 1
+        slowest = max(seconds for seconds, _, _ in results)
+        assert slowest < LOADER_SECONDS + 0.1, f"slowest request took {slowest:.3f}s"
+
+
+def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> None:
+    key = f"report:{uuid.uuid4().hex}"
+    path = f"/report?key={key}&delay=30&retry_delay=0.1"
+
+    async def scenario(base: str) -> None:
+        limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+        async with httpx.AsyncClient(limits=limits, timeout=20) as client:
+            requests = [asyncio.ensure_future(client.get(base + path)) for _ in range(40)]
+            holder = None
+            for _ in range(500):
+                holder = (await client.get(f"{base}/counters?key={key}")).json()["holder"]
+                if holder is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert holder is not None, "no worker started the loader"
+            await asyncio.sleep(0.2)  # everyone else is parked behind the holder
+            killed_at = time.perf_counter()
+            os.kill(holder, signal.SIGKILL)
+            replies = await asyncio.gather(*requests, return_exceptions=True)
+            took = time.perf_counter() - killed_at
+            served = [r for r in replies if isinstance(r, httpx.Response)]
+            # Requests the killed worker was serving fail with it; every other one succeeds
+            # with the value computed by the worker that took over.
+            assert served and all(reply.status_code == 200 for reply in served)
+            assert {reply.json()["value"]["computed_by"] for reply in served} != {holder}
+            assert took < 5, f"waiters needed {took:.1f}s after the holder died"
+            counters = (await client.get(f"{base}/counters?key={key}")).json()
+            assert counters["loads"] == 2
+
+    with gunicorn(ARGS, tmp_path) as server:
+        _wait_for_workers(server.url)
+        asyncio.run(scenario(server.url))
