@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import socket
 import statistics
 import time
@@ -133,25 +134,44 @@ def scenarios(quick: bool) -> Iterator[Scenario]:
 
 
 @contextmanager
-def _store() -> Iterator[str]:
+def _store() -> Iterator[tuple[str, int]]:
     with blinkstore_process("--memory-limit", "0") as store:
         assert store.unix_path is not None
-        yield store.unix_path
+        yield store.unix_path, store.pid
 
 
 @contextmanager
-def _redis() -> Iterator[str]:
+def _redis() -> Iterator[tuple[str, int]]:
     with redis_server_process() as redis:
-        yield redis.unix_path
+        yield redis.unix_path, redis.proc.pid
 
 
-PEERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
+@contextmanager
+def _pinned(server_pid: int, pin: bool) -> Iterator[None]:
+    """With ``pin``, this process, its children and the server share one CPU: on a VM a
+    wake-up across CPUs costs tens of microseconds and would swamp what is measured."""
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    original = os.sched_getaffinity(0)
+    cpu = {min(original)}
+    os.sched_setaffinity(0, cpu)
+    os.sched_setaffinity(server_pid, cpu)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, original)
+
+
+PEERS: dict[str, Callable[[], AbstractContextManager[tuple[str, int]]]] = {
     "blinkstore": _store,
     "redis": _redis,
 }
 
 
-def run(runs: int = 5, requests: int = 20000, quick: bool = False) -> list[dict[str, object]]:
+def run(
+    runs: int = 5, requests: int = 20000, quick: bool = False, pin: bool = True
+) -> list[dict[str, object]]:
     """Measure every scenario ``runs`` times per peer; return one row per scenario."""
     rows = []
     for scenario in scenarios(quick):
@@ -160,7 +180,7 @@ def run(runs: int = 5, requests: int = 20000, quick: bool = False) -> list[dict[
         for _ in range(runs):
             # Fresh servers per run, alternating peers, so neither always runs second.
             for name, start in PEERS.items():
-                with start() as path:
+                with start() as (path, pid), _pinned(pid, pin):
                     samples[name].append(measure(path, scenario, count))
         rows.append(_summarise(scenario, samples))
     return rows
@@ -202,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per peer (default 5)")
     parser.add_argument("--requests", type=int, default=20000, help="requests per run")
     parser.add_argument("--quick", action="store_true", help="one connection only")
+    parser.add_argument(
+        "--no-pin", action="store_true", help="let clients and server run on any CPU"
+    )
     args = parser.parse_args(argv)
-    print_table(run(runs=args.runs, requests=args.requests, quick=args.quick))
+    print_table(run(args.runs, args.requests, args.quick, pin=not args.no_pin))
+    print("clients and server pinned to one CPU" if not args.no_pin else "not pinned")
     return 0
 
 

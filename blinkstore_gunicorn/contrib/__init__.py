@@ -1,0 +1,1 @@
+"""Backends for other frameworks' plug-in points (``contrib.django``: a Django cache backend)."""

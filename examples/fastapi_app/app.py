@@ -1,0 +1,146 @@
+"""blinkstore-gunicorn demo: one cache shared by every gunicorn worker.
+
+Run it with the store (see README.md next to this file)::
+
+    gunicorn -c examples/fastapi_app/gunicorn.conf.py app:app --chdir examples/fastapi_app
+
+Endpoints:
+
+- ``GET /``                  which worker (pid) served you, and the store's stats
+- ``GET /weather/{city}``    a slow upstream call (``DEMO_UPSTREAM_DELAY`` s), cached for 30 s
+- ``GET|POST /counter``      one counter, incremented by whichever worker serves the POST
+- the ``/weather`` and ``/counter`` routes share a per-client rate limit
+  (``DEMO_RATE_LIMIT`` requests per ``DEMO_RATE_WINDOW`` s, fixed window)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from blinkstore_gunicorn.client import CacheError
+from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
+from blinkstore_gunicorn.integrations.fastapi import CacheDep
+
+UPSTREAM_DELAY = float(os.environ.get("DEMO_UPSTREAM_DELAY", "1.0"))
+WEATHER_TTL = 30
+# The backend-independent names the client adds to the store's INFO (GET /stats has them all).
+SHOWN_STATS = ("backend", "keys", "used_memory", "memory_limit", "hits", "misses", "evictions")
+RATE_LIMIT = int(os.environ.get("DEMO_RATE_LIMIT", "30"))
+RATE_WINDOW = int(os.environ.get("DEMO_RATE_WINDOW", "10"))
+
+
+async def rate_limit(request: Request, cache: CacheDep) -> None:
+    """Fixed-window limit per client address: INCR a key named after the window, EXPIRE it once."""
+    client = request.client.host if request.client else "unknown"
+    window = int(time.time() // RATE_WINDOW)
+    key = f"ratelimit:{client}:{window}"
+    try:
+        count = await cache.incr(key)
+    except CacheError:
+        # incr has no "miss" to fall back to; while the store restarts, let requests through.
+        return
+    if count == 1:
+        # The key carries its window number, so a lost EXPIRE can never block a client for
+        # longer than this window; the TTL only frees the memory.
+        await cache.expire(key, RATE_WINDOW)
+    if count > RATE_LIMIT:
+        retry_after = RATE_WINDOW - int(time.time()) % RATE_WINDOW
+        raise HTTPException(
+            status_code=429,
+            detail=f"rate limit: {RATE_LIMIT} requests per {RATE_WINDOW} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+async def fetch_weather(city: str) -> dict[str, Any]:
+    """Stand-in for a slow upstream API."""
+    await asyncio.sleep(UPSTREAM_DELAY)
+    return {
+        "city": city,
+        "forecast": "sunny" if len(city) % 2 else "rain",
+        "fetched_at": time.time(),
+    }
+
+
+api = APIRouter(dependencies=[Depends(rate_limit)])
+
+
+@api.get("/weather/{city}")
+async def weather(city: str, cache: CacheDep) -> dict[str, Any]:
+    """The upstream answer, computed once per 30 s for all workers together."""
+    started = time.perf_counter()
+    key = f"weather:{city.lower()}"
+    report = await cache.get(key)
+    cached = report is not None
+    if report is None:
+        report = await fetch_weather(city)
+        await cache.set(key, report, ttl=WEATHER_TTL)
+    return {
+        "report": report,
+        "cached": cached,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        "pid": os.getpid(),
+    }
+
+
+@api.get("/counter")
+async def read_counter(cache: CacheDep) -> dict[str, int]:
+    """The shared counter's value."""
+    return {"value": await cache.get("counter", 0), "pid": os.getpid()}
+
+
+@api.post("/counter")
+async def bump_counter(cache: CacheDep) -> dict[str, int]:
+    """Add one to the shared counter, atomically, whichever worker serves the request."""
+    try:
+        value = await cache.incr("counter")
+    except CacheError as exc:
+        # A counter cannot be served from a miss: say so, and when to come back.
+        raise HTTPException(
+            status_code=503,
+            detail=f"the store is unavailable, it is being restarted: {exc}",
+            headers={"Retry-After": "1"},
+        ) from None
+    return {"value": value, "pid": os.getpid()}
+
+
+app = FastAPI(title="blinkstore-gunicorn demo")
+app.include_router(api)
+# Under `gunicorn -c python:blinkstore_gunicorn.conf` the plugin wraps the app too; the
+# middleware keeps the cache that is already there, so this line costs nothing there and makes
+# plain `uvicorn app:app` work as well (with a per-process memory:// cache and a warning).
+app.add_middleware(BlinkStoreMiddleware)
+
+
+@app.get("/", response_class=HTMLResponse)
+async def index(cache: CacheDep) -> str:
+    """Which worker served this page, and what the store holds."""
+    stats = await cache.stats()
+    rows = "".join(
+        f"<tr><th>{name}</th><td>{html.escape(str(stats.get(name, '-')))}</td></tr>"
+        for name in SHOWN_STATS
+    )
+    return f"""<!doctype html>
+<title>blinkstore demo</title>
+<h1>Served by worker pid {os.getpid()}</h1>
+<p>Reload: the pid changes between workers, the counter and the cached weather do not.</p>
+<ul>
+  <li><a href="/weather/paris">/weather/paris</a> (slow the first time, then cached for all)</li>
+  <li><code>curl -X POST localhost:8000/counter</code> then <a href="/counter">/counter</a></li>
+</ul>
+<h2>Store stats (<a href="/stats">all of them</a>)</h2>
+<table>{rows}</table>
+"""
+
+
+@app.get("/stats")
+async def stats(cache: CacheDep) -> dict[str, Any]:
+    """The store's stats as JSON, with the serving worker's pid."""
+    return {"pid": os.getpid(), "stats": await cache.stats()}

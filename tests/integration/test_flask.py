@@ -1,0 +1,118 @@
+"""The Flask extension: BlinkStore(app), init_app, the cache proxy, real gunicorn sync workers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from flask import Flask, current_app
+
+from blinkstore_gunicorn.client import Cache
+from blinkstore_gunicorn.integrations._common import reset_fallback_warning
+from blinkstore_gunicorn.integrations.flask import EXTENSION_KEY, BlinkStore, cache
+
+from .integration_support import dead_unix_url, free_port, running_process, server_url, wait_http
+
+
+def make_app(**config: object) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+
+    @app.post("/hit")
+    def hit() -> str:
+        return str(cache.incr("hits"))
+
+    @app.get("/ext")
+    def ext() -> str:
+        client = current_app.extensions[EXTENSION_KEY]
+        client.set("from-ext", "yes")
+        return str(cache.get("from-ext"))
+
+    return app
+
+
+def test_extension_in_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://")
+    app = make_app()
+    ext = BlinkStore(app)
+    client = app.test_client()
+    assert [client.post("/hit").text for _ in range(3)] == ["1", "2", "3"]
+    assert client.get("/ext").text == "yes"
+    with app.app_context():
+        assert isinstance(ext.cache, Cache)
+        assert ext.cache is app.extensions["blinkstore"]
+
+
+def test_init_app_factory_gives_each_app_its_own_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://")
+    ext = BlinkStore(namespace="factory")
+    first, second = make_app(), make_app()
+    assert isinstance(ext.init_app(first), Cache)
+    ext.init_app(second)
+    assert first.extensions[EXTENSION_KEY] is not second.extensions[EXTENSION_KEY]
+    with first.app_context():
+        assert cache._get_current_object() is first.extensions[EXTENSION_KEY]  # type: ignore[attr-defined]
+
+
+def test_app_config_url_and_on_error(tmp_path: Path) -> None:
+    # BLINKSTORE_URL in app.config beats the environment; the default on_error is "miss".
+    app = make_app(BLINKSTORE_URL=dead_unix_url(tmp_path))
+    BlinkStore(app)
+    client = app.test_client()
+    response = client.get("/ext")
+    assert response.status_code == 200
+    assert response.text == "None"
+
+    strict = make_app(BLINKSTORE_URL=dead_unix_url(tmp_path), BLINKSTORE_ON_ERROR="raise")
+    BlinkStore(strict)
+    assert strict.test_client().get("/ext").status_code == 500
+
+
+def test_proxy_outside_an_app_or_without_the_extension() -> None:
+    with pytest.raises(RuntimeError, match="application context"):
+        cache.get("x")
+    with make_app().app_context(), pytest.raises(RuntimeError, match="init_app"):
+        cache.get("x")
+
+
+def test_no_url_falls_back_to_memory_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
+    reset_fallback_warning()
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.integrations")
+    counts = []
+    for _ in range(2):
+        app = make_app()
+        BlinkStore(app)
+        counts.append(int(app.test_client().post("/hit").text))
+    assert counts[1] == counts[0] + 1  # one per-process fallback store behind both apps
+    assert len([r for r in caplog.records if "per-process" in r.getMessage()]) == 1
+
+
+@pytest.fixture
+def store_url() -> Iterator[str]:
+    with server_url("store") as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_gunicorn_sync_workers_share_one_counter(store_url: str) -> None:
+    port = free_port()
+    argv = [
+        "-m",
+        "gunicorn",
+        "--workers",
+        "2",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "tests.integration.integration_apps:flask_app",
+    ]
+    with running_process(argv, env={"BLINKSTORE_URL": store_url}) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/hits", proc=proc)
+        counts = [int(httpx.post(base + "/hit").text) for _ in range(30)]
+        assert counts == list(range(1, 31))
