@@ -34,10 +34,15 @@ def single_command(data: bytes) -> list[bytes] | None:
     ``$<len>\\r\\n<arg>\\r\\n`` with no CRLF inside any argument, so the reader would have
     parsed it identically. The caller must not modify the list.
     """
-    args = _memo.get(data)
-    if args is not None:
-        return args
-    if len(data) > FAST_PATH_MAX or data[:1] != b"*" or data[-2:] != b"\r\n":
+    size = len(data)
+    if size <= MEMO_MAX:
+        # Only small reads are looked up: hashing a large value would cost more than parsing.
+        args = _memo.get(data)
+        if args is not None:
+            return args
+    elif size > FAST_PATH_MAX:
+        return None
+    if data[:1] != b"*" or data[-2:] != b"\r\n":
         return None
     parts = data.split(b"\r\n")
     count = len(parts) - 2
@@ -49,7 +54,7 @@ def single_command(data: bytes) -> list[bytes] | None:
     args = parts[2:-1:2]
     if parts[1:-1:2] != [b"$%d" % len(arg) for arg in args]:
         return None
-    if len(data) <= MEMO_MAX:
+    if size <= MEMO_MAX:
         if len(_memo) >= MEMO_ENTRIES:
             _memo.clear()
         _memo[data] = args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +77,24 @@ def test_small_requests_are_remembered_and_the_memo_is_bounded() -> None:
     big = resp.encode_command("SET", "k", "v" * MEMO_MAX)
     assert single_command(big) == [b"SET", b"k", b"v" * MEMO_MAX]
     assert big not in fastpath._memo
+
+
+class _CountingDict(dict[bytes, list[bytes]]):
+    """A memo that counts lookups."""
+
+    lookups = 0
+
+    def get(self, key: bytes, default: object = None) -> object:  # type: ignore[override]
+        type(self).lookups += 1
+        return super().get(key, default)
+
+
+def test_large_reads_are_never_hashed_for_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    memo = _CountingDict()
+    monkeypatch.setattr(fastpath, "_memo", memo)
+    # Hashing a 64 KiB value per request cost more than parsing it (found by profiling).
+    single_command(resp.encode_command("SET", "k", b"v" * 65536))
+    single_command(resp.encode_command("SET", "k", b"v" * (FAST_PATH_MAX - 40)))
+    assert _CountingDict.lookups == 0
+    single_command(resp.encode_command("GET", "k"))
+    assert _CountingDict.lookups == 1
