@@ -116,3 +116,17 @@ def server_url(kind: str) -> Iterator[str]:
             yield redis.redis_url
     else:
         raise ValueError(f"unknown server kind {kind!r}")
+
+
+@contextlib.contextmanager
+def gunicorn_workers(
+    app: str, ready_path: str, env: Mapping[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """gunicorn with 2 sync workers serving ``app`` on a free loopback port; yields the base
+    URL (once ``ready_path`` answers) and the process, stopped when the block ends."""
+    port = free_port()
+    argv = ["-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}", app]
+    with running_process(argv, env=env) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + ready_path, proc=proc)
+        yield base, proc

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -29,7 +29,6 @@ from .integration_support import (
     free_port,
     process_output,
     running_process,
-    server_url,
     wait_http,
 )
 
@@ -251,12 +250,6 @@ def test_on_error_raise_is_available(tmp_path: Any) -> None:
     )
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get("/").status_code == 500
-
-
-@pytest.fixture
-def store_url() -> Iterator[str]:
-    with server_url("store") as url:
-        yield url
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from blinkstore_gunicorn.client import Cache
 from blinkstore_gunicorn.integrations._common import reset_fallback_warning
 from blinkstore_gunicorn.integrations.flask import EXTENSION_KEY, BlinkStore, cache
 
-from .integration_support import dead_unix_url, free_port, running_process, server_url, wait_http
+from .integration_support import dead_unix_url, gunicorn_workers
 
 
 def make_app(**config: object) -> Flask:
@@ -93,26 +92,9 @@ def test_no_url_falls_back_to_memory_with_one_warning(
     assert len([r for r in caplog.records if "per-process" in r.getMessage()]) == 1
 
 
-@pytest.fixture
-def store_url() -> Iterator[str]:
-    with server_url("store") as url:
-        yield url
-
-
 @pytest.mark.slow
 def test_gunicorn_sync_workers_share_one_counter(store_url: str) -> None:
-    port = free_port()
-    argv = [
-        "-m",
-        "gunicorn",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "tests.integration.integration_apps:flask_app",
-    ]
-    with running_process(argv, env={"BLINKSTORE_URL": store_url}) as proc:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/hits", proc=proc)
+    app = "tests.integration.integration_apps:flask_app"
+    with gunicorn_workers(app, "/hits", {"BLINKSTORE_URL": store_url}) as (base, _):
         counts = [int(httpx.post(base + "/hit").text) for _ in range(30)]
         assert counts == list(range(1, 31))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -16,7 +16,7 @@ from blinkstore_gunicorn.client import Cache
 from blinkstore_gunicorn.integrations import ENVIRON_KEY, BlinkStoreMiddleware
 from blinkstore_gunicorn.integrations._common import reset_fallback_warning
 
-from .integration_support import dead_unix_url, free_port, running_process, server_url, wait_http
+from .integration_support import dead_unix_url, gunicorn_workers
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -127,27 +127,10 @@ def test_store_outage_is_a_miss_not_an_error(tmp_path: Path) -> None:
     assert call(BlinkStoreMiddleware(page, url=dead_unix_url(tmp_path))) == ("200 OK", b"missing")
 
 
-@pytest.fixture
-def store_url() -> Iterator[str]:
-    with server_url("store") as url:
-        yield url
-
-
 @pytest.mark.slow
 def test_gunicorn_sync_workers_share_the_store(store_url: str) -> None:
-    port = free_port()
-    argv = [
-        "-m",
-        "gunicorn",
-        "--workers",
-        "2",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "tests.integration.integration_apps:wsgi_app",
-    ]
-    with running_process(argv, env={"BLINKSTORE_URL": store_url}) as proc:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/", proc=proc)
+    app = "tests.integration.integration_apps:wsgi_app"
+    with gunicorn_workers(app, "/", {"BLINKSTORE_URL": store_url}) as (base, _):
         counts = [int(httpx.post(base + "/").text.split()[0]) for _ in range(30)]
         # One shared counter: every reply is one more than the last, whichever worker served it.
         assert counts == list(range(1, 31))
