@@ -13,25 +13,17 @@ import pytest
 
 from blinkstore_gunicorn.cli import main
 from tests.support.processes import (
-    REDIS_SERVER,
     REPO,
     RedisProcess,
     StoreProcess,
-    blinkstore_process,
-    redis_server_process,
+    resp_server_process,
 )
 
 
 @pytest.fixture(scope="module", params=["store", "redis"])
 def server(request: pytest.FixtureRequest) -> Iterator[StoreProcess | RedisProcess]:
-    if request.param == "redis":
-        if REDIS_SERVER is None:
-            pytest.skip("redis-server is not installed")
-        with redis_server_process() as redis_server:
-            yield redis_server
-    else:
-        with blinkstore_process() as store:
-            yield store
+    with resp_server_process(request.param) as server_process:
+        yield server_process
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

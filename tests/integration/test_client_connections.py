@@ -41,6 +41,7 @@ from tests.support.processes import (
     blinkstore_process,
     redis_server_process,
     resp_command,
+    resp_server_process,
     short_tempdir,
 )
 
@@ -48,14 +49,8 @@ from tests.support.processes import (
 @pytest.fixture(params=["store", "redis"])
 def server(request: pytest.FixtureRequest) -> Iterator[StoreProcess | RedisProcess]:
     """A running store or redis-server; both are reached through our RESP backends."""
-    if request.param == "redis":
-        if REDIS_SERVER is None:
-            pytest.skip("redis-server is not installed")
-        with redis_server_process() as redis_server:
-            yield redis_server
-    else:
-        with blinkstore_process() as store_process:
-            yield store_process
+    with resp_server_process(request.param) as server_process:
+        yield server_process
 
 
 @pytest.fixture

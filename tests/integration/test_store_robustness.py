@@ -13,25 +13,9 @@ import pytest
 
 from tests.conftest import StoreFactory
 from tests.support.processes import StoreProcess, resp_command
+from tests.support.sockets import read_until_closed, recv_exactly
 
 PING = resp_command("PING")
-
-
-def recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(min(size - len(data), 1 << 20))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(data)} of {size} bytes")
-        data += chunk
-    return data
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
 
 
 def assert_healthy(store: StoreProcess) -> None:

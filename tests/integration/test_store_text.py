@@ -8,24 +8,7 @@ import socket
 import pytest
 
 from tests.support.processes import StoreProcess
-
-
-def recv_line(sock: socket.socket) -> bytes:
-    """One reply line, byte by byte so nothing after it is consumed."""
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = sock.recv(1)
-        if not chunk:
-            raise ConnectionError(f"closed after {line!r}")
-        line += chunk
-    return line
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
+from tests.support.sockets import read_until_closed, recv_line
 
 
 def test_exchange_from_design_byte_for_byte(blinkstore: StoreProcess) -> None:

@@ -26,6 +26,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 __all__ = [
     "REDIS_SERVER",
     "REPO",
@@ -34,6 +36,7 @@ __all__ = [
     "blinkstore_process",
     "redis_server_process",
     "resp_command",
+    "resp_server_process",
     "short_tempdir",
     "start_blinkstore",
     "stop_process",
@@ -280,3 +283,17 @@ def _wait_redis(redis: RedisProcess, timeout: float) -> None:
                 return
         time.sleep(0.02)
     raise RuntimeError(f"redis-server did not answer PING within {timeout}s")
+
+
+@contextlib.contextmanager
+def resp_server_process(kind: str) -> Iterator[StoreProcess | RedisProcess]:
+    """A ``blinkstore serve`` (``kind="store"``) or ``redis-server`` (``"redis"``; the test is
+    skipped where it is not installed) for the ``with`` block: both speak RESP."""
+    if kind == "redis":
+        if REDIS_SERVER is None:
+            pytest.skip("redis-server is not installed")
+        with redis_server_process() as redis:
+            yield redis
+    else:
+        with blinkstore_process() as store:
+            yield store
