@@ -3,8 +3,10 @@ parsing, connect errors and reconnect backoff. No I/O here."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from blinkstore_gunicorn.client.errors import (
@@ -33,6 +35,7 @@ __all__ = [
     "cmd_set",
     "connect_error",
     "fetched",
+    "forget_in_forked_children",
     "grants_lease",
     "is_unknown_command",
     "lease_token",
@@ -97,6 +100,19 @@ def check(reply: resp.Reply | ProtocolError) -> resp.Reply:
     if isinstance(reply, ProtocolError):
         raise CacheResponseError(reply.message)
     return reply
+
+
+def forget_in_forked_children(forget: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Return ``track(obj)``: in every child this process forks, ``forget(obj)`` runs for each
+    tracked object still alive, so no connection made before a fork is used by two processes."""
+    tracked: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def in_child() -> None:
+        for obj in list(tracked):
+            forget(obj)
+
+    os.register_at_fork(after_in_child=in_child)
+    return tracked.add
 
 
 class Unset:

@@ -15,9 +15,7 @@ Why this shape:
 
 from __future__ import annotations
 
-import os
 import socket
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -91,17 +89,6 @@ def _safe_to_retry(exc: BaseException, sent: bool, idempotent: bool) -> bool:
     return isinstance(exc, ConnectionResetError | BrokenPipeError)
 
 
-_POOLS: weakref.WeakSet[StoreBackend] = weakref.WeakSet()
-
-
-def _forget_all_in_child() -> None:
-    for pool in list(_POOLS):
-        pool._drop_idle()
-
-
-os.register_at_fork(after_in_child=_forget_all_in_child)
-
-
 class StoreBackend:
     """Blocking RESP backend for ``unix://`` and ``tcp://`` URLs."""
 
@@ -123,7 +110,7 @@ class StoreBackend:
         self._backoff = _resp.Backoff(url.display)
         self._lock_keys: LockKeyLeases | None = None
         self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
-        _POOLS.add(self)
+        _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -391,3 +378,7 @@ class _StoreLease:
     def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
         self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))
+
+
+#: ``StoreBackend`` objects whose connections a forked child must drop, not share.
+_track_for_fork = _resp.forget_in_forked_children(StoreBackend._drop_idle)

@@ -17,8 +17,6 @@ so 100 coroutines asking at once cost one ``write`` and the store answers them i
 from __future__ import annotations
 
 import asyncio
-import os
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final, cast
@@ -180,17 +178,6 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-_BACKENDS: weakref.WeakSet[AsyncStoreBackend] = weakref.WeakSet()
-
-
-def _forget_all_in_child() -> None:
-    for backend in list(_BACKENDS):
-        backend._forget()
-
-
-os.register_at_fork(after_in_child=_forget_all_in_child)
-
-
 class AsyncStoreBackend:
     """Asyncio RESP backend for ``unix://`` and ``tcp://`` URLs."""
 
@@ -218,7 +205,7 @@ class AsyncStoreBackend:
         #: request would hold up every reply pipelined behind it.
         self._spare: list[_Pipeline] = []
         self._lock_keys: AsyncLockKeyLeases | None = None
-        _BACKENDS.add(self)
+        _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -499,3 +486,7 @@ class _AsyncStoreLease:
     async def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
         await self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))
+
+
+#: ``AsyncStoreBackend`` objects whose connections a forked child must drop, not share.
+_track_for_fork = _resp.forget_in_forked_children(AsyncStoreBackend._forget)
