@@ -1,13 +1,15 @@
 """Store round trips over a Unix socket, compared with redis-server in the same run.
 
 Both servers are driven by the same minimal client (blocking socket, our RESP encoder and
-reply parser), so the ratio compares the servers, not client libraries. Each scenario runs
-several times, alternating peers, and reports medians:
+reply parser), so the ratio compares the servers, not client libraries:
 
-    python -m bench.store [--runs 5] [--requests 20000] [--quick]
+    python -m bench.store [--rounds 40] [--runs 5] [--requests 20000] [--quick] [--no-pin]
 
-Scenarios: GET and SET of 256 B and 64 KiB values, one connection (per-request latency
-p50/p99 and throughput) and several connections in separate processes (throughput).
+Scenarios: GET and SET of 256 B and 64 KiB values. One connection: both servers run side by
+side and take turns, ``--rounds`` rounds of ``requests / rounds`` round trips each; the table
+shows medians over rounds of each round's p50/p99, and in how many rounds the store's p50 was
+the lower one. Several connections (4 client processes): ``--runs`` runs per peer, fresh
+servers each run, alternating peers, medians over runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.protocol import ProtocolError, resp
@@ -67,62 +69,94 @@ def _round_trip(sock: socket.socket, reader: resp.ReplyReader, request: bytes) -
         reader.feed(data)
 
 
-def _client_loop(path: str, scenario: Scenario, requests: int) -> list[int]:
-    """Run ``requests`` round trips on one fresh connection; return latencies in ns."""
-    value = b"v" * scenario.value_size
-    get = resp.encode_command("GET", KEY)
-    put = resp.encode_command("SET", KEY, value)
-    request = get if scenario.command == "GET" else put
-    latencies = [0] * requests
+def _connect(path: str, value_size: int) -> tuple[socket.socket, resp.ReplyReader]:
+    """A connection to ``path`` with the benchmark key stored (``value_size`` bytes)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    reader = resp.ReplyReader()
+    _round_trip(sock, reader, resp.encode_command("SET", KEY, b"v" * value_size))
+    return sock, reader
+
+
+def _request(scenario: Scenario) -> bytes:
+    if scenario.command == "GET":
+        return resp.encode_command("GET", KEY)
+    return resp.encode_command("SET", KEY, b"v" * scenario.value_size)
+
+
+def _timed(sock: socket.socket, reader: resp.ReplyReader, request: bytes, count: int) -> list[int]:
+    """``count`` round trips of ``request``; their latencies in ns."""
+    latencies = [0] * count
     clock = time.perf_counter_ns
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.connect(path)
-        reader = resp.ReplyReader()
-        _round_trip(sock, reader, put)
-        for _ in range(min(200, requests)):  # warm up both ends
-            _round_trip(sock, reader, request)
-        for i in range(requests):
-            start = clock()
-            _round_trip(sock, reader, request)
-            latencies[i] = clock() - start
+    for i in range(count):
+        start = clock()
+        _round_trip(sock, reader, request)
+        latencies[i] = clock() - start
     return latencies
+
+
+def _sample(latencies: list[int], elapsed_s: float) -> Sample:
+    latencies = sorted(latencies)
+    return Sample(
+        p50_us=latencies[len(latencies) // 2] / 1000,
+        p99_us=latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] / 1000,
+        ops_per_s=len(latencies) / elapsed_s,
+    )
+
+
+def interleaved(
+    paths: dict[str, str], scenario: Scenario, rounds: int, per_round: int
+) -> dict[str, list[Sample]]:
+    """One connection per server; the servers take turns, ``per_round`` requests each.
+
+    Taking turns every few milliseconds puts both peers under the same machine conditions
+    (a noisy neighbour, a frequency change), which separate runs seconds apart do not.
+    """
+    request = _request(scenario)
+    connections = {name: _connect(path, scenario.value_size) for name, path in paths.items()}
+    samples: dict[str, list[Sample]] = {name: [] for name in paths}
+    try:
+        for sock, reader in connections.values():  # warm up both ends
+            _timed(sock, reader, request, min(200, per_round))
+        for _ in range(rounds):
+            for name, (sock, reader) in connections.items():
+                latencies = _timed(sock, reader, request, per_round)
+                samples[name].append(_sample(latencies, sum(latencies) / 1e9))
+    finally:
+        for sock, _ in connections.values():
+            sock.close()
+    return samples
 
 
 def _worker(
     path: str, scenario: Scenario, requests: int, out: multiprocessing.Queue[list[int]]
 ) -> None:
-    out.put(_client_loop(path, scenario, requests))
+    sock, reader = _connect(path, scenario.value_size)
+    with sock:
+        request = _request(scenario)
+        _timed(sock, reader, request, min(200, requests))
+        out.put(_timed(sock, reader, request, requests))
 
 
-def measure(path: str, scenario: Scenario, requests: int) -> Sample:
-    """One run of ``scenario`` against the server listening on ``path``."""
-    if scenario.connections == 1:
-        started = time.perf_counter()
-        latencies = _client_loop(path, scenario, requests)
-        elapsed = time.perf_counter() - started
-    else:
-        context = multiprocessing.get_context("fork")
-        queue: multiprocessing.Queue[list[int]] = context.Queue()
-        per_process = max(1, requests // scenario.connections)
-        processes = [
-            context.Process(target=_worker, args=(path, scenario, per_process, queue))
-            for _ in range(scenario.connections)
-        ]
-        started = time.perf_counter()
-        for process in processes:
-            process.start()
-        latencies = []
-        for _ in processes:
-            latencies.extend(queue.get(timeout=300))
-        elapsed = time.perf_counter() - started
-        for process in processes:
-            process.join(timeout=10)
-    latencies.sort()
-    return Sample(
-        p50_us=latencies[len(latencies) // 2] / 1000,
-        p99_us=latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)] / 1000,
-        ops_per_s=len(latencies) / elapsed,
-    )
+def concurrent(path: str, scenario: Scenario, requests: int) -> Sample:
+    """``scenario.connections`` client processes at once against the server on ``path``."""
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[list[int]] = context.Queue()
+    per_process = max(1, requests // scenario.connections)
+    processes = [
+        context.Process(target=_worker, args=(path, scenario, per_process, queue))
+        for _ in range(scenario.connections)
+    ]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    latencies: list[int] = []
+    for _ in processes:
+        latencies.extend(queue.get(timeout=300))
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.join(timeout=10)
+    return _sample(latencies, elapsed)
 
 
 def scenarios(quick: bool) -> Iterator[Scenario]:
@@ -147,16 +181,16 @@ def _redis() -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def _pinned(server_pid: int, pin: bool) -> Iterator[None]:
-    """With ``pin``, this process, its children and the server share one CPU: on a VM a
+def _pinned(server_pids: list[int], pin: bool) -> Iterator[None]:
+    """With ``pin``, this process, its children and the servers share one CPU: on a VM a
     wake-up across CPUs costs tens of microseconds and would swamp what is measured."""
     if not pin or not hasattr(os, "sched_setaffinity"):
         yield
         return
     original = os.sched_getaffinity(0)
     cpu = {min(original)}
-    os.sched_setaffinity(0, cpu)
-    os.sched_setaffinity(server_pid, cpu)
+    for pid in [0, *server_pids]:
+        os.sched_setaffinity(pid, cpu)
     try:
         yield
     finally:
@@ -170,18 +204,29 @@ PEERS: dict[str, Callable[[], AbstractContextManager[tuple[str, int]]]] = {
 
 
 def run(
-    runs: int = 5, requests: int = 20000, quick: bool = False, pin: bool = True
+    runs: int = 5, requests: int = 20000, quick: bool = False, pin: bool = True, rounds: int = 40
 ) -> list[dict[str, object]]:
-    """Measure every scenario ``runs`` times per peer; return one row per scenario."""
+    """Measure every scenario against every peer; return one row per scenario.
+
+    One connection: both servers run side by side and take turns for ``rounds`` rounds
+    (``requests`` round trips per peer in all). Several connections: ``runs`` runs per
+    peer, fresh servers each time, alternating peers.
+    """
     rows = []
     for scenario in scenarios(quick):
-        samples: dict[str, list[Sample]] = {name: [] for name in PEERS}
         count = requests if scenario.value_size < 4096 else max(1000, requests // 10)
-        for _ in range(runs):
-            # Fresh servers per run, alternating peers, so neither always runs second.
-            for name, start in PEERS.items():
-                with start() as (path, pid), _pinned(pid, pin):
-                    samples[name].append(measure(path, scenario, count))
+        if scenario.connections == 1:
+            with ExitStack() as stack:
+                servers = {name: stack.enter_context(start()) for name, start in PEERS.items()}
+                stack.enter_context(_pinned([pid for _, pid in servers.values()], pin))
+                paths = {name: path for name, (path, _) in servers.items()}
+                samples = interleaved(paths, scenario, rounds, max(1, count // rounds))
+        else:
+            samples = {name: [] for name in PEERS}
+            for _ in range(runs):
+                for name, start in PEERS.items():
+                    with start() as (path, pid), _pinned([pid], pin):
+                        samples[name].append(concurrent(path, scenario, count))
         rows.append(_summarise(scenario, samples))
     return rows
 
@@ -191,6 +236,7 @@ def _summarise(scenario: Scenario, samples: dict[str, list[Sample]]) -> dict[str
         return statistics.median(getattr(sample, field) for sample in samples[name])
 
     ours_p50, theirs_p50 = median("blinkstore", "p50_us"), median("redis", "p50_us")
+    pairs = list(zip(samples["blinkstore"], samples["redis"], strict=True))
     ours_ops, theirs_ops = median("blinkstore", "ops_per_s"), median("redis", "ops_per_s")
     return {
         "scenario": scenario.label,
@@ -198,7 +244,8 @@ def _summarise(scenario: Scenario, samples: dict[str, list[Sample]]) -> dict[str
         "blinkstore_p99_us": round(median("blinkstore", "p99_us"), 1),
         "redis_p50_us": round(theirs_p50, 1),
         "redis_p99_us": round(median("redis", "p99_us"), 1),
-        "p50_ratio": round(ours_p50 / theirs_p50, 2),
+        "p50_ratio": round(ours_p50 / theirs_p50, 3),
+        "p50_lower": f"{sum(ours.p50_us < theirs.p50_us for ours, theirs in pairs)}/{len(pairs)}",
         "blinkstore_ops_s": round(ours_ops),
         "redis_ops_s": round(theirs_ops),
         "throughput_ratio": round(ours_ops / theirs_ops, 2),
@@ -219,14 +266,24 @@ def print_table(rows: list[dict[str, object]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=5, help="runs per peer (default 5)")
-    parser.add_argument("--requests", type=int, default=20000, help="requests per run")
+    parser.add_argument(
+        "--rounds", type=int, default=40, help="one-connection rounds per peer (default 40)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="several-connection runs per peer (default 5)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=20000, help="round trips per peer and scenario"
+    )
     parser.add_argument("--quick", action="store_true", help="one connection only")
     parser.add_argument(
         "--no-pin", action="store_true", help="let clients and server run on any CPU"
     )
     args = parser.parse_args(argv)
-    print_table(run(args.runs, args.requests, args.quick, pin=not args.no_pin))
+    for name in ("rounds", "runs", "requests"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    print_table(run(args.runs, args.requests, args.quick, pin=not args.no_pin, rounds=args.rounds))
     print("clients and server pinned to one CPU" if not args.no_pin else "not pinned")
     return 0
 

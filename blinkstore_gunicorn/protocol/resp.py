@@ -199,9 +199,17 @@ class CommandReader:
 # --- reply encoders (server side) -------------------------------------------------------
 
 
+#: ``$<n>\r\n`` for the common small sizes: concatenating a ready header is about twice as fast
+#: as formatting one, and every GET reply is a bulk string.
+_BULK_HEADERS: Final = tuple(b"$%d\r\n" % size for size in range(1024))
+
+
 def bulk(value: bytes) -> bytes:
     """A bulk string reply."""
-    return b"$%d\r\n%b\r\n" % (len(value), value)
+    size = len(value)
+    if size < 1024:
+        return _BULK_HEADERS[size] + value + _CRLF
+    return b"$%d\r\n%b\r\n" % (size, value)
 
 
 def simple(text: str) -> bytes:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
-from blinkstore_gunicorn.server.fastpath import single_command
+from blinkstore_gunicorn.server.fastpath import MEMO_MAX, recall, single_command
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.text_commands import execute_text
 
@@ -48,6 +48,7 @@ class StoreConnection(asyncio.Protocol):
         "_client",
         "_closed",
         "_deferred",
+        "_direct",
         "_dispatcher",
         "_eof",
         "_execute",
@@ -56,6 +57,7 @@ class StoreConnection(asyncio.Protocol):
         "_reader",
         "_resp",
         "_server",
+        "_stats",
         "_transport",
         "_write_paused",
         "peer",
@@ -64,7 +66,12 @@ class StoreConnection(asyncio.Protocol):
     def __init__(self, server: StoreServer) -> None:
         self._server = server
         self._dispatcher = server.dispatcher
+        self._stats = server.dispatcher.stats
         self._resp = False
+        #: Whether the next read may take the one-command hot path: RESP, and nothing
+        #: buffered, parked, deferred or closed. Cleared wherever that stops holding;
+        #: set again only by :meth:`_refresh_direct`.
+        self._direct = False
         self._transport: asyncio.Transport | None = None
         self._reader: Any = None
         self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
@@ -100,45 +107,65 @@ class StoreConnection(asyncio.Protocol):
         self._client = client
 
     def data_received(self, data: bytes) -> None:
-        if self._closed:
-            return
-        try:
-            reader = self._reader
-            if reader is None:
-                reader = self._choose_protocol(data)
-                if reader is None:
-                    self._line_open = True
-                    return
-                data, self._first_line = self._first_line, b""
-            elif self._resp and not reader.buffered and not self._backlog and not self._deferred:
+        if self._direct:
+            # The request/response hot path: one whole command, one reply, one write.
+            args = recall(data) if len(data) <= MEMO_MAX else None
+            if args is None:
                 args = single_command(data)
-                if args is not None:
-                    # The request/response hot path: one command, one reply, one write.
-                    client = self._client
-                    transport = self._transport
-                    assert client is not None and transport is not None
-                    dispatcher = self._dispatcher
-                    dispatcher.stats.commands_processed += 1
-                    reply = dispatcher.execute(client, args)
+            if args is not None:
+                client = self._client
+                assert client is not None
+                self._stats.commands_processed += 1
+                try:
+                    reply = self._dispatcher.execute(client, args)
                     if reply is DEFERRED:
                         self._defer()
                         return
-                    transport.write(reply)
+                    self._transport.write(reply)  # type: ignore[union-attr]
                     if client.close_after:
                         self._close()
-                    return
-            self._line_open = data[-1:] != b"\n"
-            reader.feed(data)
-            batch = reader.drain()
-            if self._backlog or self._deferred:
-                # Requests parked earlier go first.
-                self._backlog.extend(batch)
-                if len(self._backlog) > MAX_HELD:
-                    self._transport.pause_reading()  # type: ignore[union-attr]
-            elif batch:
-                self._run(batch)
+                except Exception:
+                    self._fail("error while serving")
+                return
+        if self._closed:
+            return
+        try:
+            self._received(data)
         except Exception:
             self._fail("error while serving")
+        self._refresh_direct()
+
+    def _refresh_direct(self) -> None:
+        """Allow the hot path again once nothing is pending (called after the slow paths)."""
+        reader = self._reader
+        self._direct = (
+            self._resp
+            and not self._closed
+            and reader is not None
+            and not reader.buffered
+            and not self._backlog
+            and not self._deferred
+        )
+
+    def _received(self, data: bytes) -> None:
+        """The general path: feed the reader, then run or park what it completes."""
+        reader = self._reader
+        if reader is None:
+            reader = self._choose_protocol(data)
+            if reader is None:
+                self._line_open = True
+                return
+            data, self._first_line = self._first_line, b""
+        self._line_open = data[-1:] != b"\n"
+        reader.feed(data)
+        batch = reader.drain()
+        if self._backlog or self._deferred:
+            # Requests parked earlier go first.
+            self._backlog.extend(batch)
+            if len(self._backlog) > MAX_HELD:
+                self._transport.pause_reading()  # type: ignore[union-attr]
+        elif batch:
+            self._run(batch)
 
     def eof_received(self) -> bool | None:
         if not self._closed and not self._resp and self._line_open:
@@ -180,6 +207,8 @@ class StoreConnection(asyncio.Protocol):
         if self._backlog:
             # Not now: deliver() may be running inside another connection's command.
             asyncio.get_running_loop().call_soon(self._run_backlog)
+        else:
+            self._refresh_direct()
 
     def _run_backlog(self) -> None:
         if self._closed or self._deferred or self._write_paused or not self._backlog:
@@ -189,6 +218,7 @@ class StoreConnection(asyncio.Protocol):
             self._run(backlog)
         except Exception:
             self._fail("error while serving")
+        self._refresh_direct()
 
     def _defer(self) -> None:
         """A command answers later: hold everything after it until ``deliver``.
@@ -196,6 +226,7 @@ class StoreConnection(asyncio.Protocol):
         Reading goes on (up to :data:`MAX_HELD` requests) so that EOF is noticed.
         """
         self._deferred = True
+        self._direct = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         client = self._client
@@ -208,6 +239,7 @@ class StoreConnection(asyncio.Protocol):
                 except Exception:
                     log.exception("client %d: close callback failed", client.id)
         self._closed = True
+        self._direct = False
         self._reader = None
         self._backlog = []
 
@@ -247,8 +279,8 @@ class StoreConnection(asyncio.Protocol):
         transport = self._transport
         execute = self._execute
         assert client is not None and transport is not None and execute is not None
-        dispatcher = self._server.dispatcher
-        stats = dispatcher.stats
+        dispatcher = self._dispatcher
+        stats = self._stats
         if len(batch) == 1:
             # The common request/response case: no list, no join.
             stats.commands_processed += 1
@@ -294,6 +326,7 @@ class StoreConnection(asyncio.Protocol):
     def _close(self) -> None:
         """Close after the buffered replies are flushed; ignore anything still arriving."""
         self._closed = True
+        self._direct = False
         self._backlog = []
         if self._transport is not None:
             self._transport.close()
@@ -311,5 +344,6 @@ class StoreConnection(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the connection now (shutdown grace period over)."""
         self._closed = True
+        self._direct = False
         if self._transport is not None:
             self._transport.abort()

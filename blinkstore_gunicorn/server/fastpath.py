@@ -15,7 +15,7 @@ remembered list can be handed out again.
 
 from __future__ import annotations
 
-__all__ = ["FAST_PATH_MAX", "MEMO_ENTRIES", "MEMO_MAX", "single_command"]
+__all__ = ["FAST_PATH_MAX", "MEMO_ENTRIES", "MEMO_MAX", "recall", "single_command"]
 
 #: Reads longer than this always go through the reader (and its request-size limit).
 FAST_PATH_MAX = 1024
@@ -25,6 +25,12 @@ MEMO_MAX = 128
 MEMO_ENTRIES = 4096
 
 _memo: dict[bytes, list[bytes]] = {}
+
+#: ``recall(data)``: the arguments of a request of at most :data:`MEMO_MAX` bytes seen before,
+#: else None (then ask :func:`single_command`). A bound C method, so that a repeated request
+#: costs the connection no Python call; the size bound is the caller's, because hashing a large
+#: read would cost more than parsing it.
+recall = _memo.get
 
 
 def single_command(data: bytes) -> list[bytes] | None:

@@ -19,6 +19,7 @@ from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.ticker import Ticker
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
 
@@ -95,7 +96,7 @@ class StoreServer:
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
         self._unix_identity: tuple[int, int] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
         self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
@@ -149,7 +150,7 @@ class StoreServer:
             await self._close_listeners()
             self._remove_socket_file()
             raise
-        self._schedule_expiry(loop)
+        self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         limit = self.settings.memory_limit
         log.info(
             "blinkstore %s listening on %s (memory limit %s, max connections %d, pid %d, %s)",
@@ -228,10 +229,7 @@ class StoreServer:
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             self.urls.append(f"tcp://{shown}:{bound[1]}")
 
-    def _schedule_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._expiry = loop.call_later(EXPIRY_INTERVAL, self._expire_due, loop)
-
-    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _expire_due(self) -> None:
         try:
             self.engine.expire_due()
             leases = self.dispatcher.leases
@@ -239,8 +237,6 @@ class StoreServer:
                 leases.expire(self.dispatcher.clock_ms())
         except Exception:
             log.exception("active expiry failed")
-        if not self._stopped:
-            self._schedule_expiry(loop)
 
     def request_stop(self) -> None:
         """Ask :meth:`wait_stopped` to return (safe from signal handlers)."""
@@ -258,7 +254,7 @@ class StoreServer:
             return
         self._stopped = True
         if self._expiry is not None:
-            self._expiry.cancel()
+            self._expiry.close()
         await self._close_listeners()
         self._remove_socket_file()
         for connection in list(self.connections):

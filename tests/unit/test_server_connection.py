@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 
 from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server import connection as connection_module
+from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
 from blinkstore_gunicorn.server.connection import MAX_CLIENTS_REPLY, StoreConnection
 from blinkstore_gunicorn.server.store import StoreServer
 
@@ -109,6 +112,54 @@ def test_backpressure_parks_the_rest_of_the_batch(server: StoreServer) -> None:
     assert transport.is_reading()
     reply = b"$1048576\r\n" + b"x" * (1 << 20) + b"\r\n"
     assert transport.output == reply * 3 + b"+PONG\r\n"
+
+
+def test_single_reads_wait_behind_a_deferred_reply(server: StoreServer) -> None:
+    """One command per read (the hot path) keeps pipeline order around a deferred reply."""
+    waiting: list[Client] = []
+
+    def wait_handler(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+        waiting.append(c)
+        return DEFERRED
+
+    server.dispatcher.full_table[b"WAIT"] = (wait_handler, 1)
+
+    async def main() -> None:
+        conn, transport = connect(server)
+        for _ in range(2):
+            conn.data_received(resp.encode_command("SET", "k", "v"))
+            conn.data_received(resp.encode_command("WAIT"))
+            conn.data_received(resp.encode_command("GET", "k"))
+            conn.data_received(resp.encode_command("PING"))
+            assert transport.output == b"+OK\r\n"
+            waiting.pop().deliver(b"+DONE\r\n")
+            await asyncio.sleep(0)  # parked requests run on the next loop iteration
+            assert transport.output == b"+OK\r\n+DONE\r\n$1\r\nv\r\n+PONG\r\n"
+            transport.written.clear()
+            # Half a command, then the rest: the reader, not the one-command shortcut.
+            conn.data_received(b"*1\r\n$4\r\nPI")
+            conn.data_received(b"NG\r\n")
+            assert transport.output == b"+PONG\r\n"
+            transport.written.clear()
+
+    asyncio.run(main())
+
+
+def test_only_small_reads_are_looked_up_in_the_memo(
+    server: StoreServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked_up: list[int] = []
+
+    def recall(data: bytes) -> None:
+        looked_up.append(len(data))
+
+    monkeypatch.setattr(connection_module, "recall", recall)
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("PING"))  # picks the protocol (the reader)
+    conn.data_received(resp.encode_command("SET", "k", b"v" * 1000))
+    conn.data_received(resp.encode_command("GET", "k"))
+    assert looked_up == [len(resp.encode_command("GET", "k"))]
+    assert transport.output == b"+PONG\r\n+OK\r\n$1000\r\n" + b"v" * 1000 + b"\r\n"
 
 
 def test_quit_and_protocol_errors_close(server: StoreServer) -> None:

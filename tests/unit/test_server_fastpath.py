@@ -71,6 +71,7 @@ def test_small_requests_are_remembered_and_the_memo_is_bounded() -> None:
     first = single_command(request)
     assert first == [b"GET", b"hot"]
     assert single_command(request) is first  # a repeat is one dict lookup
+    assert fastpath.recall(request) is first  # what the connection asks first
     for i in range(MEMO_ENTRIES + 10):
         assert single_command(resp.encode_command("GET", f"k{i}")) == [b"GET", b"k%d" % i]
     assert len(fastpath._memo) <= MEMO_ENTRIES
