@@ -4,12 +4,16 @@ Both servers are driven by the same minimal client (blocking socket, our RESP en
 reply parser), so the ratio compares the servers, not client libraries:
 
     python -m bench.store [--rounds 40] [--runs 5] [--requests 20000] [--quick] [--no-pin]
+                          [--floor]
 
 Scenarios: GET and SET of 256 B and 64 KiB values. One connection: both servers run side by
-side and take turns, ``--rounds`` rounds of ``requests / rounds`` round trips each; the table
-shows medians over rounds of each round's p50/p99, and in how many rounds the store's p50 was
-the lower one. Several connections (4 client processes): ``--runs`` runs per peer, fresh
-servers each run, alternating peers, medians over runs.
+side and take turns, ``--rounds`` rounds of ``requests / rounds`` round trips each. Several
+connections (4 client processes): ``--runs`` runs per peer, fresh servers each run,
+alternating peers. Latency and throughput columns are medians over rounds (runs);
+``p50_ratio`` is the median of each round's store/Redis p50 ratio, and ``p50_lower`` counts
+the rounds in which the store's p50 was the lower one. ``--floor`` adds a third peer,
+``bench/bare_uvloop.py``: GET/SET from a dict with no checks, the least any uvloop + CPython
+server can do per request.
 """
 
 from __future__ import annotations
@@ -19,13 +23,20 @@ import multiprocessing
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.protocol import ProtocolError, resp
-from tests.support.processes import blinkstore_process, redis_server_process
+from tests.support.processes import (
+    blinkstore_process,
+    redis_server_process,
+    short_tempdir,
+    stop_process,
+)
 
 KEY = b"bench:key"
 
@@ -181,6 +192,25 @@ def _redis() -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
+def _floor() -> Iterator[tuple[str, int]]:
+    """``bench/bare_uvloop.py``: what a uvloop + CPython server costs with no features."""
+    with short_tempdir() as directory:
+        path = str(directory / "floor.sock")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_uvloop", path],
+            stdout=subprocess.PIPE,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        try:
+            assert proc.stdout is not None
+            if not proc.stdout.readline().startswith(b"listening"):
+                raise RuntimeError("bench.bare_uvloop did not start")
+            yield path, proc.pid
+        finally:
+            stop_process(proc)
+
+
+@contextmanager
 def _pinned(server_pids: list[int], pin: bool) -> Iterator[None]:
     """With ``pin``, this process, its children and the servers share one CPU: on a VM a
     wake-up across CPUs costs tens of microseconds and would swamp what is measured."""
@@ -197,34 +227,41 @@ def _pinned(server_pids: list[int], pin: bool) -> Iterator[None]:
         os.sched_setaffinity(0, original)
 
 
-PEERS: dict[str, Callable[[], AbstractContextManager[tuple[str, int]]]] = {
-    "blinkstore": _store,
-    "redis": _redis,
-}
+Peer = Callable[[], AbstractContextManager[tuple[str, int]]]
+PEERS: dict[str, Peer] = {"blinkstore": _store, "redis": _redis}
+#: With ``--floor``: the bare uvloop server, to tell the store's own cost from the runtime's.
+FLOOR: dict[str, Peer] = {"floor": _floor}
 
 
 def run(
-    runs: int = 5, requests: int = 20000, quick: bool = False, pin: bool = True, rounds: int = 40
+    runs: int = 5,
+    requests: int = 20000,
+    quick: bool = False,
+    pin: bool = True,
+    rounds: int = 40,
+    floor: bool = False,
 ) -> list[dict[str, object]]:
     """Measure every scenario against every peer; return one row per scenario.
 
     One connection: both servers run side by side and take turns for ``rounds`` rounds
     (``requests`` round trips per peer in all). Several connections: ``runs`` runs per
-    peer, fresh servers each time, alternating peers.
+    peer, fresh servers each time, alternating peers. ``floor`` adds the bare uvloop server
+    to the small-value scenarios (it takes every read for one whole command).
     """
     rows = []
     for scenario in scenarios(quick):
+        peers = {**PEERS, **FLOOR} if floor and scenario.value_size < 4096 else PEERS
         count = requests if scenario.value_size < 4096 else max(1000, requests // 10)
         if scenario.connections == 1:
             with ExitStack() as stack:
-                servers = {name: stack.enter_context(start()) for name, start in PEERS.items()}
+                servers = {name: stack.enter_context(start()) for name, start in peers.items()}
                 stack.enter_context(_pinned([pid for _, pid in servers.values()], pin))
                 paths = {name: path for name, (path, _) in servers.items()}
                 samples = interleaved(paths, scenario, rounds, max(1, count // rounds))
         else:
-            samples = {name: [] for name in PEERS}
+            samples = {name: [] for name in peers}
             for _ in range(runs):
-                for name, start in PEERS.items():
+                for name, start in peers.items():
                     with start() as (path, pid), _pinned([pid], pin):
                         samples[name].append(concurrent(path, scenario, count))
         rows.append(_summarise(scenario, samples))
@@ -235,32 +272,43 @@ def _summarise(scenario: Scenario, samples: dict[str, list[Sample]]) -> dict[str
     def median(name: str, field: str) -> float:
         return statistics.median(getattr(sample, field) for sample in samples[name])
 
-    ours_p50, theirs_p50 = median("blinkstore", "p50_us"), median("redis", "p50_us")
-    pairs = list(zip(samples["blinkstore"], samples["redis"], strict=True))
+    def paired(name: str) -> list[tuple[Sample, Sample]]:
+        # Each sample with Redis's taken next to it, so drift between rounds cancels out.
+        return list(zip(samples[name], samples["redis"], strict=True))
+
+    def p50_ratio(name: str) -> float:
+        return round(statistics.median(a.p50_us / b.p50_us for a, b in paired(name)), 3)
+
     ours_ops, theirs_ops = median("blinkstore", "ops_per_s"), median("redis", "ops_per_s")
-    return {
+    lower = sum(ours.p50_us < theirs.p50_us for ours, theirs in paired("blinkstore"))
+    row: dict[str, object] = {
         "scenario": scenario.label,
-        "blinkstore_p50_us": round(ours_p50, 1),
+        "blinkstore_p50_us": round(median("blinkstore", "p50_us"), 1),
         "blinkstore_p99_us": round(median("blinkstore", "p99_us"), 1),
-        "redis_p50_us": round(theirs_p50, 1),
+        "redis_p50_us": round(median("redis", "p50_us"), 1),
         "redis_p99_us": round(median("redis", "p99_us"), 1),
-        "p50_ratio": round(ours_p50 / theirs_p50, 3),
-        "p50_lower": f"{sum(ours.p50_us < theirs.p50_us for ours, theirs in pairs)}/{len(pairs)}",
+        "p50_ratio": p50_ratio("blinkstore"),
+        "p50_lower": f"{lower}/{len(samples['redis'])}",
         "blinkstore_ops_s": round(ours_ops),
         "redis_ops_s": round(theirs_ops),
         "throughput_ratio": round(ours_ops / theirs_ops, 2),
     }
+    if "floor" in samples:
+        row["floor_p50_us"] = round(median("floor", "p50_us"), 1)
+        row["floor_p50_ratio"] = p50_ratio("floor")
+    return row
 
 
 def print_table(rows: list[dict[str, object]]) -> None:
-    """Rows as an aligned text table (p50 ratio < 1.0 means faster than Redis)."""
-    if not rows:
-        return
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    """Rows as an aligned text table (p50 ratio < 1.0 means faster than Redis; "-": not run)."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    cells = [[str(row.get(column, "-")) for column in columns] for row in rows]
+    widths = [
+        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
+    ]
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths, strict=True)))
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,13 +325,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="one connection only")
     parser.add_argument(
+        "--floor", action="store_true", help="also measure a bare uvloop server (the floor)"
+    )
+    parser.add_argument(
         "--no-pin", action="store_true", help="let clients and server run on any CPU"
     )
     args = parser.parse_args(argv)
     for name in ("rounds", "runs", "requests"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    print_table(run(args.runs, args.requests, args.quick, pin=not args.no_pin, rounds=args.rounds))
+    rows = run(
+        args.runs,
+        args.requests,
+        args.quick,
+        pin=not args.no_pin,
+        rounds=args.rounds,
+        floor=args.floor,
+    )
+    print_table(rows)
     print("clients and server pinned to one CPU" if not args.no_pin else "not pinned")
     return 0
 
