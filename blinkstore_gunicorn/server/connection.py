@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
-from blinkstore_gunicorn.server.fastpath import MEMO_MAX, recall, single_command
+from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.text_commands import execute_text
 
@@ -111,7 +111,7 @@ class StoreConnection(asyncio.Protocol):
             # The request/response hot path: one whole command, one reply, one write.
             args = recall(data) if len(data) <= MEMO_MAX else None
             if args is None:
-                args = single_command(data)
+                args = parse_single(data)
             if args is not None:
                 client = self._client
                 assert client is not None

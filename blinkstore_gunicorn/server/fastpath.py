@@ -15,7 +15,7 @@ remembered list can be handed out again.
 
 from __future__ import annotations
 
-__all__ = ["FAST_PATH_MAX", "MEMO_ENTRIES", "MEMO_MAX", "recall", "single_command"]
+__all__ = ["FAST_PATH_MAX", "MEMO_ENTRIES", "MEMO_MAX", "parse_single", "recall", "single_command"]
 
 #: Reads longer than this always go through the reader (and its request-size limit).
 FAST_PATH_MAX = 1024
@@ -27,7 +27,7 @@ MEMO_ENTRIES = 4096
 _memo: dict[bytes, list[bytes]] = {}
 
 #: ``recall(data)``: the arguments of a request of at most :data:`MEMO_MAX` bytes seen before,
-#: else None (then ask :func:`single_command`). A bound C method, so that a repeated request
+#: else None (then ask :func:`parse_single`). A bound C method, so that a repeated request
 #: costs the connection no Python call; the size bound is the caller's, because hashing a large
 #: read would cost more than parsing it.
 recall = _memo.get
@@ -40,13 +40,19 @@ def single_command(data: bytes) -> list[bytes] | None:
     ``$<len>\\r\\n<arg>\\r\\n`` with no CRLF inside any argument, so the reader would have
     parsed it identically. The caller must not modify the list.
     """
-    size = len(data)
-    if size <= MEMO_MAX:
+    if len(data) <= MEMO_MAX:
         # Only small reads are looked up: hashing a large value would cost more than parsing.
         args = _memo.get(data)
         if args is not None:
             return args
-    elif size > FAST_PATH_MAX:
+    return parse_single(data)
+
+
+def parse_single(data: bytes) -> list[bytes] | None:
+    """:func:`single_command` without the memo lookup, for a caller that already asked
+    :data:`recall`; remembers what it parses when ``data`` is small."""
+    size = len(data)
+    if size > FAST_PATH_MAX:
         return None
     if data[:1] != b"*" or data[-2:] != b"\r\n":
         return None
