@@ -31,7 +31,7 @@ ARGS = [
     "stampede_app:app",
 ]
 CALLERS = 200
-LOADER_SECONDS = 0.2
+WAIT_TIMEOUT = 30  # stampede_app.py passes wait_timeout=30
 
 
 def _burst(port: int, target: str, count: int) -> list[tuple[float, int, dict[str, Any]]]:
@@ -106,8 +106,11 @@ def test_200_concurrent_requests_run_the_loader_once(tmp_path: Path) -> None:
         assert len({body["pid"] for _, _, body in results}) > 1  # spread over workers
         with httpx.Client(timeout=10) as client:
             assert client.get(f"{server.url}/counters?key={key}").json()["loads"] == 1
+        # Waiters are woken by the fill, not by their 30 s wait timeout running out. Only that
+        # is asserted: how soon they wake is a figure for bench/stampede.py, and a loaded CI
+        # machine stretches it.
         slowest = max(seconds for seconds, _, _ in results)
-        assert slowest < LOADER_SECONDS + 0.1, f"slowest request took {slowest:.3f}s"
+        assert slowest < WAIT_TIMEOUT / 3, f"slowest request took {slowest:.3f}s"
 
 
 def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> None:
