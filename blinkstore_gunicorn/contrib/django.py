@@ -32,8 +32,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-import weakref
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -64,10 +63,9 @@ class _Clients:
     options: dict[str, Any]
     _sync: Cache | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # An AsyncCache is bound to the loop that used it first.
-    _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCache] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    # An AsyncCache is bound to the loop that used it first; each entry lives as long as its
+    # loop runs (async_to_sync runs every call in a new loop: its client goes with it).
+    _async: dict[asyncio.AbstractEventLoop, _LoopClient] = field(default_factory=dict)
 
     def sync(self) -> Cache:
         client = self._sync
@@ -78,16 +76,49 @@ class _Clients:
                     client = self._sync = Cache(self.url, **self.options)
         return client
 
-    def for_loop(self) -> AsyncCache:
+    async def for_loop(self) -> AsyncCache:
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            # Loops may run in several threads (async_to_sync): one client per loop, still.
+        entry = self._async.get(loop)
+        if entry is not None:
+            return entry.client
+        # Loops may run in several threads (async_to_sync): the dict is shared, hence the lock.
+        with self._lock:
+            self._forget_closed_loops()
+            entry = self._async[loop] = _LoopClient(AsyncCache(self.url, **self.options))
+        entry.closer = self._close_at_loop_shutdown(loop, entry.client)
+        await entry.closer.__anext__()
+        return entry.client
+
+    async def _close_at_loop_shutdown(
+        self, loop: asyncio.AbstractEventLoop, client: AsyncCache
+    ) -> AsyncGenerator[None, None]:
+        # A loop has no "closing" callback, but asyncio.run (and so asgiref's async_to_sync,
+        # uvicorn...) calls loop.shutdown_asyncgens() before loop.close(), which closes every
+        # async generator still suspended: this one resumes there, in the loop, while its
+        # connections can still be closed properly.
+        try:
+            yield
+        finally:
             with self._lock:
-                client = self._async.get(loop)
-                if client is None:
-                    client = self._async[loop] = AsyncCache(self.url, **self.options)
-        return client
+                self._async.pop(loop, None)
+            await client.close()
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of loops closed without shutdown_asyncgens() (``loop.close()``).
+
+        Their sockets belong to a closed loop, which can no longer close them; dropping the
+        last reference lets the garbage collector do it.
+        """
+        for loop in [loop for loop in self._async if loop.is_closed()]:
+            del self._async[loop]
+
+
+@dataclass
+class _LoopClient:
+    """One loop's client, and the generator that closes it when the loop shuts down."""
+
+    client: AsyncCache
+    closer: AsyncGenerator[None, None] | None = None
 
 
 _registry: dict[tuple[str, str], _Clients] = {}
@@ -165,7 +196,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             return result
 
     async def _arun(self, plan: _Plan[T]) -> T:
-        client = self._clients.for_loop()
+        client = await self._clients.for_loop()
         try:
             call = next(plan)
             while True:

@@ -408,3 +408,51 @@ def test_store_outage_reads_as_misses(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not found"):
             cache.incr("k")
         assert asyncio.run(cache.aget("k", "d")) == "d"
+
+
+# -- per-loop clients, under WSGI (async_to_sync) -----------------------------------------------
+
+
+def connected_clients(url: str) -> int:
+    """How many connections the store at ``url`` counts right now (INFO clients)."""
+    from blinkstore_gunicorn.client import Cache
+
+    with Cache(url) as probe:
+        return int(probe.stats()["connected_clients"]) - 1  # not counting the probe itself
+
+
+def wait_for(condition: Any, explain: Any, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; after ``timeout`` fail with ``explain()``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, explain()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_async_to_sync_calls_leave_no_clients_behind(kind: str) -> None:
+    from asgiref.sync import async_to_sync
+
+    with server_url(kind) as url, override_settings(CACHES=configure(url)):
+        cache = caches["default"]
+        cache.set("k", "v")
+        before = connected_clients(url)
+        for _ in range(50):
+            # What a sync Django view calling an async helper does: a new loop each time.
+            assert async_to_sync(cache.aget)("k") == "v"
+        # Every loop closed its client's connections when it ended, and forgot the client.
+        wait_for(
+            lambda: connected_clients(url) == before,
+            lambda: f"{connected_clients(url)} connections, {before} before the calls",
+        )
+        assert len(cache._clients._async) == 0
+
+
+def test_a_loop_closed_without_shutdown_frees_its_client(store_url: str) -> None:
+    with override_settings(CACHES=configure(store_url)):
+        cache = caches["default"]
+        for _ in range(20):
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(cache.aset("k", 1))
+            loop.close()  # no shutdown_asyncgens(): the client learns of it on the next call
+        assert len(cache._clients._async) <= 1
