@@ -30,6 +30,7 @@ skipped writes, never a 500.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
@@ -38,17 +39,21 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.exceptions import ImproperlyConfigured
 
-from blinkstore_gunicorn.client import AsyncCache, Cache
+from blinkstore_gunicorn.client import AsyncCache, Cache, CacheError
 from blinkstore_gunicorn.integrations._common import resolve_url
 
 __all__ = ["BlinkStoreCache"]
 
 T = TypeVar("T")
+logger = logging.getLogger("blinkstore_gunicorn.contrib.django")
 
 # Options Django's BaseCache reads for its own (LocMem/file/db) culling; the store enforces a
 # memory limit instead, so they are accepted and ignored rather than passed to the client.
 _BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+#: What ``OPTIONS["get_or_set"]`` may set (see the client's ``get_or_set``).
+_FLIGHT_OPTIONS = frozenset({"lock_timeout", "wait_timeout", "stale_ttl", "early_refresh"})
 
 
 @dataclass
@@ -66,6 +71,7 @@ class _Clients:
     # An AsyncCache is bound to the loop that used it first; each entry lives as long as its
     # loop runs (async_to_sync runs every call in a new loop: its client goes with it).
     _async: dict[asyncio.AbstractEventLoop, _LoopClient] = field(default_factory=dict)
+    _reported: set[str] = field(default_factory=set)
 
     def sync(self) -> Cache:
         client = self._sync
@@ -102,6 +108,19 @@ class _Clients:
             with self._lock:
                 self._async.pop(loop, None)
             await client.close()
+
+    def report(self, problem: CacheError) -> None:
+        """Log a cache problem that was turned into a miss, once per kind of problem."""
+        kind = type(problem).__name__
+        if kind not in self._reported:
+            self._reported.add(kind)
+            logger.warning(
+                "Django cache on %s: %s: %s; computing values without the cache "
+                "(logged once per kind of problem)",
+                self.url,
+                kind,
+                problem,
+            )
 
     def _forget_closed_loops(self) -> None:
         """Drop the clients of loops closed without shutdown_asyncgens() (``loop.close()``).
@@ -146,12 +165,48 @@ def _shared_memory(url: str, number: int) -> str:
     return url
 
 
+def _flight_options(given: Any) -> dict[str, Any]:
+    """``OPTIONS["get_or_set"]``: the client's single-flight options for ``get_or_set``."""
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping) or not set(given) <= _FLIGHT_OPTIONS:
+        raise ImproperlyConfigured(
+            f"CACHES OPTIONS['get_or_set'] must be a dict with some of "
+            f"{', '.join(sorted(_FLIGHT_OPTIONS))}; got {given!r}"
+        )
+    # Django's get_or_set returns a value, never a timeout: a caller that waited long enough
+    # for another one's value computes it itself.
+    return {**given, "on_wait_timeout": "compute"}
+
+
 @dataclass(frozen=True)
 class _Call:
     """One client method call that an operation plan asks its driver to make."""
 
     method: str
     args: tuple[Any, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Loader:
+    """Django's ``default`` for ``get_or_set``: called at most once, its outcome remembered,
+    so a cache problem after the call can still return the computed value."""
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+        self.called = False
+        self.failed = False
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if not self.called:
+            self.called = True
+            try:
+                self._value = self._default() if callable(self._default) else self._default
+            except BaseException:
+                self.failed = True
+                raise
+        return self._value
 
 
 # Each cache operation is written once, as a generator that yields the client calls it needs and
@@ -171,6 +226,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         }
         options.setdefault("on_error", "miss")
         options.setdefault("serializer", "pickle")
+        self._flight = _flight_options(options.pop("get_or_set", None))
         self._location = server or None
         self._options = options
         self._clients_cache: _Clients | None = None
@@ -185,12 +241,19 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
 
     # -- drivers -----------------------------------------------------------------------------
 
+    # A call's exception is thrown into the plan at its ``yield``: the plan decides.
+
     def _run(self, plan: _Plan[T]) -> T:
         client = self._clients.sync()
         try:
             call = next(plan)
             while True:
-                call = plan.send(getattr(client, call.method)(*call.args))
+                try:
+                    reply = getattr(client, call.method)(*call.args, **call.options)
+                except Exception as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -200,7 +263,12 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         try:
             call = next(plan)
             while True:
-                call = plan.send(await getattr(client, call.method)(*call.args))
+                try:
+                    reply = await getattr(client, call.method)(*call.args, **call.options)
+                except Exception as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -299,7 +367,15 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             # The client's get_or_set is single-flight: on a miss one caller on the host computes
             # ``default`` while the others wait for its value, instead of all computing at once.
             made = self.make_and_validate_key(key, version=version)
-            return (yield _Call("get_or_set", (made, default, ttl)))
+            loader = _Loader(default)
+            try:
+                return (yield _Call("get_or_set", (made, loader, ttl), self._flight))
+            except CacheError as exc:
+                # Django's contract: get_or_set returns the default when the cache cannot help.
+                if loader.failed or self._options["on_error"] == "raise":
+                    raise
+                self._clients.report(exc)
+                return loader()
         value = yield from self._plan_get(key, self._missing_key, version)
         if value is not self._missing_key:
             return value

@@ -38,6 +38,7 @@ from django.test import Client, override_settings
 from django.urls import path
 from django.views.decorators.cache import cache_page
 
+from blinkstore_gunicorn.client import CacheSerializationError
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
 
 from .integration_support import server_url
@@ -456,3 +457,62 @@ def test_a_loop_closed_without_shutdown_frees_its_client(store_url: str) -> None
             loop.run_until_complete(cache.aset("k", 1))
             loop.close()  # no shutdown_asyncgens(): the client learns of it on the next call
         assert len(cache._clients._async) <= 1
+
+
+# -- get_or_set never raises for a cache problem -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_get_or_set_computes_itself_when_the_wait_runs_out(kind: str) -> None:
+    """A second caller waits ``wait_timeout`` for the first one's value, then computes it."""
+    started, release = threading.Event(), threading.Event()
+    first_result: list[object] = []
+    options = {"get_or_set": {"wait_timeout": 0.3}}
+
+    def slow_loader() -> str:
+        started.set()
+        assert release.wait(30), "the test never released the first loader"
+        return "first"
+
+    with server_url(kind) as url, override_settings(CACHES=configure(url, OPTIONS=options)):
+        cache = caches["default"]
+        cache.clear()
+        first = threading.Thread(
+            target=lambda: first_result.append(caches["default"].get_or_set("k", slow_loader))
+        )
+        first.start()
+        try:
+            assert started.wait(30), "the first caller never ran its loader"
+            assert cache.get_or_set("k", lambda: "second") == "second"
+        finally:
+            release.set()
+            first.join(30)
+        assert first_result == ["first"]
+        assert cache.get("k") == "first"
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_get_or_set_computes_when_the_stored_value_is_unreadable(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with server_url(kind) as url:
+        for on_error in ("miss", "raise"):
+            with override_settings(CACHES=configure(url, OPTIONS={"on_error": on_error})):
+                cache = caches["default"]
+                raw_key = cache.make_key("k").encode()
+                cache._clients.sync().backend.set(raw_key, b"\xfc{not json", None, False, False)
+                if on_error == "miss":
+                    for _ in range(3):
+                        assert cache.get_or_set("k", lambda: "computed") == "computed"
+                    assert caplog.text.count("CacheSerializationError") == 1  # logged once
+                else:
+                    with pytest.raises(CacheSerializationError):
+                        cache.get_or_set("k", lambda: "computed")
+
+
+def test_get_or_set_options_are_checked(location: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    config = configure(location, OPTIONS={"get_or_set": {"wait": 1}})
+    with override_settings(CACHES=config), pytest.raises(ImproperlyConfigured, match=r"'wait'"):
+        caches["default"].get("k")
