@@ -38,10 +38,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from blinkstore_gunicorn.client import AsyncCache, Cache, CacheError
+from blinkstore_gunicorn.client import (
+    AsyncCache,
+    Cache,
+    CacheError,
+    CacheSignatureError,
+    PickleSerializer,
+)
 from blinkstore_gunicorn.integrations._common import resolve_url
 
 __all__ = ["BlinkStoreCache"]
@@ -140,16 +147,27 @@ class _LoopClient:
     closer: AsyncGenerator[None, None] | None = None
 
 
-_registry: dict[tuple[str, str], _Clients] = {}
+_registry: dict[tuple[str, str, tuple[str | bytes, ...]], _Clients] = {}
+#: The number naming each configuration's memory:// store (a new signing key is no new store).
+_memory_numbers: dict[tuple[str, str], int] = {}
 _registry_lock = threading.Lock()
 
 
-def _clients_for(url: str, options: dict[str, Any]) -> _Clients:
-    key = (url, repr(sorted(options.items())))
+def _clients_for(
+    url: str, options: dict[str, Any], signing_keys: tuple[str | bytes, ...]
+) -> _Clients:
+    config = (url, repr(sorted(options.items())))
+    key = (*config, signing_keys)
     with _registry_lock:
         clients = _registry.get(key)
         if clients is None:
-            clients = _registry[key] = _Clients(_shared_memory(url, len(_registry)), options)
+            if signing_keys:
+                signing_key, *fallback_keys = signing_keys
+                serializer = PickleSerializer(signing_key, fallback_keys=fallback_keys)
+                options = {**options, "serializer": serializer}
+            number = _memory_numbers.setdefault(config, len(_memory_numbers))
+            clients = _Clients(_shared_memory(url, number), options)
+            _registry[key] = clients
         return clients
 
 
@@ -227,6 +245,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         options.setdefault("on_error", "miss")
         options.setdefault("serializer", "pickle")
         self._flight = _flight_options(options.pop("get_or_set", None))
+        self._signing_key: str | bytes | None = options.pop("signing_key", None)
         self._location = server or None
         self._options = options
         self._clients_cache: _Clients | None = None
@@ -236,8 +255,25 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         # Resolved on first use, not at construction: Django creates backends lazily anyway,
         # and the memory:// warning should only appear if the cache is actually used.
         if self._clients_cache is None:
-            self._clients_cache = _clients_for(resolve_url(self._location), self._options)
+            url = resolve_url(self._location)
+            self._clients_cache = _clients_for(url, self._options, self._signing_keys())
         return self._clients_cache
+
+    def _signing_keys(self) -> tuple[str | bytes, ...]:
+        """The key that signs pickles, then older keys still accepted when reading:
+        ``OPTIONS["signing_key"]``, else ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``."""
+        if self._options["serializer"] != "pickle":
+            return ()
+        if self._signing_key is not None:
+            return (self._signing_key,)
+        try:
+            secret_key = settings.SECRET_KEY
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(
+                f"{exc} The BlinkStoreCache backend signs the pickles it stores with "
+                "SECRET_KEY; set it, or give the cache its own key in OPTIONS['signing_key']."
+            ) from None
+        return (secret_key, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
 
     # -- drivers -----------------------------------------------------------------------------
 
@@ -302,8 +338,16 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         return bool((yield _Call("add", (made, value, ttl))))
 
     def _plan_get(self, key: Any, default: Any, version: int | None) -> _Plan[Any]:
-        made = self.make_and_validate_key(key, version=version)
-        return (yield _Call("get", (made, default)))
+        return (
+            yield from self._plan_read(self.make_and_validate_key(key, version=version), default)
+        )
+
+    @staticmethod
+    def _plan_read(made: str, default: Any) -> _Plan[Any]:
+        try:
+            return (yield _Call("get", (made, default)))
+        except CacheSignatureError:
+            return default  # a pickle this app did not sign is never unpickled: a miss
 
     def _plan_set(self, key: Any, value: Any, timeout: Any, version: int | None) -> _Plan[None]:
         made = self.make_and_validate_key(key, version=version)
@@ -326,7 +370,15 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not made:
             return {}
-        found: dict[Any, Any] = yield _Call("get_many", (list(made),))
+        try:
+            found: dict[Any, Any] = yield _Call("get_many", (list(made),))
+        except CacheSignatureError:
+            # Some value is not signed by this app: read the keys one by one to skip it.
+            found = {}
+            for name in made:
+                value = yield from self._plan_read(name, self._missing_key)
+                if value is not self._missing_key:
+                    found[name] = value
         return {made[key]: value for key, value in found.items() if key in made}
 
     def _plan_has_key(self, key: Any, version: int | None) -> _Plan[bool]:
@@ -368,11 +420,20 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             # ``default`` while the others wait for its value, instead of all computing at once.
             made = self.make_and_validate_key(key, version=version)
             loader = _Loader(default)
+            call = _Call("get_or_set", (made, loader, ttl), self._flight)
             try:
-                return (yield _Call("get_or_set", (made, loader, ttl), self._flight))
+                try:
+                    return (yield call)
+                except CacheSignatureError:
+                    # A pickle this app did not sign is a miss, which get_or_set overwrites.
+                    yield _Call("delete", (made,))
+                    return (yield call)
             except CacheError as exc:
                 # Django's contract: get_or_set returns the default when the cache cannot help.
-                if loader.failed or self._options["on_error"] == "raise":
+                if loader.failed or (
+                    self._options["on_error"] == "raise"
+                    and not isinstance(exc, CacheSignatureError)
+                ):
                     raise
                 self._clients.report(exc)
                 return loader()
@@ -390,7 +451,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             version = self.version
         old = self.make_and_validate_key(key, version=version)
         new = self.make_and_validate_key(key, version=version + delta)
-        value = yield _Call("get", (old, self._missing_key))
+        value = yield from self._plan_read(old, self._missing_key)
         if value is self._missing_key:
             raise self._not_found(key)
         # Unlike BaseCache's version, the entry keeps its remaining time to live.
