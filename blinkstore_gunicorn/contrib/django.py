@@ -19,12 +19,14 @@ asynchronous through :class:`~blinkstore_gunicorn.client.AsyncCache`.
 Values are stored like Django's own Redis backend stores them (the client's
 ``serializer="pickle"``): integers as decimal text, so ``incr`` is atomic in the store, anything
 else pickled, because Django caches arbitrary objects (``cache_page`` stores whole responses).
-Pickle means whoever can write to the store can run code in the app: keep the store on its
-private Unix socket or behind a password (the defaults).
+Each pickle is signed with ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` accepted when reading) or
+``OPTIONS["signing_key"]``, and a value whose signature fails is a miss, never unpickled: a
+process that can write to the store but lacks the key cannot run code in the app.
 
 ``OPTIONS`` are keyword arguments for the client (``namespace``, ``on_error``, ``timeout``,
-``serializer``...). ``on_error`` defaults to ``"miss"``: a store outage reads as misses and
-skipped writes, never a 500.
+``serializer``...), plus ``signing_key`` and ``get_or_set`` (the single-flight options of
+``get_or_set``). ``on_error`` defaults to ``"miss"``: a store outage reads as misses and
+skipped writes, never a 500, and ``get_or_set`` always returns a value.
 """
 
 from __future__ import annotations
