@@ -210,6 +210,8 @@ class PickleSerializer(_TaggedSerializer):
                 "serializer=PickleSerializer(signing_key=...); unsigned pickles would let "
                 "whoever can write to the store run code in this process"
             )
+        if isinstance(fallback_keys, str | bytes):
+            raise CacheConfigError("fallback_keys is a list of keys, not one key")
         self.protocol = protocol
         self._signing = _derive_key(signing_key)
         self._accepted = [self._signing, *(_derive_key(key) for key in fallback_keys)]

@@ -140,6 +140,8 @@ def test_fallback_keys_rotate_the_signing_key() -> None:
     with pytest.raises(CacheSignatureError):
         PickleSerializer("old").loads(rotated.dumps({2}))  # new values use the new key
     assert PickleSerializer(b"new").loads(rotated.dumps({2})) == {2}  # str and bytes keys agree
+    with pytest.raises(CacheConfigError, match="list of keys"):
+        PickleSerializer("new", fallback_keys="old")
 
 
 def test_pickle_needs_a_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
