@@ -8,6 +8,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheError,
     CacheResponseError,
     CacheSerializationError,
+    CacheSignatureError,
     CacheStampedeTimeout,
     CacheTimeoutError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "CacheError",
     "CacheResponseError",
     "CacheSerializationError",
+    "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
     "JSONSerializer",

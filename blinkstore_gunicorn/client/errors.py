@@ -12,6 +12,7 @@ __all__ = [
     "CacheError",
     "CacheResponseError",
     "CacheSerializationError",
+    "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
 ]
@@ -42,6 +43,12 @@ class CacheResponseError(CacheError):
 
 class CacheSerializationError(CacheError, ValueError):
     """A stored value cannot be decoded by this client's serializer."""
+
+
+class CacheSignatureError(CacheSerializationError):
+    """A pickled value is not signed with this client's signing key, so it was not unpickled:
+    another writer stored it, or a version before pickles were signed. The Django backend
+    reads it as a miss."""
 
 
 class CacheStampedeTimeout(CacheError, TimeoutError):

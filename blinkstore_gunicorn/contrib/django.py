@@ -19,37 +19,50 @@ asynchronous through :class:`~blinkstore_gunicorn.client.AsyncCache`.
 Values are stored like Django's own Redis backend stores them (the client's
 ``serializer="pickle"``): integers as decimal text, so ``incr`` is atomic in the store, anything
 else pickled, because Django caches arbitrary objects (``cache_page`` stores whole responses).
-Pickle means whoever can write to the store can run code in the app: keep the store on its
-private Unix socket or behind a password (the defaults).
+Each pickle is signed with ``SECRET_KEY`` (``SECRET_KEY_FALLBACKS`` accepted when reading) or
+``OPTIONS["signing_key"]``, and a value whose signature fails is a miss, never unpickled: a
+process that can write to the store but lacks the key cannot run code in the app.
 
 ``OPTIONS`` are keyword arguments for the client (``namespace``, ``on_error``, ``timeout``,
-``serializer``...). ``on_error`` defaults to ``"miss"``: a store outage reads as misses and
-skipped writes, never a 500.
+``serializer``...), plus ``signing_key`` and ``get_or_set`` (the single-flight options of
+``get_or_set``). ``on_error`` defaults to ``"miss"``: a store outage reads as misses and
+skipped writes, never a 500, and ``get_or_set`` always returns a value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
-import weakref
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.exceptions import ImproperlyConfigured
 
-from blinkstore_gunicorn.client import AsyncCache, Cache
+from blinkstore_gunicorn.client import (
+    AsyncCache,
+    Cache,
+    CacheError,
+    CacheSignatureError,
+    PickleSerializer,
+)
 from blinkstore_gunicorn.integrations._common import resolve_url
 
 __all__ = ["BlinkStoreCache"]
 
 T = TypeVar("T")
+logger = logging.getLogger("blinkstore_gunicorn.contrib.django")
 
 # Options Django's BaseCache reads for its own (LocMem/file/db) culling; the store enforces a
 # memory limit instead, so they are accepted and ignored rather than passed to the client.
 _BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
+#: What ``OPTIONS["get_or_set"]`` may set (see the client's ``get_or_set``).
+_FLIGHT_OPTIONS = frozenset({"lock_timeout", "wait_timeout", "stale_ttl", "early_refresh"})
 
 
 @dataclass
@@ -64,10 +77,10 @@ class _Clients:
     options: dict[str, Any]
     _sync: Cache | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # An AsyncCache is bound to the loop that used it first.
-    _async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCache] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    # An AsyncCache is bound to the loop that used it first; each entry lives as long as its
+    # loop runs (async_to_sync runs every call in a new loop: its client goes with it).
+    _async: dict[asyncio.AbstractEventLoop, _LoopClient] = field(default_factory=dict)
+    _reported: set[str] = field(default_factory=set)
 
     def sync(self) -> Cache:
         client = self._sync
@@ -78,28 +91,85 @@ class _Clients:
                     client = self._sync = Cache(self.url, **self.options)
         return client
 
-    def for_loop(self) -> AsyncCache:
+    async def for_loop(self) -> AsyncCache:
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
-            # Loops may run in several threads (async_to_sync): one client per loop, still.
+        entry = self._async.get(loop)
+        if entry is not None:
+            return entry.client
+        # Loops may run in several threads (async_to_sync): the dict is shared, hence the lock.
+        with self._lock:
+            self._forget_closed_loops()
+            entry = self._async[loop] = _LoopClient(AsyncCache(self.url, **self.options))
+        entry.closer = self._close_at_loop_shutdown(loop, entry.client)
+        await entry.closer.__anext__()
+        return entry.client
+
+    async def _close_at_loop_shutdown(
+        self, loop: asyncio.AbstractEventLoop, client: AsyncCache
+    ) -> AsyncGenerator[None, None]:
+        # A loop has no "closing" callback, but asyncio.run (and so asgiref's async_to_sync,
+        # uvicorn...) calls loop.shutdown_asyncgens() before loop.close(), which closes every
+        # async generator still suspended: this one resumes there, in the loop, while its
+        # connections can still be closed properly.
+        try:
+            yield
+        finally:
             with self._lock:
-                client = self._async.get(loop)
-                if client is None:
-                    client = self._async[loop] = AsyncCache(self.url, **self.options)
-        return client
+                self._async.pop(loop, None)
+            await client.close()
+
+    def report(self, problem: CacheError) -> None:
+        """Log a cache problem that was turned into a miss, once per kind of problem."""
+        kind = type(problem).__name__
+        if kind not in self._reported:
+            self._reported.add(kind)
+            logger.warning(
+                "Django cache on %s: %s: %s; computing values without the cache "
+                "(logged once per kind of problem)",
+                self.url,
+                kind,
+                problem,
+            )
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the clients of loops closed without shutdown_asyncgens() (``loop.close()``).
+
+        Their sockets belong to a closed loop, which can no longer close them; dropping the
+        last reference lets the garbage collector do it.
+        """
+        for loop in [loop for loop in self._async if loop.is_closed()]:
+            del self._async[loop]
 
 
-_registry: dict[tuple[str, str], _Clients] = {}
+@dataclass
+class _LoopClient:
+    """One loop's client, and the generator that closes it when the loop shuts down."""
+
+    client: AsyncCache
+    closer: AsyncGenerator[None, None] | None = None
+
+
+_registry: dict[tuple[str, str, tuple[str | bytes, ...]], _Clients] = {}
+#: The number naming each configuration's memory:// store (a new signing key is no new store).
+_memory_numbers: dict[tuple[str, str], int] = {}
 _registry_lock = threading.Lock()
 
 
-def _clients_for(url: str, options: dict[str, Any]) -> _Clients:
-    key = (url, repr(sorted(options.items())))
+def _clients_for(
+    url: str, options: dict[str, Any], signing_keys: tuple[str | bytes, ...]
+) -> _Clients:
+    config = (url, repr(sorted(options.items())))
+    key = (*config, signing_keys)
     with _registry_lock:
         clients = _registry.get(key)
         if clients is None:
-            clients = _registry[key] = _Clients(_shared_memory(url, len(_registry)), options)
+            if signing_keys:
+                signing_key, *fallback_keys = signing_keys
+                serializer = PickleSerializer(signing_key, fallback_keys=fallback_keys)
+                options = {**options, "serializer": serializer}
+            number = _memory_numbers.setdefault(config, len(_memory_numbers))
+            clients = _Clients(_shared_memory(url, number), options)
+            _registry[key] = clients
         return clients
 
 
@@ -115,12 +185,48 @@ def _shared_memory(url: str, number: int) -> str:
     return url
 
 
+def _flight_options(given: Any) -> dict[str, Any]:
+    """``OPTIONS["get_or_set"]``: the client's single-flight options for ``get_or_set``."""
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping) or not set(given) <= _FLIGHT_OPTIONS:
+        raise ImproperlyConfigured(
+            f"CACHES OPTIONS['get_or_set'] must be a dict with some of "
+            f"{', '.join(sorted(_FLIGHT_OPTIONS))}; got {given!r}"
+        )
+    # Django's get_or_set returns a value, never a timeout: a caller that waited long enough
+    # for another one's value computes it itself.
+    return {**given, "on_wait_timeout": "compute"}
+
+
 @dataclass(frozen=True)
 class _Call:
     """One client method call that an operation plan asks its driver to make."""
 
     method: str
     args: tuple[Any, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Loader:
+    """Django's ``default`` for ``get_or_set``: called at most once, its outcome remembered,
+    so a cache problem after the call can still return the computed value."""
+
+    def __init__(self, default: Any) -> None:
+        self._default = default
+        self.called = False
+        self.failed = False
+        self._value: Any = None
+
+    def __call__(self) -> Any:
+        if not self.called:
+            self.called = True
+            try:
+                self._value = self._default() if callable(self._default) else self._default
+            except BaseException:
+                self.failed = True
+                raise
+        return self._value
 
 
 # Each cache operation is written once, as a generator that yields the client calls it needs and
@@ -140,6 +246,8 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         }
         options.setdefault("on_error", "miss")
         options.setdefault("serializer", "pickle")
+        self._flight = _flight_options(options.pop("get_or_set", None))
+        self._signing_key: str | bytes | None = options.pop("signing_key", None)
         self._location = server or None
         self._options = options
         self._clients_cache: _Clients | None = None
@@ -149,27 +257,56 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         # Resolved on first use, not at construction: Django creates backends lazily anyway,
         # and the memory:// warning should only appear if the cache is actually used.
         if self._clients_cache is None:
-            self._clients_cache = _clients_for(resolve_url(self._location), self._options)
+            url = resolve_url(self._location)
+            self._clients_cache = _clients_for(url, self._options, self._signing_keys())
         return self._clients_cache
 
+    def _signing_keys(self) -> tuple[str | bytes, ...]:
+        """The key that signs pickles, then older keys still accepted when reading:
+        ``OPTIONS["signing_key"]``, else ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``."""
+        if self._options["serializer"] != "pickle":
+            return ()
+        if self._signing_key is not None:
+            return (self._signing_key,)
+        try:
+            secret_key = settings.SECRET_KEY
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(
+                f"{exc} The BlinkStoreCache backend signs the pickles it stores with "
+                "SECRET_KEY; set it, or give the cache its own key in OPTIONS['signing_key']."
+            ) from None
+        return (secret_key, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+
     # -- drivers -----------------------------------------------------------------------------
+
+    # A call's exception is thrown into the plan at its ``yield``: the plan decides.
 
     def _run(self, plan: _Plan[T]) -> T:
         client = self._clients.sync()
         try:
             call = next(plan)
             while True:
-                call = plan.send(getattr(client, call.method)(*call.args))
+                try:
+                    reply = getattr(client, call.method)(*call.args, **call.options)
+                except Exception as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
 
     async def _arun(self, plan: _Plan[T]) -> T:
-        client = self._clients.for_loop()
+        client = await self._clients.for_loop()
         try:
             call = next(plan)
             while True:
-                call = plan.send(await getattr(client, call.method)(*call.args))
+                try:
+                    reply = await getattr(client, call.method)(*call.args, **call.options)
+                except Exception as exc:
+                    call = plan.throw(exc)
+                else:
+                    call = plan.send(reply)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -203,8 +340,16 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         return bool((yield _Call("add", (made, value, ttl))))
 
     def _plan_get(self, key: Any, default: Any, version: int | None) -> _Plan[Any]:
-        made = self.make_and_validate_key(key, version=version)
-        return (yield _Call("get", (made, default)))
+        return (
+            yield from self._plan_read(self.make_and_validate_key(key, version=version), default)
+        )
+
+    @staticmethod
+    def _plan_read(made: str, default: Any) -> _Plan[Any]:
+        try:
+            return (yield _Call("get", (made, default)))
+        except CacheSignatureError:
+            return default  # a pickle this app did not sign is never unpickled: a miss
 
     def _plan_set(self, key: Any, value: Any, timeout: Any, version: int | None) -> _Plan[None]:
         made = self.make_and_validate_key(key, version=version)
@@ -227,7 +372,15 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         made = {self.make_and_validate_key(key, version=version): key for key in keys}
         if not made:
             return {}
-        found: dict[Any, Any] = yield _Call("get_many", (list(made),))
+        try:
+            found: dict[Any, Any] = yield _Call("get_many", (list(made),))
+        except CacheSignatureError:
+            # Some value is not signed by this app: read the keys one by one to skip it.
+            found = {}
+            for name in made:
+                value = yield from self._plan_read(name, self._missing_key)
+                if value is not self._missing_key:
+                    found[name] = value
         return {made[key]: value for key, value in found.items() if key in made}
 
     def _plan_has_key(self, key: Any, version: int | None) -> _Plan[bool]:
@@ -268,7 +421,24 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             # The client's get_or_set is single-flight: on a miss one caller on the host computes
             # ``default`` while the others wait for its value, instead of all computing at once.
             made = self.make_and_validate_key(key, version=version)
-            return (yield _Call("get_or_set", (made, default, ttl)))
+            loader = _Loader(default)
+            call = _Call("get_or_set", (made, loader, ttl), self._flight)
+            try:
+                try:
+                    return (yield call)
+                except CacheSignatureError:
+                    # A pickle this app did not sign is a miss, which get_or_set overwrites.
+                    yield _Call("delete", (made,))
+                    return (yield call)
+            except CacheError as exc:
+                # Django's contract: get_or_set returns the default when the cache cannot help.
+                if loader.failed or (
+                    self._options["on_error"] == "raise"
+                    and not isinstance(exc, CacheSignatureError)
+                ):
+                    raise
+                self._clients.report(exc)
+                return loader()
         value = yield from self._plan_get(key, self._missing_key, version)
         if value is not self._missing_key:
             return value
@@ -283,7 +453,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             version = self.version
         old = self.make_and_validate_key(key, version=version)
         new = self.make_and_validate_key(key, version=version + delta)
-        value = yield _Call("get", (old, self._missing_key))
+        value = yield from self._plan_read(old, self._missing_key)
         if value is self._missing_key:
             raise self._not_found(key)
         # Unlike BaseCache's version, the entry keeps its remaining time to live.

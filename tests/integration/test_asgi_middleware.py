@@ -84,7 +84,8 @@ def test_wrapped_app_looks_like_asgi3_to_servers() -> None:
     assert config.interface == "asgi3"
 
 
-def test_options_reach_the_client(memory_env: None) -> None:
+def test_options_reach_the_client(memory_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLINKSTORE_SIGNING_KEY", "pickles are signed with it")
     seen = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import math
+import pickle
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django
 import pytest
@@ -38,7 +41,9 @@ from django.test import Client, override_settings
 from django.urls import path
 from django.views.decorators.cache import cache_page
 
+from blinkstore_gunicorn.client import CacheSerializationError, PickleSerializer
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
+from tests.support.processes import resp_command
 
 from .integration_support import server_url
 
@@ -408,3 +413,197 @@ def test_store_outage_reads_as_misses(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not found"):
             cache.incr("k")
         assert asyncio.run(cache.aget("k", "d")) == "d"
+
+
+# -- per-loop clients, under WSGI (async_to_sync) -----------------------------------------------
+
+
+def connected_clients(url: str) -> int:
+    """How many connections the store at ``url`` counts right now (INFO clients)."""
+    from blinkstore_gunicorn.client import Cache
+
+    with Cache(url) as probe:
+        return int(probe.stats()["connected_clients"]) - 1  # not counting the probe itself
+
+
+def wait_for(condition: Any, explain: Any, timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; after ``timeout`` fail with ``explain()``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, explain()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_async_to_sync_calls_leave_no_clients_behind(kind: str) -> None:
+    from asgiref.sync import async_to_sync
+
+    with server_url(kind) as url, override_settings(CACHES=configure(url)):
+        cache = caches["default"]
+        cache.set("k", "v")
+        before = connected_clients(url)
+        for _ in range(50):
+            # What a sync Django view calling an async helper does: a new loop each time.
+            assert async_to_sync(cache.aget)("k") == "v"
+        # Every loop closed its client's connections when it ended, and forgot the client.
+        wait_for(
+            lambda: connected_clients(url) == before,
+            lambda: f"{connected_clients(url)} connections, {before} before the calls",
+        )
+        assert len(cache._clients._async) == 0
+
+
+def test_a_loop_closed_without_shutdown_frees_its_client(store_url: str) -> None:
+    with override_settings(CACHES=configure(store_url)):
+        cache = caches["default"]
+        for _ in range(20):
+            loop = asyncio.new_event_loop()
+            loop.run_until_complete(cache.aset("k", 1))
+            loop.close()  # no shutdown_asyncgens(): the client learns of it on the next call
+        assert len(cache._clients._async) <= 1
+
+
+# -- get_or_set never raises for a cache problem -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_get_or_set_computes_itself_when_the_wait_runs_out(kind: str) -> None:
+    """A second caller waits ``wait_timeout`` for the first one's value, then computes it."""
+    started, release = threading.Event(), threading.Event()
+    first_result: list[object] = []
+    options = {"get_or_set": {"wait_timeout": 0.3}}
+
+    def slow_loader() -> str:
+        started.set()
+        assert release.wait(30), "the test never released the first loader"
+        return "first"
+
+    with server_url(kind) as url, override_settings(CACHES=configure(url, OPTIONS=options)):
+        cache = caches["default"]
+        cache.clear()
+        first = threading.Thread(
+            target=lambda: first_result.append(caches["default"].get_or_set("k", slow_loader))
+        )
+        first.start()
+        try:
+            assert started.wait(30), "the first caller never ran its loader"
+            assert cache.get_or_set("k", lambda: "second") == "second"
+        finally:
+            release.set()
+            first.join(30)
+        assert first_result == ["first"]
+        assert cache.get("k") == "first"
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_get_or_set_computes_when_the_stored_value_is_unreadable(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with server_url(kind) as url:
+        for on_error in ("miss", "raise"):
+            with override_settings(CACHES=configure(url, OPTIONS={"on_error": on_error})):
+                cache = caches["default"]
+                raw_key = cache.make_key("k").encode()
+                cache._clients.sync().backend.set(raw_key, b"\xfc{not json", None, False, False)
+                if on_error == "miss":
+                    for _ in range(3):
+                        assert cache.get_or_set("k", lambda: "computed") == "computed"
+                    assert caplog.text.count("CacheSerializationError") == 1  # logged once
+                else:
+                    with pytest.raises(CacheSerializationError):
+                        cache.get_or_set("k", lambda: "computed")
+
+
+def test_get_or_set_options_are_checked(location: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    config = configure(location, OPTIONS={"get_or_set": {"wait": 1}})
+    with override_settings(CACHES=config), pytest.raises(ImproperlyConfigured, match=r"'wait'"):
+        caches["default"].get("k")
+
+
+# -- signed pickles: a foreign writer cannot run code in the app -------------------------------
+
+
+class CreatesAFile:
+    """A pickle that, once loaded, creates a file: what a hostile writer would store."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def foreign_write(url: str, key: str, payload: bytes) -> None:
+    """SET ``key`` like redis-cli would, on a raw socket: no client library, no signing key."""
+    unix_path = urlsplit(url).path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(unix_path)
+        sock.sendall(resp_command("SET", key, payload))
+        assert sock.recv(64) == b"+OK\r\n"
+
+
+@pytest.mark.parametrize("kind", ["store", "redis"])
+def test_pickles_not_signed_by_the_app_read_as_misses(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "pwned"
+    exploit = pickle.dumps(CreatesAFile(marker))
+    payloads = {
+        # What a version before signing wrote, or a writer that knows the format.
+        "unsigned": b"\xfd" + exploit,
+        "forged": b"\xfd" + bytes(32) + exploit,
+        # Another application's key (e.g. another Django project on the same store).
+        "other-key": PickleSerializer("another secret").dumps(CreatesAFile(marker)),
+    }
+    with server_url(kind) as url, override_settings(CACHES=configure(url)):
+        cache = caches["default"]
+        cache.set("own", Thing("signed by this app"))
+        for name, payload in payloads.items():
+            foreign_write(url, cache.make_key(name), payload)
+        assert cache.get("own") == Thing("signed by this app")
+        for name in payloads:
+            assert cache.get(name, "miss") == "miss", name
+            assert cache.has_key(name)  # it is there, it just never reaches pickle.loads
+        assert cache.get_many([*payloads, "own"]) == {"own": Thing("signed by this app")}
+        assert asyncio.run(cache.aget("forged", "miss")) == "miss"
+        # get_or_set treats it as a miss too, and replaces it with a signed value.
+        assert cache.get_or_set("unsigned", lambda: "computed") == "computed"
+        assert cache.get("unsigned") == "computed"
+        with pytest.raises(ValueError, match="not found"):
+            cache.incr_version("forged")
+    assert not marker.exists(), "a foreign pickle was loaded"
+    assert caplog.text.count("refused to unpickle") == 1  # logged once, not per read
+
+
+def test_signing_key_option_and_secret_key_rotation(location: str) -> None:
+    with override_settings(CACHES=configure(location), SECRET_KEY="old secret"):
+        caches["default"].set("k", Thing("v"))
+    rotated = {"SECRET_KEY": "new secret", "SECRET_KEY_FALLBACKS": ["old secret"]}
+    with override_settings(CACHES=configure(location), **rotated):
+        assert caches["default"].get("k") == Thing("v")  # written under the old key
+    with override_settings(CACHES=configure(location), SECRET_KEY="new secret"):
+        assert caches["default"].get("k") is None  # the old key is no longer accepted
+    own_key = configure(location, OPTIONS={"signing_key": "cache only"})
+    with override_settings(CACHES=own_key):
+        caches["default"].set("mine", Thing("v"))
+        assert caches["default"].get("mine") == Thing("v")
+    with override_settings(CACHES=configure(location)):
+        assert caches["default"].get("mine") is None  # SECRET_KEY did not sign it
+
+
+def test_an_empty_secret_key_is_a_clear_error(location: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with (
+        override_settings(CACHES=configure(location), SECRET_KEY=""),
+        pytest.raises(ImproperlyConfigured, match=r"OPTIONS\['signing_key'\]"),
+    ):
+        caches["default"].set("k", 1)
+    with override_settings(
+        CACHES=configure(location, OPTIONS={"signing_key": "own"}), SECRET_KEY=""
+    ):
+        caches["default"].set("k", Thing("v"))
+        assert caches["default"].get("k") == Thing("v")

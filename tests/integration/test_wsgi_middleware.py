@@ -53,7 +53,10 @@ def test_environ_cache_is_one_client_per_process(memory_env: None) -> None:
     assert app.cache is app.cache
 
 
-def test_options_reach_the_client_and_close_releases_it(memory_env: None) -> None:
+def test_options_reach_the_client_and_close_releases_it(
+    memory_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLINKSTORE_SIGNING_KEY", "pickles are signed with it")
     app = BlinkStoreMiddleware(
         _app, namespace="shop", on_error="raise", client_options={"serializer": "pickle"}
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import hashlib
+import hmac
+import pickle
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from blinkstore_gunicorn.client import (
     Cache,
     CacheConfigError,
     CacheSerializationError,
+    CacheSignatureError,
     JSONSerializer,
     PickleSerializer,
 )
@@ -79,22 +83,78 @@ def test_json_without_orjson_behaves_the_same(monkeypatch: pytest.MonkeyPatch) -
         s.dumps(datetime.datetime(2024, 1, 1))
 
 
+KEY = "a secret every process of the app shares"
+
+
 def test_pickle_is_opt_in() -> None:
-    pickled = PickleSerializer().dumps({1, 2})
+    pickled = PickleSerializer(KEY).dumps({1, 2})
     assert pickled[0] == ser.TAG_PICKLE
-    assert PickleSerializer().loads(pickled) == {1, 2}
-    assert PickleSerializer().loads(PickleSerializer().dumps((1, 2))) == (1, 2)
+    assert PickleSerializer(KEY).loads(pickled) == {1, 2}
+    assert PickleSerializer(KEY).loads(PickleSerializer(KEY).dumps((1, 2))) == (1, 2)
     with pytest.raises(CacheSerializationError, match="serializer='pickle'"):
         JSONSerializer().loads(pickled)
     # The pickle serializer still reads what the JSON one wrote.
-    assert PickleSerializer().loads(JSONSerializer().dumps([1])) == [1]
+    assert PickleSerializer(KEY).loads(JSONSerializer().dumps([1])) == [1]
 
 
 def test_corrupt_values() -> None:
     with pytest.raises(CacheSerializationError):
         JSONSerializer().loads(b"\xfc{not json")
     with pytest.raises(CacheSerializationError):
-        PickleSerializer().loads(b"\xfdgarbage")
+        PickleSerializer(KEY).loads(b"\xfdgarbage")
+
+
+def test_pickles_are_signed_and_checked_before_loading() -> None:
+    serializer = PickleSerializer(KEY)
+    data = pickle.dumps({"a": 1}, protocol=pickle.HIGHEST_PROTOCOL)
+    stored = serializer.dumps({"a": 1})
+    # 0xFD, HMAC-SHA256 over the pickle with a key derived from KEY, the pickle.
+    assert stored[33:] == data
+    assert stored[1:33] == hmac.new(ser._derive_key(KEY), data, hashlib.sha256).digest()
+    assert serializer.loads(stored) == {"a": 1}
+    tampered = stored[:-2] + b"\x02" + stored[-1:]
+    not_ours = [
+        b"\xfd" + data,  # unsigned: what versions before signing wrote
+        b"\xfd" + bytes(32) + data,
+        tampered,
+        PickleSerializer("another key").dumps({"a": 1}),
+        b"\xfd",
+    ]
+    for value in not_ours:
+        with pytest.raises(CacheSignatureError, match="signing key"):
+            serializer.loads(value)
+
+
+def test_signature_failures_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    serializer = PickleSerializer(KEY)
+    for _ in range(3):
+        with pytest.raises(CacheSignatureError):
+            serializer.loads(b"\xfd" + pickle.dumps(1))
+    assert caplog.text.count("refused to unpickle") == 1
+
+
+def test_fallback_keys_rotate_the_signing_key() -> None:
+    written = PickleSerializer("old").dumps({1})
+    rotated = PickleSerializer("new", fallback_keys=["old"])
+    assert rotated.loads(written) == {1}
+    with pytest.raises(CacheSignatureError):
+        PickleSerializer("old").loads(rotated.dumps({2}))  # new values use the new key
+    assert PickleSerializer(b"new").loads(rotated.dumps({2})) == {2}  # str and bytes keys agree
+    with pytest.raises(CacheConfigError, match="list of keys"):
+        PickleSerializer("new", fallback_keys="old")
+
+
+def test_pickle_needs_a_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BLINKSTORE_SIGNING_KEY", raising=False)
+    with pytest.raises(CacheConfigError, match="BLINKSTORE_SIGNING_KEY"):
+        Cache("memory://", serializer="pickle")
+    with pytest.raises(CacheConfigError, match="BLINKSTORE_SIGNING_KEY"):
+        PickleSerializer("")
+    monkeypatch.setenv("BLINKSTORE_SIGNING_KEY", KEY)
+    cache = Cache("memory://", serializer="pickle")
+    cache.set("k", {1, 2})
+    assert PickleSerializer(KEY).loads(cache.backend.get(b"k") or b"") == {1, 2}
+    assert KEY not in repr(cache.serializer)
 
 
 class Upper:
@@ -117,9 +177,10 @@ def test_custom_serializer_is_used() -> None:
         cache.set("k", 1)
 
 
-def test_resolve_serializer() -> None:
+def test_resolve_serializer(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(resolve_serializer(None), JSONSerializer)
     assert isinstance(resolve_serializer("json"), JSONSerializer)
+    monkeypatch.setenv("BLINKSTORE_SIGNING_KEY", KEY)
     assert isinstance(resolve_serializer("pickle"), PickleSerializer)
     with pytest.raises(CacheConfigError, match="unknown serializer"):
         resolve_serializer("yaml")
