@@ -19,6 +19,7 @@ from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.ticker import Ticker
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
@@ -92,6 +93,7 @@ class StoreServer:
             max_request_size=settings.request_size_limit,
         )
         self.connections: set[StoreConnection] = set()
+        self._eviction_log = EvictionLog(self.engine)
         #: Where the store listens, as client URLs (``unix:///...``, ``tcp://host:port``).
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
@@ -232,6 +234,7 @@ class StoreServer:
     def _expire_due(self) -> None:
         try:
             self.engine.expire_due()
+            self._eviction_log.check()
             leases = self.dispatcher.leases
             if leases:
                 leases.expire(self.dispatcher.clock_ms())
