@@ -13,7 +13,9 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from blinkstore_gunicorn import registry
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
@@ -331,9 +333,19 @@ def configure_logging(level: int) -> None:
         logger.propagate = False
 
 
+def _register(server: StoreServer) -> Path | None:
+    """List the store for ``blinkstore ls``/``stats``; a failure only costs that listing."""
+    try:
+        return registry.register(server.urls, server.settings.password)
+    except OSError as exc:
+        log.warning("not listed for `blinkstore ls` (pass --url to the CLI instead): %s", exc)
+        return None
+
+
 async def _serve_async(settings: StoreSettings) -> None:
     server = StoreServer(settings)
     await server.start()
+    entry = _register(server)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -349,6 +361,8 @@ async def _serve_async(settings: StoreSettings) -> None:
     finally:
         # The handlers stay during stop(): a second SIGTERM must not kill the process
         # while it flushes replies and removes its socket file.
+        if entry is not None:
+            registry.unregister(entry)
         await server.stop()
         for signum in handled:
             loop.remove_signal_handler(signum)
