@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,21 +11,11 @@ import pytest
 
 from blinkstore_gunicorn.registry import REGISTRY_ENV, running_stores
 from tests.e2e.gunicorn_harness import gunicorn, wait_until
+from tests.e2e.test_cli_run import blinkstore
 
 pytestmark = pytest.mark.slow
 
 CONF = ["-c", "python:blinkstore_gunicorn.conf"]
-
-
-def blinkstore(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "blinkstore_gunicorn", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
 
 
 def test_the_store_of_a_gunicorn_master_is_found_by_its_pid(tmp_path: Path):
@@ -36,12 +25,12 @@ def test_the_store_of_a_gunicorn_master_is_found_by_its_pid(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path, env=env) as server:
         store_pid = server.store_pid()
         assert wait_until(lambda: [s.pid for s in running_stores(registry)] == [store_pid], 10.0)
-        listed = blinkstore("ls", "--json", env=env)
+        listed = blinkstore(["ls", "--json"], env)
         assert listed.returncode == 0, listed.stderr
         (entry,) = json.loads(listed.stdout)
         assert entry["pid"] == store_pid and server.pid in entry["parents"]
         assert entry["memory_limit"] == 64 * 2**20
-        stats = blinkstore("stats", "--pid", str(server.pid), env=env)
+        stats = blinkstore(["stats", "--pid", str(server.pid)], env)
         assert stats.returncode == 0, stats.stderr
         assert "memory_limit  64 MiB" in stats.stdout
     assert wait_until(lambda: running_stores(registry) == [], 10.0)
@@ -60,7 +49,7 @@ def test_the_store_of_blinkstore_run_is_found(tmp_path: Path):
         "if k != 'BLINKSTORE_URL'}).returncode)\n"
     )
     command = ["run", "--memory-limit", "8MiB", "--", sys.executable, "-c", script]
-    result = blinkstore(*command, env=env)
+    result = blinkstore(command, env)
     assert result.returncode == 0, result.stderr
     assert "memory_limit  8 MiB" in result.stdout
     assert running_stores(registry) == []

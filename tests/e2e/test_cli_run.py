@@ -30,13 +30,10 @@ pytestmark = pytest.mark.slow
 BLINKSTORE = [sys.executable, "-m", "blinkstore_gunicorn"]
 
 
-def run(
-    args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None, **kwargs
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path), **(extra_env or {})}
-    env.pop("BLINKSTORE_URL", None)
+def blinkstore(args: list[str], env: dict[str, str], **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m blinkstore_gunicorn ARGS`` to completion (bounded), output captured."""
     return subprocess.run(
-        [*BLINKSTORE, "run", *args],
+        [*BLINKSTORE, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -44,6 +41,14 @@ def run(
         env=env,
         **kwargs,
     )
+
+
+def run(
+    args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path), **(extra_env or {})}
+    env.pop("BLINKSTORE_URL", None)
+    return blinkstore(["run", *args], env, **kwargs)
 
 
 def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
@@ -93,9 +98,7 @@ def test_a_flag_wins_over_the_environment_even_at_its_default(tmp_path: Path):
 
 
 def test_help_offers_only_what_run_accepts(tmp_path: Path):
-    shown = subprocess.run(
-        [*BLINKSTORE, "run", "--help"], capture_output=True, text=True, timeout=60, check=False
-    )
+    shown = blinkstore(["run", "--help"], dict(os.environ))
     assert shown.returncode == 0
     assert "--memory-limit" in shown.stdout and "--unix" not in shown.stdout
     refused = run(["--unix", str(tmp_path / "s.sock"), "--", "true"], tmp_path)
