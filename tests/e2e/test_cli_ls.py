@@ -20,7 +20,8 @@ CONF = ["-c", "python:blinkstore_gunicorn.conf"]
 
 def test_the_store_of_a_gunicorn_master_is_found_by_its_pid(tmp_path: Path):
     registry = tmp_path / "registry"
-    env = {**os.environ, REGISTRY_ENV: str(registry)}
+    # A typo on the way: reported in gunicorn's log by the store it starts.
+    env = {**os.environ, REGISTRY_ENV: str(registry), "BLINKSTORE_MEMORYLIMIT": "1GB"}
     env.pop("BLINKSTORE_URL", None)
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path, env=env) as server:
         store_pid = server.store_pid()
@@ -33,6 +34,7 @@ def test_the_store_of_a_gunicorn_master_is_found_by_its_pid(tmp_path: Path):
         stats = blinkstore(["stats", "--pid", str(server.pid)], env)
         assert stats.returncode == 0, stats.stderr
         assert "memory_limit  64 MiB" in stats.stdout
+        assert "did you mean BLINKSTORE_MEMORY_LIMIT?" in server.log()
     assert wait_until(lambda: running_stores(registry) == [], 10.0)
 
 
