@@ -5,9 +5,9 @@ one small JSON file, ``<pid>.json``, into a per-user directory once it listens, 
 when it stops. A store killed with SIGKILL leaves its file behind: readers skip entries whose
 process is gone (the pid and its start time must both match) and delete them.
 
-The directory is ``$BLINKSTORE_REGISTRY_DIR`` or ``/tmp/blinkstore-<uid>`` (one fixed place,
-like tmux's ``/tmp/tmux-<uid>``, so a shell finds a store started by a service without a
-shared ``XDG_RUNTIME_DIR``). It is created with mode 0700 and used only while it is a real
+The directory is ``$BLINKSTORE_REGISTRY_DIR`` or ``/tmp/blinkstore-stores-<uid>`` (one fixed
+place, like tmux's ``/tmp/tmux-<uid>``, so a shell finds a store started by a service without
+a shared ``XDG_RUNTIME_DIR``). It is created with mode 0700 and used only while it is a real
 directory owned by this user that nobody else can enter; files are 0600. An entry holds the
 store's password (if any) so that the same user's CLI can authenticate: nobody else can read it.
 """
@@ -74,9 +74,9 @@ class StoreEntry:
 
 
 def registry_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$BLINKSTORE_REGISTRY_DIR`` or ``/tmp/blinkstore-<uid>``."""
+    """``$BLINKSTORE_REGISTRY_DIR`` or ``/tmp/blinkstore-stores-<uid>``."""
     env = os.environ if environ is None else environ
-    return Path(env.get(REGISTRY_ENV) or f"/tmp/blinkstore-{os.geteuid()}")
+    return Path(env.get(REGISTRY_ENV) or f"/tmp/blinkstore-stores-{os.geteuid()}")
 
 
 def _check_dir(directory: Path) -> None:
