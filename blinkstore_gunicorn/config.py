@@ -13,6 +13,7 @@ case-insensitive, as memory limits are written for PostgreSQL, nginx, the JVM an
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import os
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_TCP_HOST",
     "DEFAULT_TCP_PORT",
     "ENV_PREFIX",
+    "NON_SETTING_VARIABLES",
     "SETTINGS",
     "ConfigError",
     "SettingSpec",
@@ -35,7 +37,10 @@ __all__ = [
     "env_name",
     "flag_name",
     "format_size",
+    "human_size",
     "parse_size",
+    "unknown_variable_warnings",
+    "without_setting_variables",
 ]
 
 ENV_PREFIX = "BLINKSTORE_"
@@ -114,6 +119,18 @@ def format_size(n: int) -> str:
         if n and n % size == 0:
             return f"{n // size}{unit}"
     return f"{n}B"
+
+
+def human_size(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``, ``67108864`` -> ``"64 MiB"``: for people, not for parsing."""
+    if n < KiB:
+        return f"{n} B"
+    amount = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):  # noqa: B007 - the last unit is the answer
+        amount /= 1024
+        if amount < 1024:
+            break
+    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
 # --- addresses ------------------------------------------------------------------------------
@@ -223,8 +240,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "tcp",
         lambda v: parse_tcp(str(v)),
-        f"listen on TCP HOST:PORT (default {DEFAULT_TCP_HOST}:{DEFAULT_TCP_PORT} when --unix is"
-        " not given; non-loopback hosts need --password)",
+        f"listen on TCP HOST:PORT (default {DEFAULT_TCP_HOST}:{DEFAULT_TCP_PORT} when no Unix"
+        " socket is given; non-loopback hosts need --password)",
         "HOST:PORT",
     ),
     SettingSpec(
@@ -414,3 +431,54 @@ class StoreSettings:
 
 
 _DEFAULTS = StoreSettings()
+
+
+# --- the environment ---------------------------------------------------------------------------
+
+#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts: the
+#: clients, the gunicorn plugin, the Flask extension and the store registry.
+NON_SETTING_VARIABLES = frozenset(
+    {
+        "BLINKSTORE_URL",
+        "BLINKSTORE_GUNICORN_CONFIG",
+        "BLINKSTORE_RUNTIME_DIR",
+        "BLINKSTORE_WRAP_APP",
+        "BLINKSTORE_START_TIMEOUT",
+        "BLINKSTORE_NAMESPACE",
+        "BLINKSTORE_ON_ERROR",
+        "BLINKSTORE_REGISTRY_DIR",
+    }
+)
+_SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)
+
+
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line per ``BLINKSTORE_*`` variable nobody reads (a typo), naming the closest known.
+
+    A misspelled variable would otherwise be ignored without a word, while a misspelled
+    setting in a config file is an error.
+    """
+    env = os.environ if environ is None else environ
+    known = sorted(_SETTING_VARIABLES | NON_SETTING_VARIABLES)
+    # Compared without the shared prefix, which would make every name look alike.
+    suffixes = {name.removeprefix(ENV_PREFIX): name for name in known}
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or name in known:
+            continue
+        close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), suffixes, n=1)
+        hint = f"did you mean {suffixes[close[0]]}?" if close else f"known: {', '.join(known)}"
+        warnings.append(f"{name} is not a blinkstore setting and is ignored ({hint})")
+    return warnings
+
+
+def without_setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``.
+
+    For a store started with explicit flags: what it inherits cannot override them.
+    """
+    return {
+        name: value
+        for name, value in environ.items()
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES
+    }

@@ -17,8 +17,12 @@ import sys
 import time
 import urllib.parse
 
-from blinkstore_gunicorn.cli.serve import add_store_arguments, settings_from_args
-from blinkstore_gunicorn.config import ConfigError, env_name
+from blinkstore_gunicorn.cli.serve import (
+    add_store_arguments,
+    settings_from_args,
+    warn_unknown_variables,
+)
+from blinkstore_gunicorn.config import ConfigError, env_name, without_setting_variables
 from blinkstore_gunicorn.gunicorn.keeper import StoreFailedToStart, StoreKeeper, store_command
 from blinkstore_gunicorn.gunicorn.runtime import (
     SOCKET_NAME,
@@ -63,15 +67,16 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             "command", "nothing to run: give it after --, e.g. blinkstore run -- uvicorn app:app"
         )
-    if getattr(args, "store_unix", None) is not None:
-        raise ConfigError("unix", "blinkstore run picks a private socket itself; drop --unix")
     if args.start_timeout <= 0:
         raise ConfigError("start_timeout", "must be a positive number of seconds")
+    warn_unknown_variables("run")
     # Validate every store option here, so a typo fails before anything starts; env's
     # BLINKSTORE_UNIX is replaced by the private socket.
     settings = settings_from_args(args).replace(unix=None)
     serve_args = settings.to_argv()
-    store_env = dict(os.environ)
+    # The flags just resolved are the store's only settings: an inherited BLINKSTORE_* variable
+    # would otherwise override a flag whose value is the default (and so left out of argv).
+    store_env = without_setting_variables(os.environ)
     if settings.password is not None:
         store_env[env_name("password")] = settings.password
 
@@ -162,7 +167,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "forward signals to it, stop the store when CMD exits and exit with CMD's status. "
         "Example: blinkstore run --memory-limit 256MB -- uvicorn app:app --workers 4",
     )
-    add_store_arguments(parser)
+    # The store's socket is private to the command: no --unix.
+    add_store_arguments(parser, exclude=("unix",))
     parser.add_argument(
         "--start-timeout",
         type=float,

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from blinkstore_gunicorn.config import SETTINGS, StoreSettings, env_name, flag_name
+from blinkstore_gunicorn.config import (
+    SETTINGS,
+    StoreSettings,
+    env_name,
+    flag_name,
+    unknown_variable_warnings,
+)
 
-__all__ = ["add_store_arguments", "register", "run_serve", "settings_from_args"]
+__all__ = [
+    "add_store_arguments",
+    "register",
+    "run_serve",
+    "settings_from_args",
+    "warn_unknown_variables",
+]
 
 
-def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one flag per store setting; unset flags stay absent so env vars can apply."""
+def add_store_arguments(parser: argparse.ArgumentParser, exclude: Collection[str] = ()) -> None:
+    """Add one flag per store setting but ``exclude``; unset flags stay absent so env vars
+    can apply."""
     group = parser.add_argument_group("store settings (each also as an environment variable)")
     for spec in SETTINGS:
+        if spec.name in exclude:
+            continue
         group.add_argument(
             flag_name(spec.name),
             dest=f"store_{spec.name}",
@@ -41,10 +57,17 @@ def settings_from_args(
     return StoreSettings.from_env(os.environ if environ is None else environ, flags)
 
 
+def warn_unknown_variables(command: str) -> None:
+    """Print a warning for each misspelled ``BLINKSTORE_*`` variable of this process."""
+    for warning in unknown_variable_warnings():
+        print(f"blinkstore {command}: warning: {warning}", file=sys.stderr, flush=True)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Handler of ``blinkstore serve``."""
     from blinkstore_gunicorn.server import serve
 
+    warn_unknown_variables("serve")
     return serve(settings_from_args(args))
 
 

@@ -13,12 +13,15 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from blinkstore_gunicorn import registry
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.ticker import Ticker
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
@@ -92,6 +95,7 @@ class StoreServer:
             max_request_size=settings.request_size_limit,
         )
         self.connections: set[StoreConnection] = set()
+        self._eviction_log = EvictionLog(self.engine)
         #: Where the store listens, as client URLs (``unix:///...``, ``tcp://host:port``).
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
@@ -232,6 +236,7 @@ class StoreServer:
     def _expire_due(self) -> None:
         try:
             self.engine.expire_due()
+            self._eviction_log.check()
             leases = self.dispatcher.leases
             if leases:
                 leases.expire(self.dispatcher.clock_ms())
@@ -328,9 +333,19 @@ def configure_logging(level: int) -> None:
         logger.propagate = False
 
 
+def _register(server: StoreServer) -> Path | None:
+    """List the store for ``blinkstore ls``/``stats``; a failure only costs that listing."""
+    try:
+        return registry.register(server.urls, server.settings.password)
+    except OSError as exc:
+        log.warning("not listed for `blinkstore ls` (pass --url to the CLI instead): %s", exc)
+        return None
+
+
 async def _serve_async(settings: StoreSettings) -> None:
     server = StoreServer(settings)
     await server.start()
+    entry = _register(server)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -346,6 +361,8 @@ async def _serve_async(settings: StoreSettings) -> None:
     finally:
         # The handlers stay during stop(): a second SIGTERM must not kill the process
         # while it flushes replies and removes its socket file.
+        if entry is not None:
+            registry.unregister(entry)
         await server.stop()
         for signum in handled:
             loop.remove_signal_handler(signum)

@@ -78,9 +78,10 @@ def test_unreachable_store_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_configuration_errors_exit_2(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
+    monkeypatch.setenv("BLINKSTORE_REGISTRY_DIR", str(tmp_path / "no-stores"))
     code, _, err = run(capsys, "get", "k")
     assert code == 2
     assert "BLINKSTORE_URL" in err

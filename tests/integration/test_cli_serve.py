@@ -163,6 +163,20 @@ def test_env_var_alone_picks_the_socket(blinkstore_factory: StoreFactory) -> Non
         assert store.urls == [f"unix://{path}"]
 
 
+def test_a_misspelled_variable_is_reported_with_the_closest_name(
+    blinkstore_factory: StoreFactory,
+) -> None:
+    env = {"BLINKSTORE_MEMORYLIMIT": "1GB", "BLINKSTORE_URL": "unix:///elsewhere.sock"}
+    store = blinkstore_factory(env=env)
+    log = store.log_text()
+    assert (
+        "blinkstore serve: warning: BLINKSTORE_MEMORYLIMIT is not a blinkstore setting and is "
+        "ignored (did you mean BLINKSTORE_MEMORY_LIMIT?)" in log
+    )
+    # BLINKSTORE_URL is read by the clients: known, so not reported.
+    assert "BLINKSTORE_URL" not in log
+
+
 def test_version_and_help() -> None:
     from blinkstore_gunicorn import __version__
 

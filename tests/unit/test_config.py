@@ -12,8 +12,11 @@ from blinkstore_gunicorn.config import (
     env_name,
     flag_name,
     format_size,
+    human_size,
     parse_size,
     parse_tcp,
+    unknown_variable_warnings,
+    without_setting_variables,
 )
 
 
@@ -200,3 +203,39 @@ def test_describe_masks_the_password() -> None:
     assert described["password"] == "set"
     assert described["memory_limit"] == "64MiB"
     assert StoreSettings(memory_limit=0).describe()["memory_limit"] == "unlimited"
+
+
+def test_unknown_variables_name_the_closest_known_one() -> None:
+    environ = {
+        "BLINKSTORE_MEMORYLIMIT": "1GB",
+        "BLINKSTORE_PASWORD": "x",
+        "BLINKSTORE_ZZZ": "1",
+        "BLINKSTORE_URL": "memory://",
+        "BLINKSTORE_GUNICORN_CONFIG": "conf.py",
+        "BLINKSTORE_MEMORY_LIMIT": "1GB",
+        "HOME": "/root",
+    }
+    warnings = unknown_variable_warnings(environ)
+    assert len(warnings) == 3
+    assert warnings[0].startswith("BLINKSTORE_MEMORYLIMIT is not a blinkstore setting")
+    assert warnings[0].endswith("(did you mean BLINKSTORE_MEMORY_LIMIT?)")
+    assert warnings[1].endswith("(did you mean BLINKSTORE_PASSWORD?)")
+    assert "BLINKSTORE_ZZZ" in warnings[2] and "known: BLINKSTORE_GUNICORN_CONFIG" in warnings[2]
+
+
+def test_a_child_store_inherits_no_settings_from_the_environment() -> None:
+    environ = {
+        "BLINKSTORE_MEMORY_LIMIT": "1GB",
+        "BLINKSTORE_MEMORYLIMIT": "1GB",
+        "BLINKSTORE_URL": "memory://",
+        "PATH": "/bin",
+    }
+    assert without_setting_variables(environ) == {"BLINKSTORE_URL": "memory://", "PATH": "/bin"}
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (64 * 2**20, "64 MiB"), (3 * 2**40, "3 TiB")],
+)
+def test_human_size(size: int, text: str) -> None:
+    assert human_size(size) == text
