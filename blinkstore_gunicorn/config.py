@@ -447,6 +447,7 @@ NON_SETTING_VARIABLES = frozenset(
         "BLINKSTORE_NAMESPACE",
         "BLINKSTORE_ON_ERROR",
         "BLINKSTORE_REGISTRY_DIR",
+        "BLINKSTORE_SIGNING_KEY",
     }
 )
 _SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)

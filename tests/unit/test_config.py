@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
+import blinkstore_gunicorn
 from blinkstore_gunicorn.config import (
     SETTINGS,
     ConfigError,
@@ -221,6 +225,18 @@ def test_unknown_variables_name_the_closest_known_one() -> None:
     assert warnings[0].endswith("(did you mean BLINKSTORE_MEMORY_LIMIT?)")
     assert warnings[1].endswith("(did you mean BLINKSTORE_PASSWORD?)")
     assert "BLINKSTORE_ZZZ" in warnings[2] and "known: BLINKSTORE_GUNICORN_CONFIG" in warnings[2]
+
+
+def test_every_variable_the_package_reads_is_known() -> None:
+    # A variable added to the code but not to the known lists would warn as a typo.
+    package = Path(blinkstore_gunicorn.__file__).parent
+    names = {
+        name
+        for source in package.rglob("*.py")
+        for name in re.findall(r"\bBLINKSTORE_[A-Z][A-Z_]*[A-Z]\b", source.read_text())
+    }
+    assert "BLINKSTORE_SIGNING_KEY" in names
+    assert unknown_variable_warnings(dict.fromkeys(names, "1")) == []
 
 
 def test_a_child_store_inherits_no_settings_from_the_environment() -> None:
