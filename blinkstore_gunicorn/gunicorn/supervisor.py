@@ -1,19 +1,20 @@
-"""The master's side of supervision: start the store keeper, watch it, forward its log, stop it.
+"""The master's side of supervision: start the store, watch it, restart it, stop it.
 
 Process tree under gunicorn::
 
-    gunicorn master ── keeper (python -m blinkstore_gunicorn.gunicorn.child, own session)
-                         └── store (blinkstore serve --unix <runtime dir>/store.sock)
+    gunicorn master ── store (python -m blinkstore_gunicorn.gunicorn.child, own session)
+                   └── workers
 
-The keeper restarts the store within milliseconds when it dies, and removes the socket and the
-runtime directory when the master dies (the *lifeline* pipe reaches end-of-file). The master
-restarts the keeper if the keeper itself dies, always on the same socket path, so
-``BLINKSTORE_URL`` stays valid for the master's whole life. A watcher thread in the master
-copies the keeper's and the store's output into gunicorn's error log.
+This is the only restart loop. A thread in the master watches the store through a pidfd (it
+works whoever reaps the store: gunicorn's arbiter reaps every child with ``waitpid(-1)``),
+restarts it at once when it dies (backing off while it keeps dying young), and copies its
+output into gunicorn's error log. The store binds only after checking the runtime directory
+again, and stops, removing the directory, when the master closes or loses the *lifeline* pipe
+(see :mod:`.child`).
 
 Every descriptor that belongs to supervision is closed in any process forked from the master
 (workers included) by an ``os.register_at_fork`` handler; a fork lock keeps a worker from
-forking in the middle of a keeper restart, when a pipe end is briefly held in the master.
+forking in the middle of a store restart, when a pipe end is briefly held in the master.
 """
 
 from __future__ import annotations
@@ -31,22 +32,34 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from blinkstore_gunicorn.gunicorn.child import EXIT_STORE_FAILED
-from blinkstore_gunicorn.gunicorn.keeper import store_command
+from blinkstore_gunicorn.gunicorn.child import EXIT_REFUSED, EXIT_STORE_FAILED
 from blinkstore_gunicorn.gunicorn.runtime import (
     SOCKET_NAME,
     ExitWatch,
+    RuntimeDirError,
+    check_reachable,
     create_runtime_dir,
     describe_status,
     ping,
     remove_runtime_dir,
+    verify_runtime_dir,
 )
 
-__all__ = ["Logger", "StoreStartError", "StoreSupervisor", "close_inherited", "current"]
+__all__ = [
+    "Logger",
+    "StoreStartError",
+    "StoreSupervisor",
+    "StoreUser",
+    "close_inherited",
+    "current",
+]
 
 _MAX_BACKOFF = 5.0
+# A store that dies sooner than this after starting counts as crash-looping.
+_HEALTHY_AFTER = 2.0
 # Lines of store output kept to explain a failed start.
 _TAIL_LINES = 20
 _SETTLE = 0.3
@@ -74,6 +87,15 @@ class StoreStartError(RuntimeError):
 
     A ``RuntimeError`` on purpose: gunicorn prints those as ``Error: <message>`` and exits 1.
     """
+
+
+@dataclass(frozen=True)
+class StoreUser:
+    """The user the store runs as when a root master hands its workers to another user."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
 
 
 _fork_lock = threading.Lock()
@@ -119,6 +141,26 @@ def _after_fork_child() -> None:
         sup.close_inherited()
 
 
+def _register_process_handlers() -> None:
+    global _at_fork_registered
+    if not _at_fork_registered:
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_parent,
+            after_in_child=_after_fork_child,
+        )
+        atexit.register(_stop_at_exit)
+        _at_fork_registered = True
+
+
+def _store_environment(store_env: Mapping[str, str]) -> dict[str, str]:
+    # The master resolved every setting already; a BLINKSTORE_* variable left in the store's
+    # environment could only disagree with the flags (and BLINKSTORE_URL is the store itself).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_")}
+    env.update(store_env)
+    return env
+
+
 class StoreSupervisor:
     """Start, watch, restart and stop one store for a gunicorn master (see the module doc)."""
 
@@ -131,18 +173,20 @@ class StoreSupervisor:
         runtime_parent: str | None = None,
         store_env: Mapping[str, str] | None = None,
         password: str | None = None,
+        user: StoreUser | None = None,
     ) -> None:
         self.log = log
         self.serve_args = list(serve_args)
-        self.store_env = dict(store_env or {})
+        self.store_env = _store_environment(store_env or {})
         self.password = password
         self.start_timeout = start_timeout
         self.runtime_parent = runtime_parent
+        self.user = user
         self.owner_pid = os.getpid()
         self.runtime_dir = ""
         self.socket_path = ""
-        self.keeper: subprocess.Popen[bytes] | None = None
-        self.keeper_restarts = 0
+        self.store: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
         self._watch: ExitWatch | None = None
         self._lifeline: tuple[int, int] | None = None
         self._log_fd: int | None = None
@@ -151,7 +195,8 @@ class StoreSupervisor:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._starting = False
-        self._keeper_started = 0.0
+        self._gave_up = False
+        self._started_at = 0.0
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
 
     @property
@@ -161,24 +206,27 @@ class StoreSupervisor:
             return f"unix://{self.socket_path}"
         return f"unix://{self.socket_path}?password={urllib.parse.quote(self.password, safe='')}"
 
+    @property
+    def store_uid(self) -> int:
+        """The uid the store runs as (and its directory belongs to)."""
+        return self.user.uid if self.user is not None else os.geteuid()
+
     def start(self) -> str:
         """Start the store and wait until it answers PING; return its URL.
 
         Raises :class:`StoreStartError` (everything started is cleaned up) if the store does
         not answer within ``start_timeout`` seconds or exits first.
         """
-        global _current, _at_fork_registered
-        if not _at_fork_registered:
-            os.register_at_fork(
-                before=_before_fork,
-                after_in_parent=_after_fork_parent,
-                after_in_child=_after_fork_child,
-            )
-            atexit.register(_stop_at_exit)
-            _at_fork_registered = True
+        global _current
+        _register_process_handlers()
+        owner = (self.user.uid, self.user.gid) if self.user is not None else None
         try:
-            self.runtime_dir = create_runtime_dir(self.runtime_parent)
+            self.runtime_dir = create_runtime_dir(self.runtime_parent, owner=owner)
+            if self.user is not None:
+                check_reachable(self.runtime_dir, self.user.uid, (self.user.gid, *self.user.groups))
         except OSError as exc:
+            if self.runtime_dir:
+                remove_runtime_dir(self.runtime_dir)
             raise StoreStartError(f"blinkstore: cannot create a runtime directory: {exc}") from exc
         self.socket_path = os.path.join(self.runtime_dir, SOCKET_NAME)
         self._lifeline = os.pipe()
@@ -186,7 +234,7 @@ class StoreSupervisor:
         _current = self
         self._starting = True
         try:
-            self._spawn_keeper()
+            self._spawn_store()
             self._thread = threading.Thread(
                 target=self._watch_loop, name="blinkstore-supervisor", daemon=True
             )
@@ -216,9 +264,9 @@ class StoreSupervisor:
                     return ""
             if watch is not None and watch.exited():
                 status = watch.reap()
-                if status == EXIT_STORE_FAILED << 8:  # exit code 3, as waitpid encodes it
+                if status in (EXIT_STORE_FAILED << 8, EXIT_REFUSED << 8):
                     return "the store exited before it answered PING"
-                return f"the store keeper exited with {describe_status(status)}"
+                return f"the store exited with {describe_status(status)}"
             if time.monotonic() >= deadline:
                 return (
                     f"the store did not answer PING on {self.socket_path} within "
@@ -231,8 +279,10 @@ class StoreSupervisor:
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
-    def _spawn_keeper(self) -> None:
+    def _spawn_store(self) -> None:
         assert self._lifeline is not None
+        # Checked here as well as in the store: a directory that fails is never used again.
+        verify_runtime_dir(self.runtime_dir, self.store_uid)
         lifeline_r = self._lifeline[0]
         command = [
             sys.executable,
@@ -242,26 +292,27 @@ class StoreSupervisor:
             str(lifeline_r),
             "--parent-pid",
             str(os.getpid()),
-            "--socket",
-            self.socket_path,
             "--runtime-dir",
             self.runtime_dir,
-            "--",
-            *store_command(self.socket_path, self.serve_args),
+            *self.serve_args,
         ]
+        user = self.user
         with _fork_lock:
             log_r, log_w = os.pipe()
             try:
-                # Its own session: a Ctrl-C meant for gunicorn must not reach the store first;
-                # the master stops it after the workers are gone.
-                self.keeper = subprocess.Popen(
+                # Its own session: a Ctrl-C meant for gunicorn must not reach the store; the
+                # master stops it after the workers are gone.
+                self.store = subprocess.Popen(
                     command,
                     stdin=subprocess.DEVNULL,
                     stdout=log_w,
                     stderr=log_w,
                     pass_fds=(lifeline_r,),
                     start_new_session=True,
-                    env={**os.environ, **self.store_env},
+                    env=self.store_env,
+                    user=user.uid if user else None,
+                    group=user.gid if user else None,
+                    extra_groups=list(user.groups) if user else None,
                 )
             except BaseException:
                 os.close(log_r)
@@ -270,16 +321,17 @@ class StoreSupervisor:
                 os.close(log_w)
             old_log_fd, self._log_fd = self._log_fd, log_r
             self._log_buffer = b""
-            self._watch = ExitWatch(self.keeper.pid)
-            self._keeper_started = time.monotonic()
+            self._watch = ExitWatch(self.store.pid)
+            self._started_at = time.monotonic()
         if old_log_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(old_log_fd)
 
     def _watch_loop(self) -> None:
-        # This thread must outlive every keeper it started: Linux delivers the keeper's
-        # parent-death signal when the *thread* that forked it ends. So nothing may end it
-        # early, not even a failing log handler.
+        # This thread must outlive every store it started: Linux delivers the store's
+        # parent-death signal when the *thread* that forked it ends (the store checks its
+        # parent pid before acting on it). So nothing may end it early, not even a failing
+        # log handler.
         while not self._stopping:
             try:
                 self._watch_until_stopped()
@@ -297,7 +349,7 @@ class StoreSupervisor:
             fds = [stop_pipe[0]]
             if log_fd is not None:
                 fds.append(log_fd)
-            watch_fd = watch.fileno() if watch is not None else None
+            watch_fd = watch.fileno() if watch is not None and not self._gave_up else None
             if watch_fd is not None:
                 fds.append(watch_fd)
             try:
@@ -309,30 +361,52 @@ class StoreSupervisor:
                 self._forward_log(log_fd)
             if self._stopping or stop_pipe[0] in readable:
                 return
-            if watch is not None and watch.exited():
-                if self._starting:
-                    # start() reports this failure itself; do not spin on the readable pidfd.
-                    time.sleep(0.05)
-                    continue
-                self._drain_log()
-                lived = time.monotonic() - self._keeper_started
-                status = watch.reap()
-                watch.close()
-                if self.keeper is not None:
-                    self.keeper.returncode = -1 if status is None else status
-                self.log.error(
-                    "blinkstore: the store keeper (pid %s) exited with %s; restarting it",
-                    watch.pid,
-                    describe_status(status),
-                )
-                backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < 2.0 else 0.0
-                if backoff and self._sleep_unless_stopped(backoff, stop_pipe[0]):
-                    return
-                try:
-                    self._spawn_keeper()
-                except OSError as exc:
-                    self.log.error("blinkstore: restarting the store keeper failed: %s", exc)
-                self.keeper_restarts += 1
+            if watch is None or self._gave_up or not watch.exited():
+                continue
+            if self._starting:
+                # start() reports this failure itself; do not spin on the readable pidfd.
+                time.sleep(0.05)
+                continue
+            backoff = self._restart(watch, backoff, stop_pipe[0])
+
+    def _restart(self, watch: ExitWatch, backoff: float, stop_fd: int) -> float:
+        """Restart the store that ``watch`` saw exit; return the next backoff."""
+        self._drain_log()
+        lived = time.monotonic() - self._started_at
+        status = watch.reap()
+        watch.close()
+        if self.store is not None:
+            self.store.returncode = -1 if status is None else status
+        if status == EXIT_REFUSED << 8:
+            self._give_up("the store refused its runtime directory (see above)")
+            return backoff
+        backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < _HEALTHY_AFTER else 0.0
+        delay = f" in {backoff:.1f} s" if backoff else ""
+        self.log.error(
+            "blinkstore: the store (pid %s) exited with %s; restarting it%s",
+            watch.pid,
+            describe_status(status),
+            delay,
+        )
+        if backoff and self._sleep_unless_stopped(backoff, stop_fd):
+            return backoff
+        try:
+            self._spawn_store()
+        except RuntimeDirError as exc:
+            self._give_up(str(exc))
+        except OSError as exc:
+            self.log.error("blinkstore: restarting the store failed: %s", exc)
+        else:
+            self.restarts += 1
+        return backoff
+
+    def _give_up(self, why: str) -> None:
+        self._gave_up = True
+        self.log.error(
+            "blinkstore: %s; the store is not restarted, workers get cache misses until "
+            "gunicorn is restarted",
+            why,
+        )
 
     @staticmethod
     def _sleep_unless_stopped(seconds: float, stop_fd: int) -> bool:
@@ -348,7 +422,7 @@ class StoreSupervisor:
         except OSError:
             data = b""
         if not data:
-            # Every writer is gone; the exit watch will notice the keeper's death.
+            # Every writer is gone; the exit watch will notice the store's death.
             if self._log_fd == fd:
                 self._log_fd = None
                 os.close(fd)
@@ -375,13 +449,16 @@ class StoreSupervisor:
         head = line[:60].upper()
         if "CRITICAL" in head or "ERROR" in head or line.startswith("Traceback"):
             self.log.error("[blinkstore] %s", line)
-        elif "WARN" in head or "exited with" in line:
+        elif "WARN" in head or "refusing" in line:
             self.log.warning("[blinkstore] %s", line)
         else:
             self.log.info("[blinkstore] %s", line)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Stop the keeper (it stops the store), then remove the runtime directory."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the store (it removes its socket), then remove the runtime directory.
+
+        Closing the lifeline is the stop request; SIGKILL follows after ``timeout`` seconds.
+        """
         global _current
         self._stopping = True
         if self._stop_pipe is not None:
@@ -390,25 +467,19 @@ class StoreSupervisor:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
-        keeper = self.keeper
-        if self._watch is not None and self._watch.exited():
-            # Already gone (and maybe reaped by the arbiter): its pid may be reused, so
-            # never signal or wait for it.
-            self._watch.reap()
-            if keeper is not None and keeper.returncode is None:
-                keeper.returncode = -1
-        if keeper is not None and keeper.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                keeper.send_signal(signal.SIGTERM)
-            try:
-                keeper.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(keeper.pid, signal.SIGKILL)
-                keeper.wait()
-            except ChildProcessError:
-                # The arbiter's waitpid(-1) got there first.
-                keeper.returncode = -1
+        if self._lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline[1])
+            self._lifeline = (self._lifeline[0], -1)
+        watch = self._watch
+        if watch is not None and not self._wait_exit(watch, timeout):
+            self._kill(watch)
+            self._wait_exit(watch, timeout)
+        if watch is not None:
+            watch.reap()
+        if self.store is not None and self.store.returncode is None:
+            # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
+            self.store.returncode = -1
         if self._log_fd is not None:
             self._drain_log()
         self._close_fds()
@@ -417,19 +488,44 @@ class StoreSupervisor:
         if _current is self:
             _current = None
 
+    @staticmethod
+    def _wait_exit(watch: ExitWatch, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not watch.exited():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            fd = watch.fileno()
+            if fd is None:
+                time.sleep(min(remaining, 0.02))
+            else:
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([fd], [], [], remaining)
+        return True
+
+    @staticmethod
+    def _kill(watch: ExitWatch) -> None:
+        fd = watch.fileno()
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if fd is not None:
+                # Through the pidfd: never a process that reused the pid.
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            else:
+                os.kill(watch.pid, signal.SIGKILL)
+
     def close_inherited(self) -> None:
         """Close supervision descriptors copied into a forked child (a worker); idempotent."""
         if os.getpid() == self.owner_pid:
             return
         self._stopping = True
         self._close_fds()
-        self.keeper = None
+        self.store = None
 
     def _close_fds(self) -> None:
         fds: list[int] = []
         for pair in (self._lifeline, self._stop_pipe):
             if pair is not None:
-                fds.extend(pair)
+                fds.extend(fd for fd in pair if fd >= 0)
         if self._log_fd is not None:
             fds.append(self._log_fd)
         self._lifeline = self._stop_pipe = None

@@ -1,8 +1,8 @@
 """Start real gunicorn masters for the end-to-end tests, and always stop them.
 
 gunicorn runs in its own session; ``close()`` signals the whole process group and then kills
-any descendant still alive (the store keeper and the store live in their own session and must
-stop by themselves when the master is gone, which the tests check; this is the safety net).
+any descendant still alive (the store lives in its own session and must stop by itself when
+the master is gone, which the tests check; this is the safety net).
 """
 
 from __future__ import annotations
@@ -177,31 +177,24 @@ class Gunicorn:
         if self.process is not None:
             self.known.update(descendants(self.process.pid))
 
-    def keeper_pid(self) -> int:
-        """The store keeper (the master's child running blinkstore_gunicorn.gunicorn.child)."""
+    def store_pid(self, timeout: float = 5.0) -> int:
+        """The store (the master's child running blinkstore_gunicorn.gunicorn.child)."""
         marker = "blinkstore_gunicorn.gunicorn.child"
-        found = [p for p in children(self.pid) if marker in cmdline(p)]
-        assert len(found) == 1, (found, self.log())
-        return found[0]
-
-    def store_pid(self) -> int:
-        """The store process (the keeper's child)."""
-        keeper = self.keeper_pid()
         found: list[int] = []
 
-        def store_started() -> bool:
-            found[:] = children(keeper)
-            return bool(found)
+        def store_running() -> bool:
+            found[:] = [p for p in children(self.pid) if marker in cmdline(p) and alive(p)]
+            return len(found) == 1
 
-        wait_until(store_started, 5.0)
+        wait_until(store_running, timeout)
         assert len(found) == 1, (found, self.log())
         self.known.update(found)
         return found[0]
 
     def worker_pids(self) -> list[int]:
-        """The master's workers (every child but the keeper)."""
-        keeper = self.keeper_pid()
-        return [p for p in children(self.pid) if p != keeper]
+        """The master's workers (every child but the store)."""
+        marker = "blinkstore_gunicorn.gunicorn.child"
+        return [p for p in children(self.pid) if marker not in cmdline(p)]
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the master."""
@@ -220,7 +213,7 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
-        # Give the keeper its chance to clean up, then make sure nothing is left.
+        # Give the store its chance to clean up, then make sure nothing is left.
         wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
         kill_all(list(self.known))
 

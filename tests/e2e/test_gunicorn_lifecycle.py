@@ -91,20 +91,20 @@ def test_killed_store_is_back_within_a_second_and_requests_never_fail(tmp_path: 
 def test_master_sigkill_takes_the_store_and_its_socket_along(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path) as s:
         path = socket_path(s.url)
-        keeper, store = s.keeper_pid(), s.store_pid()
+        store = s.store_pid()
         os.kill(s.pid, signal.SIGKILL)
-        assert wait_until(lambda: not alive(store) and not alive(keeper), 2.0), s.log()
+        assert wait_until(lambda: not alive(store), 2.0), s.log()
         assert wait_until(lambda: not os.path.exists(os.path.dirname(path)), 0.5)
 
 
 def test_graceful_stop_removes_store_socket_and_directory(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path) as s:
         path = socket_path(s.url)
-        keeper, store = s.keeper_pid(), s.store_pid()
+        store = s.store_pid()
         s.signal(signal.SIGTERM)
         assert s.process is not None
         assert s.process.wait(20) == 0, s.log()
-        assert not alive(store) and not alive(keeper)
+        assert not alive(store)
         assert not os.path.exists(os.path.dirname(path))
 
 
