@@ -23,7 +23,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from blinkstore_gunicorn.cli.serve import add_store_arguments, settings_from_args
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
@@ -59,6 +60,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--lifeline-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--runtime-dir", required=True)
+    parser.add_argument("--uid", type=int, help="run as this user (a root master's workers')")
+    parser.add_argument("--gid", type=int)
+    parser.add_argument("--groups", default="", help="supplementary groups, comma-separated")
     add_store_arguments(parser)
     return parser.parse_args(argv)
 
@@ -119,23 +123,48 @@ async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
         await server.stop()
 
 
-def _run(settings: StoreSettings, watch: _MasterWatch) -> None:
+def _load_server() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """Import everything the store runs on; return the event loop runner to use.
+
+    Done before dropping privileges: the interpreter's own files may be out of the workers'
+    user's reach (a Python under /root), as they are for the workers themselves.
+    """
+    import blinkstore_gunicorn.engine
+    import blinkstore_gunicorn.server  # noqa: F401
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def _drop_privileges(uid: int, gid: int, groups: str) -> None:
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def _run(
+    settings: StoreSettings,
+    watch: _MasterWatch,
+    runner: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
     from blinkstore_gunicorn.engine import tune_allocator
     from blinkstore_gunicorn.server.store import configure_logging
 
     configure_logging(settings.log_level_number)
     tune_allocator()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(_serve(settings, watch))
-    else:
-        uvloop.run(_serve(settings, watch))
+    runner(_serve(settings, watch))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until the master closes the lifeline or dies; return the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
+    runner = _load_server()
+    if args.uid is not None and args.gid is not None:
+        _drop_privileges(args.uid, args.gid, args.groups)
+    # After the user change, which clears it.
     set_parent_death_signal(_PARENT_DEATH_SIGNAL)
     # Until the event loop handles them, these signals must neither stop nor kill the store.
     for signum in IGNORED_SIGNALS:
@@ -155,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args).replace(
             unix=os.path.join(args.runtime_dir, SOCKET_NAME)
         )
-        _run(settings, watch)
+        _run(settings, watch, runner)
     except ConfigError as exc:
         _log(f"cannot start: {exc}")
         return EXIT_STORE_FAILED

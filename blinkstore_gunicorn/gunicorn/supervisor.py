@@ -297,6 +297,10 @@ class StoreSupervisor:
             *self.serve_args,
         ]
         user = self.user
+        if user is not None:
+            # The store drops to this user itself, after it imported what it runs on.
+            groups = ",".join(str(g) for g in user.groups)
+            command[3:3] = ["--uid", str(user.uid), "--gid", str(user.gid), "--groups", groups]
         with _fork_lock:
             log_r, log_w = os.pipe()
             try:
@@ -310,9 +314,6 @@ class StoreSupervisor:
                     pass_fds=(lifeline_r,),
                     start_new_session=True,
                     env=self.store_env,
-                    user=user.uid if user else None,
-                    group=user.gid if user else None,
-                    extra_groups=list(user.groups) if user else None,
                 )
             except BaseException:
                 os.close(log_r)
