@@ -13,6 +13,9 @@ One process, the store itself, bound to the life of its master:
   stops the store after its workers, which may use the cache until they are done.
 
 The master restarts it when it dies (see :mod:`.supervisor`); there is no restart logic here.
+With ``--standby-fd`` it starts *warm*: it imports everything it runs on, then waits for the
+master's word before it checks the directory and binds, so that a restart does not wait for an
+interpreter to start.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -63,6 +67,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--uid", type=int, help="run as this user (a root master's workers')")
     parser.add_argument("--gid", type=int)
     parser.add_argument("--groups", default="", help="supplementary groups, comma-separated")
+    parser.add_argument(
+        "--standby-fd", type=int, help="start warm, bind only once a byte arrives on this fd"
+    )
     add_store_arguments(parser)
     return parser.parse_args(argv)
 
@@ -158,6 +165,18 @@ def _run(
     runner(_serve(settings, watch))
 
 
+def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
+    """Block until the master promotes this standby (True) or stops needing it (False)."""
+    while True:
+        readable, _, _ = select.select([standby_fd, lifeline_fd], [], [])
+        if lifeline_fd in readable:
+            return False
+        if standby_fd in readable:
+            turn = os.read(standby_fd, 1) != b""
+            os.close(standby_fd)
+            return turn
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until the master closes the lifeline or dies; return the exit status."""
     args = _parse(sys.argv[1:] if argv is None else argv)
@@ -173,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.getppid() != args.parent_pid:
         # The master died before we started: nobody would ever stop us.
         remove_runtime_dir(args.runtime_dir)
+        return 0
+    if args.standby_fd is not None and not _wait_for_turn(args.standby_fd, args.lifeline_fd):
         return 0
     try:
         verify_runtime_dir(args.runtime_dir, os.geteuid())

@@ -108,6 +108,24 @@ def _on_starting(namespace: MutableMapping[str, Any], server: Any) -> None:
     # URL since, and ours must win for the workers.
     _start_store(namespace, server)
     _export_url()
+    _note_store_exits_first(server)
+
+
+def _note_store_exits_first(server: Any) -> None:
+    # The arbiter reaps every child with waitpid(-1) and logs ours only at debug level, as
+    # unknown; the supervisor reads the store's exit status (OOM kill? crash?) just before.
+    reap_workers = getattr(server, "reap_workers", None)
+    if reap_workers is None or getattr(reap_workers, "_blinkstore", False):
+        return
+
+    def reap_after_noting_store_exits() -> None:
+        sup = supervisor.current()
+        if sup is not None:
+            sup.note_exits()
+        reap_workers()
+
+    reap_after_noting_store_exits._blinkstore = True  # type: ignore[attr-defined]
+    server.reap_workers = reap_after_noting_store_exits
 
 
 def _export_url() -> None:

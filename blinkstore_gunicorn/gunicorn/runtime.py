@@ -285,9 +285,23 @@ class ExitWatch:
         self._done = result is not None
         return self._done
 
+    def peek(self) -> None:
+        """Record the exit status, if the process exited, without reaping it."""
+        if self._status is not None or self._fd is None or not hasattr(os, "P_PIDFD"):
+            return
+        with contextlib.suppress(ChildProcessError, OSError):
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            result = os.waitid(os.P_PIDFD, self._fd, flags)
+            if result is not None:
+                self._status = _status_from_waitid(result)
+
     def reap(self) -> int | None:
         """Collect the exit status if nobody else did yet; ``None`` when it is gone elsewhere."""
         if self._status is not None:
+            # Reap it too if it is still there (peek() left it), ignoring who else did.
+            with contextlib.suppress(ChildProcessError, OSError):
+                if self._fd is not None and hasattr(os, "P_PIDFD"):
+                    os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
             return self._status
         try:
             if self._fd is not None and hasattr(os, "P_PIDFD"):

@@ -161,8 +161,54 @@ def _store_environment(store_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+class _StoreProcess:
+    """One store process the master started, with its exit watch and its output pipe."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_fd: int, go_fd: int | None) -> None:
+        self.process = process
+        self.watch = ExitWatch(process.pid)
+        self.log_fd: int | None = log_fd
+        self.log_buffer = b""
+        #: A standby's trigger: one byte makes it bind; closing it lets the standby go.
+        self.go_fd = go_fd
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def promote(self) -> bool:
+        """Tell a standby to bind now; False when it is gone already."""
+        go_fd, self.go_fd = self.go_fd, None
+        if go_fd is None or self.watch.exited():
+            return False
+        try:
+            os.write(go_fd, b"g")
+        except OSError:
+            return False
+        finally:
+            os.close(go_fd)
+        self.started_at = time.monotonic()
+        return True
+
+    def close(self) -> None:
+        """Release the descriptors the master holds for this process."""
+        for fd in (self.log_fd, self.go_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.log_fd = self.go_fd = None
+        self.watch.close()
+
+
 class StoreSupervisor:
-    """Start, watch, restart and stop one store for a gunicorn master (see the module doc)."""
+    """Start, watch, restart and stop one store for a gunicorn master (see the module doc).
+
+    Next to the store it keeps a *standby*: a store process that has started its interpreter
+    and imported everything, and binds only when the master promotes it. A restart is then a
+    byte on a pipe, not a cold interpreter start, which can take a second on a busy host.
+    """
 
     def __init__(
         self,
@@ -185,18 +231,15 @@ class StoreSupervisor:
         self.owner_pid = os.getpid()
         self.runtime_dir = ""
         self.socket_path = ""
-        self.store: subprocess.Popen[bytes] | None = None
         self.restarts = 0
-        self._watch: ExitWatch | None = None
+        self.store: _StoreProcess | None = None
+        self.standby: _StoreProcess | None = None
         self._lifeline: tuple[int, int] | None = None
-        self._log_fd: int | None = None
-        self._log_buffer = b""
         self._stop_pipe: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._starting = False
         self._gave_up = False
-        self._started_at = 0.0
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
 
     @property
@@ -234,12 +277,14 @@ class StoreSupervisor:
         _current = self
         self._starting = True
         try:
-            self._spawn_store()
+            self.store = self._spawn(standby=False)
             self._thread = threading.Thread(
                 target=self._watch_loop, name="blinkstore-supervisor", daemon=True
             )
             self._thread.start()
-            why = self._wait_ready()
+            why = self._wait_ready(self.store)
+            if not why:
+                self.standby = self._spawn(standby=True)
         except BaseException:
             self.stop()
             raise
@@ -251,19 +296,18 @@ class StoreSupervisor:
             raise StoreStartError(self._failure_message(why))
         return self.url
 
-    def _wait_ready(self) -> str:
+    def _wait_ready(self, store: _StoreProcess) -> str:
         """Wait for the first PONG; return why the store is not ready, or "" when it is."""
         deadline = time.monotonic() + self.start_timeout
         while True:
-            watch = self._watch
             if ping(self.socket_path, 0.2, self.password):
                 # A store that answers and then rejects a setting (a busy TCP port) dies right
                 # after its first PONG: only a store still up a moment later counts as started.
                 time.sleep(_SETTLE)
-                if watch is None or not watch.exited():
+                if not store.watch.exited():
                     return ""
-            if watch is not None and watch.exited():
-                status = watch.reap()
+            if store.watch.exited():
+                status = store.watch.reap()
                 if status in (EXIT_STORE_FAILED << 8, EXIT_REFUSED << 8):
                     return "the store exited before it answered PING"
                 return f"the store exited with {describe_status(status)}"
@@ -279,10 +323,11 @@ class StoreSupervisor:
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
-    def _spawn_store(self) -> None:
+    def _spawn(self, *, standby: bool) -> _StoreProcess:
         assert self._lifeline is not None
-        # Checked here as well as in the store: a directory that fails is never used again.
-        verify_runtime_dir(self.runtime_dir, self.store_uid)
+        if not standby:
+            # Checked here as well as in the store: a directory that fails is never used again.
+            verify_runtime_dir(self.runtime_dir, self.store_uid)
         lifeline_r = self._lifeline[0]
         command = [
             sys.executable,
@@ -294,39 +339,41 @@ class StoreSupervisor:
             str(os.getpid()),
             "--runtime-dir",
             self.runtime_dir,
-            *self.serve_args,
         ]
-        user = self.user
-        if user is not None:
+        if self.user is not None:
             # The store drops to this user itself, after it imported what it runs on.
-            groups = ",".join(str(g) for g in user.groups)
-            command[3:3] = ["--uid", str(user.uid), "--gid", str(user.gid), "--groups", groups]
+            groups = ",".join(str(g) for g in self.user.groups)
+            command += ["--uid", str(self.user.uid), "--gid", str(self.user.gid)]
+            command += ["--groups", groups]
         with _fork_lock:
             log_r, log_w = os.pipe()
+            go_r, go_w = os.pipe() if standby else (None, None)
+            pass_fds = [lifeline_r]
+            if go_r is not None:
+                command += ["--standby-fd", str(go_r)]
+                pass_fds.append(go_r)
             try:
                 # Its own session: a Ctrl-C meant for gunicorn must not reach the store; the
                 # master stops it after the workers are gone.
-                self.store = subprocess.Popen(
-                    command,
+                process = subprocess.Popen(
+                    [*command, *self.serve_args],
                     stdin=subprocess.DEVNULL,
                     stdout=log_w,
                     stderr=log_w,
-                    pass_fds=(lifeline_r,),
+                    pass_fds=pass_fds,
                     start_new_session=True,
                     env=self.store_env,
                 )
             except BaseException:
-                os.close(log_r)
+                for fd in (log_r, go_w):
+                    if fd is not None:
+                        os.close(fd)
                 raise
             finally:
-                os.close(log_w)
-            old_log_fd, self._log_fd = self._log_fd, log_r
-            self._log_buffer = b""
-            self._watch = ExitWatch(self.store.pid)
-            self._started_at = time.monotonic()
-        if old_log_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(old_log_fd)
+                for fd in (log_w, go_r):
+                    if fd is not None:
+                        os.close(fd)
+            return _StoreProcess(process, log_r, go_w)
 
     def _watch_loop(self) -> None:
         # This thread must outlive every store it started: Linux delivers the store's
@@ -344,61 +391,86 @@ class StoreSupervisor:
     def _watch_until_stopped(self) -> None:
         backoff = 0.0
         while not self._stopping:
-            watch, log_fd, stop_pipe = self._watch, self._log_fd, self._stop_pipe
+            stop_pipe = self._stop_pipe
             if stop_pipe is None:
                 return
+            processes = [p for p in (self.store, self.standby) if p is not None]
             fds = [stop_pipe[0]]
-            if log_fd is not None:
-                fds.append(log_fd)
-            watch_fd = watch.fileno() if watch is not None and not self._gave_up else None
-            if watch_fd is not None:
-                fds.append(watch_fd)
+            for process in processes:
+                if process.log_fd is not None:
+                    fds.append(process.log_fd)
+                watch_fd = process.watch.fileno()
+                if watch_fd is not None and not self._gave_up:
+                    fds.append(watch_fd)
             try:
-                readable, _, _ = select.select(fds, [], [], 0.1 if watch_fd is None else 1.0)
+                readable, _, _ = select.select(fds, [], [], 1.0)
             except (OSError, ValueError):
                 # A descriptor was closed under us: stop() is running.
                 return
-            if log_fd is not None and log_fd in readable:
-                self._forward_log(log_fd)
+            for process in processes:
+                if process.log_fd is not None and process.log_fd in readable:
+                    self._forward_log(process)
             if self._stopping or stop_pipe[0] in readable:
                 return
-            if watch is None or self._gave_up or not watch.exited():
-                continue
-            if self._starting:
-                # start() reports this failure itself; do not spin on the readable pidfd.
+            if self._gave_up or self._starting:
+                # start() reports a failure itself; do not spin on a readable pidfd.
                 time.sleep(0.05)
                 continue
-            backoff = self._restart(watch, backoff, stop_pipe[0])
+            standby = self.standby
+            if standby is not None and standby.watch.exited():
+                self._retire(standby, "standby store")
+                self.standby = None
+            store = self.store
+            if store is not None and store.watch.exited():
+                backoff = self._restart(store, backoff, stop_pipe[0])
 
-    def _restart(self, watch: ExitWatch, backoff: float, stop_fd: int) -> float:
-        """Restart the store that ``watch`` saw exit; return the next backoff."""
-        self._drain_log()
-        lived = time.monotonic() - self._started_at
-        status = watch.reap()
-        watch.close()
-        if self.store is not None:
-            self.store.returncode = -1 if status is None else status
+    def _retire(self, process: _StoreProcess, what: str) -> int | None:
+        """Collect the output and exit status of a process that exited; log how it ended."""
+        self._drain_log(process)
+        status = process.watch.reap()
+        process.process.returncode = -1 if status is None else status
+        process.close()
+        if status != EXIT_REFUSED << 8:
+            self.log.error(
+                "blinkstore: the %s (pid %s) exited with %s",
+                what,
+                process.pid,
+                describe_status(status),
+            )
+        return status
+
+    def _restart(self, store: _StoreProcess, backoff: float, stop_fd: int) -> float:
+        """Replace the store that exited, by the standby when there is one; return the backoff."""
+        lived = time.monotonic() - store.started_at
+        status = self._retire(store, "store")
+        self.store = None
         if status == EXIT_REFUSED << 8:
             self._give_up("the store refused its runtime directory (see above)")
             return backoff
         backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < _HEALTHY_AFTER else 0.0
-        delay = f" in {backoff:.1f} s" if backoff else ""
-        self.log.error(
-            "blinkstore: the store (pid %s) exited with %s; restarting it%s",
-            watch.pid,
-            describe_status(status),
-            delay,
-        )
-        if backoff and self._sleep_unless_stopped(backoff, stop_fd):
-            return backoff
+        if backoff:
+            self.log.error("blinkstore: the store keeps exiting; restarting it in %.1f s", backoff)
+            if self._sleep_unless_stopped(backoff, stop_fd):
+                return backoff
         try:
-            self._spawn_store()
+            verify_runtime_dir(self.runtime_dir, self.store_uid)
+            standby, self.standby = self.standby, None
+            if standby is not None and standby.promote():
+                self.store = standby
+                self.log.error(
+                    "blinkstore: restarting the store: standby pid %s takes over", standby.pid
+                )
+            else:
+                if standby is not None:
+                    standby.close()
+                self.store = self._spawn(standby=False)
+                self.log.error("blinkstore: restarting the store (pid %s)", self.store.pid)
+            self.restarts += 1
+            self.standby = self._spawn(standby=True)
         except RuntimeDirError as exc:
             self._give_up(str(exc))
         except OSError as exc:
             self.log.error("blinkstore: restarting the store failed: %s", exc)
-        else:
-            self.restarts += 1
         return backoff
 
     def _give_up(self, why: str) -> None:
@@ -408,6 +480,16 @@ class StoreSupervisor:
             "gunicorn is restarted",
             why,
         )
+        if self.standby is not None:
+            # Closing its trigger lets the standby go; it never binds.
+            self.standby.close()
+            self.standby = None
+
+    def note_exits(self) -> None:
+        """Record how an exited store process ended before gunicorn's reaper takes it."""
+        for process in (self.store, self.standby):
+            if process is not None:
+                process.watch.peek()
 
     @staticmethod
     def _sleep_unless_stopped(seconds: float, stop_fd: int) -> bool:
@@ -417,29 +499,30 @@ class StoreSupervisor:
         except (OSError, ValueError):
             return True
 
-    def _forward_log(self, fd: int) -> None:
+    def _forward_log(self, process: _StoreProcess) -> None:
+        fd = process.log_fd
+        if fd is None:
+            return
         try:
             data = os.read(fd, 65536)
         except OSError:
             data = b""
         if not data:
-            # Every writer is gone; the exit watch will notice the store's death.
-            if self._log_fd == fd:
-                self._log_fd = None
-                os.close(fd)
+            # Every writer is gone; the exit watch will notice the process's death.
+            process.log_fd = None
+            os.close(fd)
             return
-        self._log_buffer += data
-        *lines, self._log_buffer = self._log_buffer.split(b"\n")
+        process.log_buffer += data
+        *lines, process.log_buffer = process.log_buffer.split(b"\n")
         for raw in lines:
             self._emit(raw.decode("utf-8", "replace").rstrip())
 
-    def _drain_log(self) -> None:
-        fd = self._log_fd
-        while fd is not None and self._log_fd == fd and select.select([fd], [], [], 0.05)[0]:
-            self._forward_log(fd)
-        if self._log_buffer:
-            self._emit(self._log_buffer.decode("utf-8", "replace").rstrip())
-            self._log_buffer = b""
+    def _drain_log(self, process: _StoreProcess) -> None:
+        while process.log_fd is not None and select.select([process.log_fd], [], [], 0.05)[0]:
+            self._forward_log(process)
+        if process.log_buffer:
+            self._emit(process.log_buffer.decode("utf-8", "replace").rstrip())
+            process.log_buffer = b""
 
     def _emit(self, line: str) -> None:
         # gunicorn's log adds its own timestamp; the store's would only repeat it.
@@ -458,7 +541,8 @@ class StoreSupervisor:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the store (it removes its socket), then remove the runtime directory.
 
-        Closing the lifeline is the stop request; SIGKILL follows after ``timeout`` seconds.
+        Closing the lifeline is the stop request (the standby leaves on it too); SIGKILL
+        follows after ``timeout`` seconds.
         """
         global _current
         self._stopping = True
@@ -472,17 +556,17 @@ class StoreSupervisor:
             with contextlib.suppress(OSError):
                 os.close(self._lifeline[1])
             self._lifeline = (self._lifeline[0], -1)
-        watch = self._watch
-        if watch is not None and not self._wait_exit(watch, timeout):
-            self._kill(watch)
-            self._wait_exit(watch, timeout)
-        if watch is not None:
-            watch.reap()
-        if self.store is not None and self.store.returncode is None:
-            # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
-            self.store.returncode = -1
-        if self._log_fd is not None:
-            self._drain_log()
+        for process in (self.store, self.standby):
+            if process is None:
+                continue
+            if not self._wait_exit(process.watch, timeout):
+                self._kill(process.watch)
+                self._wait_exit(process.watch, timeout)
+            process.watch.reap()
+            if process.process.returncode is None:
+                # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
+                process.process.returncode = -1
+            self._drain_log(process)
         self._close_fds()
         if self.runtime_dir:
             remove_runtime_dir(self.runtime_dir)
@@ -520,20 +604,17 @@ class StoreSupervisor:
             return
         self._stopping = True
         self._close_fds()
-        self.store = None
 
     def _close_fds(self) -> None:
         fds: list[int] = []
         for pair in (self._lifeline, self._stop_pipe):
             if pair is not None:
                 fds.extend(fd for fd in pair if fd >= 0)
-        if self._log_fd is not None:
-            fds.append(self._log_fd)
         self._lifeline = self._stop_pipe = None
-        self._log_fd = None
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
+        for process in (self.store, self.standby):
+            if process is not None:
+                process.close()
+        self.store = self.standby = None
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)

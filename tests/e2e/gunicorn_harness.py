@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 
 APPS = Path(__file__).parent / "apps"
+#: On the command line of the store processes the plugin starts.
+STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -74,6 +76,26 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening_unix_sockets(pid: int) -> set[str]:
+    """Paths of the listening Unix sockets ``pid`` holds open."""
+    listening: dict[str, str] = {}
+    with open("/proc/net/unix") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            # Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+            if len(fields) >= 8 and fields[3] == "00010000":
+                listening[fields[6]] = fields[7]
+    paths: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in listening:
+                    paths.add(listening[target[8:-1]])
+    return paths
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
@@ -177,24 +199,26 @@ class Gunicorn:
         if self.process is not None:
             self.known.update(descendants(self.process.pid))
 
+    def store_processes(self) -> list[int]:
+        """The master's store processes: the store and its warm standby."""
+        return [p for p in children(self.pid) if STORE_MARKER in cmdline(p) and alive(p)]
+
     def store_pid(self, timeout: float = 5.0) -> int:
-        """The store (the master's child running blinkstore_gunicorn.gunicorn.child)."""
-        marker = "blinkstore_gunicorn.gunicorn.child"
+        """The store: the store process that has a listening Unix socket open."""
         found: list[int] = []
 
         def store_running() -> bool:
-            found[:] = [p for p in children(self.pid) if marker in cmdline(p) and alive(p)]
+            found[:] = [p for p in self.store_processes() if listening_unix_sockets(p)]
             return len(found) == 1
 
         wait_until(store_running, timeout)
         assert len(found) == 1, (found, self.log())
-        self.known.update(found)
+        self.known.update(self.store_processes())
         return found[0]
 
     def worker_pids(self) -> list[int]:
-        """The master's workers (every child but the store)."""
-        marker = "blinkstore_gunicorn.gunicorn.child"
-        return [p for p in children(self.pid) if marker not in cmdline(p)]
+        """The master's workers (every child but the store processes)."""
+        return [p for p in children(self.pid) if STORE_MARKER not in cmdline(p)]
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the master."""

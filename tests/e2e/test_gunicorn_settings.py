@@ -15,11 +15,12 @@ import pytest
 from tests.e2e.gunicorn_harness import (
     APPS,
     alive,
-    cmdline,
     descendants,
     free_port,
     gunicorn,
     kill_all,
+    listening_unix_sockets,
+    parent_of,
     wait_until,
 )
 
@@ -120,8 +121,9 @@ def test_daemon_master_runs_and_stops_its_store(tmp_path: Path):
 
         assert wait_until(serving, 30.0), log.read_text()
         known[:] = [master, *descendants(master)]
-        stores = [p for p in known if "gunicorn.child" in cmdline(p)]
+        stores = [p for p in known if listening_unix_sockets(p)]
         assert len(stores) == 1, (known, log.read_text())
+        assert parent_of(stores[0]) == master
         round_trip(base)
         directory = Path(get(base + "/env")["url"][len("unix://") :]).parent
         os.kill(master, signal.SIGTERM)
