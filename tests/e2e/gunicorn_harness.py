@@ -25,6 +25,18 @@ STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: The plugin's config module, as the tests pass it to gunicorn.
+CONF = ["-c", "python:blinkstore_gunicorn.conf"]
+
+
+def get(url: str) -> dict:
+    """GET ``url`` on a new connection; assert a 200 and return the JSON body."""
+    reply = httpx.get(url, timeout=10.0)
+    assert reply.status_code == 200, reply.text
+    body: dict = reply.json()
+    return body
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nobody listens on right now."""
     with socket.socket() as sock:

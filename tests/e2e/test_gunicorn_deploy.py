@@ -17,24 +17,17 @@ import httpx
 import pytest
 
 from tests.e2e.gunicorn_harness import (
+    CONF,
     Gunicorn,
     alive,
     cmdline,
     descendants,
+    get,
     gunicorn,
     wait_until,
 )
 
 pytestmark = pytest.mark.slow
-
-CONF = ["-c", "python:blinkstore_gunicorn.conf"]
-
-
-def get(url: str) -> dict:
-    reply = httpx.get(url, timeout=10.0)
-    assert reply.status_code == 200, reply.text
-    body: dict = reply.json()
-    return body
 
 
 def runtime_dir_of(server: Gunicorn) -> Path:

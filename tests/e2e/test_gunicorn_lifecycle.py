@@ -14,18 +14,9 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import alive, gunicorn, wait_until
+from tests.e2e.gunicorn_harness import CONF, alive, get, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
-
-CONF = ["-c", "python:blinkstore_gunicorn.conf"]
-
-
-def get(url: str) -> dict:
-    reply = httpx.get(url, timeout=10.0)
-    assert reply.status_code == 200, reply.text
-    body: dict = reply.json()
-    return body
 
 
 def socket_path(base: str) -> str:

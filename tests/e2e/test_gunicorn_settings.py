@@ -14,9 +14,11 @@ import pytest
 
 from tests.e2e.gunicorn_harness import (
     APPS,
+    CONF,
     alive,
     descendants,
     free_port,
+    get,
     gunicorn,
     kill_all,
     listening_unix_sockets,
@@ -25,8 +27,6 @@ from tests.e2e.gunicorn_harness import (
 )
 
 pytestmark = pytest.mark.slow
-
-CONF = ["-c", "python:blinkstore_gunicorn.conf"]
 
 RELOAD_APP = """
 import json, os
@@ -44,13 +44,6 @@ def app(environ, start_response):
     start_response("200 OK", [("content-type", "application/json")])
     return [data]
 """
-
-
-def get(url: str) -> dict:
-    reply = httpx.get(url, timeout=10.0)
-    assert reply.status_code == 200, reply.text
-    body: dict = reply.json()
-    return body
 
 
 def round_trip(base: str) -> None:
