@@ -183,8 +183,11 @@ def test_master_sigkill_leaves_no_process_and_no_bound_port(
         # Keep the workers busy with an open keep-alive connection, as real traffic does.
         client = httpx.Client(base_url=s.url, timeout=10.0)
         client.get("/env")
+        # Both workers booted, the store and its warm standby running.
+        assert wait_until(
+            lambda: len(s.worker_pids()) == 2 and len(s.store_processes()) == 2, 10.0
+        ), s.log()
         everyone = descendants(s.pid)
-        assert len(s.store_processes()) == 2  # the store and its warm standby
         assert len(everyone) == 4, [cmdline(p) for p in everyone]
         os.kill(s.pid, signal.SIGKILL)
         try:
