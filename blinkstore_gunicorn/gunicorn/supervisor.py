@@ -419,7 +419,9 @@ class StoreSupervisor:
             standby = self.standby
             if standby is not None and standby.watch.exited():
                 self._retire(standby, "standby store")
-                self.standby = None
+                # A standby that dies young would die again: the next restart starts cold.
+                lived = time.monotonic() - standby.started_at
+                self.standby = self._spawn(standby=True) if lived >= _HEALTHY_AFTER else None
             store = self.store
             if store is not None and store.watch.exited():
                 backoff = self._restart(store, backoff, stop_pipe[0])
