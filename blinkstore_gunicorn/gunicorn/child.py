@@ -179,16 +179,15 @@ def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until the master closes the lifeline or dies; return the exit status."""
+    # Until the event loop handles them, these signals must neither stop nor kill the store.
+    for signum in (*IGNORED_SIGNALS, _PARENT_DEATH_SIGNAL):
+        signal.signal(signum, signal.SIG_IGN)
     args = _parse(sys.argv[1:] if argv is None else argv)
     runner = _load_server()
     if args.uid is not None and args.gid is not None:
         _drop_privileges(args.uid, args.gid, args.groups)
     # After the user change, which clears it.
     set_parent_death_signal(_PARENT_DEATH_SIGNAL)
-    # Until the event loop handles them, these signals must neither stop nor kill the store.
-    for signum in IGNORED_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
-    signal.signal(_PARENT_DEATH_SIGNAL, signal.SIG_IGN)
     if os.getppid() != args.parent_pid:
         # The master died before we started: nobody would ever stop us.
         remove_runtime_dir(args.runtime_dir)

@@ -231,7 +231,6 @@ class StoreSupervisor:
         self.owner_pid = os.getpid()
         self.runtime_dir = ""
         self.socket_path = ""
-        self.restarts = 0
         self.store: _StoreProcess | None = None
         self.standby: _StoreProcess | None = None
         self._lifeline: tuple[int, int] | None = None
@@ -459,15 +458,14 @@ class StoreSupervisor:
             standby, self.standby = self.standby, None
             if standby is not None and standby.promote():
                 self.store = standby
-                self.log.error(
+                self.log.warning(
                     "blinkstore: restarting the store: standby pid %s takes over", standby.pid
                 )
             else:
                 if standby is not None:
                     standby.close()
                 self.store = self._spawn(standby=False)
-                self.log.error("blinkstore: restarting the store (pid %s)", self.store.pid)
-            self.restarts += 1
+                self.log.warning("blinkstore: restarting the store (pid %s)", self.store.pid)
             self.standby = self._spawn(standby=True)
         except RuntimeDirError as exc:
             self._give_up(str(exc))

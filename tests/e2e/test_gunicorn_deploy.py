@@ -173,6 +173,7 @@ def test_password_reaches_neither_logs_nor_command_lines(tmp_path: Path):
         ("gthread", "wsgi_app:app"),
         ("gevent", "wsgi_app:app"),
         ("uvicorn_worker.UvicornWorker", "asgi_app:app"),
+        ("asgi", "asgi_app:app"),
     ],
 )
 def test_master_sigkill_leaves_no_process_and_no_bound_port(
