@@ -55,8 +55,9 @@ def open_directory() -> Iterator[Path]:
         yield Path(path)
 
 
-def test_preload_app_module_level_clients_share_the_store(tmp_path: Path):
-    args = [*CONF, "--preload", "-w", "2", "preload_app:app"]
+@pytest.mark.parametrize("app", ["preload_app:app", "preload_flask_app:app"])
+def test_preload_app_module_level_clients_share_the_store(tmp_path: Path, app: str):
+    args = [*CONF, "--preload", "-w", "2", app]
     with gunicorn(args, tmp_path, ready_path="/") as s:
         body = get(s.url + "/")
         assert body["url"].startswith("unix://"), body
