@@ -28,7 +28,7 @@ from blinkstore_gunicorn.gunicorn import supervisor
 from blinkstore_gunicorn.gunicorn.orphans import leave_with_master
 from blinkstore_gunicorn.gunicorn.settings import PluginSettings, load_settings
 
-__all__ = ["CONFIG_ENV", "URL_ENV", "adopt", "build_config", "load_user_config"]
+__all__ = ["CONFIG_ENV", "URL_ENV", "adopt", "build_config", "load_user_config", "store_user"]
 
 #: Names another gunicorn config file to chain with (default: ``./gunicorn.conf.py``).
 CONFIG_ENV = "BLINKSTORE_GUNICORN_CONFIG"
