@@ -26,7 +26,15 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from blinkstore_gunicorn.client.errors import CacheConfigError
 
-__all__ = ["DEFAULT_TCP_PORT", "ENV_VAR", "CacheURL", "parse_url", "resolve_url", "unix_url"]
+__all__ = [
+    "DEFAULT_TCP_PORT",
+    "ENV_VAR",
+    "CacheURL",
+    "mask_url",
+    "parse_url",
+    "resolve_url",
+    "unix_url",
+]
 
 ENV_VAR: Final = "BLINKSTORE_URL"
 DEFAULT_TCP_PORT: Final = 8765
@@ -90,7 +98,7 @@ class CacheURL:
         return int(raw)
 
 
-def _mask(url: str) -> str:
+def mask_url(url: str) -> str:
     """The URL with passwords (userinfo or ``?password=``) replaced by ``***``."""
     parts = urlsplit(url)
     if parts.password is None and "password=" not in parts.query:
@@ -177,7 +185,7 @@ def parse_url(url: str) -> CacheURL:
             f"cache URL {url!r} is not a URL: use unix:///path.sock, tcp://host:port, "
             "redis://host:port/0 or memory://"
         )
-    display = _mask(url)
+    display = mask_url(url)
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("unix", "tcp"):
         return _parse_store(url, scheme, display)

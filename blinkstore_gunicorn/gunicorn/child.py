@@ -1,96 +1,216 @@
-"""The store keeper a gunicorn master starts: ``python -m blinkstore_gunicorn.gunicorn.child``.
+"""The store a gunicorn master runs: ``python -m blinkstore_gunicorn.gunicorn.child``.
 
-It runs the store as its own child (see :class:`~blinkstore_gunicorn.gunicorn.keeper.StoreKeeper`)
-and ends, removing the socket and the runtime directory, when the master is gone: the master
-holds the only write end of the *lifeline* pipe, so its death, SIGKILL included, shows here as
-end-of-file. Linux's parent-death signal (SIGTERM) is a second line of defence. SIGTERM, SIGINT
-and SIGHUP stop it the same way; that is how the master stops it on a clean exit.
+One process, the store itself, bound to the life of its master:
+
+* it binds only in the runtime directory the master created, after checking again that the
+  directory is still that one (owner, mode 0700, not a symlink); a directory that fails the
+  check is refused, never recreated;
+* it stops, removing its socket and the directory, when the master is gone or asks it to stop:
+  the master holds the only write end of the *lifeline* pipe, so its death (SIGKILL included)
+  and its stop request both show here as end-of-file;
+* SIGTERM, SIGINT and SIGHUP from anyone else are logged and ignored. A stop that signals every
+  process at once (systemd's ``KillMode=control-group``) reaches the master too, and the master
+  stops the store after its workers, which may use the cache until they are done.
+
+The master restarts it when it dies (see :mod:`.supervisor`); there is no restart logic here.
+With ``--standby-fd`` it starts *warm*: it imports everything it runs on, then waits for the
+master's word before it checks the directory and binds, so that a restart does not wait for an
+interpreter to start.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
+import select
 import signal
 import sys
-from collections.abc import Sequence
-from types import FrameType
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from blinkstore_gunicorn.config import env_name
-from blinkstore_gunicorn.gunicorn.keeper import StoreFailedToStart, StoreKeeper
-from blinkstore_gunicorn.gunicorn.runtime import remove_runtime_dir, set_parent_death_signal
+from blinkstore_gunicorn.cli.serve import add_store_arguments, settings_from_args
+from blinkstore_gunicorn.config import ConfigError, StoreSettings
+from blinkstore_gunicorn.gunicorn.runtime import (
+    SOCKET_NAME,
+    RuntimeDirError,
+    remove_runtime_dir,
+    set_parent_death_signal,
+    verify_runtime_dir,
+)
 
-__all__ = ["EXIT_STORE_FAILED", "main"]
+__all__ = ["EXIT_REFUSED", "EXIT_STORE_FAILED", "IGNORED_SIGNALS", "main"]
 
-#: Exit code when the store exited before it ever became ready.
+#: Exit code when the store could not start (a setting the store rejects, a busy port).
 EXIT_STORE_FAILED = 3
+#: Exit code when the runtime directory failed its check: restarting would fail the same way.
+EXIT_REFUSED = 4
+#: Stop signals the store ignores: only its master decides when it stops.
+IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Linux sends this when the thread that forked us ends; only a changed parent pid counts.
+_PARENT_DEATH_SIGNAL = signal.SIGUSR1
 
 
 def _log(line: str) -> None:
-    # The master reads this stream line by line into gunicorn's error log.
-    print(f"blinkstore keeper: {line}", file=sys.stderr, flush=True)
+    # The master reads this stream line by line into gunicorn's error log; once the master is
+    # gone nobody reads it, and a broken pipe must not stop the store from stopping.
+    with contextlib.suppress(OSError):
+        print(f"blinkstore store: {line}", file=sys.stderr, flush=True)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m blinkstore_gunicorn.gunicorn.child")
     parser.add_argument("--lifeline-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
-    parser.add_argument("--socket", required=True)
     parser.add_argument("--runtime-dir", required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    if args.command and args.command[0] == "--":
-        args.command = args.command[1:]
-    if not args.command:
-        parser.error("missing the store command after --")
-    return args
+    parser.add_argument("--uid", type=int, help="run as this user (a root master's workers')")
+    parser.add_argument("--gid", type=int)
+    parser.add_argument("--groups", default="", help="supplementary groups, comma-separated")
+    parser.add_argument(
+        "--standby-fd", type=int, help="start warm, bind only once a byte arrives on this fd"
+    )
+    add_store_arguments(parser)
+    return parser.parse_args(argv)
+
+
+class _MasterWatch:
+    """Stop the server when the master closes the lifeline or is gone."""
+
+    def __init__(self, lifeline_fd: int, parent_pid: int) -> None:
+        self.lifeline_fd = lifeline_fd
+        self.parent_pid = parent_pid
+        #: Set once the master stopped the store or died: the runtime directory goes too.
+        self.released = False
+
+    def install(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
+        """Watch the lifeline and the parent-death signal; ignore outside stop signals."""
+
+        def lifeline_readable() -> None:
+            # Nothing is ever written: readable means end-of-file. The master closed its end
+            # to stop the store, or died (its parent pid may not have changed yet).
+            loop.remove_reader(self.lifeline_fd)
+            self.released = True
+            stop()
+            _log("the gunicorn master stopped the store or is gone; stopping")
+
+        def parent_death_signal() -> None:
+            if os.getppid() != self.parent_pid:
+                self.released = True
+                stop()
+                _log("the gunicorn master is gone; stopping")
+
+        def ignored(signum: int) -> None:
+            _log(
+                f"{signal.Signals(signum).name} ignored: the store stops with its gunicorn "
+                f"master (pid {self.parent_pid}), after the workers"
+            )
+
+        loop.add_reader(self.lifeline_fd, lifeline_readable)
+        loop.add_signal_handler(_PARENT_DEATH_SIGNAL, parent_death_signal)
+        for signum in IGNORED_SIGNALS:
+            loop.add_signal_handler(signum, ignored, signum)
+
+
+async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
+    # Imported here: the argument check above should not pay for the server's imports.
+    from blinkstore_gunicorn.server import StoreServer
+
+    server = StoreServer(settings)
+    await server.start()
+    watch.install(asyncio.get_running_loop(), server.request_stop)
+    # The master may have died while the server started; its pipe end is closed already, so
+    # the reader fires at once. The parent pid covers a death before prctl() took effect.
+    if os.getppid() != watch.parent_pid:
+        watch.released = True
+        server.request_stop()
+    try:
+        await server.wait_stopped()
+    finally:
+        await server.stop()
+
+
+def _load_server() -> Callable[[Coroutine[Any, Any, None]], None]:
+    """Import everything the store runs on; return the event loop runner to use.
+
+    Done before dropping privileges: the interpreter's own files may be out of the workers'
+    user's reach (a Python under /root), as they are for the workers themselves.
+    """
+    import blinkstore_gunicorn.engine
+    import blinkstore_gunicorn.server  # noqa: F401
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def _drop_privileges(uid: int, gid: int, groups: str) -> None:
+    os.setgroups([int(g) for g in groups.split(",") if g])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def _run(
+    settings: StoreSettings,
+    watch: _MasterWatch,
+    runner: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
+    from blinkstore_gunicorn.engine import tune_allocator
+    from blinkstore_gunicorn.server.store import configure_logging
+
+    configure_logging(settings.log_level_number)
+    tune_allocator()
+    runner(_serve(settings, watch))
+
+
+def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
+    """Block until the master promotes this standby (True) or stops needing it (False)."""
+    while True:
+        readable, _, _ = select.select([standby_fd, lifeline_fd], [], [])
+        if lifeline_fd in readable:
+            return False
+        if standby_fd in readable:
+            turn = os.read(standby_fd, 1) != b""
+            os.close(standby_fd)
+            return turn
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Keep the store running until the parent dies or a stop signal arrives."""
+    """Serve until the master closes the lifeline or dies; return the exit status."""
+    # Until the event loop handles them, these signals must neither stop nor kill the store.
+    for signum in (*IGNORED_SIGNALS, _PARENT_DEATH_SIGNAL):
+        signal.signal(signum, signal.SIG_IGN)
     args = _parse(sys.argv[1:] if argv is None else argv)
-    set_parent_death_signal(signal.SIGTERM)
+    runner = _load_server()
+    if args.uid is not None and args.gid is not None:
+        _drop_privileges(args.uid, args.gid, args.groups)
+    # After the user change, which clears it.
+    set_parent_death_signal(_PARENT_DEATH_SIGNAL)
     if os.getppid() != args.parent_pid:
-        # The master died between fork and prctl: nobody would ever stop us.
+        # The master died before we started: nobody would ever stop us.
         remove_runtime_dir(args.runtime_dir)
         return 0
-
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # Only the wakeup fd matters; the handler must exist so the signal does not kill us.
-        pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-
-    # The master passes the store's password (if any) in the environment, never in argv.
-    password = os.environ.get(env_name("password"))
-    keeper = StoreKeeper(args.command, args.socket, log=_log, password=password)
+    if args.standby_fd is not None and not _wait_for_turn(args.standby_fd, args.lifeline_fd):
+        return 0
     try:
-        keeper.start()
-        while True:
-            readable = keeper.wait(3600.0, [args.lifeline_fd, wake_r])
-            if args.lifeline_fd in readable:
-                with contextlib.suppress(OSError):
-                    if os.read(args.lifeline_fd, 1) == b"":
-                        _log("gunicorn master is gone; stopping the store")
-                break
-            if wake_r in readable:
-                signums = os.read(wake_r, 64)
-                names = ", ".join(signal.Signals(n).name for n in signums)
-                _log(f"{names} received; stopping the store")
-                break
-    except StoreFailedToStart as exc:
-        _log(str(exc))
-        keeper.stop()
-        remove_runtime_dir(args.runtime_dir)
+        verify_runtime_dir(args.runtime_dir, os.geteuid())
+    except RuntimeDirError as exc:
+        _log(f"refusing to start: {exc}")
+        return EXIT_REFUSED
+    watch = _MasterWatch(args.lifeline_fd, args.parent_pid)
+    try:
+        settings = settings_from_args(args).replace(
+            unix=os.path.join(args.runtime_dir, SOCKET_NAME)
+        )
+        _run(settings, watch, runner)
+    except ConfigError as exc:
+        _log(f"cannot start: {exc}")
         return EXIT_STORE_FAILED
-    keeper.stop()
-    remove_runtime_dir(args.runtime_dir)
+    finally:
+        if watch.released:
+            remove_runtime_dir(args.runtime_dir)
     return 0
 
 

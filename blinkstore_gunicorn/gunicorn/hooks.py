@@ -3,24 +3,32 @@
 :func:`adopt` installs them into a config namespace (the one-line adoption at the end of an
 existing ``gunicorn.conf.py``); :func:`build_config` does the same for a copy of the user's
 config, which is what ``blinkstore_gunicorn.conf`` exports. Both the user's hook and ours run;
-ours come first where the user's hook may want the store (``on_starting``, ``on_reload``,
-``post_fork``) and last where the user's hook may still use it or wrap the app itself
-(``post_worker_init``, ``worker_exit``, ``on_exit``).
+ours come first where the user's hook may want the store (``nworkers_changed``,
+``on_starting``, ``on_reload``, ``post_fork``) and last where the user's hook may still use it or
+wrap the app itself (``post_worker_init``, ``worker_exit``, ``on_exit``).
+
+The store starts in the first ``nworkers_changed`` call: gunicorn makes it in
+``Arbiter.setup``, after ``daemon`` forked the master away and before ``preload_app`` imports the
+application, so a module-level client in a preloaded app finds ``BLINKSTORE_URL``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import pwd
 import runpy
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from blinkstore_gunicorn.client.url import mask_url
 from blinkstore_gunicorn.gunicorn import supervisor
+from blinkstore_gunicorn.gunicorn.orphans import leave_with_master
 from blinkstore_gunicorn.gunicorn.settings import PluginSettings, load_settings
 
-__all__ = ["CONFIG_ENV", "URL_ENV", "adopt", "build_config", "load_user_config"]
+__all__ = ["CONFIG_ENV", "URL_ENV", "adopt", "build_config", "load_user_config", "store_user"]
 
 #: Names another gunicorn config file to chain with (default: ``./gunicorn.conf.py``).
 CONFIG_ENV = "BLINKSTORE_GUNICORN_CONFIG"
@@ -44,11 +52,28 @@ def _resolve(hook: Any) -> Hook:
     return hook  # type: ignore[no-any-return]
 
 
-def _on_starting(namespace: MutableMapping[str, Any], server: Any) -> None:
+def store_user(cfg: Any) -> supervisor.StoreUser | None:
+    """The user the store must run as: the workers' (``user``/``group``), when they differ.
+
+    Only a root master can hand the store to another user; gunicorn refuses the same change
+    for its workers otherwise.
+    """
+    uid, gid = cfg.uid, cfg.gid
+    if os.geteuid() != 0 or (uid, gid) == (os.geteuid(), os.getegid()):
+        return None
+    groups: tuple[int, ...] = ()
+    if cfg.initgroups:
+        with contextlib.suppress(KeyError):
+            groups = tuple(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
+    return supervisor.StoreUser(uid, gid, groups)
+
+
+def _start_store(namespace: MutableMapping[str, Any], server: Any) -> None:
     global _settings
     if supervisor.current() is not None:
         return
-    settings = load_settings(namespace, os.environ)
+    # gunicorn applies its `raw_env` (--env) after this point; settings given there count.
+    settings = load_settings(namespace, {**os.environ, **server.cfg.env})
     sup = supervisor.StoreSupervisor(
         server.log,
         settings.serve_args(),
@@ -56,6 +81,7 @@ def _on_starting(namespace: MutableMapping[str, Any], server: Any) -> None:
         runtime_parent=settings.runtime_dir,
         store_env=settings.store_env(),
         password=settings.store.password,
+        user=store_user(server.cfg),
     )
     url = sup.start()
     _settings = settings
@@ -70,16 +96,55 @@ def _on_starting(namespace: MutableMapping[str, Any], server: Any) -> None:
     server.log.info("blinkstore: store ready at %s", sup.socket_path)
 
 
+def _nworkers_changed(
+    namespace: MutableMapping[str, Any], server: Any, new_value: Any, old_value: Any
+) -> None:
+    if old_value is None:
+        _start_store(namespace, server)
+
+
+def _on_starting(namespace: MutableMapping[str, Any], server: Any) -> None:
+    # Normally started already (nworkers_changed); gunicorn's raw_env may have replaced the
+    # URL since, and ours must win for the workers.
+    _start_store(namespace, server)
+    _export_url()
+    _note_store_exits_first(server)
+
+
+def _note_store_exits_first(server: Any) -> None:
+    # The arbiter reaps every child with waitpid(-1) and logs ours only at debug level, as
+    # unknown; the supervisor reads the store's exit status (OOM kill? crash?) just before.
+    reap_workers = getattr(server, "reap_workers", None)
+    if reap_workers is None or getattr(reap_workers, "_blinkstore", False):
+        return
+
+    def reap_after_noting_store_exits() -> None:
+        sup = supervisor.current()
+        if sup is not None:
+            sup.note_exits()
+        reap_workers()
+
+    reap_after_noting_store_exits._blinkstore = True  # type: ignore[attr-defined]
+    server.reap_workers = reap_after_noting_store_exits
+
+
+def _export_url() -> None:
+    sup = supervisor.current()
+    if sup is not None:
+        os.environ[URL_ENV] = sup.url
+
+
 def _on_reload(server: Any) -> None:
     sup = supervisor.current()
     if sup is not None:
         # A reload re-applies gunicorn's raw_env; our URL must win for the new workers.
-        os.environ[URL_ENV] = sup.url
-        server.log.info("blinkstore: reload keeps the store and its data (%s)", sup.url)
+        _export_url()
+        server.log.info("blinkstore: reload keeps the store and its data (%s)", mask_url(sup.url))
 
 
 def _post_fork(server: Any, worker: Any) -> None:
     supervisor.close_inherited()
+    leave_with_master(server.pid, float(server.cfg.graceful_timeout), worker.log.info)
 
 
 def _route_package_logs(worker: Any) -> None:
@@ -147,10 +212,15 @@ def _fixed_arity(hook: Hook, arity: int, name: str) -> Hook:
         def wrapper(a: Any) -> None:
             hook(a)
 
-    else:
+    elif arity == 2:
 
         def wrapper(a: Any, b: Any) -> None:
             hook(a, b)
+
+    else:
+
+        def wrapper(a: Any, b: Any, c: Any) -> None:
+            hook(a, b, c)
 
     wrapper.__name__ = wrapper.__qualname__ = name
     wrapper.__doc__ = f"blinkstore's {name} hook, chained with the config's own."
@@ -171,6 +241,11 @@ def adopt(namespace: MutableMapping[str, Any]) -> None:
         return
     hooks: dict[str, tuple[Hook, int, bool]] = {
         # name: (ours, arity, ours first?)
+        "nworkers_changed": (
+            lambda server, new, old: _nworkers_changed(namespace, server, new, old),
+            3,
+            True,
+        ),
         "on_starting": (lambda server: _on_starting(namespace, server), 1, True),
         "on_reload": (_on_reload, 1, True),
         "post_fork": (_post_fork, 2, True),

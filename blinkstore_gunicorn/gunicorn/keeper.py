@@ -1,8 +1,9 @@
 """Keep one store process running on a Unix socket: start it, restart it when it dies, stop it.
 
 The keeper is the store's parent and only reaper, so it always learns how the store died and
-restarts it at once. It runs single-threaded inside ``python -m blinkstore_gunicorn.gunicorn.child``
-(under gunicorn) and inside ``blinkstore run``; both drive it with :meth:`StoreKeeper.wait`.
+restarts it at once. ``blinkstore run`` drives it, single-threaded, with
+:meth:`StoreKeeper.wait`. (Under gunicorn the master supervises the store itself: see
+:mod:`.supervisor`.)
 """
 
 from __future__ import annotations

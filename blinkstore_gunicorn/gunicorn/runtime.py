@@ -15,21 +15,27 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 from blinkstore_gunicorn.protocol import resp
 
 __all__ = [
     "SOCKET_NAME",
     "ExitWatch",
+    "RuntimeDirError",
+    "check_reachable",
     "create_runtime_dir",
+    "default_runtime_parent",
     "describe_status",
     "ping",
     "remove_runtime_dir",
     "set_parent_death_signal",
     "socket_is_live",
+    "verify_runtime_dir",
 ]
 
 #: File name of the store's socket inside its runtime directory.
@@ -40,26 +46,116 @@ _PR_SET_PDEATHSIG = 1
 _MAX_SOCKET_PATH = 100
 
 
-def create_runtime_dir(parent: str | None = None) -> str:
+class RuntimeDirError(OSError):
+    """A runtime directory is not (or no longer) the private one it must be; says why."""
+
+
+def default_runtime_parent(owner_uid: int | None = None) -> str:
+    """``$XDG_RUNTIME_DIR`` when it exists and belongs to ``owner_uid``, else the temp dir."""
+    uid = os.geteuid() if owner_uid is None else owner_uid
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    with contextlib.suppress(OSError):
+        if xdg and os.stat(xdg).st_uid == uid:
+            return xdg
+    return tempfile.gettempdir()
+
+
+def create_runtime_dir(parent: str | None = None, *, owner: tuple[int, int] | None = None) -> str:
     """Create a private (0700) directory for one store's socket and return its path.
 
-    ``parent`` defaults to ``$XDG_RUNTIME_DIR`` (a per-user tmpfs) when it exists, else the
-    system temporary directory. Every call makes a new directory, so two masters (a USR2
-    upgrade, two services) never share a socket.
+    ``parent`` defaults to :func:`default_runtime_parent`. Every call makes a new directory with
+    an unpredictable name (``mkdtemp``), so two masters (a USR2 upgrade, two services) never
+    share a socket. ``owner`` (uid, gid) hands the directory to the user the store runs as.
     """
     if parent is None:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        parent = xdg if xdg and os.path.isdir(xdg) else tempfile.gettempdir()
+        parent = default_runtime_parent(owner[0] if owner else None)
     path = tempfile.mkdtemp(prefix="blinkstore-", dir=parent)
-    os.chmod(path, 0o700)
-    if len(os.path.join(path, SOCKET_NAME).encode()) > _MAX_SOCKET_PATH:
+    try:
+        if len(os.path.join(path, SOCKET_NAME).encode()) > _MAX_SOCKET_PATH:
+            raise RuntimeDirError(
+                errno.ENAMETOOLONG,
+                f"runtime directory {path!r} is too long for a Unix socket path; "
+                "choose a shorter parent directory",
+            )
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            # Through the descriptor: a chmod or chown by name would follow a symlink.
+            os.fchmod(fd, 0o700)
+            if owner is not None and owner != (os.geteuid(), os.getegid()):
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+        verify_runtime_dir(path, owner[0] if owner else os.geteuid())
+    except BaseException:
         remove_runtime_dir(path)
-        raise OSError(
-            errno.ENAMETOOLONG,
-            f"runtime directory {path!r} is too long for a Unix socket path; "
-            "choose a shorter parent directory",
-        )
+        raise
     return path
+
+
+def verify_runtime_dir(path: str, owner_uid: int) -> None:
+    """Check that ``path`` is still the private directory created for the store.
+
+    It must be a real directory (not a symlink) owned by ``owner_uid`` with mode 0700, in a
+    parent that nobody else can rename it in. Raises :class:`RuntimeDirError` saying what is
+    wrong; the caller refuses to bind, and never recreates the directory by name.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise RuntimeDirError(
+            errno.ENOENT, f"runtime directory {path} was removed; not recreating it by name"
+        ) from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise RuntimeDirError(
+                exc.errno, f"runtime directory {path} was replaced by a symlink or a file"
+            ) from None
+        raise RuntimeDirError(exc.errno, f"runtime directory {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    problems = []
+    if st.st_uid != owner_uid:
+        problems.append(f"owned by uid {st.st_uid}, expected {owner_uid}")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        problems.append(f"mode {stat.S_IMODE(st.st_mode):o}, expected 700")
+    parent = os.lstat(os.path.dirname(os.path.abspath(path)))
+    others_write = parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if others_write and not parent.st_mode & stat.S_ISVTX:
+        problems.append("its parent is writable by other users and not sticky")
+    if parent.st_uid not in (0, owner_uid, os.geteuid()):
+        problems.append(f"its parent belongs to uid {parent.st_uid}")
+    if problems:
+        raise RuntimeDirError(
+            errno.EPERM, f"runtime directory {path} is not private: " + "; ".join(problems)
+        )
+
+
+def check_reachable(path: str, uid: int, gids: Sequence[int]) -> None:
+    """Raise :class:`RuntimeDirError` unless user ``uid`` may traverse every parent of ``path``.
+
+    Root passes every permission check, so a root master cannot learn this by trying; a
+    directory the workers' user cannot reach would leave every worker without its cache.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    while True:
+        st = os.stat(directory)
+        if st.st_uid == uid:
+            allowed = st.st_mode & stat.S_IXUSR
+        elif st.st_gid in gids:
+            allowed = st.st_mode & stat.S_IXGRP
+        else:
+            allowed = st.st_mode & stat.S_IXOTH
+        if not allowed and uid != 0:
+            raise RuntimeDirError(
+                errno.EACCES,
+                f"uid {uid} (the workers' user) cannot enter {directory}, so it could not "
+                "reach the store's socket; choose another blinkstore_runtime_dir",
+            )
+        if directory == os.path.dirname(directory):
+            return
+        directory = os.path.dirname(directory)
 
 
 def remove_runtime_dir(path: str) -> None:
@@ -189,9 +285,23 @@ class ExitWatch:
         self._done = result is not None
         return self._done
 
+    def peek(self) -> None:
+        """Record the exit status, if the process exited, without reaping it."""
+        if self._status is not None or self._fd is None or not hasattr(os, "P_PIDFD"):
+            return
+        with contextlib.suppress(ChildProcessError, OSError):
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            result = os.waitid(os.P_PIDFD, self._fd, flags)
+            if result is not None:
+                self._status = _status_from_waitid(result)
+
     def reap(self) -> int | None:
         """Collect the exit status if nobody else did yet; ``None`` when it is gone elsewhere."""
         if self._status is not None:
+            # Reap it too if it is still there (peek() left it), ignoring who else did.
+            with contextlib.suppress(ChildProcessError, OSError):
+                if self._fd is not None and hasattr(os, "P_PIDFD"):
+                    os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
             return self._status
         try:
             if self._fd is not None and hasattr(os, "P_PIDFD"):

@@ -1,19 +1,20 @@
-"""The master's side of supervision: start the store keeper, watch it, forward its log, stop it.
+"""The master's side of supervision: start the store, watch it, restart it, stop it.
 
 Process tree under gunicorn::
 
-    gunicorn master ── keeper (python -m blinkstore_gunicorn.gunicorn.child, own session)
-                         └── store (blinkstore serve --unix <runtime dir>/store.sock)
+    gunicorn master ── store (python -m blinkstore_gunicorn.gunicorn.child, own session)
+                   └── workers
 
-The keeper restarts the store within milliseconds when it dies, and removes the socket and the
-runtime directory when the master dies (the *lifeline* pipe reaches end-of-file). The master
-restarts the keeper if the keeper itself dies, always on the same socket path, so
-``BLINKSTORE_URL`` stays valid for the master's whole life. A watcher thread in the master
-copies the keeper's and the store's output into gunicorn's error log.
+This is the only restart loop. A thread in the master watches the store through a pidfd (it
+works whoever reaps the store: gunicorn's arbiter reaps every child with ``waitpid(-1)``),
+restarts it at once when it dies (backing off while it keeps dying young), and copies its
+output into gunicorn's error log. The store binds only after checking the runtime directory
+again, and stops, removing the directory, when the master closes or loses the *lifeline* pipe
+(see :mod:`.child`).
 
 Every descriptor that belongs to supervision is closed in any process forked from the master
 (workers included) by an ``os.register_at_fork`` handler; a fork lock keeps a worker from
-forking in the middle of a keeper restart, when a pipe end is briefly held in the master.
+forking in the middle of a store restart, when a pipe end is briefly held in the master.
 """
 
 from __future__ import annotations
@@ -31,22 +32,34 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from blinkstore_gunicorn.gunicorn.child import EXIT_STORE_FAILED
-from blinkstore_gunicorn.gunicorn.keeper import store_command
+from blinkstore_gunicorn.gunicorn.child import EXIT_REFUSED, EXIT_STORE_FAILED
 from blinkstore_gunicorn.gunicorn.runtime import (
     SOCKET_NAME,
     ExitWatch,
+    RuntimeDirError,
+    check_reachable,
     create_runtime_dir,
     describe_status,
     ping,
     remove_runtime_dir,
+    verify_runtime_dir,
 )
 
-__all__ = ["Logger", "StoreStartError", "StoreSupervisor", "close_inherited", "current"]
+__all__ = [
+    "Logger",
+    "StoreStartError",
+    "StoreSupervisor",
+    "StoreUser",
+    "close_inherited",
+    "current",
+]
 
 _MAX_BACKOFF = 5.0
+# A store that dies sooner than this after starting counts as crash-looping.
+_HEALTHY_AFTER = 2.0
 # Lines of store output kept to explain a failed start.
 _TAIL_LINES = 20
 _SETTLE = 0.3
@@ -74,6 +87,15 @@ class StoreStartError(RuntimeError):
 
     A ``RuntimeError`` on purpose: gunicorn prints those as ``Error: <message>`` and exits 1.
     """
+
+
+@dataclass(frozen=True)
+class StoreUser:
+    """The user the store runs as when a root master hands its workers to another user."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...] = ()
 
 
 _fork_lock = threading.Lock()
@@ -119,8 +141,74 @@ def _after_fork_child() -> None:
         sup.close_inherited()
 
 
+def _register_process_handlers() -> None:
+    global _at_fork_registered
+    if not _at_fork_registered:
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_parent,
+            after_in_child=_after_fork_child,
+        )
+        atexit.register(_stop_at_exit)
+        _at_fork_registered = True
+
+
+def _store_environment(store_env: Mapping[str, str]) -> dict[str, str]:
+    # The master resolved every setting already; a BLINKSTORE_* variable left in the store's
+    # environment could only disagree with the flags (and BLINKSTORE_URL is the store itself).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_")}
+    env.update(store_env)
+    return env
+
+
+class _StoreProcess:
+    """One store process the master started, with its exit watch and its output pipe."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log_fd: int, go_fd: int | None) -> None:
+        self.process = process
+        self.watch = ExitWatch(process.pid)
+        self.log_fd: int | None = log_fd
+        self.log_buffer = b""
+        #: A standby's trigger: one byte makes it bind; closing it lets the standby go.
+        self.go_fd = go_fd
+        self.started_at = time.monotonic()
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def promote(self) -> bool:
+        """Tell a standby to bind now; False when it is gone already."""
+        go_fd, self.go_fd = self.go_fd, None
+        if go_fd is None or self.watch.exited():
+            return False
+        try:
+            os.write(go_fd, b"g")
+        except OSError:
+            return False
+        finally:
+            os.close(go_fd)
+        self.started_at = time.monotonic()
+        return True
+
+    def close(self) -> None:
+        """Release the descriptors the master holds for this process."""
+        for fd in (self.log_fd, self.go_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.log_fd = self.go_fd = None
+        self.watch.close()
+
+
 class StoreSupervisor:
-    """Start, watch, restart and stop one store for a gunicorn master (see the module doc)."""
+    """Start, watch, restart and stop one store for a gunicorn master (see the module doc).
+
+    Next to the store it keeps a *standby*: a store process that has started its interpreter
+    and imported everything, and binds only when the master promotes it. A restart is then a
+    byte on a pipe, not a cold interpreter start, which can take a second on a busy host.
+    """
 
     def __init__(
         self,
@@ -131,27 +219,26 @@ class StoreSupervisor:
         runtime_parent: str | None = None,
         store_env: Mapping[str, str] | None = None,
         password: str | None = None,
+        user: StoreUser | None = None,
     ) -> None:
         self.log = log
         self.serve_args = list(serve_args)
-        self.store_env = dict(store_env or {})
+        self.store_env = _store_environment(store_env or {})
         self.password = password
         self.start_timeout = start_timeout
         self.runtime_parent = runtime_parent
+        self.user = user
         self.owner_pid = os.getpid()
         self.runtime_dir = ""
         self.socket_path = ""
-        self.keeper: subprocess.Popen[bytes] | None = None
-        self.keeper_restarts = 0
-        self._watch: ExitWatch | None = None
+        self.store: _StoreProcess | None = None
+        self.standby: _StoreProcess | None = None
         self._lifeline: tuple[int, int] | None = None
-        self._log_fd: int | None = None
-        self._log_buffer = b""
         self._stop_pipe: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._starting = False
-        self._keeper_started = 0.0
+        self._gave_up = False
         self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
 
     @property
@@ -161,24 +248,27 @@ class StoreSupervisor:
             return f"unix://{self.socket_path}"
         return f"unix://{self.socket_path}?password={urllib.parse.quote(self.password, safe='')}"
 
+    @property
+    def store_uid(self) -> int:
+        """The uid the store runs as (and its directory belongs to)."""
+        return self.user.uid if self.user is not None else os.geteuid()
+
     def start(self) -> str:
         """Start the store and wait until it answers PING; return its URL.
 
         Raises :class:`StoreStartError` (everything started is cleaned up) if the store does
         not answer within ``start_timeout`` seconds or exits first.
         """
-        global _current, _at_fork_registered
-        if not _at_fork_registered:
-            os.register_at_fork(
-                before=_before_fork,
-                after_in_parent=_after_fork_parent,
-                after_in_child=_after_fork_child,
-            )
-            atexit.register(_stop_at_exit)
-            _at_fork_registered = True
+        global _current
+        _register_process_handlers()
+        owner = (self.user.uid, self.user.gid) if self.user is not None else None
         try:
-            self.runtime_dir = create_runtime_dir(self.runtime_parent)
+            self.runtime_dir = create_runtime_dir(self.runtime_parent, owner=owner)
+            if self.user is not None:
+                check_reachable(self.runtime_dir, self.user.uid, (self.user.gid, *self.user.groups))
         except OSError as exc:
+            if self.runtime_dir:
+                remove_runtime_dir(self.runtime_dir)
             raise StoreStartError(f"blinkstore: cannot create a runtime directory: {exc}") from exc
         self.socket_path = os.path.join(self.runtime_dir, SOCKET_NAME)
         self._lifeline = os.pipe()
@@ -186,12 +276,14 @@ class StoreSupervisor:
         _current = self
         self._starting = True
         try:
-            self._spawn_keeper()
+            self.store = self._spawn(standby=False)
             self._thread = threading.Thread(
                 target=self._watch_loop, name="blinkstore-supervisor", daemon=True
             )
             self._thread.start()
-            why = self._wait_ready()
+            why = self._wait_ready(self.store)
+            if not why:
+                self.standby = self._spawn(standby=True)
         except BaseException:
             self.stop()
             raise
@@ -203,22 +295,21 @@ class StoreSupervisor:
             raise StoreStartError(self._failure_message(why))
         return self.url
 
-    def _wait_ready(self) -> str:
+    def _wait_ready(self, store: _StoreProcess) -> str:
         """Wait for the first PONG; return why the store is not ready, or "" when it is."""
         deadline = time.monotonic() + self.start_timeout
         while True:
-            watch = self._watch
             if ping(self.socket_path, 0.2, self.password):
                 # A store that answers and then rejects a setting (a busy TCP port) dies right
                 # after its first PONG: only a store still up a moment later counts as started.
                 time.sleep(_SETTLE)
-                if watch is None or not watch.exited():
+                if not store.watch.exited():
                     return ""
-            if watch is not None and watch.exited():
-                status = watch.reap()
-                if status == EXIT_STORE_FAILED << 8:  # exit code 3, as waitpid encodes it
+            if store.watch.exited():
+                status = store.watch.reap()
+                if status in (EXIT_STORE_FAILED << 8, EXIT_REFUSED << 8):
                     return "the store exited before it answered PING"
-                return f"the store keeper exited with {describe_status(status)}"
+                return f"the store exited with {describe_status(status)}"
             if time.monotonic() >= deadline:
                 return (
                     f"the store did not answer PING on {self.socket_path} within "
@@ -231,8 +322,11 @@ class StoreSupervisor:
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
-    def _spawn_keeper(self) -> None:
+    def _spawn(self, *, standby: bool) -> _StoreProcess:
         assert self._lifeline is not None
+        if not standby:
+            # Checked here as well as in the store: a directory that fails is never used again.
+            verify_runtime_dir(self.runtime_dir, self.store_uid)
         lifeline_r = self._lifeline[0]
         command = [
             sys.executable,
@@ -242,44 +336,49 @@ class StoreSupervisor:
             str(lifeline_r),
             "--parent-pid",
             str(os.getpid()),
-            "--socket",
-            self.socket_path,
             "--runtime-dir",
             self.runtime_dir,
-            "--",
-            *store_command(self.socket_path, self.serve_args),
         ]
+        if self.user is not None:
+            # The store drops to this user itself, after it imported what it runs on.
+            groups = ",".join(str(g) for g in self.user.groups)
+            command += ["--uid", str(self.user.uid), "--gid", str(self.user.gid)]
+            command += ["--groups", groups]
         with _fork_lock:
             log_r, log_w = os.pipe()
+            go_r, go_w = os.pipe() if standby else (None, None)
+            pass_fds = [lifeline_r]
+            if go_r is not None:
+                command += ["--standby-fd", str(go_r)]
+                pass_fds.append(go_r)
             try:
-                # Its own session: a Ctrl-C meant for gunicorn must not reach the store first;
-                # the master stops it after the workers are gone.
-                self.keeper = subprocess.Popen(
-                    command,
+                # Its own session: a Ctrl-C meant for gunicorn must not reach the store; the
+                # master stops it after the workers are gone.
+                process = subprocess.Popen(
+                    [*command, *self.serve_args],
                     stdin=subprocess.DEVNULL,
                     stdout=log_w,
                     stderr=log_w,
-                    pass_fds=(lifeline_r,),
+                    pass_fds=pass_fds,
                     start_new_session=True,
-                    env={**os.environ, **self.store_env},
+                    env=self.store_env,
                 )
             except BaseException:
-                os.close(log_r)
+                for fd in (log_r, go_w):
+                    if fd is not None:
+                        os.close(fd)
                 raise
             finally:
-                os.close(log_w)
-            old_log_fd, self._log_fd = self._log_fd, log_r
-            self._log_buffer = b""
-            self._watch = ExitWatch(self.keeper.pid)
-            self._keeper_started = time.monotonic()
-        if old_log_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(old_log_fd)
+                for fd in (log_w, go_r):
+                    if fd is not None:
+                        os.close(fd)
+            return _StoreProcess(process, log_r, go_w)
 
     def _watch_loop(self) -> None:
-        # This thread must outlive every keeper it started: Linux delivers the keeper's
-        # parent-death signal when the *thread* that forked it ends. So nothing may end it
-        # early, not even a failing log handler.
+        # This thread must outlive every store it started: Linux delivers the store's
+        # parent-death signal when the *thread* that forked it ends (the store checks its
+        # parent pid before acting on it). So nothing may end it early, not even a failing
+        # log handler.
         while not self._stopping:
             try:
                 self._watch_until_stopped()
@@ -291,48 +390,106 @@ class StoreSupervisor:
     def _watch_until_stopped(self) -> None:
         backoff = 0.0
         while not self._stopping:
-            watch, log_fd, stop_pipe = self._watch, self._log_fd, self._stop_pipe
+            stop_pipe = self._stop_pipe
             if stop_pipe is None:
                 return
+            processes = [p for p in (self.store, self.standby) if p is not None]
             fds = [stop_pipe[0]]
-            if log_fd is not None:
-                fds.append(log_fd)
-            watch_fd = watch.fileno() if watch is not None else None
-            if watch_fd is not None:
-                fds.append(watch_fd)
+            for process in processes:
+                if process.log_fd is not None:
+                    fds.append(process.log_fd)
+                watch_fd = process.watch.fileno()
+                if watch_fd is not None and not self._gave_up:
+                    fds.append(watch_fd)
             try:
-                readable, _, _ = select.select(fds, [], [], 0.1 if watch_fd is None else 1.0)
+                readable, _, _ = select.select(fds, [], [], 1.0)
             except (OSError, ValueError):
                 # A descriptor was closed under us: stop() is running.
                 return
-            if log_fd is not None and log_fd in readable:
-                self._forward_log(log_fd)
+            for process in processes:
+                if process.log_fd is not None and process.log_fd in readable:
+                    self._forward_log(process)
             if self._stopping or stop_pipe[0] in readable:
                 return
-            if watch is not None and watch.exited():
-                if self._starting:
-                    # start() reports this failure itself; do not spin on the readable pidfd.
-                    time.sleep(0.05)
-                    continue
-                self._drain_log()
-                lived = time.monotonic() - self._keeper_started
-                status = watch.reap()
-                watch.close()
-                if self.keeper is not None:
-                    self.keeper.returncode = -1 if status is None else status
-                self.log.error(
-                    "blinkstore: the store keeper (pid %s) exited with %s; restarting it",
-                    watch.pid,
-                    describe_status(status),
+            if self._gave_up or self._starting:
+                # start() reports a failure itself; do not spin on a readable pidfd.
+                time.sleep(0.05)
+                continue
+            standby = self.standby
+            if standby is not None and standby.watch.exited():
+                self._retire(standby, "standby store")
+                # A standby that dies young would die again: the next restart starts cold.
+                lived = time.monotonic() - standby.started_at
+                self.standby = self._spawn(standby=True) if lived >= _HEALTHY_AFTER else None
+            store = self.store
+            if store is not None and store.watch.exited():
+                backoff = self._restart(store, backoff, stop_pipe[0])
+
+    def _retire(self, process: _StoreProcess, what: str) -> int | None:
+        """Collect the output and exit status of a process that exited; log how it ended."""
+        self._drain_log(process)
+        status = process.watch.reap()
+        process.process.returncode = -1 if status is None else status
+        process.close()
+        if status != EXIT_REFUSED << 8:
+            self.log.error(
+                "blinkstore: the %s (pid %s) exited with %s",
+                what,
+                process.pid,
+                describe_status(status),
+            )
+        return status
+
+    def _restart(self, store: _StoreProcess, backoff: float, stop_fd: int) -> float:
+        """Replace the store that exited, by the standby when there is one; return the backoff."""
+        lived = time.monotonic() - store.started_at
+        status = self._retire(store, "store")
+        self.store = None
+        if status == EXIT_REFUSED << 8:
+            self._give_up("the store refused its runtime directory (see above)")
+            return backoff
+        backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < _HEALTHY_AFTER else 0.0
+        if backoff:
+            self.log.error("blinkstore: the store keeps exiting; restarting it in %.1f s", backoff)
+            if self._sleep_unless_stopped(backoff, stop_fd):
+                return backoff
+        try:
+            verify_runtime_dir(self.runtime_dir, self.store_uid)
+            standby, self.standby = self.standby, None
+            if standby is not None and standby.promote():
+                self.store = standby
+                self.log.warning(
+                    "blinkstore: restarting the store: standby pid %s takes over", standby.pid
                 )
-                backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2)) if lived < 2.0 else 0.0
-                if backoff and self._sleep_unless_stopped(backoff, stop_pipe[0]):
-                    return
-                try:
-                    self._spawn_keeper()
-                except OSError as exc:
-                    self.log.error("blinkstore: restarting the store keeper failed: %s", exc)
-                self.keeper_restarts += 1
+            else:
+                if standby is not None:
+                    standby.close()
+                self.store = self._spawn(standby=False)
+                self.log.warning("blinkstore: restarting the store (pid %s)", self.store.pid)
+            self.standby = self._spawn(standby=True)
+        except RuntimeDirError as exc:
+            self._give_up(str(exc))
+        except OSError as exc:
+            self.log.error("blinkstore: restarting the store failed: %s", exc)
+        return backoff
+
+    def _give_up(self, why: str) -> None:
+        self._gave_up = True
+        self.log.error(
+            "blinkstore: %s; the store is not restarted, workers get cache misses until "
+            "gunicorn is restarted",
+            why,
+        )
+        if self.standby is not None:
+            # Closing its trigger lets the standby go; it never binds.
+            self.standby.close()
+            self.standby = None
+
+    def note_exits(self) -> None:
+        """Record how an exited store process ended before gunicorn's reaper takes it."""
+        for process in (self.store, self.standby):
+            if process is not None:
+                process.watch.peek()
 
     @staticmethod
     def _sleep_unless_stopped(seconds: float, stop_fd: int) -> bool:
@@ -342,29 +499,30 @@ class StoreSupervisor:
         except (OSError, ValueError):
             return True
 
-    def _forward_log(self, fd: int) -> None:
+    def _forward_log(self, process: _StoreProcess) -> None:
+        fd = process.log_fd
+        if fd is None:
+            return
         try:
             data = os.read(fd, 65536)
         except OSError:
             data = b""
         if not data:
-            # Every writer is gone; the exit watch will notice the keeper's death.
-            if self._log_fd == fd:
-                self._log_fd = None
-                os.close(fd)
+            # Every writer is gone; the exit watch will notice the process's death.
+            process.log_fd = None
+            os.close(fd)
             return
-        self._log_buffer += data
-        *lines, self._log_buffer = self._log_buffer.split(b"\n")
+        process.log_buffer += data
+        *lines, process.log_buffer = process.log_buffer.split(b"\n")
         for raw in lines:
             self._emit(raw.decode("utf-8", "replace").rstrip())
 
-    def _drain_log(self) -> None:
-        fd = self._log_fd
-        while fd is not None and self._log_fd == fd and select.select([fd], [], [], 0.05)[0]:
-            self._forward_log(fd)
-        if self._log_buffer:
-            self._emit(self._log_buffer.decode("utf-8", "replace").rstrip())
-            self._log_buffer = b""
+    def _drain_log(self, process: _StoreProcess) -> None:
+        while process.log_fd is not None and select.select([process.log_fd], [], [], 0.05)[0]:
+            self._forward_log(process)
+        if process.log_buffer:
+            self._emit(process.log_buffer.decode("utf-8", "replace").rstrip())
+            process.log_buffer = b""
 
     def _emit(self, line: str) -> None:
         # gunicorn's log adds its own timestamp; the store's would only repeat it.
@@ -375,13 +533,17 @@ class StoreSupervisor:
         head = line[:60].upper()
         if "CRITICAL" in head or "ERROR" in head or line.startswith("Traceback"):
             self.log.error("[blinkstore] %s", line)
-        elif "WARN" in head or "exited with" in line:
+        elif "WARN" in head or "refusing" in line:
             self.log.warning("[blinkstore] %s", line)
         else:
             self.log.info("[blinkstore] %s", line)
 
-    def stop(self, timeout: float = 3.0) -> None:
-        """Stop the keeper (it stops the store), then remove the runtime directory."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the store (it removes its socket), then remove the runtime directory.
+
+        Closing the lifeline is the stop request (the standby leaves on it too); SIGKILL
+        follows after ``timeout`` seconds.
+        """
         global _current
         self._stopping = True
         if self._stop_pipe is not None:
@@ -390,32 +552,51 @@ class StoreSupervisor:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
-        keeper = self.keeper
-        if self._watch is not None and self._watch.exited():
-            # Already gone (and maybe reaped by the arbiter): its pid may be reused, so
-            # never signal or wait for it.
-            self._watch.reap()
-            if keeper is not None and keeper.returncode is None:
-                keeper.returncode = -1
-        if keeper is not None and keeper.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                keeper.send_signal(signal.SIGTERM)
-            try:
-                keeper.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(keeper.pid, signal.SIGKILL)
-                keeper.wait()
-            except ChildProcessError:
-                # The arbiter's waitpid(-1) got there first.
-                keeper.returncode = -1
-        if self._log_fd is not None:
-            self._drain_log()
+        if self._lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline[1])
+            self._lifeline = (self._lifeline[0], -1)
+        for process in (self.store, self.standby):
+            if process is None:
+                continue
+            if not self._wait_exit(process.watch, timeout):
+                self._kill(process.watch)
+                self._wait_exit(process.watch, timeout)
+            process.watch.reap()
+            if process.process.returncode is None:
+                # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
+                process.process.returncode = -1
+            self._drain_log(process)
         self._close_fds()
         if self.runtime_dir:
             remove_runtime_dir(self.runtime_dir)
         if _current is self:
             _current = None
+
+    @staticmethod
+    def _wait_exit(watch: ExitWatch, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not watch.exited():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            fd = watch.fileno()
+            if fd is None:
+                time.sleep(min(remaining, 0.02))
+            else:
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([fd], [], [], remaining)
+        return True
+
+    @staticmethod
+    def _kill(watch: ExitWatch) -> None:
+        fd = watch.fileno()
+        with contextlib.suppress(ProcessLookupError, OSError):
+            if fd is not None:
+                # Through the pidfd: never a process that reused the pid.
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            else:
+                os.kill(watch.pid, signal.SIGKILL)
 
     def close_inherited(self) -> None:
         """Close supervision descriptors copied into a forked child (a worker); idempotent."""
@@ -423,20 +604,17 @@ class StoreSupervisor:
             return
         self._stopping = True
         self._close_fds()
-        self.keeper = None
 
     def _close_fds(self) -> None:
         fds: list[int] = []
         for pair in (self._lifeline, self._stop_pipe):
             if pair is not None:
-                fds.extend(pair)
-        if self._log_fd is not None:
-            fds.append(self._log_fd)
+                fds.extend(fd for fd in pair if fd >= 0)
         self._lifeline = self._stop_pipe = None
-        self._log_fd = None
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
+        for process in (self.store, self.standby):
+            if process is not None:
+                process.close()
+        self.store = self.standby = None
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -1,8 +1,8 @@
 """Start real gunicorn masters for the end-to-end tests, and always stop them.
 
 gunicorn runs in its own session; ``close()`` signals the whole process group and then kills
-any descendant still alive (the store keeper and the store live in their own session and must
-stop by themselves when the master is gone, which the tests check; this is the safety net).
+any descendant still alive (the store lives in its own session and must stop by itself when
+the master is gone, which the tests check; this is the safety net).
 """
 
 from __future__ import annotations
@@ -20,7 +20,21 @@ from pathlib import Path
 import httpx
 
 APPS = Path(__file__).parent / "apps"
+#: On the command line of the store processes the plugin starts.
+STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
 REPO = Path(__file__).resolve().parents[2]
+
+
+#: The plugin's config module, as the tests pass it to gunicorn.
+CONF = ["-c", "python:blinkstore_gunicorn.conf"]
+
+
+def get(url: str) -> dict:
+    """GET ``url`` on a new connection; assert a 200 and return the JSON body."""
+    reply = httpx.get(url, timeout=10.0)
+    assert reply.status_code == 200, reply.text
+    body: dict = reply.json()
+    return body
 
 
 def free_port() -> int:
@@ -74,6 +88,26 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def listening_unix_sockets(pid: int) -> set[str]:
+    """Paths of the listening Unix sockets ``pid`` holds open."""
+    listening: dict[str, str] = {}
+    with open("/proc/net/unix") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            # Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+            if len(fields) >= 8 and fields[3] == "00010000":
+                listening[fields[6]] = fields[7]
+    paths: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:[") and target[8:-1] in listening:
+                    paths.add(listening[target[8:-1]])
+    return paths
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
@@ -177,31 +211,26 @@ class Gunicorn:
         if self.process is not None:
             self.known.update(descendants(self.process.pid))
 
-    def keeper_pid(self) -> int:
-        """The store keeper (the master's child running blinkstore_gunicorn.gunicorn.child)."""
-        marker = "blinkstore_gunicorn.gunicorn.child"
-        found = [p for p in children(self.pid) if marker in cmdline(p)]
-        assert len(found) == 1, (found, self.log())
-        return found[0]
+    def store_processes(self) -> list[int]:
+        """The master's store processes: the store and its warm standby."""
+        return [p for p in children(self.pid) if STORE_MARKER in cmdline(p) and alive(p)]
 
-    def store_pid(self) -> int:
-        """The store process (the keeper's child)."""
-        keeper = self.keeper_pid()
+    def store_pid(self, timeout: float = 5.0) -> int:
+        """The store: the store process that has a listening Unix socket open."""
         found: list[int] = []
 
-        def store_started() -> bool:
-            found[:] = children(keeper)
-            return bool(found)
+        def store_running() -> bool:
+            found[:] = [p for p in self.store_processes() if listening_unix_sockets(p)]
+            return len(found) == 1
 
-        wait_until(store_started, 5.0)
+        wait_until(store_running, timeout)
         assert len(found) == 1, (found, self.log())
-        self.known.update(found)
+        self.known.update(self.store_processes())
         return found[0]
 
     def worker_pids(self) -> list[int]:
-        """The master's workers (every child but the keeper)."""
-        keeper = self.keeper_pid()
-        return [p for p in children(self.pid) if p != keeper]
+        """The master's workers (every child but the store processes)."""
+        return [p for p in children(self.pid) if STORE_MARKER not in cmdline(p)]
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the master."""
@@ -220,7 +249,7 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
-        # Give the keeper its chance to clean up, then make sure nothing is left.
+        # Give the store its chance to clean up, then make sure nothing is left.
         wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
         kill_all(list(self.known))
 

@@ -14,18 +14,9 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import alive, gunicorn, wait_until
+from tests.e2e.gunicorn_harness import CONF, alive, get, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
-
-CONF = ["-c", "python:blinkstore_gunicorn.conf"]
-
-
-def get(url: str) -> dict:
-    reply = httpx.get(url, timeout=10.0)
-    assert reply.status_code == 200, reply.text
-    body: dict = reply.json()
-    return body
 
 
 def socket_path(base: str) -> str:
@@ -91,20 +82,22 @@ def test_killed_store_is_back_within_a_second_and_requests_never_fail(tmp_path: 
 def test_master_sigkill_takes_the_store_and_its_socket_along(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path) as s:
         path = socket_path(s.url)
-        keeper, store = s.keeper_pid(), s.store_pid()
+        s.store_pid()
+        stores = s.store_processes()
         os.kill(s.pid, signal.SIGKILL)
-        assert wait_until(lambda: not alive(store) and not alive(keeper), 2.0), s.log()
+        assert wait_until(lambda: not any(alive(p) for p in stores), 2.0), s.log()
         assert wait_until(lambda: not os.path.exists(os.path.dirname(path)), 0.5)
 
 
 def test_graceful_stop_removes_store_socket_and_directory(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path) as s:
         path = socket_path(s.url)
-        keeper, store = s.keeper_pid(), s.store_pid()
+        s.store_pid()
+        stores = s.store_processes()
         s.signal(signal.SIGTERM)
         assert s.process is not None
         assert s.process.wait(20) == 0, s.log()
-        assert not alive(store) and not alive(keeper)
+        assert not any(alive(p) for p in stores)
         assert not os.path.exists(os.path.dirname(path))
 
 

@@ -82,9 +82,9 @@ def test_private_socket_url_and_no_inherited_supervision_fds(tmp_path: Path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         assert path.parent.name.startswith("blinkstore-")
-        # The keeper holds the lifeline's read end and writes the log pipe; a worker holding
-        # either would keep the store alive after the master died, or hide the keeper's exit.
-        keeper_pipes = pipe_inodes(server.keeper_pid())
-        assert keeper_pipes
+        # The store holds the lifeline's read end and writes the log pipe; a worker holding
+        # either would keep the store alive after the master died, or hide the store's exit.
+        store_pipes = pipe_inodes(server.store_pid())
+        assert store_pipes
         for worker in server.worker_pids():
-            assert not pipe_inodes(worker) & keeper_pipes, worker
+            assert not pipe_inodes(worker) & store_pipes, worker

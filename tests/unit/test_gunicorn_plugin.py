@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,18 @@ from typing import Any
 import pytest
 
 from blinkstore_gunicorn.gunicorn import adopt
-from blinkstore_gunicorn.gunicorn.hooks import build_config, load_user_config
+from blinkstore_gunicorn.gunicorn.hooks import build_config, load_user_config, store_user
 from blinkstore_gunicorn.gunicorn.runtime import (
+    RuntimeDirError,
+    check_reachable,
     create_runtime_dir,
     describe_status,
     ping,
     remove_runtime_dir,
+    verify_runtime_dir,
 )
 from blinkstore_gunicorn.gunicorn.settings import PluginSettingsError, load_settings
+from blinkstore_gunicorn.gunicorn.supervisor import StoreUser
 from blinkstore_gunicorn.gunicorn.wrap import worker_app_slot, wrap_worker_app
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
 
@@ -180,6 +185,61 @@ def test_runtime_dir_is_private_and_unique(tmp_path: Path):
     remove_runtime_dir(first)
     remove_runtime_dir(first)
     assert not os.path.exists(first)
+
+
+def test_runtime_dir_check_refuses_any_change(tmp_path: Path):
+    path = create_runtime_dir(str(tmp_path))
+    uid = os.geteuid()
+    verify_runtime_dir(path, uid)
+    with pytest.raises(RuntimeDirError, match="owned by uid"):
+        verify_runtime_dir(path, uid + 1)
+    os.chmod(path, 0o755)
+    with pytest.raises(RuntimeDirError, match="mode 755"):
+        verify_runtime_dir(path, uid)
+    os.rename(path, path + "-moved")
+    os.symlink(path + "-moved", path)
+    with pytest.raises(RuntimeDirError, match="symlink"):
+        verify_runtime_dir(path, uid)
+    os.unlink(path)
+    with pytest.raises(RuntimeDirError, match="not recreating it"):
+        verify_runtime_dir(path, uid)
+    assert not os.path.exists(path)
+
+
+def test_runtime_dir_in_a_parent_others_may_write_is_refused(tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # no sticky bit: anyone could rename our directory away
+    with pytest.raises(RuntimeDirError, match="not sticky"):
+        create_runtime_dir(str(shared))
+    assert not list(shared.iterdir())
+    os.chmod(shared, 0o1777)
+    remove_runtime_dir(create_runtime_dir(str(shared)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing a directory to another user needs root")
+def test_runtime_dir_handed_to_the_workers_user_must_be_reachable(tmp_path: Path):
+    nobody = pwd.getpwnam("nobody")
+    owner = (nobody.pw_uid, nobody.pw_gid)
+    open_parent = tmp_path / "open"
+    open_parent.mkdir()
+    # tmp_path's own parents are private to root: create_runtime_dir works, the check does not.
+    path = create_runtime_dir(str(open_parent), owner=owner)
+    assert os.stat(path).st_uid == nobody.pw_uid
+    verify_runtime_dir(path, nobody.pw_uid)
+    with pytest.raises(RuntimeDirError, match="cannot enter"):
+        check_reachable(path, nobody.pw_uid, (nobody.pw_gid,))
+    check_reachable("/tmp/blinkstore-x", nobody.pw_uid, (nobody.pw_gid,))  # /tmp and /
+
+
+def test_store_user_follows_gunicorn_user_and_group():
+    class Cfg:
+        uid, gid, initgroups = os.geteuid(), os.getegid(), False
+
+    assert store_user(Cfg()) is None  # the workers run as the master's user
+    Cfg.uid, Cfg.gid = 65534, 65534
+    expected = StoreUser(65534, 65534) if os.geteuid() == 0 else None
+    assert store_user(Cfg()) == expected
 
 
 def test_describe_status():
