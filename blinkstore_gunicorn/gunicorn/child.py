@@ -115,6 +115,7 @@ class _MasterWatch:
 async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
     # Imported here: the argument check above should not pay for the server's imports.
     from blinkstore_gunicorn.server import StoreServer
+    from blinkstore_gunicorn.server.store import listed
 
     server = StoreServer(settings)
     await server.start()
@@ -125,7 +126,8 @@ async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
         watch.released = True
         server.request_stop()
     try:
-        await server.wait_stopped()
+        with listed(server):
+            await server.wait_stopped()
     finally:
         await server.stop()
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from blinkstore_gunicorn.client.url import mask_url
+from blinkstore_gunicorn.config import unknown_variable_warnings
 from blinkstore_gunicorn.gunicorn import supervisor
 from blinkstore_gunicorn.gunicorn.orphans import leave_with_master
 from blinkstore_gunicorn.gunicorn.settings import PluginSettings, load_settings
@@ -73,7 +74,10 @@ def _start_store(namespace: MutableMapping[str, Any], server: Any) -> None:
     if supervisor.current() is not None:
         return
     # gunicorn applies its `raw_env` (--env) after this point; settings given there count.
-    settings = load_settings(namespace, {**os.environ, **server.cfg.env})
+    environ = {**os.environ, **server.cfg.env}
+    settings = load_settings(namespace, environ)
+    for warning in unknown_variable_warnings(environ):
+        server.log.warning("blinkstore: %s", warning)
     sup = supervisor.StoreSupervisor(
         server.log,
         settings.serve_args(),

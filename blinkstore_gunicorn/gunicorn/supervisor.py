@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from blinkstore_gunicorn.config import without_setting_variables
 from blinkstore_gunicorn.gunicorn.child import EXIT_REFUSED, EXIT_STORE_FAILED
 from blinkstore_gunicorn.gunicorn.runtime import (
     SOCKET_NAME,
@@ -154,9 +155,9 @@ def _register_process_handlers() -> None:
 
 
 def _store_environment(store_env: Mapping[str, str]) -> dict[str, str]:
-    # The master resolved every setting already; a BLINKSTORE_* variable left in the store's
-    # environment could only disagree with the flags (and BLINKSTORE_URL is the store itself).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_")}
+    # The master resolved every setting already; a setting variable left in the store's
+    # environment could only disagree with the flags. The others (the registry's place) stay.
+    env = without_setting_variables(os.environ)
     env.update(store_env)
     return env
 

@@ -12,7 +12,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from blinkstore_gunicorn import registry
@@ -333,19 +333,28 @@ def configure_logging(level: int) -> None:
         logger.propagate = False
 
 
-def _register(server: StoreServer) -> Path | None:
-    """List the store for ``blinkstore ls``/``stats``; a failure only costs that listing."""
+@contextlib.contextmanager
+def listed(server: StoreServer) -> Iterator[None]:
+    """List the started ``server`` for ``blinkstore ls``/``stats`` while the block runs.
+
+    Every process that serves a store (``blinkstore serve``, the gunicorn plugin's store) wraps
+    its serving in this; failing to write the entry only costs that listing.
+    """
     try:
-        return registry.register(server.urls, server.settings.password)
+        entry: Path | None = registry.register(server.urls, server.settings.password)
     except OSError as exc:
         log.warning("not listed for `blinkstore ls` (pass --url to the CLI instead): %s", exc)
-        return None
+        entry = None
+    try:
+        yield
+    finally:
+        if entry is not None:
+            registry.unregister(entry)
 
 
 async def _serve_async(settings: StoreSettings) -> None:
     server = StoreServer(settings)
     await server.start()
-    entry = _register(server)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -356,13 +365,12 @@ async def _serve_async(settings: StoreSettings) -> None:
             # Not the main thread (an embedding program): it handles signals itself.
             continue
     try:
-        await server.wait_stopped()
-        log.info("stop requested; finishing in-flight replies")
+        with listed(server):
+            await server.wait_stopped()
+            log.info("stop requested; finishing in-flight replies")
     finally:
         # The handlers stay during stop(): a second SIGTERM must not kill the process
         # while it flushes replies and removes its socket file.
-        if entry is not None:
-            registry.unregister(entry)
         await server.stop()
         for signum in handled:
             loop.remove_signal_handler(signum)
