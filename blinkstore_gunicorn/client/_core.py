@@ -165,6 +165,8 @@ class CacheCore:
             connect_timeout=_pick(connect_timeout, url_connect, DEFAULT_CONNECT_TIMEOUT),
             max_connections=max_connections or self.url.int_option("max_connections"),
             max_in_flight=max_in_flight,
+            # A miss is a fine answer to a read during an outage; waiting is not.
+            wait_on_reads=not self._raise,
         )
         self._down = False
 
