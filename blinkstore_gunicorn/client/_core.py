@@ -166,7 +166,7 @@ class CacheCore:
             max_connections=max_connections or self.url.int_option("max_connections"),
             max_in_flight=max_in_flight,
             # A miss is a fine answer to a read during an outage; waiting is not.
-            wait_on_reads=not self._raise,
+            wait_on_reads=self._raise,
         )
         self._down = False
 
