@@ -13,7 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from blinkstore_gunicorn.client.backends import BackendOptions
-from blinkstore_gunicorn.client.errors import CacheConfigError, CacheConnectionError
+from blinkstore_gunicorn.client.errors import (
+    CacheConfigError,
+    CacheConnectionError,
+    CacheSerializationError,
+)
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
 from blinkstore_gunicorn.client.stampede import unwrap
 from blinkstore_gunicorn.client.url import CacheURL, resolve_url
@@ -158,6 +162,7 @@ class CacheCore:
         self.serializer = resolve_serializer(serializer)
         self._dumps = self.serializer.dumps
         self._loads = _envelope_aware(self.serializer.loads)
+        self._warned_undecodable = False
         url_timeout = self.url.float_option("timeout")
         url_connect = self.url.float_option("connect_timeout")
         self._options = BackendOptions(
@@ -199,8 +204,34 @@ class CacheCore:
         return [(self._key(key), dumps(value)) for key, value in mapping.items()]
 
     def _found(self, keys: list[K], values: Iterable[bytes | None]) -> dict[K, Any]:
-        loads = self._loads
-        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+        found: dict[K, Any] = {}
+        for key, raw in zip(keys, values, strict=True):
+            if raw is not None:
+                value = self._decode(raw, MISSING)
+                if value is not MISSING:
+                    found[key] = value
+        return found
+
+    def _decode(self, raw: bytes, default: Any) -> Any:
+        """The value stored as ``raw``; one that cannot be decoded (corrupt, a counter too
+        big for ``int``, another serializer's) raises, or is ``default`` with on_error="miss"."""
+        try:
+            return self._loads(raw)
+        except Exception as exc:
+            error = exc if isinstance(exc, CacheSerializationError) else None
+            if error is None:
+                error = CacheSerializationError(f"cannot decode a stored value: {exc}")
+                error.__cause__ = exc
+            if self._raise:
+                raise error from error.__cause__
+            if not self._warned_undecodable:
+                self._warned_undecodable = True
+                logger.warning(
+                    "%s: a stored value cannot be decoded, served as a miss (logged once): %s",
+                    self.url.display,
+                    error,
+                )
+            return default
 
     # -- error policy ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from blinkstore_gunicorn.client._core import (
     _UNSET,
+    MISSING,
     SCAN_BATCH,
     TTL,
     CacheCore,
@@ -88,7 +89,7 @@ class Cache(CacheCore):
             self._back()
         if raw is None:
             return default
-        return self._loads(raw)
+        return self._decode(raw, default)
 
     def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
         """``{key: value}`` for the keys that exist (one round trip)."""
@@ -268,7 +269,8 @@ class Cache(CacheCore):
             payload, fresh_until, compute_ms = unwrap(fetched.value)
             if plan.needs_refresh(fresh_until, compute_ms):
                 self._refresh_in_background(name, default_or_loader, plan)
-            return self.serializer.loads(payload)
+            value = self._decode(payload, MISSING)
+            return call_loader(default_or_loader) if value is MISSING else value
         if fetched.kind == "lease":
             return self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
