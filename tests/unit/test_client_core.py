@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import math
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from blinkstore_gunicorn import BlinkStoreMiddleware
 from blinkstore_gunicorn.client import (
     AsyncCache,
     Cache,
@@ -20,10 +22,12 @@ from blinkstore_gunicorn.client import (
     CacheResponseError,
 )
 from blinkstore_gunicorn.client._core import (
+    FALLBACK_URL,
     expire_ms,
     glob_escape,
     key_builder,
     normalize_stats,
+    reset_fallback_warning,
     seconds_left,
     ttl_ms,
 )
@@ -245,3 +249,31 @@ def test_named_memory_stores_are_shared_private_ones_are_not() -> None:
     assert isinstance(a.backend, MemoryBackend)
     assert isinstance(b.backend, MemoryBackend)
     assert a.backend.engine is b.backend.engine
+
+
+def test_no_url_anywhere_falls_back_to_one_shared_memory_store_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
+    reset_fallback_warning()
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
+    script = Cache()
+    assert script.url.display == FALLBACK_URL
+    script.set("fallback-key", "shared")
+    middleware = BlinkStoreMiddleware(lambda environ, start_response: [])
+
+    async def from_async() -> object:
+        async with AsyncCache() as acache:
+            return await acache.get("fallback-key")
+
+    assert asyncio.run(from_async()) == "shared"  # one store for every entry point
+    assert middleware.cache.get("fallback-key") == "shared"
+    warnings = [r for r in caplog.records if "BLINKSTORE_URL is not set" in r.getMessage()]
+    assert len(warnings) == 1
+    script.delete("fallback-key")
+
+
+def test_blinkstore_url_wins_over_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://from-env")
+    assert Cache().url.display == "memory://from-env"
+    assert Cache("memory://explicit").url.display == "memory://explicit"
