@@ -1,8 +1,9 @@
 """The quickstart app under load while its store is killed -9: no request may fail.
 
-A Starlette app doing ``request.state.cache.incr`` on every request runs under gunicorn with
-the plugin's config and two uvicorn workers; load threads send real HTTP requests while the
-store is killed three times. The supervisor restarts it in ~150 ms; the clients must wait for
+An app doing ``incr`` on every request (a Starlette app with ``request.state.cache`` under two
+uvicorn workers, and docs/quickstart.md's Flask app under two gthread workers) runs under
+gunicorn with the plugin's config; load threads send real HTTP requests while the store is
+killed three times. The supervisor restarts it in ~150 ms; the clients must wait for
 it (counters and writes) instead of answering 500.
 
 Run with ``-s`` to see the figures: errors, and per kill the time from the kill until the first
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import textwrap
 import threading
@@ -25,10 +27,11 @@ import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
 from tests.e2e.gunicorn_harness import Gunicorn, cmdline, wait_until
+from tests.test_docs import quickstart_app
 
 pytestmark = pytest.mark.slow
 
-QUICKSTART_APP = """
+STARLETTE_APP = """
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
@@ -61,6 +64,12 @@ class Outcome:
     hits: int | None
 
 
+def _first_number(text: str) -> int:
+    match = re.search(r"\d+", text)
+    assert match is not None, text
+    return int(match.group())
+
+
 class Load:
     """Threads sending ``GET /`` as fast as the server answers, recording every outcome."""
 
@@ -82,7 +91,7 @@ class Load:
                 except httpx.HTTPError:
                     self.outcomes.append(Outcome(sent, time.monotonic(), 0, None))
                     continue
-                hits = int(reply.text) if reply.status_code == 200 else None
+                hits = _first_number(reply.text) if reply.status_code == 200 else None
                 self.outcomes.append(Outcome(sent, time.monotonic(), reply.status_code, hits))
 
     def successes_sent_after(self, moment: float) -> list[Outcome]:
@@ -125,13 +134,21 @@ def _kill_store_and_wait_for_the_app(server: Gunicorn, load: Load) -> Kill:
     return Kill(killed_at, store_back)
 
 
-def test_quickstart_counter_survives_store_kills_with_no_errors(tmp_path: Path) -> None:
-    (tmp_path / "quickstart_app.py").write_text(textwrap.dedent(QUICKSTART_APP))
+@pytest.mark.parametrize(
+    ("source", "worker"),
+    [
+        pytest.param(STARLETTE_APP, ["-k", "uvicorn_worker.UvicornWorker"], id="starlette-uvicorn"),
+        pytest.param(quickstart_app(), ["-k", "gthread", "--threads", "4"], id="quickstart-flask"),
+    ],
+)
+def test_quickstart_counter_survives_store_kills_with_no_errors(
+    tmp_path: Path, source: str, worker: list[str]
+) -> None:
+    (tmp_path / "quickstart_app.py").write_text(textwrap.dedent(source))
     args = [
         "-c",
         "python:blinkstore_gunicorn.conf",
-        "-k",
-        "uvicorn_worker.UvicornWorker",
+        *worker,
         "--workers",
         "2",
         "--pythonpath",
@@ -146,7 +163,7 @@ def test_quickstart_counter_survives_store_kills_with_no_errors(tmp_path: Path) 
             for _ in range(KILLS):
                 kills.append(_kill_store_and_wait_for_the_app(server, load))
         outcomes = sorted(load.outcomes, key=lambda o: o.sent)
-        after = [int(httpx.get(server.url + "/", timeout=10.0).text) for _ in range(5)]
+        after = [_first_number(httpx.get(server.url + "/", timeout=10.0).text) for _ in range(5)]
         log = server.log()
 
     failures = [o for o in outcomes if o.status != 200]
