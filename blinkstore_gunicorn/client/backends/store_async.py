@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
 from blinkstore_gunicorn.client.backends import _resp
@@ -243,26 +243,21 @@ class AsyncStoreBackend:
         pipeline = self._slots[index]
         if pipeline is not None and pipeline.usable:
             return pipeline
-        reconnect = self._reconnect
-        deadline = reconnect.deadline(wait)
-        while True:
-            delay = reconnect.wait_time(deadline)
-            if delay:
-                await asyncio.sleep(delay)
-            pipeline = self._slots[index]
-            if pipeline is not None and pipeline.usable:
-                return pipeline
-            task = self._opening[index]
-            if task is None:
-                task = asyncio.get_running_loop().create_task(self._open(index))
-                # Waiters may all be cancelled; the outcome is then read here, never
-                # "unretrieved".
-                task.add_done_callback(_consume_outcome)
-                self._opening[index] = task
-            # Shielded: one caller's cancellation must not abort a connect others wait for.
-            opened = await asyncio.shield(task)
-            if opened is not None:
-                return opened
+        return await self._until_connected(lambda: self._reopen(index), wait)
+
+    async def _reopen(self, index: int) -> _Pipeline | None:
+        """Slot ``index``'s connection, opened by one attempt that every caller shares."""
+        pipeline = self._slots[index]
+        if pipeline is not None and pipeline.usable:
+            return pipeline
+        task = self._opening[index]
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open(index))
+            # Waiters may all be cancelled; the outcome is then read here, never "unretrieved".
+            task.add_done_callback(_consume_outcome)
+            self._opening[index] = task
+        # Shielded: one caller's cancellation must not abort a connect others wait for.
+        return await asyncio.shield(task)
 
     async def _open(self, index: int) -> _Pipeline | None:
         try:
@@ -274,13 +269,19 @@ class AsyncStoreBackend:
 
     async def _connect(self, timeout: float | None, wait: bool) -> _Pipeline:
         """A new unshared connection whose replies time out after ``timeout``."""
+        return await self._until_connected(lambda: self._attempt(timeout), wait)
+
+    async def _until_connected(
+        self, attempt: Callable[[], Awaitable[_Pipeline | None]], wait: bool
+    ) -> _Pipeline:
+        """Run ``attempt`` until it connects, paced (and bounded) by ``_resp.Reconnect``."""
         reconnect = self._reconnect
         deadline = reconnect.deadline(wait)
         while True:
             delay = reconnect.wait_time(deadline)
             if delay:
                 await asyncio.sleep(delay)
-            pipeline = await self._attempt(timeout)
+            pipeline = await attempt()
             if pipeline is not None:
                 return pipeline
 
