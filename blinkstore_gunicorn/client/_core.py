@@ -274,8 +274,9 @@ class CacheCore:
             if not self._warned_undecodable:
                 self._warned_undecodable = True
                 logger.warning(
-                    "%s: a stored value cannot be decoded, served as a miss (logged once): %s",
+                    "%s: a stored value cannot be decoded, served as a miss (logged once): %s: %s",
                     self.url.display,
+                    type(error).__name__,
                     error,
                 )
             return default

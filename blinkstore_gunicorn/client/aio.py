@@ -283,12 +283,24 @@ class AsyncCache(CacheCore):
             if plan.needs_refresh(fresh_until, compute_ms):
                 await self._refresh_in_background(name, default_or_loader, plan)
             value = self._decode(payload, MISSING)
-            return await _load(default_or_loader) if value is MISSING else value
+            if value is MISSING:  # undecodable, with on_error="miss": replace it
+                return await self._recompute(name, default_or_loader, plan)
+            return value
         if fetched.kind == "lease":
             return await self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
             return await _load(default_or_loader)
         raise plan.timeout_error(self._strip(name))
+
+    async def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        """The loader's value, stored over the entry unless someone else holds its lease."""
+        try:
+            lease = await self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            lease = None
+        if lease is None:
+            return await _load(default_or_loader)
+        return await self._compute(name, default_or_loader, plan, lease)
 
     async def _compute(
         self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any

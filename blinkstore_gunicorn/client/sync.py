@@ -270,12 +270,24 @@ class Cache(CacheCore):
             if plan.needs_refresh(fresh_until, compute_ms):
                 self._refresh_in_background(name, default_or_loader, plan)
             value = self._decode(payload, MISSING)
-            return call_loader(default_or_loader) if value is MISSING else value
+            if value is MISSING:  # undecodable, with on_error="miss": replace it
+                return self._recompute(name, default_or_loader, plan)
+            return value
         if fetched.kind == "lease":
             return self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
             return call_loader(default_or_loader)
         raise plan.timeout_error(self._strip(name))
+
+    def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        """The loader's value, stored over the entry unless someone else holds its lease."""
+        try:
+            lease = self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            lease = None
+        if lease is None:
+            return call_loader(default_or_loader)
+        return self._compute(name, default_or_loader, plan, lease)
 
     def _compute(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> Any:
         """Run the loader under ``lease`` and store its result; a failure gives the lease up."""

@@ -163,6 +163,9 @@ def test_undecodable_values_follow_on_error(
     assert lenient.get("pickled") is None
     lenient.set("fine", 1)
     assert lenient.get_many(["big", "pickled", "fine"]) == {"fine": 1}
+    # get_or_set computes it and replaces the undecodable value.
+    assert lenient.get_or_set("big", lambda: "computed") == "computed"
+    assert strict.get("big") == "computed"
     assert [r for r in caplog.records if "cannot be decoded" in r.getMessage()] != []
     assert len([r for r in caplog.records if "cannot be decoded" in r.getMessage()]) == 1
     if raw is not writer:
