@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import pytest
+
+from tests.e2e.gunicorn_harness import free_port, gunicorn, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- test -->"
@@ -90,3 +93,66 @@ def test_page_snippets_run(page: Path, tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, f"{page.name} snippets failed:\n{result.stderr[-4000:]}"
+
+
+# -- the quickstart's app.py, run as the page says ------------------------------------------
+
+
+def quickstart_app() -> str:
+    """The ``# app.py`` block of docs/quickstart.md."""
+    text = (REPO / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(# app\.py\n.*?)```", text, re.DOTALL)
+    assert match is not None, "docs/quickstart.md has no ```python block starting with # app.py"
+    return match.group(1)
+
+
+def _hits(url: str, count: int) -> list[str]:
+    return [httpx.get(url, timeout=10.0).text.split(",")[0] for _ in range(count)]
+
+
+def test_quickstart_app_runs_under_flask_run_without_a_store(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(quickstart_app(), encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_")}
+    env["PYTHONPATH"] = str(REPO)
+    log_path = tmp_path / "flask.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+
+        def answers() -> bool:
+            assert server.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(url + "health-check-404", timeout=2.0).status_code == 404
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(answers, 30.0), log_path.read_text()
+        assert _hits(url, 3) == ["hit number 1", "hit number 2", "hit number 3"]
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+    output = log_path.read_text()
+    assert output.count("BLINKSTORE_URL is not set") == 1, output
+
+
+@pytest.mark.slow
+def test_quickstart_app_workers_share_one_counter_under_gunicorn(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(quickstart_app(), encoding="utf-8")
+    args = ["-c", "python:blinkstore_gunicorn.conf", "--workers", "2", "--pythonpath"]
+    with gunicorn([*args, str(tmp_path), "app:app"], tmp_path, ready_path="/") as server:
+        # The ready check counted once already; every request adds one, whichever worker.
+        assert _hits(server.url + "/", 3) == ["hit number 2", "hit number 3", "hit number 4"]
+        assert "BLINKSTORE_URL is not set" not in server.log()

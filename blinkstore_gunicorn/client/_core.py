@@ -9,25 +9,34 @@ import inspect
 import json
 import logging
 import math
+import os
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from blinkstore_gunicorn.client.backends import BackendOptions
-from blinkstore_gunicorn.client.errors import CacheConfigError, CacheConnectionError
+from blinkstore_gunicorn.client.errors import (
+    CacheConfigError,
+    CacheConnectionError,
+    CacheSerializationError,
+)
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
 from blinkstore_gunicorn.client.stampede import unwrap
-from blinkstore_gunicorn.client.url import CacheURL, resolve_url
+from blinkstore_gunicorn.client.url import ENV_VAR, CacheURL, parse_url
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_TIMEOUT",
+    "FALLBACK_URL",
     "MISSING",
     "TTL",
     "CacheCore",
     "K",
     "Key",
     "OnError",
+    "configured_url",
     "normalize_stats",
+    "reset_fallback_warning",
 ]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
@@ -62,6 +71,48 @@ class _Unset:
 
 _UNSET: Final = _Unset()
 _GLOB_SPECIAL: Final = frozenset(b"*?[]\\")
+
+
+#: Where every entry point goes when neither ``url=`` nor ``BLINKSTORE_URL`` names a store: one
+#: in-process store shared by all clients of the process (a named ``memory://`` is shared, so a
+#: script's ``Cache()``, the middleware and Django's sync and async clients see the same data).
+FALLBACK_URL: Final = "memory://blinkstore"
+
+_fallback_warned = False
+_fallback_lock = threading.Lock()
+
+
+def configured_url(url: str | None) -> str:
+    """``url``, else ``$BLINKSTORE_URL``, else :data:`FALLBACK_URL` with one warning per process.
+
+    The one rule for every entry point (``Cache()``, ``AsyncCache()``, the middleware, the
+    Flask extension, the Django backend): a development server, a test or a script works
+    without a store, like Django's default local-memory cache, and the warning makes sure
+    nobody mistakes that per-process cache for the shared one in production.
+    """
+    if url is not None:
+        return url
+    from_env = os.environ.get(ENV_VAR, "").strip()
+    if from_env:
+        return from_env
+    global _fallback_warned
+    with _fallback_lock:
+        warn, _fallback_warned = not _fallback_warned, True
+    if warn:
+        logger.warning(
+            "BLINKSTORE_URL is not set: using an in-process memory:// cache. It is "
+            "per-process, so workers do not share it. Run under `gunicorn -c "
+            "python:blinkstore_gunicorn.conf` or `blinkstore run -- ...`, set BLINKSTORE_URL, "
+            "or pass url=..., to share one cache."
+        )
+    return FALLBACK_URL
+
+
+def reset_fallback_warning() -> None:
+    """Allow the per-process fallback warning to be logged again (tests use this)."""
+    global _fallback_warned
+    with _fallback_lock:
+        _fallback_warned = False
 
 
 def _seconds(ttl: object) -> float:
@@ -146,7 +197,7 @@ class CacheCore:
         max_connections: int | None,
         max_in_flight: int | None = None,
     ) -> None:
-        self.url: CacheURL = resolve_url(url)
+        self.url: CacheURL = parse_url(configured_url(url))
         if on_error not in ("raise", "miss"):
             raise CacheConfigError(f"on_error must be 'raise' or 'miss', not {on_error!r}")
         self.on_error: OnError = on_error
@@ -158,6 +209,7 @@ class CacheCore:
         self.serializer = resolve_serializer(serializer)
         self._dumps = self.serializer.dumps
         self._loads = _envelope_aware(self.serializer.loads)
+        self._warned_undecodable = False
         url_timeout = self.url.float_option("timeout")
         url_connect = self.url.float_option("connect_timeout")
         self._options = BackendOptions(
@@ -165,6 +217,8 @@ class CacheCore:
             connect_timeout=_pick(connect_timeout, url_connect, DEFAULT_CONNECT_TIMEOUT),
             max_connections=max_connections or self.url.int_option("max_connections"),
             max_in_flight=max_in_flight,
+            # A miss is a fine answer to a read during an outage; waiting is not.
+            wait_on_reads=self._raise,
         )
         self._down = False
 
@@ -197,8 +251,35 @@ class CacheCore:
         return [(self._key(key), dumps(value)) for key, value in mapping.items()]
 
     def _found(self, keys: list[K], values: Iterable[bytes | None]) -> dict[K, Any]:
-        loads = self._loads
-        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+        found: dict[K, Any] = {}
+        for key, raw in zip(keys, values, strict=True):
+            if raw is not None:
+                value = self._decode(raw, MISSING)
+                if value is not MISSING:
+                    found[key] = value
+        return found
+
+    def _decode(self, raw: bytes, default: Any) -> Any:
+        """The value stored as ``raw``; one that cannot be decoded (corrupt, a counter too
+        big for ``int``, another serializer's) raises, or is ``default`` with on_error="miss"."""
+        try:
+            return self._loads(raw)
+        except Exception as exc:
+            error = exc if isinstance(exc, CacheSerializationError) else None
+            if error is None:
+                error = CacheSerializationError(f"cannot decode a stored value: {exc}")
+                error.__cause__ = exc
+            if self._raise:
+                raise error from error.__cause__
+            if not self._warned_undecodable:
+                self._warned_undecodable = True
+                logger.warning(
+                    "%s: a stored value cannot be decoded, served as a miss (logged once): %s: %s",
+                    self.url.display,
+                    type(error).__name__,
+                    error,
+                )
+            return default
 
     # -- error policy ------------------------------------------------------------------------
 

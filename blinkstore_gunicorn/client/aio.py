@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from blinkstore_gunicorn.client._core import (
     _UNSET,
+    MISSING,
     SCAN_BATCH,
     TTL,
     CacheCore,
@@ -101,7 +102,7 @@ class AsyncCache(CacheCore):
             self._back()
         if raw is None:
             return default
-        return self._loads(raw)
+        return self._decode(raw, default)
 
     async def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
         """``{key: value}`` for the keys that exist (one round trip)."""
@@ -281,12 +282,25 @@ class AsyncCache(CacheCore):
             payload, fresh_until, compute_ms = unwrap(fetched.value)
             if plan.needs_refresh(fresh_until, compute_ms):
                 await self._refresh_in_background(name, default_or_loader, plan)
-            return self.serializer.loads(payload)
+            value = self._decode(payload, MISSING)
+            if value is MISSING:  # undecodable, with on_error="miss": replace it
+                return await self._recompute(name, default_or_loader, plan)
+            return value
         if fetched.kind == "lease":
             return await self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
             return await _load(default_or_loader)
         raise plan.timeout_error(self._strip(name))
+
+    async def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        """The loader's value, stored over the entry unless someone else holds its lease."""
+        try:
+            lease = await self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            lease = None
+        if lease is None:
+            return await _load(default_or_loader)
+        return await self._compute(name, default_or_loader, plan, lease)
 
     async def _compute(
         self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any

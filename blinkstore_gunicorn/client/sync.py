@@ -13,6 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from blinkstore_gunicorn.client._core import (
     _UNSET,
+    MISSING,
     SCAN_BATCH,
     TTL,
     CacheCore,
@@ -88,7 +89,7 @@ class Cache(CacheCore):
             self._back()
         if raw is None:
             return default
-        return self._loads(raw)
+        return self._decode(raw, default)
 
     def get_many(self, keys: Iterable[K]) -> dict[K, Any]:
         """``{key: value}`` for the keys that exist (one round trip)."""
@@ -268,12 +269,25 @@ class Cache(CacheCore):
             payload, fresh_until, compute_ms = unwrap(fetched.value)
             if plan.needs_refresh(fresh_until, compute_ms):
                 self._refresh_in_background(name, default_or_loader, plan)
-            return self.serializer.loads(payload)
+            value = self._decode(payload, MISSING)
+            if value is MISSING:  # undecodable, with on_error="miss": replace it
+                return self._recompute(name, default_or_loader, plan)
+            return value
         if fetched.kind == "lease":
             return self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
             return call_loader(default_or_loader)
         raise plan.timeout_error(self._strip(name))
+
+    def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
+        """The loader's value, stored over the entry unless someone else holds its lease."""
+        try:
+            lease = self._leases.try_lease(name, plan.lease_ms)
+        except CacheConnectionError:
+            lease = None
+        if lease is None:
+            return call_loader(default_or_loader)
+        return self._compute(name, default_or_loader, plan, lease)
 
     def _compute(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> Any:
         """Run the loader under ``lease`` and store its result; a failure gives the lease up."""

@@ -15,17 +15,21 @@ The app's client is ``current_app.extensions["blinkstore"]`` (a sync
 Settings, first found wins: the constructor's arguments, then ``app.config``
 (``BLINKSTORE_URL``, ``BLINKSTORE_NAMESPACE``, ``BLINKSTORE_ON_ERROR``), then the environment
 variable ``BLINKSTORE_URL``, then ``memory://`` (per-process, with one warning).
+
+:data:`cache` also works without the extension: it is then the cache the gunicorn config put
+in the request's environ, or else a client the app gets on first use, with the settings above.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 from werkzeug.local import LocalProxy
 
 from blinkstore_gunicorn.client import Cache
 from blinkstore_gunicorn.integrations._common import OnError, resolve_url
+from blinkstore_gunicorn.integrations.middleware import ENVIRON_KEY
 
 __all__ = ["EXTENSION_KEY", "BlinkStore", "cache"]
 
@@ -54,14 +58,16 @@ class BlinkStore:
 
     def init_app(self, app: Flask) -> Cache:
         """Create ``app``'s client, store it in ``app.extensions["blinkstore"]`` and return it."""
+        client = app.extensions[EXTENSION_KEY] = self._create(app)
+        return client
+
+    def _create(self, app: Flask) -> Cache:
         url = self._url or app.config.get("BLINKSTORE_URL")
         namespace = self._namespace or app.config.get("BLINKSTORE_NAMESPACE")
         on_error: OnError = self._on_error or app.config.get("BLINKSTORE_ON_ERROR", "miss")
-        client = Cache(
+        return Cache(
             resolve_url(url), namespace=namespace, on_error=on_error, **self._client_options
         )
-        app.extensions[EXTENSION_KEY] = client
-        return client
 
     @property
     def cache(self) -> Cache:
@@ -70,12 +76,14 @@ class BlinkStore:
 
 
 def _current_cache() -> Cache:
-    try:
-        client = current_app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "BlinkStore is not initialised on this app: call BlinkStore(app) or init_app(app)"
-        ) from None
+    client = current_app.extensions.get(EXTENSION_KEY)
+    if client is None:
+        from_middleware = request.environ.get(ENVIRON_KEY) if has_request_context() else None
+        if isinstance(from_middleware, Cache):
+            return from_middleware
+        # No extension, no middleware (`flask run`, a CLI command): the app gets its client
+        # as if BlinkStore(app) had been called, keeping one client if two threads race.
+        client = current_app.extensions.setdefault(EXTENSION_KEY, BlinkStore()._create(current_app))
     if not isinstance(client, Cache):
         raise TypeError(f'app.extensions["{EXTENSION_KEY}"] is not a Cache: {client!r}')
     return client

@@ -20,8 +20,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from blinkstore_gunicorn.client import AsyncCache
+from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware, detect_interface
-from blinkstore_gunicorn.integrations._common import reset_fallback_warning
 from tests.support import processes
 
 from .integration_support import (
@@ -189,7 +189,7 @@ def test_no_url_falls_back_to_memory_with_one_warning(
 ) -> None:
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
     reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.integrations")
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     counts = []
     for _ in range(2):
         with TestClient(BlinkStoreMiddleware(_starlette())) as client:

@@ -437,6 +437,49 @@ def test_async_client_survives_a_store_restart(store: RestartableStore) -> None:
     asyncio.run(main())
 
 
+def test_writes_and_counters_wait_for_a_restarting_store(store: RestartableStore) -> None:
+    # A generous timeout: starting a store takes a Python start-up on a loaded machine.
+    cache = Cache(store.url, on_error="miss", timeout=20.0)
+    cache.set("k", "v")
+    store.kill()
+    assert cache.get("k", "miss") == "miss"  # reads serve misses, without waiting
+    restarter = threading.Thread(target=store.start)
+    restarter.start()
+    try:
+        assert cache.incr("n") == 1  # waited for the new store instead of raising
+        assert cache.set("k", "again") is True
+    finally:
+        restarter.join()
+    assert cache.get("k") == "again"
+    cache.close()
+
+
+def test_async_writes_and_counters_wait_for_a_restarting_store(store: RestartableStore) -> None:
+    async def main() -> None:
+        cache = await _with_cache(store.url, on_error="miss", timeout=20.0)
+        await cache.set("k", "v")
+        store.kill()
+        assert await cache.get("k", "miss") == "miss"
+        restarter = threading.Thread(target=store.start)
+        restarter.start()
+        try:
+            counts = await asyncio.gather(*(cache.incr("n") for _ in range(20)))
+        finally:
+            restarter.join()
+        assert sorted(counts) == list(range(1, 21))
+        await cache.close()
+
+    asyncio.run(main())
+
+
+def test_waiting_for_a_store_that_does_not_come_back_is_bounded(tmp_path: Path) -> None:
+    cache = Cache(f"unix://{tmp_path}/nobody.sock", on_error="miss", timeout=0.3)
+    with pytest.raises(CacheConnectionError, match="cannot connect"):
+        cache.incr("n")  # waited up to 0.3 s for a restart that did not come
+    assert cache.set("k", 1) is False
+    assert cache.get("k", "miss") == "miss"
+
+
 def test_on_error_miss_logs_once_per_outage(
     store: RestartableStore, caplog: pytest.LogCaptureFixture
 ) -> None:

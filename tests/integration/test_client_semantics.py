@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import math
 import time
 import uuid
@@ -21,6 +22,7 @@ from blinkstore_gunicorn.client import (
     AsyncCache,
     Cache,
     CacheResponseError,
+    CacheSerializationError,
 )
 from tests.integration.client_support import Blocking
 from tests.support.processes import (
@@ -136,6 +138,38 @@ def test_unsupported_value_raises_type_error_before_io(cache: Any) -> None:
     with pytest.raises(TypeError):
         cache.set("k", {"when": datetime.datetime(2024, 1, 1)})
     assert cache.get("k") is None
+
+
+def test_undecodable_values_follow_on_error(
+    make_cache: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written by another client: a counter past int()'s 4,300-digit limit, and a pickle.
+    writer = make_cache()
+    writer.set("big", 1)  # the key exists, so any backend can overwrite it raw below
+    raw = Cache(writer.url.display) if not isinstance(writer, Cache) else writer
+    raw.backend.set(b"big", b"9" * 5000, None, False, False)
+    raw.backend.set(b"pickled", b"\xfd\x80\x04K\x01.", None, False, False)
+
+    strict = make_cache(on_error="raise")
+    for key in ("big", "pickled"):
+        with pytest.raises(CacheSerializationError):
+            strict.get(key)
+    with pytest.raises(CacheSerializationError, match="4300"):
+        strict.get_many(["big"])
+
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
+    lenient = make_cache(on_error="miss")
+    assert lenient.get("big", "default") == "default"
+    assert lenient.get("pickled") is None
+    lenient.set("fine", 1)
+    assert lenient.get_many(["big", "pickled", "fine"]) == {"fine": 1}
+    # get_or_set computes it and replaces the undecodable value.
+    assert lenient.get_or_set("big", lambda: "computed") == "computed"
+    assert strict.get("big") == "computed"
+    assert [r for r in caplog.records if "cannot be decoded" in r.getMessage()] != []
+    assert len([r for r in caplog.records if "cannot be decoded" in r.getMessage()]) == 1
+    if raw is not writer:
+        raw.close()
 
 
 def test_bytes_and_str_keys_are_the_same_key(cache: Any) -> None:

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from flask import Flask, current_app
 
+from blinkstore_gunicorn import BlinkStoreMiddleware
 from blinkstore_gunicorn.client import Cache
-from blinkstore_gunicorn.integrations._common import reset_fallback_warning
+from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations.flask import EXTENSION_KEY, BlinkStore, cache
 
 from .integration_support import dead_unix_url, gunicorn_workers
@@ -70,11 +71,35 @@ def test_app_config_url_and_on_error(tmp_path: Path) -> None:
     assert strict.test_client().get("/ext").status_code == 500
 
 
-def test_proxy_outside_an_app_or_without_the_extension() -> None:
+def test_proxy_outside_an_app_context_says_so() -> None:
     with pytest.raises(RuntimeError, match="application context"):
         cache.get("x")
-    with make_app().app_context(), pytest.raises(RuntimeError, match="init_app"):
-        cache.get("x")
+
+
+def test_proxy_without_the_extension_follows_the_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `flask run` of an app that only imports `cache`: no BlinkStore(app), no middleware.
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://")
+    app = make_app(BLINKSTORE_NAMESPACE="plain")
+    client = app.test_client()
+    assert [client.post("/hit").text for _ in range(2)] == ["1", "2"]
+    created = app.extensions[EXTENSION_KEY]
+    assert isinstance(created, Cache)
+    assert created.namespace == "plain"  # created with the app's settings, once
+    with app.app_context():
+        assert cache._get_current_object() is created  # type: ignore[attr-defined]
+
+
+def test_proxy_without_the_extension_uses_the_middlewares_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under the gunicorn config the plugin's middleware puts a cache in every environ.
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://")
+    app = make_app()
+    middleware = BlinkStoreMiddleware(app.wsgi_app)
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    assert app.test_client().post("/hit").text == "1"
+    assert EXTENSION_KEY not in app.extensions
+    assert middleware.cache.get("hits") == 1
 
 
 def test_no_url_falls_back_to_memory_with_one_warning(
@@ -82,7 +107,7 @@ def test_no_url_falls_back_to_memory_with_one_warning(
 ) -> None:
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
     reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.integrations")
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     counts = []
     for _ in range(2):
         app = make_app()

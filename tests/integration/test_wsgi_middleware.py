@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.client import Cache
+from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations import ENVIRON_KEY, BlinkStoreMiddleware
-from blinkstore_gunicorn.integrations._common import reset_fallback_warning
 
 from .integration_support import dead_unix_url, gunicorn_workers
 
@@ -114,7 +114,7 @@ def test_no_url_falls_back_to_memory_with_one_warning(
 ) -> None:
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
     reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.integrations")
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     first, second = (int(call(BlinkStoreMiddleware(_app))[1]) for _ in range(2))
     assert second == first + 1  # one per-process fallback store behind both middlewares
     assert len([r for r in caplog.records if "per-process" in r.getMessage()]) == 1

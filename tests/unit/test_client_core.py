@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import math
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from blinkstore_gunicorn import BlinkStoreMiddleware
 from blinkstore_gunicorn.client import (
     AsyncCache,
     Cache,
@@ -20,14 +22,16 @@ from blinkstore_gunicorn.client import (
     CacheResponseError,
 )
 from blinkstore_gunicorn.client._core import (
+    FALLBACK_URL,
     expire_ms,
     glob_escape,
     key_builder,
     normalize_stats,
+    reset_fallback_warning,
     seconds_left,
     ttl_ms,
 )
-from blinkstore_gunicorn.client.backends._resp import Backoff, parse_info
+from blinkstore_gunicorn.client.backends._resp import Reconnect, may_resend, parse_info
 from blinkstore_gunicorn.client.backends.memory import MemoryBackend
 from blinkstore_gunicorn.client.backends.redis import merge_cluster_info
 from blinkstore_gunicorn.client.errors import CacheConnectionError
@@ -174,25 +178,40 @@ def test_merge_cluster_info_sums_nodes() -> None:
     assert merge_cluster_info(single) is single
 
 
-def test_backoff_fails_fast_then_allows_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reconnect_waits_during_a_restart_then_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
     monkeypatch.setattr("blinkstore_gunicorn.client.backends._resp.time.monotonic", lambda: now[0])
-    backoff = Backoff("unix:///x")
-    backoff.check()
-    backoff.failed()
-    with pytest.raises(CacheConnectionError, match="next connect attempt"):
-        backoff.check()
-    now[0] += 0.021
-    backoff.check()
-    for _ in range(20):
-        backoff.failed()
-    now[0] += 0.49
+    reconnect = Reconnect("unix:///x", grace=2.0)
+    assert reconnect.wait_time(None) == 0.0
+    reconnect.failed(CacheConnectionError("cannot connect to the store at unix:///x"))
+    # A caller that serves misses does not wait; one with a deadline retries in 10 ms.
+    with pytest.raises(CacheConnectionError, match="cannot connect"):
+        reconnect.wait_time(None)
+    deadline = reconnect.deadline(wait=True)
+    assert deadline == 102.0
+    assert reconnect.wait_time(deadline) == pytest.approx(0.01)
     with pytest.raises(CacheConnectionError):
-        backoff.check()
-    now[0] += 0.02
-    backoff.check()  # capped at 0.5s
-    backoff.succeeded()
-    backoff.check()
+        reconnect.wait_time(100.005)  # cannot wait that long
+    now[0] += 0.01
+    assert reconnect.wait_time(None) == 0.0  # the next attempt is due: anyone may make it
+    # Past the grace period the outage is long: nobody waits, one probe every 0.1 s.
+    now[0] = 102.5
+    reconnect.failed(CacheConnectionError("cannot connect"))
+    with pytest.raises(CacheConnectionError):
+        reconnect.wait_time(math.inf)
+    now[0] += 0.1
+    assert reconnect.wait_time(math.inf) == 0.0
+    reconnect.succeeded()
+    reconnect.failed(CacheConnectionError("cannot connect"))
+    assert reconnect.wait_time(now[0] + 2.0) == pytest.approx(0.01)  # a new outage
+
+
+def test_only_idempotent_requests_or_a_new_store_process_allow_a_resend() -> None:
+    assert may_resend(True, 10, 10)
+    assert may_resend(True, None, None)
+    assert not may_resend(False, 10, 10)  # the same store may have run it
+    assert not may_resend(False, None, None)  # TCP: nobody can tell
+    assert may_resend(False, 10, 11)  # the store that may have run it is gone, with its data
 
 
 def test_memory_backend_limit_evicts_like_the_store() -> None:
@@ -230,3 +249,31 @@ def test_named_memory_stores_are_shared_private_ones_are_not() -> None:
     assert isinstance(a.backend, MemoryBackend)
     assert isinstance(b.backend, MemoryBackend)
     assert a.backend.engine is b.backend.engine
+
+
+def test_no_url_anywhere_falls_back_to_one_shared_memory_store_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
+    reset_fallback_warning()
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
+    script = Cache()
+    assert script.url.display == FALLBACK_URL
+    script.set("fallback-key", "shared")
+    middleware = BlinkStoreMiddleware(lambda environ, start_response: [])
+
+    async def from_async() -> object:
+        async with AsyncCache() as acache:
+            return await acache.get("fallback-key")
+
+    assert asyncio.run(from_async()) == "shared"  # one store for every entry point
+    assert middleware.cache.get("fallback-key") == "shared"
+    warnings = [r for r in caplog.records if "BLINKSTORE_URL is not set" in r.getMessage()]
+    assert len(warnings) == 1
+    script.delete("fallback-key")
+
+
+def test_blinkstore_url_wins_over_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BLINKSTORE_URL", "memory://from-env")
+    assert Cache().url.display == "memory://from-env"
+    assert Cache("memory://explicit").url.display == "memory://explicit"

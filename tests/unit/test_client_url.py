@@ -90,10 +90,11 @@ def test_bad_numeric_options() -> None:
         Cache("memory://?memory_limit=lots")
 
 
-def test_unconfigured_cache_explains_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unconfigured_url_explains_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the CLI reports; Cache() itself falls back to memory:// (docs/client.md).
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
     with pytest.raises(CacheConfigError) as info:
-        Cache()
+        resolve_url(None)
     message = str(info.value)
     assert "BLINKSTORE_URL" in message
     assert "gunicorn -c python:blinkstore_gunicorn.conf" in message

@@ -28,6 +28,9 @@ class BackendOptions:
     connect_timeout: float | None
     max_connections: int | None = None
     max_in_flight: int | None = None
+    #: Whether reads wait for a restarting store like writes do (False: they fail at once,
+    #: for caches that serve misses during an outage).
+    wait_on_reads: bool = True
 
 
 def create_sync_backend(url: CacheURL, options: BackendOptions) -> SyncBackend:
@@ -52,6 +55,7 @@ def create_sync_backend(url: CacheURL, options: BackendOptions) -> SyncBackend:
         timeout=options.timeout,
         connect_timeout=options.connect_timeout,
         max_idle=options.max_connections or 8,
+        wait_on_reads=options.wait_on_reads,
     )
 
 
@@ -81,4 +85,5 @@ def create_async_backend(url: CacheURL, options: BackendOptions) -> AsyncBackend
         connect_timeout=options.connect_timeout,
         connections=options.max_connections or 1,
         max_in_flight=options.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+        wait_on_reads=options.wait_on_reads,
     )

@@ -1,9 +1,12 @@
 """Pieces the sync and asyncio store backends share: command bytes, reply checks, INFO
-parsing, connect errors and reconnect backoff. No I/O here."""
+parsing, connect errors, reconnect pacing and resend rules. No I/O here."""
 
 from __future__ import annotations
 
+import math
 import os
+import socket
+import struct
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -23,7 +26,7 @@ __all__ = [
     "INFO",
     "PING",
     "UNSET",
-    "Backoff",
+    "Reconnect",
     "Unset",
     "as_int",
     "as_values",
@@ -39,7 +42,9 @@ __all__ = [
     "grants_lease",
     "is_unknown_command",
     "lease_token",
+    "may_resend",
     "parse_info",
+    "peer_pid",
     "scan_reply",
 ]
 
@@ -47,11 +52,14 @@ PING: Final = resp.encode_command("PING")
 FLUSHDB: Final = resp.encode_command("FLUSHDB")
 INFO: Final = resp.encode_command("INFO")
 
-# Reconnect backoff: the first retry after a failed connect waits this long, doubling per
-# consecutive failure up to the cap. Calls in between fail at once (no connect per request
-# while the store is down), and the cap keeps recovery within half a second of the restart.
-BACKOFF_FIRST: Final = 0.02
-BACKOFF_CAP: Final = 0.5
+#: While the store restarts, waiting callers try to connect this often (see :class:`Reconnect`).
+RETRY_INTERVAL: Final = 0.01
+#: During a longer outage, one connect attempt this often finds the store once it is back.
+PROBE_INTERVAL: Final = 0.1
+#: How often a request that must not run twice looks for a new store process when the
+#: connection made after a break reaches the old one (which may be dying).
+DYING_STORE_CHECKS: Final = 3
+_PEERCRED: Final = struct.Struct("3i")
 
 
 def cmd_get(key: bytes) -> bytes:
@@ -225,32 +233,78 @@ def connect_error(display: str, exc: OSError, timeout: float | None) -> CacheCon
     return CacheConnectionError(f"cannot connect to the store at {display}: {reason}")
 
 
-class Backoff:
-    """Reconnect pacing: after a failed connect, calls fail fast until the next attempt."""
+def peer_pid(sock: Any) -> int | None:
+    """The pid of the process serving a connected Unix socket (None where unknown: TCP, or no
+    ``SO_PEERCRED``). A different pid after a reconnect means the store process was replaced."""
+    if sock is None or sock.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    pid: int = _PEERCRED.unpack(creds)[0]
+    return pid or None
 
-    __slots__ = ("display", "failures", "retry_at")
 
-    def __init__(self, display: str) -> None:
+def may_resend(idempotent: bool, old_peer: int | None, new_peer: int | None) -> bool:
+    """Whether a request whose connection broke after it was sent may run again on a new
+    connection: an idempotent one may; another (``INCRBY``...) only when the new connection
+    reaches another store process, since the old one's data, and whatever the request did to
+    it, died with it. Over TCP nobody can tell, so such a request is never sent twice."""
+    return idempotent or (old_peer is not None and new_peer is not None and old_peer != new_peer)
+
+
+class Reconnect:
+    """Connect pacing while the store is unreachable (one per backend).
+
+    A failed connect starts an outage. For its first ``grace`` seconds (the client timeout; a
+    supervised store is back in ~150 ms) the store counts as restarting: callers that may wait
+    try again every :data:`RETRY_INTERVAL` until their deadline, so they reach the new store
+    as soon as it listens. A longer outage makes every call fail at once, except one probe
+    every :data:`PROBE_INTERVAL`: a dead store costs no waiting and no connect per request.
+    """
+
+    __slots__ = ("display", "down_since", "grace", "last_error", "next_attempt")
+
+    def __init__(self, display: str, grace: float | None) -> None:
         self.display = display
-        self.failures = 0
-        self.retry_at = 0.0
+        self.grace = grace
+        self.down_since: float | None = None
+        self.next_attempt = 0.0
+        self.last_error: CacheConnectionError | None = None
 
-    def check(self) -> None:
-        """Raise at once while waiting for the next connect attempt."""
-        if self.failures:
-            wait = self.retry_at - time.monotonic()
-            if wait > 0:
-                raise CacheConnectionError(
-                    f"the store at {self.display} is unreachable "
-                    f"(next connect attempt in {wait:.2f}s)"
-                )
+    def deadline(self, wait: bool) -> float | None:
+        """Until when a call that starts now waits for the store (None: it does not wait)."""
+        if not wait:
+            return None
+        return math.inf if self.grace is None else time.monotonic() + self.grace
 
-    def failed(self) -> None:
+    def wait_time(self, deadline: float | None) -> float:
+        """Seconds until the next connect attempt (0: now); raise the outage's error when a
+        caller with ``deadline`` cannot wait that long."""
+        if self.down_since is None:
+            return 0.0
+        now = time.monotonic()
+        delay = self.next_attempt - now
+        if delay <= 0:
+            return 0.0
+        if deadline is None or now + delay > deadline or not self._restarting(now):
+            error = self.last_error
+            assert error is not None
+            raise type(error)(str(error))
+        return delay
+
+    def _restarting(self, now: float) -> bool:
+        return self.down_since is None or self.grace is None or now - self.down_since < self.grace
+
+    def failed(self, error: CacheConnectionError) -> None:
         """Record a failed connect."""
-        delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2**self.failures)
-        self.failures += 1
-        self.retry_at = time.monotonic() + delay
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+        self.last_error = error
+        self.next_attempt = now + (RETRY_INTERVAL if self._restarting(now) else PROBE_INTERVAL)
 
     def succeeded(self) -> None:
-        """Record a successful connect."""
-        self.failures = 0
+        """Record a successful connect: the outage, if any, is over."""
+        self.down_since = None

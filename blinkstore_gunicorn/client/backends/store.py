@@ -8,14 +8,18 @@ Why this shape:
 * Only stdlib sockets, so gevent's monkeypatching makes the same code cooperative.
 * Fork safety: ``os.register_at_fork`` empties every pool in the child, so a connection made
   before a fork (gunicorn ``preload_app``) is never used by two processes.
-* An idle connection may be dead after a store restart; the first failure on a reused
-  connection drops every idle one and retries once on a fresh connection when that is safe
-  (the request surely did not run, or it is idempotent).
+* A store restart (the supervisor needs ~150 ms) is waited for, not reported: connects are
+  retried at a short fixed pace within the client timeout (see ``_resp.Reconnect``), for
+  reads too unless the cache serves misses during outages (``wait_on_reads=False``).
+* A connection that breaks under a request (the store was killed) drops every idle one and
+  runs the request once more on a fresh connection when that is safe: it surely did not run,
+  it is idempotent, or the fresh connection reaches another store process (``may_resend``).
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -44,14 +48,14 @@ class _Closed(Exception):
 
 
 class _Connection:
-    """One socket plus its reply parser; ``reused`` once it served a request."""
+    """One socket, its reply parser, and the pid of the store process it reaches."""
 
-    __slots__ = ("reader", "reused", "sock")
+    __slots__ = ("peer", "reader", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = resp.ReplyReader()
-        self.reused = False
+        self.peer = _resp.peer_pid(sock)
 
     def read_reply(self) -> resp.Reply:
         reader = self.reader
@@ -76,17 +80,25 @@ class _Connection:
             pass
 
 
-def _safe_to_retry(exc: BaseException, sent: bool, idempotent: bool) -> bool:
-    """Whether a request that failed on a reused connection may run again on a new one."""
-    if isinstance(exc, TimeoutError):
-        return False
-    if not sent:
-        return True  # nothing reached the store
-    if not idempotent:
-        return False
-    if isinstance(exc, _Closed):
-        return not exc.got_data
-    return isinstance(exc, ConnectionResetError | BrokenPipeError)
+class _Broken(Exception):
+    """A request's connection failed; ``sent`` says whether the request reached the socket."""
+
+    def __init__(self, cause: BaseException, sent: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.sent = sent
+
+    @property
+    def may_run_again(self) -> bool:
+        """Whether the request may be sent again, given the right new connection (a timeout
+        never: the store may still be working on it; a partial reply neither)."""
+        if isinstance(self.cause, TimeoutError):
+            return False
+        if not self.sent:
+            return True
+        if isinstance(self.cause, _Closed):
+            return not self.cause.got_data
+        return isinstance(self.cause, ConnectionResetError | BrokenPipeError)
 
 
 class StoreBackend:
@@ -101,21 +113,35 @@ class StoreBackend:
         timeout: float | None,
         connect_timeout: float | None,
         max_idle: int = 8,
+        wait_on_reads: bool = True,
     ) -> None:
         self.url = url
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_idle = max_idle
+        self._reads_wait = wait_on_reads
         self._idle: list[_Connection] = []
-        self._backoff = _resp.Backoff(url.display)
+        self._reconnect = _resp.Reconnect(url.display, timeout)
         self._lock_keys: LockKeyLeases | None = None
         self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
         _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connect(self) -> _Connection:
-        self._backoff.check()
+    def _connect(self, wait: bool) -> _Connection:
+        """A new connection; with ``wait``, a restarting store is waited for (see module)."""
+        reconnect = self._reconnect
+        deadline = reconnect.deadline(wait)
+        while True:
+            delay = reconnect.wait_time(deadline)
+            if delay:
+                time.sleep(delay)
+            conn = self._attempt()
+            if conn is not None:
+                return conn
+
+    def _attempt(self) -> _Connection | None:
+        """One connect (and AUTH); None when nobody listens (recorded for pacing)."""
         url = self.url
         sock: socket.socket | None = None
         try:
@@ -131,8 +157,8 @@ class StoreBackend:
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            self._backoff.failed()
-            raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
+            self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
+            return None
         conn = _Connection(sock)
         if self._auth is not None:
             try:
@@ -140,7 +166,6 @@ class StoreBackend:
                 reply = conn.read_reply()
             except (OSError, _Closed) as exc:
                 conn.close()
-                self._backoff.failed()
                 raise CacheConnectionError(
                     f"the store at {url.display} dropped the connection during AUTH: {exc}"
                 ) from None
@@ -149,7 +174,7 @@ class StoreBackend:
                 raise CacheConnectionError(
                     f"authentication with the store at {url.display} failed: {reply.message}"
                 )
-        self._backoff.succeeded()
+        self._reconnect.succeeded()
         return conn
 
     def _drop_idle(self) -> None:
@@ -165,10 +190,12 @@ class StoreBackend:
 
     # -- requests --------------------------------------------------------------------------
 
-    def _request(self, payload: bytes, replies: int = 1, idempotent: bool = True) -> Any:
+    def _request(
+        self, payload: bytes, replies: int = 1, idempotent: bool = True, wait: bool = True
+    ) -> Any:
         """Send ``payload`` (``replies`` pipelined commands); return the reply (or the list of
         replies when ``replies > 1``). Error replies raise after the connection is returned."""
-        result, conn = self._round_trip(payload, replies, idempotent)
+        result, conn = self._round_trip(payload, replies, idempotent, wait=wait)
         self._checkin(conn)
         if replies == 1:
             if type(result) is resp.ErrorReply:
@@ -178,12 +205,17 @@ class StoreBackend:
                 _resp.check(reply)
         return result
 
+    def _read(self, payload: bytes) -> Any:
+        """A request that only reads: it waits for a restarting store only if reads do."""
+        return self._request(payload, wait=self._reads_wait)
+
     def _round_trip(
         self,
         payload: bytes,
         replies: int = 1,
         idempotent: bool = True,
         timeout: float | _resp.Unset | None = _resp.UNSET,
+        wait: bool = True,
     ) -> tuple[Any, _Connection]:
         """Send ``payload`` on a pooled connection and read ``replies`` replies; the caller
         owns the connection afterwards (``_checkin`` gives it back). ``timeout`` overrides
@@ -191,7 +223,50 @@ class StoreBackend:
         try:
             conn = self._idle.pop()
         except IndexError:
-            conn = self._connect()
+            conn = self._connect(wait)
+        try:
+            return self._exchange(conn, payload, replies, timeout), conn
+        except _Broken as broken:
+            if not broken.may_run_again:
+                raise self._io_error(broken.cause) from None
+            # A store restart kills every idle connection at once.
+            self._drop_idle()
+            fresh = self._connect(wait)
+            if broken.sent:
+                fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait)
+                if not _resp.may_resend(idempotent, conn.peer, fresh.peer):
+                    self._checkin(fresh)
+                    raise self._io_error(broken.cause) from None
+        try:
+            return self._exchange(fresh, payload, replies, timeout), fresh
+        except _Broken as again:
+            raise self._io_error(again.cause) from None
+
+    def _past_a_dying_store(
+        self, old_peer: int | None, fresh: _Connection, idempotent: bool, wait: bool
+    ) -> _Connection:
+        """``fresh``, or a newer connection when ``fresh`` reached the same store process as
+        the broken one and that process turns out to be dying (a killed process can accept a
+        connection while its sockets are being closed)."""
+        for _ in range(_resp.DYING_STORE_CHECKS):
+            if _resp.may_resend(idempotent, old_peer, fresh.peer) or fresh.peer is None:
+                break
+            try:
+                self._exchange(fresh, _resp.PING, 1, _resp.UNSET)
+            except _Broken:
+                fresh = self._connect(wait)
+            else:
+                break
+        return fresh
+
+    def _exchange(
+        self,
+        conn: _Connection,
+        payload: bytes,
+        replies: int,
+        timeout: float | _resp.Unset | None,
+    ) -> Any:
+        """One request on ``conn``; a connection failure closes it and raises :class:`_Broken`."""
         sent = False
         try:
             if not isinstance(timeout, _resp.Unset):
@@ -206,18 +281,13 @@ class StoreBackend:
                 conn.sock.settimeout(self._timeout)
         except (OSError, _Closed) as exc:
             conn.close()
-            if conn.reused and _safe_to_retry(exc, sent, idempotent):
-                # A store restart kills every idle connection at once.
-                self._drop_idle()
-                return self._round_trip(payload, replies, idempotent, timeout)
-            raise self._io_error(exc) from None
+            raise _Broken(exc, sent) from None
         except BaseException:
             # Interrupted mid-request (KeyboardInterrupt, gevent.Timeout...): the reply may
             # still arrive on this socket, so it must never serve another request.
             conn.close()
             raise
-        conn.reused = True
-        return result, conn
+        return result
 
     def _checkin(self, conn: _Connection) -> None:
         idle = self._idle  # read again: a fork or a restart may have replaced the list
@@ -241,12 +311,12 @@ class StoreBackend:
 
     def get(self, key: bytes) -> bytes | None:
         """GET."""
-        reply: bytes | None = self._request(_resp.cmd_get(key))
+        reply: bytes | None = self._read(_resp.cmd_get(key))
         return reply
 
     def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """MGET."""
-        return _resp.as_values(self._request(resp.encode_command("MGET", *keys)))
+        return _resp.as_values(self._read(resp.encode_command("MGET", *keys)))
 
     def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
         """SET [PX] [NX|XX]."""
@@ -262,10 +332,10 @@ class StoreBackend:
 
     def exists(self, key: bytes) -> bool:
         """EXISTS."""
-        return _resp.as_int(self._request(resp.encode_command("EXISTS", key))) > 0
+        return _resp.as_int(self._read(resp.encode_command("EXISTS", key))) > 0
 
     def incrby(self, key: bytes, delta: int) -> int:
-        """INCRBY (never retried: it is not idempotent)."""
+        """INCRBY (sent twice only to a new store process, see ``may_resend``)."""
         payload = resp.encode_command("INCRBY", key, delta)
         return _resp.as_int(self._request(payload, idempotent=False))
 
@@ -278,13 +348,13 @@ class StoreBackend:
 
     def pttl(self, key: bytes) -> int:
         """PTTL."""
-        return _resp.as_int(self._request(resp.encode_command("PTTL", key)))
+        return _resp.as_int(self._read(resp.encode_command("PTTL", key)))
 
     def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
         """SCAN until the cursor comes back 0."""
         cursor = 0
         while True:
-            cursor, keys = _resp.scan_reply(self._request(_resp.cmd_scan(cursor, match, count)))
+            cursor, keys = _resp.scan_reply(self._read(_resp.cmd_scan(cursor, match, count)))
             yield from keys
             if cursor == 0:
                 return
@@ -295,11 +365,11 @@ class StoreBackend:
 
     def ping(self) -> None:
         """PING."""
-        self._request(_resp.PING)
+        self._read(_resp.PING)
 
     def info(self) -> dict[str, Any]:
         """INFO, parsed."""
-        return _resp.parse_info(self._request(_resp.INFO))
+        return _resp.parse_info(self._read(_resp.INFO))
 
     # -- single-flight leases (BS.* commands, see docs/stampede.md) -----------------------
 
@@ -309,7 +379,9 @@ class StoreBackend:
             return self._lock_keys.fetch(key, lease_ms, wait_ms)
         payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
         timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
-        reply, conn = self._round_trip(payload, idempotent=False, timeout=timeout)
+        reply, conn = self._round_trip(
+            payload, idempotent=False, timeout=timeout, wait=self._reads_wait
+        )
         self._checkin_unless_lease(conn, reply)
         if _resp.is_unknown_command(reply):
             return self._without_native_leases().fetch(key, lease_ms, wait_ms)
@@ -324,7 +396,7 @@ class StoreBackend:
         if self._lock_keys is not None:
             return self._lock_keys.try_lease(key, lease_ms)
         reply, conn = self._round_trip(
-            resp.encode_command("BS.LEASE", key, lease_ms), idempotent=False
+            resp.encode_command("BS.LEASE", key, lease_ms), idempotent=False, wait=False
         )
         self._checkin_unless_lease(conn, reply)
         if _resp.is_unknown_command(reply):

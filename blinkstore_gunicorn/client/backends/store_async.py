@@ -12,13 +12,16 @@ so 100 coroutines asking at once cost one ``write`` and the store answers them i
   order, so if that one is overdue the store is stuck: every waiter gets
   :class:`CacheTimeoutError` and the connection is dropped (the next call reconnects).
 * Fork and event-loop changes drop the connections (they belong to the old loop).
+* Store restarts: connects are retried at a short fixed pace within the client timeout
+  (``_resp.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
+  and a request whose connection broke runs once more when ``_resp.may_resend`` allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
 from blinkstore_gunicorn.client.backends import _resp
@@ -58,12 +61,15 @@ class _Pipeline(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self.error: CacheError | None = None
+        #: The pid of the store process this connection reaches (None: unknown).
+        self.peer: int | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self._transport = cast(asyncio.Transport, transport)
+        self.peer = _resp.peer_pid(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -191,16 +197,18 @@ class AsyncStoreBackend:
         connect_timeout: float | None,
         connections: int = 1,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        wait_on_reads: bool = True,
     ) -> None:
         self.url = url
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_in_flight = max_in_flight
+        self._reads_wait = wait_on_reads
         self._slots: list[_Pipeline | None] = [None] * connections
-        self._opening: list[asyncio.Task[_Pipeline] | None] = [None] * connections
+        self._opening: list[asyncio.Task[_Pipeline | None] | None] = [None] * connections
         self._next = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._backoff = _resp.Backoff(url.display)
+        self._reconnect = _resp.Reconnect(url.display, timeout)
         #: Unshared connections for requests the store may park (BS.FETCH): a parked
         #: request would hold up every reply pipelined behind it.
         self._spare: list[_Pipeline] = []
@@ -219,38 +227,67 @@ class AsyncStoreBackend:
         self._spare = []
         self._loop = None
 
-    async def _pipeline(self) -> _Pipeline:
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self._loop is not None:
                 self._forget()
             self._loop = loop
-        slots = self._slots
+        return loop
+
+    async def _pipeline(self, wait: bool) -> _Pipeline:
+        """A shared connection (round robin); with ``wait``, a restarting store is waited for."""
+        self._own_loop()
         index = self._next
-        self._next = (index + 1) % len(slots)
-        pipeline = slots[index]
+        self._next = (index + 1) % len(self._slots)
+        pipeline = self._slots[index]
+        if pipeline is not None and pipeline.usable:
+            return pipeline
+        return await self._until_connected(lambda: self._reopen(index), wait)
+
+    async def _reopen(self, index: int) -> _Pipeline | None:
+        """Slot ``index``'s connection, opened by one attempt that every caller shares."""
+        pipeline = self._slots[index]
         if pipeline is not None and pipeline.usable:
             return pipeline
         task = self._opening[index]
         if task is None:
-            task = loop.create_task(self._open(index))
+            task = asyncio.get_running_loop().create_task(self._open(index))
             # Waiters may all be cancelled; the outcome is then read here, never "unretrieved".
             task.add_done_callback(_consume_outcome)
             self._opening[index] = task
         # Shielded: one caller's cancellation must not abort a connect others wait for.
         return await asyncio.shield(task)
 
-    async def _open(self, index: int) -> _Pipeline:
+    async def _open(self, index: int) -> _Pipeline | None:
         try:
-            pipeline = await self._connect(self._timeout)
+            pipeline = await self._attempt(self._timeout)
             self._slots[index] = pipeline
             return pipeline
         finally:
             self._opening[index] = None
 
-    async def _connect(self, timeout: float | None) -> _Pipeline:
-        """A new authenticated connection whose replies time out after ``timeout``."""
-        self._backoff.check()
+    async def _connect(self, timeout: float | None, wait: bool) -> _Pipeline:
+        """A new unshared connection whose replies time out after ``timeout``."""
+        return await self._until_connected(lambda: self._attempt(timeout), wait)
+
+    async def _until_connected(
+        self, attempt: Callable[[], Awaitable[_Pipeline | None]], wait: bool
+    ) -> _Pipeline:
+        """Run ``attempt`` until it connects, paced (and bounded) by ``_resp.Reconnect``."""
+        reconnect = self._reconnect
+        deadline = reconnect.deadline(wait)
+        while True:
+            delay = reconnect.wait_time(deadline)
+            if delay:
+                await asyncio.sleep(delay)
+            pipeline = await attempt()
+            if pipeline is not None:
+                return pipeline
+
+    async def _attempt(self, timeout: float | None) -> _Pipeline | None:
+        """One connect (and AUTH) whose replies time out after ``timeout``; None when nobody
+        listens (recorded for pacing)."""
         loop = asyncio.get_running_loop()
         url = self.url
 
@@ -265,10 +302,10 @@ class AsyncStoreBackend:
                 connecting = loop.create_connection(factory, url.host, url.port)
             _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            self._backoff.failed()
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
                 exc = TimeoutError()
-            raise _resp.connect_error(url.display, exc, self._connect_timeout) from None
+            self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
+            return None
         if url.password is not None:
             reply = await pipeline.request(resp.encode_command("AUTH", url.password))
             if isinstance(reply, resp.ErrorReply):
@@ -276,7 +313,7 @@ class AsyncStoreBackend:
                 raise CacheConnectionError(
                     f"authentication with the store at {url.display} failed: {reply.message}"
                 )
-        self._backoff.succeeded()
+        self._reconnect.succeeded()
         return pipeline
 
     async def close(self) -> None:
@@ -291,35 +328,78 @@ class AsyncStoreBackend:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _request(self, payload: bytes) -> Any:
-        pipeline = await self._pipeline()
+    async def _request(self, payload: bytes, idempotent: bool = True, wait: bool = True) -> Any:
+        """One request's reply; error replies raise :class:`CacheResponseError`."""
+        pipeline = await self._pipeline(wait)
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
-        reply = await pipeline.request(payload)
+        try:
+            reply = await pipeline.request(payload)
+        except CacheTimeoutError:
+            raise  # the store may still be working on it
+        except CacheConnectionError:
+            reply = (await self._again(pipeline, (payload,), idempotent, wait))[0]
         if type(reply) is resp.ErrorReply:
             raise CacheResponseError(reply.message)
         return reply
 
     async def _request_many(self, payloads: Sequence[bytes]) -> list[Any]:
-        pipeline = await self._pipeline()
-        if len(pipeline.pending) >= pipeline.limit:
-            await pipeline.wait_room()
-        futures = [pipeline.request(payload) for payload in payloads]
-        replies = [await future for future in futures]
+        pipeline = await self._pipeline(True)
+        try:
+            replies = await self._exchange(pipeline, payloads)
+        except CacheTimeoutError:
+            raise
+        except CacheConnectionError:
+            replies = await self._again(pipeline, payloads, True, True)
         for reply in replies:
             _resp.check(reply)
         return replies
+
+    def _read(self, payload: bytes) -> Awaitable[Any]:
+        """A request that only reads: it waits for a restarting store only if reads do.
+        (A plain function handing back ``_request``'s coroutine: no extra frame per GET.)"""
+        return self._request(payload, wait=self._reads_wait)
+
+    async def _again(
+        self, broken: _Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
+    ) -> list[Any]:
+        """Run ``payloads``, whose connection ``broken`` broke under them, once more on a new
+        connection if ``_resp.may_resend`` allows; else raise the connection's error."""
+        fresh = await self._pipeline(wait)
+        for _ in range(_resp.DYING_STORE_CHECKS):
+            if _resp.may_resend(idempotent, broken.peer, fresh.peer) or fresh.peer is None:
+                break
+            # The same store process: alive (it may have run the request), or still dying (a
+            # killed process can accept a connection while its sockets are being closed).
+            try:
+                await self._exchange(fresh, (_resp.PING,))
+            except CacheConnectionError:
+                fresh = await self._pipeline(wait)
+            else:
+                break
+        if not _resp.may_resend(idempotent, broken.peer, fresh.peer):
+            error = broken.error
+            assert error is not None
+            raise type(error)(str(error))
+        return await self._exchange(fresh, payloads)
+
+    @staticmethod
+    async def _exchange(pipeline: _Pipeline, payloads: Sequence[bytes]) -> list[Any]:
+        if len(pipeline.pending) >= pipeline.limit:
+            await pipeline.wait_room()
+        futures = [pipeline.request(payload) for payload in payloads]
+        return [await future for future in futures]
 
     # -- operations ------------------------------------------------------------------------
 
     async def get(self, key: bytes) -> bytes | None:
         """GET."""
-        reply: bytes | None = await self._request(_resp.cmd_get(key))
+        reply: bytes | None = await self._read(_resp.cmd_get(key))
         return reply
 
     async def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """MGET."""
-        return _resp.as_values(await self._request(resp.encode_command("MGET", *keys)))
+        return _resp.as_values(await self._read(resp.encode_command("MGET", *keys)))
 
     async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
         """SET [PX] [NX|XX]."""
@@ -335,11 +415,12 @@ class AsyncStoreBackend:
 
     async def exists(self, key: bytes) -> bool:
         """EXISTS."""
-        return _resp.as_int(await self._request(resp.encode_command("EXISTS", key))) > 0
+        return _resp.as_int(await self._read(resp.encode_command("EXISTS", key))) > 0
 
     async def incrby(self, key: bytes, delta: int) -> int:
-        """INCRBY."""
-        return _resp.as_int(await self._request(resp.encode_command("INCRBY", key, delta)))
+        """INCRBY (sent twice only to a new store process, see ``_resp.may_resend``)."""
+        payload = resp.encode_command("INCRBY", key, delta)
+        return _resp.as_int(await self._request(payload, idempotent=False))
 
     async def pexpire(self, key: bytes, px: int | None) -> bool:
         """PEXPIRE, or PERSIST + EXISTS."""
@@ -350,13 +431,13 @@ class AsyncStoreBackend:
 
     async def pttl(self, key: bytes) -> int:
         """PTTL."""
-        return _resp.as_int(await self._request(resp.encode_command("PTTL", key)))
+        return _resp.as_int(await self._read(resp.encode_command("PTTL", key)))
 
     async def scan_iter(self, match: bytes, count: int) -> AsyncIterator[bytes]:
         """SCAN until the cursor comes back 0."""
         cursor = 0
         while True:
-            reply = await self._request(_resp.cmd_scan(cursor, match, count))
+            reply = await self._read(_resp.cmd_scan(cursor, match, count))
             cursor, keys = _resp.scan_reply(reply)
             for key in keys:
                 yield key
@@ -369,29 +450,27 @@ class AsyncStoreBackend:
 
     async def ping(self) -> None:
         """PING."""
-        await self._request(_resp.PING)
+        await self._read(_resp.PING)
 
     async def info(self) -> dict[str, Any]:
         """INFO, parsed."""
-        return _resp.parse_info(await self._request(_resp.INFO))
+        return _resp.parse_info(await self._read(_resp.INFO))
 
     # -- single-flight leases (BS.* commands, see docs/stampede.md) -----------------------
 
-    async def _alone(self, payload: bytes, timeout: float | None) -> tuple[Any, _Pipeline]:
+    async def _alone(
+        self, payload: bytes, timeout: float | None, wait: bool
+    ) -> tuple[Any, _Pipeline]:
         """Send ``payload`` on an unshared connection; the caller owns it afterwards. Any
         failure or cancellation closes it, which also ends a lease or wait it had."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            if self._loop is not None:
-                self._forget()
-            self._loop = loop
+        self._own_loop()
         spare = self._spare
         while spare:
             pipeline = spare.pop()
             if pipeline.usable:
                 break
         else:
-            pipeline = await self._connect(None)
+            pipeline = await self._connect(None, wait)
         try:
             reply = await asyncio.wait_for(pipeline.request(payload), timeout)
         except asyncio.TimeoutError:
@@ -416,7 +495,7 @@ class AsyncStoreBackend:
             return await self._lock_keys.fetch(key, lease_ms, wait_ms)
         payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
         timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
-        reply, pipeline = await self._alone(payload, timeout)
+        reply, pipeline = await self._alone(payload, timeout, self._reads_wait)
         if not _resp.grants_lease(reply):
             self._give_back(pipeline)
         if _resp.is_unknown_command(reply):
@@ -431,7 +510,7 @@ class AsyncStoreBackend:
         if self._lock_keys is not None:
             return await self._lock_keys.try_lease(key, lease_ms)
         reply, pipeline = await self._alone(
-            resp.encode_command("BS.LEASE", key, lease_ms), self._timeout
+            resp.encode_command("BS.LEASE", key, lease_ms), self._timeout, False
         )
         if not _resp.grants_lease(reply):
             self._give_back(pipeline)
@@ -448,7 +527,7 @@ class AsyncStoreBackend:
     async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
         """Compare-and-delete by script (only used against Redis/Valkey servers)."""
         payload = resp.encode_command("EVAL", _resp.DELETE_IF_EQUAL, 1, key, expected)
-        return _resp.as_int(await self._request(payload)) > 0
+        return _resp.as_int(await self._request(payload, idempotent=False)) > 0
 
 
 class _AsyncStoreLease:
