@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import Gunicorn, cmdline, wait_until
+from tests.e2e.gunicorn_harness import Gunicorn, listening_unix_sockets, wait_until
 from tests.test_docs import quickstart_app
 
 pytestmark = pytest.mark.slow
@@ -117,8 +117,8 @@ class Kill:
 
 
 def _socket_path(store_pid: int) -> str:
-    args = cmdline(store_pid).split()
-    return args[args.index("--unix") + 1]
+    (path,) = listening_unix_sockets(store_pid)
+    return path
 
 
 def _kill_store_and_wait_for_the_app(server: Gunicorn, load: Load) -> Kill:
