@@ -7,6 +7,11 @@ order, and the replies go out in one ``transport.write``. Backpressure: when the
 write buffer passes its high-water mark (``pause_writing``) the connection stops reading and
 parks the rest of the batch until the peer has read (``resume_writing``), so a client that
 pipelines huge replies and never reads cannot make the store buffer without bound.
+
+Before AUTH on a password-protected store a connection may only send small requests (at most
+:data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
+CVE-2021-32675): a second reader with that limit checks the same bytes, so a request announced
+larger (a bulk header, a long line) closes the connection before its payload is buffered.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
+from blinkstore_gunicorn.protocol.errors import ProtocolError
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
@@ -25,7 +31,7 @@ from blinkstore_gunicorn.server.text_commands import execute_text
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.store import StoreServer
 
-__all__ = ["MAX_CLIENTS_REPLY", "StoreConnection"]
+__all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "StoreConnection"]
 
 log = logging.getLogger("blinkstore.server")
 
@@ -38,6 +44,10 @@ FLUSH_BYTES = 1024 * 1024
 MAX_HELD = 1024
 #: Write-buffer high-water mark: above it the connection stops reading.
 WRITE_HIGH_WATER = 4 * 1024 * 1024
+#: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
+PREAUTH_REQUEST_MAX = 4 * 1024
+#: Seconds between two log lines about connections closed before AUTH.
+PREAUTH_LOG_INTERVAL = 10.0
 
 
 class StoreConnection(asyncio.Protocol):
@@ -53,6 +63,8 @@ class StoreConnection(asyncio.Protocol):
         "_eof",
         "_execute",
         "_first_line",
+        "_gate",
+        "_gate_failed",
         "_line_open",
         "_reader",
         "_resp",
@@ -85,6 +97,10 @@ class StoreConnection(asyncio.Protocol):
         self._first_line = b""
         #: Whether the bytes received so far end inside a line (text protocol, EOF handling).
         self._line_open = False
+        #: Before AUTH: a reader with the pre-auth size limit fed the same bytes (None once
+        #: authenticated or when no password is set; False until the protocol is known).
+        self._gate: Any = None
+        self._gate_failed = False
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -105,6 +121,8 @@ class StoreConnection(asyncio.Protocol):
         client = server.dispatcher.new_client()
         client.deliver = self.deliver
         self._client = client
+        if not client.authenticated:
+            self._gate = False
 
     def data_received(self, data: bytes) -> None:
         if self._direct:
@@ -133,6 +151,8 @@ class StoreConnection(asyncio.Protocol):
             self._received(data)
         except Exception:
             self._fail("error while serving")
+        if self._gate is not None:
+            self._after_unauthenticated()
         self._refresh_direct()
 
     def _refresh_direct(self) -> None:
@@ -149,6 +169,8 @@ class StoreConnection(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         """The general path: feed the reader, then run or park what it completes."""
+        if self._gate is not None:
+            self._check_unauthenticated(data)
         reader = self._reader
         if reader is None:
             reader = self._choose_protocol(data)
@@ -166,6 +188,41 @@ class StoreConnection(asyncio.Protocol):
                 self._transport.pause_reading()  # type: ignore[union-attr]
         elif batch:
             self._run(batch)
+
+    def _check_unauthenticated(self, data: bytes) -> None:
+        """Feed the pre-auth gate; a request over :data:`PREAUTH_REQUEST_MAX` fails it."""
+        gate = self._gate
+        if gate is False:
+            if is_resp_start(data[0]):
+                gate = resp.CommandReader(max_request_size=PREAUTH_REQUEST_MAX)
+            else:
+                gate = text.LineReader(max_line=PREAUTH_REQUEST_MAX)
+            self._gate = gate
+        gate.feed(data)
+        parsed = gate.drain()
+        if parsed and isinstance(parsed[-1], ProtocolError):
+            # Not closed yet: an AUTH earlier in the same read still counts.
+            self._gate_failed = True
+
+    def _after_unauthenticated(self) -> None:
+        """After a pre-auth read ran: drop the gate once authenticated, else close on failure."""
+        client = self._client
+        if client is not None and client.authenticated:
+            self._gate = None
+            return
+        if not self._gate_failed or self._closed:
+            return
+        count = self._server.preauth_closes.event()
+        if count:
+            log.warning(
+                "closed %d connection(s) sending a request over %d bytes before AUTH "
+                "(last: client %d, %s)",
+                count,
+                PREAUTH_REQUEST_MAX,
+                client.id if client is not None else 0,
+                self.peer,
+            )
+        self._close()
 
     def eof_received(self) -> bool | None:
         if not self._closed and not self._resp and self._line_open:

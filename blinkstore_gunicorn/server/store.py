@@ -19,6 +19,7 @@ from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
@@ -99,8 +100,9 @@ class StoreServer:
         self._expiry: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
-        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
-        self._refused_unreported = 0
+        self._refusals = LogThrottle(REFUSAL_LOG_INTERVAL)
+        #: Connections closed for sending too much before AUTH (logged at most every 10 s).
+        self.preauth_closes = LogThrottle(REFUSAL_LOG_INTERVAL)
 
     # -- connection bookkeeping (called by StoreConnection) -------------------------------
 
@@ -112,17 +114,13 @@ class StoreServer:
             return False
         if len(self.connections) >= self.settings.max_connections:
             stats.rejected_connections += 1
-            self._refused_unreported += 1
-            now = time.monotonic()
-            # At most one line per interval, so a connection flood cannot flood the log.
-            if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+            refused = self._refusals.event()
+            if refused:
                 log.warning(
                     "refused %d connection(s): max connections (%d) reached",
-                    self._refused_unreported,
+                    refused,
                     self.settings.max_connections,
                 )
-                self._refusal_logged_at = now
-                self._refused_unreported = 0
             return False
         self.connections.add(connection)
         stats.connected = len(self.connections)
