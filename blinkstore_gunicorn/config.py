@@ -248,6 +248,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SIZE",
     ),
     SettingSpec(
+        "client_buffer_limit",
+        parse_size,
+        "bytes all connections together may hold in partial requests and unread replies; past"
+        " it the connection holding the most is closed (default: half the memory limit, at"
+        " least max request size)",
+        "SIZE",
+    ),
+    SettingSpec(
         "password",
         _parse_text,
         "require AUTH with this password on every connection (prefer BLINKSTORE_PASSWORD: "
@@ -283,6 +291,7 @@ class StoreSettings:
     max_value_size: int = 16 * MiB
     max_connections: int = 10000
     max_request_size: int | None = None
+    client_buffer_limit: int | None = None
     password: str | None = None
     log_level: str = "info"
 
@@ -301,6 +310,15 @@ class StoreSettings:
             raise ConfigError("max_request_size", "must be at least 1KiB")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+        if self.client_buffer_limit is not None and self.client_buffer_limit < (
+            self.request_size_limit
+        ):
+            raise ConfigError(
+                "client_buffer_limit",
+                f"must be at least the max request size ({format_size(self.request_size_limit)}),"
+                f" or one request could not be received; lower {flag_name('max_request_size')}"
+                " too",
+            )
         tcp = self.tcp_address
         if tcp is not None and self.password is None and not tcp.is_loopback:
             raise ConfigError(
@@ -322,6 +340,14 @@ class StoreSettings:
         if self.max_request_size is not None:
             return self.max_request_size
         return max(64 * MiB, self.max_value_size + self.max_key_size + MiB)
+
+    @property
+    def client_buffer_budget(self) -> int:
+        """``client_buffer_limit``, or its default: half the memory limit, at least one
+        request of the max request size (so data and clients stay within 1.5x the limit)."""
+        if self.client_buffer_limit is not None:
+            return self.client_buffer_limit
+        return max(self.request_size_limit, self.memory_limit // 2)
 
     @property
     def log_level_number(self) -> int:
@@ -408,6 +434,7 @@ class StoreSettings:
             "max_value_size": format_size(self.max_value_size),
             "max_connections": str(self.max_connections),
             "max_request_size": format_size(self.request_size_limit),
+            "client_buffer_limit": format_size(self.client_buffer_budget),
             "password": "set" if self.password else "not set",
             "log_level": self.log_level,
         }

@@ -171,6 +171,10 @@ class ServerStats:
     rejected_connections: int = 0
     commands_processed: int = 0
     last_client_id: int = 0
+    #: Bytes the connections last reported holding (see ``budget.py``).
+    client_buffers: int = 0
+    #: Connections closed because all client buffers together were over their limit.
+    evicted_clients: int = 0
 
     @property
     def uptime_seconds(self) -> int:
@@ -320,6 +324,7 @@ class Dispatcher:
         "known_commands",
         "leases",
         "max_key_size",
+        "max_reply_size",
         "max_request_size",
         "max_value_size",
         "preauth_table",
@@ -336,6 +341,7 @@ class Dispatcher:
         max_key_size: int = 64 * 1024,
         max_value_size: int = 16 * 1024 * 1024,
         max_request_size: int = 64 * 1024 * 1024,
+        max_reply_size: int = 64 * 1024 * 1024,
     ) -> None:
         self.engine = engine
         self.clock_ms = clock_ms
@@ -344,6 +350,9 @@ class Dispatcher:
         self.max_key_size = max_key_size
         self.max_value_size = max_value_size
         self.max_request_size = max_request_size
+        #: Largest reply a command that gathers many values may build (the client buffer limit:
+        #: a reply larger than all clients may hold would only get its connection shed).
+        self.max_reply_size = max_reply_size
         #: Single-flight leases and the callers parked on them (the BS.* commands).
         self.leases = LeaseTable()
         self.full_table = _lookup_table(COMMANDS)
@@ -527,6 +536,8 @@ def _info_memory(d: Dispatcher) -> list[tuple[str, object]]:
         ("maxmemory", limit),
         ("maxmemory_human", human_bytes(limit)),
         ("maxmemory_policy", "allkeys-lru"),
+        ("mem_clients_normal", d.stats.client_buffers),
+        ("maxmemory_clients", d.max_reply_size),
         ("mem_allocator", "pymalloc"),
     ]
 
@@ -537,6 +548,7 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
         ("total_connections_received", d.stats.connections_received),
         ("total_commands_processed", d.stats.commands_processed),
         ("rejected_connections", d.stats.rejected_connections),
+        ("evicted_clients", d.stats.evicted_clients),
         ("expired_keys", engine.expirations),
         ("evicted_keys", engine.evictions),
         ("keyspace_hits", engine.hits),
@@ -1018,7 +1030,14 @@ def cmd_type(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def cmd_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``MGET key [key...]``."""
     get = d.engine.get
-    return c.bulk_array([get(key) for key in args[1:]])
+    values = [get(key) for key in args[1:]]
+    # The same large key named many times would build a reply of any size.
+    size = sum(len(value) for value in values if value is not None)
+    if size > d.max_reply_size:
+        return resp.error(
+            f"ERR reply too large: {size} bytes exceeds the client buffer limit {d.max_reply_size}"
+        )
+    return c.bulk_array(values)
 
 
 def _pairs(d: Dispatcher, args: list[bytes], name: str) -> list[tuple[bytes, bytes]] | bytes:

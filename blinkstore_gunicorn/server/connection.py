@@ -12,6 +12,10 @@ Before AUTH on a password-protected store a connection may only send small reque
 :data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
 CVE-2021-32675): a second reader with that limit checks the same bytes, so a request announced
 larger (a bulk header, a long line) closes the connection before its payload is buffered.
+
+All connections together are bounded by the server's :class:`~.budget.ClientBudget`: a
+connection reports what it holds when that may be much (see ``budget.py``), never on the
+one-command path.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.server.budget import CHARGE_MIN
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
@@ -42,8 +47,9 @@ MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 FLUSH_BYTES = 1024 * 1024
 #: Requests held behind a deferred reply before the connection stops reading.
 MAX_HELD = 1024
-#: Write-buffer high-water mark: above it the connection stops reading.
-WRITE_HIGH_WATER = 4 * 1024 * 1024
+#: Write-buffer high-water mark: above it the connection stops reading (and reports to the
+#: client budget). Small enough that many connections below it hold little.
+WRITE_HIGH_WATER = 1024 * 1024
 #: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
 PREAUTH_REQUEST_MAX = 4 * 1024
 #: Seconds between two log lines about connections closed before AUTH.
@@ -65,13 +71,14 @@ class StoreConnection(asyncio.Protocol):
         "_first_line",
         "_gate",
         "_gate_failed",
-        "_line_open",
+        "_open_line",
         "_reader",
         "_resp",
         "_server",
         "_stats",
         "_transport",
         "_write_paused",
+        "charged",
         "peer",
     )
 
@@ -95,8 +102,10 @@ class StoreConnection(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._first_line = b""
-        #: Whether the bytes received so far end inside a line (text protocol, EOF handling).
-        self._line_open = False
+        #: Text protocols: bytes received after the last newline (a partial line).
+        self._open_line = 0
+        #: Bytes last reported to the server's client budget.
+        self.charged = 0
         #: Before AUTH: a reader with the pre-auth size limit fed the same bytes (None once
         #: authenticated or when no password is set; False until the protocol is known).
         self._gate: Any = None
@@ -175,10 +184,14 @@ class StoreConnection(asyncio.Protocol):
         if reader is None:
             reader = self._choose_protocol(data)
             if reader is None:
-                self._line_open = True
+                self._open_line = len(self._first_line)
                 return
             data, self._first_line = self._first_line, b""
-        self._line_open = data[-1:] != b"\n"
+        if not self._resp:
+            newline = data.rfind(b"\n")
+            self._open_line = (
+                len(data) - newline - 1 if newline >= 0 else self._open_line + len(data)
+            )
         reader.feed(data)
         batch = reader.drain()
         if self._backlog or self._deferred:
@@ -188,6 +201,39 @@ class StoreConnection(asyncio.Protocol):
                 self._transport.pause_reading()  # type: ignore[union-attr]
         elif batch:
             self._run(batch)
+        if self.charged or self._backlog or self._partial_request() >= CHARGE_MIN:
+            self._charge()
+
+    def _partial_request(self) -> int:
+        """Bytes received that do not form a complete request yet."""
+        if self._resp:
+            return int(self._reader.buffered)
+        return self._open_line
+
+    def _charge(self) -> None:
+        if self._client is not None:
+            self._server.budget.charge(self)
+
+    @property
+    def client_id(self) -> int:
+        """This connection's client id (0 before it has one)."""
+        return self._client.id if self._client is not None else 0
+
+    def held(self) -> tuple[int, int]:
+        """Bytes held for this client: (requests not answered yet, replies not sent yet)."""
+        requests = self._partial_request() if self._reader is not None else len(self._first_line)
+        for item in self._backlog:
+            if item.__class__ is list:
+                requests += sum(map(len, item))
+            elif item.__class__ is text.Request:
+                requests += len(item.key) + len(item.value)
+        transport = self._transport
+        replies = transport.get_write_buffer_size() if transport is not None else 0
+        return requests, replies
+
+    def shed(self) -> None:
+        """Drop this connection now (the client budget is exceeded and it holds the most)."""
+        self.abort()
 
     def _check_unauthenticated(self, data: bytes) -> None:
         """Feed the pre-auth gate; a request over :data:`PREAUTH_REQUEST_MAX` fails it."""
@@ -225,7 +271,7 @@ class StoreConnection(asyncio.Protocol):
         self._close()
 
     def eof_received(self) -> bool | None:
-        if not self._closed and not self._resp and self._line_open:
+        if not self._closed and not self._resp and self._open_line:
             # Like Blink Store, answer a last line that ends at EOF without its newline
             # (``printf 'GET k' | nc``).
             self.data_received(b"\n")
@@ -244,9 +290,11 @@ class StoreConnection(asyncio.Protocol):
         self._write_paused = True
         if self._transport is not None and not self._closed:
             self._transport.pause_reading()
+        self._charge()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._charge()
         if self._closed or self._transport is None or self._deferred:
             return
         self._transport.resume_reading()
@@ -289,6 +337,7 @@ class StoreConnection(asyncio.Protocol):
         client = self._client
         if client is not None:
             self._server.release(self)
+            self._server.budget.release(self)
             self._client = None
             for callback in client.on_close:
                 try:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
+from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.throttle import LogThrottle
@@ -28,6 +29,8 @@ log = logging.getLogger("blinkstore.server")
 
 #: Seconds between active-expiry passes.
 EXPIRY_INTERVAL = 0.1
+#: Seconds between two measurements of every connection's buffers (see ``budget.py``).
+BUDGET_AUDIT_INTERVAL = 1.0
 #: Seconds between two "refused connections" log lines.
 REFUSAL_LOG_INTERVAL = 10.0
 #: Pending connections the kernel queues (capped by net.core.somaxconn); a burst of clients
@@ -91,13 +94,17 @@ class StoreServer:
             max_key_size=settings.max_key_size,
             max_value_size=settings.max_value_size,
             max_request_size=settings.request_size_limit,
+            max_reply_size=settings.client_buffer_budget,
         )
         self.connections: set[StoreConnection] = set()
+        #: The one bound on what all connections hold together.
+        self.budget = ClientBudget(settings.client_buffer_budget, self.connections, self.stats)
         #: Where the store listens, as client URLs (``unix:///...``, ``tcp://host:port``).
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
         self._unix_identity: tuple[int, int] | None = None
         self._expiry: Ticker | None = None
+        self._audit: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
         self._refusals = LogThrottle(REFUSAL_LOG_INTERVAL)
@@ -149,12 +156,15 @@ class StoreServer:
             self._remove_socket_file()
             raise
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
+        self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self.budget.audit)
         limit = self.settings.memory_limit
         log.info(
-            "blinkstore %s listening on %s (memory limit %s, max connections %d, pid %d, %s)",
+            "blinkstore %s listening on %s (memory limit %s, client buffers %s, max connections"
+            " %d, pid %d, %s)",
             __version__,
             ", ".join(self.urls),
             format_size(limit) if limit else "unlimited",
+            format_size(self.budget.limit),
             self.settings.max_connections,
             os.getpid(),
             self.stats.event_loop,
@@ -251,8 +261,9 @@ class StoreServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._expiry is not None:
-            self._expiry.close()
+        for ticker in (self._expiry, self._audit):
+            if ticker is not None:
+                ticker.close()
         await self._close_listeners()
         self._remove_socket_file()
         for connection in list(self.connections):

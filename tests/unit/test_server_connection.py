@@ -48,6 +48,9 @@ class FakeTransport:
     def set_write_buffer_limits(self, high: int) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written counts as sent
+
     @property
     def output(self) -> bytes:
         return b"".join(self.written)
