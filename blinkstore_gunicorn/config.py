@@ -251,8 +251,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "client_buffer_limit",
         parse_size,
         "bytes all connections together may hold in partial requests and unread replies; past"
-        " it the connection holding the most is closed (default: half the memory limit, at"
-        " least max request size)",
+        " it the connection holding the most is closed (default: half the memory limit, 1GiB"
+        " when unlimited, at least max value size + max key size + 1MiB)",
         "SIZE",
     ),
     SettingSpec(
@@ -311,13 +311,13 @@ class StoreSettings:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
         if self.client_buffer_limit is not None and self.client_buffer_limit < (
-            self.request_size_limit
+            self.largest_value_request
         ):
             raise ConfigError(
                 "client_buffer_limit",
-                f"must be at least the max request size ({format_size(self.request_size_limit)}),"
-                f" or one request could not be received; lower {flag_name('max_request_size')}"
-                " too",
+                f"must be at least {format_size(self.largest_value_request)} (max value size +"
+                " max key size + 1MiB), or a request storing the largest value could not be"
+                " received",
             )
         tcp = self.tcp_address
         if tcp is not None and self.password is None and not tcp.is_loopback:
@@ -342,12 +342,19 @@ class StoreSettings:
         return max(64 * MiB, self.max_value_size + self.max_key_size + MiB)
 
     @property
+    def largest_value_request(self) -> int:
+        """Bytes of a request storing the largest value under the longest key, with room."""
+        return self.max_value_size + self.max_key_size + MiB
+
+    @property
     def client_buffer_budget(self) -> int:
-        """``client_buffer_limit``, or its default: half the memory limit, at least one
-        request of the max request size (so data and clients stay within 1.5x the limit)."""
+        """``client_buffer_limit``, or its default: half the memory limit (1GiB when it is
+        unlimited), so data and client buffers stay within 1.5x the limit; at least
+        :attr:`largest_value_request`."""
         if self.client_buffer_limit is not None:
             return self.client_buffer_limit
-        return max(self.request_size_limit, self.memory_limit // 2)
+        half = self.memory_limit // 2 if self.memory_limit else GiB
+        return max(self.largest_value_request, half)
 
     @property
     def log_level_number(self) -> int:

@@ -7,10 +7,17 @@ connection holding the most until the total fits again, logging who it was: Redi
 ``maxmemory-clients``.
 
 Measuring every connection on every read would cost the hot path, so a connection reports
-(:meth:`ClientBudget.charge`) only when it may hold much: a partial request of at least
-:data:`CHARGE_MIN` bytes, parked requests, a write buffer over its high-water mark, and again
-when that ends. Below those marks a connection holds little (less than the kernel keeps for its
-socket); :meth:`ClientBudget.audit`, run every second, measures them all anyway.
+(:meth:`ClientBudget.charge`) only when it may hold much: a partial request or unsent replies
+of at least :data:`CHARGE_MIN` bytes, parked requests, a write buffer over its high-water mark,
+and again when that ends. Below those marks a connection holds little (less than the kernel
+keeps for its socket); :meth:`ClientBudget.audit`, run every second, measures every connection
+anyway.
+
+Shedding happens at once, inside the report. But the event loop frees a dropped connection's
+unsent replies only a couple of iterations later, and one iteration may serve a thousand
+connections: so while shed bytes are still awaiting release and the total with them is over
+the limit, the budget *freezes* reading on every connection (``hold_reading``) and thaws it
+once the memory is back. Nothing new is buffered in between, which is what bounds the peak.
 """
 
 from __future__ import annotations
@@ -26,8 +33,11 @@ __all__ = ["CHARGE_MIN", "ClientBudget", "Holder"]
 
 log = logging.getLogger("blinkstore.server")
 
-#: A partial request at least this large is reported to the budget.
+#: A partial request or unsent replies at least this large are reported to the budget.
 CHARGE_MIN = 64 * 1024
+#: Once over its limit, the budget sheds down to this fraction of it: the headroom keeps the
+#: next few reports from shedding (and freezing reads) again at once.
+SHED_TO = 0.5
 
 
 class Holder(Protocol):
@@ -44,82 +54,107 @@ class Holder(Protocol):
     def held(self) -> tuple[int, int]:
         """Bytes held now: (requests received but not answered, replies not yet sent)."""
 
-    def shed(self) -> None:
-        """Drop the connection now, discarding what it holds."""
+    def shed(self, *, now: bool) -> None:
+        """Drop the connection, discarding what it holds (``now=False``: once the callback
+        running on its behalf has returned)."""
+
+    def hold_reading(self, hold: bool) -> None:
+        """Stop reading (``True``) or read again unless held for another reason."""
 
 
 class ClientBudget:
     """Tracks the bytes charged by every connection; sheds the largest when over ``limit``."""
 
-    __slots__ = ("_holders", "_shed_pending", "_stats", "limit")
+    __slots__ = ("_charged", "_freeing", "_holders", "_shed", "_stats", "frozen", "limit")
 
     def __init__(self, limit: int, holders: Collection[Holder], stats: ServerStats) -> None:
         self.limit = limit
-        #: The connections to measure (the server's live set).
+        #: Every connection, for the audit (the server's live set).
         self._holders = holders
+        #: The connections with a charge, the only candidates for shedding.
+        self._charged: set[Holder] = set()
         #: Holds the total (``INFO``'s ``mem_clients_normal``) and counts the connections shed
         #: (``evicted_clients``).
         self._stats = stats
-        self._shed_pending = False
+        #: Shed connections, by the bytes they held, until their memory is released.
+        self._shed: dict[Holder, int] = {}
+        self._freeing = 0
+        #: Whether reading is frozen on every connection until shed memory is released.
+        self.frozen = False
 
     @property
     def total(self) -> int:
         """Sum of the connections' ``charged`` bytes."""
         return self._stats.client_buffers
 
-    @total.setter
-    def total(self, value: int) -> None:
-        self._stats.client_buffers = value
-
     def charge(self, holder: Holder) -> None:
-        """Record what ``holder`` holds now; schedule shedding when the total is over."""
+        """Record what ``holder`` holds now; shed the largest holders while over the limit."""
+        if holder in self._shed:
+            return
         requests, replies = holder.held()
-        held = requests + replies
-        self.total += held - holder.charged
-        holder.charged = held
-        if self.total > self.limit and not self._shed_pending:
-            # Not now: the caller may be inside that very connection's write.
-            self._shed_pending = True
-            asyncio.get_running_loop().call_soon(self._shed)
+        self._set(holder, requests + replies)
+        if self._stats.client_buffers > self.limit:
+            self._shed_largest(current=holder)
 
     def release(self, holder: Holder) -> None:
-        """Forget a closed connection's charge."""
-        self.total -= holder.charged
-        holder.charged = 0
+        """Forget a closed connection's charge; a shed one's bytes count until the loop has
+        freed them (two iterations after its ``connection_lost``)."""
+        self._set(holder, 0)
+        held = self._shed.pop(holder, None)
+        if held is not None:
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._freed, held)
 
     def audit(self) -> None:
         """Measure every connection (also the ones below the reporting marks), shed if over."""
-        self._shed()
-
-    def _shed(self) -> None:
-        self._shed_pending = False
-        measured = []
-        total = 0
         for holder in self._holders:
-            requests, replies = holder.held()
-            held = requests + replies
-            holder.charged = held
-            total += held
-            if held:
-                measured.append((held, requests, replies, holder))
-        self.total = total
-        if total <= self.limit:
-            return
-        measured.sort(key=lambda entry: entry[0], reverse=True)
-        for held, requests, replies, holder in measured:
-            if self.total <= self.limit:
-                break
+            if holder not in self._shed:
+                requests, replies = holder.held()
+                self._set(holder, requests + replies)
+        if self._stats.client_buffers > self.limit:
+            self._shed_largest(current=None)
+
+    def _freed(self, held: int) -> None:
+        self._freeing -= held
+        if self.frozen and self._stats.client_buffers + self._freeing <= self.limit:
+            self._freeze(False)
+
+    def _freeze(self, frozen: bool) -> None:
+        self.frozen = frozen
+        for holder in self._holders:
+            holder.hold_reading(frozen)
+
+    def _set(self, holder: Holder, held: int) -> None:
+        self._stats.client_buffers += held - holder.charged
+        holder.charged = held
+        if held:
+            self._charged.add(holder)
+        else:
+            self._charged.discard(holder)
+
+    def _shed_largest(self, current: Holder | None) -> None:
+        stats = self._stats
+        target = int(self.limit * SHED_TO)
+        while stats.client_buffers > target and self._charged:
+            victim = max(self._charged, key=_charged_bytes)
+            held = victim.charged
             log.warning(
                 "client buffers over the limit (%d > %d bytes): closing client %d (%s) holding"
-                " %d bytes (%d in requests, %d in unread replies)",
-                self.total,
+                " %d bytes",
+                stats.client_buffers,
                 self.limit,
-                holder.client_id,
-                holder.peer,
+                victim.client_id,
+                victim.peer,
                 held,
-                requests,
-                replies,
             )
-            self.release(holder)
-            self._stats.evicted_clients += 1
-            holder.shed()
+            self._set(victim, 0)
+            self._shed[victim] = held
+            self._freeing += held
+            stats.evicted_clients += 1
+            victim.shed(now=victim is not current)
+        if not self.frozen and stats.client_buffers + self._freeing > self.limit:
+            self._freeze(True)
+
+
+def _charged_bytes(holder: Holder) -> int:
+    return holder.charged

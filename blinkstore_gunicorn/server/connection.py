@@ -71,6 +71,7 @@ class StoreConnection(asyncio.Protocol):
         "_first_line",
         "_gate",
         "_gate_failed",
+        "_held",
         "_open_line",
         "_reader",
         "_resp",
@@ -106,6 +107,8 @@ class StoreConnection(asyncio.Protocol):
         self._open_line = 0
         #: Bytes last reported to the server's client budget.
         self.charged = 0
+        #: Reading is frozen by the client budget (see ``budget.py``).
+        self._held = False
         #: Before AUTH: a reader with the pre-auth size limit fed the same bytes (None once
         #: authenticated or when no password is set; False until the protocol is known).
         self._gate: Any = None
@@ -132,6 +135,8 @@ class StoreConnection(asyncio.Protocol):
         self._client = client
         if not client.authenticated:
             self._gate = False
+        if server.budget.frozen:
+            self.hold_reading(True)
 
     def data_received(self, data: bytes) -> None:
         if self._direct:
@@ -201,7 +206,12 @@ class StoreConnection(asyncio.Protocol):
                 self._transport.pause_reading()  # type: ignore[union-attr]
         elif batch:
             self._run(batch)
-        if self.charged or self._backlog or self._partial_request() >= CHARGE_MIN:
+        if (
+            self.charged
+            or self._backlog
+            or self._partial_request() >= CHARGE_MIN
+            or self._transport.get_write_buffer_size() >= CHARGE_MIN  # type: ignore[union-attr]
+        ):
             self._charge()
 
     def _partial_request(self) -> int:
@@ -231,9 +241,21 @@ class StoreConnection(asyncio.Protocol):
         replies = transport.get_write_buffer_size() if transport is not None else 0
         return requests, replies
 
-    def shed(self) -> None:
-        """Drop this connection now (the client budget is exceeded and it holds the most)."""
-        self.abort()
+    def shed(self, *, now: bool) -> None:
+        """Drop this connection: the client budget is exceeded and it holds the most.
+
+        ``now=False`` when the budget was told from inside this connection's own callback
+        (a write): it stops reading at once and is aborted right after.
+        """
+        if now:
+            self.abort()
+            return
+        self._closed = True
+        self._direct = False
+        self._backlog = []
+        if self._transport is not None:
+            self._transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.abort)
 
     def _check_unauthenticated(self, data: bytes) -> None:
         """Feed the pre-auth gate; a request over :data:`PREAUTH_REQUEST_MAX` fails it."""
@@ -297,8 +319,20 @@ class StoreConnection(asyncio.Protocol):
         self._charge()
         if self._closed or self._transport is None or self._deferred:
             return
-        self._transport.resume_reading()
+        if not self._held:
+            self._transport.resume_reading()
         self._run_backlog()
+
+    def hold_reading(self, hold: bool) -> None:
+        """The client budget freezes (or thaws) reading while shed memory is being freed."""
+        self._held = hold
+        transport = self._transport
+        if self._closed or transport is None:
+            return
+        if hold:
+            transport.pause_reading()
+        elif not self._write_paused and not self._deferred:
+            transport.resume_reading()
 
     def deliver(self, reply: bytes) -> None:
         """Send the reply of the command that returned ``DEFERRED``, then carry on."""
@@ -308,7 +342,8 @@ class StoreConnection(asyncio.Protocol):
         self._transport.write(reply)
         if self._write_paused:
             return  # resume_writing() continues
-        self._transport.resume_reading()
+        if not self._held:
+            self._transport.resume_reading()
         if self._backlog:
             # Not now: deliver() may be running inside another connection's command.
             asyncio.get_running_loop().call_soon(self._run_backlog)

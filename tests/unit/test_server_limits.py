@@ -21,16 +21,20 @@ class FakeHolder:
         self.charged = 0
         self.requests = requests
         self.replies = replies
-        self.was_shed = False
+        self.shed_now: bool | None = None
+        self.reading = True
 
     def held(self) -> tuple[int, int]:
         return self.requests, self.replies
 
-    def shed(self) -> None:
-        self.was_shed = True
+    def shed(self, *, now: bool) -> None:
+        self.shed_now = now
+
+    def hold_reading(self, hold: bool) -> None:
+        self.reading = not hold
 
 
-def test_budget_sheds_the_largest_holders_until_the_total_fits(
+def test_budget_sheds_the_largest_and_freezes_reads_until_their_memory_is_freed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stats = ServerStats()
@@ -43,41 +47,46 @@ def test_budget_sheds_the_largest_holders_until_the_total_fits(
     async def main() -> None:
         for holder in (small, large):
             budget.charge(holder)
-        assert budget.total == 7 * MiB
-        budget.charge(medium)  # 11 MiB: over, shed on the next loop iteration
-        assert not large.was_shed
-        await asyncio.sleep(0)
+        assert budget.total == 7 * MiB and stats.evicted_clients == 0
+        # 11 MiB: over, so the largest go until at most half the limit is held; the one
+        # reporting (inside its own callback) is dropped once that callback has returned.
+        budget.charge(medium)
+        assert (small.shed_now, large.shed_now, medium.shed_now) == (None, True, False)
+        assert budget.total == 1 * MiB and stats.evicted_clients == 2
+        # Their 10 MiB are not free until the loop has dropped their buffers: no one reads.
+        assert budget.frozen and not any(holder.reading for holder in holders)
+        budget.release(large)
+        budget.release(medium)
+        assert not small.reading
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert small.reading and large.reading
 
     asyncio.run(main())
-    assert (small.was_shed, large.was_shed, medium.was_shed) == (False, True, False)
-    assert budget.total == 5 * MiB and large.charged == 0
-    assert stats.evicted_clients == 1
-    assert "closing client 2 (peer2) holding 6291456 bytes (0 in requests, 6291456" in caplog.text
+    assert "closing client 2 (peer2) holding 6291456 bytes" in caplog.text
 
 
 def test_budget_audit_measures_holders_that_never_reported() -> None:
     stats = ServerStats()
     quiet = [FakeHolder(i, replies=MiB) for i in range(10)]
-    budget = ClientBudget(4 * MiB, set(quiet), stats)
+    budget = ClientBudget(8 * MiB, set(quiet), stats)
     budget.audit()
-    assert sum(holder.was_shed for holder in quiet) == 6
-    assert budget.total == 4 * MiB
-    for holder in quiet:
-        if not holder.was_shed:
-            budget.release(holder)
-    assert budget.total == 0
+    assert budget.total == 10 * MiB - 6 * MiB
+    assert sum(holder.shed_now is True for holder in quiet) == 6
 
 
 def test_client_buffer_limit_default_and_validation() -> None:
-    assert StoreSettings().client_buffer_budget == 64 * MiB
+    assert StoreSettings().client_buffer_budget == 32 * MiB
     assert StoreSettings(memory_limit=1024 * MiB).client_buffer_budget == 512 * MiB
-    assert StoreSettings(memory_limit=0).client_buffer_budget == 64 * MiB
+    assert StoreSettings(memory_limit=0).client_buffer_budget == 1024 * MiB
+    # Never below one request storing the largest value.
+    assert StoreSettings(memory_limit=MiB).client_buffer_budget == 17 * MiB + 64 * 1024
     custom = StoreSettings.from_env({"BLINKSTORE_CLIENT_BUFFER_LIMIT": "100MB"})
     assert custom.client_buffer_budget == 100 * MiB
     assert custom.to_argv() == ["--client-buffer-limit", str(100 * MiB)]
-    with pytest.raises(ConfigError, match=r"client_buffer_limit: must be at least .*64MiB"):
+    with pytest.raises(ConfigError, match=r"client_buffer_limit: must be at least 17472KiB"):
         StoreSettings(client_buffer_limit=16 * MiB)
-    assert StoreSettings(client_buffer_limit=16 * MiB, max_request_size=MiB).client_buffer_budget
+    assert StoreSettings(client_buffer_limit=16 * MiB, max_value_size=MiB).client_buffer_budget
 
 
 def test_mget_reply_is_capped_by_the_reply_limit() -> None:
