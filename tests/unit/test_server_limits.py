@@ -8,7 +8,7 @@ import pytest
 
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.server.budget import ClientBudget
-from blinkstore_gunicorn.server.commands import ServerStats
+from blinkstore_gunicorn.server.commands import MAX_PATTERN, ServerStats
 from tests.unit.test_commands import Harness
 
 MiB = 1024 * 1024
@@ -99,4 +99,19 @@ def test_mget_reply_is_capped_by_the_reply_limit() -> None:
     assert r("MGET", *["big"] * 10).startswith(b"*10\r\n")
     assert r("MGET", *["big"] * 11) == (
         b"-ERR reply too large: 11534336 bytes exceeds the client buffer limit 10485760\r\n"
+    )
+
+
+def test_glob_patterns_are_length_capped() -> None:
+    # A 1 MiB pattern blocked the store for 0.8 s to compile and stayed cached; CONFIG GET's
+    # fnmatch cached up to 32768 of them.
+    r = Harness()
+    r("SET", "a", "1")
+    too_long = b"*" + b"a" * MAX_PATTERN
+    for command in (("KEYS", too_long), ("SCAN", "0", "MATCH", too_long)):
+        assert r(*command) == b"-ERR pattern too long (max 4096 bytes)\r\n"
+    assert r("CONFIG", "GET", "save", too_long) == b"-ERR pattern too long (max 4096 bytes)\r\n"
+    assert r("KEYS", b"*" + b"?" * (MAX_PATTERN - 2) + b"a") == b"*0\r\n"
+    assert r("CONFIG", "GET", "MAXMEM*") == (
+        b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"
     )
