@@ -80,17 +80,16 @@ def _storm(path: str, count: int) -> tuple[list[socket.socket], float, int, floa
         sock.sendall(PING)
         sock.setblocking(False)
         sockets.append(sock)
-        selector.register(sock, selectors.EVENT_READ)
+        selector.register(sock, selectors.EVENT_READ, sock)
     connected = time.monotonic() - started
     answered = 0
     deadline = started + STORM_DEADLINE
     while answered < count and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=1.0):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            if sock.recv(64) == b"+PONG\r\n":
+            ready: socket.socket = key.data
+            if ready.recv(64) == b"+PONG\r\n":
                 answered += 1
-            selector.unregister(sock)
+            selector.unregister(ready)
     selector.close()
     return sockets, connected, answered, time.monotonic() - started
 
