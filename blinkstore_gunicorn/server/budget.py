@@ -104,6 +104,8 @@ class ClientBudget:
         if held is not None:
             loop = asyncio.get_running_loop()
             loop.call_soon(loop.call_soon, self._freed, held)
+        else:
+            self._thaw_if_fits()
 
     def audit(self) -> None:
         """Measure every connection (also the ones below the reporting marks), shed if over."""
@@ -113,9 +115,14 @@ class ClientBudget:
                 self._set(holder, requests + replies)
         if self._stats.client_buffers > self.limit:
             self._shed_largest(current=None)
+        self._thaw_if_fits()
 
     def _freed(self, held: int) -> None:
         self._freeing -= held
+        self._thaw_if_fits()
+
+    def _thaw_if_fits(self) -> None:
+        """Read again once the total with the memory still being freed fits the limit."""
         if self.frozen and self._stats.client_buffers + self._freeing <= self.limit:
             self._freeze(False)
 

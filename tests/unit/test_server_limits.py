@@ -115,3 +115,22 @@ def test_glob_patterns_are_length_capped() -> None:
     assert r("CONFIG", "GET", "MAXMEM*") == (
         b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"
     )
+
+
+def test_frozen_budget_thaws_when_a_holder_closes() -> None:
+    # Not only freed shed memory: a peer closing its connection makes room too (the store
+    # used to stay frozen until a later shed, starving every client for seconds).
+    stats = ServerStats()
+    big = FakeHolder(1, replies=5 * MiB)
+    other = FakeHolder(2, replies=3 * MiB)
+    holders = {big, other}
+    budget = ClientBudget(8 * MiB, holders, stats)
+
+    async def main() -> None:
+        budget.charge(big)
+        budget.charge(other)
+        budget.frozen = True  # as if an earlier shed were still being freed
+        budget.release(other)
+        assert not budget.frozen and readers(holders) == holders
+
+    asyncio.run(main())
