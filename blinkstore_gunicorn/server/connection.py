@@ -209,7 +209,7 @@ class StoreConnection(asyncio.Protocol):
         if (
             self.charged
             or self._backlog
-            or self._partial_request() >= CHARGE_MIN
+            or (reader.buffered if self._resp else self._open_line) >= CHARGE_MIN
             or self._transport.get_write_buffer_size() >= CHARGE_MIN  # type: ignore[union-attr]
         ):
             self._charge()
