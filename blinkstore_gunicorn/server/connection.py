@@ -52,8 +52,6 @@ MAX_HELD = 1024
 WRITE_HIGH_WATER = 1024 * 1024
 #: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
 PREAUTH_REQUEST_MAX = 4 * 1024
-#: Seconds between two log lines about connections closed before AUTH.
-PREAUTH_LOG_INTERVAL = 10.0
 
 
 class StoreConnection(asyncio.Protocol):
@@ -192,6 +190,7 @@ class StoreConnection(asyncio.Protocol):
                 self._open_line = len(self._first_line)
                 return
             data, self._first_line = self._first_line, b""
+            self._open_line = 0  # ``data`` now holds the bytes counted so far
         if not self._resp:
             newline = data.rfind(b"\n")
             self._open_line = (
