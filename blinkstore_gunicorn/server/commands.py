@@ -471,6 +471,7 @@ class Dispatcher:
             "appendonly": "no",
             "maxmemory": str(self.engine.memory_limit),
             "maxmemory-policy": "allkeys-lru",
+            "maxmemory-clients": str(self.max_reply_size),
             "maxclients": str(self.stats.max_connections),
             "databases": "1",
             "timeout": "0",

@@ -112,8 +112,9 @@ def test_glob_patterns_are_length_capped() -> None:
         assert r(*command) == b"-ERR pattern too long (max 4096 bytes)\r\n"
     assert r("CONFIG", "GET", "save", too_long) == b"-ERR pattern too long (max 4096 bytes)\r\n"
     assert r("KEYS", b"*" + b"?" * (MAX_PATTERN - 2) + b"a") == b"*0\r\n"
-    assert r("CONFIG", "GET", "MAXMEM*") == (
-        b"*4\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"
+    assert r("CONFIG", "GET", "MAXMEMORY-[PC]*") == (
+        b"*4\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"
+        b"$17\r\nmaxmemory-clients\r\n$8\r\n67108864\r\n"
     )
 
 
