@@ -265,6 +265,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SIZE",
     ),
     SettingSpec(
+        "client_buffer_limit",
+        parse_size,
+        "bytes all connections together may hold in partial requests and unread replies; past"
+        " it the connection holding the most is closed (default: half the memory limit, 1GiB"
+        " when unlimited, at least max value size + max key size + 1MiB)",
+        "SIZE",
+    ),
+    SettingSpec(
         "password",
         _parse_text,
         "require AUTH with this password on every connection (prefer BLINKSTORE_PASSWORD: "
@@ -300,6 +308,7 @@ class StoreSettings:
     max_value_size: int = 16 * MiB
     max_connections: int = 10000
     max_request_size: int | None = None
+    client_buffer_limit: int | None = None
     password: str | None = None
     log_level: str = "info"
 
@@ -318,6 +327,15 @@ class StoreSettings:
             raise ConfigError("max_request_size", "must be at least 1KiB")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+        if self.client_buffer_limit is not None and self.client_buffer_limit < (
+            self.largest_value_request
+        ):
+            raise ConfigError(
+                "client_buffer_limit",
+                f"must be at least {format_size(self.largest_value_request)} (max value size +"
+                " max key size + 1MiB), or a request storing the largest value could not be"
+                " received",
+            )
         tcp = self.tcp_address
         if tcp is not None and self.password is None and not tcp.is_loopback:
             raise ConfigError(
@@ -339,6 +357,21 @@ class StoreSettings:
         if self.max_request_size is not None:
             return self.max_request_size
         return max(64 * MiB, self.max_value_size + self.max_key_size + MiB)
+
+    @property
+    def largest_value_request(self) -> int:
+        """Bytes of a request storing the largest value under the longest key, with room."""
+        return self.max_value_size + self.max_key_size + MiB
+
+    @property
+    def client_buffer_budget(self) -> int:
+        """``client_buffer_limit``, or its default: half the memory limit (1GiB when it is
+        unlimited), so data and client buffers stay within 1.5x the limit; at least
+        :attr:`largest_value_request`."""
+        if self.client_buffer_limit is not None:
+            return self.client_buffer_limit
+        half = self.memory_limit // 2 if self.memory_limit else GiB
+        return max(self.largest_value_request, half)
 
     @property
     def log_level_number(self) -> int:
@@ -425,6 +458,7 @@ class StoreSettings:
             "max_value_size": format_size(self.max_value_size),
             "max_connections": str(self.max_connections),
             "max_request_size": format_size(self.request_size_limit),
+            "client_buffer_limit": format_size(self.client_buffer_budget),
             "password": "set" if self.password else "not set",
             "log_level": self.log_level,
         }

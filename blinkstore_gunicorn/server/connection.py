@@ -7,6 +7,15 @@ order, and the replies go out in one ``transport.write``. Backpressure: when the
 write buffer passes its high-water mark (``pause_writing``) the connection stops reading and
 parks the rest of the batch until the peer has read (``resume_writing``), so a client that
 pipelines huge replies and never reads cannot make the store buffer without bound.
+
+Before AUTH on a password-protected store a connection may only send small requests (at most
+:data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
+CVE-2021-32675): a second reader with that limit checks the same bytes, so a request announced
+larger (a bulk header, a long line) closes the connection before its payload is buffered.
+
+All connections together are bounded by the server's :class:`~.budget.ClientBudget`: a
+connection reports what it holds when that may be much (see ``budget.py``), never on the
+one-command path.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
+from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.server.budget import CHARGE_MIN
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
@@ -25,7 +36,7 @@ from blinkstore_gunicorn.server.text_commands import execute_text
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.store import StoreServer
 
-__all__ = ["MAX_CLIENTS_REPLY", "StoreConnection"]
+__all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "StoreConnection"]
 
 log = logging.getLogger("blinkstore.server")
 
@@ -36,8 +47,11 @@ MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 FLUSH_BYTES = 1024 * 1024
 #: Requests held behind a deferred reply before the connection stops reading.
 MAX_HELD = 1024
-#: Write-buffer high-water mark: above it the connection stops reading.
-WRITE_HIGH_WATER = 4 * 1024 * 1024
+#: Write-buffer high-water mark: above it the connection stops reading (and reports to the
+#: client budget). Small enough that many connections below it hold little.
+WRITE_HIGH_WATER = 1024 * 1024
+#: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
+PREAUTH_REQUEST_MAX = 4 * 1024
 
 
 class StoreConnection(asyncio.Protocol):
@@ -53,13 +67,17 @@ class StoreConnection(asyncio.Protocol):
         "_eof",
         "_execute",
         "_first_line",
-        "_line_open",
+        "_gate",
+        "_gate_failed",
+        "_held",
+        "_open_line",
         "_reader",
         "_resp",
         "_server",
         "_stats",
         "_transport",
         "_write_paused",
+        "charged",
         "peer",
     )
 
@@ -83,8 +101,16 @@ class StoreConnection(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._first_line = b""
-        #: Whether the bytes received so far end inside a line (text protocol, EOF handling).
-        self._line_open = False
+        #: Text protocols: bytes received after the last newline (a partial line).
+        self._open_line = 0
+        #: Bytes last reported to the server's client budget.
+        self.charged = 0
+        #: Reading is frozen by the client budget (see ``budget.py``).
+        self._held = False
+        #: Before AUTH: a reader with the pre-auth size limit fed the same bytes (None once
+        #: authenticated or when no password is set; False until the protocol is known).
+        self._gate: Any = None
+        self._gate_failed = False
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -105,6 +131,10 @@ class StoreConnection(asyncio.Protocol):
         client = server.dispatcher.new_client()
         client.deliver = self.deliver
         self._client = client
+        if not client.authenticated:
+            self._gate = False
+        if server.budget.frozen:
+            self.hold_reading(True)
 
     def data_received(self, data: bytes) -> None:
         if self._direct:
@@ -133,6 +163,8 @@ class StoreConnection(asyncio.Protocol):
             self._received(data)
         except Exception:
             self._fail("error while serving")
+        if self._gate is not None:
+            self._after_unauthenticated()
         self._refresh_direct()
 
     def _refresh_direct(self) -> None:
@@ -149,14 +181,21 @@ class StoreConnection(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         """The general path: feed the reader, then run or park what it completes."""
+        if self._gate is not None:
+            self._check_unauthenticated(data)
         reader = self._reader
         if reader is None:
             reader = self._choose_protocol(data)
             if reader is None:
-                self._line_open = True
+                self._open_line = len(self._first_line)
                 return
             data, self._first_line = self._first_line, b""
-        self._line_open = data[-1:] != b"\n"
+            self._open_line = 0  # ``data`` now holds the bytes counted so far
+        if not self._resp:
+            newline = data.rfind(b"\n")
+            self._open_line = (
+                len(data) - newline - 1 if newline >= 0 else self._open_line + len(data)
+            )
         reader.feed(data)
         batch = reader.drain()
         if self._backlog or self._deferred:
@@ -166,9 +205,94 @@ class StoreConnection(asyncio.Protocol):
                 self._transport.pause_reading()  # type: ignore[union-attr]
         elif batch:
             self._run(batch)
+        if (
+            self.charged
+            or self._backlog
+            or (reader.buffered if self._resp else self._open_line) >= CHARGE_MIN
+            or self._transport.get_write_buffer_size() >= CHARGE_MIN  # type: ignore[union-attr]
+        ):
+            self._charge()
+
+    def _partial_request(self) -> int:
+        """Bytes received that do not form a complete request yet."""
+        if self._resp:
+            return int(self._reader.buffered)
+        return self._open_line
+
+    def _charge(self) -> None:
+        if self._client is not None:
+            self._server.budget.charge(self)
+
+    @property
+    def client_id(self) -> int:
+        """This connection's client id (0 before it has one)."""
+        return self._client.id if self._client is not None else 0
+
+    def held(self) -> tuple[int, int]:
+        """Bytes held for this client: (requests not answered yet, replies not sent yet)."""
+        requests = self._partial_request() if self._reader is not None else len(self._first_line)
+        for item in self._backlog:
+            if item.__class__ is list:
+                requests += sum(map(len, item))
+            elif item.__class__ is text.Request:
+                requests += len(item.key) + len(item.value)
+        transport = self._transport
+        replies = transport.get_write_buffer_size() if transport is not None else 0
+        return requests, replies
+
+    def shed(self, *, now: bool) -> None:
+        """Drop this connection: the client budget is exceeded and it holds the most.
+
+        ``now=False`` when the budget was told from inside this connection's own callback
+        (a write): it stops reading at once and is aborted right after.
+        """
+        if now:
+            self.abort()
+            return
+        self._closed = True
+        self._direct = False
+        self._backlog = []
+        if self._transport is not None:
+            self._transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self.abort)
+
+    def _check_unauthenticated(self, data: bytes) -> None:
+        """Feed the pre-auth gate; a request over :data:`PREAUTH_REQUEST_MAX` fails it."""
+        gate = self._gate
+        if gate is False:
+            if is_resp_start(data[0]):
+                gate = resp.CommandReader(max_request_size=PREAUTH_REQUEST_MAX)
+            else:
+                gate = text.LineReader(max_line=PREAUTH_REQUEST_MAX)
+            self._gate = gate
+        gate.feed(data)
+        parsed = gate.drain()
+        if parsed and isinstance(parsed[-1], ProtocolError):
+            # Not closed yet: an AUTH earlier in the same read still counts.
+            self._gate_failed = True
+
+    def _after_unauthenticated(self) -> None:
+        """After a pre-auth read ran: drop the gate once authenticated, else close on failure."""
+        client = self._client
+        if client is not None and client.authenticated:
+            self._gate = None
+            return
+        if not self._gate_failed or self._closed:
+            return
+        count = self._server.preauth_closes.event()
+        if count:
+            log.warning(
+                "closed %d connection(s) sending a request over %d bytes before AUTH "
+                "(last: client %d, %s)",
+                count,
+                PREAUTH_REQUEST_MAX,
+                client.id if client is not None else 0,
+                self.peer,
+            )
+        self._close()
 
     def eof_received(self) -> bool | None:
-        if not self._closed and not self._resp and self._line_open:
+        if not self._closed and not self._resp and self._open_line:
             # Like Blink Store, answer a last line that ends at EOF without its newline
             # (``printf 'GET k' | nc``).
             self.data_received(b"\n")
@@ -187,13 +311,27 @@ class StoreConnection(asyncio.Protocol):
         self._write_paused = True
         if self._transport is not None and not self._closed:
             self._transport.pause_reading()
+        self._charge()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._charge()
         if self._closed or self._transport is None or self._deferred:
             return
-        self._transport.resume_reading()
+        if not self._held:
+            self._transport.resume_reading()
         self._run_backlog()
+
+    def hold_reading(self, hold: bool) -> None:
+        """The client budget freezes (or thaws) reading while shed memory is being freed."""
+        self._held = hold
+        transport = self._transport
+        if self._closed or transport is None:
+            return
+        if hold:
+            transport.pause_reading()
+        elif not self._write_paused and not self._deferred:
+            transport.resume_reading()
 
     def deliver(self, reply: bytes) -> None:
         """Send the reply of the command that returned ``DEFERRED``, then carry on."""
@@ -203,7 +341,8 @@ class StoreConnection(asyncio.Protocol):
         self._transport.write(reply)
         if self._write_paused:
             return  # resume_writing() continues
-        self._transport.resume_reading()
+        if not self._held:
+            self._transport.resume_reading()
         if self._backlog:
             # Not now: deliver() may be running inside another connection's command.
             asyncio.get_running_loop().call_soon(self._run_backlog)
@@ -232,6 +371,7 @@ class StoreConnection(asyncio.Protocol):
         client = self._client
         if client is not None:
             self._server.release(self)
+            self._server.budget.release(self)
             self._client = None
             for callback in client.on_close:
                 try:

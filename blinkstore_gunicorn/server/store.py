@@ -19,9 +19,11 @@ from blinkstore_gunicorn import registry
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
+from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
+from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
@@ -30,6 +32,8 @@ log = logging.getLogger("blinkstore.server")
 
 #: Seconds between active-expiry passes.
 EXPIRY_INTERVAL = 0.1
+#: Seconds between two measurements of every connection's buffers (see ``budget.py``).
+BUDGET_AUDIT_INTERVAL = 1.0
 #: Seconds between two "refused connections" log lines.
 REFUSAL_LOG_INTERVAL = 10.0
 #: Pending connections the kernel queues (capped by net.core.somaxconn); a burst of clients
@@ -93,18 +97,23 @@ class StoreServer:
             max_key_size=settings.max_key_size,
             max_value_size=settings.max_value_size,
             max_request_size=settings.request_size_limit,
+            max_reply_size=settings.client_buffer_budget,
         )
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
+        #: The one bound on what all connections hold together.
+        self.budget = ClientBudget(settings.client_buffer_budget, self.connections, self.stats)
         #: Where the store listens, as client URLs (``unix:///...``, ``tcp://host:port``).
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
         self._unix_identity: tuple[int, int] | None = None
         self._expiry: Ticker | None = None
+        self._audit: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
-        self._refusal_logged_at = -REFUSAL_LOG_INTERVAL
-        self._refused_unreported = 0
+        self._refusals = LogThrottle(REFUSAL_LOG_INTERVAL)
+        #: Connections closed for sending too much before AUTH (logged at most every 10 s).
+        self.preauth_closes = LogThrottle(REFUSAL_LOG_INTERVAL)
 
     # -- connection bookkeeping (called by StoreConnection) -------------------------------
 
@@ -116,17 +125,13 @@ class StoreServer:
             return False
         if len(self.connections) >= self.settings.max_connections:
             stats.rejected_connections += 1
-            self._refused_unreported += 1
-            now = time.monotonic()
-            # At most one line per interval, so a connection flood cannot flood the log.
-            if now - self._refusal_logged_at >= REFUSAL_LOG_INTERVAL:
+            refused = self._refusals.event()
+            if refused:
                 log.warning(
                     "refused %d connection(s): max connections (%d) reached",
-                    self._refused_unreported,
+                    refused,
                     self.settings.max_connections,
                 )
-                self._refusal_logged_at = now
-                self._refused_unreported = 0
             return False
         self.connections.add(connection)
         stats.connected = len(self.connections)
@@ -155,12 +160,15 @@ class StoreServer:
             self._remove_socket_file()
             raise
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
+        self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self.budget.audit)
         limit = self.settings.memory_limit
         log.info(
-            "blinkstore %s listening on %s (memory limit %s, max connections %d, pid %d, %s)",
+            "blinkstore %s listening on %s (memory limit %s, client buffers %s, max connections"
+            " %d, pid %d, %s)",
             __version__,
             ", ".join(self.urls),
             format_size(limit) if limit else "unlimited",
+            format_size(self.budget.limit),
             self.settings.max_connections,
             os.getpid(),
             self.stats.event_loop,
@@ -258,8 +266,9 @@ class StoreServer:
         if self._stopped:
             return
         self._stopped = True
-        if self._expiry is not None:
-            self._expiry.close()
+        for ticker in (self._expiry, self._audit):
+            if ticker is not None:
+                ticker.close()
         await self._close_listeners()
         self._remove_socket_file()
         for connection in list(self.connections):

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,26 @@ def test_async_cluster_semantics(cluster: list[int]) -> None:
             assert [k async for k in cache.keys()] == []  # noqa: SIM118 (our keys())
 
     asyncio.run(main())
+
+
+def test_cluster_callers_wait_for_a_connection(cluster: list[int]) -> None:
+    # Many more concurrent callers than connections per node: they wait, none fails.
+    url = f"redis+cluster://127.0.0.1:{cluster[0]}"
+    callers, pool = 200, 4
+
+    async def main() -> int | None:
+        async with AsyncCache(url, namespace="wait", max_connections=pool) as cache:
+            await asyncio.gather(*(cache.incr("hits") for _ in range(callers)))
+            return await cache.get("hits")
+
+    assert asyncio.run(main()) == callers
+    with Cache(url, namespace="wait", max_connections=pool) as cache:
+
+        def work(_: int) -> None:
+            for _ in range(10):
+                cache.incr("hits")
+
+        with ThreadPoolExecutor(max_workers=32) as threads:
+            list(threads.map(work, range(callers // 10)))
+        assert cache.get("hits") == 2 * callers
+        cache.clear()

@@ -48,6 +48,9 @@ class FakeTransport:
     def set_write_buffer_limits(self, high: int) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # everything written counts as sent
+
     @property
     def output(self) -> bytes:
         return b"".join(self.written)
@@ -227,3 +230,14 @@ def test_arbitrary_input_never_raises(
         conn.connection_lost(None)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert server.connections == set()
+
+
+def test_a_partial_text_line_is_counted_once_for_the_client_budget() -> None:
+    server = StoreServer(StoreSettings(unix="/nonexistent/s.sock"))
+    conn, _ = connect(server)
+    conn.data_received(b"SET k " + b"v" * 39_994)  # 40,000 bytes: protocol not chosen yet
+    assert conn.held() == (40_000, 0)
+    conn.data_received(b"v" * 30_000)  # past 64 KiB without a newline: the text reader
+    assert conn.held() == (70_000, 0)
+    conn.data_received(b"\n")
+    assert conn.held() == (0, 0)
