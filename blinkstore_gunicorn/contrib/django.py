@@ -539,14 +539,6 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         """Async :meth:`incr`."""
         return await self._arun(self._plan_incr(key, delta, version))
 
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Subtract ``delta`` atomically; ``ValueError`` if ``key`` is missing."""
-        return self._run(self._plan_incr(key, -delta, version))
-
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Async :meth:`decr`."""
-        return await self._arun(self._plan_incr(key, -delta, version))
-
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
@@ -582,14 +574,6 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Async :meth:`incr_version`."""
         return await self._arun(self._plan_incr_version(key, delta, version))
-
-    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Move ``key`` to version ``version - delta``."""
-        return self._run(self._plan_incr_version(key, -delta, version))
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Async :meth:`decr_version`."""
-        return await self._arun(self._plan_incr_version(key, -delta, version))
 
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
