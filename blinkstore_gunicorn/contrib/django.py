@@ -51,7 +51,7 @@ from blinkstore_gunicorn.client import (
     CacheSignatureError,
     PickleSerializer,
 )
-from blinkstore_gunicorn.integrations._common import resolve_url
+from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, resolve_url
 
 __all__ = ["BlinkStoreCache"]
 
@@ -244,7 +244,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             for key, value in dict(params.get("OPTIONS") or {}).items()
             if key not in _BASECACHE_OPTIONS
         }
-        options.setdefault("on_error", "miss")
+        options.setdefault("on_error", DEFAULT_ON_ERROR)
         options.setdefault("serializer", "pickle")
         self._flight = _flight_options(options.pop("get_or_set", None))
         self._signing_key: str | bytes | None = options.pop("signing_key", None)
