@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import StoreProcess, start_blinkstore
+from harness.processes import StoreProcess, start_blinkstore
 
 
 class RestartableStore:
