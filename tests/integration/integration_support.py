@@ -105,7 +105,7 @@ def wait_http(
 
 @contextlib.contextmanager
 def server_url(kind: str) -> Iterator[str]:
-    """The URL of a real server started for the ``with`` block (``tests/support/processes``).
+    """The URL of a real server started for the ``with`` block (``harness/processes.py``).
 
     ``"store"``: a ``blinkstore serve`` on a Unix socket; ``"redis"``: a ``redis-server``,
     reached through the redis-py backend (``redis+unix://``).
