@@ -32,7 +32,7 @@ import redis
 import redis.asyncio
 
 from blinkstore_gunicorn.client import AsyncCache, Cache
-from tests.support.processes import blinkstore_process, redis_server_process
+from harness.processes import blinkstore_process, redis_server_process
 
 VALUE = b"v" * 256
 KEY = "bench:client"

@@ -14,11 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,49 +23,18 @@ from pathlib import Path
 
 import httpx
 
-APPS = Path(__file__).resolve().parents[1] / "tests" / "e2e" / "apps"
+from harness.gunicorn import CONF, gunicorn
+
 APP_FOR_WORKER = {"uvicorn_worker.UvicornWorker": "asgi_app:app", "asgi": "asgi_app:app"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def _gunicorn(worker_class: str) -> Iterator[str]:
-    port = _free_port()
+    """A gunicorn master with the plugin and 2 ``worker_class`` workers; yields its base URL."""
     app = APP_FOR_WORKER.get(worker_class, "wsgi_app:app")
-    env = {k: v for k, v in os.environ.items() if k != "BLINKSTORE_URL"}
-    with tempfile.TemporaryDirectory() as cwd:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "-c", "python:blinkstore_gunicorn.conf",
-                "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", worker_class,
-                "--pythonpath", str(APPS), "--no-control-socket", "--log-level", "warning", app,
-            ],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + "/env", timeout=2).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn ({worker_class}) did not start")
-                time.sleep(0.1)
-            yield base
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    args = [*CONF, "--workers", "2", "--worker-class", worker_class, "--log-level", "warning", app]
+    with tempfile.TemporaryDirectory() as cwd, gunicorn(args, Path(cwd)) as server:
+        yield server.url
 
 
 def _p50_us(client: httpx.Client, path: str, count: int) -> float:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import CONF, Gunicorn, get, gunicorn, wait_until
+from harness.gunicorn import CONF, Gunicorn, get, gunicorn, wait_until
 
 # Longer than the supervisor's crash-loop window: every kill is a first restart.
 _SPACING = 2.5

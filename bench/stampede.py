@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from blinkstore_gunicorn import Cache
-from tests.support.processes import blinkstore_process, redis_server_process
+from harness.processes import blinkstore_process, redis_server_process
 
 
 @contextmanager

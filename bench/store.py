@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.protocol import ProtocolError, resp
-from tests.support.processes import (
+from harness.processes import (
     blinkstore_process,
     redis_server_process,
     short_tempdir,

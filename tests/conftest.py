@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import (
+from harness.processes import (
     REDIS_SERVER,
     RedisProcess,
     StoreProcess,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import free_port, gunicorn, wait_until
+from harness.gunicorn import free_port, gunicorn, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER = "<!-- test -->"

@@ -51,7 +51,7 @@ from blinkstore_gunicorn.client import (
     CacheSignatureError,
     PickleSerializer,
 )
-from blinkstore_gunicorn.integrations._common import resolve_url
+from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, resolve_url
 
 __all__ = ["BlinkStoreCache"]
 
@@ -244,7 +244,7 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             for key, value in dict(params.get("OPTIONS") or {}).items()
             if key not in _BASECACHE_OPTIONS
         }
-        options.setdefault("on_error", "miss")
+        options.setdefault("on_error", DEFAULT_ON_ERROR)
         options.setdefault("serializer", "pickle")
         self._flight = _flight_options(options.pop("get_or_set", None))
         self._signing_key: str | bytes | None = options.pop("signing_key", None)
@@ -539,14 +539,6 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         """Async :meth:`incr`."""
         return await self._arun(self._plan_incr(key, delta, version))
 
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Subtract ``delta`` atomically; ``ValueError`` if ``key`` is missing."""
-        return self._run(self._plan_incr(key, -delta, version))
-
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Async :meth:`decr`."""
-        return await self._arun(self._plan_incr(key, -delta, version))
-
     def set_many(
         self, data: Mapping[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
@@ -582,14 +574,6 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Async :meth:`incr_version`."""
         return await self._arun(self._plan_incr_version(key, delta, version))
-
-    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Move ``key`` to version ``version - delta``."""
-        return self._run(self._plan_incr_version(key, -delta, version))
-
-    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
-        """Async :meth:`decr_version`."""
-        return await self._arun(self._plan_incr_version(key, -delta, version))
 
     def get_or_set(
         self, key: Any, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None

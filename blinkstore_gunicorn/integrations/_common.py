@@ -1,4 +1,4 @@
-"""Pieces every framework integration shares: the error policy type and where the cache is."""
+"""Pieces every framework integration shares: the error policy and where the cache is."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from blinkstore_gunicorn.client._core import configured_url
 logger = logging.getLogger("blinkstore_gunicorn.integrations")
 
 OnError = Literal["raise", "miss"]
+#: Web integrations turn a store outage into cache misses (never a 5xx) unless told otherwise.
+DEFAULT_ON_ERROR: OnError = "miss"
 
 
 def resolve_url(url: str | None) -> str:

@@ -28,7 +28,7 @@ from flask import Flask, current_app, has_request_context, request
 from werkzeug.local import LocalProxy
 
 from blinkstore_gunicorn.client import Cache
-from blinkstore_gunicorn.integrations._common import OnError, resolve_url
+from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, OnError, resolve_url
 from blinkstore_gunicorn.integrations.middleware import ENVIRON_KEY
 
 __all__ = ["EXTENSION_KEY", "BlinkStore", "cache"]
@@ -64,7 +64,9 @@ class BlinkStore:
     def _create(self, app: Flask) -> Cache:
         url = self._url or app.config.get("BLINKSTORE_URL")
         namespace = self._namespace or app.config.get("BLINKSTORE_NAMESPACE")
-        on_error: OnError = self._on_error or app.config.get("BLINKSTORE_ON_ERROR", "miss")
+        on_error: OnError = self._on_error or app.config.get(
+            "BLINKSTORE_ON_ERROR", DEFAULT_ON_ERROR
+        )
         return Cache(
             resolve_url(url), namespace=namespace, on_error=on_error, **self._client_options
         )

@@ -14,10 +14,10 @@ import asyncio
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, overload
 
 from blinkstore_gunicorn.client import AsyncCache, Cache
-from blinkstore_gunicorn.integrations._common import OnError, logger, resolve_url
+from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, OnError, logger, resolve_url
 
 if sys.version_info >= (3, 14):
     from inspect import iscoroutinefunction
@@ -28,6 +28,7 @@ else:
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
 
 __all__ = [
     "ENVIRON_KEY",
@@ -44,6 +45,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Interface = Literal["asgi", "wsgi"]
+ClientT = TypeVar("ClientT", Cache, AsyncCache)
 
 #: Key of the cache in ``scope["state"]``, hence ``request.state.cache`` in Starlette/FastAPI.
 STATE_KEY = "cache"
@@ -60,6 +62,15 @@ def detect_interface(app: object) -> Interface:
     if iscoroutinefunction(app) or iscoroutinefunction(app.__call__):
         return "asgi"
     return "wsgi"
+
+
+class _Options(TypedDict, total=False):
+    """The keyword arguments besides ``app`` and ``interface`` (for the overloads' types)."""
+
+    url: str | None
+    namespace: str | None
+    on_error: OnError
+    client_options: Mapping[str, Any] | None
 
 
 class BlinkStoreMiddleware:
@@ -81,18 +92,14 @@ class BlinkStoreMiddleware:
     """
 
     interface: Interface
+    app: Any
+    _url: str | None
+    _client_options: dict[str, Any]
 
     # The overloads let type checkers see the flavour: an ASGI app in, an ASGI callable out.
     @overload
     def __new__(
-        cls,
-        app: ASGIApp,
-        *,
-        interface: Literal["auto", "asgi"] = ...,
-        url: str | None = ...,
-        namespace: str | None = ...,
-        on_error: OnError = ...,
-        client_options: Mapping[str, Any] | None = ...,
+        cls, app: ASGIApp, *, interface: Literal["auto", "asgi"] = ..., **options: Unpack[_Options]
     ) -> ASGIBlinkStoreMiddleware: ...
 
     @overload
@@ -101,92 +108,73 @@ class BlinkStoreMiddleware:
         app: WSGIApplication,
         *,
         interface: Literal["auto", "wsgi"] = ...,
-        url: str | None = ...,
-        namespace: str | None = ...,
-        on_error: OnError = ...,
-        client_options: Mapping[str, Any] | None = ...,
+        **options: Unpack[_Options],
     ) -> WSGIBlinkStoreMiddleware: ...
 
     @overload
     def __new__(
-        cls,
-        app: Any,
-        *,
-        interface: Literal["auto", "asgi", "wsgi"] = ...,
-        url: str | None = ...,
-        namespace: str | None = ...,
-        on_error: OnError = ...,
-        client_options: Mapping[str, Any] | None = ...,
+        cls, app: Any, *, interface: Interface | Literal["auto"] = ..., **options: Unpack[_Options]
     ) -> BlinkStoreMiddleware: ...
 
+    # The one setup path of both flavours. It is __new__, not __init__, because type checkers
+    # take the constructor's signature from __init__ when a class defines both, and the
+    # overloads above would be lost; the flavours define no __init__ of their own.
     def __new__(
         cls,
         app: Any,
         *,
-        interface: Literal["auto", "asgi", "wsgi"] = "auto",
+        interface: Interface | Literal["auto"] = "auto",
         url: str | None = None,
         namespace: str | None = None,
-        on_error: OnError = "miss",
+        on_error: OnError = DEFAULT_ON_ERROR,
         client_options: Mapping[str, Any] | None = None,
     ) -> BlinkStoreMiddleware:
-        """Pick the ASGI or WSGI flavour for ``app``."""
-        if cls is not BlinkStoreMiddleware:
-            return super().__new__(cls)
-        if interface == "auto":
-            interface = detect_interface(app)
-        if interface == "asgi":
-            return super().__new__(ASGIBlinkStoreMiddleware)
-        if interface == "wsgi":
-            return super().__new__(WSGIBlinkStoreMiddleware)
-        raise ValueError(f"interface must be 'auto', 'asgi' or 'wsgi', not {interface!r}")
-
-    def _configure(
-        self,
-        app: Any,
-        url: str | None,
-        namespace: str | None,
-        on_error: OnError,
-        options: Mapping[str, Any] | None,
-    ) -> None:
+        """Make the ASGI or WSGI flavour for ``app``; its client is created on first use."""
+        flavour = cls if cls is not BlinkStoreMiddleware else _flavour(app, interface)
+        self = super().__new__(flavour)
         self.app = app
         self._url = url
-        self._client_kwargs: dict[str, Any] = {
-            **(options or {}),
+        self._client_options = {
+            **(client_options or {}),
             "namespace": namespace,
             "on_error": on_error,
         }
+        return self
+
+    def _new_client(self, client_class: type[ClientT]) -> ClientT:
+        """A client for this middleware's store; the URL is resolved now, at first use."""
+        return client_class(resolve_url(self._url), **self._client_options)
 
     def __repr__(self) -> str:
         return f"<BlinkStoreMiddleware {self.interface} app={self.app!r}>"
+
+
+def _flavour(app: Any, interface: str) -> type[BlinkStoreMiddleware]:
+    """The middleware class for ``app``: ``interface`` as given, or detected when ``"auto"``."""
+    if interface == "auto":
+        interface = detect_interface(app)
+    if interface == "asgi":
+        return ASGIBlinkStoreMiddleware
+    if interface == "wsgi":
+        return WSGIBlinkStoreMiddleware
+    raise ValueError(f"interface must be 'auto', 'asgi' or 'wsgi', not {interface!r}")
 
 
 class ASGIBlinkStoreMiddleware(BlinkStoreMiddleware):
     """The ASGI 3 flavour of :class:`BlinkStoreMiddleware` (``interface`` is ignored here)."""
 
     interface: Interface = "asgi"
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        interface: Literal["auto", "asgi", "wsgi"] = "auto",
-        url: str | None = None,
-        namespace: str | None = None,
-        on_error: OnError = "miss",
-        client_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._configure(app, url, namespace, on_error, client_options)
-        self._cache: AsyncCache | None = None
-        # An AsyncCache belongs to the event loop it was first used on; a test client that runs
-        # each request on a fresh loop must not inherit a dead loop's connections.
-        self._cache_loop: asyncio.AbstractEventLoop | None = None
+    _cache: AsyncCache | None = None
+    # An AsyncCache belongs to the event loop it was first used on; a test client that runs
+    # each request on a fresh loop must not inherit a dead loop's connections.
+    _cache_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def cache(self) -> AsyncCache:
         """This process's client for the running event loop, created on first use."""
         loop = asyncio.get_running_loop()
         if self._cache is None or self._cache_loop is not loop:
-            self._cache = AsyncCache(resolve_url(self._url), **self._client_kwargs)
+            self._cache = self._new_client(AsyncCache)
             self._cache_loop = loop
         return self._cache
 
@@ -239,20 +227,10 @@ class WSGIBlinkStoreMiddleware(BlinkStoreMiddleware):
     """The WSGI flavour of :class:`BlinkStoreMiddleware` (``interface`` is ignored here)."""
 
     interface: Interface = "wsgi"
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        interface: Literal["auto", "asgi", "wsgi"] = "auto",
-        url: str | None = None,
-        namespace: str | None = None,
-        on_error: OnError = "miss",
-        client_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._configure(app, url, namespace, on_error, client_options)
-        self._cache: Cache | None = None
-        self._lock = threading.Lock()
+    _cache: Cache | None = None
+    # Taken only while a process creates or drops a middleware's client (once per middleware),
+    # so one lock serves every instance.
+    _lock = threading.Lock()
 
     @property
     def cache(self) -> Cache:
@@ -262,7 +240,7 @@ class WSGIBlinkStoreMiddleware(BlinkStoreMiddleware):
             with self._lock:
                 cache = self._cache
                 if cache is None:
-                    cache = self._cache = Cache(resolve_url(self._url), **self._client_kwargs)
+                    cache = self._cache = self._new_client(Cache)
         return cache
 
     def close(self) -> None:

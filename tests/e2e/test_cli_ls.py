@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from blinkstore_gunicorn.registry import REGISTRY_ENV, running_stores
-from tests.e2e.gunicorn_harness import gunicorn, wait_until
+from harness.gunicorn import gunicorn, wait_until
 from tests.e2e.test_cli_run import blinkstore
 
 pytestmark = pytest.mark.slow

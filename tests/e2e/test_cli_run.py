@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import (
+from harness.gunicorn import (
     APPS,
     alive,
     children,

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import REPO, gunicorn
+from harness.gunicorn import gunicorn
+from harness.processes import REPO
 
 PAGE = REPO / "docs" / "frameworks" / "django.md"
 _BLOCK = re.compile(r"^```(?P<language>\w+)\n(?P<code>.*?)^```$", re.MULTILINE | re.DOTALL)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import APPS, Gunicorn, cmdline, gunicorn, wait_until
+from harness.gunicorn import APPS, Gunicorn, cmdline, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
 

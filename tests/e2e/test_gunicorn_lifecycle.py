@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import CONF, alive, get, gunicorn, wait_until
+from harness.gunicorn import CONF, alive, get, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +148,7 @@ def test_usr2_upgrade_gives_the_new_master_its_own_store(tmp_path: Path):
         new_master: list[int] = []
 
         def find_new_master() -> bool:
-            from tests.e2e.gunicorn_harness import children, cmdline
+            from harness.gunicorn import children, cmdline
 
             new_master[:] = [
                 p

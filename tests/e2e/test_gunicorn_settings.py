@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import (
+from harness.gunicorn import (
     APPS,
     CONF,
     alive,

@@ -17,7 +17,7 @@ import h11
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import gunicorn
+from harness.gunicorn import gunicorn
 
 pytestmark = pytest.mark.slow
 

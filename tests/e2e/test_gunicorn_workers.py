@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import gunicorn
+from harness.gunicorn import gunicorn
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.gunicorn_harness import REPO, alive, descendants, free_port, kill_all, wait_until
+from harness.gunicorn import alive, descendants, free_port, kill_all, wait_until
+from harness.processes import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -1,5 +1,5 @@
 """Helpers for the client tests: a store that can be killed and restarted on the same socket
-(on top of ``tests.support.processes``), polling, and running an AsyncCache like a Cache."""
+(on top of ``harness.processes``), polling, and running an AsyncCache like a Cache."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import StoreProcess, start_blinkstore
+from harness.processes import StoreProcess, start_blinkstore
 
 
 class RestartableStore:

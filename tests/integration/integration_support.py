@@ -1,11 +1,10 @@
-"""Helpers for the framework integration tests: free ports, bounded subprocesses, readiness."""
+"""Helpers for the framework integration tests: bounded subprocesses, readiness, servers."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,18 +15,21 @@ from typing import IO
 
 import httpx
 
-from tests.support import processes
+from harness import processes
+from harness.gunicorn import free_port
+from harness.processes import REPO
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = [
+    "dead_unix_url",
+    "free_port",
+    "gunicorn_workers",
+    "process_output",
+    "running_process",
+    "server_url",
+    "wait_http",
+]
+
 _logs: dict[int, IO[bytes]] = {}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def dead_unix_url(directory: Path) -> str:
@@ -103,7 +105,7 @@ def wait_http(
 
 @contextlib.contextmanager
 def server_url(kind: str) -> Iterator[str]:
-    """The URL of a real server started for the ``with`` block (``tests/support/processes``).
+    """The URL of a real server started for the ``with`` block (``harness/processes.py``).
 
     ``"store"``: a ``blinkstore serve`` on a Unix socket; ``"redis"``: a ``redis-server``,
     reached through the redis-py backend (``redis+unix://``).

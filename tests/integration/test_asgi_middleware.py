@@ -22,7 +22,7 @@ from starlette.websockets import WebSocket
 from blinkstore_gunicorn.client import AsyncCache
 from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware, detect_interface
-from tests.support import processes
+from harness import processes
 
 from .integration_support import (
     dead_unix_url,

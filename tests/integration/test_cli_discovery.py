@@ -14,9 +14,9 @@ import pytest
 from blinkstore_gunicorn import Cache
 from blinkstore_gunicorn.cli import main
 from blinkstore_gunicorn.registry import REGISTRY_ENV, running_stores
+from harness.gunicorn import wait_until
+from harness.processes import StoreProcess
 from tests.conftest import StoreFactory
-from tests.e2e.gunicorn_harness import wait_until
-from tests.support.processes import StoreProcess
 
 
 @pytest.fixture

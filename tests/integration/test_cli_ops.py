@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from blinkstore_gunicorn.cli import main
-from tests.support.processes import (
+from harness.processes import (
     REPO,
     RedisProcess,
     StoreProcess,
-    resp_server_process,
 )
+from tests.support.processes import resp_server_process
 
 
 @pytest.fixture(scope="module", params=["store", "redis"])

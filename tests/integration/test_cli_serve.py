@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import REPO, resp_command, short_tempdir
 from tests.conftest import StoreFactory
-from tests.support.processes import REPO, resp_command, short_tempdir
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import client as bench_client
-from tests.support.processes import REDIS_SERVER
+from harness.processes import REDIS_SERVER
 
 pytestmark = pytest.mark.redis
 

@@ -32,8 +32,7 @@ from blinkstore_gunicorn.client import (
 )
 from blinkstore_gunicorn.client.backends.store import StoreBackend
 from blinkstore_gunicorn.client.backends.store_async import AsyncStoreBackend
-from tests.integration.client_support import RestartableStore, wait_until
-from tests.support.processes import (
+from harness.processes import (
     REDIS_SERVER,
     REPO,
     RedisProcess,
@@ -41,9 +40,10 @@ from tests.support.processes import (
     blinkstore_process,
     redis_server_process,
     resp_command,
-    resp_server_process,
     short_tempdir,
 )
+from tests.integration.client_support import RestartableStore, wait_until
+from tests.support.processes import resp_server_process
 
 
 @pytest.fixture(params=["store", "redis"])

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.gunicorn.runtime import ping
-from tests.e2e.gunicorn_harness import Gunicorn, listening_unix_sockets, wait_until
+from harness.gunicorn import Gunicorn, listening_unix_sockets, wait_until
 from tests.test_docs import quickstart_app
 
 pytestmark = pytest.mark.slow

@@ -24,14 +24,14 @@ from blinkstore_gunicorn.client import (
     CacheResponseError,
     CacheSerializationError,
 )
-from tests.integration.client_support import Blocking
-from tests.support.processes import (
+from harness.processes import (
     REDIS_SERVER,
     RedisProcess,
     StoreProcess,
     blinkstore_process,
     redis_server_process,
 )
+from tests.integration.client_support import Blocking
 
 BACKENDS = ["store", "resp-redis", "redis", "memory"]
 

@@ -43,7 +43,7 @@ from django.views.decorators.cache import cache_page
 
 from blinkstore_gunicorn.client import CacheSerializationError, PickleSerializer
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
-from tests.support.processes import resp_command
+from harness.processes import resp_command
 
 from .integration_support import server_url
 

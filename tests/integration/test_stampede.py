@@ -21,7 +21,7 @@ import pytest
 
 from blinkstore_gunicorn import AsyncCache, Cache, CacheStampedeTimeout
 from blinkstore_gunicorn.protocol import resp
-from tests.support.processes import (
+from harness.processes import (
     REDIS_SERVER,
     RedisProcess,
     StoreProcess,

@@ -14,7 +14,7 @@ from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.server import StoreServer
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
-from tests.support.processes import resp_command, short_tempdir
+from harness.processes import resp_command, short_tempdir
 
 
 async def ask(path: str, request: bytes, size: int) -> bytes:

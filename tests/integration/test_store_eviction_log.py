@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from blinkstore_gunicorn import Cache
+from harness.gunicorn import wait_until
 from tests.conftest import StoreFactory
-from tests.e2e.gunicorn_harness import wait_until
 
 
 def test_eviction_is_logged_once_with_the_limit_and_a_hint(

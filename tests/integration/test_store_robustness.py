@@ -11,8 +11,8 @@ import time
 
 import pytest
 
+from harness.processes import StoreProcess, resp_command
 from tests.conftest import StoreFactory
-from tests.support.processes import StoreProcess, resp_command
 from tests.support.sockets import read_until_closed, recv_exactly
 
 PING = resp_command("PING")

@@ -10,8 +10,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.processes import resp_command, short_tempdir
 from tests.conftest import StoreFactory
-from tests.support.processes import resp_command, short_tempdir
 
 
 def test_unix_socket_is_private(blinkstore_factory: StoreFactory) -> None:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from tests.support.processes import StoreProcess
+from harness.processes import StoreProcess
 from tests.support.sockets import read_until_closed, recv_line
 
 

@@ -1,1 +1,2 @@
-"""Shared test helpers: real store and redis-server processes (``tests.support.processes``)."""
+"""Test-only helpers; the real processes tests start (store, redis-server, gunicorn) are in
+the repository's ``harness`` package, which the benchmarks share."""

@@ -11,7 +11,7 @@ import pytest
 from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.server.store import StoreServer
 from blinkstore_gunicorn.server.ticker import Ticker
-from tests.support.processes import short_tempdir
+from harness.processes import short_tempdir
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux")
 

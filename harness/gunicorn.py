@@ -1,4 +1,4 @@
-"""Start real gunicorn masters for the end-to-end tests, and always stop them.
+"""Start real gunicorn masters for the end-to-end tests and the benchmarks, and always stop them.
 
 gunicorn runs in its own session; ``close()`` signals the whole process group and then kills
 any descendant still alive (the store lives in its own session and must stop by itself when
@@ -14,26 +14,28 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-APPS = Path(__file__).parent / "apps"
+from harness.processes import REPO
+
+#: The small apps gunicorn serves here (``--pythonpath``): ``wsgi_app:app``, ``asgi_app:app``...
+APPS = REPO / "tests" / "e2e" / "apps"
 #: On the command line of the store processes the plugin starts.
 STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
-REPO = Path(__file__).resolve().parents[2]
-
 
 #: The plugin's config module, as the tests pass it to gunicorn.
 CONF = ["-c", "python:blinkstore_gunicorn.conf"]
 
 
-def get(url: str) -> dict:
+def get(url: str) -> dict[str, Any]:
     """GET ``url`` on a new connection; assert a 200 and return the JSON body."""
     reply = httpx.get(url, timeout=10.0)
     assert reply.status_code == 200, reply.text
-    body: dict = reply.json()
+    body: dict[str, Any] = reply.json()
     return body
 
 
@@ -110,7 +112,7 @@ def listening_unix_sockets(pid: int) -> set[str]:
     return paths
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -261,7 +263,7 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(args: Sequence[str], cwd: Path, **kwargs) -> Iterator[Gunicorn]:
+def gunicorn(args: Sequence[str], cwd: Path, **kwargs: Any) -> Iterator[Gunicorn]:
     """Start gunicorn, wait for HTTP, yield it, and always stop it."""
     server = Gunicorn(args, cwd, **kwargs)
     try:
@@ -271,9 +273,11 @@ def gunicorn(args: Sequence[str], cwd: Path, **kwargs) -> Iterator[Gunicorn]:
         server.close()
 
 
-def two_workers(client: httpx.Client, path: str, attempts: int = 200) -> tuple[dict, dict]:
+def two_workers(
+    client: httpx.Client, path: str, attempts: int = 200
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """GET ``path`` until replies from two different worker pids were seen; return one of each."""
-    seen: dict[int, dict] = {}
+    seen: dict[int, dict[str, Any]] = {}
     for _ in range(attempts):
         reply = client.get(path)
         assert reply.status_code == 200, reply.text
