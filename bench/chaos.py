@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 import httpx
 
 from bench.abuse.common import percentile
-from tests.e2e.gunicorn_harness import (
+from harness.gunicorn import (
     Gunicorn,
     alive,
     listening_unix_sockets,

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 from blinkstore_gunicorn.protocol import resp
-from tests.support.processes import StoreProcess, blinkstore_process
+from harness.processes import StoreProcess, blinkstore_process
 
 MiB = 1024 * 1024
 PASSWORD = "abuse-password"

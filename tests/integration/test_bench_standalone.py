@@ -24,6 +24,8 @@ import importlib, sys
 for name in ("pytest", "_pytest", "tests"):
     sys.modules[name] = None
 module = importlib.import_module("bench." + sys.argv[1])
+if hasattr(module, "__path__"):  # a package (bench.abuse): its command line is its __main__
+    module = importlib.import_module(module.__name__ + ".__main__")
 main = getattr(module, "main", None)
 if main is not None:
     try:

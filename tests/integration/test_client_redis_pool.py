@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from blinkstore_gunicorn.client import AsyncCache, Cache
-from tests.support.processes import RedisProcess
+from harness.processes import RedisProcess
 
 pytestmark = pytest.mark.redis
 

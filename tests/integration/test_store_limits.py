@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from harness.processes import StoreProcess, resp_command
 from tests.conftest import StoreFactory
-from tests.support.processes import StoreProcess, resp_command
 from tests.support.sockets import read_until_closed, recv_exactly, recv_line
 
 MiB = 1024 * 1024
