@@ -21,7 +21,7 @@ import httpx
 
 APPS = Path(__file__).parent / "apps"
 #: On the command line of the store processes the plugin starts.
-STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
+STORE_MARKER = "blinkstore_gunicorn.supervision.child"
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blinkstore_gunicorn.gunicorn.runtime import ping
+from blinkstore_gunicorn.supervision.runtime import ping
 from tests.e2e.gunicorn_harness import Gunicorn, listening_unix_sockets, wait_until
 from tests.test_docs import quickstart_app
 
