@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from blinkstore_gunicorn.gunicorn.runtime import ping
+from blinkstore_gunicorn.supervision.runtime import ping
 from harness.gunicorn import CONF, Gunicorn, get, gunicorn, wait_until
 
 # Longer than the supervisor's crash-loop window: every kill is a first restart.

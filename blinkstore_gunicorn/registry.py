@@ -36,7 +36,7 @@ __all__ = [
 
 #: Overrides the registry directory (tests, or containers sharing one with a sidecar).
 REGISTRY_ENV = "BLINKSTORE_REGISTRY_DIR"
-#: Ancestors recorded per store: the keeper, the gunicorn master or ``blinkstore run``, a shell.
+#: Ancestors recorded per store: the gunicorn master or ``blinkstore run``, then a shell.
 _ANCESTORS = 3
 
 

@@ -25,7 +25,7 @@ from harness.processes import REPO
 #: The small apps gunicorn serves here (``--pythonpath``): ``wsgi_app:app``, ``asgi_app:app``...
 APPS = REPO / "tests" / "e2e" / "apps"
 #: On the command line of the store processes the plugin starts.
-STORE_MARKER = "blinkstore_gunicorn.gunicorn.child"
+STORE_MARKER = "blinkstore_gunicorn.supervision.child"
 
 #: The plugin's config module, as the tests pass it to gunicorn.
 CONF = ["-c", "python:blinkstore_gunicorn.conf"]

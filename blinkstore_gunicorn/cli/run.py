@@ -1,36 +1,32 @@
 """``blinkstore run [store options] -- CMD ...``: a store for the lifetime of one command.
 
 For servers other than gunicorn (``uvicorn --workers 4``, granian, hypercorn, celery...): start a
-store on a private Unix socket, run CMD with ``BLINKSTORE_URL`` pointing at it, restart the store
-if it dies, forward signals to CMD, and when CMD exits stop the store, remove the socket and
-return CMD's exit status (128 + N when a signal N ended it, as shells report it).
+store on a private Unix socket, run CMD with ``BLINKSTORE_URL`` pointing at it, forward signals
+to CMD, and when CMD exits stop the store, remove the socket and return CMD's exit status
+(128 + N when a signal N ended it, as shells report it). The store is supervised exactly as
+under gunicorn (:class:`~blinkstore_gunicorn.supervision.supervisor.StoreSupervisor`): restarted
+at once by a warm standby when it dies, and stopped by its lifeline when this process is killed.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
-import urllib.parse
 
 from blinkstore_gunicorn.cli.serve import (
     add_store_arguments,
     settings_from_args,
     warn_unknown_variables,
 )
-from blinkstore_gunicorn.config import ConfigError, env_name, without_setting_variables
-from blinkstore_gunicorn.gunicorn.keeper import StoreFailedToStart, StoreKeeper, store_command
-from blinkstore_gunicorn.gunicorn.runtime import (
-    SOCKET_NAME,
-    ExitWatch,
-    create_runtime_dir,
-    remove_runtime_dir,
-    set_parent_death_signal,
-)
+from blinkstore_gunicorn.config import ConfigError, env_name
+from blinkstore_gunicorn.supervision.runtime import ExitWatch, set_parent_death_signal
+from blinkstore_gunicorn.supervision.supervisor import StoreStartError, StoreSupervisor
 
 __all__ = ["FORWARDED_SIGNALS", "register", "run_command"]
 
@@ -46,10 +42,23 @@ def _log(line: str) -> None:
     print(f"blinkstore run: {line}", file=sys.stderr, flush=True)
 
 
+def _supervisor_log() -> logging.Logger:
+    """The supervisor's log: its events and the store's own lines, on stderr as they come."""
+    log = logging.getLogger("blinkstore_gunicorn.cli.run")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
+
+
 def _command_preexec() -> None:
-    # This process is single-threaded, so a preexec function is safe here. CMD gets its own
-    # process group (a Ctrl-C reaches this process once, and is forwarded once) and is told to
-    # stop if this process is killed, so it never outlives its store unnoticed.
+    # CMD gets its own process group (a Ctrl-C reaches this process once, and is forwarded
+    # once) and is told to stop if this process is killed, so it never outlives its store
+    # unnoticed. Only system calls run here (no import, no logging), so a lock the
+    # supervisor's thread held at the fork cannot block this child.
     os.setpgrp()
     set_parent_death_signal(signal.SIGTERM)
 
@@ -71,53 +80,42 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("start_timeout", "must be a positive number of seconds")
     warn_unknown_variables("run")
     # Validate every store option here, so a typo fails before anything starts; env's
-    # BLINKSTORE_UNIX is replaced by the private socket.
+    # BLINKSTORE_UNIX is replaced by the private socket. The store gets these resolved
+    # settings as flags and inherits no BLINKSTORE_* setting, so a flag always wins.
     settings = settings_from_args(args).replace(unix=None)
-    serve_args = settings.to_argv()
-    # The flags just resolved are the store's only settings: an inherited BLINKSTORE_* variable
-    # would otherwise override a flag whose value is the default (and so left out of argv).
-    store_env = without_setting_variables(os.environ)
-    if settings.password is not None:
-        store_env[env_name("password")] = settings.password
-
-    runtime_dir = create_runtime_dir(args.runtime_dir)
-    socket_path = os.path.join(runtime_dir, SOCKET_NAME)
-    url = f"unix://{socket_path}"
-    if settings.password is not None:
-        url += "?password=" + urllib.parse.quote(settings.password, safe="")
+    supervisor = StoreSupervisor(
+        _supervisor_log(),
+        settings.to_argv(),
+        start_timeout=args.start_timeout,
+        runtime_parent=args.runtime_dir,
+        password=settings.password,
+    )
 
     wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     previous_wakeup = signal.set_wakeup_fd(wake_w)
     previous_handlers = {sig: signal.signal(sig, lambda *_: None) for sig in FORWARDED_SIGNALS}
-    keeper = StoreKeeper(
-        store_command(socket_path, serve_args),
-        socket_path,
-        log=_log,
-        env=store_env,
-        password=settings.password,
-    )
     try:
-        keeper.start()
-        problem = _wait_ready(keeper, args.start_timeout, wake_r)
-        if problem:
-            _log(problem)
+        url = supervisor.start()
+        if _received_signals(wake_r):
+            # A signal before CMD started: there is nobody to forward it to, so just stop.
+            _log("interrupted while the store was starting")
             return 1
         child = subprocess.Popen(
             command,
             env={**os.environ, "BLINKSTORE_URL": url},
-            preexec_fn=_command_preexec,  # noqa: PLW1509 - this process has no threads
+            preexec_fn=_command_preexec,  # noqa: PLW1509 - see _command_preexec
         )
-        return _exit_status(_supervise(keeper, child, wake_r))
-    except StoreFailedToStart as exc:
-        _log(str(exc))
+        return _exit_status(_wait_forwarding_signals(child, wake_r))
+    except StoreStartError as exc:
+        print(exc, file=sys.stderr, flush=True)
         return 1
     except FileNotFoundError as exc:
         _log(f"cannot run {command[0]!r}: {exc.strerror}")
         return 127
     finally:
-        keeper.stop()
-        remove_runtime_dir(runtime_dir)
+        supervisor.stop()
         signal.set_wakeup_fd(previous_wakeup)
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
@@ -125,35 +123,30 @@ def run_command(args: argparse.Namespace) -> int:
         os.close(wake_w)
 
 
-def _wait_ready(keeper: StoreKeeper, timeout: float, wake_r: int) -> str:
-    """Wait for the store's first PONG; return why it failed, or "" once it is ready."""
-    deadline = time.monotonic() + timeout
-    while not keeper.ready:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return f"the store did not answer PING on {keeper.socket_path} within {timeout:g} s"
-        if keeper.wait(min(remaining, 0.05), [wake_r]):
-            # A signal before CMD started: there is nobody to forward it to, so just stop.
-            return "interrupted while the store was starting"
-    return ""
+def _received_signals(wake_r: int) -> bytes:
+    """The signal numbers that arrived since the last call (the wakeup pipe's bytes)."""
+    received = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(wake_r, 64):
+            received += chunk
+    return received
 
 
-def _supervise(keeper: StoreKeeper, child: subprocess.Popen[bytes], wake_r: int) -> int:
+def _wait_forwarding_signals(child: subprocess.Popen[bytes], wake_r: int) -> int:
+    """Pass the signals this process receives on to CMD until it exits; return its status."""
     watch = ExitWatch(child.pid)
     try:
-        while True:
+        while not watch.exited():
             fds = [wake_r]
             if (fd := watch.fileno()) is not None:
                 fds.append(fd)
             # Without a pidfd the watch is polled, so wake up often enough to notice.
-            ready = keeper.wait(3600.0 if watch.fileno() is not None else 0.05, fds)
-            if wake_r in ready:
-                with contextlib.suppress(BlockingIOError):
-                    for signum in os.read(wake_r, 64):
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(child.pid, signum)
-            if watch.exited():
-                return child.wait()
+            with contextlib.suppress(InterruptedError):
+                select.select(fds, [], [], None if watch.fileno() is not None else 0.05)
+            for signum in _received_signals(wake_r):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signum)
+        return child.wait()
     finally:
         watch.close()
 

@@ -14,8 +14,8 @@ __all__ = ["adopt"]
 
 def adopt(namespace: MutableMapping[str, Any]) -> None:
     """Chain the plugin's hooks into a gunicorn config namespace (see :func:`.hooks.adopt`)."""
-    # Imported here so the store keeper (``python -m blinkstore_gunicorn.gunicorn.child``) does
-    # not load the hooks, the middleware and the client just by being in this package.
+    # Imported here: the hooks import this package's other modules, which would otherwise
+    # find it half-initialised.
     from blinkstore_gunicorn.gunicorn.hooks import adopt as _adopt
 
     _adopt(namespace)

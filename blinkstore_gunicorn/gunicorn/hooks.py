@@ -25,9 +25,9 @@ from typing import Any
 
 from blinkstore_gunicorn.client.url import mask_url
 from blinkstore_gunicorn.config import unknown_variable_warnings
-from blinkstore_gunicorn.gunicorn import supervisor
 from blinkstore_gunicorn.gunicorn.orphans import leave_with_master
 from blinkstore_gunicorn.gunicorn.settings import PluginSettings, load_settings
+from blinkstore_gunicorn.supervision import supervisor
 
 __all__ = ["CONFIG_ENV", "URL_ENV", "adopt", "build_config", "load_user_config", "store_user"]
 
@@ -83,7 +83,6 @@ def _start_store(namespace: MutableMapping[str, Any], server: Any) -> None:
         settings.serve_args(),
         start_timeout=settings.start_timeout,
         runtime_parent=settings.runtime_dir,
-        store_env=settings.store_env(),
         password=settings.store.password,
         user=store_user(server.cfg),
     )

@@ -50,12 +50,6 @@ class PluginSettings:
         """``blinkstore serve`` flags for the store (the password travels in the environment)."""
         return self.store.to_argv()
 
-    def store_env(self) -> dict[str, str]:
-        """Extra environment for the store process (the password, kept out of ``ps``)."""
-        if self.store.password is None:
-            return {}
-        return {env_name("password"): self.store.password}
-
 
 def _parse_bool(value: Any) -> bool:
     if isinstance(value, bool):

@@ -13,15 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blinkstore_gunicorn.gunicorn.runtime import ping
+from blinkstore_gunicorn.supervision.runtime import ping
 from harness.gunicorn import (
     APPS,
+    STORE_MARKER,
     alive,
     children,
     cmdline,
     descendants,
     free_port,
     kill_all,
+    listening_unix_sockets,
     wait_until,
 )
 
@@ -54,7 +56,7 @@ def run(
 def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
     script = (
         "import os, sys\n"
-        "from blinkstore_gunicorn.gunicorn.runtime import ping\n"
+        "from blinkstore_gunicorn.supervision.runtime import ping\n"
         "url = os.environ['BLINKSTORE_URL']\n"
         "print(url, ping(url[len('unix://'):]))\n"
         "sys.exit(7)\n"
@@ -159,8 +161,9 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
             if readers - {written["pid"]}:
                 break
         assert readers - {written["pid"]}, "only one uvicorn worker answered"
-        store = [p for p in children(process.pid) if "serve --unix" in cmdline(p)]
-        assert len(store) == 1
+        # One store serves them, a child of `blinkstore run` (its warm standby does not listen).
+        stores = [p for p in children(process.pid) if STORE_MARKER in cmdline(p)]
+        assert len([p for p in stores if listening_unix_sockets(p)]) == 1
         os.kill(process.pid, signal.SIGTERM)  # forwarded to uvicorn, which shuts down
         assert process.wait(30) == 0, log.read_text()
         assert wait_until(lambda: not any(alive(p) for p in known), 5.0)
@@ -173,26 +176,87 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
         kill_all(list(known))
 
 
-def test_killing_run_takes_the_store_and_the_command_along(tmp_path: Path):
+def _start_run(tmp_path: Path, script: str) -> subprocess.Popen[str]:
+    """``blinkstore run -- python -c SCRIPT`` in its own session, CMD's stdin and stdout piped."""
     env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
-    process = subprocess.Popen(
-        [*BLINKSTORE, "run", "--", sys.executable, "-c", "import time; time.sleep(60)"],
+    env.pop("BLINKSTORE_URL", None)
+    return subprocess.Popen(
+        [*BLINKSTORE, "run", "--", sys.executable, "-c", script],
         env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
-    known: list[int] = []
+
+
+def _store_processes(run_pid: int) -> list[int]:
+    """The store processes of ``blinkstore run``: the store and, once started, its standby."""
+    return [p for p in children(run_pid) if STORE_MARKER in cmdline(p) and alive(p)]
+
+
+def _serving_store(run_pid: int) -> int | None:
+    serving = [p for p in _store_processes(run_pid) if listening_unix_sockets(p)]
+    return serving[0] if len(serving) == 1 else None
+
+
+def _stop_run(process: subprocess.Popen[str], known: set[int]) -> None:
+    known.update(descendants(process.pid))
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    kill_all(list(known))
+
+
+def test_a_killed_store_is_back_within_a_second_for_the_command(tmp_path: Path):
+    # CMD counts, waits for the test to kill the store, then counts on the store that replaced
+    # it: the same BLINKSTORE_URL, a new store (the count starts again), no restart of CMD.
+    script = (
+        "import sys\n"
+        "from blinkstore_gunicorn import Cache\n"
+        "with Cache(timeout=10.0) as cache:\n"
+        "    print(cache.incr('hits'), cache.incr('hits'), flush=True)\n"
+        "    sys.stdin.readline()\n"
+        "    print(cache.ping(), cache.incr('hits'), flush=True)\n"
+    )
+    process = _start_run(tmp_path, script)
+    known: set[int] = set()
     try:
-        assert wait_until(lambda: len(children(process.pid)) == 2, 20.0)
-        time.sleep(0.2)
-        known = children(process.pid)
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().split() == ["1", "2"]
+        assert wait_until(lambda: len(_store_processes(process.pid)) == 2, 20.0)
+        store = _serving_store(process.pid)
+        assert store is not None
+        (runtime,) = tmp_path.glob("blinkstore-*")
+        socket = str(runtime / "store.sock")
+        os.kill(store, signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert wait_until(lambda: _serving_store(process.pid) not in (None, store), 5.0, 0.005)
+        assert wait_until(lambda: ping(socket, 0.1), 5.0, 0.005)
+        back_after = time.monotonic() - killed_at
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        assert process.stdout.readline().split() == ["True", "1"]
+        process.stdin.close()
+        assert process.wait(30) == 0
+        assert back_after < 1.0, f"the store answered again after {back_after:.2f} s"
+        assert not runtime.exists()
+    finally:
+        _stop_run(process, known)
+
+
+def test_killing_run_takes_the_store_and_the_command_along(tmp_path: Path):
+    process = _start_run(tmp_path, "import sys; sys.stdin.readline()")
+    known: set[int] = set()
+    try:
+        # The store, its standby and CMD.
+        assert wait_until(lambda: len(children(process.pid)) == 3, 20.0)
+        known.update(descendants(process.pid))
+        (runtime,) = tmp_path.glob("blinkstore-*")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
-        assert wait_until(lambda: not any(alive(p) for p in known), 2.0)
-        # Nobody is left to remove the directory after a SIGKILL, but nothing answers there.
-        (runtime,) = tmp_path.glob("blinkstore-*")
-        assert not ping(str(runtime / "store.sock"))
+        assert wait_until(lambda: not any(alive(p) for p in known), 5.0)
+        # Nobody is left to stop the store but its lifeline, which also removes the directory.
+        assert wait_until(lambda: not runtime.exists(), 5.0)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        kill_all(known)
+        _stop_run(process, known)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blinkstore_gunicorn.gunicorn.runtime import ping
+from blinkstore_gunicorn.supervision.runtime import ping
 from harness.gunicorn import CONF, alive, get, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
@@ -154,8 +154,8 @@ def test_usr2_upgrade_gives_the_new_master_its_own_store(tmp_path: Path):
                 p
                 for p in children(s.pid)
                 if "gunicorn" in cmdline(p)
-                and "blinkstore_gunicorn.gunicorn.child" not in cmdline(p)
-                and any("blinkstore_gunicorn.gunicorn.child" in cmdline(c) for c in children(p))
+                and "blinkstore_gunicorn.supervision.child" not in cmdline(p)
+                and any("blinkstore_gunicorn.supervision.child" in cmdline(c) for c in children(p))
             ]
             return bool(new_master)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from blinkstore_gunicorn.gunicorn.runtime import ping
+from blinkstore_gunicorn.supervision.runtime import ping
 from harness.gunicorn import Gunicorn, listening_unix_sockets, wait_until
 from tests.test_docs import quickstart_app
 

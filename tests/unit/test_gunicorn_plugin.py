@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import stat
@@ -12,7 +13,10 @@ import pytest
 
 from blinkstore_gunicorn.gunicorn import adopt
 from blinkstore_gunicorn.gunicorn.hooks import build_config, load_user_config, store_user
-from blinkstore_gunicorn.gunicorn.runtime import (
+from blinkstore_gunicorn.gunicorn.settings import PluginSettingsError, load_settings
+from blinkstore_gunicorn.gunicorn.wrap import worker_app_slot, wrap_worker_app
+from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
+from blinkstore_gunicorn.supervision.runtime import (
     RuntimeDirError,
     check_reachable,
     create_runtime_dir,
@@ -21,10 +25,7 @@ from blinkstore_gunicorn.gunicorn.runtime import (
     remove_runtime_dir,
     verify_runtime_dir,
 )
-from blinkstore_gunicorn.gunicorn.settings import PluginSettingsError, load_settings
-from blinkstore_gunicorn.gunicorn.supervisor import StoreUser
-from blinkstore_gunicorn.gunicorn.wrap import worker_app_slot, wrap_worker_app
-from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
+from blinkstore_gunicorn.supervision.supervisor import StoreSupervisor, StoreUser
 
 # --- settings ---------------------------------------------------------------------------------
 
@@ -53,7 +54,8 @@ def test_environment_wins_over_the_config_file():
 def test_password_travels_in_the_environment_not_in_argv():
     settings = load_settings({"blinkstore_password": "s3cret"}, {})
     assert "s3cret" not in settings.serve_args()
-    assert settings.store_env() == {"BLINKSTORE_PASSWORD": "s3cret"}
+    sup = StoreSupervisor(logging.getLogger("test"), settings.serve_args(), password="s3cret")
+    assert sup.store_env["BLINKSTORE_PASSWORD"] == "s3cret"
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,22 @@
-"""The store a gunicorn master runs: ``python -m blinkstore_gunicorn.gunicorn.child``.
+"""The store process a supervisor runs: ``python -m blinkstore_gunicorn.supervision.child``.
 
-One process, the store itself, bound to the life of its master:
+One process, the store itself, bound to the life of the process that supervises it (a gunicorn
+master, or ``blinkstore run``):
 
-* it binds only in the runtime directory the master created, after checking again that the
+* it binds only in the runtime directory the supervisor created, after checking again that the
   directory is still that one (owner, mode 0700, not a symlink); a directory that fails the
   check is refused, never recreated;
-* it stops, removing its socket and the directory, when the master is gone or asks it to stop:
-  the master holds the only write end of the *lifeline* pipe, so its death (SIGKILL included)
-  and its stop request both show here as end-of-file;
+* it stops, removing its socket and the directory, when the supervisor is gone or asks it to
+  stop: the supervisor holds the only write end of the *lifeline* pipe, so its death (SIGKILL
+  included) and its stop request both show here as end-of-file;
 * SIGTERM, SIGINT and SIGHUP from anyone else are logged and ignored. A stop that signals every
-  process at once (systemd's ``KillMode=control-group``) reaches the master too, and the master
-  stops the store after its workers, which may use the cache until they are done.
+  process at once (systemd's ``KillMode=control-group``) reaches the supervisor too, and it
+  stops the store after gunicorn's workers or CMD, which may use the cache until they are done.
 
-The master restarts it when it dies (see :mod:`.supervisor`); there is no restart logic here.
-With ``--standby-fd`` it starts *warm*: it imports everything it runs on, then waits for the
-master's word before it checks the directory and binds, so that a restart does not wait for an
-interpreter to start.
+The supervisor restarts it when it dies (see :mod:`.supervisor`); there is no restart logic
+here. With ``--standby-fd`` it starts *warm*: it imports everything it runs on, then waits for
+the supervisor's word before it checks the directory and binds, so that a restart does not wait
+for an interpreter to start.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from typing import Any
 
 from blinkstore_gunicorn.cli.serve import add_store_arguments, settings_from_args
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
-from blinkstore_gunicorn.gunicorn.runtime import (
+from blinkstore_gunicorn.supervision.runtime import (
+    EXIT_REFUSED,
+    EXIT_STORE_FAILED,
     SOCKET_NAME,
     RuntimeDirError,
     remove_runtime_dir,
@@ -40,27 +43,23 @@ from blinkstore_gunicorn.gunicorn.runtime import (
     verify_runtime_dir,
 )
 
-__all__ = ["EXIT_REFUSED", "EXIT_STORE_FAILED", "IGNORED_SIGNALS", "main"]
+__all__ = ["IGNORED_SIGNALS", "main"]
 
-#: Exit code when the store could not start (a setting the store rejects, a busy port).
-EXIT_STORE_FAILED = 3
-#: Exit code when the runtime directory failed its check: restarting would fail the same way.
-EXIT_REFUSED = 4
-#: Stop signals the store ignores: only its master decides when it stops.
+#: Stop signals the store ignores: only its supervisor decides when it stops.
 IGNORED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Linux sends this when the thread that forked us ends; only a changed parent pid counts.
 _PARENT_DEATH_SIGNAL = signal.SIGUSR1
 
 
 def _log(line: str) -> None:
-    # The master reads this stream line by line into gunicorn's error log; once the master is
-    # gone nobody reads it, and a broken pipe must not stop the store from stopping.
+    # The supervisor reads this stream line by line into its log; once the supervisor is gone
+    # nobody reads it, and a broken pipe must not stop the store from stopping.
     with contextlib.suppress(OSError):
         print(f"blinkstore store: {line}", file=sys.stderr, flush=True)
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m blinkstore_gunicorn.gunicorn.child")
+    parser = argparse.ArgumentParser(prog="python -m blinkstore_gunicorn.supervision.child")
     parser.add_argument("--lifeline-fd", type=int, required=True)
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--runtime-dir", required=True)
@@ -74,36 +73,36 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class _MasterWatch:
-    """Stop the server when the master closes the lifeline or is gone."""
+class _SupervisorWatch:
+    """Stop the server when the supervisor closes the lifeline or is gone."""
 
     def __init__(self, lifeline_fd: int, parent_pid: int) -> None:
         self.lifeline_fd = lifeline_fd
         self.parent_pid = parent_pid
-        #: Set once the master stopped the store or died: the runtime directory goes too.
+        #: Set once the supervisor stopped the store or died: the runtime directory goes too.
         self.released = False
 
     def install(self, loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
         """Watch the lifeline and the parent-death signal; ignore outside stop signals."""
 
         def lifeline_readable() -> None:
-            # Nothing is ever written: readable means end-of-file. The master closed its end
-            # to stop the store, or died (its parent pid may not have changed yet).
+            # Nothing is ever written: readable means end-of-file. The supervisor closed its
+            # end to stop the store, or died (its parent pid may not have changed yet).
             loop.remove_reader(self.lifeline_fd)
             self.released = True
             stop()
-            _log("the gunicorn master stopped the store or is gone; stopping")
+            _log("the supervising process stopped the store or is gone; stopping")
 
         def parent_death_signal() -> None:
             if os.getppid() != self.parent_pid:
                 self.released = True
                 stop()
-                _log("the gunicorn master is gone; stopping")
+                _log("the supervising process is gone; stopping")
 
         def ignored(signum: int) -> None:
             _log(
-                f"{signal.Signals(signum).name} ignored: the store stops with its gunicorn "
-                f"master (pid {self.parent_pid}), after the workers"
+                f"{signal.Signals(signum).name} ignored: the store stops with the process that "
+                f"supervises it (pid {self.parent_pid}), after its workers"
             )
 
         loop.add_reader(self.lifeline_fd, lifeline_readable)
@@ -112,7 +111,7 @@ class _MasterWatch:
             loop.add_signal_handler(signum, ignored, signum)
 
 
-async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
+async def _serve(settings: StoreSettings, watch: _SupervisorWatch) -> None:
     # Imported here: the argument check above should not pay for the server's imports.
     from blinkstore_gunicorn.server import StoreServer
     from blinkstore_gunicorn.server.store import listed
@@ -120,7 +119,7 @@ async def _serve(settings: StoreSettings, watch: _MasterWatch) -> None:
     server = StoreServer(settings)
     await server.start()
     watch.install(asyncio.get_running_loop(), server.request_stop)
-    # The master may have died while the server started; its pipe end is closed already, so
+    # The supervisor may have died while the server started; its pipe end is closed already, so
     # the reader fires at once. The parent pid covers a death before prctl() took effect.
     if os.getppid() != watch.parent_pid:
         watch.released = True
@@ -156,7 +155,7 @@ def _drop_privileges(uid: int, gid: int, groups: str) -> None:
 
 def _run(
     settings: StoreSettings,
-    watch: _MasterWatch,
+    watch: _SupervisorWatch,
     runner: Callable[[Coroutine[Any, Any, None]], None],
 ) -> None:
     from blinkstore_gunicorn.engine import tune_allocator
@@ -168,7 +167,7 @@ def _run(
 
 
 def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
-    """Block until the master promotes this standby (True) or stops needing it (False)."""
+    """Block until the supervisor promotes this standby (True) or stops needing it (False)."""
     while True:
         readable, _, _ = select.select([standby_fd, lifeline_fd], [], [])
         if lifeline_fd in readable:
@@ -180,7 +179,7 @@ def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until the master closes the lifeline or dies; return the exit status."""
+    """Serve until the supervisor closes the lifeline or dies; return the exit status."""
     # Until the event loop handles them, these signals must neither stop nor kill the store.
     for signum in (*IGNORED_SIGNALS, _PARENT_DEATH_SIGNAL):
         signal.signal(signum, signal.SIG_IGN)
@@ -191,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # After the user change, which clears it.
     set_parent_death_signal(_PARENT_DEATH_SIGNAL)
     if os.getppid() != args.parent_pid:
-        # The master died before we started: nobody would ever stop us.
+        # The supervisor died before we started: nobody would ever stop us.
         remove_runtime_dir(args.runtime_dir)
         return 0
     if args.standby_fd is not None and not _wait_for_turn(args.standby_fd, args.lifeline_fd):
@@ -201,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeDirError as exc:
         _log(f"refusing to start: {exc}")
         return EXIT_REFUSED
-    watch = _MasterWatch(args.lifeline_fd, args.parent_pid)
+    watch = _SupervisorWatch(args.lifeline_fd, args.parent_pid)
     try:
         settings = settings_from_args(args).replace(
             unix=os.path.join(args.runtime_dir, SOCKET_NAME)

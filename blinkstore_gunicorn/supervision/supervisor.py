@@ -1,29 +1,30 @@
-"""The master's side of supervision: start the store, watch it, restart it, stop it.
+"""Start a store, watch it, restart it, stop it: the one supervision loop.
 
-Process tree under gunicorn::
+Used by the gunicorn plugin (in the master) and by ``blinkstore run``. Process tree::
 
-    gunicorn master ── store (python -m blinkstore_gunicorn.gunicorn.child, own session)
-                   └── workers
+    gunicorn master / blinkstore run ── store (python -m blinkstore_gunicorn.supervision.child,
+                                   │           own session)
+                                   ├── its warm standby
+                                   └── workers / CMD
 
-This is the only restart loop. A thread in the master watches the store through a pidfd (it
-works whoever reaps the store: gunicorn's arbiter reaps every child with ``waitpid(-1)``),
-restarts it at once when it dies (backing off while it keeps dying young), and copies its
-output into gunicorn's error log. The store binds only after checking the runtime directory
-again, and stops, removing the directory, when the master closes or loses the *lifeline* pipe
-(see :mod:`.child`).
+This is the only restart loop. A thread of the supervising process watches the store through a
+pidfd (it works whoever reaps the store: gunicorn's arbiter reaps every child with
+``waitpid(-1)``), restarts it at once when it dies (backing off while it keeps dying young),
+and copies its output into the supervisor's log (see :mod:`.output`). The store binds only
+after checking the runtime directory again, and stops, removing the directory, when the
+supervising process closes or loses the *lifeline* pipe (see :mod:`.child`).
 
-Every descriptor that belongs to supervision is closed in any process forked from the master
-(workers included) by an ``os.register_at_fork`` handler; a fork lock keeps a worker from
-forking in the middle of a store restart, when a pipe end is briefly held in the master.
+Every descriptor that belongs to supervision is closed in any process forked from the
+supervising one (gunicorn's workers included) by an ``os.register_at_fork`` handler; a fork
+lock keeps a fork from happening in the middle of a store restart, when a pipe end is briefly
+held in the supervising process.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
 import os
-import re
 import select
 import signal
 import subprocess
@@ -31,13 +32,14 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from blinkstore_gunicorn.config import without_setting_variables
-from blinkstore_gunicorn.gunicorn.child import EXIT_REFUSED, EXIT_STORE_FAILED
-from blinkstore_gunicorn.gunicorn.runtime import (
+from blinkstore_gunicorn.config import env_name, without_setting_variables
+from blinkstore_gunicorn.supervision.output import Logger, OutputPipe, StoreOutput
+from blinkstore_gunicorn.supervision.runtime import (
+    EXIT_REFUSED,
+    EXIT_STORE_FAILED,
     SOCKET_NAME,
     ExitWatch,
     RuntimeDirError,
@@ -50,7 +52,6 @@ from blinkstore_gunicorn.gunicorn.runtime import (
 )
 
 __all__ = [
-    "Logger",
     "StoreStartError",
     "StoreSupervisor",
     "StoreUser",
@@ -61,26 +62,9 @@ __all__ = [
 _MAX_BACKOFF = 5.0
 # A store that dies sooner than this after starting counts as crash-looping.
 _HEALTHY_AFTER = 2.0
-# Lines of store output kept to explain a failed start.
-_TAIL_LINES = 20
 _SETTLE = 0.3
-_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?: ?[+-]\d\d:?\d\d|Z)? ")
-
-
-class Logger(Protocol):
-    """The part of gunicorn's logger (``arbiter.log``) the supervisor uses."""
-
-    def debug(self, msg: str, *args: object) -> None:
-        """Log at DEBUG."""
-
-    def info(self, msg: str, *args: object) -> None:
-        """Log at INFO."""
-
-    def warning(self, msg: str, *args: object) -> None:
-        """Log at WARNING."""
-
-    def error(self, msg: str, *args: object) -> None:
-        """Log at ERROR."""
+# The module a store process runs (``python -m``).
+_STORE_MODULE = "blinkstore_gunicorn.supervision.child"
 
 
 class StoreStartError(RuntimeError):
@@ -92,7 +76,7 @@ class StoreStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class StoreUser:
-    """The user the store runs as when a root master hands its workers to another user."""
+    """The user the store runs as when a root supervisor hands it to another user."""
 
     uid: int
     gid: int
@@ -105,13 +89,13 @@ _at_fork_registered = False
 
 
 def current() -> StoreSupervisor | None:
-    """The supervisor running in this process (the master), if any."""
+    """The supervisor running in this process (the supervising one, not a fork of it), if any."""
     sup = _current
     return sup if sup is not None and sup.owner_pid == os.getpid() else None
 
 
 def close_inherited() -> None:
-    """In a process forked from the master: close the supervision descriptors it inherited."""
+    """In a process forked from the supervising one: close the supervision descriptors."""
     sup = _current
     if sup is not None:
         sup.close_inherited()
@@ -154,22 +138,25 @@ def _register_process_handlers() -> None:
         _at_fork_registered = True
 
 
-def _store_environment(store_env: Mapping[str, str]) -> dict[str, str]:
-    # The master resolved every setting already; a setting variable left in the store's
-    # environment could only disagree with the flags. The others (the registry's place) stay.
+def _store_environment(password: str | None) -> dict[str, str]:
+    # The supervising process resolved every setting already; a setting variable left in the
+    # store's environment could only disagree with the flags. The others (the registry's
+    # place) stay. The password travels here, out of ``ps``.
     env = without_setting_variables(os.environ)
-    env.update(store_env)
+    if password is not None:
+        env[env_name("password")] = password
     return env
 
 
 class _StoreProcess:
-    """One store process the master started, with its exit watch and its output pipe."""
+    """One store process the supervisor started, with its exit watch and its output pipe."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log_fd: int, go_fd: int | None) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], output: OutputPipe, go_fd: int | None
+    ) -> None:
         self.process = process
         self.watch = ExitWatch(process.pid)
-        self.log_fd: int | None = log_fd
-        self.log_buffer = b""
+        self.output = output
         #: A standby's trigger: one byte makes it bind; closing it lets the standby go.
         self.go_fd = go_fd
         self.started_at = time.monotonic()
@@ -194,21 +181,22 @@ class _StoreProcess:
         return True
 
     def close(self) -> None:
-        """Release the descriptors the master holds for this process."""
-        for fd in (self.log_fd, self.go_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.log_fd = self.go_fd = None
+        """Release the descriptors the supervisor holds for this process."""
+        self.output.close()
+        go_fd, self.go_fd = self.go_fd, None
+        if go_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(go_fd)
         self.watch.close()
 
 
 class StoreSupervisor:
-    """Start, watch, restart and stop one store for a gunicorn master (see the module doc).
+    """Start, watch, restart and stop one store on a private Unix socket (see the module doc).
 
     Next to the store it keeps a *standby*: a store process that has started its interpreter
-    and imported everything, and binds only when the master promotes it. A restart is then a
-    byte on a pipe, not a cold interpreter start, which can take a second on a busy host.
+    and imported everything, and binds only when the supervisor promotes it. A restart is then
+    a byte on a pipe, not a cold interpreter start, which can take a second on a busy host.
+    ``log`` receives the lifecycle events and the store's own output.
     """
 
     def __init__(
@@ -218,13 +206,12 @@ class StoreSupervisor:
         *,
         start_timeout: float = 10.0,
         runtime_parent: str | None = None,
-        store_env: Mapping[str, str] | None = None,
         password: str | None = None,
         user: StoreUser | None = None,
     ) -> None:
         self.log = log
         self.serve_args = list(serve_args)
-        self.store_env = _store_environment(store_env or {})
+        self.store_env = _store_environment(password)
         self.password = password
         self.start_timeout = start_timeout
         self.runtime_parent = runtime_parent
@@ -240,7 +227,7 @@ class StoreSupervisor:
         self._stopping = False
         self._starting = False
         self._gave_up = False
-        self._tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+        self._output = StoreOutput(log)
 
     @property
     def url(self) -> str:
@@ -319,7 +306,7 @@ class StoreSupervisor:
             time.sleep(0.05)
 
     def _failure_message(self, why: str) -> str:
-        output = "\n".join(f"  {line}" for line in self._tail)
+        output = "\n".join(f"  {line}" for line in self._output.tail)
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
@@ -332,7 +319,7 @@ class StoreSupervisor:
         command = [
             sys.executable,
             "-m",
-            "blinkstore_gunicorn.gunicorn.child",
+            _STORE_MODULE,
             "--lifeline-fd",
             str(lifeline_r),
             "--parent-pid",
@@ -353,8 +340,8 @@ class StoreSupervisor:
                 command += ["--standby-fd", str(go_r)]
                 pass_fds.append(go_r)
             try:
-                # Its own session: a Ctrl-C meant for gunicorn must not reach the store; the
-                # master stops it after the workers are gone.
+                # Its own session: a Ctrl-C meant for gunicorn or CMD must not reach the store;
+                # the supervising process stops it once they are gone.
                 process = subprocess.Popen(
                     [*command, *self.serve_args],
                     stdin=subprocess.DEVNULL,
@@ -373,7 +360,7 @@ class StoreSupervisor:
                 for fd in (log_w, go_r):
                     if fd is not None:
                         os.close(fd)
-            return _StoreProcess(process, log_r, go_w)
+            return _StoreProcess(process, OutputPipe(log_r, self._output), go_w)
 
     def _watch_loop(self) -> None:
         # This thread must outlive every store it started: Linux delivers the store's
@@ -397,8 +384,8 @@ class StoreSupervisor:
             processes = [p for p in (self.store, self.standby) if p is not None]
             fds = [stop_pipe[0]]
             for process in processes:
-                if process.log_fd is not None:
-                    fds.append(process.log_fd)
+                if process.output.fd is not None:
+                    fds.append(process.output.fd)
                 watch_fd = process.watch.fileno()
                 if watch_fd is not None and not self._gave_up:
                     fds.append(watch_fd)
@@ -408,8 +395,8 @@ class StoreSupervisor:
                 # A descriptor was closed under us: stop() is running.
                 return
             for process in processes:
-                if process.log_fd is not None and process.log_fd in readable:
-                    self._forward_log(process)
+                if process.output.fd is not None and process.output.fd in readable:
+                    process.output.read()
             if self._stopping or stop_pipe[0] in readable:
                 return
             if self._gave_up or self._starting:
@@ -428,7 +415,7 @@ class StoreSupervisor:
 
     def _retire(self, process: _StoreProcess, what: str) -> int | None:
         """Collect the output and exit status of a process that exited; log how it ended."""
-        self._drain_log(process)
+        process.output.drain()
         status = process.watch.reap()
         process.process.returncode = -1 if status is None else status
         process.close()
@@ -477,8 +464,8 @@ class StoreSupervisor:
     def _give_up(self, why: str) -> None:
         self._gave_up = True
         self.log.error(
-            "blinkstore: %s; the store is not restarted, workers get cache misses until "
-            "gunicorn is restarted",
+            "blinkstore: %s; the store is not restarted, clients get cache misses until "
+            "gunicorn or blinkstore run is restarted",
             why,
         )
         if self.standby is not None:
@@ -487,7 +474,7 @@ class StoreSupervisor:
             self.standby = None
 
     def note_exits(self) -> None:
-        """Record how an exited store process ended before gunicorn's reaper takes it."""
+        """Record how an exited store process ended, before another reaper (gunicorn's) does."""
         for process in (self.store, self.standby):
             if process is not None:
                 process.watch.peek()
@@ -499,45 +486,6 @@ class StoreSupervisor:
             return bool(select.select([stop_fd], [], [], seconds)[0])
         except (OSError, ValueError):
             return True
-
-    def _forward_log(self, process: _StoreProcess) -> None:
-        fd = process.log_fd
-        if fd is None:
-            return
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            data = b""
-        if not data:
-            # Every writer is gone; the exit watch will notice the process's death.
-            process.log_fd = None
-            os.close(fd)
-            return
-        process.log_buffer += data
-        *lines, process.log_buffer = process.log_buffer.split(b"\n")
-        for raw in lines:
-            self._emit(raw.decode("utf-8", "replace").rstrip())
-
-    def _drain_log(self, process: _StoreProcess) -> None:
-        while process.log_fd is not None and select.select([process.log_fd], [], [], 0.05)[0]:
-            self._forward_log(process)
-        if process.log_buffer:
-            self._emit(process.log_buffer.decode("utf-8", "replace").rstrip())
-            process.log_buffer = b""
-
-    def _emit(self, line: str) -> None:
-        # gunicorn's log adds its own timestamp; the store's would only repeat it.
-        line = _TIMESTAMP.sub("", line, count=1)
-        if not line:
-            return
-        self._tail.append(line)
-        head = line[:60].upper()
-        if "CRITICAL" in head or "ERROR" in head or line.startswith("Traceback"):
-            self.log.error("[blinkstore] %s", line)
-        elif "WARN" in head or "refusing" in line:
-            self.log.warning("[blinkstore] %s", line)
-        else:
-            self.log.info("[blinkstore] %s", line)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the store (it removes its socket), then remove the runtime directory.
@@ -567,7 +515,7 @@ class StoreSupervisor:
             if process.process.returncode is None:
                 # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
                 process.process.returncode = -1
-            self._drain_log(process)
+            process.output.drain()
         self._close_fds()
         if self.runtime_dir:
             remove_runtime_dir(self.runtime_dir)

@@ -1,14 +1,13 @@
-"""Process plumbing shared by the gunicorn plugin and ``blinkstore run``.
+"""Process plumbing of supervision, shared by the supervisor and the store process.
 
-Private runtime directories, the readiness probe, exit watching that does not depend on being
-the one who reaps a child, and the Linux parent-death signal.
+Private runtime directories, the readiness probe, the store process's exit codes, exit watching
+that does not depend on being the one who reaps a child, and the Linux parent-death signal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -24,6 +23,8 @@ from collections.abc import Sequence
 from blinkstore_gunicorn.protocol import resp
 
 __all__ = [
+    "EXIT_REFUSED",
+    "EXIT_STORE_FAILED",
     "SOCKET_NAME",
     "ExitWatch",
     "RuntimeDirError",
@@ -34,12 +35,15 @@ __all__ = [
     "ping",
     "remove_runtime_dir",
     "set_parent_death_signal",
-    "socket_is_live",
     "verify_runtime_dir",
 ]
 
 #: File name of the store's socket inside its runtime directory.
 SOCKET_NAME = "store.sock"
+#: The store process's exit code when it could not start (a setting it rejects, a busy port).
+EXIT_STORE_FAILED = 3
+#: Its exit code when the runtime directory failed its check: a restart would fail the same way.
+EXIT_REFUSED = 4
 
 _PR_SET_PDEATHSIG = 1
 # sun_path is 108 bytes on Linux and 104 on the BSDs; stay under the smaller one.
@@ -200,31 +204,14 @@ def ping(path: str, timeout: float = 0.5, password: str | None = None) -> bool:
         return False
 
 
-def socket_is_live(path: str) -> bool:
-    """Whether some process accepts connections on the Unix socket ``path``.
-
-    A socket file left behind by a killed store refuses connections; that one is stale and may
-    be removed. A live one must never be removed or bound over.
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.connect(path)
-        except (ConnectionRefusedError, FileNotFoundError):
-            return False
-        except OSError:
-            # A full backlog or a slow store: somebody is there.
-            return True
-        return True
-
-
 def set_parent_death_signal(sig: int) -> bool:
     """Ask Linux to send ``sig`` to this process when its parent dies (False elsewhere)."""
     if not sys.platform.startswith("linux"):
         return False
-    libc_name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        libc = ctypes.CDLL(libc_name, use_errno=True)
+        # The process's own symbols, libc's included: no library search, which would run
+        # ldconfig in a subprocess (this also runs between fork and exec).
+        libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
