@@ -259,3 +259,22 @@ def test_a_partial_text_line_is_counted_once_for_the_client_budget() -> None:
     assert conn.held() == (70_000, 0)
     conn.data_received(b"\n")
     assert conn.held() == (0, 0)
+
+
+def test_the_store_lets_go_of_the_shared_reply_every_second(server: StoreServer) -> None:
+    value = b"x" * (1 << 20)
+    server.engine.set(b"big", value)
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("GET", "big"))
+    shared = transport.written.pop()
+    assert reply_is_shared(shared, server)
+    # What the one-second audit runs: the reply (and its value, even once deleted) is let go.
+    server._audit_buffers()
+    assert not reply_is_shared(shared, server)
+
+
+def reply_is_shared(reply: bytes, server: StoreServer) -> bool:
+    """Whether a new GET of ``big`` gets ``reply`` itself (the remembered one)."""
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("GET", "big"))
+    return transport.written[0] is reply
