@@ -1,7 +1,7 @@
 """Memory under abuse: can clients make the store hold more than its limits allow?
 
 A password-protected store is filled to its memory limit, then ``connections`` attackers run
-for ``seconds``, a quarter each of:
+for ``seconds``, a quarter each of (or shared evenly by the ``attacks`` chosen):
 
 * ``partial``: authenticates, announces a 60 MB SET and trickles its payload, forever;
 * ``slow``: authenticates, pipelines GETs of a 1 MiB value and never reads a reply;
@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.abuse.common import (
@@ -170,9 +171,11 @@ async def _drain_until_eof(reader: asyncio.StreamReader) -> None:
         pass
 
 
-async def _attack(path: str, connections: int, seconds: float, pid: int, seed: int) -> Attack:
+async def _attack(
+    path: str, connections: int, seconds: float, seed: int, kinds: Sequence[str]
+) -> Attack:
     attack = Attack(path, time.monotonic() + seconds, seed)
-    tasks = [asyncio.create_task(attack.forever(KINDS[i % len(KINDS)])) for i in range(connections)]
+    tasks = [asyncio.create_task(attack.forever(kinds[i % len(kinds)])) for i in range(connections)]
     await asyncio.gather(*tasks)
     return attack
 
@@ -198,9 +201,14 @@ def _renice(niceness: int) -> None:
 
 
 def run_memory(
-    connections: int = 1000, seconds: float = 30.0, memory_limit_mib: int = 64, seed: int = 13
+    connections: int = 1000,
+    seconds: float = 30.0,
+    memory_limit_mib: int = 64,
+    seed: int = 13,
+    attacks: Sequence[str] = KINDS,
 ) -> MemoryReport:
-    """Run the memory scenario and return its figures."""
+    """Run the memory scenario (with the ``attacks`` among :data:`KINDS`) and return its
+    figures."""
     raise_open_files(connections + 1024)
     flags = ["--memory-limit", f"{memory_limit_mib}MB", "--max-connections", str(connections + 100)]
     with store(*flags, password=PASSWORD) as process:
@@ -219,7 +227,7 @@ def run_memory(
         niceness = os.nice(0)
         os.nice(ATTACKER_NICENESS)
         try:
-            attack = asyncio.run(_attack(path, connections, seconds, process.pid, seed))
+            attack = asyncio.run(_attack(path, connections, seconds, seed, attacks))
             latencies, failures = receiver.recv() if receiver.poll(seconds + 30) else ([], -1)
         finally:
             _renice(niceness)

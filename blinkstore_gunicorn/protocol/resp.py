@@ -2,7 +2,8 @@
 
 Requests are arrays of bulk strings (what redis-cli, redis-py and redis-benchmark send).
 Replies are built as ready-to-send ``bytes`` so a connection can join a whole pipeline's
-replies into one write.
+replies into one write. A large bulk reply is the exception worth knowing: it is built once per
+value and shared (see :func:`bulk`), so a connection writes it on its own instead of joining it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from blinkstore_gunicorn.protocol.errors import ProtocolError
 
 __all__ = [
     "EMPTY_ARRAY",
+    "LARGE_BULK",
     "NEED_MORE",
     "NIL",
     "NIL_ARRAY",
@@ -28,6 +30,7 @@ __all__ = [
     "bulk_array",
     "encode_command",
     "error",
+    "forget_large_bulk",
     "integer",
     "simple",
 ]
@@ -204,12 +207,39 @@ class CommandReader:
 _BULK_HEADERS: Final = tuple(b"$%d\r\n" % size for size in range(1024))
 
 
+#: Bulk replies of at least this many bytes are remembered by :func:`bulk` (the last one).
+LARGE_BULK: Final = 64 * 1024
+#: The last large value :func:`bulk` encoded, and its reply (one tuple: replaced atomically).
+_last_large: tuple[bytes, bytes] = (b"", b"")
+
+
 def bulk(value: bytes) -> bytes:
-    """A bulk string reply."""
+    """A bulk string reply.
+
+    A reply of :data:`LARGE_BULK` bytes or more is remembered with its value, and a request for
+    the same value object gets the same reply object: a thousand clients reading one hot 1 MiB
+    value share one reply instead of each copying the value into its own. Values are immutable
+    ``bytes``, so the same object means the same content. :func:`forget_large_bulk` lets go of
+    it (the store calls it every second, so a deleted value is not kept alive).
+    """
+    global _last_large
     size = len(value)
     if size < 1024:
         return _BULK_HEADERS[size] + value + _CRLF
-    return b"$%d\r\n%b\r\n" % (size, value)
+    if size < LARGE_BULK:
+        return b"$%d\r\n%b\r\n" % (size, value)
+    last_value, last_reply = _last_large
+    if value is last_value:
+        return last_reply
+    reply = b"$%d\r\n%b\r\n" % (size, value)
+    _last_large = (value, reply)
+    return reply
+
+
+def forget_large_bulk() -> None:
+    """Let go of the large reply :func:`bulk` remembers (and of its value)."""
+    global _last_large
+    _last_large = (b"", b"")
 
 
 def simple(text: str) -> bytes:

@@ -3,10 +3,11 @@
 The first byte picks the protocol (``*`` = RESP, anything else = Blink Store text, except a
 first line that is a Redis inline command the text protocol lacks, see ``inline.py``). Each
 ``data_received`` batch is parsed by the sans-IO reader, every complete request is executed in
-order, and the replies go out in one ``transport.write``. Backpressure: when the transport's
-write buffer passes its high-water mark (``pause_writing``) the connection stops reading and
-parks the rest of the batch until the peer has read (``resume_writing``), so a client that
-pipelines huge replies and never reads cannot make the store buffer without bound.
+order, and the replies go out in one ``transport.write`` (a large one on its own: joining would
+copy it). Backpressure: when the transport's write buffer passes its high-water mark
+(``pause_writing``) the connection stops reading and parks the rest of the batch until the peer
+has read (``resume_writing``), so a client that pipelines huge replies and never reads cannot
+make the store buffer without bound.
 
 Before AUTH on a password-protected store a connection may only send small requests (at most
 :data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.server.budget import CHARGE_MIN
 from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
@@ -444,17 +446,25 @@ class StoreConnection(asyncio.Protocol):
                     self._backlog = batch[done:]
                     self._defer()
                     break
-                out.append(reply)
+                if len(reply) >= LARGE_BULK:
+                    # On its own: joining would copy it, and it may be shared (``resp.bulk``).
+                    if out:
+                        transport.write(b"".join(out))
+                        out = []
+                        size = 0
+                    transport.write(reply)
+                else:
+                    out.append(reply)
+                    size += len(reply)
+                    if size >= FLUSH_BYTES:
+                        transport.write(b"".join(out))
+                        out = []
+                        size = 0
                 if client.close_after:
                     break
-                size += len(reply)
-                if size >= FLUSH_BYTES:
-                    transport.write(b"".join(out))
-                    out = []
-                    size = 0
-                    if self._write_paused:
-                        self._backlog = batch[done:]
-                        break
+                if self._write_paused:
+                    self._backlog = batch[done:]
+                    break
         finally:
             # Also when a command failed unexpectedly: the replies before it still go out.
             stats.commands_processed += done

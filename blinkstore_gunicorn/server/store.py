@@ -19,6 +19,7 @@ from blinkstore_gunicorn import registry
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
+from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
@@ -32,7 +33,8 @@ log = logging.getLogger("blinkstore.server")
 
 #: Seconds between active-expiry passes.
 EXPIRY_INTERVAL = 0.1
-#: Seconds between two measurements of every connection's buffers (see ``budget.py``).
+#: Seconds between two measurements of every connection's buffers (see ``budget.py``), which
+#: is also when the shared large reply is let go (see ``resp.bulk``).
 BUDGET_AUDIT_INTERVAL = 1.0
 #: Seconds between two "refused connections" log lines.
 REFUSAL_LOG_INTERVAL = 10.0
@@ -160,7 +162,7 @@ class StoreServer:
             self._remove_socket_file()
             raise
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
-        self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self.budget.audit)
+        self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
         log.info(
             "blinkstore %s listening on %s (memory limit %s, client buffers %s, max connections"
@@ -250,6 +252,11 @@ class StoreServer:
                 leases.expire(self.dispatcher.clock_ms())
         except Exception:
             log.exception("active expiry failed")
+
+    def _audit_buffers(self) -> None:
+        self.budget.audit()
+        # Its value may have been deleted since: do not keep it alive for long.
+        resp.forget_large_bulk()
 
     def request_stop(self) -> None:
         """Ask :meth:`wait_stopped` to return (safe from signal handlers)."""

@@ -93,6 +93,20 @@ def unread_bytes(sock: socket.socket) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
+def connect_slow_readers(
+    store: StoreProcess, count: int, request: bytes, into: list[socket.socket]
+) -> None:
+    """Open ``count`` connections (appended to ``into``, for the caller to close) that each
+    send ``request`` and never read; return once the store has answered each."""
+    for _ in range(count):
+        sock = store.connect()
+        into.append(sock)
+        sock.sendall(request)
+        deadline = time.monotonic() + 10
+        while not unread_bytes(sock):
+            assert time.monotonic() < deadline, "the store did not answer"
+
+
 def info(store: StoreProcess) -> dict[str, str]:
     with store.connect() as sock:
         sock.sendall(resp_command("INFO"))
@@ -112,14 +126,8 @@ def test_slow_readers_are_shed_to_keep_client_buffers_bounded(
         assert recv_exactly(sock, 10) == b"+OK\r\n+OK\r\n"
     slow: list[socket.socket] = []
     try:
-        for _ in range(200):
-            sock = store.connect()
-            slow.append(sock)
-            # 64 MiB of replies requested, none ever read.
-            sock.sendall(resp_command("GET", "big") * 64)
-            deadline = time.monotonic() + 10
-            while not unread_bytes(sock):
-                assert time.monotonic() < deadline, "the store did not answer"
+        # 64 MiB of replies requested by each, none ever read.
+        connect_slow_readers(store, 200, resp_command("GET", "big") * 64, slow)
         # Issue 13 measured 1,116 MiB here; the bound is 1.5x the limit + 64 MiB.
         peak = memory_kib(store, "VmHWM")
         print(f"store peak RSS with 200 slow readers: {peak // 1024} MiB")
@@ -134,6 +142,26 @@ def test_slow_readers_are_shed_to_keep_client_buffers_bounded(
         assert int(stats["evicted_clients"]) > 100
         assert int(stats["mem_clients_normal"]) <= 32 * MiB  # half the memory limit
         assert "client buffers over the limit" in store.log_text()
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_slow_readers_of_one_large_value_share_its_reply(blinkstore_factory: StoreFactory) -> None:
+    # A client buffer limit high enough that nobody is shed: what they hold is what RSS shows.
+    store = blinkstore_factory("--memory-limit", "512MB")
+    with store.connect() as sock:
+        sock.sendall(resp_command("SET", "big", b"v" * MiB))
+        assert recv_exactly(sock, 5) == b"+OK\r\n"
+    before = memory_kib(store, "VmRSS")
+    slow: list[socket.socket] = []
+    try:
+        connect_slow_readers(store, 100, resp_command("GET", "big") * 8, slow)
+        grown = memory_kib(store, "VmRSS") - before
+        print(f"store RSS growth with 100 slow readers of one 1 MiB value: {grown // 1024} MiB")
+        # Each holding its own copy of the reply: about 100 MiB (the unread part of 1 MiB).
+        assert grown < 32 * 1024
+        assert int(info(store)["evicted_clients"]) == 0
     finally:
         for sock in slow:
             sock.close()

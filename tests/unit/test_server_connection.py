@@ -117,6 +117,24 @@ def test_backpressure_parks_the_rest_of_the_batch(server: StoreServer) -> None:
     assert transport.output == reply * 3 + b"+PONG\r\n"
 
 
+def test_reads_of_a_large_value_share_one_reply_written_on_its_own(server: StoreServer) -> None:
+    value = b"x" * (1 << 20)
+    server.engine.set(b"big", value)
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("PING") + resp.encode_command("GET", "big") * 2)
+    reply = b"$1048576\r\n" + value + b"\r\n"
+    # Not joined with the small reply before it (a copy), and not copied again per read.
+    assert transport.written == [b"+PONG\r\n", reply, reply]
+    assert transport.written[2] is transport.written[1]
+    other, other_transport = connect(server)
+    other.data_received(resp.encode_command("GET", "big"))
+    assert other_transport.written[0] is transport.written[1]
+    resp.forget_large_bulk()
+    other.data_received(resp.encode_command("GET", "big"))
+    assert other_transport.written[1] == reply
+    assert other_transport.written[1] is not reply
+
+
 def test_single_reads_wait_behind_a_deferred_reply(server: StoreServer) -> None:
     """One command per read (the hot path) keeps pipeline order around a deferred reply."""
     waiting: list[Client] = []
@@ -241,3 +259,22 @@ def test_a_partial_text_line_is_counted_once_for_the_client_budget() -> None:
     assert conn.held() == (70_000, 0)
     conn.data_received(b"\n")
     assert conn.held() == (0, 0)
+
+
+def test_the_store_lets_go_of_the_shared_reply_every_second(server: StoreServer) -> None:
+    value = b"x" * (1 << 20)
+    server.engine.set(b"big", value)
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("GET", "big"))
+    shared = transport.written.pop()
+    assert reply_is_shared(shared, server)
+    # What the one-second audit runs: the reply (and its value, even once deleted) is let go.
+    server._audit_buffers()
+    assert not reply_is_shared(shared, server)
+
+
+def reply_is_shared(reply: bytes, server: StoreServer) -> bool:
+    """Whether a new GET of ``big`` gets ``reply`` itself (the remembered one)."""
+    conn, transport = connect(server)
+    conn.data_received(resp.encode_command("GET", "big"))
+    return transport.written[0] is reply
