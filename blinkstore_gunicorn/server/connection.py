@@ -54,6 +54,10 @@ MAX_HELD = 1024
 WRITE_HIGH_WATER = 1024 * 1024
 #: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
 PREAUTH_REQUEST_MAX = 4 * 1024
+#: A lingering close (see ``StoreConnection._close``) reads and drops at most this much input,
+#: for at most this long, before the socket is closed.
+LINGER_BYTES = 256 * 1024
+LINGER_SECONDS = 1.0
 
 
 class StoreConnection(asyncio.Protocol):
@@ -72,6 +76,8 @@ class StoreConnection(asyncio.Protocol):
         "_gate",
         "_gate_failed",
         "_held",
+        "_linger",
+        "_linger_left",
         "_open_line",
         "_reader",
         "_resp",
@@ -113,6 +119,9 @@ class StoreConnection(asyncio.Protocol):
         #: authenticated or when no password is set; False until the protocol is known).
         self._gate: Any = None
         self._gate_failed = False
+        #: While lingering: the timer that ends it, and the input it may still drop.
+        self._linger: asyncio.TimerHandle | None = None
+        self._linger_left = 0
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -160,6 +169,9 @@ class StoreConnection(asyncio.Protocol):
                     self._fail("error while serving")
                 return
         if self._closed:
+            self._linger_left -= len(data)
+            if self._linger_left < 0 and self._transport is not None:
+                self._transport.close()
             return
         try:
             self._received(data)
@@ -384,6 +396,9 @@ class StoreConnection(asyncio.Protocol):
         self._direct = False
         self._reader = None
         self._backlog = []
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
 
     # -- internals -----------------------------------------------------------------------
 
@@ -474,12 +489,27 @@ class StoreConnection(asyncio.Protocol):
             self._close()
 
     def _close(self) -> None:
-        """Close after the buffered replies are flushed; ignore anything still arriving."""
+        """Close after the buffered replies are flushed, lingering over unread input.
+
+        Closing a socket that still has unread input makes the kernel reset the connection,
+        which can destroy the last reply (often the error that explains the close) before
+        the client reads it. So the write side is shut first (the client reads every reply,
+        then EOF) and what still arrives is dropped unread, until the client closes, or for
+        at most :data:`LINGER_SECONDS` and :data:`LINGER_BYTES`.
+        """
         self._closed = True
         self._direct = False
         self._backlog = []
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self._linger_left = LINGER_BYTES
+        self._linger = asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     def _fail(self, what: str) -> None:
         client_id = self._client.id if self._client is not None else 0
@@ -488,8 +518,12 @@ class StoreConnection(asyncio.Protocol):
 
     def close_gracefully(self) -> None:
         """Server shutdown: stop reading, flush what was already answered, then close."""
-        if not self._closed:
-            self._close()
+        # No lingering: shutdown must not wait for idle clients to hang up.
+        self._closed = True
+        self._direct = False
+        self._backlog = []
+        if self._transport is not None:
+            self._transport.close()
 
     def abort(self) -> None:
         """Drop the connection now (shutdown grace period over)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import resource
 import selectors
 import socket
+import threading
 import time
 
 import pytest
@@ -73,6 +75,31 @@ def test_text_line_over_the_request_limit(blinkstore_factory: StoreFactory) -> N
         sock.sendall(resp_command("SET", "k", "v" * (100 * 1024)))
         assert read_until_closed(sock) == b"-ERR Protocol error: invalid bulk length\r\n"
     assert_healthy(store)
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_the_error_that_closes_a_connection_reaches_a_client_still_sending(
+    blinkstore_factory: StoreFactory, kind: str
+) -> None:
+    # The store closes after its error reply while the rest of the request is still on its
+    # way. Closing a socket with unread input makes the kernel reset the connection, which
+    # can destroy the reply before the client reads it; the store lingers instead.
+    store = blinkstore_factory("--max-request-size", "64KiB", tcp=True)
+    for _ in range(5):
+        with store.connect(kind) as sock:
+            sender = threading.Thread(target=_send_ignoring_errors, args=(sock, 200 * 1024))
+            sender.start()
+            try:
+                assert read_until_closed(sock) == b"-ERR Protocol error: invalid bulk length\r\n"
+            finally:
+                sender.join(10)
+    assert_healthy(store)
+
+
+def _send_ignoring_errors(sock: socket.socket, size: int) -> None:
+    header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % size
+    with contextlib.suppress(OSError):
+        sock.sendall(header + b"v" * size)
 
 
 def test_random_garbage_never_crashes_the_store(blinkstore_unix: StoreProcess) -> None:

@@ -19,10 +19,12 @@ from blinkstore_gunicorn.server.store import StoreServer
 
 
 class FakeTransport:
-    def __init__(self) -> None:
+    def __init__(self, half_close: bool = False) -> None:
         self.written: list[bytes] = []
         self.closed = False
         self.reading = True
+        self.half_close = half_close
+        self.eof_written = False
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
@@ -32,6 +34,15 @@ class FakeTransport:
         self.closed = True
 
     abort = close
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def can_write_eof(self) -> bool:
+        return self.half_close
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -56,9 +67,9 @@ class FakeTransport:
         return b"".join(self.written)
 
 
-def connect(server: StoreServer) -> tuple[StoreConnection, FakeTransport]:
+def connect(server: StoreServer, half_close: bool = False) -> tuple[StoreConnection, FakeTransport]:
     connection = StoreConnection(server)
-    transport = FakeTransport()
+    transport = FakeTransport(half_close)
     connection.connection_made(transport)  # type: ignore[arg-type]
     return connection, transport
 
@@ -181,6 +192,32 @@ def test_only_small_reads_are_looked_up_in_the_memo(
     conn.data_received(resp.encode_command("GET", "k"))
     assert looked_up == [len(resp.encode_command("GET", "k"))]
     assert transport.output == b"+PONG\r\n+OK\r\n$1000\r\n" + b"v" * 1000 + b"\r\n"
+
+
+def test_a_closing_connection_lingers_over_unread_input(server: StoreServer) -> None:
+    async def main() -> None:
+        conn, transport = connect(server, half_close=True)
+        conn.data_received(b"*x\r\n")
+        # The reply goes out, then EOF; the socket stays open to drop what is still coming.
+        assert transport.output == b"-ERR Protocol error: invalid multibulk length\r\n"
+        assert transport.eof_written and not transport.closed and transport.reading
+        conn.data_received(resp.encode_command("PING"))
+        assert transport.output.endswith(b"length\r\n") and not transport.closed
+        # ...but only so much of it.
+        conn.data_received(b"x" * connection_module.LINGER_BYTES)
+        assert transport.closed
+        # A client that hangs up ends the linger at once; a silent one, the timer.
+        conn, transport = connect(server, half_close=True)
+        conn.data_received(b"*x\r\n")
+        assert not conn.eof_received()
+        conn, transport = connect(server, half_close=True)
+        conn.data_received(b"*x\r\n")
+        deadline = asyncio.get_running_loop().time() + connection_module.LINGER_SECONDS + 5
+        while not transport.closed and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert transport.closed
+
+    asyncio.run(main())
 
 
 def test_quit_and_protocol_errors_close(server: StoreServer) -> None:
