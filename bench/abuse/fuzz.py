@@ -293,6 +293,12 @@ class _Transport:
     def get_write_buffer_size(self) -> int:
         return 0
 
+    def is_closing(self) -> bool:
+        return False
+
+    def can_write_eof(self) -> bool:
+        return False  # closes at once: no lingering timer outside an event loop
+
 
 def _replies(parts: list[bytes]) -> bytes:
     server = StoreServer(
