@@ -200,12 +200,12 @@ def test_a_closing_connection_lingers_over_unread_input(server: StoreServer) -> 
         conn.data_received(b"*x\r\n")
         # The reply goes out, then EOF; the socket stays open to drop what is still coming.
         assert transport.output == b"-ERR Protocol error: invalid multibulk length\r\n"
-        assert transport.eof_written and not transport.closed and transport.reading
+        assert transport.eof_written and not transport.is_closing() and transport.reading
         conn.data_received(resp.encode_command("PING"))
-        assert transport.output.endswith(b"length\r\n") and not transport.closed
+        assert transport.output.endswith(b"length\r\n") and not transport.is_closing()
         # ...but only so much of it.
         conn.data_received(b"x" * connection_module.LINGER_BYTES)
-        assert transport.closed
+        assert transport.is_closing()
         # A client that hangs up ends the linger at once; a silent one, the timer.
         conn, transport = connect(server, half_close=True)
         conn.data_received(b"*x\r\n")
@@ -213,9 +213,9 @@ def test_a_closing_connection_lingers_over_unread_input(server: StoreServer) -> 
         conn, transport = connect(server, half_close=True)
         conn.data_received(b"*x\r\n")
         deadline = asyncio.get_running_loop().time() + connection_module.LINGER_SECONDS + 5
-        while not transport.closed and asyncio.get_running_loop().time() < deadline:
+        while not transport.is_closing() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        assert transport.closed
+        assert transport.is_closing()
 
     asyncio.run(main())
 
