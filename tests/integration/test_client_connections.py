@@ -8,6 +8,7 @@ redis-server (the client must not depend on quirks of our own server).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -682,3 +683,64 @@ def test_async_client_under_uvloop_with_several_connections(
         loop.run_until_complete(main())
     finally:
         loop.close()
+
+
+class DroppingServer:
+    """A Unix socket server that closes the first ``drops`` connections once a request has
+    arrived on them (a store killed under the request, again and again), then answers every
+    request with the bulk string ``v`` (which the client's serializer hands back as bytes)."""
+
+    def __init__(self, path: Path, drops: int) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        self.listener.settimeout(10)
+        self.drops = drops
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(10)
+            while request := conn.recv(65536):
+                if self.drops:
+                    self.drops -= 1
+                    return  # closed with the request unanswered
+                conn.sendall(b"$1\r\nv\r\n" * request.count(b"*"))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
+        self.listener.close()
+        self.thread.join(10)
+
+
+def test_a_request_rides_out_a_store_that_dies_again_while_it_resends(tmp_path: Path) -> None:
+    server = DroppingServer(tmp_path / "s.sock", drops=2)
+    try:
+        cache = Cache(f"unix://{tmp_path}/s.sock", timeout=5.0)
+        assert cache.get("k") == b"v"  # sent three times: two connections died under it
+        cache.close()
+    finally:
+        server.close()
+
+
+def test_async_request_rides_out_a_store_that_dies_again_while_it_resends(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        cache = AsyncCache(f"unix://{tmp_path}/s.sock", timeout=5.0)
+        assert await cache.get("k") == b"v"
+        await cache.close()
+
+    server = DroppingServer(tmp_path / "s.sock", drops=2)
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()

@@ -59,6 +59,10 @@ PROBE_INTERVAL: Final = 0.1
 #: How often a request that must not run twice looks for a new store process when the
 #: connection made after a break reaches the old one (which may be dying).
 DYING_STORE_CHECKS: Final = 3
+#: How many times one request is sent again after its connection broke (each time to a new
+#: connection, or a new store process when it must not run twice): a store killed again while
+#: it starts still costs no error, a store that keeps dying does.
+RESENDS: Final = 3
 _PEERCRED: Final = struct.Struct("3i")
 
 

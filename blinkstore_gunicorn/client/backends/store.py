@@ -224,23 +224,23 @@ class StoreBackend:
             conn = self._idle.pop()
         except IndexError:
             conn = self._connect(wait)
-        try:
-            return self._exchange(conn, payload, replies, timeout), conn
-        except _Broken as broken:
-            if not broken.may_run_again:
-                raise self._io_error(broken.cause) from None
-            # A store restart kills every idle connection at once.
-            self._drop_idle()
-            fresh = self._connect(wait)
-            if broken.sent:
-                fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait)
-                if not _resp.may_resend(idempotent, conn.peer, fresh.peer):
-                    self._checkin(fresh)
+        resends = 0
+        while True:
+            try:
+                return self._exchange(conn, payload, replies, timeout), conn
+            except _Broken as broken:
+                if not broken.may_run_again or resends == _resp.RESENDS:
                     raise self._io_error(broken.cause) from None
-        try:
-            return self._exchange(fresh, payload, replies, timeout), fresh
-        except _Broken as again:
-            raise self._io_error(again.cause) from None
+                resends += 1
+                # A store restart kills every idle connection at once.
+                self._drop_idle()
+                fresh = self._connect(wait)
+                if broken.sent:
+                    fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait)
+                    if not _resp.may_resend(idempotent, conn.peer, fresh.peer):
+                        self._checkin(fresh)
+                        raise self._io_error(broken.cause) from None
+                conn = fresh
 
     def _past_a_dying_store(
         self, old_peer: int | None, fresh: _Connection, idempotent: bool, wait: bool

@@ -363,25 +363,33 @@ class AsyncStoreBackend:
     async def _again(
         self, broken: _Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
     ) -> list[Any]:
-        """Run ``payloads``, whose connection ``broken`` broke under them, once more on a new
-        connection if ``_resp.may_resend`` allows; else raise the connection's error."""
-        fresh = await self._pipeline(wait)
-        for _ in range(_resp.DYING_STORE_CHECKS):
-            if _resp.may_resend(idempotent, broken.peer, fresh.peer) or fresh.peer is None:
+        """Run ``payloads``, whose connection ``broken`` broke under them, again on a new
+        connection while ``_resp.may_resend`` allows (at most ``_resp.RESENDS`` times); else
+        raise the connection's error."""
+        for _ in range(_resp.RESENDS):
+            fresh = await self._pipeline(wait)
+            for _ in range(_resp.DYING_STORE_CHECKS):
+                if _resp.may_resend(idempotent, broken.peer, fresh.peer) or fresh.peer is None:
+                    break
+                # The same store process: alive (it may have run the request), or still dying
+                # (a killed process can accept a connection while its sockets are being closed).
+                try:
+                    await self._exchange(fresh, (_resp.PING,))
+                except CacheConnectionError:
+                    fresh = await self._pipeline(wait)
+                else:
+                    break
+            if not _resp.may_resend(idempotent, broken.peer, fresh.peer):
                 break
-            # The same store process: alive (it may have run the request), or still dying (a
-            # killed process can accept a connection while its sockets are being closed).
             try:
-                await self._exchange(fresh, (_resp.PING,))
+                return await self._exchange(fresh, payloads)
+            except CacheTimeoutError:
+                raise  # the store may still be working on it
             except CacheConnectionError:
-                fresh = await self._pipeline(wait)
-            else:
-                break
-        if not _resp.may_resend(idempotent, broken.peer, fresh.peer):
-            error = broken.error
-            assert error is not None
-            raise type(error)(str(error))
-        return await self._exchange(fresh, payloads)
+                broken = fresh
+        error = broken.error
+        assert error is not None
+        raise type(error)(str(error))
 
     @staticmethod
     async def _exchange(pipeline: _Pipeline, payloads: Sequence[bytes]) -> list[Any]:
