@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from blinkstore_gunicorn.client._core import reset_fallback_warning
 from harness.processes import (
     REDIS_SERVER,
     RedisProcess,
@@ -83,3 +85,12 @@ def redis_server() -> Iterator[RedisProcess]:
         pytest.skip("redis-server is not installed (make system-deps)")
     with redis_server_process() as redis:
         yield redis
+
+
+@pytest.fixture
+def no_store_configured(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """No ``BLINKSTORE_URL``, the once-per-process fallback warning not given yet, and the
+    client's warnings captured by ``caplog``: the setting of the "no store configured" tests."""
+    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
+    reset_fallback_warning()
+    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")

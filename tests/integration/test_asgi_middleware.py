@@ -20,7 +20,6 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from blinkstore_gunicorn.client import AsyncCache
-from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware, detect_interface
 from harness import processes
 
@@ -185,11 +184,8 @@ def test_double_wrapping_uses_the_outer_client(memory_env: None) -> None:
 
 
 def test_no_url_falls_back_to_memory_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    no_store_configured: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
-    reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     counts = []
     for _ in range(2):
         with TestClient(BlinkStoreMiddleware(_starlette())) as client:

@@ -43,6 +43,7 @@ from django.views.decorators.cache import cache_page
 
 from blinkstore_gunicorn.client import CacheSerializationError, PickleSerializer
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
+from harness.gunicorn import wait_until
 from harness.processes import resp_command
 
 from .integration_support import server_url
@@ -426,14 +427,6 @@ def connected_clients(url: str) -> int:
         return int(probe.stats()["connected_clients"]) - 1  # not counting the probe itself
 
 
-def wait_for(condition: Any, explain: Any, timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; after ``timeout`` fail with ``explain()``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, explain()
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("kind", ["store", "redis"])
 def test_async_to_sync_calls_leave_no_clients_behind(kind: str) -> None:
     from asgiref.sync import async_to_sync
@@ -446,10 +439,8 @@ def test_async_to_sync_calls_leave_no_clients_behind(kind: str) -> None:
             # What a sync Django view calling an async helper does: a new loop each time.
             assert async_to_sync(cache.aget)("k") == "v"
         # Every loop closed its client's connections when it ended, and forgot the client.
-        wait_for(
-            lambda: connected_clients(url) == before,
-            lambda: f"{connected_clients(url)} connections, {before} before the calls",
-        )
+        left = wait_until(lambda: connected_clients(url) == before, 10.0)
+        assert left, f"{connected_clients(url)} connections, {before} before the calls"
         assert len(cache._clients._async) == 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,6 @@ from flask import Flask, current_app
 
 from blinkstore_gunicorn import BlinkStoreMiddleware
 from blinkstore_gunicorn.client import Cache
-from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations.flask import EXTENSION_KEY, BlinkStore, cache
 
 from .integration_support import dead_unix_url, gunicorn_workers
@@ -103,11 +101,8 @@ def test_proxy_without_the_extension_uses_the_middlewares_cache(
 
 
 def test_no_url_falls_back_to_memory_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    no_store_configured: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
-    reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     counts = []
     for _ in range(2):
         app = make_app()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,7 +12,6 @@ import httpx
 import pytest
 
 from blinkstore_gunicorn.client import Cache
-from blinkstore_gunicorn.client._core import reset_fallback_warning
 from blinkstore_gunicorn.integrations import ENVIRON_KEY, BlinkStoreMiddleware
 
 from .integration_support import dead_unix_url, gunicorn_workers
@@ -110,11 +108,8 @@ def test_wraps_a_flask_app_wsgi_callable(memory_env: None) -> None:
 
 
 def test_no_url_falls_back_to_memory_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    no_store_configured: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
-    reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     first, second = (int(call(BlinkStoreMiddleware(_app))[1]) for _ in range(2))
     assert second == first + 1  # one per-process fallback store behind both middlewares
     assert len([r for r in caplog.records if "per-process" in r.getMessage()]) == 1

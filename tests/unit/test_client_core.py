@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import math
 import os
 import subprocess
@@ -27,7 +26,6 @@ from blinkstore_gunicorn.client._core import (
     glob_escape,
     key_builder,
     normalize_stats,
-    reset_fallback_warning,
     seconds_left,
     ttl_ms,
 )
@@ -252,11 +250,8 @@ def test_named_memory_stores_are_shared_private_ones_are_not() -> None:
 
 
 def test_no_url_anywhere_falls_back_to_one_shared_memory_store_with_one_warning(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    no_store_configured: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("BLINKSTORE_URL", raising=False)
-    reset_fallback_warning()
-    caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
     script = Cache()
     assert script.url.display == FALLBACK_URL
     script.set("fallback-key", "shared")
