@@ -19,12 +19,9 @@ import signal
 import subprocess
 import sys
 
-from blinkstore_gunicorn.cli.serve import (
-    add_store_arguments,
-    settings_from_args,
-    warn_unknown_variables,
-)
+from blinkstore_gunicorn.cli.serve import warn_unknown_variables
 from blinkstore_gunicorn.config import ConfigError, env_name
+from blinkstore_gunicorn.config_args import add_store_arguments, settings_from_args
 from blinkstore_gunicorn.supervision.runtime import ExitWatch, set_parent_death_signal
 from blinkstore_gunicorn.supervision.supervisor import StoreStartError, StoreSupervisor
 

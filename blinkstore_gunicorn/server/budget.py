@@ -27,7 +27,7 @@ import logging
 from collections.abc import Collection
 from typing import Protocol
 
-from blinkstore_gunicorn.server.commands import ServerStats
+from blinkstore_gunicorn.server.dispatch import ServerStats
 
 __all__ = ["CHARGE_MIN", "ClientBudget", "Holder"]
 

@@ -24,21 +24,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
+from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
-from blinkstore_gunicorn.server.budget import CHARGE_MIN
-from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
+from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
+from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.text_commands import execute_text
+from blinkstore_gunicorn.server.throttle import LogThrottle
 
-if TYPE_CHECKING:
-    from blinkstore_gunicorn.server.store import StoreServer
-
-__all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "StoreConnection"]
+__all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "ConnectionHost", "StoreConnection"]
 
 log = logging.getLogger("blinkstore.server")
 
@@ -58,6 +58,32 @@ PREAUTH_REQUEST_MAX = 4 * 1024
 #: for at most this long, before the socket is closed.
 LINGER_BYTES = 256 * 1024
 LINGER_SECONDS = 1.0
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs from the server that accepted it (``store.StoreServer``)."""
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Runs the connection's commands."""
+
+    @property
+    def settings(self) -> StoreSettings:
+        """The store's settings (the request size limit)."""
+
+    @property
+    def budget(self) -> ClientBudget:
+        """The bound on what all connections together hold."""
+
+    @property
+    def preauth_closes(self) -> LogThrottle:
+        """Rate of the warning about connections closed before AUTH."""
+
+    def admit(self, connection: StoreConnection) -> bool:
+        """Count a new connection in; False when max-connections is reached."""
+
+    def release(self, connection: StoreConnection) -> None:
+        """Count a closed connection out."""
 
 
 class StoreConnection(asyncio.Protocol):
@@ -89,7 +115,7 @@ class StoreConnection(asyncio.Protocol):
         "peer",
     )
 
-    def __init__(self, server: StoreServer) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self._server = server
         self._dispatcher = server.dispatcher
         self._stats = server.dispatcher.stats

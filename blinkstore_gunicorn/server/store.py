@@ -21,8 +21,8 @@ from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.budget import ClientBudget
-from blinkstore_gunicorn.server.commands import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
 from blinkstore_gunicorn.protocol import text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
-from blinkstore_gunicorn.server.commands import Client, Dispatcher
+from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
 __all__ = ["execute_text"]
 

@@ -31,8 +31,8 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from blinkstore_gunicorn.cli.serve import add_store_arguments, settings_from_args
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
+from blinkstore_gunicorn.config_args import add_store_arguments, settings_from_args
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
     EXIT_STORE_FAILED,

@@ -13,7 +13,8 @@ import pytest
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.server import StoreServer
-from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
+from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from harness.processes import resp_command, short_tempdir
 
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server import connection as connection_module
-from blinkstore_gunicorn.server.commands import DEFERRED, Client, Dispatcher
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.connection import MAX_CLIENTS_REPLY, StoreConnection
+from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.store import StoreServer
 
 

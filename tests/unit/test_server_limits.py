@@ -8,7 +8,8 @@ import pytest
 
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.server.budget import ClientBudget
-from blinkstore_gunicorn.server.commands import MAX_PATTERN, ServerStats
+from blinkstore_gunicorn.server.commands.replies import MAX_PATTERN
+from blinkstore_gunicorn.server.dispatch import ServerStats
 from tests.unit.test_commands import Harness
 
 MiB = 1024 * 1024

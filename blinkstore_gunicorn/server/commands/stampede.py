@@ -21,21 +21,21 @@ deadlines are checked by the store's 100 ms timer.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands import (
-    DEFERRED,
+from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
+from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ERR_SYNTAX,
     ONE,
     ZERO,
-    Client,
-    Dispatcher,
-    command,
     invalid_expire,
     parse_int,
 )
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
 __all__ = ["DEFAULT_LEASE_MS", "DEFAULT_WAIT_MS"]
 

@@ -1,0 +1,27 @@
+"""The RESP commands, one module per family, the way Redis splits its sources.
+
+=================  ===============================================================
+``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
+``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
+``keyspace``       DEL, UNLINK, EXISTS, TYPE, SCAN, KEYS, DBSIZE, FLUSH*, SELECT (db.c)
+``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
+``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
+``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
+=================  ===============================================================
+
+Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
+imports them all, so the table is complete as soon as anything here (the registry included) is
+imported. ``registry`` and ``replies`` import no family, and no family imports another.
+"""
+
+from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
+    expire,
+    introspection,
+    keyspace,
+    session,
+    stampede,
+    strings,
+)
+from blinkstore_gunicorn.server.commands.registry import COMMANDS
+
+__all__ = ["COMMANDS"]

@@ -1,0 +1,196 @@
+"""Server commands (Redis's server.c and config.c): INFO with its sections, CONFIG GET and
+COMMAND (what redis-cli and redis-benchmark ask a server about itself)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from blinkstore_gunicorn._version import __version__
+from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
+from blinkstore_gunicorn.server.commands.replies import (
+    ERR_PATTERN_TOO_LONG,
+    MAX_PATTERN,
+    REDIS_COMPAT_VERSION,
+    RESP3_NULL,
+    as_text,
+    unknown_subcommand,
+    wrong_args,
+)
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__ = ["config_values", "human_bytes", "info_text"]
+
+
+def human_bytes(n: int) -> str:
+    """Redis's ``used_memory_human`` style: ``0B``, ``1.50K``, ``64.00M``."""
+    if n < 1024:
+        return f"{n}B"
+    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n / 1024:.2f}K"
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _info_server(d: Dispatcher) -> list[tuple[str, object]]:
+    uptime = d.stats.uptime_seconds
+    return [
+        ("redis_version", REDIS_COMPAT_VERSION),
+        ("blinkstore_version", __version__),
+        ("redis_mode", "standalone"),
+        ("os", f"{platform.system()} {platform.release()} {platform.machine()}"),
+        ("arch_bits", 64 if sys.maxsize > 2**32 else 32),
+        ("multiplexing_api", d.stats.event_loop),
+        ("python_version", platform.python_version()),
+        ("process_id", os.getpid()),
+        ("run_id", d.stats.run_id),
+        ("tcp_port", d.stats.tcp_port),
+        ("uptime_in_seconds", uptime),
+        ("uptime_in_days", uptime // 86400),
+        ("executable", sys.executable),
+        ("config_file", ""),
+    ]
+
+
+def _info_clients(d: Dispatcher) -> list[tuple[str, object]]:
+    return [("connected_clients", d.stats.connected), ("maxclients", d.stats.max_connections)]
+
+
+def _info_memory(d: Dispatcher) -> list[tuple[str, object]]:
+    used = d.engine.used_bytes
+    limit = d.engine.memory_limit
+    rss = _rss_bytes()
+    return [
+        ("used_memory", used),
+        ("used_memory_human", human_bytes(used)),
+        ("used_memory_rss", rss),
+        ("used_memory_rss_human", human_bytes(rss)),
+        ("maxmemory", limit),
+        ("maxmemory_human", human_bytes(limit)),
+        ("maxmemory_policy", "allkeys-lru"),
+        ("mem_clients_normal", d.stats.client_buffers),
+        ("maxmemory_clients", d.max_reply_size),
+        ("mem_allocator", "pymalloc"),
+    ]
+
+
+def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
+    engine = d.engine.stats()
+    return [
+        ("total_connections_received", d.stats.connections_received),
+        ("total_commands_processed", d.stats.commands_processed),
+        ("rejected_connections", d.stats.rejected_connections),
+        ("evicted_clients", d.stats.evicted_clients),
+        ("expired_keys", engine.expirations),
+        ("evicted_keys", engine.evictions),
+        ("keyspace_hits", engine.hits),
+        ("keyspace_misses", engine.misses),
+    ]
+
+
+def _info_keyspace(d: Dispatcher) -> list[tuple[str, object]]:
+    engine = d.engine.stats()
+    if not engine.keys:
+        return []
+    return [("db0", f"keys={engine.keys},expires={engine.expires},avg_ttl=0")]
+
+
+_INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
+    "server": _info_server,
+    "clients": _info_clients,
+    "memory": _info_memory,
+    "stats": _info_stats,
+    "keyspace": _info_keyspace,
+}
+
+
+def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
+    """The ``INFO`` text (Redis format) for the named sections, all five by default."""
+    wanted = {section.lower() for section in sections}
+    if not wanted or wanted & {"all", "everything", "default"}:
+        wanted = set(_INFO_SECTIONS)
+    blocks = []
+    for section, build in _INFO_SECTIONS.items():
+        if section in wanted:
+            lines = [f"# {section.capitalize()}", *(f"{k}:{v}" for k, v in build(d))]
+            blocks.append("\r\n".join(lines) + "\r\n")
+    return "\r\n".join(blocks)
+
+
+def config_values(d: Dispatcher) -> dict[str, str]:
+    """What ``CONFIG GET`` reports: enough for redis-benchmark and curious operators."""
+    return {
+        "save": "",
+        "appendonly": "no",
+        "maxmemory": str(d.engine.memory_limit),
+        "maxmemory-policy": "allkeys-lru",
+        "maxmemory-clients": str(d.max_reply_size),
+        "maxclients": str(d.stats.max_connections),
+        "databases": "1",
+        "timeout": "0",
+        "port": str(d.stats.tcp_port),
+        "unixsocket": d.stats.unix_path,
+        "unixsocketperm": "600" if d.stats.unix_path else "0",
+        "proto-max-bulk-len": str(d.max_request_size),
+    }
+
+
+@command("command", -1, "loading stale")
+def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``COMMAND [COUNT | INFO name... | DOCS [name...] | LIST]``: enough for redis-cli."""
+    if len(args) == 1:
+        return resp.array(spec.info() for spec in COMMANDS.values())
+    sub = args[1].upper()
+    if sub == b"COUNT" and len(args) == 2:
+        return resp.integer(len(COMMANDS))
+    if sub == b"INFO":
+        names = [as_text(name).lower() for name in args[2:]] or list(COMMANDS)
+        specs = (COMMANDS.get(name) for name in names)
+        missing = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
+        return resp.array(missing if s is None else s.info() for s in specs)
+    if sub == b"DOCS":
+        # No documentation is served: an empty map tells redis-cli to skip its hints.
+        return c.map([])
+    if sub == b"LIST" and len(args) == 2:
+        return resp.bulk_array(name.encode() for name in COMMANDS)
+    return unknown_subcommand(args)
+
+
+@command("config", -2, "admin")
+def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``CONFIG GET pattern [pattern...]`` (read-only: settings come from the command line)."""
+    if args[1].upper() != b"GET":
+        return unknown_subcommand(args)
+    if len(args) < 3:
+        return wrong_args("config|get")
+    if any(len(pattern) > MAX_PATTERN for pattern in args[2:]):
+        return ERR_PATTERN_TOO_LONG
+    values = config_values(d)
+    found: dict[str, str] = {}
+    for pattern in args[2:]:
+        matches = compile_pattern(pattern.lower())
+        for name, value in values.items():
+            if matches(name.encode()):
+                found[name] = value
+    return c.map([(resp.bulk(k.encode()), resp.bulk(v.encode())) for k, v in found.items()])
+
+
+@command("info", -1, "")
+def cmd_info(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``INFO [section...]``: server, clients, memory, stats, keyspace."""
+    return resp.bulk(info_text(d, (as_text(arg) for arg in args[1:])).encode())

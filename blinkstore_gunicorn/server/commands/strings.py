@@ -1,0 +1,300 @@
+"""String commands (Redis's t_string.c): GET, SET and its variants, GETDEL, GETEX, MGET, MSET,
+MSETNX, the INCR/DECR family, INCRBYFLOAT, APPEND and STRLEN."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, TypeVar
+
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import command
+from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NOT_INT,
+    ERR_SYNTAX,
+    INT64_MAX,
+    INT64_MIN,
+    ONE,
+    ZERO,
+    parse_int,
+    wrong_args,
+)
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__ = ["format_float", "parse_float"]
+
+_N = TypeVar("_N", int, float)
+
+ERR_NOT_FLOAT = resp.error("ERR value is not a valid float")
+ERR_OVERFLOW = resp.error("ERR increment or decrement would overflow")
+ERR_NAN = resp.error("ERR increment would produce NaN or Infinity")
+
+_FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z|[+-]?inf\Z", re.I)
+
+
+def parse_float(raw: bytes) -> float | None:
+    """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
+    if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
+        return None
+    return float(raw)
+
+
+def format_float(number: float) -> bytes:
+    """Shortest text that reads back as ``number``, never in exponent form (``5010.6``)."""
+    text = repr(number)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text.encode("ascii")
+
+
+@command("get", 2, "readonly fast", (1, 1, 1))
+def cmd_get(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GET key``."""
+    value = d.engine.get(args[1])
+    return c.nil if value is None else resp.bulk(value)
+
+
+_EXPIRE_UNITS = (b"EX", b"PX", b"EXAT", b"PXAT")
+
+
+@command("set", -3, "write", (1, 1, 1))
+def cmd_set(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]``."""
+    key, value = args[1], args[2]
+    if len(args) == 3:
+        return d.store(key, value) or resp.OK
+    nx = xx = get = keep_ttl = False
+    unit = raw = b""
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"NX" and not xx:
+            nx = True
+        elif option == b"XX" and not nx:
+            xx = True
+        elif option == b"GET":
+            get = True
+        elif option == b"KEEPTTL" and not unit:
+            keep_ttl = True
+        elif option in _EXPIRE_UNITS and not unit and not keep_ttl and i + 1 < len(args):
+            unit, raw = option, args[i + 1]
+            i += 1
+        else:
+            return ERR_SYNTAX
+        i += 1
+    expire_at: int | None = None
+    if unit:
+        when = d.deadline(unit, raw, "set")
+        if isinstance(when, bytes):
+            return when
+        expire_at = when
+    old: bytes | None = None
+    if get:
+        old = d.engine.get(key)
+        exists = old is not None
+    else:
+        exists = (nx or xx) and d.engine.contains(key)
+    if (nx and exists) or (xx and not exists):
+        return c.nil if old is None else resp.bulk(old)
+    error = d.store(key, value, expire_at, keep_ttl)
+    if error is not None:
+        return error
+    if get:
+        return c.nil if old is None else resp.bulk(old)
+    return resp.OK
+
+
+@command("setnx", 3, "write fast", (1, 1, 1))
+def cmd_setnx(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``SETNX key value``: 1 when set, 0 when the key existed."""
+    if d.engine.contains(args[1]):
+        return ZERO
+    return d.store(args[1], args[2]) or ONE
+
+
+def _setex(d: Dispatcher, args: list[bytes], unit: bytes, name: str) -> bytes:
+    when = d.deadline(unit, args[2], name)
+    if isinstance(when, bytes):
+        return when
+    return d.store(args[1], args[3], when) or resp.OK
+
+
+@command("setex", 4, "write", (1, 1, 1))
+def cmd_setex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``SETEX key seconds value``."""
+    return _setex(d, args, b"EX", "setex")
+
+
+@command("psetex", 4, "write", (1, 1, 1))
+def cmd_psetex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``PSETEX key milliseconds value``."""
+    return _setex(d, args, b"PX", "psetex")
+
+
+@command("getdel", 2, "write fast", (1, 1, 1))
+def cmd_getdel(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GETDEL key``."""
+    value = d.engine.get(args[1])
+    if value is None:
+        return c.nil
+    d.engine.delete(args[1])
+    return resp.bulk(value)
+
+
+@command("getex", -2, "write fast", (1, 1, 1))
+def cmd_getex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GETEX key [EX s|PX ms|EXAT ts|PXAT ms-ts|PERSIST]``."""
+    key = args[1]
+    persist = False
+    expire_at: int | None = None
+    if len(args) == 3 and args[2].upper() == b"PERSIST":
+        persist = True
+    elif len(args) == 4 and args[2].upper() in _EXPIRE_UNITS:
+        when = d.deadline(args[2].upper(), args[3], "getex")
+        if isinstance(when, bytes):
+            return when
+        expire_at = when
+    elif len(args) != 2:
+        return ERR_SYNTAX
+    value = d.engine.get(key)
+    if value is None:
+        return c.nil
+    if persist or expire_at is not None:
+        d.engine.set_expire_at(key, expire_at)
+    return resp.bulk(value)
+
+
+@command("mget", -2, "readonly fast", (1, -1, 1))
+def cmd_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``MGET key [key...]``."""
+    get = d.engine.get
+    values = [get(key) for key in args[1:]]
+    # The same large key named many times would build a reply of any size.
+    size = sum(len(value) for value in values if value is not None)
+    if size > d.max_reply_size:
+        return resp.error(
+            f"ERR reply too large: {size} bytes exceeds the client buffer limit {d.max_reply_size}"
+        )
+    return c.bulk_array(values)
+
+
+def _pairs(d: Dispatcher, args: list[bytes], name: str) -> list[tuple[bytes, bytes]] | bytes:
+    if len(args) % 2 == 0:
+        return wrong_args(name)
+    pairs = list(zip(args[1::2], args[2::2], strict=True))
+    for key, value in pairs:
+        error = d.fits(key, value)
+        if error is not None:
+            return error
+    return pairs
+
+
+def _store_all(d: Dispatcher, pairs: list[tuple[bytes, bytes]]) -> bytes | None:
+    for key, value in pairs:
+        error = d.store(key, value)
+        if error is not None:
+            return error
+    return None
+
+
+@command("mset", -3, "write", (1, -1, 2))
+def cmd_mset(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``MSET key value [key value...]``."""
+    pairs = _pairs(d, args, "mset")
+    if isinstance(pairs, bytes):
+        return pairs
+    return _store_all(d, pairs) or resp.OK
+
+
+@command("msetnx", -3, "write", (1, -1, 2))
+def cmd_msetnx(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``MSETNX key value [key value...]``: 1 when all were set, 0 when any key existed."""
+    pairs = _pairs(d, args, "msetnx")
+    if isinstance(pairs, bytes):
+        return pairs
+    if any(d.engine.contains(key) for key, _ in pairs):
+        return ZERO
+    return _store_all(d, pairs) or ONE
+
+
+def _number_at(
+    d: Dispatcher, key: bytes, parse: Callable[[bytes], _N | None], zero: _N
+) -> _N | None:
+    """The key's value read by ``parse`` (``zero`` when absent); None when it is no number."""
+    old = d.engine.peek(key)
+    return zero if old is None else parse(old)
+
+
+def _incr(d: Dispatcher, key: bytes, delta: int) -> bytes:
+    current = _number_at(d, key, parse_int, 0)
+    if current is None:
+        return ERR_NOT_INT
+    new = current + delta
+    if new > INT64_MAX or new < INT64_MIN:
+        return ERR_OVERFLOW
+    return d.store(key, b"%d" % new, keep_ttl=True) or resp.integer(new)
+
+
+@command("incr", 2, "write fast", (1, 1, 1))
+def cmd_incr(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``INCR key``."""
+    return _incr(d, args[1], 1)
+
+
+@command("decr", 2, "write fast", (1, 1, 1))
+def cmd_decr(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``DECR key``."""
+    return _incr(d, args[1], -1)
+
+
+@command("incrby", 3, "write fast", (1, 1, 1))
+def cmd_incrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``INCRBY key increment``."""
+    delta = parse_int(args[2])
+    return ERR_NOT_INT if delta is None else _incr(d, args[1], delta)
+
+
+@command("decrby", 3, "write fast", (1, 1, 1))
+def cmd_decrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``DECRBY key decrement``."""
+    delta = parse_int(args[2])
+    if delta is None:
+        return ERR_NOT_INT
+    if delta == INT64_MIN:
+        return resp.error("ERR decrement would overflow")
+    return _incr(d, args[1], -delta)
+
+
+@command("incrbyfloat", 3, "write fast", (1, 1, 1))
+def cmd_incrbyfloat(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``INCRBYFLOAT key increment`` (double precision; Redis uses long double)."""
+    delta = parse_float(args[2])
+    if delta is None:
+        return ERR_NOT_FLOAT
+    current = _number_at(d, args[1], parse_float, 0.0)
+    if current is None:
+        return ERR_NOT_FLOAT
+    new = current + delta
+    if math.isnan(new) or math.isinf(new):
+        return ERR_NAN
+    text = format_float(new)
+    return d.store(args[1], text, keep_ttl=True) or resp.bulk(text)
+
+
+@command("append", 3, "write fast", (1, 1, 1))
+def cmd_append(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``APPEND key value``: the new length."""
+    value = (d.engine.peek(args[1]) or b"") + args[2]
+    return d.store(args[1], value, keep_ttl=True) or resp.integer(len(value))
+
+
+@command("strlen", 2, "readonly fast", (1, 1, 1))
+def cmd_strlen(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``STRLEN key``."""
+    return resp.integer(len(d.engine.peek(args[1]) or b""))

@@ -1,0 +1,289 @@
+"""The dispatcher and the state of the server and of each connection.
+
+:meth:`Dispatcher.execute` looks a command's name up in a dict whose keys are the lower- and
+upper-case spellings (built from the registry's :data:`~.commands.registry.COMMANDS`), checks
+the arity the way Redis does, and calls the handler: no per-command object is built beyond the
+reply bytes. ``client.on_close`` callbacks run when the connection goes away.
+
+Replies are RESP2, except for a connection that sent ``HELLO 3`` (redis-py >= 6 does so by
+default and does not fall back to RESP2): it gets RESP3 nulls (``_``) and maps (``%``) where
+Redis 7 sends them for these commands; every other reply is the same in both versions.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from blinkstore_gunicorn.engine import Engine, EngineError, KeyTooLarge, ValueTooLarge
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.server.commands.registry import COMMANDS, Handler
+from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NOT_INT,
+    INT64_MAX,
+    NOAUTH,
+    RESP3_NULL,
+    as_text,
+    invalid_expire,
+    limit_error,
+    parse_int,
+    unknown_command,
+    wrong_args,
+)
+from blinkstore_gunicorn.server.leases import LeaseTable
+
+__all__ = ["Client", "Dispatcher", "ServerStats"]
+
+
+@dataclass(slots=True)
+class ServerStats:
+    """Counters the server keeps beside the engine's, shown by ``INFO`` and ``STATS``."""
+
+    max_connections: int = 10000
+    tcp_port: int = 0
+    unix_path: str = ""
+    event_loop: str = "asyncio"
+    started_monotonic: float = field(default_factory=time.monotonic)
+    run_id: str = field(default_factory=lambda: os.urandom(20).hex())
+    connected: int = 0
+    connections_received: int = 0
+    rejected_connections: int = 0
+    commands_processed: int = 0
+    last_client_id: int = 0
+    #: Bytes the connections last reported holding (see ``budget.py``).
+    client_buffers: int = 0
+    #: Connections closed because all client buffers together were over their limit.
+    evicted_clients: int = 0
+
+    @property
+    def uptime_seconds(self) -> int:
+        """Whole seconds since the server object was made."""
+        return int(time.monotonic() - self.started_monotonic)
+
+
+Entry: TypeAlias = "tuple[Handler, int]"
+
+
+class Client:
+    """What the server knows about one connection: identity, auth state, pending close."""
+
+    __slots__ = (
+        "authenticated",
+        "close_after",
+        "deliver",
+        "id",
+        "lib_name",
+        "lib_ver",
+        "name",
+        "nil",
+        "on_close",
+        "resp3",
+        "table",
+    )
+
+    def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
+        self.id = client_id
+        self.table = table
+        self.authenticated = authenticated
+        self.name = b""
+        self.lib_name = b""
+        self.lib_ver = b""
+        #: Set by QUIT or a protocol error: close once the replies so far are written.
+        self.close_after = False
+        #: Whether HELLO 3 switched this connection to RESP3, and its null reply.
+        self.resp3 = False
+        self.nil = resp.NIL
+        #: For a handler that returned ``DEFERRED`` (``commands/registry.py``): send its reply
+        #: later with ``client.deliver(reply)`` (set by the connection; replies stay in order).
+        self.deliver: Callable[[bytes], None] = _nowhere
+        #: Called once when the connection closes (e.g. to drop what the client holds).
+        self.on_close: list[Callable[[], None]] = []
+
+    def use_resp3(self, enabled: bool) -> None:
+        """Switch between RESP2 and RESP3 replies (``HELLO 2`` / ``HELLO 3``)."""
+        self.resp3 = enabled
+        self.nil = RESP3_NULL if enabled else resp.NIL
+
+    def bulk_array(self, values: Iterable[bytes | None]) -> bytes:
+        """An array of bulk strings whose ``None`` items are this protocol's null."""
+        nil = self.nil
+        return resp.array([nil if value is None else resp.bulk(value) for value in values])
+
+    def map(self, pairs: list[tuple[bytes, bytes]]) -> bytes:
+        """A map of already-encoded replies: ``%`` in RESP3, a flat array in RESP2."""
+        body = b"".join(key + value for key, value in pairs)
+        return b"%b%d\r\n%b" % (
+            b"%" if self.resp3 else b"*",
+            len(pairs) * (1 if self.resp3 else 2),
+            body,
+        )
+
+
+def _nowhere(reply: bytes) -> None:
+    """``Client.deliver`` of a client without a connection (unit tests): drop the reply."""
+
+
+def _lookup_table(names: Iterable[str]) -> dict[bytes, Entry]:
+    table: dict[bytes, Entry] = {}
+    for name in names:
+        spec = COMMANDS[name]
+        for spelling in (name.lower(), name.upper()):
+            table[spelling.encode()] = (spec.handler, spec.arity)
+    return table
+
+
+# Commands a client may send before AUTH when a password is set.
+_PREAUTH = ("auth", "hello", "quit")
+
+
+class Dispatcher:
+    """Runs RESP commands against one engine for the whole server."""
+
+    __slots__ = (
+        "_password",
+        "clock_ms",
+        "engine",
+        "full_table",
+        "known_commands",
+        "leases",
+        "max_key_size",
+        "max_reply_size",
+        "max_request_size",
+        "max_value_size",
+        "preauth_table",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock_ms: Callable[[], int],
+        stats: ServerStats | None = None,
+        password: str | None = None,
+        max_key_size: int = 64 * 1024,
+        max_value_size: int = 16 * 1024 * 1024,
+        max_request_size: int = 64 * 1024 * 1024,
+        max_reply_size: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.engine = engine
+        self.clock_ms = clock_ms
+        self.stats = stats if stats is not None else ServerStats()
+        self._password = password.encode("utf-8") if password is not None else None
+        self.max_key_size = max_key_size
+        self.max_value_size = max_value_size
+        self.max_request_size = max_request_size
+        #: Largest reply a command that gathers many values may build (the client buffer limit:
+        #: a reply larger than all clients may hold would only get its connection shed).
+        self.max_reply_size = max_reply_size
+        #: Single-flight leases and the callers parked on them (the BS.* commands).
+        self.leases = LeaseTable()
+        self.full_table = _lookup_table(COMMANDS)
+        self.preauth_table = _lookup_table(_PREAUTH)
+        #: Upper-case names of every RESP command (for protocol detection).
+        self.known_commands = frozenset(name.upper().encode() for name in COMMANDS)
+
+    @property
+    def requires_auth(self) -> bool:
+        """Whether connections must AUTH before anything else."""
+        return self._password is not None
+
+    def new_client(self) -> Client:
+        """State for a new connection, with the next client id."""
+        self.stats.last_client_id += 1
+        if self._password is None:
+            return Client(self.stats.last_client_id, self.full_table, True)
+        return Client(self.stats.last_client_id, self.preauth_table, False)
+
+    def check_password(self, candidate: bytes) -> bool:
+        """Constant-time comparison with the configured password (False when none is set)."""
+        if self._password is None:
+            return False
+        return hmac.compare_digest(candidate, self._password)
+
+    def authenticate(self, client: Client) -> None:
+        """Give ``client`` the full command table."""
+        client.authenticated = True
+        client.table = self.full_table
+
+    def execute(self, client: Client, args: list[bytes] | ProtocolError) -> bytes:
+        """Run one parsed request and return its reply; a ProtocolError marks the close."""
+        if args.__class__ is not list:
+            client.close_after = True
+            return resp.error("ERR " + args.message)  # type: ignore[union-attr]
+        entry = client.table.get(args[0])
+        if entry is None:
+            return self._execute_slow(client, args)
+        handler, arity = entry
+        count = len(args)
+        if count != arity and (arity > 0 or count < -arity):
+            return wrong_args(as_text(args[0]))
+        return handler(self, client, args)
+
+    def _execute_slow(self, client: Client, args: list[bytes]) -> bytes:
+        """Mixed-case names, unknown commands and commands sent before AUTH."""
+        name = args[0].lower()
+        spec = COMMANDS.get(as_text(name))
+        if spec is None:
+            return unknown_command(args)
+        if name not in client.table:
+            return NOAUTH
+        count = len(args)
+        if count != spec.arity and (spec.arity > 0 or count < -spec.arity):
+            return wrong_args(spec.name)
+        return spec.handler(self, client, args)
+
+    # -- helpers shared by handlers ------------------------------------------------------
+
+    def store(
+        self, key: bytes, value: bytes, expire_at_ms: int | None = None, keep_ttl: bool = False
+    ) -> bytes | None:
+        """Write through the engine; an error reply when a limit refuses it, else None."""
+        try:
+            self.write(key, value, expire_at_ms, keep_ttl)
+        except EngineError as exc:
+            return limit_error(exc)
+        return None
+
+    def write(
+        self, key: bytes, value: bytes, expire_at_ms: int | None = None, keep_ttl: bool = False
+    ) -> None:
+        """The one write path of both protocols: store, then wake callers parked on the key
+        (a value landing ends its single-flight lease). Raises :class:`EngineError`."""
+        self.engine.set(key, value, expire_at_ms=expire_at_ms, keep_ttl=keep_ttl)
+        leases = self.leases
+        if leases and key in leases:
+            leases.fill(key, value)
+
+    def deadline(self, unit: bytes, raw: bytes, name: str) -> int | bytes:
+        """Absolute ms for ``EX``/``PX``/``EXAT``/``PXAT`` ``raw``, or an error reply.
+
+        Zero and negative times are refused, as SET/SETEX/GETEX do in Redis.
+        """
+        number = parse_int(raw)
+        if number is None:
+            return ERR_NOT_INT
+        if number <= 0:
+            return invalid_expire(name)
+        if unit in (b"EX", b"EXAT"):
+            if number > INT64_MAX // 1000:
+                return invalid_expire(name)
+            number *= 1000
+        if unit in (b"EX", b"PX"):
+            number += self.clock_ms()
+            if number > INT64_MAX:
+                return invalid_expire(name)
+        return number
+
+    def fits(self, key: bytes, value: bytes) -> bytes | None:
+        """Check sizes before a multi-key write so it is all or nothing; error reply or None."""
+        if len(key) > self.max_key_size:
+            return limit_error(KeyTooLarge(len(key), self.max_key_size))
+        if len(value) > self.max_value_size:
+            return limit_error(ValueTooLarge(len(value), self.max_value_size))
+        return None
