@@ -85,8 +85,8 @@ def _burst(port: int, target: str, count: int) -> list[tuple[float, int, dict[st
             sock.close()
 
 
-def _wait_for_workers(base: str, count: int = 4) -> None:
-    """Return once ``count`` workers answer (the harness only waits for the first)."""
+def _wait_for_workers(base: str, count: int = 4) -> set[int]:
+    """Return the pids once ``count`` workers answer (the harness only waits for the first)."""
     seen: set[int] = set()
     deadline = time.monotonic() + 20
     # A fresh connection per request, so that every worker gets a chance to accept one.
@@ -94,6 +94,7 @@ def _wait_for_workers(base: str, count: int = 4) -> None:
         while len(seen) < count:
             assert time.monotonic() < deadline, f"only workers {sorted(seen)} answered"
             seen |= {client.get(base + "/env").json()["pid"] for _ in range(20)}
+    return seen
 
 
 def test_200_concurrent_requests_run_the_loader_once(tmp_path: Path) -> None:
@@ -113,22 +114,33 @@ def test_200_concurrent_requests_run_the_loader_once(tmp_path: Path) -> None:
         assert slowest < WAIT_TIMEOUT / 3, f"slowest request took {slowest:.3f}s"
 
 
+async def _get_and_close(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    async with client:
+        return await client.get(url)
+
+
 def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> None:
     key = f"report:{uuid.uuid4().hex}"
     path = f"/report?key={key}&delay=30&retry_delay=0.1"
 
-    async def scenario(base: str) -> None:
+    async def scenario(base: str, workers: set[int]) -> None:
         limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+        counters_url = f"{base}/counters?key={key}&workers={','.join(map(str, workers))}"
         async with httpx.AsyncClient(limits=limits, timeout=20) as client:
             requests = [asyncio.ensure_future(client.get(base + path)) for _ in range(40)]
-            holder = None
-            for _ in range(500):
-                holder = (await client.get(f"{base}/counters?key={key}")).json()["holder"]
-                if holder is not None:
+            deadline = time.monotonic() + 15
+            while True:
+                # The kernel may hand every connection to one worker; the takeover needs a
+                # waiter on another one, so keep sending on fresh connections until one is.
+                counters = (await client.get(counters_url)).json()
+                holder = counters["holder"]
+                if holder is not None and set(counters["arrived"]) - {holder}:
                     break
+                assert time.monotonic() < deadline, f"no waiter besides the holder: {counters}"
+                fresh = httpx.AsyncClient(timeout=20, headers={"Connection": "close"})
+                requests.append(asyncio.ensure_future(_get_and_close(fresh, base + path)))
                 await asyncio.sleep(0.01)
-            assert holder is not None, "no worker started the loader"
-            await asyncio.sleep(0.2)  # everyone else is parked behind the holder
+            await asyncio.sleep(0.2)  # the waiters are parked behind the holder
             killed_at = time.perf_counter()
             os.kill(holder, signal.SIGKILL)
             replies = await asyncio.gather(*requests, return_exceptions=True)
@@ -143,5 +155,5 @@ def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> N
             assert counters["loads"] == 2
 
     with gunicorn(ARGS, tmp_path) as server:
-        _wait_for_workers(server.url)
-        asyncio.run(scenario(server.url))
+        workers = _wait_for_workers(server.url)
+        asyncio.run(scenario(server.url, workers))

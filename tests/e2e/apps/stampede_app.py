@@ -32,6 +32,8 @@ async def report(request: Request) -> JSONResponse:
         await asyncio.sleep(delay if previous is None else retry_delay)
         return {"computed_by": os.getpid()}
 
+    # Which workers hold a waiting request: a test that kills the holder needs one elsewhere.
+    await cache.incr(f"{key}:arrived:{os.getpid()}")
     started = time.perf_counter()
     value = await cache.get_or_set(key, loader, ttl=60, lock_timeout=30, wait_timeout=30)
     took = time.perf_counter() - started
@@ -39,13 +41,17 @@ async def report(request: Request) -> JSONResponse:
 
 
 async def counters(request: Request) -> JSONResponse:
-    """How often the loader ran for ``key``, and which worker ran it last."""
+    """How often the loader ran for ``key``, which worker ran it last, and which of the
+    workers named in ``workers`` (comma-separated pids) received a ``/report`` for it."""
     cache = request.state.cache
     key = request.query_params["key"]
+    workers = [pid for pid in request.query_params.get("workers", "").split(",") if pid]
+    arrived = await cache.get_many(f"{key}:arrived:{pid}" for pid in workers)
     return JSONResponse(
         {
             "loads": await cache.get(key + ":loads"),
             "holder": await cache.get(key + ":holder"),
+            "arrived": sorted(int(name.rsplit(":", 1)[1]) for name in arrived),
             "pid": os.getpid(),
         }
     )
