@@ -40,7 +40,7 @@ def create_sync_backend(url: CacheURL, options: BackendOptions) -> SyncBackend:
 
         return MemoryBackend(url)
     if url.kind == "redis":
-        from blinkstore_gunicorn.client.backends.redis import RedisBackend
+        from blinkstore_gunicorn.client.backends.redis_sync import RedisBackend
 
         return RedisBackend(
             url,
@@ -66,7 +66,7 @@ def create_async_backend(url: CacheURL, options: BackendOptions) -> AsyncBackend
 
         return AsyncMemoryBackend(url)
     if url.kind == "redis":
-        from blinkstore_gunicorn.client.backends.redis import AsyncRedisBackend
+        from blinkstore_gunicorn.client.backends.redis_aio import AsyncRedisBackend
 
         return AsyncRedisBackend(
             url,

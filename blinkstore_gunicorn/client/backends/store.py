@@ -23,13 +23,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from blinkstore_gunicorn.client._leases_sync import LockKeyLeases, SyncLease
 from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
 )
-from blinkstore_gunicorn.client.stampede import Fetched, LockKeyLeases, SyncLease
+from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 

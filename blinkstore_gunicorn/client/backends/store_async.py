@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
+from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
@@ -31,7 +32,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheResponseError,
     CacheTimeoutError,
 )
-from blinkstore_gunicorn.client.stampede import AsyncLease, AsyncLockKeyLeases, Fetched
+from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
