@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from types import TracebackType
 from typing import Any, Final
 
 from blinkstore_gunicorn.client.errors import (
@@ -83,14 +82,9 @@ class Guard:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None:
-            _translate(self._display, exc)
+    def __exit__(self, *exc_info: object) -> None:
+        if isinstance(exc_info[1], BaseException):
+            _translate(self._display, exc_info[1])
 
 
 class AsyncGuard:
@@ -116,16 +110,11 @@ class AsyncGuard:
                 f"{self._display}: no connection free within {self._timeout}s"
             ) from None
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._slots is not None:
             self._slots.release()
-        if exc is not None:
-            _translate(self._display, exc)
+        if isinstance(exc_info[1], BaseException):
+            _translate(self._display, exc_info[1])
 
 
 def merge_cluster_info(info: dict[str, Any]) -> dict[str, Any]:
