@@ -10,9 +10,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from blinkstore_gunicorn.client._core import call_loader
-from blinkstore_gunicorn.client.errors import CacheConnectionError, CacheTimeoutError
+from blinkstore_gunicorn.client.errors import CacheConnectionError
 
-__all__ = ["Gate", "check_decorated", "give_up", "load", "sleep", "spawn"]
+__all__ = ["check_decorated", "give_up", "load", "sleep", "spawn"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
 #: Background tasks, referenced until done (the loop keeps only weak references).
@@ -55,32 +55,3 @@ def check_decorated(func: Callable[..., Any]) -> None:
         raise TypeError(
             f"{func.__qualname__} is not a coroutine function: decorate it with Cache.cached"
         )
-
-
-class Gate:
-    """Bounds the calls in flight to ``size`` (None: unbounded); a caller waits for a slot up
-    to ``timeout`` seconds, then raises ``CacheTimeoutError``."""
-
-    __slots__ = ("_display", "_slots", "_timeout")
-
-    def __init__(self, size: int | None, timeout: float | None, display: str) -> None:
-        self._slots = None if size is None else asyncio.Semaphore(size)
-        self._timeout = timeout
-        self._display = display
-
-    async def enter(self) -> None:
-        """Take a slot."""
-        slots = self._slots
-        if slots is None:
-            return
-        try:
-            await asyncio.wait_for(slots.acquire(), self._timeout)
-        except asyncio.TimeoutError:
-            raise CacheTimeoutError(
-                f"{self._display}: no connection free within {self._timeout}s"
-            ) from None
-
-    def leave(self) -> None:
-        """Give the slot back."""
-        if self._slots is not None:
-            self._slots.release()

@@ -13,7 +13,7 @@ from typing import Any
 from blinkstore_gunicorn.client._core import call_loader
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 
-__all__ = ["Gate", "check_decorated", "give_up", "load", "sleep", "spawn"]
+__all__ = ["check_decorated", "give_up", "load", "sleep", "spawn"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
 
@@ -42,18 +42,3 @@ def check_decorated(func: Callable[..., Any]) -> None:
         raise TypeError(
             f"{func.__qualname__} is a coroutine function: decorate it with AsyncCache.cached"
         )
-
-
-class Gate:
-    """Does not bound anything: blocking backends wait for a free connection in their pools."""
-
-    __slots__ = ()
-
-    def __init__(self, size: int | None, timeout: float | None, display: str) -> None:
-        """Take the asyncio ``Gate``'s arguments, and ignore them."""
-
-    def enter(self) -> None:
-        """Nothing to take."""
-
-    def leave(self) -> None:
-        """Nothing to give back."""
