@@ -2,9 +2,10 @@
 
 Written once, for asyncio; ``_leases_sync.py`` is generated from this module by
 ``scripts/unasync.py`` (``make generate``). The store grants leases natively (``BS.FETCH``
-parks waiters server-side), so its backend is its own lease source; :class:`AsyncLockKeyLeases`
-builds a weaker version from plain commands for Redis/Valkey (a lock key and polling with
-backoff); ``memory://`` needs none, being per-process.
+parks waiters server-side), so its backend is its own lease source; lock-key leases
+(``AsyncLockKeyLeases``, ``LockKeyLeases``) build a weaker version from plain commands for
+Redis/Valkey (a lock key and polling with backoff); ``memory://`` needs none, being
+per-process.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from blinkstore_gunicorn.client._runtime_aio import sleep
 from blinkstore_gunicorn.client.stampede import LOCK_SUFFIX, TIMED_OUT, Fetched, Unshared
 
 __all__ = ["AsyncLease", "AsyncLockKeyLeases", "AsyncUnsharedLeases", "async_leases"]
 
-_FIRST_POLL = 0.002
-_MAX_POLL = 0.05
+_FIRST_POLL: Final = 0.002
+_MAX_POLL: Final = 0.05
 
 
 class AsyncLease(Protocol):
