@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from blinkstore_gunicorn.client._core import call_loader
+from blinkstore_gunicorn.client import _runtime_sync
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 
 __all__ = ["check_decorated", "give_up", "load", "sleep", "spawn"]
@@ -25,7 +25,7 @@ sleep = asyncio.sleep
 async def load(default_or_loader: Any) -> Any:
     """The value ``get_or_set`` stores: the loader's result (awaited if it is awaitable), or
     the default itself."""
-    value = call_loader(default_or_loader)
+    value = _runtime_sync.load(default_or_loader)
     if inspect.isawaitable(value):
         value = await value
     return value

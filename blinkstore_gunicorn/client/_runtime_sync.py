@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from blinkstore_gunicorn.client._core import call_loader
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 
 __all__ = ["check_decorated", "give_up", "load", "sleep", "spawn"]
@@ -19,8 +18,11 @@ logger = logging.getLogger("blinkstore_gunicorn.client")
 
 #: Pause the calling thread (or greenlet, under gevent's monkey-patching).
 sleep = time.sleep
-#: The value ``get_or_set`` stores: the loader's result, or the default itself.
-load = call_loader
+
+
+def load(default_or_loader: Any) -> Any:
+    """The value ``get_or_set`` stores: the loader's result, or the default itself."""
+    return default_or_loader() if callable(default_or_loader) else default_or_loader
 
 
 def spawn(work: Callable[..., None], *args: Any) -> None:
