@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps lint format test test-fast bench demo docs clean
+.PHONY: install system-deps lint format generate test test-fast bench demo docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python scripts/unasync.py --check
+
+# The blocking client modules are generated from their asyncio sources (scripts/unasync.py).
+generate: $(STAMP)
+	$(BIN)/python scripts/unasync.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

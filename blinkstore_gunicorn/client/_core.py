@@ -312,11 +312,6 @@ def _envelope_aware(loads: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return load
 
 
-def call_loader(default_or_loader: Any) -> Any:
-    """The value ``get_or_set`` stores: the loader's result, or the default itself."""
-    return default_or_loader() if callable(default_or_loader) else default_or_loader
-
-
 def _pick(explicit: float | _Unset | None, from_url: float | None, default: float) -> float | None:
     if not isinstance(explicit, _Unset):
         return explicit

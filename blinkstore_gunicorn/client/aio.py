@@ -1,10 +1,10 @@
-"""The asyncio cache client: every method is awaitable."""
+"""The cache client, written once: :class:`AsyncCache` (asyncio) in ``aio.py`` is the source,
+and :class:`Cache` (blocking) in ``sync.py`` is generated from it by ``scripts/unasync.py``
+(``make generate``)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -21,47 +21,41 @@ from blinkstore_gunicorn.client._core import (
     Key,
     OnError,
     _Unset,
-    call_loader,
     expire_ms,
     key_builder,
     normalize_stats,
     seconds_left,
     ttl_ms,
 )
+from blinkstore_gunicorn.client._leases_aio import async_leases
+from blinkstore_gunicorn.client._runtime_aio import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
-from blinkstore_gunicorn.client.stampede import AsyncLocalFlights, FlightPlan, async_leases, unwrap
+from blinkstore_gunicorn.client.stampede import AsyncLocalFlights, FlightPlan, unwrap
 
 __all__ = ["AsyncCache"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
-#: Coroutines of this process asking for the same key share one flight.
+#: Callers in this process (threads, or coroutines) asking for the same key share one flight.
 _FLIGHTS = AsyncLocalFlights()
-#: Background refreshes, referenced until done (the loop keeps only weak references).
-_REFRESHING: set[asyncio.Task[None]] = set()
-
-
-async def _load(default_or_loader: Any) -> Any:
-    value = call_loader(default_or_loader)
-    if inspect.isawaitable(value):
-        value = await value
-    return value
-
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 class AsyncCache(CacheCore):
-    """Asyncio cache client: coroutines share few connections by pipelining.
+    """Cache client. ``AsyncCache``: every method is awaitable, coroutines share few
+    connections by pipelining. ``Cache``: blocking, thread-safe, fork-safe, works under gevent.
 
     ``url`` picks the backend (``unix://``, ``tcp://``, ``redis://``, ``memory://``...; None
     reads ``BLINKSTORE_URL``). ``namespace`` prefixes every key with ``namespace:``.
     ``timeout``/``connect_timeout`` are seconds (None waits forever). ``on_error="miss"``
     turns an unreachable store into misses and skipped writes, logged once per outage.
-    On the store, ``max_connections`` is the number of pipelined connections (default 1) and
-    ``max_in_flight`` bounds the requests queued on each (default 1024).
+    ``max_connections``: for ``Cache``, how many idle connections the pool keeps (default
+    8); for ``AsyncCache`` on the store, the number of pipelined connections (default 1),
+    with ``max_in_flight`` (``AsyncCache`` only) bounding the requests queued on each
+    (default 1024).
     """
 
     def __init__(
@@ -74,7 +68,7 @@ class AsyncCache(CacheCore):
         connect_timeout: float | _Unset | None = _UNSET,
         on_error: OnError = "raise",
         max_connections: int | None = None,
-        max_in_flight: int | None = None,
+        max_in_flight: int | None = None,  # unasync: async only
     ) -> None:
         super().__init__(
             url,
@@ -84,7 +78,7 @@ class AsyncCache(CacheCore):
             connect_timeout=connect_timeout,
             on_error=on_error,
             max_connections=max_connections,
-            max_in_flight=max_in_flight,
+            max_in_flight=max_in_flight,  # unasync: async only
         )
         self.backend: AsyncBackend = create_async_backend(self.url, self._options)
         self._leases = async_leases(self.backend)
@@ -254,8 +248,9 @@ class AsyncCache(CacheCore):
         on_wait_timeout: str = "raise",
     ) -> Any:
         """The cached value; on a miss exactly one caller on the host runs the loader
-        (``default_or_loader``: a value, a function or a coroutine function) and stores its
-        result, while the others wait for it. See docs/stampede.md for every option."""
+        (``default_or_loader``: a value, or a function to call; with ``AsyncCache`` also a
+        coroutine function) and stores its result, while the others wait for it. See
+        docs/stampede.md for every option."""
         plan = FlightPlan.make(
             ttl_ms(ttl),
             lock_timeout=lock_timeout,
@@ -277,7 +272,7 @@ class AsyncCache(CacheCore):
             fetched = await self._leases.fetch(name, plan.lease_ms, plan.wait_ms)
         except CacheConnectionError as exc:
             self._unreachable(exc)
-            return await _load(default_or_loader)
+            return await load(default_or_loader)
         if fetched.kind == "hit":
             payload, fresh_until, compute_ms = unwrap(fetched.value)
             if plan.needs_refresh(fresh_until, compute_ms):
@@ -289,7 +284,7 @@ class AsyncCache(CacheCore):
         if fetched.kind == "lease":
             return await self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
-            return await _load(default_or_loader)
+            return await load(default_or_loader)
         raise plan.timeout_error(self._strip(name))
 
     async def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
@@ -299,7 +294,7 @@ class AsyncCache(CacheCore):
         except CacheConnectionError:
             lease = None
         if lease is None:
-            return await _load(default_or_loader)
+            return await load(default_or_loader)
         return await self._compute(name, default_or_loader, plan, lease)
 
     async def _compute(
@@ -308,14 +303,10 @@ class AsyncCache(CacheCore):
         """Run the loader under ``lease`` and store its result; a failure gives the lease up."""
         started = time.monotonic()
         try:
-            value = await _load(default_or_loader)
+            value = await load(default_or_loader)
             raw = plan.encode(self._dumps(value), round((time.monotonic() - started) * 1000))
         except BaseException:
-            try:
-                # Shielded: a cancelled caller still hands the lease on at once.
-                await asyncio.shield(lease.release())
-            except (CacheConnectionError, asyncio.CancelledError) as exc:
-                logger.warning("could not release the lease on %r: %r", name, exc)
+            await give_up(lease, name)
             raise
         try:
             await lease.fill(raw, plan.store_px)
@@ -331,11 +322,7 @@ class AsyncCache(CacheCore):
         except CacheConnectionError:
             return  # the stale value was served; the next read tries again
         if lease is not None:
-            task = asyncio.get_running_loop().create_task(
-                self._refresh(name, default_or_loader, plan, lease)
-            )
-            _REFRESHING.add(task)
-            task.add_done_callback(_REFRESHING.discard)
+            spawn(self._refresh, name, default_or_loader, plan, lease)
 
     async def _refresh(
         self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any
@@ -353,17 +340,14 @@ class AsyncCache(CacheCore):
         key: str | Callable[..., str] | None = None,
         **flight: Any,
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-        """Decorator caching a coroutine function's result (see :func:`key_builder` for
-        ``key``), computed once host-wide on a miss (``flight`` takes :meth:`get_or_set`'s
-        options). For plain functions use :meth:`Cache.cached`. The wrapper has an awaitable
-        ``invalidate(*args, **kwargs)`` to drop one call's entry."""
+        """Decorator caching a function's result (see :func:`key_builder` for ``key``),
+        computed once host-wide on a miss (``flight`` takes :meth:`get_or_set`'s options).
+        ``AsyncCache.cached`` takes coroutine functions, ``Cache.cached`` plain ones. The
+        wrapper has ``invalidate(*args, **kwargs)`` (awaitable with ``AsyncCache``) to drop
+        one call's entry."""
 
         def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-            if not inspect.iscoroutinefunction(func):
-                raise TypeError(
-                    f"{func.__qualname__} is not a coroutine function: decorate it with "
-                    "Cache.cached"
-                )
+            check_decorated(func)
             make_key = key_builder(func, key)
 
             @functools.wraps(func)

@@ -4,10 +4,10 @@ Three layers, each usable alone:
 
 * :class:`LocalFlights` / :class:`AsyncLocalFlights` coalesce callers *inside* a process:
   threads or coroutines asking for the same key share one flight.
-* Leases coordinate processes. The store grants them natively (``BS.FETCH`` parks waiters
-  server-side); :class:`LockKeyLeases` / :class:`AsyncLockKeyLeases` build a weaker version
-  from plain commands for Redis/Valkey (a lock key and polling with backoff);
-  ``memory://`` needs none, being per-process.
+* Leases coordinate processes: ``_leases_aio.py`` (and ``_leases_sync.py``, generated from
+  it). The store grants them natively (``BS.FETCH`` parks waiters server-side); lock keys
+  build a weaker version from plain commands for Redis/Valkey; ``memory://`` needs none,
+  being per-process (:class:`Unshared` only keeps one background refresh per key).
 * The envelope (:func:`wrap` / :func:`unwrap`) stores when a value stops being fresh and how
   long its loader took, for stale-while-revalidate and early ("XFetch") refresh.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import struct
 import threading
@@ -26,20 +25,19 @@ from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from blinkstore_gunicorn.client.errors import CacheStampedeTimeout
 
 __all__ = [
     "ENVELOPE_TAG",
-    "AsyncLease",
+    "LOCK_SUFFIX",
+    "TIMED_OUT",
     "AsyncLocalFlights",
-    "AsyncLockKeyLeases",
     "Fetched",
     "FlightPlan",
     "LocalFlights",
-    "LockKeyLeases",
-    "SyncLease",
+    "Unshared",
     "should_refresh",
     "unwrap",
     "wrap",
@@ -53,8 +51,6 @@ _HEADER: Final = struct.Struct(">BQI")  # tag, fresh-until (unix ms), loader dur
 
 #: Suffix of the lock key used where the backend has no native leases.
 LOCK_SUFFIX: Final = b":bs:lock"
-_FIRST_POLL: Final = 0.002
-_MAX_POLL: Final = 0.05
 
 
 def wrap(payload: bytes, fresh_until_ms: int, compute_ms: int) -> bytes:
@@ -168,27 +164,7 @@ class FlightPlan:
         )
 
 
-# -- leases --------------------------------------------------------------------------------
-
-
-class SyncLease(Protocol):
-    """The right to compute one key; exactly one of the methods is called, once."""
-
-    def fill(self, value: bytes, px: int | None) -> None:
-        """Store the computed value (waking every waiter) and end the lease."""
-
-    def release(self) -> None:
-        """End the lease without a value (the loader failed); one waiter takes over."""
-
-
-class AsyncLease(Protocol):
-    """:class:`SyncLease` for asyncio backends."""
-
-    async def fill(self, value: bytes, px: int | None) -> None:
-        """Store the computed value (waking every waiter) and end the lease."""
-
-    async def release(self) -> None:
-        """End the lease without a value (the loader failed); one waiter takes over."""
+# -- leases (the lease classes are in _leases_aio.py and, generated, _leases_sync.py) ------
 
 
 Kind = Literal["hit", "lease", "timeout"]
@@ -206,130 +182,7 @@ class Fetched:
 TIMED_OUT: Final = Fetched("timeout")
 
 
-class _SyncPrimitives(Protocol):
-    def get(self, key: bytes) -> bytes | None: ...
-    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool: ...
-    def delete_if_equal(self, key: bytes, expected: bytes) -> bool: ...
-
-
-class _AsyncPrimitives(Protocol):
-    async def get(self, key: bytes) -> bytes | None: ...
-    async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool: ...
-    async def delete_if_equal(self, key: bytes, expected: bytes) -> bool: ...
-
-
-def _token() -> bytes:
-    return os.urandom(12).hex().encode("ascii")
-
-
-class _LockKeyLease:
-    __slots__ = ("_backend", "_key", "_token")
-
-    def __init__(self, backend: _SyncPrimitives, key: bytes, token: bytes) -> None:
-        self._backend, self._key, self._token = backend, key, token
-
-    def fill(self, value: bytes, px: int | None) -> None:
-        self._backend.set(self._key, value, px, False, False)
-        self.release()
-
-    def release(self) -> None:
-        self._backend.delete_if_equal(self._key + LOCK_SUFFIX, self._token)
-
-
-class LockKeyLeases:
-    """Leases from plain commands: ``SET <key>:bs:lock <token> NX PX``, waiters polling.
-
-    Weaker than the store's: a crashed holder is noticed only when the lock key expires,
-    and waiters see the value up to one poll interval (2 ms doubling to 50 ms) late.
-    """
-
-    def __init__(self, backend: _SyncPrimitives, sleep: Callable[[float], None] = time.sleep):
-        self._backend = backend
-        self._sleep = sleep
-
-    def try_lease(self, key: bytes, lease_ms: int) -> SyncLease | None:
-        """The lease if nobody holds it, else None (never waits)."""
-        token = _token()
-        if self._backend.set(key + LOCK_SUFFIX, token, lease_ms, True, False):
-            return _LockKeyLease(self._backend, key, token)
-        return None
-
-    def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
-        """The value, else the lease, else wait (polling) up to ``wait_ms`` for either."""
-        deadline = time.monotonic() + wait_ms / 1000
-        delay = _FIRST_POLL
-        backend = self._backend
-        while True:
-            raw = backend.get(key)
-            if raw is not None:
-                return Fetched("hit", raw)
-            lease = self.try_lease(key, lease_ms)
-            if lease is not None:
-                # The value may have landed between the read and the lock.
-                raw = backend.get(key)
-                if raw is not None:
-                    lease.release()
-                    return Fetched("hit", raw)
-                return Fetched("lease", lease=lease)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return TIMED_OUT
-            self._sleep(min(delay, left))
-            delay = min(delay * 2, _MAX_POLL)
-
-
-class _AsyncLockKeyLease:
-    __slots__ = ("_backend", "_key", "_token")
-
-    def __init__(self, backend: _AsyncPrimitives, key: bytes, token: bytes) -> None:
-        self._backend, self._key, self._token = backend, key, token
-
-    async def fill(self, value: bytes, px: int | None) -> None:
-        await self._backend.set(self._key, value, px, False, False)
-        await self.release()
-
-    async def release(self) -> None:
-        await self._backend.delete_if_equal(self._key + LOCK_SUFFIX, self._token)
-
-
-class AsyncLockKeyLeases:
-    """:class:`LockKeyLeases` for asyncio backends."""
-
-    def __init__(self, backend: _AsyncPrimitives) -> None:
-        self._backend = backend
-
-    async def try_lease(self, key: bytes, lease_ms: int) -> AsyncLease | None:
-        """The lease if nobody holds it, else None (never waits)."""
-        token = _token()
-        if await self._backend.set(key + LOCK_SUFFIX, token, lease_ms, True, False):
-            return _AsyncLockKeyLease(self._backend, key, token)
-        return None
-
-    async def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
-        """The value, else the lease, else wait (polling) up to ``wait_ms`` for either."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_ms / 1000
-        delay = _FIRST_POLL
-        backend = self._backend
-        while True:
-            raw = await backend.get(key)
-            if raw is not None:
-                return Fetched("hit", raw)
-            lease = await self.try_lease(key, lease_ms)
-            if lease is not None:
-                raw = await backend.get(key)
-                if raw is not None:
-                    await lease.release()
-                    return Fetched("hit", raw)
-                return Fetched("lease", lease=lease)
-            left = deadline - loop.time()
-            if left <= 0:
-                return TIMED_OUT
-            await asyncio.sleep(min(delay, left))
-            delay = min(delay * 2, _MAX_POLL)
-
-
-class _Unshared:
+class Unshared:
     """Leases for a per-process backend (``memory://``): misses are always granted (the
     process's callers are already coalesced by :class:`LocalFlights`); refresh leases are
     held in this set so one refresh runs at a time per key."""
@@ -339,6 +192,7 @@ class _Unshared:
 
     @classmethod
     def take(cls, store: object, key: bytes) -> bool:
+        """Hold the refresh lease on ``key`` of ``store``; False if it is already held."""
         with cls.lock:
             if (id(store), key) in cls.held:
                 return False
@@ -347,82 +201,9 @@ class _Unshared:
 
     @classmethod
     def give_back(cls, store: object, key: bytes) -> None:
+        """Let the refresh lease on ``key`` of ``store`` go."""
         with cls.lock:
             cls.held.discard((id(store), key))
-
-
-class _UnsharedLease:
-    __slots__ = ("_backend", "_key", "_tracked")
-
-    def __init__(self, backend: Any, key: bytes, tracked: bool) -> None:
-        self._backend, self._key, self._tracked = backend, key, tracked
-
-    def fill(self, value: bytes, px: int | None) -> None:
-        try:
-            self._backend.set(self._key, value, px, False, False)
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        if self._tracked:
-            _Unshared.give_back(self._backend.engine, self._key)
-
-
-class _AsyncUnsharedLease:
-    __slots__ = ("_backend", "_key", "_tracked")
-
-    def __init__(self, backend: Any, key: bytes, tracked: bool) -> None:
-        self._backend, self._key, self._tracked = backend, key, tracked
-
-    async def fill(self, value: bytes, px: int | None) -> None:
-        try:
-            await self._backend.set(self._key, value, px, False, False)
-        finally:
-            await self.release()
-
-    async def release(self) -> None:
-        if self._tracked:
-            _Unshared.give_back(self._backend.engine, self._key)
-
-
-class UnsharedLeases:
-    """Leases for ``memory://``, which no other process shares (see :class:`_Unshared`)."""
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-
-    def try_lease(self, key: bytes, lease_ms: int) -> SyncLease | None:
-        """The refresh lease, unless a refresh of ``key`` is already running here."""
-        if _Unshared.take(self._backend.engine, key):
-            return _UnsharedLease(self._backend, key, tracked=True)
-        return None
-
-    def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
-        """The value or the lease."""
-        raw = self._backend.get(key)
-        if raw is not None:
-            return Fetched("hit", raw)
-        return Fetched("lease", lease=_UnsharedLease(self._backend, key, tracked=False))
-
-
-class AsyncUnsharedLeases:
-    """:class:`UnsharedLeases` for asyncio backends."""
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-
-    async def try_lease(self, key: bytes, lease_ms: int) -> AsyncLease | None:
-        """The refresh lease, unless a refresh of ``key`` is already running here."""
-        if _Unshared.take(self._backend.engine, key):
-            return _AsyncUnsharedLease(self._backend, key, tracked=True)
-        return None
-
-    async def fetch(self, key: bytes, lease_ms: int, wait_ms: int) -> Fetched:
-        """The value or the lease."""
-        raw = await self._backend.get(key)
-        if raw is not None:
-            return Fetched("hit", raw)
-        return Fetched("lease", lease=_AsyncUnsharedLease(self._backend, key, tracked=False))
 
 
 # -- coalescing inside one process -----------------------------------------------------------
@@ -512,22 +293,3 @@ class AsyncLocalFlights:
             return value
         finally:
             del flights[key]
-
-
-def sync_leases(backend: Any) -> Any:
-    """How ``backend`` coordinates processes: natively (the store), with lock keys
-    (Redis/Valkey), or not at all (``memory://``, per-process)."""
-    if backend.name == "store":
-        return backend
-    if backend.name == "memory":
-        return UnsharedLeases(backend)
-    return LockKeyLeases(backend)
-
-
-def async_leases(backend: Any) -> Any:
-    """:func:`sync_leases` for asyncio backends."""
-    if backend.name == "store":
-        return backend
-    if backend.name == "memory":
-        return AsyncUnsharedLeases(backend)
-    return AsyncLockKeyLeases(backend)

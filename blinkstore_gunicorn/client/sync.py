@@ -1,11 +1,12 @@
-"""The blocking cache client."""
+# Generated from aio.py by scripts/unasync.py (make generate): do not edit.
+"""The cache client, written once: :class:`AsyncCache` (asyncio) in ``aio.py`` is the source,
+and :class:`Cache` (blocking) in ``sync.py`` is generated from it by ``scripts/unasync.py``
+(``make generate``)."""
 
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -21,22 +22,23 @@ from blinkstore_gunicorn.client._core import (
     Key,
     OnError,
     _Unset,
-    call_loader,
     expire_ms,
     key_builder,
     normalize_stats,
     seconds_left,
     ttl_ms,
 )
+from blinkstore_gunicorn.client._leases_sync import sync_leases
+from blinkstore_gunicorn.client._runtime_sync import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import SyncBackend, create_sync_backend
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
-from blinkstore_gunicorn.client.stampede import FlightPlan, LocalFlights, sync_leases, unwrap
+from blinkstore_gunicorn.client.stampede import FlightPlan, LocalFlights, unwrap
 
 __all__ = ["Cache"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
-#: Threads of this process asking for the same key share one flight.
+#: Callers in this process (threads, or coroutines) asking for the same key share one flight.
 _FLIGHTS = LocalFlights()
 
 P = ParamSpec("P")
@@ -44,13 +46,17 @@ R = TypeVar("R")
 
 
 class Cache(CacheCore):
-    """Blocking cache client: thread-safe, fork-safe, works under gevent.
+    """Cache client. ``AsyncCache``: every method is awaitable, coroutines share few
+    connections by pipelining. ``Cache``: blocking, thread-safe, fork-safe, works under gevent.
 
     ``url`` picks the backend (``unix://``, ``tcp://``, ``redis://``, ``memory://``...; None
     reads ``BLINKSTORE_URL``). ``namespace`` prefixes every key with ``namespace:``.
     ``timeout``/``connect_timeout`` are seconds (None waits forever). ``on_error="miss"``
     turns an unreachable store into misses and skipped writes, logged once per outage.
-    ``max_connections`` is how many idle connections the pool keeps (default 8).
+    ``max_connections``: for ``Cache``, how many idle connections the pool keeps (default
+    8); for ``AsyncCache`` on the store, the number of pipelined connections (default 1),
+    with ``max_in_flight`` (``AsyncCache`` only) bounding the requests queued on each
+    (default 1024).
     """
 
     def __init__(
@@ -241,8 +247,9 @@ class Cache(CacheCore):
         on_wait_timeout: str = "raise",
     ) -> Any:
         """The cached value; on a miss exactly one caller on the host runs the loader
-        (``default_or_loader``, called if callable) and stores its result, while the others
-        wait for it. See docs/stampede.md for every option."""
+        (``default_or_loader``: a value, or a function to call; with ``AsyncCache`` also a
+        coroutine function) and stores its result, while the others wait for it. See
+        docs/stampede.md for every option."""
         plan = FlightPlan.make(
             ttl_ms(ttl),
             lock_timeout=lock_timeout,
@@ -264,7 +271,7 @@ class Cache(CacheCore):
             fetched = self._leases.fetch(name, plan.lease_ms, plan.wait_ms)
         except CacheConnectionError as exc:
             self._unreachable(exc)
-            return call_loader(default_or_loader)
+            return load(default_or_loader)
         if fetched.kind == "hit":
             payload, fresh_until, compute_ms = unwrap(fetched.value)
             if plan.needs_refresh(fresh_until, compute_ms):
@@ -276,7 +283,7 @@ class Cache(CacheCore):
         if fetched.kind == "lease":
             return self._compute(name, default_or_loader, plan, fetched.lease)
         if plan.compute_on_timeout:
-            return call_loader(default_or_loader)
+            return load(default_or_loader)
         raise plan.timeout_error(self._strip(name))
 
     def _recompute(self, name: bytes, default_or_loader: Any, plan: FlightPlan) -> Any:
@@ -286,20 +293,17 @@ class Cache(CacheCore):
         except CacheConnectionError:
             lease = None
         if lease is None:
-            return call_loader(default_or_loader)
+            return load(default_or_loader)
         return self._compute(name, default_or_loader, plan, lease)
 
     def _compute(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> Any:
         """Run the loader under ``lease`` and store its result; a failure gives the lease up."""
         started = time.monotonic()
         try:
-            value = call_loader(default_or_loader)
+            value = load(default_or_loader)
             raw = plan.encode(self._dumps(value), round((time.monotonic() - started) * 1000))
         except BaseException:
-            try:
-                lease.release()
-            except CacheConnectionError as exc:
-                logger.warning("could not release the lease on %r: %s", name, exc)
+            give_up(lease, name)
             raise
         try:
             lease.fill(raw, plan.store_px)
@@ -313,12 +317,7 @@ class Cache(CacheCore):
         except CacheConnectionError:
             return  # the stale value was served; the next read tries again
         if lease is not None:
-            threading.Thread(
-                target=self._refresh,
-                args=(name, default_or_loader, plan, lease),
-                name="blinkstore-refresh",
-                daemon=True,
-            ).start()
+            spawn(self._refresh, name, default_or_loader, plan, lease)
 
     def _refresh(self, name: bytes, default_or_loader: Any, plan: FlightPlan, lease: Any) -> None:
         try:
@@ -336,23 +335,20 @@ class Cache(CacheCore):
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorator caching a function's result (see :func:`key_builder` for ``key``),
         computed once host-wide on a miss (``flight`` takes :meth:`get_or_set`'s options).
-
-        For coroutine functions use :meth:`AsyncCache.cached`. The wrapper has
-        ``invalidate(*args, **kwargs)`` to drop one call's entry.
-        """
+        ``AsyncCache.cached`` takes coroutine functions, ``Cache.cached`` plain ones. The
+        wrapper has ``invalidate(*args, **kwargs)`` (awaitable with ``AsyncCache``) to drop
+        one call's entry."""
 
         def decorate(func: Callable[P, R]) -> Callable[P, R]:
-            if inspect.iscoroutinefunction(func):
-                raise TypeError(
-                    f"{func.__qualname__} is a coroutine function: decorate it with "
-                    "AsyncCache.cached"
-                )
+            check_decorated(func)
             make_key = key_builder(func, key)
 
             @functools.wraps(func)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
                 name = make_key(args, kwargs)
-                return self.get_or_set(name, lambda: func(*args, **kwargs), ttl, **flight)  # type: ignore[no-any-return]
+                return self.get_or_set(  # type: ignore[no-any-return]
+                    name, lambda: func(*args, **kwargs), ttl, **flight
+                )
 
             def invalidate(*args: Any, **kwargs: Any) -> bool:
                 return self.delete(make_key(args, kwargs))

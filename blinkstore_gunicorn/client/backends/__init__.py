@@ -7,6 +7,7 @@ cache classes use; each backend lives in its own module and is imported only whe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from blinkstore_gunicorn.client.backends.base import AsyncBackend, SyncBackend
 from blinkstore_gunicorn.client.url import CacheURL
@@ -35,44 +36,35 @@ class BackendOptions:
 
 def create_sync_backend(url: CacheURL, options: BackendOptions) -> SyncBackend:
     """The blocking backend for ``url``."""
-    if url.kind == "memory":
-        from blinkstore_gunicorn.client.backends.memory import MemoryBackend
-
-        return MemoryBackend(url)
-    if url.kind == "redis":
-        from blinkstore_gunicorn.client.backends.redis import RedisBackend
-
-        return RedisBackend(
-            url,
-            timeout=options.timeout,
-            connect_timeout=options.connect_timeout,
-            max_connections=options.max_connections,
-        )
-    from blinkstore_gunicorn.client.backends.store import StoreBackend
-
-    return StoreBackend(
-        url,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
-        max_idle=options.max_connections or 8,
-        wait_on_reads=options.wait_on_reads,
-    )
+    backend: SyncBackend = _create(url, options, blocking=True)
+    return backend
 
 
 def create_async_backend(url: CacheURL, options: BackendOptions) -> AsyncBackend:
     """The asyncio backend for ``url``."""
+    backend: AsyncBackend = _create(url, options, blocking=False)
+    return backend
+
+
+def _create(url: CacheURL, options: BackendOptions, blocking: bool) -> Any:
     if url.kind == "memory":
-        from blinkstore_gunicorn.client.backends.memory import AsyncMemoryBackend
+        from blinkstore_gunicorn.client.backends import memory
 
-        return AsyncMemoryBackend(url)
+        return memory.MemoryBackend(url) if blocking else memory.AsyncMemoryBackend(url)
+    timeouts = {"timeout": options.timeout, "connect_timeout": options.connect_timeout}
     if url.kind == "redis":
-        from blinkstore_gunicorn.client.backends.redis import AsyncRedisBackend
+        from blinkstore_gunicorn.client.backends import redis_aio, redis_sync
 
-        return AsyncRedisBackend(
+        redis_backend = redis_sync.RedisBackend if blocking else redis_aio.AsyncRedisBackend
+        return redis_backend(url, max_connections=options.max_connections, **timeouts)
+    if blocking:
+        from blinkstore_gunicorn.client.backends.store import StoreBackend
+
+        return StoreBackend(
             url,
-            timeout=options.timeout,
-            connect_timeout=options.connect_timeout,
-            max_connections=options.max_connections,
+            max_idle=options.max_connections or 8,
+            wait_on_reads=options.wait_on_reads,
+            **timeouts,
         )
     from blinkstore_gunicorn.client.backends.store_async import (
         DEFAULT_MAX_IN_FLIGHT,
@@ -81,9 +73,8 @@ def create_async_backend(url: CacheURL, options: BackendOptions) -> AsyncBackend
 
     return AsyncStoreBackend(
         url,
-        timeout=options.timeout,
-        connect_timeout=options.connect_timeout,
         connections=options.max_connections or 1,
         max_in_flight=options.max_in_flight or DEFAULT_MAX_IN_FLIGHT,
         wait_on_reads=options.wait_on_reads,
+        **timeouts,
     )

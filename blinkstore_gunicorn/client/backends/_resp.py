@@ -1,5 +1,9 @@
-"""Pieces the sync and asyncio store backends share: command bytes, reply checks, INFO
-parsing, connect errors, reconnect pacing and resend rules. No I/O here."""
+"""Pieces the sync and asyncio store backends share: their settings, command bytes, reply
+checks, INFO parsing, connect and AUTH errors, reconnect pacing and resend rules. No I/O here.
+
+The two backends are not generated from one source, unlike the rest of the client (see
+``scripts/unasync.py``): a blocking pool of connections and a pipelined multiplexer are two
+designs, not one design in two flavours. What they repeat lives here instead."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheTimeoutError,
 )
 from blinkstore_gunicorn.client.stampede import TIMED_OUT, Fetched
+from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
 __all__ = [
@@ -27,13 +32,20 @@ __all__ = [
     "PING",
     "UNSET",
     "Reconnect",
+    "StoreSettings",
     "Unset",
     "as_int",
     "as_values",
+    "auth_error",
     "check",
+    "cmd_delete_if_equal",
+    "cmd_fetch",
+    "cmd_fill",
     "cmd_get",
+    "cmd_lease",
     "cmd_mset",
     "cmd_persist",
+    "cmd_release",
     "cmd_scan",
     "cmd_set",
     "connect_error",
@@ -103,6 +115,32 @@ def cmd_persist(key: bytes) -> list[bytes]:
 def cmd_scan(cursor: int, match: bytes, count: int) -> bytes:
     """One SCAN step."""
     return resp.encode_command("SCAN", cursor, "MATCH", match, "COUNT", count)
+
+
+def cmd_fetch(key: bytes, lease_ms: int, wait_ms: int) -> bytes:
+    """``BS.FETCH``: the value, else a lease, else park up to ``wait_ms``."""
+    return resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
+
+
+def cmd_lease(key: bytes, lease_ms: int) -> bytes:
+    """``BS.LEASE``: a lease if nobody holds one, without waiting."""
+    return resp.encode_command("BS.LEASE", key, lease_ms)
+
+
+def cmd_fill(key: bytes, token: int, value: bytes, px: int | None) -> bytes:
+    """``BS.FILL``: store a leased key's value and end the lease."""
+    ttl: tuple[str | int, ...] = ("PX", px) if px is not None else ()
+    return resp.encode_command("BS.FILL", key, token, value, *ttl)
+
+
+def cmd_release(key: bytes, token: int) -> bytes:
+    """``BS.RELEASE``: end a lease without a value."""
+    return resp.encode_command("BS.RELEASE", key, token)
+
+
+def cmd_delete_if_equal(key: bytes, expected: bytes) -> bytes:
+    """The compare-and-delete script (for Redis/Valkey servers, which have no BS.* leases)."""
+    return resp.encode_command("EVAL", DELETE_IF_EQUAL, 1, key, expected)
 
 
 def check(reply: resp.Reply | ProtocolError) -> resp.Reply:
@@ -235,6 +273,32 @@ def connect_error(display: str, exc: OSError, timeout: float | None) -> CacheCon
         return CacheTimeoutError(f"connecting to the store at {display} timed out after {timeout}s")
     reason = exc.strerror or str(exc) or type(exc).__name__
     return CacheConnectionError(f"cannot connect to the store at {display}: {reason}")
+
+
+def auth_error(display: str, reply: resp.Reply) -> CacheConnectionError | None:
+    """The exception for a refused AUTH, or None when it was accepted."""
+    if isinstance(reply, resp.ErrorReply):
+        return CacheConnectionError(
+            f"authentication with the store at {display} failed: {reply.message}"
+        )
+    return None
+
+
+class StoreSettings:
+    """What both store backends hold besides their connections: the URL, timeouts, the
+    AUTH command, the reconnect pacing and whether reads wait for a restarting store."""
+
+    name = "store"
+
+    def __init__(
+        self, url: CacheURL, timeout: float | None, connect_timeout: float | None, reads_wait: bool
+    ) -> None:
+        self.url = url
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._reads_wait = reads_wait
+        self._reconnect = Reconnect(url.display, timeout)
+        self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
 
 
 def peer_pid(sock: Any) -> int | None:

@@ -11,17 +11,18 @@ and a caller that finds every connection busy waits for one, up to the client's 
 instead of failing with "Too many connections" (what redis-py's default pools do once full;
 its asyncio pool is full at 100 since 8.x). redis-py's asyncio cluster client has no blocking
 pool, so there a semaphore of ``max_connections`` bounds the commands in flight instead.
+
+This module holds what differs between the flavours (connecting, guarding a call) and what
+both share; the backend classes are written once, for asyncio, in ``redis_aio.py``, and
+``redis_sync.py`` is generated from it by ``scripts/unasync.py`` (``make generate``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final
 
-from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
     CacheConnectionError,
@@ -31,7 +32,14 @@ from blinkstore_gunicorn.client.errors import (
 )
 from blinkstore_gunicorn.client.url import CacheURL
 
-__all__ = ["DEFAULT_MAX_CONNECTIONS", "AsyncRedisBackend", "RedisBackend", "merge_cluster_info"]
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "AsyncGuard",
+    "Guard",
+    "connect_aio",
+    "connect_sync",
+    "merge_cluster_info",
+]
 
 #: Connections per server when the cache is not given ``max_connections``.
 DEFAULT_MAX_CONNECTIONS: Final = 100
@@ -49,20 +57,64 @@ def _import_redis() -> Any:
     return redis
 
 
-@contextmanager
-def _translated(display: str) -> Iterator[None]:
-    """Re-raise redis-py's exceptions as the CacheError family."""
+def _translate(display: str, exc: BaseException) -> None:
+    """Raise redis-py's exception ``exc`` as the CacheError family (others pass through)."""
+    if isinstance(exc, CacheError):
+        return
     redis = _import_redis()
-    try:
-        yield
-    except CacheError:
-        raise
-    except redis.exceptions.TimeoutError as exc:
+    if isinstance(exc, redis.exceptions.TimeoutError):
         raise CacheTimeoutError(f"{display}: {exc}") from exc
-    except (redis.exceptions.ConnectionError, redis.exceptions.ClusterDownError) as exc:
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.ClusterDownError):
         raise CacheConnectionError(f"{display}: {exc}") from exc
-    except redis.exceptions.RedisError as exc:
+    if isinstance(exc, redis.exceptions.RedisError):
         raise CacheResponseError(str(exc)) from exc
+
+
+class Guard:
+    """Wraps every call of the blocking backend: translates redis-py's exceptions (waiting
+    for a free connection is the blocking pools' job)."""
+
+    __slots__ = ("_display",)
+
+    def __init__(self, display: str) -> None:
+        self._display = display
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        if isinstance(exc_info[1], BaseException):
+            _translate(self._display, exc_info[1])
+
+
+class AsyncGuard:
+    """Wraps every call of the asyncio backend: translates redis-py's exceptions and, with
+    ``slots`` (on a cluster), waits up to ``timeout`` for one of them to be free."""
+
+    __slots__ = ("_display", "_slots", "_timeout")
+
+    def __init__(
+        self, display: str, slots: int | None = None, timeout: float | None = None
+    ) -> None:
+        self._display = display
+        self._slots = None if slots is None else asyncio.Semaphore(slots)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> None:
+        if self._slots is None:
+            return
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._timeout)
+        except asyncio.TimeoutError:
+            raise CacheTimeoutError(
+                f"{self._display}: no connection free within {self._timeout}s"
+            ) from None
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._slots is not None:
+            self._slots.release()
+        if isinstance(exc_info[1], BaseException):
+            _translate(self._display, exc_info[1])
 
 
 def merge_cluster_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -107,273 +159,38 @@ def _blocking_pool(
     )
 
 
-class RedisBackend:
-    """Blocking backend over ``redis.Redis`` / ``redis.cluster.RedisCluster``."""
+def connect_sync(
+    url: CacheURL, timeout: float | None, connect_timeout: float | None, size: int
+) -> tuple[Any, Any, Guard]:
+    """``(client, pool, guard)`` for the blocking backend: ``redis.Redis`` on a blocking pool,
+    or a ``RedisCluster`` with a blocking pool per node (``pool`` None: the cluster's own)."""
+    redis = _import_redis()
+    kwargs = _client_kwargs(timeout, connect_timeout)
+    if url.cluster:
+        from redis.cluster import RedisCluster
 
-    name = "redis"
-
-    def __init__(
-        self,
-        url: CacheURL,
-        *,
-        timeout: float | None,
-        connect_timeout: float | None,
-        max_connections: int | None = None,
-    ) -> None:
-        redis = _import_redis()
-        self._display = url.display
-        self._cluster = url.cluster
-        kwargs = _client_kwargs(timeout, connect_timeout)
-        size = max_connections or DEFAULT_MAX_CONNECTIONS
-        assert url.redis_url is not None
-        #: The pool this backend made and must disconnect on close (None on a cluster).
-        self._pool: Any = None
-        if url.cluster:
-            from redis.cluster import RedisCluster
-
-            # Every node gets a blocking pool; the class receives the node's address.
-            node_pool = functools.partial(redis.BlockingConnectionPool, timeout=timeout)
-            kwargs.update(connection_pool_class=node_pool, max_connections=size)
-            self.client: Any = _from_url(RedisCluster.from_url, url, kwargs)
-        else:
-            self._pool = _blocking_pool(redis.BlockingConnectionPool, url, kwargs, size, timeout)
-            self.client = redis.Redis(connection_pool=self._pool)
-
-    def get(self, key: bytes) -> bytes | None:
-        """GET."""
-        with _translated(self._display):
-            value: bytes | None = self.client.get(key)
-            return value
-
-    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """MGET (split by slot on a cluster)."""
-        with _translated(self._display):
-            if self._cluster:
-                return list(self.client.mget_nonatomic(list(keys)))
-            return list(self.client.mget(list(keys)))
-
-    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
-        """SET [PX] [NX|XX]."""
-        with _translated(self._display):
-            return bool(self.client.set(key, value, px=px, nx=nx, xx=xx))
-
-    def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
-        """Pipelined SETs."""
-        with _translated(self._display):
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, px=px)
-            pipe.execute()
-
-    def delete(self, keys: Sequence[bytes]) -> int:
-        """DEL."""
-        with _translated(self._display):
-            return int(self.client.delete(*keys))
-
-    def exists(self, key: bytes) -> bool:
-        """EXISTS."""
-        with _translated(self._display):
-            return bool(self.client.exists(key))
-
-    def incrby(self, key: bytes, delta: int) -> int:
-        """INCRBY."""
-        with _translated(self._display):
-            return int(self.client.incrby(key, delta))
-
-    def pexpire(self, key: bytes, px: int | None) -> bool:
-        """PEXPIRE, or PERSIST + EXISTS."""
-        with _translated(self._display):
-            if px is None:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.persist(key)
-                pipe.exists(key)
-                return bool(pipe.execute()[1])
-            return bool(self.client.pexpire(key, px))
-
-    def pttl(self, key: bytes) -> int:
-        """PTTL."""
-        with _translated(self._display):
-            return int(self.client.pttl(key))
-
-    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
-        """SCAN (every primary on a cluster)."""
-        with _translated(self._display):
-            yield from self.client.scan_iter(match=match, count=count)
-
-    def flushdb(self) -> None:
-        """FLUSHDB (every primary on a cluster)."""
-        with _translated(self._display):
-            self.client.flushdb()
-
-    def ping(self) -> None:
-        """PING."""
-        with _translated(self._display):
-            self.client.ping()
-
-    def info(self) -> dict[str, Any]:
-        """INFO (summed over nodes on a cluster)."""
-        with _translated(self._display):
-            if self._cluster:
-                return merge_cluster_info(self.client.info(target_nodes=self.client.PRIMARIES))
-            return dict(self.client.info())
-
-    def close(self) -> None:
-        """Close redis-py's connections."""
-        with _translated(self._display):
-            self.client.close()
-            if self._pool is not None:
-                self._pool.disconnect()
-
-    def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
-        """Delete ``key`` only if it still holds ``expected`` (atomically, by a script): a
-        stampede lock is released only by its holder."""
-        with _translated(self._display):
-            return bool(self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
+        # Every node gets a blocking pool; the class receives the node's address.
+        node_pool = functools.partial(redis.BlockingConnectionPool, timeout=timeout)
+        kwargs.update(connection_pool_class=node_pool, max_connections=size)
+        return _from_url(RedisCluster.from_url, url, kwargs), None, Guard(url.display)
+    pool = _blocking_pool(redis.BlockingConnectionPool, url, kwargs, size, timeout)
+    return redis.Redis(connection_pool=pool), pool, Guard(url.display)
 
 
-class AsyncRedisBackend:
-    """Asyncio backend over ``redis.asyncio.Redis`` / ``redis.asyncio.cluster.RedisCluster``."""
+def connect_aio(
+    url: CacheURL, timeout: float | None, connect_timeout: float | None, size: int
+) -> tuple[Any, Any, AsyncGuard]:
+    """``(client, pool, guard)`` for the asyncio backend: ``redis.asyncio.Redis`` on a
+    blocking pool, or a ``RedisCluster`` whose calls the guard bounds to ``size``."""
+    _import_redis()
+    import redis.asyncio
 
-    name = "redis"
+    kwargs = _client_kwargs(timeout, connect_timeout)
+    if url.cluster:
+        from redis.asyncio.cluster import RedisCluster
 
-    def __init__(
-        self,
-        url: CacheURL,
-        *,
-        timeout: float | None,
-        connect_timeout: float | None,
-        max_connections: int | None = None,
-    ) -> None:
-        _import_redis()
-        import redis.asyncio
-
-        self._display = url.display
-        self._cluster = url.cluster
-        self._timeout = timeout
-        kwargs = _client_kwargs(timeout, connect_timeout)
-        size = max_connections or DEFAULT_MAX_CONNECTIONS
-        assert url.redis_url is not None
-        self._pool: Any = None
-        #: Bounds the commands in flight where redis-py cannot wait for a connection.
-        self._slots: asyncio.Semaphore | None = None
-        if url.cluster:
-            from redis.asyncio.cluster import RedisCluster
-
-            kwargs["max_connections"] = size
-            self._slots = asyncio.Semaphore(size)
-            self.client: Any = _from_url(RedisCluster.from_url, url, kwargs)
-        else:
-            pool_class = redis.asyncio.BlockingConnectionPool
-            self._pool = _blocking_pool(pool_class, url, kwargs, size, timeout)
-            self.client = redis.asyncio.Redis(connection_pool=self._pool)
-
-    @asynccontextmanager
-    async def _call(self) -> AsyncIterator[None]:
-        """Translate errors and, on a cluster, wait (up to the timeout) for a free slot."""
-        with _translated(self._display):
-            slots = self._slots
-            if slots is None:
-                yield
-                return
-            try:
-                await asyncio.wait_for(slots.acquire(), self._timeout)
-            except asyncio.TimeoutError:
-                raise CacheTimeoutError(
-                    f"{self._display}: no connection free within {self._timeout}s"
-                ) from None
-            try:
-                yield
-            finally:
-                slots.release()
-
-    async def get(self, key: bytes) -> bytes | None:
-        """GET."""
-        async with self._call():
-            value: bytes | None = await self.client.get(key)
-            return value
-
-    async def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        """MGET (split by slot on a cluster)."""
-        async with self._call():
-            if self._cluster:
-                return list(await self.client.mget_nonatomic(list(keys)))
-            return list(await self.client.mget(list(keys)))
-
-    async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
-        """SET [PX] [NX|XX]."""
-        async with self._call():
-            return bool(await self.client.set(key, value, px=px, nx=nx, xx=xx))
-
-    async def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
-        """Pipelined SETs."""
-        async with self._call():
-            pipe = self.client.pipeline(transaction=False)
-            for key, value in items:
-                pipe.set(key, value, px=px)
-            await pipe.execute()
-
-    async def delete(self, keys: Sequence[bytes]) -> int:
-        """DEL."""
-        async with self._call():
-            return int(await self.client.delete(*keys))
-
-    async def exists(self, key: bytes) -> bool:
-        """EXISTS."""
-        async with self._call():
-            return bool(await self.client.exists(key))
-
-    async def incrby(self, key: bytes, delta: int) -> int:
-        """INCRBY."""
-        async with self._call():
-            return int(await self.client.incrby(key, delta))
-
-    async def pexpire(self, key: bytes, px: int | None) -> bool:
-        """PEXPIRE, or PERSIST + EXISTS."""
-        async with self._call():
-            if px is None:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.persist(key)
-                pipe.exists(key)
-                return bool((await pipe.execute())[1])
-            return bool(await self.client.pexpire(key, px))
-
-    async def pttl(self, key: bytes) -> int:
-        """PTTL."""
-        async with self._call():
-            return int(await self.client.pttl(key))
-
-    async def scan_iter(self, match: bytes, count: int) -> AsyncIterator[bytes]:
-        """SCAN (every primary on a cluster)."""
-        async with self._call():
-            async for key in self.client.scan_iter(match=match, count=count):
-                yield key
-
-    async def flushdb(self) -> None:
-        """FLUSHDB."""
-        async with self._call():
-            await self.client.flushdb()
-
-    async def ping(self) -> None:
-        """PING."""
-        async with self._call():
-            await self.client.ping()
-
-    async def info(self) -> dict[str, Any]:
-        """INFO (summed over nodes on a cluster)."""
-        async with self._call():
-            if self._cluster:
-                nodes = self.client.PRIMARIES
-                return merge_cluster_info(await self.client.info(target_nodes=nodes))
-            return dict(await self.client.info())
-
-    async def close(self) -> None:
-        """Close redis-py's connections."""
-        with _translated(self._display):
-            await self.client.aclose()
-            if self._pool is not None:
-                await self._pool.disconnect()
-
-    async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
-        """Delete ``key`` only if it still holds ``expected`` (atomically, by a script)."""
-        async with self._call():
-            return bool(await self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
+        kwargs["max_connections"] = size
+        guard = AsyncGuard(url.display, size, timeout)
+        return _from_url(RedisCluster.from_url, url, kwargs), None, guard
+    pool = _blocking_pool(redis.asyncio.BlockingConnectionPool, url, kwargs, size, timeout)
+    return redis.asyncio.Redis(connection_pool=pool), pool, AsyncGuard(url.display)

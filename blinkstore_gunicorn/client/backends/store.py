@@ -23,13 +23,14 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
+from blinkstore_gunicorn.client._leases_sync import LockKeyLeases, SyncLease
 from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
 )
-from blinkstore_gunicorn.client.stampede import Fetched, LockKeyLeases, SyncLease
+from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -101,10 +102,8 @@ class _Broken(Exception):
         return isinstance(self.cause, ConnectionResetError | BrokenPipeError)
 
 
-class StoreBackend:
+class StoreBackend(_resp.StoreSettings):
     """Blocking RESP backend for ``unix://`` and ``tcp://`` URLs."""
-
-    name = "store"
 
     def __init__(
         self,
@@ -115,15 +114,10 @@ class StoreBackend:
         max_idle: int = 8,
         wait_on_reads: bool = True,
     ) -> None:
-        self.url = url
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
+        super().__init__(url, timeout, connect_timeout, wait_on_reads)
         self._max_idle = max_idle
-        self._reads_wait = wait_on_reads
         self._idle: list[_Connection] = []
-        self._reconnect = _resp.Reconnect(url.display, timeout)
         self._lock_keys: LockKeyLeases | None = None
-        self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
         _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
@@ -169,11 +163,10 @@ class StoreBackend:
                 raise CacheConnectionError(
                     f"the store at {url.display} dropped the connection during AUTH: {exc}"
                 ) from None
-            if isinstance(reply, resp.ErrorReply):
+            error = _resp.auth_error(url.display, reply)
+            if error is not None:
                 conn.close()
-                raise CacheConnectionError(
-                    f"authentication with the store at {url.display} failed: {reply.message}"
-                )
+                raise error
         self._reconnect.succeeded()
         return conn
 
@@ -377,7 +370,7 @@ class StoreBackend:
         """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
         if self._lock_keys is not None:
             return self._lock_keys.fetch(key, lease_ms, wait_ms)
-        payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
+        payload = _resp.cmd_fetch(key, lease_ms, wait_ms)
         timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
         reply, conn = self._round_trip(
             payload, idempotent=False, timeout=timeout, wait=self._reads_wait
@@ -395,9 +388,7 @@ class StoreBackend:
         """BS.LEASE: the lease if nobody holds it, without waiting."""
         if self._lock_keys is not None:
             return self._lock_keys.try_lease(key, lease_ms)
-        reply, conn = self._round_trip(
-            resp.encode_command("BS.LEASE", key, lease_ms), idempotent=False, wait=False
-        )
+        reply, conn = self._round_trip(_resp.cmd_lease(key, lease_ms), idempotent=False, wait=False)
         self._checkin_unless_lease(conn, reply)
         if _resp.is_unknown_command(reply):
             return self._without_native_leases().try_lease(key, lease_ms)
@@ -415,8 +406,8 @@ class StoreBackend:
 
     def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
         """Compare-and-delete by script (only used against Redis/Valkey servers)."""
-        payload = resp.encode_command("EVAL", _resp.DELETE_IF_EQUAL, 1, key, expected)
-        return _resp.as_int(self._request(payload, idempotent=False)) > 0
+        reply = self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
+        return _resp.as_int(reply) > 0
 
 
 class _StoreLease:
@@ -444,12 +435,11 @@ class _StoreLease:
 
     def fill(self, value: bytes, px: int | None) -> None:
         """BS.FILL: store the value, wake the waiters, end the lease."""
-        ttl: tuple[str | int, ...] = ("PX", px) if px is not None else ()
-        self._finish(resp.encode_command("BS.FILL", self._key, self._token, value, *ttl))
+        self._finish(_resp.cmd_fill(self._key, self._token, value, px))
 
     def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
-        self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))
+        self._finish(_resp.cmd_release(self._key, self._token))
 
 
 #: ``StoreBackend`` objects whose connections a forked child must drop, not share.

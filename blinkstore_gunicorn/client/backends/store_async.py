@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
+from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
@@ -31,7 +32,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheResponseError,
     CacheTimeoutError,
 )
-from blinkstore_gunicorn.client.stampede import AsyncLease, AsyncLockKeyLeases, Fetched
+from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -184,10 +185,8 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class AsyncStoreBackend:
+class AsyncStoreBackend(_resp.StoreSettings):
     """Asyncio RESP backend for ``unix://`` and ``tcp://`` URLs."""
-
-    name = "store"
 
     def __init__(
         self,
@@ -199,16 +198,12 @@ class AsyncStoreBackend:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         wait_on_reads: bool = True,
     ) -> None:
-        self.url = url
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
+        super().__init__(url, timeout, connect_timeout, wait_on_reads)
         self._max_in_flight = max_in_flight
-        self._reads_wait = wait_on_reads
         self._slots: list[_Pipeline | None] = [None] * connections
         self._opening: list[asyncio.Task[_Pipeline | None] | None] = [None] * connections
         self._next = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reconnect = _resp.Reconnect(url.display, timeout)
         #: Unshared connections for requests the store may park (BS.FETCH): a parked
         #: request would hold up every reply pipelined behind it.
         self._spare: list[_Pipeline] = []
@@ -306,13 +301,11 @@ class AsyncStoreBackend:
                 exc = TimeoutError()
             self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
             return None
-        if url.password is not None:
-            reply = await pipeline.request(resp.encode_command("AUTH", url.password))
-            if isinstance(reply, resp.ErrorReply):
+        if self._auth is not None:
+            error = _resp.auth_error(url.display, await pipeline.request(self._auth))
+            if error is not None:
                 pipeline.close()
-                raise CacheConnectionError(
-                    f"authentication with the store at {url.display} failed: {reply.message}"
-                )
+                raise error
         self._reconnect.succeeded()
         return pipeline
 
@@ -501,7 +494,7 @@ class AsyncStoreBackend:
         """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
         if self._lock_keys is not None:
             return await self._lock_keys.fetch(key, lease_ms, wait_ms)
-        payload = resp.encode_command("BS.FETCH", key, "LEASE", lease_ms, "WAIT", wait_ms)
+        payload = _resp.cmd_fetch(key, lease_ms, wait_ms)
         timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
         reply, pipeline = await self._alone(payload, timeout, self._reads_wait)
         if not _resp.grants_lease(reply):
@@ -517,9 +510,7 @@ class AsyncStoreBackend:
         """BS.LEASE: the lease if nobody holds it, without waiting."""
         if self._lock_keys is not None:
             return await self._lock_keys.try_lease(key, lease_ms)
-        reply, pipeline = await self._alone(
-            resp.encode_command("BS.LEASE", key, lease_ms), self._timeout, False
-        )
+        reply, pipeline = await self._alone(_resp.cmd_lease(key, lease_ms), self._timeout, False)
         if not _resp.grants_lease(reply):
             self._give_back(pipeline)
         if _resp.is_unknown_command(reply):
@@ -534,8 +525,8 @@ class AsyncStoreBackend:
 
     async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
         """Compare-and-delete by script (only used against Redis/Valkey servers)."""
-        payload = resp.encode_command("EVAL", _resp.DELETE_IF_EQUAL, 1, key, expected)
-        return _resp.as_int(await self._request(payload, idempotent=False)) > 0
+        reply = await self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
+        return _resp.as_int(reply) > 0
 
 
 class _AsyncStoreLease:
@@ -567,12 +558,11 @@ class _AsyncStoreLease:
 
     async def fill(self, value: bytes, px: int | None) -> None:
         """BS.FILL: store the value, wake the waiters, end the lease."""
-        ttl: tuple[str | int, ...] = ("PX", px) if px is not None else ()
-        await self._finish(resp.encode_command("BS.FILL", self._key, self._token, value, *ttl))
+        await self._finish(_resp.cmd_fill(self._key, self._token, value, px))
 
     async def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
-        await self._finish(resp.encode_command("BS.RELEASE", self._key, self._token))
+        await self._finish(_resp.cmd_release(self._key, self._token))
 
 
 #: ``AsyncStoreBackend`` objects whose connections a forked child must drop, not share.

@@ -1,0 +1,72 @@
+"""The backend contract, written once for asyncio (see ``base.py``); ``base_sync.py`` is
+generated from this module by ``scripts/unasync.py`` (``make generate``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+__all__ = ["AsyncBackend"]
+
+
+class AsyncBackend(Protocol):
+    """What a backend provides: ``AsyncBackend`` for ``AsyncCache`` (every method
+    awaitable), ``SyncBackend`` for ``Cache`` (blocking)."""
+
+    name: str
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The raw value or None."""
+        ...
+
+    async def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Raw values in key order, None for missing ones."""
+        ...
+
+    async def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """SET with optional PX/NX/XX; whether the value was written."""
+        ...
+
+    async def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Write every pair, each with the same optional TTL."""
+        ...
+
+    async def delete(self, keys: Sequence[bytes]) -> int:
+        """Delete keys; how many existed."""
+        ...
+
+    async def exists(self, key: bytes) -> bool:
+        """Whether the key exists."""
+        ...
+
+    async def incrby(self, key: bytes, delta: int) -> int:
+        """Add ``delta`` to an integer value (a missing key counts as 0)."""
+        ...
+
+    async def pexpire(self, key: bytes, px: int | None) -> bool:
+        """Set the TTL (None: remove it; <= 0: delete the key); False if the key is missing."""
+        ...
+
+    async def pttl(self, key: bytes) -> int:
+        """Remaining ms; -1 without TTL; -2 when missing (Redis convention)."""
+        ...
+
+    def scan_iter(self, match: bytes, count: int) -> AsyncIterator[bytes]:
+        """Every key matching the glob ``match``, fetched in batches."""
+        ...
+
+    async def flushdb(self) -> None:
+        """Remove every key of the database."""
+        ...
+
+    async def ping(self) -> None:
+        """Round-trip to the store; raise when it is unreachable."""
+        ...
+
+    async def info(self) -> dict[str, Any]:
+        """The server's INFO, parsed into one flat dict."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the backend reconnects if used again."""
+        ...

@@ -1,0 +1,73 @@
+# Generated from base_aio.py by scripts/unasync.py (make generate): do not edit.
+"""The backend contract, written once for asyncio (see ``base.py``); ``base_sync.py`` is
+generated from this module by ``scripts/unasync.py`` (``make generate``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+__all__ = ["SyncBackend"]
+
+
+class SyncBackend(Protocol):
+    """What a backend provides: ``AsyncBackend`` for ``AsyncCache`` (every method
+    awaitable), ``SyncBackend`` for ``Cache`` (blocking)."""
+
+    name: str
+
+    def get(self, key: bytes) -> bytes | None:
+        """The raw value or None."""
+        ...
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Raw values in key order, None for missing ones."""
+        ...
+
+    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """SET with optional PX/NX/XX; whether the value was written."""
+        ...
+
+    def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Write every pair, each with the same optional TTL."""
+        ...
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """Delete keys; how many existed."""
+        ...
+
+    def exists(self, key: bytes) -> bool:
+        """Whether the key exists."""
+        ...
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        """Add ``delta`` to an integer value (a missing key counts as 0)."""
+        ...
+
+    def pexpire(self, key: bytes, px: int | None) -> bool:
+        """Set the TTL (None: remove it; <= 0: delete the key); False if the key is missing."""
+        ...
+
+    def pttl(self, key: bytes) -> int:
+        """Remaining ms; -1 without TTL; -2 when missing (Redis convention)."""
+        ...
+
+    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
+        """Every key matching the glob ``match``, fetched in batches."""
+        ...
+
+    def flushdb(self) -> None:
+        """Remove every key of the database."""
+        ...
+
+    def ping(self) -> None:
+        """Round-trip to the store; raise when it is unreachable."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """The server's INFO, parsed into one flat dict."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the backend reconnects if used again."""
+        ...

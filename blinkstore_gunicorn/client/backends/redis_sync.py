@@ -1,0 +1,135 @@
+# Generated from redis_aio.py by scripts/unasync.py (make generate): do not edit.
+"""The Redis/Valkey backend, written once for asyncio (see ``redis.py``); ``redis_sync.py``
+is generated from this module by ``scripts/unasync.py`` (``make generate``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.redis import (
+    DEFAULT_MAX_CONNECTIONS,
+    Guard,
+    connect_sync,
+    merge_cluster_info,
+)
+from blinkstore_gunicorn.client.url import CacheURL
+
+__all__ = ["RedisBackend"]
+
+
+class RedisBackend:
+    """Backend over redis-py: ``redis.asyncio.Redis`` / ``redis.asyncio.cluster.RedisCluster``
+    for ``AsyncRedisBackend``, ``redis.Redis`` / ``redis.cluster.RedisCluster`` for
+    ``RedisBackend``."""
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: CacheURL,
+        *,
+        timeout: float | None,
+        connect_timeout: float | None,
+        max_connections: int | None = None,
+    ) -> None:
+        assert url.redis_url is not None
+        self._display = url.display
+        self._cluster = url.cluster
+        size = max_connections or DEFAULT_MAX_CONNECTIONS
+        #: ``_pool`` is the pool this backend made and must disconnect on close (None on a
+        #: cluster); ``_guard`` wraps every call.
+        self.client, self._pool, self._guard = connect_sync(url, timeout, connect_timeout, size)
+
+    def get(self, key: bytes) -> bytes | None:
+        """GET."""
+        with self._guard:
+            value: bytes | None = self.client.get(key)
+            return value
+
+    def mget(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """MGET (split by slot on a cluster)."""
+        with self._guard:
+            if self._cluster:
+                return list(self.client.mget_nonatomic(list(keys)))
+            return list(self.client.mget(list(keys)))
+
+    def set(self, key: bytes, value: bytes, px: int | None, nx: bool, xx: bool) -> bool:
+        """SET [PX] [NX|XX]."""
+        with self._guard:
+            return bool(self.client.set(key, value, px=px, nx=nx, xx=xx))
+
+    def mset(self, items: Sequence[tuple[bytes, bytes]], px: int | None) -> None:
+        """Pipelined SETs."""
+        with self._guard:
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, value, px=px)
+            pipe.execute()
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """DEL."""
+        with self._guard:
+            return int(self.client.delete(*keys))
+
+    def exists(self, key: bytes) -> bool:
+        """EXISTS."""
+        with self._guard:
+            return bool(self.client.exists(key))
+
+    def incrby(self, key: bytes, delta: int) -> int:
+        """INCRBY."""
+        with self._guard:
+            return int(self.client.incrby(key, delta))
+
+    def pexpire(self, key: bytes, px: int | None) -> bool:
+        """PEXPIRE, or PERSIST + EXISTS."""
+        with self._guard:
+            if px is None:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.persist(key)
+                pipe.exists(key)
+                return bool((pipe.execute())[1])
+            return bool(self.client.pexpire(key, px))
+
+    def pttl(self, key: bytes) -> int:
+        """PTTL."""
+        with self._guard:
+            return int(self.client.pttl(key))
+
+    def scan_iter(self, match: bytes, count: int) -> Iterator[bytes]:
+        """SCAN (every primary on a cluster)."""
+        with self._guard:
+            yield from self.client.scan_iter(match=match, count=count)
+
+    def flushdb(self) -> None:
+        """FLUSHDB (every primary on a cluster)."""
+        with self._guard:
+            self.client.flushdb()
+
+    def ping(self) -> None:
+        """PING."""
+        with self._guard:
+            self.client.ping()
+
+    def info(self) -> dict[str, Any]:
+        """INFO (summed over nodes on a cluster)."""
+        with self._guard:
+            if self._cluster:
+                nodes = self.client.PRIMARIES
+                return merge_cluster_info(self.client.info(target_nodes=nodes))
+            return dict(self.client.info())
+
+    def close(self) -> None:
+        """Close redis-py's connections."""
+        with Guard(self._display):  # translates errors, and never waits for a free slot
+            self.client.close()
+            if self._pool is not None:
+                self._pool.disconnect()
+
+    def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Delete ``key`` only if it still holds ``expected`` (atomically, by a script): a
+        stampede lock is released only by its holder."""
+        with self._guard:
+            return bool(self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
