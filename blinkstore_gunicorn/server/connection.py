@@ -167,6 +167,8 @@ class StoreConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         client = server.dispatcher.new_client()
         client.deliver = self.deliver
+        client.push = self.push
+        client.drop = self._drop_subscriber
         self._client = client
         if not client.authenticated:
             self._gate = False
@@ -276,6 +278,8 @@ class StoreConnection(asyncio.Protocol):
                 requests += sum(map(len, item))
             elif item.__class__ is text.Request:
                 requests += len(item.key) + len(item.value)
+        if self._client is not None:
+            requests += self._dispatcher.pubsub.held(self._client)
         transport = self._transport
         replies = transport.get_write_buffer_size() if transport is not None else 0
         return requests, replies
@@ -388,6 +392,24 @@ class StoreConnection(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._run_backlog)
         else:
             self._refresh_direct()
+
+    def push(self, frame: bytes) -> int:
+        """Send a pub/sub message now; return the bytes this connection holds unsent.
+
+        Past :data:`~.budget.CHARGE_MIN` unsent the client budget is told, as for replies.
+        """
+        transport = self._transport
+        if self._closed or transport is None:
+            return 0
+        transport.write(frame)
+        pending = transport.get_write_buffer_size()
+        if pending >= CHARGE_MIN:
+            self._charge()
+        return pending
+
+    def _drop_subscriber(self) -> None:
+        """The pub/sub hub gave up on this subscriber: close it, discarding what is unsent."""
+        self.shed(now=False)
 
     def _run_backlog(self) -> None:
         if self._closed or self._deferred or self._write_paused or not self._backlog:

@@ -34,6 +34,9 @@ log = logging.getLogger("blinkstore.server")
 #: Bytes of messages a subscriber may leave unread before it is disconnected: Redis's soft
 #: ``client-output-buffer-limit pubsub`` (8mb), applied at once as our only limit.
 DEFAULT_PENDING_LIMIT: Final = 8 * 1024 * 1024
+#: Bytes one subscription takes besides its name (an entry in the subscriber's table and one in
+#: the channel's): what :meth:`PubSubHub.held` counts for the store's client budget.
+SUBSCRIPTION_OVERHEAD: Final = 200
 #: Seconds between two "closed slow subscribers" log lines.
 DROP_LOG_INTERVAL: Final = 10.0
 
@@ -79,14 +82,31 @@ def _forget(
 class _Listeners:
     """One subscriber's channels and patterns, in the order they were subscribed."""
 
-    __slots__ = ("channels", "patterns")
+    __slots__ = ("channels", "patterns", "size")
 
     def __init__(self) -> None:
         self.channels: dict[bytes, None] = {}
         self.patterns: dict[bytes, None] = {}
+        #: Bytes these subscriptions take, roughly (names plus dict entries, in two tables).
+        self.size = 0
 
     def __len__(self) -> int:
         return len(self.channels) + len(self.patterns)
+
+    def add(self, names: dict[bytes, None], name: bytes) -> bool:
+        """Add ``name`` to ``names`` (its channels or its patterns); False if already there."""
+        if name in names:
+            return False
+        names[name] = None
+        self.size += len(name) + SUBSCRIPTION_OVERHEAD
+        return True
+
+    def discard(self, names: dict[bytes, None], name: bytes) -> bool:
+        """Remove ``name`` from ``names``; False if it was not there."""
+        if names.pop(name, 0) is not None:
+            return False
+        self.size -= len(name) + SUBSCRIPTION_OVERHEAD
+        return True
 
 
 class PubSubHub:
@@ -98,6 +118,7 @@ class PubSubHub:
         "_drops",
         "_matchers",
         "_patterns",
+        "_tracked",
         "dropped",
         "pending_limit",
     )
@@ -112,6 +133,7 @@ class PubSubHub:
         self._matchers: dict[bytes, Callable[[bytes], bool]] = {}
         self._by_subscriber: dict[Subscriber, _Listeners] = {}
         self._drops = LogThrottle(DROP_LOG_INTERVAL)
+        self._tracked: set[Subscriber] = set()
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -120,13 +142,24 @@ class PubSubHub:
         listeners = self._by_subscriber.get(subscriber)
         return 0 if listeners is None else len(listeners)
 
+    def track(self, subscriber: Subscriber) -> bool:
+        """True the first time only: the caller then arranges :meth:`remove` on close."""
+        if subscriber in self._tracked:
+            return False
+        self._tracked.add(subscriber)
+        return True
+
+    def held(self, subscriber: Subscriber) -> int:
+        """Bytes ``subscriber``'s subscriptions take in the hub (counted as its buffers)."""
+        listeners = self._by_subscriber.get(subscriber)
+        return 0 if listeners is None else listeners.size
+
     def subscribe(self, subscriber: Subscriber, channels: Iterable[bytes]) -> bytes:
         """Add channels; one ``subscribe`` confirmation per channel named (repeats included)."""
         listeners = self._listeners(subscriber)
         frames = []
         for channel in channels:
-            if channel not in listeners.channels:
-                listeners.channels[channel] = None
+            if listeners.add(listeners.channels, channel):
                 self._channels.setdefault(channel, {})[subscriber] = None
             frames.append(self._confirm(subscriber, _SUBSCRIBE, channel, len(listeners)))
         return b"".join(frames)
@@ -136,8 +169,7 @@ class PubSubHub:
         listeners = self._listeners(subscriber)
         frames = []
         for pattern in patterns:
-            if pattern not in listeners.patterns:
-                listeners.patterns[pattern] = None
+            if listeners.add(listeners.patterns, pattern):
                 if pattern not in self._patterns:
                     self._matchers[pattern] = compile_pattern(pattern)
                 self._patterns.setdefault(pattern, {})[subscriber] = None
@@ -154,7 +186,7 @@ class PubSubHub:
         names = channels or list(listeners.channels)
         frames = []
         for channel in names:
-            if listeners.channels.pop(channel, 0) is None:
+            if listeners.discard(listeners.channels, channel):
                 _forget(self._channels, channel, subscriber)
             frames.append(self._confirm(subscriber, _UNSUBSCRIBE, channel, len(listeners)))
         self._release(subscriber, listeners)
@@ -168,7 +200,7 @@ class PubSubHub:
         names = patterns or list(listeners.patterns)
         frames = []
         for pattern in names:
-            if listeners.patterns.pop(pattern, 0) is None:
+            if listeners.discard(listeners.patterns, pattern):
                 self._forget_pattern(pattern, subscriber)
             frames.append(self._confirm(subscriber, _PUNSUBSCRIBE, pattern, len(listeners)))
         self._release(subscriber, listeners)
@@ -178,6 +210,7 @@ class PubSubHub:
 
     def remove(self, subscriber: Subscriber) -> None:
         """Forget every subscription of ``subscriber`` (its connection closed)."""
+        self._tracked.discard(subscriber)
         listeners = self._by_subscriber.pop(subscriber, None)
         if listeners is None:
             return
