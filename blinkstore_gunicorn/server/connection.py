@@ -105,6 +105,8 @@ class StoreConnection(asyncio.Protocol):
         "_linger",
         "_linger_left",
         "_open_line",
+        "_pushed",
+        "_pushed_size",
         "_reader",
         "_resp",
         "_server",
@@ -148,6 +150,9 @@ class StoreConnection(asyncio.Protocol):
         #: While lingering: the timer that ends it, and the input it may still drop.
         self._linger: asyncio.TimerHandle | None = None
         self._linger_left = 0
+        #: Pub/sub messages queued in this event-loop iteration (see :meth:`push`).
+        self._pushed: list[bytes] = []
+        self._pushed_size = 0
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -219,6 +224,7 @@ class StoreConnection(asyncio.Protocol):
             and not reader.buffered
             and not self._backlog
             and not self._deferred
+            and not self._pushed
         )
 
     def _received(self, data: bytes) -> None:
@@ -282,7 +288,7 @@ class StoreConnection(asyncio.Protocol):
             requests += self._dispatcher.pubsub.held(self._client)
         transport = self._transport
         replies = transport.get_write_buffer_size() if transport is not None else 0
-        return requests, replies
+        return requests, replies + self._pushed_size
 
     def shed(self, *, now: bool) -> None:
         """Drop this connection: the client budget is exceeded and it holds the most.
@@ -394,18 +400,37 @@ class StoreConnection(asyncio.Protocol):
             self._refresh_direct()
 
     def push(self, frame: bytes) -> int:
-        """Send a pub/sub message now; return the bytes this connection holds unsent.
+        """Queue a pub/sub message; return the bytes this connection holds unsent.
 
-        Past :data:`~.budget.CHARGE_MIN` unsent the client budget is told, as for replies.
+        The messages of one event-loop iteration go out in one write, as Redis writes a
+        client's output buffer once per iteration: a pipeline of PUBLISH costs a subscriber one
+        system call, not one per message. Replies flush the queue first (``_run``; the hot path
+        is off meanwhile), so no reply overtakes a message published before its request. Past
+        :data:`~.budget.CHARGE_MIN` unsent the client budget is told, as for replies.
         """
         transport = self._transport
         if self._closed or transport is None:
             return 0
-        transport.write(frame)
-        pending = transport.get_write_buffer_size()
+        pushed = self._pushed
+        if not pushed:
+            self._direct = False
+            asyncio.get_running_loop().call_soon(self._flush_pushed)
+        pushed.append(frame)
+        self._pushed_size += len(frame)
+        pending = transport.get_write_buffer_size() + self._pushed_size
         if pending >= CHARGE_MIN:
             self._charge()
         return pending
+
+    def _flush_pushed(self) -> None:
+        pushed = self._pushed
+        if not pushed:
+            return
+        self._pushed = []
+        self._pushed_size = 0
+        if not self._closed and self._transport is not None:
+            self._transport.write(pushed[0] if len(pushed) == 1 else b"".join(pushed))
+        self._refresh_direct()
 
     def _drop_subscriber(self) -> None:
         """The pub/sub hub gave up on this subscriber: close it, discarding what is unsent."""
@@ -444,6 +469,8 @@ class StoreConnection(asyncio.Protocol):
         self._direct = False
         self._reader = None
         self._backlog = []
+        self._pushed = []
+        self._pushed_size = 0
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -486,6 +513,8 @@ class StoreConnection(asyncio.Protocol):
         assert client is not None and transport is not None and execute is not None
         dispatcher = self._dispatcher
         stats = self._stats
+        if self._pushed:
+            self._flush_pushed()
         if len(batch) == 1:
             # The common request/response case: no list, no join.
             stats.commands_processed += 1

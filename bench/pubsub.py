@@ -1,0 +1,219 @@
+"""PUBLISH fan-out: one publisher, 100 subscribers, the store against redis-server, same run.
+
+    python -m bench.pubsub [--subscribers 100] [--messages 2000] [--size 100] [--rounds 5]
+
+Two measurements per server, each the median of ``--rounds`` rounds:
+
+* **throughput**: ``--messages`` PUBLISH commands pipelined in batches of ``--batch``, while a
+  separate process drains every subscriber socket; deliveries per second from the first
+  PUBLISH until the last subscriber has read the last message.
+* **fan-out latency**: one PUBLISH at a time; the time until its reply and all the subscribers'
+  copies have been read (the reading, 100 ``recv`` calls in Python, is included for both).
+
+Subscribers are raw RESP2 connections on the server's Unix socket, so the client library costs
+nothing; the ratio column is store / redis-server (above 1: the store delivers more per second,
+or takes longer per message).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import selectors
+import socket
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from multiprocessing.connection import Connection
+from typing import Any
+
+from harness.processes import blinkstore_process, redis_server_process, resp_command
+
+CHANNEL = b"bench"
+
+
+@contextmanager
+def _store() -> Iterator[str]:
+    with blinkstore_process() as store:
+        assert store.unix_path is not None
+        yield store.unix_path
+
+
+@contextmanager
+def _redis() -> Iterator[str]:
+    with redis_server_process() as redis:
+        yield redis.unix_path
+
+
+SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
+    "redis": _redis,
+    "blinkstore": _store,
+}
+
+
+def message_frame(payload: bytes) -> bytes:
+    """The bytes a RESP2 subscriber receives for ``payload`` published on :data:`CHANNEL`."""
+    return resp_command("message", CHANNEL, payload)
+
+
+def _connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(path)
+    return sock
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the server closed a subscriber")
+        data += chunk
+    return data
+
+
+def _subscribe(path: str, count: int, stack: ExitStack) -> list[socket.socket]:
+    request = resp_command("SUBSCRIBE", CHANNEL)
+    confirmation = b"*3\r\n$9\r\nsubscribe\r\n$%d\r\n%b\r\n:1\r\n" % (len(CHANNEL), CHANNEL)
+    sockets = []
+    for _ in range(count):
+        sock = stack.enter_context(_connect(path))
+        sock.sendall(request)
+        reply = _read_exactly(sock, len(confirmation))
+        if reply != confirmation:
+            raise RuntimeError(f"unexpected SUBSCRIBE reply {reply!r}")
+        sockets.append(sock)
+    return sockets
+
+
+def _drain(sockets: list[socket.socket], expected: int, ready: Connection) -> None:
+    """Reader process: read every socket until each has ``expected`` bytes; send the time."""
+    selector = selectors.DefaultSelector()
+    left = {}
+    for sock in sockets:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, sock)
+        left[sock] = expected
+    ready.send("ready")
+    while left:
+        for key, _ in selector.select(30):
+            sock = key.data
+            left[sock] -= len(sock.recv(1 << 20))
+            if left[sock] <= 0:
+                selector.unregister(sock)
+                del left[sock]
+    ready.send(time.monotonic())
+
+
+def throughput(path: str, subscribers: int, messages: int, size: int, batch: int) -> float:
+    """Deliveries per second for ``messages`` pipelined PUBLISH commands."""
+    payload = b"x" * size
+    frame = message_frame(payload)
+    request = resp_command("PUBLISH", CHANNEL, payload)
+    reply = b":%d\r\n" % subscribers
+    with ExitStack() as stack:
+        sockets = _subscribe(path, subscribers, stack)
+        publisher = stack.enter_context(_connect(path))
+        context = multiprocessing.get_context("fork")
+        ours, theirs = context.Pipe()
+        reader = context.Process(target=_drain, args=(sockets, messages * len(frame), theirs))
+        reader.start()
+        try:
+            if not ours.poll(30):
+                raise RuntimeError("the reader process did not start")
+            ours.recv()
+            started = time.monotonic()
+            sent = 0
+            while sent < messages:
+                count = min(batch, messages - sent)
+                publisher.sendall(request * count)
+                answers = _read_exactly(publisher, len(reply) * count)
+                if answers != reply * count:
+                    raise RuntimeError(f"unexpected PUBLISH replies {answers[:100]!r}")
+                sent += count
+            if not ours.poll(120):
+                raise RuntimeError("the subscribers did not receive every message")
+            finished: float = ours.recv()
+        finally:
+            reader.join(10)
+            if reader.is_alive():
+                reader.kill()
+    return subscribers * messages / (finished - started)
+
+
+def latency(path: str, subscribers: int, messages: int, size: int) -> float:
+    """Median microseconds from one PUBLISH until its reply and every copy are read."""
+    payload = b"x" * size
+    frame_size = len(message_frame(payload))
+    request = resp_command("PUBLISH", CHANNEL, payload)
+    reply_size = len(b":%d\r\n" % subscribers)
+    samples = []
+    with ExitStack() as stack:
+        sockets = _subscribe(path, subscribers, stack)
+        publisher = stack.enter_context(_connect(path))
+        for _ in range(messages):
+            started = time.perf_counter()
+            publisher.sendall(request)
+            _read_exactly(publisher, reply_size)
+            for sock in sockets:
+                _read_exactly(sock, frame_size)
+            samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e6
+
+
+def run(
+    subscribers: int = 100,
+    messages: int = 2000,
+    size: int = 100,
+    rounds: int = 5,
+    batch: int = 50,
+) -> list[dict[str, Any]]:
+    """Both measurements on both servers; one row per measurement with the ratio."""
+    results: dict[str, dict[str, float]] = {}
+    for server, start in SERVERS.items():
+        with start() as path:
+            rates = [throughput(path, subscribers, messages, size, batch) for _ in range(rounds)]
+            delays = [latency(path, subscribers, messages // 10, size) for _ in range(rounds)]
+        results[server] = {
+            "deliveries/s": statistics.median(rates),
+            "fan-out p50 us": statistics.median(delays),
+        }
+    return [
+        {
+            "measure": measure,
+            "redis": round(results["redis"][measure]),
+            "blinkstore": round(results["blinkstore"][measure]),
+            "ratio": round(results["blinkstore"][measure] / results["redis"][measure], 2),
+        }
+        for measure in ("deliveries/s", "fan-out p50 us")
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=2000, help="per throughput round")
+    parser.add_argument("--size", type=int, default=100, help="payload bytes")
+    parser.add_argument("--batch", type=int, default=50, help="PUBLISH commands per write")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    for name in ("subscribers", "messages", "batch", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    rows = run(args.subscribers, args.messages, args.size, args.rounds, args.batch)
+    columns = list(rows[0])
+    print("  ".join(f"{c:>15}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{row[c]!s:>15}" for c in columns))
+    print(
+        f"({args.subscribers} subscribers, {args.size}-byte payloads, medians of"
+        f" {args.rounds} rounds; latency over {max(1, args.messages // 10)} messages a round)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
