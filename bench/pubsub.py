@@ -23,32 +23,26 @@ import selectors
 import socket
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from multiprocessing.connection import Connection
 from typing import Any
 
-from harness.processes import blinkstore_process, redis_server_process, resp_command
+from harness.processes import (
+    RedisProcess,
+    StoreProcess,
+    blinkstore_process,
+    redis_server_process,
+    resp_command,
+)
 
 CHANNEL = b"bench"
 
 
-@contextmanager
-def _store() -> Iterator[str]:
-    with blinkstore_process() as store:
-        assert store.unix_path is not None
-        yield store.unix_path
-
-
-@contextmanager
-def _redis() -> Iterator[str]:
-    with redis_server_process() as redis:
-        yield redis.unix_path
-
-
-SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
-    "redis": _redis,
-    "blinkstore": _store,
+#: Each starts a server on a Unix socket (``unix_path``) for a ``with`` block.
+SERVERS: dict[str, Callable[[], AbstractContextManager[StoreProcess | RedisProcess]]] = {
+    "redis": redis_server_process,
+    "blinkstore": blinkstore_process,
 }
 
 
@@ -173,7 +167,9 @@ def run(
     """Both measurements on both servers; one row per measurement with the ratio."""
     results: dict[str, dict[str, float]] = {}
     for server, start in SERVERS.items():
-        with start() as path:
+        with start() as process:
+            path = process.unix_path
+            assert path is not None
             rates = [throughput(path, subscribers, messages, size, batch) for _ in range(rounds)]
             delays = [latency(path, subscribers, messages // 10, size) for _ in range(rounds)]
         results[server] = {

@@ -74,30 +74,28 @@ def _restricted_table() -> dict[bytes, Entry]:
     return _subscribed_table
 
 
-def _after_change(d: Dispatcher, c: Client) -> None:
-    """Enter or leave subscribed mode to match ``c``'s subscriptions; untrack it on close."""
+def _changed(d: Dispatcher, c: Client, reply: bytes) -> bytes:
+    """After a (un)subscribe: enter or leave subscribed mode to match ``c``'s subscriptions
+    (and end them when its connection closes); return the command's ``reply``."""
     hub = d.pubsub
     subscribed = hub.subscriptions(c) > 0
     if subscribed and hub.track(c):
         c.on_close.append(lambda: hub.remove(c))
     if not c.resp3:
         c.table = _restricted_table() if subscribed else d.full_table
+    return reply
 
 
 @command("subscribe", -2, "pubsub noscript loading stale")
 def cmd_subscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``SUBSCRIBE channel [channel ...]``."""
-    reply = d.pubsub.subscribe(c, args[1:])
-    _after_change(d, c)
-    return reply
+    return _changed(d, c, d.pubsub.subscribe(c, args[1:]))
 
 
 @command("unsubscribe", -1, "pubsub noscript loading stale")
 def cmd_unsubscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``UNSUBSCRIBE [channel ...]``: the channels named, or all of them."""
-    reply = d.pubsub.unsubscribe(c, args[1:])
-    _after_change(d, c)
-    return reply
+    return _changed(d, c, d.pubsub.unsubscribe(c, args[1:]))
 
 
 @command("psubscribe", -2, "pubsub noscript loading stale")
@@ -105,17 +103,13 @@ def cmd_psubscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``PSUBSCRIBE pattern [pattern ...]`` (Redis glob patterns, as long as KEYS takes)."""
     if any(len(pattern) > MAX_PATTERN for pattern in args[1:]):
         return ERR_PATTERN_TOO_LONG
-    reply = d.pubsub.psubscribe(c, args[1:])
-    _after_change(d, c)
-    return reply
+    return _changed(d, c, d.pubsub.psubscribe(c, args[1:]))
 
 
 @command("punsubscribe", -1, "pubsub noscript loading stale")
 def cmd_punsubscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``PUNSUBSCRIBE [pattern ...]``: the patterns named, or all of them."""
-    reply = d.pubsub.punsubscribe(c, args[1:])
-    _after_change(d, c)
-    return reply
+    return _changed(d, c, d.pubsub.punsubscribe(c, args[1:]))
 
 
 @command("publish", 3, "pubsub loading stale fast")
