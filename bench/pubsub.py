@@ -11,8 +11,9 @@ Two measurements per server, each the median of ``--rounds`` rounds:
   copies have been read (the reading, 100 ``recv`` calls in Python, is included for both).
 
 Subscribers are raw RESP2 connections on the server's Unix socket, so the client library costs
-nothing; the ratio column is store / redis-server (above 1: the store delivers more per second,
-or takes longer per message).
+nothing. Both servers run side by side and take turns every round; the ratio column is the
+median of the rounds' store / redis-server ratios (above 1: the store delivers more per
+second, or takes longer per message).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ CHANNEL = b"bench"
 
 #: Each starts a server on a Unix socket (``unix_path``) for a ``with`` block.
 SERVERS: dict[str, Callable[[], AbstractContextManager[StoreProcess | RedisProcess]]] = {
-    "redis": redis_server_process,
     "blinkstore": blinkstore_process,
+    "redis": redis_server_process,
 }
+MEASURES = ("deliveries/s", "fan-out p50 us")
 
 
 def message_frame(payload: bytes) -> bytes:
@@ -164,27 +166,34 @@ def run(
     rounds: int = 5,
     batch: int = 50,
 ) -> list[dict[str, Any]]:
-    """Both measurements on both servers; one row per measurement with the ratio."""
-    results: dict[str, dict[str, float]] = {}
-    for server, start in SERVERS.items():
-        with start() as process:
-            path = process.unix_path
+    """Both measurements, both servers up side by side and taking turns each round (the
+    machine's speed drifts within minutes); one row per measurement: the medians, and the
+    median of the per-round ratios."""
+    samples: dict[str, dict[str, list[float]]] = {
+        measure: {server: [] for server in SERVERS} for measure in MEASURES
+    }
+    with ExitStack() as stack:
+        paths = {}
+        for server, start in SERVERS.items():
+            path = stack.enter_context(start()).unix_path
             assert path is not None
-            rates = [throughput(path, subscribers, messages, size, batch) for _ in range(rounds)]
-            delays = [latency(path, subscribers, messages // 10, size) for _ in range(rounds)]
-        results[server] = {
-            "deliveries/s": statistics.median(rates),
-            "fan-out p50 us": statistics.median(delays),
-        }
-    return [
-        {
-            "measure": measure,
-            "redis": round(results["redis"][measure]),
-            "blinkstore": round(results["blinkstore"][measure]),
-            "ratio": round(results["blinkstore"][measure] / results["redis"][measure], 2),
-        }
-        for measure in ("deliveries/s", "fan-out p50 us")
-    ]
+            paths[server] = path
+        for _ in range(rounds):
+            for server, path in paths.items():
+                rate = throughput(path, subscribers, messages, size, batch)
+                samples["deliveries/s"][server].append(rate)
+                delay = latency(path, subscribers, max(1, messages // 10), size)
+                samples["fan-out p50 us"][server].append(delay)
+    rows = []
+    for measure, by_server in samples.items():
+        pairs = zip(by_server["blinkstore"], by_server["redis"], strict=True)
+        row: dict[str, Any] = {"measure": measure}
+        row.update(
+            {server: round(statistics.median(values)) for server, values in by_server.items()}
+        )
+        row["ratio"] = round(statistics.median(ours / theirs for ours, theirs in pairs), 2)
+        rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
