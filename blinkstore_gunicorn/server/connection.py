@@ -106,6 +106,7 @@ class StoreConnection(asyncio.Protocol):
         "_linger_left",
         "_open_line",
         "_pushed",
+        "_pushed_base",
         "_pushed_size",
         "_reader",
         "_resp",
@@ -153,6 +154,7 @@ class StoreConnection(asyncio.Protocol):
         #: Pub/sub messages queued in this event-loop iteration (see :meth:`push`).
         self._pushed: list[bytes] = []
         self._pushed_size = 0
+        self._pushed_base = 0
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -408,16 +410,18 @@ class StoreConnection(asyncio.Protocol):
         is off meanwhile), so no reply overtakes a message published before its request. Past
         :data:`~.budget.CHARGE_MIN` unsent the client budget is told, as for replies.
         """
-        transport = self._transport
-        if self._closed or transport is None:
-            return 0
         pushed = self._pushed
         if not pushed:
+            transport = self._transport
+            if self._closed or transport is None:
+                return 0
             self._direct = False
+            # Sampled once per iteration: a reply flushes the queue first (``_run``).
+            self._pushed_base = transport.get_write_buffer_size()
             asyncio.get_running_loop().call_soon(self._flush_pushed)
         pushed.append(frame)
         self._pushed_size += len(frame)
-        pending = transport.get_write_buffer_size() + self._pushed_size
+        pending = self._pushed_base + self._pushed_size
         if pending >= CHARGE_MIN:
             self._charge()
         return pending

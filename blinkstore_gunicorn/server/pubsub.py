@@ -266,16 +266,18 @@ class PubSubHub:
         own: list[bytes],
         overflowing: list[Subscriber],
     ) -> int:
-        frames = {False: _frame(False, count, body), True: b""}
+        frame = _frame(False, count, body)
+        pushed_frame = b""  # the RESP3 push, built for the first RESP3 subscriber
         limit = self.pending_limit
         for subscriber in subscribers:
-            resp3 = subscriber.resp3
-            frame = frames[resp3]
-            if not frame:
-                frame = frames[True] = _frame(True, count, body)
+            out = frame
+            if subscriber.resp3:
+                if not pushed_frame:
+                    pushed_frame = _frame(True, count, body)
+                out = pushed_frame
             if subscriber is publisher:
-                own.append(frame)
-            elif subscriber.push(frame) > limit:
+                own.append(out)
+            elif subscriber.push(out) > limit:
                 overflowing.append(subscriber)
         return len(subscribers)
 

@@ -254,19 +254,24 @@ def transcript(sock: socket.socket) -> list[bytes]:
     return replies
 
 
+#: What the marker request (ECHO) gets: its echo, or in RESP2 subscribed mode Redis's refusal.
+MARKERS = (
+    b"$12\r\nend-of-reply\r\n",
+    b"-ERR Can't execute 'echo': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET"
+    b" are allowed in this context\r\n",
+)
+
+
 def read_reply(sock: socket.socket, request: tuple[str, ...]) -> bytes:
-    """Read until the reply to ``request`` is complete (a PING after it marks the end)."""
-    marker_request = resp_command("ECHO", "end-of-reply")
-    sock.sendall(marker_request)
+    """Read until the reply to ``request`` is complete (the marker's reply after it ends it)."""
+    sock.sendall(resp_command("ECHO", "end-of-reply"))
     data = b""
-    # The marker's reply: a bulk string, or an "only ... allowed" error in subscribed mode.
-    while not data.endswith((b"$12\r\nend-of-reply\r\n", b"allowed in this context\r\n")):
+    while not data.endswith(MARKERS):
         chunk = sock.recv(65536)
         assert chunk, f"connection closed after {request}"
         data += chunk
-    if data.endswith(b"$12\r\nend-of-reply\r\n"):
-        return data[: -len(b"$12\r\nend-of-reply\r\n")]
-    return data[: data.rindex(b"-ERR Can't execute 'echo'")]
+    marker = next(marker for marker in MARKERS if data.endswith(marker))
+    return data[: -len(marker)]
 
 
 def test_replies_are_byte_for_byte_redis_servers(
