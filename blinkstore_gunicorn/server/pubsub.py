@@ -126,7 +126,8 @@ class PubSubHub:
     def __init__(self, pending_limit: int = DEFAULT_PENDING_LIMIT) -> None:
         #: Bytes a subscriber may hold unsent before it is dropped.
         self.pending_limit = pending_limit
-        #: Subscribers dropped for leaving too much unread (INFO's ``pubsub_clients_dropped``).
+        #: Subscribers dropped for leaving too much unread (INFO's
+        #: ``client_output_buffer_limit_disconnections``, Redis 7.2's name).
         self.dropped = 0
         self._channels: dict[bytes, dict[Subscriber, None]] = {}
         self._patterns: dict[bytes, dict[Subscriber, None]] = {}
@@ -305,6 +306,10 @@ class PubSubHub:
             return list(self._channels)
         matches = compile_pattern(pattern)
         return [channel for channel in self._channels if matches(channel)]
+
+    def channel_count(self) -> int:
+        """Channels with at least one subscriber."""
+        return len(self._channels)
 
     def numsub(self, channel: bytes) -> int:
         """Subscribers of ``channel`` (patterns not counted, as in Redis)."""
