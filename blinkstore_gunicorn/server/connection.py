@@ -22,6 +22,7 @@ one-command path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -35,6 +36,7 @@ from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
+from blinkstore_gunicorn.server.pubsub_outbox import Outbox
 from blinkstore_gunicorn.server.text_commands import execute_text
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
@@ -105,9 +107,7 @@ class StoreConnection(asyncio.Protocol):
         "_linger",
         "_linger_left",
         "_open_line",
-        "_pushed",
-        "_pushed_base",
-        "_pushed_size",
+        "_outbox",
         "_reader",
         "_resp",
         "_server",
@@ -151,10 +151,8 @@ class StoreConnection(asyncio.Protocol):
         #: While lingering: the timer that ends it, and the input it may still drop.
         self._linger: asyncio.TimerHandle | None = None
         self._linger_left = 0
-        #: Pub/sub messages queued in this event-loop iteration (see :meth:`push`).
-        self._pushed: list[bytes] = []
-        self._pushed_size = 0
-        self._pushed_base = 0
+        #: Pub/sub messages handed over in this event-loop iteration (see :meth:`push`).
+        self._outbox: Outbox | None = None
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -175,7 +173,9 @@ class StoreConnection(asyncio.Protocol):
         client = server.dispatcher.new_client()
         client.deliver = self.deliver
         client.push = self.push
-        client.drop = self._drop_subscriber
+        # The pub/sub hub gave up on this subscriber: close it, discarding what is unsent.
+        client.drop = functools.partial(self.shed, now=False)
+        self._outbox = Outbox(transport, self._refresh_direct)
         self._client = client
         if not client.authenticated:
             self._gate = False
@@ -226,7 +226,7 @@ class StoreConnection(asyncio.Protocol):
             and not reader.buffered
             and not self._backlog
             and not self._deferred
-            and not self._pushed
+            and not self._outbox
         )
 
     def _received(self, data: bytes) -> None:
@@ -290,7 +290,7 @@ class StoreConnection(asyncio.Protocol):
             requests += self._dispatcher.pubsub.held(self._client)
         transport = self._transport
         replies = transport.get_write_buffer_size() if transport is not None else 0
-        return requests, replies + self._pushed_size
+        return requests, replies + (self._outbox.size if self._outbox is not None else 0)
 
     def shed(self, *, now: bool) -> None:
         """Drop this connection: the client budget is exceeded and it holds the most.
@@ -402,43 +402,21 @@ class StoreConnection(asyncio.Protocol):
             self._refresh_direct()
 
     def push(self, frame: bytes) -> int:
-        """Queue a pub/sub message; return the bytes this connection holds unsent.
+        """Hand over a pub/sub message; return the bytes this connection holds unsent.
 
-        The messages of one event-loop iteration go out in one write, as Redis writes a
-        client's output buffer once per iteration: a pipeline of PUBLISH costs a subscriber one
-        system call, not one per message. Replies flush the queue first (``_run``; the hot path
-        is off meanwhile), so no reply overtakes a message published before its request. Past
-        :data:`~.budget.CHARGE_MIN` unsent the client budget is told, as for replies.
+        The messages of one event-loop iteration go out in one write (see ``Outbox``), and a
+        reply flushes them first (``_run``; the hot path is off meanwhile), so no reply
+        overtakes a message published before its request. Past :data:`~.budget.CHARGE_MIN`
+        unsent the client budget is told, as for replies.
         """
-        pushed = self._pushed
-        if not pushed:
-            transport = self._transport
-            if self._closed or transport is None:
-                return 0
-            self._direct = False
-            # Sampled once per iteration: a reply flushes the queue first (``_run``).
-            self._pushed_base = transport.get_write_buffer_size()
-            asyncio.get_running_loop().call_soon(self._flush_pushed)
-        pushed.append(frame)
-        self._pushed_size += len(frame)
-        pending = self._pushed_base + self._pushed_size
+        outbox = self._outbox
+        if self._closed or outbox is None:
+            return 0
+        self._direct = False
+        pending = outbox.push(frame)
         if pending >= CHARGE_MIN:
             self._charge()
         return pending
-
-    def _flush_pushed(self) -> None:
-        pushed = self._pushed
-        if not pushed:
-            return
-        self._pushed = []
-        self._pushed_size = 0
-        if not self._closed and self._transport is not None:
-            self._transport.write(pushed[0] if len(pushed) == 1 else b"".join(pushed))
-        self._refresh_direct()
-
-    def _drop_subscriber(self) -> None:
-        """The pub/sub hub gave up on this subscriber: close it, discarding what is unsent."""
-        self.shed(now=False)
 
     def _run_backlog(self) -> None:
         if self._closed or self._deferred or self._write_paused or not self._backlog:
@@ -473,8 +451,7 @@ class StoreConnection(asyncio.Protocol):
         self._direct = False
         self._reader = None
         self._backlog = []
-        self._pushed = []
-        self._pushed_size = 0
+        self._outbox = None
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -517,8 +494,8 @@ class StoreConnection(asyncio.Protocol):
         assert client is not None and transport is not None and execute is not None
         dispatcher = self._dispatcher
         stats = self._stats
-        if self._pushed:
-            self._flush_pushed()
+        if self._outbox:
+            self._outbox.flush()
         if len(batch) == 1:
             # The common request/response case: no list, no join.
             stats.commands_processed += 1
@@ -584,6 +561,8 @@ class StoreConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        if self._outbox:
+            self._outbox.flush()  # messages published before the close go first
         if not transport.can_write_eof():
             transport.close()
             return

@@ -106,8 +106,9 @@ class Client:
         self.deliver: Callable[[bytes], None] = _nowhere
         #: Called once when the connection closes (e.g. to drop what the client holds).
         self.on_close: list[Callable[[], None]] = []
-        #: Pub/sub (set by the connection): send a message now, returning the bytes the
-        #: connection holds unsent; and close a subscriber that leaves too much unread.
+        #: Pub/sub (set by the connection): hand over a message (written by the end of this
+        #: event-loop iteration), returning the bytes the connection holds unsent; and close
+        #: a subscriber that leaves too much unread.
         self.push: Callable[[bytes], int] = _sent
         self.drop: Callable[[], None] = _no_close
 
