@@ -376,3 +376,40 @@ class Reconnect:
     def succeeded(self) -> None:
         """Record a successful connect: the outage, if any, is over."""
         self.down_since = None
+
+
+# -- pub/sub -----------------------------------------------------------------------------------
+
+#: A message as the backends hand it over: (channel, payload, pattern or None).
+RawMessage = tuple[bytes, bytes, bytes | None]
+
+
+def cmd_publish(channel: bytes, message: bytes) -> bytes:
+    """PUBLISH."""
+    return resp.encode_command(b"PUBLISH", channel, message)
+
+
+def cmd_subscribe(channels: Sequence[bytes], patterns: Sequence[bytes]) -> tuple[bytes, int]:
+    """SUBSCRIBE and/or PSUBSCRIBE in one write, and how many confirmations they bring."""
+    payload = b""
+    if channels:
+        payload += resp.encode_command(b"SUBSCRIBE", *channels)
+    if patterns:
+        payload += resp.encode_command(b"PSUBSCRIBE", *patterns)
+    return payload, len(channels) + len(patterns)
+
+
+def pubsub_message(reply: resp.Reply) -> RawMessage | None:
+    """The message in a subscribed connection's ``reply``; None for a confirmation (RESP2
+    ``[subscribe, channel, count]`` and the like). An error reply raises."""
+    if type(reply) is resp.ErrorReply:
+        raise CacheResponseError(reply.message)
+    if not isinstance(reply, list) or not reply:
+        raise CacheResponseError(f"unexpected reply on a subscribed connection: {reply!r}")
+    parts = [part for part in reply if isinstance(part, bytes)]
+    kind = reply[0]
+    if kind == b"message" and len(parts) == len(reply) == 3:
+        return parts[1], parts[2], None
+    if kind == b"pmessage" and len(parts) == len(reply) == 4:
+        return parts[2], parts[3], parts[1]
+    return None
