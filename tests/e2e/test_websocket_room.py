@@ -31,7 +31,9 @@ def receive(socket: ClientConnection) -> dict[str, Any]:
 
 def test_a_message_reaches_the_sockets_of_every_worker(tmp_path: Path) -> None:
     with (
-        gunicorn(["-c", CONFIG, "--workers", str(WORKERS)], tmp_path, ready_path="/stats") as server,
+        gunicorn(
+            ["-c", CONFIG, "--workers", str(WORKERS)], tmp_path, ready_path="/stats"
+        ) as server,
         ExitStack() as sockets,
     ):
         url = f"ws://127.0.0.1:{server.port}/rooms/lobby"

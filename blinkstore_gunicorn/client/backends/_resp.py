@@ -13,8 +13,8 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, cast
 
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
@@ -397,6 +397,18 @@ def cmd_subscribe(channels: Sequence[bytes], patterns: Sequence[bytes]) -> tuple
     if patterns:
         payload += resp.encode_command(b"PSUBSCRIBE", *patterns)
     return payload, len(channels) + len(patterns)
+
+
+def replies(reader: resp.ReplyReader, data: bytes) -> Iterator[resp.Reply]:
+    """Feed ``data`` to ``reader``; every reply it completes (a malformed one raises)."""
+    reader.feed(data)
+    while True:
+        reply = reader.next_reply()
+        if reply is resp.NEED_MORE:
+            return
+        if isinstance(reply, ProtocolError):
+            raise CacheResponseError(f"malformed reply from the store: {reply.message}")
+        yield cast(resp.Reply, reply)
 
 
 def pubsub_message(reply: resp.Reply) -> RawMessage | None:

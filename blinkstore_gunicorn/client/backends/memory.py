@@ -8,14 +8,13 @@ workers each get their own copy, so use it for tests and single-process developm
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import os
 import queue
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final
 
 from blinkstore_gunicorn.client.backends._resp import RawMessage
@@ -319,30 +318,43 @@ FEED_LIMIT: Final = 10_000
 _DROPPED: Final = "dropped"
 
 
-class _Subscribed(abc.ABC):
-    """What a subscription listens to, and how a message reaches it (``_put``)."""
+class _Subscribed:
+    """What a subscription listens to, and its queue: ``size()`` messages waiting, ``put``
+    adds one (or the mark that the subscription was dropped)."""
 
-    def __init__(self, hub: _LocalHub, channels: Sequence[bytes], patterns: Sequence[bytes]):
+    def __init__(
+        self,
+        hub: _LocalHub,
+        channels: Sequence[bytes],
+        patterns: Sequence[bytes],
+        size: Callable[[], int],
+        put: Callable[[RawMessage | str], None],
+    ) -> None:
         self._hub = hub
         self._channels = frozenset(channels)
         self._patterns = [(pattern, compile_pattern(pattern)) for pattern in patterns]
+        self._size = size
+        self._put = put
         hub.add(self)
 
     def offer(self, channel: bytes, message: bytes) -> int:
         """Queue ``message`` once per matching subscription; how many."""
         delivered = 0
         if channel in self._channels:
-            self._put((channel, message, None))
+            self._queue_item((channel, message, None))
             delivered += 1
         for pattern, matches in self._patterns:
             if matches(channel):
-                self._put((channel, message, pattern))
+                self._queue_item((channel, message, pattern))
                 delivered += 1
         return delivered
 
-    @abc.abstractmethod
-    def _put(self, item: RawMessage | str) -> None:
-        """Queue ``item`` (a message, or the mark that the subscription was dropped)."""
+    def _queue_item(self, item: RawMessage) -> None:
+        if self._size() >= FEED_LIMIT:
+            self._hub.remove(self)
+            self._put(_DROPPED)
+        else:
+            self._put(item)
 
     def _check(self, item: RawMessage | str) -> RawMessage:
         if item == _DROPPED:
@@ -358,13 +370,7 @@ class _MemoryFeed(_Subscribed):
 
     def __init__(self, hub: _LocalHub, channels: Sequence[bytes], patterns: Sequence[bytes]):
         self._queue: queue.SimpleQueue[RawMessage | str] = queue.SimpleQueue()
-        super().__init__(hub, channels, patterns)
-
-    def _put(self, item: RawMessage | str) -> None:
-        if self._queue.qsize() >= FEED_LIMIT:
-            self._hub.remove(self)
-            item = _DROPPED
-        self._queue.put(item)
+        super().__init__(hub, channels, patterns, self._queue.qsize, self._queue.put)
 
     def next(self, timeout: float | None) -> RawMessage | None:
         """The next message, or None after ``timeout`` seconds."""
@@ -383,16 +389,14 @@ class _AsyncMemoryFeed(_Subscribed):
     """An asyncio ``memory://`` subscription, read by the loop that made it."""
 
     def __init__(self, hub: _LocalHub, channels: Sequence[bytes], patterns: Sequence[bytes]):
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[RawMessage | str] = asyncio.Queue()
-        super().__init__(hub, channels, patterns)
 
-    def _put(self, item: RawMessage | str) -> None:
-        if self._queue.qsize() >= FEED_LIMIT:
-            self._hub.remove(self)
-            item = _DROPPED
-        # Publishers may be other threads: only the loop's own thread touches the queue.
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        def put(item: RawMessage | str) -> None:
+            # Publishers may be other threads: only the loop's own thread touches the queue.
+            loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+        super().__init__(hub, channels, patterns, self._queue.qsize, put)
 
     async def next(self, timeout: float | None) -> RawMessage | None:
         """The next message, or None after ``timeout`` seconds."""

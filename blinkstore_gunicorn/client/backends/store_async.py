@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client.backends import _resp
@@ -42,6 +42,8 @@ _NEED_MORE: Final = resp.NEED_MORE
 DEFAULT_MAX_IN_FLIGHT: Final = 1024
 #: Idle unshared connections kept for BS.FETCH / BS.LEASE.
 SPARE_CONNECTIONS: Final = 8
+#: A connection's protocol: a pipeline, or a subscription's feed.
+P = TypeVar("P", bound=asyncio.Protocol)
 #: Messages a subscription queues before it stops reading its connection.
 FEED_BACKLOG: Final = 1000
 
@@ -268,9 +270,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """A new unshared connection whose replies time out after ``timeout``."""
         return await self._until_connected(lambda: self._attempt(timeout), wait)
 
-    async def _until_connected(
-        self, attempt: Callable[[], Awaitable[_Pipeline | None]], wait: bool
-    ) -> _Pipeline:
+    async def _until_connected(self, attempt: Callable[[], Awaitable[P | None]], wait: bool) -> P:
         """Run ``attempt`` until it connects, paced (and bounded) by ``_resp.Reconnect``."""
         reconnect = self._reconnect
         deadline = reconnect.deadline(wait)
@@ -286,30 +286,36 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """One connect (and AUTH) whose replies time out after ``timeout``; None when nobody
         listens (recorded for pacing)."""
         loop = asyncio.get_running_loop()
+        display = self.url.display
+        pipeline = await self._dial(lambda: _Pipeline(loop, display, timeout, self._max_in_flight))
+        if pipeline is None:
+            return None
+        if self._auth is not None:
+            error = _resp.auth_error(display, await pipeline.request(self._auth))
+            if error is not None:
+                pipeline.close()
+                raise error
+        self._reconnect.succeeded()
+        return pipeline
+
+    async def _dial(self, factory: Callable[[], P]) -> P | None:
+        """One connect speaking ``factory``'s protocol; None when nobody listens (recorded
+        for pacing)."""
+        loop = asyncio.get_running_loop()
         url = self.url
-
-        def factory() -> _Pipeline:
-            return _Pipeline(loop, url.display, timeout, self._max_in_flight)
-
         try:
             if url.unix_path is not None:
                 connecting = loop.create_unix_connection(factory, url.unix_path)
             else:
                 assert url.host is not None and url.port is not None
                 connecting = loop.create_connection(factory, url.host, url.port)
-            _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
+            _, protocol = await asyncio.wait_for(connecting, self._connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
                 exc = TimeoutError()
             self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
             return None
-        if self._auth is not None:
-            error = _resp.auth_error(url.display, await pipeline.request(self._auth))
-            if error is not None:
-                pipeline.close()
-                raise error
-        self._reconnect.succeeded()
-        return pipeline
+        return protocol
 
     async def close(self) -> None:
         """Close every connection."""
@@ -542,15 +548,12 @@ class AsyncStoreBackend(_resp.StoreSettings):
     ) -> _AsyncStoreFeed:
         """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
         payload, confirmations = _resp.cmd_subscribe(channels, patterns)
-        reconnect = self._reconnect
-        deadline = reconnect.deadline(True)
-        while True:
-            delay = reconnect.wait_time(deadline)
-            if delay:
-                await asyncio.sleep(delay)
-            feed = await self._open_feed(confirmations)
-            if feed is not None:
-                break
+        loop = asyncio.get_running_loop()
+        display = self.url.display
+        feed = await self._until_connected(
+            lambda: self._dial(lambda: _AsyncStoreFeed(loop, display, confirmations)), True
+        )
+        self._reconnect.succeeded()
         try:
             await asyncio.wait_for(feed.start(self._auth, payload), self._timeout)
         except asyncio.TimeoutError:
@@ -561,29 +564,6 @@ class AsyncStoreBackend(_resp.StoreSettings):
         except BaseException:
             feed.close_now()
             raise
-        return feed
-
-    async def _open_feed(self, confirmations: int) -> _AsyncStoreFeed | None:
-        """One connect for a subscription; None when nobody listens (recorded for pacing)."""
-        loop = asyncio.get_running_loop()
-        url = self.url
-
-        def factory() -> _AsyncStoreFeed:
-            return _AsyncStoreFeed(loop, url.display, confirmations)
-
-        try:
-            if url.unix_path is not None:
-                connecting = loop.create_unix_connection(factory, url.unix_path)
-            else:
-                assert url.host is not None and url.port is not None
-                connecting = loop.create_connection(factory, url.host, url.port)
-            _, feed = await asyncio.wait_for(connecting, self._connect_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
-            if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
-                exc = TimeoutError()
-            self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
-            return None
-        self._reconnect.succeeded()
         return feed
 
 
@@ -652,20 +632,12 @@ class _AsyncStoreFeed(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        while True:
-            reply = reader.next_reply()
-            if reply is _NEED_MORE:
-                break
-            if isinstance(reply, ProtocolError):
-                self._fail(CacheResponseError(f"malformed reply from the store: {reply.message}"))
-                return
-            try:
-                self._take(reply)  # type: ignore[arg-type]
-            except CacheError as exc:
-                self._fail(exc)
-                return
+        try:
+            for reply in _resp.replies(self._reader, data):
+                self._take(reply)
+        except CacheError as exc:
+            self._fail(exc)
+            return
         if self._messages:
             self._wake()
             if len(self._messages) >= FEED_BACKLOG and not self._paused:
