@@ -14,6 +14,7 @@ from blinkstore_gunicorn.client.backends.redis import (
     connect_aio,
     merge_cluster_info,
 )
+from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
 
 __all__ = ["AsyncRedisBackend"]
@@ -149,6 +150,9 @@ class AsyncRedisBackend:
         self, channels: Sequence[bytes], patterns: Sequence[bytes]
     ) -> _AsyncRedisFeed:
         """redis-py's ``PubSub``, subscribed (confirmations awaited)."""
+        if self._cluster:
+            # redis-py's asyncio cluster client has no PubSub; keep both flavours alike.
+            raise CacheConfigError(f"{self._display}: subscribe is not offered on a cluster URL")
         async with self._guard:
             pubsub = self.client.pubsub()
             if channels:

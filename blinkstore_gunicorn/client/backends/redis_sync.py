@@ -15,6 +15,7 @@ from blinkstore_gunicorn.client.backends.redis import (
     connect_sync,
     merge_cluster_info,
 )
+from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
 
 __all__ = ["RedisBackend"]
@@ -147,6 +148,9 @@ class RedisBackend:
 
     def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _RedisFeed:
         """redis-py's ``PubSub``, subscribed (confirmations awaited)."""
+        if self._cluster:
+            # redis-py's asyncio cluster client has no PubSub; keep both flavours alike.
+            raise CacheConfigError(f"{self._display}: subscribe is not offered on a cluster URL")
         with self._guard:
             pubsub = self.client.pubsub()
             if channels:
