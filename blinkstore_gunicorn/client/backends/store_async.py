@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar, cast
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheError,
@@ -44,8 +45,6 @@ DEFAULT_MAX_IN_FLIGHT: Final = 1024
 SPARE_CONNECTIONS: Final = 8
 #: A connection's protocol: a pipeline, or a subscription's feed.
 P = TypeVar("P", bound=asyncio.Protocol)
-#: Messages a subscription queues before it stops reading its connection.
-FEED_BACKLOG: Final = 1000
 
 
 class _Pipeline(asyncio.Protocol):
@@ -545,25 +544,16 @@ class AsyncStoreBackend(_resp.StoreSettings):
 
     async def subscribe(
         self, channels: Sequence[bytes], patterns: Sequence[bytes]
-    ) -> _AsyncStoreFeed:
+    ) -> AsyncStoreFeed:
         """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
         payload, confirmations = _resp.cmd_subscribe(channels, patterns)
         loop = asyncio.get_running_loop()
         display = self.url.display
         feed = await self._until_connected(
-            lambda: self._dial(lambda: _AsyncStoreFeed(loop, display, confirmations)), True
+            lambda: self._dial(lambda: AsyncStoreFeed(loop, display, confirmations)), True
         )
         self._reconnect.succeeded()
-        try:
-            await asyncio.wait_for(feed.start(self._auth, payload), self._timeout)
-        except asyncio.TimeoutError:
-            feed.close_now()
-            raise CacheTimeoutError(
-                f"no reply from the store at {self.url.display} within {self._timeout}s"
-            ) from None
-        except BaseException:
-            feed.close_now()
-            raise
+        await feed.start(self._auth, payload, self._timeout)
         return feed
 
 
@@ -601,130 +591,6 @@ class _AsyncStoreLease:
     async def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
         await self._finish(_resp.cmd_release(self._key, self._token))
-
-
-class _AsyncStoreFeed(asyncio.Protocol):
-    """A subscribed connection. Messages wait in a queue for :meth:`next`; past
-    :data:`FEED_BACKLOG` of them the connection stops reading, so a subscriber that stops
-    asking leaves them in the store, which disconnects it past its pub/sub buffer limit."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, display: str, confirmations: int):
-        self._loop = loop
-        self._display = display
-        self._reader = resp.ReplyReader()
-        self._messages: deque[_resp.RawMessage] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._transport: asyncio.Transport | None = None
-        self._paused = False
-        #: Replies still expected before the subscription counts as made: the AUTH reply
-        #: (``_auth_pending``), then one confirmation per channel and pattern.
-        self._auth_pending = False
-        self._unconfirmed = confirmations
-        self._ready: asyncio.Future[None] = loop.create_future()
-        # A failure nobody is waiting for any more (start() timed out) is not worth a warning.
-        self._ready.add_done_callback(_consume_feed_outcome)
-        self.error: CacheError | None = None
-
-    # -- asyncio.Protocol ------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            for reply in _resp.replies(self._reader, data):
-                self._take(reply)
-        except CacheError as exc:
-            self._fail(exc)
-            return
-        if self._messages:
-            self._wake()
-            if len(self._messages) >= FEED_BACKLOG and not self._paused:
-                self._paused = True
-                if self._transport is not None:
-                    self._transport.pause_reading()
-
-    def _take(self, reply: resp.Reply) -> None:
-        if self._auth_pending:
-            self._auth_pending = False
-            error = _resp.auth_error(self._display, reply)
-            if error is not None:
-                raise error
-            return
-        message = _resp.pubsub_message(reply)
-        if message is not None:
-            self._messages.append(message)
-        elif self._unconfirmed:
-            self._unconfirmed -= 1
-            if not self._unconfirmed and not self._ready.done():
-                self._ready.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        self._fail(CacheConnectionError(f"lost the connection to the store at {self._display}"))
-
-    def _fail(self, error: CacheError) -> None:
-        if self.error is None:
-            self.error = error
-        if not self._ready.done():
-            self._ready.set_exception(error)
-        self._wake()
-        self.close_now()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # -- the feed --------------------------------------------------------------------------
-
-    async def start(self, auth: bytes | None, payload: bytes) -> None:
-        """Send AUTH (if any) and the subscriptions; return once every one is confirmed."""
-        transport = self._transport
-        if transport is None:
-            raise CacheConnectionError(f"lost the connection to the store at {self._display}")
-        self._auth_pending = auth is not None
-        transport.write((auth or b"") + payload)
-        await self._ready
-
-    async def next(self, timeout: float | None) -> _resp.RawMessage | None:
-        """The next message, or None after ``timeout`` seconds."""
-        loop = self._loop
-        deadline = None if timeout is None else loop.time() + timeout
-        messages = self._messages
-        while not messages:
-            if self.error is not None:
-                raise type(self.error)(str(self.error))
-            left = None if deadline is None else deadline - loop.time()
-            if left is not None and left <= 0:
-                return None
-            self._waiter = loop.create_future()
-            try:
-                await asyncio.wait_for(self._waiter, left)
-            except asyncio.TimeoutError:
-                return None
-            finally:
-                self._waiter = None
-        message = messages.popleft()
-        if self._paused and len(messages) <= FEED_BACKLOG // 2 and self._transport is not None:
-            self._paused = False
-            self._transport.resume_reading()
-        return message
-
-    def close_now(self) -> None:
-        """Close the connection (the store ends its subscriptions)."""
-        if self._transport is not None:
-            self._transport.close()
-
-    async def close(self) -> None:
-        """Close the connection (the store ends its subscriptions)."""
-        self.close_now()
-
-
-def _consume_feed_outcome(ready: asyncio.Future[None]) -> None:
-    if not ready.cancelled():
-        ready.exception()
 
 
 #: ``AsyncStoreBackend`` objects whose connections a forked child must drop, not share.
