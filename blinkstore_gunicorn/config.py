@@ -273,6 +273,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SIZE",
     ),
     SettingSpec(
+        "pubsub_buffer_limit",
+        parse_size,
+        "bytes of pub/sub messages one subscriber may leave unread before it is disconnected"
+        " (default 8MiB, at least 64KiB)",
+        "SIZE",
+    ),
+    SettingSpec(
         "password",
         _parse_text,
         "require AUTH with this password on every connection (prefer BLINKSTORE_PASSWORD: "
@@ -309,6 +316,7 @@ class StoreSettings:
     max_connections: int = 10000
     max_request_size: int | None = None
     client_buffer_limit: int | None = None
+    pubsub_buffer_limit: int = 8 * MiB
     password: str | None = None
     log_level: str = "info"
 
@@ -325,6 +333,8 @@ class StoreSettings:
             raise ConfigError("max_value_size", "must be at least 1 byte")
         if self.max_request_size is not None and self.max_request_size < 1024:
             raise ConfigError("max_request_size", "must be at least 1KiB")
+        if self.pubsub_buffer_limit < 64 * KiB:
+            raise ConfigError("pubsub_buffer_limit", "must be at least 64KiB")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
         if self.client_buffer_limit is not None and self.client_buffer_limit < (

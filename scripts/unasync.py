@@ -92,6 +92,9 @@ RENAMES: dict[str, str] = {
     "async_leases": "sync_leases",
     "AsyncRedisBackend": "RedisBackend",
     "AsyncGuard": "Guard",
+    "AsyncFeed": "SyncFeed",
+    "_AsyncRedisFeed": "_RedisFeed",
+    "AsyncSubscription": "Subscription",
 }
 
 ASYNC_ONLY = "# unasync: async only"

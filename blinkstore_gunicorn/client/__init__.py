@@ -1,6 +1,7 @@
 """Cache clients: :class:`Cache` (blocking) and :class:`AsyncCache` (asyncio), one API over the
 Blink store, Redis/Valkey and in-process memory. See ``docs/client.md``."""
 
+from blinkstore_gunicorn.client._core import Message
 from blinkstore_gunicorn.client.aio import AsyncCache
 from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
@@ -27,6 +28,7 @@ __all__ = [
     "CacheStampedeTimeout",
     "CacheTimeoutError",
     "JSONSerializer",
+    "Message",
     "PickleSerializer",
     "Serializer",
 ]

@@ -12,6 +12,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from blinkstore_gunicorn.client.backends import BackendOptions
@@ -33,8 +34,10 @@ __all__ = [
     "CacheCore",
     "K",
     "Key",
+    "Message",
     "OnError",
     "configured_url",
+    "decode_message",
     "normalize_stats",
     "reset_fallback_warning",
 ]
@@ -389,3 +392,31 @@ def key_builder(func: Callable[..., Any], key: str | Callable[..., str] | None) 
         return f"{name}:{digest}"
 
     return from_arguments
+
+
+# -- pub/sub -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A published message, as a subscription yields it: the channel (without the cache's
+    namespace), the value published, and the pattern that matched (None for a channel)."""
+
+    channel: str
+    data: Any
+    pattern: str | None = None
+
+
+def decode_message(cache: CacheCore, raw: tuple[bytes, bytes, bytes | None]) -> Message:
+    """The :class:`Message` for a backend's ``(channel, payload, pattern)``; a payload that
+    cannot be decoded raises, or is handed over as bytes with on_error="miss"."""
+    channel, payload, pattern = raw
+    data = cache._decode(payload, payload)
+    if pattern is not None:
+        prefix = len(glob_escape(cache._prefix))
+        return Message(cache._strip(channel), data, _text(pattern[prefix:]))
+    return Message(cache._strip(channel), data)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")

@@ -19,8 +19,10 @@ from blinkstore_gunicorn.client._core import (
     CacheCore,
     K,
     Key,
+    Message,
     OnError,
     _Unset,
+    decode_message,
     expire_ms,
     key_builder,
     normalize_stats,
@@ -30,11 +32,12 @@ from blinkstore_gunicorn.client._core import (
 from blinkstore_gunicorn.client._leases_aio import async_leases
 from blinkstore_gunicorn.client._runtime_aio import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
+from blinkstore_gunicorn.client.backends.base_aio import AsyncFeed
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
 from blinkstore_gunicorn.client.stampede import AsyncLocalFlights, FlightPlan, unwrap
 
-__all__ = ["AsyncCache"]
+__all__ = ["AsyncCache", "AsyncSubscription"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
 #: Callers in this process (threads, or coroutines) asking for the same key share one flight.
@@ -401,4 +404,84 @@ class AsyncCache(CacheCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.close()
+
+    # -- pub/sub -----------------------------------------------------------------------------
+
+    async def publish(self, channel: Key, message: Any) -> int:
+        """Send ``message`` (encoded like a value) to the subscribers of ``channel`` (named
+        like a key, in the cache's namespace); how many subscriptions received it (0 with
+        ``on_error="miss"`` when the store is unreachable)."""
+        raw = self._dumps(message)
+        try:
+            return await self.backend.publish(self._key(channel), raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return 0
+
+    def subscribe(self, *channels: Key, patterns: Iterable[Key] = ()) -> AsyncSubscription:
+        """The messages published on ``channels`` and on the channels matching the glob
+        ``patterns``: ``async with cache.subscribe("room") as room: async for message in
+        room:`` with ``AsyncCache``, ``with``/``for`` with ``Cache`` (see docs/pubsub.md)."""
+        names = [self._key(channel) for channel in channels]
+        globs = [self._match(pattern) for pattern in patterns]
+        if not names and not globs:
+            raise ValueError("subscribe needs at least one channel or pattern")
+        return AsyncSubscription(self, names, globs)
+
+
+class AsyncSubscription:
+    """Messages from ``AsyncCache.subscribe`` (``async with``, ``async for``) or
+    ``Cache.subscribe`` (``with``, ``for``), in the order they were published.
+
+    It subscribes on entering the ``with`` block (or at the first :meth:`get`) and receives
+    what is published from then on, on a connection of its own. When that connection is lost
+    (the store restarting), the next :meth:`get` subscribes again; what was published in
+    between is lost, as with Redis.
+    """
+
+    def __init__(self, cache: AsyncCache, channels: list[bytes], patterns: list[bytes]) -> None:
+        self._cache = cache
+        self._channels = channels
+        self._patterns = patterns
+        self._feed: AsyncFeed | None = None
+
+    async def open(self) -> None:
+        """Subscribe now (returns once the store has confirmed it); entering ``with`` does."""
+        if self._feed is None:
+            self._feed = await self._cache.backend.subscribe(self._channels, self._patterns)
+
+    async def get(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when ``timeout`` seconds pass first (None: no limit)."""
+        if self._feed is None:
+            await self.open()
+        assert self._feed is not None
+        try:
+            raw = await self._feed.next(timeout)
+        except CacheConnectionError:
+            await self.close()
+            await self.open()
+            assert self._feed is not None
+            raw = await self._feed.next(timeout)
+        return None if raw is None else decode_message(self._cache, raw)
+
+    async def close(self) -> None:
+        """Unsubscribe (close the connection); :meth:`get` would subscribe again."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            await feed.close()
+
+    def __aiter__(self) -> AsyncSubscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        message = await self.get()
+        assert message is not None  # no timeout: get() waits for one
+        return message
+
+    async def __aenter__(self) -> AsyncSubscription:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()

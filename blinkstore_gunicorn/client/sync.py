@@ -20,8 +20,10 @@ from blinkstore_gunicorn.client._core import (
     CacheCore,
     K,
     Key,
+    Message,
     OnError,
     _Unset,
+    decode_message,
     expire_ms,
     key_builder,
     normalize_stats,
@@ -31,11 +33,12 @@ from blinkstore_gunicorn.client._core import (
 from blinkstore_gunicorn.client._leases_sync import sync_leases
 from blinkstore_gunicorn.client._runtime_sync import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import SyncBackend, create_sync_backend
+from blinkstore_gunicorn.client.backends.base_sync import SyncFeed
 from blinkstore_gunicorn.client.errors import CacheConnectionError
 from blinkstore_gunicorn.client.serializers import Serializer
 from blinkstore_gunicorn.client.stampede import FlightPlan, LocalFlights, unwrap
 
-__all__ = ["Cache"]
+__all__ = ["Cache", "Subscription"]
 
 logger = logging.getLogger("blinkstore_gunicorn.client")
 #: Callers in this process (threads, or coroutines) asking for the same key share one flight.
@@ -394,4 +397,84 @@ class Cache(CacheCore):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    # -- pub/sub -----------------------------------------------------------------------------
+
+    def publish(self, channel: Key, message: Any) -> int:
+        """Send ``message`` (encoded like a value) to the subscribers of ``channel`` (named
+        like a key, in the cache's namespace); how many subscriptions received it (0 with
+        ``on_error="miss"`` when the store is unreachable)."""
+        raw = self._dumps(message)
+        try:
+            return self.backend.publish(self._key(channel), raw)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return 0
+
+    def subscribe(self, *channels: Key, patterns: Iterable[Key] = ()) -> Subscription:
+        """The messages published on ``channels`` and on the channels matching the glob
+        ``patterns``: ``async with cache.subscribe("room") as room: async for message in
+        room:`` with ``AsyncCache``, ``with``/``for`` with ``Cache`` (see docs/pubsub.md)."""
+        names = [self._key(channel) for channel in channels]
+        globs = [self._match(pattern) for pattern in patterns]
+        if not names and not globs:
+            raise ValueError("subscribe needs at least one channel or pattern")
+        return Subscription(self, names, globs)
+
+
+class Subscription:
+    """Messages from ``AsyncCache.subscribe`` (``async with``, ``async for``) or
+    ``Cache.subscribe`` (``with``, ``for``), in the order they were published.
+
+    It subscribes on entering the ``with`` block (or at the first :meth:`get`) and receives
+    what is published from then on, on a connection of its own. When that connection is lost
+    (the store restarting), the next :meth:`get` subscribes again; what was published in
+    between is lost, as with Redis.
+    """
+
+    def __init__(self, cache: Cache, channels: list[bytes], patterns: list[bytes]) -> None:
+        self._cache = cache
+        self._channels = channels
+        self._patterns = patterns
+        self._feed: SyncFeed | None = None
+
+    def open(self) -> None:
+        """Subscribe now (returns once the store has confirmed it); entering ``with`` does."""
+        if self._feed is None:
+            self._feed = self._cache.backend.subscribe(self._channels, self._patterns)
+
+    def get(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None when ``timeout`` seconds pass first (None: no limit)."""
+        if self._feed is None:
+            self.open()
+        assert self._feed is not None
+        try:
+            raw = self._feed.next(timeout)
+        except CacheConnectionError:
+            self.close()
+            self.open()
+            assert self._feed is not None
+            raw = self._feed.next(timeout)
+        return None if raw is None else decode_message(self._cache, raw)
+
+    def close(self) -> None:
+        """Unsubscribe (close the connection); :meth:`get` would subscribe again."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.close()
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> Message:
+        message = self.get()
+        assert message is not None  # no timeout: get() waits for one
+        return message
+
+    def __enter__(self) -> Subscription:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -22,6 +22,7 @@ one-command path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -35,6 +36,7 @@ from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
+from blinkstore_gunicorn.server.pubsub_outbox import Outbox
 from blinkstore_gunicorn.server.text_commands import execute_text
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
@@ -105,6 +107,7 @@ class StoreConnection(asyncio.Protocol):
         "_linger",
         "_linger_left",
         "_open_line",
+        "_outbox",
         "_reader",
         "_resp",
         "_server",
@@ -148,6 +151,8 @@ class StoreConnection(asyncio.Protocol):
         #: While lingering: the timer that ends it, and the input it may still drop.
         self._linger: asyncio.TimerHandle | None = None
         self._linger_left = 0
+        #: Pub/sub messages handed over in this event-loop iteration (see :meth:`push`).
+        self._outbox: Outbox | None = None
         self.peer = ""
 
     # -- asyncio callbacks ---------------------------------------------------------------
@@ -167,6 +172,10 @@ class StoreConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         client = server.dispatcher.new_client()
         client.deliver = self.deliver
+        client.push = self.push
+        # The pub/sub hub gave up on this subscriber: close it, discarding what is unsent.
+        client.drop = functools.partial(self.shed, now=False)
+        self._outbox = Outbox(transport, self._refresh_direct)
         self._client = client
         if not client.authenticated:
             self._gate = False
@@ -217,6 +226,7 @@ class StoreConnection(asyncio.Protocol):
             and not reader.buffered
             and not self._backlog
             and not self._deferred
+            and not self._outbox
         )
 
     def _received(self, data: bytes) -> None:
@@ -276,9 +286,11 @@ class StoreConnection(asyncio.Protocol):
                 requests += sum(map(len, item))
             elif item.__class__ is text.Request:
                 requests += len(item.key) + len(item.value)
+        if self._client is not None:
+            requests += self._dispatcher.pubsub.held(self._client)
         transport = self._transport
         replies = transport.get_write_buffer_size() if transport is not None else 0
-        return requests, replies
+        return requests, replies + (self._outbox.size if self._outbox is not None else 0)
 
     def shed(self, *, now: bool) -> None:
         """Drop this connection: the client budget is exceeded and it holds the most.
@@ -389,6 +401,23 @@ class StoreConnection(asyncio.Protocol):
         else:
             self._refresh_direct()
 
+    def push(self, frame: bytes) -> int:
+        """Hand over a pub/sub message; return the bytes this connection holds unsent.
+
+        The messages of one event-loop iteration go out in one write (see ``Outbox``), and a
+        reply flushes them first (``_run``; the hot path is off meanwhile), so no reply
+        overtakes a message published before its request. Past :data:`~.budget.CHARGE_MIN`
+        unsent the client budget is told, as for replies.
+        """
+        outbox = self._outbox
+        if self._closed or outbox is None:
+            return 0
+        self._direct = False
+        pending = outbox.push(frame)
+        if pending >= CHARGE_MIN:
+            self._charge()
+        return pending
+
     def _run_backlog(self) -> None:
         if self._closed or self._deferred or self._write_paused or not self._backlog:
             return
@@ -422,6 +451,7 @@ class StoreConnection(asyncio.Protocol):
         self._direct = False
         self._reader = None
         self._backlog = []
+        self._outbox = None
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
@@ -464,6 +494,8 @@ class StoreConnection(asyncio.Protocol):
         assert client is not None and transport is not None and execute is not None
         dispatcher = self._dispatcher
         stats = self._stats
+        if self._outbox:
+            self._outbox.flush()
         if len(batch) == 1:
             # The common request/response case: no list, no join.
             stats.commands_processed += 1
@@ -529,6 +561,8 @@ class StoreConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        if self._outbox:
+            self._outbox.flush()  # messages published before the close go first
         if not transport.can_write_eof():
             transport.close()
             return

@@ -36,6 +36,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     wrong_args,
 )
 from blinkstore_gunicorn.server.leases import LeaseTable
+from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 __all__ = ["Client", "Dispatcher", "ServerStats"]
 
@@ -76,12 +77,14 @@ class Client:
         "authenticated",
         "close_after",
         "deliver",
+        "drop",
         "id",
         "lib_name",
         "lib_ver",
         "name",
         "nil",
         "on_close",
+        "push",
         "resp3",
         "table",
     )
@@ -103,6 +106,11 @@ class Client:
         self.deliver: Callable[[bytes], None] = _nowhere
         #: Called once when the connection closes (e.g. to drop what the client holds).
         self.on_close: list[Callable[[], None]] = []
+        #: Pub/sub (set by the connection): hand over a message (written by the end of this
+        #: event-loop iteration), returning the bytes the connection holds unsent; and close
+        #: a subscriber that leaves too much unread.
+        self.push: Callable[[bytes], int] = _sent
+        self.drop: Callable[[], None] = _no_close
 
     def use_resp3(self, enabled: bool) -> None:
         """Switch between RESP2 and RESP3 replies (``HELLO 2`` / ``HELLO 3``)."""
@@ -122,6 +130,15 @@ class Client:
             len(pairs) * (1 if self.resp3 else 2),
             body,
         )
+
+
+def _sent(frame: bytes) -> int:
+    """``Client.push`` without a connection (unit tests): nothing is held."""
+    return 0
+
+
+def _no_close() -> None:
+    """``Client.drop`` without a connection."""
 
 
 def _nowhere(reply: bytes) -> None:
@@ -156,6 +173,7 @@ class Dispatcher:
         "max_request_size",
         "max_value_size",
         "preauth_table",
+        "pubsub",
         "stats",
     )
 
@@ -170,6 +188,7 @@ class Dispatcher:
         max_value_size: int = 16 * 1024 * 1024,
         max_request_size: int = 64 * 1024 * 1024,
         max_reply_size: int = 64 * 1024 * 1024,
+        pubsub_limit: int = DEFAULT_PENDING_LIMIT,
     ) -> None:
         self.engine = engine
         self.clock_ms = clock_ms
@@ -183,6 +202,9 @@ class Dispatcher:
         self.max_reply_size = max_reply_size
         #: Single-flight leases and the callers parked on them (the BS.* commands).
         self.leases = LeaseTable()
+        #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
+        #: unread messages.
+        self.pubsub = PubSubHub(pubsub_limit)
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
@@ -236,7 +258,8 @@ class Dispatcher:
         count = len(args)
         if count != spec.arity and (spec.arity > 0 or count < -spec.arity):
             return wrong_args(spec.name)
-        return spec.handler(self, client, args)
+        # The client's table, not the spec: it may restrict the command (subscribed mode).
+        return client.table[name][0](self, client, args)
 
     # -- helpers shared by handlers ------------------------------------------------------
 

@@ -100,6 +100,7 @@ class StoreServer:
             max_value_size=settings.max_value_size,
             max_request_size=settings.request_size_limit,
             max_reply_size=settings.client_buffer_budget,
+            pubsub_limit=settings.pubsub_buffer_limit,
         )
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)

@@ -11,20 +11,25 @@ Endpoints:
 - ``GET|POST /counter``      one counter, incremented by whichever worker serves the POST
 - the ``/weather`` and ``/counter`` routes share a per-client rate limit
   (``DEMO_RATE_LIMIT`` requests per ``DEMO_RATE_WINDOW`` s, fixed window)
+- ``WS /rooms/{room}``       a chat room: what one WebSocket sends, every socket in the room
+  receives, whichever worker holds it
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse
+from fastapi.websockets import WebSocketDisconnect
 
-from blinkstore_gunicorn.client import CacheError
+from blinkstore_gunicorn.client import AsyncCache, CacheError
+from blinkstore_gunicorn.client.aio import AsyncSubscription
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
 from blinkstore_gunicorn.integrations.fastapi import CacheDep
 
@@ -144,3 +149,57 @@ async def index(cache: CacheDep) -> str:
 async def stats(cache: CacheDep) -> dict[str, Any]:
     """The store's stats as JSON, with the serving worker's pid."""
     return {"pid": os.getpid(), "stats": await cache.stats()}
+
+
+# -- WebSocket rooms across workers ------------------------------------------------------------
+# Each worker holds some of the sockets. What a socket sends is published on the store; every
+# worker subscribes once (a pattern for all rooms) and hands each message to its own sockets in
+# that room, so a message sent to worker 1 reaches the sockets held by worker 2.
+
+ROOM_PREFIX = "room:"
+#: This worker's sockets, by room.
+_room_sockets: dict[str, set[WebSocket]] = {}
+_relay: asyncio.Task[None] | None = None
+_relay_lock = asyncio.Lock()
+
+
+async def _relay_rooms(subscription: AsyncSubscription) -> None:
+    """Hand every room message to this worker's sockets in that room."""
+    async with subscription:
+        async for message in subscription:
+            room = message.channel.removeprefix(ROOM_PREFIX)
+            for socket in list(_room_sockets.get(room, ())):
+                # A socket closing meanwhile is removed by its own handler.
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    await socket.send_json(message.data)
+
+
+async def _start_relay(cache: AsyncCache) -> None:
+    """Subscribe this worker to every room, once (again if the relay stopped)."""
+    global _relay
+    async with _relay_lock:
+        if _relay is None or _relay.done():
+            subscription = cache.subscribe(patterns=[ROOM_PREFIX + "*"])
+            # Confirmed by the store before anyone here publishes: no message is missed.
+            await subscription.open()
+            _relay = asyncio.create_task(_relay_rooms(subscription))
+
+
+@app.websocket("/rooms/{room}")
+async def chat_room(websocket: WebSocket, room: str, cache: CacheDep) -> None:
+    """Join ``room``: every text sent is broadcast as ``{"text", "pid"}`` to the whole room."""
+    await websocket.accept()
+    await _start_relay(cache)
+    members = _room_sockets.setdefault(room, set())
+    members.add(websocket)
+    try:
+        await websocket.send_json({"joined": room, "pid": os.getpid()})
+        while True:
+            text = await websocket.receive_text()
+            await cache.publish(ROOM_PREFIX + room, {"text": text, "pid": os.getpid()})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        members.discard(websocket)
+        if not members:
+            _room_sockets.pop(room, None)

@@ -69,6 +69,8 @@ class Blocking:
                 return iter(self._loop.run_until_complete(collect()))
 
             return keys
+        if name == "subscribe":
+            return lambda *args, **kwargs: BlockingSubscription(attr(*args, **kwargs), self._loop)
         if name == "cached":
 
             def cached(*args: Any, **kwargs: Any) -> Any:
@@ -103,3 +105,28 @@ class Blocking:
             return result
 
         return call
+
+
+class BlockingSubscription:
+    """An ``AsyncSubscription`` used like a ``Subscription`` (what ``Blocking.subscribe``
+    returns)."""
+
+    def __init__(self, subscription: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._subscription = subscription
+        self._loop = loop
+
+    def open(self) -> None:
+        self._loop.run_until_complete(self._subscription.open())
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self._loop.run_until_complete(self._subscription.get(timeout))
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._subscription.close())
+
+    def __enter__(self) -> BlockingSubscription:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

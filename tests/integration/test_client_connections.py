@@ -30,6 +30,7 @@ from blinkstore_gunicorn.client import (
     Cache,
     CacheConnectionError,
     CacheTimeoutError,
+    Message,
 )
 from blinkstore_gunicorn.client.backends.store import StoreBackend
 from blinkstore_gunicorn.client.backends.store_async import AsyncStoreBackend
@@ -744,3 +745,51 @@ def test_async_request_rides_out_a_store_that_dies_again_while_it_resends(
         asyncio.run(main())
     finally:
         server.close()
+
+
+# -- pub/sub ---------------------------------------------------------------------------------
+
+
+def test_subscriptions_survive_a_store_restart(store: RestartableStore) -> None:
+    with Cache(store.url) as cache, cache.subscribe("config") as subscription:
+        assert cache.publish("config", "v1") == 1
+        assert _message_data(subscription.get(10.0)) == "v1"
+        store.kill()
+        store.start()
+        # The next get() finds the connection lost, subscribes again, then waits.
+        assert subscription.get(0.2) is None
+        assert cache.publish("config", "v2") == 1
+        assert _message_data(subscription.get(10.0)) == "v2"
+
+    async def main() -> None:
+        async with AsyncCache(store.url) as cache, cache.subscribe("config") as subscription:
+            assert await cache.publish("config", "v3") == 1
+            assert _message_data(await subscription.get(10.0)) == "v3"
+            store.kill()
+            store.start()
+            assert await subscription.get(0.2) is None
+            assert await cache.publish("config", "v4") == 1
+            assert _message_data(await subscription.get(10.0)) == "v4"
+
+    asyncio.run(main())
+
+
+def _message_data(message: Message | None) -> Any:
+    assert message is not None, "no message within the timeout"
+    return message.data
+
+
+def test_subscriptions_authenticate(password_server: StoreProcess | RedisProcess) -> None:
+    url = f"{password_server.url}?password=s3cret"
+    with Cache(url) as cache, cache.subscribe("private") as subscription:
+        assert cache.publish("private", "sync") == 1
+        assert _message_data(subscription.get(10.0)) == "sync"
+
+    async def main() -> None:
+        async with AsyncCache(url) as cache, cache.subscribe("private") as subscription:
+            assert await cache.publish("private", "async") == 1
+            assert _message_data(await subscription.get(10.0)) == "async"
+        with pytest.raises(CacheConnectionError, match="authentication"):
+            await AsyncCache(f"{password_server.url}?password=wrong").subscribe("x").open()
+
+    asyncio.run(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from blinkstore_gunicorn.client import AsyncCache, Cache
+from blinkstore_gunicorn.client import AsyncCache, Cache, CacheConfigError
 
 pytestmark = pytest.mark.redis
 
@@ -155,3 +155,11 @@ def test_cluster_callers_wait_for_a_connection(cluster: list[int]) -> None:
             list(threads.map(work, range(callers // 10)))
         assert cache.get("hits") == 2 * callers
         cache.clear()
+
+
+def test_cluster_publishes_but_does_not_subscribe(cluster: list[int]) -> None:
+    url = f"redis+cluster://127.0.0.1:{cluster[0]}"
+    with Cache(url) as cache:
+        assert cache.publish("news", "hello") == 0
+        with pytest.raises(CacheConfigError, match="subscribe is not offered on a cluster URL"):
+            cache.subscribe("news").open()

@@ -23,6 +23,7 @@ from blinkstore_gunicorn.client import (
     Cache,
     CacheResponseError,
     CacheSerializationError,
+    Message,
 )
 from harness.processes import (
     REDIS_SERVER,
@@ -31,7 +32,7 @@ from harness.processes import (
     blinkstore_process,
     redis_server_process,
 )
-from tests.integration.client_support import Blocking
+from tests.integration.client_support import Blocking, wait_until
 
 BACKENDS = ["store", "resp-redis", "redis", "memory"]
 
@@ -376,3 +377,48 @@ def test_context_manager_closes_and_reconnects(make_cache: Any) -> None:
     cache.set("k", 1)
     cache.close()
     assert cache.get("k") == 1
+
+
+# -- pub/sub ---------------------------------------------------------------------------------
+
+
+def next_message(subscription: Any) -> Message:
+    message = subscription.get(10.0)
+    assert isinstance(message, Message), "no message within 10 s"
+    return message
+
+
+def test_publish_reaches_channel_and_pattern_subscribers(cache: Any) -> None:
+    channel = f"news-{uuid.uuid4().hex}"
+    with cache.subscribe(channel, patterns=[f"{channel}.*"]) as subscription:
+        assert cache.publish(channel, "hello") == 1
+        assert cache.publish(f"{channel}.sports", {"score": [2, 1]}) == 1
+        assert cache.publish(f"{channel}.weather", 42) == 1
+        assert cache.publish(f"{channel}-other", b"unheard") == 0
+        assert next_message(subscription) == Message(channel, "hello")
+        assert next_message(subscription) == Message(
+            f"{channel}.sports", {"score": [2, 1]}, f"{channel}.*"
+        )
+        assert next_message(subscription) == Message(f"{channel}.weather", 42, f"{channel}.*")
+        assert subscription.get(0.05) is None
+
+
+def test_channels_are_namespaced_like_keys(make_cache: Any) -> None:
+    ours, theirs = make_cache(namespace="ours"), make_cache(namespace="theirs")
+    with ours.subscribe("events", patterns=["ev*"]) as subscription:
+        assert theirs.publish("events", "not for us") == 0
+        assert ours.publish("events", "for us") == 2
+        received = {next_message(subscription), next_message(subscription)}
+        assert received == {Message("events", "for us"), Message("events", "for us", "ev*")}
+
+
+def test_a_closed_subscription_receives_nothing(cache: Any) -> None:
+    channel = f"closing-{uuid.uuid4().hex}"
+    subscription = cache.subscribe(channel)
+    subscription.open()
+    assert cache.publish(channel, 1) == 1
+    subscription.close()
+    # The server notices the closed connection on its next turn.
+    wait_until(lambda: cache.publish(channel, 2) == 0, 10.0)
+    with pytest.raises(ValueError, match="at least one channel or pattern"):
+        cache.subscribe()

@@ -140,6 +140,7 @@ def test_from_mapping_parses_every_kind() -> None:
         ({"unix": ""}, "unix"),
         ({"unix": "/tmp/" + "x" * 200}, "unix"),
         ({"max_request_size": "10"}, "max_request_size"),
+        ({"pubsub_buffer_limit": "1KiB"}, "pubsub_buffer_limit"),
         ({"colour": "blue"}, "colour"),
     ],
 )

@@ -13,8 +13,8 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, cast
 
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
@@ -376,3 +376,52 @@ class Reconnect:
     def succeeded(self) -> None:
         """Record a successful connect: the outage, if any, is over."""
         self.down_since = None
+
+
+# -- pub/sub -----------------------------------------------------------------------------------
+
+#: A message as the backends hand it over: (channel, payload, pattern or None).
+RawMessage = tuple[bytes, bytes, bytes | None]
+
+
+def cmd_publish(channel: bytes, message: bytes) -> bytes:
+    """PUBLISH."""
+    return resp.encode_command(b"PUBLISH", channel, message)
+
+
+def cmd_subscribe(channels: Sequence[bytes], patterns: Sequence[bytes]) -> tuple[bytes, int]:
+    """SUBSCRIBE and/or PSUBSCRIBE in one write, and how many confirmations they bring."""
+    payload = b""
+    if channels:
+        payload += resp.encode_command(b"SUBSCRIBE", *channels)
+    if patterns:
+        payload += resp.encode_command(b"PSUBSCRIBE", *patterns)
+    return payload, len(channels) + len(patterns)
+
+
+def replies(reader: resp.ReplyReader, data: bytes) -> Iterator[resp.Reply]:
+    """Feed ``data`` to ``reader``; every reply it completes (a malformed one raises)."""
+    reader.feed(data)
+    while True:
+        reply = reader.next_reply()
+        if reply is resp.NEED_MORE:
+            return
+        if isinstance(reply, ProtocolError):
+            raise CacheResponseError(f"malformed reply from the store: {reply.message}")
+        yield cast(resp.Reply, reply)
+
+
+def pubsub_message(reply: resp.Reply) -> RawMessage | None:
+    """The message in a subscribed connection's ``reply``; None for a confirmation (RESP2
+    ``[subscribe, channel, count]`` and the like). An error reply raises."""
+    if type(reply) is resp.ErrorReply:
+        raise CacheResponseError(reply.message)
+    if not isinstance(reply, list) or not reply:
+        raise CacheResponseError(f"unexpected reply on a subscribed connection: {reply!r}")
+    parts = [part for part in reply if isinstance(part, bytes)]
+    kind = reply[0]
+    if kind == b"message" and len(parts) == len(reply) == 3:
+        return parts[1], parts[2], None
+    if kind == b"pmessage" and len(parts) == len(reply) == 4:
+        return parts[2], parts[3], parts[1]
+    return None

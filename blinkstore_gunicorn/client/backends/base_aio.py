@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
-__all__ = ["AsyncBackend"]
+from blinkstore_gunicorn.client.backends._resp import RawMessage
+
+__all__ = ["AsyncBackend", "AsyncFeed"]
 
 
 class AsyncBackend(Protocol):
@@ -69,4 +71,28 @@ class AsyncBackend(Protocol):
 
     async def close(self) -> None:
         """Release connections; the backend reconnects if used again."""
+        ...
+
+    # -- pub/sub --
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH: how many subscriptions received ``message``."""
+        ...
+
+    async def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> AsyncFeed:
+        """A connection of its own subscribed to ``channels`` and glob ``patterns``, returned
+        once the server has confirmed every subscription."""
+        ...
+
+
+class AsyncFeed(Protocol):
+    """One subscribed connection (``AsyncFeed`` for asyncio, ``SyncFeed`` blocking)."""
+
+    async def next(self, timeout: float | None) -> RawMessage | None:
+        """The next message, or None when ``timeout`` seconds pass first (None: no limit).
+        Raises :class:`CacheConnectionError` once the connection is lost."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection (its subscriptions end with it)."""
         ...

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-__all__ = ["SyncBackend"]
+from blinkstore_gunicorn.client.backends._resp import RawMessage
+
+__all__ = ["SyncBackend", "SyncFeed"]
 
 
 class SyncBackend(Protocol):
@@ -70,4 +72,28 @@ class SyncBackend(Protocol):
 
     def close(self) -> None:
         """Release connections; the backend reconnects if used again."""
+        ...
+
+    # -- pub/sub --
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH: how many subscriptions received ``message``."""
+        ...
+
+    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> SyncFeed:
+        """A connection of its own subscribed to ``channels`` and glob ``patterns``, returned
+        once the server has confirmed every subscription."""
+        ...
+
+
+class SyncFeed(Protocol):
+    """One subscribed connection (``AsyncFeed`` for asyncio, ``SyncFeed`` blocking)."""
+
+    def next(self, timeout: float | None) -> RawMessage | None:
+        """The next message, or None when ``timeout`` seconds pass first (None: no limit).
+        Raises :class:`CacheConnectionError` once the connection is lost."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection (its subscriptions end with it)."""
         ...

@@ -8,16 +8,24 @@ workers each get their own copy, so use it for tests and single-process developm
 
 from __future__ import annotations
 
+import asyncio
 import os
+import queue
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Final
 
-from blinkstore_gunicorn.client.errors import CacheConfigError, CacheResponseError
+from blinkstore_gunicorn.client.backends._resp import RawMessage
+from blinkstore_gunicorn.client.errors import (
+    CacheConfigError,
+    CacheConnectionError,
+    CacheResponseError,
+)
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.engine import DEFAULT_MEMORY_LIMIT, EngineError, MemoryEngine
+from blinkstore_gunicorn.engine.pattern import compile_pattern
 
 __all__ = ["AsyncMemoryBackend", "MemoryBackend", "memory_engine"]
 
@@ -210,6 +218,16 @@ class MemoryBackend:
     def close(self) -> None:
         """Nothing to release (the data stays for other caches naming the same store)."""
 
+    # -- pub/sub --
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """Hand ``message`` to this process's subscriptions on the same engine."""
+        return _hub(self._shared).publish(channel, message)
+
+    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _MemoryFeed:
+        """A subscription in this process."""
+        return _MemoryFeed(_hub(self._shared), channels, patterns)
+
 
 class AsyncMemoryBackend:
     """The in-process backend with awaitable methods (no I/O, so no waiting)."""
@@ -278,3 +296,152 @@ class AsyncMemoryBackend:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    # -- pub/sub --
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        """Hand ``message`` to this process's subscriptions on the same engine."""
+        return self.sync.publish(channel, message)
+
+    async def subscribe(
+        self, channels: Sequence[bytes], patterns: Sequence[bytes]
+    ) -> _AsyncMemoryFeed:
+        """A subscription in this process, read by this event loop."""
+        return _AsyncMemoryFeed(_hub(self.sync._shared), channels, patterns)
+
+
+# -- pub/sub -----------------------------------------------------------------------------------
+
+#: Unread messages one ``memory://`` subscription may hold; past it the subscription is dropped,
+#: as the store drops a subscriber that does not read.
+FEED_LIMIT: Final = 10_000
+_DROPPED: Final = "dropped"
+
+
+class _Subscribed:
+    """What a subscription listens to, and its queue: ``size()`` messages waiting, ``put``
+    adds one (or the mark that the subscription was dropped)."""
+
+    def __init__(
+        self,
+        hub: _LocalHub,
+        channels: Sequence[bytes],
+        patterns: Sequence[bytes],
+        size: Callable[[], int],
+        put: Callable[[RawMessage | str], None],
+    ) -> None:
+        self._hub = hub
+        self._channels = frozenset(channels)
+        self._patterns = [(pattern, compile_pattern(pattern)) for pattern in patterns]
+        self._size = size
+        self._put = put
+        hub.add(self)
+
+    def offer(self, channel: bytes, message: bytes) -> int:
+        """Queue ``message`` once per matching subscription; how many."""
+        delivered = 0
+        if channel in self._channels:
+            self._queue_item((channel, message, None))
+            delivered += 1
+        for pattern, matches in self._patterns:
+            if matches(channel):
+                self._queue_item((channel, message, pattern))
+                delivered += 1
+        return delivered
+
+    def _queue_item(self, item: RawMessage) -> None:
+        if self._size() >= FEED_LIMIT:
+            self._hub.remove(self)
+            self._put(_DROPPED)
+        else:
+            self._put(item)
+
+    def _check(self, item: RawMessage | str) -> RawMessage:
+        if item == _DROPPED:
+            raise CacheConnectionError(
+                f"memory:// subscription dropped: more than {FEED_LIMIT} messages unread"
+            )
+        assert not isinstance(item, str)
+        return item
+
+
+class _MemoryFeed(_Subscribed):
+    """A blocking ``memory://`` subscription (messages may come from any thread)."""
+
+    def __init__(self, hub: _LocalHub, channels: Sequence[bytes], patterns: Sequence[bytes]):
+        self._queue: queue.SimpleQueue[RawMessage | str] = queue.SimpleQueue()
+        super().__init__(hub, channels, patterns, self._queue.qsize, self._queue.put)
+
+    def next(self, timeout: float | None) -> RawMessage | None:
+        """The next message, or None after ``timeout`` seconds."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        return self._check(item)
+
+    def close(self) -> None:
+        """Stop receiving."""
+        self._hub.remove(self)
+
+
+class _AsyncMemoryFeed(_Subscribed):
+    """An asyncio ``memory://`` subscription, read by the loop that made it."""
+
+    def __init__(self, hub: _LocalHub, channels: Sequence[bytes], patterns: Sequence[bytes]):
+        loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[RawMessage | str] = asyncio.Queue()
+
+        def put(item: RawMessage | str) -> None:
+            # Publishers may be other threads: only the loop's own thread touches the queue.
+            loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+        super().__init__(hub, channels, patterns, self._queue.qsize, put)
+
+    async def next(self, timeout: float | None) -> RawMessage | None:
+        """The next message, or None after ``timeout`` seconds."""
+        try:
+            item = await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        return self._check(item)
+
+    async def close(self) -> None:
+        """Stop receiving."""
+        self._hub.remove(self)
+
+
+class _LocalHub:
+    """The subscriptions to one ``memory://`` engine in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._feeds: set[_Subscribed] = set()
+
+    def add(self, feed: _Subscribed) -> None:
+        """Start delivering to ``feed``."""
+        with self._lock:
+            self._feeds.add(feed)
+
+    def remove(self, feed: _Subscribed) -> None:
+        """Stop delivering to ``feed``."""
+        with self._lock:
+            self._feeds.discard(feed)
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """Offer ``message`` to every subscription; how many received it."""
+        with self._lock:
+            feeds = list(self._feeds)
+        return sum(feed.offer(channel, message) for feed in feeds)
+
+
+_HUBS: weakref.WeakKeyDictionary[_Shared, _LocalHub] = weakref.WeakKeyDictionary()
+_HUBS_LOCK = threading.Lock()
+
+
+def _hub(shared: _Shared) -> _LocalHub:
+    with _HUBS_LOCK:
+        hub = _HUBS.get(shared)
+        if hub is None:
+            hub = _HUBS[shared] = _LocalHub()
+        return hub

@@ -3,6 +3,7 @@ is generated from this module by ``scripts/unasync.py`` (``make generate``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -13,9 +14,13 @@ from blinkstore_gunicorn.client.backends.redis import (
     connect_aio,
     merge_cluster_info,
 )
+from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
 
 __all__ = ["AsyncRedisBackend"]
+
+#: redis-py's message types that carry a published message.
+_PUBLISHED = ("message", "pmessage")
 
 
 class AsyncRedisBackend:
@@ -133,3 +138,54 @@ class AsyncRedisBackend:
         stampede lock is released only by its holder."""
         async with self._guard:
             return bool(await self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
+
+    # -- pub/sub --
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH."""
+        async with self._guard:
+            return int(await self.client.publish(channel, message))
+
+    async def subscribe(
+        self, channels: Sequence[bytes], patterns: Sequence[bytes]
+    ) -> _AsyncRedisFeed:
+        """redis-py's ``PubSub``, subscribed (confirmations awaited)."""
+        if self._cluster:
+            # redis-py's asyncio cluster client has no PubSub; keep both flavours alike.
+            raise CacheConfigError(f"{self._display}: subscribe is not offered on a cluster URL")
+        async with self._guard:
+            pubsub = self.client.pubsub()
+            if channels:
+                await pubsub.subscribe(*channels)
+            if patterns:
+                await pubsub.psubscribe(*patterns)
+            for _ in range(len(channels) + len(patterns)):
+                # The confirmations: once read, the server has every subscription.
+                await pubsub.get_message(timeout=None)
+        return _AsyncRedisFeed(pubsub, self._display)
+
+
+class _AsyncRedisFeed:
+    """Messages from a redis-py ``PubSub`` (on a connection of its own, outside the pool's
+    bound: a subscription holds its connection for as long as it lives)."""
+
+    def __init__(self, pubsub: Any, display: str) -> None:
+        self._pubsub = pubsub
+        self._display = display
+
+    async def next(self, timeout: float | None) -> _resp.RawMessage | None:
+        """The next published message, or None after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Guard(self._display):
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                message = await self._pubsub.get_message(timeout=left)
+                if message is not None and message["type"] in _PUBLISHED:
+                    return message["channel"], message["data"], message["pattern"]
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
+    async def close(self) -> None:
+        """Close the ``PubSub``'s connection."""
+        with Guard(self._display):
+            await self._pubsub.aclose()

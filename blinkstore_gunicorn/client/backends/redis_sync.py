@@ -4,6 +4,7 @@ is generated from this module by ``scripts/unasync.py`` (``make generate``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,9 +15,13 @@ from blinkstore_gunicorn.client.backends.redis import (
     connect_sync,
     merge_cluster_info,
 )
+from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
 
 __all__ = ["RedisBackend"]
+
+#: redis-py's message types that carry a published message.
+_PUBLISHED = ("message", "pmessage")
 
 
 class RedisBackend:
@@ -133,3 +138,52 @@ class RedisBackend:
         stampede lock is released only by its holder."""
         with self._guard:
             return bool(self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
+
+    # -- pub/sub --
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH."""
+        with self._guard:
+            return int(self.client.publish(channel, message))
+
+    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _RedisFeed:
+        """redis-py's ``PubSub``, subscribed (confirmations awaited)."""
+        if self._cluster:
+            # redis-py's asyncio cluster client has no PubSub; keep both flavours alike.
+            raise CacheConfigError(f"{self._display}: subscribe is not offered on a cluster URL")
+        with self._guard:
+            pubsub = self.client.pubsub()
+            if channels:
+                pubsub.subscribe(*channels)
+            if patterns:
+                pubsub.psubscribe(*patterns)
+            for _ in range(len(channels) + len(patterns)):
+                # The confirmations: once read, the server has every subscription.
+                pubsub.get_message(timeout=None)
+        return _RedisFeed(pubsub, self._display)
+
+
+class _RedisFeed:
+    """Messages from a redis-py ``PubSub`` (on a connection of its own, outside the pool's
+    bound: a subscription holds its connection for as long as it lives)."""
+
+    def __init__(self, pubsub: Any, display: str) -> None:
+        self._pubsub = pubsub
+        self._display = display
+
+    def next(self, timeout: float | None) -> _resp.RawMessage | None:
+        """The next published message, or None after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with Guard(self._display):
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                message = self._pubsub.get_message(timeout=left)
+                if message is not None and message["type"] in _PUBLISHED:
+                    return message["channel"], message["data"], message["pattern"]
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
+    def close(self) -> None:
+        """Close the ``PubSub``'s connection."""
+        with Guard(self._display):
+            self._pubsub.close()

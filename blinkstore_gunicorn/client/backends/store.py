@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
@@ -409,6 +410,33 @@ class StoreBackend(_resp.StoreSettings):
         reply = self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
         return _resp.as_int(reply) > 0
 
+    # -- pub/sub --
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH (never sent twice: a lost connection may have delivered it)."""
+        return _resp.as_int(self._request(_resp.cmd_publish(channel, message), idempotent=False))
+
+    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _StoreFeed:
+        """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
+        payload, confirmations = _resp.cmd_subscribe(channels, patterns)
+        conn = self._connect(wait=True)
+        feed = _StoreFeed(self, conn)
+        try:
+            conn.sock.sendall(payload)
+            while confirmations:
+                message = _resp.pubsub_message(conn.read_reply())
+                if message is None:
+                    confirmations -= 1
+                else:  # published between two of the confirmations
+                    feed.early.append(message)
+        except (OSError, _Closed) as exc:
+            conn.close()
+            raise self._io_error(exc) from None
+        except BaseException:
+            conn.close()
+            raise
+        return feed
+
 
 class _StoreLease:
     """A lease granted on ``conn``; the connection is kept out of the pool until it ends,
@@ -440,6 +468,41 @@ class _StoreLease:
     def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
         self._finish(_resp.cmd_release(self._key, self._token))
+
+
+class _StoreFeed:
+    """A subscribed connection: messages are read when asked for, so a subscriber that stops
+    asking leaves them in the store, which disconnects it past its pub/sub buffer limit."""
+
+    __slots__ = ("_backend", "_conn", "early")
+
+    def __init__(self, backend: StoreBackend, conn: _Connection) -> None:
+        self._backend = backend
+        self._conn = conn
+        #: Messages that arrived before the last confirmation.
+        self.early: deque[_resp.RawMessage] = deque()
+
+    def next(self, timeout: float | None) -> _resp.RawMessage | None:
+        """The next message, or None after ``timeout`` seconds."""
+        if self.early:
+            return self.early.popleft()
+        conn = self._conn
+        try:
+            # settimeout(0) would make the socket non-blocking: a zero timeout polls briefly.
+            conn.sock.settimeout(None if timeout is None else max(timeout, 0.001))
+            while True:
+                message = _resp.pubsub_message(conn.read_reply())
+                if message is not None:
+                    return message
+        except TimeoutError:
+            return None  # a partial message stays in the reader for the next call
+        except (OSError, _Closed) as exc:
+            conn.close()
+            raise self._backend._io_error(exc) from None
+
+    def close(self) -> None:
+        """Close the connection (the store ends its subscriptions)."""
+        self._conn.close()
 
 
 #: ``StoreBackend`` objects whose connections a forked child must drop, not share.

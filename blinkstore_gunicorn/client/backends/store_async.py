@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheError,
@@ -42,6 +43,8 @@ _NEED_MORE: Final = resp.NEED_MORE
 DEFAULT_MAX_IN_FLIGHT: Final = 1024
 #: Idle unshared connections kept for BS.FETCH / BS.LEASE.
 SPARE_CONNECTIONS: Final = 8
+#: A connection's protocol: a pipeline, or a subscription's feed.
+P = TypeVar("P", bound=asyncio.Protocol)
 
 
 class _Pipeline(asyncio.Protocol):
@@ -266,9 +269,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """A new unshared connection whose replies time out after ``timeout``."""
         return await self._until_connected(lambda: self._attempt(timeout), wait)
 
-    async def _until_connected(
-        self, attempt: Callable[[], Awaitable[_Pipeline | None]], wait: bool
-    ) -> _Pipeline:
+    async def _until_connected(self, attempt: Callable[[], Awaitable[P | None]], wait: bool) -> P:
         """Run ``attempt`` until it connects, paced (and bounded) by ``_resp.Reconnect``."""
         reconnect = self._reconnect
         deadline = reconnect.deadline(wait)
@@ -284,30 +285,36 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """One connect (and AUTH) whose replies time out after ``timeout``; None when nobody
         listens (recorded for pacing)."""
         loop = asyncio.get_running_loop()
+        display = self.url.display
+        pipeline = await self._dial(lambda: _Pipeline(loop, display, timeout, self._max_in_flight))
+        if pipeline is None:
+            return None
+        if self._auth is not None:
+            error = _resp.auth_error(display, await pipeline.request(self._auth))
+            if error is not None:
+                pipeline.close()
+                raise error
+        self._reconnect.succeeded()
+        return pipeline
+
+    async def _dial(self, factory: Callable[[], P]) -> P | None:
+        """One connect speaking ``factory``'s protocol; None when nobody listens (recorded
+        for pacing)."""
+        loop = asyncio.get_running_loop()
         url = self.url
-
-        def factory() -> _Pipeline:
-            return _Pipeline(loop, url.display, timeout, self._max_in_flight)
-
         try:
             if url.unix_path is not None:
                 connecting = loop.create_unix_connection(factory, url.unix_path)
             else:
                 assert url.host is not None and url.port is not None
                 connecting = loop.create_connection(factory, url.host, url.port)
-            _, pipeline = await asyncio.wait_for(connecting, self._connect_timeout)
+            _, protocol = await asyncio.wait_for(connecting, self._connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             if isinstance(exc, asyncio.TimeoutError) and not isinstance(exc, OSError):
                 exc = TimeoutError()
             self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
             return None
-        if self._auth is not None:
-            error = _resp.auth_error(url.display, await pipeline.request(self._auth))
-            if error is not None:
-                pipeline.close()
-                raise error
-        self._reconnect.succeeded()
-        return pipeline
+        return protocol
 
     async def close(self) -> None:
         """Close every connection."""
@@ -527,6 +534,27 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """Compare-and-delete by script (only used against Redis/Valkey servers)."""
         reply = await self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
         return _resp.as_int(reply) > 0
+
+    # -- pub/sub --
+
+    async def publish(self, channel: bytes, message: bytes) -> int:
+        """PUBLISH (never sent twice: a lost connection may have delivered it)."""
+        reply = await self._request(_resp.cmd_publish(channel, message), idempotent=False)
+        return _resp.as_int(reply)
+
+    async def subscribe(
+        self, channels: Sequence[bytes], patterns: Sequence[bytes]
+    ) -> AsyncStoreFeed:
+        """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
+        payload, confirmations = _resp.cmd_subscribe(channels, patterns)
+        loop = asyncio.get_running_loop()
+        display = self.url.display
+        feed = await self._until_connected(
+            lambda: self._dial(lambda: AsyncStoreFeed(loop, display, confirmations)), True
+        )
+        self._reconnect.succeeded()
+        await feed.start(self._auth, payload, self._timeout)
+        return feed
 
 
 class _AsyncStoreLease:

@@ -7,6 +7,7 @@
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
+``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
@@ -18,6 +19,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     expire,
     introspection,
     keyspace,
+    pubsub,
     session,
     stampede,
     strings,

@@ -100,6 +100,9 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
         ("evicted_keys", engine.evictions),
         ("keyspace_hits", engine.hits),
         ("keyspace_misses", engine.misses),
+        ("pubsub_channels", d.pubsub.channel_count()),
+        ("pubsub_patterns", d.pubsub.numpat()),
+        ("client_output_buffer_limit_disconnections", d.pubsub.dropped),
     ]
 
 

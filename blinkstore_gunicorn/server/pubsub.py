@@ -1,0 +1,341 @@
+"""The pub/sub hub: channels, patterns and who listens to each, without any I/O.
+
+``PUBLISH`` hands a message to every subscriber of its channel and of every pattern matching it
+(Redis glob patterns, :mod:`~blinkstore_gunicorn.engine.pattern`), in Redis's reply shapes:
+``message`` and ``pmessage`` arrays in RESP2, the same as push frames (``>``) for a connection
+that switched to RESP3. Each frame is encoded once per message and protocol version, however
+many subscribers receive it.
+
+Delivery is bounded the way Redis bounds it with ``client-output-buffer-limit pubsub``: a
+subscriber that does not read its messages cannot make the store buffer them without end. After
+each frame it is given, a subscriber reports the bytes it holds unsent; past
+:attr:`PubSubHub.pending_limit` it loses its subscriptions at once and is told to disconnect
+(:meth:`Subscriber.drop`). The limit is per subscriber; all connections together stay within
+the store's client budget as well (``server/budget.py``).
+
+The hub writes nothing itself: a subscriber is anything with :meth:`Subscriber.push` and
+:meth:`Subscriber.drop` (the store's connections; lists in the unit tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Final, Protocol
+
+from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.throttle import LogThrottle
+
+__all__ = ["DEFAULT_PENDING_LIMIT", "PubSubHub", "Subscriber"]
+
+log = logging.getLogger("blinkstore.server")
+
+#: Bytes of messages a subscriber may leave unread before it is disconnected: Redis's soft
+#: ``client-output-buffer-limit pubsub`` (8mb), applied at once as our only limit.
+DEFAULT_PENDING_LIMIT: Final = 8 * 1024 * 1024
+#: Bytes one subscription takes besides its name (an entry in the subscriber's table and one in
+#: the channel's): what :meth:`PubSubHub.held` counts for the store's client budget.
+SUBSCRIPTION_OVERHEAD: Final = 200
+#: Seconds between two "closed slow subscribers" log lines.
+DROP_LOG_INTERVAL: Final = 10.0
+
+_SUBSCRIBE: Final = resp.bulk(b"subscribe")
+_UNSUBSCRIBE: Final = resp.bulk(b"unsubscribe")
+_PSUBSCRIBE: Final = resp.bulk(b"psubscribe")
+_PUNSUBSCRIBE: Final = resp.bulk(b"punsubscribe")
+_MESSAGE: Final = resp.bulk(b"message")
+_PMESSAGE: Final = resp.bulk(b"pmessage")
+
+
+class Subscriber(Protocol):
+    """What the hub needs from a subscribed connection."""
+
+    #: Shown in the log line when the subscriber is dropped.
+    id: int
+    #: Whether frames go out as RESP3 pushes (``>``) instead of RESP2 arrays (``*``).
+    resp3: bool
+
+    def push(self, frame: bytes) -> int:
+        """Send ``frame`` (a message it did not ask for); return the bytes it holds unsent."""
+
+    def drop(self) -> None:
+        """Disconnect: the subscriber left more than the limit unread."""
+
+
+def _frame(resp3: bool, count: int, body: bytes) -> bytes:
+    return b"%b%d\r\n%b" % (b">" if resp3 else b"*", count, body)
+
+
+def _forget(
+    table: dict[bytes, dict[Subscriber, None]], name: bytes, subscriber: Subscriber
+) -> bool:
+    """Take ``subscriber`` off ``name``; forget the name (and return True) when it was the last."""
+    subscribers = table[name]
+    del subscribers[subscriber]
+    if subscribers:
+        return False
+    del table[name]
+    return True
+
+
+class _Listeners:
+    """One subscriber's channels and patterns, in the order they were subscribed."""
+
+    __slots__ = ("channels", "patterns", "size")
+
+    def __init__(self) -> None:
+        self.channels: dict[bytes, None] = {}
+        self.patterns: dict[bytes, None] = {}
+        #: Bytes these subscriptions take, roughly (names plus dict entries, in two tables).
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self.channels) + len(self.patterns)
+
+    def add(self, names: dict[bytes, None], name: bytes) -> bool:
+        """Add ``name`` to ``names`` (its channels or its patterns); False if already there."""
+        if name in names:
+            return False
+        names[name] = None
+        self.size += len(name) + SUBSCRIPTION_OVERHEAD
+        return True
+
+    def discard(self, names: dict[bytes, None], name: bytes) -> bool:
+        """Remove ``name`` from ``names``; False if it was not there."""
+        if names.pop(name, 0) is not None:
+            return False
+        self.size -= len(name) + SUBSCRIPTION_OVERHEAD
+        return True
+
+
+class PubSubHub:
+    """Every channel and pattern with its subscribers; delivers what is published."""
+
+    __slots__ = (
+        "_by_subscriber",
+        "_channels",
+        "_drops",
+        "_matchers",
+        "_patterns",
+        "_tracked",
+        "dropped",
+        "pending_limit",
+    )
+
+    def __init__(self, pending_limit: int = DEFAULT_PENDING_LIMIT) -> None:
+        #: Bytes a subscriber may hold unsent before it is dropped.
+        self.pending_limit = pending_limit
+        #: Subscribers dropped for leaving too much unread (INFO's
+        #: ``client_output_buffer_limit_disconnections``, Redis 7.2's name).
+        self.dropped = 0
+        self._channels: dict[bytes, dict[Subscriber, None]] = {}
+        self._patterns: dict[bytes, dict[Subscriber, None]] = {}
+        self._matchers: dict[bytes, Callable[[bytes], bool]] = {}
+        self._by_subscriber: dict[Subscriber, _Listeners] = {}
+        self._drops = LogThrottle(DROP_LOG_INTERVAL)
+        self._tracked: set[Subscriber] = set()
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    def subscriptions(self, subscriber: Subscriber) -> int:
+        """Channels plus patterns ``subscriber`` listens to (0: not in subscribed mode)."""
+        listeners = self._by_subscriber.get(subscriber)
+        return 0 if listeners is None else len(listeners)
+
+    def track(self, subscriber: Subscriber) -> bool:
+        """True the first time only: the caller then arranges :meth:`remove` on close."""
+        if subscriber in self._tracked:
+            return False
+        self._tracked.add(subscriber)
+        return True
+
+    def held(self, subscriber: Subscriber) -> int:
+        """Bytes ``subscriber``'s subscriptions take in the hub (counted as its buffers)."""
+        listeners = self._by_subscriber.get(subscriber)
+        return 0 if listeners is None else listeners.size
+
+    def subscribe(self, subscriber: Subscriber, channels: Iterable[bytes]) -> bytes:
+        """Add channels; one ``subscribe`` confirmation per channel named (repeats included)."""
+        listeners = self._listeners(subscriber)
+        frames = []
+        for channel in channels:
+            if listeners.add(listeners.channels, channel):
+                self._channels.setdefault(channel, {})[subscriber] = None
+            frames.append(self._confirm(subscriber, _SUBSCRIBE, channel, len(listeners)))
+        return b"".join(frames)
+
+    def psubscribe(self, subscriber: Subscriber, patterns: Iterable[bytes]) -> bytes:
+        """Add patterns; one ``psubscribe`` confirmation per pattern named."""
+        listeners = self._listeners(subscriber)
+        frames = []
+        for pattern in patterns:
+            if listeners.add(listeners.patterns, pattern):
+                if pattern not in self._patterns:
+                    self._matchers[pattern] = compile_pattern(pattern)
+                self._patterns.setdefault(pattern, {})[subscriber] = None
+            frames.append(self._confirm(subscriber, _PSUBSCRIBE, pattern, len(listeners)))
+        return b"".join(frames)
+
+    def unsubscribe(self, subscriber: Subscriber, channels: list[bytes]) -> bytes:
+        """Remove the channels named (all when none is); one confirmation for each.
+
+        With no channel named and none subscribed, one confirmation with a null channel, as
+        Redis sends.
+        """
+        listeners = self._by_subscriber.get(subscriber, _Listeners())
+        names = channels or list(listeners.channels)
+        frames = []
+        for channel in names:
+            if listeners.discard(listeners.channels, channel):
+                _forget(self._channels, channel, subscriber)
+            frames.append(self._confirm(subscriber, _UNSUBSCRIBE, channel, len(listeners)))
+        self._release(subscriber, listeners)
+        if not frames:
+            frames.append(self._confirm(subscriber, _UNSUBSCRIBE, None, len(listeners)))
+        return b"".join(frames)
+
+    def punsubscribe(self, subscriber: Subscriber, patterns: list[bytes]) -> bytes:
+        """Remove the patterns named (all when none is); one confirmation for each."""
+        listeners = self._by_subscriber.get(subscriber, _Listeners())
+        names = patterns or list(listeners.patterns)
+        frames = []
+        for pattern in names:
+            if listeners.discard(listeners.patterns, pattern):
+                self._forget_pattern(pattern, subscriber)
+            frames.append(self._confirm(subscriber, _PUNSUBSCRIBE, pattern, len(listeners)))
+        self._release(subscriber, listeners)
+        if not frames:
+            frames.append(self._confirm(subscriber, _PUNSUBSCRIBE, None, len(listeners)))
+        return b"".join(frames)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        """Forget every subscription of ``subscriber`` (its connection closed)."""
+        self._tracked.discard(subscriber)
+        listeners = self._by_subscriber.pop(subscriber, None)
+        if listeners is None:
+            return
+        for channel in listeners.channels:
+            _forget(self._channels, channel, subscriber)
+        for pattern in listeners.patterns:
+            self._forget_pattern(pattern, subscriber)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(
+        self, channel: bytes, message: bytes, publisher: Subscriber | None = None
+    ) -> tuple[int, bytes]:
+        """Deliver ``message``; return the number of deliveries and the publisher's own frames.
+
+        A subscriber listening on the channel and on matching patterns receives one frame for
+        each, as in Redis. Frames for ``publisher`` itself are returned rather than pushed, so
+        that its connection sends them before the reply to ``PUBLISH``, in order with the
+        replies to the requests it sent earlier.
+        """
+        receivers = 0
+        own: list[bytes] = []
+        overflowing: list[Subscriber] = []
+        subscribers = self._channels.get(channel)
+        if subscribers:
+            body = _MESSAGE + resp.bulk(channel) + resp.bulk(message)
+            receivers += self._deliver(
+                subscribers, 3, body, publisher=publisher, own=own, overflowing=overflowing
+            )
+        if self._patterns:
+            tail = b""
+            matchers = self._matchers
+            for pattern, subscribers in self._patterns.items():
+                if not matchers[pattern](channel):
+                    continue
+                if not tail:
+                    tail = resp.bulk(channel) + resp.bulk(message)
+                body = _PMESSAGE + resp.bulk(pattern) + tail
+                receivers += self._deliver(
+                    subscribers, 4, body, publisher=publisher, own=own, overflowing=overflowing
+                )
+        for subscriber in overflowing:
+            self._drop(subscriber)
+        return receivers, b"".join(own)
+
+    def _deliver(
+        self,
+        subscribers: dict[Subscriber, None],
+        count: int,
+        body: bytes,
+        *,
+        publisher: Subscriber | None,
+        own: list[bytes],
+        overflowing: list[Subscriber],
+    ) -> int:
+        frame = _frame(False, count, body)
+        pushed_frame = b""  # the RESP3 push, built for the first RESP3 subscriber
+        limit = self.pending_limit
+        for subscriber in subscribers:
+            out = frame
+            if subscriber.resp3:
+                if not pushed_frame:
+                    pushed_frame = _frame(True, count, body)
+                out = pushed_frame
+            if subscriber is publisher:
+                own.append(out)
+            elif subscriber.push(out) > limit:
+                overflowing.append(subscriber)
+        return len(subscribers)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        if subscriber not in self._by_subscriber:
+            return  # listed twice: by its channel and by a pattern
+        self.remove(subscriber)
+        self.dropped += 1
+        count = self._drops.event()
+        if count:
+            log.warning(
+                "closed %d subscriber(s) leaving more than %d bytes of messages unread"
+                " (last: client %d)",
+                count,
+                self.pending_limit,
+                subscriber.id,
+            )
+        subscriber.drop()
+
+    # -- introspection (PUBSUB) ------------------------------------------------------------
+
+    def channels(self, pattern: bytes | None = None) -> list[bytes]:
+        """Channels with at least one subscriber, those matching ``pattern`` if given."""
+        if pattern is None:
+            return list(self._channels)
+        matches = compile_pattern(pattern)
+        return [channel for channel in self._channels if matches(channel)]
+
+    def channel_count(self) -> int:
+        """Channels with at least one subscriber."""
+        return len(self._channels)
+
+    def numsub(self, channel: bytes) -> int:
+        """Subscribers of ``channel`` (patterns not counted, as in Redis)."""
+        return len(self._channels.get(channel, ()))
+
+    def numpat(self) -> int:
+        """Distinct patterns subscribed to by anyone."""
+        return len(self._patterns)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _listeners(self, subscriber: Subscriber) -> _Listeners:
+        listeners = self._by_subscriber.get(subscriber)
+        if listeners is None:
+            listeners = self._by_subscriber[subscriber] = _Listeners()
+        return listeners
+
+    def _release(self, subscriber: Subscriber, listeners: _Listeners) -> None:
+        if not listeners:
+            self._by_subscriber.pop(subscriber, None)
+
+    def _forget_pattern(self, pattern: bytes, subscriber: Subscriber) -> None:
+        if _forget(self._patterns, pattern, subscriber):
+            del self._matchers[pattern]
+
+    @staticmethod
+    def _confirm(subscriber: Subscriber, kind: bytes, name: bytes | None, count: int) -> bytes:
+        named = (b"_\r\n" if subscriber.resp3 else resp.NIL) if name is None else resp.bulk(name)
+        return _frame(subscriber.resp3, 3, kind + named + resp.integer(count))
