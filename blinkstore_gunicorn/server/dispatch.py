@@ -35,7 +35,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_command,
     wrong_args,
 )
-from blinkstore_gunicorn.server.leases import LeaseTable
+from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 
 __all__ = ["Client", "Dispatcher", "ServerStats"]
 
@@ -151,6 +151,7 @@ class Dispatcher:
         "full_table",
         "known_commands",
         "leases",
+        "locks",
         "max_key_size",
         "max_reply_size",
         "max_request_size",
@@ -183,6 +184,8 @@ class Dispatcher:
         self.max_reply_size = max_reply_size
         #: Single-flight leases and the callers parked on them (the BS.* commands).
         self.leases = LeaseTable()
+        #: Host-wide locks and the callers parked on them (the BLINK.LOCK* commands).
+        self.locks = LockTable()
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).

@@ -7,6 +7,7 @@
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
+``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
@@ -18,6 +19,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     expire,
     introspection,
     keyspace,
+    locks,
     session,
     stampede,
     strings,
