@@ -20,12 +20,15 @@ so 100 coroutines asking at once cost one ``write`` and the store answers them i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, cast
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
+from blinkstore_gunicorn.client._locks_aio import AsyncLockHold
 from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.store_async_locks import AsyncStoreLocks
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheError,
@@ -527,6 +530,25 @@ class AsyncStoreBackend(_resp.StoreSettings):
         """Compare-and-delete by script (only used against Redis/Valkey servers)."""
         reply = await self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
         return _resp.as_int(reply) > 0
+
+    # -- locks (BLINK.LOCK* commands, see store_async_locks.py) ----------------------------
+
+    @functools.cached_property
+    def _locks(self) -> AsyncStoreLocks:
+        return AsyncStoreLocks(self)
+
+    async def lock(self, name: bytes, px: int | None, wait_ms: int | None) -> AsyncLockHold | None:
+        """BLINK.LOCK: the lock, or None when it stays taken for ``wait_ms``."""
+        return await self._locks.lock(name, px, wait_ms)
+
+    async def lock_token(self, name: bytes) -> bytes | None:
+        """BLINK.LOCKTOKEN: the holder's token, or None when the lock is free."""
+        return await self._locks.lock_token(name)
+
+    async def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Compare-and-pexpire by script (only used against Redis/Valkey servers)."""
+        payload = _resp.cmd_extend_if_equal(key, expected, ms, replace)
+        return _resp.as_int(await self._request(payload, idempotent=False)) > 0
 
 
 class _AsyncStoreLease:
