@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("store", "client", "eviction", "stampede", "gunicorn")
+SUITES = ("store", "client", "eviction", "stampede", "locks", "gunicorn")
 
 
 def main(argv: list[str] | None = None) -> int:
