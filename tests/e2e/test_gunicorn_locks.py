@@ -20,11 +20,20 @@ pytestmark = pytest.mark.slow
 
 # The stampede tests' 4 uvicorn workers, serving the lock app.
 ARGS = [*STAMPEDE_ARGS[:-1], "locks_app:app"]
+# 4 sync workers with 8 threads each: the blocking client's locks.
+GTHREAD_ARGS = [*STAMPEDE_ARGS[:2], "-k", "gthread", "--threads", "8", "-w", "4"]
 BUMPS = 200
 TAKERS = 6
 
 
-def test_a_counter_bumped_non_atomically_under_the_lock_ends_exact(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [ARGS, [*GTHREAD_ARGS, "locks_wsgi_app:app"]],
+    ids=["uvicorn-AsyncCache", "gthread-Cache"],
+)
+def test_a_counter_bumped_non_atomically_under_the_lock_ends_exact(
+    tmp_path: Path, args: list[str]
+) -> None:
     name, key = f"lock-{uuid.uuid4().hex}", f"count-{uuid.uuid4().hex}"
 
     async def scenario(base: str) -> None:
@@ -37,7 +46,7 @@ def test_a_counter_bumped_non_atomically_under_the_lock_ends_exact(tmp_path: Pat
             state = (await client.get(f"{base}/state?name={name}&key={key}")).json()
             assert state["count"] == BUMPS
 
-    with gunicorn(ARGS, tmp_path) as server:
+    with gunicorn(args, tmp_path) as server:
         _wait_for_workers(server.url)
         asyncio.run(scenario(server.url))
 
