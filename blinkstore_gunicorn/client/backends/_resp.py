@@ -30,6 +30,7 @@ __all__ = [
     "EXTEND_IF_EQUAL",
     "FLUSHDB",
     "INFO",
+    "LOCK_WAIT_SLACK",
     "PING",
     "UNSET",
     "Reconnect",
@@ -430,12 +431,16 @@ def cmd_extend_if_equal(key: bytes, expected: bytes, ms: int, replace: bool) -> 
     return resp.encode_command("EVAL", EXTEND_IF_EQUAL, 1, key, expected, ms, int(replace))
 
 
+#: The store ends waits on its 100 ms timer, so a wait's "no" may come that much late.
+LOCK_WAIT_SLACK: Final = 0.1
+
+
 def lock_reply_timeout(timeout: float | None, wait_ms: int | None) -> float | None:
-    """How long a ``BLINK.LOCK`` reply may take: the client timeout plus the wait (None:
-    the wait has no limit, so neither has the reply)."""
+    """How long a ``BLINK.LOCK`` reply may take: the client timeout plus the wait and its
+    slack (None: the wait has no limit, so neither has the reply)."""
     if wait_ms is None or timeout is None:
         return None
-    return timeout + wait_ms / 1000
+    return timeout + wait_ms / 1000 + LOCK_WAIT_SLACK
 
 
 def is_unknown_command_error(exc: CacheResponseError) -> bool:
