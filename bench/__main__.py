@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("store", "client", "eviction", "stampede", "gunicorn", "pubsub")
+SUITES = ("store", "client", "eviction", "stampede", "locks", "pubsub", "gunicorn")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,8 @@ from blinkstore_gunicorn.client import (
     CacheStampedeTimeout,
     CacheTimeoutError,
     JSONSerializer,
+    LockError,
+    LockNotOwnedError,
     PickleSerializer,
     Serializer,
 )
@@ -37,6 +39,8 @@ __all__ = [
     "CacheStampedeTimeout",
     "CacheTimeoutError",
     "JSONSerializer",
+    "LockError",
+    "LockNotOwnedError",
     "PickleSerializer",
     "Serializer",
     "__version__",

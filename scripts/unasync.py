@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILES: tuple[tuple[str, str], ...] = (
     ("blinkstore_gunicorn/client/aio.py", "blinkstore_gunicorn/client/sync.py"),
     ("blinkstore_gunicorn/client/_leases_aio.py", "blinkstore_gunicorn/client/_leases_sync.py"),
+    ("blinkstore_gunicorn/client/_locks_aio.py", "blinkstore_gunicorn/client/_locks_sync.py"),
     (
         "blinkstore_gunicorn/client/backends/redis_aio.py",
         "blinkstore_gunicorn/client/backends/redis_sync.py",
@@ -92,6 +93,14 @@ RENAMES: dict[str, str] = {
     "async_leases": "sync_leases",
     "AsyncRedisBackend": "RedisBackend",
     "AsyncGuard": "Guard",
+    # locks
+    "_locks_aio": "_locks_sync",
+    "AsyncLock": "Lock",
+    "AsyncLockHold": "LockHold",
+    "AsyncKeyLocks": "KeyLocks",
+    "_AsyncKeyLock": "_KeyLock",
+    "_AsyncKeyPrimitives": "_KeyPrimitives",
+    "async_locks": "sync_locks",
     "AsyncFeed": "SyncFeed",
     "_AsyncRedisFeed": "_RedisFeed",
     "AsyncSubscription": "Subscription",

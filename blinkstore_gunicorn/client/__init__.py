@@ -12,6 +12,8 @@ from blinkstore_gunicorn.client.errors import (
     CacheSignatureError,
     CacheStampedeTimeout,
     CacheTimeoutError,
+    LockError,
+    LockNotOwnedError,
 )
 from blinkstore_gunicorn.client.serializers import JSONSerializer, PickleSerializer, Serializer
 from blinkstore_gunicorn.client.sync import Cache
@@ -28,6 +30,8 @@ __all__ = [
     "CacheStampedeTimeout",
     "CacheTimeoutError",
     "JSONSerializer",
+    "LockError",
+    "LockNotOwnedError",
     "Message",
     "PickleSerializer",
     "Serializer",

@@ -30,6 +30,7 @@ from blinkstore_gunicorn.client._core import (
     ttl_ms,
 )
 from blinkstore_gunicorn.client._leases_aio import async_leases
+from blinkstore_gunicorn.client._locks_aio import AsyncLock, async_locks
 from blinkstore_gunicorn.client._runtime_aio import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
 from blinkstore_gunicorn.client.backends.base_aio import AsyncFeed
@@ -405,6 +406,32 @@ class AsyncCache(CacheCore):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # -- locks -------------------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        *,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> AsyncLock:
+        """A host-wide lock named ``name`` (in this cache's namespace), redis-py style:
+        ``async with cache.lock("job", timeout=30):``. ``timeout``: seconds until the lock
+        ends by itself (None: when released; on the store also when its holder's connection
+        closes). ``blocking_timeout``: seconds ``acquire`` waits (None: without limit).
+        Lock errors and connection errors are raised whatever ``on_error`` says. See
+        docs/locks.md."""
+        locks = async_locks(self.backend)
+        return AsyncLock(
+            locks,
+            self._key(name),
+            name,
+            timeout=timeout,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+        )
 
     # -- pub/sub -----------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ __all__ = [
     "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
+    "LockError",
+    "LockNotOwnedError",
 ]
 
 
@@ -57,3 +59,15 @@ class CacheStampedeTimeout(CacheError, TimeoutError):
     Not a connection problem, so ``on_error="miss"`` does not hide it; pass
     ``on_wait_timeout="compute"`` to compute the value yourself instead.
     """
+
+
+class LockError(CacheError):
+    """A lock operation cannot be done: releasing or extending a lock this object does not
+    hold, extending a lock without timeout, or ``with cache.lock(...)`` not acquiring it
+    within ``blocking_timeout``. The name is redis-py's, so is its meaning."""
+
+
+class LockNotOwnedError(LockError):
+    """The lock was acquired by this object but is no longer held by it: its timeout passed
+    or the connection holding it was lost (the store then releases it at once), so another
+    holder may have had it meanwhile."""

@@ -31,6 +31,7 @@ from blinkstore_gunicorn.client._core import (
     ttl_ms,
 )
 from blinkstore_gunicorn.client._leases_sync import sync_leases
+from blinkstore_gunicorn.client._locks_sync import Lock, sync_locks
 from blinkstore_gunicorn.client._runtime_sync import check_decorated, give_up, load, spawn
 from blinkstore_gunicorn.client.backends import SyncBackend, create_sync_backend
 from blinkstore_gunicorn.client.backends.base_sync import SyncFeed
@@ -398,6 +399,32 @@ class Cache(CacheCore):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    # -- locks -------------------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: Key,
+        timeout: float | None = None,
+        *,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+    ) -> Lock:
+        """A host-wide lock named ``name`` (in this cache's namespace), redis-py style:
+        ``async with cache.lock("job", timeout=30):``. ``timeout``: seconds until the lock
+        ends by itself (None: when released; on the store also when its holder's connection
+        closes). ``blocking_timeout``: seconds ``acquire`` waits (None: without limit).
+        Lock errors and connection errors are raised whatever ``on_error`` says. See
+        docs/locks.md."""
+        locks = sync_locks(self.backend)
+        return Lock(
+            locks,
+            self._key(name),
+            name,
+            timeout=timeout,
+            blocking=blocking,
+            blocking_timeout=blocking_timeout,
+        )
 
     # -- pub/sub -----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_command,
     wrong_args,
 )
-from blinkstore_gunicorn.server.leases import LeaseTable
+from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 __all__ = ["Client", "Dispatcher", "ServerStats"]
@@ -168,6 +168,7 @@ class Dispatcher:
         "full_table",
         "known_commands",
         "leases",
+        "locks",
         "max_key_size",
         "max_reply_size",
         "max_request_size",
@@ -202,6 +203,9 @@ class Dispatcher:
         self.max_reply_size = max_reply_size
         #: Single-flight leases and the callers parked on them (the BS.* commands).
         self.leases = LeaseTable()
+        #: Host-wide locks and the callers parked on them (the BLINK.LOCK* commands).
+        self.locks = LockTable()
+
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
         #: unread messages.
         self.pubsub = PubSubHub(pubsub_limit)

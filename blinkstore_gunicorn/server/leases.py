@@ -1,62 +1,89 @@
-"""Single-flight leases: one caller computes a missing key, the others wait in the store.
+"""Leases: one holder per name, the other callers parked in the store in arrival order.
 
-A *lease* says "this connection is computing this key". While it is held, other callers
-asking for the key are parked here (not polling) and woken when the value lands, when the
-lease ends without a value (the first waiter then takes the lease over), or when their own
-wait times out. A lease ends when its holder fills the key, releases it, disconnects, or
-its timeout passes.
+A *lease* says "this connection holds this name". While it is held, other callers asking
+for the name are parked here (not polling) and woken when the lease ends: the first parked
+caller then takes it over, or a caller gives up when its own wait times out. A lease ends
+when its holder releases it, disconnects, or its timeout passes.
+
+Two tables share these rules:
+
+* :class:`LeaseTable`, the single-flight leases of ``BS.FETCH``: the holder computes a
+  missing key, and a value landing on the key also wakes every parked caller with it
+  (:meth:`LeaseTable.fill`). A holder asking again gets a fresh token (it restarted).
+* :class:`LockTable`, the host-wide locks of ``BLINK.LOCK``: nothing but the holder's token
+  ends a lock early, and a holder asking again is refused like anyone else (a lock is not
+  re-entrant). Its tokens start at a random number, so a token from before a store restart
+  does not match a lock granted after it.
 
 This module does no I/O and reads no clock: callers pass ``now_ms`` and deliver outcomes
-through the :class:`Waiter` they parked, so the rules are testable without sockets.
+through the waiter they parked, so the rules are testable without sockets.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
-__all__ = ["LeaseTable", "Waiter"]
+__all__ = ["NEVER", "Heir", "LeaseTable", "LockTable", "Waiter"]
+
+#: A deadline that never comes (a lock without a timeout, a wait without a limit).
+NEVER: Final = 2**63
 
 
-class Waiter(Protocol):
+class Heir(Protocol):
     """A parked caller; exactly one of these methods is called, once."""
 
-    def value_landed(self, value: bytes) -> None:
-        """The key was written while waiting."""
-
     def lease_granted(self, token: int) -> None:
-        """The previous holder gave up: this caller computes now."""
+        """The previous holder gave up: this caller holds the lease now."""
 
     def timed_out(self) -> None:
         """Nothing happened within the caller's wait timeout."""
 
 
+class Waiter(Heir, Protocol):
+    """A parked ``BS.FETCH``, which a value landing on its key also wakes."""
+
+    def value_landed(self, value: bytes) -> None:
+        """The key was written while waiting."""
+
+
+W = TypeVar("W", bound=Heir)
+
+
 @dataclass(slots=True)
-class _Parked:
-    waiter: Waiter
+class _Parked(Generic[W]):
+    waiter: W
     owner: Hashable
-    lease_ms: int
+    lease_ms: int | None
     deadline_ms: int
 
 
 @dataclass(slots=True)
-class _Lease:
+class _Lease(Generic[W]):
     token: int
     owner: Hashable
     deadline_ms: int
-    parked: deque[_Parked] = field(default_factory=deque)
+    parked: deque[_Parked[W]] = field(default_factory=deque)
 
 
-class LeaseTable:
-    """Leases and parked waiters for every key being computed."""
+def _deadline(now_ms: int, ms: int | None) -> int:
+    return NEVER if ms is None else now_ms + ms
 
-    def __init__(self) -> None:
-        self._leases: dict[bytes, _Lease] = {}
+
+class _Holders(Generic[W]):
+    """Holders and parked callers by name: the rules both tables share."""
+
+    #: Whether the holder asking again is granted a fresh token (else it is refused).
+    reentrant = True
+
+    def __init__(self, first_token: int = 1) -> None:
+        self._leases: dict[bytes, _Lease[W]] = {}
         self._owned: dict[Hashable, set[bytes]] = {}
-        self._tokens = itertools.count(1)
+        self._tokens = itertools.count(first_token)
         self._tracked: set[Hashable] = set()
 
     def __len__(self) -> int:
@@ -79,48 +106,50 @@ class LeaseTable:
         lease = self._leases.get(key)
         return None if lease is None else lease.owner
 
-    def try_acquire(self, key: bytes, owner: Hashable, lease_ms: int, now_ms: int) -> int | None:
-        """Grant the lease on ``key`` to ``owner`` and return its token, or ``None`` if another
-        caller holds it (a holder asking again gets a fresh token: it restarted its work)."""
+    def try_acquire(
+        self, key: bytes, owner: Hashable, lease_ms: int | None, now_ms: int
+    ) -> int | None:
+        """Grant the lease on ``key`` to ``owner`` for ``lease_ms`` (None: until released)
+        and return its token, or ``None`` if it is held (see :attr:`reentrant`)."""
         lease = self._leases.get(key)
-        if lease is not None and lease.owner != owner:
+        if lease is not None and (lease.owner != owner or not self.reentrant):
             return None
         return self._grant(key, owner, lease_ms, now_ms, lease)
 
     def park(
         self,
         key: bytes,
-        waiter: Waiter,
+        waiter: W,
         *,
         owner: Hashable,
-        lease_ms: int,
-        wait_ms: int,
+        lease_ms: int | None,
+        wait_ms: int | None,
         now_ms: int,
     ) -> None:
-        """Park ``waiter`` until ``key``'s lease ends; call only after ``try_acquire`` failed."""
-        self._leases[key].parked.append(_Parked(waiter, owner, lease_ms, now_ms + wait_ms))
-
-    def fill(self, key: bytes, value: bytes, token: int | None = None) -> bool:
-        """``key`` was written: wake every waiter with ``value`` and end the lease.
-
-        Returns whether ``token`` was the current lease (``None`` matches nothing: a plain
-        write by anyone also ends the lease, because the value the lease was for is there).
-        """
-        lease = self._leases.pop(key, None)
-        if lease is None:
-            return False
-        self._disown(lease.owner, key)
-        for parked in lease.parked:
-            parked.waiter.value_landed(value)
-        return token is not None and token == lease.token
+        """Park ``waiter`` until ``key``'s lease ends or ``wait_ms`` pass (None: no limit);
+        call only after ``try_acquire`` failed. Callers are served in the order they park."""
+        deadline = _deadline(now_ms, wait_ms)
+        self._leases[key].parked.append(_Parked(waiter, owner, lease_ms, deadline))
 
     def release(self, key: bytes, token: int, now_ms: int) -> bool:
-        """The holder gives up without a value; the first waiter takes over. Returns whether
-        ``token`` was the current lease."""
+        """The holder gives up; the first waiter takes over. Returns whether ``token`` was
+        the current lease."""
         lease = self._leases.get(key)
         if lease is None or lease.token != token:
             return False
         self._hand_over(key, lease, now_ms)
+        return True
+
+    def extend(self, key: bytes, token: int, ms: int, now_ms: int, *, replace: bool) -> bool:
+        """Move the lease's deadline ``ms`` later, or with ``replace`` to ``ms`` from now.
+        Returns whether ``token`` was the current lease (only then is anything changed)."""
+        lease = self._leases.get(key)
+        if lease is None or lease.token != token:
+            return False
+        if replace:
+            lease.deadline_ms = now_ms + ms
+        elif lease.deadline_ms != NEVER:
+            lease.deadline_ms += ms
         return True
 
     def track(self, owner: Hashable) -> bool:
@@ -130,6 +159,14 @@ class LeaseTable:
             return False
         self._tracked.add(owner)
         return True
+
+    def watch(
+        self, owner: Hashable, on_close: list[Callable[[], None]], clock_ms: Callable[[], int]
+    ) -> None:
+        """Make sure :meth:`owner_gone` runs when ``owner``'s connection closes, by adding
+        it once to the connection's ``on_close`` callbacks."""
+        if self.track(owner):
+            on_close.append(lambda: self.owner_gone(owner, clock_ms()))
 
     def owner_gone(self, owner: Hashable, now_ms: int) -> None:
         """``owner``'s connection closed: end its leases and forget its parked callers."""
@@ -146,7 +183,7 @@ class LeaseTable:
         """End leases and waits whose time has come (call it from a timer)."""
         for key, lease in list(self._leases.items()):
             if lease.parked and any(p.deadline_ms <= now_ms for p in lease.parked):
-                still = deque[_Parked]()
+                still = deque[_Parked[W]]()
                 for parked in lease.parked:
                     if parked.deadline_ms <= now_ms:
                         parked.waiter.timed_out()
@@ -160,25 +197,26 @@ class LeaseTable:
         """The earliest lease or wait deadline, for scheduling the next :meth:`expire`."""
         deadlines = [lease.deadline_ms for lease in self._leases.values()]
         deadlines.extend(p.deadline_ms for lease in self._leases.values() for p in lease.parked)
+        deadlines = [deadline for deadline in deadlines if deadline != NEVER]
         return min(deadlines, default=None)
 
     def _grant(
         self,
         key: bytes,
         owner: Hashable,
-        lease_ms: int,
+        lease_ms: int | None,
         now_ms: int,
-        previous: _Lease | None,
+        previous: _Lease[W] | None,
     ) -> int:
         token = next(self._tokens)
-        parked = previous.parked if previous is not None else deque[_Parked]()
+        parked = previous.parked if previous is not None else deque[_Parked[W]]()
         if previous is not None:
             self._disown(previous.owner, key)
-        self._leases[key] = _Lease(token, owner, now_ms + lease_ms, parked)
+        self._leases[key] = _Lease(token, owner, _deadline(now_ms, lease_ms), parked)
         self._owned.setdefault(owner, set()).add(key)
         return token
 
-    def _hand_over(self, key: bytes, lease: _Lease, now_ms: int) -> None:
+    def _hand_over(self, key: bytes, lease: _Lease[W], now_ms: int) -> None:
         self._disown(lease.owner, key)
         if not lease.parked:
             del self._leases[key]
@@ -193,3 +231,31 @@ class LeaseTable:
             keys.discard(key)
             if not keys:
                 del self._owned[owner]
+
+
+class LeaseTable(_Holders[Waiter]):
+    """Single-flight leases and parked waiters for every key being computed."""
+
+    def fill(self, key: bytes, value: bytes, token: int | None = None) -> bool:
+        """``key`` was written: wake every waiter with ``value`` and end the lease.
+
+        Returns whether ``token`` was the current lease (``None`` matches nothing: a plain
+        write by anyone also ends the lease, because the value the lease was for is there).
+        """
+        lease = self._leases.pop(key, None)
+        if lease is None:
+            return False
+        self._disown(lease.owner, key)
+        for parked in lease.parked:
+            parked.waiter.value_landed(value)
+        return token is not None and token == lease.token
+
+
+class LockTable(_Holders[Heir]):
+    """Host-wide locks: one holder per name, the waiters served first come, first served."""
+
+    reentrant = False
+
+    def __init__(self) -> None:
+        # Random 62-bit start: tokens stay positive int64s (RESP integers) for ages.
+        super().__init__(first_token=secrets.randbits(62) + 1)

@@ -248,9 +248,9 @@ class StoreServer:
         try:
             self.engine.expire_due()
             self._eviction_log.check()
-            leases = self.dispatcher.leases
-            if leases:
-                leases.expire(self.dispatcher.clock_ms())
+            for table in (self.dispatcher.leases, self.dispatcher.locks):
+                if table:
+                    table.expire(self.dispatcher.clock_ms())
         except Exception:
             log.exception("active expiry failed")
 

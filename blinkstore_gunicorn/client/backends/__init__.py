@@ -66,10 +66,8 @@ def _create(url: CacheURL, options: BackendOptions, blocking: bool) -> Any:
             wait_on_reads=options.wait_on_reads,
             **timeouts,
         )
-    from blinkstore_gunicorn.client.backends.store_async import (
-        DEFAULT_MAX_IN_FLIGHT,
-        AsyncStoreBackend,
-    )
+    from blinkstore_gunicorn.client.backends.store_async import AsyncStoreBackend
+    from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FLIGHT
 
     return AsyncStoreBackend(
         url,

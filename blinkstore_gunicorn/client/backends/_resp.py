@@ -27,8 +27,10 @@ from blinkstore_gunicorn.protocol import ProtocolError, resp
 
 __all__ = [
     "DELETE_IF_EQUAL",
+    "EXTEND_IF_EQUAL",
     "FLUSHDB",
     "INFO",
+    "LOCK_WAIT_SLACK",
     "PING",
     "UNSET",
     "Reconnect",
@@ -39,21 +41,29 @@ __all__ = [
     "auth_error",
     "check",
     "cmd_delete_if_equal",
+    "cmd_extend_if_equal",
     "cmd_fetch",
     "cmd_fill",
     "cmd_get",
     "cmd_lease",
+    "cmd_lock",
+    "cmd_lockextend",
+    "cmd_locktoken",
     "cmd_mset",
     "cmd_persist",
     "cmd_release",
     "cmd_scan",
     "cmd_set",
+    "cmd_unlock",
     "connect_error",
     "fetched",
     "forget_in_forked_children",
     "grants_lease",
     "is_unknown_command",
+    "is_unknown_command_error",
     "lease_token",
+    "lock_reply_timeout",
+    "lock_token",
     "may_resend",
     "parse_info",
     "peer_pid",
@@ -376,6 +386,76 @@ class Reconnect:
     def succeeded(self) -> None:
         """Record a successful connect: the outage, if any, is over."""
         self.down_since = None
+
+
+# -- locks (BLINK.LOCK* commands, see docs/locks.md) ----------------------------------------
+
+#: Compare-and-pexpire, for extending a lock key only while it is still ours: ``ARGV[2]`` ms
+#: more, or from now when ``ARGV[3]`` is ``1``.
+EXTEND_IF_EQUAL: Final = (
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "if ARGV[3] == '1' then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    "local left = redis.call('PTTL', KEYS[1]) "
+    "if left < 0 then return 1 end "
+    "return redis.call('PEXPIRE', KEYS[1], left + ARGV[2])"
+)
+
+
+def cmd_lock(name: bytes, px: int | None, wait_ms: int | None) -> bytes:
+    """``BLINK.LOCK``: ``wait_ms`` 0 does not wait, None waits without limit (``BLOCK 0``)."""
+    options: list[str | int] = []
+    if px is not None:
+        options += ["PX", px]
+    if wait_ms != 0:
+        options += ["BLOCK", wait_ms or 0]
+    return resp.encode_command("BLINK.LOCK", name, *options)
+
+
+def cmd_unlock(name: bytes, token: bytes) -> bytes:
+    """``BLINK.UNLOCK``."""
+    return resp.encode_command("BLINK.UNLOCK", name, token)
+
+
+def cmd_lockextend(name: bytes, token: bytes, ms: int, replace: bool) -> bytes:
+    """``BLINK.LOCKEXTEND`` (``REPLACE``: ``ms`` from now)."""
+    return resp.encode_command("BLINK.LOCKEXTEND", name, token, ms, *(["REPLACE"] * replace))
+
+
+def cmd_locktoken(name: bytes) -> bytes:
+    """``BLINK.LOCKTOKEN``."""
+    return resp.encode_command("BLINK.LOCKTOKEN", name)
+
+
+def cmd_extend_if_equal(key: bytes, expected: bytes, ms: int, replace: bool) -> bytes:
+    """The compare-and-pexpire script (for Redis/Valkey servers, which have no BLINK.*)."""
+    return resp.encode_command("EVAL", EXTEND_IF_EQUAL, 1, key, expected, ms, int(replace))
+
+
+#: The store ends waits on its 100 ms timer, so a wait's "no" may come that much late.
+LOCK_WAIT_SLACK: Final = 0.1
+
+
+def lock_reply_timeout(timeout: float | None, wait_ms: int | None) -> float | None:
+    """How long a ``BLINK.LOCK`` reply may take: the client timeout plus the wait and its
+    slack (None: the wait has no limit, so neither has the reply)."""
+    if wait_ms is None or timeout is None:
+        return None
+    return timeout + wait_ms / 1000 + LOCK_WAIT_SLACK
+
+
+def is_unknown_command_error(exc: CacheResponseError) -> bool:
+    """:func:`is_unknown_command` for a reply that was raised."""
+    return str(exc).startswith("ERR unknown command")
+
+
+def lock_token(reply: resp.Reply) -> bytes | None:
+    """A ``BLINK.LOCK`` / ``BLINK.LOCKTOKEN`` reply: the token as bytes, or None."""
+    reply = check(reply)
+    if reply is None:
+        return None
+    if isinstance(reply, int):
+        return b"%d" % reply
+    raise CacheResponseError(f"unexpected lock reply {reply!r}")
 
 
 # -- pub/sub -----------------------------------------------------------------------------------

@@ -218,6 +218,27 @@ class MemoryBackend:
     def close(self) -> None:
         """Nothing to release (the data stays for other caches naming the same store)."""
 
+    # -- locks (see docs/locks.md) ----------------------------------------------------------
+
+    def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Delete ``key`` only while it holds ``expected``: a lock is released by its holder."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            return engine.peek(key) == expected and engine.delete(key)
+
+    def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Give ``key`` ``ms`` more (``replace``: from now) only while it holds ``expected``."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            if engine.peek(key) != expected:
+                return False
+            deadline = engine.expire_at(key)
+            if replace:
+                deadline = _now_ms() + ms
+            elif deadline is not None:
+                deadline += ms
+            return engine.set_expire_at(key, deadline)
+
     # -- pub/sub --
 
     def publish(self, channel: bytes, message: bytes) -> int:
@@ -296,6 +317,16 @@ class AsyncMemoryBackend:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    # -- locks (see docs/locks.md) ----------------------------------------------------------
+
+    async def delete_if_equal(self, key: bytes, expected: bytes) -> bool:
+        """Delete ``key`` only while it holds ``expected``."""
+        return self.sync.delete_if_equal(key, expected)
+
+    async def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Give ``key`` ``ms`` more (``replace``: from now) only while it holds ``expected``."""
+        return self.sync.extend_if_equal(key, expected, ms, replace)
 
     # -- pub/sub --
 

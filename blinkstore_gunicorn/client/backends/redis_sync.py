@@ -139,6 +139,15 @@ class RedisBackend:
         with self._guard:
             return bool(self.client.eval(_resp.DELETE_IF_EQUAL, 1, key, expected))
 
+    # -- locks (see docs/locks.md) ----------------------------------------------------------
+
+    def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Give ``key`` ``ms`` more (``replace``: from now) only while it holds ``expected``
+        (atomically, by a script): a lock is extended only by its holder."""
+        with self._guard:
+            script = _resp.EXTEND_IF_EQUAL
+            return bool(self.client.eval(script, 1, key, expected, ms, int(replace)))
+
     # -- pub/sub --
 
     def publish(self, channel: bytes, message: bytes) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 from blinkstore_gunicorn.client._leases_sync import LockKeyLeases, SyncLease
+from blinkstore_gunicorn.client._locks_sync import KeyLocks, LockHold
 from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
@@ -410,6 +411,43 @@ class StoreBackend(_resp.StoreSettings):
         reply = self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
         return _resp.as_int(reply) > 0
 
+    # -- locks (BLINK.LOCK* commands, see docs/locks.md) -----------------------------------
+
+    #: Lock keys, once the server turned out to be Redis/Valkey (no BLINK.* commands).
+    _key_locks: KeyLocks | None = None
+
+    def lock(self, name: bytes, px: int | None, wait_ms: int | None) -> LockHold | None:
+        """BLINK.LOCK: the lock, held on its own connection until it is released, or None
+        when it stays taken for ``wait_ms`` (0: no wait; None: no limit)."""
+        if self._key_locks is not None:
+            return self._key_locks.lock(name, px, wait_ms)
+        timeout = _resp.lock_reply_timeout(self._timeout, wait_ms)
+        payload = _resp.cmd_lock(name, px, wait_ms)
+        reply, conn = self._round_trip(payload, idempotent=False, timeout=timeout)
+        if not isinstance(reply, int):
+            self._checkin(conn)
+        if _resp.is_unknown_command(reply):
+            self._key_locks = KeyLocks(self)
+            return self._key_locks.lock(name, px, wait_ms)
+        token = _resp.lock_token(reply)
+        return None if token is None else _StoreLock(self, conn, name, token)
+
+    def lock_token(self, name: bytes) -> bytes | None:
+        """BLINK.LOCKTOKEN: the holder's token, or None when the lock is free."""
+        if self._key_locks is None:
+            try:
+                return _resp.lock_token(self._request(_resp.cmd_locktoken(name)))
+            except CacheResponseError as exc:
+                if not _resp.is_unknown_command_error(exc):
+                    raise
+                self._key_locks = KeyLocks(self)
+        return self._key_locks.lock_token(name)
+
+    def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Compare-and-pexpire by script (only used against Redis/Valkey servers)."""
+        payload = _resp.cmd_extend_if_equal(key, expected, ms, replace)
+        return _resp.as_int(self._request(payload, idempotent=False)) > 0
+
     # -- pub/sub --
 
     def publish(self, channel: bytes, message: bytes) -> int:
@@ -468,6 +506,44 @@ class _StoreLease:
     def release(self) -> None:
         """BS.RELEASE: end the lease without a value; the first waiter takes over."""
         self._finish(_resp.cmd_release(self._key, self._token))
+
+
+class _StoreLock:
+    """A lock granted on ``conn``; the connection stays out of the pool while the lock is
+    held, so the store releases the lock by itself if this process dies."""
+
+    __slots__ = ("_backend", "_conn", "_name", "token")
+
+    def __init__(self, backend: StoreBackend, conn: _Connection, name: bytes, token: bytes) -> None:
+        self._backend, self._conn, self._name, self.token = backend, conn, name, token
+
+    def _ask(self, payload: bytes) -> bool:
+        """Whether the store answered 1; False when the connection is lost (and the lock
+        with it: the store releases the locks of a closed connection)."""
+        conn = self._conn
+        try:
+            conn.sock.sendall(payload)
+            reply = conn.read_reply()
+        except (OSError, _Closed):
+            conn.close()
+            return False
+        except BaseException:
+            conn.close()
+            raise
+        return _resp.as_int(_resp.check(reply)) == 1
+
+    def release(self) -> bool:
+        """BLINK.UNLOCK: whether the lock was still ours; the connection goes back to the
+        pool unless it was lost."""
+        try:
+            return self._ask(_resp.cmd_unlock(self._name, self.token))
+        finally:
+            if self._conn.sock.fileno() >= 0:
+                self._backend._checkin(self._conn)
+
+    def extend(self, ms: int, replace: bool) -> bool:
+        """BLINK.LOCKEXTEND: ``ms`` more (``replace``: from now); whether the lock was ours."""
+        return self._ask(_resp.cmd_lockextend(self._name, self.token, ms, replace))
 
 
 class _StoreFeed:

@@ -1,16 +1,8 @@
 """The Blink store over RESP, asyncio: few connections, many coroutines, by pipelining.
 
-Each connection is an :class:`asyncio.Protocol`. A request appends a future to the
-connection's FIFO and its bytes to an output buffer that is written once per event-loop turn,
-so 100 coroutines asking at once cost one ``write`` and the store answers them in one read.
-``data_received`` (the connection's only reader) resolves the futures in order.
+Each connection is a :class:`~.store_pipeline.Pipeline` (an :class:`asyncio.Protocol`; its
+module says how requests are batched, bounded and timed out). This module owns the slots:
 
-* Cancellation: a cancelled waiter's future stays in the FIFO; its reply is still parsed and
-  dropped, so the next reply goes to the right coroutine.
-* In-flight bound: at most ``max_in_flight`` requests per connection; more wait for room.
-* Timeouts: one watchdog timer per connection checks the oldest request. Replies come in
-  order, so if that one is overdue the store is stuck: every waiter gets
-  :class:`CacheTimeoutError` and the connection is dropped (the next call reconnects).
 * Fork and event-loop changes drop the connections (they belong to the old loop).
 * Store restarts: connects are retried at a short fixed pace within the client timeout
   (``_resp.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
@@ -20,167 +12,31 @@ so 100 coroutines asking at once cost one ``write`` and the store answers them i
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
+from blinkstore_gunicorn.client._locks_aio import AsyncLockHold
 from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.store_async_locks import AsyncStoreLocks
 from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
+from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FLIGHT, Pipeline
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
-    CacheError,
     CacheResponseError,
     CacheTimeoutError,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
-from blinkstore_gunicorn.protocol import ProtocolError, resp
+from blinkstore_gunicorn.protocol import resp
 
 __all__ = ["AsyncStoreBackend"]
 
-_NEED_MORE: Final = resp.NEED_MORE
-DEFAULT_MAX_IN_FLIGHT: Final = 1024
 #: Idle unshared connections kept for BS.FETCH / BS.LEASE.
 SPARE_CONNECTIONS: Final = 8
 #: A connection's protocol: a pipeline, or a subscription's feed.
 P = TypeVar("P", bound=asyncio.Protocol)
-
-
-class _Pipeline(asyncio.Protocol):
-    """One pipelined connection."""
-
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, display: str, timeout: float | None, limit: int
-    ) -> None:
-        self._loop = loop
-        self._display = display
-        self._timeout = timeout
-        self.limit = limit
-        self._reader = resp.ReplyReader()
-        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
-        self._room: deque[asyncio.Future[None]] = deque()
-        self._out: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._transport: asyncio.Transport | None = None
-        self.error: CacheError | None = None
-        #: The pid of the store process this connection reaches (None: unknown).
-        self.peer: int | None = None
-
-    # -- asyncio.Protocol ------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
-        self.peer = _resp.peer_pid(transport.get_extra_info("socket"))
-
-    def data_received(self, data: bytes) -> None:
-        reader = self._reader
-        reader.feed(data)
-        pending = self.pending
-        while True:
-            reply = reader.next_reply()
-            if reply is _NEED_MORE:
-                break
-            if isinstance(reply, ProtocolError):
-                self.fail(CacheResponseError(f"malformed reply from the store: {reply.message}"))
-                return
-            if not pending:
-                self.fail(CacheResponseError("the store sent a reply nobody asked for"))
-                return
-            future = pending.popleft()[0]
-            # A cancelled waiter's reply is consumed and dropped right here.
-            if not future.done():
-                future.set_result(reply)
-        room = self._room
-        while room and len(pending) < self.limit:
-            waiter = room.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self.error is None:
-            self.fail(CacheConnectionError(f"lost the connection to the store at {self._display}"))
-
-    # -- requests --------------------------------------------------------------------------
-
-    @property
-    def usable(self) -> bool:
-        """Open and not failed."""
-        return self.error is None and self._transport is not None
-
-    async def wait_room(self) -> None:
-        """Wait until fewer than ``limit`` requests are in flight."""
-        while len(self.pending) >= self.limit and self.error is None:
-            waiter = self._loop.create_future()
-            self._room.append(waiter)
-            await waiter
-
-    def request(self, payload: bytes) -> asyncio.Future[Any]:
-        """Queue ``payload``; the future gets its reply."""
-        if self.error is not None:
-            raise type(self.error)(str(self.error))
-        loop = self._loop
-        future: asyncio.Future[Any] = loop.create_future()
-        timeout = self._timeout
-        deadline = loop.time() + timeout if timeout is not None else 0.0
-        self.pending.append((future, deadline))
-        self._out.append(payload)
-        if self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush)
-        if timeout is not None and self._watchdog is None:
-            self._watchdog = loop.call_at(deadline, self._check_deadline)
-        return future
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        out = self._out
-        if out and self._transport is not None:
-            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
-        out.clear()
-
-    def _check_deadline(self) -> None:
-        self._watchdog = None
-        if not self.pending:
-            return
-        deadline = self.pending[0][1]
-        if deadline <= self._loop.time():
-            self.fail(
-                CacheTimeoutError(
-                    f"no reply from the store at {self._display} within {self._timeout}s"
-                )
-            )
-        else:
-            self._watchdog = self._loop.call_at(deadline, self._check_deadline)
-
-    def fail(self, error: CacheError) -> None:
-        """Fail every waiter with (a copy of) ``error`` and close the connection."""
-        self.error = error
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        pending, self.pending = self.pending, deque()
-        for future, _ in pending:
-            if not future.done():
-                future.set_exception(type(error)(str(error)))
-                # Mark it retrieved: a waiter that was cancelled will never look at it.
-                future.exception()
-        for waiter in self._room:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._room.clear()
-        self._out.clear()
-        transport = self._transport
-        if transport is not None:
-            self._transport = None
-            transport.abort()
-
-    def close(self) -> None:
-        """Close the connection (failing whatever is still in flight)."""
-        if self.error is None:
-            self.fail(CacheConnectionError("the cache client was closed"))
 
 
 def _consume_outcome(task: asyncio.Task[Any]) -> None:
@@ -203,13 +59,13 @@ class AsyncStoreBackend(_resp.StoreSettings):
     ) -> None:
         super().__init__(url, timeout, connect_timeout, wait_on_reads)
         self._max_in_flight = max_in_flight
-        self._slots: list[_Pipeline | None] = [None] * connections
-        self._opening: list[asyncio.Task[_Pipeline | None] | None] = [None] * connections
+        self._slots: list[Pipeline | None] = [None] * connections
+        self._opening: list[asyncio.Task[Pipeline | None] | None] = [None] * connections
         self._next = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Unshared connections for requests the store may park (BS.FETCH): a parked
         #: request would hold up every reply pipelined behind it.
-        self._spare: list[_Pipeline] = []
+        self._spare: list[Pipeline] = []
         self._lock_keys: AsyncLockKeyLeases | None = None
         _track_for_fork(self)
 
@@ -233,7 +89,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
             self._loop = loop
         return loop
 
-    async def _pipeline(self, wait: bool) -> _Pipeline:
+    async def _pipeline(self, wait: bool) -> Pipeline:
         """A shared connection (round robin); with ``wait``, a restarting store is waited for."""
         self._own_loop()
         index = self._next
@@ -243,7 +99,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
             return pipeline
         return await self._until_connected(lambda: self._reopen(index), wait)
 
-    async def _reopen(self, index: int) -> _Pipeline | None:
+    async def _reopen(self, index: int) -> Pipeline | None:
         """Slot ``index``'s connection, opened by one attempt that every caller shares."""
         pipeline = self._slots[index]
         if pipeline is not None and pipeline.usable:
@@ -257,7 +113,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         # Shielded: one caller's cancellation must not abort a connect others wait for.
         return await asyncio.shield(task)
 
-    async def _open(self, index: int) -> _Pipeline | None:
+    async def _open(self, index: int) -> Pipeline | None:
         try:
             pipeline = await self._attempt(self._timeout)
             self._slots[index] = pipeline
@@ -265,7 +121,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         finally:
             self._opening[index] = None
 
-    async def _connect(self, timeout: float | None, wait: bool) -> _Pipeline:
+    async def _connect(self, timeout: float | None, wait: bool) -> Pipeline:
         """A new unshared connection whose replies time out after ``timeout``."""
         return await self._until_connected(lambda: self._attempt(timeout), wait)
 
@@ -281,12 +137,12 @@ class AsyncStoreBackend(_resp.StoreSettings):
             if pipeline is not None:
                 return pipeline
 
-    async def _attempt(self, timeout: float | None) -> _Pipeline | None:
+    async def _attempt(self, timeout: float | None) -> Pipeline | None:
         """One connect (and AUTH) whose replies time out after ``timeout``; None when nobody
         listens (recorded for pacing)."""
         loop = asyncio.get_running_loop()
         display = self.url.display
-        pipeline = await self._dial(lambda: _Pipeline(loop, display, timeout, self._max_in_flight))
+        pipeline = await self._dial(lambda: Pipeline(loop, display, timeout, self._max_in_flight))
         if pipeline is None:
             return None
         if self._auth is not None:
@@ -361,7 +217,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         return self._request(payload, wait=self._reads_wait)
 
     async def _again(
-        self, broken: _Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
+        self, broken: Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
     ) -> list[Any]:
         """Run ``payloads``, whose connection ``broken`` broke under them, again on a new
         connection while ``_resp.may_resend`` allows (at most ``_resp.RESENDS`` times); else
@@ -392,7 +248,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
         raise type(error)(str(error))
 
     @staticmethod
-    async def _exchange(pipeline: _Pipeline, payloads: Sequence[bytes]) -> list[Any]:
+    async def _exchange(pipeline: Pipeline, payloads: Sequence[bytes]) -> list[Any]:
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
         futures = [pipeline.request(payload) for payload in payloads]
@@ -468,7 +324,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
 
     async def _alone(
         self, payload: bytes, timeout: float | None, wait: bool
-    ) -> tuple[Any, _Pipeline]:
+    ) -> tuple[Any, Pipeline]:
         """Send ``payload`` on an unshared connection; the caller owns it afterwards. Any
         failure or cancellation closes it, which also ends a lease or wait it had."""
         self._own_loop()
@@ -491,7 +347,7 @@ class AsyncStoreBackend(_resp.StoreSettings):
             raise
         return reply, pipeline
 
-    def _give_back(self, pipeline: _Pipeline) -> None:
+    def _give_back(self, pipeline: Pipeline) -> None:
         if pipeline.usable and len(self._spare) < SPARE_CONNECTIONS:
             self._spare.append(pipeline)
         else:
@@ -535,6 +391,25 @@ class AsyncStoreBackend(_resp.StoreSettings):
         reply = await self._request(_resp.cmd_delete_if_equal(key, expected), idempotent=False)
         return _resp.as_int(reply) > 0
 
+    # -- locks (BLINK.LOCK* commands, see store_async_locks.py) ----------------------------
+
+    @functools.cached_property
+    def _locks(self) -> AsyncStoreLocks:
+        return AsyncStoreLocks(self)
+
+    async def lock(self, name: bytes, px: int | None, wait_ms: int | None) -> AsyncLockHold | None:
+        """BLINK.LOCK: the lock, or None when it stays taken for ``wait_ms``."""
+        return await self._locks.lock(name, px, wait_ms)
+
+    async def lock_token(self, name: bytes) -> bytes | None:
+        """BLINK.LOCKTOKEN: the holder's token, or None when the lock is free."""
+        return await self._locks.lock_token(name)
+
+    async def extend_if_equal(self, key: bytes, expected: bytes, ms: int, replace: bool) -> bool:
+        """Compare-and-pexpire by script (only used against Redis/Valkey servers)."""
+        payload = _resp.cmd_extend_if_equal(key, expected, ms, replace)
+        return _resp.as_int(await self._request(payload, idempotent=False)) > 0
+
     # -- pub/sub --
 
     async def publish(self, channel: bytes, message: bytes) -> int:
@@ -564,7 +439,7 @@ class _AsyncStoreLease:
     __slots__ = ("_backend", "_key", "_pipeline", "_token")
 
     def __init__(
-        self, backend: AsyncStoreBackend, pipeline: _Pipeline, key: bytes, token: int
+        self, backend: AsyncStoreBackend, pipeline: Pipeline, key: bytes, token: int
     ) -> None:
         self._backend, self._pipeline, self._key, self._token = backend, pipeline, key, token
 

@@ -7,6 +7,8 @@
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
+``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
+
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 =================  ===============================================================
 
@@ -19,6 +21,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     expire,
     introspection,
     keyspace,
+    locks,
     pubsub,
     session,
     stampede,

@@ -1,0 +1,100 @@
+"""Host-wide locks under real gunicorn: 4 uvicorn workers sharing one store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.gunicorn import gunicorn, wait_until
+from tests.e2e.test_gunicorn_stampede import ARGS as STAMPEDE_ARGS
+from tests.e2e.test_gunicorn_stampede import _wait_for_workers
+
+pytestmark = pytest.mark.slow
+
+# The stampede tests' 4 uvicorn workers, serving the lock app.
+ARGS = [*STAMPEDE_ARGS[:-1], "locks_app:app"]
+# 4 sync workers with 8 threads each: the blocking client's locks.
+GTHREAD_ARGS = [*STAMPEDE_ARGS[:2], "-k", "gthread", "--threads", "8", "-w", "4"]
+BUMPS = 200
+TAKERS = 6
+
+
+@pytest.mark.parametrize(
+    "args",
+    [ARGS, [*GTHREAD_ARGS, "locks_wsgi_app:app"]],
+    ids=["uvicorn-AsyncCache", "gthread-Cache"],
+)
+def test_a_counter_bumped_non_atomically_under_the_lock_ends_exact(
+    tmp_path: Path, args: list[str]
+) -> None:
+    name, key = f"lock-{uuid.uuid4().hex}", f"count-{uuid.uuid4().hex}"
+
+    async def scenario(base: str) -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            path = f"{base}/bump?name={name}&key={key}"
+            replies = await asyncio.gather(*(client.get(path) for _ in range(BUMPS)))
+            assert all(reply.status_code == 200 for reply in replies)
+            assert len({reply.json()["pid"] for reply in replies}) > 1  # spread over workers
+            state = (await client.get(f"{base}/state?name={name}&key={key}")).json()
+            assert state["count"] == BUMPS
+
+    with gunicorn(args, tmp_path) as server:
+        _wait_for_workers(server.url)
+        asyncio.run(scenario(server.url))
+
+
+def test_a_killed_holder_frees_the_lock_for_the_parked_waiters(tmp_path: Path) -> None:
+    name = f"lock-{uuid.uuid4().hex}"
+
+    async def scenario(base: str, workers: set[int]) -> None:
+        limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+        state_url = f"{base}/state?name={name}&workers={','.join(map(str, workers))}"
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            held = asyncio.ensure_future(client.get(f"{base}/hold?name={name}"))
+            takers = [
+                asyncio.ensure_future(client.get(f"{base}/take?name={name}")) for _ in range(TAKERS)
+            ]
+            deadline = time.monotonic() + 15
+            while True:
+                state = (await client.get(state_url)).json()
+                holder, waiting = state["holder"], state["waiting"]
+                arrived = sum(waiting.values())
+                elsewhere = {int(pid) for pid in waiting} - {holder}
+                # The kernel may hand every connection to one worker: keep adding takers on
+                # fresh connections until one waits on a worker that will survive.
+                if holder is not None and arrived == len(takers) and elsewhere:
+                    break
+                assert time.monotonic() < deadline, f"no taker besides the holder: {state}"
+                if holder is not None and arrived == len(takers):
+                    fresh = httpx.AsyncClient(timeout=60, headers={"Connection": "close"})
+                    takers.append(asyncio.ensure_future(_get_and_close(fresh, base, name)))
+                await asyncio.sleep(0.01)
+            assert not any(taker.done() for taker in takers), "the lock was not held"
+            # The lock has no timeout: only the holder's connection closing can free it.
+            os.kill(holder, signal.SIGKILL)
+            # Freed at once means long before the takers' 30 s wait could run out.
+            done, _ = await asyncio.wait(takers, timeout=10)
+            assert len(done) == len(takers), f"{len(takers) - len(done)} takers still wait"
+            replies = [taker.result() for taker in takers if taker.exception() is None]
+            # Takers the killed worker was serving fail with it; every other one got the lock.
+            assert replies and all(reply.status_code == 200 for reply in replies)
+            assert holder not in {reply.json()["pid"] for reply in replies}
+            await asyncio.gather(held, return_exceptions=True)
+
+    with gunicorn(ARGS, tmp_path) as server:
+        workers = _wait_for_workers(server.url)
+        asyncio.run(scenario(server.url, workers))
+        assert wait_until(lambda: len(server.worker_pids()) == 4, timeout=30)
+
+
+async def _get_and_close(client: httpx.AsyncClient, base: str, name: str) -> httpx.Response:
+    async with client:
+        return await client.get(f"{base}/take?name={name}")
