@@ -10,6 +10,7 @@
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
+``transaction``    MULTI, EXEC, DISCARD (multi.c)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
@@ -27,6 +28,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     session,
     stampede,
     strings,
+    transaction,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 
