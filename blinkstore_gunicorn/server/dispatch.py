@@ -63,6 +63,8 @@ class ServerStats:
     client_buffers: int = 0
     #: Connections closed because all client buffers together were over their limit.
     evicted_clients: int = 0
+    #: The most ``used_memory`` seen (sampled every 100 ms and at each INFO).
+    used_memory_peak: int = 0
 
     @property
     def uptime_seconds(self) -> int:

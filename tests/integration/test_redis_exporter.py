@@ -15,7 +15,7 @@ import pytest
 
 from blinkstore_gunicorn.client import Cache
 from harness.gunicorn import free_port, wait_until
-from harness.processes import StoreProcess, stop_process
+from harness.processes import StoreProcess, resp_command, stop_process
 from tests.conftest import StoreFactory
 
 EXPORTER = shutil.which("prometheus-redis-exporter")
@@ -86,11 +86,17 @@ def test_dashboard_metrics_move_with_use(small_store: StoreProcess, tmp_path: Pa
         extra = [Cache(small_store.url) for _ in range(3)]
         for client in extra:
             client.ping()
-        try:
-            after = scrape(url)
-        finally:
-            for client in extra:
-                client.close()
+        # One connection computes "slow" (it holds the lease), another waits in the store.
+        with small_store.connect() as holder, small_store.connect() as waiter:
+            holder.sendall(resp_command("BS.FETCH", "slow"))
+            assert holder.recv(100).startswith(b"*2\r\n$5\r\nLEASE")
+            waiter.sendall(resp_command("BS.FETCH", "slow", "WAIT", "30000"))
+            assert wait_until(lambda: scrape(url)["redis_blocked_clients"] == 1, 10.0)
+            try:
+                after = scrape(url)
+            finally:
+                for client in extra:
+                    client.close()
 
     assert after["redis_keyspace_hits_total"] - before["redis_keyspace_hits_total"] >= 5
     assert after["redis_keyspace_misses_total"] - before["redis_keyspace_misses_total"] >= 3
@@ -101,3 +107,11 @@ def test_dashboard_metrics_move_with_use(small_store: StoreProcess, tmp_path: Pa
     assert after["redis_connected_clients"] >= 5
     assert after['redis_db_keys{db="db0"}'] > 1
     assert after["redis_commands_processed_total"] > before["redis_commands_processed_total"]
+    # The fields the store adds for dashboards beyond the cache counters.
+    assert after["redis_memory_used_peak_bytes"] >= after["redis_memory_used_bytes"]
+    assert after["redis_total_system_memory_bytes"] > after["redis_memory_max_bytes"]
+    assert after["redis_cpu_user_seconds_total"] + after["redis_cpu_sys_seconds_total"] > 0
+    assert after["redis_connected_slaves"] == 0
+    assert any(
+        name.startswith("redis_instance_info{") and 'role="master"' in name for name in after
+    )
