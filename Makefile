@@ -17,16 +17,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # redis-server is the peer that tests and benchmarks compare against; redis-cli and
-# redis-benchmark are the real RESP clients the store must satisfy.
+# redis-benchmark are the real RESP clients the store must satisfy; Prometheus's redis_exporter
+# is the monitoring the store's INFO must feed.
 system-deps:
 	@if command -v redis-server >/dev/null && command -v redis-cli >/dev/null \
-	    && command -v redis-benchmark >/dev/null; then :; \
+	    && command -v redis-benchmark >/dev/null \
+	    && command -v prometheus-redis-exporter >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server and redis-tools (Debian packages)"; \
+	    echo "installing redis-server, redis-tools and prometheus-redis-exporter (Debian packages)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	        --no-install-recommends redis-server redis-tools >/dev/null; \
+	        --no-install-recommends redis-server redis-tools prometheus-redis-exporter >/dev/null; \
 	else \
-	    echo "need redis-server, redis-cli and redis-benchmark: install Debian's redis-server and redis-tools" >&2; \
+	    echo "need redis-server, redis-cli, redis-benchmark and prometheus-redis-exporter: install Debian's redis-server, redis-tools and prometheus-redis-exporter" >&2; \
 	    exit 1; \
 	fi
 

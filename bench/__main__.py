@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("store", "client", "eviction", "stampede", "locks", "pubsub", "gunicorn")
+SUITES = ("store", "client", "eviction", "stampede", "locks", "pubsub", "ratelimit", "gunicorn")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from blinkstore_gunicorn.client.errors import (
     LockError,
     LockNotOwnedError,
 )
+from blinkstore_gunicorn.client.ratelimit import RateLimit
 from blinkstore_gunicorn.client.serializers import JSONSerializer, PickleSerializer, Serializer
 from blinkstore_gunicorn.client.sync import Cache
 
@@ -34,5 +35,6 @@ __all__ = [
     "LockNotOwnedError",
     "Message",
     "PickleSerializer",
+    "RateLimit",
     "Serializer",
 ]

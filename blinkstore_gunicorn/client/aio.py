@@ -35,6 +35,7 @@ from blinkstore_gunicorn.client._runtime_aio import check_decorated, give_up, lo
 from blinkstore_gunicorn.client.backends import AsyncBackend, create_async_backend
 from blinkstore_gunicorn.client.backends.base_aio import AsyncFeed
 from blinkstore_gunicorn.client.errors import CacheConnectionError
+from blinkstore_gunicorn.client.ratelimit import Period, RateLimit, rate_limit_args, window_args
 from blinkstore_gunicorn.client.serializers import Serializer
 from blinkstore_gunicorn.client.stampede import AsyncLocalFlights, FlightPlan, unwrap
 
@@ -455,6 +456,30 @@ class AsyncCache(CacheCore):
         if not names and not globs:
             raise ValueError("subscribe needs at least one channel or pattern")
         return AsyncSubscription(self, names, globs)
+
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    async def rate_limit(self, key: Key, limit: int, period: Period, cost: int = 1) -> RateLimit:
+        """Take ``cost`` from the limit of ``limit`` requests per ``period`` seconds kept at
+        ``key``, host-wide and atomically (GCRA: a burst of ``limit``, then one request every
+        ``period / limit``). ``cost=0`` only looks. With ``on_error="miss"`` an unreachable
+        store lets the request pass (logged once per outage).
+        """
+        period_ms = rate_limit_args(limit, period, cost)
+        try:
+            reply = await self.backend.rate_limit(self._key(key), limit, period_ms, cost)
+        except CacheConnectionError as exc:
+            self._unreachable(exc)
+            return RateLimit.unchecked(limit)
+        return RateLimit.from_reply(limit, reply)
+
+    async def incr_window(self, key: Key, period: Period, delta: int = 1) -> int:
+        """Add ``delta`` to the fixed-window counter at ``key`` and return the count: the
+        window opens when the counter is created and ends ``period`` seconds later (later
+        calls never move it). Raises even with ``on_error="miss"``, like :meth:`incr`.
+        """
+        period_ms = window_args(period, delta)
+        return await self.backend.incr_window(self._key(key), period_ms, delta)
 
 
 class AsyncSubscription:

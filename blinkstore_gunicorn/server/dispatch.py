@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from blinkstore_gunicorn.engine import Engine, EngineError, KeyTooLarge, ValueTooLarge
 from blinkstore_gunicorn.protocol import resp
@@ -37,6 +37,9 @@ from blinkstore_gunicorn.server.commands.replies import (
 )
 from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.commands.transaction import Transaction
 
 __all__ = ["Client", "Dispatcher", "ServerStats"]
 
@@ -60,6 +63,8 @@ class ServerStats:
     client_buffers: int = 0
     #: Connections closed because all client buffers together were over their limit.
     evicted_clients: int = 0
+    #: The most ``used_memory`` seen (sampled every 100 ms and at each INFO).
+    used_memory_peak: int = 0
 
     @property
     def uptime_seconds(self) -> int:
@@ -87,6 +92,7 @@ class Client:
         "push",
         "resp3",
         "table",
+        "transaction",
     )
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
@@ -111,6 +117,8 @@ class Client:
         #: a subscriber that leaves too much unread.
         self.push: Callable[[bytes], int] = _sent
         self.drop: Callable[[], None] = _no_close
+        #: The commands queued since MULTI (``commands/transaction.py``), else None.
+        self.transaction: Transaction | None = None
 
     def use_resp3(self, enabled: bool) -> None:
         """Switch between RESP2 and RESP3 replies (``HELLO 2`` / ``HELLO 3``)."""

@@ -247,6 +247,8 @@ class StoreServer:
     def _expire_due(self) -> None:
         try:
             self.engine.expire_due()
+            stats = self.stats
+            stats.used_memory_peak = max(stats.used_memory_peak, self.engine.used_bytes)
             self._eviction_log.check()
             for table in (self.dispatcher.leases, self.dispatcher.locks):
                 if table:

@@ -10,7 +10,7 @@ Endpoints:
 - ``GET /weather/{city}``    a slow upstream call (``DEMO_UPSTREAM_DELAY`` s), cached for 30 s
 - ``GET|POST /counter``      one counter, incremented by whichever worker serves the POST
 - the ``/weather`` and ``/counter`` routes share a per-client rate limit
-  (``DEMO_RATE_LIMIT`` requests per ``DEMO_RATE_WINDOW`` s, fixed window)
+  (``DEMO_RATE_LIMIT`` requests per ``DEMO_RATE_WINDOW`` s, the store's GCRA limiter)
 - ``WS /rooms/{room}``       a chat room: what one WebSocket sends, every socket in the room
   receives, whichever worker holds it
 """
@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import math
 import os
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, WebSocket
 from fastapi.responses import HTMLResponse
 from fastapi.websockets import WebSocketDisconnect
 
@@ -41,27 +42,25 @@ RATE_LIMIT = int(os.environ.get("DEMO_RATE_LIMIT", "30"))
 RATE_WINDOW = int(os.environ.get("DEMO_RATE_WINDOW", "10"))
 
 
-async def rate_limit(request: Request, cache: CacheDep) -> None:
-    """Fixed-window limit per client address: INCR a key named after the window, EXPIRE it once."""
+async def rate_limit(request: Request, response: Response, cache: CacheDep) -> None:
+    """Per client address, host-wide: the store's GCRA limiter (``cache.rate_limit``) allows a
+    burst of RATE_LIMIT requests, then one every RATE_WINDOW / RATE_LIMIT seconds."""
     client = request.client.host if request.client else "unknown"
-    window = int(time.time() // RATE_WINDOW)
-    key = f"ratelimit:{client}:{window}"
-    try:
-        count = await cache.incr(key)
-    except CacheError:
-        # incr has no "miss" to fall back to; while the store restarts, let requests through.
-        return
-    if count == 1:
-        # The key carries its window number, so a lost EXPIRE can never block a client for
-        # longer than this window; the TTL only frees the memory.
-        await cache.expire(key, RATE_WINDOW)
-    if count > RATE_LIMIT:
-        retry_after = RATE_WINDOW - int(time.time()) % RATE_WINDOW
+    # With the plugin's on_error="miss", a store being restarted lets requests through.
+    verdict = await cache.rate_limit(f"ratelimit:{client}", RATE_LIMIT, RATE_WINDOW)
+    headers = {
+        "RateLimit-Limit": str(verdict.limit),
+        "RateLimit-Remaining": str(verdict.remaining),
+        "RateLimit-Reset": str(math.ceil(verdict.reset)),
+    }
+    if not verdict.allowed:
+        headers["Retry-After"] = str(math.ceil(verdict.retry_after))
         raise HTTPException(
             status_code=429,
             detail=f"rate limit: {RATE_LIMIT} requests per {RATE_WINDOW} s",
-            headers={"Retry-After": str(retry_after)},
+            headers=headers,
         )
+    response.headers.update(headers)
 
 
 async def fetch_weather(city: str) -> dict[str, Any]:

@@ -422,3 +422,63 @@ def test_a_closed_subscription_receives_nothing(cache: Any) -> None:
     wait_until(lambda: cache.publish(channel, 2) == 0, 10.0)
     with pytest.raises(ValueError, match="at least one channel or pattern"):
         cache.subscribe()
+
+
+# -- rate limits ------------------------------------------------------------------------------
+
+
+def test_rate_limit_allows_a_burst_of_limit_then_refuses(make_cache: Any) -> None:
+    cache = make_cache(namespace="rl")
+    verdicts = [cache.rate_limit("api", 3, 60) for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert [v.remaining for v in verdicts] == [2, 1, 0, 0]
+    assert verdicts[0].limit == 3
+    assert 19.9 <= verdicts[0].reset <= 20.0  # one request takes a third of the period
+    refused = verdicts[3]
+    assert 19.0 < refused.retry_after <= 20.0 and 59.0 < refused.reset <= 60.0
+    assert verdicts[0].retry_after == 0.0
+    assert cache.rate_limit("api", 3, 60, cost=0).remaining == 0  # only looks
+    assert 0 < cache.ttl("api") <= 60  # the state is a key of the namespace, with a TTL
+    assert make_cache().rate_limit("api", 3, 60).allowed  # another namespace, another key
+
+
+def test_rate_limit_refills_one_request_per_interval(cache: Any) -> None:
+    assert cache.rate_limit("slow", 1, 0.2).allowed
+    assert not cache.rate_limit("slow", 1, 0.2).allowed
+    wait_until(lambda: cache.rate_limit("slow", 1, 0.2).allowed, timeout=5.0)
+
+
+def test_rate_limit_costs_and_refuses_bad_arguments_before_io(cache: Any) -> None:
+    assert cache.rate_limit("heavy", 10, 60, cost=7).remaining == 3
+    assert not cache.rate_limit("heavy", 10, 60, cost=4).allowed
+    assert cache.rate_limit("heavy", 10, 60, cost=3).allowed
+    with pytest.raises(ValueError, match="cost must be between 0 and the limit"):
+        cache.rate_limit("k", 2, 60, cost=3)
+    with pytest.raises(ValueError, match="limit must be between"):
+        cache.rate_limit("k", 0, 60)
+    with pytest.raises(ValueError, match="period must be > 0"):
+        cache.rate_limit("k", 2, 0)
+    with pytest.raises(TypeError, match="limit must be an int"):
+        cache.rate_limit("k", 2.5, 60)
+    with pytest.raises(TypeError, match="period must be seconds"):
+        cache.rate_limit("k", 2, True)
+    minute = cache.rate_limit("td", 2, datetime.timedelta(minutes=1))
+    assert (minute.remaining, minute.reset) == (1, 30.0)
+    cache.set("text", "not a state")
+    with pytest.raises(CacheResponseError, match="not a rate limit state"):
+        cache.rate_limit("text", 2, 60)
+
+
+def test_incr_window_counts_until_its_window_ends(cache: Any) -> None:
+    assert [cache.incr_window("w", 60) for _ in range(3)] == [1, 2, 3]
+    assert cache.incr_window("w", 60, delta=5) == 8
+    assert cache.get("w") == 8
+    assert 0 < cache.ttl("w") <= 60
+    assert cache.incr_window("short", 0.2) == 1
+    assert cache.incr_window("short", 0.2) == 2  # the window does not move
+    wait_until(lambda: cache.incr_window("short", 0.2) == 1, timeout=5.0)
+    cache.set("forever", 41)
+    assert cache.incr_window("forever", 60) == 42
+    assert 0 < cache.ttl("forever") <= 60  # a counter without TTL gets the window's
+    with pytest.raises(TypeError, match="delta must be an int"):
+        cache.incr_window("w", 60, delta=1.5)

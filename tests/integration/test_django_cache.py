@@ -37,9 +37,12 @@ if not settings.configured:
 from django.core.cache import caches
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
 from django.urls import path
 from django.views.decorators.cache import cache_page
+from django_ratelimit.checks import check_caches
+from django_ratelimit.core import get_usage
+from django_ratelimit.decorators import ratelimit
 
 from blinkstore_gunicorn.client import CacheSerializationError, PickleSerializer
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
@@ -598,3 +601,33 @@ def test_an_empty_secret_key_is_a_clear_error(location: str) -> None:
     ):
         caches["default"].set("k", Thing("v"))
         assert caches["default"].get("k") == Thing("v")
+
+
+# -- django-ratelimit through this backend ---------------------------------------------------
+
+
+@ratelimit(key="ip", rate="3/d", block=False)
+def limited_view(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(b"limited" if getattr(request, "limited", False) else b"ok")
+
+
+def test_django_ratelimit_counts_through_the_backend(location: str) -> None:
+    with override_settings(CACHES=configure(location)):
+        caches["default"].clear()
+        factory = RequestFactory()
+
+        def visit(address: str) -> bytes:
+            return bytes(limited_view(factory.get("/", REMOTE_ADDR=address)).content)
+
+        assert [visit("192.0.2.1") for _ in range(5)] == [b"ok"] * 3 + [b"limited"] * 2
+        assert visit("192.0.2.2") == b"ok"  # another client, another counter
+        usage = get_usage(
+            factory.get("/", REMOTE_ADDR="192.0.2.1"),
+            group="g",
+            key="ip",
+            rate="3/d",
+            increment=True,
+        )
+        assert usage is not None and usage["count"] == 1  # the group starts its own count
+        # django-ratelimit's system check only notes that the backend is not on its list.
+        assert [message.id for message in check_caches(None)] == ["django_ratelimit.W001"]

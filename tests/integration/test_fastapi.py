@@ -103,10 +103,14 @@ def test_example_counter_and_index(example: ModuleType) -> None:
 
 def test_example_rate_limit(example: ModuleType) -> None:
     with TestClient(example.app) as client:
-        statuses = [client.get("/counter").status_code for _ in range(7)]
-        assert statuses == [200] * 5 + [429] * 2
+        replies = [client.get("/counter") for _ in range(7)]
+        assert [reply.status_code for reply in replies] == [200] * 5 + [429] * 2
+        assert [reply.headers["RateLimit-Remaining"] for reply in replies] == [*"4321000"]
+        assert replies[0].headers["RateLimit-Limit"] == "5"
+        assert replies[0].headers["RateLimit-Reset"] == "12"  # one request refills in 60 s / 5
         limited = client.get("/counter")
-        assert int(limited.headers["Retry-After"]) >= 1
+        # The next request fits once one interval (60 s / 5) has passed.
+        assert 11 <= int(limited.headers["Retry-After"]) <= 12
         # Pages outside the API router are not limited.
         assert client.get("/").status_code == 200
 

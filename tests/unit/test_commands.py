@@ -438,7 +438,15 @@ def test_info_sections(r: Harness) -> None:
     reply = r("INFO")
     body = reply.split(b"\r\n", 1)[1].decode()
     sections = [line for line in body.split("\r\n") if line.startswith("#")]
-    assert sections == ["# Server", "# Clients", "# Memory", "# Stats", "# Keyspace"]
+    assert sections == [
+        "# Server",
+        "# Clients",
+        "# Memory",
+        "# Stats",
+        "# Replication",
+        "# CPU",
+        "# Keyspace",
+    ]
     fields = dict(
         line.split(":", 1) for line in body.split("\r\n") if line and not line.startswith("#")
     )
@@ -447,6 +455,9 @@ def test_info_sections(r: Harness) -> None:
     assert fields["used_memory"] == str(r.engine.used_bytes)
     assert fields["total_commands_processed"] == "7"
     assert fields["db0"] == "keys=1,expires=1,avg_ttl=0"
+    assert fields["role"] == "master" and fields["blocked_clients"] == "0"
+    assert int(fields["used_memory_peak"]) >= int(fields["used_memory"]) > 0
+    assert float(fields["used_cpu_user"]) > 0 and int(fields["total_system_memory"]) > 0
     memory = r("INFO", "memory").decode()
     assert "# Memory" in memory and "# Server" not in memory
     assert "maxmemory_policy:allkeys-lru" in memory

@@ -23,6 +23,7 @@ from blinkstore_gunicorn.client.errors import (
 )
 from blinkstore_gunicorn.client.stampede import TIMED_OUT, Fetched
 from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.engine.ratelimit import GCRA_LUA, WINDOW_LUA
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
 __all__ = [
@@ -505,3 +506,29 @@ def pubsub_message(reply: resp.Reply) -> RawMessage | None:
     if kind == b"pmessage" and len(parts) == len(reply) == 4:
         return parts[2], parts[3], parts[1]
     return None
+
+
+# -- rate limits (docs/rate-limits.md) -------------------------------------------------------
+
+
+def cmd_rate_limit(key: bytes, limit: int, period_ms: int, cost: int) -> tuple[bytes, bytes]:
+    """``BLINK.RATELIMIT``, and the same by script for a Redis/Valkey server."""
+    return (
+        resp.encode_command("BLINK.RATELIMIT", key, limit, period_ms, cost),
+        resp.encode_command("EVAL", GCRA_LUA, 1, key, limit, period_ms, cost),
+    )
+
+
+def cmd_incr_window(key: bytes, period_ms: int, delta: int) -> tuple[bytes, bytes]:
+    """``BLINK.WINDOW``, and the same by script for a Redis/Valkey server."""
+    return (
+        resp.encode_command("BLINK.WINDOW", key, period_ms, delta),
+        resp.encode_command("EVAL", WINDOW_LUA, 1, key, period_ms, delta),
+    )
+
+
+def rate_limit_reply(reply: Any) -> tuple[bool, int, int, int]:
+    """``[allowed, remaining, reset_ms, retry_after_ms]`` (store or script)."""
+    if isinstance(reply, list) and len(reply) == 4 and all(isinstance(n, int) for n in reply):
+        return bool(reply[0]), reply[1], reply[2], reply[3]
+    raise CacheResponseError(f"unexpected BLINK.RATELIMIT reply {reply!r}")

@@ -9,6 +9,9 @@ from typing import Any, Protocol
 from blinkstore_gunicorn.client.backends._resp import RawMessage
 
 __all__ = ["AsyncBackend", "AsyncFeed"]
+from blinkstore_gunicorn.engine.ratelimit import RateLimitReply
+
+__all__ = ["AsyncBackend"]
 
 
 class AsyncBackend(Protocol):
@@ -84,6 +87,16 @@ class AsyncBackend(Protocol):
         once the server has confirmed every subscription."""
         ...
 
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    async def rate_limit(self, key: bytes, limit: int, period_ms: int, cost: int) -> RateLimitReply:
+        """GCRA: ``(allowed, remaining, reset_ms, retry_after_ms)``, atomically."""
+        ...
+
+    async def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """Fixed-window counter: INCRBY that gives a new (or TTL-less) key ``period_ms``."""
+        ...
+
 
 class AsyncFeed(Protocol):
     """One subscribed connection (``AsyncFeed`` for asyncio, ``SyncFeed`` blocking)."""
@@ -95,4 +108,3 @@ class AsyncFeed(Protocol):
 
     async def close(self) -> None:
         """Close the connection (its subscriptions end with it)."""
-        ...

@@ -10,6 +10,9 @@ from typing import Any, Protocol
 from blinkstore_gunicorn.client.backends._resp import RawMessage
 
 __all__ = ["SyncBackend", "SyncFeed"]
+from blinkstore_gunicorn.engine.ratelimit import RateLimitReply
+
+__all__ = ["SyncBackend"]
 
 
 class SyncBackend(Protocol):
@@ -85,6 +88,16 @@ class SyncBackend(Protocol):
         once the server has confirmed every subscription."""
         ...
 
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    def rate_limit(self, key: bytes, limit: int, period_ms: int, cost: int) -> RateLimitReply:
+        """GCRA: ``(allowed, remaining, reset_ms, retry_after_ms)``, atomically."""
+        ...
+
+    def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """Fixed-window counter: INCRBY that gives a new (or TTL-less) key ``period_ms``."""
+        ...
+
 
 class SyncFeed(Protocol):
     """One subscribed connection (``AsyncFeed`` for asyncio, ``SyncFeed`` blocking)."""
@@ -96,4 +109,3 @@ class SyncFeed(Protocol):
 
     def close(self) -> None:
         """Close the connection (its subscriptions end with it)."""
-        ...

@@ -26,6 +26,7 @@ from blinkstore_gunicorn.client.errors import (
 from blinkstore_gunicorn.client.url import CacheURL
 from blinkstore_gunicorn.engine import DEFAULT_MEMORY_LIMIT, EngineError, MemoryEngine
 from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.engine.ratelimit import Write, rate_limit_step, window_step
 
 __all__ = ["AsyncMemoryBackend", "MemoryBackend", "memory_engine"]
 
@@ -249,6 +250,45 @@ class MemoryBackend:
         """A subscription in this process."""
         return _MemoryFeed(_hub(self._shared), channels, patterns)
 
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    def rate_limit(
+        self, key: bytes, limit: int, period_ms: int, cost: int
+    ) -> tuple[bool, int, int, int]:
+        """GCRA, the store's own step function."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            try:
+                decision, write = rate_limit_step(
+                    engine.peek(key), _now_ms(), limit, period_ms, cost
+                )
+            except ValueError:
+                raise CacheResponseError("ERR value is not a rate limit state") from None
+            if write is not None:
+                self._write(key, write)
+            return decision.reply()
+
+    def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """Fixed-window counter, the store's own step function."""
+        with self._shared.lock:
+            engine = self._shared.engine
+            raw = engine.peek(key)
+            deadline = None if raw is None else engine.expire_at(key)
+            try:
+                count, write = window_step(raw, deadline, _now_ms(), period_ms, delta)
+            except ValueError:
+                raise CacheResponseError(_NOT_INTEGER) from None
+            except OverflowError:
+                raise CacheResponseError("ERR increment or decrement would overflow") from None
+            self._write(key, write)
+            return count
+
+    def _write(self, key: bytes, write: Write) -> None:
+        try:
+            self._shared.engine.set(key, write.value, expire_at_ms=write.expire_at_ms)
+        except EngineError as exc:
+            raise CacheResponseError(f"ERR {exc}") from None
+
 
 class AsyncMemoryBackend:
     """The in-process backend with awaitable methods (no I/O, so no waiting)."""
@@ -339,6 +379,18 @@ class AsyncMemoryBackend:
     ) -> _AsyncMemoryFeed:
         """A subscription in this process, read by this event loop."""
         return _AsyncMemoryFeed(_hub(self.sync._shared), channels, patterns)
+
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    async def rate_limit(
+        self, key: bytes, limit: int, period_ms: int, cost: int
+    ) -> tuple[bool, int, int, int]:
+        """GCRA."""
+        return self.sync.rate_limit(key, limit, period_ms, cost)
+
+    async def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """Fixed-window counter."""
+        return self.sync.incr_window(key, period_ms, delta)
 
 
 # -- pub/sub -----------------------------------------------------------------------------------

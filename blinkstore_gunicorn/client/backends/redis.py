@@ -31,11 +31,13 @@ from blinkstore_gunicorn.client.errors import (
     CacheTimeoutError,
 )
 from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.engine.ratelimit import GCRA_LUA, WINDOW_LUA
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "AsyncGuard",
     "Guard",
+    "RateLimitScripts",
     "connect_aio",
     "connect_sync",
     "merge_cluster_info",
@@ -194,3 +196,12 @@ def connect_aio(
         return _from_url(RedisCluster.from_url, url, kwargs), None, guard
     pool = _blocking_pool(redis.asyncio.BlockingConnectionPool, url, kwargs, size, timeout)
     return redis.asyncio.Redis(connection_pool=pool), pool, AsyncGuard(url.display)
+
+
+class RateLimitScripts:
+    """The rate limit scripts (docs/rate-limits.md) registered with one redis-py client, sync
+    or asyncio: calling one runs EVALSHA, loading the script on first use."""
+
+    def __init__(self, client: Any) -> None:
+        self.gcra = client.register_script(GCRA_LUA)
+        self.window = client.register_script(WINDOW_LUA)

@@ -3,6 +3,7 @@ is generated from this module by ``scripts/unasync.py`` (``make generate``)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -11,11 +12,13 @@ from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.backends.redis import (
     DEFAULT_MAX_CONNECTIONS,
     Guard,
+    RateLimitScripts,
     connect_aio,
     merge_cluster_info,
 )
 from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.engine.ratelimit import RateLimitReply
 
 __all__ = ["AsyncRedisBackend"]
 
@@ -172,6 +175,23 @@ class AsyncRedisBackend:
                 # The confirmations: once read, the server has every subscription.
                 await pubsub.get_message(timeout=None)
         return _AsyncRedisFeed(pubsub, self._display)
+
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    async def rate_limit(self, key: bytes, limit: int, period_ms: int, cost: int) -> RateLimitReply:
+        """The GCRA script (EVALSHA, loaded on first use)."""
+        async with self._guard:
+            reply = await self._scripts.gcra(keys=[key], args=[limit, period_ms, cost])
+        return _resp.rate_limit_reply(reply)
+
+    async def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """The fixed-window script (EVALSHA, loaded on first use)."""
+        async with self._guard:
+            return int(await self._scripts.window(keys=[key], args=[period_ms, delta]))
+
+    @functools.cached_property
+    def _scripts(self) -> RateLimitScripts:
+        return RateLimitScripts(self.client)
 
 
 class _AsyncRedisFeed:

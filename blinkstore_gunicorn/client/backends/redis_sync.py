@@ -4,6 +4,7 @@ is generated from this module by ``scripts/unasync.py`` (``make generate``)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -12,11 +13,13 @@ from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.backends.redis import (
     DEFAULT_MAX_CONNECTIONS,
     Guard,
+    RateLimitScripts,
     connect_sync,
     merge_cluster_info,
 )
 from blinkstore_gunicorn.client.errors import CacheConfigError
 from blinkstore_gunicorn.client.url import CacheURL
+from blinkstore_gunicorn.engine.ratelimit import RateLimitReply
 
 __all__ = ["RedisBackend"]
 
@@ -170,6 +173,23 @@ class RedisBackend:
                 # The confirmations: once read, the server has every subscription.
                 pubsub.get_message(timeout=None)
         return _RedisFeed(pubsub, self._display)
+
+    # -- rate limits (docs/rate-limits.md) ---------------------------------------------------
+
+    def rate_limit(self, key: bytes, limit: int, period_ms: int, cost: int) -> RateLimitReply:
+        """The GCRA script (EVALSHA, loaded on first use)."""
+        with self._guard:
+            reply = self._scripts.gcra(keys=[key], args=[limit, period_ms, cost])
+        return _resp.rate_limit_reply(reply)
+
+    def incr_window(self, key: bytes, period_ms: int, delta: int) -> int:
+        """The fixed-window script (EVALSHA, loaded on first use)."""
+        with self._guard:
+            return int(self._scripts.window(keys=[key], args=[period_ms, delta]))
+
+    @functools.cached_property
+    def _scripts(self) -> RateLimitScripts:
+        return RateLimitScripts(self.client)
 
 
 class _RedisFeed:

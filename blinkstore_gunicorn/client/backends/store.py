@@ -27,6 +27,7 @@ from typing import Any, Final
 from blinkstore_gunicorn.client._leases_sync import LockKeyLeases, SyncLease
 from blinkstore_gunicorn.client._locks_sync import KeyLocks, LockHold
 from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends.store_ratelimit import StoreRateLimits
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
@@ -104,7 +105,7 @@ class _Broken(Exception):
         return isinstance(self.cause, ConnectionResetError | BrokenPipeError)
 
 
-class StoreBackend(_resp.StoreSettings):
+class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     """Blocking RESP backend for ``unix://`` and ``tcp://`` URLs."""
 
     def __init__(

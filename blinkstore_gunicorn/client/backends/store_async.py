@@ -22,6 +22,7 @@ from blinkstore_gunicorn.client.backends import _resp
 from blinkstore_gunicorn.client.backends.store_async_locks import AsyncStoreLocks
 from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
 from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FLIGHT, Pipeline
+from blinkstore_gunicorn.client.backends.store_ratelimit import AsyncStoreRateLimits
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
@@ -44,7 +45,7 @@ def _consume_outcome(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
-class AsyncStoreBackend(_resp.StoreSettings):
+class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
     """Asyncio RESP backend for ``unix://`` and ``tcp://`` URLs."""
 
     def __init__(

@@ -8,8 +8,9 @@
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
-
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
+``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
+``transaction``    MULTI, EXEC, DISCARD (multi.c)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
@@ -23,9 +24,11 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     keyspace,
     locks,
     pubsub,
+    ratelimit,
     session,
     stampede,
     strings,
+    transaction,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -68,18 +69,38 @@ def _info_server(d: Dispatcher) -> list[tuple[str, object]]:
 
 
 def _info_clients(d: Dispatcher) -> list[tuple[str, object]]:
-    return [("connected_clients", d.stats.connected), ("maxclients", d.stats.max_connections)]
+    return [
+        ("connected_clients", d.stats.connected),
+        ("maxclients", d.stats.max_connections),
+        # Requests parked in the store (BS.FETCH waiting for a value, BLINK.LOCK for a lock),
+        # as Redis counts BLPOP.
+        ("blocked_clients", d.leases.waiting() + d.locks.waiting()),
+    ]
+
+
+def _system_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
 
 
 def _info_memory(d: Dispatcher) -> list[tuple[str, object]]:
     used = d.engine.used_bytes
     limit = d.engine.memory_limit
     rss = _rss_bytes()
+    # The store samples the peak every 100 ms (as Redis's cron does); INFO adds the present.
+    peak = d.stats.used_memory_peak = max(d.stats.used_memory_peak, used)
+    system = _system_memory()
     return [
         ("used_memory", used),
         ("used_memory_human", human_bytes(used)),
         ("used_memory_rss", rss),
         ("used_memory_rss_human", human_bytes(rss)),
+        ("used_memory_peak", peak),
+        ("used_memory_peak_human", human_bytes(peak)),
+        ("total_system_memory", system),
+        ("total_system_memory_human", human_bytes(system)),
         ("maxmemory", limit),
         ("maxmemory_human", human_bytes(limit)),
         ("maxmemory_policy", "allkeys-lru"),
@@ -106,6 +127,22 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
     ]
 
 
+def _info_replication(d: Dispatcher) -> list[tuple[str, object]]:
+    # One store per host, never a replica: dashboards label instances by role.
+    return [("role", "master"), ("connected_slaves", 0)]
+
+
+def _info_cpu(d: Dispatcher) -> list[tuple[str, object]]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return [
+        ("used_cpu_sys", f"{own.ru_stime:.6f}"),
+        ("used_cpu_user", f"{own.ru_utime:.6f}"),
+        ("used_cpu_sys_children", f"{children.ru_stime:.6f}"),
+        ("used_cpu_user_children", f"{children.ru_utime:.6f}"),
+    ]
+
+
 def _info_keyspace(d: Dispatcher) -> list[tuple[str, object]]:
     engine = d.engine.stats()
     if not engine.keys:
@@ -118,19 +155,22 @@ _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "clients": _info_clients,
     "memory": _info_memory,
     "stats": _info_stats,
+    "replication": _info_replication,
+    "cpu": _info_cpu,
     "keyspace": _info_keyspace,
 }
 
 
 def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
-    """The ``INFO`` text (Redis format) for the named sections, all five by default."""
+    """The ``INFO`` text (Redis format) for the named sections, all of them by default."""
     wanted = {section.lower() for section in sections}
     if not wanted or wanted & {"all", "everything", "default"}:
         wanted = set(_INFO_SECTIONS)
     blocks = []
     for section, build in _INFO_SECTIONS.items():
         if section in wanted:
-            lines = [f"# {section.capitalize()}", *(f"{k}:{v}" for k, v in build(d))]
+            title = "CPU" if section == "cpu" else section.capitalize()
+            lines = [f"# {title}", *(f"{k}:{v}" for k, v in build(d))]
             blocks.append("\r\n".join(lines) + "\r\n")
     return "\r\n".join(blocks)
 

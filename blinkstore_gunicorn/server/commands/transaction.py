@@ -1,0 +1,132 @@
+"""``MULTI``, ``EXEC``, ``DISCARD``: Redis transactions (what redis-py's default
+``pipeline()`` sends, and libraries such as fastapi-cache2 with it).
+
+After ``MULTI`` a connection's commands are checked (name, arity) and queued, each answered
+``+QUEUED``; ``EXEC`` runs them one after the other, as one step of the single-threaded store,
+and answers the array of their replies. A command that cannot be queued (unknown, wrong
+arity, or one that may wait in the store) answers its error and makes ``EXEC`` answer
+``-EXECABORT``, as Redis does. ``WATCH`` is not offered. The queue is bounded by the
+request-size limit: a transaction larger than one request could be is refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
+from blinkstore_gunicorn.server.commands.replies import unknown_command, wrong_args
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, Entry
+
+__all__ = ["Transaction"]
+
+_QUEUED: Final = resp.simple("QUEUED")
+_OK: Final = resp.simple("OK")
+_ERR_NESTED: Final = resp.error("ERR MULTI calls can not be nested")
+_ERR_EXEC: Final = resp.error("ERR EXEC without MULTI")
+_ERR_DISCARD: Final = resp.error("ERR DISCARD without MULTI")
+_ERR_NOT_ALLOWED: Final = resp.error("ERR Command not allowed inside a transaction")
+_ERR_TOO_LARGE: Final = resp.error("ERR transaction too large: more than the request size limit")
+_EXECABORT: Final = resp.error("EXECABORT Transaction discarded because of previous errors.")
+
+#: Commands that change how the connection itself works cannot be part of a transaction, nor
+#: can a command that may park in the store (its reply would come later): those carry the
+#: ``blocking`` or ``no-multi`` flag, or are named here.
+NOT_IN_TRANSACTION: Final = frozenset({"bs.fetch", "blink.lock", "hello", "auth", "select"})
+_REFUSING_FLAGS: Final = frozenset({"blocking", "no-multi"})
+
+
+class Transaction:
+    """The commands a connection queued since ``MULTI``, and whether one was refused."""
+
+    __slots__ = ("commands", "failed", "size")
+
+    def __init__(self) -> None:
+        self.commands: list[list[bytes]] = []
+        self.failed = False
+        self.size = 0
+
+
+class _QueueTable(dict[bytes, "Entry"]):
+    """A connection's command table during ``MULTI``: every name the connection sends, known
+    or not and in any spelling, reaches :func:`_queue`, except the commands that end or
+    refuse a transaction."""
+
+    def get(self, key: bytes, default: Entry | None = None) -> Entry:  # type: ignore[override]
+        return super().get(key.lower(), _QUEUE_ENTRY)
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _queue(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    transaction = c.transaction
+    assert transaction is not None
+    name = args[0].lower().decode("utf-8", "replace")
+    spec = COMMANDS.get(name)
+    refusal: bytes | None = None
+    if spec is None:
+        refusal = unknown_command(args)
+    elif len(args) != spec.arity and (spec.arity > 0 or len(args) < -spec.arity):
+        refusal = wrong_args(spec.name)
+    elif name in NOT_IN_TRANSACTION or _REFUSING_FLAGS.intersection(spec.flags):
+        refusal = _ERR_NOT_ALLOWED
+    else:
+        transaction.size += sum(map(len, args))
+        if transaction.size > d.max_request_size:
+            refusal = _ERR_TOO_LARGE
+    if refusal is not None:
+        transaction.failed = True
+        # A refused transaction keeps nothing: its commands will never run.
+        transaction.commands.clear()
+        return refusal
+    if not transaction.failed:
+        transaction.commands.append(args)
+    return _QUEUED
+
+
+_QUEUE_ENTRY: Final[Entry] = (_queue, -1)
+
+
+def _end(d: Dispatcher, c: Client) -> Transaction | None:
+    transaction = c.transaction
+    c.transaction = None
+    if transaction is not None:
+        c.table = d.full_table
+    return transaction
+
+
+@command("multi", 1, "noscript loading stale fast")
+def cmd_multi(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``MULTI``: queue what follows until ``EXEC`` or ``DISCARD``."""
+    if c.transaction is not None:
+        return _ERR_NESTED
+    c.transaction = Transaction()
+    c.table = _QueueTable(
+        {
+            name: entry
+            for name, entry in d.full_table.items()
+            if name.lower() in (b"exec", b"discard", b"multi", b"quit")
+        }
+    )
+    return _OK
+
+
+@command("exec", 1, "noscript loading stale skip_slowlog")
+def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``EXEC``: run the queued commands; the array of their replies."""
+    transaction = _end(d, c)
+    if transaction is None:
+        return _ERR_EXEC
+    if transaction.failed:
+        return _EXECABORT
+    replies = [d.execute(c, queued) for queued in transaction.commands]
+    return b"*%d\r\n%b" % (len(replies), b"".join(replies))
+
+
+@command("discard", 1, "noscript loading stale fast")
+def cmd_discard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``DISCARD``: forget the queued commands."""
+    return _ERR_DISCARD if _end(d, c) is None else _OK
