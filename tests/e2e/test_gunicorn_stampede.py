@@ -140,7 +140,11 @@ def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> N
                 fresh = httpx.AsyncClient(timeout=20, headers={"Connection": "close"})
                 requests.append(asyncio.ensure_future(_get_and_close(fresh, base + path)))
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # the waiters are parked behind the holder
+            while counters["parked"] < len(set(counters["arrived"]) - {holder}):
+                # Each other worker's flight is parked in the store before the holder dies (a
+                # worker's own callers share one flight, so one waiter per worker).
+                assert time.monotonic() < deadline, f"callers are not parked: {counters}"
+                counters = (await client.get(counters_url)).json()
             killed_at = time.perf_counter()
             os.kill(holder, signal.SIGKILL)
             replies = await asyncio.gather(*requests, return_exceptions=True)

@@ -41,8 +41,9 @@ async def report(request: Request) -> JSONResponse:
 
 
 async def counters(request: Request) -> JSONResponse:
-    """How often the loader ran for ``key``, which worker ran it last, and which of the
-    workers named in ``workers`` (comma-separated pids) received a ``/report`` for it."""
+    """How often the loader ran for ``key``, which worker ran it last, which of the workers
+    named in ``workers`` (comma-separated pids) received a ``/report`` for it, and how many
+    callers wait in the store."""
     cache = request.state.cache
     key = request.query_params["key"]
     workers = [pid for pid in request.query_params.get("workers", "").split(",") if pid]
@@ -52,6 +53,7 @@ async def counters(request: Request) -> JSONResponse:
             "loads": await cache.get(key + ":loads"),
             "holder": await cache.get(key + ":holder"),
             "arrived": sorted(int(name.rsplit(":", 1)[1]) for name in arrived),
+            "parked": (await cache.stats()).get("blocked_clients"),
             "pid": os.getpid(),
         }
     )
