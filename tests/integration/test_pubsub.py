@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -140,7 +141,9 @@ def test_redis_asyncio_pubsub(server: StoreProcess | RedisProcess, protocol: int
         try:
             await pubsub.subscribe("jobs")
             await pubsub.psubscribe("job*")
+            deadline = time.monotonic() + TIMEOUT
             while await client.pubsub_numpat() != 1:
+                assert time.monotonic() < deadline, "the pattern subscription never registered"
                 await asyncio.sleep(0.01)
             assert await client.publish("jobs", "one") == 2
             assert await client.publish("jobless", "two") == 1
