@@ -7,14 +7,23 @@ one cache between workers (a Unix-socket round trip per read). Each run sends ``
 GETs per endpoint over one keep-alive httpx client, alternating endpoints in blocks so both
 see the same machine load; the figures are medians over ``--runs`` runs.
 
-``python -m bench.gunicorn [--requests N] [--runs N] [--worker-class sync,asgi,...]``
+With ``--wrk``, throughput instead: wrk (Debian's ``wrk``) holds ``--connections`` keep-alive
+connections on each endpoint in turn for ``--seconds``; the figure is requests/s, shared store
+over dict, the median of the runs' ratios. Latency with one client shows what a read costs;
+throughput with many shows what sharing costs a busy service.
+
+``python -m bench.gunicorn [--requests N] [--runs N] [--worker-class sync,asgi,...]
+[--wrk [--connections N] [--seconds S]]``
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,16 +57,54 @@ def _p50_us(client: httpx.Client, path: str, count: int) -> float:
     return statistics.median(timings) * 1e6
 
 
+def _fill(base: str, client: httpx.Client) -> None:
+    """Every worker gets the value in its dict, and the store gets it once."""
+    client.get("/set?key=bench&value=" + "x" * 100)
+    for _ in range(50):
+        client.get("/local/set?key=bench&value=" + "x" * 100)
+        httpx.get(base + "/local/set?key=bench&value=" + "x" * 100)
+
+
+def _wrk_rps(url: str, connections: int, seconds: int) -> float:
+    """Requests/s wrk reaches on ``url``; raises when any request failed."""
+    command = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests on {url}:\n{out}")
+    found = re.search(r"Requests/sec:\s*([0-9.]+)", out)
+    if found is None:
+        raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+    return float(found.group(1))
+
+
+def measure_throughput(
+    worker_class: str, connections: int, seconds: int, runs: int
+) -> tuple[float, float, float]:
+    """Median requests/s of the shared-store and per-process GETs, and the median of the
+    runs' ratios (each run measures both endpoints back to back, in alternating order)."""
+    shared: list[float] = []
+    local: list[float] = []
+    ratios: list[float] = []
+    with _gunicorn(worker_class) as base, httpx.Client(base_url=base, timeout=10) as client:
+        _fill(base, client)
+        _wrk_rps(base + "/get?key=bench", connections, 1)  # warm-up
+        _wrk_rps(base + "/local/get?key=bench", connections, 1)
+        for run in range(runs):
+            paths = ["/get?key=bench", "/local/get?key=bench"]
+            order = paths if run % 2 == 0 else paths[::-1]
+            rps = {path: _wrk_rps(base + path, connections, seconds) for path in order}
+            shared.append(rps[paths[0]])
+            local.append(rps[paths[1]])
+            ratios.append(rps[paths[0]] / rps[paths[1]])
+    return statistics.median(shared), statistics.median(local), statistics.median(ratios)
+
+
 def measure(worker_class: str, requests: int, runs: int) -> tuple[float, float]:
     """Median over runs of the p50 latency (µs) of the shared-store and per-process GETs."""
     shared: list[float] = []
     local: list[float] = []
     with _gunicorn(worker_class) as base, httpx.Client(base_url=base, timeout=10) as client:
-        # Every worker gets the value in its dict, and the store gets it once.
-        client.get("/set?key=bench&value=" + "x" * 100)
-        for _ in range(50):
-            client.get("/local/set?key=bench&value=" + "x" * 100)
-            httpx.get(base + "/local/set?key=bench&value=" + "x" * 100)
+        _fill(base, client)
         _p50_us(client, "/get?key=bench", 200)  # warm-up
         _p50_us(client, "/local/get?key=bench", 200)
         block = max(1, requests // 10)
@@ -82,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         default="sync,uvicorn_worker.UvicornWorker",
         help="comma-separated gunicorn worker classes",
     )
+    parser.add_argument("--wrk", action="store_true", help="requests/s with wrk instead")
+    parser.add_argument("--connections", type=int, default=32, help="wrk's connections")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per run")
     args = parser.parse_args(argv)
+    if args.wrk:
+        return _main_throughput(args)
     print(
         f"gunicorn, 2 workers, p50 of GET latency (client side, keep-alive), median of "
         f"{args.runs} runs x {args.requests} requests per endpoint"
@@ -94,6 +146,23 @@ def main(argv: list[str] | None = None) -> int:
             f"{worker_class:32} {shared:11.0f} µs {local:15.0f} µs {shared / local:6.2f}x",
             flush=True,
         )
+    return 0
+
+
+def _main_throughput(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print("--wrk needs wrk: install Debian's wrk package", file=sys.stderr)
+        return 2
+    print(
+        f"gunicorn, 2 workers, requests/s with wrk ({args.connections} connections, "
+        f"{args.seconds:g} s per endpoint), median of {args.runs} runs"
+    )
+    print(f"{'worker class':32} {'shared store':>14} {'per-process dict':>18} {'ratio':>7}")
+    for worker_class in args.worker_class.split(","):
+        shared, local, ratio = measure_throughput(
+            worker_class, args.connections, args.seconds, args.runs
+        )
+        print(f"{worker_class:32} {shared:10.0f} r/s {local:14.0f} r/s {ratio:6.2f}x", flush=True)
     return 0
 
 
