@@ -142,14 +142,14 @@ def unpack_table_word(word: int) -> tuple[int, int]:
 
 
 def block_size(n: int) -> int:
-    """The block that holds ``n`` bytes: 16-byte steps up to 128, then 8 sizes per doubling.
+    """The block that holds ``n`` bytes: 16-byte steps up to 256, then 16 sizes per doubling.
 
-    So a block wastes at most 1/8 of its size, and freed blocks of a size are reused by the
+    So a block wastes at most 1/16 of its size, and freed blocks of a size are reused by the
     next entry of about the same size.
     """
-    if n <= 128:
+    if n <= 256:
         return (n + 15) & ~15
-    step = 1 << (n.bit_length() - 4)
+    step = 1 << (n.bit_length() - 5)
     return (n + step - 1) & -step
 
 

@@ -79,7 +79,6 @@ class RegionWriter:
         "_gen_fd",
         "_gen_mm",
         "_half",
-        "_keys",
         "_live",
         "_max_slots",
         "_max_value",
@@ -87,6 +86,7 @@ class RegionWriter:
         "_next_counter",
         "_nonce",
         "_region_fd",
+        "_slots",
         "_t",
         "_table_area",
         "_table_bytes",
@@ -144,7 +144,7 @@ class RegionWriter:
         self._next_counter = 0
         self._half = 1
         self._t = memoryview(b"").cast("Q")
-        self._keys: list[bytes | None] = []
+        self._slots = 0
         self._ask: dict[bytes, int] = {}
         self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
         self._live = 0
@@ -243,7 +243,6 @@ class RegionWriter:
             return
         slot = self._w[(handle >> 3) + L.BLOCK_SLOT] if handle else self._ask.pop(key)
         self._update(slot, L.TOMBSTONE, 0, 0)
-        self._keys[slot] = None
         self._live -= 1
         if handle:
             self._blocks.free(handle)
@@ -313,10 +312,10 @@ class RegionWriter:
 
     def _new_slot(self, key: bytes) -> int:
         """Claim the first tombstone or empty slot on ``key``'s probe path (key is absent)."""
-        if (self._used_slots + 1) * 10 > len(self._keys) * 7:
+        if (self._used_slots + 1) * 10 > self._slots * 7:
             self._rebuild()
         t = self._t
-        mask = len(self._keys) - 1
+        mask = self._slots - 1
         slot = L.key_hash(key) & mask
         while True:
             meta = t[slot * L.SLOT_WORDS]
@@ -326,37 +325,38 @@ class RegionWriter:
             if meta == L.TOMBSTONE:
                 break
             slot = (slot + 1) & mask
-        self._keys[slot] = key
         self._live += 1
         return slot
 
     def _rebuild(self) -> None:
-        """A new table without tombstones, twice as large when more than a quarter is live."""
-        slots = len(self._keys)
-        while (self._live + 1) * 4 > slots:
+        """A new table without tombstones, large enough to be at most half full."""
+        slots = _FIRST_SLOTS
+        while (self._live + 1) * 2 > slots:
             slots *= 2
         if slots > self._max_slots:
             if (self._live + 1) * 10 > self._max_slots * 7:
                 raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
             slots = self._max_slots
+        # Live slots of the old table; "ask the store" entries are found by their old slot.
         t = self._t
-        entries = [
-            (key, t[s * L.SLOT_WORDS : (s + 1) * L.SLOT_WORDS].tolist())
-            for s, key in enumerate(self._keys)
-            if key is not None
-        ]
+        asked = {slot: key for key, slot in self._ask.items()}
+        entries = []
+        for slot in range(self._slots):
+            b = slot * L.SLOT_WORDS
+            meta = t[b]
+            if meta and meta != L.TOMBSTONE:
+                entries.append((meta, t[b + L.LOC], t[b + L.EXPIRE], asked.get(slot)))
         self._switch_table(slots, entries)
 
-    def _switch_table(self, slots: int, entries: list[tuple[bytes, list[int]]]) -> None:
-        """Fill the spare half with ``entries`` (key, old slot words), then make it live."""
+    def _switch_table(self, slots: int, entries: list[tuple[int, int, int, bytes | None]]) -> None:
+        """Fill the spare half with ``entries`` (meta, loc, deadline, key of an "ask the
+        store" entry), then make it live."""
         half = 1 - self._half
         base = self._table_area + half * self._table_bytes
         table = memoryview(self._mm)[base : base + slots * L.SLOT_BYTES].cast("Q")
-        keys: list[bytes | None] = [None] * slots
         mask = slots - 1
         w = self._w
-        for key, words in entries:
-            meta, _, loc, expire_at = words
+        for meta, loc, expire_at, key in entries:
             slot = (meta >> 32) & mask
             while table[slot * L.SLOT_WORDS]:
                 slot = (slot + 1) & mask
@@ -365,17 +365,16 @@ class RegionWriter:
             table[b + L.SEQ] = 2
             table[b + L.LOC] = loc
             table[b + L.EXPIRE] = expire_at
-            keys[slot] = key
             if loc:
                 w[(loc >> L.LOC_SHIFT >> 3) + L.BLOCK_SLOT] = slot
-            else:
+            elif key is not None:
                 self._ask[key] = slot
         w[L.H_TABLE] = L.table_word(base, slots.bit_length() - 1)
         self._set_token(odd=False)
         old_base = self._table_area + self._half * self._table_bytes
         self._t.release()
         self._t = table
-        self._keys = keys
+        self._slots = slots
         self._used_slots = self._live = len(entries)
         self._half = half
         # The old table's pages go back to the system (and read as zeros from now on).

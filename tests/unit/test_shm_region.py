@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from blinkstore_gunicorn.engine import MemoryEngine
-from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm import handout, layout
+from blinkstore_gunicorn.shm.handout import request_region
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionError, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
@@ -46,11 +49,11 @@ def reader(region: RegionWriter) -> Iterator[RegionReader]:
     view.close()
 
 
-def test_block_sizes_waste_at_most_an_eighth() -> None:
+def test_block_sizes_waste_at_most_a_sixteenth() -> None:
     for n in range(1, 70_000, 7):
         size = layout.block_size(n)
         assert size >= n and size % 16 == 0
-        assert size - n < max(16, size // 8)
+        assert size - n < max(16, size // 16)
 
 
 def test_table_word_round_trips() -> None:
@@ -243,3 +246,28 @@ def test_engine_accounting_with_region_returns_to_zero() -> None:
         engine.delete(key)
     assert engine.used_bytes == 0
     writer.close()
+
+
+def test_the_region_travels_over_a_unix_socket(region: RegionWriter) -> None:
+    region.publish(b"k", b"v", 0, 0)
+    client, store = socket.socketpair()
+    with client, store:
+        done = threading.Thread(target=lambda: _serve_one(store, region))
+        done.start()
+        reader = request_region(client)
+        done.join()
+    assert reader.get(b"k") == b"v"
+    reader.close()
+
+
+def _serve_one(sock: socket.socket, region: RegionWriter) -> None:
+    assert sock.recv(100) == handout.REQUEST
+    handout.send_reply(sock, handout.region_reply(region), region)
+
+
+def test_a_refusal_is_region_unavailable() -> None:
+    client, store = socket.socketpair()
+    with client, store:
+        store.sendall(b"-ERR shared memory is off\r\n")
+        with pytest.raises(handout.RegionUnavailable, match="shared memory is off"):
+            request_region(client)

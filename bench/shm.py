@@ -1,0 +1,196 @@
+"""Shared-memory reads: the region's GET against its peers in one run, and the torture run.
+
+    python -m bench.shm [--runs 5] [--no-pin] [--torture-reads 10000000] [--quick]
+
+Latency scenarios (a 256 B hit, p50 per call over batches, median of ``--runs``): a dict (the
+per-process cache the region replaces), the raw region reader, ``Cache.get`` over the socket of
+a ``blinkstore serve`` on the same host, diskcache on tmpfs (when installed), redis-py against
+redis-server on a Unix socket. Also a miss in the region, and reads per second of two reader
+processes against one (the region has no lock, so two should approach 2x on two CPUs).
+
+By default this process and the servers share one CPU, as in ``bench.client`` (a cross-CPU
+wake-up in this kind of VM costs more than the socket path itself); ``--no-pin`` measures as
+scheduled. The torture run (``bench/shm_torture.py``) then checks every value readers saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import redis
+
+from bench.shm_torture import torture
+from blinkstore_gunicorn.client import Cache
+from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.shm.reader import RegionReader
+from blinkstore_gunicorn.shm.writer import RegionWriter
+from harness.processes import blinkstore_process, redis_server_process
+
+VALUE = b"v" * 256
+KEY = b"bench:shm"
+BATCH = 100
+TARGETS = {"socket": 5.0, "diskcache": 3.0, "redis-py": 30.0}
+
+
+def p50_ns(call: Callable[[], Any], batches: int) -> float:
+    """Median per-call time in ns, timing batches of BATCH calls (timer cost amortised)."""
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(batches):
+        start = clock()
+        for _ in range(BATCH):
+            call()
+        samples.append((clock() - start) / BATCH)
+    return statistics.median(samples)
+
+
+@contextmanager
+def _region() -> Iterator[tuple[MemoryEngine, RegionWriter]]:
+    writer = RegionWriter(64 * 2**20)
+    engine = MemoryEngine(memory_limit=64 * 2**20)
+    engine.attach_region(writer)
+    try:
+        yield engine, writer
+    finally:
+        writer.close()
+
+
+def _reads_per_second(fds: tuple[int, int], counter: int, seconds: float, out: Any) -> None:
+    reader = RegionReader(fds[0], fds[1], counter)
+    get = reader.get
+    done = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for _ in range(1000):
+            get(KEY)
+        done += 1000
+    out.put(done / seconds)
+    reader.close()
+
+
+def scaling(fds: tuple[int, int], seconds: float) -> float:
+    """Reads per second of two reader processes over one (same region, same key)."""
+    ctx = multiprocessing.get_context("fork")
+    totals = []
+    for processes in (1, 2):
+        queue = ctx.Queue()
+        procs = [
+            ctx.Process(target=_reads_per_second, args=(fds, n, seconds, queue))
+            for n in range(processes)
+        ]
+        for proc in procs:
+            proc.start()
+        totals.append(sum(queue.get() for _ in procs))
+        for proc in procs:
+            proc.join()
+    return totals[1] / totals[0]
+
+
+def _diskcache(stack: ExitStack) -> Callable[[], Any] | None:
+    try:
+        import diskcache  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    directory = stack.enter_context(tempfile.TemporaryDirectory(dir="/dev/shm"))
+    cache = diskcache.Cache(directory)
+    stack.callback(cache.close)
+    cache.set(KEY, VALUE)
+    return lambda: cache.get(KEY)
+
+
+def latencies(pin: bool, batches: int) -> dict[str, float]:
+    """One run of every latency scenario: p50 in ns per peer."""
+    with ExitStack() as stack:
+        engine, writer = stack.enter_context(_region())
+        engine.set(KEY, VALUE)
+        reader = RegionReader(*writer.fds, writer.assign_counter())
+        stack.callback(reader.close)
+        store = stack.enter_context(blinkstore_process("--memory-limit", "0"))
+        redis_server = stack.enter_context(redis_server_process())
+        if pin:
+            original = os.sched_getaffinity(0)
+            cpu = {max(original)}
+            for pid in (0, store.pid, redis_server.proc.pid):
+                os.sched_setaffinity(pid, cpu)
+            stack.callback(os.sched_setaffinity, 0, original)
+        cache = Cache(store.url)
+        stack.callback(cache.close)
+        cache.set(KEY.decode(), VALUE)
+        peer = redis.Redis(unix_socket_path=redis_server.unix_path)
+        stack.callback(peer.close)
+        peer.set(KEY, VALUE)
+        table = {b"bench:shm": VALUE}
+        calls: dict[str, Callable[[], Any]] = {
+            "dict": lambda: table.get(KEY),
+            "region": lambda: reader.get(KEY),
+            "region miss": lambda: reader.get(b"bench:absent"),
+            "socket": lambda: cache.get("bench:shm"),
+            "redis-py": lambda: peer.get(KEY),
+        }
+        disk = _diskcache(stack)
+        if disk is not None:
+            calls["diskcache"] = disk
+        for call in calls.values():
+            assert call() in (VALUE, None)
+        return {name: p50_ns(call, batches) for name, call in calls.items()}
+
+
+def run(runs: int, pin: bool, batches: int, scaling_seconds: float) -> dict[str, Any]:
+    """Median latencies over ``runs`` runs, and the two-reader scaling."""
+    samples: dict[str, list[float]] = {}
+    for _ in range(runs):
+        for name, value in latencies(pin, batches).items():
+            samples.setdefault(name, []).append(value)
+    p50 = {name: statistics.median(values) for name, values in samples.items()}
+    with _region() as (engine, writer):
+        engine.set(KEY, VALUE)
+        two_over_one = scaling(writer.fds, scaling_seconds)
+    return {"p50_ns": p50, "two_readers": two_over_one}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """Latencies with ratios to the region, and the targets of issue 15."""
+    p50 = result["p50_ns"]
+    region = p50["region"]
+    print(f"{'GET 256 B hit':24s} {'p50':>10s} {'vs region':>10s}  target")
+    for name, value in sorted(p50.items(), key=lambda item: item[1]):
+        target = TARGETS.get(name)
+        note = f">= {target:g}x" if target else ""
+        print(f"{name:24s} {value / 1000:8.2f}us {value / region:9.2f}x  {note}")
+    print(f"two reader processes over one: {result['two_readers']:.2f}x (target >= 1.8x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite and print its table (and the torture run's counts)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.shm", description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--torture-reads", type=int, default=10_000_000, metavar="N")
+    parser.add_argument("--quick", action="store_true", help="few samples, short torture")
+    args = parser.parse_args(argv)
+    runs, batches, seconds, reads = args.runs, 2000, 2.0, args.torture_reads
+    if args.quick:
+        runs, batches, seconds, reads = 1, 200, 0.3, 100_000
+    print_table(run(runs, args.pin, batches, seconds))
+    readers = 2
+    with tempfile.TemporaryDirectory() as workdir:
+        result = torture(workdir, readers=readers, reads=reads // readers, kill_after=5.0)
+    print(
+        f"torture: {result.reads} reads by {readers} processes in {result.seconds:.0f}s: "
+        f"{result.hits} hits, {result.misses} misses, {result.fallbacks} asked the store; "
+        f"{len(result.bad)} torn or foreign, {result.stale_after_restart} read from a dead "
+        "writer's region after its successor published"
+    )
+    return 1 if result.bad or result.stale_after_restart else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
