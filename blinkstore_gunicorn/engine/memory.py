@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "ENTRY_OVERHEAD",
     "MAX_SCAN_SNAPSHOTS",
+    "REGION_OVERHEAD",
     "TTL_OVERHEAD",
     "EngineError",
     "EngineStats",
