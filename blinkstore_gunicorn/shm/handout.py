@@ -23,6 +23,7 @@ from blinkstore_gunicorn.shm.writer import RegionWriter
 __all__ = [
     "REQUEST",
     "RegionUnavailable",
+    "attach",
     "generation_path",
     "region_reply",
     "request_region",
@@ -91,3 +92,20 @@ def request_region(sock: socket.socket) -> RegionReader:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def attach(unix_path: str, password: str | None, timeout: float) -> RegionReader:
+    """Connect to the store on ``unix_path`` (AUTH with ``password``) and map its region.
+
+    A connection of its own, closed at once: the region needs no socket once mapped. Raises
+    :class:`RegionUnavailable` when the store says no, OSError when it cannot be reached.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(unix_path)
+        if password is not None:
+            sock.sendall(resp.encode_command("AUTH", password))
+            answer = sock.recv(_MAX_REPLY)
+            if not answer.startswith(b"+OK"):
+                raise RegionUnavailable(f"AUTH failed: {answer[:80]!r}")
+        return request_region(sock)

@@ -275,9 +275,11 @@ class RegionWriter:
         self._ask = {}
         self._switch_table(_FIRST_SLOTS, [])
 
-    def close(self) -> None:
-        """Tell readers the region is gone (unless a newer store owns the generation page)."""
-        if self._g[0] == self._token:
+    def close(self) -> bool:
+        """Tell readers the region is gone; return False when a newer store already owns the
+        generation page (its file must then stay)."""
+        owned = self._g[0] == self._token
+        if owned:
             self._g[0] = 0
         self._t.release()
         self._w.release()
@@ -286,6 +288,7 @@ class RegionWriter:
         self._gen_mm.close()
         os.close(self._region_fd)
         os.close(self._gen_fd)
+        return owned
 
     # -- internals ----------------------------------------------------------------------------
 

@@ -134,11 +134,11 @@ def test_a_closed_or_replaced_region_is_not_trusted(tmp_path: Path) -> None:
     assert old_reader.get(b"k") is FALLBACK and not old_reader.alive
     new_reader = RegionReader(*second.fds, 1)
     assert new_reader.get(b"k") == b"new"
-    second.close()
+    assert second.close() is True
     assert new_reader.get(b"k") is FALLBACK
     for view in (old_reader, new_reader):
         view.close()
-    first.close()
+    assert first.close() is False, "the file belonged to the second store"
 
 
 def test_a_foreign_descriptor_is_refused(region: RegionWriter) -> None:
@@ -210,7 +210,7 @@ class EngineWithRegion(RuleBasedStateMachine):
     def reader_agrees_with_engine(self) -> None:
         for key in self.seen:
             expected = self.engine.peek(key)  # removes a key past its deadline, as a read would
-            got = self.reader.get(key, False)
+            got = self.reader.get(key, 1)
             if got is FALLBACK:
                 # Only values the region does not hold (too large, no free block) and the
                 # empty key send a reader to the store.
@@ -218,7 +218,7 @@ class EngineWithRegion(RuleBasedStateMachine):
             else:
                 assert got == expected
                 if expected is not None:
-                    assert self.reader.expire_at == (self.engine.expire_at(key) or 0)
+                    assert self.reader.expire_at_of(key) == (self.engine.expire_at(key) or 0)
 
     def teardown(self) -> None:
         self.reader.close()

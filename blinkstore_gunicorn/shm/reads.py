@@ -1,0 +1,122 @@
+"""A client process's access to its store's region: mapped on first use, mapped again after
+the store changed, never carried across ``fork``.
+
+A backend holds one :class:`SharedReads` per store URL and calls :attr:`SharedReads.get` (and
+:meth:`~SharedReads.exists`, :meth:`~SharedReads.expire_at`) before its socket; anything but
+:data:`~blinkstore_gunicorn.shm.reader.FALLBACK` is the answer. No system call on the way:
+``get`` is the mapped reader's own method once attached, and fork is noticed by a hook, not by
+asking for the pid on every read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Callable
+
+from blinkstore_gunicorn.shm.handout import RegionUnavailable, attach, supported
+from blinkstore_gunicorn.shm.reader import FALLBACK, Fallback, RegionReader
+
+__all__ = ["ATTACH_TIMEOUT", "RETRY_INTERVAL", "SharedReads"]
+
+log = logging.getLogger("blinkstore_gunicorn.client")
+
+#: Seconds an attach may take (it runs inline, also on an event loop: a local round trip).
+ATTACH_TIMEOUT = 0.5
+#: Seconds between two attach attempts after one failed or the region died.
+RETRY_INTERVAL = 0.5
+
+_live: weakref.WeakSet[SharedReads] = weakref.WeakSet()
+
+
+class SharedReads:
+    """Reads from the region of the store on ``unix_path`` (AUTH with ``password``)."""
+
+    __slots__ = ("__weakref__", "_password", "_path", "_reader", "_retry_at", "get")
+
+    def __init__(self, unix_path: str, password: str | None) -> None:
+        self._path = unix_path
+        self._password = password
+        self._reader: RegionReader | None = None
+        self._retry_at = 0.0
+        #: ``get(key)``: the value, None (absent), or FALLBACK (ask the store).
+        self.get: Callable[[bytes], bytes | Fallback | None] = self._attach_then_get
+        _live.add(self)
+
+    @staticmethod
+    def available() -> bool:
+        """Whether this platform can map a region at all."""
+        return supported()
+
+    @property
+    def attached(self) -> bool:
+        """Whether a region is mapped now."""
+        return self._reader is not None
+
+    def exists(self, key: bytes) -> bool | Fallback:
+        """Whether ``key`` exists, or FALLBACK."""
+        reader = self._current()
+        return FALLBACK if reader is None else reader.exists(key)
+
+    def expire_at(self, key: bytes) -> int | Fallback | None:
+        """``key``'s deadline (absolute ms, 0 none), None when absent, or FALLBACK."""
+        reader = self._current()
+        return FALLBACK if reader is None else reader.expire_at_of(key)
+
+    def fell_back(self) -> None:
+        """The caller got FALLBACK: if the region is dead, stop using it (try again later)."""
+        reader = self._reader
+        if reader is not None and not reader.alive:
+            self._detach()
+
+    def close(self) -> None:
+        """Unmap the region (this process only)."""
+        self._detach()
+        self._retry_at = float("inf")
+
+    def _current(self) -> RegionReader | None:
+        if self._reader is None:
+            self._attach()
+        return self._reader
+
+    def _attach_then_get(self, key: bytes) -> bytes | Fallback | None:
+        reader = self._attach()
+        return FALLBACK if reader is None else reader.get(key)
+
+    def _attach(self) -> RegionReader | None:
+        now = time.monotonic()
+        if now < self._retry_at:
+            return None
+        self._retry_at = now + RETRY_INTERVAL
+        try:
+            reader = attach(self._path, self._password, ATTACH_TIMEOUT)
+        except RegionUnavailable as exc:
+            log.debug("no shared-memory reads from %s: %s", self._path, exc)
+            return None
+        except OSError:
+            return None  # the store is down: the socket path reports it
+        self._reader = reader
+        self.get = reader.get
+        return reader
+
+    def _detach(self) -> None:
+        # Not reader.close(): another thread may be in the middle of a read. The mapping goes
+        # with the last reference.
+        self._reader = None
+        self.get = self._attach_then_get
+
+    def _forget_after_fork(self) -> None:
+        # The child inherited the mapping but shares the parent's counter slot: map anew.
+        self._detach()
+        self._retry_at = 0.0
+
+
+def _after_fork_in_child() -> None:
+    for reads in list(_live):
+        reads._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
