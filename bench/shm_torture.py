@@ -30,7 +30,7 @@ from blinkstore_gunicorn.shm.writer import RegionWriter
 
 __all__ = ["TortureResult", "check_value", "make_value", "torture"]
 
-KEYS = 500
+KEYS = 2000
 MAX_VALUE = 64 * 1024
 # key length (2 bytes), version (8), value length (4), then the key, filler, crc32 of all before.
 _HEAD = struct.Struct("<HQI")
@@ -167,7 +167,7 @@ def torture(
     readers: int = 2,
     reads: int = 200_000,
     kill_after: float | None = 1.0,
-    memory_limit: int = 2 * 2**20,
+    memory_limit: int = 8 * 2**20,
 ) -> TortureResult:
     """Run the torture: ``readers`` processes make ``reads`` reads each (see the module doc).
 

@@ -1,7 +1,7 @@
 """The data area's allocator (store side only): size classes on pages, empty pages returned.
 
-The data area is cut into pages (4 KiB to 256 KiB: 1/32 of the memory limit). A page serves
-one block size
+The data area is cut into pages (4 KiB to 256 KiB: 1/128 of the memory limit, so that there
+are more pages than block sizes in use). A page serves one block size
 (:func:`~blinkstore_gunicorn.shm.layout.block_size`) until every block on it is free again;
 then its memory goes back to the system (``MADV_REMOVE``) and the page to the pool, for any
 size. So a workload whose value sizes shift does not strand the area in the sizes it no longer
@@ -20,10 +20,10 @@ _MIN_PAGE = 4096
 
 
 def page_size(memory_limit: int) -> int:
-    """Pages small enough that a page per block size in use stays well under the limit."""
+    """Pages small enough that the data area has more of them than there are block sizes."""
     if not memory_limit:
         return MAX_PAGE
-    return max(_MIN_PAGE, min(MAX_PAGE, 1 << ((memory_limit // 32).bit_length() - 1)))
+    return max(_MIN_PAGE, min(MAX_PAGE, 1 << ((memory_limit // 128).bit_length() - 1)))
 
 
 class Blocks:

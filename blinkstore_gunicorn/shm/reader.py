@@ -72,7 +72,8 @@ class RegionReader:
         self._gen_mm = mmap.mmap(generation_fd, mmap.PAGESIZE)
         self._w = memoryview(self._mm).cast("Q")
         self._g = memoryview(self._gen_mm).cast("Q")
-        self._t = memoryview(b"").cast("Q")
+        # Until the first read adopts the live table: one empty slot (a miss, then _stale).
+        self._t = memoryview(bytes(L.SLOT_BYTES)).cast("Q")
         w = self._w
         if size < L.HEADER_BYTES or w[L.H_MAGIC] != L.MAGIC or w[L.H_VERSION] != L.VERSION:
             self.close()
@@ -113,7 +114,7 @@ class RegionReader:
     @overload
     def get(self, key: bytes, mode: Literal[2]) -> int | Fallback | None: ...
 
-    def get(self, key: bytes, mode: int = 0) -> bytes | int | Fallback | None:
+    def get(self, key: bytes, mode: Literal[0, 1, 2] = 0) -> bytes | int | Fallback | None:
         """The value of ``key``, None (absent or expired), or :data:`FALLBACK`.
 
         ``mode`` 1 leaves the hit/miss counters and the visited mark alone (``exists`` and
@@ -121,12 +122,11 @@ class RegionReader:
         entry's deadline (absolute ms, 0 none) instead of its value. One function for the
         three, so that the hot path (mode 0) is not a call deeper.
         """
+        # The token is checked once, after the read: a read through a table that is no longer
+        # live fails that check and goes to _stale (the table always has empty slots, so the
+        # search ends, and the view's bounds keep it inside the region).
         g = self._g
         token = self._token
-        if g[0] != token:
-            if not self._refresh():
-                return FALLBACK
-            token = self._token
         t = self._t
         h = crc32(key)
         want = (h << 32) + len(key)
@@ -147,6 +147,8 @@ class RegionReader:
                 same = mm[start:end] == key
                 value = mm[end : end + (loc & 0xFFFFFF)] if same else b""
                 if seq & 1 or t[i + 1] != seq or g[0] != token:
+                    if g[0] != token:
+                        return self._stale(key, mode)
                     spins += 1
                     if spins > _SPINS:
                         return FALLBACK
@@ -166,12 +168,19 @@ class RegionReader:
                     return value
             elif not meta:
                 if g[0] != token:
-                    return FALLBACK
+                    return self._stale(key, mode)
                 break
             i = (i + 4) & self._word_mask
         if not mode:
             self._w[self._misses] += 1
         return None
+
+    def _stale(self, key: bytes, mode: Literal[0, 1, 2]) -> bytes | int | Fallback | None:
+        """The token changed during the read: adopt the live table and read again, or give up
+        when the region is no longer the live store's."""
+        if not self._refresh():
+            return FALLBACK
+        return self.get(key, mode)
 
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` is present and not expired, or :data:`FALLBACK`."""

@@ -108,10 +108,10 @@ class RegionWriter:
         self._max_value = max_value
         self._checksum = L.checksum_by_default() if checksum is None else checksum
         page = page_size(memory_limit)
-        # The limit plus a partly used page for each block size in use.
-        data_bytes = (
-            -(-memory_limit // page) * page + 64 * page if memory_limit else _UNLIMITED_DATA
-        )
+        # The limit plus room for partly used pages (one per block size in use). Pages are
+        # only backed by memory once touched, and given back when empty.
+        room = max(memory_limit // 4, 64 * page)
+        data_bytes = -(-(memory_limit + room) // page) * page if memory_limit else _UNLIMITED_DATA
         entries = memory_limit // _MIN_ENTRY if memory_limit else _UNLIMITED_SLOTS // 2
         self._max_slots = max(_FIRST_SLOTS, 1 << (2 * entries - 1).bit_length())
         self._table_bytes = _round_page(self._max_slots * L.SLOT_BYTES)
