@@ -78,6 +78,7 @@ class RegionWriter:
         "_g",
         "_gen_fd",
         "_gen_mm",
+        "_gen_path",
         "_half",
         "_live",
         "_max_slots",
@@ -128,6 +129,7 @@ class RegionWriter:
             os.close(self._region_fd)
             raise
         self._gen_mm = mmap.mmap(self._gen_fd, _PAGE)
+        self._gen_path = generation_path
         self._w = memoryview(self._mm).cast("Q")
         self._g = memoryview(self._gen_mm).cast("Q")
         w = self._w
@@ -158,6 +160,11 @@ class RegionWriter:
     def fds(self) -> tuple[int, int]:
         """``(region memfd, generation file)``: what a reader needs, sent with SCM_RIGHTS."""
         return self._region_fd, self._gen_fd
+
+    @property
+    def generation_path(self) -> str | None:
+        """The generation file (None: a private memfd)."""
+        return self._gen_path
 
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
