@@ -16,6 +16,7 @@ scheduled. The torture run (``bench/shm_torture.py``) then checks every value re
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import statistics
@@ -23,11 +24,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from html import escape
 from typing import Any
 
 import redis
 
-from bench.shm_torture import torture
+from bench.shm_torture import report, torture
 from blinkstore_gunicorn.client import Cache
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.shm.reader import RegionReader
@@ -156,6 +158,47 @@ def run(runs: int, pin: bool, batches: int, scaling_seconds: float) -> dict[str,
     return {"p50_ns": p50, "two_readers": two_over_one}
 
 
+_ROW = 26
+_LABEL = 190
+_WIDTH = 620
+
+
+def bar_chart(title: str, unit: str, values: dict[str, float]) -> str:
+    """SVG text: one bar per ``values`` item (smallest first), on a log scale, labelled."""
+    items = sorted(values.items(), key=lambda item: item[1])
+    low = math.floor(math.log10(min(v for _, v in items)))
+    high = math.ceil(math.log10(max(v for _, v in items)))
+    span = max(1, high - low)
+    plot = _WIDTH - _LABEL - 90
+    height = 40 + _ROW * len(items) + 24
+
+    def x(value: float) -> float:
+        return _LABEL + plot * (math.log10(value) - low) / span
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
+        'font-family="sans-serif" font-size="13">',
+        f'<text x="10" y="20" font-weight="bold">{escape(title)}</text>',
+    ]
+    for decade in range(low, high + 1):
+        at = _LABEL + plot * (decade - low) / span
+        parts.append(
+            f'<line x1="{at:.1f}" y1="30" x2="{at:.1f}" y2="{height - 22}" stroke="#ddd"/>'
+            f'<text x="{at:.1f}" y="{height - 6}" text-anchor="middle" fill="#666">'
+            f"{10.0**decade:g} {escape(unit)}</text>"
+        )
+    for row, (name, value) in enumerate(items):
+        top = 36 + row * _ROW
+        parts.append(
+            f'<text x="{_LABEL - 8}" y="{top + 15}" text-anchor="end">{escape(name)}</text>'
+            f'<rect x="{_LABEL}" y="{top + 3}" width="{max(1.0, x(value) - _LABEL):.1f}" '
+            f'height="{_ROW - 8}" fill="#4a7ab8"/>'
+            f'<text x="{x(value) + 6:.1f}" y="{top + 15}">{value:.3g} {escape(unit)}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def print_table(result: dict[str, Any]) -> None:
     """Latencies with ratios to the region, and the targets of issue 15."""
     p50 = result["p50_ns"]
@@ -175,21 +218,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--torture-reads", type=int, default=10_000_000, metavar="N")
     parser.add_argument("--quick", action="store_true", help="few samples, short torture")
+    parser.add_argument("--chart", metavar="SVG", help="also draw the GET p50s into this file")
     args = parser.parse_args(argv)
     runs, batches, seconds, reads = args.runs, 2000, 2.0, args.torture_reads
     if args.quick:
         runs, batches, seconds, reads = 1, 200, 0.3, 100_000
-    print_table(run(runs, args.pin, batches, seconds))
+    result = run(runs, args.pin, batches, seconds)
+    print_table(result)
+    if args.chart:
+        p50_us = {name: ns / 1000 for name, ns in result["p50_ns"].items()}
+        title = "GET of a 256 B value, p50 per call (python -m bench.shm)"
+        with open(args.chart, "w", encoding="utf-8") as out:
+            out.write(bar_chart(title, "µs", p50_us))
     readers = 2
     with tempfile.TemporaryDirectory() as workdir:
-        result = torture(workdir, readers=readers, reads=reads // readers, kill_after=5.0)
-    print(
-        f"torture: {result.reads} reads by {readers} processes in {result.seconds:.0f}s: "
-        f"{result.hits} hits, {result.misses} misses, {result.fallbacks} asked the store; "
-        f"{len(result.bad)} torn or foreign, {result.stale_after_restart} read from a dead "
-        "writer's region after its successor published"
-    )
-    return 1 if result.bad or result.stale_after_restart else 0
+        tortured = torture(workdir, readers=readers, reads=reads // readers, kill_after=5.0)
+    print(report(tortured, readers))
+    return 1 if tortured.bad or tortured.stale_after_restart else 0
 
 
 if __name__ == "__main__":

@@ -7,17 +7,20 @@ a checksum, so a reader recognises a torn value (bytes of two versions) or a for
 (another key's). Optionally the writer is killed with SIGKILL mid-run and a new one takes over
 the generation file: from the moment it has published, every old reader must stop answering.
 
-Used by ``bench.shm`` (the long run, >= 10**7 reads) and by a short slice in the tests.
+Used by ``bench.shm`` (the long run, >= 10**7 reads) and by a short slice in the tests; on
+its own: ``python -m bench.shm_torture [--readers 2] [--reads 10000000] [--kill-after 5]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import random
 import signal
 import socket
 import struct
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.shm.reader import RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
-__all__ = ["TortureResult", "check_value", "make_value", "torture"]
+__all__ = ["TortureResult", "check_value", "main", "make_value", "report", "torture"]
 
 KEYS = 2000
 MAX_VALUE = 64 * 1024
@@ -215,3 +218,37 @@ def torture(
             proc.join()
     result.seconds = time.monotonic() - start
     return result
+
+
+def report(result: TortureResult, readers: int) -> str:
+    """One line: what the readers saw."""
+    return (
+        f"torture: {result.reads} reads by {readers} processes in {result.seconds:.0f}s: "
+        f"{result.hits} hits, {result.misses} misses, {result.fallbacks} asked the store; "
+        f"{len(result.bad)} torn or foreign, {result.stale_after_restart} read from a dead "
+        "writer's region after its successor published"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the torture and print its counts; exit status 1 on any bad read."""
+    parser = argparse.ArgumentParser(prog="python -m bench.shm_torture", description=__doc__)
+    parser.add_argument("--readers", type=int, default=2)
+    parser.add_argument("--reads", type=int, default=10_000_000, help="in total")
+    parser.add_argument("--kill-after", type=float, default=5.0, metavar="SECONDS")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as workdir:
+        result = torture(
+            workdir,
+            readers=args.readers,
+            reads=args.reads // args.readers,
+            kill_after=args.kill_after,
+        )
+    print(report(result, args.readers))
+    for problem in result.bad:
+        print("  " + problem)
+    return 1 if result.bad or result.stale_after_restart else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
