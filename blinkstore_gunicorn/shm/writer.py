@@ -184,11 +184,6 @@ class RegionWriter:
         """Largest value held inline."""
         return self._max_value
 
-    @property
-    def checksum(self) -> bool:
-        """Whether readers verify crc32(key + value)."""
-        return self._checksum
-
     # -- entries ------------------------------------------------------------------------------
 
     def block_bytes(self, handle: int) -> int:

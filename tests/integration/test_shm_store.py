@@ -91,6 +91,8 @@ def test_eviction_is_visible_and_region_hits_count(peer: redis.Redis, reader: Re
     after = peer.info()
     assert after["keyspace_hits"] - info["keyspace_hits"] == len(held)
     assert after["keyspace_misses"] - info["keyspace_misses"] == 3000 - len(held)
+    assert after["shm_enabled"] == 1
+    assert after["shm_keyspace_hits"] - info["shm_keyspace_hits"] == len(held)
 
 
 def _read_after_signal(path: str, pipe: Connection) -> None:
