@@ -59,11 +59,8 @@ class RegionReader:
         "_hits",
         "_misses",
         "_mm",
-        "_slot_mask",
-        "_t",
-        "_token",
+        "_table",
         "_w",
-        "_word_mask",
     )
 
     def __init__(self, region_fd: int, generation_fd: int, counter: int) -> None:
@@ -72,8 +69,10 @@ class RegionReader:
         self._gen_mm = mmap.mmap(generation_fd, mmap.PAGESIZE)
         self._w = memoryview(self._mm).cast("Q")
         self._g = memoryview(self._gen_mm).cast("Q")
-        # Until the first read adopts the live table: one empty slot (a miss, then _stale).
-        self._t = memoryview(bytes(L.SLOT_BYTES)).cast("Q")
+        # (table view, its token, slot mask, word mask): one tuple, replaced whole, so that a
+        # thread never pairs one table with another's mask. Until the first read adopts the
+        # live table: one empty slot under token -1 (a miss, then _stale).
+        self._table = (memoryview(bytes(L.SLOT_BYTES)).cast("Q"), -1, 0, 0)
         w = self._w
         if size < L.HEADER_BYTES or w[L.H_MAGIC] != L.MAGIC or w[L.H_VERSION] != L.VERSION:
             self.close()
@@ -82,8 +81,6 @@ class RegionReader:
         base = (w[L.H_COUNTERS] >> 3) + (counter % L.COUNTER_SLOTS) * L.COUNTER_STRIDE
         self._hits = base
         self._misses = base + 1
-        self._token = -1
-        self._slot_mask = self._word_mask = 0
 
     @property
     def alive(self) -> bool:
@@ -99,13 +96,11 @@ class RegionReader:
         offset, slots = L.unpack_table_word(w[L.H_TABLE])
         if offset + slots * L.SLOT_BYTES > len(self._mm):
             return False
-        # Not release() the old view: another thread may be reading through it.
-        self._t = memoryview(self._mm)[offset : offset + slots * L.SLOT_BYTES].cast("Q")
-        self._slot_mask = slots - 1
-        self._word_mask = slots * L.SLOT_WORDS - 1
-        # The table was read after the token: if the store switched again in between, the
-        # token check at the end of the next read fails and the reader comes back here.
-        self._token = token
+        # Not release() the old view: another thread may be reading through it. The table was
+        # read after the token: if the store switched again in between, the token check at
+        # the end of the next read fails and the reader comes back here.
+        table = memoryview(self._mm)[offset : offset + slots * L.SLOT_BYTES].cast("Q")
+        self._table = (table, token, slots - 1, slots * L.SLOT_WORDS - 1)
         return True
 
     @overload
@@ -125,12 +120,11 @@ class RegionReader:
         # The token is checked once, after the read: a read through a table that is no longer
         # live fails that check and goes to _stale (the table always has empty slots, so the
         # search ends, and the view's bounds keep it inside the region).
+        t, token, slot_mask, word_mask = self._table
         g = self._g
-        token = self._token
-        t = self._t
         h = crc32(key)
         want = (h << 32) + len(key)
-        i = (h & self._slot_mask) << 2
+        i = (h & slot_mask) << 2
         spins = 0
         while True:
             meta = t[i]
@@ -170,7 +164,7 @@ class RegionReader:
                 if g[0] != token:
                     return self._stale(key, mode)
                 break
-            i = (i + 4) & self._word_mask
+            i = (i + 4) & word_mask
         if not mode:
             self._w[self._misses] += 1
         return None
@@ -195,7 +189,7 @@ class RegionReader:
 
     def close(self) -> None:
         """Unmap the region (the store is unaffected)."""
-        self._t.release()
+        self._table[0].release()
         self._w.release()
         self._g.release()
         self._mm.close()
