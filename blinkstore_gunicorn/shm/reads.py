@@ -19,14 +19,17 @@ from collections.abc import Callable
 from blinkstore_gunicorn.shm.handout import RegionUnavailable, attach, supported
 from blinkstore_gunicorn.shm.reader import FALLBACK, Fallback, RegionReader
 
-__all__ = ["ATTACH_TIMEOUT", "RETRY_INTERVAL", "SharedReads"]
+__all__ = ["ATTACH_TIMEOUT", "REFUSED_INTERVAL", "RETRY_INTERVAL", "SharedReads"]
 
 log = logging.getLogger("blinkstore_gunicorn.client")
 
 #: Seconds an attach may take (it runs inline, also on an event loop: a local round trip).
 ATTACH_TIMEOUT = 0.5
-#: Seconds between two attach attempts after one failed or the region died.
+#: Seconds before another attach after one failed because the store was unreachable.
 RETRY_INTERVAL = 0.5
+#: Seconds before asking again a store that refused (``shm`` off): it only changes on restart,
+#: and a restarted store is noticed anyway (the socket path reconnects).
+REFUSED_INTERVAL = 10.0
 
 _live: weakref.WeakSet[SharedReads] = weakref.WeakSet()
 
@@ -50,11 +53,6 @@ class SharedReads:
         """Whether this platform can map a region at all."""
         return supported()
 
-    @property
-    def attached(self) -> bool:
-        """Whether a region is mapped now."""
-        return self._reader is not None
-
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` exists, or FALLBACK."""
         reader = self._current()
@@ -72,9 +70,9 @@ class SharedReads:
             self._detach()
 
     def close(self) -> None:
-        """Unmap the region (this process only)."""
+        """Let the region go (this process only); the next read maps it again."""
         self._detach()
-        self._retry_at = float("inf")
+        self._retry_at = 0.0
 
     def _current(self) -> RegionReader | None:
         if self._reader is None:
@@ -89,13 +87,14 @@ class SharedReads:
         now = time.monotonic()
         if now < self._retry_at:
             return None
-        self._retry_at = now + RETRY_INTERVAL
         try:
             reader = attach(self._path, self._password, ATTACH_TIMEOUT)
         except RegionUnavailable as exc:
             log.debug("no shared-memory reads from %s: %s", self._path, exc)
+            self._retry_at = now + REFUSED_INTERVAL
             return None
         except OSError:
+            self._retry_at = now + RETRY_INTERVAL
             return None  # the store is down: the socket path reports it
         self._reader = reader
         self.get = reader.get
