@@ -348,7 +348,13 @@ class CacheCore:
     # -- error policy ------------------------------------------------------------------------
 
     def _unreachable(self, exc: CacheConnectionError) -> None:
-        """Raise ``exc`` (on_error="raise"), or log the outage once and let the caller miss."""
+        """Raise ``exc`` (on_error="raise"), or log the outage once and let the caller miss.
+
+        Either way the store's shared-memory region is not trusted any more: its store may
+        be dead, and reads miss (or raise) during an outage as they do without the region.
+        """
+        if self._shared is not None:
+            self._shared.distrust()
         if self._raise:
             raise exc
         if not self._down:

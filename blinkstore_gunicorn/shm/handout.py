@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
 
 from blinkstore_gunicorn.protocol import resp
@@ -27,6 +28,7 @@ __all__ = [
     "generation_path",
     "region_reply",
     "request_region",
+    "revoke",
     "send_reply",
     "supported",
 ]
@@ -49,6 +51,24 @@ def supported() -> bool:
 def generation_path(unix_path: str) -> str:
     """The generation file of the store listening on ``unix_path``: next to its socket."""
     return unix_path + ".shm"
+
+
+def revoke(unix_path: str) -> None:
+    """Make readers stop trusting the region of the store on ``unix_path``, which just died.
+
+    Its supervisor calls this as soon as it sees the death, before the next store starts: the
+    generation file's token becomes 0 (no store) until that store writes its own. A file that
+    is missing or not a regular file is left alone.
+    """
+    try:
+        fd = os.open(generation_path(unix_path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.pwrite(fd, bytes(8), 0)
+    finally:
+        os.close(fd)
 
 
 def region_reply(region: RegionWriter) -> bytes:

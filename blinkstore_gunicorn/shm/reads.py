@@ -69,6 +69,12 @@ class SharedReads:
         if reader is not None and not reader.alive:
             self._detach()
 
+    def distrust(self) -> None:
+        """The store did not answer on its socket: stop reading its region (it may be dead)
+        and map one again only after :data:`RETRY_INTERVAL`."""
+        self._detach()
+        self._retry_at = time.monotonic() + RETRY_INTERVAL
+
     def close(self) -> None:
         """Let the region go (this process only); the next read maps it again."""
         self._detach()

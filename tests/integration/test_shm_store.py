@@ -153,6 +153,8 @@ def test_a_killed_store_s_region_is_abandoned_by_its_successor(
     os.kill(first.pid, signal.SIGKILL)
     first.proc.wait()
     assert old.get(b"k") == b"old", "nobody wrote since: the last value the store published"
+    handout.revoke(first.unix_path)  # what its supervisor does when it sees the death
+    assert old.get(b"k") is FALLBACK
     second = blinkstore_factory(directory=first.directory)
     assert second.unix_path == first.unix_path
     client = _redis(second)
