@@ -117,6 +117,10 @@ def async_p50_ns(cache: AsyncCache, key: str, batches: int) -> float:
     """:func:`p50_ns` for ``await cache.get(key)``, timed inside one event loop."""
 
     async def sample() -> float:
+        await cache.get(key)  # AsyncCache maps the region in a thread: wait for it
+        shared = cache._shared
+        while shared is not None and not shared.attached:
+            await asyncio.sleep(0.01)
         samples = []
         clock = time.perf_counter_ns
         get = cache.get

@@ -200,6 +200,7 @@ class CacheCore:
         on_error: OnError,
         max_connections: int | None,
         max_in_flight: int | None = None,
+        attach_in_background: bool = False,
     ) -> None:
         self.url: CacheURL = parse_url(configured_url(url))
         if on_error not in ("raise", "miss"):
@@ -226,8 +227,9 @@ class CacheCore:
         )
         self._down = False
         #: Reads from the store's shared-memory region (a store on a Unix socket, Linux,
-        #: unless ``?shm=off``); None: every read goes over the socket.
-        self._shared = _shared_reads(self.url)
+        #: unless ``?shm=off``); None: every read goes over the socket. ``AsyncCache`` maps
+        #: the region from a thread, so that its event loop never waits for the store.
+        self._shared = _shared_reads(self.url, attach_in_background)
 
     def __repr__(self) -> str:
         namespace = f", namespace={self.namespace!r}" if self.namespace else ""
@@ -489,9 +491,9 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _shared_reads(url: CacheURL) -> SharedReads | None:
+def _shared_reads(url: CacheURL, background: bool) -> SharedReads | None:
     # ``shm`` is checked on tcp:// too (a URL may name either), where it changes nothing.
     wanted = url.flag_option("shm", True) if url.kind == "store" else False
     if not wanted or url.unix_path is None or not SharedReads.available():
         return None
-    return SharedReads(url.unix_path, url.password)
+    return SharedReads(url.unix_path, url.password, background)

@@ -84,6 +84,7 @@ class AsyncCache(CacheCore):
             on_error=on_error,
             max_connections=max_connections,
             max_in_flight=max_in_flight,  # unasync: async only
+            attach_in_background=True,  # unasync: async only
         )
         self.backend: AsyncBackend = create_async_backend(self.url, self._options)
         self._leases = async_leases(self.backend)

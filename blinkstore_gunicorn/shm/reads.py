@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -35,13 +36,29 @@ _live: weakref.WeakSet[SharedReads] = weakref.WeakSet()
 
 
 class SharedReads:
-    """Reads from the region of the store on ``unix_path`` (AUTH with ``password``)."""
+    """Reads from the region of the store on ``unix_path`` (AUTH with ``password``).
 
-    __slots__ = ("__weakref__", "_password", "_path", "_reader", "_retry_at", "get")
+    The region is mapped on the first read, inline (a local round trip, bounded by
+    :data:`ATTACH_TIMEOUT`), or with ``background`` in a thread while that read and the next
+    ones go to the socket: an event loop must not wait for a store that does not answer.
+    """
 
-    def __init__(self, unix_path: str, password: str | None) -> None:
+    __slots__ = (
+        "__weakref__",
+        "_attaching",
+        "_background",
+        "_password",
+        "_path",
+        "_reader",
+        "_retry_at",
+        "get",
+    )
+
+    def __init__(self, unix_path: str, password: str | None, background: bool = False) -> None:
         self._path = unix_path
         self._password = password
+        self._background = background
+        self._attaching = False
         self._reader: RegionReader | None = None
         self._retry_at = 0.0
         #: ``get(key)``: the value, None (absent), or FALLBACK (ask the store).
@@ -52,6 +69,11 @@ class SharedReads:
     def available() -> bool:
         """Whether this platform can map a region at all."""
         return supported()
+
+    @property
+    def attached(self) -> bool:
+        """Whether a region is mapped now."""
+        return self._reader is not None
 
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` exists, or FALLBACK."""
@@ -82,29 +104,37 @@ class SharedReads:
 
     def _current(self) -> RegionReader | None:
         if self._reader is None:
-            self._attach()
+            self._start_attach()
         return self._reader
 
     def _attach_then_get(self, key: bytes) -> bytes | Fallback | None:
-        reader = self._attach()
+        self._start_attach()
+        reader = self._reader
         return FALLBACK if reader is None else reader.get(key)
 
-    def _attach(self) -> RegionReader | None:
+    def _start_attach(self) -> None:
+        if self._attaching or time.monotonic() < self._retry_at:
+            return
+        if not self._background:
+            self._attach()
+            return
+        self._attaching = True
+        threading.Thread(target=self._attach, name="blinkstore-shm-attach", daemon=True).start()
+
+    def _attach(self) -> None:
         now = time.monotonic()
-        if now < self._retry_at:
-            return None
         try:
             reader = attach(self._path, self._password, ATTACH_TIMEOUT)
         except RegionUnavailable as exc:
             log.debug("no shared-memory reads from %s: %s", self._path, exc)
             self._retry_at = now + REFUSED_INTERVAL
-            return None
         except OSError:
-            self._retry_at = now + RETRY_INTERVAL
-            return None  # the store is down: the socket path reports it
-        self._reader = reader
-        self.get = reader.get
-        return reader
+            self._retry_at = now + RETRY_INTERVAL  # the store is down: the socket path says so
+        else:
+            self._reader = reader
+            self.get = reader.get
+        finally:
+            self._attaching = False
 
     def _detach(self) -> None:
         # Not reader.close(): another thread may be in the middle of a read. The mapping goes
@@ -116,6 +146,7 @@ class SharedReads:
         # The child inherited the mapping but shares the parent's counter slot: map anew.
         self._detach()
         self._retry_at = 0.0
+        self._attaching = False  # an attaching thread did not survive the fork
 
 
 def _after_fork_in_child() -> None:

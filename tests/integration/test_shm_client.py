@@ -8,6 +8,7 @@ import math
 import multiprocessing
 import os
 import signal
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -63,6 +64,13 @@ def test_async_reads_come_from_the_region(store: StoreProcess) -> None:
     async def scenario() -> tuple[Any, Any, bool]:
         async with AsyncCache(store.url) as cache:
             await cache.set("k", [1, 2])
+            assert await cache.get("k") == [1, 2]  # over the socket: the region is mapped
+            shared = cache._shared  # in a thread, so the event loop never waits for it
+            assert shared is not None
+            deadline = time.monotonic() + 10
+            while not shared.attached:
+                assert time.monotonic() < deadline, "the region was never mapped"
+                await asyncio.sleep(0.01)
             return await cache.get("k"), await cache.get("missing"), await cache.exists("k")
 
     before = _info(store)
