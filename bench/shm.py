@@ -268,9 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             out.write(bar_chart(title, "µs", p50_us))
     readers = 2
     with tempfile.TemporaryDirectory() as workdir:
-        tortured = torture(workdir, readers=readers, reads=reads // readers, kill_after=5.0)
-    print(report(tortured, readers))
-    return 1 if tortured.bad or tortured.stale_after_restart else 0
+        # Every read checked against a live writer; then a shorter run with the writer
+        # SIGKILLed (after which the readers' reads all go to the store, unchecked).
+        long_run = torture(workdir, readers=readers, reads=reads // readers, kill_after=None)
+        killed = torture(workdir, readers=readers, reads=min(reads, 400_000), kill_after=2.0)
+    print(report(long_run, readers))
+    print(report(killed, readers) + " (writer killed after 2 s)")
+    failed = [run for run in (long_run, killed) if run.bad or run.stale_after_restart]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
