@@ -8,6 +8,8 @@ import math
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -152,3 +154,28 @@ def test_churn_at_four_times_the_limit_keeps_working(store: StoreProcess) -> Non
     info = _info(store)
     assert info["evicted_keys"] > 0 and 0 < found < 8000
     assert info["shm_keyspace_hits"] >= 8000
+
+
+_GEVENT_READER = """
+from gevent import monkey; monkey.patch_all()
+import sys, gevent
+from blinkstore_gunicorn.client import Cache
+cache = Cache(sys.argv[1])
+cache.set("k", "v")
+print([g.value for g in gevent.joinall([gevent.spawn(cache.get, "k") for _ in range(5)])])
+"""
+
+
+def test_reads_from_the_region_under_gevent(store: StoreProcess) -> None:
+    pytest.importorskip("gevent")
+    before = _info(store)["shm_keyspace_hits"]
+    result = subprocess.run(
+        [sys.executable, "-c", _GEVENT_READER, store.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['v', 'v', 'v', 'v', 'v']"
+    assert _info(store)["shm_keyspace_hits"] - before == 5
