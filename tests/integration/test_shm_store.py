@@ -129,6 +129,13 @@ def test_refused_when_off_or_over_tcp(blinkstore_factory: StoreFactory) -> None:
     with on.connect("tcp") as sock:
         sock.sendall(resp_command("BS.SHM"))
         assert sock.recv(100) == b"-ERR BS.SHM needs a Unix socket connection\r\n"
+    with on.connect("unix") as sock:
+        sock.sendall(resp_command("MULTI") + resp_command("BS.SHM"))
+        expected = b"+OK\r\n-ERR Command not allowed inside a transaction\r\n"
+        received = b""
+        while len(received) < len(expected):
+            received += sock.recv(100)
+        assert received == expected
 
 
 def test_needs_auth_when_the_store_has_a_password(blinkstore_factory: StoreFactory) -> None:

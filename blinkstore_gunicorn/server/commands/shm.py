@@ -33,7 +33,7 @@ ERR_NOT_UNIX = resp.error("ERR BS.SHM needs a Unix socket connection")
 ERR_NOT_ALONE = resp.error("ERR BS.SHM must be the only request in flight")
 
 
-@command("bs.shm", 1, "fast")
+@command("bs.shm", 1, "fast no-multi")
 def cmd_bs_shm(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     engine = d.engine
     region = engine.region if isinstance(engine, MemoryEngine) else None
