@@ -10,7 +10,17 @@ import argparse
 import importlib
 import sys
 
-SUITES = ("store", "client", "eviction", "stampede", "locks", "pubsub", "ratelimit", "gunicorn")
+SUITES = (
+    "store",
+    "client",
+    "eviction",
+    "stampede",
+    "locks",
+    "pubsub",
+    "ratelimit",
+    "gunicorn",
+    "shm",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,9 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SHM_MODES = ("on", "off", "checksum")
+#: Largest ``shm_max_value``: a block (key + value) must fit one page of the region.
+MAX_SHM_VALUE = 128 * KiB
 
 
 class ConfigError(ValueError):
@@ -224,6 +227,13 @@ def _parse_log_level(value: str | int) -> str:
     return level
 
 
+def _parse_shm(value: str | int) -> str:
+    mode = str(value).strip().lower()
+    if mode not in SHM_MODES:
+        raise ValueError(f"invalid mode {value!r}: expected one of {', '.join(SHM_MODES)}")
+    return mode
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """How one :class:`StoreSettings` field is parsed, shown and documented."""
@@ -290,6 +300,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "log_level", _parse_log_level, "debug, info, warning, error (default info)", "LEVEL"
     ),
+    SettingSpec(
+        "shm",
+        _parse_shm,
+        "shared-memory reads for clients of the Unix socket (Linux): on (default), off, or"
+        " checksum (on, and readers verify a crc32 of every value; the default off x86-64)",
+        "MODE",
+    ),
+    SettingSpec(
+        "shm_max_value",
+        parse_size,
+        "largest value published for shared-memory reads; larger ones are read over the socket"
+        " (default 64KiB, at most 128KiB)",
+        "SIZE",
+    ),
 )
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
@@ -319,6 +343,8 @@ class StoreSettings:
     pubsub_buffer_limit: int = 8 * MiB
     password: str | None = None
     log_level: str = "info"
+    shm: str = "on"
+    shm_max_value: int = 64 * KiB
 
     def __post_init__(self) -> None:
         if self.unix is not None and not self.unix.strip():
@@ -337,6 +363,10 @@ class StoreSettings:
             raise ConfigError("pubsub_buffer_limit", "must be at least 64KiB")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError("log_level", f"expected one of {', '.join(LOG_LEVELS)}")
+        if self.shm not in SHM_MODES:
+            raise ConfigError("shm", f"expected one of {', '.join(SHM_MODES)}")
+        if self.shm_max_value > MAX_SHM_VALUE:
+            raise ConfigError("shm_max_value", f"must be at most {format_size(MAX_SHM_VALUE)}")
         if self.client_buffer_limit is not None and self.client_buffer_limit < (
             self.largest_value_request
         ):

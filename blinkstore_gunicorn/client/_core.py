@@ -22,8 +22,9 @@ from blinkstore_gunicorn.client.errors import (
     CacheSerializationError,
 )
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
-from blinkstore_gunicorn.client.stampede import unwrap
+from blinkstore_gunicorn.client.stampede import FlightPlan, now_ms, unwrap
 from blinkstore_gunicorn.client.url import ENV_VAR, CacheURL, parse_url
+from blinkstore_gunicorn.shm.reads import SharedReads
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -199,6 +200,7 @@ class CacheCore:
         on_error: OnError,
         max_connections: int | None,
         max_in_flight: int | None = None,
+        attach_in_background: bool = False,
     ) -> None:
         self.url: CacheURL = parse_url(configured_url(url))
         if on_error not in ("raise", "miss"):
@@ -224,6 +226,10 @@ class CacheCore:
             wait_on_reads=self._raise,
         )
         self._down = False
+        #: Reads from the store's shared-memory region (a store on a Unix socket, Linux,
+        #: unless ``?shm=off``); None: every read goes over the socket. ``AsyncCache`` maps
+        #: the region from a thread, so that its event loop never waits for the store.
+        self._shared = _shared_reads(self.url, attach_in_background)
 
     def __repr__(self) -> str:
         namespace = f", namespace={self.namespace!r}" if self.namespace else ""
@@ -252,6 +258,63 @@ class CacheCore:
     def _items(self, mapping: Mapping[K, Any]) -> list[tuple[bytes, bytes]]:
         dumps = self._dumps
         return [(self._key(key), dumps(value)) for key, value in mapping.items()]
+
+    # -- shared-memory reads (each returns None or MISSING where the store must answer) ------
+
+    def _shared_many(self, names: list[bytes]) -> tuple[list[bytes | None], list[int]]:
+        """Values from the region, and the positions (None in the list) to ask the store."""
+        shared = self._shared
+        if shared is None:
+            return [None] * len(names), list(range(len(names)))
+        values: list[bytes | None] = []
+        asked: list[int] = []
+        for position, name in enumerate(names):
+            raw = shared.get(name)
+            if raw is None or isinstance(raw, bytes):
+                values.append(raw)
+            else:
+                values.append(None)
+                asked.append(position)
+        if asked:
+            shared.fell_back()
+        return values, asked
+
+    def _shared_exists(self, name: bytes) -> bool | None:
+        shared = self._shared
+        if shared is None:
+            return None
+        found = shared.exists(name)
+        if isinstance(found, bool):
+            return found
+        shared.fell_back()
+        return None
+
+    def _shared_pttl(self, name: bytes) -> int | None:
+        """PTTL as the store answers it (-2 absent, -1 no TTL, else ms left), or None."""
+        shared = self._shared
+        if shared is None:
+            return None
+        deadline = shared.expire_at(name)
+        if deadline is None:
+            return -2
+        if not isinstance(deadline, int):
+            shared.fell_back()
+            return None
+        return -1 if deadline == 0 else max(0, deadline - now_ms())
+
+    def _shared_fresh(self, name: bytes, plan: FlightPlan) -> Any:
+        """``get_or_set``'s hit from the region: the decoded value, or MISSING when the store
+        must take part (a miss, a value due for refresh, one not in the region)."""
+        shared = self._shared
+        if shared is None:
+            return MISSING
+        raw = shared.get(name)
+        if not isinstance(raw, bytes):
+            return MISSING
+        payload, fresh_until, compute_ms = unwrap(raw)
+        if plan.needs_refresh(fresh_until, compute_ms):
+            return MISSING
+        return self._decode(payload, MISSING)
 
     def _found(self, keys: list[K], values: Iterable[bytes | None]) -> dict[K, Any]:
         found: dict[K, Any] = {}
@@ -287,7 +350,13 @@ class CacheCore:
     # -- error policy ------------------------------------------------------------------------
 
     def _unreachable(self, exc: CacheConnectionError) -> None:
-        """Raise ``exc`` (on_error="raise"), or log the outage once and let the caller miss."""
+        """Raise ``exc`` (on_error="raise"), or log the outage once and let the caller miss.
+
+        Either way the store's shared-memory region is not trusted any more: its store may
+        be dead, and reads miss (or raise) during an outage as they do without the region.
+        """
+        if self._shared is not None:
+            self._shared.distrust()
         if self._raise:
             raise exc
         if not self._down:
@@ -420,3 +489,11 @@ def decode_message(cache: CacheCore, raw: tuple[bytes, bytes, bytes | None]) -> 
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
+
+
+def _shared_reads(url: CacheURL, background: bool) -> SharedReads | None:
+    # ``shm`` is checked on tcp:// too (a URL may name either), where it changes nothing.
+    wanted = url.flag_option("shm", True) if url.kind == "store" else False
+    if not wanted or url.unix_path is None or not SharedReads.available():
+        return None
+    return SharedReads(url.unix_path, url.password, background)

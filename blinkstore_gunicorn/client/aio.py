@@ -84,6 +84,7 @@ class AsyncCache(CacheCore):
             on_error=on_error,
             max_connections=max_connections,
             max_in_flight=max_in_flight,  # unasync: async only
+            attach_in_background=True,  # unasync: async only
         )
         self.backend: AsyncBackend = create_async_backend(self.url, self._options)
         self._leases = async_leases(self.backend)
@@ -92,8 +93,18 @@ class AsyncCache(CacheCore):
 
     async def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
+        name = self._key(key)
+        shared = self._shared
+        if shared is not None:
+            # From the store's shared-memory region: no round trip on a hit or a miss.
+            raw = shared.get(name)
+            if raw is None:
+                return default
+            if isinstance(raw, bytes):
+                return self._decode(raw, default)
+            shared.fell_back()
         try:
-            raw = await self.backend.get(self._key(key))
+            raw = await self.backend.get(name)
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return default
@@ -108,27 +119,40 @@ class AsyncCache(CacheCore):
         keys = list(keys)
         if not keys:
             return {}
-        try:
-            values = await self.backend.mget([self._key(key) for key in keys])
-        except CacheConnectionError as exc:
-            self._unreachable(exc)
-            return {}
-        if self._down:
-            self._back()
+        names = [self._key(key) for key in keys]
+        values, asked = self._shared_many(names)
+        if asked:
+            try:
+                fetched = await self.backend.mget([names[position] for position in asked])
+            except CacheConnectionError as exc:
+                self._unreachable(exc)
+                return {}
+            if self._down:
+                self._back()
+            for position, raw in zip(asked, fetched, strict=True):
+                values[position] = raw
         return self._found(keys, values)
 
     async def exists(self, key: Key) -> bool:
         """Whether ``key`` exists."""
+        name = self._key(key)
+        found = self._shared_exists(name)
+        if found is not None:
+            return found
         try:
-            return await self.backend.exists(self._key(key))
+            return await self.backend.exists(name)
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return False
 
     async def ttl(self, key: Key) -> float | None:
         """Seconds until ``key`` expires; ``math.inf`` if it never does; None if missing."""
+        name = self._key(key)
+        pttl = self._shared_pttl(name)
+        if pttl is not None:
+            return seconds_left(pttl)
         try:
-            return seconds_left(await self.backend.pttl(self._key(key)))
+            return seconds_left(await self.backend.pttl(name))
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return None
@@ -265,6 +289,9 @@ class AsyncCache(CacheCore):
             on_wait_timeout=on_wait_timeout,
         )
         name = self._key(key)
+        value = self._shared_fresh(name, plan)
+        if value is not MISSING:
+            return value
         return await _FLIGHTS.run(
             (self.url.display, name),
             lambda: self._single_flight(name, default_or_loader, plan),
@@ -395,6 +422,8 @@ class AsyncCache(CacheCore):
 
     async def close(self) -> None:
         """Close connections (the cache reconnects if used again)."""
+        if self._shared is not None:
+            self._shared.close()
         await self.backend.close()
 
     async def __aenter__(self) -> AsyncCache:

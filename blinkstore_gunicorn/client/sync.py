@@ -91,8 +91,18 @@ class Cache(CacheCore):
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default``."""
+        name = self._key(key)
+        shared = self._shared
+        if shared is not None:
+            # From the store's shared-memory region: no round trip on a hit or a miss.
+            raw = shared.get(name)
+            if raw is None:
+                return default
+            if isinstance(raw, bytes):
+                return self._decode(raw, default)
+            shared.fell_back()
         try:
-            raw = self.backend.get(self._key(key))
+            raw = self.backend.get(name)
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return default
@@ -107,27 +117,40 @@ class Cache(CacheCore):
         keys = list(keys)
         if not keys:
             return {}
-        try:
-            values = self.backend.mget([self._key(key) for key in keys])
-        except CacheConnectionError as exc:
-            self._unreachable(exc)
-            return {}
-        if self._down:
-            self._back()
+        names = [self._key(key) for key in keys]
+        values, asked = self._shared_many(names)
+        if asked:
+            try:
+                fetched = self.backend.mget([names[position] for position in asked])
+            except CacheConnectionError as exc:
+                self._unreachable(exc)
+                return {}
+            if self._down:
+                self._back()
+            for position, raw in zip(asked, fetched, strict=True):
+                values[position] = raw
         return self._found(keys, values)
 
     def exists(self, key: Key) -> bool:
         """Whether ``key`` exists."""
+        name = self._key(key)
+        found = self._shared_exists(name)
+        if found is not None:
+            return found
         try:
-            return self.backend.exists(self._key(key))
+            return self.backend.exists(name)
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return False
 
     def ttl(self, key: Key) -> float | None:
         """Seconds until ``key`` expires; ``math.inf`` if it never does; None if missing."""
+        name = self._key(key)
+        pttl = self._shared_pttl(name)
+        if pttl is not None:
+            return seconds_left(pttl)
         try:
-            return seconds_left(self.backend.pttl(self._key(key)))
+            return seconds_left(self.backend.pttl(name))
         except CacheConnectionError as exc:
             self._unreachable(exc)
             return None
@@ -264,6 +287,9 @@ class Cache(CacheCore):
             on_wait_timeout=on_wait_timeout,
         )
         name = self._key(key)
+        value = self._shared_fresh(name, plan)
+        if value is not MISSING:
+            return value
         return _FLIGHTS.run(
             (self.url.display, name),
             lambda: self._single_flight(name, default_or_loader, plan),
@@ -388,6 +414,8 @@ class Cache(CacheCore):
 
     def close(self) -> None:
         """Close connections (the cache reconnects if used again)."""
+        if self._shared is not None:
+            self._shared.close()
         self.backend.close()
 
     def __enter__(self) -> Cache:

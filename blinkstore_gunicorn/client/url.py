@@ -39,7 +39,9 @@ __all__ = [
 ENV_VAR: Final = "BLINKSTORE_URL"
 DEFAULT_TCP_PORT: Final = 8765
 
-_STORE_OPTIONS: Final = frozenset({"password", "timeout", "connect_timeout", "max_connections"})
+_STORE_OPTIONS: Final = frozenset(
+    {"password", "timeout", "connect_timeout", "max_connections", "shm"}
+)
 _MEMORY_OPTIONS: Final = frozenset({"memory_limit"})
 _REDIS_SCHEMES: Final = frozenset(
     {"redis", "rediss", "valkey", "valkeys", "redis+unix", "valkey+unix"}
@@ -87,6 +89,16 @@ class CacheURL:
         if number <= 0:
             raise CacheConfigError(f"{self.display}: {name} must be > 0")
         return number
+
+    def flag_option(self, name: str, default: bool) -> bool:
+        """A yes/no query option (``on``/``off``, ``1``/``0``, ``true``/``false``...)."""
+        raw = self.options.get(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered not in _TRUE | _FALSE:
+            raise CacheConfigError(f"{self.display}: {name}={raw!r} must be on or off")
+        return lowered in _TRUE
 
     def int_option(self, name: str) -> int | None:
         """A positive integer query option, or None when absent."""

@@ -1,9 +1,9 @@
 """The narrow interface every storage engine provides, plus its errors and stats record.
 
-The store process talks to its data only through :class:`Engine`. Today the one implementation
-is :class:`~blinkstore_gunicorn.engine.memory.MemoryEngine`; a shared-memory engine (workers
-reading values straight from a region the store process alone writes) is planned, so the
-interface stays small: bytes in, bytes out, absolute wall-clock deadlines in milliseconds.
+The store process talks to its data only through :class:`Engine`. The one implementation is
+:class:`~blinkstore_gunicorn.engine.memory.MemoryEngine`, which can also publish its entries into
+a shared-memory region that client processes read (``blinkstore_gunicorn.shm``); the interface
+stays small: bytes in, bytes out, absolute wall-clock deadlines in milliseconds.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ the key and the value themselves:
   step either evicts or clears a bit a hit set, so a write costs O(1) amortized.
 * ``_deadlines: dict[bytes, int]`` holds only keys with a TTL (absolute wall-clock ms), so a
   store without TTLs never pays for them; a hit checks it only while it is non-empty.
+* With a shared-memory region attached (:meth:`MemoryEngine.attach_region`), a value the
+  region holds is not kept in the dicts: the entry's dict value is its block offset (an int)
+  and every mutation is published into the region before the engine returns, so the store's
+  reply follows it. Values the region does not take (too large, or no block free) stay bytes.
 * ``_heap: list[(deadline, key)]`` for active expiry. Entries are never removed in place: one
   whose deadline no longer matches ``_deadlines`` is stale and skipped when popped; the heap is
   rebuilt from ``_deadlines`` when stale entries exceed half the live ones (amortized O(1)) or
@@ -26,13 +30,12 @@ costs about what an LRU hit does (one ``set.add`` instead of one ``move_to_end``
 
 from __future__ import annotations
 
-import ctypes
 import heapq
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from blinkstore_gunicorn.engine.allocator import tune_allocator
 from blinkstore_gunicorn.engine.base import (
     EngineError,
     EngineStats,
@@ -41,12 +44,17 @@ from blinkstore_gunicorn.engine.base import (
     ValueTooLarge,
 )
 from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
+from blinkstore_gunicorn.shm.layout import BLOCK_HEADER, block_size
+from blinkstore_gunicorn.shm.writer import RegionFull, RegionWriter
 
 __all__ = [
     "DEFAULT_MAX_KEY_SIZE",
     "DEFAULT_MAX_VALUE_SIZE",
     "DEFAULT_MEMORY_LIMIT",
     "ENTRY_OVERHEAD",
+    "MAX_SCAN_SNAPSHOTS",
+    "REGION_OVERHEAD",
     "TTL_OVERHEAD",
     "EngineError",
     "EngineStats",
@@ -75,21 +83,11 @@ ENTRY_OVERHEAD = 304
 # above): its _deadlines slot (a second oversized table), the deadline int, the heap's
 # (deadline, key) tuple and list slot, and up to one stale heap tuple per two live ones.
 TTL_OVERHEAD = 400
+# Extra cost of an entry whose value the shared region holds: its table slot (32 bytes at a
+# load of at most 1/2 after a rebuild), on top of the block (which holds a copy of the key).
+REGION_OVERHEAD = 64
 
-# glibc's mallopt parameter number and its documented default value (128 KiB).
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD = 128 * 1024
-
-# Live SCAN snapshots kept at once. Each costs 8 bytes per key (and keeps keys deleted since
-# alive), so this is small; a cursor whose snapshot was dropped restarts its scan.
-MAX_SCAN_SNAPSHOTS = 4
-# A snapshot unused this long (ms) is presumed abandoned and is the first to go when full.
-SCAN_IDLE_MS = 60_000
-# Cursor = generation << 32 | position; generations wrap below 2**31 so cursors fit in a
-# signed 64-bit integer as Redis clients expect.
-_CURSOR_SHIFT = 32
-_POSITION_MASK = (1 << _CURSOR_SHIFT) - 1
-_MAX_GENERATION = 1 << 31
+Stored = bytes | int  # a value, or the offset of the region block that holds it
 
 # Rebuild the expiry heap when its stale entries exceed half the live ones plus this slack.
 _HEAP_SLACK = 1024
@@ -97,41 +95,8 @@ _HEAP_SLACK = 1024
 _HEAP_STALE_BYTES = 4 * 2**20
 
 
-def tune_allocator() -> bool:
-    """Make glibc return freed large blocks (the store's hash tables) to the OS at once.
-
-    glibc raises its mmap threshold after the first large free, after which every resized
-    dict table lands on the heap and its freed predecessor stays in the process: a store held
-    at its limit then uses up to ~200 bytes per small entry more than it counts. A fixed
-    threshold keeps large blocks mmap'ed, so RSS follows ``used_bytes``. Process-wide: the
-    store process calls it at startup; a library embedding the engine should not. Returns
-    whether the setting was applied (False off glibc).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
-
-
 def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-class _Snapshot:
-    """Keys of the store at the start of a scan, shared by scans started before any insert."""
-
-    __slots__ = ("inserts", "keys", "used_ms", "users")
-
-    def __init__(self, keys: list[bytes], inserts: int, now_ms: int) -> None:
-        self.keys = keys
-        self.inserts = inserts
-        self.used_ms = now_ms
-        self.users = 1
 
 
 class MemoryEngine:
@@ -149,7 +114,6 @@ class MemoryEngine:
         "_deadlines",
         "_evictions",
         "_expirations",
-        "_generation",
         "_heap",
         "_heap_stale_bytes",
         "_hits",
@@ -158,7 +122,8 @@ class MemoryEngine:
         "_max_value_size",
         "_memory_limit",
         "_misses",
-        "_snapshots",
+        "_region",
+        "_scans",
         "_used",
         "_visited",
     )
@@ -181,8 +146,8 @@ class MemoryEngine:
         self._max_key_size = max_key_size
         self._max_value_size = max_value_size
         self._clock_ms = clock_ms
-        self._ahead: OrderedDict[bytes, bytes] = OrderedDict()
-        self._behind: OrderedDict[bytes, bytes] = OrderedDict()
+        self._ahead: OrderedDict[bytes, Stored] = OrderedDict()
+        self._behind: OrderedDict[bytes, Stored] = OrderedDict()
         self._visited: set[bytes] = set()
         self._deadlines: dict[bytes, int] = {}
         self._heap: list[tuple[int, bytes]] = []
@@ -193,8 +158,19 @@ class MemoryEngine:
         self._evictions = 0
         self._expirations = 0
         self._inserts = 0
-        self._generation = 0
-        self._snapshots: OrderedDict[int, _Snapshot] = OrderedDict()
+        self._scans = ScanCursors()
+        self._region: RegionWriter | None = None
+
+    def attach_region(self, region: RegionWriter) -> None:
+        """Publish every key into ``region`` from now on (the engine must still be empty)."""
+        if len(self):
+            raise ValueError("attach the region before the first write")
+        self._region = region
+
+    @property
+    def region(self) -> RegionWriter | None:
+        """The shared-memory region the engine publishes into, if any."""
+        return self._region
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -214,7 +190,9 @@ class MemoryEngine:
                 return None
         self._visited.add(key)
         self._hits += 1
-        return value
+        if value.__class__ is int:
+            return self._read(value)
+        return value  # type: ignore[return-value]
 
     def peek(self, key: bytes) -> bytes | None:
         """Return the value without counting a hit/miss or marking the key used."""
@@ -226,7 +204,20 @@ class MemoryEngine:
         if self._deadlines and self._expired(key):
             self._expire(key)
             return None
-        return value
+        if value.__class__ is int:
+            return self._read(value)
+        return value  # type: ignore[return-value]
+
+    def _read(self, handle: Stored) -> bytes:
+        assert self._region is not None and isinstance(handle, int)
+        return self._region.read(handle)
+
+    def _cost(self, key: bytes, value: Stored) -> int:
+        """Bytes an entry counts against the limit (without its TTL)."""
+        if isinstance(value, bytes):
+            return len(key) + len(value) + ENTRY_OVERHEAD
+        assert self._region is not None
+        return len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD + self._region.block_bytes(value)
 
     def contains(self, key: bytes) -> bool:
         """Whether the key is present and not expired (no stats, no recency change)."""
@@ -266,13 +257,14 @@ class MemoryEngine:
         return self._max_value_size
 
     def stats(self) -> EngineStats:
-        """A snapshot of the counters."""
+        """A snapshot of the counters (reads answered from the region included)."""
+        hits, misses = self._region.reader_counts() if self._region else (0, 0)
         return EngineStats(
             keys=len(self),
             used_bytes=self._used,
             memory_limit=self._memory_limit,
-            hits=self._hits,
-            misses=self._misses,
+            hits=self._hits + hits,
+            misses=self._misses + misses,
             evictions=self._evictions,
             expirations=self._expirations,
             expires=len(self._deadlines),
@@ -308,6 +300,10 @@ class MemoryEngine:
             old_deadline = None
         deadline = old_deadline if keep_ttl else expire_at_ms
         size = len(key) + len(value) + ENTRY_OVERHEAD
+        region = self._region
+        if region is not None and len(value) <= region.max_value:
+            size = len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD
+            size += block_size(BLOCK_HEADER + len(key) + len(value))
         if deadline is not None:
             size += TTL_OVERHEAD
         if self._memory_limit and size > self._memory_limit:
@@ -327,15 +323,22 @@ class MemoryEngine:
             # leave the hand pointing at it after evicting the old head.
             if self._memory_limit and self._used + size > self._memory_limit:
                 self._evict(None, size)
-            self._ahead[key] = value
+            self._ahead[key] = self._publish(key, value, deadline, None)
             self._inserts += 1
         else:
-            holder[key] = value
+            self._used -= self._cost(key, old)
+            holder[key] = self._publish(key, value, deadline, old)
             self._visited.add(key)
-            self._used -= len(key) + len(old) + ENTRY_OVERHEAD
             if old_deadline is not None:
                 self._used -= TTL_OVERHEAD
-        self._used += size
+        if region is None:
+            self._used += size
+        else:
+            # What the region took: the value may have stayed out (no free block of its size).
+            stored = (self._ahead if old is None else holder)[key]
+            self._used += self._cost(key, stored)
+            if deadline is not None:
+                self._used += TTL_OVERHEAD
         if deadline != old_deadline:
             if deadline is None:
                 del deadlines[key]
@@ -349,10 +352,10 @@ class MemoryEngine:
 
     def delete(self, key: bytes) -> bool:
         """Remove the key; False if it was absent (or had already expired)."""
-        value = self._unlink(key)
-        if value is None:
+        cost = self._unlink(key)
+        if cost is None:
             return False
-        self._used -= len(key) + len(value) + ENTRY_OVERHEAD
+        self._used -= cost
         if self._deadlines:
             deadline = self._deadlines.pop(key, None)
             if deadline is not None:
@@ -378,6 +381,7 @@ class MemoryEngine:
                 del deadlines[key]
                 self._used -= TTL_OVERHEAD
                 self._heap_went_stale(key)
+                self._publish_expire(key, 0)
             return True
         if when_ms <= self._clock_ms():
             self.delete(key)
@@ -387,6 +391,7 @@ class MemoryEngine:
             return True
         deadlines[key] = when_ms
         heapq.heappush(self._heap, (when_ms, key))
+        self._publish_expire(key, when_ms)
         if old is None:
             self._used += TTL_OVERHEAD
         else:
@@ -403,8 +408,31 @@ class MemoryEngine:
         self._deadlines = {}
         self._heap = []
         self._heap_stale_bytes = 0
-        self._snapshots.clear()
+        self._scans.clear()
         self._used = 0
+        if self._region is not None:
+            self._region.flush()
+
+    # -- publishing into the region ----------------------------------------------------------
+
+    def _publish(
+        self, key: bytes, value: bytes, deadline: int | None, old: Stored | None
+    ) -> Stored:
+        """What the dicts hold for ``key`` -> ``value``: the value, or its region block."""
+        region = self._region
+        if region is None:
+            return value
+        try:
+            handle = region.publish(key, value, deadline or 0, old if isinstance(old, int) else 0)
+        except RegionFull as exc:
+            raise EngineError(str(exc)) from None
+        return handle or value
+
+    def _publish_expire(self, key: bytes, when_ms: int) -> None:
+        region = self._region
+        if region is not None:
+            handle = self._ahead.get(key) or self._behind.get(key)
+            region.set_expire(key, handle if isinstance(handle, int) else 0, when_ms)
 
     # -- expiry and eviction -----------------------------------------------------------------
 
@@ -426,17 +454,18 @@ class MemoryEngine:
             deadline, key = heapq.heappop(heap)
             if deadlines.get(key) == deadline:
                 del deadlines[key]
-                value = self._unlink(key)
-                assert value is not None  # a key with a deadline is always held
-                self._used -= len(key) + len(value) + ENTRY_OVERHEAD + TTL_OVERHEAD
+                cost = self._unlink(key)
+                assert cost is not None  # a key with a deadline is always held
+                self._used -= cost + TTL_OVERHEAD
                 self._expirations += 1
                 removed += 1
             elif self._heap_stale_bytes:
                 self._heap_stale_bytes = max(0, self._heap_stale_bytes - len(key))
         return removed
 
-    def _unlink(self, key: bytes) -> bytes | None:
-        """Take the key out of the queue and its visited bit; return its value if held."""
+    def _unlink(self, key: bytes) -> int | None:
+        """Take the key out of the queue, its visited bit and the region; return its cost
+        (:meth:`_cost`) if it was held."""
         value = self._ahead.pop(key, None)
         if value is None:
             value = self._behind.pop(key, None)
@@ -445,7 +474,15 @@ class MemoryEngine:
         elif not self._ahead:
             self._wrap()
         self._visited.discard(key)
-        return value
+        return self._drop(key, value)
+
+    def _drop(self, key: bytes, value: Stored) -> int:
+        """Unpublish an entry just taken out of the dicts; return its cost."""
+        if self._region is None:
+            return len(key) + len(value) + ENTRY_OVERHEAD  # type: ignore[arg-type]
+        cost = self._cost(key, value)
+        self._region.unpublish(key, value if isinstance(value, int) else 0)
+        return cost
 
     def _wrap(self) -> None:
         """The hand passed the head: it restarts at the tail, so everything is ahead of it."""
@@ -458,10 +495,10 @@ class MemoryEngine:
 
     def _expire(self, key: bytes) -> None:
         """Remove a key found past its deadline."""
-        value = self._unlink(key)
-        assert value is not None
+        cost = self._unlink(key)
+        assert cost is not None
         del self._deadlines[key]
-        self._used -= len(key) + len(value) + ENTRY_OVERHEAD + TTL_OVERHEAD
+        self._used -= cost + TTL_OVERHEAD
         self._heap_went_stale(key)
         self._expirations += 1
 
@@ -475,9 +512,12 @@ class MemoryEngine:
         limit = self._memory_limit - room
         spare = 0 if keep is None else 1
         now: int | None = None
+        region = self._region
         while self._used > limit and len(self._ahead) + len(self._behind) > spare:
             key, value = self._ahead.popitem(last=False)
-            if key in visited or key == keep:
+            # A hit from the region sets the block's mark instead of the visited set.
+            read = region is not None and isinstance(value, int) and region.take_visited(value)
+            if key in visited or key == keep or read:
                 visited.discard(key)
                 self._behind[key] = value
                 if not self._ahead:
@@ -485,7 +525,7 @@ class MemoryEngine:
                 continue
             if not self._ahead:
                 self._wrap()
-            self._used -= len(key) + len(value) + ENTRY_OVERHEAD
+            self._used -= self._drop(key, value)
             deadline = deadlines.pop(key, None) if deadlines else None
             if deadline is None:
                 self._evictions += 1
@@ -532,48 +572,20 @@ class MemoryEngine:
         if cursor < 0:
             raise EngineError("invalid cursor")
         now = self._clock_ms()
-        generation, position = cursor >> _CURSOR_SHIFT, cursor & _POSITION_MASK
-        snapshot = self._snapshots.get(generation) if cursor else None
-        if snapshot is None or position > len(snapshot.keys):
-            generation, snapshot = self._start_scan(now)
-            position = 0
-        snapshot.used_ms = now
-        keys = snapshot.keys
-        end = min(position + count, len(keys))
+        cursor, keys = self._scans.step(cursor, count, now, self._inserts, self._all_keys)
         ahead, behind = self._ahead, self._behind
-        found = [key for key in keys[position:end] if key in ahead or key in behind]
+        found = [key for key in keys if key in ahead or key in behind]
         if self._deadlines and found:
             deadlines = self._deadlines
             found = [key for key in found if deadlines.get(key, now + 1) > now]
         if match is not None and found:
             matches = compile_pattern(match)
             found = [key for key in found if matches(key)]
-        if end < len(keys):
-            return (generation << _CURSOR_SHIFT) | end, found
-        snapshot.users -= 1
-        if snapshot.users <= 0:
-            self._snapshots.pop(generation, None)
-        return 0, found
+        return cursor, found
 
-    def _start_scan(self, now: int) -> tuple[int, _Snapshot]:
-        snapshots = self._snapshots
-        # The newest snapshot still lists every key present now if no key was added since.
-        latest = snapshots.get(self._generation)
-        if latest is not None and latest.inserts == self._inserts:
-            latest.users += 1
-            return self._generation, latest
-        if len(snapshots) >= MAX_SCAN_SNAPSHOTS:
-            for generation in [g for g, s in snapshots.items() if now - s.used_ms > SCAN_IDLE_MS]:
-                del snapshots[generation]
-        if len(snapshots) >= MAX_SCAN_SNAPSHOTS:
-            # Drop the newest, not the least recently used: round-robin scans then cannot
-            # evict each other forever, since the oldest ones always run to completion.
-            snapshots.popitem(last=True)
-        self._generation = self._generation % (_MAX_GENERATION - 1) + 1
+    def _all_keys(self) -> list[bytes]:
         # dict.keys reads the underlying dict's entry array (~5 ns a key); iterating the
         # OrderedDict itself walks its linked list, ~40x slower. The order is irrelevant.
         keys = list(dict.keys(self._behind))
         keys.extend(dict.keys(self._ahead))
-        snapshot = _Snapshot(keys, self._inserts, now)
-        snapshots[self._generation] = snapshot
-        return self._generation, snapshot
+        return keys

@@ -176,6 +176,7 @@ class StoreConnection(asyncio.Protocol):
         # The pub/sub hub gave up on this subscriber: close it, discarding what is unsent.
         client.drop = functools.partial(self.shed, now=False)
         self._outbox = Outbox(transport, self._refresh_direct)
+        client.transport = transport
         self._client = client
         if not client.authenticated:
             self._gate = False

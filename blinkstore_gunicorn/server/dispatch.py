@@ -12,6 +12,7 @@ Redis 7 sends them for these commands; every other reply is the same in both ver
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import time
@@ -93,6 +94,7 @@ class Client:
         "resp3",
         "table",
         "transaction",
+        "transport",
     )
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
@@ -119,6 +121,9 @@ class Client:
         self.drop: Callable[[], None] = _no_close
         #: The commands queued since MULTI (``commands/transaction.py``), else None.
         self.transaction: Transaction | None = None
+        #: The connection's transport (set by the connection), for a handler whose reply
+        #: carries more than bytes (``BS.SHM`` attaches file descriptors).
+        self.transport: asyncio.Transport | None = None
 
     def use_resp3(self, enabled: bool) -> None:
         """Switch between RESP2 and RESP3 replies (``HELLO 2`` / ``HELLO 3``)."""

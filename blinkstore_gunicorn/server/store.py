@@ -26,6 +26,8 @@ from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
+from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.writer import RegionWriter
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
 
@@ -110,6 +112,8 @@ class StoreServer:
         self.urls: list[str] = []
         self._listeners: list[asyncio.AbstractServer] = []
         self._unix_identity: tuple[int, int] | None = None
+        #: The shared-memory region clients read (``BS.SHM``), once the Unix socket is bound.
+        self.region: RegionWriter | None = None
         self._expiry: Ticker | None = None
         self._audit: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -160,6 +164,7 @@ class StoreServer:
                 await self._listen_tcp(loop, tcp.host, tcp.port)
         except BaseException:
             await self._close_listeners()
+            self._close_region()
             self._remove_socket_file()
             raise
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
@@ -201,6 +206,9 @@ class StoreServer:
         os.chmod(path, 0o600)
         st = os.stat(path)
         self._unix_identity = (st.st_dev, st.st_ino)
+        # Before the first connection: a new store takes the generation file over (so that
+        # readers of a dead store's region stop) before it can acknowledge anything.
+        self._publish_region(path)
         sock.setblocking(False)
         server = await loop.create_unix_server(
             lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
@@ -208,6 +216,32 @@ class StoreServer:
         self._listeners.append(server)
         self.stats.unix_path = path
         self.urls.append(f"unix://{path}")
+
+    def _publish_region(self, path: str) -> None:
+        """Create the shared-memory region the engine publishes into (``shm`` setting)."""
+        settings = self.settings
+        engine = self.engine
+        if settings.shm == "off" or not handout.supported() or not isinstance(engine, MemoryEngine):
+            return
+        try:
+            region = RegionWriter(
+                engine.memory_limit,
+                max_value=settings.shm_max_value,
+                checksum=True if settings.shm == "checksum" else None,
+                generation_path=handout.generation_path(path),
+            )
+        except OSError as exc:
+            log.warning("shared-memory reads are off: %s", exc)
+            return
+        engine.attach_region(region)
+        self.region = region
+
+    def _close_region(self) -> None:
+        """Tell readers the region is gone; remove the generation file if it is still ours."""
+        region, self.region = self.region, None
+        if region is not None and region.close() and region.generation_path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(region.generation_path)
 
     @staticmethod
     def _clear_stale_socket(path: str) -> None:
@@ -280,6 +314,7 @@ class StoreServer:
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
+        self._close_region()
         self._remove_socket_file()
         for connection in list(self.connections):
             connection.close_gracefully()

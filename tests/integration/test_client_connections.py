@@ -260,7 +260,8 @@ def test_many_coroutines_share_one_pipelined_connection(
     server: StoreProcess | RedisProcess,
 ) -> None:
     async def main() -> None:
-        cache = await _with_cache(server.url)
+        # Reads over the socket (not from the shared-memory region): the pipelining is tested.
+        cache = await _with_cache(server.url + "?shm=off")
         backend = _async_backend(cache)
         pipeline = backend._slots[0]
         assert pipeline is not None
@@ -326,7 +327,7 @@ def test_cancelled_waiters_never_desynchronize_the_connection(
 
 def test_in_flight_requests_are_bounded(server: StoreProcess | RedisProcess) -> None:
     async def main() -> None:
-        cache = await _with_cache(server.url, max_in_flight=4)
+        cache = await _with_cache(server.url + "?shm=off", max_in_flight=4)
         pipeline = _async_backend(cache)._slots[0]
         assert pipeline is not None
         await cache.set_many({f"k{i}": i for i in range(100)})
@@ -667,7 +668,7 @@ def test_async_client_under_uvloop_with_several_connections(
     uvloop = pytest.importorskip("uvloop")
 
     async def main() -> None:
-        cache = await _with_cache(server.url, max_connections=3)
+        cache = await _with_cache(server.url + "?shm=off", max_connections=3)
         await cache.set_many({f"k{i}": i for i in range(300)})
         results = await asyncio.gather(*(cache.get(f"k{i}") for i in range(300)))
         assert results == list(range(300))

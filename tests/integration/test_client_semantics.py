@@ -1,8 +1,10 @@
 """One suite, every backend, both clients: the same calls must mean the same thing.
 
-Backends: ``store`` (``blinkstore serve`` over RESP), ``resp-redis`` (our RESP backend talking
-to a real redis-server), ``redis`` (redis-py against redis-server) and ``memory``. Each test
-runs with :class:`Cache` and with :class:`AsyncCache` (through :class:`Blocking`).
+Backends: ``store`` (``blinkstore serve``: reads from its shared-memory region, the rest over
+RESP), ``store-socket`` (the same store with ``?shm=off``: everything over RESP),
+``resp-redis`` (our RESP backend talking to a real redis-server), ``redis`` (redis-py against
+redis-server) and ``memory``. Each test runs with :class:`Cache` and with :class:`AsyncCache`
+(through :class:`Blocking`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from harness.processes import (
 )
 from tests.integration.client_support import Blocking, wait_until
 
-BACKENDS = ["store", "resp-redis", "redis", "memory"]
+BACKENDS = ["store", "store-socket", "resp-redis", "redis", "memory"]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,8 @@ def redis_server() -> Iterator[RedisProcess]:
 def _url(backend: str, request: pytest.FixtureRequest) -> str:
     if backend == "store":
         return request.getfixturevalue("store_server").url
+    if backend == "store-socket":
+        return request.getfixturevalue("store_server").url + "?shm=off"
     if backend == "resp-redis":
         return request.getfixturevalue("redis_server").url
     if backend == "redis":
@@ -356,7 +360,9 @@ def test_ping_and_stats(cache: Any, backend: str) -> None:
     cache.get("a")
     cache.get("missing")
     stats = cache.stats()
-    assert stats["backend"] == {"resp-redis": "store"}.get(backend, backend)
+    assert stats["backend"] == {"resp-redis": "store", "store-socket": "store"}.get(
+        backend, backend
+    )
     assert stats["keys"] >= 1
     assert isinstance(stats["used_memory"], int)
     assert isinstance(stats["hits"], int) and stats["hits"] >= 1

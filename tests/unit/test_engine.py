@@ -67,7 +67,9 @@ def held_bytes(engine: MemoryEngine) -> int:
     """used_bytes recomputed from the internals, expired-but-not-yet-removed keys included."""
     entries = [*engine._ahead.items(), *engine._behind.items()]
     assert engine._deadlines.keys() <= {key for key, _ in entries}
-    return sum(size(key, value, key in engine._deadlines) for key, value in entries)
+    held = [(key, value) for key, value in entries if isinstance(value, bytes)]
+    assert len(held) == len(entries), "no region attached: every value is in the heap"
+    return sum(size(key, value, key in engine._deadlines) for key, value in held)
 
 
 @pytest.fixture

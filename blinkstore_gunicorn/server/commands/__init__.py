@@ -11,6 +11,7 @@
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
+``shm``            BS.SHM (ours: hands the shared-memory region to a client)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
@@ -26,6 +27,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     pubsub,
     ratelimit,
     session,
+    shm,
     stampede,
     strings,
     transaction,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn._version import __version__
+from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
@@ -112,6 +113,9 @@ def _info_memory(d: Dispatcher) -> list[tuple[str, object]]:
 
 def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
     engine = d.engine.stats()
+    # Reads answered from the shared-memory region (included in keyspace_hits/misses).
+    region = d.engine.region if isinstance(d.engine, MemoryEngine) else None
+    shm_hits, shm_misses = region.reader_counts() if region is not None else (0, 0)
     return [
         ("total_connections_received", d.stats.connections_received),
         ("total_commands_processed", d.stats.commands_processed),
@@ -124,6 +128,9 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
         ("pubsub_channels", d.pubsub.channel_count()),
         ("pubsub_patterns", d.pubsub.numpat()),
         ("client_output_buffer_limit_disconnections", d.pubsub.dropped),
+        ("shm_enabled", int(region is not None)),
+        ("shm_keyspace_hits", shm_hits),
+        ("shm_keyspace_misses", shm_misses),
     ]
 
 

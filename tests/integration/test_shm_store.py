@@ -1,0 +1,177 @@
+"""Shared-memory reads against a real ``blinkstore serve``: the region a client maps through
+``BS.SHM`` follows every write the store acknowledged (set, overwrite, DEL, TTL, FLUSHDB,
+eviction), counts in INFO, is refused where it must be, and is abandoned when the store dies."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+
+import pytest
+import redis
+
+from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
+from harness.gunicorn import wait_until
+from harness.processes import StoreProcess, resp_command
+from tests.conftest import StoreFactory
+
+pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+
+
+def _redis(store: StoreProcess) -> redis.Redis:
+    assert store.unix_path is not None
+    return redis.Redis(unix_socket_path=store.unix_path, socket_timeout=10)
+
+
+@pytest.fixture
+def store(blinkstore_factory: StoreFactory) -> StoreProcess:
+    return blinkstore_factory("--memory-limit", "4MiB")
+
+
+@pytest.fixture
+def peer(store: StoreProcess) -> Iterator[redis.Redis]:
+    client = _redis(store)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def reader(store: StoreProcess) -> Iterator[RegionReader]:
+    assert store.unix_path is not None
+    view = handout.attach(store.unix_path, None, 10)
+    yield view
+    view.close()
+
+
+def test_every_acknowledged_write_is_visible(peer: redis.Redis, reader: RegionReader) -> None:
+    assert reader.get(b"k") is None
+    peer.set("k", b"v1")
+    assert reader.get(b"k") == b"v1"
+    peer.set("k", b"x" * 3000)
+    assert reader.get(b"k") == b"x" * 3000
+    peer.append("k", b"!")
+    assert reader.get(b"k") == b"x" * 3000 + b"!"
+    peer.incr("n")
+    assert reader.get(b"n") == b"1"
+    peer.delete("k")
+    assert reader.get(b"k") is None
+    peer.set("big", b"b" * 100_000)
+    assert reader.get(b"big") is FALLBACK, "above shm_max_value: read over the socket"
+    peer.set("t", b"v", px=100_000)
+    deadline = reader.expire_at_of(b"t")
+    assert isinstance(deadline, int)
+    assert 0 < deadline - time.time() * 1000 <= 100_000
+    peer.persist("t")
+    assert reader.expire_at_of(b"t") == 0
+    peer.flushdb()
+    assert reader.get(b"n") is None and reader.get(b"t") is None
+
+
+def test_ttl_is_honoured_by_readers(peer: redis.Redis, reader: RegionReader) -> None:
+    peer.set("short", b"v", px=150)
+    assert reader.get(b"short") == b"v"
+    assert wait_until(lambda: reader.get(b"short") is None, timeout=10)
+
+
+def test_eviction_is_visible_and_region_hits_count(peer: redis.Redis, reader: RegionReader) -> None:
+    for n in range(3000):
+        peer.set(f"key:{n}", os.urandom(1500))
+    info = peer.info()
+    assert info["evicted_keys"] > 0
+    held = {n for n in range(3000) if peer.exists(f"key:{n}")}
+    assert 0 < len(held) < 3000
+    for n in range(3000):
+        found = reader.get(b"key:%d" % n)
+        assert (found is not None) == (n in held), n
+    after = peer.info()
+    assert after["keyspace_hits"] - info["keyspace_hits"] == len(held)
+    assert after["keyspace_misses"] - info["keyspace_misses"] == 3000 - len(held)
+    assert after["shm_enabled"] == 1
+    assert after["shm_keyspace_hits"] - info["shm_keyspace_hits"] == len(held)
+
+
+def _read_after_signal(path: str, pipe: Connection) -> None:
+    view = handout.attach(path, None, 10)
+    pipe.send("attached")
+    key = pipe.recv()
+    pipe.send(view.get(key))
+
+
+def test_read_your_write_across_processes(store: StoreProcess, peer: redis.Redis) -> None:
+    assert store.unix_path is not None
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=_read_after_signal, args=(store.unix_path, theirs))
+    child.start()
+    try:
+        assert ours.poll(30) and ours.recv() == "attached"
+        peer.set("fresh", b"written by another process")
+        ours.send(b"fresh")
+        assert ours.poll(30) and ours.recv() == b"written by another process"
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def test_refused_when_off_or_over_tcp(blinkstore_factory: StoreFactory) -> None:
+    off = blinkstore_factory("--shm", "off", tcp=True)
+    assert off.unix_path is not None
+    with pytest.raises(handout.RegionUnavailable, match="shared memory is off"):
+        handout.attach(off.unix_path, None, 10)
+    on = blinkstore_factory(tcp=True)
+    with on.connect("tcp") as sock:
+        sock.sendall(resp_command("BS.SHM"))
+        assert sock.recv(100) == b"-ERR BS.SHM needs a Unix socket connection\r\n"
+    with on.connect("unix") as sock:
+        sock.sendall(resp_command("MULTI") + resp_command("BS.SHM"))
+        expected = b"+OK\r\n-ERR Command not allowed inside a transaction\r\n"
+        received = b""
+        while len(received) < len(expected):
+            received += sock.recv(100)
+        assert received == expected
+
+
+def test_needs_auth_when_the_store_has_a_password(blinkstore_factory: StoreFactory) -> None:
+    store = blinkstore_factory("--password", "s3cret")
+    assert store.unix_path is not None
+    with pytest.raises(handout.RegionUnavailable):
+        handout.attach(store.unix_path, None, 10)
+    view = handout.attach(store.unix_path, "s3cret", 10)
+    assert view.get(b"nothing") is None
+    view.close()
+
+
+def test_a_killed_store_s_region_is_abandoned_by_its_successor(
+    blinkstore_factory: StoreFactory,
+) -> None:
+    first = blinkstore_factory()
+    assert first.unix_path is not None
+    client = _redis(first)
+    client.set("k", b"old")
+    old = handout.attach(first.unix_path, None, 10)
+    assert old.get(b"k") == b"old"
+    os.kill(first.pid, signal.SIGKILL)
+    first.proc.wait()
+    assert old.get(b"k") == b"old", "nobody wrote since: the last value the store published"
+    handout.revoke(first.unix_path)  # what its supervisor does when it sees the death
+    assert old.get(b"k") is FALLBACK
+    second = blinkstore_factory(directory=first.directory)
+    assert second.unix_path == first.unix_path
+    client = _redis(second)
+    client.set("k", b"new")
+    assert old.get(b"k") is FALLBACK and not old.alive
+    new = handout.attach(second.unix_path, None, 10)
+    assert new.get(b"k") == b"new"
+    client.close()
+    second.stop()
+    assert new.get(b"k") is FALLBACK, "a stopped store says so"
+    assert not os.path.exists(handout.generation_path(second.unix_path))
+    for view in (old, new):
+        view.close()
