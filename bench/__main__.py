@@ -20,6 +20,7 @@ SUITES = (
     "ratelimit",
     "gunicorn",
     "shm",
+    "memory_tax",
 )
 
 
