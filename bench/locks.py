@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 
+from bench import print_rows
 from blinkstore_gunicorn import Cache
 from harness.processes import blinkstore_process, redis_server_process
 
@@ -169,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     rows = run(args.iterations, args.processes, args.turns, args.rounds)
-    columns = list(rows[0])
-    print("  ".join(f"{c:>21}" for c in columns))
-    for row in rows:
-        print("  ".join(f"{row[c]!s:>21}" for c in columns))
+    print_rows(rows, 21)
     print(
         f"(medians of {args.rounds} runs; speedups are ratios to redis-py's Lock; "
         f"contended: {args.processes} processes x {args.turns} acquisitions)"

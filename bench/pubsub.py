@@ -29,6 +29,7 @@ from contextlib import AbstractContextManager, ExitStack
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bench import print_rows
 from harness.processes import (
     RedisProcess,
     StoreProcess,
@@ -209,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     rows = run(args.subscribers, args.messages, args.size, args.rounds, args.batch)
-    columns = list(rows[0])
-    print("  ".join(f"{c:>15}" for c in columns))
-    for row in rows:
-        print("  ".join(f"{row[c]!s:>15}" for c in columns))
+    print_rows(rows, 15)
     print(
         f"({args.subscribers} subscribers, {args.size}-byte payloads, medians of"
         f" {args.rounds} rounds; latency over {max(1, args.messages // 10)} messages a round)"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from bench import print_rows
 from blinkstore_gunicorn import Cache
 from harness.processes import blinkstore_process, redis_server_process
 
@@ -162,10 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     rows = run(args.processes, args.threads, args.loader_ms, args.rounds)
-    columns = list(rows[0])
-    print("  ".join(f"{c:>14}" for c in columns))
-    for row in rows:
-        print("  ".join(f"{row[c]!s:>14}" for c in columns))
+    print_rows(rows, 14)
     print(f"(loader takes {args.loader_ms} ms; medians of {args.rounds} stampedes)")
     return 0
 
