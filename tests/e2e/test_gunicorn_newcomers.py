@@ -1,0 +1,27 @@
+"""What a newcomer tries first, under real gunicorn masters: ``@cache.cached`` on a Flask
+module-level function, and a near miss of the config module's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness.gunicorn import CONF, gunicorn, two_workers
+
+pytestmark = pytest.mark.slow
+
+
+def test_flask_cached_decorator_at_module_level_shares_one_result(tmp_path: Path):
+    with (
+        gunicorn([*CONF, "-w", "2", "flask_cached_app:app"], tmp_path) as server,
+        httpx.Client(base_url=server.url, headers={"connection": "close"}, timeout=10.0) as http,
+    ):
+        first, second = two_workers(http, "/report/2024")
+        # Two workers served it, one computation: the result is cached in the store.
+        assert first["pid"] != second["pid"]
+        assert first["computation"] == second["computation"] == 1, server.log()
+        assert http.delete("/report/2024").json()["dropped"] is True
+        assert http.get("/report/2024").json()["computation"] == 2
+        assert "Working outside of application context" not in server.log()
