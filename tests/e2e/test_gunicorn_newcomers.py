@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.gunicorn import CONF, gunicorn, two_workers
+from harness.gunicorn import CONF, Gunicorn, gunicorn, two_workers
 
 pytestmark = pytest.mark.slow
 
@@ -25,3 +25,21 @@ def test_flask_cached_decorator_at_module_level_shares_one_result(tmp_path: Path
         assert http.delete("/report/2024").json()["dropped"] is True
         assert http.get("/report/2024").json()["computation"] == 2
         assert "Working outside of application context" not in server.log()
+
+
+@pytest.mark.parametrize("module", ["blinkstore_gunicorn.config", "blinkstore_gunicorn.gunicorn"])
+def test_a_near_miss_of_the_config_module_stops_gunicorn_naming_the_right_one(
+    tmp_path: Path, module: str
+):
+    # gunicorn would load either module as a config with no setting in it, start without a
+    # store, and fail at the first request with KeyError: 'blinkstore.cache'.
+    server = Gunicorn(["-c", f"python:{module}", "wsgi_app:app"], tmp_path)
+    try:
+        server.start(wait=False)
+        assert server.process is not None
+        assert server.process.wait(60) != 0, server.log()
+        assert "Error: blinkstore: " in server.log()
+        assert "use -c python:blinkstore_gunicorn.conf" in server.log()
+        assert "Traceback" not in server.log()
+    finally:
+        server.close()
