@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from harness.processes import REPO
+from harness.processes import REPO, wait_exit
 
 #: The small apps gunicorn serves here (``--pythonpath``): ``wsgi_app:app``, ``asgi_app:app``...
 APPS = REPO / "tests" / "e2e" / "apps"
@@ -234,6 +234,12 @@ class Gunicorn:
         """The master's workers (every child but the store processes)."""
         return [p for p in children(self.pid) if STORE_MARKER not in cmdline(p)]
 
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for the master to exit (after a signal); return its status, or fail showing
+        its log."""
+        assert self.process is not None
+        return wait_exit(self.process, timeout, self.log)
+
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the master."""
         os.kill(self.pid, sig)
@@ -250,7 +256,7 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            self.wait_exit(5)
         # Give the store its chance to clean up, then make sure nothing is left.
         wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
         kill_all(list(self.known))

@@ -90,8 +90,7 @@ def test_adoption_forms_chain_the_users_hooks_and_settings(tmp_path: Path, form:
         assert "--max-connections 77" in cmdline(server.store_pid())
         check_user_hooks_ran(tmp_path, url)
         server.signal(15)
-        assert server.process is not None
-        server.process.wait(20)
+        server.wait_exit()
         assert (tmp_path / "marker-on_exit").read_text() == "done"
     finally:
         server.close()

@@ -94,8 +94,7 @@ def test_user_and_group_give_the_store_to_the_workers_user():
             assert get(f"{s.url}/get?key={key}")["value"] == value
             assert "Permission denied" not in s.log()
             s.signal(signal.SIGTERM)
-            assert s.process is not None
-            assert s.process.wait(20) == 0, s.log()
+            assert s.wait_exit() == 0, s.log()
             assert not directory.exists()
 
 
@@ -108,8 +107,7 @@ def test_sigterm_to_every_process_stops_once_without_restart_or_traceback(tmp_pa
         everyone = [s.pid, *descendants(s.pid)]
         for pid in everyone:
             os.kill(pid, signal.SIGTERM)
-        assert s.process is not None
-        assert s.process.wait(20) == 0, s.log()
+        assert s.wait_exit() == 0, s.log()
         assert wait_until(lambda: not any(alive(p) for p in everyone), 5.0), s.log()
         log = s.log()
         assert "Traceback" not in log, log

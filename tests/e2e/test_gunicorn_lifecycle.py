@@ -95,8 +95,7 @@ def test_graceful_stop_removes_store_socket_and_directory(tmp_path: Path):
         s.store_pid()
         stores = s.store_processes()
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        assert s.process.wait(20) == 0, s.log()
+        assert s.wait_exit() == 0, s.log()
         assert not any(alive(p) for p in stores)
         assert not os.path.exists(os.path.dirname(path))
 
@@ -163,8 +162,7 @@ def test_usr2_upgrade_gives_the_new_master_its_own_store(tmp_path: Path):
         s.remember()
         # Retire the old master the way a deploy does: its workers go, then it exits.
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        s.process.wait(20)
+        s.wait_exit()
         assert not alive(old_store)
         assert not os.path.exists(os.path.dirname(old_path))
         # The new master keeps serving with its own, live store.

@@ -70,8 +70,7 @@ def test_pidfile_is_written_and_removed_with_the_store(tmp_path: Path):
         assert int(pidfile.read_text()) == s.pid
         store = s.store_pid()
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        assert s.process.wait(20) == 0, s.log()
+        assert s.wait_exit() == 0, s.log()
         assert not pidfile.exists()
         assert not alive(store)
 

@@ -75,7 +75,7 @@ def test_replies_in_flight_are_finished(blinkstore_factory: StoreFactory) -> Non
         while chunk := sock.recv(1 << 20):
             data += chunk
         assert data == expected
-    assert store.proc.wait(10) == 0
+    assert store.wait_exit() == 0
 
 
 def test_stale_socket_file_is_replaced(blinkstore_factory: StoreFactory) -> None:
