@@ -112,6 +112,18 @@ def listening_unix_sockets(pid: int) -> set[str]:
     return paths
 
 
+def catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler installed for ``sig`` (``SigCgt`` in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
     deadline = time.monotonic() + timeout
@@ -217,7 +229,7 @@ class Gunicorn:
         """The master's store processes: the store and its warm standby."""
         return [p for p in children(self.pid) if STORE_MARKER in cmdline(p) and alive(p)]
 
-    def store_pid(self, timeout: float = 5.0) -> int:
+    def store_pid(self, timeout: float = 20.0) -> int:
         """The store: the store process that has a listening Unix socket open."""
         found: list[int] = []
 
@@ -229,6 +241,22 @@ class Gunicorn:
         assert len(found) == 1, (found, self.log())
         self.known.update(self.store_processes())
         return found[0]
+
+    def wait_workers_booted(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until the master has ``count`` workers and each installed its own signal handlers.
+
+        Signal the master (TERM, HUP) only after this: a forked worker keeps the master's
+        handlers until its ``init_signals``, so a SIGTERM that reaches it earlier is lost and
+        the master waits out its whole graceful timeout (30 s by default) before killing it.
+        Every worker class resets the master's SIGHUP handler there, so a worker that no longer
+        catches SIGHUP is past that point.
+        """
+
+        def booted() -> bool:
+            workers = self.worker_pids()
+            return len(workers) == count and not any(catches(p, signal.SIGHUP) for p in workers)
+
+        assert wait_until(booted, timeout), self.log()
 
     def worker_pids(self) -> list[int]:
         """The master's workers (every child but the store processes)."""

@@ -69,6 +69,7 @@ def test_pidfile_is_written_and_removed_with_the_store(tmp_path: Path):
         round_trip(s.url)
         assert int(pidfile.read_text()) == s.pid
         store = s.store_pid()
+        s.wait_workers_booted(1)
         s.signal(signal.SIGTERM)
         assert s.wait_exit() == 0, s.log()
         assert not pidfile.exists()
