@@ -252,11 +252,11 @@ class Gunicorn:
         catches SIGHUP is past that point.
         """
 
-        def booted() -> bool:
-            workers = self.worker_pids()
-            return len(workers) == count and not any(catches(p, signal.SIGHUP) for p in workers)
+        def booting() -> list[int]:
+            return [p for p in self.worker_pids() if catches(p, signal.SIGHUP)]
 
-        assert wait_until(booted, timeout), self.log()
+        booted = wait_until(lambda: len(self.worker_pids()) == count and not booting(), timeout)
+        assert booted, (f"workers {self.worker_pids()}, still booting {booting()}", self.log())
 
     def worker_pids(self) -> list[int]:
         """The master's workers (every child but the store processes)."""
@@ -285,9 +285,10 @@ class Gunicorn:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.wait_exit(5)
-        # Give the store its chance to clean up, then make sure nothing is left.
-        wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
-        kill_all(list(self.known))
+        finally:
+            # Give the store its chance to clean up, then make sure nothing is left.
+            wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
+            kill_all(list(self.known))
 
     def __enter__(self) -> Gunicorn:
         return self
