@@ -124,6 +124,27 @@ def catches(pid: int, sig: int) -> bool:
     return False
 
 
+def workers_of(master: int) -> list[int]:
+    """The workers of the gunicorn master ``master`` (every child but the store processes)."""
+    return [p for p in children(master) if STORE_MARKER not in cmdline(p)]
+
+
+def booting(master: int) -> list[int]:
+    """The workers of ``master`` that still run with the master's signal handlers.
+
+    A forked worker keeps them until its ``init_signals``: a SIGTERM that reaches it before then
+    is lost, and the master waits out its whole graceful timeout (30 s by default) before it
+    kills it. Every worker class resets the master's SIGHUP handler there, so a worker that
+    still catches SIGHUP has not got that far.
+    """
+    return [p for p in workers_of(master) if catches(p, signal.SIGHUP)]
+
+
+def workers_booted(master: int, count: int) -> bool:
+    """Whether ``master`` has ``count`` workers and none of them is :func:`booting`."""
+    return len(workers_of(master)) == count and not booting(master)
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds passed."""
     deadline = time.monotonic() + timeout
@@ -243,24 +264,14 @@ class Gunicorn:
         return found[0]
 
     def wait_workers_booted(self, count: int, timeout: float = 30.0) -> None:
-        """Wait until the master has ``count`` workers and each installed its own signal handlers.
-
-        Signal the master (TERM, HUP) only after this: a forked worker keeps the master's
-        handlers until its ``init_signals``, so a SIGTERM that reaches it earlier is lost and
-        the master waits out its whole graceful timeout (30 s by default) before killing it.
-        Every worker class resets the master's SIGHUP handler there, so a worker that no longer
-        catches SIGHUP is past that point.
-        """
-
-        def booting() -> list[int]:
-            return [p for p in self.worker_pids() if catches(p, signal.SIGHUP)]
-
-        booted = wait_until(lambda: len(self.worker_pids()) == count and not booting(), timeout)
-        assert booted, (f"workers {self.worker_pids()}, still booting {booting()}", self.log())
+        """Wait until the master has ``count`` workers, each with its own signal handlers
+        (see :func:`workers_booted`); signal the master (TERM, HUP) only after this."""
+        booted = wait_until(lambda: workers_booted(self.pid, count), timeout)
+        assert booted, (f"workers {self.worker_pids()}, booting {booting(self.pid)}", self.log())
 
     def worker_pids(self) -> list[int]:
         """The master's workers (every child but the store processes)."""
-        return [p for p in children(self.pid) if STORE_MARKER not in cmdline(p)]
+        return workers_of(self.pid)
 
     def wait_exit(self, timeout: float = 20.0) -> int:
         """Wait for the master to exit (after a signal); return its status, or fail showing

@@ -24,6 +24,7 @@ from harness.gunicorn import (
     listening_unix_sockets,
     parent_of,
     wait_until,
+    workers_booted,
 )
 
 pytestmark = pytest.mark.slow
@@ -119,6 +120,7 @@ def test_daemon_master_runs_and_stops_its_store(tmp_path: Path):
         assert parent_of(stores[0]) == master
         round_trip(base)
         directory = Path(get(base + "/env")["url"][len("unix://") :]).parent
+        assert wait_until(lambda: workers_booted(master, 2), 30.0), log.read_text()
         os.kill(master, signal.SIGTERM)
         assert wait_until(lambda: not any(alive(p) for p in known), 20.0), log.read_text()
         assert not directory.exists()
