@@ -595,12 +595,17 @@ def _answers(cache: Cache) -> bool:
         return False
 
 
-def _stall(server: RedisProcess, seconds: float) -> socket.socket:
-    """Make the single-threaded server unresponsive for ``seconds`` (DEBUG SLEEP); return
-    once a probe PING goes unanswered, so the stall has surely begun."""
+# Long, so that a loaded machine cannot delay the caller past it, or have the probe below take
+# a slow server for a stalled one; the tests wait for its end on a condition.
+STALL = 3.0
+
+
+def _stall(server: RedisProcess) -> socket.socket:
+    """Make the single-threaded server unresponsive for :data:`STALL` seconds (DEBUG SLEEP);
+    return once a probe PING goes unanswered, so the stall has surely begun."""
     sock = server.connect()
-    sock.sendall(resp_command("DEBUG", "SLEEP", str(seconds)))
-    with server.connect(timeout=0.05) as probe:
+    sock.sendall(resp_command("DEBUG", "SLEEP", str(STALL)))
+    with server.connect(timeout=0.5) as probe:
         while True:
             probe.sendall(resp_command("PING"))
             try:
@@ -614,13 +619,13 @@ def test_a_late_reply_never_reaches_the_next_sync_caller(slow_redis: RedisProces
     cache = Cache(slow_redis.url, timeout=0.2)
     cache.set("a", "A")
     cache.set("b", "B")
-    staller = _stall(slow_redis, 0.8)
+    staller = _stall(slow_redis)
     try:
         with pytest.raises(CacheTimeoutError):
             cache.get("a")
     finally:
         staller.close()
-    wait_until(lambda: _answers(cache), timeout=5)
+    wait_until(lambda: _answers(cache), timeout=STALL + 10)
     assert [cache.get("b") for _ in range(20)] == ["B"] * 20
     cache.close()
 
@@ -630,13 +635,13 @@ def test_a_late_reply_never_reaches_the_next_async_caller(slow_redis: RedisProce
         cache = await _with_cache(slow_redis.url, timeout=0.2)
         await cache.set("a", "A")
         await cache.set("b", "B")
-        staller = _stall(slow_redis, 0.8)
+        staller = _stall(slow_redis)
         try:
             with pytest.raises(CacheTimeoutError):
                 await cache.get("a")
         finally:
             staller.close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + STALL + 10
         while True:
             try:
                 if await cache.ping():
