@@ -21,12 +21,11 @@ PING = resp_command("PING")
 
 
 def assert_healthy(store: StoreProcess) -> None:
-    """A fresh connection gets a prompt answer (the store neither crashed nor stalled)."""
+    """A fresh connection gets an answer (the store neither crashed nor stalled: the socket's
+    timeout bounds the wait)."""
     with store.connect(timeout=5) as sock:
-        started = time.monotonic()
         sock.sendall(resp_command("SET", "health", "ok") + resp_command("GET", "health"))
         assert recv_exactly(sock, 5 + 8) == b"+OK\r\n$2\r\nok\r\n"
-        assert time.monotonic() - started < 2
 
 
 @pytest.mark.parametrize(
