@@ -1,6 +1,8 @@
 """The store's data: bytes keys and values, memory limit, eviction, TTL and stats.
 
-No I/O and no protocol knowledge here; the server drives an :class:`Engine`.
+Strings are bytes; hashes, lists and sets are containers (``typed.py``), each type's
+operations in a module of its own (``hashes.py``, ``sets.py``, ``lists.py``). No I/O and no
+protocol knowledge here; the server drives an :class:`Engine`.
 """
 
 from blinkstore_gunicorn.engine.base import (
@@ -22,6 +24,7 @@ from blinkstore_gunicorn.engine.memory import (
     tune_allocator,
 )
 from blinkstore_gunicorn.engine.pattern import compile_pattern, match_pattern
+from blinkstore_gunicorn.engine.typed import WRONGTYPE, Container, WrongType
 
 __all__ = [
     "DEFAULT_MAX_KEY_SIZE",
@@ -30,6 +33,8 @@ __all__ = [
     "ENTRY_OVERHEAD",
     "REGION_OVERHEAD",
     "TTL_OVERHEAD",
+    "WRONGTYPE",
+    "Container",
     "Engine",
     "EngineError",
     "EngineStats",
@@ -37,6 +42,7 @@ __all__ = [
     "KeyTooLarge",
     "MemoryEngine",
     "ValueTooLarge",
+    "WrongType",
     "compile_pattern",
     "match_pattern",
     "tune_allocator",

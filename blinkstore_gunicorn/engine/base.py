@@ -3,13 +3,18 @@
 The store process talks to its data only through :class:`Engine`. The one implementation is
 :class:`~blinkstore_gunicorn.engine.memory.MemoryEngine`, which can also publish its entries into
 a shared-memory region that client processes read (``blinkstore_gunicorn.shm``); the interface
-stays small: bytes in, bytes out, absolute wall-clock deadlines in milliseconds.
+stays small: bytes in, bytes out, absolute wall-clock deadlines in milliseconds. Values of the
+other Redis types are containers (``engine/typed.py``) reached through ``lookup``/``writable``;
+the string methods raise ``WrongType`` on them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.engine.typed import Container, ContainerT
 
 __all__ = [
     "Engine",
@@ -124,6 +129,27 @@ class Engine(Protocol):
 
     def delete(self, key: bytes) -> bool:
         """Remove the key; False when it was absent."""
+        ...
+
+    def kind(self, key: bytes) -> bytes | None:
+        """The key's Redis type (``b"string"``, ``b"hash"``...), None when absent."""
+        ...
+
+    def lookup(self, key: bytes, cls: type[ContainerT]) -> ContainerT | None:
+        """The key's ``cls`` value for a read, None when absent; ``WrongType`` for another."""
+        ...
+
+    def writable(self, key: bytes, cls: type[ContainerT], growth: int) -> ContainerT:
+        """The key's ``cls`` value (created if absent) for a write adding at most ``growth``
+        bytes; end the write with :meth:`resized`."""
+        ...
+
+    def resized(self, key: bytes, container: Container, old_cost: int) -> None:
+        """Settle the memory account after a write; deletes an empty container."""
+        ...
+
+    def rename(self, key: bytes, new: bytes) -> bool:
+        """Move the key's value and TTL to ``new``; False when the key is absent."""
         ...
 
     def expire_at(self, key: bytes) -> int | None:

@@ -3,6 +3,9 @@
 Layout, chosen so that a hit costs a few C calls and no per-entry Python object exists beyond
 the key and the value themselves:
 
+* A string's value is its ``bytes``; a hash, list or set is a
+  :class:`~blinkstore_gunicorn.engine.typed.Container` that keeps its own cost (``typed.py``):
+  every type shares the queue, the TTL table and the memory account.
 * Entries sit in one queue, oldest (tail) to newest (head), split at the SIEVE hand into two
   ``OrderedDict[bytes, bytes]``: ``_behind`` (tail up to the hand, already swept) and
   ``_ahead`` (the hand up to the head). A new key joins ``_ahead``'s end (the head).
@@ -43,8 +46,9 @@ from blinkstore_gunicorn.engine.base import (
     KeyTooLarge,
     ValueTooLarge,
 )
-from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.engine.keyspace import TTL_OVERHEAD, Keyspace, Stored
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
+from blinkstore_gunicorn.engine.typed import Container, WrongType
 from blinkstore_gunicorn.shm.layout import BLOCK_HEADER, block_size
 from blinkstore_gunicorn.shm.writer import RegionFull, RegionWriter
 
@@ -79,15 +83,9 @@ DEFAULT_MAX_VALUE_SIZE = 16 * 2**20
 #   its visited bit once read: a set slot (16 B) at <= 60 % load                ~ 30-55
 # Observed 163..289 (peaks); rounded up so that the limit bounds the real memory.
 ENTRY_OVERHEAD = 304
-# Extra cost of an entry with a TTL, measured the same way (observed up to ~400 on top of the
-# above): its _deadlines slot (a second oversized table), the deadline int, the heap's
-# (deadline, key) tuple and list slot, and up to one stale heap tuple per two live ones.
-TTL_OVERHEAD = 400
 # Extra cost of an entry whose value the shared region holds: its table slot (32 bytes at a
 # load of at most 1/2 after a rebuild), on top of the block (which holds a copy of the key).
 REGION_OVERHEAD = 64
-
-Stored = bytes | int  # a value, or the offset of the region block that holds it
 
 # Rebuild the expiry heap when its stale entries exceed half the live ones plus this slack.
 _HEAP_SLACK = 1024
@@ -99,7 +97,7 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MemoryEngine:
+class MemoryEngine(Keyspace):
     """Bytes-to-bytes store with a memory limit, SIEVE eviction and millisecond TTLs.
 
     ``memory_limit`` counts key + value + :data:`ENTRY_OVERHEAD` per entry (+
@@ -108,24 +106,10 @@ class MemoryEngine:
     """
 
     __slots__ = (
-        "_ahead",
-        "_behind",
-        "_clock_ms",
-        "_deadlines",
         "_evictions",
         "_expirations",
-        "_heap",
         "_heap_stale_bytes",
-        "_hits",
-        "_inserts",
-        "_max_key_size",
         "_max_value_size",
-        "_memory_limit",
-        "_misses",
-        "_region",
-        "_scans",
-        "_used",
-        "_visited",
     )
 
     def __init__(
@@ -160,12 +144,16 @@ class MemoryEngine:
         self._inserts = 0
         self._scans = ScanCursors()
         self._region: RegionWriter | None = None
+        # Published for a key of another type: too long to be held inline, so the region's
+        # entry says "ask the store" and a GET from it gets WRONGTYPE from the store.
+        self._elsewhere = b""
 
     def attach_region(self, region: RegionWriter) -> None:
         """Publish every key into ``region`` from now on (the engine must still be empty)."""
         if len(self):
             raise ValueError("attach the region before the first write")
         self._region = region
+        self._elsewhere = bytes(region.max_value + 1)
 
     @property
     def region(self) -> RegionWriter | None:
@@ -190,12 +178,19 @@ class MemoryEngine:
                 return None
         self._visited.add(key)
         self._hits += 1
-        if value.__class__ is int:
-            return self._read(value)
-        return value  # type: ignore[return-value]
+        if value.__class__ is bytes:
+            return value
+        return self._string(value)
 
     def peek(self, key: bytes) -> bytes | None:
         """Return the value without counting a hit/miss or marking the key used."""
+        value = self._live(key)
+        if value is None or value.__class__ is bytes:
+            return value
+        return self._string(value)
+
+    def _live(self, key: bytes) -> Stored | None:
+        """What the dicts hold for ``key`` (None when absent), expiring it when due."""
         value = self._ahead.get(key)
         if value is None:
             value = self._behind.get(key)
@@ -204,9 +199,13 @@ class MemoryEngine:
         if self._deadlines and self._expired(key):
             self._expire(key)
             return None
-        if value.__class__ is int:
-            return self._read(value)
-        return value  # type: ignore[return-value]
+        return value
+
+    def _string(self, value: Stored) -> bytes:
+        """A string held in the region; :class:`WrongType` for any other type."""
+        if not isinstance(value, int):
+            raise WrongType
+        return self._read(value)
 
     def _read(self, handle: Stored) -> bytes:
         assert self._region is not None and isinstance(handle, int)
@@ -216,19 +215,21 @@ class MemoryEngine:
         """Bytes an entry counts against the limit (without its TTL)."""
         if isinstance(value, bytes):
             return len(key) + len(value) + ENTRY_OVERHEAD
+        if isinstance(value, Container):
+            return len(key) + ENTRY_OVERHEAD + value.cost
         assert self._region is not None
         return len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD + self._region.block_bytes(value)
 
     def contains(self, key: bytes) -> bool:
         """Whether the key is present and not expired (no stats, no recency change)."""
-        return self.peek(key) is not None
+        return self._live(key) is not None
 
     def expire_at(self, key: bytes) -> int | None:
         """The key's deadline in absolute ms, or None if it has no TTL.
 
         Raises ``KeyError`` when the key is absent (or expired).
         """
-        if self.peek(key) is None:
+        if self._live(key) is None:
             raise KeyError(key)
         return self._deadlines.get(key)
 
@@ -372,7 +373,7 @@ class MemoryEngine:
         Returns False when the key is absent. A deadline not in the future deletes the key
         (Redis semantics). Setting a TTL counts as a use of the key.
         """
-        if self.peek(key) is None:
+        if self._live(key) is None:
             return False
         deadlines = self._deadlines
         old = deadlines.get(key)
@@ -479,7 +480,7 @@ class MemoryEngine:
     def _drop(self, key: bytes, value: Stored) -> int:
         """Unpublish an entry just taken out of the dicts; return its cost."""
         if self._region is None:
-            return len(key) + len(value) + ENTRY_OVERHEAD  # type: ignore[arg-type]
+            return self._cost(key, value)
         cost = self._cost(key, value)
         self._region.unpublish(key, value if isinstance(value, int) else 0)
         return cost
@@ -549,43 +550,3 @@ class MemoryEngine:
             self._heap = [(deadline, k) for k, deadline in self._deadlines.items()]
             heapq.heapify(self._heap)
             self._heap_stale_bytes = 0
-
-    # -- scan --------------------------------------------------------------------------------
-
-    def scan(
-        self, cursor: int, count: int = 10, match: bytes | None = None
-    ) -> tuple[int, list[bytes]]:
-        """One step of a SCAN: examine up to ``count`` keys from ``cursor``.
-
-        Cursor 0 starts a scan over a snapshot of the key set (shared with other scans started
-        since the last insert); a returned cursor of 0 means the scan is done. Every key
-        present for the whole scan is returned exactly once by that scan; keys added during it
-        are not returned, keys deleted or expired during it are skipped. ``match`` filters with
-        a Redis glob after counting, so a step may return fewer keys (even none) while the
-        cursor is not 0. A cursor whose snapshot was dropped (more than
-        :data:`MAX_SCAN_SNAPSHOTS` scans in flight, or a flush) restarts the scan from the
-        beginning: keys may then repeat, but none is missed. When all snapshots are in use the
-        newest is dropped, so the oldest scans always finish and round-robin scans progress.
-        """
-        if count < 1:
-            raise EngineError("count must be >= 1")
-        if cursor < 0:
-            raise EngineError("invalid cursor")
-        now = self._clock_ms()
-        cursor, keys = self._scans.step(cursor, count, now, self._inserts, self._all_keys)
-        ahead, behind = self._ahead, self._behind
-        found = [key for key in keys if key in ahead or key in behind]
-        if self._deadlines and found:
-            deadlines = self._deadlines
-            found = [key for key in found if deadlines.get(key, now + 1) > now]
-        if match is not None and found:
-            matches = compile_pattern(match)
-            found = [key for key in found if matches(key)]
-        return cursor, found
-
-    def _all_keys(self) -> list[bytes]:
-        # dict.keys reads the underlying dict's entry array (~5 ns a key); iterating the
-        # OrderedDict itself walks its linked list, ~40x slower. The order is irrelevant.
-        keys = list(dict.keys(self._behind))
-        keys.extend(dict.keys(self._ahead))
-        return keys

@@ -6,8 +6,9 @@ the arity the way Redis does, and calls the handler: no per-command object is bu
 reply bytes. ``client.on_close`` callbacks run when the connection goes away.
 
 Replies are RESP2, except for a connection that sent ``HELLO 3`` (redis-py >= 6 does so by
-default and does not fall back to RESP2): it gets RESP3 nulls (``_``) and maps (``%``) where
-Redis 7 sends them for these commands; every other reply is the same in both versions.
+default and does not fall back to RESP2): it gets RESP3 nulls (``_``), maps (``%``) and sets
+(``~``) where Redis 7 sends them for these commands; every other reply is the same in both
+versions.
 """
 
 from __future__ import annotations
@@ -16,11 +17,18 @@ import asyncio
 import hmac
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from blinkstore_gunicorn.engine import Engine, EngineError, KeyTooLarge, ValueTooLarge
+from blinkstore_gunicorn.engine import (
+    WRONGTYPE,
+    Engine,
+    EngineError,
+    KeyTooLarge,
+    ValueTooLarge,
+    WrongType,
+)
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, Handler
@@ -74,6 +82,8 @@ class ServerStats:
 
 
 Entry: TypeAlias = "tuple[Handler, int]"
+
+ERR_WRONGTYPE = resp.error(WRONGTYPE)
 
 
 class Client:
@@ -134,6 +144,11 @@ class Client:
         """An array of bulk strings whose ``None`` items are this protocol's null."""
         nil = self.nil
         return resp.array([nil if value is None else resp.bulk(value) for value in values])
+
+    def bulk_set(self, values: Collection[bytes]) -> bytes:
+        """A set of bulk strings: ``~`` in RESP3, an array in RESP2 (SMEMBERS...)."""
+        body = b"".join([resp.bulk(value) for value in values])
+        return b"%b%d\r\n%b" % (b"~" if self.resp3 else b"*", len(values), body)
 
     def map(self, pairs: list[tuple[bytes, bytes]]) -> bytes:
         """A map of already-encoded replies: ``%`` in RESP3, a flat array in RESP2."""
@@ -262,7 +277,11 @@ class Dispatcher:
         count = len(args)
         if count != arity and (arity > 0 or count < -arity):
             return wrong_args(as_text(args[0]))
-        return handler(self, client, args)
+        try:
+            return handler(self, client, args)
+        except WrongType:
+            # Raised by the engine before any change: GET on a hash, HSET on a string...
+            return ERR_WRONGTYPE
 
     def _execute_slow(self, client: Client, args: list[bytes]) -> bytes:
         """Mixed-case names, unknown commands and commands sent before AUTH."""
@@ -276,7 +295,10 @@ class Dispatcher:
         if count != spec.arity and (spec.arity > 0 or count < -spec.arity):
             return wrong_args(spec.name)
         # The client's table, not the spec: it may restrict the command (subscribed mode).
-        return client.table[name][0](self, client, args)
+        try:
+            return client.table[name][0](self, client, args)
+        except WrongType:
+            return ERR_WRONGTYPE
 
     # -- helpers shared by handlers ------------------------------------------------------
 

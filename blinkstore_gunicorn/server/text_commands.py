@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
+from blinkstore_gunicorn.engine import EngineError, KeyTooLarge, WrongType
 from blinkstore_gunicorn.protocol import text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -24,7 +24,10 @@ TextHandler = Callable[[Dispatcher, Client, text.Request], bytes]
 
 
 def _get(d: Dispatcher, c: Client, request: text.Request) -> bytes:
-    value = d.engine.get(request.key)
+    try:
+        value = d.engine.get(request.key)
+    except WrongType as exc:  # a key a RESP client made a hash, list or set
+        return text.error_line(str(exc))
     return text.NOT_FOUND_LINE if value is None else text.value_line(value)
 
 

@@ -11,8 +11,7 @@ from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.protocol import text
 from blinkstore_gunicorn.protocol.errors import ProtocolError
 from blinkstore_gunicorn.server.commands import COMMANDS
-from blinkstore_gunicorn.server.commands.replies import parse_int
-from blinkstore_gunicorn.server.commands.strings import format_float, parse_float
+from blinkstore_gunicorn.server.commands.replies import format_float, parse_float, parse_int
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.inline import InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.text_commands import execute_text

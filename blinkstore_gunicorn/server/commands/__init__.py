@@ -3,7 +3,7 @@
 =================  ===============================================================
 ``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
-``keyspace``       DEL, UNLINK, EXISTS, TYPE, SCAN, KEYS, DBSIZE, FLUSH*, SELECT (db.c)
+``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)

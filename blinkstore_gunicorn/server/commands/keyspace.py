@@ -1,11 +1,11 @@
-"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TYPE, SCAN, KEYS, DBSIZE, FLUSHDB,
-FLUSHALL and SELECT (there is one database)."""
+"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, SCAN, KEYS,
+DBSIZE, FLUSHDB, FLUSHALL and SELECT (there is one database). Each works on keys of any type."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine import EngineError
+from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
@@ -13,7 +13,11 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_PATTERN_TOO_LONG,
     ERR_SYNTAX,
     MAX_PATTERN,
+    ONE,
+    ZERO,
+    limit_error,
     parse_int,
+    parse_scan,
 )
 
 if TYPE_CHECKING:
@@ -23,6 +27,7 @@ __all__: list[str] = []
 
 ERR_DB_RANGE = resp.error("ERR DB index is out of range")
 ERR_INVALID_CURSOR = resp.error("ERR invalid cursor")
+ERR_NO_SUCH_KEY = resp.error("ERR no such key")
 
 
 def _delete(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
@@ -43,8 +48,36 @@ def cmd_exists(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 @command("type", 2, "readonly fast", (1, 1, 1))
 def cmd_type(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``TYPE key``: every value is a string."""
-    return b"+string\r\n" if d.engine.contains(args[1]) else b"+none\r\n"
+    """``TYPE key``: ``string``, ``hash``, ``list``, ``set``, or ``none`` when absent."""
+    return b"+%b\r\n" % (d.engine.kind(args[1]) or b"none")
+
+
+def _rename(d: Dispatcher, args: list[bytes], nx: bool) -> bytes:
+    key, new = args[1], args[2]
+    engine = d.engine
+    if not engine.contains(key):
+        return ERR_NO_SUCH_KEY
+    if key == new:
+        return ZERO if nx else resp.OK
+    if nx and engine.contains(new):
+        return ZERO
+    try:
+        engine.rename(key, new)
+    except KeyTooLarge as exc:
+        return limit_error(exc)
+    return ONE if nx else resp.OK
+
+
+@command("rename", 3, "write", (1, 2, 1))
+def cmd_rename(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``RENAME key newkey``: the value and its TTL move, replacing what ``newkey`` held."""
+    return _rename(d, args, nx=False)
+
+
+@command("renamenx", 3, "write fast", (1, 2, 1))
+def cmd_renamenx(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``RENAMENX key newkey``: 1 when renamed, 0 when ``newkey`` exists."""
+    return _rename(d, args, nx=True)
 
 
 @command("scan", -2, "readonly")
@@ -53,36 +86,15 @@ def cmd_scan(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     cursor = parse_int(args[1])
     if cursor is None or cursor < 0:
         return ERR_INVALID_CURSOR
-    match: bytes | None = None
-    count = 10
-    only_strings = True
-    i = 2
-    while i < len(args):
-        option = args[i].upper()
-        if i + 1 >= len(args):
-            return ERR_SYNTAX
-        if option == b"MATCH":
-            match = args[i + 1]
-            if len(match) > MAX_PATTERN:
-                return ERR_PATTERN_TOO_LONG
-        elif option == b"COUNT":
-            number = parse_int(args[i + 1])
-            if number is None:
-                return ERR_NOT_INT
-            if number < 1:
-                return ERR_SYNTAX
-            count = number
-        elif option == b"TYPE":
-            only_strings = args[i + 1].lower() == b"string"
-        else:
-            return ERR_SYNTAX
-        i += 2
+    options = parse_scan(args, 2, with_type=True)
+    if isinstance(options, bytes):
+        return options
     try:
-        next_cursor, keys = d.engine.scan(cursor, count, match)
+        next_cursor, keys = d.engine.scan(cursor, options.count, options.match)
     except EngineError:
         return ERR_INVALID_CURSOR
-    if not only_strings:
-        keys = []
+    if options.kind is not None:
+        keys = [key for key in keys if d.engine.kind(key) == options.kind]
     return resp.array([resp.bulk(b"%d" % next_cursor), resp.bulk_array(keys)])
 
 

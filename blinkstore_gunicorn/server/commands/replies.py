@@ -6,12 +6,17 @@ Error replies use Redis's wording wherever Redis has one, because clients match 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from decimal import Decimal
 
 from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
 
 __all__ = [
+    "ERR_NAN",
+    "ERR_NOT_FLOAT",
     "ERR_NOT_INT",
+    "ERR_OVERFLOW",
     "ERR_PATTERN_TOO_LONG",
     "ERR_SYNTAX",
     "INT64_MAX",
@@ -22,10 +27,15 @@ __all__ = [
     "REDIS_COMPAT_VERSION",
     "RESP3_NULL",
     "ZERO",
+    "ScanOptions",
     "as_text",
+    "format_float",
     "invalid_expire",
     "limit_error",
+    "parse_float",
     "parse_int",
+    "parse_scan",
+    "reply_too_large",
     "unknown_command",
     "unknown_subcommand",
     "wrong_args",
@@ -51,6 +61,29 @@ ONE = resp.integer(1)
 
 _INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]*)\Z")
 
+ERR_NOT_FLOAT = resp.error("ERR value is not a valid float")
+ERR_OVERFLOW = resp.error("ERR increment or decrement would overflow")
+ERR_NAN = resp.error("ERR increment would produce NaN or Infinity")
+
+_FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z|[+-]?inf\Z", re.I)
+
+
+def parse_float(raw: bytes) -> float | None:
+    """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
+    if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
+        return None
+    return float(raw)
+
+
+def format_float(number: float) -> bytes:
+    """Shortest text that reads back as ``number``, never in exponent form (``5010.6``)."""
+    text = repr(number)
+    if "e" in text or "E" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text.encode("ascii")
+
 
 def parse_int(raw: bytes) -> int | None:
     """Strict signed 64-bit integer like Redis's ``string2ll``: no spaces, ``+`` or ``_``."""
@@ -60,6 +93,49 @@ def parse_int(raw: bytes) -> int | None:
     if number > INT64_MAX or number < INT64_MIN:
         return None
     return number
+
+
+def reply_too_large(size: int, limit: int) -> bytes | None:
+    """The error for a reply of ``size`` bytes over the client buffer ``limit``, else None."""
+    if size <= limit:
+        return None
+    return resp.error(f"ERR reply too large: {size} bytes exceeds the client buffer limit {limit}")
+
+
+@dataclass(slots=True)
+class ScanOptions:
+    """The options of SCAN, HSCAN, SSCAN: ``MATCH pattern``, ``COUNT n``, ``TYPE t``."""
+
+    match: bytes | None = None
+    count: int = 10
+    kind: bytes | None = None
+
+
+def parse_scan(args: list[bytes], start: int, with_type: bool) -> ScanOptions | bytes:
+    """The options from ``args[start:]`` (``TYPE`` only for SCAN), or an error reply."""
+    options = ScanOptions()
+    i = start
+    while i < len(args):
+        option = args[i].upper()
+        if i + 1 >= len(args):
+            return ERR_SYNTAX
+        if option == b"MATCH":
+            options.match = args[i + 1]
+            if len(options.match) > MAX_PATTERN:
+                return ERR_PATTERN_TOO_LONG
+        elif option == b"COUNT":
+            number = parse_int(args[i + 1])
+            if number is None:
+                return ERR_NOT_INT
+            if number < 1:
+                return ERR_SYNTAX
+            options.count = number
+        elif option == b"TYPE" and with_type:
+            options.kind = args[i + 1].lower()
+        else:
+            return ERR_SYNTAX
+        i += 2
+    return options
 
 
 def as_text(raw: bytes) -> str:

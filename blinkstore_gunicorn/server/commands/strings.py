@@ -4,53 +4,35 @@ MSETNX, the INCR/DECR family, INCRBYFLOAT, APPEND and STRLEN."""
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar
 
+from blinkstore_gunicorn.engine import WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NAN,
+    ERR_NOT_FLOAT,
     ERR_NOT_INT,
+    ERR_OVERFLOW,
     ERR_SYNTAX,
     INT64_MAX,
     INT64_MIN,
     ONE,
     ZERO,
+    format_float,
+    parse_float,
     parse_int,
+    reply_too_large,
     wrong_args,
 )
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
-__all__ = ["format_float", "parse_float"]
+__all__: list[str] = []
 
 _N = TypeVar("_N", int, float)
-
-ERR_NOT_FLOAT = resp.error("ERR value is not a valid float")
-ERR_OVERFLOW = resp.error("ERR increment or decrement would overflow")
-ERR_NAN = resp.error("ERR increment would produce NaN or Infinity")
-
-_FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z|[+-]?inf\Z", re.I)
-
-
-def parse_float(raw: bytes) -> float | None:
-    """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
-    if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
-        return None
-    return float(raw)
-
-
-def format_float(number: float) -> bytes:
-    """Shortest text that reads back as ``number``, never in exponent form (``5010.6``)."""
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text.encode("ascii")
 
 
 @command("get", 2, "readonly fast", (1, 1, 1))
@@ -174,14 +156,15 @@ def cmd_getex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def cmd_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``MGET key [key...]``."""
     get = d.engine.get
-    values = [get(key) for key in args[1:]]
+    values: list[bytes | None] = []
+    for key in args[1:]:
+        try:
+            values.append(get(key))
+        except WrongType:  # MGET answers nil for a key of another type, as in Redis
+            values.append(None)
     # The same large key named many times would build a reply of any size.
     size = sum(len(value) for value in values if value is not None)
-    if size > d.max_reply_size:
-        return resp.error(
-            f"ERR reply too large: {size} bytes exceeds the client buffer limit {d.max_reply_size}"
-        )
-    return c.bulk_array(values)
+    return reply_too_large(size, d.max_reply_size) or c.bulk_array(values)
 
 
 def _pairs(d: Dispatcher, args: list[bytes], name: str) -> list[tuple[bytes, bytes]] | bytes:

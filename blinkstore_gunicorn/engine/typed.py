@@ -1,0 +1,73 @@
+"""What the engine's non-string values share: the container base, the WRONGTYPE error, costs.
+
+A string stays plain ``bytes`` in the engine's dicts (or a region block offset), so the string
+path pays nothing for the other types. A hash, list or set is a :class:`Container` subclass
+(``engine/hashes.py``, ``engine/lists.py``, ``engine/sets.py``, Redis's ``t_*.c``) that keeps
+its own :attr:`Container.cost` up to date as it changes; the engine adds ``len(key) +
+ENTRY_OVERHEAD + cost`` to its account, like a string's ``len(key) + len(value) +
+ENTRY_OVERHEAD``. A write goes through :meth:`~.memory.MemoryEngine.writable` (the key's
+container, made room for and created when absent) and ends with
+:meth:`~.memory.MemoryEngine.resized`, which settles the account, evicts other keys when over
+the limit and deletes a container left empty (Redis never keeps an empty one).
+
+The per-element overheads are CPython 3.11/x86-64 sizes, rounded up the way ENTRY_OVERHEAD
+is (``docs/engine.md``): a ``bytes`` object costs 33 bytes of header plus allocator rounding
+(~40); a dict entry 24 bytes plus its index, at a load of 1/3..2/3 (~50-100); a set slot 16
+bytes at the same load (~25-50); a deque slot 8 bytes (blocks of 64).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, TypeVar
+
+from blinkstore_gunicorn.engine.base import EngineError
+
+__all__ = [
+    "CONTAINER_OVERHEAD",
+    "HASH_FIELD_OVERHEAD",
+    "LIST_ITEM_OVERHEAD",
+    "SET_MEMBER_OVERHEAD",
+    "WRONGTYPE",
+    "Container",
+    "ContainerT",
+    "WrongType",
+]
+
+#: The container object and its empty table (a dict or set of 8 slots, or a deque block).
+CONTAINER_OVERHEAD = 256
+#: A hash field beyond len(field) + len(value): two bytes objects and a dict entry.
+HASH_FIELD_OVERHEAD = 176
+#: A set member beyond its length: one bytes object and a set slot.
+SET_MEMBER_OVERHEAD = 96
+#: A list item beyond its length: one bytes object and a deque slot.
+LIST_ITEM_OVERHEAD = 56
+
+#: Redis 7.0's text, byte for byte: clients match on the ``WRONGTYPE`` code.
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+
+
+class WrongType(EngineError):
+    """The key holds a value of another type than the operation needs."""
+
+    def __init__(self) -> None:
+        super().__init__(WRONGTYPE)
+
+
+class Container:
+    """A value that is not a string; subclasses name their Redis type in :attr:`kind`."""
+
+    __slots__ = ("cost",)
+
+    #: What ``TYPE`` answers for it.
+    kind: ClassVar[bytes] = b""
+
+    def __init__(self) -> None:
+        #: Bytes it counts against the memory limit beyond ``len(key) + ENTRY_OVERHEAD``.
+        self.cost = CONTAINER_OVERHEAD
+
+    def __len__(self) -> int:
+        """Number of elements (0: the engine deletes the key)."""
+        raise NotImplementedError
+
+
+ContainerT = TypeVar("ContainerT", bound=Container)
