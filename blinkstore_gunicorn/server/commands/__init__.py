@@ -4,6 +4,7 @@
 ``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
 ``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
+``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -21,6 +22,7 @@ imported. ``registry`` and ``replies`` import no family, and no family imports a
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
     expire,
+    hashes,
     introspection,
     keyspace,
     locks,

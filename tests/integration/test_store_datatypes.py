@@ -1,0 +1,92 @@
+"""Hashes, sets and lists through redis-py: the same code against redis-server and
+``blinkstore serve``, in RESP2 and RESP3; both servers must give the same answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from harness.gunicorn import wait_until
+from harness.processes import RedisProcess, StoreProcess
+from tests.support.processes import resp_server_process
+
+
+@pytest.fixture(scope="module", params=["store", "redis"])
+def server(request: pytest.FixtureRequest) -> Iterator[StoreProcess | RedisProcess]:
+    with resp_server_process(request.param) as process:
+        yield process
+
+
+@pytest.fixture(params=[2, 3])
+def client(
+    server: StoreProcess | RedisProcess, request: pytest.FixtureRequest
+) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(server.url, protocol=request.param, socket_timeout=10) as connection:
+        connection.flushdb()
+        yield connection
+
+
+def test_hash_commands(client: redis.Redis) -> None:
+    assert client.hset("h", mapping={"a": "1", "b": "2"}) == 2
+    assert client.hset("h", "a", "3") == 0
+    assert client.hget("h", "a") == b"3" and client.hget("h", "x") is None
+    assert client.hmget("h", ["a", "x", "b"]) == [b"3", None, b"2"]
+    assert client.hgetall("h") == {b"a": b"3", b"b": b"2"}
+    assert client.hgetall("missing") == {}
+    assert sorted(client.hkeys("h")) == [b"a", b"b"]
+    assert sorted(client.hvals("h")) == [b"2", b"3"]
+    assert client.hlen("h") == 2 and client.hexists("h", "a") and not client.hexists("h", "x")
+    assert client.hsetnx("h", "a", "9") == 0 and client.hsetnx("h", "c", "9") == 1
+    assert client.hstrlen("h", "c") == 1
+    assert client.hincrby("h", "n", 5) == 5 and client.hincrby("h", "n", -2) == 3
+    assert client.hincrbyfloat("h", "f", 1.5) == 1.5
+    assert client.hincrbyfloat("h", "f", 2.25) == 3.75
+    assert client.hdel("h", "a", "x") == 1
+    assert client.hrandfield("h") in (b"b", b"c", b"n", b"f")
+    several = client.hrandfield("h", 10)
+    assert isinstance(several, list) and sorted(several) == [b"b", b"c", b"f", b"n"]
+    repeated = client.hrandfield("h", -6)
+    assert isinstance(repeated, list) and len(repeated) == 6
+    cursor, found = client.hscan("h", 0, match="[bc]")
+    assert cursor == 0 and found == {b"b": b"2", b"c": b"9"}
+    assert dict(client.hscan_iter("h")) == client.hgetall("h")
+    assert client.type("h") == b"hash"
+    assert client.hdel("h", "b", "c", "n", "f") == 4
+    assert client.exists("h") == 0
+
+
+def test_hash_errors(client: redis.Redis) -> None:
+    client.set("s", "v")
+    client.hset("h", "f", "text")
+    for call in (
+        lambda: client.hset("s", "f", "v"),
+        lambda: client.hget("s", "f"),
+        lambda: client.get("h"),
+        lambda: client.incr("h"),
+    ):
+        with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+            call()
+    assert client.mget("s", "h") == [b"v", None]
+    with pytest.raises(redis.ResponseError, match=r"^hash value is not an integer$"):
+        client.hincrby("h", "f", 1)
+    with pytest.raises(redis.ResponseError, match=r"^wrong number of arguments for 'hset'"):
+        client.execute_command("HSET", "h", "f")  # type: ignore[no-untyped-call]
+    # The connection stays usable after the errors.
+    assert client.set("h", "now a string") and client.get("h") == b"now a string"
+
+
+def test_every_type_expires_renames_and_scans(client: redis.Redis) -> None:
+    client.hset("h", "f", "v")
+    client.set("s", "v")
+    assert client.pexpire("h", 60_000) and 0 < client.pttl("h") <= 60_000
+    assert client.rename("h", "h2") and client.ttl("h2") > 0 and client.persist("h2")
+    assert client.ttl("h2") == -1
+    assert not client.renamenx("h2", "s")
+    assert list(client.scan_iter(_type="hash")) == [b"h2"]
+    assert list(client.scan_iter(_type="string")) == [b"s"]
+    assert client.dbsize() == 2 and client.delete("h2", "s") == 2
+    client.hset("gone", "f", "v")
+    assert client.pexpire("gone", 1)
+    assert wait_until(lambda: client.exists("gone") == 0, timeout=10)
