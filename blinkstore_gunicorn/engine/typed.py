@@ -1,8 +1,8 @@
 """What the engine's non-string values share: the container base, the WRONGTYPE error, costs.
 
 A string stays plain ``bytes`` in the engine's dicts (or a region block offset), so the string
-path pays nothing for the other types. A hash, list or set is a :class:`Container` subclass
-(``engine/hashes.py``, ``engine/lists.py``, ``engine/sets.py``, Redis's ``t_*.c``) that keeps
+path pays nothing for the other types. A hash or a set is a :class:`Container` subclass
+(``engine/hashes.py``, ``engine/sets.py``, Redis's ``t_*.c``) that keeps
 its own :attr:`Container.cost` up to date as it changes; the engine adds ``len(key) +
 ENTRY_OVERHEAD + cost`` to its account, like a string's ``len(key) + len(value) +
 ENTRY_OVERHEAD``. A write goes through :meth:`~.memory.MemoryEngine.writable` (the key's
@@ -37,8 +37,9 @@ __all__ = [
 CONTAINER_OVERHEAD = 256
 #: A hash field beyond len(field) + len(value): two bytes objects and a dict entry.
 HASH_FIELD_OVERHEAD = 176
-#: A set member beyond its length: one bytes object and a set slot.
-SET_MEMBER_OVERHEAD = 96
+#: A set member beyond its length: one bytes object and its set slots (a set table grows 4x
+#: when small, so just after a resize it holds several 16-byte slots per member; measured).
+SET_MEMBER_OVERHEAD = 128
 #: A list item beyond its length: one bytes object and a deque slot.
 LIST_ITEM_OVERHEAD = 56
 

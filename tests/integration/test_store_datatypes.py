@@ -90,3 +90,41 @@ def test_every_type_expires_renames_and_scans(client: redis.Redis) -> None:
     client.hset("gone", "f", "v")
     assert client.pexpire("gone", 1)
     assert wait_until(lambda: client.exists("gone") == 0, timeout=10)
+
+
+def test_set_commands(client: redis.Redis) -> None:
+    assert client.sadd("s", "a", "b", "c") == 3 and client.sadd("s", "a") == 0
+    assert client.sadd("t", "b", "c", "d") == 3
+    assert client.smembers("s") == {b"a", b"b", b"c"}
+    assert client.smembers("missing") == set()
+    assert client.scard("s") == 3 and client.sismember("s", "a") and not client.sismember("s", "x")
+    assert client.smismember("s", ["a", "x"]) == [1, 0]
+    assert client.sinter(["s", "t"]) == {b"b", b"c"}
+    assert client.sunion(["s", "t"]) == {b"a", b"b", b"c", b"d"}
+    assert client.sdiff(["s", "t"]) == {b"a"}
+    assert client.sintercard(2, ["s", "t"]) == 2 and client.sintercard(2, ["s", "t"], 1) == 1
+    assert client.sinterstore("i", ["s", "t"]) == 2 and client.smembers("i") == {b"b", b"c"}
+    assert client.sunionstore("u", ["s", "t"]) == 4
+    assert client.sdiffstore("d", ["s", "t"]) == 1 and client.smembers("d") == {b"a"}
+    assert client.smove("s", "d", "b") and client.smembers("d") == {b"a", b"b"}
+    assert not client.smove("s", "d", "zz")
+    assert client.srem("s", "a", "x") == 1
+    assert client.srandmember("u") in {b"a", b"b", b"c", b"d"}
+    several = client.srandmember("u", 10)
+    assert isinstance(several, list) and sorted(several) == [b"a", b"b", b"c", b"d"]
+    repeated = client.srandmember("u", -7)
+    assert isinstance(repeated, list) and len(repeated) == 7
+    popped = client.spop("u", 3)
+    assert isinstance(popped, (list, set)) and len(popped) == 3 and client.scard("u") == 1
+    assert client.spop("u") not in popped and client.exists("u") == 0
+    assert client.spop("missing") is None
+    cursor, found = client.sscan("t", 0, match="[bc]")
+    assert cursor == 0 and sorted(found) == [b"b", b"c"]
+    assert set(client.sscan_iter("t")) == {b"b", b"c", b"d"}
+    assert client.type("t") == b"set"
+    client.set("str", "v")
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+        client.sadd("str", "a")
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+        client.sinter(["t", "str"])
+    assert client.srem("t", "b", "c", "d") == 3 and client.exists("t") == 0

@@ -5,6 +5,7 @@
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
 ``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
+``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -29,6 +30,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     pubsub,
     ratelimit,
     session,
+    sets,
     shm,
     stampede,
     strings,
