@@ -1,8 +1,8 @@
 """What the engine's non-string values share: the container base, the WRONGTYPE error, costs.
 
 A string stays plain ``bytes`` in the engine's dicts (or a region block offset), so the string
-path pays nothing for the other types. A hash or a set is a :class:`Container` subclass
-(``engine/hashes.py``, ``engine/sets.py``, Redis's ``t_*.c``) that keeps
+path pays nothing for the other types. A hash, set or list is a :class:`Container` subclass
+(``engine/hashes.py``, ``engine/sets.py``, ``engine/lists.py``, Redis's ``t_*.c``) that keeps
 its own :attr:`Container.cost` up to date as it changes; the engine adds ``len(key) +
 ENTRY_OVERHEAD + cost`` to its account, like a string's ``len(key) + len(value) +
 ENTRY_OVERHEAD``. A write goes through :meth:`~.memory.MemoryEngine.writable` (the key's
@@ -26,6 +26,7 @@ __all__ = [
     "CONTAINER_OVERHEAD",
     "HASH_FIELD_OVERHEAD",
     "LIST_ITEM_OVERHEAD",
+    "LIST_OVERHEAD",
     "SET_MEMBER_OVERHEAD",
     "WRONGTYPE",
     "Container",
@@ -33,8 +34,11 @@ __all__ = [
     "WrongType",
 ]
 
-#: The container object and its empty table (a dict or set of 8 slots, or a deque block).
+#: The container object and its empty table (a dict or set of 8 slots).
 CONTAINER_OVERHEAD = 256
+#: A list's: the deque allocates a first block of 64 slots at once (measured ~1000 bytes of
+#: RSS for a one-item list beyond its item).
+LIST_OVERHEAD = 768
 #: A hash field beyond len(field) + len(value): two bytes objects and a dict entry.
 HASH_FIELD_OVERHEAD = 176
 #: A set member beyond its length: one bytes object and its set slots (a set table grows 4x
@@ -61,10 +65,12 @@ class Container:
 
     #: What ``TYPE`` answers for it.
     kind: ClassVar[bytes] = b""
+    #: Its cost when empty.
+    base_cost: ClassVar[int] = CONTAINER_OVERHEAD
 
     def __init__(self) -> None:
         #: Bytes it counts against the memory limit beyond ``len(key) + ENTRY_OVERHEAD``.
-        self.cost = CONTAINER_OVERHEAD
+        self.cost = self.base_cost
 
     def __len__(self) -> int:
         """Number of elements (0: the engine deletes the key)."""

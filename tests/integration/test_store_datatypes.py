@@ -128,3 +128,33 @@ def test_set_commands(client: redis.Redis) -> None:
     with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
         client.sinter(["t", "str"])
     assert client.srem("t", "b", "c", "d") == 3 and client.exists("t") == 0
+
+
+def test_list_commands(client: redis.Redis) -> None:
+    assert client.lpush("l", "a", "b") == 2 and client.rpush("l", "c", "d") == 4
+    assert client.lpushx("missing", "a") == 0 and client.rpushx("l", "e") == 5
+    assert client.lrange("l", 0, -1) == [b"b", b"a", b"c", b"d", b"e"]
+    assert client.llen("l") == 5 and client.lindex("l", -1) == b"e"
+    assert client.lset("l", 0, "B") and client.lindex("l", 0) == b"B"
+    assert client.linsert("l", "BEFORE", "c", "X") == 6
+    assert client.lpos("l", "X") == 2 and client.lpos("l", "zz") is None
+    assert client.lrem("l", 0, "X") == 1
+    assert client.ltrim("l", 1, -1) and client.lrange("l", 0, -1) == [b"a", b"c", b"d", b"e"]
+    assert client.lpop("l") == b"a" and client.rpop("l") == b"e"
+    assert client.lpop("l", 5) == [b"c", b"d"] and client.exists("l") == 0
+    assert client.lpop("missing", 2) is None and client.rpop("missing") is None
+    client.rpush("m", "a", "b", "c")
+    assert client.lmove("m", "n", "LEFT", "RIGHT") == b"a"
+    assert client.rpoplpush("m", "n") == b"c"
+    assert client.lrange("n", 0, -1) == [b"c", b"a"]
+    client.expire("m", 100)
+    assert client.lmove("m", "m", "LEFT", "RIGHT") == b"b" and client.ttl("m") > 0
+    assert client.type("n") == b"list"
+    client.set("str", "v")
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+        client.lpush("str", "a")
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+        client.lmove("n", "str")
+    assert client.lrange("n", 0, -1) == [b"c", b"a"]
+    with pytest.raises(redis.ResponseError, match=r"^index out of range$"):
+        client.lset("n", 9, "x")

@@ -5,6 +5,7 @@
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
 ``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
+``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
@@ -26,6 +27,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     hashes,
     introspection,
     keyspace,
+    lists,
     locks,
     pubsub,
     ratelimit,

@@ -1,0 +1,78 @@
+"""Lists (Redis's t_list.c): a deque of items, its cost kept as it changes.
+
+Reads take the :class:`List` from ``engine.lookup(key, List)`` and read :attr:`List.items`;
+every change goes through the functions here, which keep the memory account: pushes and pops
+adjust it per item, the O(n) edits (LREM, LTRIM, LINSERT, LSET) recount it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD, Container
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.engine.base import Engine
+
+__all__ = ["List", "edit", "pop", "push"]
+
+
+class List(Container):
+    """A Redis list."""
+
+    __slots__ = ("items",)
+
+    kind = b"list"
+    base_cost = LIST_OVERHEAD
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: deque[bytes] = deque()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def _cost(items: Iterable[bytes]) -> int:
+    return sum(len(item) + LIST_ITEM_OVERHEAD for item in items)
+
+
+def push(engine: Engine, key: bytes, values: list[bytes], left: bool) -> int:
+    """Push the values at the head (``left``) or the tail, one after the other as Redis does;
+    return the new length. Raises the engine's ``WrongType`` and size-limit errors."""
+    growth = _cost(values)
+    found = engine.writable(key, List, growth)
+    old_cost = found.cost
+    if left:
+        found.items.extendleft(values)
+    else:
+        found.items.extend(values)
+    found.cost += growth
+    engine.resized(key, found, old_cost)
+    return len(found.items)
+
+
+def pop(engine: Engine, key: bytes, count: int, left: bool) -> list[bytes] | None:
+    """Remove and return up to ``count`` items from the head or the tail; None when the key
+    is absent (the key goes with its last item)."""
+    found = engine.lookup(key, List)
+    if found is None:
+        return None
+    old_cost = found.cost
+    take = found.items.popleft if left else found.items.pop
+    taken = [take() for _ in range(min(count, len(found.items)))]
+    found.cost -= _cost(taken)
+    engine.resized(key, found, old_cost)
+    return taken
+
+
+def edit(engine: Engine, key: bytes, change: Callable[[deque[bytes]], None], growth: int) -> None:
+    """Apply ``change`` to the items of a list that exists (``growth``: the most bytes it may add),
+    then recount its cost."""
+    found = engine.writable(key, List, growth)
+    old_cost = found.cost
+    change(found.items)
+    found.cost = LIST_OVERHEAD + _cost(found.items)
+    engine.resized(key, found, old_cost)

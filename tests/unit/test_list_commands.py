@@ -1,0 +1,140 @@
+"""The list commands through the dispatcher, replies byte for byte as redis-server 7.0 gives
+them (the integration test runs the same calls against both servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
+from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD
+from tests.unit.test_commands import Harness, err
+
+WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+@pytest.fixture
+def r() -> Harness:
+    return Harness()
+
+
+def bulks(*items: str) -> bytes:
+    return b"*%d\r\n" % len(items) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(item), item.encode()) for item in items
+    )
+
+
+def test_push_pop_range(r: Harness) -> None:
+    assert r("LPUSH", "l", "a", "b", "c") == b":3\r\n"
+    assert r("RPUSH", "l", "d", "e") == b":5\r\n"
+    assert r("LPUSHX", "missing", "a") == b":0\r\n" and r("RPUSHX", "missing", "a") == b":0\r\n"
+    assert r("LPUSHX", "l", "z") == b":6\r\n"
+    assert r("LRANGE", "l", "0", "-1") == bulks("z", "c", "b", "a", "d", "e")
+    assert r("LRANGE", "l", "-2", "-1") == bulks("d", "e")
+    assert r("LRANGE", "l", "-100", "1") == bulks("z", "c")
+    assert r("LRANGE", "l", "2", "1") == b"*0\r\n" and r("LRANGE", "l", "9", "10") == b"*0\r\n"
+    assert r("LRANGE", "missing", "0", "-1") == b"*0\r\n"
+    assert r("LLEN", "l") == b":6\r\n" and r("LLEN", "missing") == b":0\r\n"
+    assert r("LPOP", "l") == b"$1\r\nz\r\n" and r("RPOP", "l") == b"$1\r\ne\r\n"
+    assert r("LPOP", "l", "2") == bulks("c", "b") and r("RPOP", "l", "0") == b"*0\r\n"
+    assert r("LPOP", "missing") == b"$-1\r\n" and r("LPOP", "missing", "2") == b"*-1\r\n"
+    assert r("RPOP", "l", "5") == bulks("d", "a")
+    assert r("EXISTS", "l") == b":0\r\n" and r.engine.used_bytes == 0
+    assert r("TYPE", "missing") == b"+none\r\n"
+    r("RPUSH", "l", "x")
+    assert r("TYPE", "l") == b"+list\r\n"
+    assert r.engine.used_bytes == len("lx") + ENTRY_OVERHEAD + LIST_OVERHEAD + LIST_ITEM_OVERHEAD
+
+
+def test_resp3_nil_array(r: Harness) -> None:
+    r.client.use_resp3(True)
+    assert r("LPOP", "missing", "2") == b"_\r\n" and r("LPOP", "missing") == b"_\r\n"
+
+
+def test_index_set_insert(r: Harness) -> None:
+    r("RPUSH", "l", "a", "b", "c")
+    assert r("LINDEX", "l", "0") == b"$1\r\na\r\n" and r("LINDEX", "l", "-1") == b"$1\r\nc\r\n"
+    assert r("LINDEX", "l", "3") == b"$-1\r\n" and r("LINDEX", "missing", "0") == b"$-1\r\n"
+    assert r("LSET", "l", "-1", "C") == b"+OK\r\n"
+    assert r("LSET", "l", "5", "x") == err("ERR index out of range")
+    assert r("LSET", "missing", "0", "x") == err("ERR no such key")
+    assert r("LINSERT", "l", "BEFORE", "b", "X") == b":4\r\n"
+    assert r("LINSERT", "l", "after", "b", "Y") == b":5\r\n"
+    assert r("LINSERT", "l", "AFTER", "nope", "Y") == b":-1\r\n"
+    assert r("LINSERT", "missing", "AFTER", "a", "Y") == b":0\r\n"
+    assert r("LINSERT", "l", "MIDDLE", "a", "Y") == err("ERR syntax error")
+    assert r("LRANGE", "l", "0", "-1") == bulks("a", "X", "b", "Y", "C")
+
+
+def test_lrem_ltrim_lpos(r: Harness) -> None:
+    r("RPUSH", "r", "a", "b", "a", "c", "a", "d", "a")
+    assert r("LREM", "r", "2", "a") == b":2\r\n"
+    assert r("LRANGE", "r", "0", "-1") == bulks("b", "c", "a", "d", "a")
+    assert r("LREM", "r", "-1", "a") == b":1\r\n"
+    assert r("LRANGE", "r", "0", "-1") == bulks("b", "c", "a", "d")
+    assert r("LREM", "r", "0", "zz") == b":0\r\n" and r("LREM", "missing", "0", "a") == b":0\r\n"
+    r("RPUSH", "p", "a", "b", "c", "a", "b", "c", "a")
+    assert r("LPOS", "p", "a") == b":0\r\n"
+    assert r("LPOS", "p", "a", "RANK", "2") == b":3\r\n"
+    assert r("LPOS", "p", "a", "RANK", "-1") == b":6\r\n"
+    assert r("LPOS", "p", "a", "RANK", "-2", "COUNT", "2") == b"*2\r\n:3\r\n:0\r\n"
+    assert r("LPOS", "p", "a", "COUNT", "0") == b"*3\r\n:0\r\n:3\r\n:6\r\n"
+    assert r("LPOS", "p", "a", "COUNT", "2", "MAXLEN", "3") == b"*1\r\n:0\r\n"
+    assert r("LPOS", "p", "zz") == b"$-1\r\n" and r("LPOS", "p", "zz", "COUNT", "1") == b"*0\r\n"
+    assert r("LPOS", "p", "a", "RANK", "0") == err(
+        "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... "
+        "or use negative to start from the end of the list"
+    )
+    assert r("LPOS", "p", "a", "COUNT", "-1") == err("ERR COUNT can't be negative")
+    assert r("LPOS", "p", "a", "MAXLEN", "-1") == err("ERR MAXLEN can't be negative")
+    assert r("LPOS", "p", "a", "BOGUS", "1") == err("ERR syntax error")
+    assert r("LTRIM", "p", "1", "-2") == b"+OK\r\n"
+    assert r("LRANGE", "p", "0", "-1") == bulks("b", "c", "a", "b", "c")
+    assert r("LTRIM", "p", "5", "1") == b"+OK\r\n" and r("EXISTS", "p") == b":0\r\n"
+
+
+def test_lmove_and_rpoplpush(r: Harness) -> None:
+    r("RPUSH", "m", "a", "b", "c")
+    assert r("LMOVE", "m", "n", "LEFT", "RIGHT") == b"$1\r\na\r\n"
+    assert r("RPOPLPUSH", "m", "n") == b"$1\r\nc\r\n"
+    assert r("LRANGE", "n", "0", "-1") == bulks("c", "a")
+    r("EXPIRE", "m", "100")
+    assert r("LMOVE", "m", "m", "LEFT", "RIGHT") == b"$1\r\nb\r\n"
+    assert r("TTL", "m") == b":100\r\n"  # the one-item list moved onto itself keeps its key
+    r("RPUSH", "m2", "x", "y", "z")
+    assert r("LMOVE", "m2", "m2", "RIGHT", "LEFT") == b"$1\r\nz\r\n"
+    assert r("LRANGE", "m2", "0", "-1") == bulks("z", "x", "y")
+    assert r("LMOVE", "missing", "m", "LEFT", "RIGHT") == b"$-1\r\n"
+    assert r("LMOVE", "m", "m", "UP", "RIGHT") == err("ERR syntax error")
+    assert r("LPOP", "m", "1", "2") == err("ERR wrong number of arguments for 'lpop' command")
+    r("SET", "str", "v")
+    assert r("LMOVE", "m2", "str", "LEFT", "LEFT") == WRONGTYPE
+    assert r("LMOVE", "missing", "str", "LEFT", "LEFT") == b"$-1\r\n"
+    assert r("LRANGE", "m2", "0", "-1") == bulks("z", "x", "y")
+
+
+def test_wrongtype_and_errors(r: Harness) -> None:
+    r("SET", "str", "v")
+    r("RPUSH", "l", "a")
+    for args in (
+        ("LPUSH", "str", "a"),
+        ("LRANGE", "str", "0", "-1"),
+        ("LPOP", "str"),
+        ("LLEN", "str"),
+        ("LPUSHX", "str", "a"),
+        ("GET", "l"),
+        ("SADD", "l", "a"),
+        ("HGET", "l", "f"),
+    ):
+        assert r(*args) == WRONGTYPE, args
+    assert r("LPOP", "l", "-1") == err("ERR value is out of range, must be positive")
+    assert r("LRANGE", "l", "x", "1") == err("ERR value is not an integer or out of range")
+    assert r("LINDEX", "l", "x") == err("ERR value is not an integer or out of range")
+    assert r("LPUSH", "l") == err("ERR wrong number of arguments for 'lpush' command")
+
+
+def test_big_replies_are_refused_and_nothing_is_lost() -> None:
+    r = Harness(max_reply_size=1000)
+    r("RPUSH", "l", "a" * 600, "b" * 600)
+    assert r("LRANGE", "l", "0", "-1").startswith(b"-ERR reply too large: 1200 bytes exceeds")
+    assert r("LPOP", "l", "2").startswith(b"-ERR reply too large")
+    assert r("LLEN", "l") == b":2\r\n"
