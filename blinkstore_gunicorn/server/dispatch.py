@@ -31,6 +31,7 @@ from blinkstore_gunicorn.engine import (
 )
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.server.blocking import BlockedPops
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, Handler
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
@@ -191,6 +192,7 @@ class Dispatcher:
 
     __slots__ = (
         "_password",
+        "blocked",
         "clock_ms",
         "engine",
         "full_table",
@@ -233,6 +235,8 @@ class Dispatcher:
         self.leases = LeaseTable()
         #: Host-wide locks and the callers parked on them (the BLINK.LOCK* commands).
         self.locks = LockTable()
+        #: Callers parked by the blocking list pops (BLPOP, BRPOP, BLMOVE).
+        self.blocked = BlockedPops()
 
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
         #: unread messages.

@@ -284,7 +284,8 @@ class StoreServer:
             stats = self.stats
             stats.used_memory_peak = max(stats.used_memory_peak, self.engine.used_bytes)
             self._eviction_log.check()
-            for table in (self.dispatcher.leases, self.dispatcher.locks):
+            dispatcher = self.dispatcher
+            for table in (dispatcher.leases, dispatcher.locks, dispatcher.blocked):
                 if table:
                     table.expire(self.dispatcher.clock_ms())
         except Exception:

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from harness.gunicorn import wait_until
-from harness.processes import RedisProcess, StoreProcess
+from harness.processes import RedisProcess, StoreProcess, resp_command
 from tests.support.processes import resp_server_process
 
 
@@ -158,3 +159,67 @@ def test_list_commands(client: redis.Redis) -> None:
     assert client.lrange("n", 0, -1) == [b"c", b"a"]
     with pytest.raises(redis.ResponseError, match=r"^index out of range$"):
         client.lset("n", 9, "x")
+
+
+def _blocked_clients(client: redis.Redis) -> int:
+    info = client.info("clients")
+    assert isinstance(info, dict)
+    return int(info["blocked_clients"])
+
+
+def _send(sock: socket.socket, *args: str) -> None:
+    sock.sendall(resp_command(*args))
+
+
+def _reply(sock: socket.socket) -> bytes:
+    """One RESP2 reply of the shapes these commands answer (nil, bulk, flat array)."""
+    data = b""
+    while not _complete(data):
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def _complete(data: bytes) -> bool:
+    lines = data.split(b"\r\n")
+    if len(lines) < 2:
+        return False
+    head = lines[0]
+    if head[:1] == b"*" and int(head[1:]) > 0:
+        return len(lines) >= 2 + 2 * int(head[1:])
+    if head[:1] == b"$" and int(head[1:]) >= 0:
+        return len(lines) >= 3
+    return True
+
+
+def test_blocking_pops_wait_in_order_for_a_push(
+    server: StoreProcess | RedisProcess, client: redis.Redis
+) -> None:
+    with server.connect() as first, server.connect() as second, server.connect() as third:
+        _send(first, "BLPOP", "queue", "other", "0")
+        assert wait_until(lambda: _blocked_clients(client) == 1, timeout=10)
+        _send(second, "BRPOP", "queue", "0")
+        _send(third, "BLMOVE", "source", "dest", "LEFT", "RIGHT", "0")
+        assert wait_until(lambda: _blocked_clients(client) == 3, timeout=10)
+        assert client.rpush("queue", "a", "b", "c") == 3
+        assert _reply(first) == b"*2\r\n$5\r\nqueue\r\n$1\r\na\r\n"
+        assert _reply(second) == b"*2\r\n$5\r\nqueue\r\n$1\r\nc\r\n"
+        assert client.lrange("queue", 0, -1) == [b"b"]
+        assert client.lpush("source", "s") == 1
+        assert _reply(third) == b"$1\r\ns\r\n"
+        assert client.lrange("dest", 0, -1) == [b"s"] and client.exists("source") == 0
+        assert _blocked_clients(client) == 0
+
+
+def test_blocking_pop_times_out_and_a_closed_waiter_is_freed(
+    server: StoreProcess | RedisProcess, client: redis.Redis
+) -> None:
+    assert client.blpop(["empty"], timeout=0.1) is None
+    with server.connect() as waiter:
+        _send(waiter, "BLPOP", "gone", "0")
+        assert wait_until(lambda: _blocked_clients(client) == 1, timeout=10)
+    assert wait_until(lambda: _blocked_clients(client) == 0, timeout=10)
+    # The closed waiter took nothing: the element is there for the next caller.
+    assert client.rpush("gone", "v") == 1
+    assert client.blpop(["gone"], timeout=1) in ([b"gone", b"v"], (b"gone", b"v"))

@@ -7,6 +7,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
 from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from tests.unit.test_commands import Harness, err
 
 WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -138,3 +139,59 @@ def test_big_replies_are_refused_and_nothing_is_lost() -> None:
     assert r("LRANGE", "l", "0", "-1").startswith(b"-ERR reply too large: 1200 bytes exceeds")
     assert r("LPOP", "l", "2").startswith(b"-ERR reply too large")
     assert r("LLEN", "l") == b":2\r\n"
+
+
+def test_blocking_pops_park_fifo_and_are_served_by_a_push(r: Harness) -> None:
+    first, second = r.d.new_client(), r.d.new_client()
+    got: dict[int, list[bytes]] = {first.id: [], second.id: []}
+    first.deliver = got[first.id].append
+    second.deliver = got[second.id].append
+    assert r("BLPOP", "a", "b", "0", client=first) is DEFERRED
+    assert r("BRPOP", "b", "1", client=second) is DEFERRED
+    assert r("RPUSH", "b", "x", "y", "z") == b":3\r\n"  # the length before serving, as Redis
+    assert got == {first.id: [bulks("b", "x")], second.id: [bulks("b", "z")]}
+    assert r("LRANGE", "b", "0", "-1") == bulks("y")
+    assert len(r.d.blocked) == 0
+
+
+def test_blocking_pop_answers_at_once_or_times_out(r: Harness) -> None:
+    r("RPUSH", "l", "a")
+    r("SET", "str", "v")
+    assert r("BLPOP", "missing", "l", "0") == bulks("l", "a")
+    assert r("BLPOP", "str", "0") == WRONGTYPE
+    waiter = r.d.new_client()
+    got: list[bytes] = []
+    waiter.deliver = got.append
+    assert r("BLPOP", "l", "0.5", client=waiter) is DEFERRED
+    r.d.blocked.expire(r.clock.now + 499)
+    assert got == []
+    r.d.blocked.expire(r.clock.now + 500)
+    assert got == [b"*-1\r\n"] and len(r.d.blocked) == 0
+    waiter.use_resp3(True)
+    assert r("BLMOVE", "l", "m", "LEFT", "RIGHT", "1", client=waiter) is DEFERRED
+    r.d.blocked.expire(r.clock.now + 1000)
+    assert got[-1] == b"_\r\n"
+
+
+def test_blmove_is_served_and_a_closed_connection_is_forgotten(r: Harness) -> None:
+    mover, gone = r.d.new_client(), r.d.new_client()
+    got: list[bytes] = []
+    mover.deliver = got.append
+    gone.deliver = got.append
+    assert r("BLPOP", "src", "0", client=gone) is DEFERRED
+    for callback in gone.on_close:
+        callback()
+    assert r("BLMOVE", "src", "dst", "RIGHT", "LEFT", "0", client=mover) is DEFERRED
+    assert r("LPUSH", "src", "v") == b":1\r\n"
+    assert got == [b"$1\r\nv\r\n"]
+    assert r("LRANGE", "dst", "0", "-1") == bulks("v") and r("EXISTS", "src") == b":0\r\n"
+
+
+def test_blocking_pop_errors(r: Harness) -> None:
+    assert r("BLPOP", "l", "x") == err("ERR timeout is not a float or out of range")
+    assert r("BLPOP", "l", "-1") == err("ERR timeout is negative")
+    assert r("BLMOVE", "l", "m", "UP", "LEFT", "0") == err("ERR syntax error")
+    assert r("BLPOP", "l") == err("ERR wrong number of arguments for 'blpop' command")
+    r("MULTI")
+    assert r("BLPOP", "l", "0") == err("ERR Command not allowed inside a transaction")
+    r("DISCARD")

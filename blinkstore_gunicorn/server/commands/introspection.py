@@ -75,7 +75,7 @@ def _info_clients(d: Dispatcher) -> list[tuple[str, object]]:
         ("maxclients", d.stats.max_connections),
         # Requests parked in the store (BS.FETCH waiting for a value, BLINK.LOCK for a lock),
         # as Redis counts BLPOP.
-        ("blocked_clients", d.leases.waiting() + d.locks.waiting()),
+        ("blocked_clients", d.leases.waiting() + d.locks.waiting() + len(d.blocked)),
     ]
 
 

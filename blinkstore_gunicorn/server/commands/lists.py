@@ -1,5 +1,6 @@
 """List commands (Redis's t_list.c): LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP, LLEN, LRANGE,
-LINDEX, LSET, LINSERT, LREM, LTRIM, LPOS, LMOVE and RPOPLPUSH.
+LINDEX, LSET, LINSERT, LREM, LTRIM, LPOS, LMOVE, RPOPLPUSH, and the blocking BLPOP, BRPOP and
+BLMOVE, which park the caller in the store (``server/blocking.py``) until a push serves it.
 
 The data and its memory account are ``engine/lists.py``'s; this module parses, checks and
 encodes. Indexes follow Redis: negative ones count from the tail, ranges are clamped.
@@ -7,22 +8,25 @@ encodes. Indexes follow Redis: negative ones count from the tail, ranges are cla
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
+from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge, WrongType
 from blinkstore_gunicorn.engine.lists import List, edit, pop, push
 from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.registry import command
+from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ERR_SYNTAX,
+    INT64_MAX,
     RESP3_NULL,
     ZERO,
     limit_error,
+    parse_float,
     parse_int,
     reply_too_large,
     wrong_args,
@@ -72,9 +76,12 @@ def _push(d: Dispatcher, args: list[bytes], left: bool, only_existing: bool) -> 
     if only_existing and d.engine.lookup(args[1], List) is None:
         return ZERO
     try:
-        return resp.integer(push(d.engine, args[1], values, left))
+        length = push(d.engine, args[1], values, left)
     except (EntryTooLarge, KeyTooLarge) as exc:
         return limit_error(exc)
+    if d.blocked:
+        d.blocked.ready(args[1])
+    return resp.integer(length)
 
 
 @command("lpush", -3, "write denyoom fast", (1, 1, 1))
@@ -326,10 +333,17 @@ def cmd_lpos(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 
 def _move(d: Dispatcher, c: Client, args: list[bytes], *, left: bool, to_left: bool) -> bytes:
-    source, destination = args[1], args[2]
+    reply = _moved(d, args[1], args[2], left=left, to_left=to_left)
+    return c.nil if reply is None else reply
+
+
+def _moved(
+    d: Dispatcher, source: bytes, destination: bytes, *, left: bool, to_left: bool
+) -> bytes | None:
+    """Move one element (LMOVE): its reply, an error reply, or None when the source is empty."""
     items = _items(d, source)
     if not items:
-        return c.nil
+        return None
     d.engine.lookup(destination, List)  # WRONGTYPE before any change, as in Redis
     value = items[0] if left else items[-1]
     if source == destination:
@@ -344,6 +358,8 @@ def _move(d: Dispatcher, c: Client, args: list[bytes], *, left: bool, to_left: b
     except (EntryTooLarge, KeyTooLarge) as exc:
         return limit_error(exc)
     pop(d.engine, source, 1, left)
+    if d.blocked:
+        d.blocked.ready(destination)
     return resp.bulk(value)
 
 
@@ -365,3 +381,90 @@ def cmd_lmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def cmd_rpoplpush(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``RPOPLPUSH source destination`` (``LMOVE source destination RIGHT LEFT``)."""
     return _move(d, c, args, left=False, to_left=True)
+
+
+ERR_TIMEOUT = resp.error("ERR timeout is not a float or out of range")
+ERR_TIMEOUT_NEGATIVE = resp.error("ERR timeout is negative")
+ERR_TIMEOUT_RANGE = resp.error("ERR timeout is out of range")
+
+
+def _timeout(d: Dispatcher, raw: bytes) -> int | bytes | None:
+    """The absolute deadline for a timeout in seconds (0: None, no limit), or an error."""
+    seconds = parse_float(raw)
+    if seconds is None or math.isnan(seconds):
+        return ERR_TIMEOUT
+    if seconds < 0 or math.isinf(seconds):  # Redis's words for inf too
+        return ERR_TIMEOUT_NEGATIVE
+    if seconds * 1000 > INT64_MAX // 2:
+        return ERR_TIMEOUT_RANGE
+    return None if seconds == 0 else d.clock_ms() + math.ceil(seconds * 1000)
+
+
+def _block(
+    d: Dispatcher,
+    c: Client,
+    keys: list[bytes],
+    deadline: int | None,
+    *,
+    serve: Callable[[bytes], bytes | None],
+    timeout_reply: bytes,
+) -> bytes:
+    """Answer at once from the first key with items, else park until a push serves it.
+    ``serve`` raises ``WrongType`` for a key of another type met first, as Redis answers."""
+    for key in keys:
+        reply = serve(key)
+        if reply is not None:
+            return reply
+    d.blocked.park(
+        c.id, keys, deadline, serve=serve, deliver=c.deliver, timeout_reply=timeout_reply
+    )
+    d.blocked.watch(c.id, c.on_close)
+    return DEFERRED
+
+
+def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> bytes:
+    deadline = _timeout(d, args[-1])
+    if isinstance(deadline, bytes):
+        return deadline
+    keys = args[1:-1]
+
+    def serve(key: bytes) -> bytes | None:
+        taken = pop(d.engine, key, 1, left)
+        return resp.bulk_array([key, taken[0]]) if taken else None
+
+    timeout_reply = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
+    return _block(d, c, keys, deadline, serve=serve, timeout_reply=timeout_reply)
+
+
+@command("blpop", -3, "write blocking", (1, -2, 1))
+def cmd_blpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BLPOP key [key...] timeout``: ``[key, element]`` from the first non-empty list, or
+    parked until a push; a nil array when ``timeout`` seconds pass (0: no limit)."""
+    return _blocking_pop(d, c, args, left=True)
+
+
+@command("brpop", -3, "write blocking", (1, -2, 1))
+def cmd_brpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BRPOP key [key...] timeout``: as BLPOP, from the tail."""
+    return _blocking_pop(d, c, args, left=False)
+
+
+@command("blmove", 6, "write denyoom blocking", (1, 2, 1))
+def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout``: LMOVE, parked while the
+    source is empty."""
+    left, to_left = _side(args[3]), _side(args[4])
+    if left is None or to_left is None:
+        return ERR_SYNTAX
+    deadline = _timeout(d, args[5])
+    if isinstance(deadline, bytes):
+        return deadline
+    source, destination = args[1], args[2]
+
+    def serve(key: bytes) -> bytes | None:
+        try:
+            return _moved(d, source, destination, left=left, to_left=to_left)
+        except WrongType as exc:  # the destination changed type while the caller waited
+            return resp.error(str(exc))
+
+    return _block(d, c, [source], deadline, serve=serve, timeout_reply=c.nil)

@@ -1,0 +1,107 @@
+"""Blocking list pops: callers of ``BLPOP``, ``BRPOP``, ``BLMOVE`` parked on keys.
+
+A caller whose keys are all empty is parked here, in arrival order for each key (the order
+Redis serves them in), not polling: a push onto one of its keys (``ready``) serves the parked
+callers of that key, first come first served, while the list has items. A caller is answered
+exactly once: served, timed out (``expire``, from the store's 100 ms timer) or dropped with
+its connection (``client_gone``). A connection has at most one parked request, since it holds
+the requests pipelined after it.
+
+No I/O and no clock here: the caller passes ``now_ms`` and the closures that pop and answer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["BlockedPops"]
+
+_NEVER: Final = 2**63
+
+
+@dataclass(slots=True, eq=False)
+class _Parked:
+    """One parked request."""
+
+    owner: int
+    keys: list[bytes]
+    deadline_ms: int
+    #: Pops from the key that became ready: the reply, or None when it had nothing.
+    serve: Callable[[bytes], bytes | None]
+    #: Delivers a reply to the parked connection.
+    deliver: Callable[[bytes], None]
+    timeout_reply: bytes
+
+
+class BlockedPops:
+    """The parked blocking pops, by key and by owner (a client id)."""
+
+    __slots__ = ("_by_key", "_by_owner", "_watched")
+
+    def __init__(self) -> None:
+        self._by_key: dict[bytes, deque[_Parked]] = {}
+        self._by_owner: dict[int, _Parked] = {}
+        self._watched: set[int] = set()
+
+    def __len__(self) -> int:
+        """Requests parked now."""
+        return len(self._by_owner)
+
+    def park(
+        self,
+        owner: int,
+        keys: list[bytes],
+        deadline_ms: int | None,
+        *,
+        serve: Callable[[bytes], bytes | None],
+        deliver: Callable[[bytes], None],
+        timeout_reply: bytes,
+    ) -> None:
+        """Park a request on ``keys`` until one is ready or ``deadline_ms`` (None: no limit)."""
+        deadline = _NEVER if deadline_ms is None else deadline_ms
+        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply)
+        self._by_owner[owner] = parked
+        for key in dict.fromkeys(keys):
+            self._by_key.setdefault(key, deque()).append(parked)
+
+    def ready(self, key: bytes) -> None:
+        """Items landed on ``key``: serve its parked requests in order while it has some."""
+        queue = self._by_key.get(key)
+        while queue:
+            parked = queue[0]
+            reply = parked.serve(key)
+            if reply is None:
+                return
+            self._forget(parked)
+            parked.deliver(reply)
+
+    def expire(self, now_ms: int) -> None:
+        """Answer the requests whose timeout passed with their timeout reply."""
+        for parked in [p for p in self._by_owner.values() if p.deadline_ms <= now_ms]:
+            self._forget(parked)
+            parked.deliver(parked.timeout_reply)
+
+    def watch(self, owner: int, on_close: list[Callable[[], None]]) -> None:
+        """Make sure :meth:`client_gone` runs when ``owner``'s connection closes, adding it
+        once to the connection's ``on_close`` callbacks."""
+        if owner not in self._watched:
+            self._watched.add(owner)
+            on_close.append(lambda: self.client_gone(owner))
+
+    def client_gone(self, owner: int) -> None:
+        """The owner's connection closed: forget its parked request, if any."""
+        self._watched.discard(owner)
+        parked = self._by_owner.get(owner)
+        if parked is not None:
+            self._forget(parked)
+
+    def _forget(self, parked: _Parked) -> None:
+        del self._by_owner[parked.owner]
+        for key in dict.fromkeys(parked.keys):
+            queue = self._by_key[key]
+            queue.remove(parked)
+            if not queue:
+                del self._by_key[key]
