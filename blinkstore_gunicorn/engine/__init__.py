@@ -1,7 +1,7 @@
 """The store's data: bytes keys and values, memory limit, eviction, TTL and stats.
 
 Strings are bytes; the other types are containers (``typed.py``), each type's operations in a
-module of its own (``hashes.py``, ``sets.py``, ``lists.py``). No I/O and no
+module of its own (``hashes.py``, ``sets.py``, ``lists.py``, ``zsets.py``). No I/O and no
 protocol knowledge here; the server drives an :class:`Engine`.
 """
 

@@ -1,13 +1,13 @@
 """What the engine's non-string values share: the container base, the WRONGTYPE error, costs.
 
 A string stays plain ``bytes`` in the engine's dicts (or a region block offset), so the string
-path pays nothing for the other types. A hash, set or list is a :class:`Container` subclass
-(``engine/hashes.py``, ``engine/sets.py``, ``engine/lists.py``, Redis's ``t_*.c``) that keeps
-its own :attr:`Container.cost` up to date as it changes; the engine adds ``len(key) +
-ENTRY_OVERHEAD + cost`` to its account, like a string's ``len(key) + len(value) +
-ENTRY_OVERHEAD``. A write goes through :meth:`~.memory.MemoryEngine.writable` (the key's
-container, made room for and created when absent) and ends with
-:meth:`~.memory.MemoryEngine.resized`, which settles the account, evicts other keys when over
+path pays nothing for the other types. A hash, set, list or sorted set is a
+:class:`Container` subclass (``engine/hashes.py``, ``sets.py``, ``lists.py``, ``zsets.py``,
+Redis's ``t_*.c``) that keeps its own :attr:`Container.cost` up to date as it changes; the
+engine adds ``len(key) + ENTRY_OVERHEAD + cost`` to its account, like a string's ``len(key) +
+len(value) + ENTRY_OVERHEAD``. A write goes through :meth:`~.keyspace.Keyspace.writable` (the
+key's container, made room for and created when absent) and ends with
+:meth:`~.keyspace.Keyspace.resized`, which settles the account, evicts other keys when over
 the limit and deletes a container left empty (Redis never keeps an empty one).
 
 The per-element overheads are CPython 3.11/x86-64 sizes, rounded up the way ENTRY_OVERHEAD
@@ -29,6 +29,7 @@ __all__ = [
     "LIST_OVERHEAD",
     "SET_MEMBER_OVERHEAD",
     "WRONGTYPE",
+    "ZSET_MEMBER_OVERHEAD",
     "Container",
     "ContainerT",
     "WrongType",
@@ -44,6 +45,9 @@ HASH_FIELD_OVERHEAD = 176
 #: A set member beyond its length: one bytes object and its set slots (a set table grows 4x
 #: when small, so just after a resize it holds several 16-byte slots per member; measured).
 SET_MEMBER_OVERHEAD = 128
+#: A sorted-set member beyond its length: one bytes object, its dict entry and float, and the
+#: sorted list's (score, member) tuple and slot (measured 173-215 a member, RSS).
+ZSET_MEMBER_OVERHEAD = 256
 #: A list item beyond its length: one bytes object and a deque slot.
 LIST_ITEM_OVERHEAD = 56
 

@@ -223,3 +223,54 @@ def test_blocking_pop_times_out_and_a_closed_waiter_is_freed(
     # The closed waiter took nothing: the element is there for the next caller.
     assert client.rpush("gone", "v") == 1
     assert client.blpop(["gone"], timeout=1) in ([b"gone", b"v"], (b"gone", b"v"))
+
+
+def scored(reply: object) -> list[tuple[object, ...]]:
+    """(member, score) pairs whatever the protocol: redis-py gives lists in RESP3, and
+    ZPOPMIN without a count is one flat [member, score] there, as from redis-server."""
+    assert isinstance(reply, list)
+    if reply and not isinstance(reply[0], (list, tuple)):
+        return [tuple(reply)]
+    return [tuple(pair) for pair in reply]
+
+
+def test_sorted_set_commands(client: redis.Redis) -> None:
+    assert client.zadd("z", {"a": 1, "b": 2, "c": 3}) == 3
+    assert client.zadd("z", {"a": 1.5, "d": 4}, ch=True) == 2
+    assert client.zadd("z", {"a": 100}, nx=True) == 0
+    assert client.zadd("z", {"e": 5}, xx=True) == 0
+    assert client.zadd("z", {"a": 0.5}, gt=True) == 0 and client.zscore("z", "a") == 1.5
+    assert client.zincrby("z", 2, "a") == 3.5
+    assert client.zadd("z", {"b": 1}, incr=True) == 3.0
+    assert client.zcard("z") == 4 and client.zscore("z", "nope") is None
+    assert client.zmscore("z", ["a", "nope"]) == [3.5, None]
+    assert client.zrank("z", "b") == 0 and client.zrevrank("z", "b") == 3
+    assert client.zrange("z", 0, -1) == [b"b", b"c", b"a", b"d"]
+    assert scored(client.zrange("z", 0, 1, withscores=True)) == [(b"b", 3.0), (b"c", 3.0)]
+    assert client.zrange("z", 0, 0, desc=True) == [b"d"]
+    assert client.zrange("z", "(3", "+inf", byscore=True) == [b"a", b"d"]
+    assert client.zrange("z", "+inf", "-inf", byscore=True, desc=True, offset=1, num=2) == [
+        b"a",
+        b"c",
+    ]
+    assert scored(client.zrangebyscore("z", 3, 3.5, withscores=True)) == [
+        (b"b", 3.0),
+        (b"c", 3.0),
+        (b"a", 3.5),
+    ]
+    assert client.zrevrangebyscore("z", "+inf", 3.5) == [b"d", b"a"]
+    assert scored(client.zrevrange("z", 0, 0, withscores=True)) == [(b"d", 4.0)]
+    assert client.zcount("z", "-inf", "(3.5") == 2
+    assert scored(client.zpopmin("z")) == [(b"b", 3.0)]
+    assert scored(client.zpopmax("z", 2)) == [(b"d", 4.0), (b"a", 3.5)]
+    client.zadd("z", {"x": 10, "y": 20, "w": 30})
+    assert client.zremrangebyscore("z", 15, "+inf") == 2
+    assert client.zremrangebyrank("z", 0, 0) == 1
+    assert client.zrem("z", "x", "nope") == 1 and client.exists("z") == 0
+    client.zadd("s", {"m1": 1, "m2": 2.5})
+    cursor, found = client.zscan("s", 0)
+    assert cursor == 0 and sorted(scored(found)) == [(b"m1", 1.0), (b"m2", 2.5)]
+    assert client.type("s") == b"zset"
+    client.set("str", "v")
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
+        client.zadd("str", {"a": 1})

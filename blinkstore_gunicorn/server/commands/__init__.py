@@ -13,6 +13,7 @@
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
+``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
 =================  ===============================================================
@@ -37,6 +38,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     stampede,
     strings,
     transaction,
+    zsets,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 

@@ -1,0 +1,384 @@
+"""Sorted-set commands (Redis's t_zset.c): ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK,
+ZREVRANK, ZCOUNT, ZRANGE (by rank or BYSCORE, REV, LIMIT, WITHSCORES), ZRANGEBYSCORE,
+ZREVRANGE, ZREVRANGEBYSCORE, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN.
+
+The data and its memory account are ``engine/zsets.py``'s; this module parses, checks and
+encodes. Scores are doubles, written as Redis 7.0 writes them (``%.17g``; a RESP3 double).
+``BYLEX`` ranges are not offered yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
+from blinkstore_gunicorn.engine.pattern import compile_pattern
+from blinkstore_gunicorn.engine.zsets import ZSet, zadd, zrem, zrem_range
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import command
+from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NOT_FLOAT,
+    ERR_NOT_INT,
+    ERR_SYNTAX,
+    limit_error,
+    parse_float,
+    parse_int,
+    parse_scan,
+    reply_too_large,
+)
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__: list[str] = []
+
+ERR_NX_XX = resp.error("ERR XX and NX options at the same time are not compatible")
+ERR_GT_LT_NX = resp.error("ERR GT, LT, and/or NX options at the same time are not compatible")
+ERR_INCR_PAIR = resp.error("ERR INCR option supports a single increment-element pair")
+ERR_NAN_SCORE = resp.error("ERR resulting score is not a number (NaN)")
+ERR_MIN_MAX = resp.error("ERR min or max is not a float")
+ERR_POSITIVE = resp.error("ERR value is out of range, must be positive")
+ERR_INVALID_CURSOR = resp.error("ERR invalid cursor")
+
+_EMPTY = ZSet()
+
+
+def _zset(d: Dispatcher, key: bytes) -> ZSet:
+    found = d.engine.lookup(key, ZSet)
+    return _EMPTY if found is None else found
+
+
+def _score_text(score: float) -> bytes:
+    if math.isinf(score):
+        return b"inf" if score > 0 else b"-inf"
+    return b"%.17g" % score
+
+
+def _scan_score(score: float) -> bytes:
+    """ZSCAN's spelling (Redis's ``d2string``): an integral score as an integer."""
+    if score.is_integer() and abs(score) < 2**63:
+        return b"%d" % score
+    return _score_text(score)
+
+
+def _double(c: Client, score: float) -> bytes:
+    """A score: a bulk string in RESP2, a double in RESP3."""
+    text = _score_text(score)
+    return b",%b\r\n" % text if c.resp3 else resp.bulk(text)
+
+
+def _entries(
+    d: Dispatcher, c: Client, entries: Sequence[tuple[float, bytes]], with_scores: bool
+) -> bytes:
+    """Members (with their scores: flat in RESP2, pairs in RESP3), or the too-large error."""
+    error = reply_too_large(sum(len(member) + 24 for _, member in entries), d.max_reply_size)
+    if error is not None:
+        return error
+    if not with_scores:
+        return resp.bulk_array(member for _, member in entries)
+    if c.resp3:
+        return resp.array(
+            b"*2\r\n%b%b" % (resp.bulk(member), _double(c, score)) for score, member in entries
+        )
+    return resp.array(
+        item for score, member in entries for item in (resp.bulk(member), _double(c, score))
+    )
+
+
+@command("zadd", -4, "write denyoom fast", (1, 1, 1))
+def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member...]``."""
+    flags: set[bytes] = set()
+    i = 2
+    while i < len(args) and args[i].upper() in (b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"):
+        flags.add(args[i].upper())
+        i += 1
+    rest = args[i:]
+    if not rest or len(rest) % 2:
+        return ERR_SYNTAX
+    if {b"NX", b"XX"} <= flags:
+        return ERR_NX_XX
+    if len(flags & {b"GT", b"LT", b"NX"}) > 1:
+        return ERR_GT_LT_NX
+    incr = b"INCR" in flags
+    if incr and len(rest) != 2:
+        return ERR_INCR_PAIR
+    pairs: list[tuple[float, bytes]] = []
+    for raw, member in zip(rest[::2], rest[1::2], strict=True):
+        score = parse_float(raw)
+        if score is None:
+            return ERR_NOT_FLOAT
+        error = d.fits(member, b"")
+        if error is not None:
+            return error
+        pairs.append((score + 0.0, member))  # -0.0 is 0, as Redis stores it
+    scores = _zset(d, args[1]).scores
+    chosen: dict[bytes, float] = {}
+    added = changed = 0
+    for score, member in pairs:
+        old = chosen.get(member, scores.get(member))
+        if (b"NX" in flags and old is not None) or (b"XX" in flags and old is None):
+            if incr:
+                return c.nil
+            continue
+        new = score + old if incr and old is not None else score
+        if math.isnan(new):
+            return ERR_NAN_SCORE
+        if old is not None and ((b"GT" in flags and new <= old) or (b"LT" in flags and new >= old)):
+            if incr:
+                return c.nil
+            continue
+        if old is None:
+            added += 1
+        elif new != old:
+            changed += 1
+        chosen[member] = new
+    if chosen:
+        try:
+            zadd(d.engine, args[1], [(score, member) for member, score in chosen.items()])
+        except (EntryTooLarge, KeyTooLarge) as exc:
+            return limit_error(exc)
+    if incr:
+        return _double(c, chosen[pairs[0][1]])
+    return resp.integer(added + changed if b"CH" in flags else added)
+
+
+@command("zincrby", 4, "write denyoom fast", (1, 1, 1))
+def cmd_zincrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZINCRBY key increment member``: the new score."""
+    return cmd_zadd(d, c, [args[0], args[1], b"INCR", args[2], args[3]])
+
+
+@command("zrem", -3, "write fast", (1, 1, 1))
+def cmd_zrem(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREM key member [member...]``: how many were removed."""
+    return resp.integer(zrem(d.engine, args[1], args[2:]))
+
+
+@command("zcard", 2, "readonly fast", (1, 1, 1))
+def cmd_zcard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZCARD key``."""
+    return resp.integer(len(_zset(d, args[1])))
+
+
+@command("zscore", 3, "readonly fast", (1, 1, 1))
+def cmd_zscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZSCORE key member``: the score, or nil."""
+    score = _zset(d, args[1]).scores.get(args[2])
+    return c.nil if score is None else _double(c, score)
+
+
+@command("zmscore", -3, "readonly fast", (1, 1, 1))
+def cmd_zmscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZMSCORE key member [member...]``: a score or nil for each."""
+    scores = _zset(d, args[1]).scores
+    found = [scores.get(member) for member in args[2:]]
+    return resp.array(c.nil if score is None else _double(c, score) for score in found)
+
+
+def _rank(d: Dispatcher, c: Client, args: list[bytes], reverse: bool) -> bytes:
+    found = _zset(d, args[1])
+    rank = found.rank(args[2])
+    if rank is None:
+        return c.nil
+    return resp.integer(len(found) - 1 - rank if reverse else rank)
+
+
+@command("zrank", 3, "readonly fast", (1, 1, 1))
+def cmd_zrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZRANK key member``: its position by ascending score, or nil."""
+    return _rank(d, c, args, reverse=False)
+
+
+@command("zrevrank", 3, "readonly fast", (1, 1, 1))
+def cmd_zrevrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREVRANK key member``: its position by descending score, or nil."""
+    return _rank(d, c, args, reverse=True)
+
+
+def _bound(raw: bytes) -> tuple[float, bool] | None:
+    """A score bound: the score and whether it is exclusive (``(1.5``), None if invalid."""
+    exclusive = raw.startswith(b"(")
+    score = parse_float(raw[1:] if exclusive else raw)
+    return None if score is None or math.isnan(score) else (score, exclusive)
+
+
+def _score_span(found: ZSet, low_raw: bytes, high_raw: bytes) -> tuple[int, int] | bytes:
+    """Positions ``[start, stop)`` of the members within the score bounds, or an error."""
+    low, high = _bound(low_raw), _bound(high_raw)
+    if low is None or high is None:
+        return ERR_MIN_MAX
+    start = found.first_at(low[0], exclusive=low[1])
+    stop = found.first_at(high[0], exclusive=not high[1])
+    return start, max(start, stop)
+
+
+def _rank_span(found: ZSet, start: int, stop: int) -> tuple[int, int]:
+    """Redis's rank range rule (negative from the end, clamped) as ``[start, stop)``."""
+    size = len(found)
+    start = max(start + size, 0) if start < 0 else start
+    stop = min(stop + size if stop < 0 else stop, size - 1)
+    return (0, 0) if start > stop else (start, stop + 1)
+
+
+def _range(
+    d: Dispatcher, c: Client, key: bytes, spec: list[bytes], *, by_score: bool, rev: bool
+) -> bytes:
+    """ZRANGE's work: ``spec`` is ``[min, max, options...]`` (max first when ``rev`` by score)."""
+    with_scores = False
+    limit: tuple[int, int] | None = None
+    i = 2
+    while i < len(spec):
+        option = spec[i].upper()
+        if option == b"WITHSCORES":
+            with_scores = True
+            i += 1
+        elif option == b"LIMIT" and i + 2 < len(spec) and by_score:
+            offset, count = parse_int(spec[i + 1]), parse_int(spec[i + 2])
+            if offset is None or count is None:
+                return ERR_NOT_INT
+            limit = (offset, count)
+            i += 3
+        else:
+            return ERR_SYNTAX
+    found = _zset(d, key)
+    if by_score:
+        low, high = (spec[1], spec[0]) if rev else (spec[0], spec[1])
+        span = _score_span(found, low, high)
+        if isinstance(span, bytes):
+            return span
+    else:
+        start, stop = parse_int(spec[0]), parse_int(spec[1])
+        if start is None or stop is None:
+            return ERR_NOT_INT
+        size = len(found)
+        span = _rank_span(found, start, stop)
+        if rev:
+            span = (size - span[1], size - span[0]) if span[1] else (0, 0)
+    entries = found.order[span[0] : span[1]]
+    if rev:
+        entries.reverse()
+    if limit is not None:
+        offset, count = limit
+        if offset < 0:
+            entries = []
+        else:
+            entries = entries[offset:] if count < 0 else entries[offset : offset + count]
+    return _entries(d, c, entries, with_scores)
+
+
+@command("zrange", -4, "readonly", (1, 1, 1))
+def cmd_zrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZRANGE key start stop [BYSCORE] [REV] [LIMIT offset count] [WITHSCORES]``."""
+    spec = [args[2], args[3]]
+    by_score = rev = False
+    for raw in args[4:]:
+        option = raw.upper()
+        if option == b"BYSCORE":
+            by_score = True
+        elif option == b"REV":
+            rev = True
+        else:
+            spec.append(raw)
+    if not by_score and any(item.upper() == b"LIMIT" for item in spec[2:]):
+        return resp.error(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+        )
+    return _range(d, c, args[1], spec, by_score=by_score, rev=rev)
+
+
+@command("zrangebyscore", -4, "readonly", (1, 1, 1))
+def cmd_zrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]``."""
+    return _range(d, c, args[1], args[2:], by_score=True, rev=False)
+
+
+@command("zrevrangebyscore", -4, "readonly", (1, 1, 1))
+def cmd_zrevrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]``."""
+    return _range(d, c, args[1], args[2:], by_score=True, rev=True)
+
+
+@command("zrevrange", -4, "readonly", (1, 1, 1))
+def cmd_zrevrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREVRANGE key start stop [WITHSCORES]``."""
+    return _range(d, c, args[1], args[2:], by_score=False, rev=True)
+
+
+@command("zcount", 4, "readonly fast", (1, 1, 1))
+def cmd_zcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZCOUNT key min max``."""
+    span = _score_span(_zset(d, args[1]), args[2], args[3])
+    return span if isinstance(span, bytes) else resp.integer(span[1] - span[0])
+
+
+@command("zremrangebyscore", 4, "write", (1, 1, 1))
+def cmd_zremrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREMRANGEBYSCORE key min max``: how many were removed."""
+    span = _score_span(_zset(d, args[1]), args[2], args[3])
+    if isinstance(span, bytes):
+        return span
+    return resp.integer(len(zrem_range(d.engine, args[1], *span)))
+
+
+@command("zremrangebyrank", 4, "write", (1, 1, 1))
+def cmd_zremrangebyrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREMRANGEBYRANK key start stop``: how many were removed."""
+    start, stop = parse_int(args[2]), parse_int(args[3])
+    if start is None or stop is None:
+        return ERR_NOT_INT
+    span = _rank_span(_zset(d, args[1]), start, stop)
+    return resp.integer(len(zrem_range(d.engine, args[1], *span)))
+
+
+def _pop(d: Dispatcher, c: Client, args: list[bytes], highest: bool) -> bytes:
+    if len(args) > 3:
+        return ERR_SYNTAX
+    count = 1
+    if len(args) == 3:
+        number = parse_int(args[2])
+        if number is None or number < 0:
+            return ERR_POSITIVE
+        count = number
+    size = len(_zset(d, args[1]))
+    span = (max(size - count, 0), size) if highest else (0, min(count, size))
+    taken = zrem_range(d.engine, args[1], *span)
+    if highest:
+        taken.reverse()
+    if c.resp3 and len(args) == 3:
+        return _entries(d, c, taken, with_scores=True)
+    flat = [item for score, member in taken for item in (resp.bulk(member), _double(c, score))]
+    return resp.array(flat)
+
+
+@command("zpopmin", -2, "write fast", (1, 1, 1))
+def cmd_zpopmin(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZPOPMIN key [count]``: the lowest members with their scores."""
+    return _pop(d, c, args, highest=False)
+
+
+@command("zpopmax", -2, "write fast", (1, 1, 1))
+def cmd_zpopmax(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZPOPMAX key [count]``: the highest members with their scores."""
+    return _pop(d, c, args, highest=True)
+
+
+@command("zscan", -3, "readonly", (1, 1, 1))
+def cmd_zscan(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZSCAN key cursor [MATCH pattern] [COUNT n]``: the whole sorted set in one step
+    (cursor 0), as Redis answers for a small one."""
+    cursor = parse_int(args[2])
+    if cursor is None or cursor < 0:
+        return ERR_INVALID_CURSOR
+    options = parse_scan(args, 3, with_type=False)
+    if isinstance(options, bytes):
+        return options
+    entries = _zset(d, args[1]).order
+    if options.match is not None:
+        matches = compile_pattern(options.match)
+        entries = [(score, member) for score, member in entries if matches(member)]
+    flat = [item for score, member in entries for item in (member, _scan_score(score))]
+    error = reply_too_large(sum(map(len, flat)), d.max_reply_size)
+    return error or resp.array([resp.bulk(b"0"), resp.bulk_array(flat)])
