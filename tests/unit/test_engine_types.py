@@ -15,7 +15,10 @@ from blinkstore_gunicorn.engine import (
     WrongType,
 )
 from blinkstore_gunicorn.engine.hashes import Hash, hdel, hset
+from blinkstore_gunicorn.engine.lists import push
+from blinkstore_gunicorn.engine.sets import sadd
 from blinkstore_gunicorn.engine.typed import CONTAINER_OVERHEAD, HASH_FIELD_OVERHEAD
+from blinkstore_gunicorn.engine.zsets import zadd
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
@@ -178,3 +181,35 @@ def test_a_hash_is_never_served_from_the_region(region: RegionWriter) -> None:
         assert reader.get(b"k2") is None and engine.used_bytes == 0
     finally:
         reader.close()
+
+
+def _fill(engine: MemoryEngine, kind: str, key: bytes, i: int) -> None:
+    """Give ``key`` one element of a ``kind`` value."""
+    element = b"e%04d" % i + b"x" * 64
+    if kind == "hash":
+        hset(engine, key, [(element, b"v")])
+    elif kind == "set":
+        sadd(engine, key, [element])
+    elif kind == "list":
+        push(engine, key, [element], left=False)
+    else:
+        zadd(engine, key, [(float(i), element)])
+
+
+@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset"])
+def test_every_type_is_evicted_expires_and_is_accounted(kind: str) -> None:
+    clock = Clock()
+    engine = MemoryEngine(memory_limit=64 * 1024, clock_ms=clock)
+    for i in range(200):
+        _fill(engine, kind, b"k%03d" % i, i)
+        assert engine.used_bytes <= engine.memory_limit
+    assert engine.stats().evictions > 0
+    assert {engine.kind(key) for key in engine.scan(0, 1000)[1]} == {kind.encode()}
+    live = engine.scan(0, 1000)[1]
+    for key in live:
+        engine.set_expire_at(key, clock.now + 10)  # a TTL costs memory: may evict others
+    with_ttl = len(engine)
+    assert engine.stats().expires == with_ttl
+    clock.now += 10
+    assert engine.expire_due() == with_ttl
+    assert len(engine) == 0 and engine.used_bytes == 0
