@@ -1,4 +1,5 @@
-"""Blocking list pops: callers of ``BLPOP``, ``BRPOP``, ``BLMOVE`` parked on keys.
+"""Blocking pops: callers of ``BLPOP``, ``BRPOP``, ``BLMOVE``, ``BZPOPMIN``, ``BZPOPMAX``
+parked on keys.
 
 A caller whose keys are all empty is parked here, in arrival order for each key (the order
 Redis serves them in), not polling: a push onto one of its keys (``ready``) serves the parked
@@ -66,6 +67,29 @@ class BlockedPops:
         self._by_owner[owner] = parked
         for key in dict.fromkeys(keys):
             self._by_key.setdefault(key, deque()).append(parked)
+
+    def serve_or_park(
+        self,
+        owner: int,
+        keys: list[bytes],
+        deadline_ms: int | None,
+        *,
+        serve: Callable[[bytes], bytes | None],
+        deliver: Callable[[bytes], None],
+        timeout_reply: bytes,
+        on_close: list[Callable[[], None]],
+    ) -> bytes | None:
+        """The reply from the first of ``keys`` that ``serve`` answers for, or None once the
+        request is parked (``on_close``: its connection's callbacks, see :meth:`watch`)."""
+        for key in keys:
+            reply = serve(key)
+            if reply is not None:
+                return reply
+        self.park(
+            owner, keys, deadline_ms, serve=serve, deliver=deliver, timeout_reply=timeout_reply
+        )
+        self.watch(owner, on_close)
+        return None
 
     def ready(self, key: bytes) -> None:
         """Items landed on ``key``: serve its parked requests in order while it has some."""

@@ -274,3 +274,17 @@ def test_sorted_set_commands(client: redis.Redis) -> None:
     client.set("str", "v")
     with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE Operation against a key"):
         client.zadd("str", {"a": 1})
+
+
+def test_bzpopmin_waits_for_zadd(server: StoreProcess | RedisProcess, client: redis.Redis) -> None:
+    with server.connect() as waiter:
+        _send(waiter, "BZPOPMIN", "jobs", "0")
+        assert wait_until(lambda: _blocked_clients(client) == 1, timeout=10)
+        assert client.zadd("jobs", {"late": 2, "early": 1}) == 2
+        assert _reply(waiter) == b"*3\r\n$4\r\njobs\r\n$5\r\nearly\r\n$1\r\n1\r\n"
+    assert client.zrange("jobs", 0, -1) == [b"late"]
+    assert client.bzpopmax(["jobs"], timeout=1) in (
+        (b"jobs", b"late", 2.0),
+        [b"jobs", b"late", 2.0],
+    )
+    assert client.bzpopmin(["jobs"], timeout=0.1) is None

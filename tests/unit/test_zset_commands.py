@@ -7,6 +7,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
 from blinkstore_gunicorn.engine.typed import CONTAINER_OVERHEAD, ZSET_MEMBER_OVERHEAD
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from tests.unit.test_commands import Harness, err
 
 WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -98,3 +99,21 @@ def test_wrongtype_and_zscan(r: Harness) -> None:
         assert r(*args) == WRONGTYPE, args
     assert r("ZSCAN", "z", "0", "MATCH", "y*") == b"*2\r\n$1\r\n0\r\n" + bulks("y", "2.5")
     assert r("ZSCAN", "z", "0") == b"*2\r\n$1\r\n0\r\n" + bulks("x", "1", "y", "2.5")
+
+
+def test_bzpopmin_bzpopmax_park_and_are_served_by_zadd(r: Harness) -> None:
+    r("ZADD", "z", "1", "a", "2", "b")
+    assert r("BZPOPMIN", "missing", "z", "0") == bulks("z", "a", "1")
+    assert r("BZPOPMAX", "z", "0") == bulks("z", "b", "2")
+    waiter = r.d.new_client()
+    got: list[bytes] = []
+    waiter.deliver = got.append
+    assert r("BZPOPMAX", "z", "0", client=waiter) is DEFERRED
+    assert r("ZADD", "z", "5", "x", "7", "y") == b":2\r\n"
+    assert got == [bulks("z", "y", "7")] and r("ZCARD", "z") == b":1\r\n"
+    assert r("BZPOPMIN", "other", "0.25", client=waiter) is DEFERRED
+    r.d.blocked.expire(r.clock.now + 250)
+    assert got[-1] == b"*-1\r\n"
+    assert r("BZPOPMIN", "z", "x") == err("ERR timeout is not a float or out of range")
+    r("SET", "str", "v")
+    assert r("BZPOPMIN", "str", "0") == WRONGTYPE

@@ -8,7 +8,6 @@ encodes. Indexes follow Redis: negative ones count from the tail, ranges are cla
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from itertools import islice
@@ -22,12 +21,11 @@ from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ERR_SYNTAX,
-    INT64_MAX,
     RESP3_NULL,
     ZERO,
     limit_error,
-    parse_float,
     parse_int,
+    parse_timeout,
     reply_too_large,
     wrong_args,
 )
@@ -383,49 +381,33 @@ def cmd_rpoplpush(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return _move(d, c, args, left=False, to_left=True)
 
 
-ERR_TIMEOUT = resp.error("ERR timeout is not a float or out of range")
-ERR_TIMEOUT_NEGATIVE = resp.error("ERR timeout is negative")
-ERR_TIMEOUT_RANGE = resp.error("ERR timeout is out of range")
-
-
-def _timeout(d: Dispatcher, raw: bytes) -> int | bytes | None:
-    """The absolute deadline for a timeout in seconds (0: None, no limit), or an error."""
-    seconds = parse_float(raw)
-    if seconds is None or math.isnan(seconds):
-        return ERR_TIMEOUT
-    if seconds < 0 or math.isinf(seconds):  # Redis's words for inf too
-        return ERR_TIMEOUT_NEGATIVE
-    if seconds * 1000 > INT64_MAX // 2:
-        return ERR_TIMEOUT_RANGE
-    return None if seconds == 0 else d.clock_ms() + math.ceil(seconds * 1000)
-
-
 def _block(
     d: Dispatcher,
     c: Client,
     keys: list[bytes],
-    deadline: int | None,
+    raw_timeout: bytes,
     *,
     serve: Callable[[bytes], bytes | None],
     timeout_reply: bytes,
 ) -> bytes:
-    """Answer at once from the first key with items, else park until a push serves it.
+    """Answer at once from the first key with elements, else park until a push serves it.
     ``serve`` raises ``WrongType`` for a key of another type met first, as Redis answers."""
-    for key in keys:
-        reply = serve(key)
-        if reply is not None:
-            return reply
-    d.blocked.park(
-        c.id, keys, deadline, serve=serve, deliver=c.deliver, timeout_reply=timeout_reply
+    deadline = parse_timeout(raw_timeout, d.clock_ms())
+    if isinstance(deadline, bytes):
+        return deadline
+    reply = d.blocked.serve_or_park(
+        c.id,
+        keys,
+        deadline,
+        serve=serve,
+        deliver=c.deliver,
+        timeout_reply=timeout_reply,
+        on_close=c.on_close,
     )
-    d.blocked.watch(c.id, c.on_close)
-    return DEFERRED
+    return DEFERRED if reply is None else reply
 
 
 def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> bytes:
-    deadline = _timeout(d, args[-1])
-    if isinstance(deadline, bytes):
-        return deadline
     keys = args[1:-1]
 
     def serve(key: bytes) -> bytes | None:
@@ -433,7 +415,7 @@ def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> by
         return resp.bulk_array([key, taken[0]]) if taken else None
 
     timeout_reply = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
-    return _block(d, c, keys, deadline, serve=serve, timeout_reply=timeout_reply)
+    return _block(d, c, keys, args[-1], serve=serve, timeout_reply=timeout_reply)
 
 
 @command("blpop", -3, "write blocking", (1, -2, 1))
@@ -456,9 +438,6 @@ def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     left, to_left = _side(args[3]), _side(args[4])
     if left is None or to_left is None:
         return ERR_SYNTAX
-    deadline = _timeout(d, args[5])
-    if isinstance(deadline, bytes):
-        return deadline
     source, destination = args[1], args[2]
 
     def serve(key: bytes) -> bytes | None:
@@ -467,4 +446,4 @@ def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         except WrongType as exc:  # the destination changed type while the caller waited
             return resp.error(str(exc))
 
-    return _block(d, c, [source], deadline, serve=serve, timeout_reply=c.nil)
+    return _block(d, c, [source], args[5], serve=serve, timeout_reply=c.nil)

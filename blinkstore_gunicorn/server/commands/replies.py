@@ -5,6 +5,7 @@ Error replies use Redis's wording wherever Redis has one, because clients match 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -35,6 +36,7 @@ __all__ = [
     "parse_float",
     "parse_int",
     "parse_scan",
+    "parse_timeout",
     "reply_too_large",
     "unknown_command",
     "unknown_subcommand",
@@ -93,6 +95,24 @@ def parse_int(raw: bytes) -> int | None:
     if number > INT64_MAX or number < INT64_MIN:
         return None
     return number
+
+
+ERR_TIMEOUT = resp.error("ERR timeout is not a float or out of range")
+ERR_TIMEOUT_NEGATIVE = resp.error("ERR timeout is negative")
+ERR_TIMEOUT_RANGE = resp.error("ERR timeout is out of range")
+
+
+def parse_timeout(raw: bytes, now_ms: int) -> int | bytes | None:
+    """A blocking command's timeout in seconds as an absolute deadline (``0``: None, no
+    limit), or Redis's error reply."""
+    seconds = parse_float(raw)
+    if seconds is None or math.isnan(seconds):
+        return ERR_TIMEOUT
+    if seconds < 0 or math.isinf(seconds):  # Redis's words for inf too
+        return ERR_TIMEOUT_NEGATIVE
+    if seconds * 1000 > INT64_MAX // 2:
+        return ERR_TIMEOUT_RANGE
+    return None if seconds == 0 else now_ms + math.ceil(seconds * 1000)
 
 
 def reply_too_large(size: int, limit: int) -> bytes | None:

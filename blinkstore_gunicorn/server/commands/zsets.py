@@ -1,6 +1,7 @@
 """Sorted-set commands (Redis's t_zset.c): ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK,
 ZREVRANK, ZCOUNT, ZRANGE (by rank or BYSCORE, REV, LIMIT, WITHSCORES), ZRANGEBYSCORE,
-ZREVRANGE, ZREVRANGEBYSCORE, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN.
+ZREVRANGE, ZREVRANGEBYSCORE, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN, and
+the blocking BZPOPMIN and BZPOPMAX (parked in the store until a ZADD serves them).
 
 The data and its memory account are ``engine/zsets.py``'s; this module parses, checks and
 encodes. Scores are doubles, written as Redis 7.0 writes them (``%.17g``; a RESP3 double).
@@ -17,15 +18,17 @@ from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.zsets import ZSet, zadd, zrem, zrem_range
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.registry import command
+from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_FLOAT,
     ERR_NOT_INT,
     ERR_SYNTAX,
+    RESP3_NULL,
     limit_error,
     parse_float,
     parse_int,
     parse_scan,
+    parse_timeout,
     reply_too_large,
 )
 
@@ -140,6 +143,8 @@ def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             zadd(d.engine, args[1], [(score, member) for member, score in chosen.items()])
         except (EntryTooLarge, KeyTooLarge) as exc:
             return limit_error(exc)
+        if d.blocked:
+            d.blocked.ready(args[1])
     if incr:
         return _double(c, chosen[pairs[0][1]])
     return resp.integer(added + changed if b"CH" in flags else added)
@@ -382,3 +387,41 @@ def cmd_zscan(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     flat = [item for score, member in entries for item in (member, _scan_score(score))]
     error = reply_too_large(sum(map(len, flat)), d.max_reply_size)
     return error or resp.array([resp.bulk(b"0"), resp.bulk_array(flat)])
+
+
+def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], highest: bool) -> bytes:
+    deadline = parse_timeout(args[-1], d.clock_ms())
+    if isinstance(deadline, bytes):
+        return deadline
+
+    def serve(key: bytes) -> bytes | None:
+        size = len(_zset(d, key))
+        if not size:
+            return None
+        span = (size - 1, size) if highest else (0, 1)
+        ((score, member),) = zrem_range(d.engine, key, *span)
+        return resp.array([resp.bulk(key), resp.bulk(member), _double(c, score)])
+
+    reply = d.blocked.serve_or_park(
+        c.id,
+        args[1:-1],
+        deadline,
+        serve=serve,
+        deliver=c.deliver,
+        timeout_reply=RESP3_NULL if c.resp3 else resp.NIL_ARRAY,
+        on_close=c.on_close,
+    )
+    return DEFERRED if reply is None else reply
+
+
+@command("bzpopmin", -3, "write blocking fast", (1, -2, 1))
+def cmd_bzpopmin(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BZPOPMIN key [key...] timeout``: ``[key, member, score]`` of the lowest member of the
+    first non-empty sorted set, or parked until a ZADD; a nil array after ``timeout``."""
+    return _blocking_pop(d, c, args, highest=False)
+
+
+@command("bzpopmax", -3, "write blocking fast", (1, -2, 1))
+def cmd_bzpopmax(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BZPOPMAX key [key...] timeout``: as BZPOPMIN, the highest member."""
+    return _blocking_pop(d, c, args, highest=True)
