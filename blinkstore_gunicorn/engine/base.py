@@ -152,6 +152,10 @@ class Engine(Protocol):
         """Move the key's value and TTL to ``new``; False when the key is absent."""
         ...
 
+    def copy(self, key: bytes, new: bytes) -> bool:
+        """Copy the key's value and TTL to ``new``; False when the key is absent."""
+        ...
+
     def expire_at(self, key: bytes) -> int | None:
         """The key's deadline (absolute ms) or None without TTL; KeyError if absent."""
         ...

@@ -31,6 +31,12 @@ class Hash(Container):
     def __len__(self) -> int:
         return len(self.fields)
 
+    def clone(self) -> Hash:
+        copy = Hash()
+        copy.fields = self.fields.copy()
+        copy.cost = self.cost
+        return copy
+
 
 def _field_cost(field: bytes, value: bytes) -> int:
     return len(field) + len(value) + HASH_FIELD_OVERHEAD

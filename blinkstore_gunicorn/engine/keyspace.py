@@ -149,6 +149,15 @@ class Keyspace:
 
     def rename(self, key: bytes, new: bytes) -> bool:
         """Move ``key``'s value and TTL to ``new``, replacing what it held; False if absent."""
+        return self._transfer(key, new, copy=False)
+
+    def copy(self, key: bytes, new: bytes) -> bool:
+        """Copy ``key``'s value and TTL to ``new``, replacing what it held; False if absent.
+        Raises :class:`EntryTooLarge` (changing nothing) when the copy alone exceeds the limit.
+        """
+        return self._transfer(key, new, copy=True)
+
+    def _transfer(self, key: bytes, new: bytes, *, copy: bool) -> bool:
         value = self._live(key)
         if value is None:
             return False
@@ -159,10 +168,16 @@ class Keyspace:
         deadline = self._deadlines.get(key)
         if isinstance(value, int):
             value = self._read(value)
-        self.delete(key)
+        if not copy:
+            self.delete(key)
         if isinstance(value, bytes):
             self.set(new, value, expire_at_ms=deadline)
             return True
+        if copy:
+            value = value.clone()
+            size = self._cost(new, value) + (0 if deadline is None else TTL_OVERHEAD)
+            if self._memory_limit and size > self._memory_limit:
+                raise EntryTooLarge(size, self._memory_limit)
         self.delete(new)
         self._insert(new, value, deadline)
         if self._memory_limit and self._used > self._memory_limit:

@@ -34,6 +34,12 @@ class List(Container):
     def __len__(self) -> int:
         return len(self.items)
 
+    def clone(self) -> List:
+        copy = List()
+        copy.items = self.items.copy()
+        copy.cost = self.cost
+        return copy
+
 
 def _cost(items: Iterable[bytes]) -> int:
     return sum(len(item) + LIST_ITEM_OVERHEAD for item in items)

@@ -32,6 +32,12 @@ class Set(Container):
     def __len__(self) -> int:
         return len(self.members)
 
+    def clone(self) -> Set:
+        copy = Set()
+        copy.members = self.members.copy()
+        copy.cost = self.cost
+        return copy
+
 
 def _growth(members: Iterable[bytes]) -> int:
     return sum(len(member) + SET_MEMBER_OVERHEAD for member in members)

@@ -80,5 +80,9 @@ class Container:
         """Number of elements (0: the engine deletes the key)."""
         raise NotImplementedError
 
+    def clone(self) -> Container:
+        """An independent copy with the same cost (``COPY``)."""
+        raise NotImplementedError
+
 
 ContainerT = TypeVar("ContainerT", bound=Container)

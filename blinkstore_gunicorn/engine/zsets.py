@@ -36,6 +36,13 @@ class ZSet(Container):
     def __len__(self) -> int:
         return len(self.scores)
 
+    def clone(self) -> ZSet:
+        copy = ZSet()
+        copy.scores = self.scores.copy()
+        copy.order = self.order.copy()
+        copy.cost = self.cost
+        return copy
+
     def rank(self, member: bytes) -> int | None:
         """The member's 0-based position by ascending score, None when absent."""
         score = self.scores.get(member)

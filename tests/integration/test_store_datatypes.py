@@ -85,6 +85,10 @@ def test_every_type_expires_renames_and_scans(client: redis.Redis) -> None:
     assert client.rename("h", "h2") and client.ttl("h2") > 0 and client.persist("h2")
     assert client.ttl("h2") == -1
     assert not client.renamenx("h2", "s")
+    assert client.copy("h2", "h3") and client.hgetall("h3") == {b"f": b"v"}
+    assert not client.copy("h2", "s") and client.copy("h2", "s", replace=True)
+    assert client.type("s") == b"hash" and client.delete("h3", "s") == 2
+    client.set("s", "v")
     assert list(client.scan_iter(_type="hash")) == [b"h2"]
     assert list(client.scan_iter(_type="string")) == [b"s"]
     assert client.dbsize() == 2 and client.delete("h2", "s") == 2

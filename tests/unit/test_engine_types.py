@@ -213,3 +213,19 @@ def test_every_type_is_evicted_expires_and_is_accounted(kind: str) -> None:
     clock.now += 10
     assert engine.expire_due() == with_ttl
     assert len(engine) == 0 and engine.used_bytes == 0
+
+
+@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset"])
+def test_copy_is_independent_and_counted(kind: str) -> None:
+    clock = Clock()
+    engine = MemoryEngine(memory_limit=0, clock_ms=clock)
+    _fill(engine, kind, b"src", 1)
+    engine.set_expire_at(b"src", clock.now + 5000)
+    one = engine.used_bytes
+    assert engine.copy(b"src", b"dst") and engine.used_bytes == 2 * one
+    assert engine.kind(b"dst") == kind.encode() and engine.expire_at(b"dst") == clock.now + 5000
+    _fill(engine, kind, b"dst", 2)
+    assert engine.used_bytes > 2 * one
+    engine.delete(b"dst")
+    assert engine.used_bytes == one
+    assert not engine.copy(b"missing", b"x")

@@ -175,3 +175,16 @@ def test_big_replies_and_memory_limits() -> None:
     r2 = Harness(memory_limit=4096)
     assert r2("HSET", "h", "f", "x" * 4096).startswith(b"-ERR value too large: entry")
     assert r2("EXISTS", "h") == b":0\r\n"
+
+
+def test_copy(r: Harness) -> None:
+    r("HSET", "h", "f", "v")
+    assert r("COPY", "h", "h2") == b":1\r\n" and r("HGET", "h2", "f") == b"$1\r\nv\r\n"
+    assert r("COPY", "h", "h2") == b":0\r\n"
+    r("HSET", "h2", "g", "w")
+    assert r("HLEN", "h") == b":1\r\n"
+    assert r("COPY", "h", "h2", "DB", "0", "REPLACE") == b":1\r\n" and r("HLEN", "h2") == b":1\r\n"
+    assert r("COPY", "h", "h") == err("ERR source and destination objects are the same")
+    assert r("COPY", "missing", "x") == b":0\r\n"
+    assert r("COPY", "h", "x", "DB", "1") == err("ERR DB index is out of range")
+    assert r("COPY", "h", "x", "BOGUS") == err("ERR syntax error")

@@ -1,11 +1,11 @@
-"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, SCAN, KEYS,
+"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, COPY, SCAN, KEYS,
 DBSIZE, FLUSHDB, FLUSHALL and SELECT (there is one database). Each works on keys of any type."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
+from blinkstore_gunicorn.engine import EngineError, EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
@@ -28,6 +28,7 @@ __all__: list[str] = []
 ERR_DB_RANGE = resp.error("ERR DB index is out of range")
 ERR_INVALID_CURSOR = resp.error("ERR invalid cursor")
 ERR_NO_SUCH_KEY = resp.error("ERR no such key")
+ERR_SAME_OBJECT = resp.error("ERR source and destination objects are the same")
 
 
 def _delete(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
@@ -78,6 +79,38 @@ def cmd_rename(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def cmd_renamenx(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``RENAMENX key newkey``: 1 when renamed, 0 when ``newkey`` exists."""
     return _rename(d, args, nx=True)
+
+
+@command("copy", -3, "write denyoom", (1, 2, 1))
+def cmd_copy(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``COPY source destination [DB 0] [REPLACE]``: 1 when copied, 0 when the source is
+    missing or the destination exists (without ``REPLACE``)."""
+    replace = False
+    i = 3
+    while i < len(args):
+        option = args[i].upper()
+        if option == b"REPLACE":
+            replace = True
+        elif option == b"DB" and i + 1 < len(args):
+            index = parse_int(args[i + 1])
+            if index is None:
+                return ERR_NOT_INT
+            if index != 0:
+                return ERR_DB_RANGE
+            i += 1
+        else:
+            return ERR_SYNTAX
+        i += 1
+    key, new = args[1], args[2]
+    if key == new:
+        return ERR_SAME_OBJECT
+    if not d.engine.contains(key) or (not replace and d.engine.contains(new)):
+        return ZERO
+    try:
+        d.engine.copy(key, new)
+    except (EntryTooLarge, KeyTooLarge) as exc:
+        return limit_error(exc)
+    return ONE
 
 
 @command("scan", -2, "readonly")
