@@ -271,6 +271,11 @@ def test_sorted_set_commands(client: redis.Redis) -> None:
     assert client.zremrangebyscore("z", 15, "+inf") == 2
     assert client.zremrangebyrank("z", 0, 0) == 1
     assert client.zrem("z", "x", "nope") == 1 and client.exists("z") == 0
+    client.zadd("lex", {"a": 0, "b": 0, "c": 0, "d": 0})
+    assert client.zrangebylex("lex", "[b", "(d") == [b"b", b"c"]
+    assert client.zrevrangebylex("lex", "+", "(b") == [b"d", b"c"]
+    assert client.zlexcount("lex", "-", "+") == 4
+    assert client.zremrangebylex("lex", "-", "[c") == 3 and client.zcard("lex") == 1
     client.zadd("s", {"m1": 1, "m2": 2.5})
     cursor, found = client.zscan("s", 0)
     assert cursor == 0 and sorted(scored(found)) == [(b"m1", 1.0), (b"m2", 2.5)]

@@ -117,3 +117,18 @@ def test_bzpopmin_bzpopmax_park_and_are_served_by_zadd(r: Harness) -> None:
     assert r("BZPOPMIN", "z", "x") == err("ERR timeout is not a float or out of range")
     r("SET", "str", "v")
     assert r("BZPOPMIN", "str", "0") == WRONGTYPE
+
+
+def test_lex_ranges(r: Harness) -> None:
+    r("ZADD", "l", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e")
+    assert r("ZRANGEBYLEX", "l", "[b", "(d") == bulks("b", "c")
+    assert r("ZRANGEBYLEX", "l", "(b", "+", "LIMIT", "1", "2") == bulks("d", "e")
+    assert r("ZREVRANGEBYLEX", "l", "[d", "(a", "LIMIT", "0", "2") == bulks("d", "c")
+    assert r("ZRANGE", "l", "[d", "[b", "BYLEX", "REV") == bulks("d", "c", "b")
+    assert r("ZLEXCOUNT", "l", "-", "+") == b":5\r\n"
+    assert r("ZRANGEBYLEX", "l", "a", "c") == err("ERR min or max not valid string range item")
+    assert r("ZRANGE", "l", "-", "+", "BYLEX", "WITHSCORES") == err(
+        "ERR syntax error, WITHSCORES not supported in combination with BYLEX"
+    )
+    assert r("ZREMRANGEBYLEX", "l", "-", "[b") == b":2\r\n"
+    assert r("ZRANGE", "l", "0", "-1") == bulks("c", "d", "e")

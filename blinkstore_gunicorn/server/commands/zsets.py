@@ -1,15 +1,17 @@
 """Sorted-set commands (Redis's t_zset.c): ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK,
-ZREVRANK, ZCOUNT, ZRANGE (by rank or BYSCORE, REV, LIMIT, WITHSCORES), ZRANGEBYSCORE,
-ZREVRANGE, ZREVRANGEBYSCORE, ZREMRANGEBYSCORE, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN, and
+ZREVRANK, ZCOUNT, ZLEXCOUNT, ZRANGE (by rank, BYSCORE or BYLEX, REV, LIMIT, WITHSCORES),
+ZRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGE, ZREVRANGEBYSCORE, ZREVRANGEBYLEX, ZREMRANGEBYSCORE,
+ZREMRANGEBYLEX, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN, and
 the blocking BZPOPMIN and BZPOPMAX (parked in the store until a ZADD serves them).
 
 The data and its memory account are ``engine/zsets.py``'s; this module parses, checks and
 encodes. Scores are doubles, written as Redis 7.0 writes them (``%.17g``; a RESP3 double).
-``BYLEX`` ranges are not offered yet.
+Lex ranges (``BYLEX``, ``ZRANGEBYLEX``...) assume equal scores, as Redis documents.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -42,6 +44,7 @@ ERR_GT_LT_NX = resp.error("ERR GT, LT, and/or NX options at the same time are no
 ERR_INCR_PAIR = resp.error("ERR INCR option supports a single increment-element pair")
 ERR_NAN_SCORE = resp.error("ERR resulting score is not a number (NaN)")
 ERR_MIN_MAX = resp.error("ERR min or max is not a float")
+ERR_LEX_RANGE = resp.error("ERR min or max not valid string range item")
 ERR_POSITIVE = resp.error("ERR value is out of range, must be positive")
 ERR_INVALID_CURSOR = resp.error("ERR invalid cursor")
 
@@ -220,6 +223,29 @@ def _score_span(found: ZSet, low_raw: bytes, high_raw: bytes) -> tuple[int, int]
     return start, max(start, stop)
 
 
+def _lex_position(found: ZSet, raw: bytes, upper: bool) -> int | None:
+    """Where a lex bound (``[a`` inclusive, ``(a`` exclusive, ``-``, ``+``) cuts the members
+    (ordered by member when their scores are equal, as Redis requires); None if invalid."""
+    if raw == b"-":
+        return 0
+    if raw == b"+":
+        return len(found.order)
+    if raw[:1] not in (b"[", b"("):
+        return None
+    after = (raw[:1] == b"[") == upper  # an inclusive upper or exclusive lower bound
+    find = bisect.bisect_right if after else bisect.bisect_left
+    return find(found.order, raw[1:], key=lambda entry: entry[1])
+
+
+def _lex_span(found: ZSet, low_raw: bytes, high_raw: bytes) -> tuple[int, int] | bytes:
+    """Positions ``[start, stop)`` of the members within the lex bounds, or an error."""
+    start = _lex_position(found, low_raw, upper=False)
+    stop = _lex_position(found, high_raw, upper=True)
+    if start is None or stop is None:
+        return ERR_LEX_RANGE
+    return start, max(start, stop)
+
+
 def _rank_span(found: ZSet, start: int, stop: int) -> tuple[int, int]:
     """Redis's rank range rule (negative from the end, clamped) as ``[start, stop)``."""
     size = len(found)
@@ -228,19 +254,36 @@ def _rank_span(found: ZSet, start: int, stop: int) -> tuple[int, int]:
     return (0, 0) if start > stop else (start, stop + 1)
 
 
+_BY_RANK, _BY_SCORE, _BY_LEX = b"", b"BYSCORE", b"BYLEX"
+
+
+def _span(found: ZSet, by: bytes, low: bytes, high: bytes) -> tuple[int, int] | bytes:
+    """Positions ``[start, stop)`` between ``low`` and ``high`` (ranks, scores or members),
+    or an error reply."""
+    if by == _BY_SCORE:
+        return _score_span(found, low, high)
+    if by == _BY_LEX:
+        return _lex_span(found, low, high)
+    start, stop = parse_int(low), parse_int(high)
+    if start is None or stop is None:
+        return ERR_NOT_INT
+    return _rank_span(found, start, stop)
+
+
 def _range(
-    d: Dispatcher, c: Client, key: bytes, spec: list[bytes], *, by_score: bool, rev: bool
+    d: Dispatcher, c: Client, key: bytes, spec: list[bytes], *, by: bytes, rev: bool
 ) -> bytes:
-    """ZRANGE's work: ``spec`` is ``[min, max, options...]`` (max first when ``rev`` by score)."""
+    """ZRANGE's work: ``spec`` is ``[min, max, options...]`` (max first when ``rev`` by score
+    or member)."""
     with_scores = False
     limit: tuple[int, int] | None = None
     i = 2
     while i < len(spec):
         option = spec[i].upper()
-        if option == b"WITHSCORES":
+        if option == b"WITHSCORES" and by != _BY_LEX:
             with_scores = True
             i += 1
-        elif option == b"LIMIT" and i + 2 < len(spec) and by_score:
+        elif option == b"LIMIT" and i + 2 < len(spec) and by != _BY_RANK:
             offset, count = parse_int(spec[i + 1]), parse_int(spec[i + 2])
             if offset is None or count is None:
                 return ERR_NOT_INT
@@ -249,19 +292,13 @@ def _range(
         else:
             return ERR_SYNTAX
     found = _zset(d, key)
-    if by_score:
-        low, high = (spec[1], spec[0]) if rev else (spec[0], spec[1])
-        span = _score_span(found, low, high)
-        if isinstance(span, bytes):
-            return span
-    else:
-        start, stop = parse_int(spec[0]), parse_int(spec[1])
-        if start is None or stop is None:
-            return ERR_NOT_INT
+    low, high = (spec[1], spec[0]) if rev and by != _BY_RANK else (spec[0], spec[1])
+    span = _span(found, by, low, high)
+    if isinstance(span, bytes):
+        return span
+    if rev and by == _BY_RANK:
         size = len(found)
-        span = _rank_span(found, start, stop)
-        if rev:
-            span = (size - span[1], size - span[0]) if span[1] else (0, 0)
+        span = (size - span[1], size - span[0]) if span[1] else (0, 0)
     entries = found.order[span[0] : span[1]]
     if rev:
         entries.reverse()
@@ -276,40 +313,72 @@ def _range(
 
 @command("zrange", -4, "readonly", (1, 1, 1))
 def cmd_zrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``ZRANGE key start stop [BYSCORE] [REV] [LIMIT offset count] [WITHSCORES]``."""
+    """``ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]``."""
     spec = [args[2], args[3]]
-    by_score = rev = False
+    by = _BY_RANK
+    rev = False
     for raw in args[4:]:
         option = raw.upper()
-        if option == b"BYSCORE":
-            by_score = True
+        if option in (_BY_SCORE, _BY_LEX):
+            by = option
         elif option == b"REV":
             rev = True
         else:
             spec.append(raw)
-    if not by_score and any(item.upper() == b"LIMIT" for item in spec[2:]):
+    options = [item.upper() for item in spec[2:]]
+    if by == _BY_RANK and b"LIMIT" in options:
         return resp.error(
             "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
         )
-    return _range(d, c, args[1], spec, by_score=by_score, rev=rev)
+    if by == _BY_LEX and b"WITHSCORES" in options:
+        return resp.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    return _range(d, c, args[1], spec, by=by, rev=rev)
 
 
 @command("zrangebyscore", -4, "readonly", (1, 1, 1))
 def cmd_zrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]``."""
-    return _range(d, c, args[1], args[2:], by_score=True, rev=False)
+    return _range(d, c, args[1], args[2:], by=_BY_SCORE, rev=False)
 
 
 @command("zrevrangebyscore", -4, "readonly", (1, 1, 1))
 def cmd_zrevrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]``."""
-    return _range(d, c, args[1], args[2:], by_score=True, rev=True)
+    return _range(d, c, args[1], args[2:], by=_BY_SCORE, rev=True)
+
+
+@command("zrangebylex", -4, "readonly", (1, 1, 1))
+def cmd_zrangebylex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZRANGEBYLEX key min max [LIMIT offset count]`` (members of equal scores)."""
+    return _range(d, c, args[1], args[2:], by=_BY_LEX, rev=False)
+
+
+@command("zrevrangebylex", -4, "readonly", (1, 1, 1))
+def cmd_zrevrangebylex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREVRANGEBYLEX key max min [LIMIT offset count]``."""
+    return _range(d, c, args[1], args[2:], by=_BY_LEX, rev=True)
 
 
 @command("zrevrange", -4, "readonly", (1, 1, 1))
 def cmd_zrevrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZREVRANGE key start stop [WITHSCORES]``."""
-    return _range(d, c, args[1], args[2:], by_score=False, rev=True)
+    return _range(d, c, args[1], args[2:], by=_BY_RANK, rev=True)
+
+
+@command("zlexcount", 4, "readonly fast", (1, 1, 1))
+def cmd_zlexcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZLEXCOUNT key min max``."""
+    span = _lex_span(_zset(d, args[1]), args[2], args[3])
+    return span if isinstance(span, bytes) else resp.integer(span[1] - span[0])
+
+
+@command("zremrangebylex", 4, "write", (1, 1, 1))
+def cmd_zremrangebylex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZREMRANGEBYLEX key min max``: how many were removed."""
+    span = _lex_span(_zset(d, args[1]), args[2], args[3])
+    if isinstance(span, bytes):
+        return span
+    return resp.integer(len(zrem_range(d.engine, args[1], *span)))
 
 
 @command("zcount", 4, "readonly fast", (1, 1, 1))
