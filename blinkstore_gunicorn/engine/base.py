@@ -156,6 +156,10 @@ class Engine(Protocol):
         """Copy the key's value and TTL to ``new``; False when the key is absent."""
         ...
 
+    def replace(self, key: bytes, container: Container) -> None:
+        """Make ``container`` the key's value (no TTL), whatever it held."""
+        ...
+
     def expire_at(self, key: bytes) -> int | None:
         """The key's deadline (absolute ms) or None without TTL; KeyError if absent."""
         ...

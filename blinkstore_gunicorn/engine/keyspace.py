@@ -157,6 +157,20 @@ class Keyspace:
         """
         return self._transfer(key, new, copy=True)
 
+    def replace(self, key: bytes, container: Container) -> None:
+        """Make ``container`` (not empty, its cost counted) the key's value, without TTL,
+        whatever the key held. Raises :class:`KeyTooLarge` or :class:`EntryTooLarge`
+        (changing nothing) when a limit is broken."""
+        if len(key) > self._max_key_size:
+            raise KeyTooLarge(len(key), self._max_key_size)
+        size = self._cost(key, container)
+        if self._memory_limit and size > self._memory_limit:
+            raise EntryTooLarge(size, self._memory_limit)
+        self.delete(key)
+        if self._memory_limit and self._used + size > self._memory_limit:
+            self._evict(None, size)
+        self._insert(key, container, None)
+
     def _transfer(self, key: bytes, new: bytes, *, copy: bool) -> bool:
         value = self._live(key)
         if value is None:

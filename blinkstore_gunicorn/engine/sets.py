@@ -91,7 +91,12 @@ def spop(engine: Engine, key: bytes, count: int) -> list[bytes]:
 
 
 def sstore(engine: Engine, key: bytes, members: set[bytes]) -> None:
-    """Make ``key`` the set of ``members``, whatever it held (none: the key is deleted)."""
-    engine.delete(key)
-    if members:
-        sadd(engine, key, members)
+    """Make ``key`` the set of ``members``, whatever it held (none: the key is deleted).
+    Raises the engine's size-limit errors before changing anything."""
+    if not members:
+        engine.delete(key)
+        return
+    result = Set()
+    result.members = members
+    result.cost += _growth(members)
+    engine.replace(key, result)

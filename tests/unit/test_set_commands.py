@@ -149,3 +149,15 @@ def test_set_accounting_in_the_engine(r: Harness) -> None:
     assert engine.used_bytes == empty + 2 + SET_MEMBER_OVERHEAD
     assert sorted(spop(engine, b"s", 10)) == [b"bb"]
     assert engine.used_bytes == 0 and len(engine) == 0
+
+
+def test_a_store_replaces_any_value_and_keeps_the_account(r: Harness) -> None:
+    r("SADD", "a", "x", "yy")
+    alone = r.engine.used_bytes
+    r("SET", "dst", "old")
+    r("EXPIRE", "dst", "100")
+    assert r("SUNIONSTORE", "dst", "a", "missing") == b":2\r\n"
+    assert r("TTL", "dst") == b":-1\r\n" and r("TYPE", "dst") == b"+set\r\n"
+    assert r.engine.used_bytes == 2 * alone + len("dst") - len("a")
+    assert r("SDIFFSTORE", "dst", "a", "a") == b":0\r\n" and r("EXISTS", "dst") == b":0\r\n"
+    assert r.engine.used_bytes == alone
