@@ -18,6 +18,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -76,6 +78,16 @@ class _Connection:
             if isinstance(reply, ProtocolError):
                 raise CacheResponseError(f"malformed reply from the store: {reply.message}")
             return reply  # type: ignore[return-value]
+
+    def raise_refusal(self) -> None:
+        """After a send failed on a closed socket: raise the error reply the store sent first."""
+        with contextlib.suppress(OSError):
+            self.sock.setblocking(False)  # the peer is gone: take what came, never wait
+            while data := self.sock.recv(RECV_SIZE):
+                self.reader.feed(data)
+        if (refusal := _resp.first_error(self.reader)) is not None:
+            self.close()
+            raise error_reply(refusal.message)  # answered, so never resent
 
     def close(self) -> None:
         try:
@@ -195,7 +207,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._checkin(conn)
         if replies == 1:
             if type(result) is resp.ErrorReply:
-                raise CacheResponseError(result.message)
+                raise error_reply(result.message)
         else:
             for reply in result:
                 _resp.check(reply)
@@ -276,6 +288,8 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
             if not isinstance(timeout, _resp.Unset):
                 conn.sock.settimeout(self._timeout)
         except (OSError, _Closed) as exc:
+            if not sent and isinstance(exc, BrokenPipeError | ConnectionResetError):
+                conn.raise_refusal()  # the store refused it while it was still being sent
             conn.close()
             raise _Broken(exc, sent) from None
         except BaseException:
