@@ -1,0 +1,62 @@
+"""Helpers of the hostile tests of the shared region (``test_shm_attacks_*``): clients in
+child processes with deadlines, and redis-py clients of a store."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+import redis
+
+from bench.shm_torture import running_children
+from harness.processes import StoreProcess
+
+__all__ = ["CHILD", "child_answer", "redis_client", "started_child"]
+
+#: Children are forked: they inherit the test's imports and need no pickling of arguments.
+CHILD = multiprocessing.get_context("fork")
+
+
+def redis_client(store: StoreProcess, password: str | None = None) -> redis.Redis:
+    """A redis-py client of ``store``'s Unix socket (bounded waits)."""
+    assert store.unix_path is not None
+    return redis.Redis(unix_socket_path=store.unix_path, password=password, socket_timeout=10)
+
+
+def _run(target: Callable[..., Any], args: tuple[Any, ...], pipe: Connection) -> None:
+    try:
+        pipe.send(("ok", target(*args)))
+    except BaseException as exc:
+        pipe.send(("raised", repr(exc)))
+
+
+@contextlib.contextmanager
+def started_child(target: Callable[..., Any], *args: Any) -> Iterator[Connection]:
+    """Run ``target(*args)`` in a child process for the ``with`` block; yields the pipe its
+    outcome comes back on (``("ok", result)`` or ``("raised", repr)``). The child is killed
+    when the block ends, wherever it is."""
+    with running_children() as procs:
+        mine, theirs = CHILD.Pipe()
+        proc = CHILD.Process(target=_run, args=(target, args, theirs), daemon=True)
+        proc.start()
+        procs.append(proc)
+        theirs.close()
+        yield mine
+
+
+def child_answer(target: Callable[..., Any], *args: Any, timeout: float) -> Any:
+    """``target(*args)`` run in a child process: its result, or AssertionError when it raised,
+    died or did not return within ``timeout`` seconds (then it is killed)."""
+    with started_child(target, *args) as pipe:
+        if not pipe.poll(timeout):
+            raise AssertionError(f"{target.__name__} did not return within {timeout}s")
+        try:
+            outcome, result = pipe.recv()
+        except EOFError:
+            raise AssertionError(f"{target.__name__} died") from None
+    if outcome != "ok":
+        raise AssertionError(f"{target.__name__} raised {result}")
+    return result
