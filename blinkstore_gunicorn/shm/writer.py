@@ -58,6 +58,7 @@ class RegionWriter:
 
     __slots__ = (
         "_ask",
+        "_batch_depth",
         "_blocks",
         "_checksum",
         "_counters",
@@ -139,6 +140,7 @@ class RegionWriter:
         w[L.H_HASH_PRIME] = self._prime
         self.beat(time.monotonic_ns())
         self._epoch = 0
+        self._batch_depth = 0
         self._next_counter = 0
         self._half = 1
         self._mark_base = 0
@@ -176,12 +178,17 @@ class RegionWriter:
         self._w[L.H_HEARTBEAT] = now_ns
 
     def begin_batch(self) -> None:
-        """A multi-key write starts: readers of several keys wait for :meth:`end_batch`."""
-        self._w[L.H_WRITE_EPOCH] += 1
+        """A multi-key write starts: the write epoch is odd (readers of several keys ask the
+        store) until the matching :meth:`end_batch`. Batches nest (an MSET inside EXEC)."""
+        self._batch_depth += 1
+        if self._batch_depth == 1:
+            self._w[L.H_WRITE_EPOCH] += 1
 
     def end_batch(self) -> None:
         """The multi-key write is complete."""
-        self._w[L.H_WRITE_EPOCH] += 1
+        self._batch_depth -= 1
+        if not self._batch_depth:
+            self._w[L.H_WRITE_EPOCH] += 1
 
     @property
     def max_value(self) -> int:
