@@ -7,6 +7,7 @@ import contextlib
 import multiprocessing
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -14,10 +15,40 @@ import redis
 from bench.shm_torture import running_children
 from harness.processes import StoreProcess
 
-__all__ = ["CHILD", "child_answer", "redis_client", "started_child"]
+__all__ = [
+    "CHILD",
+    "NO_CAPABILITIES",
+    "child_answer",
+    "drop_capabilities",
+    "redis_client",
+    "started_child",
+    "startup_hook",
+]
 
 #: Children are forked: they inherit the test's imports and need no pickling of arguments.
 CHILD = multiprocessing.get_context("fork")
+
+
+#: Python source that drops every capability of the process (the uid stays): a root test then
+#: sees what a same-uid process that is not root can do.
+NO_CAPABILITIES = """\
+import ctypes
+_header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+if ctypes.CDLL(None, use_errno=True).capset(_header, (ctypes.c_uint32 * 6)()) != 0:
+    raise OSError(ctypes.get_errno(), "capset")
+"""
+
+
+def drop_capabilities() -> None:
+    """Drop every capability of this process (see :data:`NO_CAPABILITIES`)."""
+    exec(NO_CAPABILITIES, {})
+
+
+def startup_hook(directory: Path, source: str) -> dict[str, str]:
+    """The environment that makes a Python process (a store) run ``source`` as it starts: a
+    ``sitecustomize`` module in ``directory`` on PYTHONPATH."""
+    (directory / "sitecustomize.py").write_text(source)
+    return {"PYTHONPATH": str(directory)}
 
 
 def redis_client(store: StoreProcess, password: str | None = None) -> redis.Redis:

@@ -19,7 +19,7 @@ from blinkstore_gunicorn.shm import handout
 from harness.gunicorn import wait_until
 from harness.processes import StoreProcess
 from tests.conftest import StoreFactory
-from tests.integration.shm_attack_support import redis_client
+from tests.integration.shm_attack_support import redis_client, startup_hook
 
 pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
 
@@ -72,12 +72,11 @@ def test_read_your_write_when_the_successor_cannot_create_its_region(
     cache = _cache_that_read_v1(first)
     try:
         first.stop(signal.SIGKILL)
-        (tmp_path / "sitecustomize.py").write_text(_LOW_ADDRESS_SPACE)
         second = blinkstore_factory(
             "--memory-limit",
             "4GiB",
             directory=first.directory,
-            env={"PYTHONPATH": str(tmp_path)},
+            env=startup_hook(tmp_path, _LOW_ADDRESS_SPACE),
         )
         assert redis_client(second).info()["shm_enabled"] == 0, "its region was not created"
         _set_acknowledged(cache, "v3", second)

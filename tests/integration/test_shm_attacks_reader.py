@@ -1,0 +1,271 @@
+"""A reader that writes into what it was handed (issue 23, item 5): the store must keep serving
+the values it acknowledged, and other readers must return no wrong value, whatever a client
+(or a same-uid process without the password) does with the region's descriptors.
+
+Each attack runs in a child process that obtains the descriptors the way a client does (the
+``BS.SHM`` exchange): it tries to map them writable and rewrite a value or fill every word,
+to truncate them, to truncate the generation file, or to open the store's descriptors through
+``/proc`` without the password. The outcome is asserted, not the defence: a refused attempt
+(EPERM, EACCES) and a harmless one both pass.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from blinkstore_gunicorn.shm import handout
+from harness.processes import StoreProcess, resp_command
+from tests.conftest import StoreFactory
+from tests.integration.shm_attack_support import (
+    CHILD,
+    NO_CAPABILITIES,
+    child_answer,
+    drop_capabilities,
+    redis_client,
+    started_child,
+    startup_hook,
+)
+from tests.support.sockets import recv_line
+
+pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+
+PASSWORD = "reader-attack"
+BOUND = 10.0
+VALUES = {b"price:%d" % n: b"the acknowledged value %d " % n * 20 for n in range(50)}
+# Where a rewritten value would show: the first key's bytes, then its value.
+TARGET = b"price:7"
+# A raw socket bound (redis-py retries a request that timed out).
+PING_BOUND = 5.0
+
+
+@pytest.fixture
+def store(blinkstore_factory: StoreFactory) -> StoreProcess:
+    store = blinkstore_factory("--memory-limit", "4MiB", "--password", PASSWORD)
+    client = redis_client(store, PASSWORD)
+    client.mset(VALUES)
+    client.close()
+    return store
+
+
+def received_fds(path: str, password: str | None = PASSWORD) -> list[int]:
+    """The descriptors the store sends a client for its region (as ``handout.attach`` asks)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(BOUND)
+        sock.connect(path)
+        if password is not None:
+            sock.sendall(resp_command("AUTH", password))
+            assert recv_line(sock) == b"+OK\r\n"
+        sock.sendall(handout.REQUEST)
+        _data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 16)
+    return fds
+
+
+def _writable(fd: int) -> mmap.mmap | str:
+    """``fd`` mapped shared and writable, or why not."""
+    try:
+        size = os.fstat(fd).st_size
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError) as exc:
+        return f"refused: {exc!r}"
+
+
+def _rewrite_value(mapped: mmap.mmap) -> str:
+    """Overwrite the value that follows TARGET's bytes, as a hostile reader would."""
+    where = mapped.find(TARGET)
+    if where < 0:
+        return "no value here"
+    start = where + len(TARGET)
+    mapped[start : start + len(VALUES[TARGET])] = b"X" * len(VALUES[TARGET])
+    return "rewritten"
+
+
+def _fill_every_word(mapped: mmap.mmap) -> str:
+    """Random bytes everywhere: every slot word occupied, every header word garbage."""
+    mapped[:] = os.urandom(len(mapped))
+    return "filled"
+
+
+def _attack_mappings(path: str, attack: Callable[[mmap.mmap], str]) -> list[str]:
+    outcomes = []
+    for fd in received_fds(path):
+        mapped = _writable(fd)
+        outcomes.append(mapped if isinstance(mapped, str) else attack(mapped))
+    return outcomes
+
+
+def _truncate_fds(path: str) -> list[str]:
+    outcomes = []
+    for fd in received_fds(path):
+        try:
+            os.ftruncate(fd, 0)
+            outcomes.append("truncated")
+        except OSError as exc:
+            outcomes.append(f"refused: {exc!r}")
+    return outcomes
+
+
+def _truncate_generation_file(path: str) -> str:
+    try:
+        os.truncate(handout.generation_path(path), 0)
+    except OSError as exc:
+        return f"refused: {exc!r}"
+    return "truncated"
+
+
+def _open_through_proc(pid: int) -> list[str]:
+    """A same-uid process without the password: open the store's memfds via /proc."""
+    drop_capabilities()
+    outcomes = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        link = f"/proc/{pid}/fd/{name}"
+        try:
+            if not os.readlink(link).startswith("/memfd:"):
+                continue
+            fd = os.open(link, os.O_RDWR)
+        except OSError as exc:
+            outcomes.append(f"refused: {exc!r}")
+            continue
+        mapped = _writable(fd)
+        outcomes.append(mapped if isinstance(mapped, str) else _rewrite_value(mapped))
+    return outcomes
+
+
+def _read_all(path: str) -> dict[bytes, bytes | str | None]:
+    """A reader's answers for every key: bytes, None, or "ask" (read from the socket)."""
+    reader = handout.attach(path, PASSWORD, BOUND)
+    found: dict[bytes, bytes | str | None] = {}
+    for key in VALUES:
+        value = reader.get(key)
+        found[key] = value if value is None or isinstance(value, bytes) else "ask"
+    return found
+
+
+def _read_all_when_told(path: str, channel: object) -> dict[bytes, bytes | str | None]:
+    reader = handout.attach(path, PASSWORD, BOUND)
+    assert reader.get(TARGET) == VALUES[TARGET]
+    channel.send("attached")  # type: ignore[attr-defined]
+    channel.recv()  # type: ignore[attr-defined]
+    found: dict[bytes, bytes | str | None] = {}
+    for key in VALUES:
+        value = reader.get(key)
+        found[key] = value if value is None or isinstance(value, bytes) else "ask"
+    return found
+
+
+def assert_store_serves(store: StoreProcess) -> None:
+    """PING within a bound, every acknowledged value intact (or dropped), writes work."""
+    with store.connect(timeout=PING_BOUND) as sock:
+        sock.sendall(resp_command("AUTH", PASSWORD) + resp_command("PING"))
+        assert recv_line(sock) == b"+OK\r\n"
+        assert recv_line(sock) == b"+PONG\r\n", "the store answers"
+    client = redis_client(store, PASSWORD)
+    for key, value in zip(VALUES, client.mget(list(VALUES)), strict=True):
+        assert value in (VALUES[key], None), f"GET {key!r} returned {value[:40]!r}"
+    assert client.set("after", b"attack") and client.get("after") == b"attack"
+    client.flushdb()
+    client.set("after", b"flush")
+    assert client.get("after") == b"flush"
+    client.close()
+
+
+def assert_no_wrong_value(found: dict[bytes, bytes | str | None]) -> None:
+    for key, value in found.items():
+        assert value in (VALUES[key], None, "ask"), f"a reader got {key!r} -> {value!r:.60}"
+
+
+def _attack_with_a_reader_watching(
+    store: StoreProcess, attack: Callable[..., object], *args: object
+) -> object:
+    """Run ``attack(*args)`` in a child while another reader (attached before) waits; then
+    check that reader's answers, a new reader's, and the store."""
+    assert store.unix_path is not None
+    mine, theirs = CHILD.Pipe()
+    with started_child(_read_all_when_told, store.unix_path, theirs) as watcher:
+        assert mine.poll(30) and mine.recv() == "attached"
+        outcome = child_answer(attack, *args, timeout=60)
+        mine.send("go")
+        assert watcher.poll(BOUND), "the other reader's reads did not return"
+        try:
+            status, found = watcher.recv()
+        except EOFError:
+            raise AssertionError("the other reader died") from None
+        assert status == "ok", f"the other reader failed: {found}"
+    assert_no_wrong_value(found)
+    assert_store_serves(store)
+    assert_no_wrong_value(child_answer(_read_all, store.unix_path, timeout=BOUND))
+    return outcome
+
+
+def test_a_reader_cannot_rewrite_a_value(store: StoreProcess) -> None:
+    _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, _rewrite_value)
+
+
+def test_a_reader_filling_every_word_cannot_stop_the_store(store: StoreProcess) -> None:
+    _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, _fill_every_word)
+
+
+def test_a_reader_cannot_truncate_the_region(store: StoreProcess) -> None:
+    _attack_with_a_reader_watching(store, _truncate_fds, store.unix_path)
+
+
+def test_truncating_the_generation_file_kills_nobody(store: StoreProcess) -> None:
+    _attack_with_a_reader_watching(store, _truncate_generation_file, store.unix_path)
+
+
+def test_a_same_uid_process_without_the_password_cannot_open_the_region(
+    blinkstore_factory: StoreFactory, tmp_path: Path
+) -> None:
+    # Store and attacker without capabilities: as two processes of one ordinary user.
+    store = blinkstore_factory(
+        "--memory-limit",
+        "4MiB",
+        "--password",
+        PASSWORD,
+        env=startup_hook(tmp_path, NO_CAPABILITIES),
+    )
+    client = redis_client(store, PASSWORD)
+    client.mset(VALUES)
+    client.close()
+    outcome = _attack_with_a_reader_watching(store, _open_through_proc, store.pid)
+    assert outcome, "the attacker saw the store's descriptors"
+
+
+def _memfds_in_children_spawned_while_attaching(path: str, attaches: int) -> int:
+    """Attach ``attaches`` times in a thread while spawning ``ls -l /proc/self/fd`` children
+    that keep inherited descriptors; how many children held a memfd."""
+    done = threading.Event()
+
+    def attach_loop() -> None:
+        for _ in range(attaches):
+            handout.attach(path, PASSWORD, BOUND).close()
+        done.set()
+
+    thread = threading.Thread(target=attach_loop)
+    thread.start()
+    leaked = 0
+    try:
+        while not done.is_set():
+            listing = subprocess.run(
+                ["ls", "-l", "/proc/self/fd"], close_fds=False, capture_output=True, check=True
+            )
+            leaked += b"memfd:" in listing.stdout
+    finally:
+        thread.join()
+    return leaked
+
+
+def test_received_descriptors_are_close_on_exec(store: StoreProcess) -> None:
+    fds = child_answer(received_fds, store.unix_path, timeout=BOUND)
+    assert fds, "the store handed descriptors over"
+    leaked = child_answer(
+        _memfds_in_children_spawned_while_attaching, store.unix_path, 2000, timeout=120
+    )
+    assert leaked == 0, f"{leaked} children spawned during attaches held the region's memfd"
