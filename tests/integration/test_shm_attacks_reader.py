@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -29,9 +28,11 @@ from tests.integration.shm_attack_support import (
     NO_CAPABILITIES,
     child_answer,
     drop_capabilities,
+    received_fds,
     redis_client,
     started_child,
     startup_hook,
+    writable,
 )
 from tests.support.sockets import recv_line
 
@@ -55,28 +56,6 @@ def store(blinkstore_factory: StoreFactory) -> StoreProcess:
     return store
 
 
-def received_fds(path: str, password: str | None = PASSWORD) -> list[int]:
-    """The descriptors the store sends a client for its region (as ``handout.attach`` asks)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(BOUND)
-        sock.connect(path)
-        if password is not None:
-            sock.sendall(resp_command("AUTH", password))
-            assert recv_line(sock) == b"+OK\r\n"
-        sock.sendall(handout.REQUEST)
-        _data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 16)
-    return fds
-
-
-def _writable(fd: int) -> mmap.mmap | str:
-    """``fd`` mapped shared and writable, or why not."""
-    try:
-        size = os.fstat(fd).st_size
-        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    except (OSError, ValueError) as exc:
-        return f"refused: {exc!r}"
-
-
 def _rewrite_value(mapped: mmap.mmap) -> str:
     """Overwrite the value that follows TARGET's bytes, as a hostile reader would."""
     where = mapped.find(TARGET)
@@ -95,15 +74,15 @@ def _fill_every_word(mapped: mmap.mmap) -> str:
 
 def _attack_mappings(path: str, attack: Callable[[mmap.mmap], str]) -> list[str]:
     outcomes = []
-    for fd in received_fds(path):
-        mapped = _writable(fd)
+    for fd in received_fds(path, PASSWORD):
+        mapped = writable(fd)
         outcomes.append(mapped if isinstance(mapped, str) else attack(mapped))
     return outcomes
 
 
 def _truncate_fds(path: str) -> list[str]:
     outcomes = []
-    for fd in received_fds(path):
+    for fd in received_fds(path, PASSWORD):
         try:
             os.ftruncate(fd, 0)
             outcomes.append("truncated")
@@ -133,7 +112,7 @@ def _open_through_proc(pid: int) -> list[str]:
         except OSError as exc:
             outcomes.append(f"refused: {exc!r}")
             continue
-        mapped = _writable(fd)
+        mapped = writable(fd)
         outcomes.append(mapped if isinstance(mapped, str) else _rewrite_value(mapped))
     return outcomes
 
@@ -263,7 +242,7 @@ def _memfds_in_children_spawned_while_attaching(path: str, attaches: int) -> int
 
 
 def test_received_descriptors_are_close_on_exec(store: StoreProcess) -> None:
-    fds = child_answer(received_fds, store.unix_path, timeout=BOUND)
+    fds = child_answer(received_fds, store.unix_path, PASSWORD, timeout=BOUND)
     assert fds, "the store handed descriptors over"
     leaked = child_answer(
         _memfds_in_children_spawned_while_attaching, store.unix_path, 2000, timeout=120
