@@ -231,7 +231,7 @@ class _Writer:
         """GET ``keys`` (default all) over the socket: is the store's own copy whole?"""
         keys = keys or [b"key:%d" % n for n in range(KEYS)]
         for key, value in zip(keys, self.client.mget(keys), strict=True):
-            if value is not None and check_value(key, value) is not None:
+            if isinstance(value, bytes) and check_value(key, value) is not None:
                 self.result.socket_bad += 1
                 if len(self.result.examples) < 10:
                     self.result.examples.append(f"GET {key!r}: {value[:12].hex()}")
