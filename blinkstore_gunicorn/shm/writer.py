@@ -10,17 +10,21 @@ Slot updates follow the seqlock rule of :mod:`~blinkstore_gunicorn.shm.layout`: 
 sequence goes odd before its words or its block change and even after, and a block is only
 freed (and so reusable) after the slot that pointed at it has moved on. The table grows (or sheds
 tombstones) by building a new table in the other half of the table area and switching the token.
+
+Readers cannot write the region (they map a read-only descriptor), so every word the store
+reads back from it is one it wrote. From the marks mapping, which readers do write, it reads a
+visited mark as a boolean and the counters as numbers for ``INFO``, nothing it acts on further.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import secrets
-import stat
+import time
 
 from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
+from blinkstore_gunicorn.shm.fds import read_only_copy, sealed_memfd
 
 __all__ = ["DEFAULT_MAX_VALUE", "RegionFull", "RegionWriter"]
 
@@ -44,54 +48,41 @@ def _round_page(n: int) -> int:
     return (n + _PAGE - 1) & -_PAGE
 
 
-def _open_generation(path: str | None) -> int:
-    """Open (never replace: old readers map it) or create the 0600 generation file."""
-    if path is None:
-        fd = os.memfd_create("blinkstore-shm-gen", os.MFD_CLOEXEC)
-    else:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            os.close(fd)
-            raise PermissionError(f"{path} is not a private (0600) file of this user")
-    if os.fstat(fd).st_size < _PAGE:
-        os.ftruncate(fd, _PAGE)
-    return fd
-
-
 class RegionWriter:
-    """Creates the region (a memfd) and publishes entries into it; one per store process.
+    """Creates the region and its marks (sealed memfds) and publishes entries; one per store.
 
     ``memory_limit`` sizes the data area and the table (0: unlimited, sparse); ``max_value``
     is the largest value held inline; ``checksum`` (default: off on x86-64 only) makes readers
-    verify crc32(key + value); ``generation_path`` is the 0600 file whose first word tells
-    readers which store owns the region (None: a private memfd, for tests and embedding).
+    verify a crc32 of key, value and deadline.
     """
 
     __slots__ = (
         "_ask",
         "_blocks",
         "_checksum",
+        "_counters",
         "_data_end",
         "_data_start",
         "_epoch",
-        "_g",
-        "_gen_fd",
-        "_gen_mm",
-        "_gen_path",
         "_half",
         "_live",
+        "_mark_base",
+        "_marks",
+        "_marks_bytes",
+        "_marks_fd",
+        "_marks_mm",
         "_max_slots",
         "_max_value",
         "_mm",
+        "_mul",
         "_next_counter",
-        "_nonce",
+        "_prime",
+        "_reader_fd",
         "_region_fd",
         "_slots",
         "_t",
         "_table_area",
         "_table_bytes",
-        "_token",
         "_used_slots",
         "_w",
     )
@@ -102,7 +93,6 @@ class RegionWriter:
         *,
         max_value: int = DEFAULT_MAX_VALUE,
         checksum: bool | None = None,
-        generation_path: str | None = None,
     ) -> None:
         if not 0 <= max_value <= L.MAX_INLINE_VALUE:
             raise ValueError(f"max_value must be 0..{L.MAX_INLINE_VALUE}, got {max_value}")
@@ -116,35 +106,42 @@ class RegionWriter:
         entries = memory_limit // _MIN_ENTRY if memory_limit else _UNLIMITED_SLOTS // 2
         self._max_slots = max(_FIRST_SLOTS, 1 << (2 * entries - 1).bit_length())
         self._table_bytes = _round_page(self._max_slots * L.SLOT_BYTES)
-        counters = L.HEADER_BYTES
-        self._table_area = counters + L.COUNTER_SLOTS * L.COUNTER_STRIDE * 8
+        self._marks_bytes = _round_page(self._max_slots)
+        marks_size = L.COUNTER_BYTES + 2 * self._marks_bytes
+        self._table_area = L.HEADER_BYTES
         self._data_start = self._table_area + 2 * self._table_bytes
         self._data_end = self._data_start + data_bytes
-        self._region_fd = os.memfd_create("blinkstore-shm", os.MFD_CLOEXEC)
+        fds: list[int] = []
         try:
-            os.ftruncate(self._region_fd, self._data_end)
-            self._mm = mmap.mmap(self._region_fd, self._data_end)
-            self._gen_fd = _open_generation(generation_path)
+            fds.append(sealed_memfd("blinkstore-shm", self._data_end))
+            fds.append(sealed_memfd("blinkstore-shm-marks", marks_size))
+            fds.append(read_only_copy(fds[0]))
+            self._mm = mmap.mmap(fds[0], self._data_end)
         except BaseException:
-            os.close(self._region_fd)
+            for fd in fds:
+                os.close(fd)
             raise
-        self._gen_mm = mmap.mmap(self._gen_fd, _PAGE)
-        self._gen_path = generation_path
+        self._region_fd, self._marks_fd, self._reader_fd = fds
+        self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
-        self._g = memoryview(self._gen_mm).cast("Q")
+        self._marks = memoryview(self._marks_mm)
+        self._counters = self._marks[: L.COUNTER_BYTES].cast("Q")
+        self._mul, self._prime = L.hash_secret()
         w = self._w
         w[L.H_VERSION] = L.VERSION
         w[L.H_FLAGS] = L.FLAG_CHECKSUM if self._checksum else 0
         w[L.H_TABLE_AREA] = self._table_area
         w[L.H_TABLE_BYTES] = self._table_bytes
-        w[L.H_COUNTERS] = counters
+        w[L.H_MARKS_BYTES] = self._marks_bytes
         w[L.H_DATA] = self._data_start
         w[L.H_DATA_END] = self._data_end
-        self._nonce = secrets.randbits(30) + 1
+        w[L.H_HASH_MUL] = self._mul
+        w[L.H_HASH_PRIME] = self._prime
+        self.beat(time.monotonic_ns())
         self._epoch = 0
-        self._token = 0
         self._next_counter = 0
         self._half = 1
+        self._mark_base = 0
         self._t = memoryview(b"").cast("Q")
         self._slots = 0
         self._ask: dict[bytes, int] = {}
@@ -158,13 +155,8 @@ class RegionWriter:
 
     @property
     def fds(self) -> tuple[int, int]:
-        """``(region memfd, generation file)``: what a reader needs, sent with SCM_RIGHTS."""
-        return self._region_fd, self._gen_fd
-
-    @property
-    def generation_path(self) -> str | None:
-        """The generation file (None: a private memfd)."""
-        return self._gen_path
+        """``(read-only region, marks)``: what a reader needs, sent with SCM_RIGHTS."""
+        return self._reader_fd, self._marks_fd
 
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
@@ -173,11 +165,23 @@ class RegionWriter:
         return slot
 
     def reader_counts(self) -> tuple[int, int]:
-        """``(hits, misses)`` that readers answered from the region."""
-        w = self._w
-        base = self._w[L.H_COUNTERS] >> 3
-        end = base + L.COUNTER_SLOTS * L.COUNTER_STRIDE
-        return sum(w[base : end : L.COUNTER_STRIDE]), sum(w[base + 1 : end : L.COUNTER_STRIDE])
+        """``(hits, misses)`` that readers answered from the region (as readers wrote them)."""
+        c = self._counters
+        end = L.COUNTER_SLOTS * L.COUNTER_STRIDE
+        return sum(c[0 : end : L.COUNTER_STRIDE]), sum(c[1 : end : L.COUNTER_STRIDE])
+
+    def beat(self, now_ns: int) -> None:
+        """The store is alive at ``now_ns`` (CLOCK_MONOTONIC): readers trust the region while
+        this is less than ``STALE_NS`` old."""
+        self._w[L.H_HEARTBEAT] = now_ns
+
+    def begin_batch(self) -> None:
+        """A multi-key write starts: readers of several keys wait for :meth:`end_batch`."""
+        self._w[L.H_WRITE_EPOCH] += 1
+
+    def end_batch(self) -> None:
+        """The multi-key write is complete."""
+        self._w[L.H_WRITE_EPOCH] += 1
 
     @property
     def max_value(self) -> int:
@@ -192,10 +196,9 @@ class RegionWriter:
 
     def read(self, handle: int) -> bytes:
         """The value in the block at ``handle``."""
-        b = self._w[(handle >> 3) + L.BLOCK_SLOT] * L.SLOT_WORDS
-        t = self._t
-        start = handle + L.BLOCK_HEADER + (t[b] & _MASK32)
-        return self._mm[start : start + (t[b + L.LOC] & L.MAX_INLINE_VALUE)]
+        lengths = self._w[(handle >> 3) + L.BLOCK_LENGTHS]
+        start = handle + L.BLOCK_HEADER + (lengths >> 32)
+        return self._mm[start : start + (lengths & _MASK32)]
 
     def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
         """Make ``key`` -> ``value`` (deadline ``expire_at`` ms, 0 none) visible to readers.
@@ -215,7 +218,7 @@ class RegionWriter:
                 b = slot * L.SLOT_WORDS
                 seq = t[b + L.SEQ]
                 t[b + L.SEQ] = seq + 1
-                self._fill(handle, key, value)
+                self._fill(handle, key, value, expire_at)
                 t[b + L.LOC] = handle << L.LOC_SHIFT | len(value)
                 t[b + L.EXPIRE] = expire_at
                 t[b + L.SEQ] = seq + 2
@@ -225,16 +228,15 @@ class RegionWriter:
             if slot < 0:
                 slot = self._new_slot(key)
         block = self._blocks.alloc(size) if len(value) <= self._max_value else 0
+        meta = L.meta_word(key, self._mul, self._prime)
         if block:
             # Not visible yet: no slot points here.
-            w = self._w
-            w[block >> 3] = 0
-            w[(block >> 3) + L.BLOCK_SLOT] = slot
-            self._fill(block, key, value)
-            self._update(slot, L.meta_word(key), block << L.LOC_SHIFT | len(value), expire_at)
+            self._w[(block >> 3) + L.BLOCK_SLOT] = slot
+            self._fill(block, key, value, expire_at)
+            self._update(slot, meta, block << L.LOC_SHIFT | len(value), expire_at)
         else:
             self._ask[key] = slot
-            self._update(slot, L.meta_word(key), 0, expire_at)
+            self._update(slot, meta, 0, expire_at)
         if handle:
             self._blocks.free(handle)
         return block
@@ -259,14 +261,16 @@ class RegionWriter:
         seq = t[b + L.SEQ]
         t[b + L.SEQ] = seq + 1
         t[b + L.EXPIRE] = expire_at
+        if handle and self._checksum:
+            self._fill(handle, key, self.read(handle), expire_at)
         t[b + L.SEQ] = seq + 2
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
-        w = self._w
-        j = handle >> 3
-        if w[j]:
-            w[j] = 0
+        marks = self._marks
+        j = self._mark_base + self._w[(handle >> 3) + L.BLOCK_SLOT]
+        if marks[j]:
+            marks[j] = 0
             return True
         return False
 
@@ -277,32 +281,29 @@ class RegionWriter:
         self._ask = {}
         self._switch_table(_FIRST_SLOTS, [])
 
-    def close(self) -> bool:
-        """Tell readers the region is gone; return False when a newer store already owns the
-        generation page (its file must then stay)."""
-        owned = self._g[0] == self._token
-        if owned:
-            self._g[0] = 0
-        self._t.release()
-        self._w.release()
-        self._g.release()
+    def close(self) -> None:
+        """Tell readers the region is gone (token 0) and let it go."""
+        self._w[L.H_TOKEN] = 0
+        for view in (self._t, self._w, self._counters, self._marks):
+            view.release()
         self._mm.close()
-        self._gen_mm.close()
-        os.close(self._region_fd)
-        os.close(self._gen_fd)
-        return owned
+        self._marks_mm.close()
+        for fd in (self._region_fd, self._marks_fd, self._reader_fd):
+            os.close(fd)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _fill(self, block: int, key: bytes, value: bytes) -> None:
-        """Write key and value (and their checksum) into ``block``."""
+    def _fill(self, block: int, key: bytes, value: bytes, expire_at: int) -> None:
+        """Write the lengths, key and value (and their checksum) into ``block``."""
         mm = self._mm
         start = block + L.BLOCK_HEADER
         middle = start + len(key)
         mm[start:middle] = key
         mm[middle : middle + len(value)] = value
+        j = block >> 3
+        self._w[j + L.BLOCK_LENGTHS] = len(key) << 32 | len(value)
         if self._checksum:
-            self._w[(block >> 3) + L.BLOCK_CHECKSUM] = L.entry_checksum(key, value)
+            self._w[j + L.BLOCK_CHECKSUM] = L.entry_checksum(key, value, expire_at)
 
     def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
         """Rewrite ``slot``'s words under its sequence (odd while they change)."""
@@ -316,12 +317,16 @@ class RegionWriter:
         t[b + L.SEQ] = seq + 2
 
     def _new_slot(self, key: bytes) -> int:
-        """Claim the first tombstone or empty slot on ``key``'s probe path (key is absent)."""
+        """Claim the first tombstone or empty slot on ``key``'s probe path (key is absent).
+
+        The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
+        of that key a round trip (they ask the store rather than conclude a miss).
+        """
         if (self._used_slots + 1) * 10 > self._slots * 7:
             self._rebuild()
         t = self._t
         mask = self._slots - 1
-        slot = L.key_hash(key) & mask
+        slot = L.key_hash(key, self._mul, self._prime) & mask
         while True:
             meta = t[slot * L.SLOT_WORDS]
             if not meta:
@@ -350,18 +355,25 @@ class RegionWriter:
             b = slot * L.SLOT_WORDS
             meta = t[b]
             if meta and meta != L.TOMBSTONE:
-                entries.append((meta, t[b + L.LOC], t[b + L.EXPIRE], asked.get(slot)))
+                entries.append((meta, t[b + L.LOC], t[b + L.EXPIRE], slot, asked.get(slot)))
         self._switch_table(slots, entries)
 
-    def _switch_table(self, slots: int, entries: list[tuple[int, int, int, bytes | None]]) -> None:
-        """Fill the spare half with ``entries`` (meta, loc, deadline, key of an "ask the
-        store" entry), then make it live."""
+    def _switch_table(
+        self, slots: int, entries: list[tuple[int, int, int, int, bytes | None]]
+    ) -> None:
+        """Fill the spare half with ``entries`` (meta, loc, deadline, old slot, key of an
+        "ask the store" entry), carrying their visited marks, then make it live."""
         half = 1 - self._half
         base = self._table_area + half * self._table_bytes
         table = memoryview(self._mm)[base : base + slots * L.SLOT_BYTES].cast("Q")
+        marks = self._marks
+        old_marks = self._mark_base
+        mark_base = L.COUNTER_BYTES + half * self._marks_bytes
+        # Readers of an old table may have marked this half since: start from zeros.
+        self._marks_mm.madvise(mmap.MADV_REMOVE, mark_base, self._marks_bytes)
         mask = slots - 1
         w = self._w
-        for meta, loc, expire_at, key in entries:
+        for meta, loc, expire_at, old_slot, key in entries:
             slot = (meta >> 32) & mask
             while table[slot * L.SLOT_WORDS]:
                 slot = (slot + 1) & mask
@@ -370,6 +382,8 @@ class RegionWriter:
             table[b + L.SEQ] = 2
             table[b + L.LOC] = loc
             table[b + L.EXPIRE] = expire_at
+            if marks[old_marks + old_slot]:
+                marks[mark_base + slot] = 1
             if loc:
                 w[(loc >> L.LOC_SHIFT >> 3) + L.BLOCK_SLOT] = slot
             elif key is not None:
@@ -382,12 +396,13 @@ class RegionWriter:
         self._slots = slots
         self._used_slots = self._live = len(entries)
         self._half = half
-        # The old table's pages go back to the system (and read as zeros from now on).
+        self._mark_base = mark_base
+        # The old table's pages (and its marks) go back to the system and read as zeros.
         self._mm.madvise(mmap.MADV_REMOVE, old_base, self._table_bytes)
+        old_half = L.COUNTER_BYTES + (1 - half) * self._marks_bytes
+        self._marks_mm.madvise(mmap.MADV_REMOVE, old_half, self._marks_bytes)
 
     def _set_token(self, *, odd: bool) -> None:
-        """Publish a new token: the region header first, then the generation page."""
+        """Publish a new table generation (odd: a switch is in progress)."""
         self._epoch += 1
-        self._token = self._nonce << 32 | self._epoch << 1 | odd
-        self._w[L.H_TOKEN] = self._token
-        self._g[0] = self._token
+        self._w[L.H_TOKEN] = self._epoch << 1 | odd

@@ -1,8 +1,8 @@
 """``BS.SHM``: hand the shared-memory region to a client (ours; RESP on the Unix socket only).
 
 ``BS.SHM``
-    ``*2 :<layout version> :<counter slot>``, with the region's memfd and the generation
-    file's descriptor attached to the reply (``SCM_RIGHTS``): the client maps them and reads
+    ``*2 :<layout version> :<counter slot>``, with a read-only descriptor of the region and the
+    marks' memfd attached to the reply (``SCM_RIGHTS``): the client maps them and reads
     without the socket from then on (``blinkstore_gunicorn/shm/``). The request must be the
     only one in flight on its connection: the descriptors travel with the reply's first byte,
     so no earlier reply may still be queued. Errors: ``ERR shared memory is off`` (the ``shm``
