@@ -91,12 +91,18 @@ def _truncate_fds(path: str) -> list[str]:
     return outcomes
 
 
-def _truncate_generation_file(path: str) -> str:
-    try:
-        os.truncate(handout.generation_path(path), 0)
-    except OSError as exc:
-        return f"refused: {exc!r}"
-    return "truncated"
+def _truncate_generation_file(path: str) -> list[str]:
+    """Truncate every file the store keeps next to its socket (the generation file)."""
+    outcomes = []
+    for name in os.listdir(os.path.dirname(path)):
+        file = os.path.join(os.path.dirname(path), name)
+        if file.startswith(path) and file != path and os.path.isfile(file):
+            try:
+                os.truncate(file, 0)
+                outcomes.append(f"{name} truncated")
+            except OSError as exc:
+                outcomes.append(f"{name} refused: {exc!r}")
+    return outcomes
 
 
 def _open_through_proc(pid: int) -> list[str]:
