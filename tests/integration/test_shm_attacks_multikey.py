@@ -48,7 +48,8 @@ def _mixed_reads(url: str, reads: int) -> tuple[int, int]:
 def test_get_many_never_mixes_two_multi_key_writes(blinkstore_factory: StoreFactory) -> None:
     store: StoreProcess = blinkstore_factory()
     assert store.unix_path is not None
-    hits_before = redis_client(store).info()["shm_keyspace_hits"]
+    with redis_client(store) as client:
+        hits_before = client.info()["shm_keyspace_hits"]
     with (
         started_child(_write_versions, store.unix_path, 1_000_000) as writer,
         started_child(_mixed_reads, store.url, READS) as first,
@@ -64,4 +65,5 @@ def test_get_many_never_mixes_two_multi_key_writes(blinkstore_factory: StoreFact
     whole = sum(counts[1] for _, counts in results)
     assert whole > READS // 2, "the readers found the keys"
     assert mixed == 0, f"{mixed} of {whole} get_many calls mixed two writes"
-    assert redis_client(store).info()["shm_keyspace_hits"] > hits_before, "read from the region"
+    with redis_client(store) as client:
+        assert client.info()["shm_keyspace_hits"] > hits_before, "read from the region"

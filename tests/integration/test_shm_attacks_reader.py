@@ -16,11 +16,13 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.reader import RegionReader
 from harness.processes import StoreProcess, resp_command
 from tests.conftest import StoreFactory
 from tests.integration.shm_attack_support import (
@@ -47,13 +49,17 @@ TARGET = b"price:7"
 PING_BOUND = 5.0
 
 
+def _store_with_values(factory: StoreFactory, env: dict[str, str] | None = None) -> StoreProcess:
+    """A store with a password, holding VALUES."""
+    store = factory("--memory-limit", "4MiB", "--password", PASSWORD, env=env)
+    with redis_client(store, PASSWORD) as client:
+        client.mset(VALUES)
+    return store
+
+
 @pytest.fixture
 def store(blinkstore_factory: StoreFactory) -> StoreProcess:
-    store = blinkstore_factory("--memory-limit", "4MiB", "--password", PASSWORD)
-    client = redis_client(store, PASSWORD)
-    client.mset(VALUES)
-    client.close()
-    return store
+    return _store_with_values(blinkstore_factory)
 
 
 def _rewrite_value(mapped: mmap.mmap) -> str:
@@ -108,8 +114,12 @@ def _truncate_generation_file(path: str) -> list[str]:
 def _open_through_proc(pid: int) -> list[str]:
     """A same-uid process without the password: open the store's memfds via /proc."""
     drop_capabilities()
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError as exc:
+        return [f"refused: {exc!r}"]
     outcomes = []
-    for name in os.listdir(f"/proc/{pid}/fd"):
+    for name in names:
         link = f"/proc/{pid}/fd/{name}"
         try:
             if not os.readlink(link).startswith("/memfd:"):
@@ -123,26 +133,29 @@ def _open_through_proc(pid: int) -> list[str]:
     return outcomes
 
 
-def _read_all(path: str) -> dict[bytes, bytes | str | None]:
+Answers = dict[bytes, bytes | str | None]
+
+
+def _answers(reader: RegionReader) -> Answers:
     """A reader's answers for every key: bytes, None, or "ask" (read from the socket)."""
-    reader = handout.attach(path, PASSWORD, BOUND)
-    found: dict[bytes, bytes | str | None] = {}
+    found: Answers = {}
     for key in VALUES:
         value = reader.get(key)
         found[key] = value if value is None or isinstance(value, bytes) else "ask"
     return found
 
 
-def _read_all_when_told(path: str, channel: object) -> dict[bytes, bytes | str | None]:
+def _read_all(path: str) -> Answers:
+    return _answers(handout.attach(path, PASSWORD, BOUND))
+
+
+def _read_all_when_told(path: str, channel: Connection) -> Answers:
+    """Attach and read now; read everything again when ``channel`` says so."""
     reader = handout.attach(path, PASSWORD, BOUND)
     assert reader.get(TARGET) == VALUES[TARGET]
-    channel.send("attached")  # type: ignore[attr-defined]
-    channel.recv()  # type: ignore[attr-defined]
-    found: dict[bytes, bytes | str | None] = {}
-    for key in VALUES:
-        value = reader.get(key)
-        found[key] = value if value is None or isinstance(value, bytes) else "ask"
-    return found
+    channel.send("attached")
+    channel.recv()
+    return _answers(reader)
 
 
 def assert_store_serves(store: StoreProcess) -> None:
@@ -161,7 +174,7 @@ def assert_store_serves(store: StoreProcess) -> None:
     client.close()
 
 
-def assert_no_wrong_value(found: dict[bytes, bytes | str | None]) -> None:
+def assert_no_wrong_value(found: Answers) -> None:
     for key, value in found.items():
         assert value in (VALUES[key], None, "ask"), f"a reader got {key!r} -> {value!r:.60}"
 
@@ -209,16 +222,7 @@ def test_a_same_uid_process_without_the_password_cannot_open_the_region(
     blinkstore_factory: StoreFactory, tmp_path: Path
 ) -> None:
     # Store and attacker without capabilities: as two processes of one ordinary user.
-    store = blinkstore_factory(
-        "--memory-limit",
-        "4MiB",
-        "--password",
-        PASSWORD,
-        env=startup_hook(tmp_path, NO_CAPABILITIES),
-    )
-    client = redis_client(store, PASSWORD)
-    client.mset(VALUES)
-    client.close()
+    store = _store_with_values(blinkstore_factory, startup_hook(tmp_path, NO_CAPABILITIES))
     outcome = _attack_with_a_reader_watching(store, _open_through_proc, store.pid)
     assert outcome, "the attacker saw the store's descriptors"
 

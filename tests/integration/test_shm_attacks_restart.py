@@ -35,16 +35,18 @@ def _cache_that_read_v1(store: StoreProcess, on_error: OnError = "raise") -> Cac
     """A client that wrote ``price=v1`` and read it back from the store's region."""
     cache = Cache(store.url, on_error=on_error)
     cache.set("price", "v1")
-    before = redis_client(store).info()["shm_keyspace_hits"]
-    assert cache.get("price") == "v1"
-    assert redis_client(store).info()["shm_keyspace_hits"] == before + 1, "read from the region"
+    with redis_client(store) as client:
+        before = client.info()["shm_keyspace_hits"]
+        assert cache.get("price") == "v1"
+        assert client.info()["shm_keyspace_hits"] == before + 1, "read from the region"
     return cache
 
 
 def _set_acknowledged(cache: Cache, value: str, successor: StoreProcess) -> None:
     """``cache.set`` (its connection to the dead store is replaced without an error)."""
     cache.set("price", value)
-    assert redis_client(successor).exists("price"), "the successor acknowledged it"
+    with redis_client(successor) as client:
+        assert client.exists("price"), "the successor acknowledged it"
 
 
 @pytest.mark.parametrize("shm", ["off", "on"])
@@ -78,7 +80,8 @@ def test_read_your_write_when_the_successor_cannot_create_its_region(
             directory=first.directory,
             env=startup_hook(tmp_path, _LOW_ADDRESS_SPACE),
         )
-        assert redis_client(second).info()["shm_enabled"] == 0, "its region was not created"
+        with redis_client(second) as client:
+            assert client.info()["shm_enabled"] == 0, "its region was not created"
         _set_acknowledged(cache, "v3", second)
         assert cache.get("price") == "v3"
     finally:
