@@ -32,7 +32,8 @@ from tests.support.sockets import recv_line
 pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
 
 KEYS = [b"fuzz:%d" % n for n in range(200)]
-SEED = int.from_bytes(os.urandom(4), "little")
+#: A new seed each run (SHM_FUZZ_SEED=N replays one); every failure message names it.
+SEED = int(os.environ.get("SHM_FUZZ_SEED") or int.from_bytes(os.urandom(4), "little"))
 BOUND = 10.0
 # Words that mean something to the region's code: empty, odd, "deleted", huge, small offsets.
 _WORDS = [0, 1, 2, 3, 2**64 - 1, 2**63, 2**32, 0xFFFFFFFF, 4096, 1 << 24, 1 << 40]
@@ -101,7 +102,7 @@ def test_fuzzing_a_reader_s_mappings_leaves_the_store_and_other_readers_right(
         while not fuzzer.poll(0):
             version += 1
             _write_and_check(store, rng, version)
-        assert fuzzer.poll(BOUND) and fuzzer.recv()[0] == "ok", "the fuzzer ran"
+        assert fuzzer.poll(BOUND) and fuzzer.recv()[0] == "ok", f"the fuzzer ran (seed {SEED})"
         for _ in range(3):  # the store goes on serving after the fuzz
             version += 1
             _write_and_check(store, rng, version)
@@ -111,5 +112,5 @@ def test_fuzzing_a_reader_s_mappings_leaves_the_store_and_other_readers_right(
             outcome, wrong = watcher.recv()
         except EOFError:
             raise AssertionError(f"the other reader died (seed {SEED})") from None
-    assert outcome == "ok", wrong
+    assert outcome == "ok", f"the other reader failed (seed {SEED}): {wrong}"
     assert wrong == [], f"the other reader got wrong values (seed {SEED}): {wrong}"

@@ -72,9 +72,15 @@ def _rewrite_value(mapped: mmap.mmap) -> str:
     return "rewritten"
 
 
-def _fill_every_word(mapped: mmap.mmap) -> str:
+def _fill_random(mapped: mmap.mmap) -> str:
     """Random bytes everywhere: every slot word occupied, every header word garbage."""
     mapped[:] = os.urandom(len(mapped))
+    return "filled"
+
+
+def _fill_ones(mapped: mmap.mmap) -> str:
+    """Every word 2**64 - 1: the largest value a counter or an offset can hold."""
+    mapped[:] = b"\xff" * len(mapped)
     return "filled"
 
 
@@ -206,8 +212,11 @@ def test_a_reader_cannot_rewrite_a_value(store: StoreProcess) -> None:
     _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, _rewrite_value)
 
 
-def test_a_reader_filling_every_word_cannot_stop_the_store(store: StoreProcess) -> None:
-    _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, _fill_every_word)
+@pytest.mark.parametrize("fill", [_fill_random, _fill_ones], ids=["random", "ones"])
+def test_a_reader_filling_every_word_cannot_stop_the_store(
+    store: StoreProcess, fill: Callable[[mmap.mmap], str]
+) -> None:
+    _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, fill)
 
 
 def test_a_reader_cannot_truncate_the_region(store: StoreProcess) -> None:
