@@ -270,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         # Every read checked against a live writer; then a shorter run with the store
         # SIGKILLed and restarted unsupervised (region off): no read of the dead region after.
-        long_run = torture(workdir, readers=readers, reads=reads // readers, kill_after=None)
-        killed = torture(workdir, readers=readers, reads=min(reads, 400_000), kill_after=2.0)
+        long_run = torture(workdir, readers=readers, reads=reads // readers)
+        killed = torture(workdir, readers=readers, reads=min(reads, 400_000), restart=True)
     print(report(long_run, readers))
-    print(report(killed, readers) + " (writer killed after 2 s)")
+    print(report(killed, readers) + " (store killed, restarted with the region off)")
     failed = [run for run in (long_run, killed) if run.bad or run.stale]
     return 1 if failed else 0
 
