@@ -215,6 +215,9 @@ class StoreServer:
         os.chmod(path, 0o600)
         st = os.stat(path)
         self._unix_identity = (st.st_dev, st.st_ino)
+        # Listening already: clients that connect while this store waits are queued, not
+        # refused; they are served once it is its turn.
+        sock.listen(LISTEN_BACKLOG)
         # Before the first connection, whatever this store's own region: readers of a dead
         # store's region stop (its heartbeat goes stale) before this one acknowledges anything.
         generation = Generation(generation_path(path))

@@ -91,7 +91,6 @@ __all__ = [
     "entry_checksum",
     "hash_secret",
     "key_hash",
-    "meta_word",
     "table_word",
     "unpack_table_word",
 ]
@@ -194,11 +193,6 @@ def key_hash(key: bytes, mul: int, prime: int) -> int:
     collision. One C-level multiply and modulo: a few times cheaper than keyed blake2b.
     """
     return int.from_bytes(key, "little") * mul % prime & _MASK32
-
-
-def meta_word(key: bytes, mul: int, prime: int) -> int:
-    """The META word of ``key``'s slot: 0 only for the empty key, never TOMBSTONE."""
-    return key_hash(key, mul, prime) << 32 | len(key)
 
 
 def entry_checksum(key: bytes, value: bytes, expire_at: int) -> int:

@@ -22,9 +22,50 @@ import mmap
 import os
 import time
 
-from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
 from blinkstore_gunicorn.shm.fds import read_only_copy, sealed_memfd
+from blinkstore_gunicorn.shm.layout import (
+    BLOCK_CHECKSUM,
+    BLOCK_HEADER,
+    BLOCK_LENGTHS,
+    BLOCK_SLOT,
+    COUNTER_BYTES,
+    COUNTER_SLOTS,
+    COUNTER_STRIDE,
+    EXPIRE,
+    FLAG_CHECKSUM,
+    H_DATA,
+    H_DATA_END,
+    H_FLAGS,
+    H_HASH_MUL,
+    H_HASH_PRIME,
+    H_HEARTBEAT,
+    H_MAGIC,
+    H_MARKS_BYTES,
+    H_TABLE,
+    H_TABLE_AREA,
+    H_TABLE_BYTES,
+    H_TOKEN,
+    H_VERSION,
+    H_WRITE_EPOCH,
+    HEADER_BYTES,
+    LOC,
+    LOC_SHIFT,
+    MAGIC,
+    MAX_INLINE_VALUE,
+    META,
+    SEQ,
+    SLOT_BYTES,
+    SLOT_WORDS,
+    TOMBSTONE,
+    VERSION,
+    block_size,
+    checksum_by_default,
+    entry_checksum,
+    hash_secret,
+    key_hash,
+    table_word,
+)
 
 __all__ = ["DEFAULT_MAX_VALUE", "RegionFull", "RegionWriter"]
 
@@ -58,6 +99,7 @@ class RegionWriter:
 
     __slots__ = (
         "_ask",
+        "_batch_depth",
         "_blocks",
         "_checksum",
         "_counters",
@@ -94,10 +136,10 @@ class RegionWriter:
         max_value: int = DEFAULT_MAX_VALUE,
         checksum: bool | None = None,
     ) -> None:
-        if not 0 <= max_value <= L.MAX_INLINE_VALUE:
-            raise ValueError(f"max_value must be 0..{L.MAX_INLINE_VALUE}, got {max_value}")
+        if not 0 <= max_value <= MAX_INLINE_VALUE:
+            raise ValueError(f"max_value must be 0..{MAX_INLINE_VALUE}, got {max_value}")
         self._max_value = max_value
-        self._checksum = L.checksum_by_default() if checksum is None else checksum
+        self._checksum = checksum_by_default() if checksum is None else checksum
         page = page_size(memory_limit)
         # The limit plus room for partly used pages (one per block size in use). Pages are
         # only backed by memory once touched, and given back when empty.
@@ -105,10 +147,10 @@ class RegionWriter:
         data_bytes = -(-(memory_limit + room) // page) * page if memory_limit else _UNLIMITED_DATA
         entries = memory_limit // _MIN_ENTRY if memory_limit else _UNLIMITED_SLOTS // 2
         self._max_slots = max(_FIRST_SLOTS, 1 << (2 * entries - 1).bit_length())
-        self._table_bytes = _round_page(self._max_slots * L.SLOT_BYTES)
+        self._table_bytes = _round_page(self._max_slots * SLOT_BYTES)
         self._marks_bytes = _round_page(self._max_slots)
-        marks_size = L.COUNTER_BYTES + 2 * self._marks_bytes
-        self._table_area = L.HEADER_BYTES
+        marks_size = COUNTER_BYTES + 2 * self._marks_bytes
+        self._table_area = HEADER_BYTES
         self._data_start = self._table_area + 2 * self._table_bytes
         self._data_end = self._data_start + data_bytes
         fds: list[int] = []
@@ -125,20 +167,21 @@ class RegionWriter:
         self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
         self._marks = memoryview(self._marks_mm)
-        self._counters = self._marks[: L.COUNTER_BYTES].cast("Q")
-        self._mul, self._prime = L.hash_secret()
+        self._counters = self._marks[:COUNTER_BYTES].cast("Q")
+        self._mul, self._prime = hash_secret()
         w = self._w
-        w[L.H_VERSION] = L.VERSION
-        w[L.H_FLAGS] = L.FLAG_CHECKSUM if self._checksum else 0
-        w[L.H_TABLE_AREA] = self._table_area
-        w[L.H_TABLE_BYTES] = self._table_bytes
-        w[L.H_MARKS_BYTES] = self._marks_bytes
-        w[L.H_DATA] = self._data_start
-        w[L.H_DATA_END] = self._data_end
-        w[L.H_HASH_MUL] = self._mul
-        w[L.H_HASH_PRIME] = self._prime
+        w[H_VERSION] = VERSION
+        w[H_FLAGS] = FLAG_CHECKSUM if self._checksum else 0
+        w[H_TABLE_AREA] = self._table_area
+        w[H_TABLE_BYTES] = self._table_bytes
+        w[H_MARKS_BYTES] = self._marks_bytes
+        w[H_DATA] = self._data_start
+        w[H_DATA_END] = self._data_end
+        w[H_HASH_MUL] = self._mul
+        w[H_HASH_PRIME] = self._prime
         self.beat(time.monotonic_ns())
         self._epoch = 0
+        self._batch_depth = 0
         self._next_counter = 0
         self._half = 1
         self._mark_base = 0
@@ -149,7 +192,7 @@ class RegionWriter:
         self._live = 0
         self._used_slots = 0
         self._switch_table(_FIRST_SLOTS, [])
-        w[L.H_MAGIC] = L.MAGIC
+        w[H_MAGIC] = MAGIC
 
     # -- handing the region out ---------------------------------------------------------------
 
@@ -161,27 +204,32 @@ class RegionWriter:
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
         slot = self._next_counter
-        self._next_counter = (slot + 1) % L.COUNTER_SLOTS
+        self._next_counter = (slot + 1) % COUNTER_SLOTS
         return slot
 
     def reader_counts(self) -> tuple[int, int]:
         """``(hits, misses)`` that readers answered from the region (as readers wrote them)."""
         c = self._counters
-        end = L.COUNTER_SLOTS * L.COUNTER_STRIDE
-        return sum(c[0 : end : L.COUNTER_STRIDE]), sum(c[1 : end : L.COUNTER_STRIDE])
+        end = COUNTER_SLOTS * COUNTER_STRIDE
+        return sum(c[0:end:COUNTER_STRIDE]), sum(c[1:end:COUNTER_STRIDE])
 
     def beat(self, now_ns: int) -> None:
         """The store is alive at ``now_ns`` (CLOCK_MONOTONIC): readers trust the region while
         this is less than ``STALE_NS`` old."""
-        self._w[L.H_HEARTBEAT] = now_ns
+        self._w[H_HEARTBEAT] = now_ns
 
     def begin_batch(self) -> None:
-        """A multi-key write starts: readers of several keys wait for :meth:`end_batch`."""
-        self._w[L.H_WRITE_EPOCH] += 1
+        """A multi-key write starts: the write epoch is odd (readers of several keys ask the
+        store) until the matching :meth:`end_batch`. Batches nest (an MSET inside EXEC)."""
+        self._batch_depth += 1
+        if self._batch_depth == 1:
+            self._w[H_WRITE_EPOCH] += 1
 
     def end_batch(self) -> None:
         """The multi-key write is complete."""
-        self._w[L.H_WRITE_EPOCH] += 1
+        self._batch_depth -= 1
+        if not self._batch_depth:
+            self._w[H_WRITE_EPOCH] += 1
 
     @property
     def max_value(self) -> int:
@@ -196,8 +244,8 @@ class RegionWriter:
 
     def read(self, handle: int) -> bytes:
         """The value in the block at ``handle``."""
-        lengths = self._w[(handle >> 3) + L.BLOCK_LENGTHS]
-        start = handle + L.BLOCK_HEADER + (lengths >> 32)
+        lengths = self._w[(handle >> 3) + BLOCK_LENGTHS]
+        start = handle + BLOCK_HEADER + (lengths >> 32)
         return self._mm[start : start + (lengths & _MASK32)]
 
     def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
@@ -209,31 +257,35 @@ class RegionWriter:
         """
         if not key:
             return 0
-        size = L.block_size(L.BLOCK_HEADER + len(key) + len(value))
+        size = block_size(BLOCK_HEADER + len(key) + len(value))
         if handle:
-            slot = self._w[(handle >> 3) + L.BLOCK_SLOT]
+            slot = self._w[(handle >> 3) + BLOCK_SLOT]
             if self._blocks.size_of(handle) == size and len(value) <= self._max_value:
                 # Same key, same block size: rewrite the block in place, under the sequence.
                 t = self._t
-                b = slot * L.SLOT_WORDS
-                seq = t[b + L.SEQ]
-                t[b + L.SEQ] = seq + 1
+                b = slot * SLOT_WORDS
+                seq = t[b + SEQ]
+                t[b + SEQ] = seq + 1
                 self._fill(handle, key, value, expire_at)
-                t[b + L.LOC] = handle << L.LOC_SHIFT | len(value)
-                t[b + L.EXPIRE] = expire_at
-                t[b + L.SEQ] = seq + 2
+                t[b + LOC] = handle << LOC_SHIFT | len(value)
+                t[b + EXPIRE] = expire_at
+                t[b + SEQ] = seq + 2
                 return handle
+            meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
             slot = self._ask.pop(key, -1)
             if slot < 0:
-                slot = self._new_slot(key)
+                h = key_hash(key, self._mul, self._prime)
+                slot = self._new_slot(h)
+                meta = h << 32 | len(key)
+            else:
+                meta = self._t[slot * SLOT_WORDS]
         block = self._blocks.alloc(size) if len(value) <= self._max_value else 0
-        meta = L.meta_word(key, self._mul, self._prime)
         if block:
             # Not visible yet: no slot points here.
-            self._w[(block >> 3) + L.BLOCK_SLOT] = slot
+            self._w[(block >> 3) + BLOCK_SLOT] = slot
             self._fill(block, key, value, expire_at)
-            self._update(slot, meta, block << L.LOC_SHIFT | len(value), expire_at)
+            self._update(slot, meta, block << LOC_SHIFT | len(value), expire_at)
         else:
             self._ask[key] = slot
             self._update(slot, meta, 0, expire_at)
@@ -245,8 +297,8 @@ class RegionWriter:
         """Remove ``key`` (its block ``handle``, 0 for an "ask the store" entry)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + L.BLOCK_SLOT] if handle else self._ask.pop(key)
-        self._update(slot, L.TOMBSTONE, 0, 0)
+        slot = self._w[(handle >> 3) + BLOCK_SLOT] if handle else self._ask.pop(key)
+        self._update(slot, TOMBSTONE, 0, 0)
         self._live -= 1
         if handle:
             self._blocks.free(handle)
@@ -255,20 +307,20 @@ class RegionWriter:
         """Change the key's deadline (absolute ms, 0 none)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + L.BLOCK_SLOT] if handle else self._ask[key]
+        slot = self._w[(handle >> 3) + BLOCK_SLOT] if handle else self._ask[key]
         t = self._t
-        b = slot * L.SLOT_WORDS
-        seq = t[b + L.SEQ]
-        t[b + L.SEQ] = seq + 1
-        t[b + L.EXPIRE] = expire_at
+        b = slot * SLOT_WORDS
+        seq = t[b + SEQ]
+        t[b + SEQ] = seq + 1
+        t[b + EXPIRE] = expire_at
         if handle and self._checksum:
             self._fill(handle, key, self.read(handle), expire_at)
-        t[b + L.SEQ] = seq + 2
+        t[b + SEQ] = seq + 2
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
         marks = self._marks
-        j = self._mark_base + self._w[(handle >> 3) + L.BLOCK_SLOT]
+        j = self._mark_base + self._w[(handle >> 3) + BLOCK_SLOT]
         if marks[j]:
             marks[j] = 0
             return True
@@ -283,7 +335,7 @@ class RegionWriter:
 
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
-        self._w[L.H_TOKEN] = 0
+        self._w[H_TOKEN] = 0
         for view in (self._t, self._w, self._counters, self._marks):
             view.release()
         self._mm.close()
@@ -295,29 +347,28 @@ class RegionWriter:
 
     def _fill(self, block: int, key: bytes, value: bytes, expire_at: int) -> None:
         """Write the lengths, key and value (and their checksum) into ``block``."""
-        mm = self._mm
-        start = block + L.BLOCK_HEADER
-        middle = start + len(key)
-        mm[start:middle] = key
-        mm[middle : middle + len(value)] = value
+        start = block + BLOCK_HEADER
+        # One copy into the region: joining a small key and value is cheaper than two slices.
+        self._mm[start : start + len(key) + len(value)] = key + value
         j = block >> 3
-        self._w[j + L.BLOCK_LENGTHS] = len(key) << 32 | len(value)
+        self._w[j + BLOCK_LENGTHS] = len(key) << 32 | len(value)
         if self._checksum:
-            self._w[j + L.BLOCK_CHECKSUM] = L.entry_checksum(key, value, expire_at)
+            self._w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
 
     def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
         """Rewrite ``slot``'s words under its sequence (odd while they change)."""
         t = self._t
-        b = slot * L.SLOT_WORDS
-        seq = t[b + L.SEQ]
-        t[b + L.SEQ] = seq + 1
-        t[b + L.META] = meta
-        t[b + L.LOC] = loc
-        t[b + L.EXPIRE] = expire_at
-        t[b + L.SEQ] = seq + 2
+        b = slot * SLOT_WORDS
+        seq = t[b + SEQ]
+        t[b + SEQ] = seq + 1
+        t[b + META] = meta
+        t[b + LOC] = loc
+        t[b + EXPIRE] = expire_at
+        t[b + SEQ] = seq + 2
 
-    def _new_slot(self, key: bytes) -> int:
-        """Claim the first tombstone or empty slot on ``key``'s probe path (key is absent).
+    def _new_slot(self, h: int) -> int:
+        """Claim the first tombstone or empty slot on the probe path of an absent key whose
+        hash is ``h``.
 
         The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
         of that key a round trip (they ask the store rather than conclude a miss).
@@ -326,13 +377,13 @@ class RegionWriter:
             self._rebuild()
         t = self._t
         mask = self._slots - 1
-        slot = L.key_hash(key, self._mul, self._prime) & mask
+        slot = h & mask
         while True:
-            meta = t[slot * L.SLOT_WORDS]
+            meta = t[slot * SLOT_WORDS]
             if not meta:
                 self._used_slots += 1
                 break
-            if meta == L.TOMBSTONE:
+            if meta == TOMBSTONE:
                 break
             slot = (slot + 1) & mask
         self._live += 1
@@ -352,10 +403,10 @@ class RegionWriter:
         asked = {slot: key for key, slot in self._ask.items()}
         entries = []
         for slot in range(self._slots):
-            b = slot * L.SLOT_WORDS
+            b = slot * SLOT_WORDS
             meta = t[b]
-            if meta and meta != L.TOMBSTONE:
-                entries.append((meta, t[b + L.LOC], t[b + L.EXPIRE], slot, asked.get(slot)))
+            if meta and meta != TOMBSTONE:
+                entries.append((meta, t[b + LOC], t[b + EXPIRE], slot, asked.get(slot)))
         self._switch_table(slots, entries)
 
     def _switch_table(
@@ -365,30 +416,30 @@ class RegionWriter:
         "ask the store" entry), carrying their visited marks, then make it live."""
         half = 1 - self._half
         base = self._table_area + half * self._table_bytes
-        table = memoryview(self._mm)[base : base + slots * L.SLOT_BYTES].cast("Q")
+        table = memoryview(self._mm)[base : base + slots * SLOT_BYTES].cast("Q")
         marks = self._marks
         old_marks = self._mark_base
-        mark_base = L.COUNTER_BYTES + half * self._marks_bytes
+        mark_base = COUNTER_BYTES + half * self._marks_bytes
         # Readers of an old table may have marked this half since: start from zeros.
         self._marks_mm.madvise(mmap.MADV_REMOVE, mark_base, self._marks_bytes)
         mask = slots - 1
         w = self._w
         for meta, loc, expire_at, old_slot, key in entries:
             slot = (meta >> 32) & mask
-            while table[slot * L.SLOT_WORDS]:
+            while table[slot * SLOT_WORDS]:
                 slot = (slot + 1) & mask
-            b = slot * L.SLOT_WORDS
-            table[b + L.META] = meta
-            table[b + L.SEQ] = 2
-            table[b + L.LOC] = loc
-            table[b + L.EXPIRE] = expire_at
+            b = slot * SLOT_WORDS
+            table[b + META] = meta
+            table[b + SEQ] = 2
+            table[b + LOC] = loc
+            table[b + EXPIRE] = expire_at
             if marks[old_marks + old_slot]:
                 marks[mark_base + slot] = 1
             if loc:
-                w[(loc >> L.LOC_SHIFT >> 3) + L.BLOCK_SLOT] = slot
+                w[(loc >> LOC_SHIFT >> 3) + BLOCK_SLOT] = slot
             elif key is not None:
                 self._ask[key] = slot
-        w[L.H_TABLE] = L.table_word(base, slots.bit_length() - 1)
+        w[H_TABLE] = table_word(base, slots.bit_length() - 1)
         self._set_token(odd=False)
         old_base = self._table_area + self._half * self._table_bytes
         self._t.release()
@@ -399,10 +450,10 @@ class RegionWriter:
         self._mark_base = mark_base
         # The old table's pages (and its marks) go back to the system and read as zeros.
         self._mm.madvise(mmap.MADV_REMOVE, old_base, self._table_bytes)
-        old_half = L.COUNTER_BYTES + (1 - half) * self._marks_bytes
+        old_half = COUNTER_BYTES + (1 - half) * self._marks_bytes
         self._marks_mm.madvise(mmap.MADV_REMOVE, old_half, self._marks_bytes)
 
     def _set_token(self, *, odd: bool) -> None:
         """Publish a new table generation (odd: a switch is in progress)."""
         self._epoch += 1
-        self._w[L.H_TOKEN] = self._epoch << 1 | odd
+        self._w[H_TOKEN] = self._epoch << 1 | odd

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -178,3 +179,46 @@ def test_a_killed_store_s_region_is_abandoned_by_its_successor(
         new.close()
     client.close()
     old.close()
+
+
+@pytest.mark.parametrize("how", ["mset", "multi-exec"])
+def test_a_multi_key_read_never_mixes_two_multi_key_writes(
+    blinkstore_factory: StoreFactory, how: str
+) -> None:
+    store = blinkstore_factory()
+    assert store.unix_path is not None
+    keys = [b"a", b"b", b"c"]
+    stop = threading.Event()
+
+    def write() -> None:
+        client = _redis(store)
+        version = 0
+        while not stop.is_set():
+            version += 1
+            # Values of different sizes, so that blocks move between size classes.
+            values = dict.fromkeys(keys, b"%d:" % version + b"x" * (version % 300))
+            if how == "mset":
+                client.mset(values)
+            else:
+                with client.pipeline(transaction=True) as pipe:
+                    for key, value in values.items():
+                        pipe.set(key, value)
+                    pipe.execute()
+        client.close()
+
+    writer = threading.Thread(target=write)
+    reader = handout.attach(store.unix_path, None, 10)
+    writer.start()
+    try:
+        seen = mixed = 0
+        deadline = time.monotonic() + 120
+        while seen < 20_000 and time.monotonic() < deadline:
+            values = reader.get_many(keys)
+            if isinstance(values, list) and all(isinstance(v, bytes) for v in values):
+                seen += 1
+                mixed += len({v.split(b":")[0] for v in values if isinstance(v, bytes)}) > 1
+        assert seen == 20_000 and mixed == 0
+    finally:
+        stop.set()
+        writer.join()
+        reader.close()
