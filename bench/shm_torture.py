@@ -295,7 +295,7 @@ def torture(
             for n in range(readers):
                 mine, theirs = _ctx.Pipe()
                 args = (path, reads, reads_after_restart, 100 + n, theirs)
-                procs.append(_ctx.Process(target=_reader, args=args))
+                procs.append(_ctx.Process(target=_reader, args=args, daemon=True))
                 procs[-1].start()
                 pipes.append(mine)
             for pipe in pipes:
