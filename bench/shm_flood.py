@@ -70,12 +70,12 @@ def crc32_collisions(target: int, count: int, prefix: bytes = b"flood:") -> list
     return keys
 
 
-def flood_seconds(client: redis.Redis, keys: list[bytes]) -> float:
-    """Seconds to SET ``keys`` (pipelined, in batches of 1000)."""
+def flood_seconds(client: redis.Redis, keys: list[bytes], batch: int = 1000) -> float:
+    """Seconds to SET ``keys`` (pipelined, ``batch`` a round trip)."""
     start = time.perf_counter()
-    for n in range(0, len(keys), 1000):
+    for n in range(0, len(keys), batch):
         pipe = client.pipeline(transaction=False)
-        for key in keys[n : n + 1000]:
+        for key in keys[n : n + batch]:
             pipe.set(key, b"v")
         pipe.execute()
     return time.perf_counter() - start

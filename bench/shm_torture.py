@@ -13,7 +13,7 @@ few words), *torn* (anything else that fails its digest: versions mixed, another
 *stale* (a region answer after a new store on the same socket acknowledged a write: the new
 store runs with ``--shm off`` by default, the hardest case).
 
-    python -m bench.shm_torture [--readers 3] [--reads 100000000] [--kill-after 5]
+    python -m bench.shm_torture [--readers 3] [--reads 100000000] [--reads-after-restart N]
 
 (the long run: >= 10**8 reads in total, a few minutes on two CPUs); the tests run short slices.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 import redis
 
 from blinkstore_gunicorn.shm import handout
-from harness.processes import StoreProcess, start_blinkstore
+from harness.processes import StoreProcess, resp_command, start_blinkstore
 
 __all__ = [
     "TortureResult",
@@ -139,9 +139,9 @@ class TortureResult:
         return self.corrupted + self.torn + self.socket_bad
 
 
-def _reader(path: str, reads: int, seed: int, pipe: Connection) -> None:
-    """Read random keys until ``reads`` are done (again after a restart) and the parent says
-    stop; send the counts.
+def _reader(path: str, reads: int, reads_after: int, seed: int, pipe: Connection) -> None:
+    """Read random keys until ``reads`` are done (``reads_after`` more after a restart) and the
+    parent says stop; send the counts.
 
     The parent sends "restarted" once a new store acknowledged a write (every later region
     answer is stale) and "stop" when the run is over. The key of the first wrong value is sent
@@ -180,7 +180,7 @@ def _reader(path: str, reads: int, seed: int, pipe: Connection) -> None:
             message = pipe.recv()
             if message == "restarted":
                 restarted = True
-                goal = done + reads  # as many reads again, all after the restart
+                goal = done + reads_after
             stopping = stopping or message == "stop"
     pipe.send({"reads": done, **counts, "examples": examples})
 
@@ -213,25 +213,47 @@ class _Writer:
         self.keys = [b"key:%d" % n for n in range(KEYS)]
         self.next = dict.fromkeys(self.keys, 0)
 
-    def round(self) -> None:
-        """One pipeline of writes (a DEL now and then: frees a block without reusing it)."""
-        pipe = self.client.pipeline(transaction=False)
+    def writes(self) -> list[tuple[bytes, bytes | None]]:
+        """The next 64 writes: (key, value), or (key, None) for a DEL (frees a block)."""
+        writes: list[tuple[bytes, bytes | None]] = []
         for _ in range(64):
             key = self.rng.choice(self.keys)
             if self.rng.random() < 0.05:
-                pipe.delete(key)
+                writes.append((key, None))
             else:
                 version = self.next[key]
                 self.next[key] = (version + 1) % _VERSIONS
-                pipe.set(key, _values(key)[version])
+                writes.append((key, _values(key)[version]))
+        return writes
+
+    def round(self) -> None:
+        """One pipeline of writes, acknowledged."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, value in self.writes():
+            if value is None:
+                pipe.delete(key)
+            else:
+                pipe.set(key, value)
         pipe.execute()
         self.result.writes += 64
+
+    def kill_mid_write(self, store: StoreProcess) -> None:
+        """Send writes without waiting for them and SIGKILL the store while it applies them."""
+        requests = [
+            resp_command("DEL", key) if value is None else resp_command("SET", key, value)
+            for _ in range(4)
+            for key, value in self.writes()
+        ]
+        with store.connect() as sock:
+            sock.sendall(b"".join(requests))
+            store.stop(signal.SIGKILL)
+        self.close()
 
     def check_socket(self, keys: list[bytes] | None = None) -> None:
         """GET ``keys`` (default all) over the socket: is the store's own copy whole?"""
         keys = keys or [b"key:%d" % n for n in range(KEYS)]
         for key, value in zip(keys, self.client.mget(keys), strict=True):
-            if value is not None and check_value(key, value) is not None:
+            if isinstance(value, bytes) and check_value(key, value) is not None:
                 self.result.socket_bad += 1
                 if len(self.result.examples) < 10:
                     self.result.examples.append(f"GET {key!r}: {value[:12].hex()}")
@@ -245,73 +267,53 @@ def torture(
     *,
     readers: int = 3,
     reads: int = 200_000,
-    kill_after: float | None = None,
-    seconds: float | None = None,
+    restart: bool = False,
+    reads_after_restart: int = 50_000,
+    seconds: float = 0,
     restart_shm: str = "off",
     stop_at_first_bad: bool = False,
 ) -> TortureResult:
     """Run the torture (see the module doc) with a store in ``workdir``; return the counts.
 
-    Each of ``readers`` processes makes at least ``reads`` reads; with ``seconds`` the writer
-    goes on that long at least (the readers too). With ``kill_after`` the store is SIGKILLed
-    after that many seconds of writes, a new one (``--shm restart_shm``) starts on the same
-    socket, unsupervised, and once it acknowledged a write the readers count stale answers.
-    ``stop_at_first_bad`` ends the run at the first wrong value. Every process started here
-    is stopped before it returns.
+    Each of ``readers`` processes makes at least ``reads`` reads while the writer writes, for
+    ``seconds`` at least. With ``restart``, the store is then SIGKILLed in the middle of
+    writes, a new one (``--shm restart_shm``) starts on the same socket, unsupervised, and
+    once it acknowledged a write each reader makes ``reads_after_restart`` more reads, all of
+    which must go to the store. ``stop_at_first_bad`` ends the run at the first wrong value.
+    Every process started here is stopped before it returns.
     """
     directory = Path(workdir)
     result = TortureResult()
     start = time.monotonic()
-    store = start_blinkstore("--memory-limit", MEMORY_LIMIT, directory=directory)
-    stores = [store]
-    writer = _Writer(store, result)
+    stores = [start_blinkstore("--memory-limit", MEMORY_LIMIT, directory=directory)]
+    writer = _Writer(stores[0], result)
     try:
         with running_children() as procs:
             writer.round()
-            assert store.unix_path is not None
+            path = stores[0].unix_path
             pipes: list[Connection] = []
             for n in range(readers):
                 mine, theirs = _ctx.Pipe()
-                proc = _ctx.Process(target=_reader, args=(store.unix_path, reads, 100 + n, theirs))
-                proc.start()
-                procs.append(proc)
+                args = (path, reads, reads_after_restart, 100 + n, theirs)
+                procs.append(_ctx.Process(target=_reader, args=args, daemon=True))
+                procs[-1].start()
                 pipes.append(mine)
             for pipe in pipes:
                 if not pipe.poll(60) or pipe.recv() != "attached":
                     raise RuntimeError("a reader did not attach")
-            end = start + (seconds or 0)
-            kill_at = None if kill_after is None else time.monotonic() + kill_after
-            waiting = set(pipes)  # readers that have not made their reads yet
-            bad = False
-            rounds = 0
-            while time.monotonic() < end or kill_at is not None or waiting:
-                if kill_at is not None and time.monotonic() >= kill_at:
-                    kill_at = None
-                    writer.close()
-                    store.stop(signal.SIGKILL)
-                    store = start_blinkstore(
+            bad = _write_while_reading(writer, pipes, start + seconds, stop_at_first_bad)
+            if restart and not bad:
+                writer.kill_mid_write(stores[-1])
+                stores.append(
+                    start_blinkstore(
                         "--memory-limit", MEMORY_LIMIT, "--shm", restart_shm, directory=directory
                     )
-                    stores.append(store)
-                    writer = _Writer(store, result)
-                    writer.round()  # acknowledged: from now on a region answer is stale
-                    for pipe in pipes:
-                        pipe.send("restarted")
-                    waiting = set(pipes)
-                writer.round()
-                rounds += 1
-                if rounds % 16 == 0:
-                    writer.check_socket()
-                for ready in wait(pipes, 0):
-                    assert isinstance(ready, Connection)
-                    message = ready.recv()
-                    if message == "done":
-                        waiting.discard(ready)
-                    else:
-                        bad = True
-                        writer.check_socket([message])
-                if stop_at_first_bad and (bad or result.socket_bad):
-                    break
+                )
+                writer = _Writer(stores[-1], result)
+                writer.round()  # acknowledged: from now on a region answer is stale
+                for pipe in pipes:
+                    pipe.send("restarted")
+                _write_while_reading(writer, pipes, 0, stop_at_first_bad)
             writer.check_socket()
             for pipe in pipes:
                 pipe.send("stop")
@@ -326,6 +328,32 @@ def torture(
             each.stop(signal.SIGKILL)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _write_while_reading(
+    writer: _Writer, pipes: list[Connection], end: float, stop_at_first_bad: bool
+) -> bool:
+    """Write until every reader said "done" and ``end`` (monotonic) passed; GET the key of
+    every wrong value a reader reports. Whether one was reported."""
+    waiting = set(pipes)
+    bad = False
+    rounds = 0
+    while waiting or time.monotonic() < end:
+        writer.round()
+        rounds += 1
+        if rounds % 16 == 0:
+            writer.check_socket()
+        for ready in wait(pipes, 0):
+            assert isinstance(ready, Connection)
+            message = ready.recv()
+            if message == "done":
+                waiting.discard(ready)
+            else:
+                bad = True
+                writer.check_socket([message])
+        if stop_at_first_bad and (bad or writer.result.socket_bad):
+            return True
+    return bad or writer.result.socket_bad > 0
 
 
 def report(result: TortureResult, readers: int) -> str:
@@ -343,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shm_torture", description=__doc__)
     parser.add_argument("--readers", type=int, default=3)
     parser.add_argument("--reads", type=int, default=100_000_000, help="in total")
-    parser.add_argument("--kill-after", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--reads-after-restart", type=int, default=300_000, help="in total")
     parser.add_argument("--restart-shm", default="off", choices=("off", "on", "checksum"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bs-", dir="/tmp") as workdir:
@@ -351,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             workdir,
             readers=args.readers,
             reads=args.reads // args.readers,
-            kill_after=args.kill_after,
+            restart=True,
+            reads_after_restart=args.reads_after_restart // args.readers,
             restart_shm=args.restart_shm,
         )
     print(report(result, args.readers))

@@ -4,20 +4,78 @@ child processes with deadlines, and redis-py clients of a store."""
 from __future__ import annotations
 
 import contextlib
+import mmap
 import multiprocessing
+import os
+import socket
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench.shm_torture import running_children
-from harness.processes import StoreProcess
+from blinkstore_gunicorn.shm import handout
+from harness.processes import StoreProcess, resp_command
+from tests.support.sockets import recv_line
 
-__all__ = ["CHILD", "child_answer", "redis_client", "started_child"]
+__all__ = [
+    "CHILD",
+    "NO_CAPABILITIES",
+    "child_answer",
+    "drop_capabilities",
+    "redis_client",
+    "started_child",
+    "startup_hook",
+]
 
 #: Children are forked: they inherit the test's imports and need no pickling of arguments.
 CHILD = multiprocessing.get_context("fork")
+
+
+#: Python source that drops every capability of the process (the uid stays): a root test then
+#: sees what a same-uid process that is not root can do.
+NO_CAPABILITIES = """\
+import ctypes
+_header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+if ctypes.CDLL(None, use_errno=True).capset(_header, (ctypes.c_uint32 * 6)()) != 0:
+    raise OSError(ctypes.get_errno(), "capset")
+"""
+
+
+def drop_capabilities() -> None:
+    """Drop every capability of this process (see :data:`NO_CAPABILITIES`)."""
+    exec(NO_CAPABILITIES, {})
+
+
+def startup_hook(directory: Path, source: str) -> dict[str, str]:
+    """The environment that makes a Python process (a store) run ``source`` as it starts: a
+    ``sitecustomize`` module in ``directory`` on PYTHONPATH."""
+    (directory / "sitecustomize.py").write_text(source)
+    return {"PYTHONPATH": str(directory)}
+
+
+def received_fds(path: str, password: str | None = None) -> list[int]:
+    """The descriptors the store sends a client for its region (as ``handout.attach`` asks)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        if password is not None:
+            sock.sendall(resp_command("AUTH", password))
+            assert recv_line(sock) == b"+OK\r\n"
+        sock.sendall(handout.REQUEST)
+        _data, fds, _flags, _addr = socket.recv_fds(sock, 4096, 16)
+    return fds
+
+
+def writable(fd: int) -> mmap.mmap | str:
+    """``fd`` mapped shared and writable, or why not."""
+    try:
+        size = os.fstat(fd).st_size
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    except (OSError, ValueError) as exc:
+        return f"refused: {exc!r}"
 
 
 def redis_client(store: StoreProcess, password: str | None = None) -> redis.Redis:

@@ -19,7 +19,7 @@ from blinkstore_gunicorn.shm import handout
 from harness.gunicorn import wait_until
 from harness.processes import StoreProcess
 from tests.conftest import StoreFactory
-from tests.integration.shm_attack_support import redis_client
+from tests.integration.shm_attack_support import redis_client, startup_hook
 
 pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
 
@@ -35,16 +35,18 @@ def _cache_that_read_v1(store: StoreProcess, on_error: OnError = "raise") -> Cac
     """A client that wrote ``price=v1`` and read it back from the store's region."""
     cache = Cache(store.url, on_error=on_error)
     cache.set("price", "v1")
-    before = redis_client(store).info()["shm_keyspace_hits"]
-    assert cache.get("price") == "v1"
-    assert redis_client(store).info()["shm_keyspace_hits"] == before + 1, "read from the region"
+    with redis_client(store) as client:
+        before = client.info()["shm_keyspace_hits"]
+        assert cache.get("price") == "v1"
+        assert client.info()["shm_keyspace_hits"] == before + 1, "read from the region"
     return cache
 
 
 def _set_acknowledged(cache: Cache, value: str, successor: StoreProcess) -> None:
     """``cache.set`` (its connection to the dead store is replaced without an error)."""
     cache.set("price", value)
-    assert redis_client(successor).exists("price"), "the successor acknowledged it"
+    with redis_client(successor) as client:
+        assert client.exists("price"), "the successor acknowledged it"
 
 
 @pytest.mark.parametrize("shm", ["off", "on"])
@@ -72,14 +74,14 @@ def test_read_your_write_when_the_successor_cannot_create_its_region(
     cache = _cache_that_read_v1(first)
     try:
         first.stop(signal.SIGKILL)
-        (tmp_path / "sitecustomize.py").write_text(_LOW_ADDRESS_SPACE)
         second = blinkstore_factory(
             "--memory-limit",
             "4GiB",
             directory=first.directory,
-            env={"PYTHONPATH": str(tmp_path)},
+            env=startup_hook(tmp_path, _LOW_ADDRESS_SPACE),
         )
-        assert redis_client(second).info()["shm_enabled"] == 0, "its region was not created"
+        with redis_client(second) as client:
+            assert client.info()["shm_enabled"] == 0, "its region was not created"
         _set_acknowledged(cache, "v3", second)
         assert cache.get("price") == "v3"
     finally:

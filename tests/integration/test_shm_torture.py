@@ -44,7 +44,9 @@ def test_readers_never_corrupt_values_the_store_then_serves() -> None:
 @pytest.mark.slow
 def test_no_wrong_or_stale_read_across_an_unsupervised_restart() -> None:
     with short_tempdir() as workdir:
-        result = torture(str(workdir), readers=3, reads=30_000, kill_after=2.0)
+        result = torture(
+            str(workdir), readers=3, reads=30_000, restart=True, reads_after_restart=20_000
+        )
     summary = report(result, 3) + "\n" + "\n".join(result.examples)
     assert result.bad == 0, summary
     assert result.stale == 0, summary
