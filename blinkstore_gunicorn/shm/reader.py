@@ -27,6 +27,7 @@ __all__ = ["FALLBACK", "Fallback", "RegionError", "RegionReader"]
 # Rereads of one slot the writer keeps changing before the reader asks the store instead.
 _SPINS = 64
 _MASK32 = 0xFFFFFFFF
+_MASK64 = 2**64 - 1
 _STALE = L.STALE_NS
 _PROBE = L.MAX_PROBE
 # Keys whose hash a reader remembers (hot keys are read again and again; the keyed hash costs
@@ -191,7 +192,9 @@ class RegionReader:
                     j = i >> 2
                     if not marks[j]:
                         marks[j] = 1
-                    self._counters[self._hits] += 1
+                    # Wraps: another reader may have written anything there.
+                    c = self._counters
+                    c[self._hits] = (c[self._hits] + 1) & _MASK64
                     return value
             elif not meta:
                 if w[2] != token or _monotonic_ns() - w[7] > _STALE:
@@ -204,7 +207,8 @@ class RegionReader:
                 return self._stale(key, mode) if w[2] != token else FALLBACK
             i = (i + 4) & word_mask
         if not mode:
-            self._counters[self._misses] += 1
+            c = self._counters
+            c[self._misses] = (c[self._misses] + 1) & _MASK64
         return None
 
     def _hash(self, key: bytes) -> int:
