@@ -24,6 +24,7 @@ from blinkstore_gunicorn.client.errors import (
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
 from blinkstore_gunicorn.client.stampede import FlightPlan, now_ms, unwrap
 from blinkstore_gunicorn.client.url import ENV_VAR, CacheURL, parse_url
+from blinkstore_gunicorn.shm.reader import Fallback
 from blinkstore_gunicorn.shm.reads import SharedReads
 
 __all__ = [
@@ -262,22 +263,19 @@ class CacheCore:
     # -- shared-memory reads (each returns None or MISSING where the store must answer) ------
 
     def _shared_many(self, names: list[bytes]) -> tuple[list[bytes | None], list[int]]:
-        """Values from the region, and the positions (None in the list) to ask the store."""
+        """Values from the region, and the positions (None in the list) to ask the store.
+
+        All or nothing: values read from the region and values fetched later over the socket
+        could come from different writes, so one key the region cannot answer sends them all.
+        """
         shared = self._shared
         if shared is None:
             return [None] * len(names), list(range(len(names)))
-        values: list[bytes | None] = []
-        asked: list[int] = []
-        for position, name in enumerate(names):
-            raw = shared.get(name)
-            if raw is None or isinstance(raw, bytes):
-                values.append(raw)
-            else:
-                values.append(None)
-                asked.append(position)
-        if asked:
-            shared.fell_back()
-        return values, asked
+        found = shared.get_many(names)
+        if isinstance(found, list) and not any(isinstance(raw, Fallback) for raw in found):
+            return [raw if isinstance(raw, bytes) else None for raw in found], []
+        shared.fell_back()
+        return [None] * len(names), list(range(len(names)))
 
     def _shared_exists(self, name: bytes) -> bool | None:
         shared = self._shared

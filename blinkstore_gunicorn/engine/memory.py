@@ -331,14 +331,12 @@ class MemoryEngine:
             self._visited.add(key)
             if old_deadline is not None:
                 self._used -= TTL_OVERHEAD
-        if region is None:
-            self._used += size
-        else:
-            # What the region took: the value may have stayed out (no free block of its size).
-            stored = (self._ahead if old is None else holder)[key]
-            self._used += self._cost(key, stored)
+        if region is not None and (self._ahead if old is None else holder)[key].__class__ is bytes:
+            # The region did not take the value (no free block of its size): heap cost.
+            size = len(key) + len(value) + ENTRY_OVERHEAD
             if deadline is not None:
-                self._used += TTL_OVERHEAD
+                size += TTL_OVERHEAD
+        self._used += size
         if deadline != old_deadline:
             if deadline is None:
                 del deadlines[key]

@@ -75,6 +75,11 @@ class SharedReads:
         """Whether a region is mapped now."""
         return self._reader is not None
 
+    def get_many(self, keys: list[bytes]) -> list[bytes | Fallback | None] | Fallback:
+        """The values of ``keys`` as one multi-key write left them, or FALLBACK."""
+        reader = self._current()
+        return FALLBACK if reader is None else reader.get_many(keys)
+
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` exists, or FALLBACK."""
         reader = self._current()

@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.config import env_name, without_setting_variables
-from blinkstore_gunicorn.shm.handout import revoke
 from blinkstore_gunicorn.supervision.output import Logger, OutputPipe, StoreOutput
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
@@ -432,8 +431,6 @@ class StoreSupervisor:
     def _restart(self, store: _StoreProcess, backoff: float, stop_fd: int) -> float:
         """Replace the store that exited, by the standby when there is one; return the backoff."""
         lived = time.monotonic() - store.started_at
-        # Before any successor can start: readers of the dead store's region go to the socket.
-        revoke(self.socket_path)
         status = self._retire(store, "store")
         self.store = None
         if status == EXIT_REFUSED << 8:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
 from blinkstore_gunicorn.server.commands.replies import unknown_command, wrong_args
+from blinkstore_gunicorn.server.commands.shm import seen_at_once
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, Entry
@@ -122,7 +123,8 @@ def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return _ERR_EXEC
     if transaction.failed:
         return _EXECABORT
-    replies = [d.execute(c, queued) for queued in transaction.commands]
+    with seen_at_once(d):
+        replies = [d.execute(c, queued) for queued in transaction.commands]
     return b"*%d\r\n%b" % (len(replies), b"".join(replies))
 
 
