@@ -41,6 +41,7 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
+    from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
 __all__ = ["Client", "Dispatcher", "ServerStats"]
 
@@ -85,6 +86,7 @@ class Client:
         "deliver",
         "drop",
         "id",
+        "in_exec",
         "lib_name",
         "lib_ver",
         "name",
@@ -121,6 +123,8 @@ class Client:
         self.drop: Callable[[], None] = _no_close
         #: The commands queued since MULTI (``commands/transaction.py``), else None.
         self.transaction: Transaction | None = None
+        #: Set while EXEC runs the queued commands: their replies must come at once.
+        self.in_exec = False
         #: The connection's transport (set by the connection), for a handler whose reply
         #: carries more than bytes (``BS.SHM`` attaches file descriptors).
         self.transport: asyncio.Transport | None = None
@@ -176,6 +180,7 @@ class Dispatcher:
 
     __slots__ = (
         "_password",
+        "busy",
         "clock_ms",
         "engine",
         "full_table",
@@ -188,6 +193,7 @@ class Dispatcher:
         "max_value_size",
         "preauth_table",
         "pubsub",
+        "scripting",
         "stats",
     )
 
@@ -222,6 +228,10 @@ class Dispatcher:
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
         #: unread messages.
         self.pubsub = PubSubHub(pubsub_limit)
+        #: Lua scripts (``server/scripting/``), made by the first scripting command.
+        self.scripting: Scripting | None = None
+        #: While a script is busy (past its time limit), every command goes here instead.
+        self.busy: Handler | None = None
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
@@ -255,6 +265,8 @@ class Dispatcher:
         if args.__class__ is not list:
             client.close_after = True
             return resp.error("ERR " + args.message)  # type: ignore[union-attr]
+        if self.busy is not None:
+            return self.busy(self, client, args)
         entry = client.table.get(args[0])
         if entry is None:
             return self._execute_slow(client, args)

@@ -122,7 +122,11 @@ def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return _ERR_EXEC
     if transaction.failed:
         return _EXECABORT
-    replies = [d.execute(c, queued) for queued in transaction.commands]
+    c.in_exec = True
+    try:
+        replies = [d.execute(c, queued) for queued in transaction.commands]
+    finally:
+        c.in_exec = False
     return b"*%d\r\n%b" % (len(replies), b"".join(replies))
 
 
