@@ -57,9 +57,10 @@ def _scripting(d: Dispatcher) -> Scripting | None:
     if d.scripting is None:
         try:
             from blinkstore_gunicorn.server.scripting.scripts import Scripting
+
+            d.scripting = Scripting(d, COMMANDS, REDIS_COMPAT_VERSION)
         except ImportError:
             return None
-        d.scripting = Scripting(d, COMMANDS, REDIS_COMPAT_VERSION)
     return d.scripting
 
 

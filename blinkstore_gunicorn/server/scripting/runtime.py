@@ -1,7 +1,7 @@
 """One Lua 5.1 state (through lupa, the interpreter Redis embeds), sandboxed and bounded.
 
-lupa is imported here only, when the first script arrives: a store without it serves every
-other command, and scripting commands answer :data:`NO_LUPA`.
+lupa is imported when the first state is made (the first script): a store without it serves
+every other command, and the scripting commands answer an error saying what to install.
 """
 
 from __future__ import annotations
@@ -14,22 +14,14 @@ from typing import Any, Final
 from blinkstore_gunicorn.server.scripting.libs import make_libs
 from blinkstore_gunicorn.server.scripting.sandbox import BOOTSTRAP, HOOK_EVERY
 
-__all__ = ["DEFAULT_MAX_MEMORY", "NO_LUPA", "LuaState", "LuaUnavailable"]
+__all__ = ["DEFAULT_MAX_MEMORY", "LuaState"]
 
 #: Bound of the Lua state's memory (scripts, their data, the compiled-script cache).
 DEFAULT_MAX_MEMORY: Final = 64 * 1024 * 1024
 
-NO_LUPA: Final = (
-    "ERR Lua scripting needs the lupa package: pip install 'blinkstore-gunicorn[scripting]'"
-)
-
 _log = logging.getLogger("blinkstore_gunicorn.scripts")
 #: redis.log levels (LOG_DEBUG..LOG_WARNING) as logging levels.
 _LEVELS: Final = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
-
-
-class LuaUnavailable(Exception):
-    """lupa is not installed."""
 
 
 def _sha1hex(text: bytes) -> bytes:
@@ -58,10 +50,9 @@ class LuaState:
         max_memory: int = DEFAULT_MAX_MEMORY,
         version: bytes,
     ) -> None:
-        try:
-            from lupa import lua51  # type: ignore[import-untyped,import-not-found,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise LuaUnavailable(NO_LUPA) from exc
+        # ImportError without lupa (the caller answers what to install).
+        from lupa import lua51  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
         self.lua = lua51.LuaRuntime(
             encoding=None,
             register_eval=False,
