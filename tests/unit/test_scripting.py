@@ -94,7 +94,9 @@ def test_command_errors_inside_scripts(r: Harness) -> None:
         "local x = redis.call('eval', 'return 1', 0) return x": (
             "ERR This Redis command is not allowed from script"
         ),
-        "local x = redis.call('multi') return x": "ERR This Redis command is not allowed from script",
+        "local x = redis.call('multi') return x": (
+            "ERR This Redis command is not allowed from script"
+        ),
     }
     for script, message in cases.items():
         assert r("EVAL", script, "0") == failed(script, message), script
@@ -156,7 +158,9 @@ def test_script_subcommands(r: Harness) -> None:
 def test_sandbox_refuses_escapes(r: Harness) -> None:
     for name in ("os", "io", "require", "loadfile", "dofile", "debug", "setfenv", "getfenv", "y"):
         script = f"return {name}"
-        message = f"ERR user_script:1: Script attempted to access nonexistent global variable '{name}'"
+        message = (
+            f"ERR user_script:1: Script attempted to access nonexistent global variable '{name}'"
+        )
         assert r("EVAL", script, "0") == failed(script, message), name
     readonly = "Attempt to modify a readonly table"
     for script in ("x = 1", "string.rep = nil", "redis.call = nil", "cjson.encode = nil"):
@@ -170,7 +174,7 @@ def test_sandbox_refuses_escapes(r: Harness) -> None:
     assert r("EVAL", "return getmetatable('')", "0") == b"$-1\r\n"
     # loadstring compiles into the sandbox and refuses bytecode.
     assert r("EVAL", "return loadstring('return os')()", "0").startswith(
-        b"-ERR [string \"return os\"]:1: Script attempted to access nonexistent global"
+        b'-ERR [string "return os"]:1: Script attempted to access nonexistent global'
     )
     assert r("EVAL", "return loadstring(string.dump(function() end))", "0") == b"$-1\r\n"
     # A script's locals do not outlive it.
@@ -257,9 +261,7 @@ def test_busy_script_answers_busy_and_is_killed() -> None:
         assert r("EVAL", "return 1", "0", client=other) == busy
         assert r("SCRIPT", "KILL", client=other) == b"+OK\r\n"
         await _wait_for(lambda: replies, "the killed script's reply")
-        assert replies == [
-            failed(script, "ERR Script killed by user with SCRIPT KILL...", line=1)
-        ]
+        assert replies == [failed(script, "ERR Script killed by user with SCRIPT KILL...", line=1)]
         assert r("GET", "k", client=other) == b"$-1\r\n"
 
         # A script that wrote cannot be killed: it runs to its end.
