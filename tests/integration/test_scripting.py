@@ -112,9 +112,9 @@ def test_incr_script_is_atomic_under_threads(client: redis.Redis, server: Server
     assert int(client.get("counter") or 0) == 800
 
 
-def _error(client: redis.Redis, script: str, *args: str | int) -> str:
+def _error(client: redis.Redis, script: str, numkeys: int, *args: str) -> str:
     with pytest.raises(redis.exceptions.ResponseError) as caught:
-        client.eval(script, *args)
+        client.eval(script, numkeys, *args)
     return str(caught.value)
 
 
