@@ -84,6 +84,10 @@ class Engine(Protocol):
     convert relative TTLs. Engines are not thread-safe: the store is single-threaded.
     """
 
+    #: Keys the server WATCHes, each with a count of its changes: every write, TTL change,
+    #: deletion, expiry, eviction or flush of a key in here adds 1 to its count.
+    watched: dict[bytes, int]
+
     @property
     def used_bytes(self) -> int:
         """Bytes counted against the memory limit."""

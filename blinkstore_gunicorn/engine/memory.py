@@ -126,6 +126,7 @@ class MemoryEngine:
         "_scans",
         "_used",
         "_visited",
+        "watched",
     )
 
     def __init__(
@@ -160,6 +161,9 @@ class MemoryEngine:
         self._inserts = 0
         self._scans = ScanCursors()
         self._region: RegionWriter | None = None
+        #: WATCHed keys (the server adds and removes them) and a change count for each:
+        #: every write, TTL change, deletion, expiry, eviction or flush of one adds 1.
+        self.watched: dict[bytes, int] = {}
 
     def attach_region(self, region: RegionWriter) -> None:
         """Publish every key into ``region`` from now on (the engine must still be empty)."""
@@ -293,6 +297,8 @@ class MemoryEngine:
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
             raise ValueTooLarge(len(value), self._max_value_size)
+        if self.watched:
+            self._changed(key)
         deadlines = self._deadlines
         old_deadline = deadlines.get(key) if deadlines else None
         if old_deadline is not None and old_deadline <= self._clock_ms():
@@ -374,6 +380,8 @@ class MemoryEngine:
         """
         if self.peek(key) is None:
             return False
+        if self.watched:
+            self._changed(key)
         deadlines = self._deadlines
         old = deadlines.get(key)
         if when_ms is None:
@@ -412,6 +420,14 @@ class MemoryEngine:
         self._used = 0
         if self._region is not None:
             self._region.flush()
+        for key in self.watched:
+            self.watched[key] += 1
+
+    def _changed(self, key: bytes) -> None:
+        """Count a change of ``key`` if it is watched."""
+        count = self.watched.get(key)
+        if count is not None:
+            self.watched[key] = count + 1
 
     # -- publishing into the region ----------------------------------------------------------
 
@@ -478,6 +494,8 @@ class MemoryEngine:
 
     def _drop(self, key: bytes, value: Stored) -> int:
         """Unpublish an entry just taken out of the dicts; return its cost."""
+        if self.watched:
+            self._changed(key)
         if self._region is None:
             return len(key) + len(value) + ENTRY_OVERHEAD  # type: ignore[arg-type]
         cost = self._cost(key, value)

@@ -97,6 +97,7 @@ class Client:
         "table",
         "transaction",
         "transport",
+        "watching",
     )
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
@@ -125,6 +126,8 @@ class Client:
         self.transaction: Transaction | None = None
         #: Set while EXEC runs the queued commands: their replies must come at once.
         self.in_exec = False
+        #: The keys this connection WATCHes, each with the engine's change count at WATCH.
+        self.watching: dict[bytes, int] | None = None
         #: The connection's transport (set by the connection), for a handler whose reply
         #: carries more than bytes (``BS.SHM`` attaches file descriptors).
         self.transport: asyncio.Transport | None = None
@@ -195,6 +198,7 @@ class Dispatcher:
         "pubsub",
         "scripting",
         "stats",
+        "watchers",
     )
 
     def __init__(
@@ -232,6 +236,8 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: How many connections WATCH each key (``commands/transaction.py``).
+        self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
