@@ -15,6 +15,7 @@ import pytest
 
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.scripting import NO_SCRIPTING
+from blinkstore_gunicorn.server.scripting.scripts import MAX_EVAL_SCRIPTS
 from tests.unit.test_commands import Harness, err
 
 pytest.importorskip("lupa")
@@ -277,3 +278,11 @@ def test_busy_script_answers_busy_and_is_killed() -> None:
         assert r("GET", "w", client=other) == b"$1\r\n1\r\n"
 
     asyncio.run(scenario())
+
+
+def test_scripts_sent_only_by_eval_are_bounded(r: Harness) -> None:
+    r("SCRIPT", "LOAD", "return 'pinned'")
+    for number in range(MAX_EVAL_SCRIPTS + 1):
+        assert r("EVAL", f"return {number}", "0") == b":%d\r\n" % number
+    assert r("SCRIPT", "EXISTS", sha("return 0"), sha("return 1")) == b"*2\r\n:0\r\n:1\r\n"
+    assert r("EVALSHA", sha("return 'pinned'"), "0") == b"$6\r\npinned\r\n"

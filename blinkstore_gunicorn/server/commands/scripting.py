@@ -80,7 +80,7 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         if sha not in scripting.cache:
             return _NOSCRIPT
     else:
-        sha, error = scripting.load(args[1])
+        sha, error = scripting.load(args[1], by_eval=True)
         if error is not None:
             return error
     reply = scripting.run(c, sha, args[3 : 3 + numkeys], args[3 + numkeys :], read_only)

@@ -9,6 +9,7 @@ or that change a connection, are refused as Redis refuses them.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.registry import CommandSpec
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
-__all__ = ["BUSY", "Scripting", "sha1hex"]
+__all__ = ["BUSY", "MAX_EVAL_SCRIPTS", "Scripting", "sha1hex"]
+
+#: Scripts sent only by EVAL that the cache keeps (Redis 7.4's number).
+MAX_EVAL_SCRIPTS: Final = 500
 
 BUSY: Final = resp.error(
     "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
@@ -60,6 +64,7 @@ class Scripting:
     """Lua scripts for one dispatcher: one sandboxed state, its cache, the running script."""
 
     __slots__ = (
+        "_by_eval_only",
         "_client",
         "_commands",
         "_dispatcher",
@@ -84,6 +89,7 @@ class Scripting:
         self.lua = LuaState(self._call, self._hook, max_memory=max_memory, version=version.encode())
         #: Compiled scripts by SHA1 (lower-case hex); bounded by the Lua state's memory.
         self.cache: dict[bytes, Any] = {}
+        self._by_eval_only: OrderedDict[bytes, None] = OrderedDict()
         self._client = dispatcher.new_client()
         dispatcher.authenticate(self._client)
         self._run: Run | None = None
@@ -93,10 +99,20 @@ class Scripting:
 
     # -- the cache -----------------------------------------------------------------------
 
-    def load(self, source: bytes) -> tuple[bytes, bytes | None]:
-        """Compile and cache ``source``: its SHA1, and an error reply when it does not compile."""
+    def load(self, source: bytes, *, by_eval: bool = False) -> tuple[bytes, bytes | None]:
+        """Compile and cache ``source``: its SHA1, and an error reply when it does not compile.
+
+        Scripts only ever sent by EVAL (``by_eval``) are forgotten oldest first past
+        :data:`MAX_EVAL_SCRIPTS`, as Redis 7.4 does, so that a client generating scripts
+        cannot fill the Lua state; ``SCRIPT LOAD`` keeps a script until ``SCRIPT FLUSH``.
+        """
         sha = sha1hex(source)
+        by_eval_only = self._by_eval_only
         if sha in self.cache:
+            if not by_eval:
+                by_eval_only.pop(sha, None)
+            elif sha in by_eval_only:
+                by_eval_only.move_to_end(sha)
             return sha, None
         try:
             fn, err = self.lua.compile(source)
@@ -107,11 +123,16 @@ class Scripting:
             text = (err or b"").decode("utf-8", "replace")
             return sha, resp.error(f"ERR Error compiling script (new function): {text}")
         self.cache[sha] = fn
+        if by_eval:
+            by_eval_only[sha] = None
+            if len(by_eval_only) > MAX_EVAL_SCRIPTS:
+                del self.cache[by_eval_only.popitem(last=False)[0]]
         return sha, None
 
     def flush(self) -> None:
         """Forget every cached script (SCRIPT FLUSH)."""
         self.cache.clear()
+        self._by_eval_only.clear()
         self.lua.collect()
 
     # -- running -------------------------------------------------------------------------
