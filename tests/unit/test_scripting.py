@@ -205,6 +205,9 @@ def test_libraries(r: Harness) -> None:
     assert r("EVAL", "return {redis.LOG_DEBUG, redis.LOG_WARNING}", "0") == b"*2\r\n:0\r\n:3\r\n"
     assert r("EVAL", "redis.log(redis.LOG_NOTICE, 'from a script')", "0") == b"$-1\r\n"
     assert r("EVAL", "return coroutine.wrap(function() return 5 end)()", "0") == b":5\r\n"
+    script = "local f = coroutine.wrap(function(a) local b = coroutine.yield(a, nil, 2) return b end)"
+    script += " local x, y, z = f(1) return {x, tostring(y), z, f(7)}"
+    assert r("EVAL", script, "0") == b"*4\r\n:1\r\n$3\r\nnil\r\n:2\r\n:7\r\n"
 
 
 def test_memory_of_the_lua_state_is_bounded(r: Harness) -> None:
@@ -264,6 +267,13 @@ def test_busy_script_answers_busy_and_is_killed() -> None:
         await _wait_for(lambda: replies, "the killed script's reply")
         assert replies == [failed(script, "ERR Script killed by user with SCRIPT KILL...", line=1)]
         assert r("GET", "k", client=other) == b"$-1\r\n"
+
+        # A loop inside a coroutine is watched the same way.
+        script = "coroutine.wrap(function() while true do end end)()"
+        assert r("EVAL", script, "0") is DEFERRED
+        assert r("SCRIPT", "KILL", client=other) == b"+OK\r\n"
+        await _wait_for(lambda: len(replies) == 2, "the killed coroutine's reply")
+        assert replies.pop().startswith(b"-ERR Script killed by user with SCRIPT KILL...")
 
         # A script that wrote cannot be killed: it runs to its end.
         script = "redis.call('set', 'w', '1') for i = 1, 3e6 do end return 'done'"

@@ -28,7 +28,7 @@ local real_loadstring, real_setfenv = loadstring, setfenv
 local tostring, type, error = tostring, type, error
 local getinfo, sethook = debug.getinfo, debug.sethook
 local cocreate, coresume = coroutine.create, coroutine.resume
-local select, unpack, pairs = select, unpack, pairs
+local select, pairs = select, pairs
 
 local READONLY = 'Attempt to modify a readonly table'
 local protected = real_setmetatable({}, {__mode = 'k'})
@@ -61,13 +61,14 @@ local function co_create(f)
   return co
 end
 
+local function resumed(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
 local function co_wrap(f)
   local co = co_create(f)
-  return function(...)
-    local results = {coresume(co, ...)}
-    if not results[1] then error(results[2], 0) end
-    return unpack(results, 2, select('#', unpack(results)))
-  end
+  return function(...) return resumed(coresume(co, ...)) end
 end
 
 local function safe_loadstring(source, name)
