@@ -205,8 +205,10 @@ def test_libraries(r: Harness) -> None:
     assert r("EVAL", "return {redis.LOG_DEBUG, redis.LOG_WARNING}", "0") == b"*2\r\n:0\r\n:3\r\n"
     assert r("EVAL", "redis.log(redis.LOG_NOTICE, 'from a script')", "0") == b"$-1\r\n"
     assert r("EVAL", "return coroutine.wrap(function() return 5 end)()", "0") == b":5\r\n"
-    script = "local f = coroutine.wrap(function(a) local b = coroutine.yield(a, nil, 2) return b end)"
-    script += " local x, y, z = f(1) return {x, tostring(y), z, f(7)}"
+    script = (
+        "local f = coroutine.wrap(function(a) local b = coroutine.yield(a, nil, 2) return b end)"
+        " local x, y, z = f(1) return {x, tostring(y), z, f(7)}"
+    )
     assert r("EVAL", script, "0") == b"*4\r\n:1\r\n$3\r\nnil\r\n:2\r\n:7\r\n"
 
 
