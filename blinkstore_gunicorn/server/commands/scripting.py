@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.registry import COMMANDS, DEFERRED, command
+from blinkstore_gunicorn.server.commands.registry import COMMANDS, DEFERRED, Handler, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ONE,
@@ -87,31 +87,28 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
     return DEFERRED if reply is None else reply
 
 
-_EVAL_FLAGS = "noscript stale skip_monitor no_mandatory_keys movablekeys"
+def _eval_handler(by_sha: bool, read_only: bool) -> Handler:
+    """The handler of ``EVAL`` (``EVALSHA`` with ``by_sha``; ``*_RO`` with ``read_only``):
+    ``EVAL script|sha1 numkeys [key ...] [arg ...]``."""
+
+    def handler(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+        return _evaluate(d, c, args, by_sha, read_only)
+
+    return handler
 
 
-@command("eval", -3, _EVAL_FLAGS + " may_replicate")
-def cmd_eval(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``EVAL script numkeys [key ...] [arg ...]``."""
-    return _evaluate(d, c, args, by_sha=False, read_only=False)
-
-
-@command("evalsha", -3, _EVAL_FLAGS + " may_replicate")
-def cmd_evalsha(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``EVALSHA sha1 numkeys [key ...] [arg ...]``."""
-    return _evaluate(d, c, args, by_sha=True, read_only=False)
-
-
-@command("eval_ro", -3, _EVAL_FLAGS + " readonly")
-def cmd_eval_ro(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``EVAL_RO``: EVAL for a script that may not write."""
-    return _evaluate(d, c, args, by_sha=False, read_only=True)
-
-
-@command("evalsha_ro", -3, _EVAL_FLAGS + " readonly")
-def cmd_evalsha_ro(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``EVALSHA_RO``: EVALSHA for a script that may not write."""
-    return _evaluate(d, c, args, by_sha=True, read_only=True)
+for _name, _by_sha, _read_only in (
+    ("eval", False, False),
+    ("evalsha", True, False),
+    ("eval_ro", False, True),
+    ("evalsha_ro", True, True),
+):
+    command(
+        _name,
+        -3,
+        "noscript stale skip_monitor no_mandatory_keys movablekeys "
+        + ("readonly" if _read_only else "may_replicate"),
+    )(_eval_handler(_by_sha, _read_only))
 
 
 @command("script", -2, "noscript")
