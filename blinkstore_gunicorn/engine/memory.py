@@ -42,6 +42,7 @@ from blinkstore_gunicorn.engine.base import (
     EntryTooLarge,
     KeyTooLarge,
     ValueTooLarge,
+    WatchedKeys,
 )
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
@@ -161,9 +162,7 @@ class MemoryEngine:
         self._inserts = 0
         self._scans = ScanCursors()
         self._region: RegionWriter | None = None
-        #: WATCHed keys (the server adds and removes them) and a change count for each:
-        #: every write, TTL change, deletion, expiry, eviction or flush of one adds 1.
-        self.watched: dict[bytes, int] = {}
+        self.watched = WatchedKeys()
 
     def attach_region(self, region: RegionWriter) -> None:
         """Publish every key into ``region`` from now on (the engine must still be empty)."""
@@ -297,8 +296,7 @@ class MemoryEngine:
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
             raise ValueTooLarge(len(value), self._max_value_size)
-        if self.watched:
-            self._changed(key)
+        self.watched.changed(key)
         deadlines = self._deadlines
         old_deadline = deadlines.get(key) if deadlines else None
         if old_deadline is not None and old_deadline <= self._clock_ms():
@@ -380,8 +378,7 @@ class MemoryEngine:
         """
         if self.peek(key) is None:
             return False
-        if self.watched:
-            self._changed(key)
+        self.watched.changed(key)
         deadlines = self._deadlines
         old = deadlines.get(key)
         if when_ms is None:
@@ -420,14 +417,7 @@ class MemoryEngine:
         self._used = 0
         if self._region is not None:
             self._region.flush()
-        for key in self.watched:
-            self.watched[key] += 1
-
-    def _changed(self, key: bytes) -> None:
-        """Count a change of ``key`` if it is watched."""
-        count = self.watched.get(key)
-        if count is not None:
-            self.watched[key] = count + 1
+        self.watched.flushed()
 
     # -- publishing into the region ----------------------------------------------------------
 
@@ -494,8 +484,7 @@ class MemoryEngine:
 
     def _drop(self, key: bytes, value: Stored) -> int:
         """Unpublish an entry just taken out of the dicts; return its cost."""
-        if self.watched:
-            self._changed(key)
+        self.watched.changed(key)
         if self._region is None:
             return len(key) + len(value) + ENTRY_OVERHEAD  # type: ignore[arg-type]
         cost = self._cost(key, value)
