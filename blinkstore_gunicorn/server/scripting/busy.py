@@ -1,8 +1,9 @@
 """The time limit of a running script: BUSY for everyone else, and SCRIPT KILL.
 
 A script runs to completion inside the handler of ``EVAL`` as long as it is quick, so
-nothing else runs in the store meanwhile (the store is one thread). Each script runs in a
-greenlet of its own, and the sandbox's instruction hook (:func:`Run.hook`, every
+nothing else runs in the store meanwhile (the store is one thread). Scripts run in a greenlet
+of their own (one :class:`Worker`, kept from script to script: making a greenlet costs
+more than a short script), and the sandbox's instruction hook (:func:`Run.hook`, every
 ``HOOK_EVERY`` instructions) looks at the clock. Once the script has run longer than the
 busy threshold (Redis's ``busy-reply-threshold``, 5 s), the hook switches back to the
 handler, which answers ``DEFERRED`` and returns to the event loop: the script is now
@@ -26,7 +27,7 @@ from typing import Final
 
 from greenlet import getcurrent, greenlet  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-__all__ = ["DEFAULT_BUSY_THRESHOLD", "Run"]
+__all__ = ["DEFAULT_BUSY_THRESHOLD", "Run", "Worker"]
 
 #: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds.
 DEFAULT_BUSY_THRESHOLD: Final = 5.0
@@ -39,13 +40,47 @@ class _Suspended:
 _SUSPENDED: Final = _Suspended()
 
 
+class Worker:
+    """The greenlet scripts run in, made once: it runs one body after the other."""
+
+    __slots__ = ("_greenlet",)
+
+    def __init__(self) -> None:
+        self._greenlet = greenlet(self._serve)
+
+    @staticmethod
+    def _serve(body: Callable[[], bytes]) -> None:
+        while True:
+            parent = getcurrent().parent
+            assert parent is not None
+            body = parent.switch(body())
+
+    def current(self) -> greenlet:
+        """The greenlet (a new one if a body failed with an exception and ended it)."""
+        if self._greenlet.dead:
+            self._greenlet = greenlet(self._serve)
+        return self._greenlet
+
+
 class Run:
-    """One script execution: its greenlet, clock, and whether it wrote or was killed."""
+    """One script execution: its clock, and whether it wrote, went busy or was killed."""
 
-    __slots__ = ("_greenlet", "_loop", "busy", "killed", "started", "threshold", "wrote")
+    __slots__ = (
+        "_body",
+        "_greenlet",
+        "_loop",
+        "busy",
+        "killed",
+        "started",
+        "threshold",
+        "wrote",
+    )
 
-    def __init__(self, body: Callable[[], bytes], threshold: float, may_suspend: bool) -> None:
-        self._greenlet = greenlet(body)
+    def __init__(
+        self, worker: Worker, body: Callable[[], bytes], threshold: float, may_suspend: bool
+    ) -> None:
+        self._greenlet = worker.current()
+        self._body: Callable[[], bytes] | None = body
         self._loop: asyncio.AbstractEventLoop | None = None
         if may_suspend:
             try:
@@ -65,7 +100,9 @@ class Run:
         return self._step()
 
     def _step(self) -> bytes | None:
-        result = self._greenlet.switch()
+        # The first switch hands the worker the body; later ones resume it inside its hook.
+        body, self._body = self._body, None
+        result = self._greenlet.switch(body) if body is not None else self._greenlet.switch()
         if result is _SUSPENDED:
             return None
         assert isinstance(result, bytes)

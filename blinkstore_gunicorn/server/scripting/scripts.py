@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.resp import ErrorReply, ReplyReader
-from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run
+from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
 from blinkstore_gunicorn.server.scripting.convert import argument, error_table, to_lua, to_reply
 from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
 
@@ -70,6 +70,7 @@ class Scripting:
         "_dispatcher",
         "_read_only",
         "_run",
+        "_worker",
         "busy_threshold",
         "cache",
         "lua",
@@ -93,6 +94,7 @@ class Scripting:
         self._client = dispatcher.new_client()
         dispatcher.authenticate(self._client)
         self._run: Run | None = None
+        self._worker = Worker()
         self._read_only = False
         #: Seconds a script runs before other clients get BUSY.
         self.busy_threshold = busy_threshold
@@ -148,7 +150,7 @@ class Scripting:
         def body() -> bytes:
             return self._body(fn, sha, keys, argv, nil)
 
-        run = Run(body, self.busy_threshold, may_suspend=not c.in_exec)
+        run = Run(self._worker, body, self.busy_threshold, may_suspend=not c.in_exec)
         self._run, self._read_only = run, read_only
         reply = run.start()
         if reply is not None:
