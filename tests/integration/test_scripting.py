@@ -176,7 +176,8 @@ def test_endless_script_gets_busy_then_script_kill(server: Server) -> None:
     outcome: list[BaseException | object] = []
 
     def run_endless() -> None:
-        with redis.Redis(unix_socket_path=server.unix_path) as connection:
+        # redis-py's default 5 s read timeout would resend the EVAL (then BUSY) on timeout.
+        with redis.Redis(unix_socket_path=server.unix_path, socket_timeout=120) as connection:
             try:
                 outcome.append(connection.eval("local i = 0 while true do i = i + 1 end", 0))
             except redis.exceptions.ResponseError as exc:
@@ -185,7 +186,7 @@ def test_endless_script_gets_busy_then_script_kill(server: Server) -> None:
     runner = threading.Thread(target=run_endless)
     runner.start()
     try:
-        with redis.Redis(unix_socket_path=server.unix_path) as other:
+        with redis.Redis(unix_socket_path=server.unix_path, socket_timeout=120) as other:
             assert wait_until(lambda: _busy(other), timeout=60), "no BUSY from the server"
             assert other.script_kill()
             runner.join(60)
