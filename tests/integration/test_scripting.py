@@ -19,6 +19,7 @@ from harness.processes import RedisProcess, StoreProcess, blinkstore_process
 from tests.support.processes import resp_server_process
 
 pytest.importorskip("lupa")
+pytest.importorskip("greenlet")
 
 Server = StoreProcess | RedisProcess
 

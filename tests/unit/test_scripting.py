@@ -15,10 +15,10 @@ import pytest
 
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.scripting import NO_SCRIPTING
-from blinkstore_gunicorn.server.scripting.scripts import MAX_EVAL_SCRIPTS
 from tests.unit.test_commands import Harness, err
 
 pytest.importorskip("lupa")
+pytest.importorskip("greenlet")
 
 
 @pytest.fixture
@@ -293,6 +293,8 @@ def test_busy_script_answers_busy_and_is_killed() -> None:
 
 
 def test_scripts_sent_only_by_eval_are_bounded(r: Harness) -> None:
+    from blinkstore_gunicorn.server.scripting.scripts import MAX_EVAL_SCRIPTS
+
     r("SCRIPT", "LOAD", "return 'pinned'")
     for number in range(MAX_EVAL_SCRIPTS + 1):
         assert r("EVAL", f"return {number}", "0") == b":%d\r\n" % number
