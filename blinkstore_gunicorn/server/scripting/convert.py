@@ -36,12 +36,7 @@ def to_lua(lua: Any, reply: Reply) -> Any:
     if reply.__class__ is str:
         return lua.table_from({b"ok": reply.encode()})
     assert isinstance(reply, ErrorReply)
-    return error_table(lua, reply.message)
-
-
-def error_table(lua: Any, message: str) -> Any:
-    """``{err=message}``, the form of an error inside a script."""
-    return lua.table_from({b"err": message.encode("utf-8", "replace")})
+    return lua.table_from({b"err": reply.message.encode("utf-8", "replace")})
 
 
 def number_reply(number: float) -> bytes:

@@ -35,16 +35,16 @@ def _log_line(level: int, text: bytes) -> None:
 class LuaState:
     """The sandboxed state: compile a script, run it, know its memory.
 
-    ``call(raise_errors, *args)`` serves ``redis.call``/``redis.pcall`` and returns
-    ``(value, failed)``; ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns
-    whether the running script must stop.
+    ``call(*args)`` serves ``redis.call``/``redis.pcall`` and returns ``(value, kind)``;
+    ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns whether the running
+    script must stop.
     """
 
     __slots__ = ("_collect", "_compile", "_run", "lua", "lua_type", "memory_error")
 
     def __init__(
         self,
-        call: Callable[..., tuple[Any, bool]],
+        call: Callable[..., tuple[Any, int]],
         hook: Callable[[], bool],
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,

@@ -86,13 +86,18 @@ local function safe_rawset(t, k, v)
 end
 
 local redis = {
+  -- py_call answers (value, kind): kind 0 a value as is, 1 a status, 2 an error message.
   call = function(...)
-    local reply, failed = py_call(true, ...)
-    if failed then error(reply, 0) end
-    return reply
+    local value, kind = py_call(...)
+    if kind == 0 then return value end
+    if kind == 1 then return {ok = value} end
+    error({err = value}, 0)
   end,
   pcall = function(...)
-    return (py_call(false, ...))
+    local value, kind = py_call(...)
+    if kind == 0 then return value end
+    if kind == 1 then return {ok = value} end
+    return {err = value}
   end,
   error_reply = function(message)
     if type(message) ~= 'string' then error('wrong number or type of arguments', 2) end
