@@ -42,6 +42,7 @@ from blinkstore_gunicorn.engine.base import (
     EntryTooLarge,
     KeyTooLarge,
     ValueTooLarge,
+    WatchedKeys,
 )
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
@@ -126,6 +127,7 @@ class MemoryEngine:
         "_scans",
         "_used",
         "_visited",
+        "watched",
     )
 
     def __init__(
@@ -160,6 +162,7 @@ class MemoryEngine:
         self._inserts = 0
         self._scans = ScanCursors()
         self._region: RegionWriter | None = None
+        self.watched = WatchedKeys()
 
     def attach_region(self, region: RegionWriter) -> None:
         """Publish every key into ``region`` from now on (the engine must still be empty)."""
@@ -293,6 +296,7 @@ class MemoryEngine:
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
             raise ValueTooLarge(len(value), self._max_value_size)
+        self.watched.changed(key)
         deadlines = self._deadlines
         old_deadline = deadlines.get(key) if deadlines else None
         if old_deadline is not None and old_deadline <= self._clock_ms():
@@ -372,6 +376,7 @@ class MemoryEngine:
         """
         if self.peek(key) is None:
             return False
+        self.watched.changed(key)
         deadlines = self._deadlines
         old = deadlines.get(key)
         if when_ms is None:
@@ -410,6 +415,7 @@ class MemoryEngine:
         self._used = 0
         if self._region is not None:
             self._region.flush()
+        self.watched.flushed()
 
     # -- publishing into the region ----------------------------------------------------------
 
@@ -476,6 +482,7 @@ class MemoryEngine:
 
     def _drop(self, key: bytes, value: Stored) -> int:
         """Unpublish an entry just taken out of the dicts; return its cost."""
+        self.watched.changed(key)
         if self._region is None:
             return len(key) + len(value) + ENTRY_OVERHEAD  # type: ignore[arg-type]
         cost = self._cost(key, value)

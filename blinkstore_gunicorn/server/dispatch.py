@@ -42,6 +42,7 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
+    from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
 __all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
 
@@ -89,6 +90,7 @@ class Client:
         "deliver",
         "drop",
         "id",
+        "in_exec",
         "lib_name",
         "lib_ver",
         "name",
@@ -99,6 +101,7 @@ class Client:
         "table",
         "transaction",
         "transport",
+        "watching",
     )
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
@@ -125,6 +128,10 @@ class Client:
         self.drop: Callable[[], None] = _no_close
         #: The commands queued since MULTI (``commands/transaction.py``), else None.
         self.transaction: Transaction | None = None
+        #: Set while EXEC runs the queued commands: their replies must come at once.
+        self.in_exec = False
+        #: The keys this connection WATCHes, each with the engine's change count at WATCH.
+        self.watching: dict[bytes, int] | None = None
         #: The connection's transport (set by the connection), for a handler whose reply
         #: carries more than bytes (``BS.SHM`` attaches file descriptors).
         self.transport: asyncio.Transport | None = None
@@ -180,6 +187,7 @@ class Dispatcher:
 
     __slots__ = (
         "_password",
+        "busy",
         "clock_ms",
         "engine",
         "full_table",
@@ -192,7 +200,9 @@ class Dispatcher:
         "max_value_size",
         "preauth_table",
         "pubsub",
+        "scripting",
         "stats",
+        "watchers",
     )
 
     def __init__(
@@ -226,6 +236,12 @@ class Dispatcher:
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
         #: unread messages.
         self.pubsub = PubSubHub(pubsub_limit)
+        #: Lua scripts (``server/scripting/``), made by the first scripting command.
+        self.scripting: Scripting | None = None
+        #: While a script is busy (past its time limit), every command goes here instead.
+        self.busy: Handler | None = None
+        #: How many connections WATCH each key (``commands/transaction.py``).
+        self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
@@ -297,6 +313,8 @@ class Dispatcher:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
             return self._not_a_command(client, args)  # type: ignore[arg-type]
+        if self.busy is not None:
+            return self.busy(self, client, args)
         entry = client.table.get(args[0])
         if entry is None:
             return self._execute_slow(client, args)

@@ -11,6 +11,7 @@
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
+``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
 =================  ===============================================================
 
@@ -26,6 +27,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     locks,
     pubsub,
     ratelimit,
+    scripting,
     session,
     shm,
     stampede,
