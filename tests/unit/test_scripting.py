@@ -15,6 +15,7 @@ import pytest
 
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.scripting import NO_SCRIPTING
+from blinkstore_gunicorn.server.scripting.busy import CANNOT_PAUSE
 from tests.unit.test_commands import Harness, err
 
 pytest.importorskip("lupa")
@@ -223,6 +224,18 @@ def test_scripts_run_inside_exec(r: Harness) -> None:
     assert r("MULTI") == b"+OK\r\n"
     assert r("EVAL", "return redis.call('incr', 'n')", "0") == b"+QUEUED\r\n"
     assert r("EXEC") == b"*1\r\n:1\r\n"
+
+
+def test_an_endless_script_inside_exec_is_stopped_at_the_threshold(r: Harness) -> None:
+    # Inside EXEC a script cannot pause for BUSY replies; without a stop it would hang the store.
+    r("EVAL", "return 1", "0")  # makes the scripting layer
+    assert r.d.scripting is not None
+    r.d.scripting.busy_threshold = 0.0
+    assert r("MULTI") == b"+OK\r\n"
+    assert r("EVAL", "redis.call('incr', 'n') while true do end", "0") == b"+QUEUED\r\n"
+    assert r("EXEC").startswith(b"*1\r\n-" + CANNOT_PAUSE.encode())
+    assert r("GET", "n") == b"$1\r\n1\r\n"
+    assert r("EVAL", "return 'still here'", "0") == b"$10\r\nstill here\r\n"
 
 
 def test_time(r: Harness) -> None:

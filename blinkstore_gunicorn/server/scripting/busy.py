@@ -15,7 +15,9 @@ command the script called. ``SCRIPT KILL`` marks a script that has not written; 
 raises the error Redis raises.
 
 Without a running event loop (a script run from a unit test, or inside ``EXEC`` whose reply
-must be whole) the script cannot be suspended and simply runs to its end, like Redis < 2.6.
+must be whole) the script cannot be suspended. Redis would then hang for good on an endless
+loop; here such a script is stopped with an error once it passes the threshold, so no client
+can hang the store (what it wrote before stays written).
 """
 
 from __future__ import annotations
@@ -27,10 +29,18 @@ from typing import Final
 
 from greenlet import getcurrent, greenlet
 
-__all__ = ["DEFAULT_BUSY_THRESHOLD", "Run", "Worker"]
+__all__ = ["CANNOT_PAUSE", "DEFAULT_BUSY_THRESHOLD", "KILLED", "Run", "Worker"]
 
 #: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds.
 DEFAULT_BUSY_THRESHOLD: Final = 5.0
+
+#: The error of a script stopped by SCRIPT KILL (Redis's words).
+KILLED: Final = "ERR Script killed by user with SCRIPT KILL..."
+#: The error of a script that passed the threshold where it cannot pause (inside EXEC).
+CANNOT_PAUSE: Final = (
+    "ERR Script stopped: it ran past the busy threshold inside MULTI/EXEC, where it cannot"
+    " pause for other clients"
+)
 
 
 class _Suspended:
@@ -122,16 +132,17 @@ class Run:
 
         loop.call_soon(resume)
 
-    def hook(self) -> bool:
-        """Called by the sandbox every ``HOOK_EVERY`` instructions: True to stop the script."""
+    def hook(self) -> str | None:
+        """Called by the sandbox every ``HOOK_EVERY`` instructions: the error that stops the
+        script, or None to go on."""
         if self.killed:
-            return True
-        if self._loop is None or getcurrent() is not self._greenlet:
-            return False
+            return KILLED
         if not self.busy and time.monotonic() - self.started < self.threshold:
-            return False
+            return None
+        if self._loop is None or getcurrent() is not self._greenlet:
+            return CANNOT_PAUSE
         self.busy = True
         parent = self._greenlet.parent
         assert parent is not None
         parent.switch(_SUSPENDED)
-        return self.killed
+        return KILLED if self.killed else None

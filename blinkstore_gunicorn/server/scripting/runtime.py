@@ -36,8 +36,8 @@ class LuaState:
     """The sandboxed state: compile a script, run it, know its memory.
 
     ``call(*args)`` serves ``redis.call``/``redis.pcall`` and returns ``(value, kind)``;
-    ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns whether the running
-    script must stop.
+    ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns the error that stops the
+    running script, or None.
     """
 
     __slots__ = ("_collect", "_compile", "_run", "lua", "lua_type", "memory_error")
@@ -45,7 +45,7 @@ class LuaState:
     def __init__(
         self,
         call: Callable[..., tuple[Any, int]],
-        hook: Callable[[], bool],
+        hook: Callable[[], str | None],
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,
         version: bytes,

@@ -49,8 +49,9 @@ end
 local env = {}
 
 local function hook()
-  if py_hook() then
-    error({err = 'ERR Script killed by user with SCRIPT KILL...'}, 0)
+  local stop = py_hook()
+  if stop then
+    error({err = stop}, 0)
   end
 end
 

@@ -199,9 +199,9 @@ class Scripting:
         run.killed = True
         return _OK
 
-    def _hook(self) -> bool:
+    def _hook(self) -> str | None:
         run = self._run
-        return run is not None and run.hook()
+        return None if run is None else run.hook()
 
     def _while_busy(self, d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         """The dispatcher's gate while a script is busy (``Dispatcher.busy``)."""
