@@ -27,8 +27,16 @@ __all__ = ["FALLBACK", "Fallback", "RegionError", "RegionReader"]
 # Rereads of one slot the writer keeps changing before the reader asks the store instead.
 _SPINS = 64
 _MASK32 = 0xFFFFFFFF
+_MASK64 = 2**64 - 1
 _STALE = L.STALE_NS
 _PROBE = L.MAX_PROBE
+# Keys whose hash a reader remembers (hot keys are read again and again; the keyed hash costs
+# a big-integer multiply and modulo, a dict lookup a fraction of that).
+_MEMO = 16384
+_MEMO_KEY = 128  # longer keys are hashed every time (so the memo stays under ~3 MiB)
+# Bound once: a module global is one lookup, ``time.monotonic_ns`` two.
+_from_bytes = int.from_bytes
+_monotonic_ns = time.monotonic_ns
 
 
 class Fallback:
@@ -58,6 +66,7 @@ class RegionReader:
     __slots__ = (
         "_checksum",
         "_counters",
+        "_hashes",
         "_hits",
         "_marks",
         "_marks_mm",
@@ -91,6 +100,7 @@ class RegionReader:
             self.close()
             raise RegionError("the marks mapping is smaller than the region says")
         self._checksum = bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)
+        self._hashes: dict[bytes, int] = {}
         self._mul = w[L.H_HASH_MUL]
         self._prime = w[L.H_HASH_PRIME] or 1
         base = (counter % L.COUNTER_SLOTS) * L.COUNTER_STRIDE
@@ -142,7 +152,9 @@ class RegionReader:
         # view's bounds keep it inside the region).
         t, token, slot_mask, word_mask, marks = self._table
         w = self._w
-        h = int.from_bytes(key, "little") * self._mul % self._prime & _MASK32
+        h = self._hashes.get(key)
+        if h is None:
+            h = self._hash(key)
         want = (h << 32) + len(key)
         i = (h & slot_mask) << 2
         probes = spins = 0
@@ -164,7 +176,7 @@ class RegionReader:
                     if spins > _SPINS:
                         return FALLBACK
                     continue
-                if time.monotonic_ns() - w[7] > _STALE:
+                if _monotonic_ns() - w[7] > _STALE:
                     return self._stale(key, mode)
                 if not loc:
                     return FALLBACK  # "ask the store" (the value is not inline)
@@ -180,10 +192,12 @@ class RegionReader:
                     j = i >> 2
                     if not marks[j]:
                         marks[j] = 1
-                    self._counters[self._hits] += 1
+                    # Wraps: another reader may have written anything there.
+                    c = self._counters
+                    c[self._hits] = (c[self._hits] + 1) & _MASK64
                     return value
             elif not meta:
-                if w[2] != token or time.monotonic_ns() - w[7] > _STALE:
+                if w[2] != token or _monotonic_ns() - w[7] > _STALE:
                     return self._stale(key, mode)
                 break
             probes += 1
@@ -193,8 +207,19 @@ class RegionReader:
                 return self._stale(key, mode) if w[2] != token else FALLBACK
             i = (i + 4) & word_mask
         if not mode:
-            self._counters[self._misses] += 1
+            c = self._counters
+            c[self._misses] = (c[self._misses] + 1) & _MASK64
         return None
+
+    def _hash(self, key: bytes) -> int:
+        """``key_hash`` with this region's secret, remembered for the next read of ``key``."""
+        h: int = _from_bytes(key, "little") * self._mul % self._prime & _MASK32
+        if len(key) <= _MEMO_KEY:
+            hashes = self._hashes
+            if len(hashes) >= _MEMO:
+                hashes.clear()
+            hashes[key] = h
+        return h
 
     def _stale(self, key: bytes, mode: Literal[0, 1, 2]) -> bytes | int | Fallback | None:
         """The token changed (or the heartbeat stopped) during the read: adopt the live table

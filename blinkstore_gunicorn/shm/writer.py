@@ -66,6 +66,7 @@ from blinkstore_gunicorn.shm.layout import (
     key_hash,
     table_word,
 )
+from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, Migration
 
 __all__ = ["DEFAULT_MAX_VALUE", "RegionFull", "RegionWriter"]
 
@@ -79,6 +80,9 @@ _UNLIMITED_SLOTS = 1 << 24
 _FIRST_SLOTS = 1024
 _PAGE = 4096
 _MASK32 = 0xFFFFFFFF
+# Live slots a migration moves per insert: from half full (when it starts) to 80 % (when it
+# would finish at once), the inserts in between move 30 % x 16 times the table.
+_MIGRATE_STEP = 16
 
 
 class RegionFull(Exception):
@@ -115,6 +119,7 @@ class RegionWriter:
         "_marks_mm",
         "_max_slots",
         "_max_value",
+        "_migration",
         "_mm",
         "_mul",
         "_next_counter",
@@ -187,11 +192,12 @@ class RegionWriter:
         self._mark_base = 0
         self._t = memoryview(b"").cast("Q")
         self._slots = 0
-        self._ask: dict[bytes, int] = {}
+        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
         self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
         self._live = 0
         self._used_slots = 0
-        self._switch_table(_FIRST_SLOTS, [])
+        self._migration: Migration | None = None
+        self._empty_table()
         w[H_MAGIC] = MAGIC
 
     # -- handing the region out ---------------------------------------------------------------
@@ -259,7 +265,7 @@ class RegionWriter:
             return 0
         size = block_size(BLOCK_HEADER + len(key) + len(value))
         if handle:
-            slot = self._w[(handle >> 3) + BLOCK_SLOT]
+            slot = self._slot_of(handle)
             if self._blocks.size_of(handle) == size and len(value) <= self._max_value:
                 # Same key, same block size: rewrite the block in place, under the sequence.
                 t = self._t
@@ -270,6 +276,8 @@ class RegionWriter:
                 t[b + LOC] = handle << LOC_SHIFT | len(value)
                 t[b + EXPIRE] = expire_at
                 t[b + SEQ] = seq + 2
+                if self._migration is not None:
+                    self._migration.mirror(t, slot, self._w)
                 return handle
             meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
@@ -283,7 +291,7 @@ class RegionWriter:
         block = self._blocks.alloc(size) if len(value) <= self._max_value else 0
         if block:
             # Not visible yet: no slot points here.
-            self._w[(block >> 3) + BLOCK_SLOT] = slot
+            self._w[(block >> 3) + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
             self._fill(block, key, value, expire_at)
             self._update(slot, meta, block << LOC_SHIFT | len(value), expire_at)
         else:
@@ -297,7 +305,7 @@ class RegionWriter:
         """Remove ``key`` (its block ``handle``, 0 for an "ask the store" entry)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + BLOCK_SLOT] if handle else self._ask.pop(key)
+        slot = self._slot_of(handle) if handle else self._ask.pop(key)
         self._update(slot, TOMBSTONE, 0, 0)
         self._live -= 1
         if handle:
@@ -307,7 +315,7 @@ class RegionWriter:
         """Change the key's deadline (absolute ms, 0 none)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + BLOCK_SLOT] if handle else self._ask[key]
+        slot = self._slot_of(handle) if handle else self._ask[key]
         t = self._t
         b = slot * SLOT_WORDS
         seq = t[b + SEQ]
@@ -316,11 +324,13 @@ class RegionWriter:
         if handle and self._checksum:
             self._fill(handle, key, self.read(handle), expire_at)
         t[b + SEQ] = seq + 2
+        if self._migration is not None:
+            self._migration.mirror(t, slot, self._w)
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
         marks = self._marks
-        j = self._mark_base + self._w[(handle >> 3) + BLOCK_SLOT]
+        j = self._mark_base + self._slot_of(handle)
         if marks[j]:
             marks[j] = 0
             return True
@@ -331,11 +341,13 @@ class RegionWriter:
         self._set_token(odd=True)
         self._blocks.clear()
         self._ask = {}
-        self._switch_table(_FIRST_SLOTS, [])
+        self._empty_table()
 
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
+        if self._migration is not None:
+            self._migration.table.release()
         for view in (self._t, self._w, self._counters, self._marks):
             view.release()
         self._mm.close()
@@ -365,6 +377,16 @@ class RegionWriter:
         t[b + LOC] = loc
         t[b + EXPIRE] = expire_at
         t[b + SEQ] = seq + 2
+        if self._migration is not None:
+            self._migration.mirror(t, slot, self._w)
+
+    def _slot_of(self, handle: int) -> int:
+        """The live slot of the entry whose block is at ``handle``."""
+        word = self._w[(handle >> 3) + BLOCK_SLOT]
+        if word >> HALF_SHIFT == self._half:
+            return word & SLOT_MASK
+        assert self._migration is not None, "a slot in the spare half only while migrating"
+        return self._migration.reverse[word & SLOT_MASK]
 
     def _new_slot(self, h: int) -> int:
         """Claim the first tombstone or empty slot on the probe path of an absent key whose
@@ -373,8 +395,14 @@ class RegionWriter:
         The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
         of that key a round trip (they ask the store rather than conclude a miss).
         """
-        if (self._used_slots + 1) * 10 > self._slots * 7:
-            self._rebuild()
+        if self._migration is None and (self._used_slots + 1) * 2 > self._slots:
+            self._start_migration()
+        migration = self._migration
+        if migration is not None:
+            at_once = (self._used_slots + 1) * 10 > self._slots * 8
+            step = self._slots if at_once else _MIGRATE_STEP
+            if migration.step(self._t, self._w, self._marks, self._mark_base, step):
+                self._finish_migration(migration)
         t = self._t
         mask = self._slots - 1
         slot = h & mask
@@ -389,8 +417,9 @@ class RegionWriter:
         self._live += 1
         return slot
 
-    def _rebuild(self) -> None:
-        """A new table without tombstones, large enough to be at most half full."""
+    def _start_migration(self) -> None:
+        """Start building a table without tombstones, large enough to be at most half full,
+        in the spare half (see ``shm/migration.py``)."""
         slots = _FIRST_SLOTS
         while (self._live + 1) * 2 > slots:
             slots *= 2
@@ -398,60 +427,56 @@ class RegionWriter:
             if (self._live + 1) * 10 > self._max_slots * 7:
                 raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
             slots = self._max_slots
-        # Live slots of the old table; "ask the store" entries are found by their old slot.
-        t = self._t
-        asked = {slot: key for key, slot in self._ask.items()}
-        entries = []
-        for slot in range(self._slots):
-            b = slot * SLOT_WORDS
-            meta = t[b]
-            if meta and meta != TOMBSTONE:
-                entries.append((meta, t[b + LOC], t[b + EXPIRE], slot, asked.get(slot)))
-        self._switch_table(slots, entries)
-
-    def _switch_table(
-        self, slots: int, entries: list[tuple[int, int, int, int, bytes | None]]
-    ) -> None:
-        """Fill the spare half with ``entries`` (meta, loc, deadline, old slot, key of an
-        "ask the store" entry), carrying their visited marks, then make it live."""
         half = 1 - self._half
+        self._migration = Migration(
+            self._spare_table(half, slots), slots, half, self._marks_of(half), self._slots
+        )
+
+    def _finish_migration(self, migration: Migration) -> None:
+        """Every live slot is in the new table: make it live."""
+        self._migration = None
+        moved = migration.moved
+        for key, slot in self._ask.items():
+            self._ask[key] = moved[slot]
+        self._go_live(migration.table, migration.slots, migration.half)
+        self._used_slots = migration.used
+
+    def _empty_table(self) -> None:
+        """Switch to an empty table of _FIRST_SLOTS slots (a new region, FLUSHDB)."""
+        migration, self._migration = self._migration, None
+        if migration is not None:
+            migration.table.release()
+        half = 1 - self._half
+        self._go_live(self._spare_table(half, _FIRST_SLOTS), _FIRST_SLOTS, half)
+        self._used_slots = self._live = 0
+
+    def _spare_table(self, half: int, slots: int) -> memoryview:
+        """A zeroed table of ``slots`` slots in ``half``, and zeroed marks for it (readers of
+        an old table there may have marked them since)."""
         base = self._table_area + half * self._table_bytes
-        table = memoryview(self._mm)[base : base + slots * SLOT_BYTES].cast("Q")
-        marks = self._marks
-        old_marks = self._mark_base
-        mark_base = COUNTER_BYTES + half * self._marks_bytes
-        # Readers of an old table may have marked this half since: start from zeros.
-        self._marks_mm.madvise(mmap.MADV_REMOVE, mark_base, self._marks_bytes)
-        mask = slots - 1
-        w = self._w
-        for meta, loc, expire_at, old_slot, key in entries:
-            slot = (meta >> 32) & mask
-            while table[slot * SLOT_WORDS]:
-                slot = (slot + 1) & mask
-            b = slot * SLOT_WORDS
-            table[b + META] = meta
-            table[b + SEQ] = 2
-            table[b + LOC] = loc
-            table[b + EXPIRE] = expire_at
-            if marks[old_marks + old_slot]:
-                marks[mark_base + slot] = 1
-            if loc:
-                w[(loc >> LOC_SHIFT >> 3) + BLOCK_SLOT] = slot
-            elif key is not None:
-                self._ask[key] = slot
-        w[H_TABLE] = table_word(base, slots.bit_length() - 1)
+        self._mm.madvise(mmap.MADV_REMOVE, base, self._table_bytes)
+        self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(half), self._marks_bytes)
+        return memoryview(self._mm)[base : base + slots * SLOT_BYTES].cast("Q")
+
+    def _marks_of(self, half: int) -> int:
+        return COUNTER_BYTES + half * self._marks_bytes
+
+    def _go_live(self, table: memoryview, slots: int, half: int) -> None:
+        """Make ``table`` (in ``half``) the one readers use, and the other half's pages (and
+        its marks) go back to the system."""
+        base = self._table_area + half * self._table_bytes
+        self._w[H_TABLE] = table_word(base, slots.bit_length() - 1)
         self._set_token(odd=False)
-        old_base = self._table_area + self._half * self._table_bytes
+        old = 1 - half
         self._t.release()
         self._t = table
         self._slots = slots
-        self._used_slots = self._live = len(entries)
         self._half = half
-        self._mark_base = mark_base
-        # The old table's pages (and its marks) go back to the system and read as zeros.
-        self._mm.madvise(mmap.MADV_REMOVE, old_base, self._table_bytes)
-        old_half = COUNTER_BYTES + (1 - half) * self._marks_bytes
-        self._marks_mm.madvise(mmap.MADV_REMOVE, old_half, self._marks_bytes)
+        self._mark_base = self._marks_of(half)
+        self._mm.madvise(
+            mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes
+        )
+        self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(old), self._marks_bytes)
 
     def _set_token(self, *, odd: bool) -> None:
         """Publish a new table generation (odd: a switch is in progress)."""

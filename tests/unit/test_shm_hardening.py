@@ -83,14 +83,16 @@ def test_whatever_a_reader_writes_in_its_marks_the_store_keeps_serving() -> None
     rng = random.Random(3)
     expected: dict[bytes, bytes] = {}
     for round_ in range(30):
-        # The worst a reader can do: random bytes over all it can write.
-        noise = rng.randbytes(len(reader._marks))
-        reader._marks[:] = noise
+        # The worst a reader can do: random bytes, or all ones (counters about to wrap), over
+        # all it can write.
+        size = len(reader._marks)
+        reader._marks[:] = rng.randbytes(size) if round_ % 2 else b"\xff" * size
         for _ in range(300):
             key = b"k%d" % rng.randrange(2000)
             value = rng.randbytes(rng.randrange(1, 500))
             engine.set(key, value)
             expected[key] = value
+        writer.beat(time.monotonic_ns())  # the store's ticker, which this test replaces
         for key in rng.sample(sorted(expected), 50):
             got = other.get(key)
             now = engine.get(key)
@@ -251,3 +253,53 @@ def test_the_region_handout_closes_what_it_received(region: RegionWriter) -> Non
 def _serve_one(sock: socket.socket, region: RegionWriter) -> None:
     assert sock.recv(100) == handout.REQUEST
     handout.send_reply(sock, handout.region_reply(region), region)
+
+
+def test_the_table_grows_by_migration_with_every_write_seen() -> None:
+    """Sets, overwrites (in place and not), deletes, deadlines and "ask the store" entries
+    while the table migrates: a reader agrees with a model after every step, and marks and
+    block slots follow their entries into the new table."""
+    writer = RegionWriter(0, max_value=64)
+    reader = RegionReader(*writer.fds, 0)
+    rng = random.Random(11)
+    model: dict[bytes, tuple[bytes, int]] = {}  # key -> (value, handle)
+    migrations = fallbacks = 0
+    migrating = False
+    for step in range(12_000):
+        key = b"k%d" % rng.randrange(6000)
+        roll = rng.random()
+        old = model.get(key, (b"", 0))[1]
+        if roll < 0.6:
+            value = rng.randbytes(rng.choice([3, 5, 40, 100]))  # 100 > max_value: ask
+            if key in model or not old:
+                handle = writer.publish(key, value, 0, old if key in model else 0)
+                model[key] = (value, handle)
+        elif roll < 0.8 and key in model:
+            writer.unpublish(key, model.pop(key)[1])
+        elif key in model:
+            writer.set_expire(key, model[key][1], 0)
+        migrations += not migrating and writer._migration is not None
+        migrating = writer._migration is not None
+        if step % 97 == 0:
+            writer.beat(time.monotonic_ns())
+            for probe in [*rng.sample(sorted(model), min(40, len(model))), b"absent"]:
+                got = reader.get(probe, 1)
+                expected = model[probe][0] if probe in model else None
+                if expected is not None and len(expected) > 64:
+                    assert got is FALLBACK
+                else:
+                    assert got in (expected, FALLBACK), (step, probe)
+                    fallbacks += got is FALLBACK
+    assert migrations >= 2 and fallbacks < 50
+    writer.beat(time.monotonic_ns())
+    for key, (value, handle) in model.items():
+        assert reader.get(key, 1) == (value if len(value) <= 64 else FALLBACK)
+        if handle:
+            assert reader.get(key) == value
+            assert writer.take_visited(handle), "the mark is where the store looks"
+            writer.unpublish(key, handle)
+        else:
+            writer.unpublish(key, 0)
+    assert reader.get(next(iter(model))) is None
+    reader.close()
+    writer.close()
