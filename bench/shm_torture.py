@@ -15,7 +15,8 @@ store runs with ``--shm off`` by default, the hardest case).
 
     python -m bench.shm_torture [--readers 3] [--reads 100000000] [--reads-after-restart N]
 
-(the long run: >= 10**8 reads in total, a few minutes on two CPUs); the tests run short slices.
+(the long run: >= 10**8 reads in total, about 35 minutes on two CPUs); the tests run short
+slices.
 """
 
 from __future__ import annotations
