@@ -57,6 +57,7 @@ __all__ = [
     "cmd_set",
     "cmd_unlock",
     "connect_error",
+    "deadline",
     "fetched",
     "forget_in_forked_children",
     "grants_lease",
@@ -66,9 +67,11 @@ __all__ = [
     "lock_reply_timeout",
     "lock_token",
     "may_resend",
+    "parked",
     "parse_info",
     "peer_pid",
     "scan_reply",
+    "step_timeout",
 ]
 
 PING: Final = resp.encode_command("PING")
@@ -311,6 +314,11 @@ class StoreSettings:
         self._reconnect = Reconnect(url.display, timeout)
         self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
 
+    @property
+    def reachable(self) -> bool:
+        """Whether no outage is known (a store that refuses or leaves requests unanswered)."""
+        return self._reconnect.down_since is None
+
 
 def peer_pid(sock: Any) -> int | None:
     """The pid of the process serving a connected Unix socket (None where unknown: TCP, or no
@@ -333,6 +341,30 @@ def may_resend(idempotent: bool, old_peer: int | None, new_peer: int | None) -> 
     return idempotent or (old_peer is not None and new_peer is not None and old_peer != new_peer)
 
 
+def deadline(timeout: float | None) -> float:
+    """When a call that starts now must be over (``math.inf`` without a timeout): connecting,
+    waiting for a restarting store, sending, reading and resending all share it."""
+    return math.inf if timeout is None else time.monotonic() + timeout
+
+
+def step_timeout(limit: float | None, until: float) -> float | None:
+    """A socket timeout for one step of a call that ends at ``until``: ``limit`` (None: no
+    limit) or what is left of the call, whichever is shorter; never 0, which would make a
+    socket non-blocking instead of timing out."""
+    left = until - time.monotonic()
+    if left == math.inf:
+        return limit
+    left = max(left, 0.001)
+    return left if limit is None else min(limit, left)
+
+
+def parked(payload: bytes) -> bytes:
+    """``payload`` (a request the store may park: ``BS.FETCH``, a waiting ``BLINK.LOCK``)
+    behind a ``PING``: its ``PONG`` comes at once from a store that is alive, so a store that
+    does not answer is noticed within the client timeout, not after the park's longer one."""
+    return PING + payload
+
+
 class Reconnect:
     """Connect pacing while the store is unreachable (one per backend).
 
@@ -341,9 +373,25 @@ class Reconnect:
     try again every :data:`RETRY_INTERVAL` until their deadline, so they reach the new store
     as soon as it listens. A longer outage makes every call fail at once, except one probe
     every :data:`PROBE_INTERVAL`: a dead store costs no waiting and no connect per request.
+
+    A store that accepts connections but does not answer (stopped, or stuck) is the other
+    kind of outage, ``unanswered``: a restarting store refuses connections, so there is no
+    grace. From the first request it leaves unanswered for the client timeout, every call
+    fails at once while the backend keeps one ``PING`` on a connection of its own as a
+    ``probe`` (sent without waiting; looked at by later calls; replaced after ``grace``) and
+    the outage ends when the store answers it.
     """
 
-    __slots__ = ("display", "down_since", "grace", "last_error", "next_attempt")
+    __slots__ = (
+        "display",
+        "down_since",
+        "grace",
+        "last_error",
+        "next_attempt",
+        "probe",
+        "probe_until",
+        "unanswered",
+    )
 
     def __init__(self, display: str, grace: float | None) -> None:
         self.display = display
@@ -351,6 +399,10 @@ class Reconnect:
         self.down_since: float | None = None
         self.next_attempt = 0.0
         self.last_error: CacheConnectionError | None = None
+        self.unanswered = False
+        #: The pending probe of an unanswered outage (the backend's connection), if any.
+        self.probe: Any = None
+        self.probe_until = 0.0
 
     def deadline(self, wait: bool) -> float | None:
         """Until when a call that starts now waits for the store (None: it does not wait)."""
@@ -363,15 +415,21 @@ class Reconnect:
         caller with ``deadline`` cannot wait that long."""
         if self.down_since is None:
             return 0.0
+        if self.unanswered:
+            raise self.error()
         now = time.monotonic()
         delay = self.next_attempt - now
         if delay <= 0:
             return 0.0
         if deadline is None or now + delay > deadline or not self._restarting(now):
-            error = self.last_error
-            assert error is not None
-            raise type(error)(str(error))
+            raise self.error()
         return delay
+
+    def error(self) -> CacheConnectionError:
+        """A fresh copy of the outage's error, to raise."""
+        error = self.last_error
+        assert error is not None
+        return type(error)(str(error))
 
     def _restarting(self, now: float) -> bool:
         return self.down_since is None or self.grace is None or now - self.down_since < self.grace
@@ -381,11 +439,39 @@ class Reconnect:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
+        self.unanswered = False
         self.last_error = error
         self.next_attempt = now + (RETRY_INTERVAL if self._restarting(now) else PROBE_INTERVAL)
 
     def succeeded(self) -> None:
         """Record a successful connect: the outage, if any, is over."""
+        self.down_since = None
+
+    def timed_out(self, error: CacheTimeoutError) -> None:
+        """Record a request the store left unanswered for the client timeout."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+        self.unanswered = True
+        self.last_error = error
+
+    def probe_due(self) -> bool:
+        """Whether a new probe may go out now (at most one per :data:`PROBE_INTERVAL`); if
+        so, the caller sends it and the next one waits."""
+        now = time.monotonic()
+        if now < self.next_attempt:
+            return False
+        self.next_attempt = now + PROBE_INTERVAL
+        return True
+
+    def probing(self, probe: Any) -> None:
+        """Record the probe just sent; it has ``grace`` seconds to be answered."""
+        self.probe = probe
+        self.probe_until = time.monotonic() + (self.grace or 0.0)
+
+    def answered(self) -> None:
+        """The store answered a probe: the outage is over."""
+        self.probe = None
+        self.unanswered = False
         self.down_since = None
 
 

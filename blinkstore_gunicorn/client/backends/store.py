@@ -11,6 +11,9 @@ Why this shape:
 * A store restart (the supervisor needs ~150 ms) is waited for, not reported: connects are
   retried at a short fixed pace within the client timeout (see ``_resp.Reconnect``), for
   reads too unless the cache serves misses during outages (``wait_on_reads=False``).
+* One deadline per call, the client timeout: connecting, waiting for a restart, the reply and
+  any resend all come out of it. A store that leaves a request unanswered that long (stopped,
+  stuck) is down: calls fail at once until it answers a probe (see ``_probe``).
 * A connection that breaks under a request (the store was killed) drops every idle one and
   runs the request once more on a fresh connection when that is safe: it surely did not run,
   it is idempotent, or the fresh connection reaches another store process (``may_resend``).
@@ -19,6 +22,7 @@ Why this shape:
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -121,46 +125,63 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._max_idle = max_idle
         self._idle: list[_Connection] = []
         self._lock_keys: LockKeyLeases | None = None
+        self._probing = threading.Lock()
         _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connect(self, wait: bool) -> _Connection:
-        """A new connection; with ``wait``, a restarting store is waited for (see module)."""
+    def _connect(self, wait: bool, until: float) -> _Connection:
+        """A new connection for a call that ends at ``until``; with ``wait``, a restarting
+        store is waited for (see module)."""
         reconnect = self._reconnect
-        deadline = reconnect.deadline(wait)
+        deadline = until if wait else None
         while True:
+            if reconnect.unanswered:
+                self._probe(until)
             delay = reconnect.wait_time(deadline)
             if delay:
                 time.sleep(delay)
-            conn = self._attempt()
+            conn = self._attempt(until)
             if conn is not None:
                 return conn
 
-    def _attempt(self) -> _Connection | None:
-        """One connect (and AUTH); None when nobody listens (recorded for pacing)."""
+    def _dial(self, until: float) -> _Connection | None:
+        """One connect; None when nobody listens (recorded for pacing)."""
         url = self.url
         sock: socket.socket | None = None
+        connect_timeout = _resp.step_timeout(self._connect_timeout, until)
         try:
             if url.unix_path is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self._connect_timeout)
+                sock.settimeout(connect_timeout)
                 sock.connect(url.unix_path)
             else:
                 assert url.host is not None and url.port is not None
-                sock = socket.create_connection((url.host, url.port), self._connect_timeout)
+                sock = socket.create_connection((url.host, url.port), connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self._timeout)
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
+            self._reconnect.failed(_resp.connect_error(url.display, exc, connect_timeout))
             return None
-        conn = _Connection(sock)
+        return _Connection(sock)
+
+    def _attempt(self, until: float) -> _Connection | None:
+        """One connect (and AUTH); None when nobody listens (recorded for pacing)."""
+        conn = self._dial(until)
+        if conn is None:
+            return None
         if self._auth is not None:
+            url = self.url
             try:
+                conn.sock.settimeout(_resp.step_timeout(self._timeout, until))
                 conn.sock.sendall(self._auth)
                 reply = conn.read_reply()
+                conn.sock.settimeout(self._timeout)
+            except TimeoutError as exc:
+                conn.close()
+                raise self._io_error(exc) from None
             except (OSError, _Closed) as exc:
                 conn.close()
                 raise CacheConnectionError(
@@ -173,12 +194,59 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._reconnect.succeeded()
         return conn
 
+    def _probe(self, until: float) -> None:
+        """Return once a store that left a request unanswered answers again, else raise the
+        outage's error at once. The question is a PING on a connection of its own, sent
+        without waiting for the reply; the calls that come by read what arrived, and send
+        a new probe when this one has had ``timeout`` seconds."""
+        reconnect = self._reconnect
+        if not self._probing.acquire(blocking=False):
+            raise reconnect.error()  # another thread is looking at the probe
+        try:
+            probe: _Probe | None = reconnect.probe
+            if probe is not None:
+                heard = probe.heard()
+                if heard:
+                    probe.conn.close()
+                    reconnect.answered()
+                    return
+                if heard is None and time.monotonic() < reconnect.probe_until:
+                    raise reconnect.error()
+                probe.conn.close()
+                reconnect.probe = None
+            if reconnect.probe_due():
+                conn = self._dial(until)
+                if conn is None:
+                    return  # now it refuses connections: the caller's connect loop decides
+                payload = (self._auth or b"") + _resp.PING
+                try:
+                    conn.sock.sendall(payload)
+                    conn.sock.settimeout(0.0)
+                except OSError:
+                    conn.close()
+                else:
+                    reconnect.probing(_Probe(conn, 2 if self._auth else 1))
+            raise reconnect.error()
+        finally:
+            self._probing.release()
+
+    def _unanswered(self, error: CacheTimeoutError) -> None:
+        """A request went unanswered for the client timeout: the store is down until it
+        answers a probe, and the idle connections to it would only wait as long."""
+        self._reconnect.timed_out(error)
+        self._drop_idle()
+
     def _drop_idle(self) -> None:
-        # Also the fork hook: close() only releases this process's descriptor (no shutdown),
-        # so a parent keeps using its sockets undisturbed.
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+    def _forget(self) -> None:
+        # The fork hook: close() only releases this process's descriptor (no shutdown), so a
+        # parent keeps using its sockets undisturbed. A probe thread did not survive the fork.
+        self._drop_idle()
+        self._reconnect.probe = None
+        self._probing = threading.Lock()
 
     def close(self) -> None:
         """Close idle connections (busy ones close when returned)."""
@@ -210,36 +278,42 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         payload: bytes,
         replies: int = 1,
         idempotent: bool = True,
-        timeout: float | _resp.Unset | None = _resp.UNSET,
+        park: float | _resp.Unset | None = _resp.UNSET,
         wait: bool = True,
     ) -> tuple[Any, _Connection]:
         """Send ``payload`` on a pooled connection and read ``replies`` replies; the caller
-        owns the connection afterwards (``_checkin`` gives it back). ``timeout`` overrides
-        the reply timeout for this request only (a parked ``BS.FETCH`` waits longer)."""
+        owns the connection afterwards (``_checkin`` gives it back). With ``park``, the last
+        reply may take that long once the others came (``_resp.parked``: the store parks a
+        ``BS.FETCH``); everything else shares the client timeout."""
+        until = _resp.deadline(self._timeout)
+        # A pooled connection's own timeout is the call's; anything later gets what is left.
+        budget: float | _resp.Unset | None = _resp.UNSET
         try:
             conn = self._idle.pop()
         except IndexError:
-            conn = self._connect(wait)
+            conn = self._connect(wait, until)
+            budget = _resp.step_timeout(self._timeout, until)
         resends = 0
         while True:
             try:
-                return self._exchange(conn, payload, replies, timeout), conn
+                return self._exchange(conn, payload, replies, budget, park), conn
             except _Broken as broken:
                 if not broken.may_run_again or resends == _resp.RESENDS:
                     raise self._io_error(broken.cause) from None
                 resends += 1
                 # A store restart kills every idle connection at once.
                 self._drop_idle()
-                fresh = self._connect(wait)
+                fresh = self._connect(wait, until)
                 if broken.sent:
-                    fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait)
+                    fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait, until)
                     if not _resp.may_resend(idempotent, conn.peer, fresh.peer):
                         self._checkin(fresh)
                         raise self._io_error(broken.cause) from None
                 conn = fresh
+                budget = _resp.step_timeout(self._timeout, until)
 
     def _past_a_dying_store(
-        self, old_peer: int | None, fresh: _Connection, idempotent: bool, wait: bool
+        self, old_peer: int | None, fresh: _Connection, idempotent: bool, wait: bool, until: float
     ) -> _Connection:
         """``fresh``, or a newer connection when ``fresh`` reached the same store process as
         the broken one and that process turns out to be dying (a killed process can accept a
@@ -247,10 +321,11 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         for _ in range(_resp.DYING_STORE_CHECKS):
             if _resp.may_resend(idempotent, old_peer, fresh.peer) or fresh.peer is None:
                 break
+            budget = _resp.step_timeout(self._timeout, until)
             try:
-                self._exchange(fresh, _resp.PING, 1, _resp.UNSET)
+                self._exchange(fresh, _resp.PING, 1, budget, _resp.UNSET)
             except _Broken:
-                fresh = self._connect(wait)
+                fresh = self._connect(wait, until)
             else:
                 break
         return fresh
@@ -260,21 +335,28 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         conn: _Connection,
         payload: bytes,
         replies: int,
-        timeout: float | _resp.Unset | None,
+        budget: float | _resp.Unset | None,
+        park: float | _resp.Unset | None,
     ) -> Any:
-        """One request on ``conn``; a connection failure closes it and raises :class:`_Broken`."""
+        """One request on ``conn`` whose replies come within ``budget`` (unset: the socket's
+        own timeout), the last within ``park`` if set; a connection failure closes ``conn``
+        and raises :class:`_Broken`."""
         sent = False
+        sock = conn.sock
         try:
-            if not isinstance(timeout, _resp.Unset):
-                conn.sock.settimeout(timeout)
-            conn.sock.sendall(payload)
+            if not isinstance(budget, _resp.Unset):
+                sock.settimeout(budget)
+            sock.sendall(payload)
             sent = True
             if replies == 1:
                 result: Any = conn.read_reply()
             else:
-                result = [conn.read_reply() for _ in range(replies)]
-            if not isinstance(timeout, _resp.Unset):
-                conn.sock.settimeout(self._timeout)
+                result = [conn.read_reply() for _ in range(replies - 1)]
+                if not isinstance(park, _resp.Unset):
+                    sock.settimeout(park)
+                result.append(conn.read_reply())
+            if not (isinstance(budget, _resp.Unset) and isinstance(park, _resp.Unset)):
+                sock.settimeout(self._timeout)
         except (OSError, _Closed) as exc:
             conn.close()
             raise _Broken(exc, sent) from None
@@ -295,9 +377,12 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     def _io_error(self, exc: BaseException) -> CacheConnectionError:
         display = self.url.display
         if isinstance(exc, TimeoutError):
-            return CacheTimeoutError(
-                f"no reply from the store at {display} within {self._timeout}s"
+            error = CacheTimeoutError(
+                f"no reply from the store at {display} within {self._timeout}s; it counts "
+                "as down until it answers again"
             )
+            self._unanswered(error)
+            return error
         if isinstance(exc, _Closed):
             return CacheConnectionError(f"the store at {display} closed the connection")
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -373,11 +458,12 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
         if self._lock_keys is not None:
             return self._lock_keys.fetch(key, lease_ms, wait_ms)
-        payload = _resp.cmd_fetch(key, lease_ms, wait_ms)
-        timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
-        reply, conn = self._round_trip(
-            payload, idempotent=False, timeout=timeout, wait=self._reads_wait
+        payload = _resp.parked(_resp.cmd_fetch(key, lease_ms, wait_ms))
+        park = None if self._timeout is None else self._timeout + wait_ms / 1000
+        replies, conn = self._round_trip(
+            payload, 2, idempotent=False, park=park, wait=self._reads_wait
         )
+        reply = replies[1]
         self._checkin_unless_lease(conn, reply)
         if _resp.is_unknown_command(reply):
             return self._without_native_leases().fetch(key, lease_ms, wait_ms)
@@ -422,9 +508,13 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         when it stays taken for ``wait_ms`` (0: no wait; None: no limit)."""
         if self._key_locks is not None:
             return self._key_locks.lock(name, px, wait_ms)
-        timeout = _resp.lock_reply_timeout(self._timeout, wait_ms)
         payload = _resp.cmd_lock(name, px, wait_ms)
-        reply, conn = self._round_trip(payload, idempotent=False, timeout=timeout)
+        if wait_ms == 0:
+            reply, conn = self._round_trip(payload, idempotent=False)
+        else:
+            park = _resp.lock_reply_timeout(self._timeout, wait_ms)
+            replies, conn = self._round_trip(_resp.parked(payload), 2, False, park)
+            reply = replies[1]
         if not isinstance(reply, int):
             self._checkin(conn)
         if _resp.is_unknown_command(reply):
@@ -458,7 +548,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _StoreFeed:
         """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
         payload, confirmations = _resp.cmd_subscribe(channels, patterns)
-        conn = self._connect(wait=True)
+        conn = self._connect(True, _resp.deadline(self._timeout))
         feed = _StoreFeed(self, conn)
         try:
             conn.sock.sendall(payload)
@@ -475,6 +565,30 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
             conn.close()
             raise
         return feed
+
+
+class _Probe:
+    """A ``PING`` (behind AUTH when there is a password) sent to a store that stopped
+    answering, on a non-blocking connection of its own, and how many replies are due."""
+
+    __slots__ = ("conn", "due")
+
+    def __init__(self, conn: _Connection, due: int) -> None:
+        self.conn = conn
+        self.due = due
+
+    def heard(self) -> bool | None:
+        """True once every reply came, False if the connection failed, None meanwhile."""
+        try:
+            data = self.conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return None
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.due -= sum(1 for _ in _resp.replies(self.conn.reader, data))
+        return True if self.due <= 0 else None
 
 
 class _StoreLease:
@@ -583,4 +697,4 @@ class _StoreFeed:
 
 
 #: ``StoreBackend`` objects whose connections a forked child must drop, not share.
-_track_for_fork = _resp.forget_in_forked_children(StoreBackend._drop_idle)
+_track_for_fork = _resp.forget_in_forked_children(StoreBackend._forget)
