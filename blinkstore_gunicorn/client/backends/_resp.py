@@ -1,5 +1,6 @@
 """Pieces the sync and asyncio store backends share: their settings, command bytes, reply
-checks, INFO parsing, connect and AUTH errors, reconnect pacing and resend rules. No I/O here.
+checks, INFO parsing, connect and AUTH errors and resend rules (outages are ``_outage.py``'s).
+No I/O here.
 
 The two backends are not generated from one source, unlike the rest of the client (see
 ``scripts/unasync.py``): a blocking pool of connections and a pipelined multiplexer are two
@@ -7,15 +8,14 @@ designs, not one design in two flavours. What they repeat lives here instead."""
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import struct
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, cast
 
+from blinkstore_gunicorn.client.backends._outage import Reconnect
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
@@ -57,7 +57,6 @@ __all__ = [
     "cmd_set",
     "cmd_unlock",
     "connect_error",
-    "deadline",
     "fetched",
     "forget_in_forked_children",
     "grants_lease",
@@ -71,17 +70,12 @@ __all__ = [
     "parse_info",
     "peer_pid",
     "scan_reply",
-    "step_timeout",
 ]
 
 PING: Final = resp.encode_command("PING")
 FLUSHDB: Final = resp.encode_command("FLUSHDB")
 INFO: Final = resp.encode_command("INFO")
 
-#: While the store restarts, waiting callers try to connect this often (see :class:`Reconnect`).
-RETRY_INTERVAL: Final = 0.01
-#: During a longer outage, one connect attempt this often finds the store once it is back.
-PROBE_INTERVAL: Final = 0.1
 #: How often a request that must not run twice looks for a new store process when the
 #: connection made after a break reaches the old one (which may be dying).
 DYING_STORE_CHECKS: Final = 3
@@ -341,138 +335,11 @@ def may_resend(idempotent: bool, old_peer: int | None, new_peer: int | None) -> 
     return idempotent or (old_peer is not None and new_peer is not None and old_peer != new_peer)
 
 
-def deadline(timeout: float | None) -> float:
-    """When a call that starts now must be over (``math.inf`` without a timeout): connecting,
-    waiting for a restarting store, sending, reading and resending all share it."""
-    return math.inf if timeout is None else time.monotonic() + timeout
-
-
-def step_timeout(limit: float | None, until: float) -> float | None:
-    """A socket timeout for one step of a call that ends at ``until``: ``limit`` (None: no
-    limit) or what is left of the call, whichever is shorter; never 0, which would make a
-    socket non-blocking instead of timing out."""
-    left = until - time.monotonic()
-    if left == math.inf:
-        return limit
-    left = max(left, 0.001)
-    return left if limit is None else min(limit, left)
-
-
 def parked(payload: bytes) -> bytes:
     """``payload`` (a request the store may park: ``BS.FETCH``, a waiting ``BLINK.LOCK``)
     behind a ``PING``: its ``PONG`` comes at once from a store that is alive, so a store that
     does not answer is noticed within the client timeout, not after the park's longer one."""
     return PING + payload
-
-
-class Reconnect:
-    """Connect pacing while the store is unreachable (one per backend).
-
-    A failed connect starts an outage. For its first ``grace`` seconds (the client timeout; a
-    supervised store is back in ~150 ms) the store counts as restarting: callers that may wait
-    try again every :data:`RETRY_INTERVAL` until their deadline, so they reach the new store
-    as soon as it listens. A longer outage makes every call fail at once, except one probe
-    every :data:`PROBE_INTERVAL`: a dead store costs no waiting and no connect per request.
-
-    A store that accepts connections but does not answer (stopped, or stuck) is the other
-    kind of outage, ``unanswered``: a restarting store refuses connections, so there is no
-    grace. From the first request it leaves unanswered for the client timeout, every call
-    fails at once while the backend keeps one ``PING`` on a connection of its own as a
-    ``probe`` (sent without waiting; looked at by later calls; replaced after ``grace``) and
-    the outage ends when the store answers it.
-    """
-
-    __slots__ = (
-        "display",
-        "down_since",
-        "grace",
-        "last_error",
-        "next_attempt",
-        "probe",
-        "probe_until",
-        "unanswered",
-    )
-
-    def __init__(self, display: str, grace: float | None) -> None:
-        self.display = display
-        self.grace = grace
-        self.down_since: float | None = None
-        self.next_attempt = 0.0
-        self.last_error: CacheConnectionError | None = None
-        self.unanswered = False
-        #: The pending probe of an unanswered outage (the backend's connection), if any.
-        self.probe: Any = None
-        self.probe_until = 0.0
-
-    def deadline(self, wait: bool) -> float | None:
-        """Until when a call that starts now waits for the store (None: it does not wait)."""
-        if not wait:
-            return None
-        return math.inf if self.grace is None else time.monotonic() + self.grace
-
-    def wait_time(self, deadline: float | None) -> float:
-        """Seconds until the next connect attempt (0: now); raise the outage's error when a
-        caller with ``deadline`` cannot wait that long."""
-        if self.down_since is None:
-            return 0.0
-        if self.unanswered:
-            raise self.error()
-        now = time.monotonic()
-        delay = self.next_attempt - now
-        if delay <= 0:
-            return 0.0
-        if deadline is None or now + delay > deadline or not self._restarting(now):
-            raise self.error()
-        return delay
-
-    def error(self) -> CacheConnectionError:
-        """A fresh copy of the outage's error, to raise."""
-        error = self.last_error
-        assert error is not None
-        return type(error)(str(error))
-
-    def _restarting(self, now: float) -> bool:
-        return self.down_since is None or self.grace is None or now - self.down_since < self.grace
-
-    def failed(self, error: CacheConnectionError) -> None:
-        """Record a failed connect."""
-        now = time.monotonic()
-        if self.down_since is None:
-            self.down_since = now
-        self.unanswered = False
-        self.last_error = error
-        self.next_attempt = now + (RETRY_INTERVAL if self._restarting(now) else PROBE_INTERVAL)
-
-    def succeeded(self) -> None:
-        """Record a successful connect: the outage, if any, is over."""
-        self.down_since = None
-
-    def timed_out(self, error: CacheTimeoutError) -> None:
-        """Record a request the store left unanswered for the client timeout."""
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-        self.unanswered = True
-        self.last_error = error
-
-    def probe_due(self) -> bool:
-        """Whether a new probe may go out now (at most one per :data:`PROBE_INTERVAL`); if
-        so, the caller sends it and the next one waits."""
-        now = time.monotonic()
-        if now < self.next_attempt:
-            return False
-        self.next_attempt = now + PROBE_INTERVAL
-        return True
-
-    def probing(self, probe: Any) -> None:
-        """Record the probe just sent; it has ``grace`` seconds to be answered."""
-        self.probe = probe
-        self.probe_until = time.monotonic() + (self.grace or 0.0)
-
-    def answered(self) -> None:
-        """The store answered a probe: the outage is over."""
-        self.probe = None
-        self.unanswered = False
-        self.down_since = None
 
 
 # -- locks (BLINK.LOCK* commands, see docs/locks.md) ----------------------------------------

@@ -5,7 +5,7 @@ module says how requests are batched, bounded and timed out). This module owns t
 
 * Fork and event-loop changes drop the connections (they belong to the old loop).
 * Store restarts: connects are retried at a short fixed pace within the client timeout
-  (``_resp.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
+  (``_outage.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
   and a request whose connection broke runs once more when ``_resp.may_resend`` allows.
 * A store that leaves a request unanswered for the client timeout (stopped, stuck) is down:
   every connection to it is closed and calls fail at once until it answers a probe.
@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client._locks_aio import AsyncLockHold
-from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends import _outage, _resp
 from blinkstore_gunicorn.client.backends.store_async_locks import AsyncStoreLocks
 from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
 from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FLIGHT, Pipeline
@@ -134,10 +134,10 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         self, attempt: Callable[[], Awaitable[P | None]], wait: bool, until: float | None = None
     ) -> P:
         """Run ``attempt`` until it connects, paced (and bounded: until ``until``, else the
-        client timeout from now) by ``_resp.Reconnect``."""
+        client timeout from now) by ``_outage.Reconnect``."""
         reconnect = self._reconnect
         if until is None:
-            until = _resp.deadline(self._timeout)
+            until = _outage.deadline(self._timeout)
         deadline = until if wait else None
         while True:
             if reconnect.unanswered:
@@ -278,7 +278,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         """Run ``payloads``, whose connection ``broken`` broke under them, again on a new
         connection while ``_resp.may_resend`` allows (at most ``_resp.RESENDS`` times); else
         raise the connection's error."""
-        until = _resp.deadline(self._timeout)
+        until = _outage.deadline(self._timeout)
         for _ in range(_resp.RESENDS):
             fresh = await self._pipeline(wait, until)
             for _ in range(_resp.DYING_STORE_CHECKS):
