@@ -186,14 +186,19 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
 
     def _forget(self) -> None:
         # The fork hook: close() only releases this process's descriptor (no shutdown), so a
-        # parent keeps using its sockets undisturbed. A probe thread did not survive the fork.
+        # parent keeps using its sockets undisturbed. A thread that held the probe's lock did
+        # not survive the fork: the child gets a lock of its own.
         self._drop_idle()
         self._reconnect.probe = None
         self._probing = threading.Lock()
 
     def close(self) -> None:
-        """Close idle connections (busy ones close when returned)."""
+        """Close idle connections and the probe (busy ones close when returned)."""
         self._drop_idle()
+        probe: Probe | None = self._reconnect.probe
+        if probe is not None:
+            self._reconnect.probe = None
+            probe.conn.close()
 
     # -- requests --------------------------------------------------------------------------
 

@@ -93,9 +93,9 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
             self._loop = loop
         return loop
 
-    async def _pipeline(self, wait: bool, until: float | None = None) -> Pipeline:
+    async def _pipeline(self, wait: bool, until: float) -> Pipeline:
         """A shared connection (round robin); with ``wait``, a restarting store is waited for
-        until ``until`` (None: the client timeout from now)."""
+        until ``until``, the call's deadline."""
         self._own_loop()
         index = self._next
         self._next = (index + 1) % len(self._slots)
@@ -227,7 +227,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         return protocol
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection, the probe's too."""
         for pipeline in self._slots:
             if pipeline is not None:
                 pipeline.close()
@@ -235,34 +235,40 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         spare, self._spare = self._spare, []
         for pipeline in spare:
             pipeline.close()
+        probe: tuple[Pipeline, asyncio.Future[Any]] | None = self._reconnect.probe
+        if probe is not None:
+            self._reconnect.probe = None
+            probe[0].close()
 
     # -- requests --------------------------------------------------------------------------
 
     async def _request(self, payload: bytes, idempotent: bool = True, wait: bool = True) -> Any:
         """One request's reply; error replies raise :class:`CacheResponseError`."""
-        pipeline = await self._pipeline(wait)
+        until = _outage.deadline(self._timeout)
+        pipeline = await self._pipeline(wait, until)
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
         try:
-            reply = await pipeline.request(payload)
+            reply = await pipeline.request(payload, until)
         except CacheTimeoutError as exc:
             self._unanswered(exc)
             raise  # not sent again: the store may still be working on it
         except CacheConnectionError:
-            reply = (await self._again(pipeline, (payload,), idempotent, wait))[0]
+            reply = (await self._again(pipeline, (payload,), idempotent, wait, until))[0]
         if type(reply) is resp.ErrorReply:
             raise CacheResponseError(reply.message)
         return reply
 
     async def _request_many(self, payloads: Sequence[bytes]) -> list[Any]:
-        pipeline = await self._pipeline(True)
+        until = _outage.deadline(self._timeout)
+        pipeline = await self._pipeline(True, until)
         try:
-            replies = await self._exchange(pipeline, payloads)
+            replies = await self._exchange(pipeline, payloads, until)
         except CacheTimeoutError as exc:
             self._unanswered(exc)
             raise
         except CacheConnectionError:
-            replies = await self._again(pipeline, payloads, True, True)
+            replies = await self._again(pipeline, payloads, True, True, until)
         for reply in replies:
             _resp.check(reply)
         return replies
@@ -273,12 +279,16 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         return self._request(payload, wait=self._reads_wait)
 
     async def _again(
-        self, broken: Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
+        self,
+        broken: Pipeline,
+        payloads: Sequence[bytes],
+        idempotent: bool,
+        wait: bool,
+        until: float,
     ) -> list[Any]:
         """Run ``payloads``, whose connection ``broken`` broke under them, again on a new
         connection while ``_resp.may_resend`` allows (at most ``_resp.RESENDS`` times); else
         raise the connection's error."""
-        until = _outage.deadline(self._timeout)
         for _ in range(_resp.RESENDS):
             fresh = await self._pipeline(wait, until)
             for _ in range(_resp.DYING_STORE_CHECKS):
@@ -287,7 +297,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
                 # The same store process: alive (it may have run the request), or still dying
                 # (a killed process can accept a connection while its sockets are being closed).
                 try:
-                    await self._exchange(fresh, (_resp.PING,))
+                    await self._exchange(fresh, (_resp.PING,), until)
                 except CacheTimeoutError as exc:
                     self._unanswered(exc)
                     raise
@@ -298,7 +308,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
             if not _resp.may_resend(idempotent, broken.peer, fresh.peer):
                 break
             try:
-                return await self._exchange(fresh, payloads)
+                return await self._exchange(fresh, payloads, until)
             except CacheTimeoutError as exc:
                 self._unanswered(exc)
                 raise  # not sent again: the store may still be working on it
@@ -309,10 +319,10 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         raise type(error)(str(error))
 
     @staticmethod
-    async def _exchange(pipeline: Pipeline, payloads: Sequence[bytes]) -> list[Any]:
+    async def _exchange(pipeline: Pipeline, payloads: Sequence[bytes], until: float) -> list[Any]:
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
-        futures = [pipeline.request(payload) for payload in payloads]
+        futures = [pipeline.request(payload, until) for payload in payloads]
         return [await future for future in futures]
 
     # -- operations ------------------------------------------------------------------------
