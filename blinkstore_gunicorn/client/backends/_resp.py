@@ -66,6 +66,7 @@ __all__ = [
     "lock_reply_timeout",
     "lock_token",
     "may_resend",
+    "no_reply",
     "parked",
     "parse_info",
     "peer_pid",
@@ -281,6 +282,14 @@ def connect_error(display: str, exc: OSError, timeout: float | None) -> CacheCon
         return CacheTimeoutError(f"connecting to the store at {display} timed out after {timeout}s")
     reason = exc.strerror or str(exc) or type(exc).__name__
     return CacheConnectionError(f"cannot connect to the store at {display}: {reason}")
+
+
+def no_reply(display: str, timeout: float | None) -> CacheTimeoutError:
+    """The exception for a request left unanswered: from now on the store counts as down."""
+    return CacheTimeoutError(
+        f"no reply from the store at {display} within {timeout}s; it counts as down until it "
+        "answers again"
+    )
 
 
 def auth_error(display: str, reply: resp.Reply) -> CacheConnectionError | None:

@@ -325,10 +325,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     def _io_error(self, exc: BaseException) -> CacheConnectionError:
         display = self.url.display
         if isinstance(exc, TimeoutError):
-            error = CacheTimeoutError(
-                f"no reply from the store at {display} within {self._timeout}s; it counts "
-                "as down until it answers again"
-            )
+            error = _resp.no_reply(display, self._timeout)
             self._unanswered(error)
             return error
         if isinstance(exc, Closed):

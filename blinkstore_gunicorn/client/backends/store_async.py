@@ -427,10 +427,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         try:
             return await asyncio.wait_for(reply, timeout)
         except asyncio.TimeoutError:
-            error = CacheTimeoutError(
-                f"no reply from the store at {self.url.display} within {timeout}s; it counts "
-                "as down until it answers again"
-            )
+            error = _resp.no_reply(self.url.display, timeout)
             self._unanswered(error)
             raise error from None
 

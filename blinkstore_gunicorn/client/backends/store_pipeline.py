@@ -24,7 +24,6 @@ from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheError,
     CacheResponseError,
-    CacheTimeoutError,
 )
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -142,11 +141,7 @@ class Pipeline(asyncio.Protocol):
             return
         deadline = min(due for _, due in self.pending)
         if deadline <= self._loop.time():
-            self.fail(
-                CacheTimeoutError(
-                    f"no reply from the store at {self._display} within {self._timeout}s"
-                )
-            )
+            self.fail(_resp.no_reply(self._display, self._timeout))
         else:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
 
