@@ -49,8 +49,9 @@ class Reconnect:
     kind of outage, ``unanswered``: a restarting store refuses connections, so there is no
     grace. From the first request it leaves unanswered for the client timeout, every call
     fails at once while the backend keeps one ``PING`` on a connection of its own as a
-    ``probe`` (sent without waiting; looked at by later calls; replaced after ``grace``) and
-    the outage ends when the store answers it.
+    ``probe`` (sent without waiting, looked at by later calls, replaced only when its
+    connection fails: a new connection per probe would fill the listen backlog of a stopped
+    store, and then connects would wait) and the outage ends when the store answers it.
     """
 
     __slots__ = (
@@ -60,7 +61,6 @@ class Reconnect:
         "last_error",
         "next_attempt",
         "probe",
-        "probe_until",
         "unanswered",
     )
 
@@ -73,7 +73,6 @@ class Reconnect:
         self.unanswered = False
         #: The pending probe of an unanswered outage (the backend's connection), if any.
         self.probe: Any = None
-        self.probe_until = 0.0
 
     def deadline(self, wait: bool) -> float | None:
         """Until when a call that starts now waits for the store (None: it does not wait)."""
@@ -135,9 +134,8 @@ class Reconnect:
         return True
 
     def probing(self, probe: Any) -> None:
-        """Record the probe just sent; it has ``grace`` seconds to be answered."""
+        """Record the probe just sent."""
         self.probe = probe
-        self.probe_until = time.monotonic() + (self.grace or 0.0)
 
     def answered(self) -> None:
         """The store answered a probe: the outage is over."""

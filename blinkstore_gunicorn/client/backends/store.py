@@ -141,7 +141,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         """Return once a store that left a request unanswered answers again, else raise the
         outage's error at once. The question is a PING on a connection of its own, sent
         without waiting for the reply; the calls that come by read what arrived, and send
-        a new probe when this one has had ``timeout`` seconds."""
+        a new probe when this one's connection fails."""
         reconnect = self._reconnect
         if not self._probing.acquire(blocking=False):
             raise reconnect.error()  # another thread is looking at the probe
@@ -153,7 +153,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
                     probe.conn.close()
                     reconnect.answered()
                     return
-                if heard is None and time.monotonic() < reconnect.probe_until:
+                if heard is None:
                     raise reconnect.error()
                 probe.conn.close()
                 reconnect.probe = None

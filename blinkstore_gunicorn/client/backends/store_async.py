@@ -168,8 +168,8 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
     async def _probe(self) -> None:
         """Return once a store that left a request unanswered answers again, else raise the
         outage's error at once. The question is a PING on a connection of its own whose
-        reply nobody waits for: later calls look whether it came, and send a new probe once
-        this one's timeout (the client's) failed it."""
+        reply nobody waits for: later calls look whether it came, and send a new probe when
+        this one's connection fails."""
         reconnect = self._reconnect
         probe: tuple[Pipeline, asyncio.Future[Any]] | None = reconnect.probe
         if probe is not None:
@@ -184,9 +184,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         if reconnect.probe_due():
             loop = asyncio.get_running_loop()
             display = self.url.display
-            fresh = await self._dial(
-                lambda: Pipeline(loop, display, self._timeout, self._max_in_flight)
-            )
+            fresh = await self._dial(lambda: Pipeline(loop, display, None, self._max_in_flight))
             if fresh is None:
                 return  # now it refuses connections: the caller's connect loop decides
             if self._auth is not None:
