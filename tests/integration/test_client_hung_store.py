@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -34,7 +35,8 @@ from blinkstore_gunicorn.client.errors import CacheConnectionError, CacheTimeout
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
 from blinkstore_gunicorn.integrations.flask import BlinkStore
 from harness.gunicorn import wait_until
-from harness.processes import StoreProcess
+from harness.processes import StoreProcess, short_tempdir
+from tests.integration.client_support import Blocking, RestartableStore
 
 TIMEOUT = 0.5
 #: What one call may cost at most while the store does not answer, and all the later calls
@@ -258,3 +260,32 @@ def test_the_django_backend_and_the_flask_extension_answer_within_the_timeout(
         django_cache.close()
         flask_cache.close()
         loop.close()
+
+
+@pytest.mark.parametrize("client", ["sync", "async"])
+def test_a_stopped_store_that_is_killed_and_replaced_is_used_again(client: str) -> None:
+    """Stopped, then killed (what an operator or a watchdog would do) and started again on
+    the same socket: the probe's connection breaks, the outage becomes a refused-connection
+    one, and the clients reach the new store (empty: a new process)."""
+    with short_tempdir() as directory, contextlib.ExitStack() as stack:
+        store = RestartableStore(directory)
+        stack.callback(store.kill)
+        store.start()
+        loop = asyncio.new_event_loop()
+        stack.callback(loop.close)
+        if client == "sync":
+            cache: Any = Cache(store.url, timeout=TIMEOUT, on_error="miss")
+        else:
+            cache = Blocking(AsyncCache(store.url, timeout=TIMEOUT, on_error="miss"), loop)
+        stack.callback(cache.close)
+        assert cache.set("k", "old")
+        assert store.process is not None
+        os.kill(store.process.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        assert cache.get_or_set("g", lambda: "loaded") == "loaded"
+        assert cache.set("k", "during") is False
+        assert time.monotonic() - started <= BOUND
+        store.kill()  # SIGKILL ends a stopped process too
+        store.start()
+        assert wait_until(lambda: cache.set("k", "new") and cache.get("k") == "new", 10.0)
+        assert cache.get("g") is None  # the new store started empty
