@@ -188,9 +188,9 @@ def test_reconnect_waits_during_a_restart_then_fails_fast(monkeypatch: pytest.Mo
     # A caller that serves misses does not wait; one with a deadline retries in 10 ms.
     with pytest.raises(CacheConnectionError, match="cannot connect"):
         reconnect.wait_time(None)
-    deadline = reconnect.deadline(wait=True)
-    assert deadline == 102.0
-    assert reconnect.wait_time(deadline) == pytest.approx(0.01)
+    until = deadline(2.0)  # the call's deadline: the client timeout from now
+    assert until == 102.0
+    assert reconnect.wait_time(until) == pytest.approx(0.01)
     with pytest.raises(CacheConnectionError):
         reconnect.wait_time(100.005)  # cannot wait that long
     now[0] += 0.01

@@ -74,12 +74,6 @@ class Reconnect:
         #: The pending probe of an unanswered outage (the backend's connection), if any.
         self.probe: Any = None
 
-    def deadline(self, wait: bool) -> float | None:
-        """Until when a call that starts now waits for the store (None: it does not wait)."""
-        if not wait:
-            return None
-        return math.inf if self.grace is None else time.monotonic() + self.grace
-
     def wait_time(self, deadline: float | None) -> float:
         """Seconds until the next connect attempt (0: now); raise the outage's error when a
         caller with ``deadline`` cannot wait that long."""
