@@ -1,17 +1,34 @@
 # Everything a fresh machine with python3 and make needs: `make test` builds .venv and installs
 # the test tools, plus redis-server/redis-cli/redis-benchmark (Debian's packages) as peers.
+#
+# What .venv holds is locked: uv.lock names every package at an exact version with its hashes,
+# and uv itself is pinned, with hashes, in tools/uv-requirements.txt. So every machine, today or
+# in a year, installs what CI installed. `make lock` and `make upgrade` change the lock on
+# purpose; `make test-latest` runs the suite against the newest releases instead.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# uv never downloads an interpreter: the one that made .venv is the one used.
+UV := UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+LATEST := .venv-latest
+EXTRAS := --all-extras
 
-.PHONY: install system-deps lint format generate test test-fast bench demo docs clean
+.PHONY: install system-deps lint format generate test test-fast test-latest lock upgrade bench demo docs clean
 
-$(STAMP): pyproject.toml
+# A new lock (or a new uv) rebuilds .venv from nothing, so it holds exactly what the lock names:
+# uv sync --inexact keeps pip, which the wheel-install test uses, and would keep nothing else.
+$(STAMP): pyproject.toml uv.lock tools/uv-requirements.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,redis,fast,docs]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+	    --no-deps -r tools/uv-requirements.txt
+	$(UV) sync --locked --inexact $(EXTRAS) --python $(BIN)/python --quiet
+	$(UV) pip freeze --python $(BIN)/python --exclude-editable > $(VENV)/locked-versions.txt
+	@echo "installed from uv.lock: $$(wc -l < $(VENV)/locked-versions.txt) packages" \
+	    "(sha256 $$(sha256sum < $(VENV)/locked-versions.txt | cut -c1-16)), listed in" \
+	    "$(VENV)/locked-versions.txt: $$(grep -E '^(gunicorn|uvicorn|redis|starlette|django|pytest|mypy|ruff)==' $(VENV)/locked-versions.txt | paste -sd' ')"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -49,6 +66,27 @@ format: $(STAMP)
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Re-resolves uv.lock from pyproject.toml, keeping every version the ranges still allow.
+lock: $(STAMP)
+	$(UV) lock
+
+# Moves every locked package to its newest release within pyproject.toml's ranges.
+upgrade: $(STAMP)
+	$(UV) lock --upgrade
+
+# The whole suite and lint against the newest releases, unlocked, in a venv of its own: breakage
+# from a new redis-py, Starlette or mypy shows here before users (or the next `make upgrade`) see it.
+test-latest: $(STAMP) system-deps
+	rm -rf $(LATEST)
+	$(UV) venv --quiet --python $(BIN)/python $(LATEST)
+	$(UV) pip install --quiet --python $(LATEST)/bin/python --upgrade -e '.[test,lint,redis,fast,docs,scripting]'
+	$(UV) pip list --python $(LATEST)/bin/python --format freeze \
+	    | grep -E '^(gunicorn|uvicorn|redis|starlette|django|pytest|mypy|ruff)==' | paste -sd' '
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/ruff format --check .
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+
 # The quick loop while developing: no lint, no end-to-end tests.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -x $(PYTEST_ARGS)
@@ -69,4 +107,4 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(LATEST) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache site

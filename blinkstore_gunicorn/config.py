@@ -39,6 +39,7 @@ __all__ = [
     "format_size",
     "human_size",
     "parse_size",
+    "refuse_as_gunicorn_config",
     "unknown_variable_warnings",
     "without_setting_variables",
 ]
@@ -557,3 +558,28 @@ def without_setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
         for name, value in environ.items()
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES
     }
+
+
+# --- a near miss of the gunicorn config module -------------------------------------------------
+
+
+def refuse_as_gunicorn_config(module: str) -> Callable[[Any], None]:
+    """An ``on_starting`` hook that stops gunicorn, for a module that is not the config module.
+
+    ``gunicorn -c python:MODULE`` takes the module's globals as its settings and ignores the
+    others, so ``-c python:blinkstore_gunicorn.config`` would start gunicorn with no store and
+    fail at the first request. A module that defines this hook stops it at start-up instead,
+    with gunicorn's ``Error:`` line naming the right module.
+    """
+
+    def on_starting(server: Any) -> None:
+        raise RuntimeError(
+            f"blinkstore: {module} is not a gunicorn config module, and gunicorn started with"
+            f" -c python:{module} has no shared store; use -c python:blinkstore_gunicorn.conf"
+        )
+
+    return on_starting
+
+
+#: gunicorn's hook when this module is mistaken for ``blinkstore_gunicorn.conf``.
+on_starting = refuse_as_gunicorn_config(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from harness.processes import REPO
+from harness.processes import REPO, wait_exit
 
 #: The small apps gunicorn serves here (``--pythonpath``): ``wsgi_app:app``, ``asgi_app:app``...
 APPS = REPO / "tests" / "e2e" / "apps"
@@ -110,6 +110,39 @@ def listening_unix_sockets(pid: int) -> set[str]:
                 if target.startswith("socket:[") and target[8:-1] in listening:
                     paths.add(listening[target[8:-1]])
     return paths
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether ``pid`` has a handler installed for ``sig`` (``SigCgt`` in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def workers_of(master: int) -> list[int]:
+    """The workers of the gunicorn master ``master`` (every child but the store processes)."""
+    return [p for p in children(master) if STORE_MARKER not in cmdline(p)]
+
+
+def booting(master: int) -> list[int]:
+    """The workers of ``master`` that still run with the master's signal handlers.
+
+    A forked worker keeps them until its ``init_signals``: a SIGTERM that reaches it before then
+    is lost, and the master waits out its whole graceful timeout (30 s by default) before it
+    kills it. Every worker class resets the master's SIGHUP handler there, so a worker that
+    still catches SIGHUP has not got that far.
+    """
+    return [p for p in workers_of(master) if catches(p, signal.SIGHUP)]
+
+
+def workers_booted(master: int, count: int) -> bool:
+    """Whether ``master`` has ``count`` workers and none of them is :func:`booting`."""
+    return len(workers_of(master)) == count and not booting(master)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
@@ -217,7 +250,7 @@ class Gunicorn:
         """The master's store processes: the store and its warm standby."""
         return [p for p in children(self.pid) if STORE_MARKER in cmdline(p) and alive(p)]
 
-    def store_pid(self, timeout: float = 5.0) -> int:
+    def store_pid(self, timeout: float = 20.0) -> int:
         """The store: the store process that has a listening Unix socket open."""
         found: list[int] = []
 
@@ -230,9 +263,21 @@ class Gunicorn:
         self.known.update(self.store_processes())
         return found[0]
 
+    def wait_workers_booted(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until the master has ``count`` workers, each with its own signal handlers
+        (see :func:`workers_booted`); signal the master (TERM, HUP) only after this."""
+        booted = wait_until(lambda: workers_booted(self.pid, count), timeout)
+        assert booted, (f"workers {self.worker_pids()}, booting {booting(self.pid)}", self.log())
+
     def worker_pids(self) -> list[int]:
         """The master's workers (every child but the store processes)."""
-        return [p for p in children(self.pid) if STORE_MARKER not in cmdline(p)]
+        return workers_of(self.pid)
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for the master to exit (after a signal); return its status, or fail showing
+        its log."""
+        assert self.process is not None
+        return wait_exit(self.process, timeout, self.log)
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the master."""
@@ -250,10 +295,11 @@ class Gunicorn:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-        # Give the store its chance to clean up, then make sure nothing is left.
-        wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
-        kill_all(list(self.known))
+            self.wait_exit(5)
+        finally:
+            # Give the store its chance to clean up, then make sure nothing is left.
+            wait_until(lambda: not any(alive(p) for p in self.known), 5.0)
+            kill_all(list(self.known))
 
     def __enter__(self) -> Gunicorn:
         return self

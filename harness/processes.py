@@ -22,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "REDIS_SERVER",
@@ -37,6 +38,7 @@ __all__ = [
     "short_tempdir",
     "start_blinkstore",
     "stop_process",
+    "wait_exit",
 ]
 
 #: The source checkout: the store runs from it, so the code under test is this tree's.
@@ -60,8 +62,13 @@ def short_tempdir(prefix: str = "bs-") -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    """Send ``sig``, wait up to :data:`STOP_TIMEOUT`, then SIGKILL; return the exit status."""
+def stop_process(
+    proc: subprocess.Popen[bytes],
+    sig: int = signal.SIGTERM,
+    log: Callable[[], str] = lambda: "(not kept)",
+) -> int:
+    """Send ``sig``, wait up to :data:`STOP_TIMEOUT`, then SIGKILL; return the exit status
+    (``log()`` is shown if even SIGKILL does not end it)."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
@@ -69,8 +76,23 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> in
             proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(STOP_TIMEOUT)
+            wait_exit(proc, STOP_TIMEOUT, log)
     return proc.returncode
+
+
+def wait_exit(proc: subprocess.Popen[Any], timeout: float, log: Callable[[], str]) -> int:
+    """Wait up to ``timeout`` seconds for ``proc`` to exit; return its exit status.
+
+    When it does not exit, fail with an AssertionError that shows ``log()`` (what the process
+    wrote): a bare ``TimeoutExpired`` says nothing about why it hangs. The process is left
+    running; whoever started it stops it.
+    """
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"pid {proc.pid} ({proc.args!r}) did not exit within {timeout} s; its log:\n{log()}"
+        ) from None
 
 
 def resp_command(*args: str | bytes) -> bytes:
@@ -129,9 +151,13 @@ class StoreProcess:
         """Everything the store wrote to stderr/stdout so far."""
         return self.log_path.read_text(errors="replace")
 
+    def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for the store to exit by itself; return its status (fail showing its log)."""
+        return wait_exit(self.proc, timeout, self.log_text)
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the store (SIGTERM by default, SIGKILL after a bound); return its exit status."""
-        return stop_process(self.proc, sig)
+        return stop_process(self.proc, sig, self.log_text)
 
 
 def start_blinkstore(

@@ -7,7 +7,9 @@ registry):
 =========================================  =================================================
 ``blinkstore://``                          the store ``BLINKSTORE_URL`` names (what the
                                            gunicorn plugin and ``blinkstore run`` set)
-``blinkstore+unix:///path/to/store.sock``  a store on a Unix socket
+``blinkstore+unix:///path/to/store.sock``  a store on a Unix socket (``blinkstore:///path/
+                                           to/store.sock`` too, the form ``memcached://``
+                                           takes in ``limits``)
 ``blinkstore+tcp://host:port``             a store on TCP
 ``async+blinkstore://`` (and ``+unix``,    the same for ``limits.aio`` strategies
 ``+tcp``)
@@ -44,14 +46,24 @@ def cache_arguments(uri: str) -> dict[str, Any]:
         raise ValueError(f"not a blinkstore storage URL: {uri!r}")
     query = urllib.parse.parse_qs(parsed.query)
     namespace = query.pop("namespace", [_DEFAULT_NAMESPACE])[-1]
-    url: str | None = None
-    if scheme != "blinkstore":
-        options = urllib.parse.urlencode(query, doseq=True)
-        url = f"{scheme.split('+')[1]}://{parsed.netloc}{parsed.path}"
-        if options:
-            url += "?" + options
-    elif query:
-        raise ValueError(f"blinkstore:// takes its options from BLINKSTORE_URL, not {uri!r}")
+    if scheme == "blinkstore" and parsed.netloc:
+        # blinkstore://host:8765 would otherwise be read as BLINKSTORE_URL's store, or a
+        # per-process memory:// one, and count per worker without a word.
+        raise ValueError(
+            f"{uri!r}: blinkstore:// takes no host; write blinkstore+tcp://HOST:PORT for a"
+            " store on TCP, blinkstore+unix:///path/to/store.sock for a Unix socket, or"
+            " blinkstore:// alone for the store BLINKSTORE_URL names"
+        )
+    if scheme == "blinkstore" and not parsed.path:
+        if query:
+            raise ValueError(f"blinkstore:// takes its options from BLINKSTORE_URL, not {uri!r}")
+        return {"url": None, "namespace": namespace}
+    # A path after blinkstore:// is the Unix socket, as in limits's memcached:///path/to.sock.
+    transport = "unix" if scheme == "blinkstore" else scheme.split("+")[1]
+    url = f"{transport}://{parsed.netloc}{parsed.path}"
+    options = urllib.parse.urlencode(query, doseq=True)
+    if options:
+        url += "?" + options
     return {"url": url, "namespace": namespace}
 
 

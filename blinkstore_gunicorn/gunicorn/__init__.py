@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
+from blinkstore_gunicorn.config import refuse_as_gunicorn_config
+
 __all__ = ["adopt"]
+
+#: gunicorn's hook when this package is mistaken for ``blinkstore_gunicorn.conf``.
+on_starting = refuse_as_gunicorn_config(__name__)
 
 
 def adopt(namespace: MutableMapping[str, Any]) -> None:

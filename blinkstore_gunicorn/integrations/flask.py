@@ -18,16 +18,23 @@ variable ``BLINKSTORE_URL``, then ``memory://`` (per-process, with one warning).
 
 :data:`cache` also works without the extension: it is then the cache the gunicorn config put
 in the request's environ, or else a client the app gets on first use, with the settings above.
+``@cache.cached(ttl=...)`` may decorate a module-level function, before any app exists: the
+decorator finds the cache at each call, in the app context of that call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, has_request_context, request
 from werkzeug.local import LocalProxy
 
 from blinkstore_gunicorn.client import Cache
+from blinkstore_gunicorn.client._core import TTL
+from blinkstore_gunicorn.client._runtime_sync import check_decorated
 from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, OnError, resolve_url
 from blinkstore_gunicorn.integrations.middleware import ENVIRON_KEY
 
@@ -35,6 +42,9 @@ __all__ = ["EXTENSION_KEY", "BlinkStore", "cache"]
 
 #: Key of the client in ``app.extensions``.
 EXTENSION_KEY = "blinkstore"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class BlinkStore:
@@ -91,5 +101,45 @@ def _current_cache() -> Cache:
     return client
 
 
-#: The current app's :class:`~blinkstore_gunicorn.client.Cache`, usable inside views.
-cache: Cache = LocalProxy(_current_cache)  # type: ignore[assignment]
+class _CacheProxy(LocalProxy):  # type: ignore[type-arg]
+    """The type of :data:`cache`: every attribute is the current app's client's, except
+    :meth:`cached`, which must work where there is no app yet (a module-level decorator)."""
+
+    def cached(
+        self, ttl: TTL = None, key: str | Callable[..., str] | None = None, **flight: Any
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """:meth:`Cache.cached <blinkstore_gunicorn.Cache.cached>` on the cache of each call's
+        app context, so that ``@cache.cached(...)`` can decorate a function at import time."""
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R]:
+            check_decorated(func)  # a wrong function fails at import, as with a real Cache
+            # One decorated function per client (an app, or the gunicorn worker's environ
+            # cache), made on its first call; weak, so a dropped app's client is not kept.
+            per_client: weakref.WeakKeyDictionary[Cache, Callable[P, R]] = (
+                weakref.WeakKeyDictionary()
+            )
+
+            def current() -> Callable[P, R]:
+                client = _current_cache()
+                decorated = per_client.get(client)
+                if decorated is None:
+                    decorated = per_client[client] = client.cached(ttl, key, **flight)(func)
+                return decorated
+
+            @functools.wraps(func)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                return current()(*args, **kwargs)
+
+            def invalidate(*args: Any, **kwargs: Any) -> bool:
+                result: bool = current().invalidate(*args, **kwargs)  # type: ignore[attr-defined]
+                return result
+
+            wrapper.invalidate = invalidate  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorate
+
+
+#: The current app's :class:`~blinkstore_gunicorn.client.Cache`, usable inside views (and its
+#: ``@cache.cached`` decorator anywhere, module level included).
+cache: Cache = _CacheProxy(_current_cache)  # type: ignore[assignment]

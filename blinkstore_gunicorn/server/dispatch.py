@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
+from blinkstore_gunicorn.config import flag_name
 from blinkstore_gunicorn.engine import Engine, EngineError, KeyTooLarge, ValueTooLarge
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, Handler
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
@@ -42,7 +43,10 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
 
-__all__ = ["Client", "Dispatcher", "ServerStats"]
+__all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
+
+#: Room a text protocol line needs beside its key and value (verb, separators).
+LINE_SLACK = 4096
 
 
 @dataclass(slots=True)
@@ -250,11 +254,49 @@ class Dispatcher:
         client.authenticated = True
         client.table = self.full_table
 
-    def execute(self, client: Client, args: list[bytes] | ProtocolError) -> bytes:
+    # -- size limits of requests ---------------------------------------------------------
+
+    @property
+    def bulk_limit(self) -> int:
+        """Largest argument a request may carry: no key or value is longer."""
+        return max(self.max_key_size, self.max_value_size)
+
+    @property
+    def request_limit(self) -> int:
+        """Largest request received: the request size limit, or the client buffer limit when
+        that is smaller (a request larger than all connections may hold would be shed)."""
+        return min(self.max_request_size, self.max_reply_size)
+
+    @property
+    def line_limit(self) -> int:
+        """Longest text protocol line received: a ``SET`` of the largest key and value."""
+        return min(self.request_limit, self.max_key_size + self.max_value_size + LINE_SLACK)
+
+    def too_large(self, refused: TooLarge) -> str:
+        """The message of the error reply to a request refused for its size (no error code)."""
+        if refused.part == "value":
+            return f"value too large: {ValueTooLarge(refused.size, self.max_value_size)}"
+        if refused.limit < self.request_limit:
+            return (
+                f"value too large: line of {refused.size} bytes exceeds {refused.limit} bytes"
+                f" (max value size {self.max_value_size} + max key size {self.max_key_size})"
+            )
+        setting = (
+            "max_request_size"
+            if self.max_request_size <= self.max_reply_size
+            else "client_buffer_limit"
+        )
+        return (
+            f"request too large: {refused.part} of at least {refused.size} bytes exceeds"
+            f" {setting.replace('_', ' ')} {refused.limit} ({flag_name(setting)})"
+        )
+
+    # -- running requests -----------------------------------------------------------------
+
+    def execute(self, client: Client, args: list[bytes] | TooLarge | ProtocolError) -> bytes:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
-            client.close_after = True
-            return resp.error("ERR " + args.message)  # type: ignore[union-attr]
+            return self._not_a_command(client, args)  # type: ignore[arg-type]
         entry = client.table.get(args[0])
         if entry is None:
             return self._execute_slow(client, args)
@@ -263,6 +305,18 @@ class Dispatcher:
         if count != arity and (arity > 0 or count < -arity):
             return wrong_args(as_text(args[0]))
         return handler(self, client, args)
+
+    def _not_a_command(self, client: Client, item: TooLarge | ProtocolError) -> bytes:
+        """The error reply to what the reader yields instead of a command."""
+        if isinstance(item, ProtocolError):
+            client.close_after = True
+            return resp.error("ERR " + item.message)
+        if not client.authenticated:
+            client.close_after = True  # as the pre-auth size limit does (``connection.py``)
+            return NOAUTH
+        if client.transaction is not None:
+            client.transaction.failed = True  # EXEC answers EXECABORT, as for any refusal
+        return resp.error("ERR " + self.too_large(item))
 
     def _execute_slow(self, client: Client, args: list[bytes]) -> bytes:
         """Mixed-case names, unknown commands and commands sent before AUTH."""

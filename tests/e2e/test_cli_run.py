@@ -25,6 +25,7 @@ from harness.gunicorn import (
     listening_unix_sockets,
     wait_until,
 )
+from harness.processes import wait_exit
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +165,7 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
         stores = [p for p in children(process.pid) if STORE_MARKER in cmdline(p)]
         assert len([p for p in stores if listening_unix_sockets(p)]) == 1
         os.kill(process.pid, signal.SIGTERM)  # forwarded to uvicorn, which shuts down
-        assert process.wait(30) == 0, log.read_text()
+        assert wait_exit(process, 30, log.read_text) == 0, log.read_text()
         assert wait_until(lambda: not any(alive(p) for p in known), 5.0)
         assert not list(tmp_path.glob("blinkstore-*"))
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.gunicorn import APPS, Gunicorn, cmdline, gunicorn, wait_until
+from harness.gunicorn import APPS, Gunicorn, cmdline, gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -85,13 +85,12 @@ def test_adoption_forms_chain_the_users_hooks_and_settings(tmp_path: Path, form:
         url = env_of(server.url)["url"]
         assert url.startswith("unix://")
         assert env_of(server.url)["wrapped"] is True
-        # `workers = 2` from the user's file applied (the second may still be booting).
-        assert wait_until(lambda: len(server.worker_pids()) == 2, 10.0), server.log()
+        # `workers = 2` from the user's file applied; both booted before the stop below.
+        server.wait_workers_booted(2)
         assert "--max-connections 77" in cmdline(server.store_pid())
         check_user_hooks_ran(tmp_path, url)
         server.signal(15)
-        assert server.process is not None
-        server.process.wait(20)
+        server.wait_exit()
         assert (tmp_path / "marker-on_exit").read_text() == "done"
     finally:
         server.close()

@@ -94,9 +94,9 @@ def test_graceful_stop_removes_store_socket_and_directory(tmp_path: Path):
         path = socket_path(s.url)
         s.store_pid()
         stores = s.store_processes()
+        s.wait_workers_booted(2)
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        assert s.process.wait(20) == 0, s.log()
+        assert s.wait_exit() == 0, s.log()
         assert not any(alive(p) for p in stores)
         assert not os.path.exists(os.path.dirname(path))
 
@@ -104,6 +104,7 @@ def test_graceful_stop_removes_store_socket_and_directory(tmp_path: Path):
 def test_hup_reload_keeps_the_store_and_its_data(tmp_path: Path):
     with gunicorn([*CONF, "-w", "2", "wsgi_app:app"], tmp_path) as s:
         put(s.url, "kept", "yes")
+        s.wait_workers_booted(2)
         store, workers = s.store_pid(), set(s.worker_pids())
         s.signal(signal.SIGHUP)
         assert wait_until(lambda: not set(s.worker_pids()) & workers, 20.0), s.log()
@@ -163,8 +164,7 @@ def test_usr2_upgrade_gives_the_new_master_its_own_store(tmp_path: Path):
         s.remember()
         # Retire the old master the way a deploy does: its workers go, then it exits.
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        s.process.wait(20)
+        s.wait_exit()
         assert not alive(old_store)
         assert not os.path.exists(os.path.dirname(old_path))
         # The new master keeps serving with its own, live store.

@@ -24,6 +24,7 @@ from harness.gunicorn import (
     listening_unix_sockets,
     parent_of,
     wait_until,
+    workers_booted,
 )
 
 pytestmark = pytest.mark.slow
@@ -69,9 +70,9 @@ def test_pidfile_is_written_and_removed_with_the_store(tmp_path: Path):
         round_trip(s.url)
         assert int(pidfile.read_text()) == s.pid
         store = s.store_pid()
+        s.wait_workers_booted(1)
         s.signal(signal.SIGTERM)
-        assert s.process is not None
-        assert s.process.wait(20) == 0, s.log()
+        assert s.wait_exit() == 0, s.log()
         assert not pidfile.exists()
         assert not alive(store)
 
@@ -119,6 +120,7 @@ def test_daemon_master_runs_and_stops_its_store(tmp_path: Path):
         assert parent_of(stores[0]) == master
         round_trip(base)
         directory = Path(get(base + "/env")["url"][len("unix://") :]).parent
+        assert wait_until(lambda: workers_booted(master, 2), 30.0), log.read_text()
         os.kill(master, signal.SIGTERM)
         assert wait_until(lambda: not any(alive(p) for p in known), 20.0), log.read_text()
         assert not directory.exists()

@@ -145,16 +145,16 @@ def test_killed_lease_holder_is_taken_over_and_nobody_hangs(tmp_path: Path) -> N
                 # worker's own callers share one flight, so one waiter per worker).
                 assert time.monotonic() < deadline, f"callers are not parked: {counters}"
                 counters = (await client.get(counters_url)).json()
-            killed_at = time.perf_counter()
             os.kill(holder, signal.SIGKILL)
             replies = await asyncio.gather(*requests, return_exceptions=True)
-            took = time.perf_counter() - killed_at
             served = [r for r in replies if isinstance(r, httpx.Response)]
             # Requests the killed worker was serving fail with it; every other one succeeds
             # with the value computed by the worker that took over.
             assert served and all(reply.status_code == 200 for reply in served)
             assert {reply.json()["value"]["computed_by"] for reply in served} != {holder}
-            assert took < 5, f"waiters needed {took:.1f}s after the holder died"
+            # Nobody waited out the dead holder's 30 s load (the client gives up after 20 s).
+            timed_out = [r for r in replies if isinstance(r, httpx.TimeoutException)]
+            assert not timed_out, timed_out
             counters = (await client.get(f"{base}/counters?key={key}")).json()
             assert counters["loads"] == 2
 

@@ -273,7 +273,7 @@ def test_real_uvicorn_workers_share_the_store(store_url: str) -> None:
         assert httpx.get(base + "/hits").json()["hits"] == 30
         # A graceful stop runs each worker's lifespan shutdown (closing its client) cleanly.
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        processes.wait_exit(proc, 20, lambda: process_output(proc))
         output = process_output(proc)
         assert proc.returncode == 0, output
         assert output.count("Application shutdown complete") == 2, output

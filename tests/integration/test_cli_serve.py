@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -40,9 +39,7 @@ def test_signal_stops_cleanly(blinkstore_factory: StoreFactory, sig: signal.Sign
     assert store.unix_path is not None
     idle = store.connect()
     try:
-        started = time.monotonic()
-        assert store.stop(sig) == 0
-        assert time.monotonic() - started < 5
+        assert store.stop(sig) == 0  # by itself: stop() kills it after a bound (exit -9)
         assert not os.path.exists(store.unix_path)
         assert idle.recv(10) == b""  # idle connections are closed, not left hanging
     finally:
@@ -68,14 +65,15 @@ def test_replies_in_flight_are_finished(blinkstore_factory: StoreFactory) -> Non
         sock.sendall(resp_command("SET", "big", value))
         assert sock.recv(10) == b"+OK\r\n"
         sock.sendall(resp_command("GET", "big"))
-        time.sleep(0.2)  # the reply is written (mostly into the socket buffer), not yet read
+        # The store has started writing the reply (into the socket buffer), not yet read.
+        assert sock.recv(1, socket.MSG_PEEK) == b"$"
         store.proc.send_signal(signal.SIGTERM)
         expected = b"$%d\r\n%b\r\n" % (len(value), value)
         data = b""
         while chunk := sock.recv(1 << 20):
             data += chunk
         assert data == expected
-    assert store.proc.wait(10) == 0
+    assert store.wait_exit() == 0
 
 
 def test_stale_socket_file_is_replaced(blinkstore_factory: StoreFactory) -> None:

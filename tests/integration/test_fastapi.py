@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from blinkstore_gunicorn.client import AsyncCache
 from blinkstore_gunicorn.integrations import BlinkStoreMiddleware
 from blinkstore_gunicorn.integrations.fastapi import CacheDep, get_cache
+from harness.processes import wait_exit
 
 from .integration_support import free_port, process_output, running_process, wait_http
 
@@ -146,5 +147,4 @@ def test_example_under_its_gunicorn_config() -> None:
         stats = httpx.get(base + "/stats").json()["stats"]
         assert stats["backend"] == "store" and stats["keys"] >= 2
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
-        assert proc.returncode == 0, process_output(proc)
+        assert wait_exit(proc, 20, lambda: process_output(proc)) == 0, process_output(proc)

@@ -118,3 +118,31 @@ def test_gunicorn_sync_workers_share_one_counter(store_url: str) -> None:
     with gunicorn_workers(app, "/hits", {"BLINKSTORE_URL": store_url}) as (base, _):
         counts = [int(httpx.post(base + "/hit").text) for _ in range(30)]
         assert counts == list(range(1, 31))
+
+
+def test_cached_decorates_before_any_app_and_uses_each_calls_app() -> None:
+    calls: list[int] = []
+
+    @cache.cached(ttl=60)  # no app, no app context: as at a module's top level
+    def square(n: int) -> int:
+        calls.append(n)
+        return n * n
+
+    apps = [make_app(BLINKSTORE_URL="memory://") for _ in range(2)]  # two private stores
+    for app in apps:
+        BlinkStore(app)
+        with app.app_context():
+            assert [square(3), square(3)] == [9, 9]
+    assert calls == [3, 3]  # computed once in each app's store
+    with apps[0].app_context():
+        assert square.invalidate(3) is True  # type: ignore[attr-defined]
+        assert square(3) == 9
+    assert calls == [3, 3, 3]
+
+
+def test_cached_refuses_a_coroutine_function_when_decorating() -> None:
+    async def later() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"AsyncCache\.cached"):
+        cache.cached()(later)

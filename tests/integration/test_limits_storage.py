@@ -4,6 +4,7 @@ registered URLs, sync and async strategies, and what happens with a strategy it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from blinkstore_gunicorn.contrib.limits import (
 )
 from harness.gunicorn import wait_until
 from harness.processes import StoreProcess
+
+from .integration_support import process_output, running_process
 
 
 def storage_url(store: StoreProcess, prefix: str = "blinkstore") -> str:
@@ -111,3 +114,39 @@ def test_an_unreachable_store_fails_the_check_and_the_hit(tmp_path: Path) -> Non
 def test_strategies_the_plugin_lacks_say_so(blinkstore_unix: StoreProcess) -> None:
     with pytest.raises(NotImplementedError, match="BlinkStoreStorage"):
         MovingWindowRateLimiter(storage_from_string(storage_url(blinkstore_unix)))
+
+
+# One process of the host-wide count below: 10 hits on a limit of 10 per minute, printing how
+# many were allowed. BLINKSTORE_URL is unset, so only the storage URL can name the store.
+_HITTER = """
+import os, sys
+os.environ.pop("BLINKSTORE_URL", None)
+import blinkstore_gunicorn.contrib.limits
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+limiter = FixedWindowRateLimiter(storage_from_string(sys.argv[1]))
+print(sum(limiter.hit(RateLimitItemPerMinute(10), "client") for _ in range(10)))
+"""
+
+
+def test_the_path_form_counts_host_wide_across_processes(blinkstore_unix: StoreProcess) -> None:
+    # blinkstore:///path.sock is how redis+unix:// and memcached:// name a socket; it used to
+    # drop the path and count per process in memory://, allowing 3 x 10 hits.
+    assert blinkstore_unix.unix_path is not None
+    uri = f"blinkstore://{blinkstore_unix.unix_path}"
+    with contextlib.ExitStack() as stack:
+        hitters = [stack.enter_context(running_process(["-c", _HITTER, uri])) for _ in range(3)]
+        for hitter in hitters:
+            assert hitter.wait(60) == 0, process_output(hitter)
+        # The last line: a warning (memory:// before the fix) may come first.
+        allowed = [int(process_output(hitter).splitlines()[-1]) for hitter in hitters]
+    assert sum(allowed) == 10, allowed
+    with Cache(blinkstore_unix.url) as cache:
+        assert list(cache.keys()) == ["limits:LIMITER/client/10/1/minute"]
+
+
+@pytest.mark.parametrize("uri", ["blinkstore://localhost:8765", "async+blinkstore://store.sock"])
+def test_a_host_after_blinkstore_is_refused_naming_the_right_urls(uri: str) -> None:
+    with pytest.raises(ValueError, match=r"blinkstore\+tcp://HOST:PORT.*blinkstore\+unix:///"):
+        cache_arguments(uri)

@@ -156,7 +156,7 @@ def test_redis_asyncio_pubsub(server: StoreProcess | RedisProcess, protocol: int
             await pubsub.punsubscribe()
             return sorted(received)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             await client.aclose()
 
     assert asyncio.run(asyncio.wait_for(scenario(), TIMEOUT)) == [

@@ -28,6 +28,7 @@ from harness.processes import (
     blinkstore_process,
     redis_server_process,
 )
+from tests.integration.client_support import wait_until
 
 # -- the store's commands, on raw sockets ---------------------------------------------------
 
@@ -127,14 +128,15 @@ def test_plain_set_wakes_waiters_and_stale_fill_reports_zero(conns: list[Conn]) 
 
 def test_wait_timeout_lease_timeout_and_nonblocking_lease(conns: list[Conn]) -> None:
     holder, waiter, other = conns
-    _, _token = holder.call("BS.FETCH", "k", "LEASE", 400)
+    # A lease long enough to outlast the calls below on a loaded machine.
+    _, _token = holder.call("BS.FETCH", "k", "LEASE", 1500)
     assert waiter.call("BS.FETCH", "k", "WAIT", 0) == [b"TIMEOUT"]
     started = time.monotonic()
     assert waiter.call("BS.FETCH", "k", "WAIT", 150) == [b"TIMEOUT"]
-    assert 0.1 < time.monotonic() - started < 1.0
+    assert time.monotonic() - started > 0.1  # it waited (no upper bound: a loaded machine)
     assert other.call("BS.LEASE", "k", 1000) is None
-    other.send("BS.FETCH", "k", "LEASE", 1000, "WAIT", 5000)
-    kind, _ = other.reply()  # the holder's 400 ms lease ran out
+    other.send("BS.FETCH", "k", "LEASE", 1000, "WAIT", 10000)
+    kind, _ = other.reply()  # the holder's lease ran out
     assert kind == b"LEASE"
     assert waiter.call("BS.LEASE", "fresh", 1000) > 0
 
@@ -259,45 +261,66 @@ def test_loader_error_reaches_the_caller_and_frees_the_key(url: str, key: str) -
 def test_stale_value_is_served_while_one_caller_refreshes(url: str, key: str) -> None:
     versions = iter(["v1", "v2", "v3"])
     calls = []
+    refreshing, release = threading.Event(), threading.Event()
 
     def loader() -> str:
         calls.append(1)
-        time.sleep(0.3 if calls[1:] else 0)
+        if calls[1:]:  # the refresh: held in the loader until the test has read
+            refreshing.set()
+            release.wait(10)
         return next(versions)
 
     with Cache(url) as cache:
-        assert cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30) == "v1"
-        time.sleep(0.3)
-        started = time.monotonic()
-        assert [cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30) for _ in range(5)] == [
-            "v1"
-        ] * 5
-        assert time.monotonic() - started < 0.25  # nobody waited for the slow loader
-        deadline = time.monotonic() + 5
-        while cache.get(key) != "v2" and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert cache.get(key) == "v2"
+
+        def read() -> Any:
+            return cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30)
+
+        try:
+            assert read() == "v1"
+            # Read until the value is stale and a refresh starts, then on while that refresh
+            # is held: a caller that waited for it would get "v2" (after release.wait's bound).
+            served = []
+            deadline = time.monotonic() + 10
+            while not refreshing.is_set():
+                assert time.monotonic() < deadline, "no refresh started"
+                served.append(read())
+                time.sleep(0.02)
+            served += [read() for _ in range(5)]
+            assert set(served) == {"v1"}
+        finally:
+            release.set()
+        wait_until(lambda: cache.get(key) == "v2")
         assert len(calls) == 2  # exactly one background refresh
 
 
 def test_async_stale_value_is_served_while_one_task_refreshes(url: str, key: str) -> None:
     async def scenario() -> None:
         calls = 0
+        refreshing, release = asyncio.Event(), asyncio.Event()
 
         async def loader() -> int:
             nonlocal calls
             calls += 1
-            if calls > 1:
-                await asyncio.sleep(0.3)
+            if calls > 1:  # the refresh: held in the loader until the test has read
+                refreshing.set()
+                await asyncio.wait_for(release.wait(), 10)
             return calls
 
         async with AsyncCache(url) as cache:
-            assert await cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30) == 1
-            await asyncio.sleep(0.3)
-            stale = await asyncio.gather(
-                *(cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30) for _ in range(20))
-            )
-            assert stale == [1] * 20
+
+            async def read() -> Any:
+                return await cache.get_or_set(key, loader, ttl=0.2, stale_ttl=30)
+
+            assert await read() == 1
+            served = []
+            deadline = time.monotonic() + 10
+            while not refreshing.is_set():
+                assert time.monotonic() < deadline, "no refresh started"
+                served.append(await read())
+                await asyncio.sleep(0.02)
+            served += await asyncio.gather(*(read() for _ in range(20)))
+            assert set(served) == {1}
+            release.set()
             for _ in range(250):
                 if await cache.get(key) == 2:
                     break
@@ -403,15 +426,11 @@ cache.get_or_set(key, loader, ttl=30, lock_timeout=float(sys.argv[4]))
 """
 
 
-@pytest.mark.parametrize(
-    ("server", "lock_timeout", "takeover_within"), [("store", 60, 1.0), ("redis", 1, 2.5)]
-)
+# The store frees a lease when its holder's connection closes, long before the 60 s lease ends
+# (the waiter's join bound below proves it); Redis has no such signal: its 1 s lock expires.
+@pytest.mark.parametrize(("server", "lock_timeout"), [("store", 60), ("redis", 1)])
 def test_killed_lease_holder_is_taken_over(
-    server: str,
-    lock_timeout: float,
-    takeover_within: float,
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
+    server: str, lock_timeout: float, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     fixture = request.getfixturevalue(server)
     url = fixture.url if server == "store" else fixture.redis_url
@@ -436,11 +455,9 @@ def test_killed_lease_holder_is_taken_over(
         waiter.start()
         time.sleep(0.2)
         assert waiter.is_alive()  # parked behind the holder
-        killed_at = time.monotonic()
         os.kill(holder.pid, signal.SIGKILL)
-        waiter.join(10)
+        waiter.join(30)
         assert results == ["taken over"]
-        assert time.monotonic() - killed_at < takeover_within
     finally:
         holder.kill()
         holder.wait(10)
@@ -457,7 +474,7 @@ def test_waiter_times_out_or_computes_itself(store: StoreProcess, tmp_path: Path
             started = time.monotonic()
             with pytest.raises(CacheStampedeTimeout):
                 other.get_or_set(key, lambda: "x", ttl=30, wait_timeout=0.3)
-            assert 0.2 < time.monotonic() - started < 1.5
+            assert time.monotonic() - started > 0.2  # it waited (no upper bound: a loaded machine)
             assert (
                 other.get_or_set(key, lambda: "mine", wait_timeout=0.2, on_wait_timeout="compute")
                 == "mine"

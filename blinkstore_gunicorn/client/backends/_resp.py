@@ -20,6 +20,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import TIMED_OUT, Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -58,6 +59,7 @@ __all__ = [
     "cmd_unlock",
     "connect_error",
     "fetched",
+    "first_error",
     "forget_in_forked_children",
     "grants_lease",
     "is_unknown_command",
@@ -152,10 +154,21 @@ def cmd_delete_if_equal(key: bytes, expected: bytes) -> bytes:
     return resp.encode_command("EVAL", DELETE_IF_EQUAL, 1, key, expected)
 
 
+def first_error(reader: resp.ReplyReader) -> resp.ErrorReply | None:
+    """The first error reply among the complete replies in ``reader``, else None: what a store
+    that refused a request said before it closed the connection."""
+    while True:
+        reply = reader.next_reply()
+        if reply is resp.NEED_MORE or isinstance(reply, ProtocolError):
+            return None
+        if isinstance(reply, resp.ErrorReply):
+            return reply
+
+
 def check(reply: resp.Reply | ProtocolError) -> resp.Reply:
     """Raise :class:`CacheResponseError` for an error reply; return any other reply."""
     if isinstance(reply, resp.ErrorReply):
-        raise CacheResponseError(reply.message)
+        raise error_reply(reply.message)
     if isinstance(reply, ProtocolError):
         raise CacheResponseError(reply.message)
     return reply

@@ -44,6 +44,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -211,7 +212,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._checkin(conn)
         if replies == 1:
             if type(result) is resp.ErrorReply:
-                raise CacheResponseError(result.message)
+                raise error_reply(result.message)
         else:
             for reply in result:
                 _resp.check(reply)
@@ -306,6 +307,8 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
             if not (isinstance(budget, _resp.Unset) and isinstance(park, _resp.Unset)):
                 sock.settimeout(self._timeout)
         except (OSError, Closed) as exc:
+            if not sent and isinstance(exc, BrokenPipeError | ConnectionResetError):
+                conn.raise_refusal()  # the store refused it while it was still being sent
             conn.close()
             raise Broken(exc, sent) from None
         except BaseException:

@@ -27,8 +27,8 @@ from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FL
 from blinkstore_gunicorn.client.backends.store_ratelimit import AsyncStoreRateLimits
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
-    CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -254,7 +254,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         except CacheConnectionError:
             reply = (await self._again(pipeline, (payload,), idempotent, wait, until))[0]
         if type(reply) is resp.ErrorReply:
-            raise CacheResponseError(reply.message)
+            raise error_reply(reply.message)
         return reply
 
     async def _request_many(self, payloads: Sequence[bytes]) -> list[Any]:

@@ -4,12 +4,13 @@ keeps a connection out of the pool (a lease, a lock, a subscription)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.client.backends import _resp
-from blinkstore_gunicorn.client.errors import CacheResponseError
+from blinkstore_gunicorn.client.errors import CacheResponseError, error_reply
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
 if TYPE_CHECKING:
@@ -63,6 +64,16 @@ class Connection:
             if isinstance(reply, ProtocolError):
                 raise CacheResponseError(f"malformed reply from the store: {reply.message}")
             return reply  # type: ignore[return-value]
+
+    def raise_refusal(self) -> None:
+        """After a send failed on a closed socket: raise the error reply the store sent first."""
+        with contextlib.suppress(OSError):
+            self.sock.setblocking(False)  # the peer is gone: take what came, never wait
+            while data := self.sock.recv(RECV_SIZE):
+                self.reader.feed(data)
+        if (refusal := _resp.first_error(self.reader)) is not None:
+            self.close()
+            raise error_reply(refusal.message)  # answered, so never resent
 
     def close(self) -> None:
         try:
