@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from blinkstore_gunicorn.client.backends import BackendOptions
+from blinkstore_gunicorn.client.backends._resp import StoreSettings
 from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
     CacheConnectionError,
@@ -230,11 +231,17 @@ class CacheCore:
         #: Reads from the store's shared-memory region (a store on a Unix socket, Linux,
         #: unless ``?shm=off``); None: every read goes over the socket. ``AsyncCache`` maps
         #: the region from a thread, so that its event loop never waits for the store.
-        self._shared = _shared_reads(self.url, attach_in_background)
+        self._shared = _shared_reads(self.url, attach_in_background, self._store_reachable)
 
     def __repr__(self) -> str:
         namespace = f", namespace={self.namespace!r}" if self.namespace else ""
         return f"{type(self).__name__}({self.url.display!r}{namespace})"
+
+    def _store_reachable(self) -> bool:
+        """Whether the store backend knows of no outage (the region is mapped only then: an
+        attach would wait for a store that does not answer)."""
+        backend = getattr(self, "backend", None)  # set by the subclass after this __init__
+        return not isinstance(backend, StoreSettings) or backend.reachable
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -489,9 +496,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _shared_reads(url: CacheURL, background: bool) -> SharedReads | None:
+def _shared_reads(
+    url: CacheURL, background: bool, reachable: Callable[[], bool]
+) -> SharedReads | None:
     # ``shm`` is checked on tcp:// too (a URL may name either), where it changes nothing.
     wanted = url.flag_option("shm", True) if url.kind == "store" else False
     if not wanted or url.unix_path is None or not SharedReads.available():
         return None
-    return SharedReads(url.unix_path, url.password, background)
+    return SharedReads(url.unix_path, url.password, background, reachable)
