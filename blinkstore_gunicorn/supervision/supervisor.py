@@ -12,7 +12,10 @@ pidfd (it works whoever reaps the store: gunicorn's arbiter reaps every child wi
 ``waitpid(-1)``), restarts it at once when it dies (backing off while it keeps dying young),
 and copies its output into the supervisor's log (see :mod:`.output`). The store binds only
 after checking the runtime directory again, and stops, removing the directory, when the
-supervising process closes or loses the *lifeline* pipe (see :mod:`.child`).
+supervising process closes or loses the *lifeline* pipe (see :mod:`.child`). Each store process
+also has a control channel (:mod:`.handover`): GO tells it to bind, and it hands back its
+shared-memory region, which the thread revokes the moment it sees the store dead, before the
+successor binds, so that the successor need not wait for the dead region's heartbeat.
 
 Every descriptor that belongs to supervision is closed in any process forked from the
 supervising one (gunicorn's workers included) by an ``os.register_at_fork`` handler; a fork
