@@ -3,6 +3,7 @@ successor store makes of it (``shm/generation.py``, ``supervision/handover.py``)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -26,16 +27,14 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs m
 
 @pytest.fixture
 def region() -> Iterator[RegionWriter]:
-    writer = RegionWriter(8 * 2**20, max_value=4096)
-    yield writer
-    writer.close()
+    with contextlib.closing(RegionWriter(4 * 2**20)) as writer:
+        yield writer
 
 
 @pytest.fixture
 def reader(region: RegionWriter) -> Iterator[RegionReader]:
-    view = RegionReader(*region.fds, 0)
-    yield view
-    view.close()
+    with contextlib.closing(RegionReader(*region.fds, 0)) as view:
+        yield view
 
 
 def _writable_mappings_of_the_region(pid: int) -> list[str]:
@@ -46,19 +45,6 @@ def _writable_mappings_of_the_region(pid: int) -> list[str]:
             if line.rstrip().endswith("/memfd:blinkstore-shm (deleted)")
             and line.split()[1].startswith("rw")
         ]
-
-
-def _region_descriptors() -> list[str]:
-    """This process's descriptors of a region memfd."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if target.startswith("/memfd:blinkstore-shm "):
-            found.append(name)
-    return found
 
 
 def _alive(reader: RegionReader) -> bool:
@@ -102,10 +88,10 @@ def test_the_supervisor_s_mapping_is_not_forked_and_keeps_no_descriptor(
 ) -> None:
     # The gunicorn master holds the Revocation and forks the workers: they must get no way to
     # write the region (readers only ever map it read-only).
-    descriptors = len(_region_descriptors())
+    descriptors = len(os.listdir("/proc/self/fd"))
     revocation = Revocation(region.owner_fd)
     try:
-        assert len(_region_descriptors()) == descriptors, "no descriptor kept"
+        assert len(os.listdir("/proc/self/fd")) == descriptors, "no descriptor kept"
         assert len(_writable_mappings_of_the_region(os.getpid())) == 2, "the store's and ours"
         read_end, write_end = os.pipe()
         pid = os.fork()
