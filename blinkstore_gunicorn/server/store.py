@@ -84,8 +84,14 @@ class StoreServer:
         *,
         engine: Engine | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        revoked_pid: int = 0,
+        hand_over: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Under a supervisor: the store whose region it revoked already (no wait for that
+        # one's heartbeat), and how this store hands it its own region's writable descriptor.
+        self._revoked_pid = revoked_pid
+        self._hand_over = hand_over
         # Not ``engine or ...``: an empty engine is falsy (it has a length).
         self.engine: Engine = (
             engine
@@ -221,7 +227,7 @@ class StoreServer:
         # Before the first connection, whatever this store's own region: readers of a dead
         # store's region stop (its heartbeat goes stale) before this one acknowledges anything.
         generation = Generation(generation_path(path))
-        wait = generation.wait_for_previous()
+        wait = generation.wait_for_previous(self._revoked_pid)
         if wait:
             log.info("waiting %.2f s for the previous store's shared-memory readers", wait)
             await asyncio.sleep(wait)
@@ -251,6 +257,13 @@ class StoreServer:
             log.warning("shared-memory reads are off: %s", exc)
             generation.discard()
             return
+        if self._hand_over is not None:
+            # Before the claim: a supervisor that holds the region can revoke it when this
+            # store dies, and its successor need not wait for the heartbeat to go stale.
+            try:
+                self._hand_over(region.owner_fd)
+            except OSError as exc:
+                log.warning("the supervisor cannot revoke this region: %s", exc)
         try:
             generation.claim(time.monotonic_ns())
         except OSError as exc:

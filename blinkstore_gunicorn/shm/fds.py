@@ -8,6 +8,10 @@
   cannot add seals either.
 * :func:`recv_fds`: ``recvmsg`` with ``MSG_CMSG_CLOEXEC`` (``socket.recv_fds`` ignores its
   flags), so no descriptor received is inherited by a program a thread ``exec``\\ s meanwhile.
+* :func:`map_unforked` / :func:`unmap`: a writable shared mapping that no forked child gets
+  (``MADV_DONTFORK``) and that holds no descriptor (``mmap.mmap`` keeps a ``dup`` of the
+  one it maps, which a fork would copy): how a supervisor keeps the power to revoke a region
+  without handing it to the gunicorn workers it forks.
 * :func:`make_undumpable`: ``prctl(PR_SET_DUMPABLE, 0)``, so that a process of the same user
   without the store's password cannot open the store's descriptors via ``/proc/<pid>/fd`` (or
   ptrace it). Root still can, as it can read any process's memory.
@@ -18,11 +22,20 @@ from __future__ import annotations
 import array
 import ctypes
 import fcntl
+import functools
+import mmap
 import os
 import socket
 import sys
 
-__all__ = ["make_undumpable", "read_only_copy", "recv_fds", "sealed_memfd"]
+__all__ = [
+    "make_undumpable",
+    "map_unforked",
+    "read_only_copy",
+    "recv_fds",
+    "sealed_memfd",
+    "unmap",
+]
 
 # Linux values, for Pythons whose fcntl module lacks them (the kernel ABI is fixed).
 _F_ADD_SEALS = getattr(fcntl, "F_ADD_SEALS", 1033)
@@ -63,6 +76,44 @@ def recv_fds(sock: socket.socket, bufsize: int, maxfds: int) -> tuple[bytes, lis
             usable = len(payload) - len(payload) % _INT_SIZE
             fds.extend(array.array("i", payload[:usable]))
     return data, fds
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
+def map_unforked(fd: int, size: int) -> int:
+    """Map the first ``size`` bytes of ``fd`` shared and writable, never into a forked child;
+    return the address (the caller may close ``fd``). OSError if it cannot be done."""
+    libc = _libc()
+    prot = mmap.PROT_READ | mmap.PROT_WRITE
+    address = libc.mmap(None, size, prot, mmap.MAP_SHARED, fd, 0)
+    if address is None or address == ctypes.c_void_p(-1).value:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    if libc.madvise(address, size, mmap.MADV_DONTFORK) != 0:
+        err = ctypes.get_errno()
+        libc.munmap(address, size)
+        raise OSError(err, os.strerror(err))
+    return int(address)
+
+
+def unmap(address: int, size: int) -> None:
+    """Undo :func:`map_unforked` (in the process that mapped it, not in a forked child)."""
+    _libc().munmap(address, size)
 
 
 def make_undumpable() -> bool:

@@ -9,19 +9,30 @@ binds the socket waits, *before it serves*, until that heartbeat is older than `
 waits, whether its own region is on, off or failed to start, so no reader can answer from a
 dead region once a new store can acknowledge a write. What the file says is only trusted to
 shorten that wait, never beyond ``STALE_NS``.
+
+A supervisor (the gunicorn master, ``blinkstore run``) outlives its store and shortens that
+wait to nothing: the store hands it a writable descriptor of its region before it serves, the
+supervisor keeps a :class:`Revocation` (a writable mapping of the header page only), and when
+it reaps the store it writes token 0 and heartbeat 0 there, which every reader checks on every
+read anyway. It then names the revoked store's pid to the successor, which skips the wait when
+the generation file names that pid (:meth:`Generation.wait_for_previous`): the file names the
+last store that claimed the socket, and every earlier owner was dead to readers before that one
+claimed it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import stat
 import struct
 import time
 
 from blinkstore_gunicorn.shm import layout as L
+from blinkstore_gunicorn.shm.fds import map_unforked, unmap
 
-__all__ = ["Generation", "generation_path"]
+__all__ = ["Generation", "Revocation", "generation_path"]
 
 _MAGIC = 0x4E45474B4C42  # b"BLKGEN"
 _RECORD = struct.Struct("<QQQ")
@@ -41,8 +52,9 @@ class Generation:
         self._path = path
         self._fd: int | None = None
 
-    def wait_for_previous(self) -> float:
-        """Seconds to wait before serving: until the last owner's heartbeat is stale."""
+    def wait_for_previous(self, revoked_pid: int = 0) -> float:
+        """Seconds to wait before serving: until the last owner's heartbeat is stale, or none
+        when that owner is ``revoked_pid``, whose region the supervisor revoked already."""
         try:
             fd = os.open(self._path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -55,8 +67,10 @@ class Generation:
             os.close(fd)
         stale_at = L.STALE_NS + time.monotonic_ns()  # unreadable: a full period
         if len(data) == _RECORD.size:
-            magic, _pid, beat = _RECORD.unpack(data)
+            magic, pid, beat = _RECORD.unpack(data)
             if magic == _MAGIC:
+                if revoked_pid and pid == revoked_pid:
+                    return 0.0
                 stale_at = min(stale_at, beat + L.STALE_NS)
         return max(0, stale_at - time.monotonic_ns()) / 1e9
 
@@ -93,3 +107,47 @@ class Generation:
         with contextlib.suppress(OSError):
             if stat.S_ISREG(os.lstat(self._path).st_mode):
                 os.unlink(self._path)
+
+
+class Revocation:
+    """The power to declare a store's region dead, held by the store's supervisor.
+
+    Made from a writable descriptor of the region, which it does not keep (the caller closes
+    it): only the header page is mapped, writable, and never into a forked child (a gunicorn
+    worker forked from the master gets no write access to the region). :meth:`revoke` writes
+    what readers check on every read: token 0 (closed) and heartbeat 0 (stale).
+    """
+
+    __slots__ = ("_address",)
+
+    def __init__(self, region_fd: int) -> None:
+        if os.fstat(region_fd).st_size < L.HEADER_BYTES:
+            raise ValueError("not a blinkstore shared-memory region")
+        self._address: int | None = map_unforked(region_fd, L.HEADER_BYTES)
+        if self._word(L.H_MAGIC).value != L.MAGIC or self._word(L.H_VERSION).value != L.VERSION:
+            self.forget()
+            raise ValueError("not a blinkstore shared-memory region of this version")
+
+    def _word(self, index: int) -> ctypes.c_uint64:
+        assert self._address is not None
+        return ctypes.c_uint64.from_address(self._address + 8 * index)
+
+    def revoke(self) -> bool:
+        """Make every reader of the region stop trusting it, at once; False if done before."""
+        if self._address is None:
+            return False
+        self._word(L.H_TOKEN).value = 0
+        self._word(L.H_HEARTBEAT).value = 0
+        self.forget()
+        return True
+
+    def forget(self) -> None:
+        """Let the mapping go without revoking (the store stopped cleanly)."""
+        address, self._address = self._address, None
+        if address is not None:
+            unmap(address, L.HEADER_BYTES)
+
+    def drop_in_child(self) -> None:
+        """In a forked child: forget the address; the mapping was never copied here, so
+        there is nothing to unmap (and unmapping could hit whatever is mapped there now)."""
+        self._address = None

@@ -207,6 +207,11 @@ class RegionWriter:
         """``(read-only region, marks)``: what a reader needs, sent with SCM_RIGHTS."""
         return self._reader_fd, self._marks_fd
 
+    @property
+    def owner_fd(self) -> int:
+        """The writable region: for the store's supervisor only (``generation.Revocation``)."""
+        return self._region_fd
+
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
         slot = self._next_counter
