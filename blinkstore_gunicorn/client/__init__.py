@@ -12,6 +12,7 @@ from blinkstore_gunicorn.client.errors import (
     CacheSignatureError,
     CacheStampedeTimeout,
     CacheTimeoutError,
+    CacheValueTooLarge,
     LockError,
     LockNotOwnedError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
+    "CacheValueTooLarge",
     "JSONSerializer",
     "LockError",
     "LockNotOwnedError",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from blinkstore_gunicorn.client.backends import BackendOptions
+from blinkstore_gunicorn.client.backends._resp import StoreSettings
 from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
     CacheConnectionError,
@@ -24,6 +25,7 @@ from blinkstore_gunicorn.client.errors import (
 from blinkstore_gunicorn.client.serializers import Serializer, resolve_serializer
 from blinkstore_gunicorn.client.stampede import FlightPlan, now_ms, unwrap
 from blinkstore_gunicorn.client.url import ENV_VAR, CacheURL, parse_url
+from blinkstore_gunicorn.shm.reader import Fallback
 from blinkstore_gunicorn.shm.reads import SharedReads
 
 __all__ = [
@@ -229,11 +231,17 @@ class CacheCore:
         #: Reads from the store's shared-memory region (a store on a Unix socket, Linux,
         #: unless ``?shm=off``); None: every read goes over the socket. ``AsyncCache`` maps
         #: the region from a thread, so that its event loop never waits for the store.
-        self._shared = _shared_reads(self.url, attach_in_background)
+        self._shared = _shared_reads(self.url, attach_in_background, self._store_reachable)
 
     def __repr__(self) -> str:
         namespace = f", namespace={self.namespace!r}" if self.namespace else ""
         return f"{type(self).__name__}({self.url.display!r}{namespace})"
+
+    def _store_reachable(self) -> bool:
+        """Whether the store backend knows of no outage (the region is mapped only then: an
+        attach would wait for a store that does not answer)."""
+        backend = getattr(self, "backend", None)  # set by the subclass after this __init__
+        return not isinstance(backend, StoreSettings) or backend.reachable
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -262,22 +270,19 @@ class CacheCore:
     # -- shared-memory reads (each returns None or MISSING where the store must answer) ------
 
     def _shared_many(self, names: list[bytes]) -> tuple[list[bytes | None], list[int]]:
-        """Values from the region, and the positions (None in the list) to ask the store."""
+        """Values from the region, and the positions (None in the list) to ask the store.
+
+        All or nothing: values read from the region and values fetched later over the socket
+        could come from different writes, so one key the region cannot answer sends them all.
+        """
         shared = self._shared
         if shared is None:
             return [None] * len(names), list(range(len(names)))
-        values: list[bytes | None] = []
-        asked: list[int] = []
-        for position, name in enumerate(names):
-            raw = shared.get(name)
-            if raw is None or isinstance(raw, bytes):
-                values.append(raw)
-            else:
-                values.append(None)
-                asked.append(position)
-        if asked:
-            shared.fell_back()
-        return values, asked
+        found = shared.get_many(names)
+        if isinstance(found, list) and not any(isinstance(raw, Fallback) for raw in found):
+            return [raw if isinstance(raw, bytes) else None for raw in found], []
+        shared.fell_back()
+        return [None] * len(names), list(range(len(names)))
 
     def _shared_exists(self, name: bytes) -> bool | None:
         shared = self._shared
@@ -491,9 +496,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _shared_reads(url: CacheURL, background: bool) -> SharedReads | None:
+def _shared_reads(
+    url: CacheURL, background: bool, reachable: Callable[[], bool]
+) -> SharedReads | None:
     # ``shm`` is checked on tcp:// too (a URL may name either), where it changes nothing.
     wanted = url.flag_option("shm", True) if url.kind == "store" else False
     if not wanted or url.unix_path is None or not SharedReads.available():
         return None
-    return SharedReads(url.unix_path, url.password, background)
+    return SharedReads(url.unix_path, url.password, background, reachable)

@@ -15,8 +15,10 @@ __all__ = [
     "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
+    "CacheValueTooLarge",
     "LockError",
     "LockNotOwnedError",
+    "error_reply",
 ]
 
 
@@ -41,6 +43,23 @@ class CacheTimeoutError(CacheConnectionError, TimeoutError):
 
 class CacheResponseError(CacheError):
     """The store answered with an error (e.g. ``incr`` on a value that is not an integer)."""
+
+
+class CacheValueTooLarge(CacheResponseError, ValueError):
+    """The store refused the request for its size: a value over its ``--max-value-size``,
+    or a request over ``--max-request-size`` / ``--client-buffer-limit``. The message names
+    the limit. The request is never sent again, and the store is not down."""
+
+
+#: How the store's refusals for size begin (``server/dispatch.py``).
+_TOO_LARGE = ("ERR value too large", "ERR request too large")
+
+
+def error_reply(message: str) -> CacheResponseError:
+    """The exception for the store's error reply ``message``."""
+    if message.startswith(_TOO_LARGE):
+        return CacheValueTooLarge(message)
+    return CacheResponseError(message)
 
 
 class CacheSerializationError(CacheError, ValueError):

@@ -26,163 +26,36 @@ process that can write to the store but lacks the key cannot run code in the app
 ``OPTIONS`` are keyword arguments for the client (``namespace``, ``on_error``, ``timeout``,
 ``serializer``...), plus ``signing_key`` and ``get_or_set`` (the single-flight options of
 ``get_or_set``). ``on_error`` defaults to ``"miss"``: a store outage reads as misses and
-skipped writes, never a 500, and ``get_or_set`` always returns a value.
+skipped writes, never a 500, and ``get_or_set`` always returns a value. A value the store
+refuses for its size (``--max-value-size``) is not stored and the key's old value is deleted,
+as Django's memcached backends do, with a warning naming the limit (``on_error="raise"``
+raises :class:`~blinkstore_gunicorn.client.CacheValueTooLarge` instead).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
-import threading
-from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 
-from blinkstore_gunicorn.client import (
-    AsyncCache,
-    Cache,
-    CacheError,
-    CacheSignatureError,
-    PickleSerializer,
-)
+from blinkstore_gunicorn.client import CacheError, CacheSignatureError, CacheValueTooLarge
+from blinkstore_gunicorn.contrib._django_clients import Clients, clients_for, logger
 from blinkstore_gunicorn.integrations._common import DEFAULT_ON_ERROR, resolve_url
 
 __all__ = ["BlinkStoreCache"]
 
 T = TypeVar("T")
-logger = logging.getLogger("blinkstore_gunicorn.contrib.django")
 
 # Options Django's BaseCache reads for its own (LocMem/file/db) culling; the store enforces a
 # memory limit instead, so they are accepted and ignored rather than passed to the client.
 _BASECACHE_OPTIONS = frozenset({"MAX_ENTRIES", "CULL_FREQUENCY"})
 #: What ``OPTIONS["get_or_set"]`` may set (see the client's ``get_or_set``).
 _FLIGHT_OPTIONS = frozenset({"lock_timeout", "wait_timeout", "stale_ttl", "early_refresh"})
-
-
-@dataclass
-class _Clients:
-    """The clients of one configuration, shared by every backend instance in the process.
-
-    Django builds a backend instance per thread (and per async context), and closes them after
-    every request; the connections must outlive both, so they live here.
-    """
-
-    url: str
-    options: dict[str, Any]
-    _sync: Cache | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    # An AsyncCache is bound to the loop that used it first; each entry lives as long as its
-    # loop runs (async_to_sync runs every call in a new loop: its client goes with it).
-    _async: dict[asyncio.AbstractEventLoop, _LoopClient] = field(default_factory=dict)
-    _reported: set[str] = field(default_factory=set)
-
-    def sync(self) -> Cache:
-        client = self._sync
-        if client is None:
-            with self._lock:
-                client = self._sync
-                if client is None:
-                    client = self._sync = Cache(self.url, **self.options)
-        return client
-
-    async def for_loop(self) -> AsyncCache:
-        loop = asyncio.get_running_loop()
-        entry = self._async.get(loop)
-        if entry is not None:
-            return entry.client
-        # Loops may run in several threads (async_to_sync): the dict is shared, hence the lock.
-        with self._lock:
-            self._forget_closed_loops()
-            entry = self._async[loop] = _LoopClient(AsyncCache(self.url, **self.options))
-        entry.closer = self._close_at_loop_shutdown(loop, entry.client)
-        await entry.closer.__anext__()
-        return entry.client
-
-    async def _close_at_loop_shutdown(
-        self, loop: asyncio.AbstractEventLoop, client: AsyncCache
-    ) -> AsyncGenerator[None, None]:
-        # A loop has no "closing" callback, but asyncio.run (and so asgiref's async_to_sync,
-        # uvicorn...) calls loop.shutdown_asyncgens() before loop.close(), which closes every
-        # async generator still suspended: this one resumes there, in the loop, while its
-        # connections can still be closed properly.
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._async.pop(loop, None)
-            await client.close()
-
-    def report(self, problem: CacheError) -> None:
-        """Log a cache problem that was turned into a miss, once per kind of problem."""
-        kind = type(problem).__name__
-        if kind not in self._reported:
-            self._reported.add(kind)
-            logger.warning(
-                "Django cache on %s: %s: %s; computing values without the cache "
-                "(logged once per kind of problem)",
-                self.url,
-                kind,
-                problem,
-            )
-
-    def _forget_closed_loops(self) -> None:
-        """Drop the clients of loops closed without shutdown_asyncgens() (``loop.close()``).
-
-        Their sockets belong to a closed loop, which can no longer close them; dropping the
-        last reference lets the garbage collector do it.
-        """
-        for loop in [loop for loop in self._async if loop.is_closed()]:
-            del self._async[loop]
-
-
-@dataclass
-class _LoopClient:
-    """One loop's client, and the generator that closes it when the loop shuts down."""
-
-    client: AsyncCache
-    closer: AsyncGenerator[None, None] | None = None
-
-
-_registry: dict[tuple[str, str, tuple[str | bytes, ...]], _Clients] = {}
-#: The number naming each configuration's memory:// store (a new signing key is no new store).
-_memory_numbers: dict[tuple[str, str], int] = {}
-_registry_lock = threading.Lock()
-
-
-def _clients_for(
-    url: str, options: dict[str, Any], signing_keys: tuple[str | bytes, ...]
-) -> _Clients:
-    config = (url, repr(sorted(options.items())))
-    key = (*config, signing_keys)
-    with _registry_lock:
-        clients = _registry.get(key)
-        if clients is None:
-            if signing_keys:
-                signing_key, *fallback_keys = signing_keys
-                serializer = PickleSerializer(signing_key, fallback_keys=fallback_keys)
-                options = {**options, "serializer": serializer}
-            number = _memory_numbers.setdefault(config, len(_memory_numbers))
-            clients = _Clients(_shared_memory(url, number), options)
-            _registry[key] = clients
-        return clients
-
-
-def _shared_memory(url: str, number: int) -> str:
-    """Name a private ``memory://`` store so that the sync and async clients share it.
-
-    Unnamed, each client would get its own store and ``aget`` would not see what ``set``
-    wrote. Like LocMemCache, one configuration is one store for the whole process.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "memory" and not parts.netloc:
-        return urlunsplit(parts._replace(netloc=f"django-cache-{number}"))
-    return url
 
 
 def _flight_options(given: Any) -> dict[str, Any]:
@@ -250,15 +123,15 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         self._signing_key: str | bytes | None = options.pop("signing_key", None)
         self._location = server or None
         self._options = options
-        self._clients_cache: _Clients | None = None
+        self._clients_cache: Clients | None = None
 
     @property
-    def _clients(self) -> _Clients:
+    def _clients(self) -> Clients:
         # Resolved on first use, not at construction: Django creates backends lazily anyway,
         # and the memory:// warning should only appear if the cache is actually used.
         if self._clients_cache is None:
             url = resolve_url(self._location)
-            self._clients_cache = _clients_for(url, self._options, self._signing_keys())
+            self._clients_cache = clients_for(url, self._options, self._signing_keys())
         return self._clients_cache
 
     def _signing_keys(self) -> tuple[str | bytes, ...]:
@@ -337,7 +210,11 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             # Django: adding with timeout 0 succeeds when the key is absent, then it is gone.
             exists = yield _Call("exists", (made,))
             return not exists
-        return bool((yield _Call("add", (made, value, ttl))))
+        try:
+            return bool((yield _Call("add", (made, value, ttl))))
+        except CacheValueTooLarge as exc:
+            self._refused(made, exc)
+            return False
 
     def _plan_get(self, key: Any, default: Any, version: int | None) -> _Plan[Any]:
         return (
@@ -351,13 +228,28 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
         except CacheSignatureError:
             return default  # a pickle this app did not sign is never unpickled: a miss
 
-    def _plan_set(self, key: Any, value: Any, timeout: Any, version: int | None) -> _Plan[None]:
+    def _plan_set(self, key: Any, value: Any, timeout: Any, version: int | None) -> _Plan[bool]:
+        """Store; False when the store refused the value for its size."""
         made = self.make_and_validate_key(key, version=version)
         ttl = self._ttl(timeout)
         if self._expire_now(ttl):
             yield _Call("delete", (made,))
-        else:
+            return True
+        try:
             yield _Call("set", (made, value, ttl))
+        except CacheValueTooLarge as exc:
+            self._refused(made, exc)
+            # Django's memcached backend deletes the old value rather than serve it stale.
+            yield _Call("delete", (made,))
+            return False
+        return True
+
+    def _refused(self, made: str, exc: CacheValueTooLarge) -> None:
+        """A value the store refused for its size: raised with ``on_error="raise"``, else not
+        stored (Django's memcached rule) and logged, since nothing else would say so."""
+        if self._options["on_error"] == "raise":
+            raise exc
+        logger.warning("Django cache on %s: %s not stored: %s", self._clients.url, made, exc)
 
     def _plan_touch(self, key: Any, timeout: Any, version: int | None) -> _Plan[bool]:
         made = self.make_and_validate_key(key, version=version)
@@ -404,8 +296,16 @@ class BlinkStoreCache(BaseCache):  # type: ignore[misc]
             return []
         if self._expire_now(ttl):
             yield _Call("delete_many", (list(made),))
-        else:
+            return []
+        try:
             yield _Call("set_many", (made, ttl))
+        except CacheValueTooLarge:
+            # Some value was refused for its size: store them one by one to learn which.
+            failed = []
+            for key, value in data.items():
+                if not (yield from self._plan_set(key, value, timeout, version)):
+                    failed.append(key)
+            return failed
         return []  # Django's contract: the keys that failed to be inserted
 
     def _plan_delete_many(self, keys: Iterable[Any], version: int | None) -> _Plan[None]:

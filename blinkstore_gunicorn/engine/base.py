@@ -23,6 +23,7 @@ __all__ = [
     "EntryTooLarge",
     "KeyTooLarge",
     "ValueTooLarge",
+    "WatchedKeys",
 ]
 
 
@@ -82,12 +83,33 @@ class EngineStats:
     expires: int
 
 
+class WatchedKeys(dict[bytes, int]):
+    """The keys the server WATCHes, each with a count of its changes: every write, TTL change,
+    deletion, expiry, eviction or flush of a key in here adds 1 (the server adds and removes
+    the keys; the engine counts)."""
+
+    __slots__ = ()
+
+    def changed(self, key: bytes) -> None:
+        """Count a change of ``key`` if it is watched."""
+        if key in self:
+            self[key] += 1
+
+    def flushed(self) -> None:
+        """Count a change of every watched key (all keys went)."""
+        for key in self:
+            self[key] += 1
+
+
 class Engine(Protocol):
     """What the store needs from its data: get/set/delete/TTL/scan/stats on bytes.
 
     Deadlines are absolute wall-clock milliseconds (Redis ``PEXPIREAT`` semantics); callers
     convert relative TTLs. Engines are not thread-safe: the store is single-threaded.
     """
+
+    #: The keys the server WATCHes, with their change counts.
+    watched: WatchedKeys
 
     @property
     def used_bytes(self) -> int:

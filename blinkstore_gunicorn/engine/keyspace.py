@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine.base import EngineError, EntryTooLarge, KeyTooLarge
+from blinkstore_gunicorn.engine.base import EngineError, EntryTooLarge, KeyTooLarge, WatchedKeys
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.scan import ScanCursors
 from blinkstore_gunicorn.engine.typed import Container, ContainerT, WrongType
@@ -71,6 +71,7 @@ class Keyspace:
     _visited: set[bytes]
 
     if TYPE_CHECKING:
+        watched: WatchedKeys
 
         def _live(self, key: bytes) -> Stored | None: ...
         def _cost(self, key: bytes, value: Stored) -> int: ...
@@ -141,6 +142,7 @@ class Keyspace:
     def resized(self, key: bytes, container: Container, old_cost: int) -> None:
         """Settle the account after a write changed ``container``'s cost from ``old_cost``:
         a container left empty is deleted, and other keys are evicted when over the limit."""
+        self.watched.changed(key)
         self._used += container.cost - old_cost
         if not len(container):
             self.delete(key)
@@ -200,6 +202,7 @@ class Keyspace:
 
     def _insert(self, key: bytes, container: Container, deadline: int | None) -> None:
         """Add a container under an absent key (the caller made room)."""
+        self.watched.changed(key)
         if self._region is not None:
             self._publish(key, self._elsewhere, deadline, None)
         self._ahead[key] = container

@@ -45,6 +45,7 @@ from blinkstore_gunicorn.engine.base import (
     EntryTooLarge,
     KeyTooLarge,
     ValueTooLarge,
+    WatchedKeys,
 )
 from blinkstore_gunicorn.engine.keyspace import TTL_OVERHEAD, Keyspace, Stored
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
@@ -110,6 +111,7 @@ class MemoryEngine(Keyspace):
         "_expirations",
         "_heap_stale_bytes",
         "_max_value_size",
+        "watched",
     )
 
     def __init__(
@@ -147,6 +149,7 @@ class MemoryEngine(Keyspace):
         # Published for a key of another type: too long to be held inline, so the region's
         # entry says "ask the store" and a GET from it gets WRONGTYPE from the store.
         self._elsewhere = b""
+        self.watched = WatchedKeys()
 
     def attach_region(self, region: RegionWriter) -> None:
         """Publish every key into ``region`` from now on (the engine must still be empty)."""
@@ -294,6 +297,7 @@ class MemoryEngine(Keyspace):
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
             raise ValueTooLarge(len(value), self._max_value_size)
+        self.watched.changed(key)
         deadlines = self._deadlines
         old_deadline = deadlines.get(key) if deadlines else None
         if old_deadline is not None and old_deadline <= self._clock_ms():
@@ -332,14 +336,12 @@ class MemoryEngine(Keyspace):
             self._visited.add(key)
             if old_deadline is not None:
                 self._used -= TTL_OVERHEAD
-        if region is None:
-            self._used += size
-        else:
-            # What the region took: the value may have stayed out (no free block of its size).
-            stored = (self._ahead if old is None else holder)[key]
-            self._used += self._cost(key, stored)
+        if region is not None and (self._ahead if old is None else holder)[key].__class__ is bytes:
+            # The region did not take the value (no free block of its size): heap cost.
+            size = len(key) + len(value) + ENTRY_OVERHEAD
             if deadline is not None:
-                self._used += TTL_OVERHEAD
+                size += TTL_OVERHEAD
+        self._used += size
         if deadline != old_deadline:
             if deadline is None:
                 del deadlines[key]
@@ -375,6 +377,7 @@ class MemoryEngine(Keyspace):
         """
         if self._live(key) is None:
             return False
+        self.watched.changed(key)
         deadlines = self._deadlines
         old = deadlines.get(key)
         if when_ms is None:
@@ -413,6 +416,7 @@ class MemoryEngine(Keyspace):
         self._used = 0
         if self._region is not None:
             self._region.flush()
+        self.watched.flushed()
 
     # -- publishing into the region ----------------------------------------------------------
 
@@ -479,6 +483,7 @@ class MemoryEngine(Keyspace):
 
     def _drop(self, key: bytes, value: Stored) -> int:
         """Unpublish an entry just taken out of the dicts; return its cost."""
+        self.watched.changed(key)
         if self._region is None:
             if value.__class__ is bytes:  # the common case, without a call
                 return len(key) + len(value) + ENTRY_OVERHEAD

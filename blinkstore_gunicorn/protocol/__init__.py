@@ -6,7 +6,7 @@ line-based Blink Store protocol. The store picks one per connection from the fir
 """
 
 from blinkstore_gunicorn.protocol import resp, text
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 
 
 def is_resp_start(first_byte: int) -> bool:
@@ -14,4 +14,4 @@ def is_resp_start(first_byte: int) -> bool:
     return first_byte == 0x2A
 
 
-__all__ = ["ProtocolError", "is_resp_start", "resp", "text"]
+__all__ = ["ProtocolError", "TooLarge", "is_resp_start", "resp", "text"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, TypeAlias
 
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 
 __all__ = [
     "EMPTY_ARRAY",
     "LARGE_BULK",
+    "MAX_SKIPPED_BULK",
     "NEED_MORE",
     "NIL",
     "NIL_ARRAY",
@@ -40,6 +41,9 @@ __all__ = [
 DEFAULT_MAX_REQUEST_SIZE: Final = 512 * 1024 * 1024
 #: Elements one request may carry (Redis refuses more than 1024 * 1024 as well).
 MAX_ARGUMENTS: Final = 1024 * 1024
+#: A refused request's bulk string is dropped as it arrives, unless it announces more than
+#: this (Redis's ``proto-max-bulk-len``): nobody means to send that, so the stream ends.
+MAX_SKIPPED_BULK: Final = 512 * 1024 * 1024
 #: Longest ``*<n>`` / ``$<n>`` header line; anything longer is garbage, not a slow client.
 MAX_HEADER_LINE: Final = 64
 
@@ -54,9 +58,12 @@ _DOLLAR: Final = 0x24  # '$'
 _CRLF: Final = b"\r\n"
 _TOO_BIG_COUNT: Final = "Protocol error: too big mbulk count string"
 _UNTERMINATED: Final = "Protocol error: bulk string not terminated"
+_INVALID_BULK: Final = "Protocol error: invalid bulk length"
+_INVALID_COUNT: Final = "Protocol error: invalid multibulk length"
 
-#: What :meth:`CommandReader.drain` yields: a command's arguments, or the error that ended it.
-Parsed: TypeAlias = list[bytes] | ProtocolError
+#: What :meth:`CommandReader.drain` yields: a command's arguments, a request refused for its
+#: size, or the error that ended the stream.
+Parsed: TypeAlias = list[bytes] | TooLarge | ProtocolError
 
 
 def _describe(byte: int) -> str:
@@ -65,33 +72,76 @@ def _describe(byte: int) -> str:
     return char if char.isprintable() else f"\\x{byte:02x}"
 
 
+def _unexpected(expected: str, byte: int) -> ProtocolError:
+    return ProtocolError(f"Protocol error: expected '{expected}', got '{_describe(byte)}'")
+
+
 class CommandReader:
     """Incremental parser for requests arriving on one connection.
 
     ``feed`` bytes as they arrive, then ``drain`` every complete command. Large values
     arriving in many chunks are not re-parsed per chunk: the reader remembers how many bytes
     the pending command needs before it looks again.
+
+    A request with an argument over ``max_bulk`` bytes, or over ``max_request_size`` in all,
+    is refused from the header that announces it: :meth:`drain` yields a :class:`TooLarge`
+    in its place, and the rest of that request is dropped as it arrives, never buffered (a
+    bulk string announced over :data:`MAX_SKIPPED_BULK` ends the stream instead).
     """
 
-    __slots__ = ("_chunks", "_failed", "_max_request_size", "_needed", "_size")
+    __slots__ = (
+        "_chunks",
+        "_failed",
+        "_max_bulk",
+        "_max_request_size",
+        "_needed",
+        "_size",
+        "_skip",
+        "_skip_args",
+    )
 
-    def __init__(self, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE) -> None:
+    def __init__(
+        self, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, max_bulk: int | None = None
+    ) -> None:
         self._chunks: list[bytes] = []
         self._size = 0
         self._max_request_size = max_request_size
+        self._max_bulk = max_request_size if max_bulk is None else max_bulk
         self._needed = 0
         self._failed = False
+        #: Bytes of a refused request still to drop as they arrive.
+        self._skip = 0
+        #: Bulk strings of a refused request still to come after the ones being dropped.
+        self._skip_args = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet form a complete command."""
         return self._size
 
+    @property
+    def skipping(self) -> bool:
+        """Whether the reader is dropping the rest of a refused request."""
+        return bool(self._skip or self._skip_args)
+
+    @property
+    def idle(self) -> bool:
+        """Whether the next byte starts a new request (nothing partial, nothing to drop)."""
+        return not self._size and not self._skip and not self._skip_args
+
     def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer."""
-        if not self._failed:
-            self._chunks.append(data)
-            self._size += len(data)
+        """Append bytes received from the peer (those of a refused request are dropped)."""
+        if self._failed:
+            return
+        skip = self._skip
+        if skip:
+            if len(data) <= skip:
+                self._skip = skip - len(data)
+                return
+            data = data[skip:]
+            self._skip = 0
+        self._chunks.append(data)
+        self._size += len(data)
 
     def drain(self) -> list[Parsed]:
         """Every complete command fed so far; a ``ProtocolError`` can only come last."""
@@ -107,6 +157,7 @@ class CommandReader:
             self._failed = True
             self._chunks = []
             self._size = 0
+            self._skip = self._skip_args = 0
             commands.append(outcome)
             return commands
         if consumed == size:
@@ -122,51 +173,49 @@ class CommandReader:
 
     def _parse(self, data: bytes) -> tuple[list[Parsed], int, int | ProtocolError]:
         """Parse ``data``; return commands, bytes consumed, and either the total length the
-        incomplete next command needs (0 when unknown or none) or the error that stopped it."""
+        incomplete next command needs (0 when unknown or none) or the error that stopped it.
+
+        A refused request is parsed on (its headers are checked) but its arguments are not
+        kept; payload bytes not arrived yet are left to :meth:`feed` to drop (``_skip``), and
+        arguments whose headers have not arrived yet are counted in ``_skip_args``."""
         commands: list[Parsed] = []
         size = len(data)
         limit = self._max_request_size
+        max_bulk = self._max_bulk
         pos = 0
         find = data.find
+        # The rest of a refused request comes first.
+        resume, self._skip_args = self._skip_args, 0
         while pos < size:
-            if data[pos] != _STAR:
-                return (
-                    commands,
-                    pos,
-                    ProtocolError(f"Protocol error: expected '*', got '{_describe(data[pos])}'"),
-                )
-            eol = find(_CRLF, pos, pos + MAX_HEADER_LINE)
-            if eol < 0:
-                if size - pos >= MAX_HEADER_LINE:
-                    return (
-                        commands,
-                        pos,
-                        ProtocolError(_TOO_BIG_COUNT),
-                    )
-                return commands, pos, 0
-            try:
-                count = int(data[pos + 1 : eol])
-            except ValueError:
-                return commands, pos, ProtocolError("Protocol error: invalid multibulk length")
-            if count > MAX_ARGUMENTS:
-                return commands, pos, ProtocolError("Protocol error: invalid multibulk length")
-            cursor = eol + 2
-            if count <= 0:
-                # Redis skips empty and null arrays silently.
-                pos = cursor
-                continue
-            args: list[bytes] = []
-            for _ in range(count):
-                if cursor >= size:
+            if resume:
+                count, cursor, refused = resume, pos, True
+                resume = 0
+            else:
+                if data[pos] != _STAR:
+                    return commands, pos, _unexpected("*", data[pos])
+                eol = find(_CRLF, pos, pos + MAX_HEADER_LINE)
+                if eol < 0:
+                    if size - pos >= MAX_HEADER_LINE:
+                        return commands, pos, ProtocolError(_TOO_BIG_COUNT)
                     return commands, pos, 0
+                try:
+                    count = int(data[pos + 1 : eol])
+                except ValueError:
+                    return commands, pos, ProtocolError(_INVALID_COUNT)
+                if count > MAX_ARGUMENTS:
+                    return commands, pos, ProtocolError(_INVALID_COUNT)
+                cursor = eol + 2
+                if count <= 0:
+                    # Redis skips empty and null arrays silently.
+                    pos = cursor
+                    continue
+                refused = False
+            args: list[bytes] = []
+            for index in range(count):
+                if cursor >= size:
+                    return self._pause(commands, pos, cursor, refused, count - index)
                 if data[cursor] != _DOLLAR:
-                    return (
-                        commands,
-                        pos,
-                        ProtocolError(
-                            f"Protocol error: expected '$', got '{_describe(data[cursor])}'"
-                        ),
-                    )
+                    return commands, pos, _unexpected("$", data[cursor])
                 eol = find(_CRLF, cursor, cursor + MAX_HEADER_LINE)
                 if eol < 0:
                     if size - cursor >= MAX_HEADER_LINE:
@@ -175,28 +224,52 @@ class CommandReader:
                             pos,
                             ProtocolError("Protocol error: too big bulk count string"),
                         )
-                    return commands, pos, 0
+                    return self._pause(commands, pos, cursor, refused, count - index)
                 try:
                     length = int(data[cursor + 1 : eol])
                 except ValueError:
-                    return commands, pos, ProtocolError("Protocol error: invalid bulk length")
+                    return commands, pos, ProtocolError(_INVALID_BULK)
                 start = eol + 2
                 end = start + length
-                if length < 0 or end - pos > limit:
-                    return commands, pos, ProtocolError("Protocol error: invalid bulk length")
+                if length < 0:
+                    return commands, pos, ProtocolError(_INVALID_BULK)
+                if refused or length > max_bulk or end - pos > limit:
+                    if length > MAX_SKIPPED_BULK:
+                        return commands, pos, ProtocolError(_INVALID_BULK)
+                    if not refused:
+                        refused = True
+                        commands.append(
+                            TooLarge("value", length, max_bulk)
+                            if length > max_bulk
+                            else TooLarge("request", end - pos, limit)
+                        )
+                    cursor = end + 2
+                    if cursor > size:
+                        self._skip = cursor - size
+                        self._skip_args = count - index - 1
+                        return commands, size, 0
+                    continue
                 if end + 2 > size:
                     return commands, pos, end + 2
                 if data[end : end + 2] != _CRLF:
-                    return (
-                        commands,
-                        pos,
-                        ProtocolError(_UNTERMINATED),
-                    )
+                    return commands, pos, ProtocolError(_UNTERMINATED)
                 args.append(data[start:end])
                 cursor = end + 2
-            commands.append(args)
+            if not refused:
+                commands.append(args)
             pos = cursor
         return commands, pos, 0
+
+    def _pause(
+        self, commands: list[Parsed], pos: int, cursor: int, refused: bool, left: int
+    ) -> tuple[list[Parsed], int, int]:
+        """``_parse``'s answer when ``data`` ends before a bulk header: a request being kept
+        is parsed again from its start; a refused one is consumed up to ``cursor``, with
+        ``left`` arguments still to drop."""
+        if not refused:
+            return commands, pos, 0
+        self._skip_args = left
+        return commands, cursor, 0
 
 
 # --- reply encoders (server side) -------------------------------------------------------

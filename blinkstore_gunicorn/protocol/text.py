@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import TooLarge
 
 __all__ = [
     "NOT_FOUND_LINE",
@@ -90,50 +90,74 @@ def parse_line(line: bytes) -> Request | Reject:
 
 
 #: What :meth:`LineReader.drain` yields.
-Parsed: TypeAlias = Request | Reject | ProtocolError
+Parsed: TypeAlias = Request | Reject | TooLarge
 
 
 class LineReader:
-    """Incremental splitter of a connection's bytes into parsed request lines."""
+    """Incremental splitter of a connection's bytes into parsed request lines.
 
-    __slots__ = ("_buffer", "_failed", "_max_line", "_scanned")
+    A line longer than ``max_line`` is not kept: once that many bytes have come without a
+    newline, the rest of the line is dropped as it arrives, and :meth:`drain` yields a
+    :class:`TooLarge` in its place when its newline comes.
+    """
+
+    __slots__ = ("_buffer", "_max_line", "_refused", "_scanned", "_skipped")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._buffer = bytearray()
         self._max_line = max_line
         # Bytes already known to hold no newline, so a long line is not rescanned per chunk.
         self._scanned = 0
-        self._failed = False
+        #: Bytes of the over-long line being dropped so far (0: none is).
+        self._skipped = 0
+        #: The over-long line that ended in the last ``feed``, to yield first.
+        self._refused: TooLarge | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet form a complete line."""
+        return len(self._buffer)
+
+    @property
+    def skipping(self) -> bool:
+        """Whether the reader is dropping the rest of an over-long line."""
+        return bool(self._skipped)
 
     def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer."""
-        if not self._failed:
-            self._buffer += data
+        """Append bytes received from the peer (those of an over-long line are dropped)."""
+        if self._skipped:
+            newline = data.find(b"\n")
+            if newline < 0:
+                self._skipped += len(data)
+                return
+            self._refused = TooLarge("line", self._skipped + newline, self._max_line)
+            self._skipped = 0
+            data = data[newline + 1 :]
+        self._buffer += data
 
     def drain(self) -> list[Parsed]:
-        """Every complete line fed so far, parsed; a ``ProtocolError`` can only come last."""
+        """Every complete line fed so far, parsed, in order."""
         buffer = self._buffer
         out: list[Parsed] = []
-        if self._failed:
-            return out
+        if self._refused is not None:
+            # Lines after it were fed after it: the buffer was empty while it was dropped.
+            out.append(self._refused)
+            self._refused = None
+        limit = self._max_line
         start = 0
         newline = buffer.find(b"\n", self._scanned)
         while newline >= 0:
-            if newline - start > self._max_line:
-                return self._fail(out)
-            out.append(parse_line(bytes(buffer[start:newline])))
+            if newline - start > limit:
+                out.append(TooLarge("line", newline - start, limit))
+            else:
+                out.append(parse_line(bytes(buffer[start:newline])))
             start = newline + 1
             newline = buffer.find(b"\n", start)
         del buffer[:start]
-        if len(buffer) > self._max_line:
-            return self._fail(out)
+        if len(buffer) > limit:
+            self._skipped = len(buffer)
+            buffer.clear()
         self._scanned = len(buffer)
-        return out
-
-    def _fail(self, out: list[Parsed]) -> list[Parsed]:
-        self._failed = True
-        self._buffer.clear()
-        out.append(ProtocolError(f"line too long (max {self._max_line} bytes)"))
         return out
 
 

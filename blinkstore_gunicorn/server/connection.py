@@ -13,6 +13,9 @@ Before AUTH on a password-protected store a connection may only send small reque
 :data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
 CVE-2021-32675): a second reader with that limit checks the same bytes, so a request announced
 larger (a bulk header, a long line) closes the connection before its payload is buffered.
+After AUTH a request over the store's size limits is refused by the readers instead (see
+``Dispatcher.request_limit``): its error reply goes out in its turn, its bytes are dropped
+unbuffered as they arrive, and the connection goes on.
 
 All connections together are bounded by the server's :class:`~.budget.ClientBudget`: a
 connection reports what it holds when that may be much (see ``budget.py``), never on the
@@ -27,17 +30,17 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
+from blinkstore_gunicorn.server.commands.replies import NOAUTH
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.pubsub_outbox import Outbox
-from blinkstore_gunicorn.server.text_commands import execute_text
+from blinkstore_gunicorn.server.text_commands import AUTH_REQUIRED, execute_text
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
 __all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "ConnectionHost", "StoreConnection"]
@@ -68,10 +71,6 @@ class ConnectionHost(Protocol):
     @property
     def dispatcher(self) -> Dispatcher:
         """Runs the connection's commands."""
-
-    @property
-    def settings(self) -> StoreSettings:
-        """The store's settings (the request size limit)."""
 
     @property
     def budget(self) -> ClientBudget:
@@ -224,7 +223,7 @@ class StoreConnection(asyncio.Protocol):
             self._resp
             and not self._closed
             and reader is not None
-            and not reader.buffered
+            and reader.idle
             and not self._backlog
             and not self._deferred
             and not self._outbox
@@ -243,6 +242,7 @@ class StoreConnection(asyncio.Protocol):
             data, self._first_line = self._first_line, b""
             self._open_line = 0  # ``data`` now holds the bytes counted so far
         if not self._resp:
+            # Only for EOF: whether a last line is open (its bytes may have been dropped).
             newline = data.rfind(b"\n")
             self._open_line = (
                 len(data) - newline - 1 if newline >= 0 else self._open_line + len(data)
@@ -259,16 +259,14 @@ class StoreConnection(asyncio.Protocol):
         if (
             self.charged
             or self._backlog
-            or (reader.buffered if self._resp else self._open_line) >= CHARGE_MIN
+            or reader.buffered >= CHARGE_MIN
             or self._transport.get_write_buffer_size() >= CHARGE_MIN  # type: ignore[union-attr]
         ):
             self._charge()
 
     def _partial_request(self) -> int:
-        """Bytes received that do not form a complete request yet."""
-        if self._resp:
-            return int(self._reader.buffered)
-        return self._open_line
+        """Bytes held that do not form a complete request yet (not those being dropped)."""
+        return int(self._reader.buffered)
 
     def _charge(self) -> None:
         if self._client is not None:
@@ -320,7 +318,7 @@ class StoreConnection(asyncio.Protocol):
             self._gate = gate
         gate.feed(data)
         parsed = gate.drain()
-        if parsed and isinstance(parsed[-1], ProtocolError):
+        if gate.skipping or any(isinstance(item, ProtocolError | TooLarge) for item in parsed):
             # Not closed yet: an AUTH earlier in the same read still counts.
             self._gate_failed = True
 
@@ -330,7 +328,7 @@ class StoreConnection(asyncio.Protocol):
         if client is not None and client.authenticated:
             self._gate = None
             return
-        if not self._gate_failed or self._closed:
+        if not self._gate_failed:
             return
         count = self._server.preauth_closes.event()
         if count:
@@ -342,7 +340,12 @@ class StoreConnection(asyncio.Protocol):
                 client.id if client is not None else 0,
                 self.peer,
             )
-        self._close()
+        if not self._closed:  # else the reader's refusal of that request was the reply
+            # The reason goes out before the close, as Redis does: a client still sending
+            # reads it instead of a bare broken pipe.
+            resp_reply = self._execute is Dispatcher.execute
+            self._transport.write(NOAUTH if resp_reply else AUTH_REQUIRED)  # type: ignore[union-attr]
+            self._close()
 
     def eof_received(self) -> bool | None:
         if not self._closed and not self._resp and self._open_line:
@@ -465,12 +468,12 @@ class StoreConnection(asyncio.Protocol):
         Returns None while the first line is incomplete; the bytes seen so far are kept in
         ``_first_line`` and fed to the reader once it is chosen.
         """
-        limit = self._server.settings.request_size_limit
+        dispatcher = self._dispatcher
         first = self._first_line + data
         self._first_line = first
         reader: Any
         if is_resp_start(first[0]):
-            reader = resp.CommandReader(max_request_size=limit)
+            reader = resp.CommandReader(dispatcher.request_limit, dispatcher.bulk_limit)
             self._execute = Dispatcher.execute
             self._resp = True
         else:
@@ -482,7 +485,7 @@ class StoreConnection(asyncio.Protocol):
                 reader = InlineReader()
                 self._execute = Dispatcher.execute
             else:
-                reader = text.LineReader(max_line=limit)
+                reader = text.LineReader(max_line=dispatcher.line_limit)
                 self._execute = execute_text
         self._reader = reader
         return reader

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
+from blinkstore_gunicorn.config import flag_name
 from blinkstore_gunicorn.engine import (
     WRONGTYPE,
     Engine,
@@ -30,7 +31,7 @@ from blinkstore_gunicorn.engine import (
     WrongType,
 )
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.blocking import BlockedPops
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, Handler
 from blinkstore_gunicorn.server.commands.replies import (
@@ -50,8 +51,12 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
+    from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
-__all__ = ["Client", "Dispatcher", "ServerStats"]
+__all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
+
+#: Room a text protocol line needs beside its key and value (verb, separators).
+LINE_SLACK = 4096
 
 
 @dataclass(slots=True)
@@ -96,6 +101,7 @@ class Client:
         "deliver",
         "drop",
         "id",
+        "in_exec",
         "lib_name",
         "lib_ver",
         "name",
@@ -106,6 +112,7 @@ class Client:
         "table",
         "transaction",
         "transport",
+        "watching",
     )
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
@@ -132,6 +139,10 @@ class Client:
         self.drop: Callable[[], None] = _no_close
         #: The commands queued since MULTI (``commands/transaction.py``), else None.
         self.transaction: Transaction | None = None
+        #: Set while EXEC runs the queued commands: their replies must come at once.
+        self.in_exec = False
+        #: The keys this connection WATCHes, each with the engine's change count at WATCH.
+        self.watching: dict[bytes, int] | None = None
         #: The connection's transport (set by the connection), for a handler whose reply
         #: carries more than bytes (``BS.SHM`` attaches file descriptors).
         self.transport: asyncio.Transport | None = None
@@ -193,6 +204,7 @@ class Dispatcher:
     __slots__ = (
         "_password",
         "blocked",
+        "busy",
         "clock_ms",
         "engine",
         "full_table",
@@ -205,7 +217,9 @@ class Dispatcher:
         "max_value_size",
         "preauth_table",
         "pubsub",
+        "scripting",
         "stats",
+        "watchers",
     )
 
     def __init__(
@@ -241,6 +255,12 @@ class Dispatcher:
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
         #: unread messages.
         self.pubsub = PubSubHub(pubsub_limit)
+        #: Lua scripts (``server/scripting/``), made by the first scripting command.
+        self.scripting: Scripting | None = None
+        #: While a script is busy (past its time limit), every command goes here instead.
+        self.busy: Handler | None = None
+        #: How many connections WATCH each key (``commands/transaction.py``).
+        self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
@@ -269,11 +289,51 @@ class Dispatcher:
         client.authenticated = True
         client.table = self.full_table
 
-    def execute(self, client: Client, args: list[bytes] | ProtocolError) -> bytes:
+    # -- size limits of requests ---------------------------------------------------------
+
+    @property
+    def bulk_limit(self) -> int:
+        """Largest argument a request may carry: no key or value is longer."""
+        return max(self.max_key_size, self.max_value_size)
+
+    @property
+    def request_limit(self) -> int:
+        """Largest request received: the request size limit, or the client buffer limit when
+        that is smaller (a request larger than all connections may hold would be shed)."""
+        return min(self.max_request_size, self.max_reply_size)
+
+    @property
+    def line_limit(self) -> int:
+        """Longest text protocol line received: a ``SET`` of the largest key and value."""
+        return min(self.request_limit, self.max_key_size + self.max_value_size + LINE_SLACK)
+
+    def too_large(self, refused: TooLarge) -> str:
+        """The message of the error reply to a request refused for its size (no error code)."""
+        if refused.part == "value":
+            return f"value too large: {ValueTooLarge(refused.size, self.max_value_size)}"
+        if refused.limit < self.request_limit:
+            return (
+                f"value too large: line of {refused.size} bytes exceeds {refused.limit} bytes"
+                f" (max value size {self.max_value_size} + max key size {self.max_key_size})"
+            )
+        setting = (
+            "max_request_size"
+            if self.max_request_size <= self.max_reply_size
+            else "client_buffer_limit"
+        )
+        return (
+            f"request too large: {refused.part} of at least {refused.size} bytes exceeds"
+            f" {setting.replace('_', ' ')} {refused.limit} ({flag_name(setting)})"
+        )
+
+    # -- running requests -----------------------------------------------------------------
+
+    def execute(self, client: Client, args: list[bytes] | TooLarge | ProtocolError) -> bytes:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
-            client.close_after = True
-            return resp.error("ERR " + args.message)  # type: ignore[union-attr]
+            return self._not_a_command(client, args)  # type: ignore[arg-type]
+        if self.busy is not None:
+            return self.busy(self, client, args)
         entry = client.table.get(args[0])
         if entry is None:
             return self._execute_slow(client, args)
@@ -286,6 +346,18 @@ class Dispatcher:
         except WrongType:
             # Raised by the engine before any change: GET on a hash, HSET on a string...
             return ERR_WRONGTYPE
+
+    def _not_a_command(self, client: Client, item: TooLarge | ProtocolError) -> bytes:
+        """The error reply to what the reader yields instead of a command."""
+        if isinstance(item, ProtocolError):
+            client.close_after = True
+            return resp.error("ERR " + item.message)
+        if not client.authenticated:
+            client.close_after = True  # as the pre-auth size limit does (``connection.py``)
+            return NOAUTH
+        if client.transaction is not None:
+            client.transaction.failed = True  # EXEC answers EXECABORT, as for any refusal
+        return resp.error("ERR " + self.too_large(item))
 
     def _execute_slow(self, client: Client, args: list[bytes]) -> bytes:
         """Mixed-case names, unknown commands and commands sent before AUTH."""

@@ -37,6 +37,11 @@ class InlineReader:
         self._buffer = bytearray()
         self._failed = False
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not yet form a complete line."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> None:
         """Append bytes received from the peer."""
         if not self._failed:

@@ -27,6 +27,8 @@ from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.fds import make_undumpable
+from blinkstore_gunicorn.shm.generation import Generation, generation_path
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
@@ -40,6 +42,9 @@ EXPIRY_INTERVAL = 0.1
 BUDGET_AUDIT_INTERVAL = 1.0
 #: Seconds between two "refused connections" log lines.
 REFUSAL_LOG_INTERVAL = 10.0
+#: Seconds between two heartbeats of the shared region (readers stop trusting it after
+#: ``shm.layout.STALE_NS`` without one).
+HEARTBEAT_INTERVAL = 0.05
 #: Pending connections the kernel queues (capped by net.core.somaxconn); a burst of clients
 #: connecting at once beyond it would see EAGAIN on Unix sockets.
 LISTEN_BACKLOG = 4096
@@ -79,8 +84,14 @@ class StoreServer:
         *,
         engine: Engine | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
+        revoked_pid: int = 0,
+        hand_over: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # Under a supervisor: the store whose region it revoked already (no wait for that
+        # one's heartbeat), and how this store hands it its own region's writable descriptor.
+        self._revoked_pid = revoked_pid
+        self._hand_over = hand_over
         # Not ``engine or ...``: an empty engine is falsy (it has a length).
         self.engine: Engine = (
             engine
@@ -114,6 +125,8 @@ class StoreServer:
         self._unix_identity: tuple[int, int] | None = None
         #: The shared-memory region clients read (``BS.SHM``), once the Unix socket is bound.
         self.region: RegionWriter | None = None
+        self._generation: Generation | None = None
+        self._heartbeat: Ticker | None = None
         self._expiry: Ticker | None = None
         self._audit: Ticker | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -167,6 +180,8 @@ class StoreServer:
             self._close_region()
             self._remove_socket_file()
             raise
+        if self.region is not None:
+            self._heartbeat = Ticker(loop, HEARTBEAT_INTERVAL, self._beat)
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
@@ -206,9 +221,17 @@ class StoreServer:
         os.chmod(path, 0o600)
         st = os.stat(path)
         self._unix_identity = (st.st_dev, st.st_ino)
-        # Before the first connection: a new store takes the generation file over (so that
-        # readers of a dead store's region stop) before it can acknowledge anything.
-        self._publish_region(path)
+        # Listening already: clients that connect while this store waits are queued, not
+        # refused; they are served once it is its turn.
+        sock.listen(LISTEN_BACKLOG)
+        # Before the first connection, whatever this store's own region: readers of a dead
+        # store's region stop (its heartbeat goes stale) before this one acknowledges anything.
+        generation = Generation(generation_path(path))
+        wait = generation.wait_for_previous(self._revoked_pid)
+        if wait:
+            log.info("waiting %.2f s for the previous store's shared-memory readers", wait)
+            await asyncio.sleep(wait)
+        self._publish_region(generation)
         sock.setblocking(False)
         server = await loop.create_unix_server(
             lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
@@ -217,31 +240,60 @@ class StoreServer:
         self.stats.unix_path = path
         self.urls.append(f"unix://{path}")
 
-    def _publish_region(self, path: str) -> None:
+    def _publish_region(self, generation: Generation) -> None:
         """Create the shared-memory region the engine publishes into (``shm`` setting)."""
         settings = self.settings
         engine = self.engine
         if settings.shm == "off" or not handout.supported() or not isinstance(engine, MemoryEngine):
+            generation.discard()
             return
         try:
             region = RegionWriter(
                 engine.memory_limit,
                 max_value=settings.shm_max_value,
                 checksum=True if settings.shm == "checksum" else None,
-                generation_path=handout.generation_path(path),
             )
         except OSError as exc:
             log.warning("shared-memory reads are off: %s", exc)
+            generation.discard()
             return
+        if self._hand_over is not None:
+            # Before the claim: a supervisor that holds the region can revoke it when this
+            # store dies, and its successor need not wait for the heartbeat to go stale.
+            try:
+                self._hand_over(region.owner_fd)
+            except OSError as exc:
+                log.warning("the supervisor cannot revoke this region: %s", exc)
+        try:
+            generation.claim(time.monotonic_ns())
+        except OSError as exc:
+            log.warning("shared-memory reads are off: %s", exc)
+            region.close()
+            return
+        # A process of this user without the password must not open the region through
+        # /proc/<pid>/fd (nor ptrace the store for it).
+        if not make_undumpable():
+            log.warning("cannot make the store undumpable: same-user processes can open its region")
         engine.attach_region(region)
         self.region = region
+        self._generation = generation
+
+    def _beat(self) -> None:
+        """The heartbeat readers check: the generation file first, so it is never older."""
+        now = time.monotonic_ns()
+        if self._generation is not None:
+            self._generation.beat(now)
+        if self.region is not None:
+            self.region.beat(now)
 
     def _close_region(self) -> None:
         """Tell readers the region is gone; remove the generation file if it is still ours."""
         region, self.region = self.region, None
-        if region is not None and region.close() and region.generation_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(region.generation_path)
+        generation, self._generation = self._generation, None
+        if region is not None:
+            region.close()
+        if generation is not None:
+            generation.release()
 
     @staticmethod
     def _clear_stale_socket(path: str) -> None:
@@ -311,7 +363,7 @@ class StoreServer:
         if self._stopped:
             return
         self._stopped = True
-        for ticker in (self._expiry, self._audit):
+        for ticker in (self._heartbeat, self._expiry, self._audit):
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from blinkstore_gunicorn.engine import EngineError, KeyTooLarge, WrongType
 from blinkstore_gunicorn.protocol import text
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import TooLarge
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
 __all__ = ["execute_text"]
@@ -74,15 +74,16 @@ _HANDLERS: dict[str, TextHandler] = {
 _PREAUTH = frozenset({"AUTH", "QUIT"})
 
 
-def execute_text(
-    d: Dispatcher, c: Client, item: text.Request | text.Reject | ProtocolError
-) -> bytes:
-    """The reply line for one parsed line; a ProtocolError (line too long) marks the close."""
-    if item.__class__ is text.Request:
+def execute_text(d: Dispatcher, c: Client, item: text.Parsed) -> bytes:
+    """The reply line for one parsed line (or for a line too long to keep)."""
+    if isinstance(item, text.Request):
         verb = item.verb
         if not c.authenticated and verb not in _PREAUTH:
             return AUTH_REQUIRED
         return _HANDLERS[verb](d, c, item)
-    if item.__class__ is ProtocolError:
-        c.close_after = True
-    return text.error_line(item.message)  # type: ignore[union-attr]
+    if isinstance(item, TooLarge):
+        if c.authenticated:
+            return text.error_line(d.too_large(item))
+        c.close_after = True  # as the pre-auth size limit does (``connection.py``)
+        return AUTH_REQUIRED
+    return text.error_line(item.message)

@@ -1,23 +1,23 @@
 """Handing the region to a client: the ``BS.SHM`` exchange over the store's Unix socket.
 
 The client sends ``BS.SHM`` alone on a connection (nothing else in flight); the store answers
-``*2 :<layout version> :<counter slot>`` and attaches the region's memfd and the generation
-file's descriptor to the reply's bytes (``SCM_RIGHTS``). So only a process that can connect to
-the 0600 socket (and pass AUTH, when the store has a password) can map the region: it has no
-name in any file system. No asyncio here: the store sends from its event loop with
-:func:`send_reply`, the clients receive with :func:`request_region` on a blocking socket (a
-gevent-patched one included).
+``*2 :<layout version> :<counter slot>`` and attaches a read-only descriptor of the region and
+the marks' memfd to the reply's bytes (``SCM_RIGHTS``; received close-on-exec). So only a
+process that can connect to the 0600 socket (and pass AUTH, when the store has a password) can
+map the region: it has no name in any file system. No asyncio here: the store sends from its
+event loop with :func:`send_reply`, the clients receive with :func:`request_region` on a
+blocking socket (a gevent-patched one included).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import stat
 import sys
 
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm.fds import recv_fds
 from blinkstore_gunicorn.shm.reader import RegionError, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
@@ -25,10 +25,8 @@ __all__ = [
     "REQUEST",
     "RegionUnavailable",
     "attach",
-    "generation_path",
     "region_reply",
     "request_region",
-    "revoke",
     "send_reply",
     "supported",
 ]
@@ -46,29 +44,6 @@ class RegionUnavailable(OSError):
 def supported() -> bool:
     """Whether this platform has what the region needs (Linux: memfd and SCM_RIGHTS)."""
     return sys.platform.startswith("linux") and hasattr(os, "memfd_create")
-
-
-def generation_path(unix_path: str) -> str:
-    """The generation file of the store listening on ``unix_path``: next to its socket."""
-    return unix_path + ".shm"
-
-
-def revoke(unix_path: str) -> None:
-    """Make readers stop trusting the region of the store on ``unix_path``, which just died.
-
-    Its supervisor calls this as soon as it sees the death, before the next store starts: the
-    generation file's token becomes 0 (no store) until that store writes its own. A file that
-    is missing or not a regular file is left alone.
-    """
-    try:
-        fd = os.open(generation_path(unix_path), os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.pwrite(fd, bytes(8), 0)
-    finally:
-        os.close(fd)
 
 
 def region_reply(region: RegionWriter) -> bytes:
@@ -93,7 +68,7 @@ def request_region(sock: socket.socket) -> RegionReader:
     flight. Raises :class:`RegionUnavailable` when the store says no, OSError on I/O errors.
     """
     sock.sendall(REQUEST)
-    data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_REPLY, 2)
+    data, fds = recv_fds(sock, _MAX_REPLY, 2)
     try:
         reader = resp.ReplyReader()
         reader.feed(data)

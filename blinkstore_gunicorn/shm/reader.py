@@ -1,14 +1,15 @@
 """The clients' side of the shared region: lock-free lookups, no system call.
 
-A reader maps the region and the generation page it received from the store and answers
+A reader maps the region (read-only) and the marks it received from the store and answers
 ``get``/``exists``/``ttl`` from them: hit, miss (the table is authoritative), or
 :data:`FALLBACK` (ask the store over the socket: the value is not inline, the slot kept
-changing under the reader, or the region is not the live store's any more).
+changing under the reader, the key is more than ``MAX_PROBE`` slots from its home, or the
+region is not a live store's any more).
 
-What a reader writes, and why that is harmless: the visited mark of a block it hit (SIEVE's
-bit; a mark that lands on a block just reused only gives that entry one more pass) and its own
-counter slot (hits, misses), which the store sums into ``INFO``. A reader that dies mid-read
-leaves nothing half done.
+What a reader writes, and why that is harmless: only the marks mapping, never the region. A
+visited mark there (one byte per slot) at worst gives an entry one more pass of eviction, its
+counter slot (hits, misses) at worst a wrong ``INFO`` figure. A reader that dies mid-read leaves
+nothing half done.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from collections.abc import Sequence
 from typing import Literal, overload
-from zlib import crc32
 
 from blinkstore_gunicorn.shm import layout as L
 
@@ -26,6 +27,16 @@ __all__ = ["FALLBACK", "Fallback", "RegionError", "RegionReader"]
 # Rereads of one slot the writer keeps changing before the reader asks the store instead.
 _SPINS = 64
 _MASK32 = 0xFFFFFFFF
+_MASK64 = 2**64 - 1
+_STALE = L.STALE_NS
+_PROBE = L.MAX_PROBE
+# Keys whose hash a reader remembers (hot keys are read again and again; the keyed hash costs
+# a big-integer multiply and modulo, a dict lookup a fraction of that).
+_MEMO = 16384
+_MEMO_KEY = 128  # longer keys are hashed every time (so the memo stays under ~3 MiB)
+# Bound once: a module global is one lookup, ``time.monotonic_ns`` two.
+_from_bytes = int.from_bytes
+_monotonic_ns = time.monotonic_ns
 
 
 class Fallback:
@@ -46,61 +57,80 @@ class RegionError(OSError):
 
 
 class RegionReader:
-    """Read-only view (bar the visited marks and its counters) of a store's region.
+    """A read-only view of a store's region, and this process's marks and counters.
 
-    ``region_fd`` and ``generation_fd`` are the descriptors the store sent (the reader maps
-    them; the caller may close its copies); ``counter`` is the counter slot the store assigned.
+    ``region_fd`` and ``marks_fd`` are the descriptors the store sent (the reader maps them;
+    the caller may close its copies); ``counter`` is the counter slot the store assigned.
     """
 
     __slots__ = (
         "_checksum",
-        "_g",
-        "_gen_mm",
+        "_counters",
+        "_hashes",
         "_hits",
+        "_marks",
+        "_marks_mm",
         "_misses",
         "_mm",
+        "_mul",
+        "_prime",
         "_table",
         "_w",
     )
 
-    def __init__(self, region_fd: int, generation_fd: int, counter: int) -> None:
+    def __init__(self, region_fd: int, marks_fd: int, counter: int) -> None:
         size = os.fstat(region_fd).st_size
-        self._mm = mmap.mmap(region_fd, size)
-        self._gen_mm = mmap.mmap(generation_fd, mmap.PAGESIZE)
+        marks_size = os.fstat(marks_fd).st_size
+        if size < L.HEADER_BYTES or marks_size < L.COUNTER_BYTES:
+            raise RegionError("not a blinkstore shared-memory region")
+        self._mm = mmap.mmap(region_fd, size, prot=mmap.PROT_READ)
+        self._marks_mm = mmap.mmap(marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
-        self._g = memoryview(self._gen_mm).cast("Q")
-        # (table view, its token, slot mask, word mask): one tuple, replaced whole, so that a
-        # thread never pairs one table with another's mask. Until the first read adopts the
-        # live table: one empty slot under token -1 (a miss, then _stale).
-        self._table = (memoryview(bytes(L.SLOT_BYTES)).cast("Q"), -1, 0, 0)
+        self._marks = memoryview(self._marks_mm)
+        self._counters = self._marks[: L.COUNTER_BYTES].cast("Q")
+        # (table view, its token, slot mask, word mask, its marks): one tuple, replaced whole,
+        # so that a thread never pairs one table with another's mask. Until the first read
+        # adopts the live table: one empty slot under token -1 (a miss, then _stale).
+        self._table = (memoryview(bytes(L.SLOT_BYTES)).cast("Q"), -1, 0, 0, memoryview(b"\0"))
         w = self._w
-        if size < L.HEADER_BYTES or w[L.H_MAGIC] != L.MAGIC or w[L.H_VERSION] != L.VERSION:
+        if w[L.H_MAGIC] != L.MAGIC or w[L.H_VERSION] != L.VERSION:
             self.close()
             raise RegionError("not a blinkstore shared-memory region of this version")
+        if marks_size < L.COUNTER_BYTES + 2 * w[L.H_MARKS_BYTES]:
+            self.close()
+            raise RegionError("the marks mapping is smaller than the region says")
         self._checksum = bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)
-        base = (w[L.H_COUNTERS] >> 3) + (counter % L.COUNTER_SLOTS) * L.COUNTER_STRIDE
+        self._hashes: dict[bytes, int] = {}
+        self._mul = w[L.H_HASH_MUL]
+        self._prime = w[L.H_HASH_PRIME] or 1
+        base = (counter % L.COUNTER_SLOTS) * L.COUNTER_STRIDE
         self._hits = base
         self._misses = base + 1
 
     @property
     def alive(self) -> bool:
         """Whether the region still belongs to a live store (False: read from the socket)."""
-        return self._g[0] == self._w[L.H_TOKEN] or self._refresh()
+        w = self._w
+        fresh = time.monotonic_ns() - w[L.H_HEARTBEAT] <= _STALE
+        return (fresh and w[L.H_TOKEN] == self._table[1]) or self._refresh()
 
     def _refresh(self) -> bool:
-        """Adopt the region's current table if its store still owns the generation page."""
-        token = self._g[0]
+        """Adopt the region's current table if its store is alive and not switching."""
         w = self._w
-        if token != w[L.H_TOKEN] or token & 1 or not token:
+        token = w[L.H_TOKEN]
+        if token & 1 or not token or time.monotonic_ns() - w[L.H_HEARTBEAT] > _STALE:
             return False
         offset, slots = L.unpack_table_word(w[L.H_TABLE])
-        if offset + slots * L.SLOT_BYTES > len(self._mm):
+        area, half_bytes = w[L.H_TABLE_AREA], w[L.H_TABLE_BYTES]
+        half, rest = divmod(offset - area, half_bytes) if half_bytes else (2, 1)
+        if rest or half not in (0, 1) or slots * L.SLOT_BYTES > half_bytes or slots > half_bytes:
             return False
-        # Not release() the old view: another thread may be reading through it. The table was
-        # read after the token: if the store switched again in between, the token check at
+        marks = L.COUNTER_BYTES + half * w[L.H_MARKS_BYTES]
+        # Not release() the old views: another thread may be reading through them. The table
+        # was read after the token: if the store switched again in between, the token check at
         # the end of the next read fails and the reader comes back here.
         table = memoryview(self._mm)[offset : offset + slots * L.SLOT_BYTES].cast("Q")
-        self._table = (table, token, slots - 1, slots * L.SLOT_WORDS - 1)
+        self._table = (table, token, slots - 1, slots * L.SLOT_WORDS - 1, self._marks[marks:])
         return True
 
     @overload
@@ -117,64 +147,100 @@ class RegionReader:
         entry's deadline (absolute ms, 0 none) instead of its value. One function for the
         three, so that the hot path (mode 0) is not a call deeper.
         """
-        # The token is checked once, after the read: a read through a table that is no longer
-        # live fails that check and goes to _stale (the table always has empty slots, so the
-        # search ends, and the view's bounds keep it inside the region).
-        t, token, slot_mask, word_mask = self._table
-        g = self._g
-        h = crc32(key)
+        # Token and heartbeat are checked once, after the read: a read through a table that is
+        # no longer live fails that check and goes to _stale (the probe is bounded, and the
+        # view's bounds keep it inside the region).
+        t, token, slot_mask, word_mask, marks = self._table
+        w = self._w
+        h = self._hashes.get(key)
+        if h is None:
+            h = self._hash(key)
         want = (h << 32) + len(key)
         i = (h & slot_mask) << 2
-        spins = 0
+        probes = spins = 0
         while True:
             meta = t[i]
             if meta == want:
                 seq = t[i + 1]
                 loc = t[i + 2]
                 expire_at = t[i + 3]
-                if not loc:
-                    # "Ask the store" (also where the empty key's search ends: META 0).
-                    return FALLBACK
                 mm = self._mm
                 start = (loc >> 24) + 24
                 end = start + len(key)
-                same = mm[start:end] == key
+                same = loc and mm[start:end] == key
                 value = mm[end : end + (loc & 0xFFFFFF)] if same else b""
-                if seq & 1 or t[i + 1] != seq or g[0] != token:
-                    if g[0] != token:
+                if seq & 1 or t[i + 1] != seq or w[2] != token:
+                    if w[2] != token:
                         return self._stale(key, mode)
                     spins += 1
                     if spins > _SPINS:
                         return FALLBACK
                     continue
+                if _monotonic_ns() - w[7] > _STALE:
+                    return self._stale(key, mode)
+                if not loc:
+                    return FALLBACK  # "ask the store" (the value is not inline)
                 if same:
-                    if self._checksum and self._w[(loc >> 27) + 2] != crc32(value, crc32(key)):
+                    if self._checksum and self._w[(loc >> 27) + 2] != L.entry_checksum(
+                        key, value, expire_at
+                    ):
                         return FALLBACK
                     if expire_at and expire_at <= time.time_ns() // 1_000_000:
                         break
                     if mode:
                         return expire_at if mode == 2 else value
-                    w = self._w
-                    j = loc >> 27
-                    if not w[j]:
-                        w[j] = 1
-                    w[self._hits] += 1
+                    j = i >> 2
+                    if not marks[j]:
+                        marks[j] = 1
+                    # Wraps: another reader may have written anything there.
+                    c = self._counters
+                    c[self._hits] = (c[self._hits] + 1) & _MASK64
                     return value
             elif not meta:
-                if g[0] != token:
+                if w[2] != token or _monotonic_ns() - w[7] > _STALE:
                     return self._stale(key, mode)
                 break
+            probes += 1
+            if probes >= _PROBE:
+                # Too far from home (or the table is not what this reader thinks): the store
+                # answers, unless the table changed, then look again in the live one.
+                return self._stale(key, mode) if w[2] != token else FALLBACK
             i = (i + 4) & word_mask
         if not mode:
-            self._w[self._misses] += 1
+            c = self._counters
+            c[self._misses] = (c[self._misses] + 1) & _MASK64
         return None
 
+    def _hash(self, key: bytes) -> int:
+        """``key_hash`` with this region's secret, remembered for the next read of ``key``."""
+        h: int = _from_bytes(key, "little") * self._mul % self._prime & _MASK32
+        if len(key) <= _MEMO_KEY:
+            hashes = self._hashes
+            if len(hashes) >= _MEMO:
+                hashes.clear()
+            hashes[key] = h
+        return h
+
     def _stale(self, key: bytes, mode: Literal[0, 1, 2]) -> bytes | int | Fallback | None:
-        """The token changed during the read: adopt the live table and read again, or give up
-        when the region is no longer the live store's."""
+        """The token changed (or the heartbeat stopped) during the read: adopt the live table
+        and read again, or give up when the region is no longer a live store's."""
         if not self._refresh():
             return FALLBACK
         return self.get(key, mode)
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | Fallback | None] | Fallback:
+        """The values of ``keys`` as one multi-key write left them, or :data:`FALLBACK`.
+
+        A multi-key write (MSET, EXEC) makes the region's write epoch odd while it publishes;
+        the reads count only if the epoch was even and the same before and after them.
+        """
+        w = self._w
+        epoch = w[L.H_WRITE_EPOCH]
+        if epoch & 1:
+            return FALLBACK
+        get = self.get
+        values = [get(key) for key in keys]
+        return values if w[L.H_WRITE_EPOCH] == epoch else FALLBACK
 
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` is present and not expired, or :data:`FALLBACK`."""
@@ -189,8 +255,7 @@ class RegionReader:
 
     def close(self) -> None:
         """Unmap the region (the store is unaffected)."""
-        self._table[0].release()
-        self._w.release()
-        self._g.release()
+        for view in (self._table[0], self._table[4], self._counters, self._marks, self._w):
+            view.release()
         self._mm.close()
-        self._gen_mm.close()
+        self._marks_mm.close()

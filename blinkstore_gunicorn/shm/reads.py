@@ -49,13 +49,22 @@ class SharedReads:
         "_background",
         "_password",
         "_path",
+        "_reachable",
         "_reader",
         "_retry_at",
         "get",
     )
 
-    def __init__(self, unix_path: str, password: str | None, background: bool = False) -> None:
+    def __init__(
+        self,
+        unix_path: str,
+        password: str | None,
+        background: bool = False,
+        reachable: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._path = unix_path
+        #: False while the client knows its store is down: no attach then, not even inline.
+        self._reachable = reachable
         self._password = password
         self._background = background
         self._attaching = False
@@ -74,6 +83,11 @@ class SharedReads:
     def attached(self) -> bool:
         """Whether a region is mapped now."""
         return self._reader is not None
+
+    def get_many(self, keys: list[bytes]) -> list[bytes | Fallback | None] | Fallback:
+        """The values of ``keys`` as one multi-key write left them, or FALLBACK."""
+        reader = self._current()
+        return FALLBACK if reader is None else reader.get_many(keys)
 
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` exists, or FALLBACK."""
@@ -113,7 +127,7 @@ class SharedReads:
         return FALLBACK if reader is None else reader.get(key)
 
     def _start_attach(self) -> None:
-        if self._attaching or time.monotonic() < self._retry_at:
+        if self._attaching or time.monotonic() < self._retry_at or not self._reachable():
             return
         if not self._background:
             self._attach()

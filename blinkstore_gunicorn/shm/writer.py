@@ -10,17 +10,63 @@ Slot updates follow the seqlock rule of :mod:`~blinkstore_gunicorn.shm.layout`: 
 sequence goes odd before its words or its block change and even after, and a block is only
 freed (and so reusable) after the slot that pointed at it has moved on. The table grows (or sheds
 tombstones) by building a new table in the other half of the table area and switching the token.
+
+Readers cannot write the region (they map a read-only descriptor), so every word the store
+reads back from it is one it wrote. From the marks mapping, which readers do write, it reads a
+visited mark as a boolean and the counters as numbers for ``INFO``, nothing it acts on further.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import secrets
-import stat
+import time
 
-from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
+from blinkstore_gunicorn.shm.fds import read_only_copy, sealed_memfd
+from blinkstore_gunicorn.shm.layout import (
+    BLOCK_CHECKSUM,
+    BLOCK_HEADER,
+    BLOCK_LENGTHS,
+    BLOCK_SLOT,
+    COUNTER_BYTES,
+    COUNTER_SLOTS,
+    COUNTER_STRIDE,
+    EXPIRE,
+    FLAG_CHECKSUM,
+    H_DATA,
+    H_DATA_END,
+    H_FLAGS,
+    H_HASH_MUL,
+    H_HASH_PRIME,
+    H_HEARTBEAT,
+    H_MAGIC,
+    H_MARKS_BYTES,
+    H_TABLE,
+    H_TABLE_AREA,
+    H_TABLE_BYTES,
+    H_TOKEN,
+    H_VERSION,
+    H_WRITE_EPOCH,
+    HEADER_BYTES,
+    LOC,
+    LOC_SHIFT,
+    MAGIC,
+    MAX_INLINE_VALUE,
+    META,
+    SEQ,
+    SLOT_BYTES,
+    SLOT_WORDS,
+    TOMBSTONE,
+    VERSION,
+    block_size,
+    checksum_by_default,
+    entry_checksum,
+    hash_secret,
+    key_hash,
+    table_word,
+)
+from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, Migration
 
 __all__ = ["DEFAULT_MAX_VALUE", "RegionFull", "RegionWriter"]
 
@@ -34,6 +80,9 @@ _UNLIMITED_SLOTS = 1 << 24
 _FIRST_SLOTS = 1024
 _PAGE = 4096
 _MASK32 = 0xFFFFFFFF
+# Live slots a migration moves per insert: from half full (when it starts) to 80 % (when it
+# would finish at once), the inserts in between move 30 % x 16 times the table.
+_MIGRATE_STEP = 16
 
 
 class RegionFull(Exception):
@@ -44,54 +93,43 @@ def _round_page(n: int) -> int:
     return (n + _PAGE - 1) & -_PAGE
 
 
-def _open_generation(path: str | None) -> int:
-    """Open (never replace: old readers map it) or create the 0600 generation file."""
-    if path is None:
-        fd = os.memfd_create("blinkstore-shm-gen", os.MFD_CLOEXEC)
-    else:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o077:
-            os.close(fd)
-            raise PermissionError(f"{path} is not a private (0600) file of this user")
-    if os.fstat(fd).st_size < _PAGE:
-        os.ftruncate(fd, _PAGE)
-    return fd
-
-
 class RegionWriter:
-    """Creates the region (a memfd) and publishes entries into it; one per store process.
+    """Creates the region and its marks (sealed memfds) and publishes entries; one per store.
 
     ``memory_limit`` sizes the data area and the table (0: unlimited, sparse); ``max_value``
     is the largest value held inline; ``checksum`` (default: off on x86-64 only) makes readers
-    verify crc32(key + value); ``generation_path`` is the 0600 file whose first word tells
-    readers which store owns the region (None: a private memfd, for tests and embedding).
+    verify a crc32 of key, value and deadline.
     """
 
     __slots__ = (
         "_ask",
+        "_batch_depth",
         "_blocks",
         "_checksum",
+        "_counters",
         "_data_end",
         "_data_start",
         "_epoch",
-        "_g",
-        "_gen_fd",
-        "_gen_mm",
-        "_gen_path",
         "_half",
         "_live",
+        "_mark_base",
+        "_marks",
+        "_marks_bytes",
+        "_marks_fd",
+        "_marks_mm",
         "_max_slots",
         "_max_value",
+        "_migration",
         "_mm",
+        "_mul",
         "_next_counter",
-        "_nonce",
+        "_prime",
+        "_reader_fd",
         "_region_fd",
         "_slots",
         "_t",
         "_table_area",
         "_table_bytes",
-        "_token",
         "_used_slots",
         "_w",
     )
@@ -102,12 +140,11 @@ class RegionWriter:
         *,
         max_value: int = DEFAULT_MAX_VALUE,
         checksum: bool | None = None,
-        generation_path: str | None = None,
     ) -> None:
-        if not 0 <= max_value <= L.MAX_INLINE_VALUE:
-            raise ValueError(f"max_value must be 0..{L.MAX_INLINE_VALUE}, got {max_value}")
+        if not 0 <= max_value <= MAX_INLINE_VALUE:
+            raise ValueError(f"max_value must be 0..{MAX_INLINE_VALUE}, got {max_value}")
         self._max_value = max_value
-        self._checksum = L.checksum_by_default() if checksum is None else checksum
+        self._checksum = checksum_by_default() if checksum is None else checksum
         page = page_size(memory_limit)
         # The limit plus room for partly used pages (one per block size in use). Pages are
         # only backed by memory once touched, and given back when empty.
@@ -115,69 +152,95 @@ class RegionWriter:
         data_bytes = -(-(memory_limit + room) // page) * page if memory_limit else _UNLIMITED_DATA
         entries = memory_limit // _MIN_ENTRY if memory_limit else _UNLIMITED_SLOTS // 2
         self._max_slots = max(_FIRST_SLOTS, 1 << (2 * entries - 1).bit_length())
-        self._table_bytes = _round_page(self._max_slots * L.SLOT_BYTES)
-        counters = L.HEADER_BYTES
-        self._table_area = counters + L.COUNTER_SLOTS * L.COUNTER_STRIDE * 8
+        self._table_bytes = _round_page(self._max_slots * SLOT_BYTES)
+        self._marks_bytes = _round_page(self._max_slots)
+        marks_size = COUNTER_BYTES + 2 * self._marks_bytes
+        self._table_area = HEADER_BYTES
         self._data_start = self._table_area + 2 * self._table_bytes
         self._data_end = self._data_start + data_bytes
-        self._region_fd = os.memfd_create("blinkstore-shm", os.MFD_CLOEXEC)
+        fds: list[int] = []
         try:
-            os.ftruncate(self._region_fd, self._data_end)
-            self._mm = mmap.mmap(self._region_fd, self._data_end)
-            self._gen_fd = _open_generation(generation_path)
+            fds.append(sealed_memfd("blinkstore-shm", self._data_end))
+            fds.append(sealed_memfd("blinkstore-shm-marks", marks_size))
+            fds.append(read_only_copy(fds[0]))
+            self._mm = mmap.mmap(fds[0], self._data_end)
         except BaseException:
-            os.close(self._region_fd)
+            for fd in fds:
+                os.close(fd)
             raise
-        self._gen_mm = mmap.mmap(self._gen_fd, _PAGE)
-        self._gen_path = generation_path
+        self._region_fd, self._marks_fd, self._reader_fd = fds
+        self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
-        self._g = memoryview(self._gen_mm).cast("Q")
+        self._marks = memoryview(self._marks_mm)
+        self._counters = self._marks[:COUNTER_BYTES].cast("Q")
+        self._mul, self._prime = hash_secret()
         w = self._w
-        w[L.H_VERSION] = L.VERSION
-        w[L.H_FLAGS] = L.FLAG_CHECKSUM if self._checksum else 0
-        w[L.H_TABLE_AREA] = self._table_area
-        w[L.H_TABLE_BYTES] = self._table_bytes
-        w[L.H_COUNTERS] = counters
-        w[L.H_DATA] = self._data_start
-        w[L.H_DATA_END] = self._data_end
-        self._nonce = secrets.randbits(30) + 1
+        w[H_VERSION] = VERSION
+        w[H_FLAGS] = FLAG_CHECKSUM if self._checksum else 0
+        w[H_TABLE_AREA] = self._table_area
+        w[H_TABLE_BYTES] = self._table_bytes
+        w[H_MARKS_BYTES] = self._marks_bytes
+        w[H_DATA] = self._data_start
+        w[H_DATA_END] = self._data_end
+        w[H_HASH_MUL] = self._mul
+        w[H_HASH_PRIME] = self._prime
+        self.beat(time.monotonic_ns())
         self._epoch = 0
-        self._token = 0
+        self._batch_depth = 0
         self._next_counter = 0
         self._half = 1
+        self._mark_base = 0
         self._t = memoryview(b"").cast("Q")
         self._slots = 0
-        self._ask: dict[bytes, int] = {}
+        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
         self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
         self._live = 0
         self._used_slots = 0
-        self._switch_table(_FIRST_SLOTS, [])
-        w[L.H_MAGIC] = L.MAGIC
+        self._migration: Migration | None = None
+        self._empty_table()
+        w[H_MAGIC] = MAGIC
 
     # -- handing the region out ---------------------------------------------------------------
 
     @property
     def fds(self) -> tuple[int, int]:
-        """``(region memfd, generation file)``: what a reader needs, sent with SCM_RIGHTS."""
-        return self._region_fd, self._gen_fd
+        """``(read-only region, marks)``: what a reader needs, sent with SCM_RIGHTS."""
+        return self._reader_fd, self._marks_fd
 
     @property
-    def generation_path(self) -> str | None:
-        """The generation file (None: a private memfd)."""
-        return self._gen_path
+    def owner_fd(self) -> int:
+        """The writable region: for the store's supervisor only (``generation.Revocation``)."""
+        return self._region_fd
 
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
         slot = self._next_counter
-        self._next_counter = (slot + 1) % L.COUNTER_SLOTS
+        self._next_counter = (slot + 1) % COUNTER_SLOTS
         return slot
 
     def reader_counts(self) -> tuple[int, int]:
-        """``(hits, misses)`` that readers answered from the region."""
-        w = self._w
-        base = self._w[L.H_COUNTERS] >> 3
-        end = base + L.COUNTER_SLOTS * L.COUNTER_STRIDE
-        return sum(w[base : end : L.COUNTER_STRIDE]), sum(w[base + 1 : end : L.COUNTER_STRIDE])
+        """``(hits, misses)`` that readers answered from the region (as readers wrote them)."""
+        c = self._counters
+        end = COUNTER_SLOTS * COUNTER_STRIDE
+        return sum(c[0:end:COUNTER_STRIDE]), sum(c[1:end:COUNTER_STRIDE])
+
+    def beat(self, now_ns: int) -> None:
+        """The store is alive at ``now_ns`` (CLOCK_MONOTONIC): readers trust the region while
+        this is less than ``STALE_NS`` old."""
+        self._w[H_HEARTBEAT] = now_ns
+
+    def begin_batch(self) -> None:
+        """A multi-key write starts: the write epoch is odd (readers of several keys ask the
+        store) until the matching :meth:`end_batch`. Batches nest (an MSET inside EXEC)."""
+        self._batch_depth += 1
+        if self._batch_depth == 1:
+            self._w[H_WRITE_EPOCH] += 1
+
+    def end_batch(self) -> None:
+        """The multi-key write is complete."""
+        self._batch_depth -= 1
+        if not self._batch_depth:
+            self._w[H_WRITE_EPOCH] += 1
 
     @property
     def max_value(self) -> int:
@@ -192,10 +255,9 @@ class RegionWriter:
 
     def read(self, handle: int) -> bytes:
         """The value in the block at ``handle``."""
-        b = self._w[(handle >> 3) + L.BLOCK_SLOT] * L.SLOT_WORDS
-        t = self._t
-        start = handle + L.BLOCK_HEADER + (t[b] & _MASK32)
-        return self._mm[start : start + (t[b + L.LOC] & L.MAX_INLINE_VALUE)]
+        lengths = self._w[(handle >> 3) + BLOCK_LENGTHS]
+        start = handle + BLOCK_HEADER + (lengths >> 32)
+        return self._mm[start : start + (lengths & _MASK32)]
 
     def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
         """Make ``key`` -> ``value`` (deadline ``expire_at`` ms, 0 none) visible to readers.
@@ -206,35 +268,40 @@ class RegionWriter:
         """
         if not key:
             return 0
-        size = L.block_size(L.BLOCK_HEADER + len(key) + len(value))
+        size = block_size(BLOCK_HEADER + len(key) + len(value))
         if handle:
-            slot = self._w[(handle >> 3) + L.BLOCK_SLOT]
+            slot = self._slot_of(handle)
             if self._blocks.size_of(handle) == size and len(value) <= self._max_value:
                 # Same key, same block size: rewrite the block in place, under the sequence.
                 t = self._t
-                b = slot * L.SLOT_WORDS
-                seq = t[b + L.SEQ]
-                t[b + L.SEQ] = seq + 1
-                self._fill(handle, key, value)
-                t[b + L.LOC] = handle << L.LOC_SHIFT | len(value)
-                t[b + L.EXPIRE] = expire_at
-                t[b + L.SEQ] = seq + 2
+                b = slot * SLOT_WORDS
+                seq = t[b + SEQ]
+                t[b + SEQ] = seq + 1
+                self._fill(handle, key, value, expire_at)
+                t[b + LOC] = handle << LOC_SHIFT | len(value)
+                t[b + EXPIRE] = expire_at
+                t[b + SEQ] = seq + 2
+                if self._migration is not None:
+                    self._migration.mirror(t, slot, self._w)
                 return handle
+            meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
             slot = self._ask.pop(key, -1)
             if slot < 0:
-                slot = self._new_slot(key)
+                h = key_hash(key, self._mul, self._prime)
+                slot = self._new_slot(h)
+                meta = h << 32 | len(key)
+            else:
+                meta = self._t[slot * SLOT_WORDS]
         block = self._blocks.alloc(size) if len(value) <= self._max_value else 0
         if block:
             # Not visible yet: no slot points here.
-            w = self._w
-            w[block >> 3] = 0
-            w[(block >> 3) + L.BLOCK_SLOT] = slot
-            self._fill(block, key, value)
-            self._update(slot, L.meta_word(key), block << L.LOC_SHIFT | len(value), expire_at)
+            self._w[(block >> 3) + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
+            self._fill(block, key, value, expire_at)
+            self._update(slot, meta, block << LOC_SHIFT | len(value), expire_at)
         else:
             self._ask[key] = slot
-            self._update(slot, L.meta_word(key), 0, expire_at)
+            self._update(slot, meta, 0, expire_at)
         if handle:
             self._blocks.free(handle)
         return block
@@ -243,8 +310,8 @@ class RegionWriter:
         """Remove ``key`` (its block ``handle``, 0 for an "ask the store" entry)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + L.BLOCK_SLOT] if handle else self._ask.pop(key)
-        self._update(slot, L.TOMBSTONE, 0, 0)
+        slot = self._slot_of(handle) if handle else self._ask.pop(key)
+        self._update(slot, TOMBSTONE, 0, 0)
         self._live -= 1
         if handle:
             self._blocks.free(handle)
@@ -253,20 +320,24 @@ class RegionWriter:
         """Change the key's deadline (absolute ms, 0 none)."""
         if not key:
             return
-        slot = self._w[(handle >> 3) + L.BLOCK_SLOT] if handle else self._ask[key]
+        slot = self._slot_of(handle) if handle else self._ask[key]
         t = self._t
-        b = slot * L.SLOT_WORDS
-        seq = t[b + L.SEQ]
-        t[b + L.SEQ] = seq + 1
-        t[b + L.EXPIRE] = expire_at
-        t[b + L.SEQ] = seq + 2
+        b = slot * SLOT_WORDS
+        seq = t[b + SEQ]
+        t[b + SEQ] = seq + 1
+        t[b + EXPIRE] = expire_at
+        if handle and self._checksum:
+            self._fill(handle, key, self.read(handle), expire_at)
+        t[b + SEQ] = seq + 2
+        if self._migration is not None:
+            self._migration.mirror(t, slot, self._w)
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
-        w = self._w
-        j = handle >> 3
-        if w[j]:
-            w[j] = 0
+        marks = self._marks
+        j = self._mark_base + self._slot_of(handle)
+        if marks[j]:
+            marks[j] = 0
             return True
         return False
 
@@ -275,66 +346,85 @@ class RegionWriter:
         self._set_token(odd=True)
         self._blocks.clear()
         self._ask = {}
-        self._switch_table(_FIRST_SLOTS, [])
+        self._empty_table()
 
-    def close(self) -> bool:
-        """Tell readers the region is gone; return False when a newer store already owns the
-        generation page (its file must then stay)."""
-        owned = self._g[0] == self._token
-        if owned:
-            self._g[0] = 0
-        self._t.release()
-        self._w.release()
-        self._g.release()
+    def close(self) -> None:
+        """Tell readers the region is gone (token 0) and let it go."""
+        self._w[H_TOKEN] = 0
+        if self._migration is not None:
+            self._migration.table.release()
+        for view in (self._t, self._w, self._counters, self._marks):
+            view.release()
         self._mm.close()
-        self._gen_mm.close()
-        os.close(self._region_fd)
-        os.close(self._gen_fd)
-        return owned
+        self._marks_mm.close()
+        for fd in (self._region_fd, self._marks_fd, self._reader_fd):
+            os.close(fd)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _fill(self, block: int, key: bytes, value: bytes) -> None:
-        """Write key and value (and their checksum) into ``block``."""
-        mm = self._mm
-        start = block + L.BLOCK_HEADER
-        middle = start + len(key)
-        mm[start:middle] = key
-        mm[middle : middle + len(value)] = value
+    def _fill(self, block: int, key: bytes, value: bytes, expire_at: int) -> None:
+        """Write the lengths, key and value (and their checksum) into ``block``."""
+        start = block + BLOCK_HEADER
+        # One copy into the region: joining a small key and value is cheaper than two slices.
+        self._mm[start : start + len(key) + len(value)] = key + value
+        j = block >> 3
+        self._w[j + BLOCK_LENGTHS] = len(key) << 32 | len(value)
         if self._checksum:
-            self._w[(block >> 3) + L.BLOCK_CHECKSUM] = L.entry_checksum(key, value)
+            self._w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
 
     def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
         """Rewrite ``slot``'s words under its sequence (odd while they change)."""
         t = self._t
-        b = slot * L.SLOT_WORDS
-        seq = t[b + L.SEQ]
-        t[b + L.SEQ] = seq + 1
-        t[b + L.META] = meta
-        t[b + L.LOC] = loc
-        t[b + L.EXPIRE] = expire_at
-        t[b + L.SEQ] = seq + 2
+        b = slot * SLOT_WORDS
+        seq = t[b + SEQ]
+        t[b + SEQ] = seq + 1
+        t[b + META] = meta
+        t[b + LOC] = loc
+        t[b + EXPIRE] = expire_at
+        t[b + SEQ] = seq + 2
+        if self._migration is not None:
+            self._migration.mirror(t, slot, self._w)
 
-    def _new_slot(self, key: bytes) -> int:
-        """Claim the first tombstone or empty slot on ``key``'s probe path (key is absent)."""
-        if (self._used_slots + 1) * 10 > self._slots * 7:
-            self._rebuild()
+    def _slot_of(self, handle: int) -> int:
+        """The live slot of the entry whose block is at ``handle``."""
+        word = self._w[(handle >> 3) + BLOCK_SLOT]
+        if word >> HALF_SHIFT == self._half:
+            return word & SLOT_MASK
+        assert self._migration is not None, "a slot in the spare half only while migrating"
+        return self._migration.reverse[word & SLOT_MASK]
+
+    def _new_slot(self, h: int) -> int:
+        """Claim the first tombstone or empty slot on the probe path of an absent key whose
+        hash is ``h``.
+
+        The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
+        of that key a round trip (they ask the store rather than conclude a miss).
+        """
+        if self._migration is None and (self._used_slots + 1) * 2 > self._slots:
+            self._start_migration()
+        migration = self._migration
+        if migration is not None:
+            at_once = (self._used_slots + 1) * 10 > self._slots * 8
+            step = self._slots if at_once else _MIGRATE_STEP
+            if migration.step(self._t, self._w, self._marks, self._mark_base, step):
+                self._finish_migration(migration)
         t = self._t
         mask = self._slots - 1
-        slot = L.key_hash(key) & mask
+        slot = h & mask
         while True:
-            meta = t[slot * L.SLOT_WORDS]
+            meta = t[slot * SLOT_WORDS]
             if not meta:
                 self._used_slots += 1
                 break
-            if meta == L.TOMBSTONE:
+            if meta == TOMBSTONE:
                 break
             slot = (slot + 1) & mask
         self._live += 1
         return slot
 
-    def _rebuild(self) -> None:
-        """A new table without tombstones, large enough to be at most half full."""
+    def _start_migration(self) -> None:
+        """Start building a table without tombstones, large enough to be at most half full,
+        in the spare half (see ``shm/migration.py``)."""
         slots = _FIRST_SLOTS
         while (self._live + 1) * 2 > slots:
             slots *= 2
@@ -342,52 +432,58 @@ class RegionWriter:
             if (self._live + 1) * 10 > self._max_slots * 7:
                 raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
             slots = self._max_slots
-        # Live slots of the old table; "ask the store" entries are found by their old slot.
-        t = self._t
-        asked = {slot: key for key, slot in self._ask.items()}
-        entries = []
-        for slot in range(self._slots):
-            b = slot * L.SLOT_WORDS
-            meta = t[b]
-            if meta and meta != L.TOMBSTONE:
-                entries.append((meta, t[b + L.LOC], t[b + L.EXPIRE], asked.get(slot)))
-        self._switch_table(slots, entries)
-
-    def _switch_table(self, slots: int, entries: list[tuple[int, int, int, bytes | None]]) -> None:
-        """Fill the spare half with ``entries`` (meta, loc, deadline, key of an "ask the
-        store" entry), then make it live."""
         half = 1 - self._half
+        self._migration = Migration(
+            self._spare_table(half, slots), slots, half, self._marks_of(half), self._slots
+        )
+
+    def _finish_migration(self, migration: Migration) -> None:
+        """Every live slot is in the new table: make it live."""
+        self._migration = None
+        moved = migration.moved
+        for key, slot in self._ask.items():
+            self._ask[key] = moved[slot]
+        self._go_live(migration.table, migration.slots, migration.half)
+        self._used_slots = migration.used
+
+    def _empty_table(self) -> None:
+        """Switch to an empty table of _FIRST_SLOTS slots (a new region, FLUSHDB)."""
+        migration, self._migration = self._migration, None
+        if migration is not None:
+            migration.table.release()
+        half = 1 - self._half
+        self._go_live(self._spare_table(half, _FIRST_SLOTS), _FIRST_SLOTS, half)
+        self._used_slots = self._live = 0
+
+    def _spare_table(self, half: int, slots: int) -> memoryview:
+        """A zeroed table of ``slots`` slots in ``half``, and zeroed marks for it (readers of
+        an old table there may have marked them since)."""
         base = self._table_area + half * self._table_bytes
-        table = memoryview(self._mm)[base : base + slots * L.SLOT_BYTES].cast("Q")
-        mask = slots - 1
-        w = self._w
-        for meta, loc, expire_at, key in entries:
-            slot = (meta >> 32) & mask
-            while table[slot * L.SLOT_WORDS]:
-                slot = (slot + 1) & mask
-            b = slot * L.SLOT_WORDS
-            table[b + L.META] = meta
-            table[b + L.SEQ] = 2
-            table[b + L.LOC] = loc
-            table[b + L.EXPIRE] = expire_at
-            if loc:
-                w[(loc >> L.LOC_SHIFT >> 3) + L.BLOCK_SLOT] = slot
-            elif key is not None:
-                self._ask[key] = slot
-        w[L.H_TABLE] = L.table_word(base, slots.bit_length() - 1)
+        self._mm.madvise(mmap.MADV_REMOVE, base, self._table_bytes)
+        self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(half), self._marks_bytes)
+        return memoryview(self._mm)[base : base + slots * SLOT_BYTES].cast("Q")
+
+    def _marks_of(self, half: int) -> int:
+        return COUNTER_BYTES + half * self._marks_bytes
+
+    def _go_live(self, table: memoryview, slots: int, half: int) -> None:
+        """Make ``table`` (in ``half``) the one readers use, and the other half's pages (and
+        its marks) go back to the system."""
+        base = self._table_area + half * self._table_bytes
+        self._w[H_TABLE] = table_word(base, slots.bit_length() - 1)
         self._set_token(odd=False)
-        old_base = self._table_area + self._half * self._table_bytes
+        old = 1 - half
         self._t.release()
         self._t = table
         self._slots = slots
-        self._used_slots = self._live = len(entries)
         self._half = half
-        # The old table's pages go back to the system (and read as zeros from now on).
-        self._mm.madvise(mmap.MADV_REMOVE, old_base, self._table_bytes)
+        self._mark_base = self._marks_of(half)
+        self._mm.madvise(
+            mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes
+        )
+        self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(old), self._marks_bytes)
 
     def _set_token(self, *, odd: bool) -> None:
-        """Publish a new token: the region header first, then the generation page."""
+        """Publish a new table generation (odd: a switch is in progress)."""
         self._epoch += 1
-        self._token = self._nonce << 32 | self._epoch << 1 | odd
-        self._w[L.H_TOKEN] = self._token
-        self._g[0] = self._token
+        self._w[H_TOKEN] = self._epoch << 1 | odd

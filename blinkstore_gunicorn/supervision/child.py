@@ -14,9 +14,11 @@ master, or ``blinkstore run``):
   stops the store after gunicorn's workers or CMD, which may use the cache until they are done.
 
 The supervisor restarts it when it dies (see :mod:`.supervisor`); there is no restart logic
-here. With ``--standby-fd`` it starts *warm*: it imports everything it runs on, then waits for
-the supervisor's word before it checks the directory and binds, so that a restart does not wait
-for an interpreter to start.
+here. It imports everything it runs on, then waits for the supervisor's GO on its control
+channel (``--control-fd``, see :mod:`.handover`) before it checks the directory and binds: a
+*warm standby* gets it only when it takes over, so that a restart does not wait for an
+interpreter to start. GO names the predecessor whose region the supervisor revoked, and the
+store hands its own region to the supervisor on the same channel before it serves.
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ import argparse
 import asyncio
 import contextlib
 import os
-import select
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.config_args import add_store_arguments, settings_from_args
+from blinkstore_gunicorn.supervision.handover import hand_over_region, wait_for_go
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
     EXIT_STORE_FAILED,
@@ -67,7 +70,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--gid", type=int)
     parser.add_argument("--groups", default="", help="supplementary groups, comma-separated")
     parser.add_argument(
-        "--standby-fd", type=int, help="start warm, bind only once a byte arrives on this fd"
+        "--control-fd", type=int, required=True, help="the supervisor's channel: bind on its GO"
     )
     add_store_arguments(parser)
     return parser.parse_args(argv)
@@ -111,12 +114,18 @@ class _SupervisorWatch:
             loop.add_signal_handler(signum, ignored, signum)
 
 
-async def _serve(settings: StoreSettings, watch: _SupervisorWatch) -> None:
+async def _serve(
+    settings: StoreSettings, watch: _SupervisorWatch, control: socket.socket, revoked_pid: int
+) -> None:
     # Imported here: the argument check above should not pay for the server's imports.
     from blinkstore_gunicorn.server import StoreServer
     from blinkstore_gunicorn.server.store import listed
 
-    server = StoreServer(settings)
+    server = StoreServer(
+        settings,
+        revoked_pid=revoked_pid,
+        hand_over=lambda fd: hand_over_region(control, fd),
+    )
     await server.start()
     watch.install(asyncio.get_running_loop(), server.request_stop)
     # The supervisor may have died while the server started; its pipe end is closed already, so
@@ -157,25 +166,15 @@ def _run(
     settings: StoreSettings,
     watch: _SupervisorWatch,
     runner: Callable[[Coroutine[Any, Any, None]], None],
+    control: socket.socket,
+    revoked_pid: int,
 ) -> None:
     from blinkstore_gunicorn.engine import tune_allocator
     from blinkstore_gunicorn.server.store import configure_logging
 
     configure_logging(settings.log_level_number)
     tune_allocator()
-    runner(_serve(settings, watch))
-
-
-def _wait_for_turn(standby_fd: int, lifeline_fd: int) -> bool:
-    """Block until the supervisor promotes this standby (True) or stops needing it (False)."""
-    while True:
-        readable, _, _ = select.select([standby_fd, lifeline_fd], [], [])
-        if lifeline_fd in readable:
-            return False
-        if standby_fd in readable:
-            turn = os.read(standby_fd, 1) != b""
-            os.close(standby_fd)
-            return turn
+    runner(_serve(settings, watch, control, revoked_pid))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,7 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The supervisor died before we started: nobody would ever stop us.
         remove_runtime_dir(args.runtime_dir)
         return 0
-    if args.standby_fd is not None and not _wait_for_turn(args.standby_fd, args.lifeline_fd):
+    control = socket.socket(fileno=args.control_fd)
+    revoked_pid = wait_for_go(control, args.lifeline_fd)
+    if revoked_pid is None:
         return 0
     try:
         verify_runtime_dir(args.runtime_dir, os.geteuid())
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args).replace(
             unix=os.path.join(args.runtime_dir, SOCKET_NAME)
         )
-        _run(settings, watch, runner)
+        _run(settings, watch, runner, control, revoked_pid)
     except ConfigError as exc:
         _log(f"cannot start: {exc}")
         return EXIT_STORE_FAILED

@@ -12,7 +12,10 @@ pidfd (it works whoever reaps the store: gunicorn's arbiter reaps every child wi
 ``waitpid(-1)``), restarts it at once when it dies (backing off while it keeps dying young),
 and copies its output into the supervisor's log (see :mod:`.output`). The store binds only
 after checking the runtime directory again, and stops, removing the directory, when the
-supervising process closes or loses the *lifeline* pipe (see :mod:`.child`).
+supervising process closes or loses the *lifeline* pipe (see :mod:`.child`). Each store process
+also has a control channel (:mod:`.handover`): GO tells it to bind, and it hands back its
+shared-memory region, which the thread revokes the moment it sees the store dead, before the
+successor binds, so that the successor need not wait for the dead region's heartbeat.
 
 Every descriptor that belongs to supervision is closed in any process forked from the
 supervising one (gunicorn's workers included) by an ``os.register_at_fork`` handler; a fork
@@ -36,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.config import env_name, without_setting_variables
-from blinkstore_gunicorn.shm.handout import revoke
+from blinkstore_gunicorn.supervision.handover import StoreChannel, channel_pair
 from blinkstore_gunicorn.supervision.output import Logger, OutputPipe, StoreOutput
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
@@ -150,16 +153,16 @@ def _store_environment(password: str | None) -> dict[str, str]:
 
 
 class _StoreProcess:
-    """One store process the supervisor started, with its exit watch and its output pipe."""
+    """One store process the supervisor started: its exit watch, output pipe and channel."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], output: OutputPipe, go_fd: int | None
+        self, process: subprocess.Popen[bytes], output: OutputPipe, channel: StoreChannel
     ) -> None:
         self.process = process
         self.watch = ExitWatch(process.pid)
         self.output = output
-        #: A standby's trigger: one byte makes it bind; closing it lets the standby go.
-        self.go_fd = go_fd
+        #: GO makes it bind (closing it lets a standby go); its region comes back on it.
+        self.channel = channel
         self.started_at = time.monotonic()
 
     @property
@@ -167,27 +170,23 @@ class _StoreProcess:
         """The process id."""
         return self.process.pid
 
-    def promote(self) -> bool:
-        """Tell a standby to bind now; False when it is gone already."""
-        go_fd, self.go_fd = self.go_fd, None
-        if go_fd is None or self.watch.exited():
+    def promote(self, revoked_pid: int) -> bool:
+        """Tell the store to bind now (``revoked_pid``: whose region is revoked already);
+        False when it is gone already."""
+        if self.watch.exited() or not self.channel.go(revoked_pid):
             return False
-        try:
-            os.write(go_fd, b"g")
-        except OSError:
-            return False
-        finally:
-            os.close(go_fd)
         self.started_at = time.monotonic()
         return True
 
-    def close(self) -> None:
+    def revoke(self) -> int:
+        """The process exited: revoke the region it handed over; its pid if there was one."""
+        with _fork_lock:  # a descriptor received may be open for a moment
+            return self.pid if self.channel.revoke() else 0
+
+    def close(self, *, in_child: bool = False) -> None:
         """Release the descriptors the supervisor holds for this process."""
         self.output.close()
-        go_fd, self.go_fd = self.go_fd, None
-        if go_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(go_fd)
+        self.channel.close(in_child=in_child)
         self.watch.close()
 
 
@@ -311,7 +310,7 @@ class StoreSupervisor:
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
-    def _spawn(self, *, standby: bool) -> _StoreProcess:
+    def _spawn(self, *, standby: bool, revoked_pid: int = 0) -> _StoreProcess:
         assert self._lifeline is not None
         if not standby:
             # Checked here as well as in the store: a directory that fails is never used again.
@@ -335,11 +334,8 @@ class StoreSupervisor:
             command += ["--groups", groups]
         with _fork_lock:
             log_r, log_w = os.pipe()
-            go_r, go_w = os.pipe() if standby else (None, None)
-            pass_fds = [lifeline_r]
-            if go_r is not None:
-                command += ["--standby-fd", str(go_r)]
-                pass_fds.append(go_r)
+            ours, theirs = channel_pair()
+            command += ["--control-fd", str(theirs.fileno())]
             try:
                 # Its own session: a Ctrl-C meant for gunicorn or CMD must not reach the store;
                 # the supervising process stops it once they are gone.
@@ -348,20 +344,21 @@ class StoreSupervisor:
                     stdin=subprocess.DEVNULL,
                     stdout=log_w,
                     stderr=log_w,
-                    pass_fds=pass_fds,
+                    pass_fds=[lifeline_r, theirs.fileno()],
                     start_new_session=True,
                     env=self.store_env,
                 )
             except BaseException:
-                for fd in (log_r, go_w):
-                    if fd is not None:
-                        os.close(fd)
+                os.close(log_r)
+                ours.close()
                 raise
             finally:
-                for fd in (log_w, go_r):
-                    if fd is not None:
-                        os.close(fd)
-            return _StoreProcess(process, OutputPipe(log_r, self._output), go_w)
+                os.close(log_w)
+                theirs.close()
+            spawned = _StoreProcess(process, OutputPipe(log_r, self._output), StoreChannel(ours))
+        if not standby:
+            spawned.promote(revoked_pid)
+        return spawned
 
     def _watch_loop(self) -> None:
         # This thread must outlive every store it started: Linux delivers the store's
@@ -387,6 +384,9 @@ class StoreSupervisor:
             for process in processes:
                 if process.output.fd is not None:
                     fds.append(process.output.fd)
+                channel_fd = process.channel.fileno()
+                if channel_fd is not None:
+                    fds.append(channel_fd)
                 watch_fd = process.watch.fileno()
                 if watch_fd is not None and not self._gave_up:
                     fds.append(watch_fd)
@@ -398,6 +398,9 @@ class StoreSupervisor:
             for process in processes:
                 if process.output.fd is not None and process.output.fd in readable:
                     process.output.read()
+                if process.channel.fileno() in readable:
+                    with _fork_lock:  # a received descriptor is open for a moment
+                        process.channel.receive()
             if self._stopping or stop_pipe[0] in readable:
                 return
             if self._gave_up or self._starting:
@@ -414,8 +417,11 @@ class StoreSupervisor:
             if store is not None and store.watch.exited():
                 backoff = self._restart(store, backoff, stop_pipe[0])
 
-    def _retire(self, process: _StoreProcess, what: str) -> int | None:
-        """Collect the output and exit status of a process that exited; log how it ended."""
+    def _retire(self, process: _StoreProcess, what: str) -> tuple[int | None, int]:
+        """Revoke the region of a process that exited, collect its output and exit status, log
+        how it ended; return the status and the pid whose region was revoked (or 0)."""
+        # First: its readers stop trusting the region now, not when its heartbeat goes stale.
+        revoked_pid = process.revoke()
         process.output.drain()
         status = process.watch.reap()
         process.process.returncode = -1 if status is None else status
@@ -427,14 +433,12 @@ class StoreSupervisor:
                 process.pid,
                 describe_status(status),
             )
-        return status
+        return status, revoked_pid
 
     def _restart(self, store: _StoreProcess, backoff: float, stop_fd: int) -> float:
         """Replace the store that exited, by the standby when there is one; return the backoff."""
         lived = time.monotonic() - store.started_at
-        # Before any successor can start: readers of the dead store's region go to the socket.
-        revoke(self.socket_path)
-        status = self._retire(store, "store")
+        status, revoked_pid = self._retire(store, "store")
         self.store = None
         if status == EXIT_REFUSED << 8:
             self._give_up("the store refused its runtime directory (see above)")
@@ -447,7 +451,7 @@ class StoreSupervisor:
         try:
             verify_runtime_dir(self.runtime_dir, self.store_uid)
             standby, self.standby = self.standby, None
-            if standby is not None and standby.promote():
+            if standby is not None and standby.promote(revoked_pid):
                 self.store = standby
                 self.log.warning(
                     "blinkstore: restarting the store: standby pid %s takes over", standby.pid
@@ -455,7 +459,7 @@ class StoreSupervisor:
             else:
                 if standby is not None:
                     standby.close()
-                self.store = self._spawn(standby=False)
+                self.store = self._spawn(standby=False, revoked_pid=revoked_pid)
                 self.log.warning("blinkstore: restarting the store (pid %s)", self.store.pid)
             self.standby = self._spawn(standby=True)
         except RuntimeDirError as exc:
@@ -514,6 +518,9 @@ class StoreSupervisor:
             if not self._wait_exit(process.watch, timeout):
                 self._kill(process.watch)
                 self._wait_exit(process.watch, timeout)
+            if process.watch.exited():
+                # A store stopped cleanly closed its region; one killed here did not.
+                process.revoke()
             process.watch.reap()
             if process.process.returncode is None:
                 # Reaped above or by the arbiter: keep Popen from waiting for a reused pid.
@@ -555,9 +562,9 @@ class StoreSupervisor:
         if os.getpid() == self.owner_pid:
             return
         self._stopping = True
-        self._close_fds()
+        self._close_fds(in_child=True)
 
-    def _close_fds(self) -> None:
+    def _close_fds(self, *, in_child: bool = False) -> None:
         fds: list[int] = []
         for pair in (self._lifeline, self._stop_pipe):
             if pair is not None:
@@ -565,7 +572,7 @@ class StoreSupervisor:
         self._lifeline = self._stop_pipe = None
         for process in (self.store, self.standby):
             if process is not None:
-                process.close()
+                process.close(in_child=in_child)
         self.store = self.standby = None
         for fd in fds:
             with contextlib.suppress(OSError):

@@ -8,8 +8,11 @@ cached_db session engines run on it too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import logging
 import math
+import os
 import pickle
 import socket
 import threading
@@ -44,7 +47,11 @@ from django_ratelimit.checks import check_caches
 from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
 
-from blinkstore_gunicorn.client import CacheSerializationError, PickleSerializer
+from blinkstore_gunicorn.client import (
+    CacheSerializationError,
+    CacheValueTooLarge,
+    PickleSerializer,
+)
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
 from harness.gunicorn import wait_until
 from harness.processes import resp_command
@@ -417,6 +424,31 @@ def test_store_outage_reads_as_misses(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not found"):
             cache.incr("k")
         assert asyncio.run(cache.aget("k", "d")) == "d"
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_a_value_too_large_is_not_stored_as_memcached_does_and_not_an_outage(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 40 MiB: over the store's max value size, and over what its connections may hold.
+    caplog.set_level(logging.WARNING)
+    big = os.urandom(40 * 1024 * 1024)
+    with contextlib.ExitStack() as servers:
+        url = "memory://" if kind == "memory" else servers.enter_context(server_url("store"))
+        with override_settings(CACHES=configure(url)):
+            cache = caches["default"]
+            cache.set("k", "old")
+            assert cache.set("k", big) is None
+            assert cache.get("k") is None  # the old value is not served stale
+            assert cache.add("new", big) is False
+            assert cache.set_many({"a": 1, "b": big, "c": 3}) == ["b"]
+            assert cache.get_many(["a", "b", "c"]) == {"a": 1, "c": 3}
+            assert asyncio.run(cache.aset("k", big)) is None
+        assert "t:1:k not stored: ERR value too large: value of " in caplog.text
+        assert "unreachable" not in caplog.text
+        raising = configure(url, OPTIONS={"on_error": "raise"})
+        with override_settings(CACHES=raising), pytest.raises(CacheValueTooLarge, match="16777216"):
+            caches["default"].set("k", big)
 
 
 # -- per-loop clients, under WSGI (async_to_sync) -----------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.generation import generation_path
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from harness.gunicorn import wait_until
 from harness.processes import StoreProcess, resp_command
@@ -148,9 +150,12 @@ def test_needs_auth_when_the_store_has_a_password(blinkstore_factory: StoreFacto
     view.close()
 
 
+@pytest.mark.parametrize("successor", [[], ["--shm", "off"]], ids=["region-on", "region-off"])
 def test_a_killed_store_s_region_is_abandoned_by_its_successor(
-    blinkstore_factory: StoreFactory,
+    blinkstore_factory: StoreFactory, successor: list[str]
 ) -> None:
+    """No supervisor: the successor alone must make readers of the dead region stop before it
+    acknowledges a write, whether it publishes a region itself or not."""
     first = blinkstore_factory()
     assert first.unix_path is not None
     client = _redis(first)
@@ -159,19 +164,61 @@ def test_a_killed_store_s_region_is_abandoned_by_its_successor(
     assert old.get(b"k") == b"old"
     os.kill(first.pid, signal.SIGKILL)
     first.proc.wait()
-    assert old.get(b"k") == b"old", "nobody wrote since: the last value the store published"
-    handout.revoke(first.unix_path)  # what its supervisor does when it sees the death
-    assert old.get(b"k") is FALLBACK
-    second = blinkstore_factory(directory=first.directory)
+    second = blinkstore_factory(*successor, directory=first.directory)
     assert second.unix_path == first.unix_path
     client = _redis(second)
     client.set("k", b"new")
     assert old.get(b"k") is FALLBACK and not old.alive
-    new = handout.attach(second.unix_path, None, 10)
-    assert new.get(b"k") == b"new"
+    if not successor:
+        new = handout.attach(second.unix_path, None, 10)
+        assert new.get(b"k") == b"new"
+        client.close()
+        second.stop()
+        assert new.get(b"k") is FALLBACK, "a stopped store says so"
+        assert not os.path.exists(generation_path(second.unix_path))
+        new.close()
     client.close()
-    second.stop()
-    assert new.get(b"k") is FALLBACK, "a stopped store says so"
-    assert not os.path.exists(handout.generation_path(second.unix_path))
-    for view in (old, new):
-        view.close()
+    old.close()
+
+
+@pytest.mark.parametrize("how", ["mset", "multi-exec"])
+def test_a_multi_key_read_never_mixes_two_multi_key_writes(
+    blinkstore_factory: StoreFactory, how: str
+) -> None:
+    store = blinkstore_factory()
+    assert store.unix_path is not None
+    keys = [b"a", b"b", b"c"]
+    stop = threading.Event()
+
+    def write() -> None:
+        client = _redis(store)
+        version = 0
+        while not stop.is_set():
+            version += 1
+            # Values of different sizes, so that blocks move between size classes.
+            values = dict.fromkeys(keys, b"%d:" % version + b"x" * (version % 300))
+            if how == "mset":
+                client.mset(values)
+            else:
+                with client.pipeline(transaction=True) as pipe:
+                    for key, value in values.items():
+                        pipe.set(key, value)
+                    pipe.execute()
+        client.close()
+
+    writer = threading.Thread(target=write)
+    reader = handout.attach(store.unix_path, None, 10)
+    writer.start()
+    try:
+        seen = mixed = 0
+        deadline = time.monotonic() + 120
+        while seen < 20_000 and time.monotonic() < deadline:
+            values = reader.get_many(keys)
+            if isinstance(values, list) and all(isinstance(v, bytes) for v in values):
+                seen += 1
+                mixed += len({v.split(b":")[0] for v in values if isinstance(v, bytes)}) > 1
+        assert seen == 20_000 and mixed == 0
+    finally:
+        stop.set()
+        writer.join()
+        reader.close()

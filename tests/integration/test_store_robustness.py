@@ -13,9 +13,10 @@ import time
 
 import pytest
 
+from blinkstore_gunicorn.protocol.resp import MAX_SKIPPED_BULK
 from harness.processes import StoreProcess, resp_command
 from tests.conftest import StoreFactory
-from tests.support.sockets import read_until_closed, recv_exactly
+from tests.support.sockets import read_until_closed, recv_exactly, recv_line
 
 PING = resp_command("PING")
 
@@ -34,7 +35,7 @@ def assert_healthy(store: StoreProcess) -> None:
         (b"*abc\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
         (b"*1\r\n:5\r\n", b"-ERR Protocol error: expected '$', got ':'\r\n"),
         (b"*1\r\n$4\r\nPINGxx", b"-ERR Protocol error: bulk string not terminated\r\n"),
-        # A 1 GB "value" is refused from its header; nothing is buffered for it.
+        # A 1 GB "value" (over Redis's proto-max-bulk-len) ends the stream from its header.
         (
             b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000000\r\n",
             b"-ERR Protocol error: invalid bulk length\r\n",
@@ -65,14 +66,24 @@ def test_half_request_then_silence_does_not_block_others(blinkstore_unix: StoreP
         assert stalled.recv(10) == b"+OK\r\n"
 
 
-def test_text_line_over_the_request_limit(blinkstore_factory: StoreFactory) -> None:
+def test_requests_over_the_request_limit_are_refused_and_the_connection_goes_on(
+    blinkstore_factory: StoreFactory,
+) -> None:
     store = blinkstore_factory("--max-request-size", "64KiB")
     with store.connect() as sock:
-        sock.sendall(b"SET k " + b"v" * (100 * 1024))
-        assert read_until_closed(sock) == b"ERROR line too long (max 65536 bytes)\n"
+        sock.sendall(b"SET k " + b"v" * (100 * 1024) + b"\nGET k\n")
+        assert recv_line(sock) == (
+            b"ERROR request too large: line of at least 102406 bytes exceeds max request size"
+            b" 65536 (--max-request-size)\n"
+        )
+        assert recv_line(sock) == b"NOT_FOUND\n"
     with store.connect() as sock:
-        sock.sendall(resp_command("SET", "k", "v" * (100 * 1024)))
-        assert read_until_closed(sock) == b"-ERR Protocol error: invalid bulk length\r\n"
+        sock.sendall(resp_command("SET", "k", "v" * (100 * 1024)) + PING)
+        assert recv_line(sock) == (
+            b"-ERR request too large: request of at least 102429 bytes exceeds max request size"
+            b" 65536 (--max-request-size)\r\n"
+        )
+        assert recv_exactly(sock, 7) == b"+PONG\r\n"
     assert_healthy(store)
 
 
@@ -80,10 +91,11 @@ def test_text_line_over_the_request_limit(blinkstore_factory: StoreFactory) -> N
 def test_the_error_that_closes_a_connection_reaches_a_client_still_sending(
     blinkstore_factory: StoreFactory, kind: str
 ) -> None:
-    # The store closes after its error reply while the rest of the request is still on its
-    # way. Closing a socket with unread input makes the kernel reset the connection, which
-    # can destroy the reply before the client reads it; the store lingers instead.
-    store = blinkstore_factory("--max-request-size", "64KiB", tcp=True)
+    # The store closes after its error reply (a bulk string announced over Redis's
+    # proto-max-bulk-len) while the rest of the request is still on its way. Closing a socket
+    # with unread input makes the kernel reset the connection, which can destroy the reply
+    # before the client reads it; the store lingers instead.
+    store = blinkstore_factory(tcp=True)
     for _ in range(5):
         with store.connect(kind) as sock:
             sender = threading.Thread(target=_send_ignoring_errors, args=(sock, 200 * 1024))
@@ -96,7 +108,7 @@ def test_the_error_that_closes_a_connection_reaches_a_client_still_sending(
 
 
 def _send_ignoring_errors(sock: socket.socket, size: int) -> None:
-    header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % size
+    header = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (MAX_SKIPPED_BULK + 1)
     with contextlib.suppress(OSError):
         sock.sendall(header + b"v" * size)
 

@@ -16,7 +16,7 @@ from harness.processes import (
     redis_server_process,
 )
 
-__all__ = ["resp_server_process"]
+__all__ = ["memory_kib", "resp_server_process"]
 
 
 @contextlib.contextmanager
@@ -31,3 +31,12 @@ def resp_server_process(kind: str) -> Iterator[StoreProcess | RedisProcess]:
     else:
         with blinkstore_process() as store:
             yield store
+
+
+def memory_kib(store: StoreProcess, field: str) -> int:
+    """``VmRSS`` / ``VmHWM`` (peak) of the store process, in KiB."""
+    with open(f"/proc/{store.pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{store.pid}/status")

@@ -29,10 +29,11 @@ from blinkstore_gunicorn.client._core import (
     seconds_left,
     ttl_ms,
 )
-from blinkstore_gunicorn.client.backends._resp import Reconnect, may_resend, parse_info
+from blinkstore_gunicorn.client.backends._outage import Reconnect, deadline, step_timeout
+from blinkstore_gunicorn.client.backends._resp import may_resend, parse_info
 from blinkstore_gunicorn.client.backends.memory import MemoryBackend
 from blinkstore_gunicorn.client.backends.redis import merge_cluster_info
-from blinkstore_gunicorn.client.errors import CacheConnectionError
+from blinkstore_gunicorn.client.errors import CacheConnectionError, CacheTimeoutError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,16 +179,18 @@ def test_merge_cluster_info_sums_nodes() -> None:
 
 def test_reconnect_waits_during_a_restart_then_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("blinkstore_gunicorn.client.backends._resp.time.monotonic", lambda: now[0])
+    monkeypatch.setattr(
+        "blinkstore_gunicorn.client.backends._outage.time.monotonic", lambda: now[0]
+    )
     reconnect = Reconnect("unix:///x", grace=2.0)
     assert reconnect.wait_time(None) == 0.0
     reconnect.failed(CacheConnectionError("cannot connect to the store at unix:///x"))
     # A caller that serves misses does not wait; one with a deadline retries in 10 ms.
     with pytest.raises(CacheConnectionError, match="cannot connect"):
         reconnect.wait_time(None)
-    deadline = reconnect.deadline(wait=True)
-    assert deadline == 102.0
-    assert reconnect.wait_time(deadline) == pytest.approx(0.01)
+    until = deadline(2.0)  # the call's deadline: the client timeout from now
+    assert until == 102.0
+    assert reconnect.wait_time(until) == pytest.approx(0.01)
     with pytest.raises(CacheConnectionError):
         reconnect.wait_time(100.005)  # cannot wait that long
     now[0] += 0.01
@@ -202,6 +205,55 @@ def test_reconnect_waits_during_a_restart_then_fails_fast(monkeypatch: pytest.Mo
     reconnect.succeeded()
     reconnect.failed(CacheConnectionError("cannot connect"))
     assert reconnect.wait_time(now[0] + 2.0) == pytest.approx(0.01)  # a new outage
+
+
+def test_an_unanswered_request_makes_every_call_fail_fast_until_a_probe_is_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(
+        "blinkstore_gunicorn.client.backends._outage.time.monotonic", lambda: now[0]
+    )
+    reconnect = Reconnect("unix:///x", grace=2.0)
+    reconnect.timed_out(CacheTimeoutError("no reply from the store at unix:///x within 2.0s"))
+    assert reconnect.unanswered and reconnect.down_since == 100.0
+    # No grace: even a caller that may wait until its deadline fails at once.
+    with pytest.raises(CacheTimeoutError, match="no reply"):
+        reconnect.wait_time(math.inf)
+    # One probe at a time, at most one every 0.1 s (a new one only when the last one failed).
+    assert reconnect.probe_due()
+    reconnect.probing("probe")
+    assert reconnect.probe == "probe"
+    assert not reconnect.probe_due()
+    now[0] += 0.1
+    assert reconnect.probe_due()
+    reconnect.answered()
+    assert _outage_of(reconnect) == (False, None, None)
+    assert reconnect.wait_time(math.inf) == 0.0
+    # A store that refuses connections afterwards is a restart again: callers may wait.
+    reconnect.timed_out(CacheTimeoutError("no reply"))
+    reconnect.failed(CacheConnectionError("cannot connect"))
+    assert _outage_of(reconnect) == (False, 100.1, None)
+
+
+def _outage_of(reconnect: Reconnect) -> tuple[bool, float | None, object]:
+    return reconnect.unanswered, reconnect.down_since, reconnect.probe
+
+
+def test_a_call_deadline_cuts_every_step_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(
+        "blinkstore_gunicorn.client.backends._outage.time.monotonic", lambda: now[0]
+    )
+    until = deadline(2.0)
+    assert until == 102.0 and deadline(None) == math.inf
+    assert step_timeout(1.0, until) == 1.0  # connect_timeout while it fits
+    now[0] = 101.5
+    assert step_timeout(1.0, until) == pytest.approx(0.5)
+    assert step_timeout(None, until) == pytest.approx(0.5)
+    now[0] = 103.0
+    assert step_timeout(1.0, until) == 0.001  # over: a timeout, never a non-blocking socket
+    assert step_timeout(None, math.inf) is None
 
 
 def test_only_idempotent_requests_or_a_new_store_process_allow_a_resend() -> None:

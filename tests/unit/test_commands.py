@@ -9,7 +9,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.protocol import text
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.commands import COMMANDS
 from blinkstore_gunicorn.server.commands.replies import format_float, parse_float, parse_int
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
@@ -515,9 +515,38 @@ def test_text_limits_and_auth() -> None:
     assert r.text(b"SET k 12345").startswith(b"ERROR value too large: ")
     assert r.text(b"SET k 1234") == b"OK\n"
     assert Harness().text(b"AUTH pw") == b"ERROR no password is configured\n"
-    item = ProtocolError("line too long (max 10 bytes)")
-    assert execute_text(r.d, r.client, item) == b"ERROR line too long (max 10 bytes)\n"
-    assert r.client.close_after
+    line = TooLarge("line", 5000, r.d.line_limit)
+    assert execute_text(r.d, r.client, line) == (
+        b"ERROR value too large: line of 5000 bytes exceeds %d bytes (max value size 4 +"
+        b" max key size 65536)\n" % r.d.line_limit
+    )
+    assert not r.client.close_after
+    assert execute_text(r.d, r.d.new_client(), line) == b"ERROR authentication required\n"
+
+
+def test_requests_refused_for_their_size_leave_the_connection_open() -> None:
+    r = Harness(max_value_size=100, max_request_size=1000, max_reply_size=2000)
+    assert (r.d.bulk_limit, r.d.request_limit) == (64 * 1024, 1000)
+    reply = r.d.execute(r.client, TooLarge("value", 70000, r.d.bulk_limit))
+    assert reply == err("ERR value too large: value of 70000 bytes exceeds max value size 100")
+    reply = r.d.execute(r.client, TooLarge("request", 1500, 1000))
+    assert reply == err(
+        "ERR request too large: request of at least 1500 bytes exceeds max request size 1000"
+        " (--max-request-size)"
+    )
+    assert not r.client.close_after
+    # The client buffer limit, when it is the smaller one, is the setting named.
+    small = Harness(max_request_size=4000, max_reply_size=3000)
+    assert small.d.execute(small.client, TooLarge("request", 3500, 3000)).endswith(
+        b"exceeds client buffer limit 3000 (--client-buffer-limit)\r\n"
+    )
+    # Inside MULTI the refusal makes EXEC answer EXECABORT, as Redis does for refused commands.
+    assert r("MULTI") == b"+OK\r\n"
+    r.d.execute(r.client, TooLarge("value", 70000, r.d.bulk_limit))
+    assert r("EXEC").startswith(b"-EXECABORT")
+    # Before AUTH the refusal says nothing about the store's limits.
+    locked = Harness(password="pw")
+    assert locked.d.execute(locked.client, TooLarge("value", 1, 1)).startswith(b"-NOAUTH")
 
 
 # --- inline commands (redis-benchmark's PING_INLINE) -------------------------------------

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blinkstore_gunicorn.protocol import ProtocolError, is_resp_start, resp
+from blinkstore_gunicorn.protocol import ProtocolError, TooLarge, is_resp_start, resp
 
 
-def drain_all(data: bytes, chunk: int | None = None, **kwargs: int) -> list[object]:
-    reader = resp.CommandReader(**kwargs)
+def drain_all(data: bytes, chunk: int | None = None, **limits: int) -> list[object]:
+    reader = resp.CommandReader(**limits)
     out: list[object] = []
     pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
     for piece in pieces:
@@ -82,16 +82,62 @@ def test_error_comes_after_the_good_commands_and_stops_the_reader() -> None:
     assert reader.drain() == []
 
 
-def test_oversized_bulk_is_refused_from_its_header_alone() -> None:
+def test_an_absurd_bulk_length_ends_the_stream() -> None:
     reader = resp.CommandReader(max_request_size=1024)
-    reader.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n")
+    reader.feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (resp.MAX_SKIPPED_BULK + 1))
     assert reader.drain() == [ProtocolError("Protocol error: invalid bulk length")]
+
+
+SET_BIG = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000\r\n" + b"v" * 5000 + b"\r\n"
+PING = resp.encode_command("PING")
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7, 100, 4999, 5030])
+def test_an_oversized_argument_is_refused_from_its_header_and_skipped(chunk: int | None) -> None:
+    # A refused SET between two PINGs: the refusal comes in its place, the next command after.
+    wire = PING + SET_BIG + PING
+    out = drain_all(wire, chunk, max_request_size=100_000, max_bulk=1000)
+    assert out == [[b"PING"], TooLarge("value", 5000, 1000), [b"PING"]]
+
+
+def test_the_refusal_comes_before_the_payload_and_nothing_is_kept() -> None:
+    reader = resp.CommandReader(max_bulk=1000)
+    reader.feed(SET_BIG[:40])
+    assert reader.drain() == [TooLarge("value", 5000, 1000)]
+    assert (reader.skipping, reader.idle) == (True, False)
+    for start in range(40, len(SET_BIG), 512):
+        reader.feed(SET_BIG[start : start + 512])
+        assert reader.drain() == []
+        assert reader.buffered == 0
+    assert reader.idle
+    reader.feed(PING)
+    assert reader.drain() == [[b"PING"]]
+
+
+@pytest.mark.parametrize("chunk", [None, 3, 64])
+def test_a_request_over_the_total_is_refused_with_its_later_arguments(chunk: int | None) -> None:
+    # Each argument fits, the request does not: the rest of it (two more values) is skipped.
+    values = [b"a" * 400, b"b" * 400, b"c" * 400, b"d" * 400]
+    wire = resp.encode_command("MSET", *values) + PING
+    out = drain_all(wire, chunk, max_request_size=1000, max_bulk=500)
+    assert len(out) == 2 and out[1] == [b"PING"]
+    refused = out[0]
+    assert isinstance(refused, TooLarge) and refused.part == "request" and refused.limit == 1000
+
+
+def test_garbage_inside_a_skipped_request_still_ends_the_stream() -> None:
+    wire = b"*3\r\n$3\r\nSET\r\n$2000\r\n" + b"k" * 2000 + b"\r\n:oops\r\n"
+    out = drain_all(wire, 100, max_bulk=1000)
+    assert out == [
+        TooLarge("value", 2000, 1000),
+        ProtocolError("Protocol error: expected '$', got ':'"),
+    ]
 
 
 @given(st.binary(max_size=512), st.integers(min_value=1, max_value=64))
 def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
     for item in drain_all(data, chunk, max_request_size=4096):
-        assert isinstance(item, ProtocolError | list)
+        assert isinstance(item, ProtocolError | TooLarge | list)
 
 
 @given(st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), max_size=10))
@@ -180,3 +226,16 @@ def test_reply_reader_never_raises(data: bytes, chunk: int) -> None:
 def test_protocol_detection_by_first_byte() -> None:
     assert is_resp_start(b"*"[0])
     assert not is_resp_start(b"G"[0])
+
+
+@given(
+    st.lists(st.lists(st.binary(max_size=120), min_size=1, max_size=4), max_size=8),
+    st.integers(min_value=1, max_value=200),
+)
+def test_refused_commands_never_disturb_the_others(commands: list[list[bytes]], chunk: int) -> None:
+    wire = b"".join(resp.encode_command(*command) for command in commands)
+    out = drain_all(wire, chunk, max_request_size=300, max_bulk=80)
+    assert len(out) == len(commands)
+    for command, item in zip(commands, out, strict=True):
+        fits = max(map(len, command)) <= 80 and len(resp.encode_command(*command)) - 2 <= 300
+        assert item == command if fits else isinstance(item, TooLarge)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blinkstore_gunicorn.protocol import ProtocolError, text
+from blinkstore_gunicorn.protocol import TooLarge, text
 
 
 @pytest.mark.parametrize(
@@ -49,14 +49,30 @@ def test_line_reader_splits_lines_across_chunks() -> None:
     ]
 
 
-def test_line_reader_refuses_an_endless_line() -> None:
+def test_line_reader_drops_a_long_line_and_refuses_it_at_its_newline() -> None:
     reader = text.LineReader(max_line=100)
-    reader.feed(b"SET k " + b"x" * 50)
-    assert reader.drain() == []
+    reader.feed(b"GET a\nSET k " + b"x" * 50)
+    assert reader.drain() == [text.Request("GET", b"a")]
     reader.feed(b"x" * 60)
-    assert reader.drain() == [ProtocolError("line too long (max 100 bytes)")]
-    reader.feed(b"GET k\n")
     assert reader.drain() == []
+    assert reader.skipping and reader.buffered == 0
+    for _ in range(10):
+        reader.feed(b"x" * 1000)
+        assert reader.drain() == [] and reader.buffered == 0
+    reader.feed(b"x\nGET b\nGET")
+    assert reader.drain() == [TooLarge("line", 6 + 110 + 10_001, 100), text.Request("GET", b"b")]
+    reader.feed(b" c\n")
+    assert reader.drain() == [text.Request("GET", b"c")]
+
+
+def test_a_long_line_arriving_whole_is_refused_in_its_place() -> None:
+    reader = text.LineReader(max_line=100)
+    reader.feed(b"GET a\nSET k " + b"x" * 200 + b"\nGET b\n")
+    assert reader.drain() == [
+        text.Request("GET", b"a"),
+        TooLarge("line", 206, 100),
+        text.Request("GET", b"b"),
+    ]
 
 
 def test_reply_lines() -> None:
@@ -74,4 +90,4 @@ def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
     for start in range(0, len(data), chunk):
         reader.feed(data[start : start + chunk])
         for item in reader.drain():
-            assert isinstance(item, text.Request | text.Reject | ProtocolError)
+            assert isinstance(item, text.Request | text.Reject | TooLarge)

@@ -1,5 +1,6 @@
 """Pieces the sync and asyncio store backends share: their settings, command bytes, reply
-checks, INFO parsing, connect and AUTH errors, reconnect pacing and resend rules. No I/O here.
+checks, INFO parsing, connect and AUTH errors and resend rules (outages are ``_outage.py``'s).
+No I/O here.
 
 The two backends are not generated from one source, unlike the rest of the client (see
 ``scripts/unasync.py``): a blocking pool of connections and a pipelined multiplexer are two
@@ -7,19 +8,19 @@ designs, not one design in two flavours. What they repeat lives here instead."""
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import struct
-import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, cast
 
+from blinkstore_gunicorn.client.backends._outage import Reconnect
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import TIMED_OUT, Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -58,6 +59,7 @@ __all__ = [
     "cmd_unlock",
     "connect_error",
     "fetched",
+    "first_error",
     "forget_in_forked_children",
     "grants_lease",
     "is_unknown_command",
@@ -66,6 +68,8 @@ __all__ = [
     "lock_reply_timeout",
     "lock_token",
     "may_resend",
+    "no_reply",
+    "parked",
     "parse_info",
     "peer_pid",
     "scan_reply",
@@ -75,10 +79,6 @@ PING: Final = resp.encode_command("PING")
 FLUSHDB: Final = resp.encode_command("FLUSHDB")
 INFO: Final = resp.encode_command("INFO")
 
-#: While the store restarts, waiting callers try to connect this often (see :class:`Reconnect`).
-RETRY_INTERVAL: Final = 0.01
-#: During a longer outage, one connect attempt this often finds the store once it is back.
-PROBE_INTERVAL: Final = 0.1
 #: How often a request that must not run twice looks for a new store process when the
 #: connection made after a break reaches the old one (which may be dying).
 DYING_STORE_CHECKS: Final = 3
@@ -154,10 +154,21 @@ def cmd_delete_if_equal(key: bytes, expected: bytes) -> bytes:
     return resp.encode_command("EVAL", DELETE_IF_EQUAL, 1, key, expected)
 
 
+def first_error(reader: resp.ReplyReader) -> resp.ErrorReply | None:
+    """The first error reply among the complete replies in ``reader``, else None: what a store
+    that refused a request said before it closed the connection."""
+    while True:
+        reply = reader.next_reply()
+        if reply is resp.NEED_MORE or isinstance(reply, ProtocolError):
+            return None
+        if isinstance(reply, resp.ErrorReply):
+            return reply
+
+
 def check(reply: resp.Reply | ProtocolError) -> resp.Reply:
     """Raise :class:`CacheResponseError` for an error reply; return any other reply."""
     if isinstance(reply, resp.ErrorReply):
-        raise CacheResponseError(reply.message)
+        raise error_reply(reply.message)
     if isinstance(reply, ProtocolError):
         raise CacheResponseError(reply.message)
     return reply
@@ -286,6 +297,14 @@ def connect_error(display: str, exc: OSError, timeout: float | None) -> CacheCon
     return CacheConnectionError(f"cannot connect to the store at {display}: {reason}")
 
 
+def no_reply(display: str, timeout: float | None) -> CacheTimeoutError:
+    """The exception for a request left unanswered: from now on the store counts as down."""
+    return CacheTimeoutError(
+        f"no reply from the store at {display} within {timeout}s; it counts as down until it "
+        "answers again"
+    )
+
+
 def auth_error(display: str, reply: resp.Reply) -> CacheConnectionError | None:
     """The exception for a refused AUTH, or None when it was accepted."""
     if isinstance(reply, resp.ErrorReply):
@@ -311,6 +330,11 @@ class StoreSettings:
         self._reconnect = Reconnect(url.display, timeout)
         self._auth = resp.encode_command("AUTH", url.password) if url.password is not None else None
 
+    @property
+    def reachable(self) -> bool:
+        """Whether no outage is known (a store that refuses or leaves requests unanswered)."""
+        return self._reconnect.down_since is None
+
 
 def peer_pid(sock: Any) -> int | None:
     """The pid of the process serving a connected Unix socket (None where unknown: TCP, or no
@@ -333,60 +357,11 @@ def may_resend(idempotent: bool, old_peer: int | None, new_peer: int | None) -> 
     return idempotent or (old_peer is not None and new_peer is not None and old_peer != new_peer)
 
 
-class Reconnect:
-    """Connect pacing while the store is unreachable (one per backend).
-
-    A failed connect starts an outage. For its first ``grace`` seconds (the client timeout; a
-    supervised store is back in ~150 ms) the store counts as restarting: callers that may wait
-    try again every :data:`RETRY_INTERVAL` until their deadline, so they reach the new store
-    as soon as it listens. A longer outage makes every call fail at once, except one probe
-    every :data:`PROBE_INTERVAL`: a dead store costs no waiting and no connect per request.
-    """
-
-    __slots__ = ("display", "down_since", "grace", "last_error", "next_attempt")
-
-    def __init__(self, display: str, grace: float | None) -> None:
-        self.display = display
-        self.grace = grace
-        self.down_since: float | None = None
-        self.next_attempt = 0.0
-        self.last_error: CacheConnectionError | None = None
-
-    def deadline(self, wait: bool) -> float | None:
-        """Until when a call that starts now waits for the store (None: it does not wait)."""
-        if not wait:
-            return None
-        return math.inf if self.grace is None else time.monotonic() + self.grace
-
-    def wait_time(self, deadline: float | None) -> float:
-        """Seconds until the next connect attempt (0: now); raise the outage's error when a
-        caller with ``deadline`` cannot wait that long."""
-        if self.down_since is None:
-            return 0.0
-        now = time.monotonic()
-        delay = self.next_attempt - now
-        if delay <= 0:
-            return 0.0
-        if deadline is None or now + delay > deadline or not self._restarting(now):
-            error = self.last_error
-            assert error is not None
-            raise type(error)(str(error))
-        return delay
-
-    def _restarting(self, now: float) -> bool:
-        return self.down_since is None or self.grace is None or now - self.down_since < self.grace
-
-    def failed(self, error: CacheConnectionError) -> None:
-        """Record a failed connect."""
-        now = time.monotonic()
-        if self.down_since is None:
-            self.down_since = now
-        self.last_error = error
-        self.next_attempt = now + (RETRY_INTERVAL if self._restarting(now) else PROBE_INTERVAL)
-
-    def succeeded(self) -> None:
-        """Record a successful connect: the outage, if any, is over."""
-        self.down_since = None
+def parked(payload: bytes) -> bytes:
+    """``payload`` (a request the store may park: ``BS.FETCH``, a waiting ``BLINK.LOCK``)
+    behind a ``PING``: its ``PONG`` comes at once from a store that is alive, so a store that
+    does not answer is noticed within the client timeout, not after the park's longer one."""
+    return PING + payload
 
 
 # -- locks (BLINK.LOCK* commands, see docs/locks.md) ----------------------------------------

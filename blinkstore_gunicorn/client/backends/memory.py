@@ -22,9 +22,15 @@ from blinkstore_gunicorn.client.errors import (
     CacheConfigError,
     CacheConnectionError,
     CacheResponseError,
+    CacheValueTooLarge,
 )
 from blinkstore_gunicorn.client.url import CacheURL
-from blinkstore_gunicorn.engine import DEFAULT_MEMORY_LIMIT, EngineError, MemoryEngine
+from blinkstore_gunicorn.engine import (
+    DEFAULT_MEMORY_LIMIT,
+    EngineError,
+    MemoryEngine,
+    ValueTooLarge,
+)
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.ratelimit import Write, rate_limit_step, window_step
 
@@ -115,6 +121,8 @@ class MemoryBackend:
         expire_at = _now_ms() + px if px is not None else None
         try:
             self._shared.engine.set(key, value, expire_at_ms=expire_at)
+        except ValueTooLarge as exc:
+            raise CacheValueTooLarge(f"ERR value too large: {exc}") from None  # the store's words
         except EngineError as exc:
             raise CacheResponseError(f"ERR {exc}") from None
 

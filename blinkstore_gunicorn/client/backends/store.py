@@ -9,8 +9,11 @@ Why this shape:
 * Fork safety: ``os.register_at_fork`` empties every pool in the child, so a connection made
   before a fork (gunicorn ``preload_app``) is never used by two processes.
 * A store restart (the supervisor needs ~150 ms) is waited for, not reported: connects are
-  retried at a short fixed pace within the client timeout (see ``_resp.Reconnect``), for
+  retried at a short fixed pace within the client timeout (see ``_outage.Reconnect``), for
   reads too unless the cache serves misses during outages (``wait_on_reads=False``).
+* One deadline per call, the client timeout: connecting, waiting for a restart, the reply and
+  any resend all come out of it. A store that leaves a request unanswered that long (stopped,
+  stuck) is down: calls fail at once until it answers a probe (see ``_probe``).
 * A connection that breaks under a request (the store was killed) drops every idle one and
   runs the request once more on a fresh connection when that is safe: it surely did not run,
   it is idempotent, or the fresh connection reaches another store process (``may_resend``).
@@ -19,90 +22,35 @@ Why this shape:
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any, Final
+from typing import Any
 
 from blinkstore_gunicorn.client._leases_sync import LockKeyLeases, SyncLease
 from blinkstore_gunicorn.client._locks_sync import KeyLocks, LockHold
-from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends import _outage, _resp
 from blinkstore_gunicorn.client.backends.store_ratelimit import StoreRateLimits
+from blinkstore_gunicorn.client.backends.store_socket import (
+    Broken,
+    Closed,
+    Connection,
+    Probe,
+    StoreFeed,
+    StoreLease,
+    StoreLock,
+)
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
-from blinkstore_gunicorn.protocol import ProtocolError, resp
+from blinkstore_gunicorn.protocol import resp
 
 __all__ = ["StoreBackend"]
-
-RECV_SIZE: Final = 256 * 1024
-_NEED_MORE: Final = resp.NEED_MORE
-
-
-class _Closed(Exception):
-    """The store closed the connection; ``got_data`` says whether part of a reply came."""
-
-    def __init__(self, got_data: bool) -> None:
-        super().__init__("connection closed by the store")
-        self.got_data = got_data
-
-
-class _Connection:
-    """One socket, its reply parser, and the pid of the store process it reaches."""
-
-    __slots__ = ("peer", "reader", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.reader = resp.ReplyReader()
-        self.peer = _resp.peer_pid(sock)
-
-    def read_reply(self) -> resp.Reply:
-        reader = self.reader
-        got_data = False
-        while True:
-            reply = reader.next_reply()
-            if reply is _NEED_MORE:
-                data = self.sock.recv(RECV_SIZE)
-                if not data:
-                    raise _Closed(got_data)
-                got_data = True
-                reader.feed(data)
-                continue
-            if isinstance(reply, ProtocolError):
-                raise CacheResponseError(f"malformed reply from the store: {reply.message}")
-            return reply  # type: ignore[return-value]
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class _Broken(Exception):
-    """A request's connection failed; ``sent`` says whether the request reached the socket."""
-
-    def __init__(self, cause: BaseException, sent: bool) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-        self.sent = sent
-
-    @property
-    def may_run_again(self) -> bool:
-        """Whether the request may be sent again, given the right new connection (a timeout
-        never: the store may still be working on it; a partial reply neither)."""
-        if isinstance(self.cause, TimeoutError):
-            return False
-        if not self.sent:
-            return True
-        if isinstance(self.cause, _Closed):
-            return not self.cause.got_data
-        return isinstance(self.cause, ConnectionResetError | BrokenPipeError)
 
 
 class StoreBackend(_resp.StoreSettings, StoreRateLimits):
@@ -119,49 +67,66 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     ) -> None:
         super().__init__(url, timeout, connect_timeout, wait_on_reads)
         self._max_idle = max_idle
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._lock_keys: LockKeyLeases | None = None
+        self._probing = threading.Lock()
         _track_for_fork(self)
 
     # -- connections -----------------------------------------------------------------------
 
-    def _connect(self, wait: bool) -> _Connection:
-        """A new connection; with ``wait``, a restarting store is waited for (see module)."""
+    def _connect(self, wait: bool, until: float) -> Connection:
+        """A new connection for a call that ends at ``until``; with ``wait``, a restarting
+        store is waited for (see module)."""
         reconnect = self._reconnect
-        deadline = reconnect.deadline(wait)
+        deadline = until if wait else None
         while True:
+            if reconnect.unanswered:
+                self._probe(until)
             delay = reconnect.wait_time(deadline)
             if delay:
                 time.sleep(delay)
-            conn = self._attempt()
+            conn = self._attempt(until)
             if conn is not None:
                 return conn
 
-    def _attempt(self) -> _Connection | None:
-        """One connect (and AUTH); None when nobody listens (recorded for pacing)."""
+    def _dial(self, until: float) -> Connection | None:
+        """One connect; None when nobody listens (recorded for pacing)."""
         url = self.url
         sock: socket.socket | None = None
+        connect_timeout = _outage.step_timeout(self._connect_timeout, until)
         try:
             if url.unix_path is not None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self._connect_timeout)
+                sock.settimeout(connect_timeout)
                 sock.connect(url.unix_path)
             else:
                 assert url.host is not None and url.port is not None
-                sock = socket.create_connection((url.host, url.port), self._connect_timeout)
+                sock = socket.create_connection((url.host, url.port), connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self._timeout)
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            self._reconnect.failed(_resp.connect_error(url.display, exc, self._connect_timeout))
+            self._reconnect.failed(_resp.connect_error(url.display, exc, connect_timeout))
             return None
-        conn = _Connection(sock)
+        return Connection(sock)
+
+    def _attempt(self, until: float) -> Connection | None:
+        """One connect (and AUTH); None when nobody listens (recorded for pacing)."""
+        conn = self._dial(until)
+        if conn is None:
+            return None
         if self._auth is not None:
+            url = self.url
             try:
+                conn.sock.settimeout(_outage.step_timeout(self._timeout, until))
                 conn.sock.sendall(self._auth)
                 reply = conn.read_reply()
-            except (OSError, _Closed) as exc:
+                conn.sock.settimeout(self._timeout)
+            except TimeoutError as exc:
+                conn.close()
+                raise self._io_error(exc) from None
+            except (OSError, Closed) as exc:
                 conn.close()
                 raise CacheConnectionError(
                     f"the store at {url.display} dropped the connection during AUTH: {exc}"
@@ -173,16 +138,68 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._reconnect.succeeded()
         return conn
 
+    def _probe(self, until: float) -> None:
+        """Return once a store that left a request unanswered answers again, else raise the
+        outage's error at once. The question is a PING on a connection of its own, sent
+        without waiting for the reply; the calls that come by read what arrived, and send
+        a new probe when this one's connection fails."""
+        reconnect = self._reconnect
+        if not self._probing.acquire(blocking=False):
+            raise reconnect.error()  # another thread is looking at the probe
+        try:
+            probe: Probe | None = reconnect.probe
+            if probe is not None:
+                heard = probe.heard()
+                if heard:
+                    probe.conn.close()
+                    reconnect.answered()
+                    return
+                if heard is None:
+                    raise reconnect.error()
+                probe.conn.close()
+                reconnect.probe = None
+            if reconnect.probe_due():
+                conn = self._dial(until)
+                if conn is None:
+                    return  # now it refuses connections: the caller's connect loop decides
+                payload = (self._auth or b"") + _resp.PING
+                try:
+                    conn.sock.sendall(payload)
+                    conn.sock.settimeout(0.0)
+                except OSError:
+                    conn.close()
+                else:
+                    reconnect.probing(Probe(conn, 2 if self._auth else 1))
+            raise reconnect.error()
+        finally:
+            self._probing.release()
+
+    def _unanswered(self, error: CacheTimeoutError) -> None:
+        """A request went unanswered for the client timeout: the store is down until it
+        answers a probe, and the idle connections to it would only wait as long."""
+        self._reconnect.timed_out(error)
+        self._drop_idle()
+
     def _drop_idle(self) -> None:
-        # Also the fork hook: close() only releases this process's descriptor (no shutdown),
-        # so a parent keeps using its sockets undisturbed.
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
 
-    def close(self) -> None:
-        """Close idle connections (busy ones close when returned)."""
+    def _forget(self) -> None:
+        # The fork hook: close() only releases this process's descriptor (no shutdown), so a
+        # parent keeps using its sockets undisturbed. A thread that held the probe's lock did
+        # not survive the fork: the child gets a lock of its own.
         self._drop_idle()
+        self._reconnect.probe = None
+        self._probing = threading.Lock()
+
+    def close(self) -> None:
+        """Close idle connections and the probe (busy ones close when returned)."""
+        self._drop_idle()
+        probe: Probe | None = self._reconnect.probe
+        if probe is not None:
+            self._reconnect.probe = None
+            probe.conn.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -195,7 +212,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         self._checkin(conn)
         if replies == 1:
             if type(result) is resp.ErrorReply:
-                raise CacheResponseError(result.message)
+                raise error_reply(result.message)
         else:
             for reply in result:
                 _resp.check(reply)
@@ -210,74 +227,90 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         payload: bytes,
         replies: int = 1,
         idempotent: bool = True,
-        timeout: float | _resp.Unset | None = _resp.UNSET,
+        park: float | _resp.Unset | None = _resp.UNSET,
         wait: bool = True,
-    ) -> tuple[Any, _Connection]:
+    ) -> tuple[Any, Connection]:
         """Send ``payload`` on a pooled connection and read ``replies`` replies; the caller
-        owns the connection afterwards (``_checkin`` gives it back). ``timeout`` overrides
-        the reply timeout for this request only (a parked ``BS.FETCH`` waits longer)."""
+        owns the connection afterwards (``_checkin`` gives it back). With ``park``, the last
+        reply may take that long once the others came (``_resp.parked``: the store parks a
+        ``BS.FETCH``); everything else shares the client timeout."""
+        until = _outage.deadline(self._timeout)
+        # A pooled connection's own timeout is the call's; anything later gets what is left.
+        budget: float | _resp.Unset | None = _resp.UNSET
         try:
             conn = self._idle.pop()
         except IndexError:
-            conn = self._connect(wait)
+            conn = self._connect(wait, until)
+            budget = _outage.step_timeout(self._timeout, until)
         resends = 0
         while True:
             try:
-                return self._exchange(conn, payload, replies, timeout), conn
-            except _Broken as broken:
+                return self._exchange(conn, payload, replies, budget, park), conn
+            except Broken as broken:
                 if not broken.may_run_again or resends == _resp.RESENDS:
                     raise self._io_error(broken.cause) from None
                 resends += 1
                 # A store restart kills every idle connection at once.
                 self._drop_idle()
-                fresh = self._connect(wait)
+                fresh = self._connect(wait, until)
                 if broken.sent:
-                    fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait)
+                    fresh = self._past_a_dying_store(conn.peer, fresh, idempotent, wait, until)
                     if not _resp.may_resend(idempotent, conn.peer, fresh.peer):
                         self._checkin(fresh)
                         raise self._io_error(broken.cause) from None
                 conn = fresh
+                budget = _outage.step_timeout(self._timeout, until)
 
     def _past_a_dying_store(
-        self, old_peer: int | None, fresh: _Connection, idempotent: bool, wait: bool
-    ) -> _Connection:
+        self, old_peer: int | None, fresh: Connection, idempotent: bool, wait: bool, until: float
+    ) -> Connection:
         """``fresh``, or a newer connection when ``fresh`` reached the same store process as
         the broken one and that process turns out to be dying (a killed process can accept a
         connection while its sockets are being closed)."""
         for _ in range(_resp.DYING_STORE_CHECKS):
             if _resp.may_resend(idempotent, old_peer, fresh.peer) or fresh.peer is None:
                 break
+            budget = _outage.step_timeout(self._timeout, until)
             try:
-                self._exchange(fresh, _resp.PING, 1, _resp.UNSET)
-            except _Broken:
-                fresh = self._connect(wait)
+                self._exchange(fresh, _resp.PING, 1, budget, _resp.UNSET)
+            except Broken:
+                fresh = self._connect(wait, until)
             else:
                 break
         return fresh
 
     def _exchange(
         self,
-        conn: _Connection,
+        conn: Connection,
         payload: bytes,
         replies: int,
-        timeout: float | _resp.Unset | None,
+        budget: float | _resp.Unset | None,
+        park: float | _resp.Unset | None,
     ) -> Any:
-        """One request on ``conn``; a connection failure closes it and raises :class:`_Broken`."""
+        """One request on ``conn`` whose replies come within ``budget`` (unset: the socket's
+        own timeout), the last within ``park`` if set; a connection failure closes ``conn``
+        and raises :class:`Broken`."""
         sent = False
+        sock = conn.sock
         try:
-            if not isinstance(timeout, _resp.Unset):
-                conn.sock.settimeout(timeout)
-            conn.sock.sendall(payload)
+            if not isinstance(budget, _resp.Unset):
+                sock.settimeout(budget)
+            sock.sendall(payload)
             sent = True
             if replies == 1:
                 result: Any = conn.read_reply()
             else:
-                result = [conn.read_reply() for _ in range(replies)]
-            if not isinstance(timeout, _resp.Unset):
-                conn.sock.settimeout(self._timeout)
-        except (OSError, _Closed) as exc:
+                result = [conn.read_reply() for _ in range(replies - 1)]
+                if not isinstance(park, _resp.Unset):
+                    sock.settimeout(park)
+                result.append(conn.read_reply())
+            if not (isinstance(budget, _resp.Unset) and isinstance(park, _resp.Unset)):
+                sock.settimeout(self._timeout)
+        except (OSError, Closed) as exc:
+            if not sent and isinstance(exc, BrokenPipeError | ConnectionResetError):
+                conn.raise_refusal()  # the store refused it while it was still being sent
             conn.close()
-            raise _Broken(exc, sent) from None
+            raise Broken(exc, sent) from None
         except BaseException:
             # Interrupted mid-request (KeyboardInterrupt, gevent.Timeout...): the reply may
             # still arrive on this socket, so it must never serve another request.
@@ -285,7 +318,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
             raise
         return result
 
-    def _checkin(self, conn: _Connection) -> None:
+    def _checkin(self, conn: Connection) -> None:
         idle = self._idle  # read again: a fork or a restart may have replaced the list
         if len(idle) < self._max_idle:
             idle.append(conn)
@@ -295,10 +328,10 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
     def _io_error(self, exc: BaseException) -> CacheConnectionError:
         display = self.url.display
         if isinstance(exc, TimeoutError):
-            return CacheTimeoutError(
-                f"no reply from the store at {display} within {self._timeout}s"
-            )
-        if isinstance(exc, _Closed):
+            error = _resp.no_reply(display, self._timeout)
+            self._unanswered(error)
+            return error
+        if isinstance(exc, Closed):
             return CacheConnectionError(f"the store at {display} closed the connection")
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return CacheConnectionError(f"lost the connection to the store at {display}: {reason}")
@@ -373,11 +406,12 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         """BS.FETCH: the value, else the lease, else park in the store up to ``wait_ms``."""
         if self._lock_keys is not None:
             return self._lock_keys.fetch(key, lease_ms, wait_ms)
-        payload = _resp.cmd_fetch(key, lease_ms, wait_ms)
-        timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
-        reply, conn = self._round_trip(
-            payload, idempotent=False, timeout=timeout, wait=self._reads_wait
+        payload = _resp.parked(_resp.cmd_fetch(key, lease_ms, wait_ms))
+        park = None if self._timeout is None else self._timeout + wait_ms / 1000
+        replies, conn = self._round_trip(
+            payload, 2, idempotent=False, park=park, wait=self._reads_wait
         )
+        reply = replies[1]
         self._checkin_unless_lease(conn, reply)
         if _resp.is_unknown_command(reply):
             return self._without_native_leases().fetch(key, lease_ms, wait_ms)
@@ -385,7 +419,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         if outcome.kind != "lease":
             return outcome
         # The lease lives as long as this connection: it stays ours until fill/release.
-        return Fetched("lease", lease=_StoreLease(self, conn, key, outcome.lease))
+        return Fetched("lease", lease=StoreLease(self, conn, key, outcome.lease))
 
     def try_lease(self, key: bytes, lease_ms: int) -> SyncLease | None:
         """BS.LEASE: the lease if nobody holds it, without waiting."""
@@ -396,9 +430,9 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         if _resp.is_unknown_command(reply):
             return self._without_native_leases().try_lease(key, lease_ms)
         token = _resp.lease_token(reply)
-        return None if token is None else _StoreLease(self, conn, key, token)
+        return None if token is None else StoreLease(self, conn, key, token)
 
-    def _checkin_unless_lease(self, conn: _Connection, reply: Any) -> None:
+    def _checkin_unless_lease(self, conn: Connection, reply: Any) -> None:
         if not _resp.grants_lease(reply):
             self._checkin(conn)
 
@@ -422,16 +456,20 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         when it stays taken for ``wait_ms`` (0: no wait; None: no limit)."""
         if self._key_locks is not None:
             return self._key_locks.lock(name, px, wait_ms)
-        timeout = _resp.lock_reply_timeout(self._timeout, wait_ms)
         payload = _resp.cmd_lock(name, px, wait_ms)
-        reply, conn = self._round_trip(payload, idempotent=False, timeout=timeout)
+        if wait_ms == 0:
+            reply, conn = self._round_trip(payload, idempotent=False)
+        else:
+            park = _resp.lock_reply_timeout(self._timeout, wait_ms)
+            replies, conn = self._round_trip(_resp.parked(payload), 2, False, park)
+            reply = replies[1]
         if not isinstance(reply, int):
             self._checkin(conn)
         if _resp.is_unknown_command(reply):
             self._key_locks = KeyLocks(self)
             return self._key_locks.lock(name, px, wait_ms)
         token = _resp.lock_token(reply)
-        return None if token is None else _StoreLock(self, conn, name, token)
+        return None if token is None else StoreLock(self, conn, name, token)
 
     def lock_token(self, name: bytes) -> bytes | None:
         """BLINK.LOCKTOKEN: the holder's token, or None when the lock is free."""
@@ -455,11 +493,11 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         """PUBLISH (never sent twice: a lost connection may have delivered it)."""
         return _resp.as_int(self._request(_resp.cmd_publish(channel, message), idempotent=False))
 
-    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> _StoreFeed:
+    def subscribe(self, channels: Sequence[bytes], patterns: Sequence[bytes]) -> StoreFeed:
         """SUBSCRIBE / PSUBSCRIBE on a connection of its own; returns once confirmed."""
         payload, confirmations = _resp.cmd_subscribe(channels, patterns)
-        conn = self._connect(wait=True)
-        feed = _StoreFeed(self, conn)
+        conn = self._connect(True, _outage.deadline(self._timeout))
+        feed = StoreFeed(self, conn)
         try:
             conn.sock.sendall(payload)
             while confirmations:
@@ -468,7 +506,7 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
                     confirmations -= 1
                 else:  # published between two of the confirmations
                     feed.early.append(message)
-        except (OSError, _Closed) as exc:
+        except (OSError, Closed) as exc:
             conn.close()
             raise self._io_error(exc) from None
         except BaseException:
@@ -477,110 +515,5 @@ class StoreBackend(_resp.StoreSettings, StoreRateLimits):
         return feed
 
 
-class _StoreLease:
-    """A lease granted on ``conn``; the connection is kept out of the pool until it ends,
-    so the store ends the lease by itself if this process dies."""
-
-    __slots__ = ("_backend", "_conn", "_key", "_token")
-
-    def __init__(self, backend: StoreBackend, conn: _Connection, key: bytes, token: int) -> None:
-        self._backend, self._conn, self._key, self._token = backend, conn, key, token
-
-    def _finish(self, payload: bytes) -> None:
-        conn = self._conn
-        try:
-            conn.sock.sendall(payload)
-            reply = conn.read_reply()
-        except (OSError, _Closed) as exc:
-            conn.close()
-            raise self._backend._io_error(exc) from None
-        except BaseException:
-            conn.close()
-            raise
-        self._backend._checkin(conn)
-        _resp.check(reply)
-
-    def fill(self, value: bytes, px: int | None) -> None:
-        """BS.FILL: store the value, wake the waiters, end the lease."""
-        self._finish(_resp.cmd_fill(self._key, self._token, value, px))
-
-    def release(self) -> None:
-        """BS.RELEASE: end the lease without a value; the first waiter takes over."""
-        self._finish(_resp.cmd_release(self._key, self._token))
-
-
-class _StoreLock:
-    """A lock granted on ``conn``; the connection stays out of the pool while the lock is
-    held, so the store releases the lock by itself if this process dies."""
-
-    __slots__ = ("_backend", "_conn", "_name", "token")
-
-    def __init__(self, backend: StoreBackend, conn: _Connection, name: bytes, token: bytes) -> None:
-        self._backend, self._conn, self._name, self.token = backend, conn, name, token
-
-    def _ask(self, payload: bytes) -> bool:
-        """Whether the store answered 1; False when the connection is lost (and the lock
-        with it: the store releases the locks of a closed connection)."""
-        conn = self._conn
-        try:
-            conn.sock.sendall(payload)
-            reply = conn.read_reply()
-        except (OSError, _Closed):
-            conn.close()
-            return False
-        except BaseException:
-            conn.close()
-            raise
-        return _resp.as_int(_resp.check(reply)) == 1
-
-    def release(self) -> bool:
-        """BLINK.UNLOCK: whether the lock was still ours; the connection goes back to the
-        pool unless it was lost."""
-        try:
-            return self._ask(_resp.cmd_unlock(self._name, self.token))
-        finally:
-            if self._conn.sock.fileno() >= 0:
-                self._backend._checkin(self._conn)
-
-    def extend(self, ms: int, replace: bool) -> bool:
-        """BLINK.LOCKEXTEND: ``ms`` more (``replace``: from now); whether the lock was ours."""
-        return self._ask(_resp.cmd_lockextend(self._name, self.token, ms, replace))
-
-
-class _StoreFeed:
-    """A subscribed connection: messages are read when asked for, so a subscriber that stops
-    asking leaves them in the store, which disconnects it past its pub/sub buffer limit."""
-
-    __slots__ = ("_backend", "_conn", "early")
-
-    def __init__(self, backend: StoreBackend, conn: _Connection) -> None:
-        self._backend = backend
-        self._conn = conn
-        #: Messages that arrived before the last confirmation.
-        self.early: deque[_resp.RawMessage] = deque()
-
-    def next(self, timeout: float | None) -> _resp.RawMessage | None:
-        """The next message, or None after ``timeout`` seconds."""
-        if self.early:
-            return self.early.popleft()
-        conn = self._conn
-        try:
-            # settimeout(0) would make the socket non-blocking: a zero timeout polls briefly.
-            conn.sock.settimeout(None if timeout is None else max(timeout, 0.001))
-            while True:
-                message = _resp.pubsub_message(conn.read_reply())
-                if message is not None:
-                    return message
-        except TimeoutError:
-            return None  # a partial message stays in the reader for the next call
-        except (OSError, _Closed) as exc:
-            conn.close()
-            raise self._backend._io_error(exc) from None
-
-    def close(self) -> None:
-        """Close the connection (the store ends its subscriptions)."""
-        self._conn.close()
-
-
 #: ``StoreBackend`` objects whose connections a forked child must drop, not share.
-_track_for_fork = _resp.forget_in_forked_children(StoreBackend._drop_idle)
+_track_for_fork = _resp.forget_in_forked_children(StoreBackend._forget)

@@ -5,8 +5,10 @@ module says how requests are batched, bounded and timed out). This module owns t
 
 * Fork and event-loop changes drop the connections (they belong to the old loop).
 * Store restarts: connects are retried at a short fixed pace within the client timeout
-  (``_resp.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
+  (``_outage.Reconnect``; reads only if ``wait_on_reads``), one attempt at a time per slot,
   and a request whose connection broke runs once more when ``_resp.may_resend`` allows.
+* A store that leaves a request unanswered for the client timeout (stopped, stuck) is down:
+  every connection to it is closed and calls fail at once until it answers a probe.
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from typing import Any, Final, TypeVar
 
 from blinkstore_gunicorn.client._leases_aio import AsyncLease, AsyncLockKeyLeases
 from blinkstore_gunicorn.client._locks_aio import AsyncLockHold
-from blinkstore_gunicorn.client.backends import _resp
+from blinkstore_gunicorn.client.backends import _outage, _resp
 from blinkstore_gunicorn.client.backends.store_async_locks import AsyncStoreLocks
 from blinkstore_gunicorn.client.backends.store_feed import AsyncStoreFeed
 from blinkstore_gunicorn.client.backends.store_pipeline import DEFAULT_MAX_IN_FLIGHT, Pipeline
 from blinkstore_gunicorn.client.backends.store_ratelimit import AsyncStoreRateLimits
 from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
-    CacheResponseError,
     CacheTimeoutError,
+    error_reply,
 )
 from blinkstore_gunicorn.client.stampede import Fetched
 from blinkstore_gunicorn.client.url import CacheURL
@@ -40,9 +42,9 @@ SPARE_CONNECTIONS: Final = 8
 P = TypeVar("P", bound=asyncio.Protocol)
 
 
-def _consume_outcome(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
@@ -81,6 +83,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         self._opening = [None] * count
         self._spare = []
         self._loop = None
+        self._reconnect.probe = None
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -90,15 +93,16 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
             self._loop = loop
         return loop
 
-    async def _pipeline(self, wait: bool) -> Pipeline:
-        """A shared connection (round robin); with ``wait``, a restarting store is waited for."""
+    async def _pipeline(self, wait: bool, until: float) -> Pipeline:
+        """A shared connection (round robin); with ``wait``, a restarting store is waited for
+        until ``until``, the call's deadline."""
         self._own_loop()
         index = self._next
         self._next = (index + 1) % len(self._slots)
         pipeline = self._slots[index]
         if pipeline is not None and pipeline.usable:
             return pipeline
-        return await self._until_connected(lambda: self._reopen(index), wait)
+        return await self._until_connected(lambda: self._reopen(index), wait, until)
 
     async def _reopen(self, index: int) -> Pipeline | None:
         """Slot ``index``'s connection, opened by one attempt that every caller shares."""
@@ -126,11 +130,18 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         """A new unshared connection whose replies time out after ``timeout``."""
         return await self._until_connected(lambda: self._attempt(timeout), wait)
 
-    async def _until_connected(self, attempt: Callable[[], Awaitable[P | None]], wait: bool) -> P:
-        """Run ``attempt`` until it connects, paced (and bounded) by ``_resp.Reconnect``."""
+    async def _until_connected(
+        self, attempt: Callable[[], Awaitable[P | None]], wait: bool, until: float | None = None
+    ) -> P:
+        """Run ``attempt`` until it connects, paced (and bounded: until ``until``, else the
+        client timeout from now) by ``_outage.Reconnect``."""
         reconnect = self._reconnect
-        deadline = reconnect.deadline(wait)
+        if until is None:
+            until = _outage.deadline(self._timeout)
+        deadline = until if wait else None
         while True:
+            if reconnect.unanswered:
+                await self._probe()
             delay = reconnect.wait_time(deadline)
             if delay:
                 await asyncio.sleep(delay)
@@ -154,6 +165,46 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         self._reconnect.succeeded()
         return pipeline
 
+    async def _probe(self) -> None:
+        """Return once a store that left a request unanswered answers again, else raise the
+        outage's error at once. The question is a PING on a connection of its own whose
+        reply nobody waits for: later calls look whether it came, and send a new probe when
+        this one's connection fails."""
+        reconnect = self._reconnect
+        probe: tuple[Pipeline, asyncio.Future[Any]] | None = reconnect.probe
+        if probe is not None:
+            pipeline, pong = probe
+            if not pong.done():
+                raise reconnect.error()
+            reconnect.probe = None
+            pipeline.close()
+            if not pong.cancelled() and pong.exception() is None:
+                reconnect.answered()
+                return
+        if reconnect.probe_due():
+            loop = asyncio.get_running_loop()
+            display = self.url.display
+            fresh = await self._dial(lambda: Pipeline(loop, display, None, self._max_in_flight))
+            if fresh is None:
+                return  # now it refuses connections: the caller's connect loop decides
+            if self._auth is not None:
+                fresh.request(self._auth).add_done_callback(_consume_outcome)
+            pong = fresh.request(_resp.PING)
+            pong.add_done_callback(_consume_outcome)
+            reconnect.probing((fresh, pong))
+        raise reconnect.error()
+
+    def _unanswered(self, error: CacheTimeoutError) -> None:
+        """A request went unanswered for the client timeout: the store is down until it
+        answers a probe, and the other connections to it would only wait as long."""
+        self._reconnect.timed_out(error)
+        for pipeline in self._slots:
+            if pipeline is not None:
+                pipeline.fail(type(error)(str(error)))
+        spare, self._spare = self._spare, []
+        for pipeline in spare:
+            pipeline.close()
+
     async def _dial(self, factory: Callable[[], P]) -> P | None:
         """One connect speaking ``factory``'s protocol; None when nobody listens (recorded
         for pacing)."""
@@ -174,7 +225,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         return protocol
 
     async def close(self) -> None:
-        """Close every connection."""
+        """Close every connection, the probe's too."""
         for pipeline in self._slots:
             if pipeline is not None:
                 pipeline.close()
@@ -182,32 +233,40 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         spare, self._spare = self._spare, []
         for pipeline in spare:
             pipeline.close()
+        probe: tuple[Pipeline, asyncio.Future[Any]] | None = self._reconnect.probe
+        if probe is not None:
+            self._reconnect.probe = None
+            probe[0].close()
 
     # -- requests --------------------------------------------------------------------------
 
     async def _request(self, payload: bytes, idempotent: bool = True, wait: bool = True) -> Any:
         """One request's reply; error replies raise :class:`CacheResponseError`."""
-        pipeline = await self._pipeline(wait)
+        until = _outage.deadline(self._timeout)
+        pipeline = await self._pipeline(wait, until)
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
         try:
-            reply = await pipeline.request(payload)
-        except CacheTimeoutError:
-            raise  # the store may still be working on it
+            reply = await pipeline.request(payload, until)
+        except CacheTimeoutError as exc:
+            self._unanswered(exc)
+            raise  # not sent again: the store may still be working on it
         except CacheConnectionError:
-            reply = (await self._again(pipeline, (payload,), idempotent, wait))[0]
+            reply = (await self._again(pipeline, (payload,), idempotent, wait, until))[0]
         if type(reply) is resp.ErrorReply:
-            raise CacheResponseError(reply.message)
+            raise error_reply(reply.message)
         return reply
 
     async def _request_many(self, payloads: Sequence[bytes]) -> list[Any]:
-        pipeline = await self._pipeline(True)
+        until = _outage.deadline(self._timeout)
+        pipeline = await self._pipeline(True, until)
         try:
-            replies = await self._exchange(pipeline, payloads)
-        except CacheTimeoutError:
+            replies = await self._exchange(pipeline, payloads, until)
+        except CacheTimeoutError as exc:
+            self._unanswered(exc)
             raise
         except CacheConnectionError:
-            replies = await self._again(pipeline, payloads, True, True)
+            replies = await self._again(pipeline, payloads, True, True, until)
         for reply in replies:
             _resp.check(reply)
         return replies
@@ -218,30 +277,39 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         return self._request(payload, wait=self._reads_wait)
 
     async def _again(
-        self, broken: Pipeline, payloads: Sequence[bytes], idempotent: bool, wait: bool
+        self,
+        broken: Pipeline,
+        payloads: Sequence[bytes],
+        idempotent: bool,
+        wait: bool,
+        until: float,
     ) -> list[Any]:
         """Run ``payloads``, whose connection ``broken`` broke under them, again on a new
         connection while ``_resp.may_resend`` allows (at most ``_resp.RESENDS`` times); else
         raise the connection's error."""
         for _ in range(_resp.RESENDS):
-            fresh = await self._pipeline(wait)
+            fresh = await self._pipeline(wait, until)
             for _ in range(_resp.DYING_STORE_CHECKS):
                 if _resp.may_resend(idempotent, broken.peer, fresh.peer) or fresh.peer is None:
                     break
                 # The same store process: alive (it may have run the request), or still dying
                 # (a killed process can accept a connection while its sockets are being closed).
                 try:
-                    await self._exchange(fresh, (_resp.PING,))
+                    await self._exchange(fresh, (_resp.PING,), until)
+                except CacheTimeoutError as exc:
+                    self._unanswered(exc)
+                    raise
                 except CacheConnectionError:
-                    fresh = await self._pipeline(wait)
+                    fresh = await self._pipeline(wait, until)
                 else:
                     break
             if not _resp.may_resend(idempotent, broken.peer, fresh.peer):
                 break
             try:
-                return await self._exchange(fresh, payloads)
-            except CacheTimeoutError:
-                raise  # the store may still be working on it
+                return await self._exchange(fresh, payloads, until)
+            except CacheTimeoutError as exc:
+                self._unanswered(exc)
+                raise  # not sent again: the store may still be working on it
             except CacheConnectionError:
                 broken = fresh
         error = broken.error
@@ -249,10 +317,10 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         raise type(error)(str(error))
 
     @staticmethod
-    async def _exchange(pipeline: Pipeline, payloads: Sequence[bytes]) -> list[Any]:
+    async def _exchange(pipeline: Pipeline, payloads: Sequence[bytes], until: float) -> list[Any]:
         if len(pipeline.pending) >= pipeline.limit:
             await pipeline.wait_room()
-        futures = [pipeline.request(payload) for payload in payloads]
+        futures = [pipeline.request(payload, until) for payload in payloads]
         return [await future for future in futures]
 
     # -- operations ------------------------------------------------------------------------
@@ -324,9 +392,11 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
     # -- single-flight leases (BS.* commands, see docs/stampede.md) -----------------------
 
     async def _alone(
-        self, payload: bytes, timeout: float | None, wait: bool
+        self, payload: bytes, timeout: float | None, wait: bool, parked: bool = False
     ) -> tuple[Any, Pipeline]:
-        """Send ``payload`` on an unshared connection; the caller owns it afterwards. Any
+        """Send ``payload`` on an unshared connection; the caller owns it afterwards. With
+        ``parked`` (a request the store may park, see ``_resp.parked``) a PING goes first and
+        must come back within the client timeout; the reply then within ``timeout``. Any
         failure or cancellation closes it, which also ends a lease or wait it had."""
         self._own_loop()
         spare = self._spare
@@ -337,16 +407,27 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
         else:
             pipeline = await self._connect(None, wait)
         try:
-            reply = await asyncio.wait_for(pipeline.request(payload), timeout)
-        except asyncio.TimeoutError:
-            pipeline.close()
-            raise CacheTimeoutError(
-                f"no reply from the store at {self.url.display} within {timeout}s"
-            ) from None
+            if parked:
+                pong = pipeline.request(_resp.PING)
+                reply = pipeline.request(payload)
+                await self._within(pong, self._timeout)
+            else:
+                reply = pipeline.request(payload)
+            reply = await self._within(reply, timeout)
         except BaseException:
             pipeline.close()
             raise
         return reply, pipeline
+
+    async def _within(self, reply: asyncio.Future[Any], timeout: float | None) -> Any:
+        """``reply``'s outcome, or :class:`CacheTimeoutError` (the store counts as down)
+        when it takes longer than ``timeout``."""
+        try:
+            return await asyncio.wait_for(reply, timeout)
+        except asyncio.TimeoutError:
+            error = _resp.no_reply(self.url.display, timeout)
+            self._unanswered(error)
+            raise error from None
 
     def _give_back(self, pipeline: Pipeline) -> None:
         if pipeline.usable and len(self._spare) < SPARE_CONNECTIONS:
@@ -360,7 +441,7 @@ class AsyncStoreBackend(_resp.StoreSettings, AsyncStoreRateLimits):
             return await self._lock_keys.fetch(key, lease_ms, wait_ms)
         payload = _resp.cmd_fetch(key, lease_ms, wait_ms)
         timeout = None if self._timeout is None else self._timeout + wait_ms / 1000
-        reply, pipeline = await self._alone(payload, timeout, self._reads_wait)
+        reply, pipeline = await self._alone(payload, timeout, self._reads_wait, parked=True)
         if not _resp.grants_lease(reply):
             self._give_back(pipeline)
         if _resp.is_unknown_command(reply):
@@ -446,14 +527,9 @@ class _AsyncStoreLease:
 
     async def _finish(self, payload: bytes) -> None:
         pipeline = self._pipeline
+        backend = self._backend
         try:
-            reply = await asyncio.wait_for(pipeline.request(payload), self._backend._timeout)
-        except asyncio.TimeoutError:
-            pipeline.close()
-            raise CacheTimeoutError(
-                f"no reply from the store at {self._backend.url.display} "
-                f"within {self._backend._timeout}s"
-            ) from None
+            reply = await backend._within(pipeline.request(payload), backend._timeout)
         except BaseException:
             pipeline.close()
             raise

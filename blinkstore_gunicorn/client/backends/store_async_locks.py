@@ -38,7 +38,8 @@ class AsyncStoreLocks:
             return await self._key_locks.lock(name, px, wait_ms)
         backend = self._backend
         timeout = _resp.lock_reply_timeout(backend._timeout, wait_ms)
-        reply, pipeline = await backend._alone(_resp.cmd_lock(name, px, wait_ms), timeout, True)
+        payload = _resp.cmd_lock(name, px, wait_ms)
+        reply, pipeline = await backend._alone(payload, timeout, True, parked=wait_ms != 0)
         if not isinstance(reply, int):
             backend._give_back(pipeline)
         if _resp.is_unknown_command(reply):

@@ -5,14 +5,17 @@ written once per event-loop turn, so 100 coroutines asking at once cost one ``wr
 store answers them in one read. ``data_received`` (the connection's only reader) resolves the
 futures in order. A cancelled waiter's future stays in the FIFO: its reply is still parsed and
 dropped, so the next reply goes to the right coroutine. At most ``limit`` requests are in
-flight; more wait for room. One watchdog timer checks the oldest request: replies come in order,
-so if that one is overdue the store is stuck, every waiter gets :class:`CacheTimeoutError` and
-the connection is dropped.
+flight; more wait for room. Each request is due ``timeout`` after it is queued, or sooner when
+its call's deadline says so (a call that first waited for a restarting store). One watchdog
+timer fires at the soonest due time: if a request is overdue the store is stuck (replies come
+in order), every waiter gets :class:`CacheTimeoutError` and the connection is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import deque
 from typing import Any, Final, cast
 
@@ -21,7 +24,6 @@ from blinkstore_gunicorn.client.errors import (
     CacheConnectionError,
     CacheError,
     CacheResponseError,
-    CacheTimeoutError,
 )
 from blinkstore_gunicorn.protocol import ProtocolError, resp
 
@@ -102,20 +104,28 @@ class Pipeline(asyncio.Protocol):
             self._room.append(waiter)
             await waiter
 
-    def request(self, payload: bytes) -> asyncio.Future[Any]:
-        """Queue ``payload``; the future gets its reply."""
+    def request(self, payload: bytes, until: float = math.inf) -> asyncio.Future[Any]:
+        """Queue ``payload``; the future gets its reply, or fails when it is not there within
+        the timeout or by ``until`` (the call's deadline, a ``time.monotonic()``)."""
         if self.error is not None:
             raise type(self.error)(str(self.error))
         loop = self._loop
         future: asyncio.Future[Any] = loop.create_future()
         timeout = self._timeout
-        deadline = loop.time() + timeout if timeout is not None else 0.0
+        deadline = 0.0
+        if timeout is not None:
+            # What is left of the call, on the loop's own clock (uvloop's is not monotonic()).
+            left = until - time.monotonic()
+            deadline = loop.time() + (timeout if left > timeout else left)
+            watchdog = self._watchdog
+            if watchdog is None or deadline < watchdog.when():
+                if watchdog is not None:
+                    watchdog.cancel()
+                self._watchdog = loop.call_at(deadline, self._check_deadline)
         self.pending.append((future, deadline))
         self._out.append(payload)
         if self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._flush)
-        if timeout is not None and self._watchdog is None:
-            self._watchdog = loop.call_at(deadline, self._check_deadline)
         return future
 
     def _flush(self) -> None:
@@ -129,13 +139,9 @@ class Pipeline(asyncio.Protocol):
         self._watchdog = None
         if not self.pending:
             return
-        deadline = self.pending[0][1]
+        deadline = min(due for _, due in self.pending)
         if deadline <= self._loop.time():
-            self.fail(
-                CacheTimeoutError(
-                    f"no reply from the store at {self._display} within {self._timeout}s"
-                )
-            )
+            self.fail(_resp.no_reply(self._display, self._timeout))
         else:
             self._watchdog = self._loop.call_at(deadline, self._check_deadline)
 

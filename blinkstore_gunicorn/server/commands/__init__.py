@@ -15,6 +15,7 @@
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
+``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
 =================  ===============================================================
 
@@ -32,6 +33,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     locks,
     pubsub,
     ratelimit,
+    scripting,
     session,
     sets,
     shm,

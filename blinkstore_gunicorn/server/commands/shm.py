@@ -1,8 +1,8 @@
 """``BS.SHM``: hand the shared-memory region to a client (ours; RESP on the Unix socket only).
 
 ``BS.SHM``
-    ``*2 :<layout version> :<counter slot>``, with the region's memfd and the generation
-    file's descriptor attached to the reply (``SCM_RIGHTS``): the client maps them and reads
+    ``*2 :<layout version> :<counter slot>``, with a read-only descriptor of the region and the
+    marks' memfd attached to the reply (``SCM_RIGHTS``): the client maps them and reads
     without the socket from then on (``blinkstore_gunicorn/shm/``). The request must be the
     only one in flight on its connection: the descriptors travel with the reply's first byte,
     so no earlier reply may still be queued. Errors: ``ERR shared memory is off`` (the ``shm``
@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine import MemoryEngine
@@ -26,7 +28,7 @@ from blinkstore_gunicorn.shm.writer import RegionWriter
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
-__all__: list[str] = []
+__all__ = ["seen_at_once"]
 
 ERR_OFF = resp.error("ERR shared memory is off")
 ERR_NOT_UNIX = resp.error("ERR BS.SHM needs a Unix socket connection")
@@ -62,3 +64,19 @@ def _hand_out(c: Client, transport: asyncio.Transport, fileno: int, region: Regi
             c.deliver(resp.error(f"ERR cannot hand out the region: {exc}"))
             return
     c.deliver(b"")
+
+
+@contextlib.contextmanager
+def seen_at_once(d: Dispatcher) -> Iterator[None]:
+    """Publish a multi-key write (MSET, EXEC) so that a region reader of several keys
+    (``get_many``) sees all of it or none: the region's write epoch is odd meanwhile."""
+    engine = d.engine
+    region = engine.region if isinstance(engine, MemoryEngine) else None
+    if region is None:
+        yield
+        return
+    region.begin_batch()
+    try:
+        yield
+    finally:
+        region.end_batch()

@@ -26,6 +26,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     reply_too_large,
     wrong_args,
 )
+from blinkstore_gunicorn.server.commands.shm import seen_at_once
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -192,7 +193,8 @@ def cmd_mset(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     pairs = _pairs(d, args, "mset")
     if isinstance(pairs, bytes):
         return pairs
-    return _store_all(d, pairs) or resp.OK
+    with seen_at_once(d):
+        return _store_all(d, pairs) or resp.OK
 
 
 @command("msetnx", -3, "write", (1, -1, 2))
@@ -203,7 +205,8 @@ def cmd_msetnx(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return pairs
     if any(d.engine.contains(key) for key, _ in pairs):
         return ZERO
-    return _store_all(d, pairs) or ONE
+    with seen_at_once(d):
+        return _store_all(d, pairs) or ONE
 
 
 def _number_at(

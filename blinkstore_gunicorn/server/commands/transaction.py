@@ -1,12 +1,19 @@
-"""``MULTI``, ``EXEC``, ``DISCARD``: Redis transactions (what redis-py's default
-``pipeline()`` sends, and libraries such as fastapi-cache2 with it).
+"""``MULTI``, ``EXEC``, ``DISCARD``, ``WATCH``, ``UNWATCH``: Redis transactions (what
+redis-py's default ``pipeline()`` sends, and libraries such as fastapi-cache2 with it).
 
 After ``MULTI`` a connection's commands are checked (name, arity) and queued, each answered
 ``+QUEUED``; ``EXEC`` runs them one after the other, as one step of the single-threaded store,
 and answers the array of their replies. A command that cannot be queued (unknown, wrong
 arity, or one that may wait in the store) answers its error and makes ``EXEC`` answer
-``-EXECABORT``, as Redis does. ``WATCH`` is not offered. The queue is bounded by the
-request-size limit: a transaction larger than one request could be is refused.
+``-EXECABORT``, as Redis does. The queue is bounded by the request-size limit: a
+transaction larger than one request could be is refused.
+
+``WATCH`` makes the next ``EXEC`` answer a null array (and run nothing) when a watched key
+changed meanwhile: written, deleted, its TTL changed, expired, evicted or flushed, by anyone
+(the connection itself included). The engine counts the changes of the keys in its
+``watched`` dict; a connection remembers each key's count at ``WATCH`` time, and
+``Dispatcher.watchers`` how many connections watch a key, so that the engine forgets a key
+nobody watches any more.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
-from blinkstore_gunicorn.server.commands.replies import unknown_command, wrong_args
+from blinkstore_gunicorn.server.commands.replies import RESP3_NULL, unknown_command, wrong_args
+from blinkstore_gunicorn.server.commands.shm import seen_at_once
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, Entry
@@ -30,6 +38,8 @@ _ERR_DISCARD: Final = resp.error("ERR DISCARD without MULTI")
 _ERR_NOT_ALLOWED: Final = resp.error("ERR Command not allowed inside a transaction")
 _ERR_TOO_LARGE: Final = resp.error("ERR transaction too large: more than the request size limit")
 _EXECABORT: Final = resp.error("EXECABORT Transaction discarded because of previous errors.")
+_ERR_WATCH_IN_MULTI: Final = resp.error("ERR WATCH inside MULTI is not allowed")
+_NULL_ARRAY: Final = b"*-1\r\n"
 
 #: Commands that change how the connection itself works cannot be part of a transaction, nor
 #: can a command that may park in the store (its reply would come later): those carry the
@@ -108,7 +118,7 @@ def cmd_multi(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         {
             name: entry
             for name, entry in d.full_table.items()
-            if name.lower() in (b"exec", b"discard", b"multi", b"quit")
+            if name.lower() in (b"exec", b"discard", b"multi", b"quit", b"watch")
         }
     )
     return _OK
@@ -120,13 +130,83 @@ def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     transaction = _end(d, c)
     if transaction is None:
         return _ERR_EXEC
+    changed = _watched_key_changed(d, c)
+    _unwatch(d, c)
     if transaction.failed:
         return _EXECABORT
-    replies = [d.execute(c, queued) for queued in transaction.commands]
+    if changed:
+        return RESP3_NULL if c.resp3 else _NULL_ARRAY
+    c.in_exec = True
+    try:
+        with seen_at_once(d):
+            replies = [d.execute(c, queued) for queued in transaction.commands]
+    finally:
+        c.in_exec = False
     return b"*%d\r\n%b" % (len(replies), b"".join(replies))
 
 
 @command("discard", 1, "noscript loading stale fast")
 def cmd_discard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``DISCARD``: forget the queued commands."""
-    return _ERR_DISCARD if _end(d, c) is None else _OK
+    if _end(d, c) is None:
+        return _ERR_DISCARD
+    _unwatch(d, c)
+    return _OK
+
+
+@command("watch", -2, "noscript loading stale fast allow_busy", (1, -1, 1))
+def cmd_watch(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``WATCH key...``: make the next ``EXEC`` fail if one of the keys changes."""
+    if c.transaction is not None:
+        return _ERR_WATCH_IN_MULTI
+    watching = c.watching
+    if watching is None:
+        watching = c.watching = {}
+        c.on_close.append(lambda: _unwatch(d, c))
+    engine = d.engine
+    watchers = d.watchers
+    for key in args[1:]:
+        if key in watching:
+            continue
+        count = watchers.get(key, 0)
+        watchers[key] = count + 1
+        if not count:
+            engine.watched[key] = 0
+        # A key already past its deadline goes now: its expiry is not a change after WATCH.
+        engine.contains(key)
+        watching[key] = engine.watched[key]
+    return _OK
+
+
+@command("unwatch", 1, "noscript loading stale fast allow_busy")
+def cmd_unwatch(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``UNWATCH``: forget the watched keys."""
+    _unwatch(d, c)
+    return _OK
+
+
+def _watched_key_changed(d: Dispatcher, c: Client) -> bool:
+    watching = c.watching
+    if not watching:
+        return False
+    engine = d.engine
+    for key, seen in watching.items():
+        engine.contains(key)  # a key that expired since WATCH is removed (a change) now
+        if engine.watched[key] != seen:
+            return True
+    return False
+
+
+def _unwatch(d: Dispatcher, c: Client) -> None:
+    watching = c.watching
+    if not watching:
+        return
+    watchers = d.watchers
+    for key in watching:
+        count = watchers[key] - 1
+        if count:
+            watchers[key] = count
+        else:
+            del watchers[key]
+            del d.engine.watched[key]
+    watching.clear()

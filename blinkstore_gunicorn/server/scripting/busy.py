@@ -1,0 +1,148 @@
+"""The time limit of a running script: BUSY for everyone else, and SCRIPT KILL.
+
+A script runs to completion inside the handler of ``EVAL`` as long as it is quick, so
+nothing else runs in the store meanwhile (the store is one thread). Scripts run in a greenlet
+of their own (one :class:`Worker`, kept from script to script: making a greenlet costs
+more than a short script), and the sandbox's instruction hook (:func:`Run.hook`, every
+``HOOK_EVERY`` instructions) looks at the clock. Once the script has run longer than the
+busy threshold (Redis's ``busy-reply-threshold``, 5 s), the hook switches back to the
+handler, which answers ``DEFERRED`` and returns to the event loop: the script is now
+*busy*. From then on the script goes on in slices, one per loop iteration
+(``loop.call_soon``), and between two slices the loop reads every socket and the dispatcher
+answers ``-BUSY`` to any command but ``SCRIPT KILL``, ``AUTH``, ``HELLO`` and ``QUIT``.
+The script cannot be seen half done: a slice ends only at a hook, which never fires inside a
+command the script called. ``SCRIPT KILL`` marks a script that has not written; its next hook
+raises the error Redis raises.
+
+Without a running event loop (a script run from a unit test, or inside ``EXEC`` whose reply
+must be whole) the script cannot be suspended. Redis would then hang for good on an endless
+loop; here such a script is stopped with an error once it passes the threshold, so no client
+can hang the store (what it wrote before stays written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Final
+
+from greenlet import getcurrent, greenlet
+
+__all__ = ["CANNOT_PAUSE", "DEFAULT_BUSY_THRESHOLD", "KILLED", "Run", "Worker"]
+
+#: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds.
+DEFAULT_BUSY_THRESHOLD: Final = 5.0
+
+#: The error of a script stopped by SCRIPT KILL (Redis's words).
+KILLED: Final = "ERR Script killed by user with SCRIPT KILL..."
+#: The error of a script that passed the threshold where it cannot pause (inside EXEC).
+CANNOT_PAUSE: Final = (
+    "ERR Script stopped: it ran past the busy threshold inside MULTI/EXEC, where it cannot"
+    " pause for other clients"
+)
+
+
+class _Suspended:
+    """Returned by the script's greenlet to its handler when the script goes busy."""
+
+
+_SUSPENDED: Final = _Suspended()
+
+
+class Worker:
+    """The greenlet scripts run in, made once: it runs one body after the other."""
+
+    __slots__ = ("_greenlet",)
+
+    def __init__(self) -> None:
+        self._greenlet = greenlet(self._serve)
+
+    @staticmethod
+    def _serve(body: Callable[[], bytes]) -> None:
+        while True:
+            parent = getcurrent().parent
+            assert parent is not None
+            body = parent.switch(body())
+
+    def current(self) -> greenlet:
+        """The greenlet (a new one if a body failed with an exception and ended it)."""
+        if self._greenlet.dead:
+            self._greenlet = greenlet(self._serve)
+        return self._greenlet
+
+
+class Run:
+    """One script execution: its clock, and whether it wrote, went busy or was killed."""
+
+    __slots__ = (
+        "_body",
+        "_greenlet",
+        "_loop",
+        "busy",
+        "killed",
+        "started",
+        "threshold",
+        "wrote",
+    )
+
+    def __init__(
+        self, worker: Worker, body: Callable[[], bytes], threshold: float, may_suspend: bool
+    ) -> None:
+        self._greenlet = worker.current()
+        self._body: Callable[[], bytes] | None = body
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if may_suspend:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._loop = None
+        self.threshold = threshold
+        self.started = time.monotonic()
+        #: Whether the script called a write command (then SCRIPT KILL refuses).
+        self.wrote = False
+        self.killed = False
+        #: Whether the script has gone past the threshold and runs in slices.
+        self.busy = False
+
+    def start(self) -> bytes | None:
+        """Run the script: its reply, or None when it went busy (then :meth:`resume_later`)."""
+        return self._step()
+
+    def _step(self) -> bytes | None:
+        # The first switch hands the worker the body; later ones resume it inside its hook.
+        body, self._body = self._body, None
+        result = self._greenlet.switch(body) if body is not None else self._greenlet.switch()
+        if result is _SUSPENDED:
+            return None
+        assert isinstance(result, bytes)
+        return result
+
+    def resume_later(self, done: Callable[[bytes], None]) -> None:
+        """Go on with the busy script at the next loop iteration; ``done(reply)`` at its end."""
+        loop = self._loop
+        assert loop is not None
+
+        def resume() -> None:
+            reply = self._step()
+            if reply is None:
+                loop.call_soon(resume)
+            else:
+                done(reply)
+
+        loop.call_soon(resume)
+
+    def hook(self) -> str | None:
+        """Called by the sandbox every ``HOOK_EVERY`` instructions: the error that stops the
+        script, or None to go on."""
+        if self.killed:
+            return KILLED
+        if not self.busy and time.monotonic() - self.started < self.threshold:
+            return None
+        if self._loop is None or getcurrent() is not self._greenlet:
+            return CANNOT_PAUSE
+        self.busy = True
+        parent = self._greenlet.parent
+        assert parent is not None
+        parent.switch(_SUSPENDED)
+        return KILLED if self.killed else None

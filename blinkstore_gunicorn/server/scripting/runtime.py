@@ -1,0 +1,111 @@
+"""One Lua 5.1 state (through lupa, the interpreter Redis embeds), sandboxed and bounded.
+
+lupa is imported when the first state is made (the first script): a store without it serves
+every other command, and the scripting commands answer an error saying what to install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from blinkstore_gunicorn.server.scripting.libs import make_libs
+from blinkstore_gunicorn.server.scripting.sandbox import BOOTSTRAP, HOOK_EVERY
+
+__all__ = ["DEFAULT_MAX_MEMORY", "LuaState"]
+
+#: Bound of the Lua state's memory (scripts, their data, the compiled-script cache).
+DEFAULT_MAX_MEMORY: Final = 64 * 1024 * 1024
+
+_log = logging.getLogger("blinkstore_gunicorn.scripts")
+#: redis.log levels (LOG_DEBUG..LOG_WARNING) as logging levels.
+_LEVELS: Final = (logging.DEBUG, logging.INFO, logging.INFO, logging.WARNING)
+
+
+def _sha1hex(text: bytes) -> bytes:
+    return hashlib.sha1(text).hexdigest().encode()
+
+
+def _log_line(level: int, text: bytes) -> None:
+    _log.log(_LEVELS[level], "%s", text.decode("utf-8", "replace"))
+
+
+class LuaState:
+    """The sandboxed state: compile a script, run it, know its memory.
+
+    ``call(*args)`` serves ``redis.call``/``redis.pcall`` and returns ``(value, kind)``;
+    ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns the error that stops the
+    running script, or None.
+    """
+
+    __slots__ = ("_collect", "_compile", "_run", "lua", "lua_type", "memory_error")
+
+    def __init__(
+        self,
+        call: Callable[..., tuple[Any, int]],
+        hook: Callable[[], str | None],
+        *,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        version: bytes,
+    ) -> None:
+        # ImportError without lupa (the caller answers what to install).
+        from lupa import lua51
+
+        self.lua = lua51.LuaRuntime(
+            encoding=None,
+            register_eval=False,
+            register_builtins=False,
+            unpack_returned_tuples=True,
+            max_memory=max_memory,
+        )
+        self.lua_type: Callable[[Any], str | None] = lua51.lua_type
+        self.memory_error: type[Exception] = lua51.LuaMemoryError
+        extra = make_libs(self.lua, self.lua_type)
+        modules = self.lua.table_from(
+            {name: self.lua.table_from(lib) for name, lib in extra.items()}
+        )
+        major, minor, patch = (int(part) for part in version.split(b"."))
+        libs = self.lua.table_from(
+            {
+                b"modules": modules,
+                b"version": version,
+                b"version_num": (major << 16) | (minor << 8) | patch,
+            }
+        )
+        # Compiled now: after a script used all the memory, compiling this would fail.
+        self._collect = self.lua.eval(b"function() collectgarbage('collect') end")
+        self._compile, self._run = self.lua.execute(
+            BOOTSTRAP.encode(), call, hook, _log_line, _sha1hex, self._setresp, libs, HOOK_EVERY
+        )
+
+    @staticmethod
+    def _setresp(version: int) -> None:
+        # The store's commands answer scripts in RESP2, which is what ``setresp(2)`` asks.
+        if version == 3:
+            raise ValueError("RESP3 replies inside scripts are not supported by this store")
+
+    def compile(self, source: bytes) -> tuple[Any, bytes | None]:
+        """The script as a function, or None and Lua's compile error."""
+        fn, err = self._compile(source)
+        return fn, err
+
+    def run(self, fn: Any, keys: list[bytes], argv: list[bytes]) -> tuple[bool, Any]:
+        """Call ``fn`` with ``KEYS``/``ARGV`` set: ``(True, result)`` or ``(False, error)``."""
+        lua = self.lua
+        return self._run(fn, lua.table(*keys), lua.table(*argv))  # type: ignore[no-any-return]
+
+    def collect(self) -> None:
+        """A full garbage collection (after a script ran out of memory, or a flush)."""
+        self._collect()
+
+    @property
+    def max_memory(self) -> int:
+        """The bound of :attr:`memory_used`."""
+        return int(self.lua.get_max_memory())
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes the Lua state holds."""
+        return int(self.lua.get_memory_used())

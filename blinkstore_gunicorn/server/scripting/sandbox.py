@@ -1,0 +1,195 @@
+"""The Lua state scripts run in: Redis's sandbox, built once per state.
+
+:data:`BOOTSTRAP` runs with full access before any script is loaded. It keeps what could
+reach outside the store (``os``, ``io``, ``require``, ``loadfile``, ``dofile``, ``debug``,
+``setfenv``...) as its own locals, and gives scripts an environment of their own: reading a
+global that does not exist and writing any global are errors (Redis 7's words), library
+tables are read-only views, ``loadstring`` refuses bytecode and compiles into the same
+environment, and coroutines get the instruction-count hook so that a loop inside one can be
+stopped too. It returns ``compile(source)`` and ``run(fn, keys, argv)``; the second calls the
+script under ``xpcall`` with a handler that records the script line an error came from.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["BOOTSTRAP", "HOOK_EVERY"]
+
+#: Lua instructions between two calls of the time/kill check (Redis uses the same count).
+HOOK_EVERY: Final = 100_000
+
+BOOTSTRAP: Final = r"""
+-- The Python callbacks and settings (see runtime.py), then what this chunk keeps to itself.
+local py_call, py_hook, py_log, py_sha1hex, py_setresp, libs, hook_every = ...
+
+local real_rawset, real_setmetatable, real_getmetatable = rawset, setmetatable, getmetatable
+local real_loadstring, real_setfenv = loadstring, setfenv
+local tostring, type, error = tostring, type, error
+local getinfo, sethook = debug.getinfo, debug.sethook
+local cocreate, coresume = coroutine.create, coroutine.resume
+local select, pairs = select, pairs
+
+local READONLY = 'Attempt to modify a readonly table'
+local protected = real_setmetatable({}, {__mode = 'k'})
+
+-- A read-only view of a library table: reading works, writing raises as in Redis 7.
+local function readonly(lib)
+  local proxy = {}
+  real_setmetatable(proxy, {
+    __index = lib,
+    __newindex = function() error(READONLY, 2) end,
+    __metatable = false,
+  })
+  protected[proxy] = true
+  return proxy
+end
+
+-- Every script's code runs with this table as its globals.
+local env = {}
+
+local function hook()
+  local stop = py_hook()
+  if stop then
+    error({err = stop}, 0)
+  end
+end
+
+-- Coroutines get the same instruction-count hook, or a loop inside one could not be stopped.
+local function co_create(f)
+  local co = cocreate(f)
+  sethook(co, hook, '', hook_every)
+  return co
+end
+
+local function resumed(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function co_wrap(f)
+  local co = co_create(f)
+  return function(...) return resumed(coresume(co, ...)) end
+end
+
+local function safe_loadstring(source, name)
+  if type(source) == 'string' and source:byte(1) == 27 then
+    return nil, 'loading precompiled code is not allowed'
+  end
+  local fn, err = real_loadstring(source, name)
+  if fn then real_setfenv(fn, env) end
+  return fn, err
+end
+
+local function safe_rawset(t, k, v)
+  if protected[t] then error(READONLY, 2) end
+  return real_rawset(t, k, v)
+end
+
+local redis = {
+  -- py_call answers (value, kind): kind 0 a value as is, 1 a status, 2 an error message.
+  call = function(...)
+    local value, kind = py_call(...)
+    if kind == 0 then return value end
+    if kind == 1 then return {ok = value} end
+    error({err = value}, 0)
+  end,
+  pcall = function(...)
+    local value, kind = py_call(...)
+    if kind == 0 then return value end
+    if kind == 1 then return {ok = value} end
+    return {err = value}
+  end,
+  error_reply = function(message)
+    if type(message) ~= 'string' then error('wrong number or type of arguments', 2) end
+    if message:sub(1, 1) ~= '-' then message = '-' .. message end
+    local space = message:find(' ', 1, true)
+    if space then
+      return {err = message:sub(2, space - 1) .. ' ' .. message:sub(space + 1)}
+    end
+    return {err = 'ERR ' .. message:sub(2)}
+  end,
+  status_reply = function(message)
+    if type(message) ~= 'string' then error('wrong number or type of arguments', 2) end
+    return {ok = message}
+  end,
+  sha1hex = function(text)
+    if type(text) ~= 'string' and type(text) ~= 'number' then
+      error('wrong number of arguments', 2)
+    end
+    return py_sha1hex(tostring(text))
+  end,
+  log = function(level, ...)
+    if select('#', ...) == 0 then error('redis.log() requires two arguments or more.', 2) end
+    if type(level) ~= 'number' or level < 0 or level > 3 then error('Invalid debug level.', 2) end
+    local parts = {}
+    for i = 1, select('#', ...) do parts[i] = tostring((select(i, ...))) end
+    py_log(level, table.concat(parts, ' '))
+  end,
+  setresp = function(version)
+    if version ~= 2 and version ~= 3 then error('RESP version must be 2 or 3.', 2) end
+    py_setresp(version)
+  end,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = libs.version, REDIS_VERSION_NUM = libs.version_num,
+}
+
+local coroutine_lib = {}
+for name, fn in pairs(coroutine) do coroutine_lib[name] = fn end
+coroutine_lib.create, coroutine_lib.wrap = co_create, co_wrap
+
+-- The string metatable would otherwise hand scripts the writable string library.
+real_getmetatable('').__metatable = false
+
+for _, name in ipairs({
+  'assert', 'error', 'ipairs', 'next', 'pairs', 'pcall', 'rawequal', 'rawget', 'select',
+  'setmetatable', 'getmetatable', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall',
+  'collectgarbage', 'gcinfo',
+}) do
+  env[name] = _G[name]
+end
+env.rawset, env.loadstring = safe_rawset, safe_loadstring
+env._VERSION = _VERSION
+env.string, env.table, env.math = readonly(string), readonly(table), readonly(math)
+env.coroutine, env.redis = readonly(coroutine_lib), readonly(redis)
+for name, lib in pairs(libs.modules) do env[name] = readonly(lib) end
+env._G = env
+real_setmetatable(env, {
+  __index = function(_, name)
+    error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
+  end,
+  __newindex = function() error(READONLY, 2) end,
+  __metatable = false,
+})
+protected[env] = true
+
+-- Adds where the script was when it failed (Redis: "script: <sha>, on @user_script:<line>.").
+local function on_error(err)
+  if type(err) ~= 'table' then err = {err = 'ERR ' .. tostring(err)} end
+  for level = 2, 64 do
+    local info = getinfo(level, 'Sl')
+    if not info then break end
+    if info.source == '@user_script' then
+      err.line = info.currentline
+      break
+    end
+  end
+  return err
+end
+
+local function compile(source)
+  local fn, err = safe_loadstring(source, '@user_script')
+  return fn or nil, err
+end
+
+local function run(fn, keys, argv)
+  real_rawset(env, 'KEYS', keys)
+  real_rawset(env, 'ARGV', argv)
+  sethook(hook, '', hook_every)
+  local ok, result = xpcall(fn, on_error)
+  sethook()
+  return ok, result
+end
+
+return compile, run
+"""

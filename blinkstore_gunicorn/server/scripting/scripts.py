@@ -1,0 +1,273 @@
+"""The scripting layer: the script cache, ``redis.call`` through the dispatcher, error replies.
+
+A script's ``redis.call`` runs the command with ``Dispatcher.execute`` for a client of its own
+(RESP2, authenticated), so a script sees exactly what a client sees, and every command added
+to the store works from scripts with no change here. Commands that may park in the store,
+or that change a connection, are refused as Redis refuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.protocol.resp import ReplyReader
+from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
+from blinkstore_gunicorn.server.scripting.convert import argument, to_lua, to_reply
+from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.commands.registry import CommandSpec
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__ = ["BUSY", "MAX_EVAL_SCRIPTS", "Scripting", "sha1hex"]
+
+#: Scripts sent only by EVAL that the cache keeps (Redis 7.4's number).
+MAX_EVAL_SCRIPTS: Final = 500
+
+BUSY: Final = resp.error(
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+)
+_NOTBUSY: Final = resp.error("NOTBUSY No scripts in execution right now.")
+_UNKILLABLE: Final = resp.error(
+    "UNKILLABLE Sorry the script already executed write commands against the dataset. You "
+    "can either wait the script termination or kill the server in a hard way using the "
+    "SHUTDOWN NOSAVE command."
+)
+_OK: Final = resp.simple("OK")
+
+#: Commands a script may not call besides those flagged ``noscript``: they park the caller
+#: in the store (a script cannot wait) or change the connection itself.
+_NOT_IN_SCRIPTS: Final = frozenset({"bs.fetch", "blink.lock", "auth", "hello", "client", "quit"})
+_REFUSING_FLAGS: Final = frozenset({"noscript", "blocking"})
+#: What a busy store still answers (Redis: SCRIPT KILL, SHUTDOWN NOSAVE, and the commands
+#: that let a new connection get that far).
+_ALLOWED_WHILE_BUSY: Final = frozenset({b"auth", b"hello", b"quit"})
+
+#: What ``_call`` answers besides the value (the sandbox's ``redis.call`` reads it).
+_VALUE: Final = 0
+_STATUS: Final = 1
+_ERROR: Final = 2
+
+_ERR_NO_ARGS: Final = "ERR Please specify at least one argument for this redis lib call"
+_ERR_ARG_TYPE: Final = "ERR Lua redis lib command arguments must be strings or integers"
+_ERR_UNKNOWN: Final = "ERR Unknown Redis command called from script"
+_ERR_ARITY: Final = "ERR Wrong number of args calling Redis command from script"
+_ERR_NOT_ALLOWED: Final = "ERR This Redis command is not allowed from script"
+_ERR_READ_ONLY: Final = "ERR Write commands are not allowed from read-only scripts."
+
+
+def sha1hex(source: bytes) -> bytes:
+    """The name a script is cached under (lower-case hex SHA1 of its text)."""
+    return hashlib.sha1(source).hexdigest().encode()
+
+
+class Scripting:
+    """Lua scripts for one dispatcher: one sandboxed state, its cache, the running script."""
+
+    __slots__ = (
+        "_by_eval_only",
+        "_client",
+        "_commands",
+        "_dispatcher",
+        "_read_only",
+        "_run",
+        "_worker",
+        "busy_threshold",
+        "cache",
+        "lua",
+    )
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        commands: Mapping[str, CommandSpec],
+        version: str,
+        *,
+        max_memory: int = DEFAULT_MAX_MEMORY,
+        busy_threshold: float = DEFAULT_BUSY_THRESHOLD,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._commands = commands
+        self.lua = LuaState(self._call, self._hook, max_memory=max_memory, version=version.encode())
+        #: Compiled scripts by SHA1 (lower-case hex); bounded by the Lua state's memory.
+        self.cache: dict[bytes, Any] = {}
+        self._by_eval_only: OrderedDict[bytes, None] = OrderedDict()
+        self._client = dispatcher.new_client()
+        dispatcher.authenticate(self._client)
+        self._run: Run | None = None
+        self._worker = Worker()
+        self._read_only = False
+        #: Seconds a script runs before other clients get BUSY.
+        self.busy_threshold = busy_threshold
+
+    # -- the cache -----------------------------------------------------------------------
+
+    def load(self, source: bytes, *, by_eval: bool = False) -> tuple[bytes, bytes | None]:
+        """Compile and cache ``source``: its SHA1, and an error reply when it does not compile.
+
+        Scripts only ever sent by EVAL (``by_eval``) are forgotten oldest first past
+        :data:`MAX_EVAL_SCRIPTS`, as Redis 7.4 does, so that a client generating scripts
+        cannot fill the Lua state; ``SCRIPT LOAD`` keeps a script until ``SCRIPT FLUSH``.
+        """
+        sha = sha1hex(source)
+        by_eval_only = self._by_eval_only
+        if sha in self.cache:
+            if not by_eval:
+                by_eval_only.pop(sha, None)
+            elif sha in by_eval_only:
+                by_eval_only.move_to_end(sha)
+            return sha, None
+        try:
+            fn, err = self.lua.compile(source)
+        except self.lua.memory_error:
+            self.lua.collect()
+            fn, err = None, b"not enough memory"
+        if fn is None:
+            text = (err or b"").decode("utf-8", "replace")
+            return sha, resp.error(f"ERR Error compiling script (new function): {text}")
+        self.cache[sha] = fn
+        if by_eval:
+            by_eval_only[sha] = None
+            if len(by_eval_only) > MAX_EVAL_SCRIPTS:
+                del self.cache[by_eval_only.popitem(last=False)[0]]
+        return sha, None
+
+    def flush(self) -> None:
+        """Forget every cached script (SCRIPT FLUSH)."""
+        self.cache.clear()
+        self._by_eval_only.clear()
+        self.lua.collect()
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(
+        self, c: Client, sha: bytes, keys: list[bytes], argv: list[bytes], read_only: bool
+    ) -> bytes | None:
+        """Run the cached script ``sha`` for ``c``: its reply, or None when it went busy
+        (its reply then goes to ``c.deliver``)."""
+        fn = self.cache[sha]
+        nil = c.nil
+
+        def body() -> bytes:
+            return self._body(fn, sha, keys, argv, nil)
+
+        run = Run(self._worker, body, self.busy_threshold, may_suspend=not c.in_exec)
+        self._run, self._read_only = run, read_only
+        reply = run.start()
+        if reply is not None:
+            self._run = None
+            return reply
+        d = self._dispatcher
+        d.busy = self._while_busy
+
+        def done(reply: bytes) -> None:
+            self._run = None
+            d.busy = None
+            c.deliver(reply)
+
+        run.resume_later(done)
+        return None
+
+    def _body(self, fn: Any, sha: bytes, keys: list[bytes], argv: list[bytes], nil: bytes) -> bytes:
+        lua = self.lua
+        try:
+            ok, result = lua.run(fn, keys, argv)
+        except lua.memory_error:
+            ok, result = False, b"not enough memory"
+        if ok:
+            return to_reply(result, nil)
+        if result.__class__ is bytes:
+            # Out of memory (Lua runs no error handler for it): free what the script left.
+            lua.collect()
+            return resp.error(
+                f"ERR Error running script: {result.decode('utf-8', 'replace')} (the Lua "
+                f"state is limited to {lua.max_memory} bytes) script: {sha.decode()}"
+            )
+        return _error_reply(lua, result, sha)
+
+    def kill(self) -> bytes:
+        """SCRIPT KILL: stop the busy script unless it wrote."""
+        run = self._run
+        if run is None or not run.busy:
+            return _NOTBUSY
+        if run.wrote:
+            return _UNKILLABLE
+        run.killed = True
+        return _OK
+
+    def _hook(self) -> str | None:
+        run = self._run
+        return None if run is None else run.hook()
+
+    def _while_busy(self, d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+        """The dispatcher's gate while a script is busy (``Dispatcher.busy``)."""
+        name = args[0].lower()
+        if not (
+            c is self._client
+            or name in _ALLOWED_WHILE_BUSY
+            or (name == b"script" and len(args) == 2 and args[1].lower() == b"kill")
+        ):
+            return BUSY
+        d.busy = None
+        try:
+            return d.execute(c, args)
+        finally:
+            d.busy = self._while_busy
+
+    def _call(self, *raw: Any) -> tuple[Any, int]:
+        """``redis.call`` and ``redis.pcall``: ``(value, kind)``, kind :data:`_VALUE`,
+        :data:`_STATUS` or :data:`_ERROR` (the sandbox makes the ``{ok=}``/``{err=}`` tables:
+        building them in Lua costs less than from Python)."""
+        args = [argument(value) for value in raw]
+        refusal = self._refusal(args)
+        if refusal is not None:
+            return refusal.encode(), _ERROR
+        reply = self._dispatcher.execute(self._client, args)  # type: ignore[arg-type]
+        # One reply of a plain kind is read here; arrays go through the reply parser.
+        kind = reply[0]
+        if kind == 0x24:  # '$'
+            return (False if reply[1] == 0x2D else reply[reply.index(b"\r\n") + 2 : -2]), _VALUE
+        if kind == 0x3A:  # ':'
+            return int(reply[1:-2]), _VALUE
+        if kind == 0x2B:  # '+'
+            return reply[1:-2], _STATUS
+        if kind == 0x2D:  # '-'
+            return reply[1:-2], _ERROR
+        reader = ReplyReader()
+        reader.feed(reply)
+        return to_lua(self.lua.lua, reader.next_reply()), _VALUE  # type: ignore[arg-type]
+
+    def _refusal(self, args: list[bytes | None]) -> str | None:
+        if not args:
+            return _ERR_NO_ARGS
+        if None in args:
+            return _ERR_ARG_TYPE
+        spec = self._commands.get(args[0].lower().decode("utf-8", "replace"))  # type: ignore[union-attr]
+        if spec is None:
+            return _ERR_UNKNOWN
+        if len(args) != spec.arity and (spec.arity > 0 or len(args) < -spec.arity):
+            return _ERR_ARITY
+        if spec.name in _NOT_IN_SCRIPTS or _REFUSING_FLAGS.intersection(spec.flags):
+            return _ERR_NOT_ALLOWED
+        if "write" in spec.flags:
+            if self._read_only:
+                return _ERR_READ_ONLY
+            run = self._run
+            if run is not None:
+                run.wrote = True
+        return None
+
+
+def _error_reply(lua: LuaState, error: Any, sha: bytes) -> bytes:
+    """Redis's reply for a script that raised: ``<message> script: <sha>, on @user_script:<n>.``"""
+    if lua.lua_type(error) == "table":
+        message, line = error[b"err"], error[b"line"]
+    else:
+        message, line = b"ERR " + str(error).encode(), None
+    text = message.decode("utf-8", "replace") if message.__class__ is bytes else str(message)
+    where = f", on @user_script:{line}." if line is not None else ""
+    return resp.error(f"{text} script: {sha.decode()}{where}")
