@@ -7,6 +7,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -54,7 +55,7 @@ def test_a_counter_bumped_non_atomically_under_the_lock_ends_exact(
 def test_a_killed_holder_frees_the_lock_for_the_parked_waiters(tmp_path: Path) -> None:
     name = f"lock-{uuid.uuid4().hex}"
 
-    async def scenario(base: str, workers: set[int]) -> None:
+    async def scenario(base: str, workers: set[int], server_log: Callable[[], str]) -> None:
         limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
         state_url = f"{base}/state?name={name}&workers={','.join(map(str, workers))}"
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
@@ -77,7 +78,8 @@ def test_a_killed_holder_frees_the_lock_for_the_parked_waiters(tmp_path: Path) -
                     fresh = httpx.AsyncClient(timeout=60, headers={"Connection": "close"})
                     takers.append(asyncio.ensure_future(_get_and_close(fresh, base, name)))
                 await asyncio.sleep(0.01)
-            assert not any(taker.done() for taker in takers), "the lock was not held"
+            early = [_outcome(taker) for taker in takers if taker.done()]
+            assert not early, f"the lock was not held: {early}, {server_log()}"
             # The lock has no timeout: only the holder's connection closing can free it.
             os.kill(holder, signal.SIGKILL)
             # Freed at once means long before the takers' 30 s wait could run out.
@@ -91,8 +93,17 @@ def test_a_killed_holder_frees_the_lock_for_the_parked_waiters(tmp_path: Path) -
 
     with gunicorn(ARGS, tmp_path) as server:
         workers = _wait_for_workers(server.url)
-        asyncio.run(scenario(server.url, workers))
+        asyncio.run(scenario(server.url, workers, server.log))
         assert wait_until(lambda: len(server.worker_pids()) == 4, timeout=30)
+
+
+def _outcome(taker: asyncio.Future[httpx.Response]) -> str:
+    """What a finished request gave: its status and body, or its exception."""
+    error = taker.exception()
+    if error is not None:
+        return repr(error)
+    reply = taker.result()
+    return f"{reply.status_code} {reply.text[:300]}"
 
 
 async def _get_and_close(client: httpx.AsyncClient, base: str, name: str) -> httpx.Response:
