@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loop", type=int, default=200_000, help="engine.set calls per figure")
     parser.add_argument("--quick", action="store_true", help="fewer calls and requests")
     args = parser.parse_args(argv)
+    if min(args.rounds, args.requests, args.loop) < 1:
+        parser.error("--rounds, --requests and --loop must be at least 1")
     if args.quick:
         args.rounds, args.requests, args.loop = 1, 50_000, 50_000
     cpu = {name: publish_cpu(args.loop, name == "on") for name in ("off", "on")}
