@@ -112,6 +112,7 @@ class RegionWriter:
         "_data_start",
         "_epoch",
         "_half",
+        "_halves",
         "_live",
         "_mark_base",
         "_marks",
@@ -172,6 +173,7 @@ class RegionWriter:
         self._region_fd, self._marks_fd, self._reader_fd = fds
         self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
+        self._halves = memoryview(self._mm).cast("I")  # the store's own reads of block lengths
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
@@ -244,8 +246,10 @@ class RegionWriter:
         """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
         # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
         # cheaper than the allocator's page lookup, and called on every overwrite.
-        lengths = self._w[(handle >> 3) + BLOCK_LENGTHS]
-        n = BLOCK_HEADER + (lengths >> 32) + (lengths & _MASK32)
+        # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
+        # (their sum does not depend on the byte order).
+        i = (handle >> 2) + 2 * BLOCK_LENGTHS
+        n = BLOCK_HEADER + self._halves[i] + self._halves[i + 1]
         return (n + 15) & ~15 if n <= 256 else block_size(n)  # block_size(n), inlined
 
     def read(self, handle: int) -> bytes:
@@ -287,11 +291,11 @@ class RegionWriter:
                 t[b + SEQ] = seq + 1
                 start = handle + BLOCK_HEADER + nk
                 self._mm[start : start + nv] = value
-                if old != lengths:
+                if old != lengths:  # else LOC (block and value length) is unchanged too
                     w[j + BLOCK_LENGTHS] = lengths
+                    t[b + LOC] = handle << LOC_SHIFT | nv
                 if self._checksum:
                     w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-                t[b + LOC] = handle << LOC_SHIFT | nv
                 t[b + EXPIRE] = expire_at
                 t[b + SEQ] = seq + 2
                 if self._migration is not None:
@@ -375,7 +379,7 @@ class RegionWriter:
         self._w[H_TOKEN] = 0
         if self._migration is not None:
             self._migration.table.release()
-        for view in (self._t, self._w, self._counters, self._marks):
+        for view in (self._t, self._w, self._halves, self._counters, self._marks):
             view.release()
         self._mm.close()
         self._marks_mm.close()
