@@ -20,6 +20,7 @@ SUITES = (
     "ratelimit",
     "gunicorn",
     "shm",
+    "shm_writes",
     "memory_tax",
 )
 

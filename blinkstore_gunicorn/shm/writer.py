@@ -97,7 +97,8 @@ class RegionWriter:
     """Creates the region and its marks (sealed memfds) and publishes entries; one per store.
 
     ``memory_limit`` sizes the data area and the table (0: unlimited, sparse); ``max_value``
-    is the largest value held inline; ``checksum`` (default: off on x86-64 only) makes readers
+    is the largest value held inline (attribute ``max_value``: a plain attribute, read on
+    every SET); ``checksum`` (default: off on x86-64 only) makes readers
     verify a crc32 of key, value and deadline.
     """
 
@@ -111,6 +112,7 @@ class RegionWriter:
         "_data_start",
         "_epoch",
         "_half",
+        "_halves",
         "_live",
         "_mark_base",
         "_marks",
@@ -118,7 +120,6 @@ class RegionWriter:
         "_marks_fd",
         "_marks_mm",
         "_max_slots",
-        "_max_value",
         "_migration",
         "_mm",
         "_mul",
@@ -132,6 +133,7 @@ class RegionWriter:
         "_table_bytes",
         "_used_slots",
         "_w",
+        "max_value",
     )
 
     def __init__(
@@ -143,7 +145,7 @@ class RegionWriter:
     ) -> None:
         if not 0 <= max_value <= MAX_INLINE_VALUE:
             raise ValueError(f"max_value must be 0..{MAX_INLINE_VALUE}, got {max_value}")
-        self._max_value = max_value
+        self.max_value = max_value
         self._checksum = checksum_by_default() if checksum is None else checksum
         page = page_size(memory_limit)
         # The limit plus room for partly used pages (one per block size in use). Pages are
@@ -171,6 +173,7 @@ class RegionWriter:
         self._region_fd, self._marks_fd, self._reader_fd = fds
         self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
+        self._halves = memoryview(self._mm).cast("I")  # the store's own reads of block lengths
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
@@ -242,16 +245,17 @@ class RegionWriter:
         if not self._batch_depth:
             self._w[H_WRITE_EPOCH] += 1
 
-    @property
-    def max_value(self) -> int:
-        """Largest value held inline."""
-        return self._max_value
-
     # -- entries ------------------------------------------------------------------------------
 
     def block_bytes(self, handle: int) -> int:
         """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
-        return self._blocks.size_of(handle)
+        # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
+        # cheaper than the allocator's page lookup, and called on every overwrite.
+        # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
+        # (their sum does not depend on the byte order).
+        i = (handle >> 2) + 2 * BLOCK_LENGTHS
+        n = BLOCK_HEADER + self._halves[i] + self._halves[i + 1]
+        return (n + 15) & ~15 if n <= 256 else block_size(n)  # block_size(n), inlined
 
     def read(self, handle: int) -> bytes:
         """The value in the block at ``handle``."""
@@ -266,23 +270,41 @@ class RegionWriter:
         value's block offset, or 0 when the value is not held inline (too large, or no block of
         its size is free): the entry then says "ask the store" and the caller keeps the value.
         """
+        # The hot path of every SET: attributes and helpers are read once into locals, and
+        # the common overwrite (same block size) is done here without a further call.
         if not key:
             return 0
-        size = block_size(BLOCK_HEADER + len(key) + len(value))
+        nk = len(key)
+        nv = len(value)
+        lengths = nk << 32 | nv
+        w = self._w
         if handle:
-            slot = self._slot_of(handle)
-            if self._blocks.size_of(handle) == size and len(value) <= self._max_value:
-                # Same key, same block size: rewrite the block in place, under the sequence.
+            j = handle >> 3
+            word = w[j + BLOCK_SLOT]
+            slot = word & SLOT_MASK if word >> HALF_SHIFT == self._half else self._slot_of(handle)
+            old = w[j + BLOCK_LENGTHS]
+            if nv <= self.max_value and (
+                old == lengths
+                or block_size(BLOCK_HEADER + nk + nv)
+                == block_size(BLOCK_HEADER + (old >> 32) + (old & _MASK32))
+            ):
+                # Same key, same block size: rewrite the value in place (the key is there
+                # already), under the sequence.
                 t = self._t
                 b = slot * SLOT_WORDS
                 seq = t[b + SEQ]
                 t[b + SEQ] = seq + 1
-                self._fill(handle, key, value, expire_at)
-                t[b + LOC] = handle << LOC_SHIFT | len(value)
+                start = handle + BLOCK_HEADER + nk
+                self._mm[start : start + nv] = value
+                if old != lengths:  # else LOC (block and value length) is unchanged too
+                    w[j + BLOCK_LENGTHS] = lengths
+                    t[b + LOC] = handle << LOC_SHIFT | nv
+                if self._checksum:
+                    w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
                 t[b + EXPIRE] = expire_at
                 t[b + SEQ] = seq + 2
                 if self._migration is not None:
-                    self._migration.mirror(t, slot, self._w)
+                    self._migration.mirror(t, slot, w)
                 return handle
             meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
@@ -290,15 +312,22 @@ class RegionWriter:
             if slot < 0:
                 h = key_hash(key, self._mul, self._prime)
                 slot = self._new_slot(h)
-                meta = h << 32 | len(key)
+                meta = h << 32 | nk
             else:
                 meta = self._t[slot * SLOT_WORDS]
-        block = self._blocks.alloc(size) if len(value) <= self._max_value else 0
+        size = block_size(BLOCK_HEADER + nk + nv)
+        block = self._blocks.alloc(size) if nv <= self.max_value else 0
         if block:
             # Not visible yet: no slot points here.
-            self._w[(block >> 3) + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
-            self._fill(block, key, value, expire_at)
-            self._update(slot, meta, block << LOC_SHIFT | len(value), expire_at)
+            j = block >> 3
+            w[j + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
+            start = block + BLOCK_HEADER
+            # One copy into the region: joining a small key and value is cheaper than two slices.
+            self._mm[start : start + nk + nv] = key + value
+            w[j + BLOCK_LENGTHS] = lengths
+            if self._checksum:
+                w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
+            self._update(slot, meta, block << LOC_SHIFT | nv, expire_at)
         else:
             self._ask[key] = slot
             self._update(slot, meta, 0, expire_at)
@@ -327,7 +356,9 @@ class RegionWriter:
         t[b + SEQ] = seq + 1
         t[b + EXPIRE] = expire_at
         if handle and self._checksum:
-            self._fill(handle, key, self.read(handle), expire_at)
+            self._w[(handle >> 3) + BLOCK_CHECKSUM] = entry_checksum(
+                key, self.read(handle), expire_at
+            )
         t[b + SEQ] = seq + 2
         if self._migration is not None:
             self._migration.mirror(t, slot, self._w)
@@ -353,7 +384,7 @@ class RegionWriter:
         self._w[H_TOKEN] = 0
         if self._migration is not None:
             self._migration.table.release()
-        for view in (self._t, self._w, self._counters, self._marks):
+        for view in (self._t, self._w, self._halves, self._counters, self._marks):
             view.release()
         self._mm.close()
         self._marks_mm.close()
@@ -361,16 +392,6 @@ class RegionWriter:
             os.close(fd)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _fill(self, block: int, key: bytes, value: bytes, expire_at: int) -> None:
-        """Write the lengths, key and value (and their checksum) into ``block``."""
-        start = block + BLOCK_HEADER
-        # One copy into the region: joining a small key and value is cheaper than two slices.
-        self._mm[start : start + len(key) + len(value)] = key + value
-        j = block >> 3
-        self._w[j + BLOCK_LENGTHS] = len(key) << 32 | len(value)
-        if self._checksum:
-            self._w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
 
     def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
         """Rewrite ``slot``'s words under its sequence (odd while they change)."""

@@ -1,0 +1,38 @@
+"""``bench/shm_writes.py`` stays runnable: a tiny run gives every figure for every peer."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench import shm_writes
+from harness.processes import REDIS_SERVER
+
+pytestmark = pytest.mark.redis
+
+
+def test_publish_cpu_measures_overwrite_and_insert() -> None:
+    for region in (False, True):
+        figures = shm_writes.publish_cpu(200, region)
+        assert set(figures) == {"overwrite", "insert"}
+        assert all(ns > 0 for ns in figures.values())
+
+
+@pytest.mark.skipif(
+    REDIS_SERVER is None or shutil.which("redis-benchmark") is None,
+    reason="redis-server or redis-benchmark is not installed",
+)
+def test_tiny_redis_benchmark_run_has_every_peer_and_test() -> None:
+    found = shm_writes.throughput(rounds=1, requests=2000)
+    assert set(found) == {"SET", "INCR"}
+    for peers in found.values():
+        assert set(peers) == {"on", "off", "redis"}
+        assert all(len(rps) == 1 and rps[0] > 0 for rps in peers.values())
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        shm_writes.main(["--rounds", "0"])
+    assert info.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
