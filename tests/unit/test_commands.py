@@ -58,6 +58,16 @@ def err(message: str) -> bytes:
     return b"-" + message.encode() + b"\r\n"
 
 
+WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+def bulks(*items: str) -> bytes:
+    """An array of bulk strings, as the store writes it."""
+    return b"*%d\r\n" % len(items) + b"".join(
+        b"$%d\r\n%b\r\n" % (len(item), item.encode()) for item in items
+    )
+
+
 def test_ping_echo(r: Harness) -> None:
     assert r("PING") == b"+PONG\r\n"
     assert r("ping", "hi") == b"$2\r\nhi\r\n"

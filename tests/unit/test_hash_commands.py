@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_commands import Harness, err
-
-WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+from tests.unit.test_commands import WRONGTYPE, Harness, err
 
 
 @pytest.fixture

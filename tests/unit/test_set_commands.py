@@ -8,9 +8,7 @@ import pytest
 from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
 from blinkstore_gunicorn.engine.sets import sadd, spop, srem
 from blinkstore_gunicorn.engine.typed import CONTAINER_OVERHEAD, SET_MEMBER_OVERHEAD
-from tests.unit.test_commands import Harness, err
-
-WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+from tests.unit.test_commands import WRONGTYPE, Harness, err
 
 
 @pytest.fixture

@@ -8,20 +8,12 @@ import pytest
 from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
 from blinkstore_gunicorn.engine.typed import CONTAINER_OVERHEAD, ZSET_MEMBER_OVERHEAD
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
-from tests.unit.test_commands import Harness, err
-
-WRONGTYPE = err("WRONGTYPE Operation against a key holding the wrong kind of value")
+from tests.unit.test_commands import WRONGTYPE, Harness, bulks, err
 
 
 @pytest.fixture
 def r() -> Harness:
     return Harness()
-
-
-def bulks(*items: str) -> bytes:
-    return b"*%d\r\n" % len(items) + b"".join(
-        b"$%d\r\n%b\r\n" % (len(item), item.encode()) for item in items
-    )
 
 
 def test_zadd_options_and_scores(r: Harness) -> None:
