@@ -68,21 +68,10 @@ class ConfigError(ValueError):
 
 # --- sizes ----------------------------------------------------------------------------------
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kb": KiB,
-    "kib": KiB,
-    "m": MiB,
-    "mb": MiB,
-    "mib": MiB,
-    "g": GiB,
-    "gb": GiB,
-    "gib": GiB,
-    "t": 1024 * GiB,
-    "tb": 1024 * GiB,
-    "tib": 1024 * GiB,
+_UNITS = {"": 1, "b": 1} | {
+    unit + suffix: size
+    for unit, size in (("k", KiB), ("m", MiB), ("g", GiB), ("t", 1024 * GiB))
+    for suffix in ("", "b", "ib")
 }
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*\Z")
 
@@ -221,6 +210,16 @@ def _parse_text(value: str | int) -> str:
     return str(value)
 
 
+def _parse_seconds(value: str | int) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"invalid duration {value!r}: expected 0 or more seconds (60, 0.5)")
+    return seconds
+
+
 def _parse_log_level(value: str | int) -> str:
     level = str(value).strip().lower()
     if level not in LOG_LEVELS:
@@ -315,6 +314,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
+    SettingSpec(
+        "snapshot",
+        _parse_text,
+        "save every key to this file (Redis RDB, mode 0600) on stop, load it on start (empty: off)",
+        "PATH",
+    ),
+    SettingSpec(
+        "snapshot_interval",
+        _parse_seconds,
+        "with --snapshot: also save in the background this often when something changed"
+        " (default 60, 0 = on stop only)",
+        "SECONDS",
+    ),
 )
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
@@ -346,6 +358,8 @@ class StoreSettings:
     log_level: str = "info"
     shm: str = "on"
     shm_max_value: int = 64 * KiB
+    snapshot: str | None = None
+    snapshot_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.unix is not None and not self.unix.strip():

@@ -52,6 +52,7 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
+    from blinkstore_gunicorn.storage.saving import Snapshots
 
 __all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
 
@@ -218,6 +219,7 @@ class Dispatcher:
         "preauth_table",
         "pubsub",
         "scripting",
+        "snapshots",
         "stats",
         "watchers",
     )
@@ -259,6 +261,8 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: The store's snapshot file (``INFO persistence``, SAVE, BGSAVE); none without a store.
+        self.snapshots: Snapshots | None = None
         #: How many connections WATCH each key (``commands/transaction.py``).
         self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)

@@ -30,6 +30,7 @@ from blinkstore_gunicorn.shm import handout
 from blinkstore_gunicorn.shm.fds import make_undumpable
 from blinkstore_gunicorn.shm.generation import Generation, generation_path
 from blinkstore_gunicorn.shm.writer import RegionWriter
+from blinkstore_gunicorn.storage.saving import Snapshots
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
 
@@ -115,6 +116,9 @@ class StoreServer:
             max_reply_size=settings.client_buffer_budget,
             pubsub_limit=settings.pubsub_buffer_limit,
         )
+        #: The snapshot file (``snapshot`` setting): loaded before serving, saved on stop.
+        self.snapshots = self.dispatcher.snapshots = Snapshots(settings.snapshot, self.engine)
+        self._snapshot_ticker: Ticker | None = None
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
         #: The one bound on what all connections hold together.
@@ -182,6 +186,14 @@ class StoreServer:
             raise
         if self.region is not None:
             self._heartbeat = Ticker(loop, HEARTBEAT_INTERVAL, self._beat)
+        # Bound but not serving yet: connections queue until the snapshot is in.
+        self.snapshots.load(self.dispatcher.clock_ms())
+        for listener in self._listeners:
+            await listener.start_serving()
+        if self.snapshots.path is not None and self.settings.snapshot_interval > 0:
+            self._snapshot_ticker = Ticker(
+                loop, self.settings.snapshot_interval, self.snapshots.periodic
+            )
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
@@ -234,7 +246,7 @@ class StoreServer:
         self._publish_region(generation)
         sock.setblocking(False)
         server = await loop.create_unix_server(
-            lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+            lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG, start_serving=False
         )
         self._listeners.append(server)
         self.stats.unix_path = path
@@ -319,6 +331,7 @@ class StoreServer:
                 port,
                 reuse_address=True,
                 backlog=LISTEN_BACKLOG,
+                start_serving=False,
             )
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -363,11 +376,10 @@ class StoreServer:
         if self._stopped:
             return
         self._stopped = True
-        for ticker in (self._heartbeat, self._expiry, self._audit):
+        for ticker in (self._heartbeat, self._expiry, self._audit, self._snapshot_ticker):
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
-        self._close_region()
         self._remove_socket_file()
         for connection in list(self.connections):
             connection.close_gracefully()
@@ -378,6 +390,9 @@ class StoreServer:
             connection.abort()
         # Give aborted transports a loop iteration to call connection_lost.
         await asyncio.sleep(0)
+        # Nothing writes any more; the region still holds its strings.
+        self.snapshots.stop()
+        self._close_region()
         log.info(
             "blinkstore stopped (pid %d, uptime %ds, %d commands)",
             os.getpid(),

@@ -8,6 +8,7 @@
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
+``persistence``    SAVE, BGSAVE, LASTSAVE (rdb.c; the file is ``storage/``)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
@@ -31,6 +32,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     keyspace,
     lists,
     locks,
+    persistence,
     pubsub,
     ratelimit,
     scripting,
