@@ -494,13 +494,16 @@ class StoreSupervisor:
         except (OSError, ValueError):
             return True
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the store (it removes its socket), then remove the runtime directory.
 
         Closing the lifeline is the stop request (the standby leaves on it too); SIGKILL
-        follows after ``timeout`` seconds.
+        follows after ``timeout`` seconds: by default 5, or 120 for a store that writes its
+        snapshot on the way out (a killed one leaves the previous snapshot in place).
         """
         global _current
+        if timeout is None:
+            timeout = 120.0 if "--snapshot" in self.serve_args else 5.0
         self._stopping = True
         if self._stop_pipe is not None:
             with contextlib.suppress(OSError):
