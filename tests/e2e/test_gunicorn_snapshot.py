@@ -1,0 +1,120 @@
+"""A warm cache across a full gunicorn restart: the store saves its snapshot when gunicorn stops
+(SIGTERM) and the next master's store loads it before the first request (docs/persistence.md)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import redis
+
+from harness.gunicorn import CONF, Gunicorn, get, gunicorn
+from tests.e2e.test_gunicorn_deploy import open_directory
+
+pytestmark = pytest.mark.slow
+
+KEYS = 1000
+
+
+def store_client(server: Gunicorn) -> redis.Redis:
+    """A redis-py client of the master's store (its URL as the workers see it)."""
+    return redis.Redis(unix_socket_path=urlsplit(get(server.url + "/env")["url"]).path)
+
+
+def hit_ratio(server: Gunicorn, http: httpx.Client) -> float:
+    """The store's hit ratio (INFO) over one GET request of each key, through the app."""
+    r = store_client(server)
+    before = r.info("stats")
+    for i in range(KEYS):
+        assert http.get(f"{server.url}/get?key=k{i}").status_code == 200
+    after = r.info("stats")
+    hits = after["keyspace_hits"] - before["keyspace_hits"]
+    misses = after["keyspace_misses"] - before["keyspace_misses"]
+    return hits / (hits + misses)
+
+
+def stop(server: Gunicorn) -> None:
+    server.wait_workers_booted(2)
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit() == 0, server.log()
+
+
+@pytest.mark.parametrize("snapshot", [True, False])
+def test_first_requests_after_a_restart_hit_as_before(tmp_path: Path, snapshot: bool) -> None:
+    env = {"BLINKSTORE_SNAPSHOT": str(tmp_path / "cache.rdb")} if snapshot else {}
+    args = [*CONF, "-w", "2", "wsgi_app:app"]
+    with httpx.Client() as http:
+        with gunicorn(args, tmp_path, env=env) as server:
+            for i in range(KEYS):
+                http.get(f"{server.url}/set?key=k{i}&value=v{i}")
+            before = hit_ratio(server, http)
+            stop(server)
+        with gunicorn(args, tmp_path, env=env) as server:
+            after = hit_ratio(server, http)
+            assert get(f"{server.url}/get?key=k7")["value"] == ("v7" if snapshot else None)
+    assert before == 1.0
+    # With a snapshot the first requests hit as before; without one they all miss (the
+    # reason for the feature, and proof that this test can tell).
+    assert after == (before if snapshot else 0.0)
+
+
+def test_every_type_and_deadline_survives_sigterm_and_start(tmp_path: Path) -> None:
+    env = {"BLINKSTORE_SNAPSHOT": str(tmp_path / "cache.rdb")}
+    args = [*CONF, "-w", "2", "wsgi_app:app"]
+    with gunicorn(args, tmp_path, env=env) as server:
+        r = store_client(server)
+        r.set("string", "s")
+        r.rpush("queue", "a", "b")
+        r.sadd("set", "m")
+        r.hset("hash", "f", "v")
+        r.zadd("zset", {"x": 1.5})
+        deadline = (r.time()[0] + 3600) * 1000
+        for key in ("string", "queue", "set", "hash", "zset"):
+            r.pexpireat(key, deadline)
+        stop(server)
+    with gunicorn(args, tmp_path, env=env) as server:
+        r = store_client(server)
+        assert r.get("string") == b"s"
+        assert r.lrange("queue", 0, -1) == [b"a", b"b"]
+        assert r.smembers("set") == {b"m"}
+        assert r.hgetall("hash") == {b"f": b"v"}
+        assert r.zrange("zset", 0, -1, withscores=True) == [(b"x", 1.5)]
+        for key in ("string", "queue", "set", "hash", "zset"):
+            assert 0 < r.pttl(key) <= 3_600_000, key
+        assert "snapshot" in server.log() and "loaded" in server.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_under_user_the_file_is_the_workers_users_and_a_foreign_one_is_refused() -> None:
+    nobody = pwd.getpwnam("nobody")
+    with open_directory() as cwd:
+        state = cwd / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        path = state / "cache.rdb"
+        env = {"BLINKSTORE_SNAPSHOT": str(path)}
+        args = [*CONF, "--user", "nobody", "--group", "nogroup", "-w", "2", "wsgi_app:app"]
+        with gunicorn(args, cwd, env=env) as server:
+            get(f"{server.url}/set?key=kept&value=yes")
+            stop(server)
+        st = path.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o600)
+        with gunicorn(args, cwd, env=env) as server:
+            assert get(f"{server.url}/get?key=kept")["value"] == "yes"
+            stop(server)
+        # Now root's (readable, so that the owner is the reason): nobody's store must not
+        # trust a file another user could have written.
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
+        with gunicorn(args, cwd, env=env) as server:
+            assert get(f"{server.url}/get?key=kept")["value"] is None
+            get(f"{server.url}/set?key=new&value=1")
+            assert get(f"{server.url}/get?key=new")["value"] == "1"
+            refusals = [line for line in server.log().splitlines() if "refused" in line]
+            assert len(refusals) == 1 and "owned by uid 0" in refusals[0], server.log()
