@@ -9,6 +9,8 @@ import pwd
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -272,3 +274,31 @@ def test_save_bgsave_lastsave_and_info(blinkstore_factory: StoreFactory, tmp_pat
     with pytest.raises(redis.ResponseError, match="no snapshot file is configured"):
         bare.save()
     assert bare.info("persistence")["rdb_bgsave_in_progress"] == 0
+
+
+def blinkstore_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "blinkstore_gunicorn", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_snapshot_save_and_info(blinkstore_factory: StoreFactory, tmp_path: Path) -> None:
+    path = tmp_path / SNAPSHOT
+    store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
+    client(store).mset({"a": "1", "b": "2"})
+    saved = blinkstore_cli("snapshot", "save", "--url", store.url)
+    assert (saved.returncode, saved.stdout) == (0, f"saved 2 keys to {path}\n"), saved.stderr
+    assert path.exists()
+    info = blinkstore_cli("snapshot", "info", "--url", store.url)
+    assert info.returncode == 0, info.stderr
+    shown = {line[:14].strip(): line[14:] for line in info.stdout.splitlines()}
+    assert (shown["path"], shown["keys"], shown["last status"]) == (str(path), "2", "ok")
+    assert shown["size"].endswith(" B")
+    bare = blinkstore_factory()
+    refused = blinkstore_cli("snapshot", "save", "--url", bare.url)
+    assert refused.returncode == 2
+    assert "no snapshot file" in refused.stderr
