@@ -451,6 +451,7 @@ def test_info_sections(r: Harness) -> None:
         "# Server",
         "# Clients",
         "# Memory",
+        "# Persistence",
         "# Stats",
         "# Replication",
         "# CPU",
