@@ -173,6 +173,9 @@ class StoreServer:
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         self.stats.event_loop = type(loop).__module__.split(".")[0]
+        unusable = self.snapshots.unusable()
+        if unusable is not None:
+            raise ConfigError("snapshot", unusable)
         try:
             if self.settings.unix is not None:
                 await self._listen_unix(loop, self.settings.unix)

@@ -73,6 +73,18 @@ class Snapshots:
         """Whether a background save runs."""
         return self._child is not None
 
+    def unusable(self) -> str | None:
+        """Why no snapshot could ever be written (its directory is missing or not writable by
+        this process), None when it can: checked at start, as a setting is."""
+        if self.path is None:
+            return None
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            return f"directory {directory} does not exist"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"directory {directory} is not writable by uid {os.geteuid()}"
+        return None
+
     def _engine(self) -> MemoryEngine:
         if self.path is None:
             raise SnapshotError("no snapshot path is configured (--snapshot)")
@@ -220,9 +232,18 @@ class Snapshots:
         os.waitpid(pid, 0)
         self._child = None
         self.last_bgsave_seconds = round(time.time() - started)
-        self._finish(self._report.decode(errors="replace"), changes, started)
+        self._finish(pid, self._report.decode(errors="replace"), changes, started)
 
-    def _finish(self, report: str, changes: int, started: float) -> None:
+    def _remove_temporary(self, pid: int) -> None:
+        """Remove the temporary file a save by ``pid`` left (killed before its rename)."""
+        assert self.path is not None
+        directory, name = os.path.split(self.path)
+        try:
+            os.unlink(os.path.join(directory, f".{name}.{pid}.tmp"))
+        except FileNotFoundError:
+            pass
+
+    def _finish(self, pid: int, report: str, changes: int, started: float) -> None:
         verdict, _, rest = report.partition(" ")
         if verdict == "ok":
             keys, left_out = (int(n) for n in rest.split())
@@ -239,6 +260,7 @@ class Snapshots:
                 self._saved_changes -= 1
             return
         self.last_status = "err"
+        self._remove_temporary(pid)
         log.error("background snapshot %s failed: %s", self.path, rest or "the child died")
 
     def periodic(self) -> None:
@@ -262,12 +284,7 @@ class Snapshots:
             except ProcessLookupError:
                 pass
             os.waitpid(pid, 0)
-            assert self.path is not None
-            directory, name = os.path.split(self.path)
-            try:
-                os.unlink(os.path.join(directory, f".{name}.{pid}.tmp"))
-            except FileNotFoundError:
-                pass
+            self._remove_temporary(pid)
         if self.path is None:
             return
         started = time.monotonic()

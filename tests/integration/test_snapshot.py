@@ -302,3 +302,14 @@ def test_cli_snapshot_save_and_info(blinkstore_factory: StoreFactory, tmp_path: 
     refused = blinkstore_cli("snapshot", "save", "--url", bare.url)
     assert refused.returncode == 2
     assert "no snapshot file" in refused.stderr
+
+
+def test_a_snapshot_directory_that_is_missing_stops_the_start_naming_the_setting(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "missing" / SNAPSHOT
+    socket_path = str(tmp_path / "store.sock")
+    started = blinkstore_cli("serve", "--unix", socket_path, "--snapshot", str(missing))
+    assert started.returncode == 2
+    assert "--snapshot (BLINKSTORE_SNAPSHOT)" in started.stderr
+    assert f"directory {missing.parent} does not exist" in started.stderr
