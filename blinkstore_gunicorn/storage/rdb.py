@@ -295,6 +295,26 @@ def _number(text: bytes) -> int:
     return int(text)
 
 
+def _check_crc32_first(data: bytes | memoryview) -> None:
+    """Check a blinkstore file's CRC-32 (its last field) before parsing, so that a corrupted
+    length is reported as corruption, not as the truncation it would look like."""
+    marker = bytes((OP_AUX,)) + _string(CRC_FIELD)
+    tail = max(0, len(data) - 64)
+    at = bytes(data[tail:]).rfind(marker)
+    if at < 0:
+        return
+    cursor = _Cursor(data)
+    cursor.pos = tail + at + len(marker)
+    try:
+        value = cursor.string()
+        end = cursor.take(9)
+    except FormatError:
+        return
+    complete = end[0] == OP_EOF and cursor.pos == cursor.end and value.isdigit()
+    if complete and zlib.crc32(data[: tail + at]) != int(value):
+        raise FormatError("CRC-32 mismatch: the file is corrupted")
+
+
 def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
     """Every key of a whole RDB file, those with a deadline at or before ``now_ms`` left out.
 
@@ -308,6 +328,7 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
     version = int(header[5:])
     if not 1 <= version <= RDB_VERSION:
         raise FormatError(f"RDB version {version}; this reader takes 1 to {RDB_VERSION}")
+    _check_crc32_first(data)
     records: list[Record] = []
     aux: dict[bytes, bytes] = {}
     crc_at = -1
