@@ -22,6 +22,7 @@ import redis
 from harness.gunicorn import wait_until
 from harness.processes import StoreProcess, redis_server_process
 from tests.conftest import StoreFactory
+from tests.integration.test_redis_exporter import EXPORTER, exporter_for, scrape
 
 SNAPSHOT = "cache.rdb"
 #: One key of every type, as redis-py reads it back.
@@ -313,3 +314,22 @@ def test_a_snapshot_directory_that_is_missing_stops_the_start_naming_the_setting
     assert started.returncode == 2
     assert "--snapshot (BLINKSTORE_SNAPSHOT)" in started.stderr
     assert f"directory {missing.parent} does not exist" in started.stderr
+
+
+@pytest.mark.skipif(EXPORTER is None, reason="prometheus-redis-exporter is not installed")
+def test_redis_exporter_persistence_metrics(
+    blinkstore_factory: StoreFactory, tmp_path: Path
+) -> None:
+    path = tmp_path / SNAPSHOT
+    store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
+    r = client(store)
+    with exporter_for(f"unix://{store.unix_path}", tmp_path / "exporter.log") as url:
+        r.set("a", "1")
+        before = scrape(url)
+        assert before["redis_rdb_changes_since_last_save"] == 1
+        assert before["redis_rdb_bgsave_in_progress"] == 0
+        assert r.save()
+        after = scrape(url)
+    assert after["redis_rdb_changes_since_last_save"] == 0
+    assert after["redis_rdb_last_bgsave_status"] == 1
+    assert after["redis_rdb_last_save_timestamp_seconds"] == int(r.lastsave().timestamp())
