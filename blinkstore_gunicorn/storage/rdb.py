@@ -215,6 +215,16 @@ class _Cursor:
         return n
 
     def string(self) -> bytes:
+        # The common case inline (a length below 16384): most strings in a file are short.
+        data, pos = self.data, self.pos
+        if pos + 2 <= self.end:
+            first = data[pos]
+            if first < 0x80:
+                start = pos + 1 if first < 0x40 else pos + 2
+                n = first if first < 0x40 else (first & 0x3F) << 8 | data[pos + 1]
+                if start + n <= self.end:
+                    self.pos = start + n
+                    return bytes(data[start : start + n])
         n, special = self.length()
         if not special:
             return self.take(n)
@@ -311,7 +321,7 @@ def _check_crc32_first(data: bytes | memoryview) -> None:
     except FormatError:
         return
     complete = end[0] == OP_EOF and cursor.pos == cursor.end and value.isdigit()
-    if complete and zlib.crc32(data[: tail + at]) != int(value):
+    if complete and zlib.crc32(memoryview(data)[: tail + at]) != int(value):
         raise FormatError("CRC-32 mismatch: the file is corrupted")
 
 
@@ -336,9 +346,17 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
     expire_at: int | None = None
     while True:
         op = cursor.byte()
-        if op == OP_EOF:
+        if op < OP_FUNCTION2:  # a key and its value: the common case first
+            key = cursor.string()
+            kind, value = cursor.value(op)
+            if expire_at is not None and expire_at <= now_ms:
+                expired += 1
+            else:
+                records.append(Record(key, kind, value, expire_at))
+            expire_at = None
+        elif op == OP_EOF:
             break
-        if op == OP_AUX:
+        elif op == OP_AUX:
             start = cursor.pos - 1
             name = cursor.string()
             aux[name] = cursor.string()
@@ -359,23 +377,15 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
             cursor.byte()
         elif op == OP_IDLE:
             cursor.count()
-        elif op in (OP_MODULE_AUX, OP_FUNCTION2, 0xF6):
-            raise FormatError("holds Redis module data or functions, which blinkstore cannot load")
         else:
-            key = cursor.string()
-            kind, value = cursor.value(op)
-            if expire_at is not None and expire_at <= now_ms:
-                expired += 1
-            else:
-                records.append(Record(key, kind, value, expire_at))
-            expire_at = None
+            raise FormatError("holds Redis module data or functions, which blinkstore cannot load")
     body_end = cursor.pos
     checksum = int.from_bytes(cursor.take(8), "little") if version >= 5 else 0
     if cursor.pos != cursor.end:
         raise FormatError(f"{cursor.end - cursor.pos} bytes after the end marker")
     if KEYS_FIELD in aux and crc_at < 0:
         raise FormatError("a blinkstore file without its CRC-32: the file is corrupted")
-    if crc_at >= 0 and zlib.crc32(data[:crc_at]) != _number(aux[CRC_FIELD]):
+    if crc_at >= 0 and zlib.crc32(memoryview(data)[:crc_at]) != _number(aux[CRC_FIELD]):
         raise FormatError("CRC-32 mismatch: the file is corrupted")
     if checksum and crc64(data[:body_end]) != checksum:
         raise FormatError("CRC-64 mismatch: the file is corrupted")
