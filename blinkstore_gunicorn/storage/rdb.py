@@ -101,6 +101,10 @@ def _string(data: bytes) -> bytes:
     return _length(len(data)) + data
 
 
+# A string record's type byte (0) and key length below 64; a length below 64.
+_STRING_KEY = [bytes((T_STRING, n)) for n in range(0x40)]
+_SMALL_LENGTHS = [bytes((n,)) for n in range(0x40)]
+_EXPIRE_OP = bytes((OP_EXPIRETIME_MS,))
 _TYPE_OF = {b"string": T_STRING, b"list": T_LIST, b"set": T_SET, b"hash": T_HASH}
 
 
@@ -131,12 +135,20 @@ def write(
         buf += bytes((OP_AUX,)) + _string(name) + _string(text)
     buf += bytes((OP_SELECTDB, 0, OP_RESIZEDB)) + _length(keys_hint) + _length(0)
     keys = 0
+    small, string_key = _SMALL_LENGTHS, _STRING_KEY
     for key, kind, value, expire_at in records:
         if expire_at is not None:
-            buf += bytes((OP_EXPIRETIME_MS,)) + expire_at.to_bytes(8, "little")
-        buf.append(T_ZSET_2 if kind == b"zset" else _TYPE_OF[kind])
-        buf += _string(key)
-        buf += _value(kind, value)
+            buf += _EXPIRE_OP
+            buf += expire_at.to_bytes(8, "little")
+        if value.__class__ is bytes and len(key) < 0x40:  # a string: the common case inline
+            buf += string_key[len(key)]
+            buf += key
+            buf += small[len(value)] if len(value) < 0x40 else _length(len(value))
+            buf += value
+        else:
+            buf.append(T_ZSET_2 if kind == b"zset" else _TYPE_OF[kind])
+            buf += _string(key)
+            buf += _value(kind, value)
         keys += 1
         if len(buf) >= _FLUSH:
             out.write(buf)

@@ -192,6 +192,9 @@ class Snapshots:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
                 signal.signal(signum, signal.SIG_DFL)
             gc.disable()  # a collection would touch (and so copy) every page of the heap
+            # The store's clients come first: on a small host the child takes the CPU the
+            # store leaves (Redis's child competes at full priority).
+            os.nice(19)
             os.close(read_end)
             region = engine.region
             _close_fds_except({write_end, *(region.fds if region else ())})
