@@ -43,6 +43,14 @@ def _close_fds_except(keep: set[int]) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
+def _reap(pid: int) -> None:
+    """Wait for the save child ``pid`` (gone already if something else reaped it)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 class Snapshots:
     """The snapshot of one store's engine at ``path`` (None: none is configured)."""
 
@@ -232,7 +240,7 @@ class Snapshots:
             return
         loop.remove_reader(read_end)
         os.close(read_end)
-        os.waitpid(pid, 0)
+        _reap(pid)
         self._child = None
         self.last_bgsave_seconds = round(time.time() - started)
         self._finish(pid, self._report.decode(errors="replace"), changes, started)
@@ -286,7 +294,7 @@ class Snapshots:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            os.waitpid(pid, 0)
+            _reap(pid)
             self._remove_temporary(pid)
         if self.path is None:
             return
