@@ -85,7 +85,7 @@ class StoreServer:
         engine: Engine | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         revoked_pid: int = 0,
-        hand_over: Callable[[int], None] | None = None,
+        hand_over: Callable[[int], bool] | None = None,
     ) -> None:
         self.settings = settings
         # Under a supervisor: the store whose region it revoked already (no wait for that
@@ -261,9 +261,16 @@ class StoreServer:
             # Before the claim: a supervisor that holds the region can revoke it when this
             # store dies, and its successor need not wait for the heartbeat to go stale.
             try:
-                self._hand_over(region.owner_fd)
+                if not self._hand_over(region.owner_fd):
+                    log.warning("the supervisor did not confirm it can revoke this region")
             except OSError as exc:
                 log.warning("the supervisor cannot revoke this region: %s", exc)
+        # After the supervisor mapped its page: from now on nobody else can write the region,
+        # not even a worker that opens its read-only descriptor again through /proc.
+        try:
+            region.seal()
+        except OSError as exc:
+            log.warning("the shared-memory region cannot be sealed against writes: %s", exc)
         try:
             generation.claim(time.monotonic_ns())
         except OSError as exc:

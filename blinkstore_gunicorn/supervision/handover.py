@@ -11,6 +11,9 @@ travel as ``SCM_RIGHTS``, received close-on-exec). Two messages:
   region attached. The supervisor keeps only a :class:`~blinkstore_gunicorn.shm.generation.
   Revocation` from it (the header page, mapped out of reach of the processes it forks) and
   closes the descriptor, and revokes the region as soon as it reaps the store.
+* supervisor -> store, **MAPPED**, the answer to REGION: the supervisor is done mapping the
+  header page (or failed to). Only then does the store seal the region against writes
+  (``RegionWriter.seal``): after the seal nobody can map it writable, the supervisor included.
 
 Room to grow (warm restarts, where a successor adopts the data): the supervisor would keep the
 REGION message's descriptors instead of closing them, and attach them to the next GO.
@@ -23,6 +26,7 @@ import os
 import select
 import socket
 import struct
+import time
 
 from blinkstore_gunicorn.shm.fds import recv_fds
 from blinkstore_gunicorn.shm.generation import Revocation
@@ -32,6 +36,7 @@ __all__ = ["StoreChannel", "channel_pair", "hand_over_region", "wait_for_go"]
 _GO = struct.Struct("<4sQ")
 _GO_TAG = b"GO\0\0"
 _REGION = b"RGN\0"
+_MAPPED = b"MAPD"
 _MAX_MESSAGE = 64
 _MAX_FDS = 4
 
@@ -88,6 +93,8 @@ class StoreChannel:
                 elif data == _REGION and len(fds) == 1 and self._revocation is None:
                     with contextlib.suppress(OSError, ValueError):
                         self._revocation = Revocation(fds[0])
+                    with contextlib.suppress(OSError):
+                        sock.send(_MAPPED)
             finally:
                 for fd in fds:
                     os.close(fd)
@@ -130,6 +137,18 @@ def wait_for_go(sock: socket.socket, lifeline_fd: int) -> int | None:
                 return int(revoked_pid)
 
 
-def hand_over_region(sock: socket.socket, region_fd: int) -> None:
-    """In the store: send the supervisor the region's writable descriptor (OSError if not)."""
+def hand_over_region(sock: socket.socket, region_fd: int, timeout: float = 5.0) -> bool:
+    """In the store: send the supervisor the region's writable descriptor and wait until it
+    mapped what it needs; False if it did not answer within ``timeout`` seconds (OSError if
+    the descriptor cannot be sent)."""
     socket.send_fds(sock, [_REGION], [region_fd])
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([sock.fileno()], [], [], left)
+        if readable:
+            data = sock.recv(_MAX_MESSAGE)
+            if data == _MAPPED:
+                return True
+            if not data:
+                return False
+    return False
