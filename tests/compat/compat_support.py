@@ -70,3 +70,32 @@ def wait_output(proc: subprocess.Popen[bytes], text: str, timeout: float = 60) -
             raise AssertionError(f"exited with {proc.returncode} before {text!r}:\n{output}")
         time.sleep(0.05)
     raise AssertionError(f"no {text!r} within {timeout}s:\n{process_output(proc)}")
+
+
+def skip_without(server: Server, *commands: str) -> None:
+    """Skip when ``server`` lacks one of ``commands`` (``"XADD"``, ``"CLIENT LIST"``): the
+    store gets them on another branch, and the test then runs by itself.
+
+    A command is asked for with ``COMMAND INFO``; a subcommand is run (only harmless ones are
+    named), since the store does not describe subcommands.
+    """
+    missing = []
+    connection = redis.UnixDomainSocketConnection(path=server.unix_path)
+    try:
+        for command in commands:
+            name, *sub = command.split()
+            if not sub:
+                connection.send_command("COMMAND", "INFO", name)
+                if connection.read_response()[0] is None:
+                    missing.append(command)
+                continue
+            connection.send_command(name, *sub)
+            try:
+                connection.read_response()
+            except redis.exceptions.ResponseError as exc:
+                if str(exc).startswith(("unknown command", "unknown subcommand")):
+                    missing.append(command)
+    finally:
+        connection.disconnect()
+    if missing:
+        pytest.skip(f"{server.kind} lacks {', '.join(missing)}")
