@@ -8,9 +8,14 @@ import contextlib
 import json
 from collections import Counter
 
+import pytest
+
 from tests.compat.compat_apps import LIMIT_STRATEGIES
 from tests.compat.compat_support import Server, wait_output
 from tests.integration.integration_support import process_output, running_process
+
+# Several processes, seconds each: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 PROCESSES = 4
 LIMIT = 25

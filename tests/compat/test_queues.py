@@ -8,6 +8,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
 import redis
 from arq.connections import RedisSettings, create_pool
 from arq.jobs import Job
@@ -16,6 +17,9 @@ from rq import Queue
 
 from tests.compat.compat_support import Server, skip_without
 from tests.integration.integration_support import process_output, running_process
+
+# Real worker processes, several seconds each: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 WORKER_DEADLINE = 90
 
