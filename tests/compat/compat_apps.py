@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 import httpx
+import redis
 from arq.connections import RedisSettings
 from celery import Celery
 from channels_redis.core import RedisChannelLayer
@@ -109,8 +110,12 @@ def _rate_limit_exceeded(request: Request, exc: Exception) -> Response:
 
 
 def rate_limits(url: str, limit: str, attempts: str) -> None:
-    """Say ``ready``, then print as JSON how many hits each library and strategy let pass."""
+    """Say ``ready``, wait for the test's go (a push on ``compat:go``, so that every process
+    starts hitting at once), then print as JSON how many hits each strategy let pass."""
     print("ready", flush=True)
+    with redis.Redis.from_url(url) as client:
+        if client.blpop(["compat:go"], timeout=DEADLINE) is None:
+            raise SystemExit(f"no go within {DEADLINE}s")
     passed = limits_hits(url, limit, int(attempts))
     passed.update(asyncio.run(slowapi_hits(url, limit, int(attempts))))
     print(json.dumps(passed), flush=True)

@@ -35,6 +35,8 @@ def test_exact_counts_across_processes(fresh: Server) -> None:
         ]
         for proc in procs:
             wait_output(proc, "ready")
+        with fresh.client() as client:
+            client.rpush("compat:go", *["go"] * PROCESSES)
         for proc in procs:
             assert proc.wait(90) == 0, process_output(proc)
             totals.update(json.loads(process_output(proc).splitlines()[-1]))
