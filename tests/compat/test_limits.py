@@ -26,7 +26,7 @@ PERIOD = "day"
 
 def test_exact_counts_across_processes(fresh: Server) -> None:
     program = ["-m", "tests.compat.compat_apps", "rate-limits", fresh.url, f"{LIMIT}/{PERIOD}"]
-    # Each process alone would pass the limit: together they must stop exactly at it.
+    # Each process tries the whole limit: four times the limit in all, and exactly it passes.
     attempts = str(LIMIT)
     totals: Counter[str] = Counter()
     with contextlib.ExitStack() as stack:
