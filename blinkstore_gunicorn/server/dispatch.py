@@ -102,6 +102,7 @@ class Client:
         "drop",
         "id",
         "in_exec",
+        "in_script",
         "lib_name",
         "lib_ver",
         "name",
@@ -141,6 +142,8 @@ class Client:
         self.transaction: Transaction | None = None
         #: Set while EXEC runs the queued commands: their replies must come at once.
         self.in_exec = False
+        #: Whether this is the client scripts run their ``redis.call`` commands as.
+        self.in_script = False
         #: The keys this connection WATCHes, each with the engine's change count at WATCH.
         self.watching: dict[bytes, int] | None = None
         #: The connection's transport (set by the connection), for a handler whose reply
@@ -249,7 +252,7 @@ class Dispatcher:
         self.leases = LeaseTable()
         #: Host-wide locks and the callers parked on them (the BLINK.LOCK* commands).
         self.locks = LockTable()
-        #: Callers parked by the blocking list pops (BLPOP, BRPOP, BLMOVE).
+        #: Callers parked by the blocking pops (BLPOP, BRPOP, BLMOVE, BZPOP*) and XREAD BLOCK.
         self.blocked = BlockedPops()
 
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's

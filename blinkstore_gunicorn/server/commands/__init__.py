@@ -14,6 +14,7 @@
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
+``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
@@ -38,6 +39,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     sets,
     shm,
     stampede,
+    streams,
     strings,
     transaction,
     zsets,
