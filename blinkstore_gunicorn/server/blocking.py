@@ -56,6 +56,10 @@ class BlockedPops:
         """Requests parked now."""
         return len(self._by_owner)
 
+    def __contains__(self, owner: object) -> bool:
+        """Whether ``owner`` (a client id) has a request parked."""
+        return owner in self._by_owner
+
     def park(
         self,
         owner: int,

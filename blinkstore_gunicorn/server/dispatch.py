@@ -14,6 +14,7 @@ versions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 import time
@@ -98,6 +99,7 @@ class Client:
     __slots__ = (
         "authenticated",
         "close_after",
+        "cmd",
         "deliver",
         "drop",
         "id",
@@ -110,6 +112,8 @@ class Client:
         "on_close",
         "push",
         "resp3",
+        "seen",
+        "started",
         "table",
         "transaction",
         "transport",
@@ -118,6 +122,10 @@ class Client:
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
         self.id = client_id
+        #: When the connection came (``time.monotonic``), when it last sent a command (the
+        #: dispatcher's coarse clock) and that command's name: ``CLIENT LIST``'s age, idle, cmd.
+        self.started = self.seen = time.monotonic()
+        self.cmd = b""
         self.table = table
         self.authenticated = authenticated
         self.name = b""
@@ -208,6 +216,7 @@ class Dispatcher:
         "_password",
         "blocked",
         "busy",
+        "clients",
         "clock_ms",
         "engine",
         "full_table",
@@ -218,6 +227,7 @@ class Dispatcher:
         "max_reply_size",
         "max_request_size",
         "max_value_size",
+        "now",
         "preauth_table",
         "pubsub",
         "scripting",
@@ -268,6 +278,11 @@ class Dispatcher:
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
         self.known_commands = frozenset(name.upper().encode() for name in COMMANDS)
+        #: Every client whose connection is open, by id (``CLIENT LIST``, ``CLIENT KILL``).
+        self.clients: dict[int, Client] = {}
+        #: ``time.monotonic()``, refreshed by the store's 100 ms timer: when a client was
+        #: last seen, at no clock read per command.
+        self.now = time.monotonic()
 
     @property
     def requires_auth(self) -> bool:
@@ -275,11 +290,20 @@ class Dispatcher:
         return self._password is not None
 
     def new_client(self) -> Client:
-        """State for a new connection, with the next client id."""
+        """State for a new connection, with the next client id, listed in :attr:`clients`
+        until its connection closes."""
         self.stats.last_client_id += 1
+        client_id = self.stats.last_client_id
         if self._password is None:
-            return Client(self.stats.last_client_id, self.full_table, True)
-        return Client(self.stats.last_client_id, self.preauth_table, False)
+            client = Client(client_id, self.full_table, True)
+        else:
+            client = Client(client_id, self.preauth_table, False)
+        self.clients[client_id] = client
+        client.on_close.append(functools.partial(self._forget_client, client_id))
+        return client
+
+    def _forget_client(self, client_id: int) -> None:
+        self.clients.pop(client_id, None)
 
     def check_password(self, candidate: bytes) -> bool:
         """Constant-time comparison with the configured password (False when none is set)."""
@@ -335,6 +359,8 @@ class Dispatcher:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
             return self._not_a_command(client, args)  # type: ignore[arg-type]
+        client.cmd = args[0]
+        client.seen = self.now
         if self.busy is not None:
             return self.busy(self, client, args)
         entry = client.table.get(args[0])

@@ -337,6 +337,7 @@ class StoreServer:
             stats.used_memory_peak = max(stats.used_memory_peak, self.engine.used_bytes)
             self._eviction_log.check()
             dispatcher = self.dispatcher
+            dispatcher.now = time.monotonic()
             for table in (dispatcher.leases, dispatcher.locks, dispatcher.blocked):
                 if table:
                     table.expire(self.dispatcher.clock_ms())

@@ -8,7 +8,8 @@
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
-``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
+``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
+``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
@@ -26,6 +27,7 @@ imported. ``registry`` and ``replies`` import no family, and no family imports a
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
+    clients,
     expire,
     hashes,
     introspection,
