@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from blinkstore_gunicorn.config import flag_name
+from blinkstore_gunicorn.config import DEFAULT_BUSY_REPLY_THRESHOLD, flag_name
 from blinkstore_gunicorn.engine import (
     WRONGTYPE,
     Engine,
@@ -216,6 +216,7 @@ class Dispatcher:
         "_password",
         "blocked",
         "busy",
+        "busy_threshold_ms",
         "clients",
         "clock_ms",
         "engine",
@@ -247,6 +248,7 @@ class Dispatcher:
         max_request_size: int = 64 * 1024 * 1024,
         max_reply_size: int = 64 * 1024 * 1024,
         pubsub_limit: int = DEFAULT_PENDING_LIMIT,
+        busy_threshold_ms: int = DEFAULT_BUSY_REPLY_THRESHOLD,
     ) -> None:
         self.engine = engine
         self.clock_ms = clock_ms
@@ -272,6 +274,8 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).
+        self.busy_threshold_ms = busy_threshold_ms
         #: How many connections WATCH each key (``commands/transaction.py``).
         self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)

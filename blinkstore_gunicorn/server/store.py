@@ -114,6 +114,7 @@ class StoreServer:
             max_request_size=settings.request_size_limit,
             max_reply_size=settings.client_buffer_budget,
             pubsub_limit=settings.pubsub_buffer_limit,
+            busy_threshold_ms=settings.busy_reply_threshold,
         )
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)

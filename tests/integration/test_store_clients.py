@@ -5,13 +5,14 @@ address with CLIENT SETNAME and CLIENT LIST)."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from harness.gunicorn import wait_until
-from harness.processes import RedisProcess, StoreProcess, resp_command
+from harness.processes import RedisProcess, StoreProcess, blinkstore_process, resp_command
 from tests.support.processes import resp_server_process
 
 #: The fields of a Redis 7.0 CLIENT LIST line, in its order.
@@ -153,3 +154,57 @@ def test_hello_and_redis_version(server: StoreProcess | RedisProcess) -> None:
             assert info["blinkstore_version"]
     with redis.Redis.from_url(server.url, protocol=3) as client:
         assert client.execute_command("HELLO", "3")[b"proto"] == 3
+
+
+def test_busy_reply_threshold_is_set_at_run_time(server: StoreProcess | RedisProcess) -> None:
+    pytest.importorskip("lupa")
+    with redis.Redis.from_url(server.url, socket_timeout=30) as client:
+        for name in ("busy-reply-threshold", "lua-time-limit"):
+            assert client.config_get(name) == {name: "5000"}
+        for value, why in (
+            ("abc", "argument couldn't be parsed into an integer"),
+            ("-1", "argument must be between 0 and 9223372036854775807 inclusive"),
+        ):
+            with pytest.raises(redis.ResponseError) as refused:
+                client.config_set("busy-reply-threshold", value)
+            assert str(refused.value) == (
+                "CONFIG SET failed (possibly related to argument 'busy-reply-threshold') - " + why
+            )
+        with pytest.raises(redis.ResponseError, match=r"^Unknown option or number of arguments"):
+            client.config_set("no-such-setting", "1")
+        with pytest.raises(redis.ResponseError, match=r"^wrong number of arguments for 'config\|"):
+            client.execute_command("CONFIG", "SET", "lua-time-limit")
+        assert client.config_set("lua-time-limit", "100")
+        try:
+            assert client.config_get("busy-reply-threshold") == {"busy-reply-threshold": "100"}
+            # A script past 100 ms is busy: another client gets BUSY, SCRIPT KILL stops it.
+            outcome: list[str] = []
+
+            def loop() -> None:
+                with redis.Redis.from_url(server.url, socket_timeout=30) as runner:
+                    try:
+                        runner.eval("while true do end", 0)
+                    except redis.ResponseError as exc:
+                        outcome.append(str(exc))
+
+            thread = threading.Thread(target=loop)
+            thread.start()
+            try:
+                with raw_connection(server) as other:
+                    assert wait_until(lambda: ask(other, "PING").startswith(b"-BUSY"), 20)
+                    assert ask(other, "SCRIPT", "KILL") == b"+OK\r\n"
+            finally:
+                thread.join(timeout=30)
+            assert outcome and outcome[0].startswith("Script killed by user with SCRIPT KILL")
+        finally:
+            client.config_set("busy-reply-threshold", "5000")
+
+
+def test_busy_reply_threshold_setting() -> None:
+    with (
+        blinkstore_process("--busy-reply-threshold", "250") as store,
+        redis.Redis.from_url(store.url) as client,
+    ):
+        assert client.config_get("lua-time-limit") == {"lua-time-limit": "250"}
+        with pytest.raises(redis.ResponseError, match=r"can't set immutable config$"):
+            client.config_set("maxmemory", "1")
