@@ -3,6 +3,7 @@ RESP2 and RESP3; both servers must give the same answers (RQ keeps its job resul
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 import redis
 
 from harness.gunicorn import wait_until
-from harness.processes import RedisProcess, StoreProcess
+from harness.processes import RedisProcess, StoreProcess, resp_command
 from tests.support.processes import resp_server_process
 
 WRONGTYPE = r"^WRONGTYPE Operation against a key holding the wrong kind of value$"
@@ -220,3 +221,17 @@ def test_xread_block_is_woken_by_xadd(server: StoreProcess | RedisProcess) -> No
         finally:
             waiting.join(timeout=30)
         assert answers == [[[b"results", [entry("9-0", status="done")]]]]
+
+
+def test_a_parked_xread_goes_with_its_connection(server: StoreProcess | RedisProcess) -> None:
+    with redis.Redis.from_url(server.url, socket_timeout=30) as observer:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(server.url.removeprefix("unix://"))
+            sock.sendall(resp_command("XREAD", "BLOCK", "0", "STREAMS", "never", "$"))
+            assert wait_until(lambda: observer.info("clients")["blocked_clients"] == 1, 20)
+        finally:
+            sock.close()
+        assert wait_until(lambda: observer.info("clients")["blocked_clients"] == 0, 20)
+        # Nothing is left parked on the key: an XADD to it serves no one and answers.
+        assert observer.xadd("never", {"f": "v"}, id="1-0") == b"1-0"
