@@ -1,10 +1,12 @@
-"""Streams (Redis's t_stream.c): entries in ID order, each a flat list of fields and values.
+"""Streams (Redis's t_stream.c): entries in ID order, each with its fields and values.
 
 A :class:`Stream` keeps two parallel lists, the entry IDs (``(ms, seq)`` tuples, ascending) and
-their fields, so that a range is two :mod:`bisect` searches and a slice, an append is O(1)
-(IDs only grow) and trimming the oldest entries is one ``del`` of a prefix. Redis keeps a
-radix tree of listpacks instead, which packs entries tighter; this layout is the one Python
-reads fastest, and its cost is counted honestly (``STREAM_ENTRY_OVERHEAD``).
+their bodies, so that a range is two :mod:`bisect` searches and a slice, an append is O(1)
+(IDs only grow) and trimming the oldest entries is one ``del`` of a prefix. An entry's body is
+its fields and values as the caller encoded them, one ``bytes`` object the engine does not
+read (the server keeps them as the reply they are sent in, so a range reply is a join, and an
+entry is one object instead of one per field). Redis keeps a radix tree of listpacks instead,
+which packs entries tighter; the cost here is counted honestly (``STREAM_ENTRY_OVERHEAD``).
 
 Unlike the other containers a stream outlives its last entry (``XDEL`` or ``XTRIM`` to zero
 leave an empty stream, as in Redis), since its last ID must not go back. Reads take the
@@ -19,12 +21,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 from blinkstore_gunicorn.engine.base import EngineError
-from blinkstore_gunicorn.engine.typed import (
-    STREAM_ENTRY_OVERHEAD,
-    STREAM_FIELD_OVERHEAD,
-    STREAM_OVERHEAD,
-    Container,
-)
+from blinkstore_gunicorn.engine.typed import STREAM_ENTRY_OVERHEAD, STREAM_OVERHEAD, Container
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.engine.base import Engine
@@ -68,9 +65,9 @@ class StreamError(EngineError):
 
 
 class Stream(Container):
-    """A Redis stream: ``ids`` ascending, ``fields[i]`` the flat field/value list of ``ids[i]``."""
+    """A Redis stream: ``ids`` ascending, ``bodies[i]`` the fields and values of ``ids[i]``."""
 
-    __slots__ = ("fields", "ids", "last_id", "node_bytes", "node_count", "nodes")
+    __slots__ = ("bodies", "ids", "last_id", "node_bytes", "node_count", "nodes")
 
     kind = b"stream"
     base_cost = STREAM_OVERHEAD
@@ -79,7 +76,7 @@ class Stream(Container):
     def __init__(self) -> None:
         super().__init__()
         self.ids: list[StreamID] = []
-        self.fields: list[tuple[bytes, ...]] = []
+        self.bodies: list[bytes] = []
         #: The greatest ID ever added (deleted entries included): new IDs must be greater.
         self.last_id: StreamID = MIN_ID
         #: The first ID of each node Redis would have made, and the last node's entries and
@@ -94,7 +91,7 @@ class Stream(Container):
     def clone(self) -> Stream:
         copy = Stream()
         copy.ids = self.ids.copy()
-        copy.fields = self.fields.copy()
+        copy.bodies = self.bodies.copy()
         copy.last_id = self.last_id
         copy.nodes = self.nodes.copy()
         copy.node_count, copy.node_bytes = self.node_count, self.node_bytes
@@ -112,10 +109,10 @@ class Stream(Container):
             yield bisect.bisect_left(ids, start)
         yield len(ids)
 
-    def add(self, new_id: StreamID, fields: tuple[bytes, ...]) -> None:
+    def add(self, new_id: StreamID, body: bytes) -> None:
         """Append an entry (``new_id`` greater than :attr:`last_id`), in a new node when the
         last one is full."""
-        size = sum(map(len, fields))
+        size = len(body)
         if (
             not self.nodes
             or self.node_count >= NODE_ENTRIES
@@ -126,16 +123,16 @@ class Stream(Container):
         self.node_count += 1
         self.node_bytes += size
         self.ids.append(new_id)
-        self.fields.append(fields)
+        self.bodies.append(body)
         self.last_id = new_id
 
     def drop_head(self, count: int) -> None:
         """Remove the ``count`` oldest entries (and the nodes left without entries)."""
         if not count:
             return
-        self.cost -= sum(map(entry_cost, self.fields[:count]))
+        self.cost -= sum(map(len, self.bodies[:count])) + count * STREAM_ENTRY_OVERHEAD
         del self.ids[:count]
-        del self.fields[:count]
+        del self.bodies[:count]
         nodes = self.nodes
         if not self.ids:
             nodes.clear()
@@ -150,9 +147,9 @@ class Stream(Container):
         return bisect.bisect_right(self.ids, last)
 
 
-def entry_cost(fields: Iterable[bytes]) -> int:
-    """What one entry with these fields and values counts."""
-    return STREAM_ENTRY_OVERHEAD + sum(len(item) + STREAM_FIELD_OVERHEAD for item in fields)
+def entry_cost(body: bytes) -> int:
+    """What one entry counts."""
+    return STREAM_ENTRY_OVERHEAD + len(body)
 
 
 def next_id(last: StreamID, ms: int | None, seq: int | None, now_ms: int) -> StreamID:
@@ -209,15 +206,16 @@ def append(
     engine: Engine,
     key: bytes,
     new_id: StreamID,
-    fields: tuple[bytes, ...],
+    body: bytes,
     rule: Trim | None,
 ) -> None:
-    """Add an entry (``new_id`` from :func:`next_id`), then apply ``rule``. Raises the
-    engine's ``WrongType`` and size-limit errors (changing nothing)."""
-    cost = entry_cost(fields)
+    """Add an entry (``new_id`` from :func:`next_id`) with its fields and values (``body``),
+    then apply ``rule``. Raises the engine's ``WrongType`` and size-limit errors (changing
+    nothing)."""
+    cost = entry_cost(body)
     stream = engine.writable(key, Stream, cost)
     old_cost = stream.cost
-    stream.add(new_id, fields)
+    stream.add(new_id, body)
     stream.cost += cost
     if rule is not None:
         stream.drop_head(rule.count(stream))
@@ -247,9 +245,9 @@ def remove(engine: Engine, key: bytes, ids: Iterable[StreamID]) -> int:
     for wanted in ids:
         at = bisect.bisect_left(stream.ids, wanted)
         if at < len(stream.ids) and stream.ids[at] == wanted:
-            stream.cost -= entry_cost(stream.fields[at])
+            stream.cost -= entry_cost(stream.bodies[at])
             del stream.ids[at]
-            del stream.fields[at]
+            del stream.bodies[at]
             removed += 1
     if removed:
         engine.resized(key, stream, old_cost)

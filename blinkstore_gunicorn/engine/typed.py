@@ -29,7 +29,6 @@ __all__ = [
     "LIST_OVERHEAD",
     "SET_MEMBER_OVERHEAD",
     "STREAM_ENTRY_OVERHEAD",
-    "STREAM_FIELD_OVERHEAD",
     "STREAM_OVERHEAD",
     "WRONGTYPE",
     "ZSET_MEMBER_OVERHEAD",
@@ -54,12 +53,10 @@ ZSET_MEMBER_OVERHEAD = 256
 #: A list item beyond its length: one bytes object and a deque slot.
 LIST_ITEM_OVERHEAD = 56
 #: A stream's: the container and its two lists of entries.
-STREAM_OVERHEAD = 384
-#: A stream entry beyond its fields: the ID tuple and its two integers, the tuple of fields,
-#: and a slot in each list.
-STREAM_ENTRY_OVERHEAD = 176
-#: Each field name and each value of a stream entry beyond its length: one bytes object.
-STREAM_FIELD_OVERHEAD = 40
+STREAM_OVERHEAD = 640
+#: A stream entry beyond its body: the ID tuple and its two integers, the body's bytes
+#: object header, and a slot in each list.
+STREAM_ENTRY_OVERHEAD = 192
 
 #: Redis 7.0's text, byte for byte: clients match on the ``WRONGTYPE`` code.
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"

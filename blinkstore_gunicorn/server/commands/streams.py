@@ -8,7 +8,7 @@ encodes, with Redis 7.0's argument rules and error texts. Consumer groups are no
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.streams import (
@@ -209,7 +209,8 @@ def cmd_xadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         new_id = next_id(
             MIN_ID if stream is None else stream.last_id, parsed.ms, parsed.seq, d.clock_ms()
         )
-        append(d.engine, key, new_id, fields, parsed.rule)
+        # Kept as the reply it is sent in (the engine does not read it): XRANGE only joins.
+        append(d.engine, key, new_id, resp.bulk_array(fields), parsed.rule)
     except StreamError as exc:
         return resp.error(str(exc))
     except (EntryTooLarge, KeyTooLarge) as exc:
@@ -266,27 +267,34 @@ def _bound(raw: bytes, missing_seq: int, start: bool) -> StreamID | bytes:
     return (ms, seq - 1) if seq else (ms - 1, _U64)
 
 
-def _entries(stream: Stream, first: int, stop: int, rev: bool) -> list[tuple[bytes, int]]:
-    """The entries at ``[first, stop)``: ``(encoded entry, its size)`` pairs."""
-    ids, fields = stream.ids[first:stop], stream.fields[first:stop]
+_Slice: TypeAlias = tuple[list[StreamID], list[bytes]]
+
+
+def _slice(stream: Stream, first: int, stop: int, rev: bool) -> _Slice:
+    """The IDs and bodies of the entries at ``[first, stop)`` (newest first if ``rev``)."""
+    ids, bodies = stream.ids[first:stop], stream.bodies[first:stop]
     if rev:
         ids.reverse()
-        fields.reverse()
-    return [
-        (
-            b"*2\r\n" + resp.bulk(_format_id(entry_id)) + resp.bulk_array(items),
-            sum(map(len, items)),
-        )
-        for entry_id, items in zip(ids, fields, strict=True)
-    ]
+        bodies.reverse()
+    return ids, bodies
 
 
-def _too_large(d: Dispatcher, entries: list[tuple[bytes, int]]) -> bytes | None:
-    return reply_too_large(sum(size for _, size in entries), d.max_reply_size)
+def _too_large(d: Dispatcher, slices: list[_Slice]) -> bytes | None:
+    """The buffer error when the entries pass the reply limit (checked before anything is
+    encoded), else None."""
+    size = sum(len(body) for _, bodies in slices for body in bodies)
+    return reply_too_large(size, d.max_reply_size)
 
 
-def _array(entries: list[tuple[bytes, int]]) -> bytes:
-    return resp.array([encoded for encoded, _ in entries])
+def _encode(entries: _Slice) -> bytes:
+    """``[[id, [field, value...]]...]``: each body is its encoded field array already."""
+    ids, bodies = entries
+    out = [b"*%d\r\n" % len(ids)]
+    for entry_id, body in zip(ids, bodies, strict=True):
+        text = _format_id(entry_id)
+        out.append(b"*2\r\n$%d\r\n%b\r\n" % (len(text), text))
+        out.append(body)
+    return b"".join(out)
 
 
 def _range(d: Dispatcher, c: Client, args: list[bytes], rev: bool) -> bytes:
@@ -318,8 +326,8 @@ def _range(d: Dispatcher, c: Client, args: list[bytes], rev: bool) -> bytes:
             first = stop - count
         else:
             stop = first + count
-    entries = _entries(stream, first, max(first, stop), rev)
-    return _too_large(d, entries) or _array(entries)
+    entries = _slice(stream, first, max(first, stop), rev)
+    return _too_large(d, [entries]) or _encode(entries)
 
 
 @command("xrange", -4, "readonly", (1, 1, 1))
@@ -401,20 +409,20 @@ def cmd_xread(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         after.setdefault(key, wanted)
     count = parsed.count
 
-    def serve(key: bytes) -> tuple[bytes, list[tuple[bytes, int]]] | None:
+    def serve(key: bytes) -> tuple[bytes, _Slice] | None:
         """The key and its entries after the ID asked for, None when it has none."""
         stream = d.engine.lookup(key, Stream)
         if stream is None or stream.last_id <= after[key]:
             return None
         first = stream.after(after[key])
         stop = len(stream) if not count else min(len(stream), first + count)
-        return key, _entries(stream, first, stop, rev=False)
+        return key, _slice(stream, first, stop, rev=False)
 
-    def reply(served: list[tuple[bytes, list[tuple[bytes, int]]]]) -> bytes:
-        error = _too_large(d, [entry for _, entries in served for entry in entries])
+    def reply(served: list[tuple[bytes, _Slice]]) -> bytes:
+        error = _too_large(d, [entries for _, entries in served])
         if error is not None:
             return error
-        pairs = [resp.bulk(key) + _array(entries) for key, entries in served]
+        pairs = [resp.bulk(key) + _encode(entries) for key, entries in served]
         if c.resp3:  # a map of key to entries
             return b"%%%d\r\n%b" % (len(pairs), b"".join(pairs))
         return resp.array([b"*2\r\n" + pair for pair in pairs])
