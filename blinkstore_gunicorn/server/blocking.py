@@ -114,6 +114,8 @@ class BlockedPops:
         if not queue:
             return
         for parked in list(queue):
+            if self._by_owner.get(parked.owner) is not parked:
+                continue  # answered meanwhile (a serve or a delivery ran other commands)
             try:
                 reply = parked.serve(key)
             except WrongType:
