@@ -8,7 +8,6 @@ sizes, users, databases) is reported as a Redis with defaults would show it.
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -51,8 +50,11 @@ def _address(c: Client, key: str) -> str:
 
 
 def _fd(c: Client) -> int:
+    """The connection's file descriptor (-1 without one, as Redis shows its fake clients);
+    asyncio and uvloop hand out socket-like wrappers, not ``socket.socket``."""
     sock = None if c.transport is None else c.transport.get_extra_info("socket")
-    return sock.fileno() if isinstance(sock, socket.socket) else -1
+    fileno = getattr(sock, "fileno", None)
+    return int(fileno()) if callable(fileno) else -1
 
 
 def _flags(d: Dispatcher, c: Client, subscriptions: int, unix: bool) -> str:
