@@ -114,6 +114,7 @@ class StoreServer:
             max_request_size=settings.request_size_limit,
             max_reply_size=settings.client_buffer_budget,
             pubsub_limit=settings.pubsub_buffer_limit,
+            busy_threshold_ms=settings.busy_reply_threshold,
         )
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
@@ -344,6 +345,7 @@ class StoreServer:
             stats.used_memory_peak = max(stats.used_memory_peak, self.engine.used_bytes)
             self._eviction_log.check()
             dispatcher = self.dispatcher
+            dispatcher.now = time.monotonic()
             for table in (dispatcher.leases, dispatcher.locks, dispatcher.blocked):
                 if table:
                     table.expire(self.dispatcher.clock_ms())
