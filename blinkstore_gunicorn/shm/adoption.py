@@ -36,10 +36,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from blinkstore_gunicorn.shm import layout as L
+from blinkstore_gunicorn.shm.blocks import MAX_PAGE
 
 __all__ = ["Inheritance", "RegionRefused"]
 
 _MASK32 = 0xFFFFFFFF
+_MAX_ENTRY = MAX_PAGE - L.BLOCK_HEADER
 _WORD_BITS = 64
 
 
@@ -127,6 +129,7 @@ class Inheritance:
             if (
                 seqs[i] & 1
                 or not nk
+                or nk + nv > _MAX_ENTRY  # a block never outgrows a page: no giant copies
                 or block & 7
                 or not data <= block <= last
                 or start + nk + nv > data_end

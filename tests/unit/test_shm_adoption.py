@@ -7,6 +7,7 @@ import logging
 import mmap
 import os
 import random
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -262,3 +263,28 @@ def test_a_region_full_of_random_bytes_is_refused(successor: MemoryEngine) -> No
     assert adopt_region(successor, Inheritance(fd, 2), NOW) == 0
     tiny = os.memfd_create("tiny")
     assert adopt_region(successor, Inheritance(tiny, 2), NOW) == 0
+
+
+def test_a_slot_claiming_a_giant_entry_is_dropped_without_copying_it(
+    successor: MemoryEngine,
+) -> None:
+    dead = MemoryEngine(memory_limit=0)  # unlimited: a sparse data area of 64 GiB
+    dead.attach_region(RegionWriter(0))
+    dead.set(b"giant", b"v")
+    dead.set(b"fine", b"v")
+    mm, w = _words(_region(dead))
+    slot = _slot_of(w, b"giant")
+    block = w[slot + L.LOC] >> L.LOC_SHIFT
+    # Lengths that agree with each other and stay inside the area: 2 GiB of key.
+    w[slot + L.META] = w[slot + L.META] & ~0xFFFFFFFF | 2**31
+    w[block >> 3] = 2**31 << 32 | 1
+    w.release()
+    mm.close()
+    tracemalloc.start()
+    try:
+        assert adopt_region(successor, _inherit(_region(dead)), NOW) == 1
+        assert tracemalloc.get_traced_memory()[1] < 2**26
+    finally:
+        tracemalloc.stop()
+    assert successor.get(b"fine") == b"v"
+    _region(dead).close()
