@@ -2,12 +2,12 @@
 
 Two measurements per size:
 
-* **in process** (CPU milliseconds): a store's engine and region filled with N string keys (~10-byte keys,
-  100-byte values, one in ten with a TTL), its region revoked as a supervisor does, then
-  adopted into a fresh engine and region (``server.adoption.adopt_region``). Split into the
-  pass that reads and checks every slot (``Inheritance.entries``), the floor of any per-key
-  Python work (the same pass putting each entry in a dict) and the whole adoption (the pass
-  plus ``engine.set``, which publishes into the new region);
+* **in process** (CPU milliseconds): a store's engine and region filled with N string keys
+  (~10-byte keys, 100-byte values, one in ten with a TTL), its region revoked as a supervisor
+  does, then adopted into a fresh engine and region (``server.adoption.adopt_region``). Split
+  into the pass that reads and checks every slot (``Inheritance.entries``), the floor of any
+  per-key Python work (the same pass putting each entry in a dict) and the whole adoption (the
+  pass plus ``engine.set``, which publishes into the new region);
 * **under gunicorn** (``--gunicorn``): the same keys SET over the socket, the store killed with
   SIGKILL, and the time until the successor answers PING, beside the store's own log line.
 

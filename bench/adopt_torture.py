@@ -156,7 +156,7 @@ class _Reader(threading.Thread):
                 self._attach()
             key = self.rng.choice(keys)
             floor = self.writer.acked.get(key, 0)
-            value = self.region.get(key) if self.region is not None else FALLBACK
+            value: object = self.region.get(key) if self.region is not None else FALLBACK
             if value is FALLBACK:
                 try:
                     value = self.client.get(key)
@@ -181,7 +181,8 @@ def _check_all(client: redis.Redis, writer: _Writer, result: AdoptTortureResult)
     """With the writer parked: every key holds its last acknowledged version or a newer one."""
     keys = sorted(writer.acked)
     values = client.mget(keys)
-    for key, value in zip(keys, values, strict=True):
+    for key, raw in zip(keys, values, strict=True):
+        value = raw if isinstance(raw, bytes) else None
         if value is None and key in writer.unsure:
             result.dropped_in_flight += 1
             del writer.acked[key]  # known gone: readers may see it missing
@@ -232,8 +233,9 @@ def torture(cwd: Path, kills: int, readers: int = 2, seed: int = 0) -> AdoptTort
             writer.go_on()
             for thread in threads:
                 thread.stop.set()
-            for thread in [writer, *threads]:
-                thread.join(_TIMEOUT * 3)
+            everyone: list[threading.Thread] = [writer, *threads]
+            for running in everyone:
+                running.join(_TIMEOUT * 3)
         result.writes = writer.writes
         result.acknowledged = len(writer.acked)
         result.adoptions = [
