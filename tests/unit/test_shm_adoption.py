@@ -7,6 +7,8 @@ import logging
 import mmap
 import os
 import random
+import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -58,7 +60,16 @@ def _inherit(dead: RegionWriter) -> Inheritance:
     store exits, then sent on with the next store's GO."""
     ours, theirs = channel_pair()
     channel = StoreChannel(ours)
-    hand_over_region(theirs, dead.owner_fd)
+    # The store waits for the supervisor's answer (then it seals the region).
+    handed: list[bool] = []
+    store = threading.Thread(target=lambda: handed.append(hand_over_region(theirs, dead.owner_fd)))
+    store.start()
+    deadline = time.monotonic() + 30
+    while store.is_alive() and time.monotonic() < deadline:
+        channel.receive()
+        store.join(0.01)
+    assert handed == [True]
+    dead.seal()
     theirs.close()  # the store exits
     assert channel.revoke()
     held = channel.take_region()
