@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.blocks import MAX_PAGE
 
-__all__ = ["Inheritance", "RegionRefused"]
+__all__ = ["Counts", "Inheritance", "RegionRefused"]
 
 _MASK32 = 0xFFFFFFFF
 _MAX_ENTRY = MAX_PAGE - L.BLOCK_HEADER
