@@ -141,6 +141,7 @@ def test_every_region_held_string_is_adopted_with_its_deadline(
     # The old region stays revoked for its readers; the successor's own region serves.
     assert reader.get(b"k1") is FALLBACK
     reader.close()
+    _region(successor).beat(time.monotonic_ns())  # the store's ticker, in a store
     fresh = RegionReader(*_region(successor).fds, 0)
     assert fresh.get(b"k1") == values[b"k1"]
     fresh.close()
