@@ -401,6 +401,19 @@ class RegionWriter:
         self._ask = {}
         self._empty_table()
 
+    def reserve(self, keys: int) -> None:
+        """Size the table for ``keys`` keys at once, while the region is still empty (a store
+        adopting its predecessor's entries): no migration step on the inserts that follow."""
+        if self._live or self._migration is not None:
+            return
+        slots = _FIRST_SLOTS
+        while (keys + 1) * 2 > slots and slots < self._max_slots:
+            slots *= 2
+        if slots > self._slots:
+            half = 1 - self._half
+            self._go_live(self._spare_table(half, slots), slots, half)
+            self._used_slots = 0
+
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0

@@ -128,7 +128,7 @@ def test_the_channel_carries_go_and_the_region(region: RegionWriter) -> None:
     lifeline_r, lifeline_w = os.pipe()
     try:
         assert channel.go(4242)
-        assert wait_for_go(theirs, lifeline_r) == 4242
+        assert wait_for_go(theirs, lifeline_r) == (4242, None)
         # The store waits for the supervisor to have mapped its page (then it seals).
         handed: list[bool] = []
         store = threading.Thread(
