@@ -1,15 +1,17 @@
-"""The compact encodings redis-server 7.0 writes inside an RDB file, decoded (never written).
+"""The compact encodings redis-server 7.0 writes inside an RDB file, decoded (and listpacks
+written).
 
 Redis keeps small objects in flat blobs and saves them as they are: a list as a quicklist of
 *listpacks*, a small hash or sorted set as one listpack, a set of integers as an *intset*; any
-string longer than 20 bytes may be LZF-compressed. Blinkstore writes only the plain types, so it
-only needs to read these. Each decoder raises :class:`FormatError` on a blob that does not
-parse, never an ``IndexError`` or a half result.
+string longer than 20 bytes may be LZF-compressed. Blinkstore writes the plain types where
+there are some, so it only needs to read these; a stream has no plain type, so its nodes are
+written as the listpacks Redis keeps them in. Each decoder raises :class:`FormatError` on a
+blob that does not parse, never an ``IndexError`` or a half result.
 """
 
 from __future__ import annotations
 
-__all__ = ["FormatError", "intset_members", "listpack_items", "lzf_decompress"]
+__all__ = ["FormatError", "intset_members", "listpack", "listpack_items", "lzf_decompress"]
 
 
 class FormatError(ValueError):
@@ -62,6 +64,53 @@ def _backlen_bytes(size: int) -> int:
         if size < bound:
             return n
     return 5
+
+
+def _backlen(size: int) -> bytes:
+    """The back length of an entry of ``size`` bytes: 7 bits a byte, most significant first,
+    every byte but the first with its top bit set (read from the end by a reverse walk)."""
+    n = _backlen_bytes(size)
+    return bytes((size >> 7 * (n - 1 - i)) & 0x7F | (0x80 if i else 0) for i in range(n))
+
+
+# The smallest of the listpack's integer encodings that holds a value: (low, high, tag, bytes).
+_INT_ENCODINGS = (
+    (-(1 << 15), (1 << 15) - 1, 0xF1, 2),
+    (-(1 << 23), (1 << 23) - 1, 0xF2, 3),
+    (-(1 << 31), (1 << 31) - 1, 0xF3, 4),
+    (-(1 << 63), (1 << 63) - 1, 0xF4, 8),
+)
+
+
+def _listpack_entry(item: bytes | int) -> bytes:
+    if isinstance(item, int):
+        if 0 <= item <= 127:
+            return bytes((item,))
+        if -4096 <= item <= 4095:
+            item &= 0x1FFF
+            return bytes((0xC0 | item >> 8, item & 0xFF))
+        for low, high, tag, width in _INT_ENCODINGS:
+            if low <= item <= high:
+                return bytes((tag,)) + item.to_bytes(width, "little", signed=True)
+        raise ValueError(f"{item} does not fit a listpack integer")
+    n = len(item)
+    if n < 64:
+        return bytes((0x80 | n,)) + item
+    if n < 4096:
+        return bytes((0xE0 | n >> 8, n & 0xFF)) + item
+    return b"\xf0" + n.to_bytes(4, "little") + item
+
+
+def listpack(items: list[bytes | int]) -> bytes:
+    """A listpack of ``items`` (integers in the integer encodings, as Redis writes them)."""
+    body = bytearray()
+    for item in items:
+        entry = _listpack_entry(item)
+        body += entry
+        body += _backlen(len(entry))
+    size = 6 + len(body) + 1
+    count = min(len(items), 0xFFFF)  # 0xFFFF: "count them"
+    return size.to_bytes(4, "little") + count.to_bytes(2, "little") + bytes(body) + b"\xff"
 
 
 def listpack_items(blob: bytes) -> list[bytes]:

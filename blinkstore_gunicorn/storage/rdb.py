@@ -5,8 +5,9 @@ Why RDB rather than a format of our own: redis-server 7.0 loads a blinkstore sna
 blinkstore loads redis-server's ``dump.rdb``, so moving a cache between the two is a file copy,
 and ``redis-check-rdb`` or any RDB tool can read our files.
 
-What blinkstore writes: the plain types only (string 0, list 1, set 2, hash 4, sorted set 5
-with binary scores), lengths and strings uncompressed, deadlines as ``EXPIRETIME_MS``. Before the
+What blinkstore writes: the plain types (string 0, list 1, set 2, hash 4, sorted set 5 with
+binary scores) and streams as Redis 7.0 does (19, listpack nodes: ``rdbstream``), lengths and
+strings uncompressed, deadlines as ``EXPIRETIME_MS``. Before the
 end marker it adds two auxiliary fields redis-server ignores: ``blinkstore-keys`` (the number of
 keys) and ``blinkstore-crc32`` (zlib's CRC-32 of every byte before that field). The CRC-64
 trailer is written as 0, which Redis reads as "checksum disabled": CRC-64 has no C
@@ -15,10 +16,11 @@ for 1 GB), while zlib's CRC-32 runs at memory speed. A Redis file's CRC-64 is ch
 has one.
 
 What the reader takes: every encoding redis-server 7.0 writes for strings, lists, sets, hashes
-and sorted sets (integer-encoded and LZF-compressed strings, quicklist 2 of listpacks or plain
-nodes, intsets, listpack hashes and sorted sets, the plain types). A file that holds anything
-else (streams, modules, functions, a database other than 0, the ziplist encodings of Redis
-before 7.0, a version after 10) is refused whole with a :class:`FormatError` saying what.
+sorted sets and streams (integer-encoded and LZF-compressed strings, quicklist 2 of listpacks
+or plain nodes, intsets, listpack hashes and sorted sets, the plain types, streams of Redis 5
+to 7.0 without consumer groups). A file that holds anything else (consumer groups, modules,
+functions, a database other than 0, the ziplist encodings of Redis before 7.0, a version after
+10) is refused whole with a :class:`FormatError` saying what.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from blinkstore_gunicorn.storage.encodings import (
     listpack_items,
     lzf_decompress,
 )
+from blinkstore_gunicorn.storage.rdbstream import T_STREAM, T_STREAM_2, StreamValue, dump, load
 
 __all__ = ["RDB_VERSION", "FormatError", "Parsed", "Record", "Value", "crc64", "parse", "write"]
 
@@ -53,18 +56,23 @@ _UNSUPPORTED = {
     12: "a ziplist sorted set (Redis before 7.0)",
     13: "a ziplist hash (Redis before 7.0)",
     14: "a quicklist of ziplists (Redis before 7.0)",
-    15: "a stream",
-    19: "a stream",
     20: "a listpack set (Redis 7.2)",
-    21: "a stream",
+    21: "a stream of Redis 7.2",
 }
 KEYS_FIELD = b"blinkstore-keys"
 CRC_FIELD = b"blinkstore-crc32"
 _FLUSH = 1 << 20
 
 #: A string's bytes; a list's items; a set's members; a hash's (field, value) pairs; a sorted
-#: set's (member, score) pairs.
-Value = bytes | list[bytes] | set[bytes] | list[tuple[bytes, bytes]] | list[tuple[bytes, float]]
+#: set's (member, score) pairs; a stream's entries.
+Value = (
+    bytes
+    | list[bytes]
+    | set[bytes]
+    | list[tuple[bytes, bytes]]
+    | list[tuple[bytes, float]]
+    | StreamValue
+)
 
 
 class Record(NamedTuple):
@@ -105,12 +113,21 @@ def _string(data: bytes) -> bytes:
 _STRING_KEY = [bytes((T_STRING, n)) for n in range(0x40)]
 _SMALL_LENGTHS = [bytes((n,)) for n in range(0x40)]
 _EXPIRE_OP = bytes((OP_EXPIRETIME_MS,))
-_TYPE_OF = {b"string": T_STRING, b"list": T_LIST, b"set": T_SET, b"hash": T_HASH}
+_TYPE_OF = {
+    b"string": T_STRING,
+    b"list": T_LIST,
+    b"set": T_SET,
+    b"hash": T_HASH,
+    b"zset": T_ZSET_2,
+    b"stream": T_STREAM_2,
+}
 
 
 def _value(kind: bytes, value: Value) -> bytes:
     if isinstance(value, bytes):
         return _string(value)
+    if isinstance(value, StreamValue):
+        return dump(value)
     parts = [_length(len(value))]
     if kind == b"hash":
         for field, text in cast("list[tuple[bytes, bytes]]", value):
@@ -146,7 +163,7 @@ def write(
             buf += small[len(value)] if len(value) < 0x40 else _length(len(value))
             buf += value
         else:
-            buf.append(T_ZSET_2 if kind == b"zset" else _TYPE_OF[kind])
+            buf.append(_TYPE_OF[kind])
             buf += _string(key)
             buf += _value(kind, value)
         keys += 1
@@ -276,6 +293,8 @@ class _Cursor:
         if kind == T_ZSET_LISTPACK:
             flat = listpack_items(self.string())
             return b"zset", [(member, _score(score)) for member, score in _pairs(flat)]
+        if kind in (T_STREAM, T_STREAM_2):
+            return b"stream", load(self, kind)
         what = _UNSUPPORTED.get(kind, f"a value of unknown type {kind}")
         raise FormatError(f"holds {what}, which blinkstore cannot load")
 

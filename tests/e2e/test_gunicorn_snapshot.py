@@ -45,6 +45,10 @@ def stop(server: Gunicorn) -> None:
     assert server.wait_exit() == 0, server.log()
 
 
+#: A key of every type.
+TYPES = ("string", "queue", "set", "hash", "zset", "stream")
+
+
 @pytest.mark.parametrize("snapshot", [True, False])
 def test_first_requests_after_a_restart_hit_as_before(tmp_path: Path, snapshot: bool) -> None:
     env = {"BLINKSTORE_SNAPSHOT": str(tmp_path / "cache.rdb")} if snapshot else {}
@@ -74,8 +78,9 @@ def test_every_type_and_deadline_survives_sigterm_and_start(tmp_path: Path) -> N
         r.sadd("set", "m")
         r.hset("hash", "f", "v")
         r.zadd("zset", {"x": 1.5})
+        r.xadd("stream", {"f": "v"}, id="7-1")
         deadline = (r.time()[0] + 3600) * 1000
-        for key in ("string", "queue", "set", "hash", "zset"):
+        for key in TYPES:
             r.pexpireat(key, deadline)
         stop(server)
     with gunicorn(args, tmp_path, env=env) as server:
@@ -85,7 +90,8 @@ def test_every_type_and_deadline_survives_sigterm_and_start(tmp_path: Path) -> N
         assert r.smembers("set") == {b"m"}
         assert r.hgetall("hash") == {b"f": b"v"}
         assert r.zrange("zset", 0, -1, withscores=True) == [(b"x", 1.5)]
-        for key in ("string", "queue", "set", "hash", "zset"):
+        assert r.xrange("stream") == [(b"7-1", {b"f": b"v"})]
+        for key in TYPES:
             assert 0 < r.pttl(key) <= 3_600_000, key
         assert "snapshot" in server.log() and "loaded" in server.log()
 

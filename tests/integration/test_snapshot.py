@@ -34,6 +34,31 @@ EXPECTED: dict[str, object] = {
     "hash": {b"field": b"value", b"long": b"w" * 200},
     "zset": [(b"low", -1.5), (b"mid", 2.0), (b"top", float("inf"))],
 }
+#: Keys with a deadline in fill().
+EXPIRING = ("number", "list", "set", "hash", "zset", "stream")
+
+
+def fill_stream(r: redis.Redis, key: str = "stream") -> list[object]:
+    """A stream of several nodes: entries with the node's first fields and others, a sequence
+    that goes down when the millisecond goes up, deleted entries (the last one too, so its
+    last ID is past its entries); return XRANGE's answer."""
+    for i in range(250):
+        fields: dict[str, str | int] = (
+            {"n": i, "v": "x" * (i % 70)} if i % 3 else {"other": -i, "big": i * 70000}
+        )
+        r.xadd(key, fields, id=f"{1000 + i // 2}-{4 + i % 2 * 5}")  # type: ignore[arg-type]
+    r.xdel(key, "1010-9", "1124-9")
+    entries = r.xrange(key)
+    assert entries
+    return list(entries)
+
+
+def check_stream(r: redis.Redis, entries: object, key: str = "stream") -> None:
+    assert isinstance(entries, list)
+    assert r.xrange(key) == entries
+    assert r.xrevrange(key, count=3) == entries[::-1][:3]
+    with pytest.raises(redis.ResponseError, match="equal or smaller"):
+        r.xadd(key, {"f": "v"}, id="1124-9")  # the deleted last ID is not given out again
 
 
 def client(store: StoreProcess) -> redis.Redis:
@@ -54,11 +79,14 @@ def fill(r: redis.Redis) -> dict[str, int]:
     r.sadd("set", 1, -7, "member")
     r.hset("hash", mapping={"field": "value", "long": "w" * 200})
     r.zadd("zset", {"low": -1.5, "mid": 2, "top": float("inf")})
+    EXPECTED["stream"] = fill_stream(r)
+    r.xadd("empty-stream", {"f": "v"}, id="5-5")
+    r.xdel("empty-stream", "5-5")
     deadline = now_ms() + 3_600_000
-    for key in ("number", "list", "set", "hash", "zset"):
+    for key in EXPIRING:
         r.pexpireat(key, deadline)
     r.mset({f"k{i}": f"v{i}" for i in range(1000)})
-    return dict.fromkeys(("number", "list", "set", "hash", "zset"), deadline)
+    return dict.fromkeys(EXPIRING, deadline)
 
 
 def check(r: redis.Redis, deadlines: dict[str, int]) -> None:
@@ -68,6 +96,8 @@ def check(r: redis.Redis, deadlines: dict[str, int]) -> None:
     assert r.smembers("set") == EXPECTED["set"]
     assert r.hgetall("hash") == EXPECTED["hash"]
     assert r.zrange("zset", 0, -1, withscores=True) == EXPECTED["zset"]
+    check_stream(r, EXPECTED["stream"])
+    assert (r.xlen("empty-stream"), r.type("empty-stream")) == (0, b"stream")
     assert r.mget([f"k{i}" for i in range(1000)]) == [f"v{i}".encode() for i in range(1000)]
     assert r.ttl("string") == -1
     for key, deadline in deadlines.items():
@@ -118,11 +148,14 @@ def test_redis_server_loads_the_stores_snapshot(
     r = client(store)
     deadlines = fill(r)
     assert store.stop() == 0
-    with redis_server_process("--dir", str(tmp_path), "--dbfilename", SNAPSHOT) as server:
+    # Deep checks of every listpack, so that a malformed stream node would be refused.
+    with redis_server_process(
+        "--dir", str(tmp_path), "--dbfilename", SNAPSHOT, "--sanitize-dump-payload", "yes"
+    ) as server:
         peer = redis.Redis(unix_socket_path=server.unix_path)
         check(peer, deadlines)
         assert {key: peer.pexpiretime(key) for key in deadlines} == deadlines
-        assert peer.dbsize() == 1006
+        assert peer.dbsize() == 1008
 
 
 def test_the_store_loads_redis_servers_dump(
@@ -139,6 +172,7 @@ def test_the_store_loads_redis_servers_dump(
         peer.zadd("bigzset", {f"m{i}": i / 3 for i in range(300)})
         peer.set("lzf", "ab" * 5000)
         peer.set("negative", -40000)
+        long_stream = fill_stream(peer, "long-stream")
         assert peer.save()
         shutil.copy(server.directory / "dump.rdb", tmp_path / SNAPSHOT)
     os.chmod(tmp_path / SNAPSHOT, 0o600)
@@ -153,6 +187,7 @@ def test_the_store_loads_redis_servers_dump(
         (f"m{i}".encode(), i / 3) for i in range(300)
     ]
     assert (r.get("lzf"), r.get("negative")) == (b"ab" * 5000, b"-40000")
+    check_stream(r, long_stream, "long-stream")
 
 
 def _truncate(path: Path) -> None:

@@ -12,8 +12,24 @@ from blinkstore_gunicorn.storage import rdb
 from blinkstore_gunicorn.storage.encodings import (
     FormatError,
     intset_members,
+    listpack,
     listpack_items,
     lzf_decompress,
+)
+from blinkstore_gunicorn.storage.rdbstream import StreamValue, dump
+
+#: Two nodes: an entry with the master's fields and one without, a sequence that goes down
+#: when the millisecond goes up, and a last ID past the entries (the last one was deleted).
+STREAM = StreamValue(
+    [
+        [
+            ((5, 9), [b"f", b"1", b"g", b"x" * 70]),
+            ((6, 0), [b"f", b"-9", b"g", b""]),
+            ((6, 1), [b"other", b"v"]),
+        ],
+        [((2**40, 2**63 + 5), [b"f", b"1", b"g", b"2"])],
+    ],
+    (2**40, 2**64 - 1),
 )
 
 RECORDS = [
@@ -23,6 +39,7 @@ RECORDS = [
     rdb.Record(b"set", b"set", {b"1", b"x"}, 2_000_000_000_000),
     rdb.Record(b"h", b"hash", [(b"f", b"v")], None),
     rdb.Record(b"z", b"zset", [(b"m", -0.5), (b"n", float("inf"))], None),
+    rdb.Record(b"st", b"stream", STREAM, None),
 ]
 
 
@@ -36,12 +53,12 @@ def test_round_trip_keeps_every_type_and_deadline() -> None:
     parsed = rdb.parse(written(), now_ms=0)
     assert parsed.records == RECORDS
     assert parsed.aux[b"redis-bits"] == b"64"
-    assert parsed.aux[rdb.KEYS_FIELD] == b"6"
+    assert parsed.aux[rdb.KEYS_FIELD] == b"7"
 
 
 def test_keys_past_their_deadline_are_left_out_and_counted() -> None:
     parsed = rdb.parse(written(), now_ms=2_000_000_000_000)
-    assert [r.key for r in parsed.records] == [b"s", b"l", b"h", b"z"]
+    assert [r.key for r in parsed.records] == [b"s", b"l", b"h", b"z", b"st"]
     assert parsed.expired == 2
 
 
@@ -100,7 +117,7 @@ def test_a_redis_file_with_a_wrong_crc64_is_refused() -> None:
     ("body", "reason"),
     [
         (b"\xfe\x03", "database 3"),
-        (b"\x0f\x01k", "a stream"),
+        (b"\x15\x01k", "a stream of Redis 7.2"),
         (b"\x0e\x01k", "ziplists"),
         (b"\x07\x01k", "a module value"),
         (b"\xf5", "functions"),
@@ -109,6 +126,67 @@ def test_a_redis_file_with_a_wrong_crc64_is_refused() -> None:
 def test_what_blinkstore_has_no_type_for_refuses_the_file(body: bytes, reason: str) -> None:
     with pytest.raises(FormatError, match=reason):
         rdb.parse(_redis_file(body), 0)
+
+
+def _stream_file(value: StreamValue, groups: bytes = b"") -> bytes:
+    """A Redis file holding the stream ``value`` (type 19); ``groups`` replaces its count of
+    consumer groups (0)."""
+    body = dump(value)
+    return _redis_file(b"\x13\x01k" + (body[:-1] + groups if groups else body))
+
+
+def test_a_stream_in_its_nodes_round_trips() -> None:
+    (record,) = rdb.parse(_stream_file(STREAM), 0).records
+    assert record == rdb.Record(b"k", b"stream", STREAM, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "groups", "reason"),
+    [
+        (STREAM, b"\x01", "consumer groups"),
+        (StreamValue(STREAM.nodes[::-1], STREAM.last_id), b"", "out of order"),
+        (StreamValue(STREAM.nodes, (6, 1)), b"", "last ID does not match"),
+    ],
+)
+def test_a_stream_blinkstore_cannot_hold_refuses_the_file(
+    value: StreamValue, groups: bytes, reason: str
+) -> None:
+    with pytest.raises(FormatError, match=reason):
+        rdb.parse(_stream_file(value, groups), 0)
+
+
+def _one_node_stream(blob: bytes) -> bytes:
+    """A Redis file holding a stream of one entry, 1-1, in the node ``blob``."""
+    key = (1).to_bytes(8, "big") * 2
+    node = b"\x01\x10" + key + bytes((len(blob),)) + blob
+    return _redis_file(b"\x13\x01k" + node + b"\x01\x01\x01" + bytes(6))
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [1, 0, 1, b"f"],  # the master entry ends early
+        [1, 0, 1, b"f", 5, 2, 0, 0, b"v", 4],  # no 0 after the master fields
+        [1, 0, 1, b"f", 0, 2, 0, 0, b"v"],  # no element count
+        [1, 0, 1, b"f", 0, b"x", 0, 0, b"v", 4],  # flags not a number
+        [1, 0, 1, b"f", 0, 0, 0, 0, 3, b"f", b"v", 4],  # fewer fields than it says
+    ],
+)
+def test_a_malformed_stream_node_refuses_the_file(items: list[bytes | int]) -> None:
+    assert rdb.parse(_one_node_stream(listpack([1, 0, 1, b"f", 0, 2, 0, 0, b"v", 4])), 0)
+    with pytest.raises(FormatError):
+        rdb.parse(_one_node_stream(listpack(items)), 0)
+
+
+def test_listpacks_are_written_as_redis_writes_them() -> None:
+    items: list[bytes | int] = [0, 127, 128, -1, -4096, 4096, -(2**15), 2**23 - 1]
+    items += [-(2**31), 2**31, -(2**63), b"", b"a" * 63, b"b" * 64, b"c" * 4095, b"d" * 4096]
+    assert listpack_items(listpack(items)) == [
+        str(item).encode() if isinstance(item, int) else item for item in items
+    ]
+    assert listpack([5, -1, b"abc"]) == _listpack(b"\x05", b"\xdf\xff", b"\x83abc")
+    # A 202-byte entry's back length: 1 * 128 + 74, most significant first.
+    assert listpack([b"x" * 200])[6 + 202 : 6 + 204] == bytes((1, 0x80 | 74))
 
 
 def _listpack(*entries: bytes) -> bytes:
