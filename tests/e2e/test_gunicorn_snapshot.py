@@ -14,7 +14,8 @@ import httpx
 import pytest
 import redis
 
-from harness.gunicorn import CONF, Gunicorn, get, gunicorn
+from blinkstore_gunicorn.shm import handout
+from harness.gunicorn import CONF, Gunicorn, get, gunicorn, wait_until
 from tests.e2e.test_gunicorn_deploy import open_directory
 
 pytestmark = pytest.mark.slow
@@ -124,3 +125,29 @@ def test_under_user_the_file_is_the_workers_users_and_a_foreign_one_is_refused()
             assert get(f"{server.url}/get?key=new")["value"] == "1"
             refusals = [line for line in server.log().splitlines() if "refused" in line]
             assert len(refusals) == 1 and "owned by uid 0" in refusals[0], server.log()
+
+
+@pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+def test_after_a_kill_9_the_region_and_the_snapshot_each_bring_back_their_part(
+    tmp_path: Path,
+) -> None:
+    env = {"BLINKSTORE_SNAPSHOT": str(tmp_path / "cache.rdb"), "BLINKSTORE_SNAPSHOT_INTERVAL": "0"}
+    big = b"x" * (64 * 2**10 + 1)  # over the region's threshold: the store's heap
+    with gunicorn([*CONF, "-w", "1", "wsgi_app:app"], tmp_path, env=env) as server:
+        r = store_client(server)
+        r.set("string", "old")
+        r.rpush("queue", "a")
+        r.set("big", big)
+        assert r.save()
+        r.set("string", "new")  # in the region: adopted
+        r.rpush("queue", "b")  # after the snapshot, outside the region: lost
+        r.hset("hash", "f", "v")
+        assert wait_until(lambda: len(server.store_processes()) == 2, 60.0), server.log()
+        store = server.store_pid()
+        os.kill(store, signal.SIGKILL)
+        assert wait_until(lambda: server.store_pid() != store, 60.0), server.log()
+        assert r.get("string") == b"new"
+        assert (r.lrange("queue", 0, -1), r.get("big")) == ([b"a"], big)
+        assert not r.exists("hash")
+        log = server.log()
+        assert "shared-memory region" in log and "loaded" in log, log[-3000:]
