@@ -15,6 +15,8 @@ import pytest
 import redis
 
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.storage import rdb
+from blinkstore_gunicorn.storage.snapshot import write_file
 from harness.gunicorn import CONF, Gunicorn, get, gunicorn, wait_until
 from tests.e2e.test_gunicorn_deploy import open_directory
 
@@ -151,3 +153,18 @@ def test_after_a_kill_9_the_region_and_the_snapshot_each_bring_back_their_part(
         assert not r.exists("hash")
         log = server.log()
         assert "shared-memory region" in log and "loaded" in log, log[-3000:]
+
+
+def test_a_snapshot_that_loads_longer_than_the_start_timeout_still_starts(tmp_path: Path) -> None:
+    # 100,000 keys take seconds to load, far over a start timeout of 0.2 s: the master waits
+    # for the store's first PONG as much longer as the file is large.
+    path = tmp_path / "cache.rdb"
+    keys = (rdb.Record(b"k%d" % i, b"string", b"%d" % i, None) for i in range(100_000))
+    write_file(str(path), keys)
+    env = {
+        "BLINKSTORE_SNAPSHOT": str(path),
+        "BLINKSTORE_START_TIMEOUT": "0.2",
+        "BLINKSTORE_MEMORY_LIMIT": "0",
+    }
+    with gunicorn([*CONF, "-w", "1", "wsgi_app:app"], tmp_path, env=env) as server:
+        assert store_client(server).get("k99999") == b"99999"
