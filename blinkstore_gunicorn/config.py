@@ -180,9 +180,7 @@ def parse_tcp(value: str) -> TcpAddress:
     elif text.count(":") == 1:
         host_part, port_text = text.split(":")
         host = host_part or DEFAULT_TCP_HOST
-    elif ":" in text:
-        host = text  # a bare IPv6 address
-    else:
+    else:  # a name, an IPv4 or a bare IPv6 address
         host = text
     if not port_text:
         return TcpAddress(host, DEFAULT_TCP_PORT)
@@ -214,27 +212,22 @@ def _parse_text(value: str | int) -> str:
 
 
 def _parse_seconds(value: str | int) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
+    if not re.fullmatch(r"\s*(\d+(\.\d*)?|\.\d+)\s*", str(value)):
         raise ValueError(f"invalid duration {value!r}: expected 0 or more seconds (60, 0.5)")
-    return seconds
+    return float(value)
 
 
-def _parse_log_level(value: str | int) -> str:
-    level = str(value).strip().lower()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"invalid log level {value!r}: expected one of {', '.join(LOG_LEVELS)}")
-    return level
+def _one_of(choices: tuple[str, ...], what: str) -> Callable[[str | int], str]:
+    def parse(value: str | int) -> str:
+        choice = str(value).strip().lower()
+        if choice not in choices:
+            raise ValueError(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
+        return choice
+
+    return parse
 
 
-def _parse_shm(value: str | int) -> str:
-    mode = str(value).strip().lower()
-    if mode not in SHM_MODES:
-        raise ValueError(f"invalid mode {value!r}: expected one of {', '.join(SHM_MODES)}")
-    return mode
+_parse_log_level, _parse_shm = _one_of(LOG_LEVELS, "log level"), _one_of(SHM_MODES, "mode")
 
 
 @dataclass(frozen=True)
@@ -479,11 +472,8 @@ class StoreSettings:
         overrides: Mapping[str, str | int | None] | None = None,
     ) -> StoreSettings:
         """Settings from ``BLINKSTORE_*`` variables, with ``overrides`` (e.g. flags) winning."""
-        values: dict[str, str | int | None] = dict(cls.env_values(environ))
-        for name, raw in (overrides or {}).items():
-            if raw is not None:
-                values[name] = raw
-        return cls.from_mapping(values)
+        given = {name: raw for name, raw in (overrides or {}).items() if raw is not None}
+        return cls.from_mapping({**cls.env_values(environ), **given})
 
     def _raw_items(self) -> Iterable[tuple[str, str]]:
         for spec in SETTINGS:
