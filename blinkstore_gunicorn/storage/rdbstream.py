@@ -133,6 +133,8 @@ def _entries(master: StreamID, blob: bytes) -> list[tuple[StreamID, list[bytes]]
             at += 1  # the entry's element count (a back link for reverse walks)
             if at > len(items):
                 raise FormatError("a stream entry ends early")
+            if not 0 <= master[0] + ms < _U64:
+                raise FormatError("a stream entry's ID is out of range")
             if not flags & _DELETED:
                 entries.append(((master[0] + ms, (master[1] + seq) % _U64), pairs))
     except (IndexError, ValueError):

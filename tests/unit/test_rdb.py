@@ -170,6 +170,7 @@ def _one_node_stream(blob: bytes) -> bytes:
         [1, 0, 1, b"f", 0, 2, 0, 0, b"v"],  # no element count
         [1, 0, 1, b"f", 0, b"x", 0, 0, b"v", 4],  # flags not a number
         [1, 0, 1, b"f", 0, 0, 0, 0, 3, b"f", b"v", 4],  # fewer fields than it says
+        [1, 0, 1, b"f", 0, 2, -2, 0, b"v", 4],  # an ID before 0-0
     ],
 )
 def test_a_malformed_stream_node_refuses_the_file(items: list[bytes | int]) -> None:
