@@ -3,8 +3,9 @@
 A store with ``--snapshot`` loads the file before its first PONG and writes it after its last
 client: both take time that grows with the file (``bench.snapshot``: 1 GiB of 1 KiB values is
 loaded in 43-83 s and written in 25-34 s on a loaded 2-core host; small values cost more per
-byte: 30 MiB of 100-byte values took 41 s to load into a full store on such a host). The supervisor's usual bounds (the start timeout, 5 s to stop) are for a store that
-has nothing to read or write.
+byte: 30 MiB of 100-byte values took 41 s to load into a full store on such a host). The
+supervisor's usual bounds (the start timeout, 5 s to stop) are for a store that has nothing to
+read or write.
 """
 
 from __future__ import annotations
