@@ -146,7 +146,7 @@ class SharedReads:
             self._retry_at = now + RETRY_INTERVAL  # the store is down: the socket path says so
         else:
             self._reader = reader
-            self.get = reader.get
+            self.get = reader.lookup
         finally:
             self._attaching = False
 

@@ -24,7 +24,10 @@ from blinkstore_gunicorn.shm.generation import Generation
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 
 @pytest.fixture

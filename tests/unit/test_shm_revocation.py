@@ -22,7 +22,10 @@ from blinkstore_gunicorn.supervision.handover import (
     wait_for_go,
 )
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 
 @pytest.fixture

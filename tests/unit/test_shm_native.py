@@ -1,0 +1,192 @@
+"""The optional C helper (``shm/_native.c``) against the pure-Python reference.
+
+The shm tests run every case on both paths (``shm_path``); these check what only the pair
+can show: the C helper is built where a compiler is, it computes exactly what layout.py does,
+a C reader and a Python reader of one region give the same answers under random writes from
+either writer, and without the helper everything falls back to Python.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import sysconfig
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from blinkstore_gunicorn import shm
+from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm.native import ENV, native
+from blinkstore_gunicorn.shm.reader import RegionReader
+from blinkstore_gunicorn.shm.writer import RegionWriter
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+
+
+def _compiler() -> str | None:
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc)
+
+
+# A few secrets, made once (a random 62-bit prime costs a few milliseconds).
+SECRETS = [layout.hash_secret() for _ in range(4)]
+
+
+@pytest.fixture
+def c(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    monkeypatch.delenv(ENV, raising=False)
+    module = native()
+    if module is None:
+        pytest.skip("the C helper is not built")
+    yield module
+
+
+def test_the_helper_is_built_wherever_a_compiler_is() -> None:
+    # `make install` (uv's editable build) compiles it; CI must not silently test Python twice.
+    if _compiler() is None or sys.byteorder != "little" or not sys.platform.startswith("linux"):
+        pytest.skip("no C compiler, or a platform the helper does not target")
+    from blinkstore_gunicorn.shm import _native
+
+    assert _native.constants() == {
+        name: getattr(layout, name)
+        for name in (
+            "H_TOKEN",
+            "H_HEARTBEAT",
+            "META",
+            "SEQ",
+            "LOC",
+            "EXPIRE",
+            "SLOT_WORDS",
+            "BLOCK_LENGTHS",
+            "BLOCK_SLOT",
+            "BLOCK_CHECKSUM",
+            "BLOCK_HEADER",
+            "LOC_SHIFT",
+            "MAX_PROBE",
+            "STALE_NS",
+            "COUNTER_BYTES",
+        )
+    }
+
+
+@given(key=st.binary(max_size=300), secret=st.sampled_from(SECRETS))
+def test_key_hash_is_layouts(key: bytes, secret: tuple[int, int]) -> None:
+    module = native()
+    if module is None:
+        pytest.skip("the C helper is not built")
+    mul, prime = secret
+    assert module.key_hash(key, mul, prime) == layout.key_hash(key, mul, prime)
+
+
+@given(key=st.binary(max_size=100), value=st.binary(max_size=600), at=st.integers(0, 2**64 - 1))
+def test_entry_checksum_is_layouts(key: bytes, value: bytes, at: int) -> None:
+    module = native()
+    if module is None:
+        pytest.skip("the C helper is not built")
+    assert module.entry_checksum(key, value, at) == layout.entry_checksum(key, value, at)
+
+
+@pytest.mark.parametrize("writer_path", ["native", "python"])
+@pytest.mark.parametrize("checksum", [False, True])
+def test_c_and_python_readers_agree_under_random_writes(
+    c: object, monkeypatch: pytest.MonkeyPatch, writer_path: str, checksum: bool
+) -> None:
+    monkeypatch.setenv(ENV, "1" if writer_path == "native" else "0")
+    # Small: the table grows (a migration, then switches) and blocks change size classes.
+    writer = RegionWriter(256 * 1024, max_value=600, checksum=checksum)
+    monkeypatch.setenv(ENV, "1")
+    fast = RegionReader(*writer.fds, 0)
+    monkeypatch.setenv(ENV, "0")
+    slow = RegionReader(*writer.fds, 1)
+    assert fast.native and not slow.native
+    rng = random.Random(7)
+    handles: dict[bytes, int] = {}
+    keys = [b"k:%d" % n for n in range(400)] + [b"", b"x" * 200]
+    try:
+        for _ in range(6000):
+            key = rng.choice(keys)
+            op = rng.random()
+            if op < 0.6:
+                value = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 5, 60, 300, 700])))
+                expire_at = rng.choice([0, 0, 1, 2**40])
+                handles[key] = writer.publish(key, value, expire_at, handles.get(key, 0))
+            elif op < 0.7 and key in handles:
+                writer.unpublish(key, handles.pop(key))
+            elif op < 0.75 and key in handles:
+                writer.set_expire(key, handles[key], rng.choice([0, 1, 2**40]))
+            probe = rng.choice(keys)
+            # The store's ticker: else the region goes stale between the two readers' reads.
+            writer.beat(time.monotonic_ns())
+            assert fast.lookup(probe) == slow.get(probe), probe
+            assert fast.exists(probe) == slow.exists(probe), probe
+            assert fast.expire_at_of(probe) == slow.expire_at_of(probe), probe
+            if rng.random() < 0.01:
+                writer.flush()
+                handles.clear()
+        assert fast.get_many(keys[:20]) == slow.get_many(keys[:20])
+        # Both count their hits and misses in their own counter slot.
+        hits, misses = writer.reader_counts()
+        assert hits > 0 and misses > 0
+    finally:
+        fast.close()
+        slow.close()
+        writer.close()
+
+
+def test_a_c_hit_sets_the_visited_mark_and_counts(c: object) -> None:
+    writer = RegionWriter(2**20)
+    reader = RegionReader(*writer.fds, 3)
+    try:
+        handle = writer.publish(b"k", b"v", 0, 0)
+        assert not writer.take_visited(handle)
+        assert reader.lookup(b"k") == b"v"
+        assert reader.lookup(b"absent") is None
+        assert writer.take_visited(handle)
+        assert writer.reader_counts() == (1, 1)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_dropped_reader_frees_its_mapping_without_the_cycle_collector(c: object) -> None:
+    # The C lookup calls the reader back through a weak reference: no cycle keeps a dead
+    # store's region mapped until the collector runs.
+    import gc
+    import weakref
+
+    writer = RegionWriter(2**20)
+    try:
+        reader = RegionReader(*writer.fds, 0)
+        assert reader.lookup(b"k") is None
+        gone = weakref.ref(reader)
+        gc.disable()
+        try:
+            del reader
+            assert gone() is None
+        finally:
+            gc.enable()
+    finally:
+        writer.close()
+
+
+def test_without_the_helper_everything_is_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As after an install without a C compiler: the module cannot be imported.
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "blinkstore_gunicorn.shm._native", None)
+    monkeypatch.delattr(shm, "_native", raising=False)
+    assert native() is None
+    writer = RegionWriter(2**20)
+    reader = RegionReader(*writer.fds, 0)
+    try:
+        assert not reader.native
+        writer.publish(b"k", b"v", 0, 0)
+        assert reader.lookup(b"k") == b"v"
+    finally:
+        reader.close()
+        writer.close()
