@@ -17,6 +17,7 @@ from bench.shm_torture import check_value, make_value, report, torture
 from harness.processes import short_tempdir
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+both_paths = pytest.mark.usefixtures("shm_path")  # the C helper's path, then the Python one
 
 
 def test_values_check_themselves() -> None:
@@ -33,6 +34,7 @@ def test_values_check_themselves() -> None:
 
 
 @pytest.mark.slow
+@both_paths
 def test_readers_never_corrupt_values_the_store_then_serves() -> None:
     # 40 s of 3 readers: today's main showed its first corruption after 2-22 s.
     with short_tempdir() as workdir:
@@ -42,6 +44,7 @@ def test_readers_never_corrupt_values_the_store_then_serves() -> None:
 
 
 @pytest.mark.slow
+@both_paths
 def test_no_wrong_or_stale_read_across_an_unsupervised_restart() -> None:
     with short_tempdir() as workdir:
         result = torture(
