@@ -449,6 +449,78 @@ static inline void set_checksum(Publisher *self, char *block, const char *k, siz
         store_relaxed((uint64_t *)block + BLOCK_CHECKSUM, entry_checksum(k, nk, v, nv, expire_at));
 }
 
+/* layout.block_size */
+static uint64_t block_size(uint64_t n) {
+    if (n <= 256) return (n + 15) & ~(uint64_t)15;
+    int bits = 64 - __builtin_clzll(n);
+    uint64_t step = (uint64_t)1 << (bits - 5);
+    return (n + step - 1) & ~(step - 1);
+}
+
+#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+
+/* overwrite(block, key, value, expire_at, half, t0, slots, max_value): writer.publish's common
+ * case in one call: the key's block (at byte offset block) is in the live table's half and the
+ * new value fits a block of the same size, so it is rewritten in place. Returns the slot, or
+ * -1 when that is not the case (the caller takes the general path; nothing was written). */
+static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t block, expire_at, half, t0, slots, max_value;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "overwrite(block, key, value, expire_at, half, t0, slots, max_value)");
+        return NULL;
+    }
+    if (as_u64(args[0], &block) || want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
+        as_u64(args[3], &expire_at) || as_u64(args[4], &half) || as_u64(args[5], &t0) ||
+        as_u64(args[6], &slots) || as_u64(args[7], &max_value))
+        return NULL;
+    uint64_t size = (uint64_t)self->region.len;
+    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    const char *k = PyBytes_AS_STRING(args[1]), *v = PyBytes_AS_STRING(args[2]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[1]), nv = (uint64_t)PyBytes_GET_SIZE(args[2]);
+    char *base = (char *)self->region.buf;
+    uint64_t *bw = (uint64_t *)(base + block);
+    uint64_t tag = load_relaxed(&bw[BLOCK_SLOT]), old = load_relaxed(&bw[BLOCK_LENGTHS]);
+    uint64_t slot = tag & (((uint64_t)1 << HALF_SHIFT) - 1), lengths = nk << 32 | nv;
+    if (tag >> HALF_SHIFT != half || slot >= slots || nv > max_value ||
+        (old != lengths && block_size(BLOCK_HEADER + nk + nv) !=
+                               block_size(BLOCK_HEADER + (old >> 32) + (old & 0xFFFFFFFFu))))
+        return PyLong_FromLong(-1);
+    uint64_t slotw = t0 + slot * SLOT_WORDS;
+    if (slotw > size / 8 - SLOT_WORDS || nv > LOC_LEN_MASK ||
+        size - block - BLOCK_HEADER < nk + nv) {
+        PyErr_SetString(PyExc_ValueError, "slot or block outside the region");
+        return NULL;
+    }
+    uint64_t *s = (uint64_t *)base + slotw;
+    uint64_t seq = open_slot(s);
+    memcpy(base + block + BLOCK_HEADER + nk, v, nv);
+    if (old != lengths) {
+        store_relaxed(&bw[BLOCK_LENGTHS], lengths);
+        store_relaxed(&s[LOC], block << LOC_SHIFT | nv);
+    }
+    set_checksum(self, base + block, k, nk, v, nv, expire_at);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    return PyLong_FromUnsignedLongLong(slot);
+}
+
+/* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
+static PyObject *publisher_block_bytes(Publisher *self, PyObject *arg) {
+    uint64_t block;
+    if (as_u64(arg, &block)) return NULL;
+    if (!self->open || block & 7 || block > (uint64_t)self->region.len - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    uint64_t lengths = load_relaxed((uint64_t *)((char *)self->region.buf + block) + BLOCK_LENGTHS);
+    return PyLong_FromUnsignedLongLong(
+        block_size(BLOCK_HEADER + (lengths >> 32) + (lengths & 0xFFFFFFFFu)));
+}
+
 /* rewrite(slotw, block, key, value, expire_at): writer.publish's in-place overwrite (same
  * block size): the value, the lengths and LOC if the length changed, checksum, deadline. */
 static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -534,6 +606,10 @@ static PyObject *publisher_close(Publisher *self, PyObject *unused) {
 }
 
 static PyMethodDef publisher_methods[] = {
+    {"overwrite", (PyCFunction)(void (*)(void))publisher_overwrite, METH_FASTCALL,
+     "overwrite(block, key, value, expire_at, half, t0, slots, max_value): slot or -1."},
+    {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
+     "block_bytes(block): the bytes of the block at that offset."},
     {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,
      "rewrite(slotw, block, key, value, expire_at): an in-place overwrite."},
     {"place", (PyCFunction)(void (*)(void))publisher_place, METH_FASTCALL,
@@ -587,6 +663,16 @@ static PyObject *py_entry_checksum(PyObject *mod, PyObject *const *args, Py_ssiz
                        PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), expire_at));
 }
 
+static PyObject *py_block_size(PyObject *mod, PyObject *arg) {
+    uint64_t n;
+    if (as_u64(arg, &n)) return NULL;
+    if (n >> 62) {
+        PyErr_SetString(PyExc_ValueError, "size out of range");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(block_size(n));
+}
+
 static PyObject *py_constants(PyObject *mod, PyObject *unused) {
     return Py_BuildValue("{sisisisisisisisisisisisisisLsi}", "H_TOKEN", H_TOKEN, "H_HEARTBEAT",
                          H_HEARTBEAT, "META", META, "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
@@ -601,6 +687,7 @@ static PyMethodDef module_methods[] = {
      "layout.key_hash in C."},
     {"entry_checksum", (PyCFunction)(void (*)(void))py_entry_checksum, METH_FASTCALL,
      "layout.entry_checksum in C."},
+    {"block_size", (PyCFunction)py_block_size, METH_O, "layout.block_size in C."},
     {"constants", (PyCFunction)py_constants, METH_NOARGS,
      "The layout constants compiled in (the tests compare them with layout.py)."},
     {NULL, NULL, 0, NULL},

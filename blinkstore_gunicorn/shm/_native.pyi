@@ -23,8 +23,23 @@ class Lookup:
     def set_table(self, offset: int, slots: int, token: int, marks_offset: int, /) -> None: ...
     def close(self) -> None: ...
 
+def block_size(n: int, /) -> int: ...
+
 class Publisher:
     def __init__(self, region: Buffer, checksum: bool) -> None: ...
+    def overwrite(
+        self,
+        block: int,
+        key: bytes,
+        value: bytes,
+        expire_at: int,
+        half: int,
+        t0: int,
+        slots: int,
+        max_value: int,
+        /,
+    ) -> int: ...
+    def block_bytes(self, block: int, /) -> int: ...
     def rewrite(
         self, slotw: int, block: int, key: bytes, value: bytes, expire_at: int, /
     ) -> None: ...

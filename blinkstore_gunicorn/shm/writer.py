@@ -268,6 +268,8 @@ class RegionWriter:
 
     def block_bytes(self, handle: int) -> int:
         """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
+        if self._pub is not None:
+            return self._pub.block_bytes(handle)
         # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
         # cheaper than the allocator's page lookup, and called on every overwrite.
         # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
@@ -291,6 +293,16 @@ class RegionWriter:
         """
         # The hot path of every SET: attributes and helpers are read once into locals, and
         # the common overwrite (same block size) is done here without a further call.
+        pub = self._pub
+        if handle and pub is not None:
+            # The common overwrite, all in C (the same steps as the in-place branch below).
+            slot = pub.overwrite(
+                handle, key, value, expire_at, self._half, self._t0, self._slots, self.max_value
+            )
+            if slot >= 0:
+                if self._migration is not None:
+                    self._migration.mirror(self._t, slot, self._w)
+                return handle
         if not key:
             return 0
         nk = len(key)
@@ -311,7 +323,6 @@ class RegionWriter:
                 # already), under the sequence.
                 t = self._t
                 b = slot * SLOT_WORDS
-                pub = self._pub
                 if pub is not None:
                     pub.rewrite(self._t0 + b, handle, key, value, expire_at)
                 else:
@@ -340,7 +351,6 @@ class RegionWriter:
                 meta = self._t[slot * SLOT_WORDS]
         size = block_size(BLOCK_HEADER + nk + nv)
         block = self._blocks.alloc(size) if nv <= self.max_value else 0
-        pub = self._pub
         if block and pub is not None:
             tag = self._half << HALF_SHIFT | slot
             pub.place(self._t0 + slot * SLOT_WORDS, block, tag, key, value, meta, expire_at)

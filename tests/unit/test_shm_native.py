@@ -92,6 +92,13 @@ def test_entry_checksum_is_layouts(key: bytes, value: bytes, at: int) -> None:
     assert module.entry_checksum(key, value, at) == layout.entry_checksum(key, value, at)
 
 
+def test_block_size_is_layouts(c: object) -> None:
+    module = native()
+    assert module is not None
+    sizes = [*range(5000), *(2**n + d for n in range(12, 40) for d in (-1, 0, 1))]
+    assert [module.block_size(n) for n in sizes] == [layout.block_size(n) for n in sizes]
+
+
 @pytest.mark.parametrize("writer_path", ["native", "python"])
 @pytest.mark.parametrize("checksum", [False, True])
 def test_c_and_python_readers_agree_under_random_writes(
@@ -107,9 +114,11 @@ def test_c_and_python_readers_agree_under_random_writes(
     assert fast.native and not slow.native
     rng = random.Random(7)
     handles: dict[bytes, int] = {}
-    keys = [b"k:%d" % n for n in range(400)] + [b"", b"x" * 200]
+    # Enough keys that the table migrates to a larger one while overwrites go on.
+    keys = [b"k:%d" % n for n in range(1100)] + [b"", b"x" * 200]
+    migrated = False
     try:
-        for _ in range(6000):
+        for _ in range(8000):
             key = rng.choice(keys)
             op = rng.random()
             if op < 0.6:
@@ -126,9 +135,11 @@ def test_c_and_python_readers_agree_under_random_writes(
             assert fast.lookup(probe) == slow.get(probe), probe
             assert fast.exists(probe) == slow.exists(probe), probe
             assert fast.expire_at_of(probe) == slow.expire_at_of(probe), probe
-            if rng.random() < 0.01:
+            migrated = migrated or writer._migration is not None
+            if rng.random() < 0.0005:
                 writer.flush()
                 handles.clear()
+        assert migrated
         assert fast.get_many(keys[:20]) == slow.get_many(keys[:20])
         # Both count their hits and misses in their own counter slot.
         hits, misses = writer.reader_counts()
