@@ -511,7 +511,8 @@ _DEFAULTS = StoreSettings()
 # --- the environment ---------------------------------------------------------------------------
 
 #: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts: the
-#: clients, the gunicorn plugin, the Flask extension and the store registry.
+#: clients, the gunicorn plugin, the Flask extension, the store registry and the shared
+#: region (``shm/native.py``).
 NON_SETTING_VARIABLES = frozenset(
     {
         "BLINKSTORE_URL",
@@ -523,6 +524,7 @@ NON_SETTING_VARIABLES = frozenset(
         "BLINKSTORE_ON_ERROR",
         "BLINKSTORE_REGISTRY_DIR",
         "BLINKSTORE_SIGNING_KEY",
+        "BLINKSTORE_NATIVE",
     }
 )
 _SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)
