@@ -50,11 +50,25 @@ static int64_t clock_ns(clockid_t clock) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* reader.py's `monotonic_ns() - w[H_HEARTBEAT] > STALE_NS`, for any heartbeat word (a
+ * difference of Python ints: no signed overflow here either). */
+static inline int heartbeat_stale(const uint64_t *w) {
+    uint64_t now = (uint64_t)clock_ns(CLOCK_MONOTONIC), beat = load_acquire(&w[H_HEARTBEAT]);
+    return now > beat && now - beat > (uint64_t)STALE_NS;
+}
+
+/* reader.py's `expire_at and expire_at <= time_ns() // 1_000_000`, for any deadline word. */
+static inline int expired(uint64_t expire_at) {
+    int64_t now_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+    return expire_at && now_ms >= 0 && expire_at <= (uint64_t)now_ms;
+}
+
 /* -- layout.key_hash: (int.from_bytes(key, "little") * mul) % prime, low 32 bits --------- */
 
 static uint64_t key_hash(const unsigned char *key, Py_ssize_t n, uint64_t mul, uint64_t prime) {
     /* Horner over 8-byte little-endian words from the most significant end; every partial
-     * remainder is below prime < 2**62, so r * 2**64 + word fits in 128 bits. */
+     * remainder is below prime < 2**64, so r * 2**64 + word and r * mul fit in 128 bits, for
+     * any prime and multiplier a header word can hold (layout.py draws p < 2**62). */
     Py_ssize_t words = n / 8, rest = n % 8;
     uint64_t top = 0;
     memcpy(&top, key + words * 8, (size_t)rest); /* little-endian CPUs only (setup.py) */
@@ -184,7 +198,7 @@ static int lookup_init(Lookup *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "Lookup is already initialised");
         return -1;
     }
-    if (prime < 2 || prime >> 62 || counter < 0 || counter >= 1024) {
+    if (!prime || counter < 0 || counter >= 1024) {
         PyErr_SetString(PyExc_ValueError, "bad hash secret or counter slot");
         return -1;
     }
@@ -299,7 +313,7 @@ static PyObject *lookup_get(Lookup *self, PyObject *const *args, Py_ssize_t narg
                 if (++spins > SPINS) return Py_NewRef(self->fallback);
                 continue;
             }
-            if (clock_ns(CLOCK_MONOTONIC) - (int64_t)load_acquire(&w[H_HEARTBEAT]) > STALE_NS) {
+            if (heartbeat_stale(w)) {
                 Py_XDECREF(value);
                 return lookup_stale(self, key, mode);
             }
@@ -315,7 +329,7 @@ static PyObject *lookup_get(Lookup *self, PyObject *const *args, Py_ssize_t narg
                         return Py_NewRef(self->fallback);
                     }
                 }
-                if (expire_at && (int64_t)expire_at <= clock_ns(CLOCK_REALTIME) / 1000000) {
+                if (expired(expire_at)) {
                     Py_DECREF(value);
                     break;
                 }
@@ -334,8 +348,7 @@ static PyObject *lookup_get(Lookup *self, PyObject *const *args, Py_ssize_t narg
                 return value;
             }
         } else if (!meta) {
-            if (load_relaxed(&w[H_TOKEN]) != token ||
-                clock_ns(CLOCK_MONOTONIC) - (int64_t)load_acquire(&w[H_HEARTBEAT]) > STALE_NS)
+            if (load_relaxed(&w[H_TOKEN]) != token || heartbeat_stale(w))
                 return lookup_stale(self, key, mode);
             break;
         }
@@ -642,8 +655,8 @@ static PyObject *py_key_hash(PyObject *mod, PyObject *const *args, Py_ssize_t na
     }
     if (want_bytes(args[0], "key") || as_u64(args[1], &mul) || as_u64(args[2], &prime))
         return NULL;
-    if (prime < 2 || prime >> 62) {
-        PyErr_SetString(PyExc_ValueError, "prime must be in [2, 2**62)");
+    if (!prime) {
+        PyErr_SetString(PyExc_ValueError, "prime must be positive");
         return NULL;
     }
     return PyLong_FromUnsignedLongLong(key_hash((const unsigned char *)PyBytes_AS_STRING(args[0]),

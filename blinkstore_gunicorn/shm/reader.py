@@ -161,6 +161,11 @@ class RegionReader:
         if rest or half not in (0, 1) or slots * L.SLOT_BYTES > half_bytes or slots > half_bytes:
             return False
         marks = L.COUNTER_BYTES + half * w[L.H_MARKS_BYTES]
+        # Only the store writes these words; checked all the same, so that no header can
+        # point a reader's table or marks past the end of its mappings (the C lookup refuses
+        # such a table too).
+        if offset + slots * L.SLOT_BYTES > len(self._mm) or marks + slots > len(self._marks):
+            return False
         # Not release() the old views: another thread may be reading through them. The table
         # was read after the token: if the store switched again in between, the token check at
         # the end of the next read fails and the reader comes back here.
@@ -215,8 +220,10 @@ class RegionReader:
                 mm = self._mm
                 start = (loc >> 24) + 24
                 end = start + len(key)
-                same = loc and mm[start:end] == key
-                value = mm[end : end + (loc & 0xFFFFFF)] if same else b""
+                nv = loc & 0xFFFFFF
+                # A block that ends past the mapping is no entry (a slice would be cut short).
+                same = loc and end + nv <= len(mm) and mm[start:end] == key
+                value = mm[end : end + nv] if same else b""
                 if seq & 1 or t[i + 1] != seq or w[2] != token:
                     if w[2] != token:
                         return self._stale(key, mode)

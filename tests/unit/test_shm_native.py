@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from blinkstore_gunicorn import shm
 from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.native import ENV, native
 from blinkstore_gunicorn.shm.reader import RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
@@ -200,4 +201,97 @@ def test_without_the_helper_everything_is_python(monkeypatch: pytest.MonkeyPatch
         assert reader.lookup(b"k") == b"v"
     finally:
         reader.close()
+        writer.close()
+
+
+#: A new seed each run (SHM_NATIVE_SEED=N replays one); failure messages name it.
+GARBLE_SEED = int(os.environ.get("SHM_NATIVE_SEED") or int.from_bytes(os.urandom(4), "little"))
+
+
+def _seeded_secret(rng: random.Random) -> tuple[int, int]:
+    """``layout.hash_secret`` drawn from ``rng``, so that a seed replays the same slots."""
+    while True:
+        prime = rng.getrandbits(61) | 1 << 61 | 1
+        if layout._is_prime(prime):
+            return rng.randrange(1, prime), prime
+
+
+def _nasty_words(rng: random.Random, size: int, data: int) -> list[int]:
+    """Words that mean something to a reader: empty, odd, "deleted", past or at the mapping's
+    end, block offsets whose key or value would run past it, huge deadlines and heartbeats."""
+    end_blocks = [
+        (size - back) << layout.LOC_SHIFT | length
+        for back in (0, 8, 24, 32, 64)
+        for length in (0, 1, 40, layout.MAX_INLINE_VALUE)
+    ]
+    return [
+        0, 1, 2, 2**63, 2**63 + 1, 2**64 - 1, 2**32, size, size - 8, data << layout.LOC_SHIFT,
+        *end_blocks, rng.getrandbits(64), rng.getrandbits(40) << layout.LOC_SHIFT,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("checksum", [False, True])
+def test_a_garbled_region_reads_the_same_on_both_paths_and_never_out_of_bounds(
+    c: object, monkeypatch: pytest.MonkeyPatch, checksum: bool
+) -> None:
+    # Only the store writes the region, but a reader must survive any content all the same:
+    # this test writes through the store's own mapping what a bug, a torn write or a hostile
+    # store could leave (slots that name a probed key and point past the mapping's end,
+    # random words in the table, the data and the header) and asks both readers. Neither may
+    # raise or read outside the mapping (the C one would crash the process), and the C
+    # lookup must answer exactly what the reference answers.
+    seed = GARBLE_SEED + checksum
+    rng = random.Random(seed)
+    monkeypatch.setattr(writer_module, "hash_secret", lambda: _seeded_secret(rng))
+    writer = RegionWriter(64 * 1024, max_value=600, checksum=checksum)
+    monkeypatch.setenv(ENV, "1")
+    fast = RegionReader(*writer.fds, 0)
+    monkeypatch.setenv(ENV, "0")
+    slow = RegionReader(*writer.fds, 1)
+    w = writer._w
+    size = len(w) * 8
+    data = w[layout.H_DATA]
+    mul, prime = w[layout.H_HASH_MUL], w[layout.H_HASH_PRIME]
+    keys = [b"", b"k", b"x" * 9, b"y" * 200, *(b"g:%d" % n for n in range(40))]
+    try:
+        for key in keys[1:20]:
+            writer.publish(key, bytes(rng.getrandbits(8) for _ in range(30)), 0, 0)
+        for round_ in range(300):
+            writer.beat(time.monotonic_ns())
+            table = w[layout.H_TABLE] & ~63
+            slots = 1 << (w[layout.H_TABLE] & 63)
+            nasty = _nasty_words(rng, size, data)
+            for _ in range(4):
+                kind = rng.random()
+                if kind < 0.5 and slots <= 2**20:
+                    # A slot that names a probed key, near its home, with garbled words.
+                    key = rng.choice(keys)
+                    h = layout.key_hash(key, mul, prime)
+                    slot = ((h & (slots - 1)) + rng.randrange(3)) & (slots - 1)
+                    at = table // 8 + slot * layout.SLOT_WORDS
+                    if at + layout.SLOT_WORDS <= len(w):
+                        w[at + layout.META] = (h << 32) + len(key)
+                        w[at + layout.SEQ] = rng.choice([0, 2, 4, 1, rng.getrandbits(64)])
+                        w[at + layout.LOC] = rng.choice(nasty)
+                        w[at + layout.EXPIRE] = rng.choice(nasty)
+                elif kind < 0.8:
+                    # Any word past the header: the table area and the data.
+                    w[rng.randrange(512, len(w))] = rng.choice(nasty)
+                elif kind < 0.95:
+                    # A header word a read or a table adoption looks at.
+                    header = [layout.H_TOKEN, layout.H_TABLE, layout.H_TABLE_AREA,
+                              layout.H_TABLE_BYTES, layout.H_MARKS_BYTES, layout.H_HEARTBEAT,
+                              layout.H_WRITE_EPOCH]  # fmt: skip
+                    w[rng.choice(header)] = rng.choice(nasty)
+                else:
+                    writer.beat(time.monotonic_ns())
+            for key in keys:
+                where = f"seed {seed} (SHM_NATIVE_SEED={GARBLE_SEED}), round {round_}, {key!r}"
+                assert fast.lookup(key) == slow.get(key), where
+                assert fast.exists(key) == slow.exists(key), where
+                assert fast.expire_at_of(key) == slow.expire_at_of(key), where
+            assert fast.get_many(keys) == slow.get_many(keys), seed
+    finally:
+        fast.close()
+        slow.close()
         writer.close()

@@ -53,7 +53,6 @@ def reader(region: RegionWriter) -> Iterator[RegionReader]:
     view.close()
 
 
-@both_paths
 def test_block_sizes_waste_at_most_a_sixteenth() -> None:
     for n in range(1, 70_000, 7):
         size = layout.block_size(n)
@@ -61,7 +60,6 @@ def test_block_sizes_waste_at_most_a_sixteenth() -> None:
         assert size - n < max(16, size // 16)
 
 
-@both_paths
 def test_table_word_round_trips() -> None:
     assert layout.unpack_table_word(layout.table_word(0x12345000, 20)) == (0x12345000, 1 << 20)
 
@@ -69,14 +67,14 @@ def test_table_word_round_trips() -> None:
 @both_paths
 def test_publish_read_overwrite_delete(region: RegionWriter, reader: RegionReader) -> None:
     handle = region.publish(b"k", b"v1", 0, 0)
-    assert handle and reader.get(b"k") == b"v1"
+    assert handle and reader.lookup(b"k") == b"v1"
     same = region.publish(b"k", b"v2", 0, handle)
     assert same == handle, "a value of the same block size is rewritten in place"
-    assert reader.get(b"k") == b"v2"
+    assert reader.lookup(b"k") == b"v2"
     moved = region.publish(b"k", b"x" * 1000, 0, same)
-    assert moved != handle and reader.get(b"k") == b"x" * 1000
+    assert moved != handle and reader.lookup(b"k") == b"x" * 1000
     region.unpublish(b"k", moved)
-    assert reader.get(b"k") is None
+    assert reader.lookup(b"k") is None
     assert region.reader_counts() == (3, 1)
 
 
@@ -85,20 +83,20 @@ def test_large_values_and_the_empty_key_ask_the_store(
     region: RegionWriter, reader: RegionReader
 ) -> None:
     assert region.publish(b"big", b"x" * 5000, 0, 0) == 0
-    assert reader.get(b"big") is FALLBACK
+    assert reader.lookup(b"big") is FALLBACK
     assert reader.exists(b"big") is FALLBACK
     assert region.publish(b"", b"v", 0, 0) == 0
-    assert reader.get(b"") is FALLBACK
+    assert reader.lookup(b"") is FALLBACK
     region.unpublish(b"big", 0)
-    assert reader.get(b"big") is None
+    assert reader.lookup(b"big") is None
 
 
 @both_paths
 def test_expired_entries_are_misses(region: RegionWriter, reader: RegionReader) -> None:
     handle = region.publish(b"old", b"v", 1, 0)
-    assert reader.get(b"old") is None
+    assert reader.lookup(b"old") is None
     region.set_expire(b"old", handle, 0)
-    assert reader.get(b"old") == b"v"
+    assert reader.lookup(b"old") == b"v"
     assert reader.expire_at_of(b"old") == 0
     region.set_expire(b"old", handle, 2**62)
     assert reader.expire_at_of(b"old") == 2**62
@@ -110,7 +108,7 @@ def test_reader_hit_sets_the_visited_mark(region: RegionWriter, reader: RegionRe
     assert not region.take_visited(handle)
     assert reader.exists(b"k") is True
     assert not region.take_visited(handle), "exists does not count as a read"
-    reader.get(b"k")
+    reader.lookup(b"k")
     assert region.take_visited(handle)
     assert not region.take_visited(handle)
 
@@ -121,16 +119,16 @@ def test_growth_flush_and_close_are_seen_by_readers(
 ) -> None:
     handles = {b"k%d" % n: region.publish(b"k%d" % n, b"v%d" % n, 0, 0) for n in range(5000)}
     for n in range(0, 5000, 97):
-        assert reader.get(b"k%d" % n) == b"v%d" % n
+        assert reader.lookup(b"k%d" % n) == b"v%d" % n
     for n in range(0, 5000, 2):
         region.unpublish(b"k%d" % n, handles.pop(b"k%d" % n))
     for n in range(5000):
-        assert reader.get(b"k%d" % n) == (b"v%d" % n if n % 2 else None)
+        assert reader.lookup(b"k%d" % n) == (b"v%d" % n if n % 2 else None)
     region.flush()
-    assert reader.get(b"k1") is None
+    assert reader.lookup(b"k1") is None
     assert reader.alive
     region.publish(b"after", b"flush", 0, 0)
-    assert reader.get(b"after") == b"flush"
+    assert reader.lookup(b"after") == b"flush"
 
 
 @both_paths
@@ -138,18 +136,18 @@ def test_a_closed_or_silent_region_is_not_trusted() -> None:
     first = RegionWriter(2**20)
     first.publish(b"k", b"old", 0, 0)
     reader = RegionReader(*first.fds, 0)
-    assert reader.get(b"k") == b"old"
+    assert reader.lookup(b"k") == b"old"
     # The store died (kill -9): no heartbeat for STALE_NS, and the reader asks the socket.
     first.beat(time.monotonic_ns() - layout.STALE_NS - 1)
-    assert reader.get(b"k") is FALLBACK and not reader.alive
-    assert reader.get(b"absent") is FALLBACK
+    assert reader.lookup(b"k") is FALLBACK and not reader.alive
+    assert reader.lookup(b"absent") is FALLBACK
     first.beat(time.monotonic_ns())
-    assert reader.get(b"k") == b"old", "beating again"
+    assert reader.lookup(b"k") == b"old", "beating again"
     first.close()
     second = RegionWriter(2**20)
     new_reader = RegionReader(*second.fds, 1)
     second.close()
-    assert new_reader.get(b"k") is FALLBACK and not new_reader.alive, "closed: token 0"
+    assert new_reader.lookup(b"k") is FALLBACK and not new_reader.alive, "closed: token 0"
     for view in (reader, new_reader):
         view.close()
 
@@ -170,9 +168,9 @@ def test_checksum_mode_reads_the_same() -> None:
     writer = RegionWriter(2**20, checksum=True)
     view = RegionReader(*writer.fds, 0)
     handle = writer.publish(b"k", b"value", 0, 0)
-    assert view.get(b"k") == b"value"
+    assert view.lookup(b"k") == b"value"
     writer.publish(b"k", b"other", 0, handle)
-    assert view.get(b"k") == b"other"
+    assert view.lookup(b"k") == b"other"
     view.close()
     writer.close()
 
@@ -286,7 +284,7 @@ def test_the_region_travels_over_a_unix_socket(region: RegionWriter) -> None:
         done.start()
         reader = request_region(client)
         done.join()
-    assert reader.get(b"k") == b"v"
+    assert reader.lookup(b"k") == b"v"
     reader.close()
 
 
