@@ -15,6 +15,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -30,9 +31,12 @@ from blinkstore_gunicorn.shm.writer import RegionWriter
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
 
 
-def _compiler() -> str | None:
+def _can_build() -> bool:
+    """Whether this interpreter can compile an extension: a C compiler and Python's headers
+    (Debian's python3 needs python3-dev for them; without, the build skips the helper)."""
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    return shutil.which(cc)
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return shutil.which(cc) is not None and headers.exists()
 
 
 # A few secrets, made once (a random 62-bit prime costs a few milliseconds).
@@ -50,8 +54,8 @@ def c(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 def test_the_helper_is_built_wherever_a_compiler_is() -> None:
     # `make install` (uv's editable build) compiles it; CI must not silently test Python twice.
-    if _compiler() is None or sys.byteorder != "little" or not sys.platform.startswith("linux"):
-        pytest.skip("no C compiler, or a platform the helper does not target")
+    if not _can_build() or sys.byteorder != "little" or not sys.platform.startswith("linux"):
+        pytest.skip("no C compiler or Python headers, or a platform the helper does not target")
     from blinkstore_gunicorn.shm import _native
 
     assert _native.constants() == {
