@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -52,9 +53,9 @@ class _Successor:
 
 
 @pytest.fixture
-def s() -> _Successor:
+def s() -> Iterator[_Successor]:
     successor = _Successor()
-    yield successor  # type: ignore[misc]
+    yield successor
     successor.close()
 
 
