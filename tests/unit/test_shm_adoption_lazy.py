@@ -95,6 +95,8 @@ def test_a_key_written_deleted_or_changed_while_pending_is_never_adopted_over(
     assert s("UNLINK", "k12") == b"+QUEUED\r\n"
     assert s("EXEC") == b"*2\r\n:21\r\n:1\r\n"
     assert s("PERSIST", "k3") == b":1\r\n"
+    script = "redis.call('SET', KEYS[1], 'lua') return redis.call('DEL', KEYS[2])"
+    assert s("EVAL", script, "2", "k13", "k14") == b":1\r\n"
     assert adoption.finish() == KEYS  # each adopted once, some then changed
     expected = {
         b"k1": b"new",
@@ -106,12 +108,14 @@ def test_a_key_written_deleted_or_changed_while_pending_is_never_adopted_over(
         b"k10": b"10",
         b"k11": b"21",
         b"k12": None,
-        b"k13": b"13",
+        b"k13": b"lua",
+        b"k14": None,
+        b"k15": b"15",
     }
     for key, value in expected.items():
         assert s.engine.get(key) == value, key
     assert s.engine.expire_at(b"k3") is None
-    assert len(s.engine) == KEYS - 3
+    assert len(s.engine) == KEYS - 4
 
 
 @pytest.mark.parametrize(
