@@ -23,7 +23,8 @@ file's size) and at worst drop entries:
   hash, or (a region with checksums) its crc32 of key, value and deadline does not match;
 * "ask the store" entries (values over the region's threshold, other data types, values the
   region had no block for) are counted and dropped: their data died with the store's heap;
-* entries past their deadline (when they are taken) are dropped.
+* entries past their deadline (when they are taken) are dropped;
+* a key more than ``_MAX_PROBE`` slots from its home is not found (no honest table has one).
 
 Why the sequence alone settles torn writes: the store makes a slot's sequence odd before it
 changes the slot or its block and even after, one aligned store each, and a killed process's
@@ -46,6 +47,10 @@ __all__ = ["Counts", "Inheritance", "InheritedRegion", "RegionRefused"]
 _MASK32 = 0xFFFFFFFF
 _MAX_ENTRY = MAX_PAGE - L.BLOCK_HEADER
 _WORD_BITS = 64
+# Slots a lookup visits before it gives the key up (a millisecond or so): a store's table is
+# at most half full, so an honest probe is a few slots; a table a stray writer filled must not
+# make every miss walk all of it.
+_MAX_PROBE = 4096
 
 
 class RegionRefused(Exception):
@@ -129,7 +134,7 @@ class InheritedRegion:
         want = want << 32 | len(key)
         mask = self._slots - 1
         base = self._table >> 3
-        for i in range(self._slots):
+        for i in range(min(self._slots, _MAX_PROBE)):
             b = base + ((home + i) & mask) * L.SLOT_WORDS
             meta = w[b + L.META]
             if not meta:
