@@ -12,7 +12,9 @@ Two measurements per size:
   ``engine.set``, which publishes into the new region);
 * **under gunicorn** (``--gunicorn``): the same keys SET over the socket, the store killed with
   SIGKILL, and the wall time until the successor answers PING and until it logs that the
-  background adoption is done, beside the milliseconds that log line gives.
+  background adoption is done, beside the milliseconds that log line gives; in between, PINGs
+  on new connections every 5 ms and their round trips (what a client waits behind the
+  background steps), then as many once it is done, for comparison.
 
 ``python -m bench.adopt [--sizes 100000 1000000] [--gunicorn]``
 """
@@ -127,9 +129,17 @@ def in_process(n: int) -> dict[str, float]:
     return figures
 
 
-def under_gunicorn(n: int) -> tuple[float, float, int]:
-    """ms from kill -9 to the successor's first PONG and to its "adopted" log line, and the ms
-    that line gives."""
+def _ping_ms(path: str) -> float:
+    sent = time.perf_counter()
+    assert ping(path, 10.0)
+    time.sleep(0.005)
+    return (time.perf_counter() - sent) * 1000 - 5
+
+
+def under_gunicorn(n: int) -> tuple[float, float, int, list[float], list[float]]:
+    """ms from kill -9 to the successor's first PONG and to its "adopted" log line, the ms
+    that line gives, and the ms of each PING (a new connection each) sent in between and of as
+    many after."""
     env = {"BLINKSTORE_MEMORY_LIMIT": str(LIMIT)}
     with (
         tempfile.TemporaryDirectory() as cwd,
@@ -151,11 +161,20 @@ def under_gunicorn(n: int) -> tuple[float, float, int]:
         while not ping(path, 1.0):
             time.sleep(0.001)  # leave the CPU to the successor
         pong = (time.perf_counter() - killed) * 1000
-        assert wait_until(lambda: _ADOPTED.search(server.log()), 600.0, interval=0.005)
+        pings: list[float] = []
+        while not _ADOPTED.search(server.log()):
+            pings.append(_ping_ms(path))
         done = (time.perf_counter() - killed) * 1000
+        after = sorted(_ping_ms(path) for _ in pings)
         logged = _ADOPTED.findall(server.log())
         assert logged and int(logged[-1][0]) == n, server.log()[-2000:]
-        return pong, done, int(logged[-1][1])
+        return pong, done, int(logged[-1][1]), sorted(pings), after
+
+
+def _spread(ms: list[float]) -> str:
+    if not ms:
+        return "(none)"
+    return f"median {ms[len(ms) // 2]:.1f} ms, max {ms[-1]:.1f} ms ({len(ms)} PINGs)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,10 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             f"({f['adopt'] * 1000 / n:.1f} us/key)"
         )
         if args.gunicorn:
-            pong, done, logged = under_gunicorn(n)
+            pong, done, logged, pings, after = under_gunicorn(n)
             print(
                 f"{n:>9,} keys under gunicorn: kill -9 to first PONG {pong:.0f} ms, to "
-                f"adoption done {done:.0f} ms (the store logged {logged} ms adopting)"
+                f"adoption done {done:.0f} ms (the store logged {logged} ms adopting); "
+                f"PING round trip meanwhile {_spread(pings)}, after {_spread(after)}"
             )
     return 0
 

@@ -28,8 +28,9 @@ log = logging.getLogger("blinkstore.server")
 
 #: Seconds of background adoption per event-loop turn: what a client may wait behind it.
 STEP_SECONDS = 0.002
-# Inherited slots one adopt_some() call goes over (a few hundred microseconds' worth).
-_SLOTS = 256
+# Inherited slots one adopt_some() call goes over (at most a few hundred microseconds' worth,
+# so that a step overruns STEP_SECONDS by little).
+_SLOTS = 64
 
 
 def start_adoption(engine: Engine, inheritance: Inheritance) -> Adoption | None:
