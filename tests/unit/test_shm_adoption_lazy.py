@@ -19,7 +19,17 @@ from blinkstore_gunicorn.server.adoption import Adoption, start_adoption
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.text_commands import execute_text
 from blinkstore_gunicorn.shm import layout as L
-from tests.unit.test_shm_adoption import HOUR, NOW, _inherit, _region, _slot_of, _store, _words
+from blinkstore_gunicorn.shm.writer import RegionWriter
+from tests.unit.test_shm_adoption import (
+    HOUR,
+    LIMIT,
+    NOW,
+    _inherit,
+    _region,
+    _slot_of,
+    _store,
+    _words,
+)
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
 
@@ -192,3 +202,22 @@ def test_the_background_pass_yields_to_the_event_loop_between_steps(
     asyncio.run(main())
     assert turns >= 1 and not s.engine.inheriting
     assert f"adopted {KEYS} keys" in caplog.text
+
+
+def test_an_entry_over_the_successors_limits_is_dropped_on_demand_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="blinkstore")
+    dead = _store()
+    dead.set(b"long", b"x" * 20)
+    dead.set(b"short", b"x")
+    successor = MemoryEngine(memory_limit=LIMIT, max_value_size=10)
+    successor.attach_region(RegionWriter(LIMIT))
+    adoption = start_adoption(successor, _inherit(_region(dead)))
+    assert adoption is not None
+    assert successor.get(b"long") is None  # refused by the value limit: dropped, not served
+    assert successor.get(b"short") == b"x"
+    assert adoption.finish() == 1
+    assert "1 over a limit" in caplog.text
+    for engine in (successor, dead):
+        _region(engine).close()
