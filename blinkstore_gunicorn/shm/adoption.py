@@ -140,7 +140,10 @@ class InheritedRegion:
             if not meta:
                 return None
             loc = w[b + L.LOC]
-            if meta != want or not loc:
+            # The key's bytes first (a slice past the end is short): a slot that a stray
+            # writer made look like this key's costs a comparison, not the value's copy.
+            start = (loc >> L.LOC_SHIFT) + L.BLOCK_HEADER
+            if meta != want or not loc or self._mm[start : start + len(key)] != key:
                 continue
             expire = w[b + L.EXPIRE]
             entry = self._check(meta, w[b + L.SEQ], loc, expire)
