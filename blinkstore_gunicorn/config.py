@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from blinkstore_gunicorn.upstream_url import checked_upstream, parse_upstream
+
 __all__ = [
     "DEFAULT_TCP_HOST",
     "DEFAULT_TCP_PORT",
@@ -315,6 +317,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
+    SettingSpec(
+        "upstream",
+        checked_upstream,
+        "keep this host's cache coherent with a Redis/Valkey server (redis://[user:pass@]"
+        "host[:port][/db], rediss://, valkey://): reads are served locally, everything else"
+        " goes there (prefer BLINKSTORE_UPSTREAM: flags are visible in ps)",
+        "URL",
+        secret=True,
+    ),
 )
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
@@ -346,6 +357,7 @@ class StoreSettings:
     log_level: str = "info"
     shm: str = "on"
     shm_max_value: int = 64 * KiB
+    upstream: str | None = None
 
     def __post_init__(self) -> None:
         if self.unix is not None and not self.unix.strip():
@@ -502,6 +514,7 @@ class StoreSettings:
             "client_buffer_limit": format_size(self.client_buffer_budget),
             "password": "set" if self.password else "not set",
             "log_level": self.log_level,
+            "upstream": parse_upstream(self.upstream).display if self.upstream else "",
         }
 
 

@@ -120,6 +120,7 @@ class PubSubHub:
         "_patterns",
         "_tracked",
         "dropped",
+        "on_new_channel",
         "pending_limit",
     )
 
@@ -135,6 +136,9 @@ class PubSubHub:
         self._by_subscriber: dict[Subscriber, _Listeners] = {}
         self._drops = LogThrottle(DROP_LOG_INTERVAL)
         self._tracked: set[Subscriber] = set()
+        #: Called with a channel that gets its first subscriber (the near cache subscribes
+        #: to it upstream, see ``server/upstream/``).
+        self.on_new_channel: Callable[[bytes], None] | None = None
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class PubSubHub:
         frames = []
         for channel in channels:
             if listeners.add(listeners.channels, channel):
+                if channel not in self._channels and self.on_new_channel is not None:
+                    self.on_new_channel(channel)
                 self._channels.setdefault(channel, {})[subscriber] = None
             frames.append(self._confirm(subscriber, _SUBSCRIBE, channel, len(listeners)))
         return b"".join(frames)

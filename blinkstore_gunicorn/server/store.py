@@ -26,6 +26,7 @@ from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
+from blinkstore_gunicorn.server.upstream import Upstream
 from blinkstore_gunicorn.shm import handout
 from blinkstore_gunicorn.shm.fds import make_undumpable
 from blinkstore_gunicorn.shm.generation import Generation, generation_path
@@ -115,6 +116,10 @@ class StoreServer:
             max_reply_size=settings.client_buffer_budget,
             pubsub_limit=settings.pubsub_buffer_limit,
         )
+        #: The Redis/Valkey this store is a near cache of (``upstream`` setting).
+        self.upstream = Upstream(settings.upstream, self.dispatcher) if settings.upstream else None
+        if self.upstream is not None:
+            self.upstream.install()
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
         #: The one bound on what all connections hold together.
@@ -182,6 +187,9 @@ class StoreServer:
             raise
         if self.region is not None:
             self._heartbeat = Ticker(loop, HEARTBEAT_INTERVAL, self._beat)
+        if self.upstream is not None:
+            self.upstream.start()
+            log.info("near cache of upstream %s", self.upstream.display)
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
@@ -252,6 +260,7 @@ class StoreServer:
                 engine.memory_limit,
                 max_value=settings.shm_max_value,
                 checksum=True if settings.shm == "checksum" else None,
+                partial=settings.upstream is not None,
             )
         except OSError as exc:
             log.warning("shared-memory reads are off: %s", exc)
@@ -367,6 +376,8 @@ class StoreServer:
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
+        if self.upstream is not None:
+            self.upstream.close()
         self._close_region()
         self._remove_socket_file()
         for connection in list(self.connections):

@@ -142,13 +142,15 @@ def _register_process_handlers() -> None:
         _at_fork_registered = True
 
 
-def _store_environment(password: str | None) -> dict[str, str]:
+def _store_environment(password: str | None, upstream: str | None) -> dict[str, str]:
     # The supervising process resolved every setting already; a setting variable left in the
     # store's environment could only disagree with the flags. The others (the registry's
-    # place) stay. The password travels here, out of ``ps``.
+    # place) stay. The secrets (the password, the upstream URL that may hold one) travel
+    # here, out of ``ps``.
     env = without_setting_variables(os.environ)
-    if password is not None:
-        env[env_name("password")] = password
+    for name, value in (("password", password), ("upstream", upstream)):
+        if value is not None:
+            env[env_name(name)] = value
     return env
 
 
@@ -208,10 +210,11 @@ class StoreSupervisor:
         runtime_parent: str | None = None,
         password: str | None = None,
         user: StoreUser | None = None,
+        upstream: str | None = None,
     ) -> None:
         self.log = log
         self.serve_args = list(serve_args)
-        self.store_env = _store_environment(password)
+        self.store_env = _store_environment(password, upstream)
         self.password = password
         self.start_timeout = start_timeout
         self.runtime_parent = runtime_parent

@@ -1,0 +1,292 @@
+"""The near cache: this host's copy of upstream keys, kept coherent by server-assisted
+invalidation (Redis's client-side caching, RESP3 ``CLIENT TRACKING`` in the default mode).
+
+Why these choices (Redis's client-side caching documentation names the races):
+
+- **One RESP3 connection** both reads the keys it caches and receives their invalidations.
+  The server sends an invalidation on the connection that read the key, after that read's
+  reply, so a reply can never overtake the invalidation of its own value, and there is no
+  separate redirect connection that could die first: losing the one link loses both.
+- **Default mode, not BCAST:** the server only tells this host about keys this host read,
+  so a host's invalidation traffic follows its own reads, not every write of the fleet.
+- **Values this store writes are never cached on the way out** (write-around): a write is
+  forwarded, its keys are dropped here before the worker hears the reply, and the next read
+  fetches (and so tracks) them. A value written but never read is therefore never held
+  untracked, which the default mode would not invalidate.
+- **A fetch that crosses a write** (an invalidation of the key, or a local write of it,
+  arriving while the reply is on its way) still answers the readers that asked before, but is
+  not kept, and later readers start a new fetch.
+- **A lost link** flushes the copy (the engine's flush revokes the shared region's table
+  first, so no reader trusts it any more) before anything else runs; until tracking is back,
+  reads are forwarded and nothing is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from blinkstore_gunicorn.engine import Engine, EngineError
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import DEFERRED
+from blinkstore_gunicorn.server.upstream.link import LOST, Link, UpstreamError
+from blinkstore_gunicorn.server.upstream.wire import Err, Push, Value
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client
+
+__all__ = ["NearCache", "NearStats"]
+
+log = logging.getLogger("blinkstore.upstream")
+
+#: Keys remembered as absent upstream (a miss then costs no upstream round trip).
+ABSENT_MAX = 65536
+#: Seconds between two PINGs on the tracking link, and how long one may stay unanswered
+#: before the link counts as dead (a silent network drop has no EOF).
+PING_INTERVAL = 0.5
+PING_TIMEOUT = 2.0
+#: Reconnection backoff, seconds.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+
+_GET_PTTL = b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n"
+
+
+class NearStats:
+    """What ``INFO``'s upstream section reports about the near cache."""
+
+    __slots__ = ("fetch_bytes", "fetches", "invalidations", "link_losses", "local_hits")
+
+    def __init__(self) -> None:
+        self.local_hits = 0
+        self.fetches = 0
+        self.fetch_bytes = 0
+        self.invalidations = 0
+        self.link_losses = 0
+
+
+class _Fetch:
+    """One key on its way from upstream, and the readers waiting for it."""
+
+    __slots__ = ("key", "raw", "stale", "value", "waiters")
+
+    def __init__(self, key: bytes, waiter: Client) -> None:
+        self.key = key
+        self.waiters = [waiter]
+        self.stale = False
+        self.raw = b""
+        self.value: Value = None
+
+
+class NearCache:
+    """The tracking link, the single-flight fetches and the invalidations."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        opener: Callable[..., Awaitable[Link]],
+        forward_get: Callable[[list[Client], bytes], None],
+        display: str,
+        clock_ms: Callable[[], int],
+    ) -> None:
+        self.engine = engine
+        self.stats = NearStats()
+        self.link: Link | None = None
+        self.state = "connecting"
+        self._opener = opener
+        self._forward_get = forward_get
+        self._display = display
+        self._clock_ms = clock_ms
+        self._inflight: dict[bytes, _Fetch] = {}
+        self._absent: OrderedDict[bytes, None] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self._ping_sent = 0.0
+        self._ping_answered = True
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, client: Client, key: bytes) -> bytes:
+        """A GET a worker sent (its region had no answer): local copy, or one fetch."""
+        value = self.engine.get(key)
+        if value is not None:
+            self.stats.local_hits += 1
+            return resp.bulk(value)
+        if key in self._absent:
+            self.stats.local_hits += 1
+            return client.nil
+        fetch = self._inflight.get(key)
+        if fetch is not None:
+            fetch.waiters.append(client)
+            return DEFERRED
+        link = self.link
+        if link is None:
+            self._forward_get([client], key)
+            return DEFERRED
+        fetch = self._inflight[key] = _Fetch(key, client)
+        self.stats.fetches += 1
+        request = _GET_PTTL % (len(key), key, len(key), key)
+        link.send(request, [_fetched(fetch), self._done(fetch)])
+        return DEFERRED
+
+    def _done(self, fetch: _Fetch) -> Callable[[bytes, Value], None]:
+        def on_pttl(raw: bytes, pttl: Value) -> None:
+            if self._inflight.get(fetch.key) is fetch:
+                del self._inflight[fetch.key]
+            value = fetch.value
+            if fetch.raw == LOST[0]:
+                # The link died first: ask again on a forwarding connection, keep nothing.
+                self._forward_get(fetch.waiters, fetch.key)
+                return
+            if not fetch.stale and isinstance(pttl, int) and not isinstance(value, Err):
+                self._keep(fetch.key, value, pttl)
+            for waiter in fetch.waiters:
+                if isinstance(value, bytes):
+                    waiter.deliver(resp.bulk(value))
+                elif value is None:
+                    waiter.deliver(waiter.nil)
+                else:
+                    waiter.deliver(fetch.raw)
+
+        return on_pttl
+
+    def _keep(self, key: bytes, value: Value, pttl: int) -> None:
+        if value is None:
+            absent = self._absent
+            absent[key] = None
+            if len(absent) > ABSENT_MAX:
+                absent.popitem(last=False)
+            return
+        if not isinstance(value, bytes) or pttl == -2:
+            return
+        self.stats.fetch_bytes += len(key) + len(value)
+        expire_at = self._clock_ms() + pttl if pttl > 0 else None
+        try:
+            self.engine.set(key, value, expire_at_ms=expire_at)
+        except EngineError:
+            pass  # too large to keep: it is served, not cached
+
+    # -- invalidation --------------------------------------------------------------------
+
+    def drop(self, keys: list[bytes]) -> None:
+        """Forget ``keys`` here (written upstream, or invalidated by the server)."""
+        engine, absent, inflight = self.engine, self._absent, self._inflight
+        for key in keys:
+            engine.delete(key)
+            absent.pop(key, None)
+            fetch = inflight.pop(key, None)
+            if fetch is not None:
+                fetch.stale = True
+
+    def flush(self) -> None:
+        """Forget everything (FLUSHDB upstream, a lost link): the region is revoked first."""
+        self.engine.flush()
+        self._absent.clear()
+        for fetch in self._inflight.values():
+            fetch.stale = True
+        self._inflight.clear()
+
+    def _on_push(self, push: Push) -> None:
+        if not push or push[0] != b"invalidate":
+            return
+        keys = push[1] if len(push) > 1 else None
+        if isinstance(keys, list):
+            self.stats.invalidations += len(keys)
+            self.drop([key for key in keys if isinstance(key, bytes)])
+        else:
+            self.stats.invalidations += 1
+            self.flush()
+
+    # -- the link's life -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background, and keep reconnecting."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def close(self) -> None:
+        """Stop reconnecting and drop the link."""
+        if self._task is not None:
+            self._task.cancel()
+        link, self.link = self.link, None
+        if link is not None:
+            link.on_lost = None
+            link.close()
+
+    def tick(self) -> None:
+        """Every :data:`PING_INTERVAL`: a link whose PING stays unanswered is closed."""
+        link = self.link
+        if link is None:
+            return
+        now = time.monotonic()
+        if not self._ping_answered:
+            if now - self._ping_sent > PING_TIMEOUT:
+                log.warning(
+                    "upstream %s: no answer for %.1f s; reconnecting", self._display, PING_TIMEOUT
+                )
+                link.close()
+            return
+        self._ping_answered = False
+        self._ping_sent = now
+        link.send(b"*1\r\n$4\r\nPING\r\n", [self._pong])
+
+    def _pong(self, raw: bytes, value: Value) -> None:
+        self._ping_answered = True
+
+    def _lost(self) -> None:
+        # Before anything else can run: nothing kept may be read once invalidations can
+        # no longer arrive.
+        self.link = None
+        self.flush()
+        self.state = "down"
+        self.stats.link_losses += 1
+        log.warning(
+            "upstream %s: tracking connection lost; the near cache is flushed and reads go"
+            " upstream until it is back",
+            self._display,
+        )
+        self.start()
+
+    async def _run(self) -> None:
+        delay = RETRY_FIRST
+        reported = False
+        while True:
+            try:
+                link = await self._opener(3, on_push=self._on_push, name="blinkstore-tracking")
+                reply = await link.call("CLIENT", "TRACKING", "ON")
+                if isinstance(reply, Err):
+                    link.close()
+                    raise UpstreamError(f"{self._display}: CLIENT TRACKING refused: {reply}")
+            except (OSError, UpstreamError, asyncio.TimeoutError) as exc:
+                if not reported:
+                    reported = True
+                    self.state = "down"
+                    log.warning(
+                        "upstream %s unreachable (%s); reads go upstream or miss until it answers",
+                        self._display,
+                        exc,
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            # Anything kept before this link was flushed when the last one was lost; the
+            # flush again covers a value forwarded while no link was up (never kept anyway).
+            self.flush()
+            self._ping_answered = True
+            link.on_lost = self._lost
+            self.link = link
+            self.state = "up"
+            log.info("upstream %s: connected, tracking keys read", self._display)
+            return
+
+
+def _fetched(fetch: _Fetch) -> Callable[[bytes, Value], None]:
+    """The GET reply of a fetch: held until its PTTL reply completes it."""
+
+    def on_get(raw: bytes, value: Value) -> None:
+        fetch.raw = raw
+        fetch.value = value
+
+    return on_get
