@@ -14,7 +14,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.upstream.link import Link, ReplyCallback, UpstreamError
+from blinkstore_gunicorn.server.upstream.link import (
+    UPSTREAM_DOWN,
+    Link,
+    ReplyCallback,
+    UpstreamError,
+)
 from blinkstore_gunicorn.server.upstream.wire import Err
 
 __all__ = ["POOL_SIZE", "Forwarder", "Lane"]
@@ -88,7 +93,7 @@ class Lane:
 
 
 def _refuse(callbacks: list[ReplyCallback], message: str) -> None:
-    text = "ERR " + message
+    text = UPSTREAM_DOWN + message
     for callback in callbacks:
         callback(resp.error(text), Err(text))
 

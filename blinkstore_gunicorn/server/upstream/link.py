@@ -18,12 +18,14 @@ from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.upstream.wire import Err, FrameReader, Push, Value
 from blinkstore_gunicorn.upstream_url import UpstreamAddress
 
-__all__ = ["LOST", "Link", "ReplyCallback", "UpstreamError", "open_link"]
+__all__ = ["LOST", "UPSTREAM_DOWN", "Link", "ReplyCallback", "UpstreamError", "open_link"]
 
 ReplyCallback = Callable[[bytes, Value], None]
 
+#: The error code of replies the upstream could not give (clients read it as an outage).
+UPSTREAM_DOWN = "UPSTREAMDOWN "
 #: The reply every request still waiting gets when its connection is lost.
-LOST_TEXT = "ERR upstream connection lost before the reply (the command may or may not have run)"
+LOST_TEXT = UPSTREAM_DOWN + "upstream connection lost before the reply (the command may have run)"
 LOST = (resp.error(LOST_TEXT), Err(LOST_TEXT))
 
 

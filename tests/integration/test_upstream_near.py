@@ -1,0 +1,220 @@
+"""The store as a near cache of Redis (``BLINKSTORE_UPSTREAM``): three "hosts" (three stores,
+each read through its own shared region by a ``Cache``) in front of one redis-server.
+
+Reads after a write elsewhere are waited for with a deadline: another host sees a write once
+its invalidation arrived (``bench/nearcache.py`` measures that delay); the same host sees its
+own write at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Iterator
+
+import pytest
+
+from blinkstore_gunicorn import Cache
+from harness.gunicorn import free_port, wait_until
+from harness.nearcache import NearHosts, near_hosts
+from harness.processes import REDIS_SERVER, short_tempdir, start_blinkstore
+
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+DEADLINE = 10.0
+
+
+@pytest.fixture
+def hosts() -> Iterator[NearHosts]:
+    with near_hosts(3) as found:
+        yield found
+
+
+@pytest.fixture
+def caches(hosts: NearHosts) -> Iterator[list[Cache]]:
+    opened = [Cache(store.url) for store in hosts.stores]
+    try:
+        yield opened
+    finally:
+        for cache in opened:
+            cache.close()
+
+
+def sees(cache: Cache, key: str, expected: object) -> bool:
+    """Wait until ``cache`` reads ``expected`` under ``key``."""
+    return wait_until(lambda: cache.get(key) == expected, DEADLINE)
+
+
+def kill_tracking(hosts: NearHosts) -> None:
+    """CLIENT KILL every store's tracking connection."""
+    listing = hosts.call("CLIENT", "LIST")
+    assert isinstance(listing, bytes)
+    for line in listing.decode().splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if fields.get("name") == "blinkstore-tracking":
+            hosts.call("CLIENT", "KILL", "ID", fields["id"])
+
+
+def test_write_on_one_host_is_read_on_the_others(caches: list[Cache]) -> None:
+    a, b, c = caches
+    a.set("greeting", "hello")
+    assert b.get("greeting") == "hello"  # fetched: never seen on B before
+    assert c.get("greeting") == "hello"
+    a.set("greeting", "bonjour")
+    assert a.get("greeting") == "bonjour"  # read-your-writes on the writing host
+    assert sees(b, "greeting", "bonjour")
+    assert sees(c, "greeting", "bonjour")
+
+
+def test_a_host_serves_hot_keys_locally_and_fetches_once(
+    hosts: NearHosts, caches: list[Cache]
+) -> None:
+    a, b, _ = caches
+    a.set("hot", "value")
+    for _ in range(200):
+        assert b.get("hot") == "value"
+    info = hosts.store_info(1)
+    assert int(info["near_misses"]) == 1, info
+    assert "password" not in str(info)
+
+
+def test_writes_straight_to_redis_reach_every_host(hosts: NearHosts, caches: list[Cache]) -> None:
+    hosts.call("SET", "outside", "one")
+    assert all(cache.get("outside") == b"one" for cache in caches)
+    hosts.call("SET", "outside", "two")
+    assert all(sees(cache, "outside", b"two") for cache in caches)
+    hosts.call("DEL", "outside")
+    assert all(sees(cache, "outside", None) for cache in caches)
+
+
+def test_expire_and_flushdb_upstream(hosts: NearHosts, caches: list[Cache]) -> None:
+    a, b, _ = caches
+    a.set("short", "lived")
+    a.set("other", "x")
+    assert b.get("short") == "lived" and b.get("other") == "x"
+    hosts.call("PEXPIRE", "short", "50")
+    assert sees(b, "short", None)
+    assert b.get("other") == "x"
+    hosts.call("FLUSHDB")
+    assert sees(b, "other", None)
+    assert sees(a, "other", None)
+
+
+def test_the_upstream_ttl_is_kept(caches: list[Cache]) -> None:
+    a, b, _ = caches
+    a.set("ttl", "v", ttl=30)
+    assert b.get("ttl") == "v"
+    ttl = b.ttl("ttl")
+    assert ttl is not None and 0 < ttl <= 30
+
+
+def test_eviction_upstream_invalidates(caches: list[Cache]) -> None:
+    with near_hosts(2, "--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru") as hosts:
+        a, b = (Cache(store.url) for store in hosts.stores)
+        try:
+            a.set("first", "x" * 1000)
+            assert b.get("first") == "x" * 1000
+            filler = b"y" * 10_000
+
+            def evicted() -> bool:
+                for index in range(50):
+                    hosts.call("SET", f"fill:{evicted.n}:{index}", filler)  # type: ignore[attr-defined]
+                evicted.n += 1  # type: ignore[attr-defined]
+                return hosts.call("EXISTS", "first") == 0
+
+            evicted.n = 0  # type: ignore[attr-defined]
+            assert wait_until(evicted, DEADLINE)
+            assert sees(b, "first", None)
+        finally:
+            a.close()
+            b.close()
+
+
+def test_killed_tracking_link_between_write_and_read(hosts: NearHosts, caches: list[Cache]) -> None:
+    a, b, _ = caches
+    a.set("k", "old")
+    assert b.get("k") == "old"
+    kill_tracking(hosts)
+    hosts.call("SET", "k", "new")
+    assert sees(b, "k", b"new")
+    assert wait_until(lambda: int(hosts.store_info(1)["upstream_link_losses"]) >= 1, DEADLINE)
+    hosts.wait_tracking()
+    hosts.call("SET", "k", "newer")
+    assert sees(b, "k", b"newer")
+
+
+def test_redis_restart_between_write_and_read() -> None:
+    with near_hosts(2) as hosts:
+        a, b = (Cache(store.url) for store in hosts.stores)
+        try:
+            a.set("k", "before")
+            assert b.get("k") == "before"
+            hosts.redis.stop()
+            with near_hosts(0, port=hosts.port) as restarted:
+                restarted.call("SET", "k", "after")
+                assert sees(b, "k", b"after")
+                hosts.wait_tracking()
+                a.set("k", "again")
+                assert sees(b, "k", "again")
+        finally:
+            a.close()
+            b.close()
+
+
+def test_counters_and_locks_are_fleet_wide(caches: list[Cache]) -> None:
+    per_host = 100
+
+    def work(cache: Cache) -> None:
+        for _ in range(per_host):
+            cache.incr("hits")
+            with cache.lock("guard", timeout=10):
+                value = cache.get("guarded") or 0
+                cache.set("guarded", value + 1)
+
+    with concurrent.futures.ThreadPoolExecutor(len(caches)) as pool:
+        list(pool.map(work, caches))
+    assert caches[0].get("hits") == per_host * len(caches)
+    assert all(cache.get("guarded") == per_host * len(caches) for cache in caches)
+
+
+def test_a_lock_held_on_one_host_blocks_another(caches: list[Cache]) -> None:
+    a, b, _ = caches
+    held = a.lock("door", timeout=30)
+    assert held.acquire()
+    assert not b.lock("door", timeout=30).acquire(blocking=False)
+    held.release()
+    assert b.lock("door", timeout=30).acquire(blocking=False)
+
+
+def test_rate_limit_counts_on_every_host(caches: list[Cache]) -> None:
+    allowed = sum(
+        cache.rate_limit("api", limit=10, period=60).allowed for _ in range(10) for cache in caches
+    )
+    assert allowed == 10
+
+
+def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: list[Cache]) -> None:
+    a, b, c = caches
+    with b.subscribe("news") as on_b, c.subscribe("news") as on_c:
+        assert wait_until(lambda: hosts.call("PUBSUB", "NUMSUB", "news")[1] == 2, DEADLINE)  # type: ignore[index]
+        a.publish("news", "hello")
+        hosts.call("PUBLISH", "news", "from redis")
+        for subscription in (on_b, on_c):
+            first = subscription.get(timeout=DEADLINE)
+            second = subscription.get(timeout=DEADLINE)
+            assert first is not None and second is not None
+            assert (first.data, second.data) == ("hello", b"from redis")
+
+
+def test_unreachable_upstream_at_start_reads_miss() -> None:
+    port = free_port()  # nobody listens there
+    with short_tempdir() as directory:
+        env = {"BLINKSTORE_UPSTREAM": f"redis://user:s3cret@127.0.0.1:{port}/0"}
+        store = start_blinkstore(directory=directory, env=env)
+        try:
+            with Cache(store.url, on_error="miss") as cache:
+                assert cache.get("anything") is None
+            log = store.log_text()
+            assert f"redis://user@127.0.0.1:{port}/0 unreachable" in log
+            assert "s3cret" not in log
+        finally:
+            store.stop()
