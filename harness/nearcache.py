@@ -60,9 +60,13 @@ class NearHosts:
         return self.store_info(index).get("upstream_link") == "up"
 
 
-def redis_call(port: int, *args: str | bytes) -> resp.Reply:
-    """One command to the RESP server on 127.0.0.1:``port``; the parsed reply."""
+def redis_call(port: int, *args: str | bytes, password: str | None = None) -> resp.Reply:
+    """One command to the RESP server on 127.0.0.1:``port`` (after AUTH when ``password``
+    is given); the parsed reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=10.0) as sock:
+        if password is not None:
+            sock.sendall(resp_command("AUTH", password))
+            assert _read_reply(sock) == "OK"
         sock.sendall(resp_command(*args))
         return _read_reply(sock)
 

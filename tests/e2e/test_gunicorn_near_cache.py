@@ -1,0 +1,73 @@
+"""Three gunicorn "hosts", each with its own store as a near cache of one redis-server
+(``BLINKSTORE_UPSTREAM``): the application code and the workers' URL are unchanged."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from blinkstore_gunicorn.client.serializers import JSONSerializer
+from harness.gunicorn import Gunicorn, cmdline, free_port, gunicorn, wait_until
+from harness.nearcache import redis_call
+from harness.processes import REDIS_SERVER, redis_server_process
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed"),
+]
+
+ARGS = ["-c", "python:blinkstore_gunicorn.conf", "-w", "2", "-k", "uvicorn_worker.UvicornWorker"]
+PASSWORD = "n3ar-s3cret"
+
+
+def value_on(server: Gunicorn, key: str) -> object:
+    reply = httpx.get(f"{server.url}/get?key={key}", timeout=10.0)
+    assert reply.status_code == 200, reply.text
+    return reply.json()["value"]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[tuple[int, list[Gunicorn]]]:
+    port = free_port()
+    with redis_server_process("--port", str(port), "--requirepass", PASSWORD):
+        env = {"BLINKSTORE_UPSTREAM": f"redis://:{PASSWORD}@127.0.0.1:{port}/0"}
+        with contextlib.ExitStack() as stack:
+            hosts = []
+            for index in range(3):
+                directory = tmp_path / f"host{index}"
+                directory.mkdir()
+                hosts.append(
+                    stack.enter_context(gunicorn([*ARGS, "asgi_app:app"], directory, env=env))
+                )
+            yield port, hosts
+
+
+def test_three_hosts_share_one_coherent_cache(fleet: tuple[int, list[Gunicorn]]) -> None:
+    port, (a, b, c) = fleet
+    key = f"k-{uuid.uuid4().hex}"
+    assert httpx.get(f"{a.url}/set?key={key}&value=first", timeout=10.0).status_code == 200
+    assert value_on(b, key) == "first" and value_on(c, key) == "first"
+    assert httpx.get(f"{a.url}/set?key={key}&value=second", timeout=10.0).status_code == 200
+    assert value_on(a, key) == "second"
+    for host in (b, c):
+        assert wait_until(lambda host=host: value_on(host, key) == "second", 10.0), host.log()
+    # Encoded as the cache encodes a str, so the JSON endpoint can show it.
+    redis_call(port, "SET", key, JSONSerializer().dumps("from redis"), password=PASSWORD)
+    for host in (a, b, c):
+        assert wait_until(lambda host=host: value_on(host, key) == "from redis", 10.0), host.log()
+
+
+def test_the_upstream_password_is_on_no_command_line_and_in_no_log(
+    fleet: tuple[int, list[Gunicorn]],
+) -> None:
+    _, hosts = fleet
+    for host in hosts:
+        store = host.store_pid()
+        assert PASSWORD not in cmdline(store)
+        assert wait_until(lambda host=host: "near cache of upstream" in host.log(), 10.0)
+        assert PASSWORD not in host.log()
