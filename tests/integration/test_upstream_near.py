@@ -77,6 +77,17 @@ def test_a_host_serves_hot_keys_locally_and_fetches_once(
     assert "password" not in str(info)
 
 
+def test_get_many_is_read_through_the_near_cache(hosts: NearHosts, caches: list[Cache]) -> None:
+    a, b, _ = caches
+    a.set_many({"m1": "one", "m2": "two"})
+    wanted = {"m1": "one", "m2": "two"}
+    assert b.get_many(["m1", "m2", "m3"]) == wanted
+    assert b.get_many(["m1", "m2", "m3"]) == wanted
+    assert int(hosts.store_info(1)["near_misses"]) == 3  # one fetch per key, then local
+    hosts.call("SET", "m3", "three")
+    assert wait_until(lambda: b.get_many(["m1", "m3"]) == {"m1": "one", "m3": b"three"}, DEADLINE)
+
+
 def test_writes_straight_to_redis_reach_every_host(hosts: NearHosts, caches: list[Cache]) -> None:
     hosts.call("SET", "outside", "one")
     assert all(cache.get("outside") == b"one" for cache in caches)

@@ -24,6 +24,7 @@ Why these choices (Redis's client-side caching documentation names the races):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -69,17 +70,46 @@ class NearStats:
         self.link_losses = 0
 
 
+Waiter = Callable[[bytes, Value], None]
+#: What :meth:`NearCache._local` returns for a key this host does not know about.
+_UNKNOWN = object()
+
+
 class _Fetch:
     """One key on its way from upstream, and the readers waiting for it."""
 
     __slots__ = ("key", "raw", "stale", "value", "waiters")
 
-    def __init__(self, key: bytes, waiter: Client) -> None:
+    def __init__(self, key: bytes) -> None:
         self.key = key
-        self.waiters = [waiter]
+        self.waiters: list[Waiter] = []
         self.stale = False
         self.raw = b""
         self.value: Value = None
+
+
+class _Gather:
+    """An MGET waiting for its fetches: answered when the last one arrives."""
+
+    __slots__ = ("client", "left", "values")
+
+    def __init__(self, client: Client, values: list[object], left: int) -> None:
+        self.client = client
+        self.values = values
+        self.left = left
+
+    def fill(self, position: int, raw: bytes, value: Value) -> None:
+        if self.left <= 0:
+            return
+        if raw == LOST[0]:
+            self.left = 0  # an outage: the worker's client reads it as one
+            self.client.deliver(raw)
+            return
+        # As MGET answers: a key that holds another type reads as absent.
+        self.values[position] = value if isinstance(value, bytes) else None
+        self.left -= 1
+        if not self.left:
+            self.client.deliver(self.client.bulk_array(self.values))  # type: ignore[arg-type]
 
 
 class NearCache:
@@ -89,7 +119,7 @@ class NearCache:
         self,
         engine: Engine,
         opener: Callable[..., Awaitable[Link]],
-        forward_get: Callable[[list[Client], bytes], None],
+        forward: Callable[[Client, list[bytes]], bytes],
         display: str,
         clock_ms: Callable[[], int],
     ) -> None:
@@ -98,7 +128,7 @@ class NearCache:
         self.link: Link | None = None
         self.state = "connecting"
         self._opener = opener
-        self._forward_get = forward_get
+        self._forward = forward
         self._display = display
         self._clock_ms = clock_ms
         self._inflight: dict[bytes, _Fetch] = {}
@@ -111,45 +141,64 @@ class NearCache:
 
     def get(self, client: Client, key: bytes) -> bytes:
         """A GET a worker sent (its region had no answer): local copy, or one fetch."""
-        value = self.engine.get(key)
-        if value is not None:
-            self.stats.local_hits += 1
-            return resp.bulk(value)
-        if key in self._absent:
-            self.stats.local_hits += 1
-            return client.nil
-        fetch = self._inflight.get(key)
-        if fetch is not None:
-            fetch.waiters.append(client)
-            return DEFERRED
-        link = self.link
-        if link is None:
-            self._forward_get([client], key)
-            return DEFERRED
-        fetch = self._inflight[key] = _Fetch(key, client)
-        self.stats.fetches += 1
-        request = _GET_PTTL % (len(key), key, len(key), key)
-        link.send(request, [_fetched(fetch), self._done(fetch)])
+        found = self._local(key)
+        if found is not _UNKNOWN:
+            return client.nil if found is None else resp.bulk(found)  # type: ignore[arg-type]
+        if self.link is None:
+            return self._forward(client, [b"GET", key])
+        self._fetch(key, functools.partial(self._answer, client, key))
         return DEFERRED
 
-    def _done(self, fetch: _Fetch) -> Callable[[bytes, Value], None]:
+    def mget(self, client: Client, keys: list[bytes]) -> bytes:
+        """An MGET (the keys of a ``get_many`` the region had no answer for)."""
+        values = [self._local(key) for key in keys]
+        missing = [position for position, value in enumerate(values) if value is _UNKNOWN]
+        if not missing:
+            return client.bulk_array(values)  # type: ignore[arg-type]
+        if self.link is None:
+            return self._forward(client, [b"MGET", *keys])
+        gather = _Gather(client, values, len(missing))
+        for position in missing:
+            self._fetch(keys[position], functools.partial(gather.fill, position))
+        return DEFERRED
+
+    def _local(self, key: bytes) -> object:
+        """The value kept here, None when known to be absent upstream, else ``_UNKNOWN``."""
+        value = self.engine.get(key)
+        if value is not None or key in self._absent:
+            self.stats.local_hits += 1
+            return value
+        return _UNKNOWN
+
+    def _answer(self, client: Client, key: bytes, raw: bytes, value: Value) -> None:
+        if raw == LOST[0]:
+            # The link died first: ask again on a forwarding connection, keep nothing.
+            self._forward(client, [b"GET", key])
+        elif isinstance(value, bytes):
+            client.deliver(resp.bulk(value))
+        else:
+            client.deliver(client.nil if value is None else raw)
+
+    def _fetch(self, key: bytes, waiter: Waiter) -> None:
+        """Fetch ``key`` once for everyone who asks before the reply (single-flight)."""
+        fetch = self._inflight.get(key)
+        if fetch is None:
+            assert self.link is not None
+            fetch = self._inflight[key] = _Fetch(key)
+            self.stats.fetches += 1
+            request = _GET_PTTL % (len(key), key, len(key), key)
+            self.link.send(request, [_fetched(fetch), self._done(fetch)])
+        fetch.waiters.append(waiter)
+
+    def _done(self, fetch: _Fetch) -> Waiter:
         def on_pttl(raw: bytes, pttl: Value) -> None:
             if self._inflight.get(fetch.key) is fetch:
                 del self._inflight[fetch.key]
             value = fetch.value
-            if fetch.raw == LOST[0]:
-                # The link died first: ask again on a forwarding connection, keep nothing.
-                self._forward_get(fetch.waiters, fetch.key)
-                return
             if not fetch.stale and isinstance(pttl, int) and not isinstance(value, Err):
                 self._keep(fetch.key, value, pttl)
             for waiter in fetch.waiters:
-                if isinstance(value, bytes):
-                    waiter.deliver(resp.bulk(value))
-                elif value is None:
-                    waiter.deliver(waiter.nil)
-                else:
-                    waiter.deliver(fetch.raw)
+                waiter(fetch.raw, value)
 
         return on_pttl
 
@@ -282,7 +331,7 @@ class NearCache:
             return
 
 
-def _fetched(fetch: _Fetch) -> Callable[[bytes, Value], None]:
+def _fetched(fetch: _Fetch) -> Waiter:
     """The GET reply of a fetch: held until its PTTL reply completes it."""
 
     def on_get(raw: bytes, value: Value) -> None:

@@ -1,5 +1,6 @@
-"""Which commands stay in the store, which are read through the near cache, and what a
-forwarded command invalidates here before its reply reaches the worker (read-your-writes)."""
+"""Which commands stay in the store or hold an upstream connection, and what a forwarded
+command invalidates here before its reply reaches the worker (read-your-writes). The reads the
+near cache serves itself are ``service._NEAR``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Final
 
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 
-__all__ = ["ALL", "BLOCKING", "LOCAL", "NEAR_READS", "PINNING", "UNPINNING", "written_keys"]
+__all__ = ["ALL", "BLOCKING", "LOCAL", "PINNING", "UNPINNING", "written_keys"]
 
 #: Commands about the worker's own connection or this store: answered here.
 LOCAL: Final = frozenset(
@@ -17,8 +18,6 @@ LOCAL: Final = frozenset(
         "unsubscribe",
     }
 )  # fmt: skip
-#: Reads served from the near cache (fetched once for the host on a miss).
-NEAR_READS: Final = frozenset({"get"})
 #: Commands that hold their connection until they answer: each gets a dedicated one.
 BLOCKING: Final = frozenset(
     {

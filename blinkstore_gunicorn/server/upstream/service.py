@@ -1,8 +1,8 @@
 """``Upstream``: the store as a coherent near cache in front of Redis/Valkey.
 
 Installed into a :class:`~..dispatch.Dispatcher` by :meth:`Upstream.install`, it replaces the
-command table: the commands in :data:`~.route.LOCAL` keep their handlers, ``GET`` is read
-through the near cache (:mod:`.near`), and every other command, known to the store or not,
+command table: the commands in :data:`~.route.LOCAL` keep their handlers, ``GET`` and ``MGET``
+are read through the near cache (:mod:`.near`), and every other command, known to the store or not,
 is forwarded to the upstream and its reply relayed byte for byte, once the keys it may have
 changed are dropped here. Workers, their URL and the shared region do not know an upstream
 exists, except that the region tells its readers that a miss is not authoritative.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from blinkstore_gunicorn.protocol import resp
@@ -54,7 +53,7 @@ class Upstream:
         self._dispatcher = dispatcher
         self.forwarder = Forwarder(self._open, self.display)
         self.near = NearCache(
-            dispatcher.engine, self._open, self._forward_get, self.display, dispatcher.clock_ms
+            dispatcher.engine, self._open, self.forward, self.display, dispatcher.clock_ms
         )
         self.channels = Channels(dispatcher.pubsub, self._open, self.display)
         self._pins: dict[int, _Pin] = {}
@@ -73,7 +72,7 @@ class Upstream:
         for name, spec in COMMANDS.items():
             if name in route.LOCAL:
                 continue
-            handler = _near_get if name in route.NEAR_READS else _forward
+            handler = _NEAR.get(name, _forward)
             for spelling in (name.lower(), name.upper()):
                 table[spelling.encode()] = (handler, spec.arity)
         d.upstream = self
@@ -166,11 +165,6 @@ class Upstream:
         if pin is not None:
             pin.lane.close()
 
-    def _forward_get(self, clients: list[Client], key: bytes) -> None:
-        """A GET no link tracks (tracking is down): forwarded, answered, not kept."""
-        for client in clients:
-            self.forward(client, [b"GET", key])
-
     # -- INFO ------------------------------------------------------------------------------
 
     def info(self) -> list[tuple[str, object]]:
@@ -195,10 +189,13 @@ def _near_get(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return d.upstream.near.get(c, args[1])  # type: ignore[union-attr]
 
 
+def _near_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    return d.upstream.near.mget(c, args[1:])  # type: ignore[union-attr]
+
+
 def _forward(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return d.upstream.forward(c, args)  # type: ignore[union-attr]
 
 
-ForwardHandler = Callable[["Dispatcher", "Client", list[bytes]], bytes]
-#: The handler for commands the store does not know (``Dispatcher._execute_slow``).
-forward_unknown: ForwardHandler = _forward
+#: The reads served by the near cache; every other command not in ``route.LOCAL`` is forwarded.
+_NEAR = {"get": _near_get, "mget": _near_mget}
