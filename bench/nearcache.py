@@ -27,7 +27,7 @@ import time
 import redis
 
 from blinkstore_gunicorn import Cache
-from harness.nearcache import NearHosts, near_hosts
+from harness.nearcache import NearHosts, kill_tracking, near_hosts
 
 VALUE = b"v" * 256
 
@@ -58,55 +58,68 @@ def per_call(function: object, count: int) -> float:
 
 
 def torture(
-    hosts: NearHosts, caches: list[Cache], seconds: float, allowance: float
+    hosts: NearHosts,
+    caches: list[Cache],
+    seconds: float,
+    allowance: float,
+    *,
+    pace: float = 0.0,
+    host_every: int = 1,
 ) -> dict[str, int]:
-    """Writers with increasing versions, readers checking what they see (see module doc)."""
+    """Writers with increasing versions, readers checking what they see (see module doc).
+
+    ``older`` counts reads that started ``allowance`` seconds after a write was acknowledged
+    and still returned an older version; ``torn`` counts values that are not a version
+    followed by the expected payload. The tracking connections are killed once, halfway.
+    Writes come ``pace`` seconds apart; every ``host_every``-th one goes through a host (in
+    turn), the others straight to Redis. A host drops its own copy when it writes, so the
+    hosts' writes must be rarer than ``allowance`` for a missed invalidation to show.
+    """
     acked: list[tuple[float, int]] = [(time.perf_counter(), 0)]
     hosts.call("SET", "torture", b"0:" + VALUE)
     stop = threading.Event()
-    found = {"reads": 0, "older": 0, "torn": 0}
+    counts = [[0, 0, 0] for _ in caches]  # per reader: reads, older, torn
 
     def writer() -> None:
         version = 0
-        targets = [*caches, None]
-        while not stop.is_set():
+        while not stop.wait(pace):
             version += 1
             payload = b"%d:" % version + VALUE
-            target = targets[version % len(targets)]
-            if target is None:
+            if version % host_every:
                 hosts.call("SET", "torture", payload)
             else:
-                target.set("torture", payload)
+                caches[version // host_every % len(caches)].set("torture", payload)
             acked.append((time.perf_counter(), version))
 
-    def reader(cache: Cache) -> None:
+    def reader(cache: Cache, mine: list[int]) -> None:
         while not stop.is_set():
             start = time.perf_counter()
             raw = cache.get("torture")
-            found["reads"] += 1
+            mine[0] += 1
             head, _, tail = raw.partition(b":") if isinstance(raw, bytes) else (b"", b"", b"")
             if tail != VALUE or not head.isdigit():
-                found["torn"] += 1
+                mine[2] += 1
                 continue
             floor = max((v for t, v in acked[-200:] if t + allowance < start), default=0)
-            found["older"] += int(head) < floor
+            mine[1] += int(head) < floor
 
     threads = [threading.Thread(target=writer)] + [
-        threading.Thread(target=reader, args=(cache,)) for cache in caches
+        threading.Thread(target=reader, args=(cache, mine))
+        for cache, mine in zip(caches, counts, strict=True)
     ]
     for thread in threads:
         thread.start()
-    time.sleep(seconds / 2)
-    listing = hosts.call("CLIENT", "LIST")
-    assert isinstance(listing, bytes)
-    for line in listing.decode().splitlines():
-        if "name=blinkstore-tracking" in line:
-            hosts.call("CLIENT", "KILL", "ID", line.split()[0].split("=")[1])
-    time.sleep(seconds / 2)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return found
+    try:
+        time.sleep(seconds / 2)
+        kill_tracking(hosts)
+        time.sleep(seconds / 2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return {
+        name: sum(row[i] for row in counts) for i, name in enumerate(("reads", "older", "torn"))
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

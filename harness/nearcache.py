@@ -21,7 +21,7 @@ from harness.processes import (
     start_blinkstore,
 )
 
-__all__ = ["NearHosts", "near_hosts", "redis_call"]
+__all__ = ["NearHosts", "kill_tracking", "near_hosts", "redis_call"]
 
 
 @dataclass
@@ -58,6 +58,16 @@ class NearHosts:
     def link_up(self, index: int) -> bool:
         """Whether store ``index`` tracks keys on a live upstream link."""
         return self.store_info(index).get("upstream_link") == "up"
+
+
+def kill_tracking(hosts: NearHosts) -> None:
+    """CLIENT KILL every store's tracking connection (as a network cut would end it)."""
+    listing = hosts.call("CLIENT", "LIST")
+    assert isinstance(listing, bytes), listing
+    for line in listing.decode().splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if fields.get("name") == "blinkstore-tracking":
+            hosts.call("CLIENT", "KILL", "ID", fields["id"])
 
 
 def redis_call(port: int, *args: str | bytes, password: str | None = None) -> resp.Reply:

@@ -15,7 +15,7 @@ import pytest
 
 from blinkstore_gunicorn import Cache
 from harness.gunicorn import free_port, wait_until
-from harness.nearcache import NearHosts, near_hosts
+from harness.nearcache import NearHosts, kill_tracking, near_hosts
 from harness.processes import REDIS_SERVER, short_tempdir, start_blinkstore
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -42,16 +42,6 @@ def caches(hosts: NearHosts) -> Iterator[list[Cache]]:
 def sees(cache: Cache, key: str, expected: object) -> bool:
     """Wait until ``cache`` reads ``expected`` under ``key``."""
     return wait_until(lambda: cache.get(key) == expected, DEADLINE)
-
-
-def kill_tracking(hosts: NearHosts) -> None:
-    """CLIENT KILL every store's tracking connection."""
-    listing = hosts.call("CLIENT", "LIST")
-    assert isinstance(listing, bytes)
-    for line in listing.decode().splitlines():
-        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
-        if fields.get("name") == "blinkstore-tracking":
-            hosts.call("CLIENT", "KILL", "ID", fields["id"])
 
 
 def test_write_on_one_host_is_read_on_the_others(caches: list[Cache]) -> None:
