@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,14 @@ def value_on(server: Gunicorn, key: str) -> object:
     return reply.json()["value"]
 
 
+def shows(server: Gunicorn, key: str, expected: object) -> bool:
+    return value_on(server, key) == expected
+
+
+def logged(server: Gunicorn, text: str) -> bool:
+    return text in server.log()
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[tuple[int, list[Gunicorn]]]:
     port = free_port()
@@ -55,11 +64,11 @@ def test_three_hosts_share_one_coherent_cache(fleet: tuple[int, list[Gunicorn]])
     assert httpx.get(f"{a.url}/set?key={key}&value=second", timeout=10.0).status_code == 200
     assert value_on(a, key) == "second"
     for host in (b, c):
-        assert wait_until(lambda host=host: value_on(host, key) == "second", 10.0), host.log()
+        assert wait_until(functools.partial(shows, host, key, "second"), 10.0), host.log()
     # Encoded as the cache encodes a str, so the JSON endpoint can show it.
     redis_call(port, "SET", key, JSONSerializer().dumps("from redis"), password=PASSWORD)
     for host in (a, b, c):
-        assert wait_until(lambda host=host: value_on(host, key) == "from redis", 10.0), host.log()
+        assert wait_until(functools.partial(shows, host, key, "from redis"), 10.0), host.log()
 
 
 def test_the_upstream_password_is_on_no_command_line_and_in_no_log(
@@ -69,5 +78,5 @@ def test_the_upstream_password_is_on_no_command_line_and_in_no_log(
     for host in hosts:
         store = host.store_pid()
         assert PASSWORD not in cmdline(store)
-        assert wait_until(lambda host=host: "near cache of upstream" in host.log(), 10.0)
+        assert wait_until(functools.partial(logged, host, "near cache of upstream"), 10.0)
         assert PASSWORD not in host.log()
