@@ -9,6 +9,7 @@ own write at once.
 from __future__ import annotations
 
 import concurrent.futures
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from blinkstore_gunicorn import Cache
 from harness.gunicorn import free_port, wait_until
 from harness.nearcache import NearHosts, kill_tracking, near_hosts
-from harness.processes import REDIS_SERVER, short_tempdir, start_blinkstore
+from harness.processes import REDIS_SERVER, resp_command, short_tempdir, start_blinkstore
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
@@ -195,15 +196,22 @@ def test_rate_limit_counts_on_every_host(caches: list[Cache]) -> None:
 
 def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: list[Cache]) -> None:
     a, b, c = caches
-    with b.subscribe("news") as on_b, c.subscribe("news") as on_c:
-        assert wait_until(lambda: hosts.call("PUBSUB", "NUMSUB", "news")[1] == 2, DEADLINE)  # type: ignore[index]
+    with (
+        socket.create_connection(("127.0.0.1", hosts.port), timeout=DEADLINE) as direct,
+        b.subscribe("news") as on_b,
+        c.subscribe("news") as on_c,
+    ):
+        # Subscribed means subscribed upstream too (the store waited for Redis's
+        # confirmation): a message published at once, on a connection open already,
+        # is received.
+        direct.sendall(resp_command("PUBLISH", "news", "from redis"))
+        assert direct.recv(64) == b":2\r\n"
         a.publish("news", "hello")
-        hosts.call("PUBLISH", "news", "from redis")
         for subscription in (on_b, on_c):
             first = subscription.get(timeout=DEADLINE)
             second = subscription.get(timeout=DEADLINE)
             assert first is not None and second is not None
-            assert (first.data, second.data) == ("hello", b"from redis")
+            assert (first.data, second.data) == (b"from redis", "hello")
 
 
 def test_unreachable_upstream_at_start_reads_miss() -> None:

@@ -70,9 +70,12 @@ class Upstream:
         d = self._dispatcher
         table = d.full_table
         for name, spec in COMMANDS.items():
-            if name in route.LOCAL:
+            if name == "subscribe":
+                handler = _subscribe
+            elif name in route.LOCAL:
                 continue
-            handler = _NEAR.get(name, _forward)
+            else:
+                handler = _NEAR.get(name, _forward)
             for spelling in (name.lower(), name.upper()):
                 table[spelling.encode()] = (handler, spec.arity)
         d.upstream = self
@@ -187,6 +190,11 @@ class Upstream:
 
 def _near_get(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return d.upstream.near.get(c, args[1])  # type: ignore[union-attr]
+
+
+def _subscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    reply = COMMANDS["subscribe"].handler(d, c, args)
+    return d.upstream.channels.hold(c, args[1:], reply)  # type: ignore[union-attr]
 
 
 def _near_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
