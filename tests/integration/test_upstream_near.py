@@ -68,6 +68,26 @@ def test_a_host_serves_hot_keys_locally_and_fetches_once(
     assert "password" not in str(info)
 
 
+def test_the_blink_text_protocol_reads_and_writes_through_the_upstream(hosts: NearHosts) -> None:
+    def lines(index: int, *requests: bytes) -> list[bytes]:
+        with hosts.stores[index].connect() as sock:
+            sock.sendall(b"".join(requests))
+            received = b""
+            while received.count(b"\n") < len(requests):
+                received += sock.recv(4096)
+        return received.splitlines()
+
+    assert lines(0, b"SET t hello world\n", b"GET t\n") == [b"OK", b"VALUE aGVsbG8gd29ybGQ="]
+    assert hosts.call("GET", "t") == b"hello world"
+    assert lines(1, b"GET t\n", b"DELETE t\n", b"DELETE t\n", b"GET t\n") == [
+        b"VALUE aGVsbG8gd29ybGQ=",
+        b"OK",
+        b"NOT_FOUND",
+        b"NOT_FOUND",
+    ]
+    assert hosts.call("EXISTS", "t") == 0
+
+
 def test_get_many_is_read_through_the_near_cache(hosts: NearHosts, caches: list[Cache]) -> None:
     a, b, _ = caches
     a.set_many({"m1": "one", "m2": "two"})
@@ -212,6 +232,25 @@ def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: lis
             second = subscription.get(timeout=DEADLINE)
             assert first is not None and second is not None
             assert (first.data, second.data) == (b"from redis", "hello")
+
+
+def test_blocking_pops_wait_fleet_wide_and_a_gone_waiter_frees_its_connection(
+    hosts: NearHosts,
+) -> None:
+    def blocked() -> int:
+        listing = hosts.call("CLIENT", "LIST")
+        assert isinstance(listing, bytes)
+        return listing.count(b"cmd=blpop")
+
+    with hosts.stores[0].connect() as waiter:
+        waiter.sendall(resp_command("BLPOP", "jobs", "0"))
+        assert wait_until(lambda: blocked() == 1, DEADLINE)
+        hosts.call("RPUSH", "jobs", "job-1")
+        assert waiter.recv(64) == b"*2\r\n$4\r\njobs\r\n$5\r\njob-1\r\n"
+    with hosts.stores[1].connect() as gone:
+        gone.sendall(resp_command("BLPOP", "jobs", "0"))
+        assert wait_until(lambda: blocked() == 1, DEADLINE)
+    assert wait_until(lambda: blocked() == 0, DEADLINE)
 
 
 def test_unreachable_upstream_at_start_reads_miss() -> None:

@@ -130,6 +130,9 @@ class Upstream:
             elif keys is route.ALL:
                 pin.keys = route.ALL
         blocking = pin is None and name.decode("ascii", "replace") in route.BLOCKING
+        if blocking:
+            # A worker that goes away while blocked must not leave its connection blocked.
+            client.on_close.append(lane.close)
         near = self.near
 
         def relay(raw: bytes, value: Value) -> None:
@@ -138,6 +141,7 @@ class Upstream:
             elif keys:
                 near.drop(keys)
             if blocking:
+                client.on_close.remove(lane.close)
                 lane.close()
             client.deliver(raw)
 
