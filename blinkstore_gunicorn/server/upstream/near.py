@@ -60,10 +60,11 @@ _GET_PTTL = b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n"
 class NearStats:
     """What ``INFO``'s upstream section reports about the near cache."""
 
-    __slots__ = ("fetch_bytes", "fetches", "invalidations", "link_losses", "local_hits")
+    __slots__ = ("absent_hits", "fetch_bytes", "fetches", "invalidations", "link_losses")
 
     def __init__(self) -> None:
-        self.local_hits = 0
+        #: Reads answered "absent" here (those of present keys are the engine's hits).
+        self.absent_hits = 0
         self.fetches = 0
         self.fetch_bytes = 0
         self.invalidations = 0
@@ -78,10 +79,13 @@ _UNKNOWN = object()
 class _Fetch:
     """One key on its way from upstream, and the readers waiting for it."""
 
-    __slots__ = ("key", "raw", "stale", "value", "waiters")
+    __slots__ = ("key", "raw", "sent_ms", "stale", "value", "waiters")
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, sent_ms: int) -> None:
         self.key = key
+        #: When the fetch was sent: the TTL counts from there, so that the copy here never
+        #: outlives the key upstream.
+        self.sent_ms = sent_ms
         self.waiters: list[Waiter] = []
         self.stale = False
         self.raw = b""
@@ -165,9 +169,11 @@ class NearCache:
     def _local(self, key: bytes) -> object:
         """The value kept here, None when known to be absent upstream, else ``_UNKNOWN``."""
         value = self.engine.get(key)
-        if value is not None or key in self._absent:
-            self.stats.local_hits += 1
+        if value is not None:
             return value
+        if key in self._absent:
+            self.stats.absent_hits += 1
+            return None
         return _UNKNOWN
 
     def _answer(self, client: Client, key: bytes, raw: bytes, value: Value) -> None:
@@ -184,7 +190,7 @@ class NearCache:
         fetch = self._inflight.get(key)
         if fetch is None:
             assert self.link is not None
-            fetch = self._inflight[key] = _Fetch(key)
+            fetch = self._inflight[key] = _Fetch(key, self._clock_ms())
             self.stats.fetches += 1
             request = _GET_PTTL % (len(key), key, len(key), key)
             self.link.send(request, [_fetched(fetch), self._done(fetch)])
@@ -196,13 +202,14 @@ class NearCache:
                 del self._inflight[fetch.key]
             value = fetch.value
             if not fetch.stale and isinstance(pttl, int) and not isinstance(value, Err):
-                self._keep(fetch.key, value, pttl)
+                self._keep(fetch, pttl)
             for waiter in fetch.waiters:
                 waiter(fetch.raw, value)
 
         return on_pttl
 
-    def _keep(self, key: bytes, value: Value, pttl: int) -> None:
+    def _keep(self, fetch: _Fetch, pttl: int) -> None:
+        key, value = fetch.key, fetch.value
         if value is None:
             absent = self._absent
             absent[key] = None
@@ -212,7 +219,7 @@ class NearCache:
         if not isinstance(value, bytes) or pttl == -2:
             return
         self.stats.fetch_bytes += len(key) + len(value)
-        expire_at = self._clock_ms() + pttl if pttl > 0 else None
+        expire_at = fetch.sent_ms + pttl if pttl > 0 else None
         try:
             self.engine.set(key, value, expire_at_ms=expire_at)
         except EngineError:

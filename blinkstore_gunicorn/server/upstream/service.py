@@ -177,16 +177,16 @@ class Upstream:
     def info(self) -> list[tuple[str, object]]:
         """The ``# Upstream`` section of INFO (no password, ever)."""
         near = self.near.stats
-        hits, misses = self._dispatcher.engine.stats().hits, near.fetches
         return [
             ("upstream", self.display),
             ("upstream_link", self.near.state),
             ("upstream_link_losses", near.link_losses),
-            ("near_local_hits", near.local_hits),
-            ("near_misses", misses),
+            # Reads this host answered itself (shared region, store, known absent keys), and
+            # reads that went upstream.
+            ("near_hits", self._dispatcher.engine.stats().hits + near.absent_hits),
+            ("near_misses", near.fetches),
             ("near_fetched_bytes", near.fetch_bytes),
             ("near_invalidations", near.invalidations),
-            ("near_engine_hits", hits),
             ("upstream_forwarded", self.forwarded),
             ("upstream_pubsub_messages", self.channels.received),
         ]
