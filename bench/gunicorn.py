@@ -12,8 +12,11 @@ connections on each endpoint in turn for ``--seconds``; the figure is requests/s
 over dict, the median of the runs' ratios. Latency with one client shows what a read costs;
 throughput with many shows what sharing costs a busy service.
 
+With ``--upstream``, each store is a near cache (``BLINKSTORE_UPSTREAM``) of a redis-server the
+suite starts: ``/get`` then reads what the store fetched from Redis (from the shared region).
+
 ``python -m bench.gunicorn [--requests N] [--runs N] [--worker-class sync,asgi,...]
-[--wrk [--connections N] [--seconds S]]``
+[--wrk [--connections N] [--seconds S]] [--upstream]``
 """
 
 from __future__ import annotations
@@ -32,9 +35,14 @@ from pathlib import Path
 
 import httpx
 
-from harness.gunicorn import CONF, gunicorn
+from harness.gunicorn import CONF, free_port, gunicorn
+from harness.processes import redis_server_process
 
 APP_FOR_WORKER = {"uvicorn_worker.UvicornWorker": "asgi_app:app", "asgi": "asgi_app:app"}
+
+
+#: Set by ``--upstream``: the environment that makes the store a near cache.
+UPSTREAM_ENV: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -42,8 +50,26 @@ def _gunicorn(worker_class: str) -> Iterator[str]:
     """A gunicorn master with the plugin and 2 ``worker_class`` workers; yields its base URL."""
     app = APP_FOR_WORKER.get(worker_class, "wsgi_app:app")
     args = [*CONF, "--workers", "2", "--worker-class", worker_class, "--log-level", "warning", app]
-    with tempfile.TemporaryDirectory() as cwd, gunicorn(args, Path(cwd)) as server:
+    with (
+        tempfile.TemporaryDirectory() as cwd,
+        gunicorn(args, Path(cwd), env=UPSTREAM_ENV) as server,
+    ):
         yield server.url
+
+
+@contextlib.contextmanager
+def _upstream(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, a redis-server the stores are near caches of, for the block."""
+    if not enabled:
+        yield
+        return
+    port = free_port()
+    with redis_server_process("--port", str(port)):
+        UPSTREAM_ENV["BLINKSTORE_UPSTREAM"] = f"redis://127.0.0.1:{port}/0"
+        try:
+            yield
+        finally:
+            UPSTREAM_ENV.clear()
 
 
 def _p50_us(client: httpx.Client, path: str, count: int) -> float:
@@ -132,9 +158,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk", action="store_true", help="requests/s with wrk instead")
     parser.add_argument("--connections", type=int, default=32, help="wrk's connections")
     parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per run")
+    parser.add_argument(
+        "--upstream", action="store_true", help="the store as a near cache of a redis-server"
+    )
     args = parser.parse_args(argv)
-    if args.wrk:
-        return _main_throughput(args)
+    with _upstream(args.upstream):
+        if args.wrk:
+            return _main_throughput(args)
+        return _main_latency(args)
+
+
+def _main_latency(args: argparse.Namespace) -> int:
     print(
         f"gunicorn, 2 workers, p50 of GET latency (client side, keep-alive), median of "
         f"{args.runs} runs x {args.requests} requests per endpoint"
