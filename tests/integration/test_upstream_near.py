@@ -234,6 +234,28 @@ def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: lis
             assert (first.data, second.data) == (b"from redis", "hello")
 
 
+def test_pattern_subscriptions_across_hosts_deliver_as_redis_does(caches: list[Cache]) -> None:
+    a, b, c = caches
+    with (
+        b.subscribe(patterns=["news.*"]) as on_b,
+        c.subscribe("news.sport", patterns=["news.*"]) as on_c,
+    ):
+        a.publish("news.sport", "goal")
+        a.publish("weather", "rain")  # nobody listens
+        a.publish("news.sport", "end")
+        seen_b = [on_b.get(timeout=DEADLINE) for _ in range(2)]
+        seen_c = [on_c.get(timeout=DEADLINE) for _ in range(4)]
+        assert [(m.data, m.pattern) for m in seen_b if m] == [("goal", "news.*"), ("end", "news.*")]
+        # One delivery per matching subscription, as in Redis: the channel and the pattern.
+        assert sorted((m.data, m.pattern or "") for m in seen_c if m) == [
+            ("end", ""),
+            ("end", "news.*"),
+            ("goal", ""),
+            ("goal", "news.*"),
+        ]
+        assert on_b.get(timeout=0.2) is None and on_c.get(timeout=0.2) is None
+
+
 def test_blocking_pops_wait_fleet_wide_and_a_gone_waiter_frees_its_connection(
     hosts: NearHosts,
 ) -> None:

@@ -1,16 +1,19 @@
-"""Pub/sub across hosts: one upstream subscription per channel per host, fanned out locally.
+"""Pub/sub across hosts: one upstream subscription per channel (and per pattern) per host,
+fanned out locally.
 
-Workers subscribe in the store's own hub as always; the first local subscriber of a channel
-makes this host subscribe to it upstream, on one RESP3 connection, and every message that
-arrives there is published into the hub. ``PUBLISH`` itself is forwarded, so a message from a
-worker reaches the subscribers of every host, this one included, by the same path. A channel
-nobody here listens to any more is unsubscribed upstream when its next message arrives.
+Workers subscribe in the store's own hub as always; the first local subscriber of a channel or
+pattern makes this host subscribe to it upstream, on one RESP3 connection, and every message
+that arrives there is handed to that channel's (or pattern's) local subscribers. ``PUBLISH``
+itself is forwarded, so a message from a worker reaches the subscribers of every host, this one
+included, by the same path. A channel or pattern nobody here listens to any more is
+unsubscribed upstream when its next message arrives.
 
-A worker's ``SUBSCRIBE`` that needed a new upstream subscription is answered once the upstream
-confirmed it (:meth:`Channels.hold`), so that, as with Redis, every message published after the
-reply reaches it. Only while the link is up: during an outage the reply is not held back, and
-the subscription is made when the link is back. (A RESP2 connection already in subscribed mode
-subscribes through the hub's own handler and is answered at once.)
+A worker's ``SUBSCRIBE``/``PSUBSCRIBE`` that needed a new upstream subscription is answered
+once the upstream confirmed it (:meth:`Channels.hold`), so that, as with Redis, every message
+published after the reply reaches it. During an outage the reply is not held back (one failed
+connection attempt releases it), and the subscriptions are made when the link is back. (A
+RESP2 connection already in subscribed mode subscribes through the hub's own handlers and is
+answered at once.)
 """
 
 from __future__ import annotations
@@ -30,11 +33,18 @@ from blinkstore_gunicorn.server.upstream.wire import Push
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client
 
-__all__ = ["Channels"]
+__all__ = ["CHANNEL", "PATTERN", "Channels"]
 
 log = logging.getLogger("blinkstore.upstream")
 
 RETRY = 0.2
+#: The two kinds of subscription, named by the command that makes them.
+CHANNEL = b"SUBSCRIBE"
+PATTERN = b"PSUBSCRIBE"
+_CONFIRMATIONS = {b"subscribe": CHANNEL, b"psubscribe": PATTERN}
+_UNSUBSCRIBE = {CHANNEL: b"UNSUBSCRIBE", PATTERN: b"PUNSUBSCRIBE"}
+
+Subscription = tuple[bytes, bytes]  # (kind, channel or pattern)
 
 
 class Channels:
@@ -47,42 +57,43 @@ class Channels:
         self._link: Link | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
-        #: Channels subscribed upstream whose confirmation has not arrived, and the replies
+        #: Subscriptions sent upstream whose confirmation has not arrived, and the replies
         #: waiting for them.
-        self._unconfirmed: set[bytes] = set()
-        self._held: list[tuple[set[bytes], Callable[[], None]]] = []
+        self._unconfirmed: set[Subscription] = set()
+        self._held: list[tuple[set[Subscription], Callable[[], None]]] = []
         #: Messages received from upstream (INFO).
         self.received = 0
-        hub.on_new_channel = self.add
+        hub.on_new_channel = functools.partial(self.add, CHANNEL)
+        hub.on_new_pattern = functools.partial(self.add, PATTERN)
 
-    def add(self, channel: bytes) -> None:
-        """A channel got its first local subscriber: subscribe upstream (once connected)."""
-        self._unconfirmed.add(channel)
+    def add(self, kind: bytes, name: bytes) -> None:
+        """A channel or pattern got its first local subscriber: subscribe upstream."""
+        self._unconfirmed.add((kind, name))
         if self._link is not None:
-            self._link.send(resp.encode_command("SUBSCRIBE", channel), [])
+            self._link.send(resp.encode_command(kind, name), [])
         elif self._task is None and not self._closed:
             self._task = asyncio.get_running_loop().create_task(self._connect())
 
-    def hold(self, client: Client, channels: Iterable[bytes], reply: bytes) -> bytes:
-        """``reply`` to a SUBSCRIBE, or ``DEFERRED`` until the upstream confirmed its channels."""
-        waiting = self._unconfirmed.intersection(channels)
+    def hold(self, client: Client, kind: bytes, names: Iterable[bytes], reply: bytes) -> bytes:
+        """``reply`` to a (P)SUBSCRIBE, or ``DEFERRED`` until the upstream confirmed it."""
+        waiting = self._unconfirmed.intersection((kind, name) for name in names)
         if not waiting:
             return reply
         self._held.append((waiting, functools.partial(client.deliver, reply)))
         return DEFERRED
 
-    def _confirmed(self, channel: bytes | None) -> None:
-        """Release the replies waiting for ``channel`` (all of them for None)."""
-        if channel is None:
+    def _confirmed(self, subscription: Subscription | None) -> None:
+        """Release the replies waiting for ``subscription`` (all of them for None)."""
+        if subscription is None:
             self._unconfirmed.clear()
         else:
-            self._unconfirmed.discard(channel)
+            self._unconfirmed.discard(subscription)
         still = []
         for waiting, deliver in self._held:
-            if channel is None:
+            if subscription is None:
                 waiting.clear()
             else:
-                waiting.discard(channel)
+                waiting.discard(subscription)
             if waiting:
                 still.append((waiting, deliver))
             else:
@@ -99,18 +110,25 @@ class Channels:
             self._link.close()
 
     def _on_push(self, push: Push) -> None:
-        if len(push) == 3 and push[0] == b"subscribe":
-            self._confirmed(push[1] if isinstance(push[1], bytes) else None)
+        kind, names = (push[0], push[1:]) if push else (None, [])
+        if kind in _CONFIRMATIONS and names and isinstance(names[0], bytes):
+            self._confirmed((_CONFIRMATIONS[kind], names[0]))  # names[1] is a count
+        elif not all(isinstance(item, bytes) for item in names):
             return
-        if len(push) != 3 or push[0] != b"message":
-            return
-        channel, message = push[1], push[2]
-        if not isinstance(channel, bytes) or not isinstance(message, bytes):
-            return
+        elif kind == b"message" and len(names) == 2:
+            self._deliver(CHANNEL, names[0], names[0], names[1])
+        elif kind == b"pmessage" and len(names) == 3:
+            self._deliver(PATTERN, names[0], names[1], names[2])
+
+    def _deliver(self, kind: bytes, name: bytes, channel: bytes, message: bytes) -> None:
         self.received += 1
-        delivered, _ = self._hub.publish(channel, message)
-        if not delivered and self._hub.numsub(channel) == 0 and self._link is not None:
-            self._link.send(resp.encode_command("UNSUBSCRIBE", channel), [])
+        hub = self._hub
+        pattern = name if kind == PATTERN else None
+        if hub.relay(channel, message, pattern) or self._link is None:
+            return
+        listened = hub.numsub(name) if pattern is None else name in hub.patterns()
+        if not listened:
+            self._link.send(resp.encode_command(_UNSUBSCRIBE[kind], name), [])
 
     async def _connect(self) -> None:
         while not self._closed:
@@ -121,9 +139,9 @@ class Channels:
                 self._confirmed(None)  # do not keep subscribers waiting through an outage
                 await asyncio.sleep(RETRY)
                 continue
-            channels = self._hub.channels()
-            if channels:
-                link.send(resp.encode_command("SUBSCRIBE", *channels), [])
+            for kind, names in ((CHANNEL, self._hub.channels()), (PATTERN, self._hub.patterns())):
+                if names:
+                    link.send(resp.encode_command(kind, *names), [])
             link.on_lost = self._lost
             self._link = link
             self._task = None

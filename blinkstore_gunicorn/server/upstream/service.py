@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, DEFERRED
 from blinkstore_gunicorn.server.upstream import route
-from blinkstore_gunicorn.server.upstream.channels import Channels
+from blinkstore_gunicorn.server.upstream.channels import CHANNEL, PATTERN, Channels
 from blinkstore_gunicorn.server.upstream.forward import Forwarder, Lane
 from blinkstore_gunicorn.server.upstream.link import Link, open_link
 from blinkstore_gunicorn.server.upstream.near import PING_INTERVAL, NearCache
@@ -70,7 +70,7 @@ class Upstream:
         d = self._dispatcher
         table = d.full_table
         for name, spec in COMMANDS.items():
-            if name == "subscribe":
+            if name in _SUBSCRIBING:
                 handler = _subscribe
             elif name in route.LOCAL:
                 continue
@@ -197,8 +197,13 @@ def _near_get(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 
 def _subscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    reply = COMMANDS["subscribe"].handler(d, c, args)
-    return d.upstream.channels.hold(c, args[1:], reply)  # type: ignore[union-attr]
+    """SUBSCRIBE and PSUBSCRIBE: the hub's reply, once the upstream has the subscriptions."""
+    name = args[0].lower().decode("ascii")
+    reply = COMMANDS[name].handler(d, c, args)
+    return d.upstream.channels.hold(c, _SUBSCRIBING[name], args[1:], reply)  # type: ignore[union-attr]
+
+
+_SUBSCRIBING = {"subscribe": CHANNEL, "psubscribe": PATTERN}
 
 
 def _near_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
