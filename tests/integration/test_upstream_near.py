@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from blinkstore_gunicorn import Cache
 from harness.gunicorn import free_port, wait_until
@@ -254,6 +255,31 @@ def test_pattern_subscriptions_across_hosts_deliver_as_redis_does(caches: list[C
             ("goal", "news.*"),
         ]
         assert on_b.get(timeout=0.2) is None and on_c.get(timeout=0.2) is None
+
+
+def test_transactions_and_watch_run_upstream(hosts: NearHosts) -> None:
+    a, b = (redis.Redis(unix_socket_path=store.unix_path) for store in hosts.stores[:2])
+    try:
+        a.set("x", "1")
+        assert b.get("x") == b"1"  # now in B's near cache
+        with b.pipeline() as transaction:
+            transaction.set("x", "2")
+            transaction.get("x")
+            transaction.incr("n")
+            assert transaction.execute() == [True, b"2", 1]
+        assert b.get("x") == b"2" and a.get("x") == b"2"
+        with b.pipeline() as watched:
+            watched.watch("x")  # type: ignore[no-untyped-call]
+            assert watched.get("x") == b"2"
+            a.set("x", "changed on A")
+            watched.multi()
+            watched.set("x", "from B")
+            with pytest.raises(redis.WatchError):
+                watched.execute()
+        assert b.get("x") == b"changed on A"
+    finally:
+        a.close()
+        b.close()
 
 
 def test_blocking_pops_wait_fleet_wide_and_a_gone_waiter_frees_its_connection(

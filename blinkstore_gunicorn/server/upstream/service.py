@@ -148,6 +148,11 @@ class Upstream:
         lane.send(resp.encode_command(*args), [relay])
         return DEFERRED
 
+    def pinned(self, client: Client) -> bool:
+        """Whether ``client`` is tied to an upstream connection (MULTI, WATCH): its reads
+        go there too, in order with its other commands."""
+        return client.id in self._pins
+
     def _pin(self, client: Client, protocol: int) -> _Pin:
         pin = self._pins[client.id] = _Pin(self.forwarder.dedicated(protocol))
         pin.keys = None  # a WATCH without MULTI queues nothing
@@ -193,7 +198,10 @@ class Upstream:
 
 
 def _near_get(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    return d.upstream.near.get(c, args[1])  # type: ignore[union-attr]
+    upstream: Upstream = d.upstream  # type: ignore[assignment]
+    if upstream.pinned(c):
+        return upstream.forward(c, args)  # inside MULTI: queued upstream with the rest
+    return upstream.near.get(c, args[1])
 
 
 def _subscribe(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
@@ -207,7 +215,10 @@ _SUBSCRIBING = {"subscribe": CHANNEL, "psubscribe": PATTERN}
 
 
 def _near_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    return d.upstream.near.mget(c, args[1:])  # type: ignore[union-attr]
+    upstream: Upstream = d.upstream  # type: ignore[assignment]
+    if upstream.pinned(c):
+        return upstream.forward(c, args)
+    return upstream.near.mget(c, args[1:])
 
 
 def _forward(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
