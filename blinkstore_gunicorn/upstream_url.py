@@ -71,6 +71,10 @@ def parse_upstream(url: str) -> UpstreamAddress:
         return UpstreamAddress(unix_path=parts.path, db=db, username=username, password=password)
     if not parts.hostname:
         raise ValueError("the upstream URL needs a host")
+    try:
+        parts.hostname.encode("idna")  # what connecting does: refused now, not at each retry
+    except UnicodeError:
+        raise ValueError(f"malformed upstream host name {parts.hostname!r}") from None
     return UpstreamAddress(
         host=parts.hostname,
         port=port or _DEFAULT_PORT,

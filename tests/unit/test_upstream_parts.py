@@ -27,7 +27,13 @@ def test_upstream_urls() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://:hunter2@h", "redis://:hunter2@h:port", "redis://:hunter2@h/x", "redis://:hunter2@"],
+    [
+        "http://:hunter2@h",
+        "redis://:hunter2@h:port",
+        "redis://:hunter2@h/x",
+        "redis://:hunter2@",
+        "redis://:hunter2@cache..internal:6379/0",  # no name to look up: refused at start
+    ],
 )
 def test_a_bad_upstream_is_refused_by_name_without_its_password(url: str) -> None:
     with pytest.raises(ConfigError) as raised:

@@ -58,8 +58,11 @@ class Link(asyncio.Protocol):
             self.close()
             return
         for raw, value in frames:
-            if value.__class__ is Push and self._on_push is not None:
-                self._on_push(value)
+            if value.__class__ is Push:
+                # Never a reply: a connection without a push handler drops it rather than
+                # hand it to the next request waiting.
+                if self._on_push is not None:
+                    self._on_push(value)
             elif self._waiting:
                 self._waiting.popleft()(raw, value)
 

@@ -8,7 +8,7 @@ from typing import Final
 
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 
-__all__ = ["ALL", "BLOCKING", "LOCAL", "PINNING", "UNPINNING", "written_keys"]
+__all__ = ["ALL", "BLOCKING", "LOCAL", "PINNING", "REFUSED", "UNPINNING", "written_keys"]
 
 #: Commands about the worker's own connection or this store: answered here.
 LOCAL: Final = frozenset(
@@ -25,10 +25,15 @@ BLOCKING: Final = frozenset(
         "xread", "xreadgroup", "wait", "waitaof",
     }
 )  # fmt: skip
+#: Commands that would take over a shared upstream connection (a stream of replies, a reset of
+#: its protocol): refused.
+REFUSED: Final = frozenset(
+    {b"monitor", b"ssubscribe", b"sunsubscribe", b"sync", b"psync", b"reset"}
+)
 #: Commands that tie the worker to one upstream connection (a transaction, a WATCH)...
 PINNING: Final = frozenset({b"multi", b"watch"})
 #: ...until one of these answers.
-UNPINNING: Final = frozenset({b"exec", b"discard", b"unwatch", b"reset"})
+UNPINNING: Final = frozenset({b"exec", b"discard", b"unwatch"})
 #: Read commands Redis has and the store does not: forwarding them invalidates nothing.
 _OTHER_READS: Final = frozenset(
     {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from blinkstore_gunicorn.protocol import resp
@@ -36,10 +37,12 @@ CONNECT_TIMEOUT = 2.0
 class _Pin:
     """A worker connection tied to one upstream connection (MULTI...EXEC, WATCH)."""
 
-    __slots__ = ("keys", "lane")
+    __slots__ = ("keys", "lane", "release")
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, release: Callable[[], None]) -> None:
         self.lane = lane
+        #: On the worker connection's ``on_close`` while the pin lasts.
+        self.release = release
         #: What the queued commands of a transaction may write (dropped when EXEC answers).
         self.keys: list[bytes] | None = []
 
@@ -106,8 +109,13 @@ class Upstream:
     def forward(self, client: Client, args: list[bytes]) -> bytes:
         """Send ``args`` upstream; its reply goes to ``client`` once the keys it may have
         written are dropped here."""
-        self.forwarded += 1
         name = args[0].lower()
+        if name in route.REFUSED:
+            return resp.error(
+                f"ERR '{name.decode('ascii', 'replace')}' is not available through a near cache"
+                " (connect to the upstream for it)"
+            )
+        self.forwarded += 1
         protocol = 3 if client.resp3 else 2
         pin = self._pins.get(client.id)
         if pin is None and name in route.PINNING:
@@ -119,20 +127,23 @@ class Upstream:
         else:
             lane = self.forwarder.shared(protocol)
         keys = route.written_keys(args)
+        #: A lane to close once this reply arrived (closing before would lose the reply).
+        done_with: Lane | None = None
         if pin is not None:
             if name == b"multi":
                 pin.keys = []
             elif name in route.UNPINNING:
-                keys = self._unpin(client, pin, name, keys)
+                keys, done_with = self._unpin(client, pin, name, keys)
             elif pin.keys is not None and keys:
                 pin.keys += keys
                 keys = []
             elif keys is route.ALL:
                 pin.keys = route.ALL
-        blocking = pin is None and name.decode("ascii", "replace") in route.BLOCKING
-        if blocking:
+        elif name.decode("ascii", "replace") in route.BLOCKING:
+            done_with = lane
+        if done_with is not None:
             # A worker that goes away while blocked must not leave its connection blocked.
-            client.on_close.append(lane.close)
+            client.on_close.append(done_with.close)
         near = self.near
 
         def relay(raw: bytes, value: Value) -> None:
@@ -140,9 +151,9 @@ class Upstream:
                 near.flush()
             elif keys:
                 near.drop(keys)
-            if blocking:
-                client.on_close.remove(lane.close)
-                lane.close()
+            if done_with is not None:
+                client.on_close.remove(done_with.close)
+                done_with.close()
             client.deliver(raw)
 
         lane.send(resp.encode_command(*args), [relay])
@@ -154,23 +165,25 @@ class Upstream:
         return client.id in self._pins
 
     def _pin(self, client: Client, protocol: int) -> _Pin:
-        pin = self._pins[client.id] = _Pin(self.forwarder.dedicated(protocol))
+        release = functools.partial(self._release, client.id)
+        pin = self._pins[client.id] = _Pin(self.forwarder.dedicated(protocol), release)
         pin.keys = None  # a WATCH without MULTI queues nothing
-        client.on_close.append(functools.partial(self._release, client.id))
+        client.on_close.append(release)
         return pin
 
     def _unpin(
         self, client: Client, pin: _Pin, name: bytes, keys: list[bytes] | None
-    ) -> list[bytes] | None:
-        """EXEC, DISCARD, UNWATCH, RESET end the pin; EXEC's queued writes are dropped."""
+    ) -> tuple[list[bytes] | None, Lane | None]:
+        """EXEC, DISCARD, UNWATCH end the pin: what the reply invalidates (EXEC's queued
+        writes too) and the lane to close once the reply is in."""
         if name == b"unwatch" and pin.keys is not None:
-            return keys  # still inside MULTI
+            return keys, None  # still inside MULTI
         queued = pin.keys if name == b"exec" else []
         del self._pins[client.id]
-        asyncio.get_running_loop().call_soon(pin.lane.close)
+        client.on_close.remove(pin.release)
         if queued is route.ALL or keys is route.ALL:
-            return route.ALL
-        return [*(queued or ()), *(keys or ())]
+            return route.ALL, pin.lane
+        return [*(queued or ()), *(keys or ())], pin.lane
 
     def _release(self, client_id: int) -> None:
         pin = self._pins.pop(client_id, None)
