@@ -27,6 +27,7 @@ from typing import Any
 from blinkstore_gunicorn.upstream_url import checked_upstream, parse_upstream
 
 __all__ = [
+    "DEFAULT_BUSY_REPLY_THRESHOLD",
     "DEFAULT_TCP_HOST",
     "DEFAULT_TCP_PORT",
     "ENV_PREFIX",
@@ -57,6 +58,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SHM_MODES = ("on", "off", "checksum")
 #: Largest ``shm_max_value``: a block (key + value) must fit one page of the region.
 MAX_SHM_VALUE = 128 * KiB
+#: Milliseconds a Lua script runs before other clients get BUSY (Redis's default).
+DEFAULT_BUSY_REPLY_THRESHOLD = 5000
 
 
 class ConfigError(ValueError):
@@ -326,6 +329,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "URL",
         secret=True,
     ),
+    SettingSpec(
+        "busy_reply_threshold",
+        _parse_count,
+        "milliseconds a Lua script runs before other clients get BUSY and SCRIPT KILL may stop"
+        " it (Redis's busy-reply-threshold; default 5000)",
+        "MS",
+    ),
 )
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
@@ -358,6 +368,7 @@ class StoreSettings:
     shm: str = "on"
     shm_max_value: int = 64 * KiB
     upstream: str | None = None
+    busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.unix is not None and not self.unix.strip():
