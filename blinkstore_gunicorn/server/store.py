@@ -305,8 +305,18 @@ class StoreServer:
         """Take over the dead predecessor's entries, first of all data loaded at start: what
         its region held is newer than any snapshot (which only fills in what it cannot hold)."""
         inheritance, self._inheritance = self._inheritance, None
-        if inheritance is not None:
-            adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
+        if inheritance is None:
+            return
+        if self.upstream is not None:
+            # A near cache may only hold what its own tracking connection read: the dead
+            # store's copies were tracked on a connection that is gone.
+            os.close(inheritance.fd)
+            log.info(
+                "the previous store's shared-memory region is not adopted: a near cache"
+                " fetches again what the upstream may have changed since"
+            )
+            return
+        adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
 
     def _beat(self) -> None:
         """The heartbeat readers check: the generation file first, so it is never older."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from blinkstore_gunicorn.client.serializers import JSONSerializer
 from harness.gunicorn import Gunicorn, cmdline, free_port, gunicorn, wait_until
@@ -40,20 +43,27 @@ def logged(server: Gunicorn, text: str) -> bool:
     return text in server.log()
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[tuple[int, list[Gunicorn]]]:
+@contextlib.contextmanager
+def near_fleet(tmp_path: Path, count: int) -> Iterator[tuple[int, list[Gunicorn]]]:
+    """A password-protected redis-server and ``count`` gunicorn hosts in front of it."""
     port = free_port()
     with redis_server_process("--port", str(port), "--requirepass", PASSWORD):
         env = {"BLINKSTORE_UPSTREAM": f"redis://:{PASSWORD}@127.0.0.1:{port}/0"}
         with contextlib.ExitStack() as stack:
             hosts = []
-            for index in range(3):
+            for index in range(count):
                 directory = tmp_path / f"host{index}"
                 directory.mkdir()
                 hosts.append(
                     stack.enter_context(gunicorn([*ARGS, "asgi_app:app"], directory, env=env))
                 )
             yield port, hosts
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[tuple[int, list[Gunicorn]]]:
+    with near_fleet(tmp_path, 3) as found:
+        yield found
 
 
 def test_three_hosts_share_one_coherent_cache(fleet: tuple[int, list[Gunicorn]]) -> None:
@@ -80,3 +90,38 @@ def test_the_upstream_password_is_on_no_command_line_and_in_no_log(
         assert PASSWORD not in cmdline(store)
         assert wait_until(functools.partial(logged, host, "near cache of upstream"), 10.0)
         assert PASSWORD not in host.log()
+
+
+def test_a_successor_store_adopts_no_copy_it_cannot_keep_coherent(tmp_path: Path) -> None:
+    with near_fleet(tmp_path, 1) as (port, (host,)):
+        key = f"k-{uuid.uuid4().hex}"
+        assert httpx.get(f"{host.url}/set?key={key}&value=kept", timeout=10.0).status_code == 200
+        assert value_on(host, key) == "kept"  # fetched, so in the shared region
+        # From now on no new connection gets into Redis: the successor cannot track keys.
+        redis_call(port, "CONFIG", "SET", "requirepass", "changed", password=PASSWORD)
+        try:
+            assert wait_until(lambda: len(host.store_processes()) == 2, 60.0), host.log()
+            store = host.store_pid()
+            os.kill(store, signal.SIGKILL)
+            assert wait_until(lambda: host.store_pid() != store, 60.0), host.log()
+            path = httpx.get(f"{host.url}/env", timeout=10.0).json()["url"][len("unix://") :]
+            successor = redis.Redis(unix_socket_path=path, socket_timeout=10.0)
+            try:
+                assert wait_until(lambda: _answers(successor), 60.0), host.log()
+                # Adopted, the dead store's copy would be served from the region with no
+                # tracking connection to invalidate it.
+                assert successor.info("keyspace").get("db0", {}).get("keys", 0) == 0
+                assert successor.info("upstream")["upstream_link"] != "up"
+            finally:
+                successor.close()
+            assert value_on(host, key) is None  # an outage: a miss, not an untracked copy
+        finally:
+            redis_call(port, "CONFIG", "SET", "requirepass", PASSWORD, password="changed")
+        assert wait_until(functools.partial(shows, host, key, "kept"), 30.0), host.log()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
