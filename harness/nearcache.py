@@ -95,8 +95,11 @@ def _read_reply(sock: socket.socket) -> resp.Reply:
 
 
 @contextlib.contextmanager
-def near_hosts(count: int, *redis_args: str, port: int | None = None) -> Iterator[NearHosts]:
-    """A redis-server on loopback TCP and ``count`` stores in front of it, all stopped after."""
+def near_hosts(
+    count: int, *redis_args: str, port: int | None = None, store_args: tuple[str, ...] = ()
+) -> Iterator[NearHosts]:
+    """A redis-server on loopback TCP and ``count`` stores (started with ``store_args``) in
+    front of it, all stopped after."""
     port = port or free_port()
     with redis_server_process("--port", str(port), *redis_args) as redis, short_tempdir() as top:
         stores: list[StoreProcess] = []
@@ -105,7 +108,7 @@ def near_hosts(count: int, *redis_args: str, port: int | None = None) -> Iterato
                 directory = top / f"h{index}"
                 directory.mkdir()
                 env = {"BLINKSTORE_UPSTREAM": f"redis://127.0.0.1:{port}/0"}
-                stores.append(start_blinkstore(directory=directory, env=env))
+                stores.append(start_blinkstore(*store_args, directory=directory, env=env))
             hosts = NearHosts(redis, port, stores)
             hosts.wait_tracking()
             yield hosts

@@ -9,13 +9,16 @@ own write at once.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import socket
 from collections.abc import Iterator
 
 import pytest
 import redis
 
-from blinkstore_gunicorn import Cache
+from blinkstore_gunicorn import Cache, CacheUpstreamError
+from blinkstore_gunicorn.cli import main
+from blinkstore_gunicorn.protocol import resp
 from harness.gunicorn import free_port, wait_until
 from harness.nearcache import NearHosts, kill_tracking, near_hosts
 from harness.processes import REDIS_SERVER, resp_command, short_tempdir, start_blinkstore
@@ -67,6 +70,72 @@ def test_a_host_serves_hot_keys_locally_and_fetches_once(
     info = hosts.store_info(1)
     assert int(info["near_misses"]) == 1, info
     assert "password" not in str(info)
+
+
+def test_blinkstore_stats_shows_the_upstream(
+    hosts: NearHosts, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stats", "--all", "--url", hosts.stores[0].url]) == 0
+    rows = (line.partition(" ") for line in capsys.readouterr().out.splitlines())
+    shown = {name: value.strip() for name, _, value in rows}
+    assert shown["upstream"] == hosts.upstream_url
+    assert shown["upstream_link"] == "up"
+    for name in ("near_hits", "near_misses", "near_invalidations", "near_fetched_bytes"):
+        assert shown[name].isdigit(), shown
+
+
+#: Keeps Redis busy for 0.3 s (a fetch sent meanwhile waits behind it).
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 300000
+"""
+
+
+def test_concurrent_misses_on_a_host_share_one_fetch(hosts: NearHosts) -> None:
+    hosts.call("SET", "flight", "value")
+    readers = 16
+    with contextlib.ExitStack() as stack:
+        busy = stack.enter_context(socket.create_connection(("127.0.0.1", hosts.port)))
+        busy.sendall(resp_command("EVAL", BUSY_SCRIPT, "0"))
+        sockets = [stack.enter_context(hosts.stores[1].connect()) for _ in range(readers)]
+        for sock in sockets:
+            sock.sendall(resp_command("GET", "flight"))
+        for sock in sockets:
+            assert _reply(sock) == b"value"
+        assert _reply(busy) is None
+    # Whatever the interleaving: a reader either joined the fetch or found its result.
+    assert int(hosts.store_info(1)["near_misses"]) == 1
+
+
+def test_the_local_copy_is_bounded_and_an_evicted_key_is_fetched_again() -> None:
+    limit = 2 * 2**20
+    with near_hosts(1, store_args=("--memory-limit", str(limit))) as hosts:
+        keys = [f"big:{n}" for n in range(500)]  # 5 MB: more than twice what the host keeps
+
+        def value(key: str) -> bytes:
+            return key.encode() + b":" + b"v" * 10_000
+
+        hosts.call("MSET", *(part for key in keys for part in (key, value(key))))
+        store = redis.Redis(unix_socket_path=hosts.stores[0].unix_path)
+        hot = keys[:20]  # read first, so evicted by the time the scan ends
+        try:
+            for key in keys:
+                assert store.get(key) == value(key)
+            memory = store.info("memory")
+            stats = store.info("stats")
+            for key in hot:
+                assert store.get(key) == value(key)  # fetched again
+            fetched = int(hosts.store_info(0)["near_misses"])
+            for _ in range(3):
+                for key in hot:
+                    assert store.get(key) == value(key)  # kept now
+        finally:
+            store.close()
+        assert memory["used_memory"] <= limit, memory
+        assert stats["evicted_keys"] > 0, stats
+        assert len(keys) < fetched <= len(keys) + len(hot)
+        assert int(hosts.store_info(0)["near_misses"]) == fetched
 
 
 def test_the_blink_text_protocol_reads_and_writes_through_the_upstream(hosts: NearHosts) -> None:
@@ -220,15 +289,16 @@ def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: lis
     with (
         socket.create_connection(("127.0.0.1", hosts.port), timeout=DEADLINE) as direct,
         b.subscribe("news") as on_b,
+        b.subscribe("news") as on_b2,
         c.subscribe("news") as on_c,
     ):
         # Subscribed means subscribed upstream too (the store waited for Redis's
         # confirmation): a message published at once, on a connection open already,
-        # is received.
+        # is received. Redis counts one subscriber per host, not per local subscriber.
         direct.sendall(resp_command("PUBLISH", "news", "from redis"))
         assert direct.recv(64) == b":2\r\n"
         a.publish("news", "hello")
-        for subscription in (on_b, on_c):
+        for subscription in (on_b, on_b2, on_c):
             first = subscription.get(timeout=DEADLINE)
             second = subscription.get(timeout=DEADLINE)
             assert first is not None and second is not None
@@ -347,8 +417,21 @@ def test_unreachable_upstream_at_start_reads_miss() -> None:
         try:
             with Cache(store.url, on_error="miss") as cache:
                 assert cache.get("anything") is None
+                assert cache.set("anything", "v") is False  # skipped, as in a store outage
+                assert cache.get_many(["a", "b"]) == {}
+            with Cache(store.url) as cache, pytest.raises(CacheUpstreamError):
+                cache.set("anything", "v")
             log = store.log_text()
             assert f"redis://user@127.0.0.1:{port}/0 unreachable" in log
             assert "s3cret" not in log
         finally:
             store.stop()
+
+
+def _reply(sock: socket.socket) -> object:
+    reader = resp.ReplyReader()
+    while (reply := reader.next_reply()) is resp.NEED_MORE:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before the reply"
+        reader.feed(chunk)
+    return reply
