@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from blinkstore_gunicorn.upstream_url import checked_upstream, parse_upstream
+from blinkstore_gunicorn.upstream_url import UPSTREAM_HELP, checked_upstream, parse_upstream
 
 __all__ = [
     "DEFAULT_BUSY_REPLY_THRESHOLD",
@@ -320,15 +320,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
-    SettingSpec(
-        "upstream",
-        checked_upstream,
-        "keep this host's cache coherent with a Redis/Valkey server (redis://[user:pass@]"
-        "host[:port][/db], rediss://, valkey://): reads are served locally, everything else"
-        " goes there (prefer BLINKSTORE_UPSTREAM: flags are visible in ps)",
-        "URL",
-        secret=True,
-    ),
+    SettingSpec("upstream", checked_upstream, UPSTREAM_HELP, "URL", secret=True),
     SettingSpec(
         "busy_reply_threshold",
         _parse_count,
@@ -573,10 +565,8 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
 
 
 def without_setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``.
-
-    For a store started with explicit flags: what it inherits cannot override them.
-    """
+    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``
+    (for a store started with explicit flags: what it inherits cannot override them)."""
     return {
         name: value
         for name, value in environ.items()

@@ -9,11 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-__all__ = ["UPSTREAM_SCHEMES", "UpstreamAddress", "checked_upstream", "parse_upstream"]
+__all__ = [
+    "UPSTREAM_HELP",
+    "UPSTREAM_SCHEMES",
+    "UpstreamAddress",
+    "checked_upstream",
+    "parse_upstream",
+]
 
 #: Schemes an upstream may use: TCP, TLS, or a Unix socket (the same protocol for all).
 UPSTREAM_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "redis+unix", "valkey+unix")
 _DEFAULT_PORT = 6379
+#: The setting's help (``config.SETTINGS``).
+UPSTREAM_HELP = (
+    "keep this host's cache coherent with a Redis/Valkey server (redis://[user:pass@]"
+    "host[:port][/db], rediss://, valkey://): reads are served locally, everything else"
+    " goes there (prefer BLINKSTORE_UPSTREAM: flags are visible in ps)"
+)
 
 
 @dataclass(frozen=True)

@@ -145,14 +145,11 @@ def _register_process_handlers() -> None:
 
 
 def _store_environment(password: str | None, upstream: str | None) -> dict[str, str]:
-    # The supervising process resolved every setting already; a setting variable left in the
-    # store's environment could only disagree with the flags. The others (the registry's
-    # place) stay. The secrets (the password, the upstream URL that may hold one) travel
-    # here, out of ``ps``.
+    # Settings are resolved already (a setting variable left could only disagree with the
+    # flags; the others stay); the secrets (password, upstream URL) travel here, out of ps.
     env = without_setting_variables(os.environ)
-    for name, value in (("password", password), ("upstream", upstream)):
-        if value is not None:
-            env[env_name(name)] = value
+    secrets = {"password": password, "upstream": upstream}
+    env.update((env_name(name), value) for name, value in secrets.items() if value is not None)
     return env
 
 
