@@ -96,10 +96,15 @@ def _read_reply(sock: socket.socket) -> resp.Reply:
 
 @contextlib.contextmanager
 def near_hosts(
-    count: int, *redis_args: str, port: int | None = None, store_args: tuple[str, ...] = ()
+    count: int,
+    *redis_args: str,
+    port: int | None = None,
+    store_args: tuple[str, ...] = (),
+    credentials: str = "",
 ) -> Iterator[NearHosts]:
-    """A redis-server on loopback TCP and ``count`` stores (started with ``store_args``) in
-    front of it, all stopped after."""
+    """A redis-server on loopback TCP and ``count`` stores (started with ``store_args``, and
+    ``credentials`` such as ``"user:password@"`` in their upstream URL) in front of it, all
+    stopped after."""
     port = port or free_port()
     with redis_server_process("--port", str(port), *redis_args) as redis, short_tempdir() as top:
         stores: list[StoreProcess] = []
@@ -107,7 +112,7 @@ def near_hosts(
             for index in range(count):
                 directory = top / f"h{index}"
                 directory.mkdir()
-                env = {"BLINKSTORE_UPSTREAM": f"redis://127.0.0.1:{port}/0"}
+                env = {"BLINKSTORE_UPSTREAM": f"redis://{credentials}127.0.0.1:{port}/0"}
                 stores.append(start_blinkstore(*store_args, directory=directory, env=env))
             hosts = NearHosts(redis, port, stores)
             hosts.wait_tracking()

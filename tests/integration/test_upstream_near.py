@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -318,6 +319,44 @@ def test_rate_limit_counts_on_every_host(caches: list[Cache]) -> None:
         cache.rate_limit("api", limit=10, period=60).allowed for _ in range(10) for cache in caches
     )
     assert allowed == 10
+
+
+def test_get_or_set_runs_one_loader_for_the_whole_fleet(caches: list[Cache]) -> None:
+    loads: list[int] = []
+    started = threading.Barrier(len(caches) * 2)
+
+    def loader() -> str:
+        loads.append(1)
+        return "computed"
+
+    def read(cache: Cache) -> object:
+        started.wait(DEADLINE)  # every reader misses at about the same moment
+        return cache.get_or_set("expensive", loader, ttl=60)
+
+    with concurrent.futures.ThreadPoolExecutor(len(caches) * 2) as pool:
+        results = list(pool.map(read, caches * 2))
+    # Whatever the interleaving: a caller either held the fleet's lease or read its value.
+    assert results == ["computed"] * len(results)
+    assert len(loads) == 1
+
+
+def test_an_acl_user_reaches_the_upstream_and_its_password_stays_out_of_the_log() -> None:
+    user = ("--user", "app", "on", ">app-s3cret", "~*", "&*", "+@all")
+    with near_hosts(1, *user, credentials="app:app-s3cret@") as hosts:
+        with Cache(hosts.stores[0].url) as cache:
+            cache.set("acl", "v")
+            assert cache.get("acl") == "v"
+        listing = hosts.call("CLIENT", "LIST")
+        assert isinstance(listing, bytes)
+        names = {
+            fields["name"]: fields["user"]
+            for fields in (
+                dict(item.split("=", 1) for item in line.split() if "=" in item)
+                for line in listing.decode().splitlines()
+            )
+        }
+        assert names["blinkstore-tracking"] == "app", names
+        assert "app-s3cret" not in hosts.stores[0].log_text()
 
 
 def test_pubsub_reaches_subscribers_on_other_hosts(hosts: NearHosts, caches: list[Cache]) -> None:
