@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import shutil
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,7 +25,13 @@ from blinkstore_gunicorn.cli import main
 from blinkstore_gunicorn.protocol import resp
 from harness.gunicorn import free_port, wait_until
 from harness.nearcache import NearHosts, kill_tracking, near_hosts
-from harness.processes import REDIS_SERVER, resp_command, short_tempdir, start_blinkstore
+from harness.processes import (
+    REDIS_SERVER,
+    redis_server_process,
+    resp_command,
+    short_tempdir,
+    start_blinkstore,
+)
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
@@ -482,6 +490,39 @@ def test_blocking_pops_wait_fleet_wide_and_a_gone_waiter_frees_its_connection(
         gone.sendall(resp_command("BLPOP", "jobs", "0"))
         assert wait_until(lambda: blocked() == 1, DEADLINE)
     assert wait_until(lambda: blocked() == 0, DEADLINE)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_a_tls_upstream_is_read_and_invalidated_over_tls() -> None:
+    with short_tempdir() as directory:
+        cert, key = directory / "cert.pem", directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        port = free_port()
+        tls = ("--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key))
+        with redis_server_process(*tls, "--tls-auth-clients", "no") as upstream:
+            # The store verifies the server's certificate against this file (no TCP port
+            # without TLS: "--port 0").
+            env = {
+                "BLINKSTORE_UPSTREAM": f"rediss://127.0.0.1:{port}/0",
+                "SSL_CERT_FILE": str(cert),
+            }
+            store = start_blinkstore(directory=directory, env=env)
+            direct = redis.Redis(unix_socket_path=upstream.unix_path)
+            try:
+                with Cache(store.url) as cache:
+                    cache.set("tls", "one")
+                    assert cache.get("tls") == "one"
+                    direct.set("tls", "two")
+                    assert sees(cache, "tls", b"two")
+                assert "rediss://127.0.0.1" in store.log_text()
+            finally:
+                direct.close()
+                store.stop()
 
 
 def test_unreachable_upstream_at_start_reads_miss() -> None:
