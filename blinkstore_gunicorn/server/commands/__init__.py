@@ -34,6 +34,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     keyspace,
     lists,
     locks,
+    mpop,
     pubsub,
     ratelimit,
     scripting,
@@ -44,6 +45,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     streams,
     strings,
     transaction,
+    zsetops,
     zsets,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
