@@ -2,12 +2,14 @@
 
 =================  ===============================================================
 ``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
+``lcs``             LCS (t_string.c)
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
 ``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
+``objects``        OBJECT, MEMORY USAGE, WAIT (object.c, replication.c)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
 ``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -32,9 +34,11 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     hashes,
     introspection,
     keyspace,
+    lcs,
     lists,
     locks,
     mpop,
+    objects,
     pubsub,
     ratelimit,
     scripting,
