@@ -3,6 +3,7 @@
 =================  ===============================================================
 ``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
 ``lcs``            LCS (t_string.c)
+``bitmaps``        SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP (bitops.c)
 ``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL... (expire.c)
 ``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, RANDOMKEY... (db.c)
 ``sort``           SORT, SORT_RO (sort.c)
@@ -33,6 +34,7 @@ no family, and no family imports another.
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
+    bitmaps,
     clients,
     expire,
     hashes,
