@@ -93,7 +93,7 @@ def _walk(
     return bytes(result), ranges
 
 
-@command("lcs", -3, "readonly", (1, 1, 1))
+@command("lcs", -3, "readonly", (1, 2, 1))
 def cmd_lcs(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]``."""
     values = [d.engine.value(key) for key in args[1:3]]

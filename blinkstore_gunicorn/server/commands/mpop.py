@@ -2,7 +2,8 @@
 ZMPOP and their blocking forms BLMPOP and BZMPOP, which park the caller in the store
 (``server/blocking.py``, as BLPOP and BZPOPMIN do) until a push or ZADD serves it: first come
 first served, ``timeout`` honoured, forgotten when the connection closes, never parked inside
-MULTI/EXEC (the timeout reply comes at once there).
+MULTI/EXEC or a script (the timeout reply comes at once there, as in Redis 7.0, which lets
+scripts call these two but not BLPOP).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _mpop(
         deliver=c.deliver,
         timeout_reply=null,
         on_close=c.on_close,
-        may_park=not c.in_exec,
+        may_park=not (c.in_exec or c.in_script),  # Redis answers at once there
     )
     return DEFERRED if reply is None else reply
 
@@ -128,28 +129,28 @@ _SIDES = (b"LEFT", b"RIGHT")
 _EXTREMES = (b"MIN", b"MAX")
 
 
-@command("lmpop", -4, "write", (0, 0, 0))
+@command("lmpop", -4, "write movablekeys", (0, 0, 0))
 def cmd_lmpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``LMPOP numkeys key [key...] LEFT|RIGHT [COUNT count]``: ``[key, [elements]]`` from
     the first non-empty list, or a nil array."""
     return _mpop(d, c, args, _list_pop, _SIDES)
 
 
-@command("blmpop", -5, "write blocking", (0, 0, 0))
+@command("blmpop", -5, "write blocking movablekeys", (0, 0, 0))
 def cmd_blmpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BLMPOP timeout numkeys key [key...] LEFT|RIGHT [COUNT count]``: LMPOP, parked while
     every list is empty."""
     return _mpop(d, c, args, _list_pop, _SIDES)
 
 
-@command("zmpop", -4, "write", (0, 0, 0))
+@command("zmpop", -4, "write movablekeys", (0, 0, 0))
 def cmd_zmpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZMPOP numkeys key [key...] MIN|MAX [COUNT count]``: ``[key, [[member, score]...]]``
     from the first non-empty sorted set, or a nil array."""
     return _mpop(d, c, args, _zset_pop, _EXTREMES)
 
 
-@command("bzmpop", -5, "write blocking", (0, 0, 0))
+@command("bzmpop", -5, "write blocking movablekeys", (0, 0, 0))
 def cmd_bzmpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BZMPOP timeout numkeys key [key...] MIN|MAX [COUNT count]``: ZMPOP, parked while
     every sorted set is empty."""

@@ -175,7 +175,7 @@ def cmd_memory(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return c.nil if usage is None else resp.integer(usage)
 
 
-@command("wait", 3, "")
+@command("wait", 3, "noscript")
 def cmd_wait(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``WAIT numreplicas timeout``: 0 at once, the store has no replicas to wait for."""
     if parse_int(args[1]) is None:

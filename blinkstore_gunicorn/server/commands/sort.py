@@ -189,14 +189,14 @@ def _sorted(
     return [element for _, element in scores]
 
 
-@command("sort", -2, "write denyoom", (1, 1, 1))
+@command("sort", -2, "write denyoom movablekeys", (1, 1, 1))
 def cmd_sort(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``SORT key [BY pattern] [LIMIT offset count] [GET pattern...] [ASC|DESC] [ALPHA]
     [STORE destination]``: the sorted elements, or how many were stored."""
     return _sort(d, c, args, read_only=False)
 
 
-@command("sort_ro", -2, "readonly", (1, 1, 1))
+@command("sort_ro", -2, "readonly movablekeys", (1, 1, 1))
 def cmd_sort_ro(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``SORT_RO key [BY pattern] [LIMIT offset count] [GET pattern...] [ASC|DESC] [ALPHA]``."""
     return _sort(d, c, args, read_only=True)

@@ -150,11 +150,13 @@ def _setop_command(how: str, store: bool) -> Callable[[Dispatcher, Client, list[
 
 # ZUNION/ZINTER/ZDIFF numkeys key... and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE dst numkeys key...
 for _how in ("union", "inter", "diff"):
-    command(f"z{_how}", -3, "readonly", (0, 0, 0))(_setop_command(_how, store=False))
-    command(f"z{_how}store", -4, "write denyoom", (1, 1, 1))(_setop_command(_how, store=True))
+    command(f"z{_how}", -3, "readonly movablekeys", (0, 0, 0))(_setop_command(_how, store=False))
+    command(f"z{_how}store", -4, "write denyoom movablekeys", (1, 1, 1))(
+        _setop_command(_how, store=True)
+    )
 
 
-@command("zintercard", -3, "readonly", (0, 0, 0))
+@command("zintercard", -3, "readonly movablekeys", (0, 0, 0))
 def cmd_zintercard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZINTERCARD numkeys key [key...] [LIMIT limit]``: the intersection's size, counting
     at most ``limit`` (0: no limit)."""
