@@ -55,6 +55,8 @@ def cmd_setbit(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return limit_error(ValueTooLarge(byte + 1, d.max_value_size))
     value = bytearray(old.ljust(byte + 1, b"\0"))
     was = (value[byte] >> shift) & 1
+    if byte < len(old) and was == (args[3] == b"1"):
+        return ONE if was else ZERO  # no change: no write, as Redis (WATCH stays quiet)
     value[byte] = value[byte] | (1 << shift) if args[3] == b"1" else value[byte] & ~(1 << shift)
     return d.store(args[1], bytes(value), keep_ttl=True) or (ONE if was else ZERO)
 
