@@ -545,12 +545,56 @@ BINARY_BITMAPS = [
     ["LCS", "p", "q", "IDX", "WITHMATCHLEN"],
 ]
 
+#: OBJECT ENCODING at Redis 7.0's default thresholds, on each side of them.
+ENCODINGS = [
+    *(
+        command
+        for n in (512, 513)
+        for command in (
+            ["HSET", f"h{n}", *(f"{part}{i}" for i in range(n) for part in "fv")],
+            ["OBJECT", "ENCODING", f"h{n}"],
+        )
+    ),
+    *(
+        command
+        for n in (128, 129)
+        for command in (
+            ["ZADD", f"z{n}", *(f"{part}{i}" for i in range(n) for part in ("1", "m"))],
+            ["OBJECT", "ENCODING", f"z{n}"],
+        )
+    ),
+    *(
+        command
+        for n in (512, 513)
+        for command in (["SADD", f"s{n}", *map(str, range(n))], ["OBJECT", "ENCODING", f"s{n}"])
+    ),
+    *(
+        command
+        for n in (64, 65)
+        for command in (
+            ["HSET", f"hv{n}", "f", "v" * n],
+            ["OBJECT", "ENCODING", f"hv{n}"],
+            ["ZADD", f"zm{n}", "1", "m" * n],
+            ["OBJECT", "ENCODING", f"zm{n}"],
+        )
+    ),
+    *(
+        command
+        for value in ("x" * 44, "x" * 45, "-12", "9223372036854775808", "007", "")
+        for command in (["SET", "str", value], ["OBJECT", "ENCODING", "str"])
+    ),
+    ["RPUSH", "l", "a"],
+    ["OBJECT", "ENCODING", "l"],
+    ["XADD", "x", "1-1", "f", "v"],
+    ["OBJECT", "ENCODING", "x"],
+]
+
 
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize(
     "commands",
-    [SORTED_SET_OPERATIONS, MPOP, STRINGS_AND_KEYS, SORT, BITMAPS, BINARY_BITMAPS],
-    ids=["sorted-set-operations", "mpop", "strings-and-keys", "sort", "bitmaps", "binary"],
+    [SORTED_SET_OPERATIONS, MPOP, STRINGS_AND_KEYS, SORT, BITMAPS, BINARY_BITMAPS, ENCODINGS],
+    ids=["sorted-set-ops", "mpop", "strings-and-keys", "sort", "bitmaps", "binary", "encodings"],
 )
 def test_replies_match_redis(servers: Servers, commands: list[list[str]], protocol: int) -> None:
     assert compare(servers, commands, protocol, unordered={"SMEMBERS"}) == []

@@ -2,12 +2,13 @@
 ENCODING/FREQ/IDLETIME/REFCOUNT/HELP, MEMORY USAGE/HELP, and WAIT.
 
 ``OBJECT ENCODING`` names the encoding Redis 7.0 would choose for the value as it is now, with
-Redis's default thresholds (``hash-max-listpack-entries 128``, ``-value 64``...): the store
-keeps one representation per type, but clients and tools branch on these names. Redis never
-converts back to the compact encoding and makes strings changed in place ``raw``; the store
-judges from the current value only. ``OBJECT IDLETIME`` answers 0: SIEVE keeps one visited bit,
-not an access time. ``MEMORY USAGE`` is the store's own account of the key (what it counts
-against the memory limit), not Redis's allocator figure. ``WAIT`` answers 0: no replicas.
+Redis's default thresholds (``hash-max-listpack-entries 512``, ``zset-max-listpack-entries
+128``, ``*-max-listpack-value 64``...): the store keeps one representation per type, but
+clients and tools branch on these names. Redis never converts back to the compact encoding and
+makes strings changed in place ``raw``; the store judges from the current value only.
+``OBJECT IDLETIME`` answers 0: SIEVE keeps one visited bit, not an access time. ``MEMORY
+USAGE`` is the store's own account of the key (what it counts against the memory limit), not
+Redis's allocator figure. ``WAIT`` answers 0: there are no replicas.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ ERR_NO_LFU = resp.error(
 ERR_WAIT_TIMEOUT = resp.error("ERR timeout is not an integer or out of range")
 ERR_WAIT_NEGATIVE = resp.error("ERR timeout is negative")
 
-#: Redis 7.0's defaults: the largest compact hash/sorted set, its longest element, the
+#: Redis 7.0's defaults: the largest compact hash and sorted set, their longest element, the
 #: largest intset, and the longest string held with its object header (``embstr``).
-MAX_LISTPACK_ENTRIES = 128
+MAX_HASH_LISTPACK_ENTRIES = 512
+MAX_ZSET_LISTPACK_ENTRIES = 128
 MAX_LISTPACK_VALUE = 64
 MAX_INTSET_ENTRIES = 512
 MAX_EMBSTR = 44
@@ -97,8 +99,8 @@ def _integer(raw: bytes) -> int | None:
     return None if raw == b"-0" else parse_int(raw)
 
 
-def _compact(items: list[bytes], size: int) -> bool:
-    return size <= MAX_LISTPACK_ENTRIES and all(len(item) <= MAX_LISTPACK_VALUE for item in items)
+def _compact(items: list[bytes], size: int, most: int) -> bool:
+    return size <= most and all(len(item) <= MAX_LISTPACK_VALUE for item in items)
 
 
 def encoding(value: bytes | Container) -> bytes:
@@ -109,11 +111,15 @@ def encoding(value: bytes | Container) -> bytes:
         return b"embstr" if len(value) <= MAX_EMBSTR else b"raw"
     if isinstance(value, Hash):
         fields = value.fields
-        items = [*fields, *fields.values()] if len(fields) <= MAX_LISTPACK_ENTRIES else []
-        return b"listpack" if _compact(items, len(fields)) else b"hashtable"
+        items = [*fields, *fields.values()] if len(fields) <= MAX_HASH_LISTPACK_ENTRIES else []
+        return (
+            b"listpack" if _compact(items, len(fields), MAX_HASH_LISTPACK_ENTRIES) else b"hashtable"
+        )
     if isinstance(value, ZSet):
-        members = list(value.scores) if len(value) <= MAX_LISTPACK_ENTRIES else []
-        return b"listpack" if _compact(members, len(value)) else b"skiplist"
+        members = list(value.scores) if len(value) <= MAX_ZSET_LISTPACK_ENTRIES else []
+        return (
+            b"listpack" if _compact(members, len(value), MAX_ZSET_LISTPACK_ENTRIES) else b"skiplist"
+        )
     if isinstance(value, Set):
         members = value.members
         small = len(members) <= MAX_INTSET_ENTRIES
