@@ -13,6 +13,8 @@ Redis's allocator figure. ``WAIT`` answers 0: there are no replicas.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine.hashes import Hash
@@ -99,7 +101,8 @@ def _integer(raw: bytes) -> int | None:
     return None if raw == b"-0" else parse_int(raw)
 
 
-def _compact(items: list[bytes], size: int, most: int) -> bool:
+def _compact(items: Iterable[bytes], size: int, most: int) -> bool:
+    """Whether Redis keeps these ``size`` items in a listpack (``items`` read only then)."""
     return size <= most and all(len(item) <= MAX_LISTPACK_VALUE for item in items)
 
 
@@ -111,21 +114,15 @@ def encoding(value: bytes | Container) -> bytes:
         return b"embstr" if len(value) <= MAX_EMBSTR else b"raw"
     if isinstance(value, Hash):
         fields = value.fields
-        items = [*fields, *fields.values()] if len(fields) <= MAX_HASH_LISTPACK_ENTRIES else []
-        return (
-            b"listpack" if _compact(items, len(fields), MAX_HASH_LISTPACK_ENTRIES) else b"hashtable"
-        )
+        compact = _compact(chain(fields, fields.values()), len(fields), MAX_HASH_LISTPACK_ENTRIES)
+        return b"listpack" if compact else b"hashtable"
     if isinstance(value, ZSet):
-        members = list(value.scores) if len(value) <= MAX_ZSET_LISTPACK_ENTRIES else []
-        return (
-            b"listpack" if _compact(members, len(value), MAX_ZSET_LISTPACK_ENTRIES) else b"skiplist"
-        )
+        compact = _compact(value.scores, len(value), MAX_ZSET_LISTPACK_ENTRIES)
+        return b"listpack" if compact else b"skiplist"
     if isinstance(value, Set):
-        members = value.members
-        small = len(members) <= MAX_INTSET_ENTRIES
-        return (
-            b"intset" if small and all(_integer(m) is not None for m in members) else b"hashtable"
-        )
+        small = len(value.members) <= MAX_INTSET_ENTRIES
+        integers = small and all(_integer(member) is not None for member in value.members)
+        return b"intset" if integers else b"hashtable"
     return b"quicklist" if value.kind == b"list" else value.kind
 
 
