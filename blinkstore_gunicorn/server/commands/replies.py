@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
+from blinkstore_gunicorn.engine import EngineError, EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.blocking import BlockedPops
 
 __all__ = [
     "ERR_NAN",
@@ -39,6 +41,7 @@ __all__ = [
     "parse_scan",
     "parse_timeout",
     "reply_too_large",
+    "stored",
     "unknown_command",
     "unknown_subcommand",
     "wrong_args",
@@ -176,6 +179,20 @@ def limit_error(exc: EngineError) -> bytes:
     """``-ERR value too large: value of N bytes exceeds max value size M`` (or key...)."""
     what = "key" if isinstance(exc, KeyTooLarge) else "value"
     return resp.error(f"ERR {what} too large: {exc}")
+
+
+def stored(blocked: BlockedPops, destination: bytes, write: Callable[[], None], size: int) -> bytes:
+    """A ``*STORE`` command's end (ZUNIONSTORE, SORT ... STORE...): run ``write``, which makes
+    ``destination`` a new value of ``size`` elements (0: deletes it); answer ``size``, or the
+    size-limit error (nothing changed). Callers parked on the destination are served, as Redis
+    signals the key ready."""
+    try:
+        write()
+    except (EntryTooLarge, KeyTooLarge) as exc:
+        return limit_error(exc)
+    if size and blocked:
+        blocked.ready(destination)
+    return resp.integer(size)
 
 
 def invalid_expire(name: str) -> bytes:

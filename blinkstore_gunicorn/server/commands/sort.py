@@ -16,7 +16,7 @@ import math
 import re
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge, WrongType
+from blinkstore_gunicorn.engine import WrongType
 from blinkstore_gunicorn.engine.hashes import Hash
 from blinkstore_gunicorn.engine.lists import List, lstore
 from blinkstore_gunicorn.engine.sets import Set
@@ -26,9 +26,9 @@ from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ERR_SYNTAX,
-    limit_error,
     parse_int,
     reply_too_large,
+    stored,
 )
 
 if TYPE_CHECKING:
@@ -154,13 +154,9 @@ def _sort(d: Dispatcher, c: Client, args: list[bytes], read_only: bool) -> bytes
         size_error = reply_too_large(sum(len(v) for v in output if v), d.max_reply_size)
         return size_error or c.bulk_array(output)
     values = [b"" if value is None else value for value in output]
-    try:
-        lstore(d.engine, destination, values)
-    except (EntryTooLarge, KeyTooLarge) as exc:
-        return limit_error(exc)
-    if values and d.blocked:
-        d.blocked.ready(destination)
-    return resp.integer(len(values))
+    return stored(
+        d.blocked, destination, lambda: lstore(d.engine, destination, values), len(values)
+    )
 
 
 def _sorted(

@@ -10,15 +10,14 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.zsets import ZSet, zstore
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.replies import limit_error, reply_too_large
+from blinkstore_gunicorn.server.commands.replies import reply_too_large, stored
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
-__all__ = ["double", "entries_reply", "pairs_reply", "score_text", "stored", "zset_of"]
+__all__ = ["double", "entries_reply", "pairs_reply", "score_text", "stored_zset", "zset_of"]
 
 _EMPTY = ZSet()
 
@@ -65,13 +64,9 @@ def entries_reply(
     )
 
 
-def stored(d: Dispatcher, destination: bytes, scores: dict[bytes, float]) -> bytes:
-    """Store the sorted set (ZRANGESTORE, ZUNIONSTORE...): its size, or a size-limit error;
-    callers parked on the destination are served, as Redis signals the key ready."""
-    try:
-        zstore(d.engine, destination, scores)
-    except (EntryTooLarge, KeyTooLarge) as exc:
-        return limit_error(exc)
-    if scores and d.blocked:
-        d.blocked.ready(destination)
-    return resp.integer(len(scores))
+def stored_zset(d: Dispatcher, destination: bytes, scores: dict[bytes, float]) -> bytes:
+    """Make ``destination`` the sorted set of ``scores`` (ZRANGESTORE, ZUNIONSTORE...): its
+    size, or a size-limit error."""
+    return stored(
+        d.blocked, destination, lambda: zstore(d.engine, destination, scores), len(scores)
+    )

@@ -24,7 +24,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     parse_int,
     reply_too_large,
 )
-from blinkstore_gunicorn.server.commands.zreply import entries_reply, stored, zset_of
+from blinkstore_gunicorn.server.commands.zreply import entries_reply, stored_zset, zset_of
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -136,7 +136,7 @@ def _setop(d: Dispatcher, c: Client, args: list[bytes], how: str, store: bool) -
             return ERR_SYNTAX
     result = _combine(inputs, weights, how, aggregate)
     if store:
-        return stored(d, args[1], result)
+        return stored_zset(d, args[1], result)
     entries = sorted((score, member) for member, score in result.items())
     return entries_reply(d, c, entries, with_scores)
 

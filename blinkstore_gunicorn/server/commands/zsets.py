@@ -36,7 +36,7 @@ from blinkstore_gunicorn.server.commands.zreply import (
     double,
     entries_reply,
     score_text,
-    stored,
+    stored_zset,
     zset_of,
 )
 
@@ -285,7 +285,7 @@ def _range(
         else:
             entries = entries[offset:] if count < 0 else entries[offset : offset + count]
     if destination is not None:
-        return stored(d, destination, {member: score for score, member in entries})
+        return stored_zset(d, destination, {member: score for score, member in entries})
     return entries_reply(d, c, entries, with_scores)
 
 
