@@ -168,6 +168,9 @@ MPOP = script(
     BLMPOP 0.01 1 l LEFT
     BLMPOP x 1 l LEFT
     BLMPOP 0 0 l LEFT
+    BLMPOP 1e20 1 l LEFT
+    BZMPOP inf 1 z MIN
+    BLPOP l 9.3e15
     RPUSH l x
     BLMPOP 0 1 l LEFT COUNT 3
     BLMPOP 0 1 str LEFT

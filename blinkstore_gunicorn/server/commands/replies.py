@@ -115,11 +115,15 @@ def parse_timeout(raw: bytes, now_ms: int) -> int | bytes | None:
     seconds = parse_float(raw)
     if seconds is None or math.isnan(seconds):
         return ERR_TIMEOUT
-    if seconds < 0 or math.isinf(seconds):  # Redis's words for inf too
+    ms = seconds * 1000
+    # Redis rounds the milliseconds up (-0.5 ms is 0: no limit), and past 2**63 its cast to a
+    # long long turns negative: "negative" for those, and for inf too.
+    if ms <= -1 or ms >= 2**63:
         return ERR_TIMEOUT_NEGATIVE
-    if seconds * 1000 > INT64_MAX // 2:
+    if ms > INT64_MAX - now_ms:
         return ERR_TIMEOUT_RANGE
-    return None if seconds == 0 else now_ms + math.ceil(seconds * 1000)
+    rounded = math.ceil(ms)
+    return None if rounded <= 0 else now_ms + rounded
 
 
 def reply_too_large(size: int, limit: int) -> bytes | None:
