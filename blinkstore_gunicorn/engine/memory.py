@@ -47,6 +47,7 @@ from blinkstore_gunicorn.engine.base import (
     ValueTooLarge,
     WatchedKeys,
 )
+from blinkstore_gunicorn.engine.inspection import Inspection
 from blinkstore_gunicorn.engine.keyspace import TTL_OVERHEAD, Keyspace, Stored
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
 from blinkstore_gunicorn.engine.typed import Container, WrongType
@@ -98,7 +99,7 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MemoryEngine(Keyspace):
+class MemoryEngine(Keyspace, Inspection):
     """Bytes-to-bytes store with a memory limit, SIEVE eviction and millisecond TTLs.
 
     ``memory_limit`` counts key + value + :data:`ENTRY_OVERHEAD` per entry (+
