@@ -154,11 +154,13 @@ typedef struct {
     unsigned char *table_marks;
     PyObject *on_stale; /* on_stale(key, mode): adopt the live table and read again */
     PyObject *fallback; /* reader.FALLBACK */
+    PyObject *miss;     /* what a miss answers: None, or FALLBACK for a partial table */
 } Lookup;
 
 static int lookup_traverse(Lookup *self, visitproc visit, void *arg) {
     Py_VISIT(self->on_stale);
     Py_VISIT(self->fallback);
+    Py_VISIT(self->miss);
     return 0;
 }
 
@@ -175,6 +177,7 @@ static int lookup_clear(Lookup *self) {
     lookup_release(self);
     Py_CLEAR(self->on_stale);
     Py_CLEAR(self->fallback);
+    Py_CLEAR(self->miss);
     return 0;
 }
 
@@ -186,13 +189,13 @@ static void lookup_dealloc(Lookup *self) {
 
 static int lookup_init(Lookup *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"region", "marks", "counter", "checksum", "mul", "prime",
-                             "on_stale", "fallback", NULL};
-    PyObject *region, *marks, *on_stale, *fallback;
+                             "on_stale", "fallback", "miss", NULL};
+    PyObject *region, *marks, *on_stale, *fallback, *miss;
     Py_ssize_t counter;
     int checksum;
     unsigned long long mul, prime;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnpKKOO", kwlist, &region, &marks, &counter,
-                                     &checksum, &mul, &prime, &on_stale, &fallback))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnpKKOOO", kwlist, &region, &marks, &counter,
+                                     &checksum, &mul, &prime, &on_stale, &fallback, &miss))
         return -1;
     if (self->open) {
         PyErr_SetString(PyExc_RuntimeError, "Lookup is already initialised");
@@ -225,6 +228,8 @@ static int lookup_init(Lookup *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->on_stale, on_stale);
     Py_INCREF(fallback);
     Py_XSETREF(self->fallback, fallback);
+    Py_INCREF(miss);
+    Py_XSETREF(self->miss, miss);
     return 0;
 }
 
@@ -359,7 +364,7 @@ static PyObject *lookup_get(Lookup *self, PyObject *const *args, Py_ssize_t narg
         i = (i + SLOT_WORDS) & word_mask;
     }
     if (!mode) store_relaxed(self->misses, load_relaxed(self->misses) + 1);
-    Py_RETURN_NONE;
+    return Py_NewRef(self->miss);
 }
 
 static PyObject *lookup_close(Lookup *self, PyObject *unused) {

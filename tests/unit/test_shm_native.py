@@ -25,7 +25,7 @@ from blinkstore_gunicorn import shm
 from blinkstore_gunicorn.shm import layout
 from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.native import ENV, native
-from blinkstore_gunicorn.shm.reader import RegionReader
+from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
@@ -295,6 +295,27 @@ def test_a_garbled_region_reads_the_same_on_both_paths_and_never_out_of_bounds(
                 assert fast.exists(key) == slow.exists(key), where
                 assert fast.expire_at_of(key) == slow.expire_at_of(key), where
             assert fast.get_many(keys) == slow.get_many(keys), seed
+    finally:
+        fast.close()
+        slow.close()
+        writer.close()
+
+
+def test_a_miss_in_a_partial_table_asks_the_store_on_both_paths(
+    c: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A near cache's table holds part of the upstream's keys: a miss there is not an answer.
+    writer = RegionWriter(2**20, partial=True)
+    monkeypatch.setenv(ENV, "1")
+    fast = RegionReader(*writer.fds, 0)
+    monkeypatch.setenv(ENV, "0")
+    slow = RegionReader(*writer.fds, 1)
+    try:
+        writer.publish(b"k", b"v", 0, 0)
+        for reader in (fast, slow):
+            assert reader.lookup(b"k") == b"v"
+            assert reader.lookup(b"absent") is FALLBACK
+            assert reader.exists(b"absent") is FALLBACK
     finally:
         fast.close()
         slow.close()
