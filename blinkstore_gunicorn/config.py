@@ -526,9 +526,8 @@ _DEFAULTS = StoreSettings()
 
 # --- the environment ---------------------------------------------------------------------------
 
-#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts: the
-#: clients, the gunicorn plugin, the Flask extension, the store registry and the shared
-#: region (``shm/native.py``).
+#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts (clients,
+#: gunicorn plugin, Flask extension, store registry, the shared region's ``shm/native.py``).
 NON_SETTING_VARIABLES = frozenset(
     {
         "BLINKSTORE_URL",
