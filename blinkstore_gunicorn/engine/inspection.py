@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 from blinkstore_gunicorn.engine.keyspace import TTL_OVERHEAD, Stored
 from blinkstore_gunicorn.engine.typed import Container
 
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.shm.adoption import InheritedRegion
+
 __all__ = ["Inspection"]
 
 
@@ -29,6 +32,9 @@ class Inspection:
         _behind: OrderedDict[bytes, Stored]
         _deadlines: dict[bytes, int]
         _visited: set[bytes]
+        _inherited: InheritedRegion | None
+
+        def _finish_inheritance(self) -> None: ...
 
         def _live(self, key: bytes) -> Stored | None: ...
         def _cost(self, key: bytes, value: Stored) -> int: ...
@@ -60,6 +66,8 @@ class Inspection:
         """A key drawn at random, None when there is none. O(keys) (the SIEVE queues are
         ordered dicts, with no O(1) random access); an expired key drawn is removed and
         another one drawn."""
+        if self._inherited is not None:
+            self._finish_inheritance()  # every key may be drawn
         while True:
             ahead, behind = len(self._ahead), len(self._behind)
             if not ahead + behind:

@@ -135,6 +135,7 @@ def test_a_key_written_deleted_or_changed_while_pending_is_never_adopted_over(
         (("KEYS", "*"), b"*%d\r\n" % KEYS),
         (("SCAN", "0", "COUNT", "10"), b"*2\r\n"),
         (("INFO", "keyspace"), b"db0:keys=%d," % KEYS),
+        (("RANDOMKEY",), b"$"),
     ],
 )
 def test_whole_keyspace_commands_adopt_every_key_first(
