@@ -526,8 +526,8 @@ _DEFAULTS = StoreSettings()
 
 # --- the environment ---------------------------------------------------------------------------
 
-#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts: the
-#: clients, the gunicorn plugin, the Flask extension and the store registry.
+#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts (clients,
+#: gunicorn plugin, Flask extension, store registry, the shared region's ``shm/native.py``).
 NON_SETTING_VARIABLES = frozenset(
     {
         "BLINKSTORE_URL",
@@ -539,6 +539,7 @@ NON_SETTING_VARIABLES = frozenset(
         "BLINKSTORE_ON_ERROR",
         "BLINKSTORE_REGISTRY_DIR",
         "BLINKSTORE_SIGNING_KEY",
+        "BLINKSTORE_NATIVE",
     }
 )
 _SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)

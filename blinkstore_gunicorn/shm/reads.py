@@ -125,7 +125,7 @@ class SharedReads:
     def _attach_then_get(self, key: bytes) -> bytes | Fallback | None:
         self._start_attach()
         reader = self._reader
-        return FALLBACK if reader is None else reader.get(key)
+        return FALLBACK if reader is None else reader.lookup(key)
 
     def _start_attach(self) -> None:
         if self._attaching or time.monotonic() < self._retry_at or not self._reachable():
@@ -149,7 +149,7 @@ class SharedReads:
             self._retry_at = now + RETRY_INTERVAL  # the store is down: the socket path says so
         else:
             self._reader = reader
-            self.get = reader.get
+            self.get = reader.lookup
         finally:
             self._attaching = False
 
