@@ -34,7 +34,14 @@ $(STAMP): pyproject.toml uv.lock tools/uv-requirements.txt
 	    "$(VENV)/locked-versions.txt: $$(grep -E '^(gunicorn|uvicorn|redis|starlette|django|pytest|mypy|ruff)==' $(VENV)/locked-versions.txt | paste -sd' ')"
 	touch $(STAMP)
 
-install: $(STAMP)
+# The optional C helper of the shared region: uv's editable build compiles it (setup.py), and
+# builds it again when its source changes (pyproject.toml's tool.uv cache-keys).
+NATIVE := $(VENV)/.native
+$(NATIVE): $(STAMP) setup.py blinkstore_gunicorn/shm/_native.c
+	$(UV) sync --locked --inexact $(EXTRAS) --python $(BIN)/python --quiet
+	touch $(NATIVE)
+
+install: $(NATIVE)
 
 # redis-server is the peer that tests and benchmarks compare against; redis-cli and
 # redis-benchmark are the real RESP clients the store must satisfy; Prometheus's redis_exporter
@@ -66,7 +73,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: $(STAMP) system-deps lint
+test: $(NATIVE) system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-resolves uv.lock from pyproject.toml, keeping every version the ranges still allow.
@@ -97,7 +104,7 @@ test-latest: $(STAMP) system-deps
 	$(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The quick loop while developing: no lint, no end-to-end tests.
-test-fast: $(STAMP)
+test-fast: $(NATIVE)
 	$(BIN)/python -m pytest -m "not slow" -x $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps

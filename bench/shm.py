@@ -3,7 +3,9 @@
     python -m bench.shm [--runs 5] [--no-pin] [--torture-reads 10000000] [--quick]
 
 Latency scenarios (a 256 B hit, p50 per call over batches, median of ``--runs``): a dict (the
-per-process cache the region replaces), the raw region reader, ``Cache.get`` over the socket of
+per-process cache the region replaces), the raw region reader and ``Cache.get`` through the
+region (with the C helper when it is built, and on the pure-Python reader, ``(Python)``,
+in the same run), ``Cache.get`` over the socket of
 a ``blinkstore serve`` on the same host, diskcache on tmpfs (when installed), redis-py against
 redis-server on a Unix socket. Also a miss in the region, and reads per second of two reader
 processes against one (the region has no lock, so two should approach 2x on two CPUs).
@@ -34,6 +36,7 @@ from bench.shm_torture import report, torture
 from blinkstore_gunicorn.client import AsyncCache, Cache
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from blinkstore_gunicorn.shm.reader import RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 from harness.processes import blinkstore_process, redis_server_process
@@ -72,7 +75,7 @@ def _region() -> Iterator[tuple[MemoryEngine, RegionWriter]]:
 
 def _reads_per_second(fds: tuple[int, int], counter: int, seconds: float, out: Any) -> None:
     reader = RegionReader(fds[0], fds[1], counter)
-    get = reader.get
+    get = reader.lookup
     done = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -135,6 +138,20 @@ def async_p50_ns(cache: AsyncCache, key: str, batches: int) -> float:
     return asyncio.run(sample())
 
 
+@contextmanager
+def _python_path() -> Iterator[None]:
+    """Readers made inside use the pure-Python lookup (BLINKSTORE_NATIVE=0)."""
+    before = os.environ.get(NATIVE_ENV)
+    os.environ[NATIVE_ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[NATIVE_ENV]
+        else:
+            os.environ[NATIVE_ENV] = before
+
+
 def latencies(pin: bool, batches: int) -> dict[str, float]:
     """One run of every latency scenario: p50 in ns per peer."""
     with ExitStack() as stack:
@@ -154,6 +171,13 @@ def latencies(pin: bool, batches: int) -> dict[str, float]:
         stack.callback(socket_cache.close)
         reader = handout.attach(store.unix_path, None, 10)
         stack.callback(reader.close)
+        py_cache = Cache(store.url)
+        stack.callback(py_cache.close)
+        with _python_path():
+            py_reader = handout.attach(store.unix_path, None, 10)
+            py_cache.get("bench:shm")  # maps the region now, on the Python path
+        stack.callback(py_reader.close)
+        lookup, py_lookup = reader.lookup, py_reader.lookup
         raw_store = redis.Redis(unix_socket_path=store.unix_path)
         stack.callback(raw_store.close)
         raw_store.set(RAW_KEY, VALUE)
@@ -163,9 +187,11 @@ def latencies(pin: bool, batches: int) -> dict[str, float]:
         table = {KEY: VALUE}
         calls: dict[str, Callable[[], Any]] = {
             "dict": lambda: table.get(KEY),
-            "region (raw reader)": lambda: reader.get(RAW_KEY),
-            "region miss (raw reader)": lambda: reader.get(b"bench:absent"),
+            "region (raw reader)": lambda: lookup(RAW_KEY),
+            "region (raw reader, Python)": lambda: py_lookup(RAW_KEY),
+            "region miss (raw reader)": lambda: lookup(b"bench:absent"),
             "Cache.get, region": lambda: cache.get("bench:shm"),
+            "Cache.get, region (Python)": lambda: py_cache.get("bench:shm"),
             "Cache.get miss, region": lambda: cache.get("bench:absent"),
             "Cache.get, socket": lambda: socket_cache.get("bench:shm"),
             "redis-py": lambda: peer.get(RAW_KEY),
@@ -238,11 +264,11 @@ def print_table(result: dict[str, Any]) -> None:
     """Latencies with ratios to ``Cache.get`` through the region, and issue 15's targets."""
     p50 = result["p50_ns"]
     ours = p50["Cache.get, region"]
-    print(f"{'GET of a 256 B value':26s} {'p50':>9s} {'/ Cache.get, region':>20s}  target")
+    print(f"{'GET of a 256 B value':28s} {'p50':>9s} {'/ Cache.get, region':>20s}  target")
     for name, value in sorted(p50.items(), key=lambda item: item[1]):
         target = TARGETS.get(name)
         note = f">= {target:g}x" if target else ""
-        print(f"{name:26s} {value / 1000:7.2f}us {value / ours:19.2f}x  {note}")
+        print(f"{name:28s} {value / 1000:7.2f}us {value / ours:19.2f}x  {note}")
     print("targets: Cache.get hit <= 2us, AsyncCache.get <= 2.5us, a miss <= 1.5us")
     print(f"two reader processes over one: {result['two_readers']:.2f}x (target >= 1.8x)")
 

@@ -5,10 +5,12 @@
 Two measurements, each a ratio within one run:
 
 * **publish CPU**: ``MemoryEngine.set`` overwriting one of 10,000 keys (and inserting fresh
-  keys), in this process, with a region attached and without. CPU time per call
-  (``time.process_time_ns``), so other load on the machine matters less than for wall time.
-* **redis-benchmark** ``-c 50 -r 100000`` SET and INCR over a Unix socket against three servers
-  started side by side: ``blinkstore serve`` (region on), ``blinkstore serve --shm off`` and
+  keys), in this process, with a region attached (the C helper's writer, then the Python
+  reference's) and without. CPU time per call (``time.process_time_ns``), so other load on
+  the machine matters less than for wall time.
+* **redis-benchmark** ``-c 50 -r 100000`` SET and INCR over a Unix socket against four servers
+  started side by side: ``blinkstore serve`` (region on, C helper), the same with
+  ``BLINKSTORE_NATIVE=0`` (region on, Python writer), ``blinkstore serve --shm off`` and
   redis-server; ``--rounds`` rounds take turns, and the ratios are medians of each round's
   ratio (issue 23's bars: on >= 0.9x off, on >= 0.8x redis-server).
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,6 +29,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 
 from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
+from blinkstore_gunicorn.shm.native import native
 from blinkstore_gunicorn.shm.writer import RegionWriter
 from harness.processes import blinkstore_process, redis_server_process
 
@@ -38,7 +43,7 @@ TARGETS = {"on/off": 0.9, "on/redis": 0.8}
 
 def _engine(region: bool) -> tuple[MemoryEngine, RegionWriter | None]:
     engine = MemoryEngine(memory_limit=_LIMIT)
-    writer = RegionWriter(_LIMIT) if region else None
+    writer = RegionWriter(_LIMIT) if region else None  # the path BLINKSTORE_NATIVE chooses
     if writer is not None:
         engine.attach_region(writer)
     return engine, writer
@@ -108,9 +113,15 @@ def throughput(rounds: int, requests: int) -> dict[str, dict[str, list[float]]]:
     found: dict[str, dict[str, list[float]]] = {t: {} for t in _TESTS}
     with ExitStack() as stack:
         on = stack.enter_context(blinkstore_process())
+        python = stack.enter_context(blinkstore_process(env={NATIVE_ENV: "0"}))
         off = stack.enter_context(blinkstore_process("--shm", "off"))
         redis = stack.enter_context(redis_server_process())
-        paths = {"on": str(on.unix_path), "off": str(off.unix_path), "redis": redis.unix_path}
+        paths = {
+            "on": str(on.unix_path),
+            "on, Python": str(python.unix_path),
+            "off": str(off.unix_path),
+            "redis": redis.unix_path,
+        }
         for _ in range(rounds):
             for name, path in paths.items():
                 for test, rps in _redis_benchmark(path, requests).items():
@@ -134,26 +145,46 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds, --requests and --loop must be at least 1")
     if args.quick:
         args.rounds, args.requests, args.loop = 1, 50_000, 50_000
-    cpu = {name: publish_cpu(args.loop, name == "on") for name in ("off", "on")}
-    print("engine.set CPU ns/call   region off   region on   on/off")
+    built = native() is not None
+    cpu = {"off": publish_cpu(args.loop, False)}
+    with ExitStack() as stack:
+        stack.callback(_restore_env, os.environ.get(NATIVE_ENV))
+        os.environ[NATIVE_ENV] = "0"
+        cpu["on, Python"] = publish_cpu(args.loop, True)
+        os.environ[NATIVE_ENV] = "1"
+        cpu["on"] = publish_cpu(args.loop, True)  # the same as Python's without the helper
+    print(
+        f"engine.set CPU ns/call   region off   region on (C helper{'' if built else ' NOT BUILT'})"
+    )
+    print("                                      C     Python   C/off  Python/off")
     for op in ("overwrite", "insert"):
-        off, on = cpu["off"][op], cpu["on"][op]
-        print(f"  {op:<22} {off:>10.0f} {on:>11.0f} {on / off:>8.2f}x")
+        off, on, py = cpu["off"][op], cpu["on"][op], cpu["on, Python"][op]
+        print(
+            f"  {op:<22} {off:>10.0f} {on:>6.0f} {py:>10.0f} {on / off:>7.2f}x {py / off:>10.2f}x"
+        )
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: throughput skipped")
         return 0
     found = throughput(args.rounds, args.requests)
     print(f"redis-benchmark -c 50 -r 100000, {args.rounds} round(s), requests/s (median)")
-    print("  test     shm on    shm off     redis   on/off  on/redis")
+    print("  test     shm on  on,Python    shm off     redis   on/off  on/redis  Python:on/off")
     for test, peers in found.items():
         med = {name: statistics.median(v) for name, v in peers.items()}
         on_off, on_redis = _ratio(peers, "on", "off"), _ratio(peers, "on", "redis")
         print(
-            f"  {test:<5} {med['on']:>9.0f} {med['off']:>10.0f} {med['redis']:>9.0f}"
-            f" {on_off:>8.2f} {on_redis:>9.2f}"
+            f"  {test:<5} {med['on']:>9.0f} {med['on, Python']:>10.0f} {med['off']:>10.0f}"
+            f" {med['redis']:>9.0f} {on_off:>8.2f} {on_redis:>9.2f}"
+            f" {_ratio(peers, 'on, Python', 'off'):>14.2f}"
             f"   (bars {TARGETS['on/off']}, {TARGETS['on/redis']})"
         )
     return 0
+
+
+def _restore_env(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(NATIVE_ENV, None)
+    else:
+        os.environ[NATIVE_ENV] = value
 
 
 if __name__ == "__main__":

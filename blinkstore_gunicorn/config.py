@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from blinkstore_gunicorn.upstream_url import UPSTREAM_HELP, checked_upstream, parse_upstream
+
 __all__ = [
     "DEFAULT_BUSY_REPLY_THRESHOLD",
     "DEFAULT_TCP_HOST",
@@ -228,6 +230,11 @@ def _one_of(choices: tuple[str, ...], what: str) -> Callable[[str | int], str]:
 
 
 _parse_log_level, _parse_shm = _one_of(LOG_LEVELS, "log level"), _one_of(SHM_MODES, "mode")
+_SNAPSHOT_HELP = (
+    "save every key to this file (Redis RDB, mode 0600) on stop, load it on start (empty: off)",
+    "with --snapshot: also save in the background this often when something changed"
+    " (default 60, 0 = on stop only)",
+)
 
 
 @dataclass(frozen=True)
@@ -310,19 +317,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
-    SettingSpec(
-        "snapshot",
-        _parse_text,
-        "save every key to this file (Redis RDB, mode 0600) on stop, load it on start (empty: off)",
-        "PATH",
-    ),
-    SettingSpec(
-        "snapshot_interval",
-        _parse_seconds,
-        "with --snapshot: also save in the background this often when something changed"
-        " (default 60, 0 = on stop only)",
-        "SECONDS",
-    ),
+    SettingSpec("upstream", checked_upstream, UPSTREAM_HELP, "URL", secret=True),
+    SettingSpec("snapshot", _parse_text, _SNAPSHOT_HELP[0], "PATH"),
+    SettingSpec("snapshot_interval", _parse_seconds, _SNAPSHOT_HELP[1], "SECONDS"),
     SettingSpec(
         "busy_reply_threshold",
         _parse_count,
@@ -363,6 +360,7 @@ class StoreSettings:
     shm_max_value: int = 64 * KiB
     snapshot: str | None = None
     snapshot_interval: float = 60.0
+    upstream: str | None = None
     busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD
 
     def __post_init__(self) -> None:
@@ -517,6 +515,7 @@ class StoreSettings:
             "client_buffer_limit": format_size(self.client_buffer_budget),
             "password": "set" if self.password else "not set",
             "log_level": self.log_level,
+            "upstream": parse_upstream(self.upstream).display if self.upstream else "",
         }
 
 
@@ -525,8 +524,8 @@ _DEFAULTS = StoreSettings()
 
 # --- the environment ---------------------------------------------------------------------------
 
-#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts: the
-#: clients, the gunicorn plugin, the Flask extension and the store registry.
+#: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts (clients,
+#: gunicorn plugin, Flask extension, store registry, the shared region's ``shm/native.py``).
 NON_SETTING_VARIABLES = frozenset(
     {
         "BLINKSTORE_URL",
@@ -538,6 +537,7 @@ NON_SETTING_VARIABLES = frozenset(
         "BLINKSTORE_ON_ERROR",
         "BLINKSTORE_REGISTRY_DIR",
         "BLINKSTORE_SIGNING_KEY",
+        "BLINKSTORE_NATIVE",
     }
 )
 _SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)
@@ -564,10 +564,8 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
 
 
 def without_setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``.
-
-    For a store started with explicit flags: what it inherits cannot override them.
-    """
+    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``
+    (for a store started with explicit flags: what it inherits cannot override them)."""
     return {
         name: value
         for name, value in environ.items()

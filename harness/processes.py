@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
+
 __all__ = [
     "REDIS_SERVER",
     "REPO",
@@ -173,7 +175,8 @@ def start_blinkstore(
     ``unix``/``tcp`` add ``--unix DIR/store.sock`` and ``--tcp 127.0.0.1:0`` (the OS picks the
     port; it is read back from the start line, so do not pass ``--log-level warning`` or
     higher). Settings not passed as flags or ``env`` are defaults: inherited ``BLINKSTORE_*``
-    variables are dropped. The caller must ``stop()`` it.
+    variables are dropped, except ``BLINKSTORE_NATIVE`` (which path of the region's code runs
+    is the test's choice, ``tests/conftest.py``'s ``shm_path``). The caller must ``stop()`` it.
     """
     args = [sys.executable, "-m", "blinkstore_gunicorn", "serve"]
     unix_path = None
@@ -183,7 +186,9 @@ def start_blinkstore(
     if tcp:
         args += ["--tcp", "127.0.0.1:0"]
     args += list(extra_args)
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_")}
+    child_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("BLINKSTORE_") or k == NATIVE_ENV
+    }
     child_env.update(env or {})
     log_path = directory / f"store-{time.monotonic_ns()}.log"
     with open(log_path, "wb") as log:

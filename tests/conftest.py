@@ -5,6 +5,8 @@
 * ``blinkstore_factory``: ``start(*flags, unix=True, tcp=False, env=None) -> StoreProcess`` for
   custom settings; every store it started is stopped after the test
 * ``redis_server``: a real redis-server on a Unix socket (skipped when it is not installed)
+* ``shm_path``: the test once with the region's C helper, once with the pure-Python reference
+  (``BLINKSTORE_NATIVE``, which the stores a test starts inherit)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from blinkstore_gunicorn.client._core import reset_fallback_warning
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
+from blinkstore_gunicorn.shm.native import native
 from harness.processes import (
     REDIS_SERVER,
     RedisProcess,
@@ -94,3 +98,18 @@ def no_store_configured(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
     monkeypatch.delenv("BLINKSTORE_URL", raising=False)
     reset_fallback_warning()
     caplog.set_level(logging.WARNING, logger="blinkstore_gunicorn.client")
+
+
+@pytest.fixture(params=["native", "python"])
+def shm_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test with the region's C helper, then with the pure-Python reader and writer.
+
+    Readers and writers choose their path when made (``shm.native.native``), and the stores a
+    test starts inherit the variable, so everything in the test runs the one path. The C run
+    is skipped only where the helper is not built (``test_shm_native`` fails then, wherever a
+    C compiler is at hand).
+    """
+    monkeypatch.setenv(NATIVE_ENV, "1" if request.param == "native" else "0")
+    if request.param == "native" and native() is None:
+        pytest.skip("the C helper (blinkstore_gunicorn/shm/_native.c) is not built")
+    return str(request.param)

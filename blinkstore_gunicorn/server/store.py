@@ -20,13 +20,14 @@ from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.adoption import adopt_region
+from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
+from blinkstore_gunicorn.server.upstream import Upstream
 from blinkstore_gunicorn.shm import handout
 from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.shm.fds import make_undumpable
@@ -94,7 +95,7 @@ class StoreServer:
         self.settings = settings
         # Under a supervisor: the store whose region it revoked already (no wait for that
         # one's heartbeat), how this store hands it its own region's writable descriptor, and
-        # that dead store's region, whose entries this one adopts before it serves.
+        # that dead store's region, whose entries this one adopts while it serves.
         self._revoked_pid = revoked_pid
         self._hand_over = hand_over
         self._inheritance = inheritance
@@ -125,6 +126,10 @@ class StoreServer:
         #: The snapshot file (``snapshot`` setting): loaded before serving, saved on stop.
         self.snapshots = self.dispatcher.snapshots = Snapshots(settings.snapshot, self.engine)
         self._snapshot_ticker: Ticker | None = None
+        #: The Redis/Valkey this store is a near cache of (``upstream`` setting).
+        self.upstream = Upstream(settings.upstream, self.dispatcher) if settings.upstream else None
+        if self.upstream is not None:
+            self.upstream.install()
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
         #: The one bound on what all connections hold together.
@@ -180,6 +185,8 @@ class StoreServer:
         self._stop_requested = asyncio.Event()
         self.stats.event_loop = type(loop).__module__.split(".")[0]
         unusable = self.snapshots.unusable()
+        if unusable is None and self.upstream is not None and self.snapshots.path is not None:
+            unusable = "a near cache (--upstream) keeps no snapshot: its data is the upstream's"
         if unusable is not None:
             raise ConfigError("snapshot", unusable)
         try:
@@ -203,6 +210,9 @@ class StoreServer:
             self._snapshot_ticker = Ticker(
                 loop, self.settings.snapshot_interval, self.snapshots.periodic
             )
+        if self.upstream is not None:
+            self.upstream.start()
+            log.info("near cache of upstream %s", self.upstream.display)
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
@@ -274,6 +284,7 @@ class StoreServer:
                 engine.memory_limit,
                 max_value=settings.shm_max_value,
                 checksum=True if settings.shm == "checksum" else None,
+                partial=settings.upstream is not None,
             )
         except OSError as exc:
             log.warning("shared-memory reads are off: %s", exc)
@@ -309,10 +320,24 @@ class StoreServer:
 
     def _adopt(self) -> None:
         """Take over the dead predecessor's entries, first of all data loaded at start: what
-        its region held is newer than any snapshot (which only fills in what it cannot hold)."""
+        its region held is newer than any snapshot (which only fills in what it cannot hold).
+        Only its header is checked here; its entries are adopted on demand and in the
+        background while the store serves (``server/adoption.py``)."""
         inheritance, self._inheritance = self._inheritance, None
-        if inheritance is not None:
-            adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
+        if inheritance is None:
+            return
+        if self.upstream is not None:
+            # A near cache may only hold what its own tracking connection read: the dead
+            # store's copies were tracked on a connection that is gone.
+            os.close(inheritance.fd)
+            log.info(
+                "the previous store's shared-memory region is not adopted: a near cache"
+                " fetches again what the upstream may have changed since"
+            )
+            return
+        adoption = start_adoption(self.engine, inheritance)
+        if adoption is not None:
+            adoption.run(asyncio.get_running_loop())
 
     def _beat(self) -> None:
         """The heartbeat readers check: the generation file first, so it is never older."""
@@ -405,6 +430,8 @@ class StoreServer:
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
+        if self.upstream is not None:
+            self.upstream.close()
         self._remove_socket_file()
         for connection in list(self.connections):
             connection.close_gracefully()

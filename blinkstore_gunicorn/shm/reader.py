@@ -10,6 +10,10 @@ What a reader writes, and why that is harmless: only the marks mapping, never th
 visited mark there (one byte per slot) at worst gives an entry one more pass of eviction, its
 counter slot (hits, misses) at worst a wrong ``INFO`` figure. A reader that dies mid-read leaves
 nothing half done.
+
+Two implementations of the lookup: :meth:`RegionReader.get` here, the reference, and the
+optional C helper's (``shm/_native.c``, chosen by :func:`~blinkstore_gunicorn.shm.native.native`),
+which does the same steps with acquire ordering. :attr:`RegionReader.lookup` is whichever runs.
 """
 
 from __future__ import annotations
@@ -17,10 +21,15 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from collections.abc import Sequence
-from typing import Literal, overload
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, overload
 
 from blinkstore_gunicorn.shm import layout as L
+from blinkstore_gunicorn.shm.native import native
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.shm import _native as _c
 
 __all__ = ["FALLBACK", "Fallback", "RegionError", "RegionReader"]
 
@@ -64,15 +73,18 @@ class RegionReader:
     """
 
     __slots__ = (
+        "__weakref__",
         "_checksum",
         "_counters",
         "_hashes",
         "_hits",
         "_marks",
         "_marks_mm",
+        "_miss",
         "_misses",
         "_mm",
         "_mul",
+        "_native",
         "_prime",
         "_table",
         "_w",
@@ -84,6 +96,7 @@ class RegionReader:
         if size < L.HEADER_BYTES or marks_size < L.COUNTER_BYTES:
             raise RegionError("not a blinkstore shared-memory region")
         self._mm = mmap.mmap(region_fd, size, prot=mmap.PROT_READ)
+        self._native: _c.Lookup | None = None
         self._marks_mm = mmap.mmap(marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
         self._marks = memoryview(self._marks_mm)
@@ -100,12 +113,39 @@ class RegionReader:
             self.close()
             raise RegionError("the marks mapping is smaller than the region says")
         self._checksum = bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)
+        #: What a miss answers: None, or "ask the store" when the table holds part of the
+        #: keys (the store is a near cache of an upstream server).
+        self._miss: Fallback | None = FALLBACK if w[L.H_FLAGS] & L.FLAG_PARTIAL else None
         self._hashes: dict[bytes, int] = {}
         self._mul = w[L.H_HASH_MUL]
         self._prime = w[L.H_HASH_PRIME] or 1
         base = (counter % L.COUNTER_SLOTS) * L.COUNTER_STRIDE
         self._hits = base
         self._misses = base + 1
+        module = native()
+        if module is not None:
+            self._native = module.Lookup(
+                self._mm,
+                self._marks_mm,
+                base // L.COUNTER_STRIDE,
+                self._checksum,
+                self._mul,
+                self._prime,
+                _stale_hook(self),
+                FALLBACK,
+                self._miss,
+            )
+
+    @property
+    def lookup(self) -> Callable[[bytes], bytes | Fallback | None]:
+        """``get(key)`` of the path that runs: the C helper's when it is in use (a C function
+        between the caller and the region), else :meth:`get`."""
+        return self.get if self._native is None else self._native.get  # type: ignore[return-value]
+
+    @property
+    def native(self) -> bool:
+        """Whether lookups run in the C helper."""
+        return self._native is not None
 
     @property
     def alive(self) -> bool:
@@ -126,12 +166,30 @@ class RegionReader:
         if rest or half not in (0, 1) or slots * L.SLOT_BYTES > half_bytes or slots > half_bytes:
             return False
         marks = L.COUNTER_BYTES + half * w[L.H_MARKS_BYTES]
+        # Only the store writes these words; checked all the same, so that no header can
+        # point a reader's table or marks past the end of its mappings (the C lookup refuses
+        # such a table too).
+        if offset + slots * L.SLOT_BYTES > len(self._mm) or marks + slots > len(self._marks):
+            return False
         # Not release() the old views: another thread may be reading through them. The table
         # was read after the token: if the store switched again in between, the token check at
         # the end of the next read fails and the reader comes back here.
         table = memoryview(self._mm)[offset : offset + slots * L.SLOT_BYTES].cast("Q")
         self._table = (table, token, slots - 1, slots * L.SLOT_WORDS - 1, self._marks[marks:])
+        if self._native is not None:
+            self._native.set_table(offset, slots, token, marks)
         return True
+
+    @overload
+    def _any_get(self, key: bytes, mode: Literal[0, 1]) -> bytes | Fallback | None: ...
+
+    @overload
+    def _any_get(self, key: bytes, mode: Literal[2]) -> int | Fallback | None: ...
+
+    def _any_get(self, key: bytes, mode: Literal[0, 1, 2]) -> bytes | int | Fallback | None:
+        """:meth:`get` of whichever path runs (for exists, ttl, get_many and _stale)."""
+        c = self._native
+        return self.get(key, mode) if c is None else c.get(key, mode)  # type: ignore[return-value]
 
     @overload
     def get(self, key: bytes, mode: Literal[0, 1] = 0) -> bytes | Fallback | None: ...
@@ -167,8 +225,10 @@ class RegionReader:
                 mm = self._mm
                 start = (loc >> 24) + 24
                 end = start + len(key)
-                same = loc and mm[start:end] == key
-                value = mm[end : end + (loc & 0xFFFFFF)] if same else b""
+                nv = loc & 0xFFFFFF
+                # A block that ends past the mapping is no entry (a slice would be cut short).
+                same = loc and end + nv <= len(mm) and mm[start:end] == key
+                value = mm[end : end + nv] if same else b""
                 if seq & 1 or t[i + 1] != seq or w[2] != token:
                     if w[2] != token:
                         return self._stale(key, mode)
@@ -209,7 +269,7 @@ class RegionReader:
         if not mode:
             c = self._counters
             c[self._misses] = (c[self._misses] + 1) & _MASK64
-        return None
+        return self._miss
 
     def _hash(self, key: bytes) -> int:
         """``key_hash`` with this region's secret, remembered for the next read of ``key``."""
@@ -226,7 +286,7 @@ class RegionReader:
         and read again, or give up when the region is no longer a live store's."""
         if not self._refresh():
             return FALLBACK
-        return self.get(key, mode)
+        return self._any_get(key, mode)
 
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | Fallback | None] | Fallback:
         """The values of ``keys`` as one multi-key write left them, or :data:`FALLBACK`.
@@ -238,24 +298,39 @@ class RegionReader:
         epoch = w[L.H_WRITE_EPOCH]
         if epoch & 1:
             return FALLBACK
-        get = self.get
-        values = [get(key) for key in keys]
+        get = self._any_get
+        values = [get(key, 0) for key in keys]
         return values if w[L.H_WRITE_EPOCH] == epoch else FALLBACK
 
     def exists(self, key: bytes) -> bool | Fallback:
         """Whether ``key`` is present and not expired, or :data:`FALLBACK`."""
-        found = self.get(key, 1)
+        found = self._any_get(key, 1)
         if found is FALLBACK:
             return FALLBACK
         return found is not None
 
     def expire_at_of(self, key: bytes) -> int | Fallback | None:
         """``key``'s deadline (absolute ms, 0 none), None when absent, or :data:`FALLBACK`."""
-        return self.get(key, 2)
+        return self._any_get(key, 2)
 
     def close(self) -> None:
         """Unmap the region (the store is unaffected)."""
+        if self._native is not None:
+            self._native.close()
         for view in (self._table[0], self._table[4], self._counters, self._marks, self._w):
             view.release()
         self._mm.close()
         self._marks_mm.close()
+
+
+def _stale_hook(reader: RegionReader) -> Callable[[bytes, int], bytes | int | Fallback | None]:
+    """What the C lookup calls when the table changed under it: ``reader._stale``, through a
+    weak reference, so that the reader and its lookup do not keep each other (and the mapping
+    of a dead store's region) alive until the cycle collector runs."""
+    ref = weakref.ref(reader)
+
+    def stale(key: bytes, mode: int) -> bytes | int | Fallback | None:
+        found = ref()
+        return FALLBACK if found is None else found._stale(key, mode)  # type: ignore[arg-type]
+
+    return stale

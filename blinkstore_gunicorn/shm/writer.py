@@ -16,6 +16,10 @@ seal` ran nobody can map it writable again, even by reopening it through ``/proc
 word the store reads back from it is one it wrote. From the marks mapping, which readers do
 write, it reads a visited mark as a boolean and the counters as numbers for ``INFO``, nothing it
 acts on further.
+
+The stores into slots and blocks run in the optional C helper when it is built
+(``shm/_native.c``, :func:`~blinkstore_gunicorn.shm.native.native`): the same words in the same
+order, with release ordering; the Python statements here are the reference, used without it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
 from blinkstore_gunicorn.shm.fds import read_only_copy, seal_future_writes, sealed_memfd
@@ -36,6 +41,7 @@ from blinkstore_gunicorn.shm.layout import (
     COUNTER_STRIDE,
     EXPIRE,
     FLAG_CHECKSUM,
+    FLAG_PARTIAL,
     H_DATA,
     H_DATA_END,
     H_FLAGS,
@@ -69,6 +75,10 @@ from blinkstore_gunicorn.shm.layout import (
     table_word,
 )
 from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, Migration
+from blinkstore_gunicorn.shm.native import native
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.shm import _native as _c
 
 __all__ = ["DEFAULT_MAX_VALUE", "RegionFull", "RegionWriter"]
 
@@ -117,6 +127,7 @@ class RegionWriter:
         "_epoch",
         "_half",
         "_halves",
+        "_hash",
         "_live",
         "_mark_base",
         "_marks",
@@ -129,11 +140,13 @@ class RegionWriter:
         "_mul",
         "_next_counter",
         "_prime",
+        "_pub",
         "_reader_fd",
         "_region_fd",
         "_sealed",
         "_slots",
         "_t",
+        "_t0",
         "_table_area",
         "_table_bytes",
         "_used_slots",
@@ -147,6 +160,7 @@ class RegionWriter:
         *,
         max_value: int = DEFAULT_MAX_VALUE,
         checksum: bool | None = None,
+        partial: bool = False,
     ) -> None:
         if not 0 <= max_value <= MAX_INLINE_VALUE:
             raise ValueError(f"max_value must be 0..{MAX_INLINE_VALUE}, got {max_value}")
@@ -182,9 +196,15 @@ class RegionWriter:
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
+        module = native()
+        self._pub: _c.Publisher | None = None
+        self._hash = key_hash
+        if module is not None:
+            self._pub = module.Publisher(self._mm, self._checksum)
+            self._hash = module.key_hash
         w = self._w
         w[H_VERSION] = VERSION
-        w[H_FLAGS] = FLAG_CHECKSUM if self._checksum else 0
+        w[H_FLAGS] = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_PARTIAL if partial else 0)
         w[H_TABLE_AREA] = self._table_area
         w[H_TABLE_BYTES] = self._table_bytes
         w[H_MARKS_BYTES] = self._marks_bytes
@@ -199,6 +219,7 @@ class RegionWriter:
         self._half = 1
         self._mark_base = 0
         self._t = memoryview(b"").cast("Q")
+        self._t0 = 0  # the live table's first word in the region (for the C helper)
         self._slots = 0
         self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
         self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
@@ -271,6 +292,8 @@ class RegionWriter:
 
     def block_bytes(self, handle: int) -> int:
         """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
+        if self._pub is not None:
+            return self._pub.block_bytes(handle)
         # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
         # cheaper than the allocator's page lookup, and called on every overwrite.
         # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
@@ -294,6 +317,16 @@ class RegionWriter:
         """
         # The hot path of every SET: attributes and helpers are read once into locals, and
         # the common overwrite (same block size) is done here without a further call.
+        pub = self._pub
+        if handle and pub is not None:
+            # The common overwrite, all in C (the same steps as the in-place branch below).
+            slot = pub.overwrite(
+                handle, key, value, expire_at, self._half, self._t0, self._slots, self.max_value
+            )
+            if slot >= 0:
+                if self._migration is not None:
+                    self._migration.mirror(self._t, slot, self._w)
+                return handle
         if not key:
             return 0
         nk = len(key)
@@ -314,17 +347,20 @@ class RegionWriter:
                 # already), under the sequence.
                 t = self._t
                 b = slot * SLOT_WORDS
-                seq = t[b + SEQ]
-                t[b + SEQ] = seq + 1
-                start = handle + BLOCK_HEADER + nk
-                self._mm[start : start + nv] = value
-                if old != lengths:  # else LOC (block and value length) is unchanged too
-                    w[j + BLOCK_LENGTHS] = lengths
-                    t[b + LOC] = handle << LOC_SHIFT | nv
-                if self._checksum:
-                    w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-                t[b + EXPIRE] = expire_at
-                t[b + SEQ] = seq + 2
+                if pub is not None:
+                    pub.rewrite(self._t0 + b, handle, key, value, expire_at)
+                else:
+                    seq = t[b + SEQ]
+                    t[b + SEQ] = seq + 1
+                    start = handle + BLOCK_HEADER + nk
+                    self._mm[start : start + nv] = value
+                    if old != lengths:  # else LOC (block and value length) is unchanged too
+                        w[j + BLOCK_LENGTHS] = lengths
+                        t[b + LOC] = handle << LOC_SHIFT | nv
+                    if self._checksum:
+                        w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
+                    t[b + EXPIRE] = expire_at
+                    t[b + SEQ] = seq + 2
                 if self._migration is not None:
                     self._migration.mirror(t, slot, w)
                 return handle
@@ -332,14 +368,19 @@ class RegionWriter:
         else:
             slot = self._ask.pop(key, -1)
             if slot < 0:
-                h = key_hash(key, self._mul, self._prime)
+                h = self._hash(key, self._mul, self._prime)
                 slot = self._new_slot(h)
                 meta = h << 32 | nk
             else:
                 meta = self._t[slot * SLOT_WORDS]
         size = block_size(BLOCK_HEADER + nk + nv)
         block = self._blocks.alloc(size) if nv <= self.max_value else 0
-        if block:
+        if block and pub is not None:
+            tag = self._half << HALF_SHIFT | slot
+            pub.place(self._t0 + slot * SLOT_WORDS, block, tag, key, value, meta, expire_at)
+            if self._migration is not None:
+                self._migration.mirror(self._t, slot, w)
+        elif block:
             # Not visible yet: no slot points here.
             j = block >> 3
             w[j + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
@@ -417,6 +458,8 @@ class RegionWriter:
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
+        if self._pub is not None:
+            self._pub.close()
         if self._migration is not None:
             self._migration.table.release()
         for view in (self._t, self._w, self._halves, self._counters, self._marks):
@@ -432,12 +475,15 @@ class RegionWriter:
         """Rewrite ``slot``'s words under its sequence (odd while they change)."""
         t = self._t
         b = slot * SLOT_WORDS
-        seq = t[b + SEQ]
-        t[b + SEQ] = seq + 1
-        t[b + META] = meta
-        t[b + LOC] = loc
-        t[b + EXPIRE] = expire_at
-        t[b + SEQ] = seq + 2
+        if self._pub is not None:
+            self._pub.update(self._t0 + b, meta, loc, expire_at)
+        else:
+            seq = t[b + SEQ]
+            t[b + SEQ] = seq + 1
+            t[b + META] = meta
+            t[b + LOC] = loc
+            t[b + EXPIRE] = expire_at
+            t[b + SEQ] = seq + 2
         if self._migration is not None:
             self._migration.mirror(t, slot, self._w)
 
@@ -537,6 +583,7 @@ class RegionWriter:
         old = 1 - half
         self._t.release()
         self._t = table
+        self._t0 = base >> 3
         self._slots = slots
         self._half = half
         self._mark_base = self._marks_of(half)

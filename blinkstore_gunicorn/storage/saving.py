@@ -174,6 +174,9 @@ class Snapshots:
         if self._child is not None:
             return False
         loop = asyncio.get_running_loop()
+        # len() first adopts the rest of a dead predecessor's region (server/adoption.py) here:
+        # in the child that would write into this store's live region.
+        len(engine)
         read_end, write_end = os.pipe()
         started, changes = time.time(), self._changes()
         try:

@@ -18,6 +18,7 @@ import pytest
 
 from blinkstore_gunicorn import Cache
 from harness.gunicorn import CONF, get, gunicorn, wait_until
+from harness.processes import short_tempdir
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +52,7 @@ def test_workers_read_from_the_region(tmp_path: Path, args: list[str]) -> None:
         assert wait_until(read_until_the_region_answered, 30.0, 0.01), server.log()
 
 
-def test_a_command_under_blinkstore_run_reads_from_the_region(tmp_path: Path) -> None:
+def test_a_command_under_blinkstore_run_reads_from_the_region() -> None:
     script = (
         "from blinkstore_gunicorn import Cache\n"
         "with Cache() as cache:\n"
@@ -60,15 +61,26 @@ def test_a_command_under_blinkstore_run_reads_from_the_region(tmp_path: Path) ->
         "    values = [cache.get('k') for _ in range(10)]\n"
         "    print(values == [[1, 2]] * 10, cache.stats()['shm_keyspace_hits'] - before)\n"
     )
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
-    env.pop("BLINKSTORE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "blinkstore_gunicorn", "run", "--", sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    # A short directory: pytest-xdist's tmp_path is too long for the store's socket path.
+    with short_tempdir() as runtime:
+        env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(runtime)}
+        env.pop("BLINKSTORE_URL", None)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "blinkstore_gunicorn",
+                "run",
+                "--",
+                sys.executable,
+                "-c",
+                script,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "10"], done.stderr

@@ -59,7 +59,7 @@ def build_wheel(work: Path) -> Path:
     # From a copy, so the build leaves no build/ or *.egg-info in the working tree.
     source = work / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(
         REPO / "blinkstore_gunicorn",

@@ -29,7 +29,10 @@ from tests.integration.shm_attack_support import (
 )
 from tests.support.sockets import recv_line
 
-pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+pytestmark = [
+    pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 KEYS = [b"fuzz:%d" % n for n in range(200)]
 #: A new seed each run (SHM_FUZZ_SEED=N replays one); every failure message names it.

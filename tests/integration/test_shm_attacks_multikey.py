@@ -12,7 +12,10 @@ from harness.processes import StoreProcess
 from tests.conftest import StoreFactory
 from tests.integration.shm_attack_support import redis_client, started_child
 
-pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+pytestmark = [
+    pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 KEYS = [f"basket:{n}" for n in range(8)]
 READS = 20_000

@@ -38,7 +38,10 @@ from tests.integration.shm_attack_support import (
 )
 from tests.support.sockets import recv_line
 
-pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+pytestmark = [
+    pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 PASSWORD = "reader-attack"
 BOUND = 10.0

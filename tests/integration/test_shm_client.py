@@ -22,7 +22,10 @@ from blinkstore_gunicorn.shm import handout
 from harness.processes import StoreProcess
 from tests.conftest import StoreFactory
 
-pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+pytestmark = [
+    pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 
 def _info(store: StoreProcess) -> dict[str, Any]:

@@ -22,7 +22,10 @@ from harness.gunicorn import wait_until
 from harness.processes import StoreProcess, resp_command
 from tests.conftest import StoreFactory
 
-pytestmark = pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+pytestmark = [
+    pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 
 def _redis(store: StoreProcess) -> redis.Redis:

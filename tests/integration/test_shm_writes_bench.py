@@ -27,7 +27,7 @@ def test_tiny_redis_benchmark_run_has_every_peer_and_test() -> None:
     found = shm_writes.throughput(rounds=1, requests=2000)
     assert set(found) == {"SET", "INCR"}
     for peers in found.values():
-        assert set(peers) == {"on", "off", "redis"}
+        assert set(peers) == {"on", "on, Python", "off", "redis"}
         assert all(len(rps) == 1 and rps[0] > 0 for rps in peers.values())
 
 

@@ -23,7 +23,10 @@ from blinkstore_gunicorn.supervision.handover import (
     wait_for_go,
 )
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
 
 
 @pytest.fixture
@@ -56,22 +59,22 @@ def test_a_revoked_region_is_not_trusted_by_a_reader_that_holds_it(
     region: RegionWriter, reader: RegionReader
 ) -> None:
     region.publish(b"price", b"v1", 0, 0)
-    assert reader.get(b"price") == b"v1" and _alive(reader)
+    assert reader.lookup(b"price") == b"v1" and _alive(reader)
     revocation = Revocation(region.owner_fd)
     assert revocation.revoke()
-    assert reader.get(b"price") is FALLBACK and not _alive(reader)
+    assert reader.lookup(b"price") is FALLBACK and not _alive(reader)
     assert reader.get_many([b"price"]) == [FALLBACK]
     # The token decides, not the clock: even a heartbeat written after the revocation (a store
     # that is not quite dead) does not make the region trusted again.
     region.beat(time.monotonic_ns())
-    assert reader.get(b"price") is FALLBACK and not _alive(reader)
+    assert reader.lookup(b"price") is FALLBACK and not _alive(reader)
     assert not revocation.revoke(), "once"
 
 
 def test_a_forget_leaves_the_region_alone(region: RegionWriter, reader: RegionReader) -> None:
     region.publish(b"k", b"v", 0, 0)
     Revocation(region.owner_fd).forget()
-    assert reader.get(b"k") == b"v"
+    assert reader.lookup(b"k") == b"v"
 
 
 def test_revocation_needs_a_region() -> None:
@@ -144,9 +147,9 @@ def test_the_channel_carries_go_and_the_region(region: RegionWriter) -> None:
         theirs.close()  # the store exits
         view = RegionReader(*region.fds, 0)
         region.publish(b"k", b"v", 0, 0)
-        assert view.get(b"k") == b"v"
+        assert view.lookup(b"k") == b"v"
         assert channel.revoke() and channel.revoked and channel.eof
-        assert view.get(b"k") is FALLBACK
+        assert view.lookup(b"k") is FALLBACK
         view.close()
     finally:
         channel.close()

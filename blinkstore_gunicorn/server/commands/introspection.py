@@ -159,10 +159,10 @@ def _info_cpu(d: Dispatcher) -> list[tuple[str, object]]:
 
 
 def _info_keyspace(d: Dispatcher) -> list[tuple[str, object]]:
-    engine = d.engine.stats()
-    if not engine.keys:
+    keys = len(d.engine)  # not stats().keys: len() first adopts all of an inheritance
+    if not keys:
         return []
-    return [("db0", f"keys={engine.keys},expires={engine.expires},avg_ttl=0")]
+    return [("db0", f"keys={keys},expires={d.engine.stats().expires},avg_ttl=0")]
 
 
 _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
@@ -181,13 +181,16 @@ def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
     """The ``INFO`` text (Redis format) for the named sections, all of them by default."""
     wanted = {section.lower() for section in sections}
     if not wanted or wanted & {"all", "everything", "default"}:
-        wanted = set(_INFO_SECTIONS)
+        wanted = {*_INFO_SECTIONS, "upstream"}
     blocks = []
     for section, build in _INFO_SECTIONS.items():
         if section in wanted:
             title = "CPU" if section == "cpu" else section.capitalize()
             lines = [f"# {title}", *(f"{k}:{v}" for k, v in build(d))]
             blocks.append("\r\n".join(lines) + "\r\n")
+    if d.upstream is not None and "upstream" in wanted:
+        lines = ["# Upstream", *(f"{k}:{v}" for k, v in d.upstream.info())]
+        blocks.append("\r\n".join(lines) + "\r\n")
     return "\r\n".join(blocks)
 
 

@@ -1,0 +1,733 @@
+/*
+ * The shared region's hot paths in C: a reader's lookup and the writer's slot and block
+ * writes. Optional: blinkstore_gunicorn/shm/reader.py and writer.py are the reference, and
+ * everything here computes exactly what they compute (tests/unit/test_shm_native.py checks it).
+ *
+ * What C adds besides speed is memory order. The layout is a seqlock per slot (layout.py):
+ *   writer: seq = odd (relaxed); release fence; words and bytes; seq = even (release store)
+ *   reader: seq (acquire load); words and bytes; acquire fence; seq and token again
+ * so on a weakly ordered CPU (ARM, POWER) a reader that sees the even sequence twice also
+ * sees every byte written before it. Pure Python has no barriers; there the checksum
+ * (layout.checksum_by_default) covers the same risk.
+ *
+ * Every 8-byte word shared with another process is read and written with __atomic builtins
+ * (aligned 8-byte accesses, as in the Python paths); value and key bytes are copied with
+ * memcpy and validated by the sequence check afterwards, as a seqlock does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+/* Mirrors of layout.py (checked against it by the tests through constants()). */
+#define H_TOKEN 2
+#define H_HEARTBEAT 7
+#define META 0
+#define SEQ 1
+#define LOC 2
+#define EXPIRE 3
+#define SLOT_WORDS 4
+#define BLOCK_LENGTHS 0
+#define BLOCK_SLOT 1
+#define BLOCK_CHECKSUM 2
+#define BLOCK_HEADER 24
+#define LOC_SHIFT 24
+#define LOC_LEN_MASK 0xFFFFFFu
+#define MAX_PROBE 32
+#define STALE_NS 500000000LL
+#define SPINS 64 /* reader.py's _SPINS */
+#define COUNTER_BYTES (1024 * 8 * 8)
+
+static inline uint64_t load_relaxed(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline uint64_t load_acquire(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void store_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void store_release(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+static int64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* reader.py's `monotonic_ns() - w[H_HEARTBEAT] > STALE_NS`, for any heartbeat word (a
+ * difference of Python ints: no signed overflow here either). */
+static inline int heartbeat_stale(const uint64_t *w) {
+    uint64_t now = (uint64_t)clock_ns(CLOCK_MONOTONIC), beat = load_acquire(&w[H_HEARTBEAT]);
+    return now > beat && now - beat > (uint64_t)STALE_NS;
+}
+
+/* reader.py's `expire_at and expire_at <= time_ns() // 1_000_000`, for any deadline word. */
+static inline int expired(uint64_t expire_at) {
+    int64_t now_ms = clock_ns(CLOCK_REALTIME) / 1000000;
+    return expire_at && now_ms >= 0 && expire_at <= (uint64_t)now_ms;
+}
+
+/* -- layout.key_hash: (int.from_bytes(key, "little") * mul) % prime, low 32 bits --------- */
+
+static uint64_t key_hash(const unsigned char *key, Py_ssize_t n, uint64_t mul, uint64_t prime) {
+    /* Horner over 8-byte little-endian words from the most significant end; every partial
+     * remainder is below prime < 2**64, so r * 2**64 + word and r * mul fit in 128 bits, for
+     * any prime and multiplier a header word can hold (layout.py draws p < 2**62). */
+    Py_ssize_t words = n / 8, rest = n % 8;
+    uint64_t top = 0;
+    memcpy(&top, key + words * 8, (size_t)rest); /* little-endian CPUs only (setup.py) */
+    unsigned __int128 r = top % prime;
+    for (Py_ssize_t k = words - 1; k >= 0; k--) {
+        uint64_t word;
+        memcpy(&word, key + k * 8, 8);
+        r = ((r << 64) | word) % prime;
+    }
+    return (uint64_t)(r * mul % prime) & 0xFFFFFFFFu;
+}
+
+/* -- zlib.crc32 (IEEE, reflected) and layout.entry_checksum ------------------------------- */
+
+static uint32_t crc_table[8][256];
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xFF];
+}
+
+static uint32_t crc32_update(uint32_t crc, const unsigned char *p, size_t n) {
+    crc = ~crc;
+    while (n >= 8) { /* slicing by 8 */
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + 4, 4);
+        a ^= crc;
+        crc = crc_table[7][a & 0xFF] ^ crc_table[6][(a >> 8) & 0xFF] ^
+              crc_table[5][(a >> 16) & 0xFF] ^ crc_table[4][a >> 24] ^
+              crc_table[3][b & 0xFF] ^ crc_table[2][(b >> 8) & 0xFF] ^
+              crc_table[1][(b >> 16) & 0xFF] ^ crc_table[0][b >> 24];
+        p += 8;
+        n -= 8;
+    }
+    while (n--) crc = crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static uint64_t entry_checksum(const void *key, size_t nk, const void *value, size_t nv,
+                               uint64_t expire_at) {
+    uint32_t c = crc32_update(0, key, nk);
+    c = crc32_update(c, value, nv);
+    return crc32_update(c, (const unsigned char *)&expire_at, 8);
+}
+
+/* -- argument helpers -------------------------------------------------------------------- */
+
+static int as_u64(PyObject *o, uint64_t *out) {
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 0;
+}
+
+static int want_bytes(PyObject *o, const char *what) {
+    if (PyBytes_Check(o)) return 0;
+    PyErr_Format(PyExc_TypeError, "%s must be bytes, not %.100s", what, Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* ========================================================================================= */
+/* Lookup: one reader's view (reader.RegionReader owns it)                                   */
+/* ========================================================================================= */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer region; /* read-only mapping */
+    Py_buffer marks;  /* writable: counters, then the marks halves */
+    int open;
+    int checksum;
+    uint64_t mul, prime;
+    uint64_t *hits, *misses;
+    /* the adopted table (set_table); table == NULL until the first */
+    uint64_t *table;
+    uint64_t token, word_mask, slot_mask;
+    unsigned char *table_marks;
+    PyObject *on_stale; /* on_stale(key, mode): adopt the live table and read again */
+    PyObject *fallback; /* reader.FALLBACK */
+    PyObject *miss;     /* what a miss answers: None, or FALLBACK for a partial table */
+} Lookup;
+
+static int lookup_traverse(Lookup *self, visitproc visit, void *arg) {
+    Py_VISIT(self->on_stale);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->miss);
+    return 0;
+}
+
+static void lookup_release(Lookup *self) {
+    if (self->open) {
+        self->open = 0;
+        self->table = NULL;
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+    }
+}
+
+static int lookup_clear(Lookup *self) {
+    lookup_release(self);
+    Py_CLEAR(self->on_stale);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->miss);
+    return 0;
+}
+
+static void lookup_dealloc(Lookup *self) {
+    PyObject_GC_UnTrack(self);
+    lookup_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int lookup_init(Lookup *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"region", "marks", "counter", "checksum", "mul", "prime",
+                             "on_stale", "fallback", "miss", NULL};
+    PyObject *region, *marks, *on_stale, *fallback, *miss;
+    Py_ssize_t counter;
+    int checksum;
+    unsigned long long mul, prime;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOnpKKOOO", kwlist, &region, &marks, &counter,
+                                     &checksum, &mul, &prime, &on_stale, &fallback, &miss))
+        return -1;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "Lookup is already initialised");
+        return -1;
+    }
+    if (!prime || counter < 0 || counter >= 1024) {
+        PyErr_SetString(PyExc_ValueError, "bad hash secret or counter slot");
+        return -1;
+    }
+    if (PyObject_GetBuffer(region, &self->region, PyBUF_SIMPLE) < 0) return -1;
+    if (PyObject_GetBuffer(marks, &self->marks, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&self->region);
+        return -1;
+    }
+    if (self->marks.len < COUNTER_BYTES || self->region.len < 4096 ||
+        ((uintptr_t)self->region.buf | (uintptr_t)self->marks.buf) & 7) {
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+        PyErr_SetString(PyExc_ValueError, "not a region and its marks");
+        return -1;
+    }
+    self->open = 1;
+    self->checksum = checksum;
+    self->mul = mul;
+    self->prime = prime;
+    self->hits = (uint64_t *)self->marks.buf + counter * 8;
+    self->misses = self->hits + 1;
+    self->table = NULL;
+    Py_INCREF(on_stale);
+    Py_XSETREF(self->on_stale, on_stale);
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
+    Py_INCREF(miss);
+    Py_XSETREF(self->miss, miss);
+    return 0;
+}
+
+static PyObject *lookup_set_table(Lookup *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t offset, slots, token, marks_at;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "set_table(offset, slots, token, marks_offset)");
+        return NULL;
+    }
+    if (as_u64(args[0], &offset) || as_u64(args[1], &slots) || as_u64(args[2], &token) ||
+        as_u64(args[3], &marks_at))
+        return NULL;
+    /* reader._refresh validated these against the header; this guards the C view itself */
+    if (!self->open || !slots || slots & (slots - 1) || offset & 7 ||
+        offset > (uint64_t)self->region.len ||
+        slots > ((uint64_t)self->region.len - offset) / (SLOT_WORDS * 8) ||
+        marks_at > (uint64_t)self->marks.len || slots > (uint64_t)self->marks.len - marks_at) {
+        PyErr_SetString(PyExc_ValueError, "table outside the mappings");
+        return NULL;
+    }
+    self->table = (uint64_t *)((char *)self->region.buf + offset);
+    self->token = token;
+    self->slot_mask = slots - 1;
+    self->word_mask = slots * SLOT_WORDS - 1;
+    self->table_marks = (unsigned char *)self->marks.buf + marks_at;
+    Py_RETURN_NONE;
+}
+
+static PyObject *lookup_stale(Lookup *self, PyObject *key, long mode) {
+    PyObject *m = PyLong_FromLong(mode);
+    if (!m) return NULL;
+    PyObject *result = PyObject_CallFunctionObjArgs(self->on_stale, key, m, NULL);
+    Py_DECREF(m);
+    return result;
+}
+
+/* reader.RegionReader.get, step for step (see there for the why of each check). */
+static PyObject *lookup_get(Lookup *self, PyObject *const *args, Py_ssize_t nargs) {
+    long mode = 0;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "get(key, mode=0)");
+        return NULL;
+    }
+    PyObject *key = args[0];
+    if (want_bytes(key, "key")) return NULL;
+    if (nargs == 2) {
+        mode = PyLong_AsLong(args[1]);
+        if (mode == -1 && PyErr_Occurred()) return NULL;
+    }
+    if (!self->open) {
+        PyErr_SetString(PyExc_ValueError, "the region is closed");
+        return NULL;
+    }
+    if (!self->table) return lookup_stale(self, key, mode);
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(key);
+    Py_ssize_t nk = PyBytes_GET_SIZE(key);
+    const char *base = self->region.buf;
+    uint64_t size = (uint64_t)self->region.len;
+    uint64_t *w = (uint64_t *)self->region.buf;
+    uint64_t *t = self->table, token = self->token, word_mask = self->word_mask;
+    uint64_t h = key_hash(k, nk, self->mul, self->prime);
+    uint64_t want = (h << 32) + (uint64_t)nk;
+    uint64_t i = (h & self->slot_mask) << 2;
+    int probes = 0, spins = 0;
+    for (;;) {
+        uint64_t meta = load_relaxed(&t[i]);
+        if (meta == want) {
+            uint64_t seq = load_acquire(&t[i + SEQ]);
+            uint64_t loc = load_relaxed(&t[i + LOC]);
+            uint64_t expire_at = load_relaxed(&t[i + EXPIRE]);
+            uint64_t start = (loc >> LOC_SHIFT) + BLOCK_HEADER, nv = loc & LOC_LEN_MASK;
+            /* a value a torn read made up may point anywhere: only inside the mapping */
+            int same = loc && start <= size && (uint64_t)nk <= size - start &&
+                       nv <= size - start - (uint64_t)nk &&
+                       memcmp(base + start, k, (size_t)nk) == 0;
+            PyObject *value = NULL;
+            if (same) {
+                value = PyBytes_FromStringAndSize(base + start + nk, (Py_ssize_t)nv);
+                if (!value) return NULL;
+            }
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            uint64_t now_token = load_relaxed(&w[H_TOKEN]);
+            if (seq & 1 || load_relaxed(&t[i + SEQ]) != seq || now_token != token) {
+                Py_XDECREF(value);
+                if (now_token != token) return lookup_stale(self, key, mode);
+                if (++spins > SPINS) return Py_NewRef(self->fallback);
+                continue;
+            }
+            if (heartbeat_stale(w)) {
+                Py_XDECREF(value);
+                return lookup_stale(self, key, mode);
+            }
+            if (!loc) return Py_NewRef(self->fallback); /* "ask the store" */
+            if (same) {
+                if (self->checksum) {
+                    uint64_t at = (loc >> (LOC_SHIFT + 3)) + BLOCK_CHECKSUM;
+                    if (at >= size / 8 ||
+                        load_acquire(&w[at]) != entry_checksum(k, (size_t)nk,
+                                                               PyBytes_AS_STRING(value),
+                                                               (size_t)nv, expire_at)) {
+                        Py_DECREF(value);
+                        return Py_NewRef(self->fallback);
+                    }
+                }
+                if (expired(expire_at)) {
+                    Py_DECREF(value);
+                    break;
+                }
+                if (mode) {
+                    if (mode == 2) {
+                        Py_DECREF(value);
+                        return PyLong_FromUnsignedLongLong(expire_at);
+                    }
+                    return value;
+                }
+                unsigned char *mark = &self->table_marks[i >> 2];
+                if (!__atomic_load_n(mark, __ATOMIC_RELAXED))
+                    __atomic_store_n(mark, 1, __ATOMIC_RELAXED);
+                /* not an atomic add: the slot is this process's (reader.py wraps the same) */
+                store_relaxed(self->hits, load_relaxed(self->hits) + 1);
+                return value;
+            }
+        } else if (!meta) {
+            if (load_relaxed(&w[H_TOKEN]) != token || heartbeat_stale(w))
+                return lookup_stale(self, key, mode);
+            break;
+        }
+        if (++probes >= MAX_PROBE) {
+            if (load_relaxed(&w[H_TOKEN]) != token) return lookup_stale(self, key, mode);
+            return Py_NewRef(self->fallback);
+        }
+        i = (i + SLOT_WORDS) & word_mask;
+    }
+    if (!mode) store_relaxed(self->misses, load_relaxed(self->misses) + 1);
+    return Py_NewRef(self->miss);
+}
+
+static PyObject *lookup_close(Lookup *self, PyObject *unused) {
+    lookup_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef lookup_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))lookup_get, METH_FASTCALL,
+     "get(key, mode=0): reader.RegionReader.get in C."},
+    {"set_table", (PyCFunction)(void (*)(void))lookup_set_table, METH_FASTCALL,
+     "set_table(offset, slots, token, marks_offset): adopt a table reader._refresh checked."},
+    {"close", (PyCFunction)lookup_close, METH_NOARGS, "Release the mappings."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject LookupType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "blinkstore_gunicorn.shm._native.Lookup",
+    .tp_doc = "A reader's lookups in C over the region and marks mappings.",
+    .tp_basicsize = sizeof(Lookup),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)lookup_init,
+    .tp_dealloc = (destructor)lookup_dealloc,
+    .tp_traverse = (traverseproc)lookup_traverse,
+    .tp_clear = (inquiry)lookup_clear,
+    .tp_methods = lookup_methods,
+};
+
+/* ========================================================================================= */
+/* Publisher: the writer's stores into its own (writable) region                             */
+/* ========================================================================================= */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer region;
+    int open;
+    int checksum;
+} Publisher;
+
+static void publisher_dealloc(Publisher *self) {
+    if (self->open) PyBuffer_Release(&self->region);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"region", "checksum", NULL};
+    PyObject *region;
+    int checksum;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Op", kwlist, &region, &checksum)) return -1;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "Publisher is already initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(region, &self->region, PyBUF_WRITABLE) < 0) return -1;
+    if ((uintptr_t)self->region.buf & 7) {
+        PyBuffer_Release(&self->region);
+        PyErr_SetString(PyExc_ValueError, "region not 8-byte aligned");
+        return -1;
+    }
+    self->open = 1;
+    self->checksum = checksum;
+    return 0;
+}
+
+/* The words of the slot starting at region word slotw, or NULL (exception set). */
+static uint64_t *slot_at(Publisher *self, PyObject *o) {
+    uint64_t slotw;
+    if (as_u64(o, &slotw)) return NULL;
+    if (!self->open || slotw > (uint64_t)self->region.len / 8 - SLOT_WORDS) {
+        PyErr_SetString(PyExc_ValueError, "slot outside the region");
+        return NULL;
+    }
+    return (uint64_t *)self->region.buf + slotw;
+}
+
+/* The block at byte offset o if nk + nv bytes fit after its header, or NULL. */
+static char *block_at(Publisher *self, PyObject *o, uint64_t nk, uint64_t nv) {
+    uint64_t block, size = (uint64_t)self->region.len;
+    if (as_u64(o, &block)) return NULL;
+    if (block & 7 || block > size || size - block < BLOCK_HEADER + nk + nv ||
+        nv > LOC_LEN_MASK) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    return (char *)self->region.buf + block;
+}
+
+static inline uint64_t open_slot(uint64_t *s) {
+    uint64_t seq = load_relaxed(&s[SEQ]);
+    store_relaxed(&s[SEQ], seq + 1);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return seq;
+}
+
+static inline void set_checksum(Publisher *self, char *block, const char *k, size_t nk,
+                                const char *v, size_t nv, uint64_t expire_at) {
+    if (self->checksum)
+        store_relaxed((uint64_t *)block + BLOCK_CHECKSUM, entry_checksum(k, nk, v, nv, expire_at));
+}
+
+/* layout.block_size */
+static uint64_t block_size(uint64_t n) {
+    if (n <= 256) return (n + 15) & ~(uint64_t)15;
+    int bits = 64 - __builtin_clzll(n);
+    uint64_t step = (uint64_t)1 << (bits - 5);
+    return (n + step - 1) & ~(step - 1);
+}
+
+#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+
+/* overwrite(block, key, value, expire_at, half, t0, slots, max_value): writer.publish's common
+ * case in one call: the key's block (at byte offset block) is in the live table's half and the
+ * new value fits a block of the same size, so it is rewritten in place. Returns the slot, or
+ * -1 when that is not the case (the caller takes the general path; nothing was written). */
+static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t block, expire_at, half, t0, slots, max_value;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "overwrite(block, key, value, expire_at, half, t0, slots, max_value)");
+        return NULL;
+    }
+    if (as_u64(args[0], &block) || want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
+        as_u64(args[3], &expire_at) || as_u64(args[4], &half) || as_u64(args[5], &t0) ||
+        as_u64(args[6], &slots) || as_u64(args[7], &max_value))
+        return NULL;
+    uint64_t size = (uint64_t)self->region.len;
+    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    const char *k = PyBytes_AS_STRING(args[1]), *v = PyBytes_AS_STRING(args[2]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[1]), nv = (uint64_t)PyBytes_GET_SIZE(args[2]);
+    char *base = (char *)self->region.buf;
+    uint64_t *bw = (uint64_t *)(base + block);
+    uint64_t tag = load_relaxed(&bw[BLOCK_SLOT]), old = load_relaxed(&bw[BLOCK_LENGTHS]);
+    uint64_t slot = tag & (((uint64_t)1 << HALF_SHIFT) - 1), lengths = nk << 32 | nv;
+    if (tag >> HALF_SHIFT != half || slot >= slots || nv > max_value ||
+        (old != lengths && block_size(BLOCK_HEADER + nk + nv) !=
+                               block_size(BLOCK_HEADER + (old >> 32) + (old & 0xFFFFFFFFu))))
+        return PyLong_FromLong(-1);
+    uint64_t slotw = t0 + slot * SLOT_WORDS;
+    if (slotw > size / 8 - SLOT_WORDS || nv > LOC_LEN_MASK ||
+        size - block - BLOCK_HEADER < nk + nv) {
+        PyErr_SetString(PyExc_ValueError, "slot or block outside the region");
+        return NULL;
+    }
+    uint64_t *s = (uint64_t *)base + slotw;
+    uint64_t seq = open_slot(s);
+    memcpy(base + block + BLOCK_HEADER + nk, v, nv);
+    if (old != lengths) {
+        store_relaxed(&bw[BLOCK_LENGTHS], lengths);
+        store_relaxed(&s[LOC], block << LOC_SHIFT | nv);
+    }
+    set_checksum(self, base + block, k, nk, v, nv, expire_at);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    return PyLong_FromUnsignedLongLong(slot);
+}
+
+/* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
+static PyObject *publisher_block_bytes(Publisher *self, PyObject *arg) {
+    uint64_t block;
+    if (as_u64(arg, &block)) return NULL;
+    if (!self->open || block & 7 || block > (uint64_t)self->region.len - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    uint64_t lengths = load_relaxed((uint64_t *)((char *)self->region.buf + block) + BLOCK_LENGTHS);
+    return PyLong_FromUnsignedLongLong(
+        block_size(BLOCK_HEADER + (lengths >> 32) + (lengths & 0xFFFFFFFFu)));
+}
+
+/* rewrite(slotw, block, key, value, expire_at): writer.publish's in-place overwrite (same
+ * block size): the value, the lengths and LOC if the length changed, checksum, deadline. */
+static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "rewrite(slotw, block, key, value, expire_at)");
+        return NULL;
+    }
+    if (want_bytes(args[2], "key") || want_bytes(args[3], "value") || as_u64(args[4], &expire_at))
+        return NULL;
+    const char *k = PyBytes_AS_STRING(args[2]), *v = PyBytes_AS_STRING(args[3]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
+    uint64_t *s = slot_at(self, args[0]);
+    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
+    if (!block) return NULL;
+    uint64_t *bw = (uint64_t *)block, lengths = nk << 32 | nv;
+    uint64_t seq = open_slot(s);
+    memcpy(block + BLOCK_HEADER + nk, v, nv);
+    if (load_relaxed(&bw[BLOCK_LENGTHS]) != lengths) {
+        store_relaxed(&bw[BLOCK_LENGTHS], lengths);
+        store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
+    }
+    set_checksum(self, block, k, nk, v, nv, expire_at);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    Py_RETURN_NONE;
+}
+
+/* place(slotw, block, tag, key, value, meta, expire_at): fill a fresh block (not visible yet:
+ * no slot points at it) and point the slot at it, under the slot's sequence. */
+static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t tag, meta, expire_at;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "place(slotw, block, tag, key, value, meta, expire_at)");
+        return NULL;
+    }
+    if (as_u64(args[2], &tag) || want_bytes(args[3], "key") || want_bytes(args[4], "value") ||
+        as_u64(args[5], &meta) || as_u64(args[6], &expire_at))
+        return NULL;
+    const char *k = PyBytes_AS_STRING(args[3]), *v = PyBytes_AS_STRING(args[4]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[3]), nv = (uint64_t)PyBytes_GET_SIZE(args[4]);
+    uint64_t *s = slot_at(self, args[0]);
+    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
+    if (!block) return NULL;
+    uint64_t *bw = (uint64_t *)block;
+    store_relaxed(&bw[BLOCK_SLOT], tag);
+    memcpy(block + BLOCK_HEADER, k, nk);
+    memcpy(block + BLOCK_HEADER + nk, v, nv);
+    store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
+    set_checksum(self, block, k, nk, v, nv, expire_at);
+    uint64_t seq = open_slot(s);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    Py_RETURN_NONE;
+}
+
+/* update(slotw, meta, loc, expire_at): writer._update. */
+static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t meta, loc, expire_at;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "update(slotw, meta, loc, expire_at)");
+        return NULL;
+    }
+    uint64_t *s = slot_at(self, args[0]);
+    if (!s || as_u64(args[1], &meta) || as_u64(args[2], &loc) || as_u64(args[3], &expire_at))
+        return NULL;
+    uint64_t seq = open_slot(s);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[LOC], loc);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    Py_RETURN_NONE;
+}
+
+static PyObject *publisher_close(Publisher *self, PyObject *unused) {
+    if (self->open) {
+        self->open = 0;
+        PyBuffer_Release(&self->region);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef publisher_methods[] = {
+    {"overwrite", (PyCFunction)(void (*)(void))publisher_overwrite, METH_FASTCALL,
+     "overwrite(block, key, value, expire_at, half, t0, slots, max_value): slot or -1."},
+    {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
+     "block_bytes(block): the bytes of the block at that offset."},
+    {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,
+     "rewrite(slotw, block, key, value, expire_at): an in-place overwrite."},
+    {"place", (PyCFunction)(void (*)(void))publisher_place, METH_FASTCALL,
+     "place(slotw, block, tag, key, value, meta, expire_at): a new block, then the slot."},
+    {"update", (PyCFunction)(void (*)(void))publisher_update, METH_FASTCALL,
+     "update(slotw, meta, loc, expire_at): rewrite a slot under its sequence."},
+    {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mapping."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject PublisherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "blinkstore_gunicorn.shm._native.Publisher",
+    .tp_doc = "The writer's slot and block stores in C, with release ordering.",
+    .tp_basicsize = sizeof(Publisher),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)publisher_init,
+    .tp_dealloc = (destructor)publisher_dealloc,
+    .tp_methods = publisher_methods,
+};
+
+/* ========================================================================================= */
+
+static PyObject *py_key_hash(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t mul, prime;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "key_hash(key, mul, prime)");
+        return NULL;
+    }
+    if (want_bytes(args[0], "key") || as_u64(args[1], &mul) || as_u64(args[2], &prime))
+        return NULL;
+    if (!prime) {
+        PyErr_SetString(PyExc_ValueError, "prime must be positive");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(key_hash((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                                PyBytes_GET_SIZE(args[0]), mul, prime));
+}
+
+static PyObject *py_entry_checksum(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "entry_checksum(key, value, expire_at)");
+        return NULL;
+    }
+    if (want_bytes(args[0], "key") || want_bytes(args[1], "value") || as_u64(args[2], &expire_at))
+        return NULL;
+    return PyLong_FromUnsignedLongLong(
+        entry_checksum(PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]),
+                       PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]), expire_at));
+}
+
+static PyObject *py_block_size(PyObject *mod, PyObject *arg) {
+    uint64_t n;
+    if (as_u64(arg, &n)) return NULL;
+    if (n >> 62) {
+        PyErr_SetString(PyExc_ValueError, "size out of range");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(block_size(n));
+}
+
+static PyObject *py_constants(PyObject *mod, PyObject *unused) {
+    return Py_BuildValue("{sisisisisisisisisisisisisisLsi}", "H_TOKEN", H_TOKEN, "H_HEARTBEAT",
+                         H_HEARTBEAT, "META", META, "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
+                         "SLOT_WORDS", SLOT_WORDS, "BLOCK_LENGTHS", BLOCK_LENGTHS, "BLOCK_SLOT",
+                         BLOCK_SLOT, "BLOCK_CHECKSUM", BLOCK_CHECKSUM, "BLOCK_HEADER",
+                         BLOCK_HEADER, "LOC_SHIFT", LOC_SHIFT, "MAX_PROBE", MAX_PROBE,
+                         "STALE_NS", (long long)STALE_NS, "COUNTER_BYTES", COUNTER_BYTES);
+}
+
+static PyMethodDef module_methods[] = {
+    {"key_hash", (PyCFunction)(void (*)(void))py_key_hash, METH_FASTCALL,
+     "layout.key_hash in C."},
+    {"entry_checksum", (PyCFunction)(void (*)(void))py_entry_checksum, METH_FASTCALL,
+     "layout.entry_checksum in C."},
+    {"block_size", (PyCFunction)py_block_size, METH_O, "layout.block_size in C."},
+    {"constants", (PyCFunction)py_constants, METH_NOARGS,
+     "The layout constants compiled in (the tests compare them with layout.py)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef native_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_native",
+    .m_doc = "The shared region's hot paths in C (optional).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    crc_init();
+    if (PyType_Ready(&LookupType) < 0 || PyType_Ready(&PublisherType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&native_module);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "Lookup", (PyObject *)&LookupType) < 0 ||
+        PyModule_AddObjectRef(m, "Publisher", (PyObject *)&PublisherType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

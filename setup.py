@@ -1,0 +1,30 @@
+"""Build configuration beyond pyproject.toml: the optional C helper for the shared region.
+
+``blinkstore_gunicorn/shm/_native.c`` speeds up the region's hot paths (a reader's lookup, the
+writer's slot stores) and gives them real acquire/release ordering. It is optional: without a
+C compiler (or on a platform it does not target) the build goes on without it and the pure-
+Python reader and writer, the reference, do the same work. Wheels: see docs/how-it-works.md.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from setuptools import Extension, setup
+
+# The C code needs Linux (memfd regions), a 64-bit compiler with __int128, and a little-endian
+# CPU (it loads the key as the little-endian integer layout.key_hash defines).
+_TARGETED = sys.platform == "linux" and sys.maxsize > 2**32 and sys.byteorder == "little"
+
+setup(
+    ext_modules=[
+        Extension(
+            "blinkstore_gunicorn.shm._native",
+            sources=["blinkstore_gunicorn/shm/_native.c"],
+            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            optional=True,
+        )
+    ]
+    if _TARGETED
+    else [],
+)
