@@ -351,6 +351,17 @@ def test_a_snapshot_directory_that_is_missing_stops_the_start_naming_the_setting
     assert f"directory {missing.parent} does not exist" in started.stderr
 
 
+def test_a_near_cache_refuses_a_snapshot(tmp_path: Path) -> None:
+    # Refused at start, before the upstream is reached (none listens on port 1).
+    socket_path = str(tmp_path / "store.sock")
+    snapshot = str(tmp_path / SNAPSHOT)
+    args = ("--unix", socket_path, "--snapshot", snapshot, "--upstream", "redis://127.0.0.1:1")
+    started = blinkstore_cli("serve", *args)
+    assert started.returncode == 2
+    assert "--snapshot (BLINKSTORE_SNAPSHOT)" in started.stderr
+    assert "a near cache (--upstream) keeps no snapshot" in started.stderr
+
+
 @pytest.mark.skipif(EXPORTER is None, reason="prometheus-redis-exporter is not installed")
 def test_redis_exporter_persistence_metrics(
     blinkstore_factory: StoreFactory, tmp_path: Path
