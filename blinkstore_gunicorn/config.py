@@ -73,21 +73,10 @@ class ConfigError(ValueError):
 
 # --- sizes ----------------------------------------------------------------------------------
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": KiB,
-    "kb": KiB,
-    "kib": KiB,
-    "m": MiB,
-    "mb": MiB,
-    "mib": MiB,
-    "g": GiB,
-    "gb": GiB,
-    "gib": GiB,
-    "t": 1024 * GiB,
-    "tb": 1024 * GiB,
-    "tib": 1024 * GiB,
+_UNITS = {"": 1, "b": 1} | {
+    unit + suffix: size
+    for unit, size in (("k", KiB), ("m", MiB), ("g", GiB), ("t", 1024 * GiB))
+    for suffix in ("", "b", "ib")
 }
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*\Z")
 
@@ -193,9 +182,7 @@ def parse_tcp(value: str) -> TcpAddress:
     elif text.count(":") == 1:
         host_part, port_text = text.split(":")
         host = host_part or DEFAULT_TCP_HOST
-    elif ":" in text:
-        host = text  # a bare IPv6 address
-    else:
+    else:  # a name, an IPv4 or a bare IPv6 address
         host = text
     if not port_text:
         return TcpAddress(host, DEFAULT_TCP_PORT)
@@ -226,18 +213,28 @@ def _parse_text(value: str | int) -> str:
     return str(value)
 
 
-def _parse_log_level(value: str | int) -> str:
-    level = str(value).strip().lower()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"invalid log level {value!r}: expected one of {', '.join(LOG_LEVELS)}")
-    return level
+def _parse_seconds(value: str | int) -> float:
+    if not re.fullmatch(r"\s*(\d+(\.\d*)?|\.\d+)\s*", str(value)):
+        raise ValueError(f"invalid duration {value!r}: expected 0 or more seconds (60, 0.5)")
+    return float(value)
 
 
-def _parse_shm(value: str | int) -> str:
-    mode = str(value).strip().lower()
-    if mode not in SHM_MODES:
-        raise ValueError(f"invalid mode {value!r}: expected one of {', '.join(SHM_MODES)}")
-    return mode
+def _one_of(choices: tuple[str, ...], what: str) -> Callable[[str | int], str]:
+    def parse(value: str | int) -> str:
+        choice = str(value).strip().lower()
+        if choice not in choices:
+            raise ValueError(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
+        return choice
+
+    return parse
+
+
+_parse_log_level, _parse_shm = _one_of(LOG_LEVELS, "log level"), _one_of(SHM_MODES, "mode")
+_SNAPSHOT_HELP = (
+    "save every key to this file (Redis RDB, mode 0600) on stop, load it on start (empty: off)",
+    "with --snapshot: also save in the background this often when something changed"
+    " (default 60, 0 = on stop only)",
+)
 
 
 @dataclass(frozen=True)
@@ -321,6 +318,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "SIZE",
     ),
     SettingSpec("upstream", checked_upstream, UPSTREAM_HELP, "URL", secret=True),
+    SettingSpec("snapshot", _parse_text, _SNAPSHOT_HELP[0], "PATH"),
+    SettingSpec("snapshot_interval", _parse_seconds, _SNAPSHOT_HELP[1], "SECONDS"),
     SettingSpec(
         "busy_reply_threshold",
         _parse_count,
@@ -359,6 +358,8 @@ class StoreSettings:
     log_level: str = "info"
     shm: str = "on"
     shm_max_value: int = 64 * KiB
+    snapshot: str | None = None
+    snapshot_interval: float = 60.0
     upstream: str | None = None
     busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD
 
@@ -469,11 +470,8 @@ class StoreSettings:
         overrides: Mapping[str, str | int | None] | None = None,
     ) -> StoreSettings:
         """Settings from ``BLINKSTORE_*`` variables, with ``overrides`` (e.g. flags) winning."""
-        values: dict[str, str | int | None] = dict(cls.env_values(environ))
-        for name, raw in (overrides or {}).items():
-            if raw is not None:
-                values[name] = raw
-        return cls.from_mapping(values)
+        given = {name: raw for name, raw in (overrides or {}).items() if raw is not None}
+        return cls.from_mapping({**cls.env_values(environ), **given})
 
     def _raw_items(self) -> Iterable[tuple[str, str]]:
         for spec in SETTINGS:

@@ -28,7 +28,7 @@ from blinkstore_gunicorn.config import ConfigError
 __all__ = ["SUBCOMMAND_MODULES", "build_parser", "main"]
 
 #: Modules (relative to this package) whose ``register(subparsers)`` adds subcommands.
-SUBCOMMAND_MODULES = ("serve", "run", "ops")
+SUBCOMMAND_MODULES = ("serve", "run", "ops", "snapshot")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,7 +29,7 @@ from blinkstore_gunicorn.client import (
 from blinkstore_gunicorn.config import human_size
 from blinkstore_gunicorn.registry import StoreEntry
 
-__all__ = ["EXIT_NOT_FOUND", "EXIT_UNREACHABLE", "EXIT_USAGE", "register"]
+__all__ = ["EXIT_NOT_FOUND", "EXIT_UNREACHABLE", "EXIT_USAGE", "common_arguments", "register"]
 
 EXIT_UNREACHABLE: Final = 1
 EXIT_USAGE: Final = 2
@@ -265,7 +265,7 @@ def _add_timeout(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(parser: argparse.ArgumentParser, namespace: bool = True) -> None:
+def common_arguments(parser: argparse.ArgumentParser, namespace: bool = True) -> None:
     parser.add_argument(
         "--url",
         default=None,
@@ -293,7 +293,7 @@ def _add(
     namespace: bool = True,
 ) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
-    _common(parser, namespace)
+    common_arguments(parser, namespace)
     parser.set_defaults(handler=lambda args: _run(args, action))
     return parser
 

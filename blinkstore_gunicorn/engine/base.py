@@ -86,17 +86,24 @@ class EngineStats:
 class WatchedKeys(dict[bytes, int]):
     """The keys the server WATCHes, each with a count of its changes: every write, TTL change,
     deletion, expiry, eviction or flush of a key in here adds 1 (the server adds and removes
-    the keys; the engine counts)."""
+    the keys; the engine counts). :attr:`changes` counts the changes of every key."""
 
-    __slots__ = ()
+    __slots__ = ("changes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Changes of any key so far: a snapshot is due when it moved since the last one.
+        self.changes = 0
 
     def changed(self, key: bytes) -> None:
-        """Count a change of ``key`` if it is watched."""
+        """Count a change of ``key`` (and of the key itself if it is watched)."""
+        self.changes += 1
         if key in self:
             self[key] += 1
 
     def flushed(self) -> None:
         """Count a change of every watched key (all keys went)."""
+        self.changes += 1
         for key in self:
             self[key] += 1
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine.base import EngineError, EntryTooLarge, KeyTooLarge, WatchedKeys
@@ -318,6 +318,18 @@ class Keyspace:
             matches = compile_pattern(match)
             found = [key for key in found if matches(key)]
         return cursor, found
+
+    def items(self) -> Iterator[tuple[bytes, Stored, int | None]]:
+        """Every key not expired at the call, with what the dicts hold for it (a region
+        block's offset for a string the region holds) and its deadline; no use of a key.
+        The engine must not change while the iterator runs (a snapshot walks it)."""
+        now = self._clock_ms()
+        deadlines = self._deadlines
+        for part in (self._behind, self._ahead):
+            for key, value in dict.items(part):
+                deadline = deadlines.get(key) if deadlines else None
+                if deadline is None or deadline > now:
+                    yield key, value, deadline
 
     def _all_keys(self) -> list[bytes]:
         # dict.keys reads the underlying dict's entry array (~5 ns a key); iterating the

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
     from blinkstore_gunicorn.server.upstream import Upstream
+    from blinkstore_gunicorn.storage.saving import Snapshots
 
 __all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
 
@@ -233,6 +234,7 @@ class Dispatcher:
         "preauth_table",
         "pubsub",
         "scripting",
+        "snapshots",
         "stats",
         "upstream",
         "watchers",
@@ -276,6 +278,8 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: The store's snapshot file (``INFO persistence``, SAVE, BGSAVE); none without a store.
+        self.snapshots: Snapshots | None = None
         #: The Redis/Valkey this store is a near cache of (``server/upstream/``), if any.
         self.upstream: Upstream | None = None
         #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).

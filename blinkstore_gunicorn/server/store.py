@@ -33,6 +33,7 @@ from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.shm.fds import make_undumpable
 from blinkstore_gunicorn.shm.generation import Generation, generation_path
 from blinkstore_gunicorn.shm.writer import RegionWriter
+from blinkstore_gunicorn.storage.saving import Snapshots
 
 __all__ = ["EXPIRY_INTERVAL", "StoreServer", "serve", "wall_clock_ms"]
 
@@ -122,6 +123,9 @@ class StoreServer:
             pubsub_limit=settings.pubsub_buffer_limit,
             busy_threshold_ms=settings.busy_reply_threshold,
         )
+        #: The snapshot file (``snapshot`` setting): loaded before serving, saved on stop.
+        self.snapshots = self.dispatcher.snapshots = Snapshots(settings.snapshot, self.engine)
+        self._snapshot_ticker: Ticker | None = None
         #: The Redis/Valkey this store is a near cache of (``upstream`` setting).
         self.upstream = Upstream(settings.upstream, self.dispatcher) if settings.upstream else None
         if self.upstream is not None:
@@ -180,6 +184,11 @@ class StoreServer:
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         self.stats.event_loop = type(loop).__module__.split(".")[0]
+        unusable = self.snapshots.unusable()
+        if unusable is None and self.upstream is not None and self.snapshots.path is not None:
+            unusable = "a near cache (--upstream) keeps no snapshot: its data is the upstream's"
+        if unusable is not None:
+            raise ConfigError("snapshot", unusable)
         try:
             if self.settings.unix is not None:
                 await self._listen_unix(loop, self.settings.unix)
@@ -193,6 +202,14 @@ class StoreServer:
             raise
         if self.region is not None:
             self._heartbeat = Ticker(loop, HEARTBEAT_INTERVAL, self._beat)
+        # Bound but not serving yet: connections queue until the snapshot is in.
+        self.snapshots.load(self.dispatcher.clock_ms())
+        for listener in self._listeners:
+            await listener.start_serving()
+        if self.snapshots.path is not None and self.settings.snapshot_interval > 0:
+            self._snapshot_ticker = Ticker(
+                loop, self.settings.snapshot_interval, self.snapshots.periodic
+            )
         if self.upstream is not None:
             self.upstream.start()
             log.info("near cache of upstream %s", self.upstream.display)
@@ -249,7 +266,7 @@ class StoreServer:
         self._adopt()
         sock.setblocking(False)
         server = await loop.create_unix_server(
-            lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
+            lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG, start_serving=False
         )
         self._listeners.append(server)
         self.stats.unix_path = path
@@ -363,6 +380,7 @@ class StoreServer:
                 port,
                 reuse_address=True,
                 backlog=LISTEN_BACKLOG,
+                start_serving=False,
             )
         except OSError as exc:
             reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -408,13 +426,12 @@ class StoreServer:
         if self._stopped:
             return
         self._stopped = True
-        for ticker in (self._heartbeat, self._expiry, self._audit):
+        for ticker in (self._heartbeat, self._expiry, self._audit, self._snapshot_ticker):
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
         if self.upstream is not None:
             self.upstream.close()
-        self._close_region()
         self._remove_socket_file()
         for connection in list(self.connections):
             connection.close_gracefully()
@@ -425,6 +442,9 @@ class StoreServer:
             connection.abort()
         # Give aborted transports a loop iteration to call connection_lost.
         await asyncio.sleep(0)
+        # Nothing writes any more; the region still holds its strings.
+        self.snapshots.stop()
+        self._close_region()
         log.info(
             "blinkstore stopped (pid %d, uptime %ds, %d commands)",
             os.getpid(),

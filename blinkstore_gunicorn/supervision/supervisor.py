@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.config import env_name, without_setting_variables
+from blinkstore_gunicorn.supervision import snapshots
 from blinkstore_gunicorn.supervision.handover import HeldRegion, StoreChannel, channel_pair
 from blinkstore_gunicorn.supervision.output import Logger, OutputPipe, StoreOutput
 from blinkstore_gunicorn.supervision.runtime import (
@@ -289,7 +290,8 @@ class StoreSupervisor:
 
     def _wait_ready(self, store: _StoreProcess) -> str:
         """Wait for the first PONG; return why the store is not ready, or "" when it is."""
-        deadline = time.monotonic() + self.start_timeout
+        limit = self.start_timeout + snapshots.start_allowance(self.serve_args)
+        deadline = time.monotonic() + limit
         while True:
             if ping(self.socket_path, 0.2, self.password):
                 # A store that answers and then rejects a setting (a busy TCP port) dies right
@@ -303,10 +305,7 @@ class StoreSupervisor:
                     return "the store exited before it answered PING"
                 return f"the store exited with {describe_status(status)}"
             if time.monotonic() >= deadline:
-                return (
-                    f"the store did not answer PING on {self.socket_path} within "
-                    f"{self.start_timeout:g} s"
-                )
+                return f"the store did not answer PING on {self.socket_path} within {limit:g} s"
             time.sleep(0.05)
 
     def _failure_message(self, why: str) -> str:
@@ -514,13 +513,14 @@ class StoreSupervisor:
         except (OSError, ValueError):
             return True
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         """Stop the store (it removes its socket), then remove the runtime directory.
 
         Closing the lifeline is the stop request (the standby leaves on it too); SIGKILL
-        follows after ``timeout`` seconds.
+        follows after ``timeout`` seconds (by default :func:`snapshots.stop_timeout`).
         """
         global _current
+        timeout = snapshots.stop_timeout(self.serve_args) if timeout is None else timeout
         self._stopping = True
         if self._stop_pipe is not None:
             with contextlib.suppress(OSError):

@@ -454,6 +454,7 @@ def test_info_sections(r: Harness) -> None:
         "# Server",
         "# Clients",
         "# Memory",
+        "# Persistence",
         "# Stats",
         "# Replication",
         "# CPU",

@@ -12,6 +12,7 @@
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
+``persistence``    SAVE, BGSAVE, LASTSAVE (rdb.c; the file is ``storage/``)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
 ``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -45,6 +46,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     locks,
     mpop,
     objects,
+    persistence,
     pubsub,
     ratelimit,
     scripting,

@@ -136,6 +136,12 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
     ]
 
 
+def _info_persistence(d: Dispatcher) -> list[tuple[str, object]]:
+    if d.snapshots is not None:
+        return d.snapshots.info()
+    return [("loading", 0), ("rdb_bgsave_in_progress", 0), ("rdb_last_bgsave_status", "ok")]
+
+
 def _info_replication(d: Dispatcher) -> list[tuple[str, object]]:
     # One store per host, never a replica: dashboards label instances by role.
     return [("role", "master"), ("connected_slaves", 0)]
@@ -163,6 +169,7 @@ _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "server": _info_server,
     "clients": _info_clients,
     "memory": _info_memory,
+    "persistence": _info_persistence,
     "stats": _info_stats,
     "replication": _info_replication,
     "cpu": _info_cpu,

@@ -1,0 +1,175 @@
+"""The compact encodings redis-server 7.0 writes inside an RDB file, decoded (and listpacks
+written).
+
+Redis keeps small objects in flat blobs and saves them as they are: a list as a quicklist of
+*listpacks*, a small hash or sorted set as one listpack, a set of integers as an *intset*; any
+string longer than 20 bytes may be LZF-compressed. Blinkstore writes the plain types where
+there are some, so it only needs to read these; a stream has no plain type, so its nodes are
+written as the listpacks Redis keeps them in. Each decoder raises :class:`FormatError` on a
+blob that does not parse, never an ``IndexError`` or a half result.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FormatError", "intset_members", "listpack", "listpack_items", "lzf_decompress"]
+
+
+class FormatError(ValueError):
+    """The bytes are not what the format says (the message says where)."""
+
+
+def lzf_decompress(data: bytes, size: int) -> bytes:
+    """LZF (liblzf, as Redis uses it) ``data`` back into its ``size`` bytes."""
+    out = bytearray()
+    i, end = 0, len(data)
+    try:
+        while i < end:
+            ctrl = data[i]
+            i += 1
+            if ctrl < 32:  # a literal run of ctrl + 1 bytes
+                run = ctrl + 1
+                if i + run > end:
+                    raise FormatError("LZF literal past the end of the data")
+                out += data[i : i + run]
+                i += run
+                continue
+            length = ctrl >> 5
+            if length == 7:
+                length += data[i]
+                i += 1
+            start = len(out) - ((ctrl & 0x1F) << 8) - data[i] - 1
+            i += 1
+            length += 2
+            if start < 0:
+                raise FormatError("LZF back reference before the start of the data")
+            if start + length <= len(out):
+                out += out[start : start + length]
+            else:  # the copy overlaps what it writes: byte by byte, as liblzf does
+                for k in range(length):
+                    out.append(out[start + k])
+    except IndexError:
+        raise FormatError("LZF data ends inside an instruction") from None
+    if len(out) != size:
+        raise FormatError(f"LZF data holds {len(out)} bytes, its header says {size}")
+    return bytes(out)
+
+
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+def _backlen_bytes(size: int) -> int:
+    """Bytes of the back length that follows a listpack entry of ``size`` bytes."""
+    for n, bound in enumerate((128, 16383, 2097151, 268435455), 1):
+        if size < bound:
+            return n
+    return 5
+
+
+def _backlen(size: int) -> bytes:
+    """The back length of an entry of ``size`` bytes: 7 bits a byte, most significant first,
+    every byte but the first with its top bit set (read from the end by a reverse walk)."""
+    n = _backlen_bytes(size)
+    return bytes((size >> 7 * (n - 1 - i)) & 0x7F | (0x80 if i else 0) for i in range(n))
+
+
+# The smallest of the listpack's integer encodings that holds a value: (low, high, tag, bytes).
+_INT_ENCODINGS = (
+    (-(1 << 15), (1 << 15) - 1, 0xF1, 2),
+    (-(1 << 23), (1 << 23) - 1, 0xF2, 3),
+    (-(1 << 31), (1 << 31) - 1, 0xF3, 4),
+    (-(1 << 63), (1 << 63) - 1, 0xF4, 8),
+)
+
+
+def _listpack_entry(item: bytes | int) -> bytes:
+    if isinstance(item, int):
+        if 0 <= item <= 127:
+            return bytes((item,))
+        if -4096 <= item <= 4095:
+            item &= 0x1FFF
+            return bytes((0xC0 | item >> 8, item & 0xFF))
+        for low, high, tag, width in _INT_ENCODINGS:
+            if low <= item <= high:
+                return bytes((tag,)) + item.to_bytes(width, "little", signed=True)
+        raise ValueError(f"{item} does not fit a listpack integer")
+    n = len(item)
+    if n < 64:
+        return bytes((0x80 | n,)) + item
+    if n < 4096:
+        return bytes((0xE0 | n >> 8, n & 0xFF)) + item
+    return b"\xf0" + n.to_bytes(4, "little") + item
+
+
+def listpack(items: list[bytes | int]) -> bytes:
+    """A listpack of ``items`` (integers in the integer encodings, as Redis writes them)."""
+    body = bytearray()
+    for item in items:
+        entry = _listpack_entry(item)
+        body += entry
+        body += _backlen(len(entry))
+    size = 6 + len(body) + 1
+    count = min(len(items), 0xFFFF)  # 0xFFFF: "count them"
+    return size.to_bytes(4, "little") + count.to_bytes(2, "little") + bytes(body) + b"\xff"
+
+
+def listpack_items(blob: bytes) -> list[bytes]:
+    """The elements of a listpack, integers as their decimal text (as Redis returns them)."""
+    if len(blob) < 7 or int.from_bytes(blob[:4], "little") != len(blob) or blob[-1] != 0xFF:
+        raise FormatError("listpack header does not match its size")
+    items: list[bytes] = []
+    i, end = 6, len(blob) - 1
+    try:
+        while i < end:
+            b = blob[i]
+            if b < 0x80:  # 7-bit unsigned integer
+                items.append(str(b).encode())
+                size = 1
+            elif b < 0xC0:  # string up to 63 bytes
+                n = b & 0x3F
+                items.append(blob[i + 1 : i + 1 + n])
+                size = 1 + n
+            elif b < 0xE0:  # 13-bit signed integer
+                items.append(str(_signed((b & 0x1F) << 8 | blob[i + 1], 13)).encode())
+                size = 2
+            elif b < 0xF0:  # string up to 4095 bytes
+                n = (b & 0x0F) << 8 | blob[i + 1]
+                items.append(blob[i + 2 : i + 2 + n])
+                size = 2 + n
+            elif b == 0xF0:  # string with a 32-bit length
+                n = int.from_bytes(blob[i + 1 : i + 5], "little")
+                items.append(blob[i + 5 : i + 5 + n])
+                size = 5 + n
+            elif 0xF1 <= b <= 0xF4:  # 16, 24, 32, 64-bit signed integers
+                width = (2, 3, 4, 8)[b - 0xF1]
+                raw = int.from_bytes(blob[i + 1 : i + 1 + width], "little")
+                items.append(str(_signed(raw, width * 8)).encode())
+                size = 1 + width
+            else:
+                raise FormatError(f"listpack entry of unknown encoding {b:#x}")
+            if i + size > end:
+                raise FormatError("listpack entry past the end of the listpack")
+            # The entry's back length: 1 byte per 7 bits of its size.
+            i += size + _backlen_bytes(size)
+    except IndexError:
+        raise FormatError("listpack ends inside an entry") from None
+    if i != end:
+        raise FormatError("listpack entries overrun its end")
+    count = int.from_bytes(blob[4:6], "little")
+    if count != 0xFFFF and count != len(items):
+        raise FormatError(f"listpack holds {len(items)} entries, its header says {count}")
+    return items
+
+
+def intset_members(blob: bytes) -> list[bytes]:
+    """The members of an intset, as decimal text."""
+    if len(blob) < 8:
+        raise FormatError("intset shorter than its header")
+    width = int.from_bytes(blob[:4], "little")
+    count = int.from_bytes(blob[4:8], "little")
+    if width not in (2, 4, 8) or len(blob) != 8 + width * count:
+        raise FormatError("intset header does not match its size")
+    return [
+        str(int.from_bytes(blob[i : i + width], "little", signed=True)).encode()
+        for i in range(8, len(blob), width)
+    ]
