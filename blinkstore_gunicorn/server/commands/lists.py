@@ -67,10 +67,10 @@ def _clamp(start: int, stop: int, size: int) -> tuple[int, int]:
 
 def _push(d: Dispatcher, args: list[bytes], left: bool, only_existing: bool) -> bytes:
     values = args[2:]
-    for value in values:
-        error = d.fits(b"", value)
-        if error is not None:
-            return error
+    limit = d.max_value_size
+    # One pass in C over the sizes; the refusal names the first value too large, as before.
+    if max(map(len, values)) > limit:
+        return d.fits(b"", next(value for value in values if len(value) > limit))  # type: ignore[return-value]
     if only_existing and d.engine.lookup(args[1], List) is None:
         return ZERO
     try:
