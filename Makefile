@@ -13,6 +13,9 @@ PYTEST_ARGS ?=
 # uv never downloads an interpreter: the one that made .venv is the one used.
 UV := UV_PYTHON_DOWNLOADS=never $(BIN)/uv
 LATEST := .venv-latest
+# A venv with nothing but the pinned uv: changing the lock must not need a .venv built from it
+# (uv sync --locked refuses a lock that no longer matches pyproject.toml).
+LOCKER := .venv-uv
 EXTRAS := --all-extras
 
 .PHONY: install system-deps lint format generate test test-fast test-latest lock upgrade bench demo docs clean
@@ -67,12 +70,18 @@ test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Re-resolves uv.lock from pyproject.toml, keeping every version the ranges still allow.
-lock: $(STAMP)
-	$(UV) lock
+$(LOCKER)/bin/uv: tools/uv-requirements.txt
+	rm -rf $(LOCKER)
+	$(PYTHON) -m venv $(LOCKER)
+	$(LOCKER)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+	    --no-deps -r tools/uv-requirements.txt
+
+lock: $(LOCKER)/bin/uv
+	UV_PYTHON_DOWNLOADS=never $(LOCKER)/bin/uv lock
 
 # Moves every locked package to its newest release within pyproject.toml's ranges.
-upgrade: $(STAMP)
-	$(UV) lock --upgrade
+upgrade: $(LOCKER)/bin/uv
+	UV_PYTHON_DOWNLOADS=never $(LOCKER)/bin/uv lock --upgrade
 
 # The whole suite and lint against the newest releases, unlocked, in a venv of its own: breakage
 # from a new redis-py, Starlette or mypy shows here before users (or the next `make upgrade`) see it.
@@ -107,4 +116,4 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf $(VENV) $(LATEST) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache site
+	rm -rf $(VENV) $(LATEST) $(LOCKER) build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache site

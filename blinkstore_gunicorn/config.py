@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 __all__ = [
+    "DEFAULT_BUSY_REPLY_THRESHOLD",
     "DEFAULT_TCP_HOST",
     "DEFAULT_TCP_PORT",
     "ENV_PREFIX",
@@ -55,6 +56,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 SHM_MODES = ("on", "off", "checksum")
 #: Largest ``shm_max_value``: a block (key + value) must fit one page of the region.
 MAX_SHM_VALUE = 128 * KiB
+#: Milliseconds a Lua script runs before other clients get BUSY (Redis's default).
+DEFAULT_BUSY_REPLY_THRESHOLD = 5000
 
 
 class ConfigError(ValueError):
@@ -315,6 +318,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
+    SettingSpec(
+        "busy_reply_threshold",
+        _parse_count,
+        "milliseconds a Lua script runs before other clients get BUSY and SCRIPT KILL may stop"
+        " it (Redis's busy-reply-threshold; default 5000)",
+        "MS",
+    ),
 )
 _SPECS = {spec.name: spec for spec in SETTINGS}
 
@@ -346,6 +356,7 @@ class StoreSettings:
     log_level: str = "info"
     shm: str = "on"
     shm_max_value: int = 64 * KiB
+    busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.unix is not None and not self.unix.strip():

@@ -141,11 +141,12 @@ class Keyspace:
 
     def resized(self, key: bytes, container: Container, old_cost: int) -> None:
         """Settle the account after a write changed ``container``'s cost from ``old_cost``:
-        a container left empty is deleted, and other keys are evicted when over the limit."""
+        a container left empty is deleted (unless its type is ``kept_empty``), and other keys
+        are evicted when over the limit."""
         if self.watched:  # a C-level test: most stores WATCH nothing
             self.watched.changed(key)
         self._used += container.cost - old_cost
-        if not len(container):
+        if not len(container) and not container.kept_empty:
             self.delete(key)
         elif self._memory_limit and self._used > self._memory_limit:
             self._evict(key)

@@ -8,7 +8,7 @@ engine adds ``len(key) + ENTRY_OVERHEAD + cost`` to its account, like a string's
 len(value) + ENTRY_OVERHEAD``. A write goes through :meth:`~.keyspace.Keyspace.writable` (the
 key's container, made room for and created when absent) and ends with
 :meth:`~.keyspace.Keyspace.resized`, which settles the account, evicts other keys when over
-the limit and deletes a container left empty (Redis never keeps an empty one).
+the limit and deletes a container left empty (Redis keeps no empty one but a stream).
 
 The per-element overheads are CPython 3.11/x86-64 sizes, rounded up the way ENTRY_OVERHEAD
 is (``docs/engine.md``): a ``bytes`` object costs 33 bytes of header plus allocator rounding
@@ -28,6 +28,8 @@ __all__ = [
     "LIST_ITEM_OVERHEAD",
     "LIST_OVERHEAD",
     "SET_MEMBER_OVERHEAD",
+    "STREAM_ENTRY_OVERHEAD",
+    "STREAM_OVERHEAD",
     "WRONGTYPE",
     "ZSET_MEMBER_OVERHEAD",
     "Container",
@@ -50,6 +52,11 @@ SET_MEMBER_OVERHEAD = 128
 ZSET_MEMBER_OVERHEAD = 256
 #: A list item beyond its length: one bytes object and a deque slot.
 LIST_ITEM_OVERHEAD = 56
+#: A stream's: the container and its two lists of entries.
+STREAM_OVERHEAD = 640
+#: A stream entry beyond its body: the ID tuple and its two integers, the body's bytes
+#: object header, and a slot in each list.
+STREAM_ENTRY_OVERHEAD = 192
 
 #: Redis 7.0's text, byte for byte: clients match on the ``WRONGTYPE`` code.
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -71,13 +78,15 @@ class Container:
     kind: ClassVar[bytes] = b""
     #: Its cost when empty.
     base_cost: ClassVar[int] = CONTAINER_OVERHEAD
+    #: Whether the key stays when the last element goes (a stream keeps its last ID).
+    kept_empty: ClassVar[bool] = False
 
     def __init__(self) -> None:
         #: Bytes it counts against the memory limit beyond ``len(key) + ENTRY_OVERHEAD``.
         self.cost = self.base_cost
 
     def __len__(self) -> int:
-        """Number of elements (0: the engine deletes the key)."""
+        """Number of elements (0: the engine deletes the key unless :attr:`kept_empty`)."""
         raise NotImplementedError
 
     def clone(self) -> Container:

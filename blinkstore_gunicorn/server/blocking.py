@@ -1,5 +1,5 @@
-"""Blocking pops: callers of ``BLPOP``, ``BRPOP``, ``BLMOVE``, ``BZPOPMIN``, ``BZPOPMAX``
-parked on keys.
+"""Blocking pops: callers of ``BLPOP``, ``BRPOP``, ``BLMOVE``, ``BZPOPMIN``, ``BZPOPMAX`` and
+``XREAD BLOCK`` parked on keys.
 
 A caller whose keys are all empty is parked here, in arrival order for each key (the order
 Redis serves them in), not polling: a push onto one of its keys (``ready``) serves the parked
@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from blinkstore_gunicorn.engine import WrongType
+
 __all__ = ["BlockedPops"]
 
 _NEVER: Final = 2**63
@@ -35,6 +37,9 @@ class _Parked:
     #: Delivers a reply to the parked connection.
     deliver: Callable[[bytes], None]
     timeout_reply: bytes
+    #: Whether serving takes what it serves (a pop): once one finds nothing, so do the
+    #: others. XREAD only reads, and each reader wants entries after its own ID.
+    consumes: bool
 
 
 class BlockedPops:
@@ -51,6 +56,10 @@ class BlockedPops:
         """Requests parked now."""
         return len(self._by_owner)
 
+    def __contains__(self, owner: object) -> bool:
+        """Whether ``owner`` (a client id) has a request parked."""
+        return owner in self._by_owner
+
     def park(
         self,
         owner: int,
@@ -60,10 +69,11 @@ class BlockedPops:
         serve: Callable[[bytes], bytes | None],
         deliver: Callable[[bytes], None],
         timeout_reply: bytes,
+        consumes: bool = True,
     ) -> None:
         """Park a request on ``keys`` until one is ready or ``deadline_ms`` (None: no limit)."""
         deadline = _NEVER if deadline_ms is None else deadline_ms
-        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply)
+        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply, consumes)
         self._by_owner[owner] = parked
         for key in dict.fromkeys(keys):
             self._by_key.setdefault(key, deque()).append(parked)
@@ -78,13 +88,18 @@ class BlockedPops:
         deliver: Callable[[bytes], None],
         timeout_reply: bytes,
         on_close: list[Callable[[], None]],
+        may_park: bool = True,
     ) -> bytes | None:
         """The reply from the first of ``keys`` that ``serve`` answers for, or None once the
-        request is parked (``on_close``: its connection's callbacks, see :meth:`watch`)."""
+        request is parked (``on_close``: its connection's callbacks, see :meth:`watch`).
+        Inside MULTI/EXEC (``may_park`` False) the request is never parked: it gets its
+        timeout reply at once, as Redis answers there."""
         for key in keys:
             reply = serve(key)
             if reply is not None:
                 return reply
+        if not may_park:
+            return timeout_reply
         self.park(
             owner, keys, deadline_ms, serve=serve, deliver=deliver, timeout_reply=timeout_reply
         )
@@ -92,13 +107,23 @@ class BlockedPops:
         return None
 
     def ready(self, key: bytes) -> None:
-        """Items landed on ``key``: serve its parked requests in order while it has some."""
+        """Items landed on ``key``: serve its parked requests in order while it has some.
+        A request waiting for another type of value (a BLPOP on a key now holding a stream)
+        stays parked, as in Redis."""
         queue = self._by_key.get(key)
-        while queue:
-            parked = queue[0]
-            reply = parked.serve(key)
+        if not queue:
+            return
+        for parked in list(queue):
+            if self._by_owner.get(parked.owner) is not parked:
+                continue  # answered meanwhile (a serve or a delivery ran other commands)
+            try:
+                reply = parked.serve(key)
+            except WrongType:
+                continue
             if reply is None:
-                return
+                if parked.consumes:
+                    return
+                continue
             self._forget(parked)
             parked.deliver(reply)
 

@@ -14,6 +14,7 @@ versions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
-from blinkstore_gunicorn.config import flag_name
+from blinkstore_gunicorn.config import DEFAULT_BUSY_REPLY_THRESHOLD, flag_name
 from blinkstore_gunicorn.engine import (
     WRONGTYPE,
     Engine,
@@ -98,10 +99,12 @@ class Client:
     __slots__ = (
         "authenticated",
         "close_after",
+        "cmd",
         "deliver",
         "drop",
         "id",
         "in_exec",
+        "in_script",
         "lib_name",
         "lib_ver",
         "name",
@@ -109,6 +112,8 @@ class Client:
         "on_close",
         "push",
         "resp3",
+        "seen",
+        "started",
         "table",
         "transaction",
         "transport",
@@ -117,6 +122,10 @@ class Client:
 
     def __init__(self, client_id: int, table: dict[bytes, Entry], authenticated: bool) -> None:
         self.id = client_id
+        #: When the connection came (``time.monotonic``), when it last sent a command (the
+        #: dispatcher's coarse clock) and that command's name: ``CLIENT LIST``'s age, idle, cmd.
+        self.started = self.seen = time.monotonic()
+        self.cmd = b""
         self.table = table
         self.authenticated = authenticated
         self.name = b""
@@ -141,6 +150,8 @@ class Client:
         self.transaction: Transaction | None = None
         #: Set while EXEC runs the queued commands: their replies must come at once.
         self.in_exec = False
+        #: Whether this is the client scripts run their ``redis.call`` commands as.
+        self.in_script = False
         #: The keys this connection WATCHes, each with the engine's change count at WATCH.
         self.watching: dict[bytes, int] | None = None
         #: The connection's transport (set by the connection), for a handler whose reply
@@ -205,6 +216,8 @@ class Dispatcher:
         "_password",
         "blocked",
         "busy",
+        "busy_threshold_ms",
+        "clients",
         "clock_ms",
         "engine",
         "full_table",
@@ -215,6 +228,7 @@ class Dispatcher:
         "max_reply_size",
         "max_request_size",
         "max_value_size",
+        "now",
         "preauth_table",
         "pubsub",
         "scripting",
@@ -234,6 +248,7 @@ class Dispatcher:
         max_request_size: int = 64 * 1024 * 1024,
         max_reply_size: int = 64 * 1024 * 1024,
         pubsub_limit: int = DEFAULT_PENDING_LIMIT,
+        busy_threshold_ms: int = DEFAULT_BUSY_REPLY_THRESHOLD,
     ) -> None:
         self.engine = engine
         self.clock_ms = clock_ms
@@ -249,7 +264,7 @@ class Dispatcher:
         self.leases = LeaseTable()
         #: Host-wide locks and the callers parked on them (the BLINK.LOCK* commands).
         self.locks = LockTable()
-        #: Callers parked by the blocking list pops (BLPOP, BRPOP, BLMOVE).
+        #: Callers parked by the blocking pops (BLPOP, BRPOP, BLMOVE, BZPOP*) and XREAD BLOCK.
         self.blocked = BlockedPops()
 
         #: Pub/sub channels, patterns and subscribers; ``pubsub_limit`` bounds each one's
@@ -259,12 +274,19 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).
+        self.busy_threshold_ms = busy_threshold_ms
         #: How many connections WATCH each key (``commands/transaction.py``).
         self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)
         self.preauth_table = _lookup_table(_PREAUTH)
         #: Upper-case names of every RESP command (for protocol detection).
         self.known_commands = frozenset(name.upper().encode() for name in COMMANDS)
+        #: Every client whose connection is open, by id (``CLIENT LIST``, ``CLIENT KILL``).
+        self.clients: dict[int, Client] = {}
+        #: ``time.monotonic()``, refreshed by the store's 100 ms timer: when a client was
+        #: last seen, at no clock read per command.
+        self.now = time.monotonic()
 
     @property
     def requires_auth(self) -> bool:
@@ -272,11 +294,20 @@ class Dispatcher:
         return self._password is not None
 
     def new_client(self) -> Client:
-        """State for a new connection, with the next client id."""
+        """State for a new connection, with the next client id, listed in :attr:`clients`
+        until its connection closes."""
         self.stats.last_client_id += 1
+        client_id = self.stats.last_client_id
         if self._password is None:
-            return Client(self.stats.last_client_id, self.full_table, True)
-        return Client(self.stats.last_client_id, self.preauth_table, False)
+            client = Client(client_id, self.full_table, True)
+        else:
+            client = Client(client_id, self.preauth_table, False)
+        self.clients[client_id] = client
+        client.on_close.append(functools.partial(self._forget_client, client_id))
+        return client
+
+    def _forget_client(self, client_id: int) -> None:
+        self.clients.pop(client_id, None)
 
     def check_password(self, candidate: bytes) -> bool:
         """Constant-time comparison with the configured password (False when none is set)."""
@@ -332,6 +363,8 @@ class Dispatcher:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
             return self._not_a_command(client, args)  # type: ignore[arg-type]
+        client.cmd = args[0]
+        client.seen = self.now
         if self.busy is not None:
             return self.busy(self, client, args)
         entry = client.table.get(args[0])

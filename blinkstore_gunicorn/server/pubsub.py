@@ -143,6 +143,11 @@ class PubSubHub:
         listeners = self._by_subscriber.get(subscriber)
         return 0 if listeners is None else len(listeners)
 
+    def counts(self, subscriber: Subscriber) -> tuple[int, int]:
+        """The channels and the patterns ``subscriber`` listens to (``CLIENT LIST``)."""
+        listeners = self._by_subscriber.get(subscriber)
+        return (0, 0) if listeners is None else (len(listeners.channels), len(listeners.patterns))
+
     def track(self, subscriber: Subscriber) -> bool:
         """True the first time only: the caller then arranges :meth:`remove` on close."""
         if subscriber in self._tracked:

@@ -20,6 +20,7 @@ from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.adoption import adopt_region
 from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
@@ -27,6 +28,7 @@ from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.shm.fds import make_undumpable
 from blinkstore_gunicorn.shm.generation import Generation, generation_path
 from blinkstore_gunicorn.shm.writer import RegionWriter
@@ -85,13 +87,16 @@ class StoreServer:
         engine: Engine | None = None,
         clock_ms: Callable[[], int] = wall_clock_ms,
         revoked_pid: int = 0,
-        hand_over: Callable[[int], None] | None = None,
+        hand_over: Callable[[int], bool] | None = None,
+        inheritance: Inheritance | None = None,
     ) -> None:
         self.settings = settings
         # Under a supervisor: the store whose region it revoked already (no wait for that
-        # one's heartbeat), and how this store hands it its own region's writable descriptor.
+        # one's heartbeat), how this store hands it its own region's writable descriptor, and
+        # that dead store's region, whose entries this one adopts before it serves.
         self._revoked_pid = revoked_pid
         self._hand_over = hand_over
+        self._inheritance = inheritance
         # Not ``engine or ...``: an empty engine is falsy (it has a length).
         self.engine: Engine = (
             engine
@@ -114,6 +119,7 @@ class StoreServer:
             max_request_size=settings.request_size_limit,
             max_reply_size=settings.client_buffer_budget,
             pubsub_limit=settings.pubsub_buffer_limit,
+            busy_threshold_ms=settings.busy_reply_threshold,
         )
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
@@ -232,6 +238,7 @@ class StoreServer:
             log.info("waiting %.2f s for the previous store's shared-memory readers", wait)
             await asyncio.sleep(wait)
         self._publish_region(generation)
+        self._adopt()
         sock.setblocking(False)
         server = await loop.create_unix_server(
             lambda: StoreConnection(self), sock=sock, backlog=LISTEN_BACKLOG
@@ -261,9 +268,16 @@ class StoreServer:
             # Before the claim: a supervisor that holds the region can revoke it when this
             # store dies, and its successor need not wait for the heartbeat to go stale.
             try:
-                self._hand_over(region.owner_fd)
+                if not self._hand_over(region.owner_fd):
+                    log.warning("the supervisor did not confirm it can revoke this region")
             except OSError as exc:
                 log.warning("the supervisor cannot revoke this region: %s", exc)
+        # After the supervisor mapped its page: from now on nobody else can write the region,
+        # not even a worker that opens its read-only descriptor again through /proc.
+        try:
+            region.seal()
+        except OSError as exc:
+            log.warning("the shared-memory region cannot be sealed against writes: %s", exc)
         try:
             generation.claim(time.monotonic_ns())
         except OSError as exc:
@@ -277,6 +291,13 @@ class StoreServer:
         engine.attach_region(region)
         self.region = region
         self._generation = generation
+
+    def _adopt(self) -> None:
+        """Take over the dead predecessor's entries, first of all data loaded at start: what
+        its region held is newer than any snapshot (which only fills in what it cannot hold)."""
+        inheritance, self._inheritance = self._inheritance, None
+        if inheritance is not None:
+            adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
 
     def _beat(self) -> None:
         """The heartbeat readers check: the generation file first, so it is never older."""
@@ -337,6 +358,7 @@ class StoreServer:
             stats.used_memory_peak = max(stats.used_memory_peak, self.engine.used_bytes)
             self._eviction_log.check()
             dispatcher = self.dispatcher
+            dispatcher.now = time.monotonic()
             for table in (dispatcher.leases, dispatcher.locks, dispatcher.blocked):
                 if table:
                     table.expire(self.dispatcher.clock_ms())

@@ -1,11 +1,13 @@
-"""The data area's allocator (store side only): size classes on pages, empty pages returned.
+"""The data area's allocator (store side only): size classes on pages, empty pages reused.
 
-The data area is cut into pages (4 KiB to 256 KiB: 1/128 of the memory limit, so that there
-are more pages than block sizes in use). A page serves one block size
-(:func:`~blinkstore_gunicorn.shm.layout.block_size`) until every block on it is free again;
-then its memory goes back to the system (``MADV_REMOVE``) and the page to the pool, for any
-size. So a workload whose value sizes shift does not strand the area in the sizes it no longer
-uses, the way fixed per-size free lists would.
+The data area is cut into pages (4 KiB to 256 KiB: 1/128 of the memory limit, so that there are
+more pages than block sizes in use). A page serves one block size
+(:func:`~blinkstore_gunicorn.shm.layout.block_size`) until every block on it is free again; then
+its memory goes back to the system (``MADV_REMOVE``) and the page to the pool, for any size.
+Once the region is sealed against writes (:meth:`Blocks.keep_pages`), pages still go to the
+pool, but keep their memory: the kernel refuses to punch holes in a sealed memfd. So a workload
+whose value sizes shift does not strand the area in the sizes it no longer uses, the way fixed
+per-size free lists would.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Blocks:
         "_pages",
         "_partial",
         "_pool",
+        "_returns_pages",
         "_shift",
         "_size",
         "_start",
@@ -49,6 +52,7 @@ class Blocks:
         self._shift = page.bit_length() - 1
         self._start = start
         self._end = end
+        self._returns_pages = True
         self._reset()
 
     def _reset(self) -> None:
@@ -58,6 +62,10 @@ class Blocks:
         self._live: dict[int, int] = {}  # page -> blocks in use
         self._next: dict[int, int] = {}  # page -> first block never handed out
         self._size: dict[int, int] = {}  # page -> its block size
+
+    def keep_pages(self) -> None:
+        """Stop giving empty pages' memory back (the region is sealed against writes)."""
+        self._returns_pages = False
 
     def alloc(self, size: int) -> int:
         """The offset of a free block of ``size`` bytes, or 0 when no page can give one."""
@@ -103,8 +111,8 @@ class Blocks:
             return size
         pages.pop(page, None)
         del self._live[page], self._next[page], self._size[page]
-        start = self._start + page * self._page
-        self._mm.madvise(mmap.MADV_REMOVE, start, self._page)
+        if self._returns_pages:
+            self._mm.madvise(mmap.MADV_REMOVE, self._start + page * self._page, self._page)
         self._pool.append(page)
         return size
 
@@ -113,8 +121,8 @@ class Blocks:
         return self._size[(block - self._start) >> self._shift]
 
     def clear(self) -> None:
-        """Free everything and return the touched pages' memory."""
-        if self._pages:
+        """Free everything and return the touched pages' memory (unless kept)."""
+        if self._pages and self._returns_pages:
             self._mm.madvise(mmap.MADV_REMOVE, self._start, self._pages * self._page)
         self._reset()
 

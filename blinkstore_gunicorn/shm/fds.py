@@ -1,8 +1,12 @@
 """The operating-system side of handing memory to other processes (Linux).
 
 * :func:`sealed_memfd`: a memfd that nobody can shrink or grow once sized (``F_SEAL_SHRINK |
-  F_SEAL_GROW``, then ``F_SEAL_SEAL``), so a process that holds it cannot turn another's
-  mapping into SIGBUS with ``ftruncate``.
+  F_SEAL_GROW``, then ``F_SEAL_SEAL``, at once or after :func:`seal_future_writes`), so a
+  process that holds it cannot turn another's mapping into SIGBUS with ``ftruncate``.
+* :func:`seal_future_writes`: ``F_SEAL_FUTURE_WRITE``: the mappings that exist keep writing,
+  but nobody (root included) can map the memfd writable or ``write`` to it again, even after
+  opening it afresh through ``/proc/<pid>/fd``. The price: its pages can no longer be given
+  back (``MADV_REMOVE`` and hole punching are writes), only reused.
 * :func:`read_only_copy`: a second, read-only open of a memfd (through ``/proc/self/fd``): a
   mapping made from it cannot be writable, whatever the receiver asks ``mmap`` for, and it
   cannot add seals either.
@@ -33,6 +37,7 @@ __all__ = [
     "map_unforked",
     "read_only_copy",
     "recv_fds",
+    "seal_future_writes",
     "sealed_memfd",
     "unmap",
 ]
@@ -42,22 +47,37 @@ _F_ADD_SEALS = getattr(fcntl, "F_ADD_SEALS", 1033)
 _F_SEAL_SEAL = getattr(fcntl, "F_SEAL_SEAL", 0x0001)
 _F_SEAL_SHRINK = getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
 _F_SEAL_GROW = getattr(fcntl, "F_SEAL_GROW", 0x0004)
+_F_SEAL_FUTURE_WRITE = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)
 _MFD_ALLOW_SEALING = getattr(os, "MFD_ALLOW_SEALING", 0x0002)
 _MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 _PR_SET_DUMPABLE = 4
 _INT_SIZE = array.array("i").itemsize
 
 
-def sealed_memfd(name: str, size: int) -> int:
-    """A close-on-exec memfd of ``size`` bytes whose size can never change."""
+def sealed_memfd(name: str, size: int, *, final: bool = True) -> int:
+    """A close-on-exec memfd of ``size`` bytes whose size can never change; ``final=False``
+    leaves room for one more seal (:func:`seal_future_writes`), which then closes it."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC | _MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, size)
-        fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_SHRINK | _F_SEAL_GROW | _F_SEAL_SEAL)
+        fcntl.fcntl(
+            fd, _F_ADD_SEALS, _F_SEAL_SHRINK | _F_SEAL_GROW | (_F_SEAL_SEAL if final else 0)
+        )
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def seal_future_writes(fd: int) -> None:
+    """Refuse every new writable mapping or write of the memfd ``fd``, then every further
+    seal. Where the kernel lacks the seal (Linux before 5.1) only the latter is added, and
+    the OSError is raised for the caller to report."""
+    try:
+        fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_FUTURE_WRITE | _F_SEAL_SEAL)
+    except OSError:
+        fcntl.fcntl(fd, _F_ADD_SEALS, _F_SEAL_SEAL)
+        raise
 
 
 def read_only_copy(fd: int) -> int:

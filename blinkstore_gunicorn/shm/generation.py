@@ -132,14 +132,16 @@ class Revocation:
         assert self._address is not None
         return ctypes.c_uint64.from_address(self._address + 8 * index)
 
-    def revoke(self) -> bool:
-        """Make every reader of the region stop trusting it, at once; False if done before."""
+    def revoke(self) -> int | None:
+        """Make every reader of the region stop trusting it, at once; return the token it held
+        until then (what a successor checks before it adopts the region), None if done before."""
         if self._address is None:
-            return False
+            return None
+        token = self._word(L.H_TOKEN).value
         self._word(L.H_TOKEN).value = 0
         self._word(L.H_HEARTBEAT).value = 0
         self.forget()
-        return True
+        return int(token)
 
     def forget(self) -> None:
         """Let the mapping go without revoking (the store stopped cleanly)."""

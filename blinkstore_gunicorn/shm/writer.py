@@ -11,9 +11,11 @@ sequence goes odd before its words or its block change and even after, and a blo
 freed (and so reusable) after the slot that pointed at it has moved on. The table grows (or sheds
 tombstones) by building a new table in the other half of the table area and switching the token.
 
-Readers cannot write the region (they map a read-only descriptor), so every word the store
-reads back from it is one it wrote. From the marks mapping, which readers do write, it reads a
-visited mark as a boolean and the counters as numbers for ``INFO``, nothing it acts on further.
+Readers cannot write the region (they map a read-only descriptor, and once :meth:`RegionWriter.
+seal` ran nobody can map it writable again, even by reopening it through ``/proc``), so every
+word the store reads back from it is one it wrote. From the marks mapping, which readers do
+write, it reads a visited mark as a boolean and the counters as numbers for ``INFO``, nothing it
+acts on further.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import time
 
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
-from blinkstore_gunicorn.shm.fds import read_only_copy, sealed_memfd
+from blinkstore_gunicorn.shm.fds import read_only_copy, seal_future_writes, sealed_memfd
 from blinkstore_gunicorn.shm.layout import (
     BLOCK_CHECKSUM,
     BLOCK_HEADER,
@@ -83,6 +85,8 @@ _MASK32 = 0xFFFFFFFF
 # Live slots a migration moves per insert: from half full (when it starts) to 80 % (when it
 # would finish at once), the inserts in between move 30 % x 16 times the table.
 _MIGRATE_STEP = 16
+# What a sealed region's spare table is cleared with, a piece at a time.
+_ZEROS = memoryview(bytes(1 << 20))
 
 
 class RegionFull(Exception):
@@ -127,6 +131,7 @@ class RegionWriter:
         "_prime",
         "_reader_fd",
         "_region_fd",
+        "_sealed",
         "_slots",
         "_t",
         "_table_area",
@@ -149,7 +154,7 @@ class RegionWriter:
         self._checksum = checksum_by_default() if checksum is None else checksum
         page = page_size(memory_limit)
         # The limit plus room for partly used pages (one per block size in use). Pages are
-        # only backed by memory once touched, and given back when empty.
+        # only backed by memory once touched (and given back when empty until sealed).
         room = max(memory_limit // 4, 64 * page)
         data_bytes = -(-(memory_limit + room) // page) * page if memory_limit else _UNLIMITED_DATA
         entries = memory_limit // _MIN_ENTRY if memory_limit else _UNLIMITED_SLOTS // 2
@@ -162,7 +167,7 @@ class RegionWriter:
         self._data_end = self._data_start + data_bytes
         fds: list[int] = []
         try:
-            fds.append(sealed_memfd("blinkstore-shm", self._data_end))
+            fds.append(sealed_memfd("blinkstore-shm", self._data_end, final=False))
             fds.append(sealed_memfd("blinkstore-shm-marks", marks_size))
             fds.append(read_only_copy(fds[0]))
             self._mm = mmap.mmap(fds[0], self._data_end)
@@ -200,6 +205,7 @@ class RegionWriter:
         self._live = 0
         self._used_slots = 0
         self._migration: Migration | None = None
+        self._sealed = False
         self._empty_table()
         w[H_MAGIC] = MAGIC
 
@@ -214,6 +220,22 @@ class RegionWriter:
     def owner_fd(self) -> int:
         """The writable region: for the store's supervisor only (``generation.Revocation``)."""
         return self._region_fd
+
+    def seal(self) -> None:
+        """From now on only this store's mapping can change the region: nobody can map it
+        writable or write to it again, even by opening the memfd afresh through
+        ``/proc/<pid>/fd`` (a worker's read-only descriptor included). Call once every
+        writable mapping that must exist does (the supervisor's header page). Freed pages are
+        reused from then on, no longer given back. OSError where the kernel lacks the seal
+        (the region works, unsealed)."""
+        seal_future_writes(self._region_fd)
+        self._sealed = True
+        self._blocks.keep_pages()
+
+    @property
+    def sealed(self) -> bool:
+        """Whether :meth:`seal` succeeded."""
+        return self._sealed
 
     def assign_counter(self) -> int:
         """A counter slot for a new reader process (round robin: a slot outlives its reader)."""
@@ -379,6 +401,19 @@ class RegionWriter:
         self._ask = {}
         self._empty_table()
 
+    def reserve(self, keys: int) -> None:
+        """Size the table for ``keys`` keys at once, while the region is still empty (a store
+        adopting its predecessor's entries): no migration step on the inserts that follow."""
+        if self._live or self._migration is not None:
+            return
+        slots = _FIRST_SLOTS
+        while (keys + 1) * 2 > slots and slots < self._max_slots:
+            slots *= 2
+        if slots > self._slots:
+            half = 1 - self._half
+            self._go_live(self._spare_table(half, slots), slots, half)
+            self._used_slots = 0
+
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
@@ -480,7 +515,13 @@ class RegionWriter:
         """A zeroed table of ``slots`` slots in ``half``, and zeroed marks for it (readers of
         an old table there may have marked them since)."""
         base = self._table_area + half * self._table_bytes
-        self._mm.madvise(mmap.MADV_REMOVE, base, self._table_bytes)
+        if self._sealed:  # the pages stay: zero the part the table will use
+            end = base + slots * SLOT_BYTES
+            for start in range(base, end, len(_ZEROS)):
+                chunk = min(len(_ZEROS), end - start)
+                self._mm[start : start + chunk] = _ZEROS[:chunk]
+        else:
+            self._mm.madvise(mmap.MADV_REMOVE, base, self._table_bytes)
         self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(half), self._marks_bytes)
         return memoryview(self._mm)[base : base + slots * SLOT_BYTES].cast("Q")
 
@@ -499,9 +540,10 @@ class RegionWriter:
         self._slots = slots
         self._half = half
         self._mark_base = self._marks_of(half)
-        self._mm.madvise(
-            mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes
-        )
+        if not self._sealed:
+            self._mm.madvise(
+                mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes
+            )
         self._marks_mm.madvise(mmap.MADV_REMOVE, self._marks_of(old), self._marks_bytes)
 
     def _set_token(self, *, odd: bool) -> None:

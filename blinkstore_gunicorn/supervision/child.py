@@ -17,8 +17,9 @@ The supervisor restarts it when it dies (see :mod:`.supervisor`); there is no re
 here. It imports everything it runs on, then waits for the supervisor's GO on its control
 channel (``--control-fd``, see :mod:`.handover`) before it checks the directory and binds: a
 *warm standby* gets it only when it takes over, so that a restart does not wait for an
-interpreter to start. GO names the predecessor whose region the supervisor revoked, and the
-store hands its own region to the supervisor on the same channel before it serves.
+interpreter to start. GO names the predecessor whose region the supervisor revoked (and brings
+that region, whose entries the store adopts before it serves), and the store hands its own
+region to the supervisor on the same channel before it serves.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 
 from blinkstore_gunicorn.config import ConfigError, StoreSettings
 from blinkstore_gunicorn.config_args import add_store_arguments, settings_from_args
+from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.supervision.handover import hand_over_region, wait_for_go
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
@@ -115,16 +117,21 @@ class _SupervisorWatch:
 
 
 async def _serve(
-    settings: StoreSettings, watch: _SupervisorWatch, control: socket.socket, revoked_pid: int
+    settings: StoreSettings,
+    watch: _SupervisorWatch,
+    control: socket.socket,
+    go: tuple[int, Inheritance | None],
 ) -> None:
     # Imported here: the argument check above should not pay for the server's imports.
     from blinkstore_gunicorn.server import StoreServer
     from blinkstore_gunicorn.server.store import listed
 
+    revoked_pid, inheritance = go
     server = StoreServer(
         settings,
         revoked_pid=revoked_pid,
         hand_over=lambda fd: hand_over_region(control, fd),
+        inheritance=inheritance,
     )
     await server.start()
     watch.install(asyncio.get_running_loop(), server.request_stop)
@@ -167,14 +174,14 @@ def _run(
     watch: _SupervisorWatch,
     runner: Callable[[Coroutine[Any, Any, None]], None],
     control: socket.socket,
-    revoked_pid: int,
+    go: tuple[int, Inheritance | None],
 ) -> None:
     from blinkstore_gunicorn.engine import tune_allocator
     from blinkstore_gunicorn.server.store import configure_logging
 
     configure_logging(settings.log_level_number)
     tune_allocator()
-    runner(_serve(settings, watch, control, revoked_pid))
+    runner(_serve(settings, watch, control, go))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -193,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         remove_runtime_dir(args.runtime_dir)
         return 0
     control = socket.socket(fileno=args.control_fd)
-    revoked_pid = wait_for_go(control, args.lifeline_fd)
-    if revoked_pid is None:
+    go = wait_for_go(control, args.lifeline_fd)
+    if go is None:
         return 0
     try:
         verify_runtime_dir(args.runtime_dir, os.geteuid())
@@ -206,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args).replace(
             unix=os.path.join(args.runtime_dir, SOCKET_NAME)
         )
-        _run(settings, watch, runner, control, revoked_pid)
+        _run(settings, watch, runner, control, go)
     except ConfigError as exc:
         _log(f"cannot start: {exc}")
         return EXIT_STORE_FAILED

@@ -15,7 +15,9 @@ after checking the runtime directory again, and stops, removing the directory, w
 supervising process closes or loses the *lifeline* pipe (see :mod:`.child`). Each store process
 also has a control channel (:mod:`.handover`): GO tells it to bind, and it hands back its
 shared-memory region, which the thread revokes the moment it sees the store dead, before the
-successor binds, so that the successor need not wait for the dead region's heartbeat.
+successor binds, so that the successor need not wait for the dead region's heartbeat. The
+thread keeps the region's descriptor and hands it to the successor with GO: the successor
+adopts the entries it can trust before it serves (``shm/adoption.py``).
 
 Every descriptor that belongs to supervision is closed in any process forked from the
 supervising one (gunicorn's workers included) by an ``os.register_at_fork`` handler; a fork
@@ -39,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blinkstore_gunicorn.config import env_name, without_setting_variables
-from blinkstore_gunicorn.supervision.handover import StoreChannel, channel_pair
+from blinkstore_gunicorn.supervision.handover import HeldRegion, StoreChannel, channel_pair
 from blinkstore_gunicorn.supervision.output import Logger, OutputPipe, StoreOutput
 from blinkstore_gunicorn.supervision.runtime import (
     EXIT_REFUSED,
@@ -170,16 +172,17 @@ class _StoreProcess:
         """The process id."""
         return self.process.pid
 
-    def promote(self, revoked_pid: int) -> bool:
-        """Tell the store to bind now (``revoked_pid``: whose region is revoked already);
-        False when it is gone already."""
-        if self.watch.exited() or not self.channel.go(revoked_pid):
+    def promote(self, revoked_pid: int, region: HeldRegion | None = None) -> bool:
+        """Tell the store to bind now (``revoked_pid``: whose region is revoked already, and
+        ``region`` that region to adopt); False when it is gone already."""
+        if self.watch.exited() or not self.channel.go(revoked_pid, region):
             return False
         self.started_at = time.monotonic()
         return True
 
     def revoke(self) -> int:
-        """The process exited: revoke the region it handed over; its pid if there was one."""
+        """The process exited: revoke the region it handed over; its pid if there was one.
+        The channel holds the region on for :meth:`StoreChannel.take_region`."""
         with _fork_lock:  # a descriptor received may be open for a moment
             return self.pid if self.channel.revoke() else 0
 
@@ -224,6 +227,7 @@ class StoreSupervisor:
         self._lifeline: tuple[int, int] | None = None
         self._stop_pipe: tuple[int, int] | None = None
         self._thread: threading.Thread | None = None
+        self._held: HeldRegion | None = None
         self._stopping = False
         self._starting = False
         self._gave_up = False
@@ -310,7 +314,9 @@ class StoreSupervisor:
         message = f"blinkstore: could not start the store: {why}"
         return f"{message}\nstore output:\n{output}" if output else message
 
-    def _spawn(self, *, standby: bool, revoked_pid: int = 0) -> _StoreProcess:
+    def _spawn(
+        self, *, standby: bool, revoked_pid: int = 0, region: HeldRegion | None = None
+    ) -> _StoreProcess:
         assert self._lifeline is not None
         if not standby:
             # Checked here as well as in the store: a directory that fails is never used again.
@@ -357,7 +363,7 @@ class StoreSupervisor:
                 theirs.close()
             spawned = _StoreProcess(process, OutputPipe(log_r, self._output), StoreChannel(ours))
         if not standby:
-            spawned.promote(revoked_pid)
+            spawned.promote(revoked_pid, region)
         return spawned
 
     def _watch_loop(self) -> None:
@@ -422,6 +428,9 @@ class StoreSupervisor:
         how it ended; return the status and the pid whose region was revoked (or 0)."""
         # First: its readers stop trusting the region now, not when its heartbeat goes stale.
         revoked_pid = process.revoke()
+        with _fork_lock:  # the descriptor moves from the channel to the supervisor
+            self._let_go_of_held()
+            self._held = process.channel.take_region()
         process.output.drain()
         status = process.watch.reap()
         process.process.returncode = -1 if status is None else status
@@ -448,10 +457,11 @@ class StoreSupervisor:
             self.log.error("blinkstore: the store keeps exiting; restarting it in %.1f s", backoff)
             if self._sleep_unless_stopped(backoff, stop_fd):
                 return backoff
+        held = self._held
         try:
             verify_runtime_dir(self.runtime_dir, self.store_uid)
             standby, self.standby = self.standby, None
-            if standby is not None and standby.promote(revoked_pid):
+            if standby is not None and standby.promote(revoked_pid, held):
                 self.store = standby
                 self.log.warning(
                     "blinkstore: restarting the store: standby pid %s takes over", standby.pid
@@ -459,14 +469,24 @@ class StoreSupervisor:
             else:
                 if standby is not None:
                     standby.close()
-                self.store = self._spawn(standby=False, revoked_pid=revoked_pid)
+                self.store = self._spawn(standby=False, revoked_pid=revoked_pid, region=held)
                 self.log.warning("blinkstore: restarting the store (pid %s)", self.store.pid)
             self.standby = self._spawn(standby=True)
         except RuntimeDirError as exc:
             self._give_up(str(exc))
         except OSError as exc:
             self.log.error("blinkstore: restarting the store failed: %s", exc)
+        finally:
+            # Offered to one successor only: one that dies adopting it does not get it again.
+            with _fork_lock:
+                self._let_go_of_held()
         return backoff
+
+    def _let_go_of_held(self) -> None:
+        """Close the dead store's region held for its successor (under the fork lock)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _give_up(self, why: str) -> None:
         self._gave_up = True
@@ -570,6 +590,7 @@ class StoreSupervisor:
             if pair is not None:
                 fds.extend(fd for fd in pair if fd >= 0)
         self._lifeline = self._stop_pipe = None
+        self._let_go_of_held()
         for process in (self.store, self.standby):
             if process is not None:
                 process.close(in_child=in_child)

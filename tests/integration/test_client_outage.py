@@ -183,8 +183,11 @@ def test_quickstart_counter_survives_store_kills_with_no_errors(
             f"sent after the kill answered after {recovered * 1000:.0f} ms; slowest request "
             f"around it {slowest * 1000:.0f} ms"
         )
-        # The store really lost its data: the counter starts again after the kill.
-        assert min(o.hits or 0 for o in sent_after) < max(
+        # The successor adopted the dead store's region, so the counter goes on from every
+        # increment acknowledged before the kill; only a kill in the middle of its write drops
+        # the key (never served half-written), and the count starts again from 1.
+        first_after = min(o.hits or 0 for o in sent_after)
+        assert first_after == 1 or first_after > max(
             o.hits or 0 for o in outcomes if o.done < killed_at
         )
     assert failures == [], f"{len(failures)} failed requests, e.g. {failures[:5]}:\n{log[-30000:]}"

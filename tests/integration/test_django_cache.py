@@ -22,21 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import django
 import pytest
 from django.conf import settings
-
-if not settings.configured:
-    # One process-wide configuration; everything test-specific goes through override_settings.
-    settings.configure(
-        SECRET_KEY="blinkstore-gunicorn tests",
-        ALLOWED_HOSTS=["testserver"],
-        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.sessions"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        USE_TZ=True,
-    )
-    django.setup()
-
 from django.core.cache import caches
 from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse
@@ -55,8 +42,12 @@ from blinkstore_gunicorn.client import (
 from blinkstore_gunicorn.contrib.django import BlinkStoreCache
 from harness.gunicorn import wait_until
 from harness.processes import resp_command
+from tests.support.django_settings import configure_django
 
 from .integration_support import server_url
+
+# Before any test touches settings (Django configures once per process).
+configure_django()
 
 BACKEND = "blinkstore_gunicorn.contrib.django.BlinkStoreCache"
 _calls = {"page": 0}

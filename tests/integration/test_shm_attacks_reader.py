@@ -139,6 +139,27 @@ def _open_through_proc(pid: int) -> list[str]:
     return outcomes
 
 
+def _reopen_writable(path: str) -> list[str]:
+    """A hostile worker: open its read-only region descriptor again, read-write, through
+    /proc/self/fd (its owner may), then map it writable and write to it."""
+    outcomes = []
+    for fd in received_fds(path, PASSWORD):
+        if "marks" in os.readlink(f"/proc/self/fd/{fd}"):
+            continue  # the marks are the reader's to write
+        reopened = os.open(f"/proc/self/fd/{fd}", os.O_RDWR)
+        try:
+            mapped = writable(reopened)
+            outcomes.append(mapped if isinstance(mapped, str) else _rewrite_value(mapped))
+            try:
+                os.pwrite(reopened, b"\xff" * 4096, 0)
+                outcomes.append("written")
+            except OSError as exc:
+                outcomes.append(f"refused: {exc!r}")
+        finally:
+            os.close(reopened)
+    return outcomes
+
+
 Answers = dict[bytes, bytes | str | None]
 
 
@@ -217,6 +238,12 @@ def test_a_reader_filling_every_word_cannot_stop_the_store(
     store: StoreProcess, fill: Callable[[mmap.mmap], str]
 ) -> None:
     _attack_with_a_reader_watching(store, _attack_mappings, store.unix_path, fill)
+
+
+def test_reopening_the_region_writable_through_proc_gains_nothing(store: StoreProcess) -> None:
+    outcomes = _attack_with_a_reader_watching(store, _reopen_writable, store.unix_path)
+    assert isinstance(outcomes, list) and len(outcomes) == 2, outcomes
+    assert all(outcome.startswith("refused") for outcome in outcomes), outcomes
 
 
 def test_a_reader_cannot_truncate_the_region(store: StoreProcess) -> None:

@@ -83,7 +83,7 @@ def test_redis_py_scan_keys_info(client: redis.Redis) -> None:
     assert len(set(client.scan_iter(match="scan:*", count=17))) == 120
     assert sorted(client.keys("scan:1?")) == sorted(f"scan:{i}".encode() for i in range(10, 20))
     info = client.info()
-    assert info["redis_version"] == "7.0.0"
+    assert info["redis_version"] == "7.0.15"
     assert info["db0"]["keys"] == 121
     assert info["used_memory"] > 0
     assert client.info("memory")["maxmemory"] == 64 * 2**20
@@ -105,8 +105,8 @@ def test_redis_py_client_commands(client: redis.Redis) -> None:
     assert client.client_getname() == "tester"
     assert isinstance(client.client_id(), int)
     assert client.echo("hi") == b"hi"
-    with pytest.raises(redis.ResponseError, match="unknown command 'XADD'"):
-        client.xadd("stream", {"f": "v"})
+    with pytest.raises(redis.ResponseError, match="unknown command 'XGROUP'"):
+        client.xgroup_create("stream", "group", mkstream=True)
     assert client.ping()  # the connection survives an unknown command
 
 
@@ -120,7 +120,7 @@ def test_redis_py_both_protocol_versions(blinkstore_unix: StoreProcess, protocol
         assert conn.mget("a", "nope", "b") == [b"1", None, b"2"]
         assert conn.set("a", "x", nx=True) is None
         assert conn.config_get("maxmemory") == {"maxmemory": str(64 * 2**20)}
-        assert conn.info("server")["redis_version"] == "7.0.0"
+        assert conn.info("server")["redis_version"] == "7.0.15"
     finally:
         conn.close()
 

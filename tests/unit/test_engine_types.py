@@ -17,7 +17,13 @@ from blinkstore_gunicorn.engine import (
 from blinkstore_gunicorn.engine.hashes import Hash, hdel, hset
 from blinkstore_gunicorn.engine.lists import push
 from blinkstore_gunicorn.engine.sets import sadd
-from blinkstore_gunicorn.engine.typed import CONTAINER_OVERHEAD, HASH_FIELD_OVERHEAD
+from blinkstore_gunicorn.engine.streams import Stream, Trim, append, remove, trim
+from blinkstore_gunicorn.engine.typed import (
+    CONTAINER_OVERHEAD,
+    HASH_FIELD_OVERHEAD,
+    STREAM_ENTRY_OVERHEAD,
+    STREAM_OVERHEAD,
+)
 from blinkstore_gunicorn.engine.zsets import zadd
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
@@ -48,6 +54,26 @@ def test_cost_is_kept_as_the_hash_changes_and_returns_to_zero() -> None:
     assert hdel(engine, b"h", [b"bb"]) == 1
     # The last field took the key with it (Redis keeps no empty container).
     assert engine.kind(b"h") is None and not engine.contains(b"h") and len(engine) == 1
+    engine.delete(b"s")
+    assert engine.used_bytes == 0
+
+
+def test_a_stream_is_counted_and_outlives_its_last_entry() -> None:
+    engine = MemoryEngine(memory_limit=0)
+    empty = len(b"s") + ENTRY_OVERHEAD + STREAM_OVERHEAD
+    body = b"f=val"  # the engine keeps an entry's body as given, unread
+    one_entry = STREAM_ENTRY_OVERHEAD + len(body)
+    append(engine, b"s", (1, 0), body, None)
+    append(engine, b"s", (2, 0), body, None)
+    assert engine.used_bytes == empty + 2 * one_entry
+    assert remove(engine, b"s", [(1, 0), (9, 9)]) == 1
+    assert engine.used_bytes == empty + one_entry
+    exact = Trim(maxlen=0, minid=None, approx=False, limit=0)
+    assert trim(engine, b"s", exact) == 1
+    # Emptied, the stream stays with its last ID (Redis keeps it): only DEL takes it.
+    stream = engine.lookup(b"s", Stream)
+    assert stream is not None and len(stream) == 0 and stream.last_id == (2, 0)
+    assert engine.kind(b"s") == b"stream" and engine.used_bytes == empty
     engine.delete(b"s")
     assert engine.used_bytes == 0
 
@@ -192,11 +218,13 @@ def _fill(engine: MemoryEngine, kind: str, key: bytes, i: int) -> None:
         sadd(engine, key, [element])
     elif kind == "list":
         push(engine, key, [element], left=False)
+    elif kind == "stream":
+        append(engine, key, (i + 1, 0), element, None)
     else:
         zadd(engine, key, [(float(i), element)])
 
 
-@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset"])
+@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset", "stream"])
 def test_every_type_is_evicted_expires_and_is_accounted(kind: str) -> None:
     clock = Clock()
     engine = MemoryEngine(memory_limit=64 * 1024, clock_ms=clock)
@@ -215,7 +243,7 @@ def test_every_type_is_evicted_expires_and_is_accounted(kind: str) -> None:
     assert len(engine) == 0 and engine.used_bytes == 0
 
 
-@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset"])
+@pytest.mark.parametrize("kind", ["hash", "set", "list", "zset", "stream"])
 def test_copy_is_independent_and_counted(kind: str) -> None:
     clock = Clock()
     engine = MemoryEngine(memory_limit=0, clock_ms=clock)

@@ -3,6 +3,7 @@ engine publishing every mutation (set, overwrite, delete, TTL, eviction, flush) 
 
 from __future__ import annotations
 
+import mmap
 import os
 import random
 import socket
@@ -34,9 +35,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def region() -> Iterator[RegionWriter]:
+@pytest.fixture(params=[False, True], ids=["unsealed", "sealed"])
+def region(request: pytest.FixtureRequest) -> Iterator[RegionWriter]:
+    """A writer as a unit sees it, and sealed against other writers as a store runs it."""
     writer = RegionWriter(8 * 2**20, max_value=4096)
+    if request.param:
+        writer.seal()
     yield writer
     writer.close()
 
@@ -108,10 +112,14 @@ def test_growth_flush_and_close_are_seen_by_readers(
     region: RegionWriter, reader: RegionReader
 ) -> None:
     handles = {b"k%d" % n: region.publish(b"k%d" % n, b"v%d" % n, 0, 0) for n in range(5000)}
+    # The store's ticker, which this test replaces: on a loaded machine the loops take longer
+    # than a heartbeat stays fresh.
+    region.beat(time.monotonic_ns())
     for n in range(0, 5000, 97):
         assert reader.get(b"k%d" % n) == b"v%d" % n
     for n in range(0, 5000, 2):
         region.unpublish(b"k%d" % n, handles.pop(b"k%d" % n))
+    region.beat(time.monotonic_ns())
     for n in range(5000):
         assert reader.get(b"k%d" % n) == (b"v%d" % n if n % 2 else None)
     region.flush()
@@ -165,12 +173,16 @@ def test_checksum_mode_reads_the_same() -> None:
 class EngineWithRegion(RuleBasedStateMachine):
     """Every key the engine holds reads the same through the region; nothing else does."""
 
+    sealed = False
+
     def __init__(self) -> None:
         super().__init__()
         # Ahead of the real clock, which the reader uses for TTLs: the engine removes a key
         # before the reader could see its deadline pass.
         self.clock = Clock(time.time_ns() // 1_000_000 + 10**9)
         self.writer = RegionWriter(64 * 1024, max_value=600)
+        if self.sealed:
+            self.writer.seal()
         self.engine = MemoryEngine(memory_limit=64 * 1024, clock_ms=self.clock)
         self.engine.attach_region(self.writer)
         self.reader = RegionReader(*self.writer.fds, 0)
@@ -226,8 +238,39 @@ class EngineWithRegion(RuleBasedStateMachine):
         self.writer.close()
 
 
+class EngineWithSealedRegion(EngineWithRegion):
+    """The same with the region sealed, as a store runs it: pages reused, not given back."""
+
+    sealed = True
+
+
 TestEngineWithRegion = EngineWithRegion.TestCase
 TestEngineWithRegion.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
+TestEngineWithSealedRegion = EngineWithSealedRegion.TestCase
+TestEngineWithSealedRegion.settings = TestEngineWithRegion.settings
+
+
+def test_a_sealed_region_cannot_be_written_by_anyone_else() -> None:
+    writer = RegionWriter(2**20)
+    writer.seal()
+    try:
+        assert writer.sealed
+        for fd in (writer.owner_fd, os.open(f"/proc/self/fd/{writer.owner_fd}", os.O_RDWR)):
+            with pytest.raises(PermissionError):
+                mmap.mmap(fd, 4096)
+            with pytest.raises(PermissionError):
+                os.pwrite(fd, b"x", 0)
+            if fd != writer.owner_fd:
+                os.close(fd)
+        # The store's own mapping still writes; freed pages are taken again, for any size.
+        first = writer.publish(b"k", b"v" * 3000, 0, 0)
+        second = writer.publish(b"k", b"w" * 100, 0, first)
+        assert writer.read(second) == b"w" * 100
+        assert writer.read(writer.publish(b"j", b"u" * 3000, 0, 0)) == b"u" * 3000
+        writer.flush()
+        assert writer.read(writer.publish(b"k", b"x" * 5000, 0, 0)) == b"x" * 5000
+    finally:
+        writer.close()
 
 
 def test_engine_accounting_with_region_returns_to_zero() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,8 +128,19 @@ def test_the_channel_carries_go_and_the_region(region: RegionWriter) -> None:
     lifeline_r, lifeline_w = os.pipe()
     try:
         assert channel.go(4242)
-        assert wait_for_go(theirs, lifeline_r) == 4242
-        hand_over_region(theirs, region.owner_fd)
+        assert wait_for_go(theirs, lifeline_r) == (4242, None)
+        # The store waits for the supervisor to have mapped its page (then it seals).
+        handed: list[bool] = []
+        store = threading.Thread(
+            target=lambda: handed.append(hand_over_region(theirs, region.owner_fd))
+        )
+        store.start()
+        deadline = time.monotonic() + 30
+        while store.is_alive() and time.monotonic() < deadline:
+            channel.receive()
+            store.join(0.01)
+        assert handed == [True]
+        region.seal()
         theirs.close()  # the store exits
         view = RegionReader(*region.fds, 0)
         region.publish(b"k", b"v", 0, 0)
@@ -140,6 +152,12 @@ def test_the_channel_carries_go_and_the_region(region: RegionWriter) -> None:
         channel.close()
         for fd in (lifeline_r, lifeline_w):
             os.close(fd)
+
+
+def test_a_store_stops_waiting_for_a_silent_supervisor(region: RegionWriter) -> None:
+    ours, theirs = channel_pair()
+    with ours, theirs:
+        assert hand_over_region(theirs, region.owner_fd, timeout=0.2) is False
 
 
 def test_a_store_never_binds_without_go() -> None:

@@ -8,12 +8,14 @@
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
-``session``        PING, ECHO, QUIT, AUTH, HELLO, CLIENT (Redis's "connection" group)
+``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
+``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
 ``locks``          BLINK.LOCK, BLINK.UNLOCK, BLINK.LOCKEXTEND, BLINK.LOCKTOKEN (ours)
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
+``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
@@ -25,6 +27,7 @@ imported. ``registry`` and ``replies`` import no family, and no family imports a
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
+    clients,
     expire,
     hashes,
     introspection,
@@ -38,6 +41,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     sets,
     shm,
     stampede,
+    streams,
     strings,
     transaction,
     zsets,

@@ -17,10 +17,12 @@ from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_PATTERN_TOO_LONG,
+    INT64_MAX,
     MAX_PATTERN,
     REDIS_COMPAT_VERSION,
     RESP3_NULL,
     as_text,
+    parse_int,
     unknown_subcommand,
     wrong_args,
 )
@@ -197,7 +199,55 @@ def config_values(d: Dispatcher) -> dict[str, str]:
         "unixsocket": d.stats.unix_path,
         "unixsocketperm": "600" if d.stats.unix_path else "0",
         "proto-max-bulk-len": str(d.max_request_size),
+        "busy-reply-threshold": str(d.busy_threshold_ms),
+        "lua-time-limit": str(d.busy_threshold_ms),
     }
+
+
+def _set_busy_threshold(d: Dispatcher, raw: bytes) -> str | None:
+    """Apply ``busy-reply-threshold`` (ms) to the next scripts; why not, else None."""
+    number = parse_int(raw)
+    if number is None:
+        return "argument couldn't be parsed into an integer"
+    if number < 0:
+        return f"argument must be between 0 and {INT64_MAX} inclusive"
+    d.busy_threshold_ms = number
+    if d.scripting is not None:
+        d.scripting.busy_threshold = number / 1000
+    return None
+
+
+#: What ``CONFIG SET`` can change while the store runs (the rest comes from its settings).
+_SETTABLE: dict[str, Callable[[Dispatcher, bytes], str | None]] = {
+    "busy-reply-threshold": _set_busy_threshold,
+    "lua-time-limit": _set_busy_threshold,
+}
+
+
+def _config_set(d: Dispatcher, args: list[bytes]) -> bytes:
+    """``CONFIG SET name value [name value...]``: all checked before any is applied."""
+    if len(args) < 4 or len(args) % 2:
+        return wrong_args("config|set")
+    known = config_values(d)
+    pairs = list(zip(args[2::2], args[3::2], strict=True))
+    for raw_name, _ in pairs:
+        name = as_text(raw_name).lower()
+        if name not in known:
+            return resp.error(
+                f"ERR Unknown option or number of arguments for CONFIG SET - '{as_text(raw_name)}'"
+            )
+        if name not in _SETTABLE:
+            return _set_failed(name, "can't set immutable config")
+    for raw_name, value in pairs:
+        name = as_text(raw_name).lower()
+        problem = _SETTABLE[name](d, value)
+        if problem is not None:
+            return _set_failed(name, problem)
+    return resp.OK
+
+
+def _set_failed(name: str, why: str) -> bytes:
+    return resp.error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
 
 
 @command("command", -1, "loading stale")
@@ -223,7 +273,10 @@ def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 @command("config", -2, "admin")
 def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CONFIG GET pattern [pattern...]`` (read-only: settings come from the command line)."""
+    """``CONFIG GET pattern [pattern...]``; ``CONFIG SET`` for the busy threshold only (the
+    other settings come from the command line)."""
+    if args[1].upper() == b"SET":
+        return _config_set(d, args)
     if args[1].upper() != b"GET":
         return unknown_subcommand(args)
     if len(args) < 3:

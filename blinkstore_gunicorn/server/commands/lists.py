@@ -403,6 +403,7 @@ def _block(
         deliver=c.deliver,
         timeout_reply=timeout_reply,
         on_close=c.on_close,
+        may_park=not c.in_exec,
     )
     return DEFERRED if reply is None else reply
 
@@ -418,20 +419,20 @@ def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> by
     return _block(d, c, keys, args[-1], serve=serve, timeout_reply=timeout_reply)
 
 
-@command("blpop", -3, "write blocking", (1, -2, 1))
+@command("blpop", -3, "write noscript blocking", (1, -2, 1))
 def cmd_blpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BLPOP key [key...] timeout``: ``[key, element]`` from the first non-empty list, or
     parked until a push; a nil array when ``timeout`` seconds pass (0: no limit)."""
     return _blocking_pop(d, c, args, left=True)
 
 
-@command("brpop", -3, "write blocking", (1, -2, 1))
+@command("brpop", -3, "write noscript blocking", (1, -2, 1))
 def cmd_brpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BRPOP key [key...] timeout``: as BLPOP, from the tail."""
     return _blocking_pop(d, c, args, left=False)
 
 
-@command("blmove", 6, "write denyoom blocking", (1, 2, 1))
+@command("blmove", 6, "write denyoom noscript blocking", (1, 2, 1))
 def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout``: LMOVE, parked while the
     source is empty."""

@@ -30,6 +30,7 @@ __all__ = [
     "ZERO",
     "ScanOptions",
     "as_text",
+    "client_name_error",
     "format_float",
     "invalid_expire",
     "limit_error",
@@ -43,9 +44,12 @@ __all__ = [
     "wrong_args",
 ]
 
-#: The Redis version whose RESP2 behaviour we follow; reported as ``redis_version`` and by
-#: ``HELLO`` because some clients gate features on it.
-REDIS_COMPAT_VERSION = "7.0.0"
+#: The Redis version whose commands, replies and error texts the store follows: the one its
+#: compatibility tests run against. Reported as ``INFO``'s ``redis_version``, by ``HELLO`` and
+#: as Lua's ``redis.REDIS_VERSION``, because clients gate features on it (``blinkstore_version``
+#: is the store's own). Not 7.2 or later: their additions (``CLIENT NO-TOUCH``, ``WAITAOF``,
+#: ``XREAD +``...) are not here, and a client told 7.2 would send them.
+REDIS_COMPAT_VERSION = "7.0.15"
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -196,3 +200,11 @@ def unknown_subcommand(args: list[bytes]) -> bytes:
     return resp.error(
         f"ERR unknown subcommand '{as_text(args[1])[:128]}'. Try {as_text(args[0]).upper()} HELP."
     )
+
+
+def client_name_error(name: bytes) -> bytes | None:
+    """Redis's error for a client name with spaces or special characters (CLIENT SETNAME,
+    HELLO SETNAME), else None."""
+    if any(byte < 0x21 or byte > 0x7E for byte in name):
+        return resp.error("ERR Client names cannot contain spaces, newlines or special characters.")
+    return None

@@ -58,7 +58,9 @@ def _scripting(d: Dispatcher) -> Scripting | None:
         try:
             from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
-            d.scripting = Scripting(d, COMMANDS, REDIS_COMPAT_VERSION)
+            d.scripting = Scripting(
+                d, COMMANDS, REDIS_COMPAT_VERSION, busy_threshold=d.busy_threshold_ms / 1000
+            )
         except ImportError:
             return None
     return d.scripting

@@ -1,4 +1,5 @@
-"""Connection commands (Redis's "connection" group): PING, ECHO, QUIT, AUTH, HELLO, CLIENT."""
+"""Connection commands (Redis's "connection" group): PING, ECHO, QUIT, AUTH, HELLO (CLIENT is
+``clients.py``)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_SYNTAX,
     REDIS_COMPAT_VERSION,
     as_text,
+    client_name_error,
     parse_int,
-    unknown_subcommand,
     wrong_args,
 )
 
@@ -102,7 +103,7 @@ def cmd_hello(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             "select the RESP protocol version at the same time"
         )
     if name is not None:
-        error = _client_name_error(name)
+        error = client_name_error(name)
         if error is not None:
             return error
         c.name = name
@@ -119,41 +120,3 @@ def cmd_hello(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             (resp.bulk(b"modules"), resp.EMPTY_ARRAY),
         ]
     )
-
-
-def _client_name_error(name: bytes) -> bytes | None:
-    if any(byte < 0x21 or byte > 0x7E for byte in name):
-        return resp.error("ERR Client names cannot contain spaces, newlines or special characters.")
-    return None
-
-
-@command("client", -2, "")
-def cmd_client(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value``."""
-    sub = args[1].upper()
-    if sub == b"ID" and len(args) == 2:
-        return resp.integer(c.id)
-    if sub == b"GETNAME" and len(args) == 2:
-        return resp.bulk(c.name) if c.name else c.nil
-    if sub == b"SETNAME":
-        if len(args) != 3:
-            return wrong_args("client|setname")
-        error = _client_name_error(args[2])
-        if error is not None:
-            return error
-        c.name = args[2]
-        return resp.OK
-    if sub == b"SETINFO":
-        if len(args) != 4:
-            return wrong_args("client|setinfo")
-        attribute = args[2].upper()
-        if attribute == b"LIB-NAME":
-            c.lib_name = args[3]
-        elif attribute == b"LIB-VER":
-            c.lib_ver = args[3]
-        else:
-            return resp.error(f"ERR Unrecognized option '{as_text(args[2])}'")
-        return resp.OK
-    if sub in (b"ID", b"GETNAME"):
-        return wrong_args(f"client|{as_text(args[1]).lower()}")
-    return unknown_subcommand(args)

@@ -479,18 +479,19 @@ def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], highest: bool) ->
         deliver=c.deliver,
         timeout_reply=RESP3_NULL if c.resp3 else resp.NIL_ARRAY,
         on_close=c.on_close,
+        may_park=not c.in_exec,
     )
     return DEFERRED if reply is None else reply
 
 
-@command("bzpopmin", -3, "write blocking fast", (1, -2, 1))
+@command("bzpopmin", -3, "write noscript blocking fast", (1, -2, 1))
 def cmd_bzpopmin(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BZPOPMIN key [key...] timeout``: ``[key, member, score]`` of the lowest member of the
     first non-empty sorted set, or parked until a ZADD; a nil array after ``timeout``."""
     return _blocking_pop(d, c, args, highest=False)
 
 
-@command("bzpopmax", -3, "write blocking fast", (1, -2, 1))
+@command("bzpopmax", -3, "write noscript blocking fast", (1, -2, 1))
 def cmd_bzpopmax(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BZPOPMAX key [key...] timeout``: as BZPOPMIN, the highest member."""
     return _blocking_pop(d, c, args, highest=True)

@@ -29,10 +29,13 @@ from typing import Final
 
 from greenlet import getcurrent, greenlet
 
+from blinkstore_gunicorn.config import DEFAULT_BUSY_REPLY_THRESHOLD
+
 __all__ = ["CANNOT_PAUSE", "DEFAULT_BUSY_THRESHOLD", "KILLED", "Run", "Worker"]
 
-#: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds.
-DEFAULT_BUSY_THRESHOLD: Final = 5.0
+#: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds (the store's
+#: ``--busy-reply-threshold`` and ``CONFIG SET`` change it).
+DEFAULT_BUSY_THRESHOLD: Final = DEFAULT_BUSY_REPLY_THRESHOLD / 1000
 
 #: The error of a script stopped by SCRIPT KILL (Redis's words).
 KILLED: Final = "ERR Script killed by user with SCRIPT KILL..."

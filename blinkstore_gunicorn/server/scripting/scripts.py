@@ -39,10 +39,11 @@ _UNKILLABLE: Final = resp.error(
 )
 _OK: Final = resp.simple("OK")
 
-#: Commands a script may not call besides those flagged ``noscript``: they park the caller
-#: in the store (a script cannot wait) or change the connection itself.
+#: Commands a script may not call besides those flagged ``noscript`` (Redis 7.0 flags its
+#: blocking pops so): they park the caller in the store (a script cannot wait) or change the
+#: connection itself. XREAD is allowed, and refuses BLOCK itself (``Client.in_script``).
 _NOT_IN_SCRIPTS: Final = frozenset({"bs.fetch", "blink.lock", "auth", "hello", "client", "quit"})
-_REFUSING_FLAGS: Final = frozenset({"noscript", "blocking"})
+_REFUSING_FLAGS: Final = frozenset({"noscript"})
 #: What a busy store still answers (Redis: SCRIPT KILL, SHUTDOWN NOSAVE, and the commands
 #: that let a new connection get that far).
 _ALLOWED_WHILE_BUSY: Final = frozenset({b"auth", b"hello", b"quit"})
@@ -98,6 +99,7 @@ class Scripting:
         self.cache: dict[bytes, Any] = {}
         self._by_eval_only: OrderedDict[bytes, None] = OrderedDict()
         self._client = dispatcher.new_client()
+        self._client.in_script = True
         dispatcher.authenticate(self._client)
         self._run: Run | None = None
         self._worker = Worker()

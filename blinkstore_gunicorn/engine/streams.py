@@ -1,0 +1,254 @@
+"""Streams (Redis's t_stream.c): entries in ID order, each with its fields and values.
+
+A :class:`Stream` keeps two parallel lists, the entry IDs (``(ms, seq)`` tuples, ascending) and
+their bodies, so that a range is two :mod:`bisect` searches and a slice, an append is O(1)
+(IDs only grow) and trimming the oldest entries is one ``del`` of a prefix. An entry's body is
+its fields and values as the caller encoded them, one ``bytes`` object the engine does not
+read (the server keeps them as the reply they are sent in, so a range reply is a join, and an
+entry is one object instead of one per field). Redis keeps a radix tree of listpacks instead,
+which packs entries tighter; the cost here is counted honestly (``STREAM_ENTRY_OVERHEAD``).
+
+Unlike the other containers a stream outlives its last entry (``XDEL`` or ``XTRIM`` to zero
+leave an empty stream, as in Redis), since its last ID must not go back. Reads take the
+:class:`Stream` from ``engine.lookup(key, Stream)``; every change goes through the functions
+here, which keep the memory account.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+from blinkstore_gunicorn.engine.base import EngineError
+from blinkstore_gunicorn.engine.typed import STREAM_ENTRY_OVERHEAD, STREAM_OVERHEAD, Container
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.engine.base import Engine
+
+__all__ = [
+    "MAX_ID",
+    "MIN_ID",
+    "NODE_BYTES",
+    "NODE_ENTRIES",
+    "Stream",
+    "StreamError",
+    "StreamID",
+    "Trim",
+    "append",
+    "next_id",
+    "remove",
+    "trim",
+]
+
+StreamID: TypeAlias = tuple[int, int]
+
+_U64: Final = 2**64 - 1
+MIN_ID: Final[StreamID] = (0, 0)
+MAX_ID: Final[StreamID] = (_U64, _U64)
+#: Redis's ``stream-node-max-entries`` and ``stream-node-max-bytes``: Redis stores a stream
+#: in nodes of at most this many entries (live or deleted) and bytes, and an approximate
+#: (``~``) trim removes whole nodes only. The stream records where its nodes would start
+#: (counting the bytes of fields and values), so ``~`` removes what Redis would, or close.
+NODE_ENTRIES: Final = 100
+NODE_BYTES: Final = 4096
+
+ERR_ID_ZERO: Final = "ERR The ID specified in XADD must be greater than 0-0"
+ERR_ID_SMALLER: Final = (
+    "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+)
+ERR_EXHAUSTED: Final = "ERR The stream has exhausted the last possible ID, unable to add more items"
+
+
+class StreamError(EngineError):
+    """An XADD whose ID cannot be used (the message is Redis's error text)."""
+
+
+class Stream(Container):
+    """A Redis stream: ``ids`` ascending, ``bodies[i]`` the fields and values of ``ids[i]``."""
+
+    __slots__ = ("bodies", "ids", "last_id", "node_bytes", "node_count", "nodes")
+
+    kind = b"stream"
+    base_cost = STREAM_OVERHEAD
+    kept_empty = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[StreamID] = []
+        self.bodies: list[bytes] = []
+        #: The greatest ID ever added (deleted entries included): new IDs must be greater.
+        self.last_id: StreamID = MIN_ID
+        #: The first ID of each node Redis would have made, and the last node's entries and
+        #: bytes so far (see :data:`NODE_ENTRIES`).
+        self.nodes: list[StreamID] = []
+        self.node_count = 0
+        self.node_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def clone(self) -> Stream:
+        copy = Stream()
+        copy.ids = self.ids.copy()
+        copy.bodies = self.bodies.copy()
+        copy.last_id = self.last_id
+        copy.nodes = self.nodes.copy()
+        copy.node_count, copy.node_bytes = self.node_count, self.node_bytes
+        copy.cost = self.cost
+        return copy
+
+    def span(self, start: StreamID, end: StreamID) -> tuple[int, int]:
+        """The positions ``[first, stop)`` of the entries with ``start <= id <= end``."""
+        return bisect.bisect_left(self.ids, start), bisect.bisect_right(self.ids, end)
+
+    def node_ends(self) -> Iterator[int]:
+        """For each node from the oldest, the position just past its last live entry."""
+        nodes, ids = self.nodes, self.ids
+        for start in nodes[1:]:
+            yield bisect.bisect_left(ids, start)
+        yield len(ids)
+
+    def add(self, new_id: StreamID, body: bytes) -> None:
+        """Append an entry (``new_id`` greater than :attr:`last_id`), in a new node when the
+        last one is full."""
+        size = len(body)
+        if (
+            not self.nodes
+            or self.node_count >= NODE_ENTRIES
+            or (self.node_bytes + size >= NODE_BYTES)
+        ):
+            self.nodes.append(new_id)
+            self.node_count = self.node_bytes = 0
+        self.node_count += 1
+        self.node_bytes += size
+        self.ids.append(new_id)
+        self.bodies.append(body)
+        self.last_id = new_id
+
+    def drop_head(self, count: int) -> None:
+        """Remove the ``count`` oldest entries (and the nodes left without entries)."""
+        if not count:
+            return
+        self.cost -= sum(map(len, self.bodies[:count])) + count * STREAM_ENTRY_OVERHEAD
+        del self.ids[:count]
+        del self.bodies[:count]
+        nodes = self.nodes
+        if not self.ids:
+            nodes.clear()
+            return
+        first = self.ids[0]
+        gone = bisect.bisect_right(nodes, first) - 1
+        if gone > 0:
+            del nodes[:gone]
+
+    def after(self, last: StreamID) -> int:
+        """The position of the first entry whose ID is greater than ``last``."""
+        return bisect.bisect_right(self.ids, last)
+
+
+def entry_cost(body: bytes) -> int:
+    """What one entry counts."""
+    return STREAM_ENTRY_OVERHEAD + len(body)
+
+
+def next_id(last: StreamID, ms: int | None, seq: int | None, now_ms: int) -> StreamID:
+    """The ID XADD gives a new entry after ``last``: ``*`` (``ms`` None), ``ms-*`` (``seq``
+    None) or explicit. Raises :class:`StreamError` with Redis's text when it is not greater."""
+    if ms is not None and seq is not None and (ms, seq) == MIN_ID:
+        raise StreamError(ERR_ID_ZERO)
+    if last == MAX_ID:
+        raise StreamError(ERR_EXHAUSTED)
+    if ms is None:  # '*': the clock, or the last ID's millisecond when the clock is behind
+        ms = max(now_ms, last[0])
+        if ms == last[0] and last[1] == _U64:
+            return ms + 1, 0
+    if seq is None:
+        seq = 0 if ms > last[0] else last[1] + 1
+    if (ms, seq) <= last or seq > _U64:
+        raise StreamError(ERR_ID_SMALLER)
+    return ms, seq
+
+
+class Trim:
+    """An XADD or XTRIM trimming rule: ``MAXLEN`` (``threshold`` an int) or ``MINID`` (an
+    ID); ``approx`` (``~``) removes whole nodes only, at most ``limit`` entries (0: no limit)."""
+
+    __slots__ = ("approx", "limit", "maxlen", "minid")
+
+    def __init__(
+        self, *, maxlen: int | None, minid: StreamID | None, approx: bool, limit: int
+    ) -> None:
+        self.maxlen = maxlen
+        self.minid = minid
+        self.approx = approx
+        self.limit = limit
+
+    def count(self, stream: Stream) -> int:
+        """How many of the oldest entries the rule removes from ``stream``."""
+        if self.maxlen is not None:
+            surplus = max(0, len(stream) - self.maxlen)
+        else:
+            assert self.minid is not None
+            surplus = bisect.bisect_left(stream.ids, self.minid)
+        if not self.approx:
+            return surplus
+        # Whole nodes only, while the node ends within the surplus and the limit.
+        removed = 0
+        for end in stream.node_ends():
+            if end > surplus or (self.limit and end > self.limit):
+                break
+            removed = end
+        return removed
+
+
+def append(
+    engine: Engine,
+    key: bytes,
+    new_id: StreamID,
+    body: bytes,
+    rule: Trim | None,
+) -> None:
+    """Add an entry (``new_id`` from :func:`next_id`) with its fields and values (``body``),
+    then apply ``rule``. Raises the engine's ``WrongType`` and size-limit errors (changing
+    nothing)."""
+    cost = entry_cost(body)
+    stream = engine.writable(key, Stream, cost)
+    old_cost = stream.cost
+    stream.add(new_id, body)
+    stream.cost += cost
+    if rule is not None:
+        stream.drop_head(rule.count(stream))
+    engine.resized(key, stream, old_cost)
+
+
+def trim(engine: Engine, key: bytes, rule: Trim) -> int:
+    """XTRIM: apply ``rule``; how many entries it removed."""
+    stream = engine.lookup(key, Stream)
+    if stream is None:
+        return 0
+    count = rule.count(stream)
+    if count:
+        old_cost = stream.cost
+        stream.drop_head(count)
+        engine.resized(key, stream, old_cost)
+    return count
+
+
+def remove(engine: Engine, key: bytes, ids: Iterable[StreamID]) -> int:
+    """XDEL: remove the entries with these IDs; how many there were."""
+    stream = engine.lookup(key, Stream)
+    if stream is None:
+        return 0
+    old_cost = stream.cost
+    removed = 0
+    for wanted in ids:
+        at = bisect.bisect_left(stream.ids, wanted)
+        if at < len(stream.ids) and stream.ids[at] == wanted:
+            stream.cost -= entry_cost(stream.bodies[at])
+            del stream.ids[at]
+            del stream.bodies[at]
+            removed += 1
+    if removed:
+        engine.resized(key, stream, old_cost)
+    return removed
