@@ -124,7 +124,7 @@ def _pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> bytes:
     taken = pop(d.engine, args[1], count, left)
     if taken is None:
         return RESP3_NULL if c.resp3 else resp.NIL_ARRAY
-    return resp.bulk_array(taken)
+    return resp.bulk_list(taken)
 
 
 @command("lpop", -2, "write fast", (1, 1, 1))
@@ -154,7 +154,7 @@ def cmd_lrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     items = _items(d, args[1])
     start, stop = _clamp(start, stop, len(items))
     chosen = list(islice(items, start, stop))
-    return reply_too_large(sum(map(len, chosen)), d.max_reply_size) or resp.bulk_array(chosen)
+    return reply_too_large(sum(map(len, chosen)), d.max_reply_size) or resp.bulk_list(chosen)
 
 
 def _position(index: int, size: int) -> int | None:
