@@ -228,11 +228,16 @@ class Scripting:
         """``redis.call`` and ``redis.pcall``: ``(value, kind)``, kind :data:`_VALUE`,
         :data:`_STATUS` or :data:`_ERROR` (the sandbox makes the ``{ok=}``/``{err=}`` tables:
         building them in Lua costs less than from Python)."""
-        args = [value if value.__class__ is bytes else argument(value) for value in raw]
+        if not raw:
+            return _ERR_NO_ARGS.encode(), _ERROR
+        given = [value if value.__class__ is bytes else argument(value) for value in raw]
+        if None in given:
+            return _ERR_ARG_TYPE.encode(), _ERROR
+        args: list[bytes] = given  # type: ignore[assignment]
         refusal = self._refusal(args)
         if refusal is not None:
             return refusal.encode(), _ERROR
-        reply = self._dispatcher.execute(self._client, args)  # type: ignore[arg-type]
+        reply = self._dispatcher.execute(self._client, args)
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
@@ -247,22 +252,18 @@ class Scripting:
         reader.feed(reply)
         return to_lua(self.lua.lua, reader.next_reply()), _VALUE  # type: ignore[arg-type]
 
-    def _refusal(self, args: list[bytes | None]) -> str | None:
-        """Why a script may not run ``args`` (Redis's words), or None."""
-        if not args:
-            return _ERR_NO_ARGS
-        if None in args:
-            return _ERR_ARG_TYPE
+    def _refusal(self, args: list[bytes]) -> str | None:
+        """Why a script may not run ``args``, a non-empty list (Redis's words), or None."""
         name = args[0]
         # What the command's name allows, worked out once per spelling.
-        allowed = self._allowed.get(name)  # type: ignore[arg-type]
+        allowed = self._allowed.get(name)
         if allowed is None:
-            allowed = self._allowance(name)  # type: ignore[arg-type]
-            if allowed is not _ERR_UNKNOWN and (name.islower() or name.isupper()):  # type: ignore[union-attr]
-                self._allowed[name] = allowed  # type: ignore[index]
-        if allowed.__class__ is str:
-            return allowed  # type: ignore[return-value]
-        arity, writes = allowed  # type: ignore[misc]
+            allowed = self._allowance(name)
+            if allowed is not _ERR_UNKNOWN and (name.islower() or name.isupper()):
+                self._allowed[name] = allowed
+        if isinstance(allowed, str):
+            return allowed
+        arity, writes = allowed
         count = len(args)
         if count != arity and (arity > 0 or count < -arity):
             return _ERR_ARITY
