@@ -130,13 +130,14 @@ class Keyspace:
                 self._evict(None, size)
             self._insert(key, container, None)
             return container
-        size = self._cost(key, container) + growth
-        if key in self._deadlines:
-            size += TTL_OVERHEAD
-        if limit and size > limit:
-            raise EntryTooLarge(size, limit)
-        if limit and self._used + growth > limit:
-            self._evict(key, growth)
+        if limit:  # the entry's size matters only against a limit
+            size = self._cost(key, container) + growth
+            if key in self._deadlines:
+                size += TTL_OVERHEAD
+            if size > limit:
+                raise EntryTooLarge(size, limit)
+            if self._used + growth > limit:
+                self._evict(key, growth)
         return container
 
     def resized(self, key: bytes, container: Container, old_cost: int) -> None:
