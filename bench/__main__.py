@@ -22,6 +22,7 @@ SUITES = (
     "shm",
     "shm_writes",
     "memory_tax",
+    "datatypes",
 )
 
 
