@@ -12,8 +12,13 @@ connections on each endpoint in turn for ``--seconds``; the figure is requests/s
 over dict, the median of the runs' ratios. Latency with one client shows what a read costs;
 throughput with many shows what sharing costs a busy service.
 
+With ``--upstream``, each store is a near cache (``BLINKSTORE_UPSTREAM``) of a redis-server the
+suite starts: ``/get`` then reads what the store fetched from Redis (from the shared region),
+and a third endpoint, ``/redis/get``, reads the same key with redis.asyncio alone (one client
+per worker), measured in the same runs.
+
 ``python -m bench.gunicorn [--requests N] [--runs N] [--worker-class sync,asgi,...]
-[--wrk [--connections N] [--seconds S]]``
+[--wrk [--connections N] [--seconds S]] [--upstream]``
 """
 
 from __future__ import annotations
@@ -32,9 +37,14 @@ from pathlib import Path
 
 import httpx
 
-from harness.gunicorn import CONF, gunicorn
+from harness.gunicorn import CONF, free_port, gunicorn
+from harness.processes import redis_server_process
 
 APP_FOR_WORKER = {"uvicorn_worker.UvicornWorker": "asgi_app:app", "asgi": "asgi_app:app"}
+
+
+#: Set by ``--upstream``: the environment that makes the store a near cache.
+UPSTREAM_ENV: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -42,8 +52,27 @@ def _gunicorn(worker_class: str) -> Iterator[str]:
     """A gunicorn master with the plugin and 2 ``worker_class`` workers; yields its base URL."""
     app = APP_FOR_WORKER.get(worker_class, "wsgi_app:app")
     args = [*CONF, "--workers", "2", "--worker-class", worker_class, "--log-level", "warning", app]
-    with tempfile.TemporaryDirectory() as cwd, gunicorn(args, Path(cwd)) as server:
+    with (
+        tempfile.TemporaryDirectory() as cwd,
+        gunicorn(args, Path(cwd), env=UPSTREAM_ENV) as server,
+    ):
         yield server.url
+
+
+@contextlib.contextmanager
+def _upstream(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, a redis-server the stores are near caches of, for the block."""
+    if not enabled:
+        yield
+        return
+    port = free_port()
+    with redis_server_process("--port", str(port)):
+        UPSTREAM_ENV["BLINKSTORE_UPSTREAM"] = f"redis://127.0.0.1:{port}/0"
+        UPSTREAM_ENV["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        try:
+            yield
+        finally:
+            UPSTREAM_ENV.clear()
 
 
 def _p50_us(client: httpx.Client, path: str, count: int) -> float:
@@ -77,26 +106,31 @@ def _wrk_rps(url: str, connections: int, seconds: int) -> float:
     return float(found.group(1))
 
 
+#: The endpoints ``--wrk`` compares; the per-process dict's is the reference.
+SHARED, LOCAL, REDIS = "/get?key=bench", "/local/get?key=bench", "/redis/get?key=bench"
+
+
 def measure_throughput(
     worker_class: str, connections: int, seconds: int, runs: int
-) -> tuple[float, float, float]:
-    """Median requests/s of the shared-store and per-process GETs, and the median of the
-    runs' ratios (each run measures both endpoints back to back, in alternating order)."""
-    shared: list[float] = []
-    local: list[float] = []
-    ratios: list[float] = []
+) -> dict[str, tuple[float, float]]:
+    """Per endpoint: the median requests/s and the median of the runs' ratios to the
+    per-process dict (each run measures every endpoint back to back, the order rotating)."""
+    paths = [SHARED, LOCAL, *([REDIS] if UPSTREAM_ENV else [])]
+    rps: dict[str, list[float]] = {path: [] for path in paths}
+    ratios: dict[str, list[float]] = {path: [] for path in paths}
     with _gunicorn(worker_class) as base, httpx.Client(base_url=base, timeout=10) as client:
         _fill(base, client)
-        _wrk_rps(base + "/get?key=bench", connections, 1)  # warm-up
-        _wrk_rps(base + "/local/get?key=bench", connections, 1)
+        for path in paths:
+            for _ in range(20):  # on new connections, so every worker imports and connects
+                httpx.get(base + path, timeout=30).raise_for_status()
+            _wrk_rps(base + path, connections, 1)  # warm-up
         for run in range(runs):
-            paths = ["/get?key=bench", "/local/get?key=bench"]
-            order = paths if run % 2 == 0 else paths[::-1]
-            rps = {path: _wrk_rps(base + path, connections, seconds) for path in order}
-            shared.append(rps[paths[0]])
-            local.append(rps[paths[1]])
-            ratios.append(rps[paths[0]] / rps[paths[1]])
-    return statistics.median(shared), statistics.median(local), statistics.median(ratios)
+            order = paths[run % len(paths) :] + paths[: run % len(paths)]
+            found = {path: _wrk_rps(base + path, connections, seconds) for path in order}
+            for path in paths:
+                rps[path].append(found[path])
+                ratios[path].append(found[path] / found[LOCAL])
+    return {path: (statistics.median(rps[path]), statistics.median(ratios[path])) for path in paths}
 
 
 def measure(worker_class: str, requests: int, runs: int) -> tuple[float, float]:
@@ -132,9 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk", action="store_true", help="requests/s with wrk instead")
     parser.add_argument("--connections", type=int, default=32, help="wrk's connections")
     parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per run")
+    parser.add_argument(
+        "--upstream", action="store_true", help="the store as a near cache of a redis-server"
+    )
     args = parser.parse_args(argv)
-    if args.wrk:
-        return _main_throughput(args)
+    with _upstream(args.upstream):
+        if args.wrk:
+            return _main_throughput(args)
+        return _main_latency(args)
+
+
+def _main_latency(args: argparse.Namespace) -> int:
     print(
         f"gunicorn, 2 workers, p50 of GET latency (client side, keep-alive), median of "
         f"{args.runs} runs x {args.requests} requests per endpoint"
@@ -157,12 +199,19 @@ def _main_throughput(args: argparse.Namespace) -> int:
         f"gunicorn, 2 workers, requests/s with wrk ({args.connections} connections, "
         f"{args.seconds:g} s per endpoint), median of {args.runs} runs"
     )
-    print(f"{'worker class':32} {'shared store':>14} {'per-process dict':>18} {'ratio':>7}")
+    redis_head = f" {'redis.asyncio':>14} {'ratio':>7}" if UPSTREAM_ENV else ""
+    print(
+        f"{'worker class':32} {'shared store':>14} {'per-process dict':>18} {'ratio':>7}"
+        + redis_head
+    )
     for worker_class in args.worker_class.split(","):
-        shared, local, ratio = measure_throughput(
-            worker_class, args.connections, args.seconds, args.runs
-        )
-        print(f"{worker_class:32} {shared:10.0f} r/s {local:14.0f} r/s {ratio:6.2f}x", flush=True)
+        found = measure_throughput(worker_class, args.connections, args.seconds, args.runs)
+        (shared, ratio), (local, _) = found[SHARED], found[LOCAL]
+        line = f"{worker_class:32} {shared:10.0f} r/s {local:14.0f} r/s {ratio:6.2f}x"
+        if REDIS in found:
+            redis_rps, redis_ratio = found[REDIS]
+            line += f" {redis_rps:10.0f} r/s {redis_ratio:6.2f}x"
+        print(line, flush=True)
     return 0
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from blinkstore_gunicorn.upstream_url import UPSTREAM_HELP, checked_upstream, parse_upstream
+
 __all__ = [
     "DEFAULT_BUSY_REPLY_THRESHOLD",
     "DEFAULT_TCP_HOST",
@@ -318,6 +320,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
         " (default 64KiB, at most 128KiB)",
         "SIZE",
     ),
+    SettingSpec("upstream", checked_upstream, UPSTREAM_HELP, "URL", secret=True),
     SettingSpec(
         "busy_reply_threshold",
         _parse_count,
@@ -356,6 +359,7 @@ class StoreSettings:
     log_level: str = "info"
     shm: str = "on"
     shm_max_value: int = 64 * KiB
+    upstream: str | None = None
     busy_reply_threshold: int = DEFAULT_BUSY_REPLY_THRESHOLD
 
     def __post_init__(self) -> None:
@@ -513,6 +517,7 @@ class StoreSettings:
             "client_buffer_limit": format_size(self.client_buffer_budget),
             "password": "set" if self.password else "not set",
             "log_level": self.log_level,
+            "upstream": parse_upstream(self.upstream).display if self.upstream else "",
         }
 
 
@@ -560,10 +565,8 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
 
 
 def without_setting_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``.
-
-    For a store started with explicit flags: what it inherits cannot override them.
-    """
+    """``environ`` without the ``BLINKSTORE_*`` store settings and unknown ``BLINKSTORE_*``
+    (for a store started with explicit flags: what it inherits cannot override them)."""
     return {
         name: value
         for name, value in environ.items()

@@ -86,6 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
         start_timeout=args.start_timeout,
         runtime_parent=args.runtime_dir,
         password=settings.password,
+        upstream=settings.upstream,
     )
 
     wake_r, wake_w = os.pipe()

@@ -7,6 +7,7 @@ Each also derives from the closest built-in exception, so ``except ConnectionErr
 from __future__ import annotations
 
 __all__ = [
+    "UPSTREAM_DOWN",
     "CacheConfigError",
     "CacheConnectionError",
     "CacheError",
@@ -15,6 +16,7 @@ __all__ = [
     "CacheSignatureError",
     "CacheStampedeTimeout",
     "CacheTimeoutError",
+    "CacheUpstreamError",
     "CacheValueTooLarge",
     "LockError",
     "LockNotOwnedError",
@@ -55,10 +57,21 @@ class CacheValueTooLarge(CacheResponseError, ValueError):
 _TOO_LARGE = ("ERR value too large", "ERR request too large")
 
 
+class CacheUpstreamError(CacheResponseError, CacheConnectionError):
+    """The store is a near cache and cannot reach its upstream Redis/Valkey (an outage:
+    ``on_error="miss"`` reads miss)."""
+
+
+#: The error code a near-cache store answers with while its upstream is unreachable.
+UPSTREAM_DOWN = "UPSTREAMDOWN "
+
+
 def error_reply(message: str) -> CacheResponseError:
     """The exception for the store's error reply ``message``."""
     if message.startswith(_TOO_LARGE):
         return CacheValueTooLarge(message)
+    if message.startswith(UPSTREAM_DOWN):
+        return CacheUpstreamError(message)
     return CacheResponseError(message)
 
 

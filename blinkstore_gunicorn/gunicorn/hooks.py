@@ -84,6 +84,7 @@ def _start_store(namespace: MutableMapping[str, Any], server: Any) -> None:
         start_timeout=settings.start_timeout,
         runtime_parent=settings.runtime_dir,
         password=settings.store.password,
+        upstream=settings.store.upstream,
         user=store_user(server.cfg),
     )
     url = sup.start()

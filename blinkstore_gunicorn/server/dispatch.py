@@ -53,6 +53,7 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
+    from blinkstore_gunicorn.server.upstream import Upstream
 
 __all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
 
@@ -233,6 +234,7 @@ class Dispatcher:
         "pubsub",
         "scripting",
         "stats",
+        "upstream",
         "watchers",
     )
 
@@ -274,6 +276,8 @@ class Dispatcher:
         self.scripting: Scripting | None = None
         #: While a script is busy (past its time limit), every command goes here instead.
         self.busy: Handler | None = None
+        #: The Redis/Valkey this store is a near cache of (``server/upstream/``), if any.
+        self.upstream: Upstream | None = None
         #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).
         self.busy_threshold_ms = busy_threshold_ms
         #: How many connections WATCH each key (``commands/transaction.py``).
@@ -397,6 +401,8 @@ class Dispatcher:
         name = args[0].lower()
         spec = COMMANDS.get(as_text(name))
         if spec is None:
+            if self.upstream is not None and client.authenticated:
+                return self.upstream.forward(client, args)  # Redis may know it
             return unknown_command(args)
         if name not in client.table:
             return NOAUTH

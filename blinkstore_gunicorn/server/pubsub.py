@@ -120,6 +120,8 @@ class PubSubHub:
         "_patterns",
         "_tracked",
         "dropped",
+        "on_new_channel",
+        "on_new_pattern",
         "pending_limit",
     )
 
@@ -135,6 +137,10 @@ class PubSubHub:
         self._by_subscriber: dict[Subscriber, _Listeners] = {}
         self._drops = LogThrottle(DROP_LOG_INTERVAL)
         self._tracked: set[Subscriber] = set()
+        #: Called with a channel that gets its first subscriber (the near cache subscribes
+        #: to it upstream, see ``server/upstream/``).
+        self.on_new_channel: Callable[[bytes], None] | None = None
+        self.on_new_pattern: Callable[[bytes], None] | None = None
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -166,6 +172,8 @@ class PubSubHub:
         frames = []
         for channel in channels:
             if listeners.add(listeners.channels, channel):
+                if channel not in self._channels and self.on_new_channel is not None:
+                    self.on_new_channel(channel)
                 self._channels.setdefault(channel, {})[subscriber] = None
             frames.append(self._confirm(subscriber, _SUBSCRIBE, channel, len(listeners)))
         return b"".join(frames)
@@ -178,6 +186,8 @@ class PubSubHub:
             if listeners.add(listeners.patterns, pattern):
                 if pattern not in self._patterns:
                     self._matchers[pattern] = compile_pattern(pattern)
+                    if self.on_new_pattern is not None:
+                        self.on_new_pattern(pattern)
                 self._patterns.setdefault(pattern, {})[subscriber] = None
             frames.append(self._confirm(subscriber, _PSUBSCRIBE, pattern, len(listeners)))
         return b"".join(frames)
@@ -262,6 +272,26 @@ class PubSubHub:
             self._drop(subscriber)
         return receivers, b"".join(own)
 
+    def relay(self, channel: bytes, message: bytes, pattern: bytes | None = None) -> int:
+        """Deliver a message that arrived from elsewhere (an upstream subscription) to the
+        subscribers of ``channel`` only, or of ``pattern`` only; return how many got it."""
+        if pattern is None:
+            subscribers = self._channels.get(channel)
+            count, body = 3, _MESSAGE + resp.bulk(channel) + resp.bulk(message)
+        else:
+            subscribers = self._patterns.get(pattern)
+            count = 4
+            body = _PMESSAGE + resp.bulk(pattern) + resp.bulk(channel) + resp.bulk(message)
+        if not subscribers:
+            return 0
+        overflowing: list[Subscriber] = []
+        delivered = self._deliver(
+            subscribers, count, body, publisher=None, own=[], overflowing=overflowing
+        )
+        for subscriber in overflowing:
+            self._drop(subscriber)
+        return delivered
+
     def _deliver(
         self,
         subscribers: dict[Subscriber, None],
@@ -319,6 +349,10 @@ class PubSubHub:
     def numsub(self, channel: bytes) -> int:
         """Subscribers of ``channel`` (patterns not counted, as in Redis)."""
         return len(self._channels.get(channel, ()))
+
+    def patterns(self) -> list[bytes]:
+        """Patterns with at least one subscriber."""
+        return list(self._patterns)
 
     def numpat(self) -> int:
         """Distinct patterns subscribed to by anyone."""

@@ -27,6 +27,7 @@ from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
 from blinkstore_gunicorn.server.throttle import LogThrottle
 from blinkstore_gunicorn.server.ticker import Ticker
+from blinkstore_gunicorn.server.upstream import Upstream
 from blinkstore_gunicorn.shm import handout
 from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.shm.fds import make_undumpable
@@ -121,6 +122,10 @@ class StoreServer:
             pubsub_limit=settings.pubsub_buffer_limit,
             busy_threshold_ms=settings.busy_reply_threshold,
         )
+        #: The Redis/Valkey this store is a near cache of (``upstream`` setting).
+        self.upstream = Upstream(settings.upstream, self.dispatcher) if settings.upstream else None
+        if self.upstream is not None:
+            self.upstream.install()
         self.connections: set[StoreConnection] = set()
         self._eviction_log = EvictionLog(self.engine)
         #: The one bound on what all connections hold together.
@@ -188,6 +193,9 @@ class StoreServer:
             raise
         if self.region is not None:
             self._heartbeat = Ticker(loop, HEARTBEAT_INTERVAL, self._beat)
+        if self.upstream is not None:
+            self.upstream.start()
+            log.info("near cache of upstream %s", self.upstream.display)
         self._expiry = Ticker(loop, EXPIRY_INTERVAL, self._expire_due)
         self._audit = Ticker(loop, BUDGET_AUDIT_INTERVAL, self._audit_buffers)
         limit = self.settings.memory_limit
@@ -259,6 +267,7 @@ class StoreServer:
                 engine.memory_limit,
                 max_value=settings.shm_max_value,
                 checksum=True if settings.shm == "checksum" else None,
+                partial=settings.upstream is not None,
             )
         except OSError as exc:
             log.warning("shared-memory reads are off: %s", exc)
@@ -296,8 +305,18 @@ class StoreServer:
         """Take over the dead predecessor's entries, first of all data loaded at start: what
         its region held is newer than any snapshot (which only fills in what it cannot hold)."""
         inheritance, self._inheritance = self._inheritance, None
-        if inheritance is not None:
-            adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
+        if inheritance is None:
+            return
+        if self.upstream is not None:
+            # A near cache may only hold what its own tracking connection read: the dead
+            # store's copies were tracked on a connection that is gone.
+            os.close(inheritance.fd)
+            log.info(
+                "the previous store's shared-memory region is not adopted: a near cache"
+                " fetches again what the upstream may have changed since"
+            )
+            return
+        adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
 
     def _beat(self) -> None:
         """The heartbeat readers check: the generation file first, so it is never older."""
@@ -389,6 +408,8 @@ class StoreServer:
             if ticker is not None:
                 ticker.close()
         await self._close_listeners()
+        if self.upstream is not None:
+            self.upstream.close()
         self._close_region()
         self._remove_socket_file()
         for connection in list(self.connections):

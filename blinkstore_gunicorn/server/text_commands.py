@@ -13,6 +13,7 @@ from blinkstore_gunicorn.engine import EngineError, KeyTooLarge, WrongType
 from blinkstore_gunicorn.protocol import text
 from blinkstore_gunicorn.protocol.errors import TooLarge
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+from blinkstore_gunicorn.server.upstream.text import TEXT_VERBS, execute_text_upstream
 
 __all__ = ["execute_text"]
 
@@ -80,6 +81,8 @@ def execute_text(d: Dispatcher, c: Client, item: text.Parsed) -> bytes:
         verb = item.verb
         if not c.authenticated and verb not in _PREAUTH:
             return AUTH_REQUIRED
+        if d.upstream is not None and verb in TEXT_VERBS:
+            return execute_text_upstream(d.upstream, c, item)
         return _HANDLERS[verb](d, c, item)
     if isinstance(item, TooLarge):
         if c.authenticated:

@@ -59,6 +59,7 @@ __all__ = [
     "COUNTER_STRIDE",
     "EXPIRE",
     "FLAG_CHECKSUM",
+    "FLAG_PARTIAL",
     "HEADER_BYTES",
     "H_DATA",
     "H_DATA_END",
@@ -116,6 +117,8 @@ H_WRITE_EPOCH = 13  # odd while the store publishes a multi-key write (MSET, EXE
 HEADER_BYTES = 4096
 
 FLAG_CHECKSUM = 1
+#: The table holds part of the keys (a near cache of an upstream): a miss means "ask the store".
+FLAG_PARTIAL = 2
 
 #: A region whose heartbeat is older than this is not read (its store is dead or stuck).
 STALE_NS = 500_000_000

@@ -70,6 +70,7 @@ class RegionReader:
         "_hits",
         "_marks",
         "_marks_mm",
+        "_miss",
         "_misses",
         "_mm",
         "_mul",
@@ -100,6 +101,9 @@ class RegionReader:
             self.close()
             raise RegionError("the marks mapping is smaller than the region says")
         self._checksum = bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)
+        #: What a miss answers: None, or "ask the store" when the table holds part of the
+        #: keys (the store is a near cache of an upstream server).
+        self._miss: Fallback | None = FALLBACK if w[L.H_FLAGS] & L.FLAG_PARTIAL else None
         self._hashes: dict[bytes, int] = {}
         self._mul = w[L.H_HASH_MUL]
         self._prime = w[L.H_HASH_PRIME] or 1
@@ -209,7 +213,7 @@ class RegionReader:
         if not mode:
             c = self._counters
             c[self._misses] = (c[self._misses] + 1) & _MASK64
-        return None
+        return self._miss
 
     def _hash(self, key: bytes) -> int:
         """``key_hash`` with this region's secret, remembered for the next read of ``key``."""

@@ -36,6 +36,7 @@ from blinkstore_gunicorn.shm.layout import (
     COUNTER_STRIDE,
     EXPIRE,
     FLAG_CHECKSUM,
+    FLAG_PARTIAL,
     H_DATA,
     H_DATA_END,
     H_FLAGS,
@@ -147,6 +148,7 @@ class RegionWriter:
         *,
         max_value: int = DEFAULT_MAX_VALUE,
         checksum: bool | None = None,
+        partial: bool = False,
     ) -> None:
         if not 0 <= max_value <= MAX_INLINE_VALUE:
             raise ValueError(f"max_value must be 0..{MAX_INLINE_VALUE}, got {max_value}")
@@ -184,7 +186,7 @@ class RegionWriter:
         self._mul, self._prime = hash_secret()
         w = self._w
         w[H_VERSION] = VERSION
-        w[H_FLAGS] = FLAG_CHECKSUM if self._checksum else 0
+        w[H_FLAGS] = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_PARTIAL if partial else 0)
         w[H_TABLE_AREA] = self._table_area
         w[H_TABLE_BYTES] = self._table_bytes
         w[H_MARKS_BYTES] = self._marks_bytes

@@ -144,13 +144,12 @@ def _register_process_handlers() -> None:
         _at_fork_registered = True
 
 
-def _store_environment(password: str | None) -> dict[str, str]:
-    # The supervising process resolved every setting already; a setting variable left in the
-    # store's environment could only disagree with the flags. The others (the registry's
-    # place) stay. The password travels here, out of ``ps``.
+def _store_environment(password: str | None, upstream: str | None) -> dict[str, str]:
+    # Settings are resolved already (a setting variable left could only disagree with the
+    # flags; the others stay); the secrets (password, upstream URL) travel here, out of ps.
     env = without_setting_variables(os.environ)
-    if password is not None:
-        env[env_name("password")] = password
+    secrets = {"password": password, "upstream": upstream}
+    env.update((env_name(name), value) for name, value in secrets.items() if value is not None)
     return env
 
 
@@ -211,10 +210,11 @@ class StoreSupervisor:
         runtime_parent: str | None = None,
         password: str | None = None,
         user: StoreUser | None = None,
+        upstream: str | None = None,
     ) -> None:
         self.log = log
         self.serve_args = list(serve_args)
-        self.store_env = _store_environment(password)
+        self.store_env = _store_environment(password, upstream)
         self.password = password
         self.start_timeout = start_timeout
         self.runtime_parent = runtime_parent

@@ -174,13 +174,16 @@ def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
     """The ``INFO`` text (Redis format) for the named sections, all of them by default."""
     wanted = {section.lower() for section in sections}
     if not wanted or wanted & {"all", "everything", "default"}:
-        wanted = set(_INFO_SECTIONS)
+        wanted = {*_INFO_SECTIONS, "upstream"}
     blocks = []
     for section, build in _INFO_SECTIONS.items():
         if section in wanted:
             title = "CPU" if section == "cpu" else section.capitalize()
             lines = [f"# {title}", *(f"{k}:{v}" for k, v in build(d))]
             blocks.append("\r\n".join(lines) + "\r\n")
+    if d.upstream is not None and "upstream" in wanted:
+        lines = ["# Upstream", *(f"{k}:{v}" for k, v in d.upstream.info())]
+        blocks.append("\r\n".join(lines) + "\r\n")
     return "\r\n".join(blocks)
 
 

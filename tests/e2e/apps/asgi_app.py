@@ -1,7 +1,8 @@
 """A Starlette app for the gunicorn end-to-end tests: the ASGI twin of ``wsgi_app``.
 
 The cache comes from ``request.state.cache`` (an ``AsyncCache`` put there by the plugin's app
-wrapping); ``/local/*`` uses a per-process dict. Every reply carries the worker's pid.
+wrapping); ``/local/*`` uses a per-process dict, ``/redis/get`` redis.asyncio. Every reply
+carries the worker's pid.
 """
 
 from __future__ import annotations
@@ -54,6 +55,20 @@ async def local_get(request: Request) -> JSONResponse:
     return _reply({"wrapped": _cache(request) is not None, "value": value})
 
 
+_REDIS: list[Any] = []
+
+
+async def redis_get(request: Request) -> JSONResponse:
+    """Read ``key`` with redis.asyncio from the Redis at ``BENCH_REDIS_URL`` (the same
+    endpoint without the plugin's cache, for ``bench/gunicorn.py --upstream``)."""
+    if not _REDIS:
+        import redis.asyncio  # only the benchmark needs it
+
+        _REDIS.append(redis.asyncio.Redis.from_url(os.environ["BENCH_REDIS_URL"]))
+    value = await _REDIS[0].get(request.query_params.get("key", "key"))
+    return _reply({"value": None if value is None else value.decode("latin-1")})
+
+
 async def env(request: Request) -> JSONResponse:
     """Show the BLINKSTORE_URL this worker inherited."""
     return _reply({"wrapped": _cache(request) is not None, "url": os.environ.get("BLINKSTORE_URL")})
@@ -65,6 +80,7 @@ app = Starlette(
         Route("/get", get_value),
         Route("/local/set", local_set),
         Route("/local/get", local_get),
+        Route("/redis/get", redis_get),
         Route("/env", env),
     ]
 )
