@@ -18,7 +18,12 @@ takeover, so anywhere in a write. Those three must be 0. One exception is counte
 rewrites a value in place, so a slot killed mid-write holds neither value: it is dropped,
 never served), as in Redis, which may lose the last writes before a crash.
 
-    python -m bench.adopt_torture [--kills 30] [--readers 2]
+``--fill`` more keys are SET once at the start and never checked: they keep each successor
+adopting in the background for a while (about 15 us a key), so the writer's and the readers'
+commands, and the checks, run while adoption is pending, and kills land in it too (what the
+killed successor had not adopted yet of these is lost, as documented).
+
+    python -m bench.adopt_torture [--kills 30] [--readers 2] [--fill 50000]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import random
 import re
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -38,12 +44,14 @@ import redis
 
 from bench.shm_torture import check_value, make_value
 from blinkstore_gunicorn.shm import handout
+from blinkstore_gunicorn.shm.fds import recv_fds
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from harness.gunicorn import CONF, Gunicorn, get, gunicorn, wait_until
 
-__all__ = ["AdoptTortureResult", "main", "torture"]
+__all__ = ["AdoptTortureResult", "adopting", "main", "torture"]
 
 KEYS = 200
+FILL = 50_000
 _BATCH = 16
 _VERSION_BYTES = 8
 _TIMEOUT = 10.0
@@ -63,6 +71,8 @@ class AdoptTortureResult:
     older: int = 0
     lost: int = 0
     dropped_in_flight: int = 0
+    #: Kills of a store still adopting its predecessor's entries in the background.
+    killed_adopting: int = 0
     #: Per takeover: keys adopted, milliseconds, slots dropped as in doubt (the store's log).
     adoptions: list[tuple[int, int, int]] = field(default_factory=list)
     examples: list[str] = field(default_factory=list)
@@ -71,6 +81,19 @@ class AdoptTortureResult:
         """Keep the first few problems for the report."""
         if len(self.examples) < 10:
             self.examples.append(what)
+
+
+def adopting(path: str) -> bool:
+    """Whether the store on ``path`` is still adopting its predecessor's entries: it answers
+    ``BS.SHM`` with ``TRYAGAIN`` then (a question that adopts nothing)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(_TIMEOUT)
+        sock.connect(path)
+        sock.sendall(handout.REQUEST)
+        reply, fds = recv_fds(sock, 256, 2)
+    for fd in fds:
+        os.close(fd)
+    return reply.startswith(b"-TRYAGAIN")
 
 
 def _version(value: bytes) -> int:
@@ -82,6 +105,7 @@ class _Writer(threading.Thread):
 
     def __init__(self, path: str, seed: int) -> None:
         super().__init__(daemon=True)
+        self.path = path
         self.client = redis.Redis(unix_socket_path=path, socket_timeout=_TIMEOUT)
         self.rng = random.Random(seed)
         self.acked: dict[bytes, int] = {}
@@ -202,6 +226,7 @@ def _one_kill(
     store = server.store_pid()
     after = writer.writes + rng.randrange(20, 2000)
     assert wait_until(lambda: writer.writes >= after, 60.0), "the writer writes"
+    result.killed_adopting += adopting(writer.path)
     os.kill(store, signal.SIGKILL)
     result.kills += 1
     assert wait_until(lambda: server.store_pid() != store, 60.0), server.log()
@@ -214,12 +239,26 @@ def _one_kill(
         writer.go_on()
 
 
-def torture(cwd: Path, kills: int, readers: int = 2, seed: int = 0) -> AdoptTortureResult:
+def _fill(path: str, n: int) -> None:
+    """SET ``n`` keys nobody checks (see the module doc)."""
+    client = redis.Redis(unix_socket_path=path, socket_timeout=_TIMEOUT * 6)
+    for start in range(0, n, 5000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(start, min(n, start + 5000)):
+            pipe.set(b"fill:%d" % i, b"%100d" % i)
+        pipe.execute()
+    client.close()
+
+
+def torture(
+    cwd: Path, kills: int, readers: int = 2, seed: int = 0, fill: int = FILL
+) -> AdoptTortureResult:
     """Run the torture under one gunicorn master started in ``cwd``."""
     result = AdoptTortureResult()
     rng = random.Random(seed)
     with gunicorn([*CONF, "-w", "1", "wsgi_app:app"], cwd) as server:
         path = get(server.url + "/env")["url"][len("unix://") :]
+        _fill(path, fill)
         writer = _Writer(path, seed)
         threads = [_Reader(path, writer, result, seed + 1 + n) for n in range(readers)]
         writer.start()
@@ -248,17 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run it and print the counts; exit status 1 when anything was wrong or lost."""
     parser = argparse.ArgumentParser(prog="python -m bench.adopt_torture", description=__doc__)
     parser.add_argument("--kills", type=int, default=30)
+    parser.add_argument("--fill", type=int, default=FILL, help="keys set once, never checked")
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as cwd:
-        result = torture(Path(cwd), args.kills, args.readers, args.seed)
+        result = torture(Path(cwd), args.kills, args.readers, args.seed, args.fill)
     times = sorted(ms for _, ms, _ in result.adoptions)
     print(
         f"seed {args.seed}: {result.kills} kills, {result.writes} acknowledged writes, "
         f"{result.reads} reads ({result.region_hits} from the region): "
         f"{result.wrong} wrong, {result.older} older than acknowledged, {result.lost} lost "
-        f"({result.dropped_in_flight} keys dropped in flight)"
+        f"({result.dropped_in_flight} keys dropped in flight; {result.killed_adopting} kills "
+        "while the store was still adopting)"
     )
     if times:
         print(

@@ -41,7 +41,7 @@ HANG_DEADLINE = 10.0
 #: Commands no input may contain: the sentinel must survive.
 FORBIDDEN = (b"flush",)
 #: Commands whose replies depend on time or the process (left out of split comparisons).
-NONDETERMINISTIC = frozenset({"info", "command", "config", "bs.fetch"})
+NONDETERMINISTIC = frozenset({"info", "command", "config", "bs.fetch", "randomkey", "zrandmember"})
 NUMBERS = (
     b"0", b"1", b"-1", b"2", b"10", b"100", b"1000000", b"00", b"+1", b" 1", b"1 ", b"0x10",
     b"1.5", b"-0", b"1e3", b"1e308", b"inf", b"-inf", b"nan", b"", b"9223372036854775807",
@@ -53,6 +53,10 @@ WORDS = (
     b"PERSIST", b"MATCH", b"COUNT", b"TYPE", b"LEASE", b"WAIT", b"AUTH", b"SETNAME",
     b"SETINFO", b"LIB-NAME", b"LIB-VER", b"ID", b"GETNAME", b"INFO", b"DOCS", b"LIST",
     b"ASYNC", b"SYNC", b"default", b"*", b"?", b"[a-", b"\\", b"string", b"3", b"2",
+    b"WEIGHTS", b"AGGREGATE", b"SUM", b"MIN", b"MAX", b"WITHSCORES", b"LEFT", b"RIGHT",
+    b"LIMIT", b"STORE", b"BY", b"ALPHA", b"DESC", b"#", b"fz:*", b"fz:*->f", b"nosort",
+    b"IDX", b"LEN", b"MINMATCHLEN", b"WITHMATCHLEN", b"BIT", b"BYTE", b"AND", b"NOT",
+    b"ENCODING", b"USAGE", b"SAMPLES",
 )  # fmt: skip
 HEADERS = (
     b"*-1", b"*0", b"*-5", b"*1048577", b"*99999999999999999999", b"*abc", b"*", b"$-1",

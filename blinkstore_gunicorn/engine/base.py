@@ -157,6 +157,22 @@ class Engine(Protocol):
         """The key's Redis type (``b"string"``, ``b"hash"``...), None when absent."""
         ...
 
+    def value(self, key: bytes) -> bytes | Container | None:
+        """The key's value of any type, None when absent (no stats, no recency change)."""
+        ...
+
+    def usage(self, key: bytes) -> int | None:
+        """Bytes the key counts against the memory limit, None when absent."""
+        ...
+
+    def touch(self, key: bytes) -> bool:
+        """Mark the key recently used; False when absent."""
+        ...
+
+    def random_key(self) -> bytes | None:
+        """A key drawn at random, None when there is none."""
+        ...
+
     def lookup(self, key: bytes, cls: type[ContainerT]) -> ContainerT | None:
         """The key's ``cls`` value for a read, None when absent; ``WrongType`` for another."""
         ...

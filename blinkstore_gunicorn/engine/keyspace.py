@@ -5,6 +5,11 @@ holds the state these methods use: the SIEVE queue, the TTL table, the memory ac
 region), kept apart so that the string path in ``memory.py`` stays small. These are Redis's
 ``db.c`` lookups for the type modules (``engine/hashes.py``...): a command reads with
 :meth:`Keyspace.lookup`, writes between :meth:`Keyspace.writable` and :meth:`Keyspace.resized`.
+
+An engine that inherits a dead store's region (:meth:`Keyspace.inherit`) adopts its entries
+where every access to a key goes through: the miss of ``get``/``_live`` and ``_unlink`` and the
+start of ``set`` ask the inheritance for the key's old entry first, so Lua, MULTI, both
+protocols and every type see it, and a key written or deleted since is never adopted again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from blinkstore_gunicorn.engine.scan import ScanCursors
 from blinkstore_gunicorn.engine.typed import Container, ContainerT, WrongType
 
 if TYPE_CHECKING:
+    from blinkstore_gunicorn.shm.adoption import InheritedRegion
     from blinkstore_gunicorn.shm.writer import RegionWriter
 
 __all__ = ["TTL_OVERHEAD", "Keyspace", "Stored"]
@@ -31,6 +37,10 @@ TTL_OVERHEAD = 400
 
 # A string's value, or the offset of the region block that holds it, or another type's value.
 Stored = bytes | int | Container
+
+# Inherited slots one adopt_some() call goes over when a whole-keyspace read finishes an
+# inheritance.
+_ADOPT_SLOTS = 4096
 
 
 class Keyspace:
@@ -44,6 +54,7 @@ class Keyspace:
         "_elsewhere",
         "_heap",
         "_hits",
+        "_inherited",
         "_inserts",
         "_max_key_size",
         "_memory_limit",
@@ -61,6 +72,7 @@ class Keyspace:
     _elsewhere: bytes
     _heap: list[tuple[int, bytes]]
     _hits: int
+    _inherited: InheritedRegion | None
     _inserts: int
     _max_key_size: int
     _memory_limit: int
@@ -216,6 +228,64 @@ class Keyspace:
             heapq.heappush(self._heap, (deadline, key))
             self._used += TTL_OVERHEAD
 
+    # -- adopting a dead store's region ------------------------------------------------------
+
+    def inherit(self, inherited: InheritedRegion) -> None:
+        """Adopt ``inherited``'s entries lazily (the engine must still be empty): a key's entry
+        on the key's first access, before any read or write of it, the others with
+        :meth:`adopt_some`; ``len()`` and :meth:`scan` adopt all first, :meth:`flush` drops
+        the rest. Each entry keeps its deadline; one over a limit is dropped."""
+        if self._ahead or self._behind:
+            raise ValueError("inherit before the first write")
+        self._inherited = inherited
+        if self._region is not None:
+            # At most half the slots of the dead table are live: presize for them at once.
+            self._region.reserve(inherited.slots // 2 - 1)
+
+    @property
+    def inheriting(self) -> bool:
+        """Whether entries of an inheritance may still be adopted."""
+        return self._inherited is not None
+
+    def adopt_some(self, slots: int) -> bool:
+        """Adopt the entries of the inheritance's next ``slots`` slots not adopted yet; True
+        (and the inheritance let go) once there is nothing left to adopt."""
+        inherited = self._inherited
+        if inherited is None:
+            return True
+        for key, value, expire_at in inherited.take_some(self._clock_ms(), slots):
+            self._adopt(inherited, key, value, expire_at)
+        if not inherited.done:
+            return False
+        self._inherited = None
+        inherited.close()
+        return True
+
+    def _finish_inheritance(self) -> None:
+        while not self.adopt_some(_ADOPT_SLOTS):
+            pass
+
+    def _inherit(self, key: bytes) -> Stored | None:
+        """Adopt ``key``'s inherited entry if it has one not taken yet; what the dicts hold for
+        it then (None: nothing)."""
+        inherited = self._inherited
+        assert inherited is not None
+        entry = inherited.take(key, self._clock_ms())
+        if entry is None:
+            return None
+        self._adopt(inherited, key, *entry)
+        value = self._ahead.get(key)
+        return self._behind.get(key) if value is None else value
+
+    def _adopt(self, inherited: InheritedRegion, key: bytes, value: bytes, expire_at: int) -> None:
+        watched = self.watched.get(key)
+        try:
+            self.set(key, value, expire_at_ms=expire_at or None)
+        except EngineError:
+            inherited.counts.over_limit += 1
+        if watched is not None:
+            self.watched[key] = watched  # the key's value did not change for its clients
+
     # -- scan --------------------------------------------------------------------------------
 
     def scan(
@@ -237,6 +307,8 @@ class Keyspace:
             raise EngineError("count must be >= 1")
         if cursor < 0:
             raise EngineError("invalid cursor")
+        if self._inherited is not None:
+            self._finish_inheritance()  # a scan sees every key
         now = self._clock_ms()
         cursor, keys = self._scans.step(cursor, count, now, self._inserts, self._all_keys)
         ahead, behind = self._ahead, self._behind

@@ -16,7 +16,7 @@ from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD, 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.engine.base import Engine
 
-__all__ = ["List", "edit", "pop", "push"]
+__all__ = ["List", "edit", "lstore", "pop", "push"]
 
 
 class List(Container):
@@ -84,3 +84,15 @@ def edit(engine: Engine, key: bytes, change: Callable[[deque[bytes]], None], gro
     change(found.items)
     found.cost = LIST_OVERHEAD + _cost(found.items)
     engine.resized(key, found, old_cost)
+
+
+def lstore(engine: Engine, key: bytes, values: list[bytes]) -> None:
+    """Make ``key`` the list of ``values``, whatever it held (none: the key is deleted), as
+    ``SORT ... STORE`` does. Raises the engine's size-limit errors before changing anything."""
+    if not values:
+        engine.delete(key)
+        return
+    result = List()
+    result.items.extend(values)
+    result.cost += _cost(values)
+    engine.replace(key, result)

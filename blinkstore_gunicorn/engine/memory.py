@@ -47,6 +47,7 @@ from blinkstore_gunicorn.engine.base import (
     ValueTooLarge,
     WatchedKeys,
 )
+from blinkstore_gunicorn.engine.inspection import Inspection
 from blinkstore_gunicorn.engine.keyspace import TTL_OVERHEAD, Keyspace, Stored
 from blinkstore_gunicorn.engine.scan import MAX_SCAN_SNAPSHOTS, ScanCursors
 from blinkstore_gunicorn.engine.typed import Container, WrongType
@@ -98,7 +99,7 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class MemoryEngine(Keyspace):
+class MemoryEngine(Keyspace, Inspection):
     """Bytes-to-bytes store with a memory limit, SIEVE eviction and millisecond TTLs.
 
     ``memory_limit`` counts key + value + :data:`ENTRY_OVERHEAD` per entry (+
@@ -146,6 +147,7 @@ class MemoryEngine(Keyspace):
         self._inserts = 0
         self._scans = ScanCursors()
         self._region: RegionWriter | None = None
+        self._inherited = None
         # Published for a key of another type: too long to be held inline, so the region's
         # entry says "ask the store" and a GET from it gets WRONGTYPE from the store.
         self._elsewhere = b""
@@ -170,7 +172,7 @@ class MemoryEngine(Keyspace):
         value = self._ahead.get(key)
         if value is None:
             value = self._behind.get(key)
-            if value is None:
+            if value is None and (self._inherited is None or (value := self._inherit(key)) is None):
                 self._misses += 1
                 return None
         if self._deadlines:
@@ -197,7 +199,7 @@ class MemoryEngine(Keyspace):
         value = self._ahead.get(key)
         if value is None:
             value = self._behind.get(key)
-            if value is None:
+            if value is None and (self._inherited is None or (value := self._inherit(key)) is None):
                 return None
         if self._deadlines and self._expired(key):
             self._expire(key)
@@ -237,7 +239,10 @@ class MemoryEngine(Keyspace):
         return self._deadlines.get(key)
 
     def __len__(self) -> int:
-        """Keys held, counting expired keys that neither access nor expire_due removed yet."""
+        """Keys held, counting expired keys that neither access nor expire_due removed yet
+        (an inheritance is adopted whole first)."""
+        if self._inherited is not None:
+            self._finish_inheritance()
         return len(self._ahead) + len(self._behind)
 
     @property
@@ -264,7 +269,8 @@ class MemoryEngine(Keyspace):
         """A snapshot of the counters (reads answered from the region included)."""
         hits, misses = self._region.reader_counts() if self._region else (0, 0)
         return EngineStats(
-            keys=len(self),
+            # Not len(self): the store's tick reads these, and must not finish an inheritance.
+            keys=len(self._ahead) + len(self._behind),
             used_bytes=self._used,
             memory_limit=self._memory_limit,
             hits=self._hits + hits,
@@ -293,6 +299,8 @@ class MemoryEngine(Keyspace):
         """
         if expire_at_ms is not None and keep_ttl:
             raise ValueError("expire_at_ms and keep_ttl are mutually exclusive")
+        if self._inherited is not None and key not in self._ahead and key not in self._behind:
+            self._inherit(key)  # first its old entry: then this write replaces it for good
         if len(key) > self._max_key_size:
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
@@ -416,6 +424,9 @@ class MemoryEngine(Keyspace):
         self._used = 0
         if self._region is not None:
             self._region.flush()
+        if self._inherited is not None:
+            self._inherited.close()  # what was not adopted yet goes too
+            self._inherited = None
         self.watched.flushed()
 
     # -- publishing into the region ----------------------------------------------------------
@@ -475,7 +486,9 @@ class MemoryEngine(Keyspace):
         if value is None:
             value = self._behind.pop(key, None)
             if value is None:
-                return None
+                if self._inherited is None or self._inherit(key) is None:
+                    return None
+                return self._unlink(key)  # deleted now, never adopted later
         elif not self._ahead:
             self._wrap()
         self._visited.discard(key)

@@ -18,7 +18,7 @@ from blinkstore_gunicorn.engine.typed import ZSET_MEMBER_OVERHEAD, Container
 if TYPE_CHECKING:
     from blinkstore_gunicorn.engine.base import Engine
 
-__all__ = ["ZSet", "zadd", "zrem", "zrem_range"]
+__all__ = ["ZSet", "zadd", "zrem", "zrem_range", "zstore"]
 
 
 class ZSet(Container):
@@ -111,3 +111,17 @@ def zrem_range(engine: Engine, key: bytes, start: int, stop: int) -> list[tuple[
         found.cost -= _cost(member)
     engine.resized(key, found, old_cost)
     return taken
+
+
+def zstore(engine: Engine, key: bytes, scores: dict[bytes, float]) -> None:
+    """Make ``key`` the sorted set of ``scores`` (member to score), whatever it held (none:
+    the key is deleted), as the ``*STORE`` commands do. Raises the engine's size-limit errors
+    before changing anything."""
+    if not scores:
+        engine.delete(key)
+        return
+    result = ZSet()
+    result.scores = scores
+    result.order = sorted((score, member) for member, score in scores.items())
+    result.cost += sum(_cost(member) for member in scores)
+    engine.replace(key, result)

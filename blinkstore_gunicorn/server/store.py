@@ -20,7 +20,7 @@ from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.config import ConfigError, StoreSettings, format_size
 from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.adoption import adopt_region
+from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.server.budget import ClientBudget
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
@@ -94,7 +94,7 @@ class StoreServer:
         self.settings = settings
         # Under a supervisor: the store whose region it revoked already (no wait for that
         # one's heartbeat), how this store hands it its own region's writable descriptor, and
-        # that dead store's region, whose entries this one adopts before it serves.
+        # that dead store's region, whose entries this one adopts while it serves.
         self._revoked_pid = revoked_pid
         self._hand_over = hand_over
         self._inheritance = inheritance
@@ -303,7 +303,9 @@ class StoreServer:
 
     def _adopt(self) -> None:
         """Take over the dead predecessor's entries, first of all data loaded at start: what
-        its region held is newer than any snapshot (which only fills in what it cannot hold)."""
+        its region held is newer than any snapshot (which only fills in what it cannot hold).
+        Only its header is checked here; its entries are adopted on demand and in the
+        background while the store serves (``server/adoption.py``)."""
         inheritance, self._inheritance = self._inheritance, None
         if inheritance is None:
             return
@@ -316,7 +318,9 @@ class StoreServer:
                 " fetches again what the upstream may have changed since"
             )
             return
-        adopt_region(self.engine, inheritance, self.dispatcher.clock_ms())
+        adoption = start_adoption(self.engine, inheritance)
+        if adoption is not None:
+            adoption.run(asyncio.get_running_loop())
 
     def _beat(self) -> None:
         """The heartbeat readers check: the generation file first, so it is never older."""

@@ -2,14 +2,18 @@
 
 When a supervised store dies (SIGKILL, a crash, an OOM kill), its supervisor has revoked the
 region already (token 0: no reader trusts it any more) and hands the successor its descriptor
-with the token it held before. The successor reads the region here, maps it read-only and
-copies every entry it can trust into its own engine (and so into its own, fresh region) before
-it serves. Nothing here writes the old region, and the successor never publishes it again.
+with the token it held before. The successor checks the region's header here
+(:class:`InheritedRegion`), keeps it mapped read-only and serves at once: its engine takes a
+key's entry from it on the key's first access (:meth:`InheritedRegion.take`) and the rest a
+chunk of slots at a time in the background (:meth:`InheritedRegion.take_some`), each key at
+most once, so an entry never overwrites what a client wrote or deleted since. Nothing here
+writes the old region, and the successor never publishes it again.
 
 Nothing read back is trusted for control flow: a worker can write the region through
 ``/proc/self/fd`` (``docs/security.md``), so every word is bounds-checked and the key and value
-are copied out before they are checked. Whatever the region holds, reading it ends (one pass
-over a table whose size the header bounds by the file's) and at worst drops entries:
+are copied out before they are checked. Whatever the region holds, a lookup and the pass end
+(a probe and the pass each visit a slot at most once, and the header bounds the table by the
+file's size) and at worst drop entries:
 
 * the whole region is refused when its magic, layout version or geometry is not this
   version's, or its token (as the supervisor found it) was odd (a ``FLUSHALL`` in progress) or
@@ -19,7 +23,8 @@ over a table whose size the header bounds by the file's) and at worst drops entr
   hash, or (a region with checksums) its crc32 of key, value and deadline does not match;
 * "ask the store" entries (values over the region's threshold, other data types, values the
   region had no block for) are counted and dropped: their data died with the store's heap;
-* entries past their deadline are dropped.
+* entries past their deadline (when they are taken) are dropped;
+* a key more than ``_MAX_PROBE`` slots from its home is not found (no honest table has one).
 
 Why the sequence alone settles torn writes: the store makes a slot's sequence odd before it
 changes the slot or its block and even after, one aligned store each, and a killed process's
@@ -32,17 +37,20 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.blocks import MAX_PAGE
 
-__all__ = ["Counts", "Inheritance", "RegionRefused"]
+__all__ = ["Counts", "Inheritance", "InheritedRegion", "RegionRefused"]
 
 _MASK32 = 0xFFFFFFFF
 _MAX_ENTRY = MAX_PAGE - L.BLOCK_HEADER
 _WORD_BITS = 64
+# Slots a lookup visits before it gives the key up (a millisecond or so): a store's table is
+# at most half full, so an honest probe is a few slots; a table a stray writer filled must not
+# make every miss walk all of it.
+_MAX_PROBE = 4096
 
 
 class RegionRefused(Exception):
@@ -51,7 +59,7 @@ class RegionRefused(Exception):
 
 @dataclass
 class Counts:
-    """What a pass over the region found, entry by entry."""
+    """What was taken from the region and dropped, entry by entry."""
 
     #: Entries handed out as trustworthy.
     kept: int = 0
@@ -61,101 +69,171 @@ class Counts:
     not_held: int = 0
     #: Entries past their deadline.
     expired: int = 0
+    #: Entries handed out that the successor's key, value or memory limit refused.
+    over_limit: int = 0
 
 
 @dataclass
 class Inheritance:
-    """A dead store's region, received as ``fd`` with the token its supervisor found there.
-
-    The caller keeps ownership of ``fd`` (it closes it after :meth:`entries`).
-    """
+    """A dead store's region, received as ``fd`` with the token its supervisor found there."""
 
     fd: int
     token: int
-    counts: Counts = field(default_factory=Counts)
 
-    def entries(
-        self, now_ms: int, reserve: Callable[[int], None] | None = None
-    ) -> Iterator[tuple[bytes, bytes, int]]:
-        """``(key, value, deadline ms or 0)`` of every entry that checks out, in table order.
 
-        Raises :class:`RegionRefused` before the first entry when the region as a whole cannot
-        be adopted; :attr:`counts` tells what was kept and dropped once the iterator is done.
-        ``reserve`` is called first with the number of live slots (an upper bound of entries).
-        """
-        size = os.fstat(self.fd).st_size
-        if size < L.HEADER_BYTES:
-            raise RegionRefused(f"{size} bytes, smaller than a region's header")
-        mm = mmap.mmap(self.fd, size - size % 8, prot=mmap.PROT_READ)
-        words = memoryview(mm).cast("Q")
+class InheritedRegion:
+    """``inheritance``'s region mapped read-only, its header checked (:class:`RegionRefused`
+    otherwise): entries are read from it on demand, each key at most once.
+
+    Owns the descriptor from the start (closed when refused, or by :meth:`close`).
+    """
+
+    def __init__(self, inheritance: Inheritance) -> None:
+        self.fd = inheritance.fd
+        self.counts = Counts()
+        self._settled: set[bytes] = set()
+        self._cursor = 0
         try:
-            yield from self._walk(mm, words, now_ms, reserve)
-        finally:
-            words.release()
-            mm.close()
+            size = os.fstat(self.fd).st_size
+            if size < L.HEADER_BYTES:
+                raise RegionRefused(f"{size} bytes, smaller than a region's header")
+            self._mm = mmap.mmap(self.fd, size - size % 8, prot=mmap.PROT_READ)
+        except (OSError, ValueError) as exc:
+            os.close(self.fd)
+            raise RegionRefused(str(exc)) from None
+        except RegionRefused:
+            os.close(self.fd)
+            raise
+        self._w = memoryview(self._mm).cast("Q")
+        try:
+            self._geometry(inheritance.token)
+        except RegionRefused:
+            self.close()
+            raise
 
-    def _walk(
-        self,
-        mm: mmap.mmap,
-        w: memoryview,
-        now_ms: int,
-        reserve: Callable[[int], None] | None,
-    ) -> Iterator[tuple[bytes, bytes, int]]:
-        table, slots, data, data_end, mul, prime, checked = self._geometry(w)
-        counts = self.counts
+    @property
+    def slots(self) -> int:
+        """Slots of the dead store's live table."""
+        return self._slots
+
+    @property
+    def done(self) -> bool:
+        """Whether :meth:`take_some` went over every slot."""
+        return self._cursor >= self._slots
+
+    def take(self, key: bytes, now_ms: int) -> tuple[bytes, int] | None:
+        """``(value, deadline ms or 0)`` of ``key`` the first time it is asked for (here or
+        by :meth:`take_some`) if the region holds it and it checks out; None otherwise."""
+        settled = self._settled
+        if key in settled:
+            return None
+        settled.add(key)
+        w = self._w
+        want = L.key_hash(key, self._mul, self._prime)
+        home = want
+        want = want << 32 | len(key)
+        mask = self._slots - 1
+        base = self._table >> 3
+        for i in range(min(self._slots, _MAX_PROBE)):
+            b = base + ((home + i) & mask) * L.SLOT_WORDS
+            meta = w[b + L.META]
+            if not meta:
+                return None
+            loc = w[b + L.LOC]
+            # The key's bytes first (a slice past the end is short): a slot that a stray
+            # writer made look like this key's costs a comparison, not the value's copy.
+            start = (loc >> L.LOC_SHIFT) + L.BLOCK_HEADER
+            if meta != want or not loc or self._mm[start : start + len(key)] != key:
+                continue
+            expire = w[b + L.EXPIRE]
+            entry = self._check(meta, w[b + L.SEQ], loc, expire)
+            if entry is not None and entry[0] == key:
+                if expire and expire <= now_ms:
+                    self.counts.expired += 1
+                    return None
+                self.counts.kept += 1
+                return entry[1], expire
+        return None
+
+    def take_some(self, now_ms: int, n: int) -> list[tuple[bytes, bytes, int]]:
+        """``(key, value, deadline ms or 0)`` of the entries of the next ``n`` slots that check
+        out and whose key was not taken before, in table order."""
+        start = self._cursor
+        end = min(self._slots, start + n)
+        self._cursor = end
+        w = self._w
         # The slot columns as lists: one C call each instead of a word access per slot.
-        base = table >> 3
-        end = base + slots * L.SLOT_WORDS
-        metas = w[base + L.META : end : L.SLOT_WORDS].tolist()
-        seqs = w[base + L.SEQ : end : L.SLOT_WORDS].tolist()
-        locs = w[base + L.LOC : end : L.SLOT_WORDS].tolist()
-        expires = w[base + L.EXPIRE : end : L.SLOT_WORDS].tolist()
-        if reserve is not None:
-            reserve(len(metas) - metas.count(0) - metas.count(L.TOMBSTONE))
-        key_hash = L.key_hash
-        entry_checksum = L.entry_checksum
-        last = data_end - L.BLOCK_HEADER
-        for i, meta in enumerate(metas):
+        base = (self._table >> 3) + start * L.SLOT_WORDS
+        stop = base + (end - start) * L.SLOT_WORDS
+        columns = (
+            w[base + word : stop : L.SLOT_WORDS].tolist()
+            for word in (L.META, L.SEQ, L.LOC, L.EXPIRE)
+        )
+        counts = self.counts
+        settled = self._settled
+        taken = []
+        for meta, seq, loc, expire in zip(*columns, strict=True):
             if not meta or meta == L.TOMBSTONE:
                 continue
-            loc = locs[i]
             if not loc:
                 counts.not_held += 1
                 continue
-            block = loc >> L.LOC_SHIFT
-            nk = meta & _MASK32
-            nv = loc & L.MAX_INLINE_VALUE
-            start = block + L.BLOCK_HEADER
-            if (
-                seqs[i] & 1
-                or not nk
-                or nk + nv > _MAX_ENTRY  # a block never outgrows a page: no giant copies
-                or block & 7
-                or not data <= block <= last
-                or start + nk + nv > data_end
-                or w[block >> 3] != nk << 32 | nv
-            ):
+            entry = self._check(meta, seq, loc, expire)
+            if entry is None:
                 counts.in_doubt += 1
                 continue
-            raw = mm[start : start + nk + nv]
-            key = raw[:nk]
-            value = raw[nk:]
-            expire = expires[i]
-            if key_hash(key, mul, prime) != meta >> 32 or (
-                checked and w[(block >> 3) + L.BLOCK_CHECKSUM] != entry_checksum(key, value, expire)
-            ):
-                counts.in_doubt += 1
+            key, value = entry
+            if key in settled:
                 continue
+            settled.add(key)
             if expire and expire <= now_ms:
                 counts.expired += 1
                 continue
             counts.kept += 1
-            yield key, value, expire
+            taken.append((key, value, expire))
+        return taken
 
-    def _geometry(self, w: memoryview) -> tuple[int, int, int, int, int, int, bool]:
-        """``(table offset, slots, data start, data end, hash mul, hash prime, checksums)``
-        of a region that checks out as a whole; :class:`RegionRefused` otherwise."""
-        token = self.token
+    def close(self) -> None:
+        """Let the mapping, the descriptor and the set of keys taken go (idempotent)."""
+        if self.fd < 0:
+            return
+        self._w.release()
+        self._mm.close()
+        os.close(self.fd)
+        self.fd = -1
+        self._settled = set()
+
+    def _check(self, meta: int, seq: int, loc: int, expire: int) -> tuple[bytes, bytes] | None:
+        """The key and value of a slot holding a block, None when the slot is in doubt."""
+        w = self._w
+        block = loc >> L.LOC_SHIFT
+        nk = meta & _MASK32
+        nv = loc & L.MAX_INLINE_VALUE
+        start = block + L.BLOCK_HEADER
+        if (
+            seq & 1
+            or not nk
+            or nk + nv > _MAX_ENTRY  # a block never outgrows a page: no giant copies
+            or block & 7
+            or not self._data <= block <= self._data_end - L.BLOCK_HEADER
+            or start + nk + nv > self._data_end
+            or w[block >> 3] != nk << 32 | nv
+        ):
+            return None
+        raw = self._mm[start : start + nk + nv]
+        key = raw[:nk]
+        value = raw[nk:]
+        if L.key_hash(key, self._mul, self._prime) != meta >> 32 or (
+            self._checked
+            and w[(block >> 3) + L.BLOCK_CHECKSUM] != L.entry_checksum(key, value, expire)
+        ):
+            return None
+        return key, value
+
+    def _geometry(self, token: int) -> None:
+        """Read the table's and the data area's place and the hash secret from the header, or
+        raise :class:`RegionRefused` when the region does not check out as a whole."""
+        w = self._w
         if not token:
             raise RegionRefused("it was closed or revoked before the store died")
         if token & 1:
@@ -180,4 +258,10 @@ class Inheritance:
         prime = w[L.H_HASH_PRIME]
         if not 2 <= prime < 1 << (_WORD_BITS - 1) or not 1 <= mul < prime:
             raise RegionRefused("its hash secret is not one a store draws")
-        return table, slots, data, data_end, mul, prime, bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)
+        self._table = table
+        self._slots = slots
+        self._data = data
+        self._data_end = data_end
+        self._mul = mul
+        self._prime = prime
+        self._checked = bool(w[L.H_FLAGS] & L.FLAG_CHECKSUM)

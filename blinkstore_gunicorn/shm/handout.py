@@ -22,7 +22,9 @@ from blinkstore_gunicorn.shm.reader import RegionError, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
 __all__ = [
+    "NOT_READY",
     "REQUEST",
+    "RegionNotReady",
     "RegionUnavailable",
     "attach",
     "region_reply",
@@ -33,12 +35,18 @@ __all__ = [
 
 #: The request, as the client sends it.
 REQUEST = resp.encode_command("BS.SHM")
+#: The error code of a store that will hand its region out soon (ask again shortly).
+NOT_READY = "TRYAGAIN"
 # A reply is two small integers: it never needs more than one read of this size.
 _MAX_REPLY = 256
 
 
 class RegionUnavailable(OSError):
     """The store did not hand out a region (turned off, not a Unix socket, an old store)."""
+
+
+class RegionNotReady(RegionUnavailable):
+    """The store did not hand out its region yet (it is adopting a dead store's entries)."""
 
 
 def supported() -> bool:
@@ -74,6 +82,8 @@ def request_region(sock: socket.socket) -> RegionReader:
         reader.feed(data)
         reply = reader.next_reply()
         if isinstance(reply, resp.ErrorReply):
+            if reply.message.startswith(NOT_READY):
+                raise RegionNotReady(reply.message)
             raise RegionUnavailable(reply.message)
         if not isinstance(reply, list) or len(reply) != 2 or len(fds) != 2:
             raise RegionUnavailable(f"unexpected BS.SHM reply {data[:80]!r}")

@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from blinkstore_gunicorn.shm.handout import RegionUnavailable, attach, supported
+from blinkstore_gunicorn.shm.handout import RegionNotReady, RegionUnavailable, attach, supported
 from blinkstore_gunicorn.shm.reader import FALLBACK, Fallback, RegionReader
 
 __all__ = ["ATTACH_TIMEOUT", "REFUSED_INTERVAL", "RETRY_INTERVAL", "SharedReads"]
@@ -26,7 +26,8 @@ log = logging.getLogger("blinkstore_gunicorn.client")
 
 #: Seconds an attach may take (it runs inline, also on an event loop: a local round trip).
 ATTACH_TIMEOUT = 0.5
-#: Seconds before another attach after one failed because the store was unreachable.
+#: Seconds before another attach after one failed because the store was unreachable or not
+#: ready to hand its region out.
 RETRY_INTERVAL = 0.5
 #: Seconds before asking again a store that refused (``shm`` off): it only changes on restart,
 #: and a restarted store is noticed anyway (the socket path reconnects).
@@ -139,6 +140,8 @@ class SharedReads:
         now = time.monotonic()
         try:
             reader = attach(self._path, self._password, ATTACH_TIMEOUT)
+        except RegionNotReady:
+            self._retry_at = now + RETRY_INTERVAL
         except RegionUnavailable as exc:
             log.debug("no shared-memory reads from %s: %s", self._path, exc)
             self._retry_at = now + REFUSED_INTERVAL

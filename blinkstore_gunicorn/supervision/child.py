@@ -18,7 +18,7 @@ here. It imports everything it runs on, then waits for the supervisor's GO on it
 channel (``--control-fd``, see :mod:`.handover`) before it checks the directory and binds: a
 *warm standby* gets it only when it takes over, so that a restart does not wait for an
 interpreter to start. GO names the predecessor whose region the supervisor revoked (and brings
-that region, whose entries the store adopts before it serves), and the store hands its own
+that region, whose entries the store adopts while it serves), and the store hands its own
 region to the supervisor on the same channel before it serves.
 """
 

@@ -17,7 +17,7 @@ also has a control channel (:mod:`.handover`): GO tells it to bind, and it hands
 shared-memory region, which the thread revokes the moment it sees the store dead, before the
 successor binds, so that the successor need not wait for the dead region's heartbeat. The
 thread keeps the region's descriptor and hands it to the successor with GO: the successor
-adopts the entries it can trust before it serves (``shm/adoption.py``).
+adopts the entries it can trust while it serves (``shm/adoption.py``).
 
 Every descriptor that belongs to supervision is closed in any process forked from the
 supervising one (gunicorn's workers included) by an ``os.register_at_fork`` handler; a fork

@@ -1,5 +1,7 @@
 """A successor store adopting a dead store's region (``shm/adoption.py``, ``server/adoption.py``):
-handed over the real control channel, checked slot by slot, never trusted for control flow."""
+handed over the real control channel, checked slot by slot, never trusted for control flow.
+Here each adoption is finished at once; adopting lazily while serving is
+``test_shm_adoption_lazy.py``."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.engine.hashes import hset
-from blinkstore_gunicorn.server.adoption import adopt_region
+from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.shm import layout as L
 from blinkstore_gunicorn.shm.adoption import Inheritance
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
@@ -43,11 +45,19 @@ class _Clock:
         return self.now
 
 
-def _store(checksum: bool = False, max_value: int = 1024) -> MemoryEngine:
+def _store(
+    checksum: bool = False, max_value: int = 1024, clock: _Clock | None = None
+) -> MemoryEngine:
     """An engine publishing into a region of its own, as a store has (clock at NOW)."""
-    engine = MemoryEngine(memory_limit=LIMIT, clock_ms=_Clock())
+    engine = MemoryEngine(memory_limit=LIMIT, clock_ms=clock or _Clock())
     engine.attach_region(RegionWriter(LIMIT, max_value=max_value, checksum=checksum))
     return engine
+
+
+def adopt_region(engine: MemoryEngine, inheritance: Inheritance) -> int:
+    """What a successor store does, finished at once: how many entries it adopted."""
+    adoption = start_adoption(engine, inheritance)
+    return 0 if adoption is None else adoption.finish()
 
 
 def _region(engine: MemoryEngine) -> RegionWriter:
@@ -117,8 +127,11 @@ def _slot_of(w: memoryview, key: bytes) -> int:
 
 
 def test_every_region_held_string_is_adopted_with_its_deadline(
-    successor: MemoryEngine, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    clock = _Clock()
+    clock.now = NOW + 10
+    successor = _store(clock=clock)
     dead = _store(max_value=64)
     rng = random.Random(7)
     values = {b"k%d" % i: rng.randbytes(rng.randrange(0, 60)) + b"\0" for i in range(500)}
@@ -130,7 +143,7 @@ def test_every_region_held_string_is_adopted_with_its_deadline(
     inheritance = _inherit(_region(dead))
     reader = RegionReader(*_region(dead).fds, 0)
     with caplog.at_level(logging.INFO, logger="blinkstore"):
-        assert adopt_region(successor, inheritance, NOW + 10) == len(values)
+        assert adopt_region(successor, inheritance) == len(values)
     for i, (key, value) in enumerate(values.items()):
         assert successor.get(key) == value
         assert successor.expire_at(key) == (NOW + HOUR + i if i % 3 == 0 else None)
@@ -146,10 +159,11 @@ def test_every_region_held_string_is_adopted_with_its_deadline(
     assert fresh.get(b"k1") == values[b"k1"]
     fresh.close()
     _region(dead).close()
+    _region(successor).close()
 
 
 def test_a_torn_slot_and_a_key_that_does_not_hash_to_its_slot_are_dropped(
-    successor: MemoryEngine,
+    successor: MemoryEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = _store()
     for key in (b"torn", b"moved", b"fine"):
@@ -162,15 +176,18 @@ def test_a_torn_slot_and_a_key_that_does_not_hash_to_its_slot_are_dropped(
     mm[block + L.BLOCK_HEADER] ^= 0xFF
     w.release()
     mm.close()
-    inheritance = _inherit(_region(dead))
-    assert adopt_region(successor, inheritance, NOW) == 1
-    assert inheritance.counts.in_doubt == 2
+    caplog.set_level(logging.INFO, logger="blinkstore")
+    adoption = start_adoption(successor, _inherit(_region(dead)))
+    assert adoption is not None and adoption.finish() == 1
+    assert "2 in doubt" in caplog.text
     assert successor.get(b"fine") == b"fine" * 3
     assert not successor.contains(b"torn") and not successor.contains(b"moved")
     _region(dead).close()
 
 
-def test_with_checksums_a_changed_value_or_deadline_is_dropped(successor: MemoryEngine) -> None:
+def test_with_checksums_a_changed_value_or_deadline_is_dropped(
+    successor: MemoryEngine, caplog: pytest.LogCaptureFixture
+) -> None:
     dead = _store(checksum=True)
     for key in (b"value", b"deadline", b"fine"):
         dead.set(key, b"\0" + key, expire_at_ms=NOW + HOUR)
@@ -180,9 +197,10 @@ def test_with_checksums_a_changed_value_or_deadline_is_dropped(successor: Memory
     w[_slot_of(w, b"deadline") + L.EXPIRE] += 1
     w.release()
     mm.close()
-    inheritance = _inherit(_region(dead))
-    assert adopt_region(successor, inheritance, NOW) == 1
-    assert inheritance.counts.in_doubt == 2
+    caplog.set_level(logging.INFO, logger="blinkstore")
+    adoption = start_adoption(successor, _inherit(_region(dead)))
+    assert adoption is not None and adoption.finish() == 1
+    assert "2 in doubt" in caplog.text
     assert successor.get(b"fine") == b"\0fine"
     _region(dead).close()
 
@@ -195,7 +213,7 @@ def test_a_region_in_the_middle_of_a_table_migration_is_adopted_whole(
     keys = [b"m%d" % i for i in range(530)]
     for key in keys:
         dead.set(key, key)
-    assert adopt_region(successor, _inherit(_region(dead)), NOW) == len(keys)
+    assert adopt_region(successor, _inherit(_region(dead))) == len(keys)
     assert all(successor.get(key) == key for key in keys)
     _region(dead).close()
 
@@ -223,7 +241,7 @@ def test_a_region_whose_header_does_not_check_out_is_refused(
     mm.close()
     # Directly: the supervisor's revocation refuses a foreign magic or version already.
     inheritance = Inheritance(os.dup(_region(dead).owner_fd), token)
-    assert adopt_region(successor, inheritance, NOW) == 0
+    assert adopt_region(successor, inheritance) == 0
     assert reason in caplog.text and len(successor) == 0
     with pytest.raises(OSError):
         os.fstat(inheritance.fd)  # closed all the same
@@ -237,7 +255,7 @@ def test_a_region_closed_or_dying_in_a_flush_is_refused(
     dead = _store()
     dead.set(b"k", b"v")
     inheritance = Inheritance(os.dup(_region(dead).owner_fd), token)
-    assert adopt_region(successor, inheritance, NOW) == 0
+    assert adopt_region(successor, inheritance) == 0
     assert reason in caplog.text
     _region(dead).close()
 
@@ -245,7 +263,8 @@ def test_a_region_closed_or_dying_in_a_flush_is_refused(
 @pytest.mark.parametrize("seed", range(6))
 def test_garbage_never_crashes_the_adoption(successor: MemoryEngine, seed: int) -> None:
     """A stray writer filled the table and blocks with random words (a valid header left):
-    at worst entries are dropped; what is adopted came through every check."""
+    at worst entries are dropped, by a lookup or by the pass; what is adopted came through
+    every check."""
     dead = _store()
     for i in range(200):
         dead.set(b"g%d" % i, b"v%d" % i)
@@ -261,7 +280,11 @@ def test_garbage_never_crashes_the_adoption(successor: MemoryEngine, seed: int) 
         w[i] = rng.getrandbits(64)
     w.release()
     mm.close()
-    adopted = adopt_region(successor, _inherit(_region(dead)), NOW)
+    adoption = start_adoption(successor, _inherit(_region(dead)))
+    assert adoption is not None
+    for i in range(0, 200, 2):  # half of them looked up one by one, the rest by the pass
+        assert successor.peek(b"g%d" % i) in (None, b"v%d" % i)
+    adopted = adoption.finish()
     assert adopted == len(successor) <= 200
     for i in range(200):
         value = successor.peek(b"g%d" % i)
@@ -272,9 +295,9 @@ def test_garbage_never_crashes_the_adoption(successor: MemoryEngine, seed: int) 
 def test_a_region_full_of_random_bytes_is_refused(successor: MemoryEngine) -> None:
     fd = os.memfd_create("garbage")
     os.write(fd, random.Random(1).randbytes(64 * 1024))
-    assert adopt_region(successor, Inheritance(fd, 2), NOW) == 0
+    assert adopt_region(successor, Inheritance(fd, 2)) == 0
     tiny = os.memfd_create("tiny")
-    assert adopt_region(successor, Inheritance(tiny, 2), NOW) == 0
+    assert adopt_region(successor, Inheritance(tiny, 2)) == 0
 
 
 def test_a_slot_claiming_a_giant_entry_is_dropped_without_copying_it(
@@ -294,7 +317,7 @@ def test_a_slot_claiming_a_giant_entry_is_dropped_without_copying_it(
     mm.close()
     tracemalloc.start()
     try:
-        assert adopt_region(successor, _inherit(_region(dead)), NOW) == 1
+        assert adopt_region(successor, _inherit(_region(dead))) == 1
         assert tracemalloc.get_traced_memory()[1] < 2**26
     finally:
         tracemalloc.stop()

@@ -2,8 +2,12 @@
 
 =================  ===============================================================
 ``strings``        GET, SET and its variants, MGET/MSET, INCR/DECR, APPEND... (t_string.c)
-``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL (expire.c)
-``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, DBSIZE, FLUSH*... (db.c)
+``lcs``            LCS (t_string.c)
+``bitmaps``        SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP (bitops.c)
+``expire``         EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST, TTL, PTTL... (expire.c)
+``keyspace``       DEL, UNLINK, EXISTS, TYPE, RENAME, SCAN, KEYS, RANDOMKEY... (db.c)
+``sort``           SORT, SORT_RO (sort.c)
+``objects``        OBJECT, MEMORY USAGE, WAIT (object.c, replication.c)
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
@@ -15,6 +19,8 @@
 ``pubsub``         SUBSCRIBE, PSUBSCRIBE, (P)UNSUBSCRIBE, PUBLISH, PUBSUB (pubsub.c)
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
+``zsetops``        ZUNION, ZINTER, ZDIFF (and STORE), ZINTERCARD, ZRANDMEMBER (t_zset.c)
+``mpop``           LMPOP, BLMPOP, ZMPOP, BZMPOP (t_list.c, t_zset.c)
 ``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
@@ -23,27 +29,34 @@
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
 imports them all, so the table is complete as soon as anything here (the registry included) is
-imported. ``registry`` and ``replies`` import no family, and no family imports another.
+imported. ``registry``, ``replies`` and ``zreply`` (what the sorted-set families share) import
+no family, and no family imports another.
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
+    bitmaps,
     clients,
     expire,
     hashes,
     introspection,
     keyspace,
+    lcs,
     lists,
     locks,
+    mpop,
+    objects,
     pubsub,
     ratelimit,
     scripting,
     session,
     sets,
     shm,
+    sort,
     stampede,
     streams,
     strings,
     transaction,
+    zsetops,
     zsets,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS

@@ -1,5 +1,5 @@
 """Time-to-live commands (Redis's expire.c): EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, PERSIST,
-TTL and PTTL."""
+TTL, PTTL, EXPIRETIME and PEXPIRETIME."""
 
 from __future__ import annotations
 
@@ -99,25 +99,42 @@ def cmd_persist(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return ONE
 
 
-def _remaining_ms(d: Dispatcher, key: bytes) -> int:
-    """Milliseconds left, -1 without TTL, -2 when the key is absent."""
+def _remaining_ms(d: Dispatcher, key: bytes, absolute: bool = False) -> int:
+    """Milliseconds left (``absolute``: the deadline in Unix ms), -1 without TTL, -2 when the
+    key is absent."""
     try:
         when = d.engine.expire_at(key)
     except KeyError:
         return -2
     if when is None:
         return -1
-    return max(0, when - d.clock_ms())
+    return max(0, when if absolute else when - d.clock_ms())
 
 
 @command("ttl", 2, "readonly fast", (1, 1, 1))
 def cmd_ttl(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``TTL key`` in seconds, rounded to nearest like Redis."""
-    left = _remaining_ms(d, args[1])
-    return resp.integer(left if left < 0 else (left + 500) // 1000)
+    return resp.integer(_seconds(_remaining_ms(d, args[1])))
+
+
+def _seconds(ms: int) -> int:
+    """Milliseconds rounded to the nearest second, as Redis does (-1 and -2 kept)."""
+    return ms if ms < 0 else (ms + 500) // 1000
 
 
 @command("pttl", 2, "readonly fast", (1, 1, 1))
 def cmd_pttl(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``PTTL key`` in milliseconds."""
     return resp.integer(_remaining_ms(d, args[1]))
+
+
+@command("expiretime", 2, "readonly fast", (1, 1, 1))
+def cmd_expiretime(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``EXPIRETIME key``: the deadline in Unix seconds (rounded as TTL), -1 or -2."""
+    return resp.integer(_seconds(_remaining_ms(d, args[1], absolute=True)))
+
+
+@command("pexpiretime", 2, "readonly fast", (1, 1, 1))
+def cmd_pexpiretime(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``PEXPIRETIME key``: the deadline in Unix milliseconds, -1 or -2."""
+    return resp.integer(_remaining_ms(d, args[1], absolute=True))

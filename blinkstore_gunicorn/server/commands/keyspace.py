@@ -1,5 +1,6 @@
-"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TYPE, RENAME, RENAMENX, COPY, SCAN, KEYS,
-DBSIZE, FLUSHDB, FLUSHALL and SELECT (there is one database). Each works on keys of any type."""
+"""Keyspace commands (Redis's db.c): DEL, UNLINK, EXISTS, TOUCH, TYPE, RENAME, RENAMENX, COPY,
+SCAN, KEYS, RANDOMKEY, DBSIZE, FLUSHDB, FLUSHALL and SELECT (there is one database). Each works
+on keys of any type."""
 
 from __future__ import annotations
 
@@ -45,6 +46,20 @@ def cmd_exists(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``EXISTS key [key...]``: repeated keys count each time, as in Redis."""
     contains = d.engine.contains
     return resp.integer(sum(1 for key in args[1:] if contains(key)))
+
+
+@command("touch", -2, "readonly fast", (1, -1, 1))
+def cmd_touch(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``TOUCH key [key...]``: how many exist; each is marked recently used."""
+    touch = d.engine.touch
+    return resp.integer(sum(1 for key in args[1:] if touch(key)))
+
+
+@command("randomkey", 1, "readonly")
+def cmd_randomkey(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``RANDOMKEY``: a key drawn at random, or nil when there is none."""
+    key = d.engine.random_key()
+    return c.nil if key is None else resp.bulk(key)
 
 
 @command("type", 2, "readonly fast", (1, 1, 1))

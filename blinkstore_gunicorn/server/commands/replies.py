@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from blinkstore_gunicorn.engine import EngineError, KeyTooLarge
+from blinkstore_gunicorn.engine import EngineError, EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.blocking import BlockedPops
 
 __all__ = [
     "ERR_NAN",
@@ -39,6 +41,7 @@ __all__ = [
     "parse_scan",
     "parse_timeout",
     "reply_too_large",
+    "stored",
     "unknown_command",
     "unknown_subcommand",
     "wrong_args",
@@ -112,11 +115,15 @@ def parse_timeout(raw: bytes, now_ms: int) -> int | bytes | None:
     seconds = parse_float(raw)
     if seconds is None or math.isnan(seconds):
         return ERR_TIMEOUT
-    if seconds < 0 or math.isinf(seconds):  # Redis's words for inf too
+    ms = seconds * 1000
+    # Redis rounds the milliseconds up (-0.5 ms is 0: no limit), and past 2**63 its cast to a
+    # long long turns negative: "negative" for those, and for inf too.
+    if ms <= -1 or ms >= 2**63:
         return ERR_TIMEOUT_NEGATIVE
-    if seconds * 1000 > INT64_MAX // 2:
+    if ms > INT64_MAX - now_ms:
         return ERR_TIMEOUT_RANGE
-    return None if seconds == 0 else now_ms + math.ceil(seconds * 1000)
+    rounded = math.ceil(ms)
+    return None if rounded <= 0 else now_ms + rounded
 
 
 def reply_too_large(size: int, limit: int) -> bytes | None:
@@ -176,6 +183,20 @@ def limit_error(exc: EngineError) -> bytes:
     """``-ERR value too large: value of N bytes exceeds max value size M`` (or key...)."""
     what = "key" if isinstance(exc, KeyTooLarge) else "value"
     return resp.error(f"ERR {what} too large: {exc}")
+
+
+def stored(blocked: BlockedPops, destination: bytes, write: Callable[[], None], size: int) -> bytes:
+    """A ``*STORE`` command's end (ZUNIONSTORE, SORT ... STORE...): run ``write``, which makes
+    ``destination`` a new value of ``size`` elements (0: deletes it); answer ``size``, or the
+    size-limit error (nothing changed). Callers parked on the destination are served, as Redis
+    signals the key ready."""
+    try:
+        write()
+    except (EntryTooLarge, KeyTooLarge) as exc:
+        return limit_error(exc)
+    if size and blocked:
+        blocked.ready(destination)
+    return resp.integer(size)
 
 
 def invalid_expire(name: str) -> bytes:

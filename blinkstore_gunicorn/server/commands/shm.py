@@ -7,7 +7,8 @@
     only one in flight on its connection: the descriptors travel with the reply's first byte,
     so no earlier reply may still be queued. Errors: ``ERR shared memory is off`` (the ``shm``
     setting, the platform, a TCP-only store) and ``ERR BS.SHM needs a Unix socket
-    connection``.
+    connection``; ``TRYAGAIN`` while the store adopts a dead predecessor's entries (its
+    region does not hold them all yet, and a reader takes a miss there for an answer).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = ["seen_at_once"]
 ERR_OFF = resp.error("ERR shared memory is off")
 ERR_NOT_UNIX = resp.error("ERR BS.SHM needs a Unix socket connection")
 ERR_NOT_ALONE = resp.error("ERR BS.SHM must be the only request in flight")
+ERR_NOT_READY = resp.error(f"{handout.NOT_READY} the store is adopting its predecessor's entries")
 
 
 @command("bs.shm", 1, "fast no-multi")
@@ -41,6 +43,8 @@ def cmd_bs_shm(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     region = engine.region if isinstance(engine, MemoryEngine) else None
     if region is None:
         return ERR_OFF
+    if isinstance(engine, MemoryEngine) and engine.inheriting:
+        return ERR_NOT_READY
     transport = c.transport
     sock = transport.get_extra_info("socket") if transport is not None else None
     if transport is None or sock is None or sock.family != socket.AF_UNIX:

@@ -1,5 +1,8 @@
-"""String commands (Redis's t_string.c): GET, SET and its variants, GETDEL, GETEX, MGET, MSET,
-MSETNX, the INCR/DECR family, INCRBYFLOAT, APPEND and STRLEN."""
+"""String commands (Redis's t_string.c): GET, SET and its variants, GETSET, GETDEL, GETEX, MGET,
+MSET, MSETNX, the INCR/DECR family, INCRBYFLOAT, APPEND, STRLEN, GETRANGE (SUBSTR) and SETRANGE.
+
+Every change goes through ``Dispatcher.store``, SET's write path: the shared-memory region,
+WATCH, the memory account and eviction see it as they see a SET."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from blinkstore_gunicorn.engine import WrongType
+from blinkstore_gunicorn.engine import ValueTooLarge, WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
@@ -21,6 +24,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ONE,
     ZERO,
     format_float,
+    limit_error,
     parse_float,
     parse_int,
     reply_too_large,
@@ -284,3 +288,59 @@ def cmd_append(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def cmd_strlen(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``STRLEN key``."""
     return resp.integer(len(d.engine.peek(args[1]) or b""))
+
+
+@command("getset", 3, "write denyoom fast", (1, 1, 1))
+def cmd_getset(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GETSET key value``: the old value (or nil); the key is set without TTL."""
+    old = d.engine.get(args[1])
+    error = d.store(args[1], args[2])
+    if error is not None:
+        return error
+    return c.nil if old is None else resp.bulk(old)
+
+
+def _getrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GETRANGE key start end`` (and ``SUBSTR``): Redis's clamping, inclusive ``end``."""
+    start, end = parse_int(args[2]), parse_int(args[3])
+    if start is None or end is None:
+        return ERR_NOT_INT
+    value = d.engine.peek(args[1]) or b""
+    if start < 0 and end < 0 and start > end:
+        return resp.bulk(b"")
+    size = len(value)
+    start = max(start + size if start < 0 else start, 0)
+    end = min(max(end + size if end < 0 else end, 0), size - 1)
+    return resp.bulk(value[start : end + 1] if start <= end else b"")
+
+
+command("getrange", 4, "readonly", (1, 1, 1))(_getrange)
+command("substr", 4, "readonly", (1, 1, 1))(_getrange)
+
+#: Redis's ``proto-max-bulk-len``: the longest string SETRANGE may make.
+MAX_BULK = 512 * 1024 * 1024
+ERR_OFFSET = resp.error("ERR offset is out of range")
+ERR_STRING_SIZE = resp.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+
+
+@command("setrange", 4, "write denyoom", (1, 1, 1))
+def cmd_setrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``SETRANGE key offset value``: overwrite from ``offset`` (zero-padded); the new length.
+    The TTL is kept."""
+    offset = parse_int(args[2])
+    if offset is None:
+        return ERR_NOT_INT
+    if offset < 0:
+        return ERR_OFFSET
+    key, part = args[1], args[3]
+    old = d.engine.peek(key)
+    if not part:
+        return resp.integer(len(old or b""))
+    size = offset + len(part)
+    if size > MAX_BULK:
+        return ERR_STRING_SIZE
+    if size > d.max_value_size:  # refused before the padded copy is built
+        return limit_error(ValueTooLarge(size, d.max_value_size))
+    value = (old or b"").ljust(offset, b"\0")
+    value = value[:offset] + part + value[size:]
+    return d.store(key, value, keep_ttl=True) or resp.integer(len(value))

@@ -1,8 +1,8 @@
 """Sorted-set commands (Redis's t_zset.c): ZADD, ZINCRBY, ZREM, ZCARD, ZSCORE, ZMSCORE, ZRANK,
 ZREVRANK, ZCOUNT, ZLEXCOUNT, ZRANGE (by rank, BYSCORE or BYLEX, REV, LIMIT, WITHSCORES),
-ZRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGE, ZREVRANGEBYSCORE, ZREVRANGEBYLEX, ZREMRANGEBYSCORE,
-ZREMRANGEBYLEX, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN, and
-the blocking BZPOPMIN and BZPOPMAX (parked in the store until a ZADD serves them).
+ZRANGESTORE, ZRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGE, ZREVRANGEBYSCORE, ZREVRANGEBYLEX,
+ZREMRANGEBYSCORE, ZREMRANGEBYLEX, ZREMRANGEBYRANK, ZPOPMIN, ZPOPMAX, ZSCAN, and the blocking
+BZPOPMIN and BZPOPMAX (parked in the store until a ZADD serves them).
 
 The data and its memory account are ``engine/zsets.py``'s; this module parses, checks and
 encodes. Scores are doubles, written as Redis 7.0 writes them (``%.17g``; a RESP3 double).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
@@ -33,6 +32,13 @@ from blinkstore_gunicorn.server.commands.replies import (
     parse_timeout,
     reply_too_large,
 )
+from blinkstore_gunicorn.server.commands.zreply import (
+    double,
+    entries_reply,
+    score_text,
+    stored_zset,
+    zset_of,
+)
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -48,49 +54,12 @@ ERR_LEX_RANGE = resp.error("ERR min or max not valid string range item")
 ERR_POSITIVE = resp.error("ERR value is out of range, must be positive")
 ERR_INVALID_CURSOR = resp.error("ERR invalid cursor")
 
-_EMPTY = ZSet()
-
-
-def _zset(d: Dispatcher, key: bytes) -> ZSet:
-    found = d.engine.lookup(key, ZSet)
-    return _EMPTY if found is None else found
-
-
-def _score_text(score: float) -> bytes:
-    if math.isinf(score):
-        return b"inf" if score > 0 else b"-inf"
-    return b"%.17g" % score
-
 
 def _scan_score(score: float) -> bytes:
     """ZSCAN's spelling (Redis's ``d2string``): an integral score as an integer."""
     if score.is_integer() and abs(score) < 2**63:
         return b"%d" % score
-    return _score_text(score)
-
-
-def _double(c: Client, score: float) -> bytes:
-    """A score: a bulk string in RESP2, a double in RESP3."""
-    text = _score_text(score)
-    return b",%b\r\n" % text if c.resp3 else resp.bulk(text)
-
-
-def _entries(
-    d: Dispatcher, c: Client, entries: Sequence[tuple[float, bytes]], with_scores: bool
-) -> bytes:
-    """Members (with their scores: flat in RESP2, pairs in RESP3), or the too-large error."""
-    error = reply_too_large(sum(len(member) + 24 for _, member in entries), d.max_reply_size)
-    if error is not None:
-        return error
-    if not with_scores:
-        return resp.bulk_array(member for _, member in entries)
-    if c.resp3:
-        return resp.array(
-            b"*2\r\n%b%b" % (resp.bulk(member), _double(c, score)) for score, member in entries
-        )
-    return resp.array(
-        item for score, member in entries for item in (resp.bulk(member), _double(c, score))
-    )
+    return score_text(score)
 
 
 @command("zadd", -4, "write denyoom fast", (1, 1, 1))
@@ -120,7 +89,7 @@ def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if error is not None:
             return error
         pairs.append((score + 0.0, member))  # -0.0 is 0, as Redis stores it
-    scores = _zset(d, args[1]).scores
+    scores = zset_of(d, args[1]).scores
     chosen: dict[bytes, float] = {}
     added = changed = 0
     for score, member in pairs:
@@ -149,7 +118,7 @@ def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if d.blocked:
             d.blocked.ready(args[1])
     if incr:
-        return _double(c, chosen[pairs[0][1]])
+        return double(c, chosen[pairs[0][1]])
     return resp.integer(added + changed if b"CH" in flags else added)
 
 
@@ -168,26 +137,26 @@ def cmd_zrem(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 @command("zcard", 2, "readonly fast", (1, 1, 1))
 def cmd_zcard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZCARD key``."""
-    return resp.integer(len(_zset(d, args[1])))
+    return resp.integer(len(zset_of(d, args[1])))
 
 
 @command("zscore", 3, "readonly fast", (1, 1, 1))
 def cmd_zscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZSCORE key member``: the score, or nil."""
-    score = _zset(d, args[1]).scores.get(args[2])
-    return c.nil if score is None else _double(c, score)
+    score = zset_of(d, args[1]).scores.get(args[2])
+    return c.nil if score is None else double(c, score)
 
 
 @command("zmscore", -3, "readonly fast", (1, 1, 1))
 def cmd_zmscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZMSCORE key member [member...]``: a score or nil for each."""
-    scores = _zset(d, args[1]).scores
+    scores = zset_of(d, args[1]).scores
     found = [scores.get(member) for member in args[2:]]
-    return resp.array(c.nil if score is None else _double(c, score) for score in found)
+    return resp.array(c.nil if score is None else double(c, score) for score in found)
 
 
 def _rank(d: Dispatcher, c: Client, args: list[bytes], reverse: bool) -> bytes:
-    found = _zset(d, args[1])
+    found = zset_of(d, args[1])
     rank = found.rank(args[2])
     if rank is None:
         return c.nil
@@ -271,16 +240,23 @@ def _span(found: ZSet, by: bytes, low: bytes, high: bytes) -> tuple[int, int] | 
 
 
 def _range(
-    d: Dispatcher, c: Client, key: bytes, spec: list[bytes], *, by: bytes, rev: bool
+    d: Dispatcher,
+    c: Client,
+    key: bytes,
+    spec: list[bytes],
+    *,
+    by: bytes,
+    rev: bool,
+    destination: bytes | None = None,
 ) -> bytes:
     """ZRANGE's work: ``spec`` is ``[min, max, options...]`` (max first when ``rev`` by score
-    or member)."""
+    or member); with a ``destination`` (ZRANGESTORE) the range is stored there instead."""
     with_scores = False
     limit: tuple[int, int] | None = None
     i = 2
     while i < len(spec):
         option = spec[i].upper()
-        if option == b"WITHSCORES" and by != _BY_LEX:
+        if option == b"WITHSCORES" and by != _BY_LEX and destination is None:
             with_scores = True
             i += 1
         elif option == b"LIMIT" and i + 2 < len(spec) and by != _BY_RANK:
@@ -291,7 +267,7 @@ def _range(
             i += 3
         else:
             return ERR_SYNTAX
-    found = _zset(d, key)
+    found = zset_of(d, key)
     low, high = (spec[1], spec[0]) if rev and by != _BY_RANK else (spec[0], spec[1])
     span = _span(found, by, low, high)
     if isinstance(span, bytes):
@@ -308,16 +284,31 @@ def _range(
             entries = []
         else:
             entries = entries[offset:] if count < 0 else entries[offset : offset + count]
-    return _entries(d, c, entries, with_scores)
+    if destination is not None:
+        return stored_zset(d, destination, {member: score for score, member in entries})
+    return entries_reply(d, c, entries, with_scores)
 
 
 @command("zrange", -4, "readonly", (1, 1, 1))
 def cmd_zrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]``."""
-    spec = [args[2], args[3]]
+    return _zrange(d, c, args[1], args[2:], None)
+
+
+@command("zrangestore", -5, "write denyoom", (1, 2, 1))
+def cmd_zrangestore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]``: the size
+    of the range stored in ``dst``."""
+    return _zrange(d, c, args[2], args[3:], args[1])
+
+
+def _zrange(
+    d: Dispatcher, c: Client, key: bytes, rest: list[bytes], destination: bytes | None
+) -> bytes:
+    spec = [rest[0], rest[1]]
     by = _BY_RANK
     rev = False
-    for raw in args[4:]:
+    for raw in rest[2:]:
         option = raw.upper()
         if option in (_BY_SCORE, _BY_LEX):
             by = option
@@ -332,7 +323,7 @@ def cmd_zrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         )
     if by == _BY_LEX and b"WITHSCORES" in options:
         return resp.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
-    return _range(d, c, args[1], spec, by=by, rev=rev)
+    return _range(d, c, key, spec, by=by, rev=rev, destination=destination)
 
 
 @command("zrangebyscore", -4, "readonly", (1, 1, 1))
@@ -368,14 +359,14 @@ def cmd_zrevrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 @command("zlexcount", 4, "readonly fast", (1, 1, 1))
 def cmd_zlexcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZLEXCOUNT key min max``."""
-    span = _lex_span(_zset(d, args[1]), args[2], args[3])
+    span = _lex_span(zset_of(d, args[1]), args[2], args[3])
     return span if isinstance(span, bytes) else resp.integer(span[1] - span[0])
 
 
 @command("zremrangebylex", 4, "write", (1, 1, 1))
 def cmd_zremrangebylex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZREMRANGEBYLEX key min max``: how many were removed."""
-    span = _lex_span(_zset(d, args[1]), args[2], args[3])
+    span = _lex_span(zset_of(d, args[1]), args[2], args[3])
     if isinstance(span, bytes):
         return span
     return resp.integer(len(zrem_range(d.engine, args[1], *span)))
@@ -384,14 +375,14 @@ def cmd_zremrangebylex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 @command("zcount", 4, "readonly fast", (1, 1, 1))
 def cmd_zcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZCOUNT key min max``."""
-    span = _score_span(_zset(d, args[1]), args[2], args[3])
+    span = _score_span(zset_of(d, args[1]), args[2], args[3])
     return span if isinstance(span, bytes) else resp.integer(span[1] - span[0])
 
 
 @command("zremrangebyscore", 4, "write", (1, 1, 1))
 def cmd_zremrangebyscore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``ZREMRANGEBYSCORE key min max``: how many were removed."""
-    span = _score_span(_zset(d, args[1]), args[2], args[3])
+    span = _score_span(zset_of(d, args[1]), args[2], args[3])
     if isinstance(span, bytes):
         return span
     return resp.integer(len(zrem_range(d.engine, args[1], *span)))
@@ -403,7 +394,7 @@ def cmd_zremrangebyrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     start, stop = parse_int(args[2]), parse_int(args[3])
     if start is None or stop is None:
         return ERR_NOT_INT
-    span = _rank_span(_zset(d, args[1]), start, stop)
+    span = _rank_span(zset_of(d, args[1]), start, stop)
     return resp.integer(len(zrem_range(d.engine, args[1], *span)))
 
 
@@ -416,14 +407,14 @@ def _pop(d: Dispatcher, c: Client, args: list[bytes], highest: bool) -> bytes:
         if number is None or number < 0:
             return ERR_POSITIVE
         count = number
-    size = len(_zset(d, args[1]))
+    size = len(zset_of(d, args[1]))
     span = (max(size - count, 0), size) if highest else (0, min(count, size))
     taken = zrem_range(d.engine, args[1], *span)
     if highest:
         taken.reverse()
     if c.resp3 and len(args) == 3:
-        return _entries(d, c, taken, with_scores=True)
-    flat = [item for score, member in taken for item in (resp.bulk(member), _double(c, score))]
+        return entries_reply(d, c, taken, with_scores=True)
+    flat = [item for score, member in taken for item in (resp.bulk(member), double(c, score))]
     return resp.array(flat)
 
 
@@ -449,7 +440,7 @@ def cmd_zscan(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     options = parse_scan(args, 3, with_type=False)
     if isinstance(options, bytes):
         return options
-    entries = _zset(d, args[1]).order
+    entries = zset_of(d, args[1]).order
     if options.match is not None:
         matches = compile_pattern(options.match)
         entries = [(score, member) for score, member in entries if matches(member)]
@@ -464,12 +455,12 @@ def _blocking_pop(d: Dispatcher, c: Client, args: list[bytes], highest: bool) ->
         return deadline
 
     def serve(key: bytes) -> bytes | None:
-        size = len(_zset(d, key))
+        size = len(zset_of(d, key))
         if not size:
             return None
         span = (size - 1, size) if highest else (0, 1)
         ((score, member),) = zrem_range(d.engine, key, *span)
-        return resp.array([resp.bulk(key), resp.bulk(member), _double(c, score)])
+        return resp.array([resp.bulk(key), resp.bulk(member), double(c, score)])
 
     reply = d.blocked.serve_or_park(
         c.id,

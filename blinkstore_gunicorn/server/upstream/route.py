@@ -71,7 +71,7 @@ def written_keys(args: list[bytes]) -> list[bytes] | None:
         return [] if name in _OTHER_READS else ALL
     if "write" not in spec.flags:
         return []
-    if spec.first_key == 0:
-        return ALL
+    if spec.first_key == 0 or "movablekeys" in spec.flags:
+        return ALL  # the key positions do not name every key written (SORT ... STORE dst)
     last = spec.last_key if spec.last_key >= 0 else len(args) + spec.last_key
     return args[spec.first_key : last + 1 : spec.step]

@@ -1,0 +1,191 @@
+"""Bitmap commands (Redis's bitops.c): SETBIT, GETBIT, BITCOUNT and BITPOS (``BYTE``/``BIT``
+ranges), BITOP AND/OR/XOR/NOT.
+
+Bitmaps are strings: every change goes through ``Dispatcher.store``, SET's write path (the
+shared-memory region, WATCH, the memory account and eviction). Bit 0 is the most significant
+bit of the first byte, as in Redis.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from blinkstore_gunicorn.engine import ValueTooLarge
+from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.registry import command
+from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NOT_INT,
+    ERR_SYNTAX,
+    ONE,
+    ZERO,
+    limit_error,
+    parse_int,
+)
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__: list[str] = []
+
+#: Redis's ``proto-max-bulk-len`` (512 MB) in bits: the first offset refused.
+MAX_BIT_OFFSET = 512 * 1024 * 1024 * 8
+ERR_OFFSET = resp.error("ERR bit offset is not an integer or out of range")
+ERR_BIT = resp.error("ERR bit is not an integer or out of range")
+ERR_BITPOS_BIT = resp.error("ERR The bit argument must be 1 or 0.")
+ERR_NOT_SINGLE = resp.error("ERR BITOP NOT must be called with a single source key.")
+
+
+def _offset(raw: bytes) -> int | None:
+    offset = parse_int(raw)
+    return None if offset is None or not 0 <= offset < MAX_BIT_OFFSET else offset
+
+
+@command("setbit", 4, "write denyoom", (1, 1, 1))
+def cmd_setbit(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``SETBIT key offset 0|1``: the bit's old value; the string grows zero-padded, its TTL
+    is kept."""
+    offset = _offset(args[2])
+    if offset is None:
+        return ERR_OFFSET
+    if args[3] not in (b"0", b"1"):
+        return ERR_BIT
+    old = d.engine.peek(args[1]) or b""
+    byte, shift = offset >> 3, 7 - (offset & 7)
+    if byte >= d.max_value_size:  # refused before the padded copy is built
+        return limit_error(ValueTooLarge(byte + 1, d.max_value_size))
+    value = bytearray(old.ljust(byte + 1, b"\0"))
+    was = (value[byte] >> shift) & 1
+    if byte < len(old) and was == (args[3] == b"1"):
+        return ONE if was else ZERO  # no change: no write, as Redis (WATCH stays quiet)
+    value[byte] = value[byte] | (1 << shift) if args[3] == b"1" else value[byte] & ~(1 << shift)
+    return d.store(args[1], bytes(value), keep_ttl=True) or (ONE if was else ZERO)
+
+
+@command("getbit", 3, "readonly fast", (1, 1, 1))
+def cmd_getbit(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``GETBIT key offset``: 0 past the end of the string or for an absent key."""
+    offset = _offset(args[2])
+    if offset is None:
+        return ERR_OFFSET
+    value = d.engine.peek(args[1]) or b""
+    byte = offset >> 3
+    if byte >= len(value):
+        return ZERO
+    return ONE if (value[byte] >> (7 - (offset & 7))) & 1 else ZERO
+
+
+def _bit_span(args: list[bytes], at: int, size: int, end_default: bool) -> tuple[int, int] | bytes:
+    """``start [end [BYTE|BIT]]`` from ``args[at:]`` as the inclusive bit range Redis clamps
+    them to (empty when start > end), or an error reply. ``end_default``: ``end`` may be left
+    out (BITPOS)."""
+    start = parse_int(args[at])
+    if start is None:
+        return ERR_NOT_INT
+    in_bits = False
+    if len(args) == at + 3:
+        unit = args[at + 2].upper()
+        if unit not in (b"BIT", b"BYTE"):
+            return ERR_SYNTAX
+        in_bits = unit == b"BIT"
+    total = size * 8 if in_bits else size
+    if len(args) > at + 1:
+        end = parse_int(args[at + 1])
+        if end is None:
+            return ERR_NOT_INT
+    elif end_default:
+        end = total - 1
+    else:
+        return ERR_SYNTAX
+    if start < 0 and end < 0 and start > end:
+        return 0, -1
+    start = max(start + total if start < 0 else start, 0)
+    end = min(max(end + total if end < 0 else end, 0), total - 1)
+    if in_bits:
+        return start, end
+    return start * 8, end * 8 + 7
+
+
+def _bits(value: bytes, first: int, last: int) -> int:
+    """The bits ``first..last`` (inclusive) of ``value`` as an integer, ``first`` the highest."""
+    low, high = first >> 3, last >> 3
+    number = int.from_bytes(value[low : high + 1], "big")
+    return (number >> (7 - (last & 7))) & ((1 << (last - first + 1)) - 1)
+
+
+@command("bitcount", -2, "readonly", (1, 1, 1))
+def cmd_bitcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BITCOUNT key [start end [BYTE|BIT]]``: set bits in the range (bytes by default)."""
+    value = d.engine.peek(args[1])
+    if value is None:
+        return ZERO  # before the range is read, as in Redis
+    if len(args) == 2:
+        return resp.integer(int.from_bytes(value, "big").bit_count())
+    if len(args) not in (4, 5):
+        return ERR_SYNTAX
+    span = _bit_span(args, 2, len(value), end_default=False)
+    if isinstance(span, bytes):
+        return span
+    first, last = span
+    return resp.integer(_bits(value, first, last).bit_count() if first <= last else 0)
+
+
+@command("bitpos", -3, "readonly", (1, 1, 1))
+def cmd_bitpos(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BITPOS key 0|1 [start [end [BYTE|BIT]]]``: the first bit of that value in the range,
+    or -1. Looking for 0 without an ``end``, the string counts as padded with zeros."""
+    bit = parse_int(args[2])
+    if bit is None:
+        return ERR_NOT_INT
+    if bit not in (0, 1):
+        return ERR_BITPOS_BIT
+    value = d.engine.peek(args[1])
+    if value is None:
+        return resp.integer(-1 if bit else 0)
+    if len(args) > 6:
+        return ERR_SYNTAX
+    if len(args) == 3:
+        first, last = 0, len(value) * 8 - 1
+    else:
+        span = _bit_span(args, 3, len(value), end_default=True)
+        if isinstance(span, bytes):
+            return span
+        first, last = span
+    if first > last:
+        return resp.integer(-1)
+    width = last - first + 1
+    bits = _bits(value, first, last)
+    if not bit:
+        bits ^= (1 << width) - 1
+    if bits:
+        return resp.integer(first + width - bits.bit_length())
+    if bit or len(args) >= 5:
+        return resp.integer(-1)
+    return resp.integer(((last >> 3) + 1) * 8)  # the first bit past the range: a zero
+
+
+@command("bitop", -4, "write denyoom", (2, -1, 1))
+def cmd_bitop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BITOP AND|OR|XOR|NOT destkey key [key...]``: the result's length (absent keys and
+    shorter strings count as zero bytes); an empty result deletes ``destkey``."""
+    op = args[1].upper()
+    if op not in (b"AND", b"OR", b"XOR", b"NOT"):
+        return ERR_SYNTAX
+    if op == b"NOT" and len(args) != 4:
+        return ERR_NOT_SINGLE
+    values = [d.engine.peek(key) or b"" for key in args[3:]]
+    size = max(map(len, values))
+    numbers = [int.from_bytes(value.ljust(size, b"\0"), "big") for value in values]
+    result = numbers[0]
+    for number in numbers[1:]:
+        if op == b"AND":
+            result &= number
+        elif op == b"OR":
+            result |= number
+        else:
+            result ^= number
+    if op == b"NOT":
+        result ^= (1 << (8 * size)) - 1
+    if not size:
+        d.engine.delete(args[2])
+        return ZERO
+    return d.store(args[2], result.to_bytes(size, "big")) or resp.integer(size)
