@@ -23,6 +23,7 @@ SUITES = (
     "shm_writes",
     "memory_tax",
     "snapshot",
+    "datatypes",
     "nearcache",
 )
 

@@ -8,7 +8,7 @@ adjust it per item, the O(n) edits (LREM, LTRIM, LINSERT, LSET) recount it.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD, Container
@@ -41,8 +41,8 @@ class List(Container):
         return copy
 
 
-def _cost(items: Iterable[bytes]) -> int:
-    return sum(len(item) + LIST_ITEM_OVERHEAD for item in items)
+def _cost(items: Collection[bytes]) -> int:
+    return sum(map(len, items)) + LIST_ITEM_OVERHEAD * len(items)
 
 
 def push(engine: Engine, key: bytes, values: list[bytes], left: bool) -> int:
@@ -67,8 +67,10 @@ def pop(engine: Engine, key: bytes, count: int, left: bool) -> list[bytes] | Non
     if found is None:
         return None
     old_cost = found.cost
-    take = found.items.popleft if left else found.items.pop
-    taken = [take() for _ in range(min(count, len(found.items)))]
+    items = found.items
+    take = items.popleft if left else items.pop
+    # A present list is never empty: one item (LPOP/RPOP without count) needs no loop.
+    taken = [take()] if count == 1 else [take() for _ in range(min(count, len(items)))]
     found.cost -= _cost(taken)
     engine.resized(key, found, old_cost)
     return taken

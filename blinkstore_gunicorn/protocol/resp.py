@@ -29,6 +29,7 @@ __all__ = [
     "array",
     "bulk",
     "bulk_array",
+    "bulk_list",
     "encode_command",
     "error",
     "forget_large_bulk",
@@ -338,7 +339,23 @@ def array(items: Iterable[bytes]) -> bytes:
 
 def bulk_array(values: Iterable[bytes | None]) -> bytes:
     """An array of bulk strings, ``None`` becoming a nil element."""
-    return array(NIL if value is None else bulk(value) for value in values)
+    items = values if values.__class__ is list else list(values)
+    if None not in items:
+        return bulk_list(items)  # type: ignore[arg-type]
+    return array(NIL if value is None else bulk(value) for value in items)
+
+
+def bulk_list(items: list[bytes]) -> bytes:
+    """An array of bulk strings, none of them nil (what LRANGE, HGETALL... answer)."""
+    sizes = list(map(len, items))
+    if sizes and max(sizes) >= len(_BULK_HEADERS):
+        return array(map(bulk, items))
+    # Small values, the common case: header, value and CRLF joined in C, no call per item.
+    parts = [_CRLF] * (3 * len(items))
+    headers = _BULK_HEADERS
+    parts[0::3] = [headers[size] for size in sizes]
+    parts[1::3] = items
+    return b"*%d\r\n%b" % (len(items), b"".join(parts))
 
 
 def _one_line(text: str) -> bytes:

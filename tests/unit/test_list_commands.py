@@ -133,6 +133,14 @@ def test_big_replies_are_refused_and_nothing_is_lost() -> None:
     assert r("LLEN", "l") == b":2\r\n"
 
 
+def test_a_push_with_a_value_too_large_names_the_first_and_stores_nothing() -> None:
+    r = Harness(max_value_size=10)
+    assert r("RPUSH", "l", "ok", "a" * 12, "b" * 20) == err(
+        "ERR value too large: value of 12 bytes exceeds max value size 10"
+    )
+    assert r("EXISTS", "l") == b":0\r\n"
+
+
 def test_blocking_pops_park_fifo_and_are_served_by_a_push(r: Harness) -> None:
     first, second = r.d.new_client(), r.d.new_client()
     got: dict[int, list[bytes]] = {first.id: [], second.id: []}

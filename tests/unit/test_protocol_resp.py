@@ -155,6 +155,18 @@ def test_reply_encoders() -> None:
     assert resp.bulk_array([b"a", None]) == b"*2\r\n$1\r\na\r\n$-1\r\n"
 
 
+@given(
+    st.lists(st.one_of(st.none(), st.binary(max_size=8), st.binary(min_size=1020, max_size=1030)))
+)
+def test_bulk_arrays_are_each_item_as_a_bulk_reply(values: list[bytes | None]) -> None:
+    expected = b"*%d\r\n" % len(values) + b"".join(
+        resp.NIL if value is None else b"$%d\r\n%b\r\n" % (len(value), value) for value in values
+    )
+    assert resp.bulk_array(values) == resp.bulk_array(iter(values)) == expected
+    if None not in values:
+        assert resp.bulk_list(values) == expected  # type: ignore[arg-type]
+
+
 def test_encode_command_rejects_unsendable_arguments() -> None:
     with pytest.raises(TypeError, match="bool"):
         resp.encode_command("SET", "k", True)

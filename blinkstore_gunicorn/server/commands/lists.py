@@ -67,10 +67,10 @@ def _clamp(start: int, stop: int, size: int) -> tuple[int, int]:
 
 def _push(d: Dispatcher, args: list[bytes], left: bool, only_existing: bool) -> bytes:
     values = args[2:]
-    for value in values:
-        error = d.fits(b"", value)
-        if error is not None:
-            return error
+    limit = d.max_value_size
+    # One pass in C over the sizes; the refusal names the first value too large, as before.
+    if max(map(len, values)) > limit:
+        return d.fits(b"", next(value for value in values if len(value) > limit))  # type: ignore[return-value]
     if only_existing and d.engine.lookup(args[1], List) is None:
         return ZERO
     try:
@@ -124,7 +124,7 @@ def _pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> bytes:
     taken = pop(d.engine, args[1], count, left)
     if taken is None:
         return RESP3_NULL if c.resp3 else resp.NIL_ARRAY
-    return resp.bulk_array(taken)
+    return resp.bulk_list(taken)
 
 
 @command("lpop", -2, "write fast", (1, 1, 1))
@@ -154,7 +154,7 @@ def cmd_lrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     items = _items(d, args[1])
     start, stop = _clamp(start, stop, len(items))
     chosen = list(islice(items, start, stop))
-    return reply_too_large(sum(map(len, chosen)), d.max_reply_size) or resp.bulk_array(chosen)
+    return reply_too_large(sum(map(len, chosen)), d.max_reply_size) or resp.bulk_list(chosen)
 
 
 def _position(index: int, size: int) -> int | None:

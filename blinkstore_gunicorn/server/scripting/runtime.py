@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
+from blinkstore_gunicorn.server.scripting.convert import ERR_DEPTH, MAX_DEPTH
 from blinkstore_gunicorn.server.scripting.libs import make_libs
 from blinkstore_gunicorn.server.scripting.sandbox import BOOTSTRAP, HOOK_EVERY
 
@@ -77,7 +78,16 @@ class LuaState:
         # Compiled now: after a script used all the memory, compiling this would fail.
         self._collect = self.lua.eval(b"function() collectgarbage('collect') end")
         self._compile, self._run = self.lua.execute(
-            BOOTSTRAP.encode(), call, hook, _log_line, _sha1hex, self._setresp, libs, HOOK_EVERY
+            BOOTSTRAP.encode(),
+            call,
+            hook,
+            _log_line,
+            _sha1hex,
+            self._setresp,
+            libs,
+            HOOK_EVERY,
+            MAX_DEPTH,
+            ERR_DEPTH,
         )
 
     @staticmethod
@@ -91,10 +101,10 @@ class LuaState:
         fn, err = self._compile(source)
         return fn, err
 
-    def run(self, fn: Any, keys: list[bytes], argv: list[bytes]) -> tuple[bool, Any]:
-        """Call ``fn`` with ``KEYS``/``ARGV`` set: ``(True, result)`` or ``(False, error)``."""
-        lua = self.lua
-        return self._run(fn, lua.table(*keys), lua.table(*argv))  # type: ignore[no-any-return]
+    def run(self, fn: Any, nil: bytes, keys: list[bytes], argv: list[bytes]) -> tuple[bool, Any]:
+        """Call ``fn`` with ``KEYS``/``ARGV`` set: ``(True, reply bytes)`` (``nil`` is the
+        client's null) or ``(False, error)``."""
+        return self._run(fn, nil, len(keys), *keys, *argv)  # type: ignore[no-any-return]
 
     def collect(self) -> None:
         """A full garbage collection (after a script ran out of memory, or a flush)."""

@@ -6,8 +6,10 @@ reach outside the store (``os``, ``io``, ``require``, ``loadfile``, ``dofile``, 
 global that does not exist and writing any global are errors (Redis 7's words), library
 tables are read-only views, ``loadstring`` refuses bytecode and compiles into the same
 environment, and coroutines get the instruction-count hook so that a loop inside one can be
-stopped too. It returns ``compile(source)`` and ``run(fn, keys, argv)``; the second calls the
-script under ``xpcall`` with a handler that records the script line an error came from.
+stopped too. It returns ``compile(source)`` and ``run(fn, nil_reply, numkeys, key..., arg...)``;
+the second calls the script under ``xpcall`` with a handler that records the script line an
+error came from, and turns what the script returned into the RESP reply (the rules of
+``convert.py``) in Lua: a table then costs no Python<->Lua crossing per item.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ HOOK_EVERY: Final = 100_000
 
 BOOTSTRAP: Final = r"""
 -- The Python callbacks and settings (see runtime.py), then what this chunk keeps to itself.
-local py_call, py_hook, py_log, py_sha1hex, py_setresp, libs, hook_every = ...
+local py_call, py_hook, py_log, py_sha1hex, py_setresp, libs, hook_every, max_depth,
+  depth_error = ...
 
 local real_rawset, real_setmetatable, real_getmetatable = rawset, setmetatable, getmetatable
 local real_loadstring, real_setfenv = loadstring, setfenv
 local tostring, type, error = tostring, type, error
 local getinfo, sethook = debug.getinfo, debug.sethook
 local cocreate, coresume = coroutine.create, coroutine.resume
-local select, pairs = select, pairs
+local select, pairs, concat = select, pairs, table.concat
 
 local READONLY = 'Attempt to modify a readonly table'
 local protected = real_setmetatable({}, {__mode = 'k'})
@@ -182,13 +185,73 @@ local function compile(source)
   return fn or nil, err
 end
 
-local function run(fn, keys, argv)
+-- What a script returned, as the RESP reply (conversion.py's rules, done here so that a
+-- returned table does not cost one Python<->Lua crossing per item): appends the parts of the
+-- reply to out from index n + 1 and returns the new last index, or nil when tables nest
+-- deeper than max_depth. Reads tables with rawget, as Redis does.
+local format, gsub, rawget = string.format, string.gsub, rawget
+local TWO_63 = 2 ^ 63
+local INT64_MIN = ':-9223372036854775808\r\n'
+
+local function encode(value, nil_reply, out, n, depth)
+  local kind = type(value)
+  n = n + 1
+  if kind == 'string' then
+    out[n] = '$' .. #value .. '\r\n' .. value .. '\r\n'
+  elseif kind == 'number' then
+    -- Truncated toward zero; NaN and out of range give what the C cast gives in Redis.
+    if value ~= value or value >= TWO_63 or value < -TWO_63 then
+      out[n] = INT64_MIN
+    else
+      out[n] = format(':%d\r\n', value)
+    end
+  elseif kind == 'table' then
+    if depth >= max_depth then return nil end
+    local err = rawget(value, 'err')
+    if type(err) == 'string' then
+      out[n] = '-' .. gsub(err, '[\r\n]', ' ') .. '\r\n'
+      return n
+    end
+    local ok = rawget(value, 'ok')
+    if type(ok) == 'string' then
+      out[n] = '+' .. gsub(ok, '[\r\n]', ' ') .. '\r\n'
+      return n
+    end
+    local header, count = n, 0
+    local item = rawget(value, 1)
+    while item ~= nil do
+      n = encode(item, nil_reply, out, n, depth + 1)
+      if n == nil then return nil end
+      count = count + 1
+      item = rawget(value, count + 1)
+    end
+    out[header] = '*' .. count .. '\r\n'
+  elseif value == true then
+    out[n] = ':1\r\n'
+  else
+    out[n] = nil_reply
+  end
+  return n
+end
+
+-- run(fn, nil_reply, numkeys, key..., arg...): KEYS and ARGV are made here from the
+-- arguments (one crossing from Python, not one per table); answers true and the reply bytes,
+-- or false and the error raised.
+local function run(fn, nil_reply, numkeys, ...)
+  local keys, argv = {}, {}
+  local count = select('#', ...)
+  local given = {...}
+  for i = 1, numkeys do keys[i] = given[i] end
+  for i = numkeys + 1, count do argv[i - numkeys] = given[i] end
   real_rawset(env, 'KEYS', keys)
   real_rawset(env, 'ARGV', argv)
   sethook(hook, '', hook_every)
   local ok, result = xpcall(fn, on_error)
   sethook()
-  return ok, result
+  if not ok then return false, result end
+  local out = {}
+  if encode(result, nil_reply, out, 0, 0) == nil then return true, depth_error end
+  return true, concat(out)
 end
 
 return compile, run

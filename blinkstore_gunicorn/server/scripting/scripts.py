@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.resp import ReplyReader
 from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
-from blinkstore_gunicorn.server.scripting.convert import argument, to_lua, to_reply
+from blinkstore_gunicorn.server.scripting.convert import argument, to_lua
 from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ class Scripting:
     """Lua scripts for one dispatcher: one sandboxed state, its cache, the running script."""
 
     __slots__ = (
+        "_allowed",
         "_by_eval_only",
         "_client",
         "_commands",
@@ -103,6 +104,9 @@ class Scripting:
         self._run: Run | None = None
         self._worker = Worker()
         self._read_only = False
+        #: :meth:`_allowance` of the commands by their lower- and upper-case names (bounded:
+        #: other spellings and names that are not commands are not kept).
+        self._allowed: dict[bytes, str | tuple[int, bool]] = {}
         #: Seconds a script runs before other clients get BUSY.
         self.busy_threshold = busy_threshold
 
@@ -177,11 +181,11 @@ class Scripting:
     def _body(self, fn: Any, sha: bytes, keys: list[bytes], argv: list[bytes], nil: bytes) -> bytes:
         lua = self.lua
         try:
-            ok, result = lua.run(fn, keys, argv)
+            ok, result = lua.run(fn, nil, keys, argv)
         except lua.memory_error:
             ok, result = False, b"not enough memory"
         if ok:
-            return to_reply(result, nil)
+            return result  # type: ignore[no-any-return]
         if result.__class__ is bytes:
             # Out of memory (Lua runs no error handler for it): free what the script left.
             lua.collect()
@@ -224,11 +228,16 @@ class Scripting:
         """``redis.call`` and ``redis.pcall``: ``(value, kind)``, kind :data:`_VALUE`,
         :data:`_STATUS` or :data:`_ERROR` (the sandbox makes the ``{ok=}``/``{err=}`` tables:
         building them in Lua costs less than from Python)."""
-        args = [argument(value) for value in raw]
+        if not raw:
+            return _ERR_NO_ARGS.encode(), _ERROR
+        given = [value if value.__class__ is bytes else argument(value) for value in raw]
+        if None in given:
+            return _ERR_ARG_TYPE.encode(), _ERROR
+        args: list[bytes] = given  # type: ignore[assignment]
         refusal = self._refusal(args)
         if refusal is not None:
             return refusal.encode(), _ERROR
-        reply = self._dispatcher.execute(self._client, args)  # type: ignore[arg-type]
+        reply = self._dispatcher.execute(self._client, args)
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
@@ -243,25 +252,38 @@ class Scripting:
         reader.feed(reply)
         return to_lua(self.lua.lua, reader.next_reply()), _VALUE  # type: ignore[arg-type]
 
-    def _refusal(self, args: list[bytes | None]) -> str | None:
-        if not args:
-            return _ERR_NO_ARGS
-        if None in args:
-            return _ERR_ARG_TYPE
-        spec = self._commands.get(args[0].lower().decode("utf-8", "replace"))  # type: ignore[union-attr]
-        if spec is None:
-            return _ERR_UNKNOWN
-        if len(args) != spec.arity and (spec.arity > 0 or len(args) < -spec.arity):
+    def _refusal(self, args: list[bytes]) -> str | None:
+        """Why a script may not run ``args``, a non-empty list (Redis's words), or None."""
+        name = args[0]
+        # What the command's name allows, worked out once per spelling.
+        allowed = self._allowed.get(name)
+        if allowed is None:
+            allowed = self._allowance(name)
+            if allowed is not _ERR_UNKNOWN and (name.islower() or name.isupper()):
+                self._allowed[name] = allowed
+        if isinstance(allowed, str):
+            return allowed
+        arity, writes = allowed
+        count = len(args)
+        if count != arity and (arity > 0 or count < -arity):
             return _ERR_ARITY
-        if spec.name in _NOT_IN_SCRIPTS or _REFUSING_FLAGS.intersection(spec.flags):
-            return _ERR_NOT_ALLOWED
-        if "write" in spec.flags:
+        if writes:
             if self._read_only:
                 return _ERR_READ_ONLY
             run = self._run
             if run is not None:
                 run.wrote = True
         return None
+
+    def _allowance(self, name: bytes) -> str | tuple[int, bool]:
+        """For a command name as a script spells it: the error refusing it whatever its
+        arguments, or its arity and whether it writes."""
+        spec = self._commands.get(name.lower().decode("utf-8", "replace"))
+        if spec is None:
+            return _ERR_UNKNOWN
+        if spec.name in _NOT_IN_SCRIPTS or _REFUSING_FLAGS.intersection(spec.flags):
+            return _ERR_NOT_ALLOWED
+        return spec.arity, "write" in spec.flags
 
 
 def _error_reply(lua: LuaState, error: Any, sha: bytes) -> bytes:

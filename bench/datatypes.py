@@ -1,0 +1,153 @@
+"""Redis data-type commands and Lua scripts under ``redis-benchmark -c 50``, store vs Redis.
+
+    python -m bench.datatypes [--rounds 3] [--requests 100000] [--tests lpush,rpush,...]
+
+``blinkstore serve`` and redis-server are started side by side on Unix sockets; each round
+runs ``redis-benchmark -c 50`` on one, then on the other, so a drift of a shared machine hits
+both. Besides the ``--tests`` (redis-benchmark's own names), every round runs ``EVALSHA`` of
+:data:`SCRIPT`, a script of three ``redis.call`` (INCR, EXPIRE, GET: the shape of the rate
+limit and lock scripts libraries ship). Reports the median requests/s per peer and the median
+of the per-round store / Redis ratios, next to the bars of issue 20, and the CPU time each
+server spent per request (from /proc): on a shared machine that figure moves far less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import shutil
+import statistics
+import subprocess
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TypeAlias
+
+from harness.processes import blinkstore_process, redis_server_process, resp_command
+
+#: Three commands, as the scripts of ``limits`` or redis-py's ``Lock`` issue.
+SCRIPT = (
+    "local n = redis.call('INCR', KEYS[1]) "
+    "redis.call('EXPIRE', KEYS[1], ARGV[1]) "
+    "return {n, redis.call('GET', KEYS[1])}"
+)
+EVALSHA = "EVALSHA"
+#: requests/s, and the server's CPU microseconds per request (None when not measured).
+Sample: TypeAlias = tuple[float, float | None]
+#: Bars from issue 20 (store / Redis requests per second).
+TARGETS = {"EVALSHA": 0.5, "default": 0.8}
+
+
+def redis_benchmark(socket_path: str, requests: int, *args: str) -> dict[str, float]:
+    """requests/s by test name of ``redis-benchmark -c 50 -s socket_path -n requests *args``."""
+    out = subprocess.run(
+        ["redis-benchmark", "-s", socket_path, "-c", "50", "-n", str(requests), "--csv", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    rows = list(csv.reader(io.StringIO(out)))
+    return {row[0]: float(row[1]) for row in rows[1:] if len(row) > 1}
+
+
+def _load_script(socket_path: str) -> str:
+    """``SCRIPT LOAD`` of :data:`SCRIPT` on the server at ``socket_path``: its SHA1."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(socket_path)
+        sock.sendall(resp_command("SCRIPT", "LOAD", SCRIPT))
+        reply = b""
+        while reply.count(b"\r\n") < 2:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"SCRIPT LOAD: connection closed after {reply!r}")
+            reply += chunk
+    if not reply.startswith(b"$"):
+        raise RuntimeError(f"SCRIPT LOAD answered {reply!r}")
+    return reply.split(b"\r\n")[1].decode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_round(
+    socket_path: str, pid: int, sha: str, requests: int, tests: list[str]
+) -> dict[str, tuple[float, float | None]]:
+    """Per test, requests/s and the server's CPU microseconds per request, on one server.
+
+    Each test is a ``redis-benchmark`` run of its own, so that the server's CPU time is that
+    test's; a run that reports two tests (``lrange_100`` pushes first) gives no CPU figure.
+    """
+    runs = [("-t", test) for test in tests] + [(EVALSHA, sha, "1", "bench:script", "60")]
+    found: dict[str, tuple[float, float | None]] = {}
+    for args in runs:
+        before = cpu_seconds(pid)
+        rows = redis_benchmark(socket_path, requests, *args)
+        cpu = (cpu_seconds(pid) - before) / requests * 1e6 if len(rows) == 1 else None
+        for test, rps in rows.items():
+            found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu)
+    return found
+
+
+def run(rounds: int, requests: int, tests: list[str]) -> dict[str, dict[str, list[Sample]]]:
+    """Per test and peer, one (requests/s, CPU us per request) per round (peers take turns)."""
+    found: dict[str, dict[str, list[Sample]]] = {}
+    with ExitStack() as stack:
+        store = stack.enter_context(blinkstore_process("--memory-limit", "0"))
+        redis = stack.enter_context(redis_server_process())
+        peers = {
+            "store": (str(store.unix_path), store.pid),
+            "redis": (redis.unix_path, redis.proc.pid),
+        }
+        shas = {name: _load_script(path) for name, (path, _) in peers.items()}
+        for _ in range(rounds):
+            for name, (path, pid) in peers.items():
+                for test, sample in one_round(path, pid, shas[name], requests, tests).items():
+                    found.setdefault(test, {}).setdefault(name, []).append(sample)
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print requests/s and store / Redis ratios per test."""
+    parser = argparse.ArgumentParser(prog="python -m bench.datatypes", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument(
+        "--tests", default="lpush,rpush,lpop,rpop,lrange_100", help="redis-benchmark -t names"
+    )
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.requests) < 1:
+        parser.error("--rounds and --requests must be at least 1")
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark not found: skipped")
+        return 0
+    found = run(args.rounds, args.requests, args.tests.split(","))
+    print(f"redis-benchmark -c 50, unix socket, {args.rounds} round(s), medians")
+    print(f"  {'test':<36}   store/s    redis/s  store/redis (bar)   CPU us/request: redis/store")
+    for test, peers in found.items():
+        store, redis = peers["store"], peers["redis"]
+        ratio = statistics.median(s[0] / r[0] for s, r in zip(store, redis, strict=True))
+        bar = TARGETS.get(test, TARGETS["default"])
+        line = (
+            f"  {test:<36} {statistics.median(s[0] for s in store):>9.0f}"
+            f" {statistics.median(r[0] for r in redis):>10.0f} {ratio:>8.2f}x   ({bar})"
+        )
+        if store[0][1] is not None and redis[0][1] is not None:
+            # On a busy machine the CPU each server spends per request moves less than the
+            # requests/s: redis/store CPU is the ratio two idle cores would give.
+            store_cpu = statistics.median(s[1] for s in store if s[1] is not None)
+            redis_cpu = statistics.median(r[1] for r in redis if r[1] is not None)
+            line += f"   {store_cpu:>6.1f} {redis_cpu:>6.1f}: {redis_cpu / store_cpu:.2f}x"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
