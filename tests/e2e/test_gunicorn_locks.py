@@ -60,23 +60,28 @@ def test_a_killed_holder_frees_the_lock_for_the_parked_waiters(tmp_path: Path) -
         state_url = f"{base}/state?name={name}&workers={','.join(map(str, workers))}"
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
             held = asyncio.ensure_future(client.get(f"{base}/hold?name={name}"))
+            # The takers go only once the lock is held: one sent beside /hold could take the
+            # lock first and be done before the holder is killed.
+            deadline = time.monotonic() + 30
+            while (holder := (await client.get(state_url)).json()["holder"]) is None:
+                assert time.monotonic() < deadline, f"/hold never took the lock: {server_log()}"
+                assert not held.done(), f"/hold answered: {_outcome(held)}"
+                await asyncio.sleep(0.01)
             takers = [
                 asyncio.ensure_future(client.get(f"{base}/take?name={name}")) for _ in range(TAKERS)
             ]
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 30
             while True:
-                state = (await client.get(state_url)).json()
-                holder, waiting = state["holder"], state["waiting"]
-                arrived = sum(waiting.values())
+                waiting = (await client.get(state_url)).json()["waiting"]
                 elsewhere = {int(pid) for pid in waiting} - {holder}
-                # The kernel may hand every connection to one worker: keep adding takers on
-                # fresh connections until one waits on a worker that will survive.
-                if holder is not None and arrived == len(takers) and elsewhere:
-                    break
-                assert time.monotonic() < deadline, f"no taker besides the holder: {state}"
-                if holder is not None and arrived == len(takers):
+                if sum(waiting.values()) == len(takers):
+                    if elsewhere:
+                        break
+                    # The kernel may hand every connection to the holder's worker: add takers on
+                    # fresh connections until one waits on a worker that will survive.
                     fresh = httpx.AsyncClient(timeout=60, headers={"Connection": "close"})
                     takers.append(asyncio.ensure_future(_get_and_close(fresh, base, name)))
+                assert time.monotonic() < deadline, f"no taker besides the holder: {waiting}"
                 await asyncio.sleep(0.01)
             early = [_outcome(taker) for taker in takers if taker.done()]
             assert not early, f"the lock was not held: {early}, {server_log()}"
