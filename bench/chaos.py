@@ -139,9 +139,11 @@ def run(seconds: float, worker_class: str, readers: int) -> int:
                     thread.join(30)
         finally:
             server.remember()
-            _stop_master(server)
-            orphans = [pid for pid in server.known if alive(pid)]
-            server.close()
+            try:
+                _stop_master(server)
+                orphans = [pid for pid in server.known if alive(pid)]
+            finally:
+                server.close()  # also when the master did not stop: nothing is left running
     restarts = chaos.restarts
     print(
         f"chaos: {seconds:.0f}s under load, gunicorn {worker_class}, 2 workers, {readers} readers"
@@ -161,7 +163,7 @@ def _stop_master(server: Gunicorn) -> None:
     if server.process is None or server.process.poll() is not None:
         return
     server.signal(signal.SIGTERM)
-    server.process.wait(30)
+    server.wait_exit(30)  # fails showing gunicorn's log
     wait_until(lambda: not any(alive(pid) for pid in server.known), 10.0)
 
 
