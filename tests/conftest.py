@@ -29,6 +29,16 @@ from harness.processes import (
 StoreFactory = Callable[..., StoreProcess]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test marked ``heavy`` in one pytest-xdist group: under ``--dist loadgroup``
+    (``make test``) they run on one worker, one after the other, so that no two of them load
+    the machine at once. Before xdist's own hook, which reads the groups."""
+    for item in items:
+        if item.get_closest_marker("heavy") is not None:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 @pytest.fixture
 def blinkstore_unix() -> Iterator[StoreProcess]:
     """A ``blinkstore serve --unix`` process for this test."""

@@ -17,7 +17,7 @@ from harness.gunicorn import gunicorn, wait_until
 from tests.e2e.test_gunicorn_stampede import ARGS as STAMPEDE_ARGS
 from tests.e2e.test_gunicorn_stampede import _wait_for_workers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 # The stampede tests' 4 uvicorn workers, serving the lock app.
 ARGS = [*STAMPEDE_ARGS[:-1], "locks_app:app"]

@@ -16,7 +16,10 @@ import pytest
 from bench.shm_torture import check_value, make_value, report, torture
 from harness.processes import short_tempdir
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.heavy,
+]
 
 
 def test_values_check_themselves() -> None:

@@ -384,6 +384,7 @@ def _process_worker(url: str, key: str, barrier: Any, out: Any) -> None:
         out.put(cache.get_or_set(key, loader, ttl=30, lock_timeout=5))
 
 
+@pytest.mark.heavy  # four spawned interpreters
 @pytest.mark.parametrize("server", ["store", "redis"])
 def test_processes_compute_a_cold_key_once(server: str, request: pytest.FixtureRequest) -> None:
     fixture = request.getfixturevalue(server)
