@@ -5,6 +5,7 @@
 * ``blinkstore_factory``: ``start(*flags, unix=True, tcp=False, env=None) -> StoreProcess`` for
   custom settings; every store it started is stopped after the test
 * ``redis_server``: a real redis-server on a Unix socket (skipped when it is not installed)
+* ``short_tmp``: a private directory under /tmp, short enough to hold Unix sockets
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("heavy") is not None:
             item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A private (0700) directory under /tmp for this test, removed after it: for a runtime
+    directory or anything else that holds Unix sockets. ``tmp_path`` is too long for that under
+    xdist (``/tmp/pytest-of-USER/pytest-N/popen-gwN/TEST_NAME0``), past the 107-byte limit."""
+    with short_tempdir() as path:
+        yield path
 
 
 @pytest.fixture

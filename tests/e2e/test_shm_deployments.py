@@ -51,7 +51,7 @@ def test_workers_read_from_the_region(tmp_path: Path, args: list[str]) -> None:
         assert wait_until(read_until_the_region_answered, 30.0, 0.01), server.log()
 
 
-def test_a_command_under_blinkstore_run_reads_from_the_region(tmp_path: Path) -> None:
+def test_a_command_under_blinkstore_run_reads_from_the_region(short_tmp: Path) -> None:
     script = (
         "from blinkstore_gunicorn import Cache\n"
         "with Cache() as cache:\n"
@@ -60,7 +60,7 @@ def test_a_command_under_blinkstore_run_reads_from_the_region(tmp_path: Path) ->
         "    values = [cache.get('k') for _ in range(10)]\n"
         "    print(values == [[1, 2]] * 10, cache.stats()['shm_keyspace_hits'] - before)\n"
     )
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(short_tmp)}
     env.pop("BLINKSTORE_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "blinkstore_gunicorn", "run", "--", sys.executable, "-c", script],
