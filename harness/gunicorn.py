@@ -234,8 +234,12 @@ class Gunicorn:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited ({self.process.returncode}):\n{self.log()}")
+            # A slow first answer (a worker still importing the app on a loaded machine) is
+            # waited for up to the deadline: abandoned at a fixed 2 s, it was asked again and
+            # again of workers each as slow, and never seen.
+            left = max(0.1, deadline - time.monotonic())
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + self.ready_path, timeout=2.0).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=left).status_code == 200:
                     self.remember()
                     return
             time.sleep(0.1)
