@@ -73,8 +73,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# pytest-xdist: one worker per core (at most 4); the tests marked `heavy` run on one worker, one
+# at a time (CONTRIBUTING.md, "Running the suites"). PYTEST_PARALLEL="-n 0" runs in one process.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadgroup
 test: $(NATIVE) system-deps lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 # Re-resolves uv.lock from pyproject.toml, keeping every version the ranges still allow.
 $(LOCKER)/bin/uv: tools/uv-requirements.txt

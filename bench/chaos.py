@@ -39,6 +39,7 @@ from harness.gunicorn import (
 
 #: (period in seconds, action) of the chaos schedule.
 SCHEDULE = ((5.0, "kill store"), (7.0, "kill worker"), (11.0, "HUP master"))
+WORKERS = 2
 
 
 def _pings(path: str) -> bool:
@@ -116,7 +117,7 @@ class Chaos:
 def run(seconds: float, worker_class: str, readers: int) -> int:
     """Run the chaos scenario, print the figures; 0 when no read was a 5xx and nothing leaked."""
     with tempfile.TemporaryDirectory() as cwd:
-        config = ["-c", "python:blinkstore_gunicorn.conf", "--workers", "2"]
+        config = ["-c", "python:blinkstore_gunicorn.conf", "--workers", str(WORKERS)]
         server = Gunicorn([*config, "--worker-class", worker_class, "wsgi_app:app"], Path(cwd))
         counts: Counter[str] = Counter()
         try:
@@ -139,12 +140,15 @@ def run(seconds: float, worker_class: str, readers: int) -> int:
                     thread.join(30)
         finally:
             server.remember()
-            _stop_master(server)
-            orphans = [pid for pid in server.known if alive(pid)]
-            server.close()
+            try:
+                _stop_master(server)
+                orphans = [pid for pid in server.known if alive(pid)]
+            finally:
+                server.close()  # also when the master did not stop: nothing is left running
     restarts = chaos.restarts
     print(
-        f"chaos: {seconds:.0f}s under load, gunicorn {worker_class}, 2 workers, {readers} readers"
+        f"chaos: {seconds:.0f}s under load, gunicorn {worker_class}, {WORKERS} workers,"
+        f" {readers} readers"
     )
     print(f"  actions: {dict(chaos.actions)}")
     print(f"  GET /get responses: {dict(counts)}")
@@ -160,8 +164,11 @@ def _stop_master(server: Gunicorn) -> None:
     """SIGTERM the master alone and wait for it; what it started must then go by itself."""
     if server.process is None or server.process.poll() is not None:
         return
+    # A worker that replaces a killed one loses a SIGTERM that comes before its signal
+    # handlers: the master would then wait out its 30 s graceful timeout for it.
+    server.wait_workers_booted(WORKERS)
     server.signal(signal.SIGTERM)
-    server.process.wait(30)
+    server.wait_exit(30)  # fails showing gunicorn's log
     wait_until(lambda: not any(alive(pid) for pid in server.known), 10.0)
 
 

@@ -234,8 +234,12 @@ class Gunicorn:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"gunicorn exited ({self.process.returncode}):\n{self.log()}")
+            # A slow first answer (a worker still importing the app on a loaded machine) is
+            # waited for up to the deadline: abandoned at a fixed 2 s, it was asked again and
+            # again of workers each as slow, and never seen.
+            left = max(0.1, deadline - time.monotonic())
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + self.ready_path, timeout=2.0).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=left).status_code == 200:
                     self.remember()
                     return
             time.sleep(0.1)
@@ -320,16 +324,24 @@ def gunicorn(args: Sequence[str], cwd: Path, **kwargs: Any) -> Iterator[Gunicorn
 
 
 def two_workers(
-    client: httpx.Client, path: str, attempts: int = 200
+    client: httpx.Client, path: str, timeout: float = 60.0
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """GET ``path`` until replies from two different worker pids were seen; return one of each."""
+    """GET ``path`` until replies from two different worker pids were seen; return one of each.
+
+    Each GET is on a new connection (a kept-alive one stays with one worker), and the bound is
+    time, not a number of requests: the second worker may still be booting on a loaded machine.
+    """
     seen: dict[int, dict[str, Any]] = {}
-    for _ in range(attempts):
-        reply = client.get(path)
+
+    def two_answered() -> bool:
+        reply = client.get(path, headers={"Connection": "close"})
         assert reply.status_code == 200, reply.text
         body = reply.json()
         seen.setdefault(body["pid"], body)
-        if len(seen) >= 2:
-            first, second = list(seen.values())[:2]
-            return first, second
-    raise AssertionError(f"only saw workers {sorted(seen)} after {attempts} requests")
+        return len(seen) >= 2
+
+    assert wait_until(two_answered, timeout, interval=0.0), (
+        f"only saw workers {sorted(seen)} within {timeout} s"
+    )
+    first, second = list(seen.values())[:2]
+    return first, second

@@ -7,6 +7,7 @@
 * ``redis_server``: a real redis-server on a Unix socket (skipped when it is not installed)
 * ``shm_path``: the test once with the region's C helper, once with the pure-Python reference
   (``BLINKSTORE_NATIVE``, which the stores a test starts inherit)
+* ``short_tmp``: a private directory under /tmp, short enough to hold Unix sockets
 """
 
 from __future__ import annotations
@@ -31,6 +32,25 @@ from harness.processes import (
 )
 
 StoreFactory = Callable[..., StoreProcess]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put every test marked ``heavy`` in one pytest-xdist group: under ``--dist loadgroup``
+    (``make test``) they run on one worker, one after the other, so that no two of them load
+    the machine at once. Before xdist's own hook, which reads the groups."""
+    for item in items:
+        if item.get_closest_marker("heavy") is not None:
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A private (0700) directory under /tmp for this test, removed after it: for a runtime
+    directory or anything else that holds Unix sockets. ``tmp_path`` is too long for that under
+    xdist (``/tmp/pytest-of-USER/pytest-N/popen-gwN/TEST_NAME0``), past the 107-byte limit."""
+    with short_tempdir() as path:
+        yield path
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ def test_rq_worker_runs_the_job(fresh: Server) -> None:
         # The ``rq`` console script, run by this interpreter (it is a Python script).
         rq = str(Path(sys.executable).with_name("rq"))
         worker = [rq, "worker", "--burst", "--url", fresh.url, "compat"]
+        worker += ["--worker-class", "tests.compat.compat_apps.PromptExitWorker"]
         with running_process(worker) as proc:
             assert proc.wait(WORKER_DEADLINE) == 0, process_output(proc)
             assert job.get_status(refresh=True) == "finished", process_output(proc)

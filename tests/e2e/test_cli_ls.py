@@ -38,9 +38,9 @@ def test_the_store_of_a_gunicorn_master_is_found_by_its_pid(tmp_path: Path):
     assert wait_until(lambda: running_stores(registry) == [], 10.0)
 
 
-def test_the_store_of_blinkstore_run_is_found(tmp_path: Path):
-    registry = tmp_path / "registry"
-    env = {**os.environ, REGISTRY_ENV: str(registry), "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+def test_the_store_of_blinkstore_run_is_found(short_tmp: Path):
+    registry = short_tmp / "registry"
+    env = {**os.environ, REGISTRY_ENV: str(registry), "BLINKSTORE_RUNTIME_DIR": str(short_tmp)}
     env.pop("BLINKSTORE_URL", None)
     # CMD asks by pid: its parent is `blinkstore run`, which started the store.
     script = (

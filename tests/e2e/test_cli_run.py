@@ -46,14 +46,14 @@ def blinkstore(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Com
 
 
 def run(
-    args: list[str], tmp_path: Path, extra_env: dict[str, str] | None = None, **kwargs
+    args: list[str], short_tmp: Path, extra_env: dict[str, str] | None = None, **kwargs
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path), **(extra_env or {})}
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(short_tmp), **(extra_env or {})}
     env.pop("BLINKSTORE_URL", None)
     return blinkstore(["run", *args], env, **kwargs)
 
 
-def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
+def test_command_gets_the_url_and_its_exit_status_is_returned(short_tmp: Path):
     script = (
         "import os, sys\n"
         "from blinkstore_gunicorn.supervision.runtime import ping\n"
@@ -61,7 +61,7 @@ def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
         "print(url, ping(url[len('unix://'):]))\n"
         "sys.exit(7)\n"
     )
-    result = run(["--memory-limit", "8MB", "--", sys.executable, "-c", script], tmp_path)
+    result = run(["--memory-limit", "8MB", "--", sys.executable, "-c", script], short_tmp)
     assert result.returncode == 7, result.stderr
     url, answered = result.stdout.split()
     assert url.startswith("unix://") and answered == "True"
@@ -69,22 +69,22 @@ def test_command_gets_the_url_and_its_exit_status_is_returned(tmp_path: Path):
     assert not path.exists() and not path.parent.exists()
 
 
-def test_signal_death_is_reported_like_a_shell(tmp_path: Path):
+def test_signal_death_is_reported_like_a_shell(short_tmp: Path):
     script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
-    assert run(["--", sys.executable, "-c", script], tmp_path).returncode == 128 + 15
+    assert run(["--", sys.executable, "-c", script], short_tmp).returncode == 128 + 15
 
 
-def test_bad_options_and_missing_commands(tmp_path: Path):
-    bad = run(["--memory-limit", "lots", "--", "true"], tmp_path)
+def test_bad_options_and_missing_commands(short_tmp: Path):
+    bad = run(["--memory-limit", "lots", "--", "true"], short_tmp)
     assert bad.returncode == 2
     assert "--memory-limit (BLINKSTORE_MEMORY_LIMIT): invalid size 'lots'" in bad.stderr
-    assert run([], tmp_path).returncode == 2
-    missing = run(["--", "no-such-command-blinkstore"], tmp_path)
+    assert run([], short_tmp).returncode == 2
+    missing = run(["--", "no-such-command-blinkstore"], short_tmp)
     assert missing.returncode == 127
     assert "no-such-command-blinkstore" in missing.stderr
 
 
-def test_a_flag_wins_over_the_environment_even_at_its_default(tmp_path: Path):
+def test_a_flag_wins_over_the_environment_even_at_its_default(short_tmp: Path):
     script = (
         "from blinkstore_gunicorn import Cache\n"
         "with Cache() as cache:\n"
@@ -92,32 +92,32 @@ def test_a_flag_wins_over_the_environment_even_at_its_default(tmp_path: Path):
     )
     result = run(
         ["--memory-limit", "64MiB", "--", sys.executable, "-c", script],
-        tmp_path,
+        short_tmp,
         extra_env={"BLINKSTORE_MEMORY_LIMIT": "1GB"},
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(64 * 2**20)]
 
 
-def test_help_offers_only_what_run_accepts(tmp_path: Path):
+def test_help_offers_only_what_run_accepts(short_tmp: Path):
     shown = blinkstore(["run", "--help"], dict(os.environ))
     assert shown.returncode == 0
     assert "--memory-limit" in shown.stdout and "--unix" not in shown.stdout
-    refused = run(["--unix", str(tmp_path / "s.sock"), "--", "true"], tmp_path)
+    refused = run(["--unix", str(short_tmp / "s.sock"), "--", "true"], short_tmp)
     assert refused.returncode == 2 and "--unix" in refused.stderr
 
 
-def test_misspelled_variables_are_reported_once(tmp_path: Path):
-    result = run(["--", "true"], tmp_path, extra_env={"BLINKSTORE_MEMORYLIMIT": "1GB"})
+def test_misspelled_variables_are_reported_once(short_tmp: Path):
+    result = run(["--", "true"], short_tmp, extra_env={"BLINKSTORE_MEMORYLIMIT": "1GB"})
     assert result.returncode == 0, result.stderr
     # Reported by `blinkstore run`; the store it starts does not inherit the typo.
     assert result.stderr.count("BLINKSTORE_MEMORYLIMIT") == 1
     assert "did you mean BLINKSTORE_MEMORY_LIMIT?" in result.stderr
 
 
-def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Path):
+def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(short_tmp: Path):
     port = free_port()
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(short_tmp)}
     env.pop("BLINKSTORE_URL", None)
     command = [
         *BLINKSTORE,
@@ -136,7 +136,7 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
         "--workers",
         "2",
     ]
-    log = tmp_path / "run.log"
+    log = short_tmp / "run.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True)
     known: set[int] = set()
@@ -167,7 +167,7 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
         os.kill(process.pid, signal.SIGTERM)  # forwarded to uvicorn, which shuts down
         assert wait_exit(process, 30, log.read_text) == 0, log.read_text()
         assert wait_until(lambda: not any(alive(p) for p in known), 5.0)
-        assert not list(tmp_path.glob("blinkstore-*"))
+        assert not list(short_tmp.glob("blinkstore-*"))
     finally:
         known.update(descendants(process.pid))
         if process.poll() is None:
@@ -176,9 +176,9 @@ def test_uvicorn_workers_share_the_store_and_signals_are_forwarded(tmp_path: Pat
         kill_all(list(known))
 
 
-def _start_run(tmp_path: Path, script: str) -> subprocess.Popen[str]:
+def _start_run(short_tmp: Path, script: str) -> subprocess.Popen[str]:
     """``blinkstore run -- python -c SCRIPT`` in its own session, CMD's stdin and stdout piped."""
-    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(tmp_path)}
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(short_tmp)}
     env.pop("BLINKSTORE_URL", None)
     return subprocess.Popen(
         [*BLINKSTORE, "run", "--", sys.executable, "-c", script],
@@ -208,7 +208,7 @@ def _stop_run(process: subprocess.Popen[str], known: set[int]) -> None:
     kill_all(list(known))
 
 
-def test_a_killed_store_is_replaced_for_the_command(tmp_path: Path):
+def test_a_killed_store_is_replaced_for_the_command(short_tmp: Path):
     # How soon is a figure for `python -m bench.restart`; here the store only has to come back.
     # CMD counts, waits for the test to kill the store, then counts on the store that replaced
     # it: the same BLINKSTORE_URL, a new store that adopted the dead one's region (the count
@@ -221,7 +221,7 @@ def test_a_killed_store_is_replaced_for_the_command(tmp_path: Path):
         "    sys.stdin.readline()\n"
         "    print(cache.ping(), cache.incr('hits'), flush=True)\n"
     )
-    process = _start_run(tmp_path, script)
+    process = _start_run(short_tmp, script)
     known: set[int] = set()
     try:
         assert process.stdout is not None and process.stdin is not None
@@ -229,7 +229,7 @@ def test_a_killed_store_is_replaced_for_the_command(tmp_path: Path):
         assert wait_until(lambda: len(_store_processes(process.pid)) == 2, 20.0)
         store = _serving_store(process.pid)
         assert store is not None
-        (runtime,) = tmp_path.glob("blinkstore-*")
+        (runtime,) = short_tmp.glob("blinkstore-*")
         socket = str(runtime / "store.sock")
         os.kill(store, signal.SIGKILL)
         assert wait_until(lambda: _serving_store(process.pid) not in (None, store), 10.0, 0.005)
@@ -244,14 +244,14 @@ def test_a_killed_store_is_replaced_for_the_command(tmp_path: Path):
         _stop_run(process, known)
 
 
-def test_killing_run_takes_the_store_and_the_command_along(tmp_path: Path):
-    process = _start_run(tmp_path, "import sys; sys.stdin.readline()")
+def test_killing_run_takes_the_store_and_the_command_along(short_tmp: Path):
+    process = _start_run(short_tmp, "import sys; sys.stdin.readline()")
     known: set[int] = set()
     try:
         # The store, its standby and CMD.
         assert wait_until(lambda: len(children(process.pid)) == 3, 20.0)
         known.update(descendants(process.pid))
-        (runtime,) = tmp_path.glob("blinkstore-*")
+        (runtime,) = short_tmp.glob("blinkstore-*")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
         assert wait_until(lambda: not any(alive(p) for p in known), 5.0)

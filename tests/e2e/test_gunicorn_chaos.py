@@ -6,7 +6,7 @@ import pytest
 
 from bench.chaos import run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def test_reads_never_fail_while_the_store_is_killed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.gunicorn import APPS, Gunicorn, cmdline, gunicorn
+from harness.gunicorn import APPS, Gunicorn, cmdline, gunicorn, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -45,10 +45,15 @@ def env_of(base: str) -> dict:
 def check_user_hooks_ran(cwd: Path, url: str) -> None:
     # Ours ran first: the user's on_starting already saw the store's URL.
     assert (cwd / "marker-on_starting").read_text() == url
-    inits = list(cwd.glob("marker-post_worker_init-*"))
-    assert len(inits) >= 2
+
+    # A booted worker (its signal handlers set) may not have reached post_worker_init yet.
+    def both_inits_written() -> bool:
+        inits = list(cwd.glob("marker-post_worker_init-*"))
+        return len(inits) >= 2 and all(p.read_text() for p in inits)
+
+    assert wait_until(both_inits_written, 30.0), list(cwd.iterdir())
     # The user's post_worker_init ran before ours wrapped the app.
-    assert {p.read_text() for p in inits} == {"function"}
+    assert {p.read_text() for p in cwd.glob("marker-post_worker_init-*")} == {"function"}
 
 
 @pytest.mark.parametrize("form", ["python-module", "literal-file", "adopt-one-line", "env-config"])

@@ -12,7 +12,7 @@ import pytest
 
 from harness.gunicorn import gunicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 CONF = ["-c", "python:blinkstore_gunicorn.conf", "-w", "4"]
 LIMIT = 10

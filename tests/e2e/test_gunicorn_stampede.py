@@ -19,7 +19,7 @@ import pytest
 
 from harness.gunicorn import gunicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 ARGS = [
     "-c",

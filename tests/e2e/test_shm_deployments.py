@@ -18,7 +18,6 @@ import pytest
 
 from blinkstore_gunicorn import Cache
 from harness.gunicorn import CONF, get, gunicorn, wait_until
-from harness.processes import short_tempdir
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +51,7 @@ def test_workers_read_from_the_region(tmp_path: Path, args: list[str]) -> None:
         assert wait_until(read_until_the_region_answered, 30.0, 0.01), server.log()
 
 
-def test_a_command_under_blinkstore_run_reads_from_the_region() -> None:
+def test_a_command_under_blinkstore_run_reads_from_the_region(short_tmp: Path) -> None:
     script = (
         "from blinkstore_gunicorn import Cache\n"
         "with Cache() as cache:\n"
@@ -61,26 +60,15 @@ def test_a_command_under_blinkstore_run_reads_from_the_region() -> None:
         "    values = [cache.get('k') for _ in range(10)]\n"
         "    print(values == [[1, 2]] * 10, cache.stats()['shm_keyspace_hits'] - before)\n"
     )
-    # A short directory: pytest-xdist's tmp_path is too long for the store's socket path.
-    with short_tempdir() as runtime:
-        env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(runtime)}
-        env.pop("BLINKSTORE_URL", None)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "blinkstore_gunicorn",
-                "run",
-                "--",
-                sys.executable,
-                "-c",
-                script,
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    env = {**os.environ, "BLINKSTORE_RUNTIME_DIR": str(short_tmp)}
+    env.pop("BLINKSTORE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "blinkstore_gunicorn", "run", "--", sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "10"], done.stderr

@@ -15,7 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 from harness.gunicorn import gunicorn
 from harness.processes import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 CONFIG = str(REPO / "examples" / "fastapi_app" / "gunicorn.conf.py")
 WORKERS = 4

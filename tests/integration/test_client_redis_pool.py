@@ -24,7 +24,10 @@ def connected_clients(redis_server: RedisProcess) -> int:
 
 def test_async_callers_wait_for_a_connection(redis_server: RedisProcess) -> None:
     async def main() -> int | None:
-        async with AsyncCache(redis_server.redis_url, max_connections=POOL) as cache:
+        # 10 s, not the default 2: the callers' event loop also connects the pool, and on a
+        # loaded machine that alone can pass 2 s; the test is about waiting for a connection.
+        url = redis_server.redis_url
+        async with AsyncCache(url, max_connections=POOL, timeout=10.0) as cache:
             await asyncio.gather(*(cache.incr("hits") for _ in range(CALLERS)))
             return await cache.get("hits")
 

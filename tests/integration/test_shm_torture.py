@@ -16,7 +16,10 @@ import pytest
 from bench.shm_torture import check_value, make_value, report, torture
 from harness.processes import short_tempdir
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.heavy,
+]
 both_paths = pytest.mark.usefixtures("shm_path")  # the C helper's path, then the Python one
 
 

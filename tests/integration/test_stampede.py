@@ -234,7 +234,10 @@ def test_coroutines_compute_a_cold_key_once(url: str, key: str) -> None:
         return "value"
 
     async def scenario() -> list[Any]:
-        caches = [AsyncCache(url) for _ in range(4)]
+        # The 100 calls open up to 100 connections at once (redis-py's pool): on a loaded
+        # machine one event loop takes longer than the default 2 s to connect them all, and
+        # this test is about one loader call, not about the client's deadline.
+        caches = [AsyncCache(url, timeout=10.0) for _ in range(4)]
         try:
             return await asyncio.gather(
                 *(caches[i % 4].get_or_set(key, loader, ttl=30) for i in range(100))
@@ -384,6 +387,7 @@ def _process_worker(url: str, key: str, barrier: Any, out: Any) -> None:
         out.put(cache.get_or_set(key, loader, ttl=30, lock_timeout=5))
 
 
+@pytest.mark.heavy  # four spawned interpreters
 @pytest.mark.parametrize("server", ["store", "redis"])
 def test_processes_compute_a_cold_key_once(server: str, request: pytest.FixtureRequest) -> None:
     fixture = request.getfixturevalue(server)

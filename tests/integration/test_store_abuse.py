@@ -11,7 +11,7 @@ import pytest
 from bench.abuse.__main__ import QUICK, main
 from bench.abuse.fuzz import Generator, replies_whatever_the_split
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.mark.parametrize("scenario", sorted(QUICK))

@@ -179,8 +179,8 @@ def test_mismatched_app_is_left_alone_with_a_warning():
 # --- runtime -------------------------------------------------------------------------------
 
 
-def test_runtime_dir_is_private_and_unique(tmp_path: Path):
-    first, second = create_runtime_dir(str(tmp_path)), create_runtime_dir(str(tmp_path))
+def test_runtime_dir_is_private_and_unique(short_tmp: Path):
+    first, second = create_runtime_dir(str(short_tmp)), create_runtime_dir(str(short_tmp))
     assert first != second
     assert stat.S_IMODE(os.stat(first).st_mode) == 0o700
     assert not ping(os.path.join(first, "store.sock"), 0.1)
@@ -189,8 +189,8 @@ def test_runtime_dir_is_private_and_unique(tmp_path: Path):
     assert not os.path.exists(first)
 
 
-def test_runtime_dir_check_refuses_any_change(tmp_path: Path):
-    path = create_runtime_dir(str(tmp_path))
+def test_runtime_dir_check_refuses_any_change(short_tmp: Path):
+    path = create_runtime_dir(str(short_tmp))
     uid = os.geteuid()
     verify_runtime_dir(path, uid)
     with pytest.raises(RuntimeDirError, match="owned by uid"):
@@ -208,8 +208,8 @@ def test_runtime_dir_check_refuses_any_change(tmp_path: Path):
     assert not os.path.exists(path)
 
 
-def test_runtime_dir_in_a_parent_others_may_write_is_refused(tmp_path: Path):
-    shared = tmp_path / "shared"
+def test_runtime_dir_in_a_parent_others_may_write_is_refused(short_tmp: Path):
+    shared = short_tmp / "shared"
     shared.mkdir()
     os.chmod(shared, 0o777)  # no sticky bit: anyone could rename our directory away
     with pytest.raises(RuntimeDirError, match="not sticky"):
@@ -220,12 +220,12 @@ def test_runtime_dir_in_a_parent_others_may_write_is_refused(tmp_path: Path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="handing a directory to another user needs root")
-def test_runtime_dir_handed_to_the_workers_user_must_be_reachable(tmp_path: Path):
+def test_runtime_dir_handed_to_the_workers_user_must_be_reachable(short_tmp: Path):
     nobody = pwd.getpwnam("nobody")
     owner = (nobody.pw_uid, nobody.pw_gid)
-    open_parent = tmp_path / "open"
+    open_parent = short_tmp / "open"
     open_parent.mkdir()
-    # tmp_path's own parents are private to root: create_runtime_dir works, the check does not.
+    # short_tmp is private to root (0700): create_runtime_dir works, the check does not.
     path = create_runtime_dir(str(open_parent), owner=owner)
     assert os.stat(path).st_uid == nobody.pw_uid
     verify_runtime_dir(path, nobody.pw_uid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -17,6 +18,7 @@ from blinkstore_gunicorn.client.stampede import (
     unwrap,
     wrap,
 )
+from harness.gunicorn import wait_until
 
 
 def plan(**options: object) -> FlightPlan:
@@ -99,6 +101,17 @@ def test_local_flights_run_once_for_concurrent_threads() -> None:
     assert len(calls) == 1
 
 
+def _waits_on_a_future(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is inside ``Future.result``: a follower parked on the leader's flight."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "result" and "concurrent" in code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def test_local_flights_share_the_leaders_error_then_forget_it() -> None:
     flights = LocalFlights()
     started = threading.Event()
@@ -106,7 +119,9 @@ def test_local_flights_share_the_leaders_error_then_forget_it() -> None:
 
     def failing() -> int:
         started.set()
-        time.sleep(0.1)
+        # Fail only once the follower waits on this flight: a fixed pause here lost the race
+        # to a follower thread that a loaded machine scheduled late.
+        assert wait_until(lambda: _waits_on_a_future(thread), 10.0), "the follower never joined"
         raise RuntimeError("database down")
 
     def follower() -> None:
