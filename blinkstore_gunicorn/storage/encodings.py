@@ -11,11 +11,29 @@ blob that does not parse, never an ``IndexError`` or a half result.
 
 from __future__ import annotations
 
-__all__ = ["FormatError", "intset_members", "listpack", "listpack_items", "lzf_decompress"]
+__all__ = [
+    "FormatError",
+    "intset_members",
+    "listpack",
+    "listpack_items",
+    "lzf_decompress",
+    "rdb_length",
+]
 
 
 class FormatError(ValueError):
     """The bytes are not what the format says (the message says where)."""
+
+
+def rdb_length(n: int) -> bytes:
+    """RDB's length encoding of ``n`` (6, 14, 32 or 64 bits)."""
+    if n < 0x40:
+        return bytes((n,))
+    if n < 0x4000:
+        return bytes((0x40 | n >> 8, n & 0xFF))
+    if n < 1 << 32:
+        return b"\x80" + n.to_bytes(4, "big")
+    return b"\x81" + n.to_bytes(8, "big")
 
 
 def lzf_decompress(data: bytes, size: int) -> bytes:

@@ -36,6 +36,7 @@ from blinkstore_gunicorn.storage.encodings import (
     intset_members,
     listpack_items,
     lzf_decompress,
+    rdb_length,
 )
 from blinkstore_gunicorn.storage.rdbstream import T_STREAM, T_STREAM_2, StreamValue, dump, load
 
@@ -95,18 +96,8 @@ class Parsed(NamedTuple):
 # --- writing --------------------------------------------------------------------------------
 
 
-def _length(n: int) -> bytes:
-    if n < 0x40:
-        return bytes((n,))
-    if n < 0x4000:
-        return bytes((0x40 | n >> 8, n & 0xFF))
-    if n < 1 << 32:
-        return b"\x80" + n.to_bytes(4, "big")
-    return b"\x81" + n.to_bytes(8, "big")
-
-
 def _string(data: bytes) -> bytes:
-    return _length(len(data)) + data
+    return rdb_length(len(data)) + data
 
 
 # A string record's type byte (0) and key length below 64; a length below 64.
@@ -128,7 +119,7 @@ def _value(kind: bytes, value: Value) -> bytes:
         return _string(value)
     if isinstance(value, StreamValue):
         return dump(value)
-    parts = [_length(len(value))]
+    parts = [rdb_length(len(value))]
     if kind == b"hash":
         for field, text in cast("list[tuple[bytes, bytes]]", value):
             parts += (_string(field), _string(text))
@@ -150,7 +141,7 @@ def write(
     buf = bytearray(MAGIC + b"%04d" % RDB_VERSION)
     for name, text in aux.items():
         buf += bytes((OP_AUX,)) + _string(name) + _string(text)
-    buf += bytes((OP_SELECTDB, 0, OP_RESIZEDB)) + _length(keys_hint) + _length(0)
+    buf += bytes((OP_SELECTDB, 0, OP_RESIZEDB)) + rdb_length(keys_hint) + rdb_length(0)
     keys = 0
     small, string_key = _SMALL_LENGTHS, _STRING_KEY
     for key, kind, value, expire_at in records:
@@ -160,7 +151,7 @@ def write(
         if value.__class__ is bytes and len(key) < 0x40:  # a string: the common case inline
             buf += string_key[len(key)]
             buf += key
-            buf += small[len(value)] if len(value) < 0x40 else _length(len(value))
+            buf += small[len(value)] if len(value) < 0x40 else rdb_length(len(value))
             buf += value
         else:
             buf.append(_TYPE_OF[kind])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from blinkstore_gunicorn.storage.encodings import FormatError, listpack, listpack_items
+from blinkstore_gunicorn.storage.encodings import FormatError, listpack, listpack_items, rdb_length
 
 __all__ = ["StreamID", "StreamValue", "dump", "load"]
 
@@ -47,17 +47,6 @@ class Reader(Protocol):
 # --- writing --------------------------------------------------------------------------------
 
 
-def _length(n: int) -> bytes:
-    # rdb's length encoding, repeated here because rdb imports this module.
-    if n < 0x40:
-        return bytes((n,))
-    if n < 0x4000:
-        return bytes((0x40 | n >> 8, n & 0xFF))
-    if n < 1 << 32:
-        return b"\x80" + n.to_bytes(4, "big")
-    return b"\x81" + n.to_bytes(8, "big")
-
-
 def _signed64(n: int) -> int:
     """``n`` modulo 2**64 as a signed 64-bit integer (Redis's sequence deltas wrap)."""
     n %= _U64
@@ -81,18 +70,18 @@ def _node(entries: list[tuple[StreamID, list[bytes]]]) -> bytes:
 def dump(value: StreamValue) -> bytes:
     """The bytes after a stream's type and key (no consumer groups)."""
     nodes = [node for node in value.nodes if node]
-    parts = [_length(len(nodes))]
+    parts = [rdb_length(len(nodes))]
     for node in nodes:
         ms, seq = node[0][0]
         key = ms.to_bytes(8, "big") + seq.to_bytes(8, "big")
         blob = _node(node)
-        parts += (_length(len(key)), key, _length(len(blob)), blob)
+        parts += (rdb_length(len(key)), key, rdb_length(len(blob)), blob)
     length = sum(map(len, nodes))
     first = nodes[0][0][0] if nodes else (0, 0)
     # The greatest deleted ID and the entries ever added are not kept here: 0-0 and the
     # length, what Redis reports for a stream nobody deleted from.
     numbers = (length, *value.last_id, *first, 0, 0, length, 0)
-    parts.extend(map(_length, numbers))
+    parts.extend(map(rdb_length, numbers))
     return b"".join(parts)
 
 
