@@ -14,6 +14,7 @@ import socket
 from contextlib import ExitStack
 
 from harness.processes import RedisProcess, StoreProcess, resp_command
+from tests.support.sockets import recv_until
 
 TIMEOUT = 10.0
 #: The reply to PING that ends a read: RESP2 in subscribed mode, else ``+PONG``.
@@ -55,13 +56,7 @@ OWN_BURST = [
 
 def until_pong(sock: socket.socket) -> bytes:
     """Everything received up to the reply to a PING sent after it (that reply left out)."""
-    data = b""
-    while not data.endswith(PONGS):
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {data[-200:]!r}"
-        data += chunk
-    pong = next(pong for pong in PONGS if data.endswith(pong))
-    return data[: -len(pong)]
+    return recv_until(sock, PONGS)
 
 
 def send(sock: socket.socket, requests: list[tuple[str, ...]]) -> None:

@@ -17,6 +17,15 @@ def outbox() -> tuple[Outbox, RecordingTransport]:
     return Outbox(transport, lambda: None), transport
 
 
+def taking(text: bytes, *, caught_up: bool = False) -> tuple[Batch, Outbox, RecordingTransport]:
+    """A batch holding one frame, and an outbox told of it."""
+    batch = Batch()
+    box, sent = outbox()
+    batch.add(1, frame(text))
+    box.push(batch, False, caught_up)
+    return batch, box, sent
+
+
 def test_a_batch_is_joined_once_per_protocol_and_written_once_per_connection() -> None:
     batch = Batch()
     (one, one_sent), (two, two_sent), (three, three_sent) = outbox(), outbox(), outbox()
@@ -47,10 +56,7 @@ def test_several_batches_merge_in_publishing_order() -> None:
 
 
 def test_a_flush_before_a_reply_keeps_the_open_batch_and_writes_each_frame_once() -> None:
-    batch = Batch()
-    box, sent = outbox()
-    batch.add(1, frame(b"before"))
-    box.push(batch, False, False)
+    batch, box, sent = taking(b"before")
     box.flush()  # the connection is about to write a reply
     assert sent.writes == [frame(b"before")]
     assert box, "the batch is still open: it may grow"
@@ -61,10 +67,7 @@ def test_a_flush_before_a_reply_keeps_the_open_batch_and_writes_each_frame_once(
 
 
 def test_the_publishers_own_frame_is_skipped_and_the_others_come() -> None:
-    batch = Batch()
-    box, sent = outbox()
-    batch.add(1, frame(b"own"))
-    box.push(batch, False, True)
+    batch, _, sent = taking(b"own", caught_up=True)
     batch.add(2, frame(b"theirs"))
     close([batch])
     assert sent.writes == [frame(b"theirs")]
@@ -82,10 +85,7 @@ def test_pending_counts_the_transport_and_what_waits() -> None:
 
 
 def test_nothing_is_written_once_the_transport_is_closing() -> None:
-    batch = Batch()
-    box, sent = outbox()
-    batch.add(1, frame(b"late"))
-    box.push(batch, False, False)
+    batch, box, sent = taking(b"late")
     sent.closing = True
     close([batch])
     assert sent.writes == []
@@ -94,10 +94,7 @@ def test_nothing_is_written_once_the_transport_is_closing() -> None:
 
 def test_a_last_flush_forgets_the_open_batches() -> None:
     """A closing connection shuts its write side after this flush: writing later would fail."""
-    batch = Batch()
-    box, sent = outbox()
-    batch.add(1, frame(b"before"))
-    box.push(batch, False, False)
+    batch, box, sent = taking(b"before")
     box.flush(last=True)
     assert not box
     batch.add(2, frame(b"after the close"))
