@@ -20,10 +20,13 @@ keeps its cursor until the hub closes the batch at the end of the iteration.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TypeAlias
 
 __all__ = ["Batch", "Outbox", "close", "push_frame"]
+
+log = logging.getLogger("blinkstore.server")
 
 
 def push_frame(frame: bytes) -> bytes:
@@ -80,7 +83,11 @@ def close(batches: list[Batch]) -> None:
         batch.open = False
     for batch in batches:
         for outbox in batch.takers:
-            outbox.flush()
+            try:
+                outbox.flush()
+            except Exception:
+                # One connection's failure must not keep the others' messages back.
+                log.exception("pub/sub: writing a subscriber's messages failed")
 
 
 #: How far a connection has written one batch: frames and bytes written (or skipped: the

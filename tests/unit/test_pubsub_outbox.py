@@ -3,6 +3,8 @@ once, and none once the transport is closing."""
 
 from __future__ import annotations
 
+import pytest
+
 from blinkstore_gunicorn.server.pubsub_outbox import Batch, Outbox, close, push_frame
 from tests.support.outbox import RecordingTransport
 
@@ -100,3 +102,24 @@ def test_a_last_flush_forgets_the_open_batches() -> None:
     batch.add(2, frame(b"after the close"))
     close([batch])
     assert sent.writes == [frame(b"before")]
+
+
+class BrokenTransport(RecordingTransport):
+    """A transport whose every write fails."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        raise RuntimeError("broken")
+
+
+def test_a_failing_connection_does_not_keep_the_others_messages_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    batch = Batch()
+    broken = Outbox(BrokenTransport(), lambda: None)
+    box, sent = outbox()
+    batch.add(1, frame(b"m"))
+    broken.push(batch, False, False)
+    box.push(batch, False, False)
+    close([batch])
+    assert sent.writes == [frame(b"m")]
+    assert "writing a subscriber's messages failed" in caplog.text
