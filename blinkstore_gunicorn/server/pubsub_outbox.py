@@ -4,10 +4,11 @@ A burst of ``PUBLISH`` commands (a pipeline, or many publishers read in one iter
 cost each subscriber a step per message. The hub (``pubsub.py``) appends each message's frame,
 encoded once, to the :class:`Batch` its channel has in this iteration (a ``pmessage`` frame to
 its pattern's batch), and tells each subscriber of that channel once per iteration, when the
-batch opens. A connection's :class:`Outbox` keeps a cursor into every batch it was told of and
-at the end of the iteration (``call_soon``) writes what it has not written yet: one batch's
-frames joined once and shared by all its subscribers (once per protocol: RESP2 arrays or RESP3
-pushes), or the frames of several batches merged in the order they were published. So, like
+batch opens. A connection's :class:`Outbox` keeps a cursor into every batch it was told of.
+At the end of the iteration (``call_soon``) the hub closes the batches (:func:`close`) and each
+outbox writes what it has not written yet: one batch's frames joined once and shared by all
+its subscribers (once per protocol: RESP2 arrays or RESP3 pushes), or the frames of several
+batches merged in the order they were published. So, like
 Redis, which writes a client's output buffer once per event-loop iteration, a subscriber costs
 one write per iteration however many messages it receives, and a message costs the same
 however many subscribers its channel has.
