@@ -8,6 +8,10 @@ read (the server keeps them as the reply they are sent in, so a range reply is a
 entry is one object instead of one per field). Redis keeps a radix tree of listpacks instead,
 which packs entries tighter; the cost here is counted honestly (``STREAM_ENTRY_OVERHEAD``).
 
+A stream also holds its consumer groups (``engine/streamgroups.py``, their operations in
+``engine/streamconsume.py``), counted in its cost, and Redis 7.0's bookkeeping for their lag:
+the entries ever added and the greatest ID deleted.
+
 Unlike the other containers a stream outlives its last entry (``XDEL`` or ``XTRIM`` to zero
 leave an empty stream, as in Redis), since its last ID must not go back. Reads take the
 :class:`Stream` from ``engine.lookup(key, Stream)``; every change goes through the functions
@@ -18,9 +22,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.engine.base import EngineError
+from blinkstore_gunicorn.engine.streamgroups import Group, StreamID
 from blinkstore_gunicorn.engine.typed import STREAM_ENTRY_OVERHEAD, STREAM_OVERHEAD, Container
 
 if TYPE_CHECKING:
@@ -40,8 +45,6 @@ __all__ = [
     "remove",
     "trim",
 ]
-
-StreamID: TypeAlias = tuple[int, int]
 
 _U64: Final = 2**64 - 1
 MIN_ID: Final[StreamID] = (0, 0)
@@ -67,7 +70,17 @@ class StreamError(EngineError):
 class Stream(Container):
     """A Redis stream: ``ids`` ascending, ``bodies[i]`` the fields and values of ``ids[i]``."""
 
-    __slots__ = ("bodies", "ids", "last_id", "node_bytes", "node_count", "nodes")
+    __slots__ = (
+        "bodies",
+        "entries_added",
+        "groups",
+        "ids",
+        "last_id",
+        "max_deleted",
+        "node_bytes",
+        "node_count",
+        "nodes",
+    )
 
     kind = b"stream"
     base_cost = STREAM_OVERHEAD
@@ -84,6 +97,11 @@ class Stream(Container):
         self.nodes: list[StreamID] = []
         self.node_count = 0
         self.node_bytes = 0
+        #: Entries ever added, and the greatest ID XDEL removed (Redis 7.0's lag inputs).
+        self.entries_added = 0
+        self.max_deleted: StreamID = MIN_ID
+        #: The consumer groups by name.
+        self.groups: dict[bytes, Group] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -95,8 +113,30 @@ class Stream(Container):
         copy.last_id = self.last_id
         copy.nodes = self.nodes.copy()
         copy.node_count, copy.node_bytes = self.node_count, self.node_bytes
+        copy.entries_added, copy.max_deleted = self.entries_added, self.max_deleted
+        copy.groups = {name: group.clone() for name, group in self.groups.items()}
         copy.cost = self.cost
         return copy
+
+    @property
+    def first_id(self) -> StreamID:
+        """The first entry's ID, 0-0 when empty (Redis's ``recorded-first-entry-id``)."""
+        return self.ids[0] if self.ids else MIN_ID
+
+    def body(self, entry_id: StreamID) -> bytes | None:
+        """The fields and values of the entry ``entry_id``, None when there is none."""
+        at = bisect.bisect_left(self.ids, entry_id)
+        if at < len(self.ids) and self.ids[at] == entry_id:
+            return self.bodies[at]
+        return None
+
+    def live_nodes(self) -> int:
+        """How many nodes hold live entries (Redis's ``radix-tree-keys``)."""
+        start, count = 0, 0
+        for end in self.node_ends():
+            count += end > start
+            start = end
+        return count
 
     def span(self, start: StreamID, end: StreamID) -> tuple[int, int]:
         """The positions ``[first, stop)`` of the entries with ``start <= id <= end``."""
@@ -125,6 +165,7 @@ class Stream(Container):
         self.ids.append(new_id)
         self.bodies.append(body)
         self.last_id = new_id
+        self.entries_added += 1
 
     def drop_head(self, count: int) -> None:
         """Remove the ``count`` oldest entries (and the nodes left without entries)."""
@@ -248,6 +289,7 @@ def remove(engine: Engine, key: bytes, ids: Iterable[StreamID]) -> int:
             stream.cost -= entry_cost(stream.bodies[at])
             del stream.ids[at]
             del stream.bodies[at]
+            stream.max_deleted = max(stream.max_deleted, wanted)
             removed += 1
     if removed:
         engine.resized(key, stream, old_cost)
