@@ -59,10 +59,10 @@ def fill_groups(r: redis.Redis, key: str = "stream") -> dict[str, object]:
     STREAM FULL's answer but the shape of the server's radix tree (the store splits a
     loaded stream in nodes of its own)."""
     r.xgroup_create(key, "readers", id="0")
-    alice = r.xreadgroup("readers", "alice", {key: ">"}, count=5)
+    r.xreadgroup("readers", "alice", {key: ">"}, count=5)
     r.xreadgroup("readers", "bob", {key: ">"}, count=3)
     r.xreadgroup("readers", "alice", {key: "0"}, count=1)
-    r.xack(key, "readers", alice[0][1][1][0])
+    r.xack(key, "readers", "1000-9")  # alice's second
     r.xgroup_create(key, "later", id="1100-0")
     r.xgroup_createconsumer(key, "later", "nobody")
     return stream_info(r, key)

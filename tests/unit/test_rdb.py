@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import pytest
 
@@ -154,7 +155,7 @@ def test_a_stream_in_its_nodes_round_trips() -> None:
     assert record == rdb.Record(b"k", b"stream", STREAM, None)
 
 
-def _with_group(**changes: object) -> StreamValue:
+def _with_group(**changes: Any) -> StreamValue:
     return STREAM._replace(groups=[GROUP._replace(**changes)])
 
 
