@@ -87,8 +87,9 @@ def _parked(control: RawConnection, count: int) -> None:
 def _blocking_story(server: Server, protocol: int) -> list[bytes]:
     """What the clients of one server see: two consumers of a group parked on ``>`` served in
     arrival order (the first takes what came, the second waits for more), a reader of
-    another group served by the same XADD, a parked reader whose group is destroyed, a
-    timeout, a parked reader that disconnects, and MULTI (no parking)."""
+    another group served by the same XADD, a parked reader whose group is destroyed, readers
+    whose stream is deleted or overwritten (``-UNBLOCKED``), a timeout, a parked reader that
+    disconnects, and MULTI (no parking)."""
     control, a, b, other, doomed, gone = (RawConnection(server, protocol) for _ in range(6))
     try:
         assert control("FLUSHALL") == b"+OK\r\n"
@@ -118,6 +119,11 @@ def _blocking_story(server: Server, protocol: int) -> list[bytes]:
         seen += [a("MULTI"), a("XREADGROUP", "GROUP", "g", "a", "BLOCK", "0", "STREAMS", "s", ">")]
         seen += [a("XREADGROUP", "GROUP", "g", "a", "BLOCK", "0", "STREAMS", "s", ">")]
         seen += [a("EXEC"), control("PING")]
+        for ending in (["DEL", "s"], ["SET", "s", "string"]):
+            seen.append(control("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"))
+            b.send("XREADGROUP", "GROUP", "g", "b", "BLOCK", "0", "STREAMS", "s", ">")
+            _parked(control, 1)
+            seen += [control(*ending), b.reply(), control("DEL", "s")]
         return [masked(reply) for reply in seen]
     finally:
         for connection in (control, a, b, other, doomed, gone):

@@ -56,6 +56,7 @@ ERR_DOLLAR: Final = resp.error(
     "of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ "
     "ID would just return an empty result set."
 )
+ERR_UNBLOCKED: Final = resp.error("UNBLOCKED the stream key no longer exists")
 ERR_GROUP_GONE: Final = resp.error(
     "NOGROUP the consumer group this client was blocked on no longer exists"
 )
@@ -272,7 +273,17 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     if parsed.block_ms is None or c.in_exec:
         return null
 
+    # Redis answers a parked reader when its stream is deleted or replaced (DEL, RENAME,
+    # FLUSHALL, SET...): checked when an XADD wakes it and on the store's timer.
+    streams = {key: d.engine.value(key) for key in parsed.keys}
+
+    def gone() -> bytes | None:
+        changed = any(d.engine.value(key) is not stream for key, stream in streams.items())
+        return ERR_UNBLOCKED if changed else None
+
     def serve_parked(key: bytes) -> bytes | None:
+        if gone() is not None:
+            return ERR_UNBLOCKED
         one = serve(key, None, parked=True)
         if one is None or one == ERR_GROUP_GONE:
             return one
@@ -287,6 +298,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         deliver=c.deliver,
         timeout_reply=null,
         consumes=False,
+        check=gone,
     )
     d.blocked.watch(c.id, c.on_close)
     return DEFERRED
