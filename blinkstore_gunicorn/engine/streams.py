@@ -130,13 +130,14 @@ class Stream(Container):
             return self.bodies[at]
         return None
 
-    def live_nodes(self) -> int:
-        """How many nodes hold live entries (Redis's ``radix-tree-keys``)."""
-        start, count = 0, 0
-        for end in self.node_ends():
-            count += end > start
+    def live_nodes(self) -> list[StreamID]:
+        """The first ID of each node that holds live entries: Redis's radix tree keys."""
+        live, start = [], 0
+        for node_start, end in zip(self.nodes, self.node_ends(), strict=False):
+            if end > start:
+                live.append(node_start)
             start = end
-        return count
+        return live
 
     def span(self, start: StreamID, end: StreamID) -> tuple[int, int]:
         """The positions ``[first, stop)`` of the entries with ``start <= id <= end``."""

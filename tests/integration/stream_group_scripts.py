@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.integration.redis_command_scripts import script
 
-__all__ = ["GROUP_ERRORS", "GROUP_LIFE", "LAG_AND_INFO"]
+__all__ = ["GROUP_ERRORS", "GROUP_LIFE", "LAG_AND_INFO", "RADIX_TREE"]
 
 #: Every command's argument checks, in Redis's order, and the wrong type.
 GROUP_ERRORS = script(
@@ -269,3 +269,17 @@ LAG_AND_INFO = script(
     OBJECT ENCODING x
     """
 )
+
+#: XINFO STREAM's radix tree figures for streams of many nodes (100 small entries each, as
+#: Redis splits them), IDs spread so that the tree branches at several depths.
+RADIX_TREE = [
+    *(
+        ["XADD", f"r{spread}", f"{1_700_000_000_000 + i * spread}-{i % 7}", "f", "1"]
+        for spread in (1, 251, 70_001)
+        for i in range(1200)
+    ),
+    *(["XINFO", "STREAM", f"r{spread}"] for spread in (1, 251, 70_001)),
+    ["XTRIM", "r251", "MAXLEN", "~", "650"],
+    ["XDEL", "r1", *(f"{1_700_000_000_100 + i}-{(100 + i) % 7}" for i in range(100))],
+    *(["XINFO", "STREAM", f"r{spread}"] for spread in (1, 251)),
+]

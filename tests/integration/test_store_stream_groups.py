@@ -13,7 +13,12 @@ import pytest
 from bench.abuse.fuzz import run_fuzz
 from harness.gunicorn import wait_until
 from harness.processes import RedisProcess, StoreProcess
-from tests.integration.stream_group_scripts import GROUP_ERRORS, GROUP_LIFE, LAG_AND_INFO
+from tests.integration.stream_group_scripts import (
+    GROUP_ERRORS,
+    GROUP_LIFE,
+    LAG_AND_INFO,
+    RADIX_TREE,
+)
 from tests.support.differential import RawConnection
 from tests.support.processes import resp_server_process
 
@@ -61,7 +66,9 @@ def differences(
 
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize(
-    "commands", [GROUP_ERRORS, GROUP_LIFE, LAG_AND_INFO], ids=["errors", "life", "lag-and-info"]
+    "commands",
+    [GROUP_ERRORS, GROUP_LIFE, LAG_AND_INFO, RADIX_TREE],
+    ids=["errors", "life", "lag-and-info", "radix-tree"],
 )
 def test_group_replies_match_redis(
     servers: tuple[Server, Server], commands: list[list[str]], protocol: int

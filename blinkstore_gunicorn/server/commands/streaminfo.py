@@ -339,7 +339,7 @@ def _stream_info(d: Dispatcher, c: Client, args: list[bytes], stream: Stream) ->
             count = number if number >= 0 else 10
     fields = [
         ("length", resp.integer(len(stream))),
-        ("radix-tree-keys", resp.integer(stream.live_nodes())),
+        ("radix-tree-keys", resp.integer(len(stream.live_nodes()))),
         ("radix-tree-nodes", resp.integer(radix_nodes(stream))),
         ("last-generated-id", _id(stream.last_id)),
         ("max-deleted-entry-id", _id(stream.max_deleted)),
@@ -418,5 +418,29 @@ def _full_group(c: Client, stream: Stream, group: Group, count: int) -> bytes:
 
 
 def radix_nodes(stream: Stream) -> int:
-    """Redis's ``radix-tree-nodes``: the nodes of the radix tree its listpacks hang from."""
-    return stream.live_nodes() + 1
+    """Redis's ``radix-tree-nodes``: the nodes of the compressed radix tree (Redis's rax) that
+    holds its listpacks under their first IDs, 16 bytes big-endian each."""
+    keys = [ms.to_bytes(8, "big") + seq.to_bytes(8, "big") for ms, seq in stream.live_nodes()]
+    return _rax_nodes(keys, 0) if keys else 1
+
+
+def _rax_nodes(keys: list[bytes], depth: int) -> int:
+    """The nodes under one that starts at byte ``depth`` of ``keys`` (sorted, distinct, all
+    as long): a compressed node for the bytes they share, then a node branching on the first
+    byte where they differ, or a leaf where they end."""
+    first, last = keys[0], keys[-1]
+    if len(keys) == 1:
+        return 1 if depth == len(first) else 2
+    common = depth
+    while first[common] == last[common]:
+        common += 1
+    count = 2 if common > depth else 1
+    at = 0
+    while at < len(keys):
+        byte = keys[at][common]
+        stop = at + 1
+        while stop < len(keys) and keys[stop][common] == byte:
+            stop += 1
+        count += _rax_nodes(keys[at:stop], common + 1)
+        at = stop
+    return count
