@@ -173,6 +173,16 @@ class StreamGroups:
         self.key = key
         self.stream = stream
 
+    def _settle(self, old_cost: int) -> None:
+        """Settle the account of a change to the groups. Redis does not count one as a change
+        of the key for WATCH (EXEC still runs after an XREADGROUP or XACK), so the key's
+        watch count is left as it was; a snapshot still becomes due."""
+        watched = self.engine.watched
+        count = watched.get(self.key)
+        self.engine.resized(self.key, self.stream, old_cost)
+        if count is not None:
+            watched[self.key] = count
+
     def create_group(self, name: bytes, last_id: StreamID, read: int) -> bool:
         """XGROUP CREATE: False when the group exists."""
         stream = self.stream
@@ -181,7 +191,7 @@ class StreamGroups:
         old_cost = stream.cost
         group = stream.groups[name] = Group(name, last_id, read)
         stream.cost += group.cost
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return True
 
     def destroy_group(self, name: bytes) -> bool:
@@ -192,7 +202,7 @@ class StreamGroups:
             return False
         old_cost = stream.cost
         stream.cost -= group.cost
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return True
 
     def consumer_of(self, group: Group, name: bytes, now_ms: int) -> tuple[Consumer, bool]:
@@ -205,7 +215,7 @@ class StreamGroups:
         old_cost = stream.cost
         consumer = group.consumers[name] = Consumer(name, now_ms)
         stream.cost += consumer.cost
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return consumer, True
 
     def delete_consumer(self, group: Group, name: bytes) -> int:
@@ -219,7 +229,7 @@ class StreamGroups:
         for entry_id in consumer.pel.ids:
             group.pel.remove(entry_id)
         stream.cost -= consumer.cost + pending * NACK_OVERHEAD
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return pending
 
     def read_new(
@@ -244,7 +254,7 @@ class StreamGroups:
             nack.delivered_ms, nack.deliveries = now_ms, 1
             _assign(group, entry_id, nack, consumer)
         if stream.cost != old_cost:
-            self.engine.resized(self.key, stream, old_cost)
+            self._settle(old_cost)
         return ids, bodies
 
     def ack(self, group: Group, ids: Iterable[StreamID]) -> int:
@@ -257,7 +267,7 @@ class StreamGroups:
                 _drop(stream, group, entry_id)
                 done += 1
         if done:
-            self.engine.resized(self.key, stream, old_cost)
+            self._settle(old_cost)
         return done
 
     def claim(
@@ -288,7 +298,7 @@ class StreamGroups:
             how.take(nack)
             _assign(group, entry_id, nack, consumer)
             claimed.append(entry_id)
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return claimed
 
     def autoclaim(
@@ -324,5 +334,5 @@ class StreamGroups:
             _assign(group, entry_id, nack, consumer)
             claimed.append(entry_id)
             count -= 1
-        self.engine.resized(self.key, stream, old_cost)
+        self._settle(old_cost)
         return cursor, claimed, deleted

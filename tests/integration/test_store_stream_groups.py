@@ -188,3 +188,45 @@ def test_fuzzing_the_group_commands_leaves_the_store_serving() -> None:
     report = run_fuzz(inputs=4000, split_inputs=40, seed=20, commands=STREAM_COMMANDS)
     print("\n".join(report.lines()))
     assert report.ok, report
+
+
+#: Group commands Redis 7.0 does not count as a change of the key for WATCH (XSETID neither);
+#: the one that creates the key (MKSTREAM) does.
+GROUP_WRITES = [
+    ["XGROUP", "CREATE", "k", "g2", "0"],
+    ["XGROUP", "SETID", "k", "g", "0"],
+    ["XGROUP", "DESTROY", "k", "g"],
+    ["XGROUP", "CREATECONSUMER", "k", "g", "z"],
+    ["XGROUP", "DELCONSUMER", "k", "g", "c"],
+    ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "k", ">"],
+    ["XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "k", ">"],
+    ["XACK", "k", "g", "1-1"],
+    ["XCLAIM", "k", "g", "d", "0", "1-1"],
+    ["XAUTOCLAIM", "k", "g", "d", "0", "0"],
+    ["XSETID", "k", "5-5"],
+    ["XGROUP", "CREATE", "new", "g", "$", "MKSTREAM"],
+]
+
+
+def _watch_story(server: Server, write: list[str]) -> list[bytes]:
+    watcher, other = RawConnection(server), RawConnection(server)
+    try:
+        assert other("FLUSHALL") == b"+OK\r\n"
+        other("XADD", "k", "1-1", "f", "v")
+        other("XADD", "k", "2-1", "f", "v")
+        other("XGROUP", "CREATE", "k", "g", "0")
+        other("XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "k", ">")
+        key = "new" if "new" in write else "k"
+        return [watcher("WATCH", key), other(*write), watcher("MULTI"), watcher("EXEC")]
+    finally:
+        watcher.close()
+        other.close()
+
+
+@pytest.mark.parametrize("write", GROUP_WRITES, ids=lambda write: " ".join(write[:2]))
+def test_group_commands_touch_a_watched_key_as_redis_does(
+    servers: tuple[Server, Server], write: list[str]
+) -> None:
+    redis_saw, store_saw = (_watch_story(server, write) for server in servers)
+    assert store_saw == redis_saw
+    assert (redis_saw[3] == b"*-1\r\n") == ("MKSTREAM" in write)
