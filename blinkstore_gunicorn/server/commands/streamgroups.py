@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.streamconsume import StreamGroups, history
 from blinkstore_gunicorn.engine.streamgroups import GROUP_OVERHEAD, UNKNOWN_READ, Group
-from blinkstore_gunicorn.engine.streams import MIN_ID, Stream, StreamID
+from blinkstore_gunicorn.engine.streams import MAX_ID, MIN_ID, Stream, StreamID
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
@@ -30,6 +30,7 @@ from blinkstore_gunicorn.server.commands.replies import (
 from blinkstore_gunicorn.server.commands.xreply import (
     ERR_INVALID_ID,
     ERR_NO_KEY,
+    U64,
     entry,
     help_reply,
     no_group,
@@ -223,7 +224,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         found = strict_id(raw)
         if found is None:
             return ERR_INVALID_ID
-        wanted.append(found)
+        wanted.append(None if found == MAX_ID else found)  # Redis's own mark for '>'
 
     def serve(key: bytes, after: StreamID | None, parked: bool) -> bytes | None:
         """The key and its entries for this consumer, None when there are none."""
@@ -249,7 +250,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             )
             entries = list(zip(ids, bodies, strict=True))
         else:
-            start = (after[0], after[1] + 1) if after[1] < 2**64 - 1 else (after[0] + 1, 0)
+            start = (after[0], after[1] + 1) if after[1] < U64 else (after[0] + 1, 0)
             entries = history(stream, consumer, start, count, d.clock_ms())
         return (
             resp.bulk(key)
