@@ -32,6 +32,7 @@ __all__ = [
     "estimate_read",
     "history",
     "lag",
+    "new_span",
     "set_last_id",
 ]
 
@@ -85,6 +86,13 @@ def _advance(stream: Stream, group: Group, entry_id: StreamID) -> None:
     elif stream.entries_added:
         group.entries_read = estimate_read(stream, entry_id)
     group.last_id = entry_id
+
+
+def new_span(stream: Stream, group: Group, count: int) -> tuple[int, int]:
+    """The positions ``[first, stop)`` of the entries XREADGROUP ``>`` delivers next (at
+    most ``count``, 0: all)."""
+    first = stream.after(group.last_id)
+    return first, len(stream) if not count else min(len(stream), first + count)
 
 
 def history(
@@ -238,8 +246,7 @@ class StreamGroups:
         """XREADGROUP ``>``: up to ``count`` (0: all) entries after the group's last ID, each
         made pending for ``consumer`` unless ``noack``; their IDs and bodies."""
         stream = self.stream
-        first = stream.after(group.last_id)
-        stop = len(stream) if not count else min(len(stream), first + count)
+        first, stop = new_span(stream, group, count)
         ids, bodies = stream.ids[first:stop], stream.bodies[first:stop]
         old_cost = stream.cost
         for entry_id in ids:

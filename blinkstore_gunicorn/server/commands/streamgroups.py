@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
-from blinkstore_gunicorn.engine.streamconsume import StreamGroups, history
+from blinkstore_gunicorn.engine.streamconsume import StreamGroups, history, new_span
 from blinkstore_gunicorn.engine.streamgroups import GROUP_OVERHEAD, UNKNOWN_READ, Group
 from blinkstore_gunicorn.engine.streams import MAX_ID, MIN_ID, Stream, StreamID
 from blinkstore_gunicorn.protocol import resp
@@ -227,7 +227,8 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         wanted.append(None if found == MAX_ID else found)  # Redis's own mark for '>'
 
     def serve(key: bytes, after: StreamID | None, parked: bool) -> bytes | None:
-        """The key and its entries for this consumer, None when there are none."""
+        """The key and its entries for this consumer, None when there are none, or an error
+        reply."""
         stream = d.engine.lookup(key, Stream)
         if stream is None:
             return None
@@ -240,6 +241,12 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             newest = stream.last_id if parked else stream.ids[-1] if stream.ids else MIN_ID
             if newest <= group.last_id:
                 return None
+            # The client buffer limit, checked before anything is delivered.
+            first, stop = new_span(stream, group, count)
+            size = sum(map(len, stream.bodies[first:stop]))
+            error = reply_too_large(size, d.max_reply_size)
+            if error is not None:
+                return error
         edit = StreamGroups(d.engine, key, stream)
         consumer, _ = edit.consumer_of(group, consumer_name, d.clock_ms())
         null = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
@@ -261,6 +268,8 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     served = []
     for key, after in zip(parsed.keys, wanted, strict=True):
         one = serve(key, after, parked=False)
+        if one is not None and one[:1] == b"-":
+            return one
         if one is not None:
             served.append(one)
     if served:
@@ -286,7 +295,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if gone() is not None:
             return ERR_UNBLOCKED
         one = serve(key, None, parked=True)
-        if one is None or one == ERR_GROUP_GONE:
+        if one is None or one[:1] == b"-":  # nothing yet, or an error that ends the wait
             return one
         return (b"%1\r\n" if c.resp3 else b"*1\r\n*2\r\n") + one
 
