@@ -21,7 +21,8 @@ here, which keep the memory account.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.engine.base import EngineError
@@ -51,10 +52,13 @@ MIN_ID: Final[StreamID] = (0, 0)
 MAX_ID: Final[StreamID] = (_U64, _U64)
 #: Redis's ``stream-node-max-entries`` and ``stream-node-max-bytes``: Redis stores a stream
 #: in nodes of at most this many entries (live or deleted) and bytes, and an approximate
-#: (``~``) trim removes whole nodes only. The stream records where its nodes would start
-#: (counting the bytes of fields and values), so ``~`` removes what Redis would, or close.
+#: (``~``) trim removes whole nodes only. The stream records where its nodes would start,
+#: sizing the last one's listpack as Redis encodes it (:func:`_item_size`), so ``~`` removes
+#: what Redis would and ``XINFO STREAM`` counts Redis's nodes.
 NODE_ENTRIES: Final = 100
 NODE_BYTES: Final = 4096
+#: A string a listpack stores as an integer (Redis's ``lpStringToInt64``).
+_INT_TEXT: Final = re.compile(rb"-?[1-9][0-9]{0,18}\Z|0\Z")
 
 ERR_ID_ZERO: Final = "ERR The ID specified in XADD must be greater than 0-0"
 ERR_ID_SMALLER: Final = (
@@ -79,6 +83,7 @@ class Stream(Container):
         "max_deleted",
         "node_bytes",
         "node_count",
+        "node_fields",
         "nodes",
     )
 
@@ -92,11 +97,12 @@ class Stream(Container):
         self.bodies: list[bytes] = []
         #: The greatest ID ever added (deleted entries included): new IDs must be greater.
         self.last_id: StreamID = MIN_ID
-        #: The first ID of each node Redis would have made, and the last node's entries and
-        #: bytes so far (see :data:`NODE_ENTRIES`).
+        #: The first ID of each node Redis would have made, and the last node's entries, its
+        #: listpack's bytes and its master entry's fields (see :data:`NODE_ENTRIES`).
         self.nodes: list[StreamID] = []
         self.node_count = 0
         self.node_bytes = 0
+        self.node_fields: Sequence[bytes] = ()
         #: Entries ever added, and the greatest ID XDEL removed (Redis 7.0's lag inputs).
         self.entries_added = 0
         self.max_deleted: StreamID = MIN_ID
@@ -113,6 +119,7 @@ class Stream(Container):
         copy.last_id = self.last_id
         copy.nodes = self.nodes.copy()
         copy.node_count, copy.node_bytes = self.node_count, self.node_bytes
+        copy.node_fields = self.node_fields
         copy.entries_added, copy.max_deleted = self.entries_added, self.max_deleted
         copy.groups = {name: group.clone() for name, group in self.groups.items()}
         copy.cost = self.cost
@@ -150,17 +157,30 @@ class Stream(Container):
             yield bisect.bisect_left(ids, start)
         yield len(ids)
 
-    def add(self, new_id: StreamID, body: bytes) -> None:
-        """Append an entry (``new_id`` greater than :attr:`last_id`), in a new node when the
-        last one is full."""
-        size = len(body)
+    def add(self, new_id: StreamID, body: bytes, pairs: Sequence[bytes]) -> None:
+        """Append an entry (``new_id`` greater than :attr:`last_id`; ``pairs`` its fields and
+        values, ``body`` them as kept), in a new node when Redis would start one: the last
+        is full, or its listpack and the new fields and values would reach
+        :data:`NODE_BYTES`."""
+        fields = pairs[::2]
         if (
             not self.nodes
             or self.node_count >= NODE_ENTRIES
-            or (self.node_bytes + size >= NODE_BYTES)
+            or self.node_bytes + sum(map(len, pairs)) >= NODE_BYTES
         ):
             self.nodes.append(new_id)
-            self.node_count = self.node_bytes = 0
+            self.node_count = 0
+            self.node_fields = fields
+            # The listpack's header and end, then the master entry: count, deleted, the
+            # number of fields, the fields, a 0.
+            self.node_bytes = 7 + 2 + 2 + _int_size(len(fields)) + sum(map(_item_size, fields)) + 2
+        master = self.nodes[-1]
+        size = 2 + _int_size(new_id[0] - master[0]) + _int_size(_signed(new_id[1] - master[1]))
+        if fields == self.node_fields:  # the values only, flagged SAMEFIELDS
+            size += sum(map(_item_size, pairs[1::2])) + _int_size(len(fields) + 3)
+        else:
+            size += _int_size(len(fields)) + sum(map(_item_size, pairs))
+            size += _int_size(2 * len(fields) + 4)
         self.node_count += 1
         self.node_bytes += size
         self.ids.append(new_id)
@@ -187,6 +207,36 @@ class Stream(Container):
     def after(self, last: StreamID) -> int:
         """The position of the first entry whose ID is greater than ``last``."""
         return bisect.bisect_right(self.ids, last)
+
+
+def _signed(n: int) -> int:
+    """``n`` modulo 2**64 read as a signed 64-bit integer (Redis's ID deltas)."""
+    n &= _U64
+    return n - 2**64 if n >= 2**63 else n
+
+
+def _int_size(n: int) -> int:
+    """Bytes of a listpack element holding the integer ``n``, its back length included."""
+    if 0 <= n <= 127:
+        return 2
+    if -4096 <= n <= 4095:
+        return 3
+    for width in (2, 3, 4):
+        if -(1 << (8 * width - 1)) <= n < 1 << (8 * width - 1):
+            return width + 2
+    return 10
+
+
+def _item_size(item: bytes) -> int:
+    """Bytes of a listpack element holding ``item`` (as an integer when it reads as one),
+    its back length included."""
+    if len(item) <= 20 and _INT_TEXT.match(item):
+        number = int(item)
+        if -(2**63) <= number < 2**63:
+            return _int_size(number)
+    n = len(item)
+    size = n + (1 if n < 64 else 2 if n < 4096 else 5)
+    return size + (1 if size < 128 else 2 if size < 16383 else 3 if size < 2097151 else 4)
 
 
 def entry_cost(body: bytes) -> int:
@@ -249,15 +299,17 @@ def append(
     key: bytes,
     new_id: StreamID,
     body: bytes,
+    pairs: Sequence[bytes],
+    *,
     rule: Trim | None,
 ) -> None:
-    """Add an entry (``new_id`` from :func:`next_id`) with its fields and values (``body``),
-    then apply ``rule``. Raises the engine's ``WrongType`` and size-limit errors (changing
-    nothing)."""
+    """Add an entry (``new_id`` from :func:`next_id`) with its fields and values (``pairs``,
+    and ``body``, them as the caller keeps them), then apply ``rule``. Raises the engine's
+    ``WrongType`` and size-limit errors (changing nothing)."""
     cost = entry_cost(body)
     stream = engine.writable(key, Stream, cost)
     old_cost = stream.cost
-    stream.add(new_id, body)
+    stream.add(new_id, body, pairs)
     stream.cost += cost
     if rule is not None:
         stream.drop_head(rule.count(stream))

@@ -149,14 +149,15 @@ def _stream_value(stream: Stream) -> StreamValue:
 def _restore_stream(engine: MemoryEngine, key: bytes, value: StreamValue) -> None:
     """Add a whole stream (refused whole, with EngineError, when it does not fit)."""
     bodies = [
-        [(entry_id, resp.bulk_array(pairs)) for entry_id, pairs in node] for node in value.nodes
+        [(entry_id, resp.bulk_array(pairs), pairs) for entry_id, pairs in node]
+        for node in value.nodes
     ]
-    cost = sum(entry_cost(body) for node in bodies for _, body in node)
+    cost = sum(entry_cost(body) for node in bodies for _, body, _ in node)
     stream = engine.writable(key, Stream, cost)
     old_cost = stream.cost
     for node in bodies:
-        for entry_id, body in node:
-            stream.add(entry_id, body)
+        for entry_id, body, pairs in node:
+            stream.add(entry_id, body, pairs)
     stream.last_id = max(stream.last_id, value.last_id)
     stream.entries_added = len(stream) if value.added is None else value.added
     stream.max_deleted = value.max_deleted

@@ -4,9 +4,11 @@ byte but for the times in them (idle times, delivery and seen times), which it m
 
 from __future__ import annotations
 
+import random
+
 from tests.integration.redis_command_scripts import script
 
-__all__ = ["GROUP_ERRORS", "GROUP_LIFE", "LAG_AND_INFO", "RADIX_TREE"]
+__all__ = ["GROUP_ERRORS", "GROUP_LIFE", "LAG_AND_INFO", "NODE_SPLITS", "RADIX_TREE"]
 
 #: Every command's argument checks, in Redis's order, and the wrong type.
 GROUP_ERRORS = script(
@@ -305,3 +307,36 @@ RADIX_TREE = [
     ["XDEL", "r1", *(f"{1_700_000_000_100 + i}-{(100 + i) % 7}" for i in range(100))],
     *(["XINFO", "STREAM", f"r{spread}"] for spread in (1, 251)),
 ]
+
+
+def _node_splits() -> list[list[str]]:
+    """Streams whose nodes Redis closes by size (4 KiB of listpack) as well as by count:
+    values of several lengths, numbers a listpack keeps as integers, fields that change
+    (no SAMEFIELDS), IDs whose deltas need wider integers; then approximate trims, whose
+    counts follow the nodes, and XINFO STREAM's node figures."""
+    rng = random.Random(20)
+    commands = []
+    for key in ("a", "b", "c"):
+        ms = 1_700_000_000_000
+        for i in range(700):
+            ms += rng.choice([0, 1, 3, 250, 70_000, 40_000_000])
+            value = rng.choice(
+                [
+                    "x" * rng.choice([1, 10, 60, 70, 300]),
+                    str(rng.randrange(-9_000_000_000, 9_000_000_000)),
+                ]
+            )
+            field = rng.choice(["f", "f", "f", "other", "n" * 70])
+            commands.append(["XADD", key, f"{ms}-{i}", field, value, "g", str(i)])
+        commands.append(["XINFO", "STREAM", key])
+    commands += [
+        ["XTRIM", "a", "MAXLEN", "~", "350"],
+        ["XTRIM", "b", "MINID", "~", commands[900][2]],
+        ["XADD", "c", "MAXLEN", "~", "100", "*", "f", "v"],
+        *(["XINFO", "STREAM", key] for key in ("a", "b")),
+        ["XLEN", "c"],
+    ]
+    return commands
+
+
+NODE_SPLITS = _node_splits()

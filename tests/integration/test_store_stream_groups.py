@@ -17,6 +17,7 @@ from tests.integration.stream_group_scripts import (
     GROUP_ERRORS,
     GROUP_LIFE,
     LAG_AND_INFO,
+    NODE_SPLITS,
     RADIX_TREE,
 )
 from tests.support.differential import RawConnection
@@ -67,8 +68,8 @@ def differences(
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize(
     "commands",
-    [GROUP_ERRORS, GROUP_LIFE, LAG_AND_INFO, RADIX_TREE],
-    ids=["errors", "life", "lag-and-info", "radix-tree"],
+    [GROUP_ERRORS, GROUP_LIFE, LAG_AND_INFO, RADIX_TREE, NODE_SPLITS],
+    ids=["errors", "life", "lag-and-info", "radix-tree", "node-splits"],
 )
 def test_group_replies_match_redis(
     servers: tuple[Server, Server], commands: list[list[str]], protocol: int

@@ -174,7 +174,7 @@ def cmd_xadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             MIN_ID if stream is None else stream.last_id, parsed.ms, parsed.seq, d.clock_ms()
         )
         # Kept as the reply it is sent in (the engine does not read it): XRANGE only joins.
-        append(d.engine, key, new_id, resp.bulk_array(fields), parsed.rule)
+        append(d.engine, key, new_id, resp.bulk_array(fields), fields, rule=parsed.rule)
     except StreamError as exc:
         return resp.error(str(exc))
     except (EntryTooLarge, KeyTooLarge) as exc:
