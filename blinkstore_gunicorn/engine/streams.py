@@ -345,5 +345,7 @@ def remove(engine: Engine, key: bytes, ids: Iterable[StreamID]) -> int:
             stream.max_deleted = max(stream.max_deleted, wanted)
             removed += 1
     if removed:
+        if not stream.ids:
+            stream.nodes.clear()  # Redis frees an emptied node: the next entry starts one
         engine.resized(key, stream, old_cost)
     return removed
