@@ -59,6 +59,7 @@ NODE_ENTRIES: Final = 100
 NODE_BYTES: Final = 4096
 #: A string a listpack stores as an integer (Redis's ``lpStringToInt64``).
 _INT_TEXT: Final = re.compile(rb"-?[1-9][0-9]{0,18}\Z|0\Z")
+_INT_FIRST: Final = frozenset(b"-0123456789")
 
 ERR_ID_ZERO: Final = "ERR The ID specified in XADD must be greater than 0-0"
 ERR_ID_SMALLER: Final = (
@@ -163,24 +164,37 @@ class Stream(Container):
         is full, or its listpack and the new fields and values would reach
         :data:`NODE_BYTES`."""
         fields = pairs[::2]
+        total = 0
+        for item in pairs:
+            total += len(item)
         if (
             not self.nodes
             or self.node_count >= NODE_ENTRIES
-            or self.node_bytes + sum(map(len, pairs)) >= NODE_BYTES
+            or self.node_bytes + total >= NODE_BYTES
         ):
             self.nodes.append(new_id)
             self.node_count = 0
             self.node_fields = fields
             # The listpack's header and end, then the master entry: count, deleted, the
             # number of fields, the fields, a 0.
-            self.node_bytes = 7 + 2 + 2 + _int_size(len(fields)) + sum(map(_item_size, fields)) + 2
+            self.node_bytes = 13 + _int_size(len(fields)) + sum(map(_item_size, fields))
         master = self.nodes[-1]
-        size = 2 + _int_size(new_id[0] - master[0]) + _int_size(_signed(new_id[1] - master[1]))
-        if fields == self.node_fields:  # the values only, flagged SAMEFIELDS
-            size += sum(map(_item_size, pairs[1::2])) + _int_size(len(fields) + 3)
+        ms, seq = new_id[0] - master[0], new_id[1] - master[1]
+        # flags, the ID's deltas (two bytes each while small, the usual case), the values
+        # (with their fields unless they are the master entry's: SAMEFIELDS), the count.
+        if 0 <= ms <= 127 and 0 <= seq <= 127:
+            size = 6
         else:
-            size += _int_size(len(fields)) + sum(map(_item_size, pairs))
-            size += _int_size(2 * len(fields) + 4)
+            size = 2 + _int_size(ms) + _int_size(_signed(seq))
+        same = fields == self.node_fields
+        for item in pairs[1::2] if same else pairs:
+            n = len(item)
+            if n < 63 and (not n or item[0] not in _INT_FIRST):
+                size += n + 2  # a short string: one byte of header, one of back length
+            else:
+                size += _item_size(item)
+        count = len(fields)
+        size += _int_size(count + 3) if same else _int_size(count) + _int_size(2 * count + 4)
         self.node_count += 1
         self.node_bytes += size
         self.ids.append(new_id)
@@ -230,11 +244,13 @@ def _int_size(n: int) -> int:
 def _item_size(item: bytes) -> int:
     """Bytes of a listpack element holding ``item`` (as an integer when it reads as one),
     its back length included."""
-    if len(item) <= 20 and _INT_TEXT.match(item):
+    n = len(item)
+    # Only a string starting with a digit or '-' may read as an integer: most values skip
+    # the pattern (XADD pays this for each value).
+    if n and n <= 20 and item[0] in _INT_FIRST and _INT_TEXT.match(item):
         number = int(item)
         if -(2**63) <= number < 2**63:
             return _int_size(number)
-    n = len(item)
     size = n + (1 if n < 64 else 2 if n < 4096 else 5)
     return size + (1 if size < 128 else 2 if size < 16383 else 3 if size < 2097151 else 4)
 
