@@ -332,7 +332,7 @@ def _node_splits() -> list[list[str]]:
     commands += [
         ["XTRIM", "a", "MAXLEN", "~", "350"],
         ["XTRIM", "b", "MINID", "~", commands[900][2]],
-        ["XADD", "c", "MAXLEN", "~", "100", "*", "f", "v"],
+        ["XADD", "c", "MAXLEN", "~", "100", "9999999999999-0", "f", "v"],
         *(["XINFO", "STREAM", key] for key in ("a", "b")),
         ["XLEN", "c"],
     ]
