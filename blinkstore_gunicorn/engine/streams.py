@@ -158,17 +158,20 @@ class Stream(Container):
             yield bisect.bisect_left(ids, start)
         yield len(ids)
 
-    def add(self, new_id: StreamID, body: bytes, pairs: Sequence[bytes]) -> None:
+    def add(
+        self, new_id: StreamID, body: bytes, pairs: Sequence[bytes], *, new_node: bool = False
+    ) -> None:
         """Append an entry (``new_id`` greater than :attr:`last_id`; ``pairs`` its fields and
-        values, ``body`` them as kept), in a new node when Redis would start one: the last
+        values, ``body`` them as kept), in a new node when Redis would start one (the last
         is full, or its listpack and the new fields and values would reach
-        :data:`NODE_BYTES`."""
+        :data:`NODE_BYTES`) or when ``new_node`` says so (a snapshot's own nodes)."""
         fields = pairs[::2]
         total = 0
         for item in pairs:
             total += len(item)
         if (
-            not self.nodes
+            new_node
+            or not self.nodes
             or self.node_count >= NODE_ENTRIES
             or self.node_bytes + total >= NODE_BYTES
         ):

@@ -155,9 +155,9 @@ def _restore_stream(engine: MemoryEngine, key: bytes, value: StreamValue) -> Non
     cost = sum(entry_cost(body) for node in bodies for _, body, _ in node)
     stream = engine.writable(key, Stream, cost)
     old_cost = stream.cost
-    for node in bodies:
-        for entry_id, body, pairs in node:
-            stream.add(entry_id, body, pairs)
+    for node in bodies:  # in the file's nodes, so that XINFO STREAM counts them as before
+        for at, (entry_id, body, pairs) in enumerate(node):
+            stream.add(entry_id, body, pairs, new_node=not at)
     stream.last_id = max(stream.last_id, value.last_id)
     stream.entries_added = len(stream) if value.added is None else value.added
     stream.max_deleted = value.max_deleted
