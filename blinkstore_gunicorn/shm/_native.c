@@ -399,47 +399,107 @@ static PyTypeObject LookupType = {
 /* Publisher: the writer's stores into its own (writable) region                             */
 /* ========================================================================================= */
 
+#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+#define SLOT_MASK (((uint64_t)1 << HALF_SHIFT) - 1)
+#define TOMBSTONE UINT64_MAX
+
+/* The writer's own view: the live table (writer._t0, _slots, _half) and, while the table
+ * grows, the migration (migration.Migration's state: the same arrays, shared with Python). */
 typedef struct {
     PyObject_HEAD
     Py_buffer region;
+    Py_buffer marks;
     int open;
     int checksum;
+    uint64_t *w;      /* the region as words */
+    uint64_t words;   /* its length in words */
+    uint64_t t0, slots, half;
+    /* the migration (migrating != 0): migration.py's attributes of the same names */
+    int migrating;
+    Py_buffer moved_buf, reverse_buf;
+    int64_t *moved, *reverse;
+    uint64_t new_t0, new_slots, new_half, old_slots, cursor, used;
+    unsigned char *live_marks, *new_marks;
 } Publisher;
 
+static void publisher_end_migration(Publisher *self) {
+    if (self->migrating) {
+        self->migrating = 0;
+        PyBuffer_Release(&self->moved_buf);
+        PyBuffer_Release(&self->reverse_buf);
+    }
+}
+
+static void publisher_release(Publisher *self) {
+    publisher_end_migration(self);
+    if (self->open) {
+        self->open = 0;
+        self->slots = 0;
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+    }
+}
+
 static void publisher_dealloc(Publisher *self) {
-    if (self->open) PyBuffer_Release(&self->region);
+    publisher_release(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"region", "checksum", NULL};
-    PyObject *region;
+    static char *kwlist[] = {"region", "marks", "checksum", NULL};
+    PyObject *region, *marks;
     int checksum;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Op", kwlist, &region, &checksum)) return -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOp", kwlist, &region, &marks, &checksum))
+        return -1;
     if (self->open) {
         PyErr_SetString(PyExc_RuntimeError, "Publisher is already initialised");
         return -1;
     }
     if (PyObject_GetBuffer(region, &self->region, PyBUF_WRITABLE) < 0) return -1;
-    if ((uintptr_t)self->region.buf & 7) {
+    if (PyObject_GetBuffer(marks, &self->marks, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&self->region);
-        PyErr_SetString(PyExc_ValueError, "region not 8-byte aligned");
+        return -1;
+    }
+    if ((uintptr_t)self->region.buf & 7 || self->region.len < 4096) {
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+        PyErr_SetString(PyExc_ValueError, "not a region");
         return -1;
     }
     self->open = 1;
     self->checksum = checksum;
+    self->w = self->region.buf;
+    self->words = (uint64_t)self->region.len / 8;
+    self->slots = 0;
+    self->migrating = 0;
     return 0;
 }
 
-/* The words of the slot starting at region word slotw, or NULL (exception set). */
-static uint64_t *slot_at(Publisher *self, PyObject *o) {
+static int publisher_ready(Publisher *self) {
+    if (self->open && self->slots) return 0;
+    PyErr_SetString(PyExc_ValueError, "the region is closed or has no table");
+    return -1;
+}
+
+/* A table of `slots` slots (a power of 2) at region word t0, inside the region. */
+static int table_fits(Publisher *self, uint64_t t0, uint64_t slots) {
+    if (slots && !(slots & (slots - 1)) && t0 <= self->words &&
+        slots <= (self->words - t0) / SLOT_WORDS)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "table outside the region");
+    return -1;
+}
+
+/* The live slot at region word slotw, or -1 (exception set). */
+static int64_t live_slot(Publisher *self, PyObject *o) {
     uint64_t slotw;
-    if (as_u64(o, &slotw)) return NULL;
-    if (!self->open || slotw > (uint64_t)self->region.len / 8 - SLOT_WORDS) {
-        PyErr_SetString(PyExc_ValueError, "slot outside the region");
-        return NULL;
+    if (as_u64(o, &slotw) || publisher_ready(self)) return -1;
+    if (slotw < self->t0 || (slotw - self->t0) & (SLOT_WORDS - 1) ||
+        (slotw - self->t0) / SLOT_WORDS >= self->slots) {
+        PyErr_SetString(PyExc_ValueError, "slot outside the live table");
+        return -1;
     }
-    return (uint64_t *)self->region.buf + slotw;
+    return (int64_t)((slotw - self->t0) / SLOT_WORDS);
 }
 
 /* The block at byte offset o if nk + nv bytes fit after its header, or NULL. */
@@ -452,6 +512,60 @@ static char *block_at(Publisher *self, PyObject *o, uint64_t nk, uint64_t nv) {
         return NULL;
     }
     return (char *)self->region.buf + block;
+}
+
+/* migration.Migration._place: the first tombstone or empty slot of the new table on meta's
+ * probe path. The new table is at most half full (writer._start_migration sizes it), so one
+ * is found; the bound only keeps a broken invariant from looping forever. */
+static int64_t place_new(Publisher *self, uint64_t meta) {
+    uint64_t *table = self->w + self->new_t0, mask = self->new_slots - 1;
+    uint64_t slot = (meta >> 32) & mask;
+    for (uint64_t n = 0; n < self->new_slots; n++) {
+        uint64_t found = load_relaxed(&table[slot * SLOT_WORDS]);
+        if (!found) {
+            self->used++;
+            return (int64_t)slot;
+        }
+        if (found == TOMBSTONE) return (int64_t)slot;
+        slot = (slot + 1) & mask;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the new table is full");
+    return -1;
+}
+
+/* migration.Migration.mirror: bring the new table in line with live `slot` (if moved). */
+static int mirror(Publisher *self, uint64_t slot) {
+    if (!self->migrating || slot >= self->cursor) return 0;
+    uint64_t *live = self->w + self->t0 + slot * SLOT_WORDS, *table = self->w + self->new_t0;
+    uint64_t meta = load_relaxed(&live[META]);
+    int64_t moved = self->moved[slot];
+    if (moved >= 0 && load_relaxed(&table[moved * SLOT_WORDS]) != meta) {
+        /* deleted, or the slot now holds another key (whose probe path differs) */
+        store_relaxed(&table[moved * SLOT_WORDS], TOMBSTONE);
+        self->reverse[moved] = self->moved[slot] = -1;
+        moved = -1;
+    }
+    if (!meta || meta == TOMBSTONE) return 0;
+    if (moved < 0) {
+        moved = place_new(self, meta);
+        if (moved < 0) return -1;
+        self->moved[slot] = moved;
+        self->reverse[moved] = (int64_t)slot;
+    }
+    uint64_t *s = table + moved * SLOT_WORDS, loc = load_relaxed(&live[LOC]);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[SEQ], 2);
+    store_relaxed(&s[LOC], loc);
+    store_relaxed(&s[EXPIRE], load_relaxed(&live[EXPIRE]));
+    uint64_t at = (loc >> LOC_SHIFT >> 3) + BLOCK_SLOT;
+    if (loc && at < self->words) store_relaxed(&self->w[at], self->new_half << HALF_SHIFT | (uint64_t)moved);
+    return 0;
+}
+
+/* After a write to live `slot`: the result of a method that wrote it. */
+static PyObject *mirrored(Publisher *self, uint64_t slot, PyObject *result) {
+    if (result && mirror(self, slot) < 0) Py_CLEAR(result);
+    return result;
 }
 
 static inline uint64_t open_slot(uint64_t *s) {
@@ -475,25 +589,149 @@ static uint64_t block_size(uint64_t n) {
     return (n + step - 1) & ~(step - 1);
 }
 
-#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+/* table(t0, slots, half): the live table is at region word t0, `slots` slots, in `half`. */
+static PyObject *publisher_table(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t t0, slots, half;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "table(t0, slots, half)");
+        return NULL;
+    }
+    if (as_u64(args[0], &t0) || as_u64(args[1], &slots) || as_u64(args[2], &half)) return NULL;
+    if (!self->open || table_fits(self, t0, slots) || half > 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad table");
+        return NULL;
+    }
+    if (self->migrating) {
+        PyErr_SetString(PyExc_RuntimeError, "end the migration first");
+        return NULL;
+    }
+    self->t0 = t0;
+    self->slots = slots;
+    self->half = half;
+    Py_RETURN_NONE;
+}
 
-/* overwrite(block, key, value, expire_at, half, t0, slots, max_value): writer.publish's common
- * case in one call: the key's block (at byte offset block) is in the live table's half and the
- * new value fits a block of the same size, so it is rewritten in place. Returns the slot, or
- * -1 when that is not the case (the caller takes the general path; nothing was written). */
-static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t block, expire_at, half, t0, slots, max_value;
-    if (nargs != 8) {
+static int array_of(PyObject *o, Py_buffer *view, uint64_t items) {
+    if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize != 8 || (uint64_t)view->len != items * 8 || (uintptr_t)view->buf & 7 ||
+        !view->format || strcmp(view->format, "q")) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "want an array('q') of the table's size");
+        return -1;
+    }
+    return 0;
+}
+
+/* migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration into the table
+ * at region word t0 starts (migration.Migration's arguments; moved and reverse are its
+ * arrays, filled with -1); from now on every write this publisher makes is mirrored. */
+static PyObject *publisher_migrate(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t t0, slots, half, live_marks, new_marks;
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "overwrite(block, key, value, expire_at, half, t0, slots, max_value)");
+                        "migrate(t0, slots, half, live_marks, new_marks, moved, reverse)");
+        return NULL;
+    }
+    if (as_u64(args[0], &t0) || as_u64(args[1], &slots) || as_u64(args[2], &half) ||
+        as_u64(args[3], &live_marks) || as_u64(args[4], &new_marks) || publisher_ready(self) ||
+        table_fits(self, t0, slots))
+        return NULL;
+    uint64_t marks = (uint64_t)self->marks.len;
+    if (self->migrating || half > 1 || half == self->half || live_marks > marks ||
+        self->slots > marks - live_marks || new_marks > marks || slots > marks - new_marks) {
+        PyErr_SetString(PyExc_ValueError, "bad migration");
+        return NULL;
+    }
+    if (array_of(args[5], &self->moved_buf, self->slots) < 0) return NULL;
+    if (array_of(args[6], &self->reverse_buf, slots) < 0) {
+        PyBuffer_Release(&self->moved_buf);
+        return NULL;
+    }
+    self->moved = self->moved_buf.buf;
+    self->reverse = self->reverse_buf.buf;
+    self->new_t0 = t0;
+    self->new_slots = slots;
+    self->new_half = half;
+    self->old_slots = self->slots;
+    self->live_marks = (unsigned char *)self->marks.buf + live_marks;
+    self->new_marks = (unsigned char *)self->marks.buf + new_marks;
+    self->cursor = self->used = 0;
+    self->migrating = 1;
+    Py_RETURN_NONE;
+}
+
+/* step(n): migration.Migration.step: move the next n live slots; True once all moved. */
+static PyObject *publisher_step(Publisher *self, PyObject *arg) {
+    uint64_t n;
+    if (as_u64(arg, &n)) return NULL;
+    if (!self->migrating) {
+        PyErr_SetString(PyExc_ValueError, "no migration");
+        return NULL;
+    }
+    uint64_t end = self->old_slots - self->cursor < n ? self->old_slots : self->cursor + n;
+    uint64_t *live = self->w + self->t0;
+    for (uint64_t slot = self->cursor; slot < end; slot++) {
+        self->cursor = slot + 1;
+        uint64_t meta = load_relaxed(&live[slot * SLOT_WORDS]);
+        if (meta && meta != TOMBSTONE) {
+            if (mirror(self, slot) < 0) return NULL;
+            if (__atomic_load_n(&self->live_marks[slot], __ATOMIC_RELAXED))
+                __atomic_store_n(&self->new_marks[self->moved[slot]], 1, __ATOMIC_RELAXED);
+        }
+    }
+    return PyBool_FromLong(self->cursor == self->old_slots);
+}
+
+/* mirror(slot): migration.Migration.mirror, after the writer changed live `slot` itself. */
+static PyObject *publisher_mirror(Publisher *self, PyObject *arg) {
+    uint64_t slot;
+    if (as_u64(arg, &slot)) return NULL;
+    if (self->migrating && slot >= self->old_slots) {
+        PyErr_SetString(PyExc_ValueError, "slot outside the live table");
+        return NULL;
+    }
+    if (mirror(self, slot) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* end_migration(): the migration is over (finished or dropped); returns Migration.used. */
+static PyObject *publisher_end(Publisher *self, PyObject *unused) {
+    uint64_t used = self->migrating ? self->used : 0;
+    publisher_end_migration(self);
+    return PyLong_FromUnsignedLongLong(used);
+}
+
+/* probe(h): writer._new_slot's probe of the live table for an absent key of hash h: the first
+ * tombstone or empty slot, as slot << 1 | (1 if it was empty). */
+static PyObject *publisher_probe(Publisher *self, PyObject *arg) {
+    uint64_t h;
+    if (as_u64(arg, &h) || publisher_ready(self)) return NULL;
+    uint64_t *t = self->w + self->t0, mask = self->slots - 1, slot = h & mask;
+    for (uint64_t n = 0; n < self->slots; n++) {
+        uint64_t meta = load_relaxed(&t[slot * SLOT_WORDS]);
+        if (!meta) return PyLong_FromUnsignedLongLong(slot << 1 | 1);
+        if (meta == TOMBSTONE) return PyLong_FromUnsignedLongLong(slot << 1);
+        slot = (slot + 1) & mask;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the table is full");
+    return NULL;
+}
+
+/* overwrite(block, key, value, expire_at, max_value): writer.publish's common case in one
+ * call: the key's block (at byte offset block) is in the live table's half and the new value
+ * fits a block of the same size, so it is rewritten in place. Returns the block, or 0 when
+ * that is not the case (the caller takes the general path; nothing was written). */
+static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t block, expire_at, max_value;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "overwrite(block, key, value, expire_at, max_value)");
         return NULL;
     }
     if (as_u64(args[0], &block) || want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
-        as_u64(args[3], &expire_at) || as_u64(args[4], &half) || as_u64(args[5], &t0) ||
-        as_u64(args[6], &slots) || as_u64(args[7], &max_value))
+        as_u64(args[3], &expire_at) || as_u64(args[4], &max_value) || publisher_ready(self))
         return NULL;
     uint64_t size = (uint64_t)self->region.len;
-    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+    if (block & 7 || block > size - BLOCK_HEADER) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
         return NULL;
     }
@@ -502,18 +740,16 @@ static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_
     char *base = (char *)self->region.buf;
     uint64_t *bw = (uint64_t *)(base + block);
     uint64_t tag = load_relaxed(&bw[BLOCK_SLOT]), old = load_relaxed(&bw[BLOCK_LENGTHS]);
-    uint64_t slot = tag & (((uint64_t)1 << HALF_SHIFT) - 1), lengths = nk << 32 | nv;
-    if (tag >> HALF_SHIFT != half || slot >= slots || nv > max_value ||
+    uint64_t slot = tag & SLOT_MASK, lengths = nk << 32 | nv;
+    if (tag >> HALF_SHIFT != self->half || slot >= self->slots || nv > max_value ||
         (old != lengths && block_size(BLOCK_HEADER + nk + nv) !=
                                block_size(BLOCK_HEADER + (old >> 32) + (old & 0xFFFFFFFFu))))
-        return PyLong_FromLong(-1);
-    uint64_t slotw = t0 + slot * SLOT_WORDS;
-    if (slotw > size / 8 - SLOT_WORDS || nv > LOC_LEN_MASK ||
-        size - block - BLOCK_HEADER < nk + nv) {
-        PyErr_SetString(PyExc_ValueError, "slot or block outside the region");
+        return PyLong_FromLong(0);
+    if (nv > LOC_LEN_MASK || size - block - BLOCK_HEADER < nk + nv) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
         return NULL;
     }
-    uint64_t *s = (uint64_t *)base + slotw;
+    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS;
     uint64_t seq = open_slot(s);
     memcpy(base + block + BLOCK_HEADER + nk, v, nv);
     if (old != lengths) {
@@ -523,7 +759,7 @@ static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_
     set_checksum(self, base + block, k, nk, v, nv, expire_at);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    return PyLong_FromUnsignedLongLong(slot);
+    return mirrored(self, slot, PyLong_FromUnsignedLongLong(block));
 }
 
 /* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
@@ -551,9 +787,10 @@ static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ss
         return NULL;
     const char *k = PyBytes_AS_STRING(args[2]), *v = PyBytes_AS_STRING(args[3]);
     uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
-    uint64_t *s = slot_at(self, args[0]);
-    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
+    int64_t slot = live_slot(self, args[0]);
+    char *block = slot >= 0 ? block_at(self, args[1], nk, nv) : NULL;
     if (!block) return NULL;
+    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS;
     uint64_t *bw = (uint64_t *)block, lengths = nk << 32 | nv;
     uint64_t seq = open_slot(s);
     memcpy(block + BLOCK_HEADER + nk, v, nv);
@@ -564,27 +801,27 @@ static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ss
     set_checksum(self, block, k, nk, v, nv, expire_at);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    Py_RETURN_NONE;
+    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
-/* place(slotw, block, tag, key, value, meta, expire_at): fill a fresh block (not visible yet:
- * no slot points at it) and point the slot at it, under the slot's sequence. */
+/* place(slotw, block, key, value, meta, expire_at): fill a fresh block (not visible yet: no
+ * slot points at it) and point the live slot at region word slotw at it, under its sequence. */
 static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t tag, meta, expire_at;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "place(slotw, block, tag, key, value, meta, expire_at)");
+    uint64_t meta, expire_at;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "place(slotw, block, key, value, meta, expire_at)");
         return NULL;
     }
-    if (as_u64(args[2], &tag) || want_bytes(args[3], "key") || want_bytes(args[4], "value") ||
-        as_u64(args[5], &meta) || as_u64(args[6], &expire_at))
+    if (want_bytes(args[2], "key") || want_bytes(args[3], "value") || as_u64(args[4], &meta) ||
+        as_u64(args[5], &expire_at))
         return NULL;
-    const char *k = PyBytes_AS_STRING(args[3]), *v = PyBytes_AS_STRING(args[4]);
-    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[3]), nv = (uint64_t)PyBytes_GET_SIZE(args[4]);
-    uint64_t *s = slot_at(self, args[0]);
-    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
+    const char *k = PyBytes_AS_STRING(args[2]), *v = PyBytes_AS_STRING(args[3]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
+    int64_t slot = live_slot(self, args[0]);
+    char *block = slot >= 0 ? block_at(self, args[1], nk, nv) : NULL;
     if (!block) return NULL;
-    uint64_t *bw = (uint64_t *)block;
-    store_relaxed(&bw[BLOCK_SLOT], tag);
+    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS, *bw = (uint64_t *)block;
+    store_relaxed(&bw[BLOCK_SLOT], self->half << HALF_SHIFT | (uint64_t)slot);
     memcpy(block + BLOCK_HEADER, k, nk);
     memcpy(block + BLOCK_HEADER + nk, v, nv);
     store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
@@ -594,7 +831,7 @@ static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssiz
     store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    Py_RETURN_NONE;
+    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
 /* update(slotw, meta, loc, expire_at): writer._update. */
@@ -604,44 +841,53 @@ static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "update(slotw, meta, loc, expire_at)");
         return NULL;
     }
-    uint64_t *s = slot_at(self, args[0]);
-    if (!s || as_u64(args[1], &meta) || as_u64(args[2], &loc) || as_u64(args[3], &expire_at))
+    int64_t slot = live_slot(self, args[0]);
+    if (slot < 0 || as_u64(args[1], &meta) || as_u64(args[2], &loc) ||
+        as_u64(args[3], &expire_at))
         return NULL;
+    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS;
     uint64_t seq = open_slot(s);
     store_relaxed(&s[META], meta);
     store_relaxed(&s[LOC], loc);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    Py_RETURN_NONE;
+    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
 static PyObject *publisher_close(Publisher *self, PyObject *unused) {
-    if (self->open) {
-        self->open = 0;
-        PyBuffer_Release(&self->region);
-    }
+    publisher_release(self);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef publisher_methods[] = {
+    {"table", (PyCFunction)(void (*)(void))publisher_table, METH_FASTCALL,
+     "table(t0, slots, half): the live table."},
+    {"migrate", (PyCFunction)(void (*)(void))publisher_migrate, METH_FASTCALL,
+     "migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration starts."},
+    {"step", (PyCFunction)publisher_step, METH_O, "step(n): move n more slots; True when done."},
+    {"mirror", (PyCFunction)publisher_mirror, METH_O, "mirror(slot): after a write to slot."},
+    {"end_migration", (PyCFunction)publisher_end, METH_NOARGS,
+     "end_migration(): stop mirroring; the new table's used slots."},
+    {"probe", (PyCFunction)publisher_probe, METH_O,
+     "probe(h): the free slot for hash h, as slot << 1 | was_empty."},
     {"overwrite", (PyCFunction)(void (*)(void))publisher_overwrite, METH_FASTCALL,
-     "overwrite(block, key, value, expire_at, half, t0, slots, max_value): slot or -1."},
+     "overwrite(block, key, value, expire_at, max_value): the block, or 0."},
     {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
      "block_bytes(block): the bytes of the block at that offset."},
     {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,
      "rewrite(slotw, block, key, value, expire_at): an in-place overwrite."},
     {"place", (PyCFunction)(void (*)(void))publisher_place, METH_FASTCALL,
-     "place(slotw, block, tag, key, value, meta, expire_at): a new block, then the slot."},
+     "place(slotw, block, key, value, meta, expire_at): a new block, then the slot."},
     {"update", (PyCFunction)(void (*)(void))publisher_update, METH_FASTCALL,
      "update(slotw, meta, loc, expire_at): rewrite a slot under its sequence."},
-    {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mapping."},
+    {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mappings."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyTypeObject PublisherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "blinkstore_gunicorn.shm._native.Publisher",
-    .tp_doc = "The writer's slot and block stores in C, with release ordering.",
+    .tp_doc = "The writer's slot and block stores and its table migration in C.",
     .tp_basicsize = sizeof(Publisher),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -649,7 +895,6 @@ static PyTypeObject PublisherType = {
     .tp_dealloc = (destructor)publisher_dealloc,
     .tp_methods = publisher_methods,
 };
-
 /* ========================================================================================= */
 
 static PyObject *py_key_hash(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {

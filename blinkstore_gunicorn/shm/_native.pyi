@@ -1,4 +1,5 @@
 # Types of the optional C helper (blinkstore_gunicorn/shm/_native.c).
+from array import array
 from collections.abc import Callable
 
 from typing_extensions import Buffer
@@ -27,33 +28,32 @@ class Lookup:
 def block_size(n: int, /) -> int: ...
 
 class Publisher:
-    def __init__(self, region: Buffer, checksum: bool) -> None: ...
-    def overwrite(
+    def __init__(self, region: Buffer, marks: Buffer, checksum: bool) -> None: ...
+    def table(self, t0: int, slots: int, half: int, /) -> None: ...
+    def migrate(
         self,
-        block: int,
-        key: bytes,
-        value: bytes,
-        expire_at: int,
-        half: int,
         t0: int,
         slots: int,
-        max_value: int,
+        half: int,
+        live_marks: int,
+        new_marks: int,
+        moved: array[int],
+        reverse: array[int],
         /,
+    ) -> None: ...
+    def step(self, n: int, /) -> bool: ...
+    def mirror(self, slot: int, /) -> None: ...
+    def end_migration(self) -> int: ...
+    def probe(self, h: int, /) -> int: ...
+    def overwrite(
+        self, block: int, key: bytes, value: bytes, expire_at: int, max_value: int, /
     ) -> int: ...
     def block_bytes(self, block: int, /) -> int: ...
     def rewrite(
         self, slotw: int, block: int, key: bytes, value: bytes, expire_at: int, /
     ) -> None: ...
     def place(
-        self,
-        slotw: int,
-        block: int,
-        tag: int,
-        key: bytes,
-        value: bytes,
-        meta: int,
-        expire_at: int,
-        /,
+        self, slotw: int, block: int, key: bytes, value: bytes, meta: int, expire_at: int, /
     ) -> None: ...
     def update(self, slotw: int, meta: int, loc: int, expire_at: int, /) -> None: ...
     def close(self) -> None: ...

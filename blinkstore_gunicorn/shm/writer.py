@@ -57,11 +57,8 @@ from blinkstore_gunicorn.shm.layout import (
     H_VERSION,
     H_WRITE_EPOCH,
     HEADER_BYTES,
-    LOC,
-    LOC_SHIFT,
     MAGIC,
     MAX_INLINE_VALUE,
-    META,
     SEQ,
     SLOT_BYTES,
     SLOT_WORDS,
@@ -74,8 +71,9 @@ from blinkstore_gunicorn.shm.layout import (
     key_hash,
     table_word,
 )
-from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, Migration
+from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, NextTable, maps
 from blinkstore_gunicorn.shm.native import native
+from blinkstore_gunicorn.shm.publisher import Publisher
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.shm import _native as _c
@@ -126,7 +124,6 @@ class RegionWriter:
         "_data_start",
         "_epoch",
         "_half",
-        "_halves",
         "_hash",
         "_live",
         "_mark_base",
@@ -192,15 +189,15 @@ class RegionWriter:
         self._region_fd, self._marks_fd, self._reader_fd = fds
         self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
-        self._halves = memoryview(self._mm).cast("I")  # the store's own reads of block lengths
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
         module = native()
-        self._pub: _c.Publisher | None = None
+        self._pub: _c.Publisher | Publisher = Publisher(self._mm, self._marks_mm, self._checksum)
         self._hash = key_hash
         if module is not None:
-            self._pub = module.Publisher(self._mm, self._checksum)
+            self._pub.close()
+            self._pub = module.Publisher(self._mm, self._marks_mm, self._checksum)
             self._hash = module.key_hash
         w = self._w
         w[H_VERSION] = VERSION
@@ -225,7 +222,7 @@ class RegionWriter:
         self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
         self._live = 0
         self._used_slots = 0
-        self._migration: Migration | None = None
+        self._migration: NextTable | None = None
         self._sealed = False
         self._empty_table()
         w[H_MAGIC] = MAGIC
@@ -292,15 +289,7 @@ class RegionWriter:
 
     def block_bytes(self, handle: int) -> int:
         """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
-        if self._pub is not None:
-            return self._pub.block_bytes(handle)
-        # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
-        # cheaper than the allocator's page lookup, and called on every overwrite.
-        # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
-        # (their sum does not depend on the byte order).
-        i = (handle >> 2) + 2 * BLOCK_LENGTHS
-        n = BLOCK_HEADER + self._halves[i] + self._halves[i + 1]
-        return (n + 15) & ~15 if n <= 256 else block_size(n)  # block_size(n), inlined
+        return self._pub.block_bytes(handle)
 
     def read(self, handle: int) -> bytes:
         """The value in the block at ``handle``."""
@@ -315,54 +304,22 @@ class RegionWriter:
         value's block offset, or 0 when the value is not held inline (too large, or no block of
         its size is free): the entry then says "ask the store" and the caller keeps the value.
         """
-        # The hot path of every SET: attributes and helpers are read once into locals, and
-        # the common overwrite (same block size) is done here without a further call.
         pub = self._pub
-        if handle and pub is not None:
-            # The common overwrite, all in C (the same steps as the in-place branch below).
-            slot = pub.overwrite(
-                handle, key, value, expire_at, self._half, self._t0, self._slots, self.max_value
-            )
-            if slot >= 0:
-                if self._migration is not None:
-                    self._migration.mirror(self._t, slot, self._w)
-                return handle
+        # The common overwrite (same block size, in the live half) in one call.
+        if handle and pub.overwrite(handle, key, value, expire_at, self.max_value):
+            return handle
         if not key:
             return 0
         nk = len(key)
         nv = len(value)
-        lengths = nk << 32 | nv
-        w = self._w
         if handle:
-            j = handle >> 3
-            word = w[j + BLOCK_SLOT]
-            slot = word & SLOT_MASK if word >> HALF_SHIFT == self._half else self._slot_of(handle)
-            old = w[j + BLOCK_LENGTHS]
-            if nv <= self.max_value and (
-                old == lengths
-                or block_size(BLOCK_HEADER + nk + nv)
-                == block_size(BLOCK_HEADER + (old >> 32) + (old & _MASK32))
+            slot = self._slot_of(handle)
+            old = self._w[(handle >> 3) + BLOCK_LENGTHS]
+            if nv <= self.max_value and block_size(BLOCK_HEADER + nk + nv) == block_size(
+                BLOCK_HEADER + (old >> 32) + (old & _MASK32)
             ):
-                # Same key, same block size: rewrite the value in place (the key is there
-                # already), under the sequence.
-                t = self._t
-                b = slot * SLOT_WORDS
-                if pub is not None:
-                    pub.rewrite(self._t0 + b, handle, key, value, expire_at)
-                else:
-                    seq = t[b + SEQ]
-                    t[b + SEQ] = seq + 1
-                    start = handle + BLOCK_HEADER + nk
-                    self._mm[start : start + nv] = value
-                    if old != lengths:  # else LOC (block and value length) is unchanged too
-                        w[j + BLOCK_LENGTHS] = lengths
-                        t[b + LOC] = handle << LOC_SHIFT | nv
-                    if self._checksum:
-                        w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-                    t[b + EXPIRE] = expire_at
-                    t[b + SEQ] = seq + 2
-                if self._migration is not None:
-                    self._migration.mirror(t, slot, w)
+                # Same block size, the block in the spare half (a migration moved it).
+                pub.rewrite(self._t0 + slot * SLOT_WORDS, handle, key, value, expire_at)
                 return handle
             meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
@@ -373,27 +330,15 @@ class RegionWriter:
                 meta = h << 32 | nk
             else:
                 meta = self._t[slot * SLOT_WORDS]
-        size = block_size(BLOCK_HEADER + nk + nv)
-        block = self._blocks.alloc(size) if nv <= self.max_value else 0
-        if block and pub is not None:
-            tag = self._half << HALF_SHIFT | slot
-            pub.place(self._t0 + slot * SLOT_WORDS, block, tag, key, value, meta, expire_at)
-            if self._migration is not None:
-                self._migration.mirror(self._t, slot, w)
-        elif block:
-            # Not visible yet: no slot points here.
-            j = block >> 3
-            w[j + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
-            start = block + BLOCK_HEADER
-            # One copy into the region: joining a small key and value is cheaper than two slices.
-            self._mm[start : start + nk + nv] = key + value
-            w[j + BLOCK_LENGTHS] = lengths
-            if self._checksum:
-                w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-            self._update(slot, meta, block << LOC_SHIFT | nv, expire_at)
+        block = (
+            self._blocks.alloc(block_size(BLOCK_HEADER + nk + nv)) if nv <= self.max_value else 0
+        )
+        slotw = self._t0 + slot * SLOT_WORDS
+        if block:
+            pub.place(slotw, block, key, value, meta, expire_at)
         else:
             self._ask[key] = slot
-            self._update(slot, meta, 0, expire_at)
+            pub.update(slotw, meta, 0, expire_at)
         if handle:
             self._blocks.free(handle)
         return block
@@ -403,7 +348,7 @@ class RegionWriter:
         if not key:
             return
         slot = self._slot_of(handle) if handle else self._ask.pop(key)
-        self._update(slot, TOMBSTONE, 0, 0)
+        self._pub.update(self._t0 + slot * SLOT_WORDS, TOMBSTONE, 0, 0)
         self._live -= 1
         if handle:
             self._blocks.free(handle)
@@ -424,7 +369,7 @@ class RegionWriter:
             )
         t[b + SEQ] = seq + 2
         if self._migration is not None:
-            self._migration.mirror(t, slot, self._w)
+            self._pub.mirror(slot)
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
@@ -458,11 +403,10 @@ class RegionWriter:
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
-        if self._pub is not None:
-            self._pub.close()
+        self._pub.close()
         if self._migration is not None:
             self._migration.table.release()
-        for view in (self._t, self._w, self._halves, self._counters, self._marks):
+        for view in (self._t, self._w, self._counters, self._marks):
             view.release()
         self._mm.close()
         self._marks_mm.close()
@@ -470,22 +414,6 @@ class RegionWriter:
             os.close(fd)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
-        """Rewrite ``slot``'s words under its sequence (odd while they change)."""
-        t = self._t
-        b = slot * SLOT_WORDS
-        if self._pub is not None:
-            self._pub.update(self._t0 + b, meta, loc, expire_at)
-        else:
-            seq = t[b + SEQ]
-            t[b + SEQ] = seq + 1
-            t[b + META] = meta
-            t[b + LOC] = loc
-            t[b + EXPIRE] = expire_at
-            t[b + SEQ] = seq + 2
-        if self._migration is not None:
-            self._migration.mirror(t, slot, self._w)
 
     def _slot_of(self, handle: int) -> int:
         """The live slot of the entry whose block is at ``handle``."""
@@ -507,22 +435,12 @@ class RegionWriter:
         migration = self._migration
         if migration is not None:
             at_once = (self._used_slots + 1) * 10 > self._slots * 8
-            step = self._slots if at_once else _MIGRATE_STEP
-            if migration.step(self._t, self._w, self._marks, self._mark_base, step):
+            if self._pub.step(self._slots if at_once else _MIGRATE_STEP):
                 self._finish_migration(migration)
-        t = self._t
-        mask = self._slots - 1
-        slot = h & mask
-        while True:
-            meta = t[slot * SLOT_WORDS]
-            if not meta:
-                self._used_slots += 1
-                break
-            if meta == TOMBSTONE:
-                break
-            slot = (slot + 1) & mask
         self._live += 1
-        return slot
+        found = self._pub.probe(h)
+        self._used_slots += found & 1
+        return found >> 1
 
     def _start_migration(self) -> None:
         """Start building a table without tombstones, large enough to be at most half full,
@@ -535,23 +453,26 @@ class RegionWriter:
                 raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
             slots = self._max_slots
         half = 1 - self._half
-        self._migration = Migration(
-            self._spare_table(half, slots), slots, half, self._marks_of(half), self._slots
-        )
+        moved, reverse = maps(self._slots, slots)
+        self._migration = NextTable(self._spare_table(half, slots), slots, half, moved, reverse)
+        t0 = (self._table_area + half * self._table_bytes) >> 3
+        self._pub.migrate(t0, slots, half, self._mark_base, self._marks_of(half), moved, reverse)
 
-    def _finish_migration(self, migration: Migration) -> None:
+    def _finish_migration(self, migration: NextTable) -> None:
         """Every live slot is in the new table: make it live."""
         self._migration = None
+        used = self._pub.end_migration()
         moved = migration.moved
         for key, slot in self._ask.items():
             self._ask[key] = moved[slot]
         self._go_live(migration.table, migration.slots, migration.half)
-        self._used_slots = migration.used
+        self._used_slots = used
 
     def _empty_table(self) -> None:
         """Switch to an empty table of _FIRST_SLOTS slots (a new region, FLUSHDB)."""
         migration, self._migration = self._migration, None
         if migration is not None:
+            self._pub.end_migration()
             migration.table.release()
         half = 1 - self._half
         self._go_live(self._spare_table(half, _FIRST_SLOTS), _FIRST_SLOTS, half)
@@ -587,6 +508,7 @@ class RegionWriter:
         self._slots = slots
         self._half = half
         self._mark_base = self._marks_of(half)
+        self._pub.table(self._t0, slots, half)
         if not self._sealed:
             self._mm.madvise(
                 mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes
