@@ -18,6 +18,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* Mirrors of layout.py (checked against it by the tests through constants()). */
@@ -396,6 +398,252 @@ static PyTypeObject LookupType = {
 };
 
 /* ========================================================================================= */
+/* Blocks: blocks.Blocks in C, choice for choice (the same block for the same calls)          */
+/* ========================================================================================= */
+
+/* One class per block size (layout.block_size): 16..256 in 16-byte steps, then 16 per
+ * doubling up to the largest page (blocks.MAX_PAGE = 256 KiB). */
+#define SIZE_CLASSES 200
+#define MAX_PAGE_BYTES (256 * 1024)
+
+static int size_class(uint64_t size) {
+    if (size <= 256) return (int)(size >> 4);
+    int bits = 64 - __builtin_clzll(size);
+    return 17 + (bits - 9) * 16 + (int)(size >> (bits - 5)) - 16;
+}
+
+typedef struct {
+    uint64_t next;     /* first block never handed out (byte offset in the region) */
+    uint32_t live;     /* blocks in use; 0: the page is in the pool or untouched */
+    uint32_t size;     /* its block size */
+    uint32_t *free;    /* freed blocks (offsets in the page), a stack */
+    uint32_t nfree, cap;
+    int64_t prev, after; /* its place in its size's list of pages with room (Python's dict) */
+    int listed;
+} Page;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer region;
+    int open;
+    int returns_pages;
+    uint64_t start, end, page, shift;
+    uint64_t pages; /* pages ever handed out */
+    Page *pg;       /* pages[0 .. pages) */
+    uint64_t *pool; /* pages handed back, a stack */
+    uint64_t npool;
+    int64_t head[SIZE_CLASSES], tail[SIZE_CLASSES];
+} Blocks;
+
+static void blocks_reset(Blocks *self) {
+    for (uint64_t i = 0; i < self->pages; i++) PyMem_Free(self->pg[i].free);
+    PyMem_Free(self->pg);
+    PyMem_Free(self->pool);
+    self->pg = NULL;
+    self->pool = NULL;
+    self->pages = self->npool = 0;
+    for (int c = 0; c < SIZE_CLASSES; c++) self->head[c] = self->tail[c] = -1;
+}
+
+static void blocks_dealloc(Blocks *self) {
+    blocks_reset(self);
+    if (self->open) PyBuffer_Release(&self->region);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int blocks_init(Blocks *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"region", "start", "end", "page", NULL};
+    PyObject *region;
+    unsigned long long start, end, page;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKK", kwlist, &region, &start, &end, &page))
+        return -1;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "Blocks is already initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(region, &self->region, PyBUF_WRITABLE) < 0) return -1;
+    if (!page || page & (page - 1) || page > MAX_PAGE_BYTES ||
+        start > end || end > (uint64_t)self->region.len) {
+        PyBuffer_Release(&self->region);
+        PyErr_SetString(PyExc_ValueError, "bad data area or page size");
+        return -1;
+    }
+    self->open = 1;
+    self->returns_pages = 1;
+    self->start = start;
+    self->end = end;
+    self->page = page;
+    self->shift = (uint64_t)__builtin_ctzll(page);
+    self->pg = NULL;
+    self->pool = NULL;
+    self->pages = self->npool = 0;
+    for (int c = 0; c < SIZE_CLASSES; c++) self->head[c] = self->tail[c] = -1;
+    return 0;
+}
+
+static void list_append(Blocks *self, int c, int64_t page) {
+    Page *p = &self->pg[page];
+    p->listed = 1;
+    p->prev = self->tail[c];
+    p->after = -1;
+    if (self->tail[c] >= 0) self->pg[self->tail[c]].after = page;
+    else self->head[c] = page;
+    self->tail[c] = page;
+}
+
+static void list_remove(Blocks *self, int c, int64_t page) {
+    Page *p = &self->pg[page];
+    if (!p->listed) return;
+    p->listed = 0;
+    if (p->prev >= 0) self->pg[p->prev].after = p->after;
+    else self->head[c] = p->after;
+    if (p->after >= 0) self->pg[p->after].prev = p->prev;
+    else self->tail[c] = p->prev;
+}
+
+/* Blocks.alloc: 0 when no page can give one, -1 on a memory error (exception set). */
+static int64_t blocks_take(Blocks *self, uint64_t size) {
+    if (!size || size > self->page) return 0;
+    int c = size_class(size);
+    int64_t page = self->head[c];
+    uint64_t block;
+    if (page >= 0) {
+        Page *p = &self->pg[page];
+        uint64_t page_end = self->start + ((uint64_t)page + 1) * self->page;
+        if (p->nfree) block = self->start + ((uint64_t)page << self->shift) + p->free[--p->nfree];
+        else {
+            block = p->next;
+            p->next = block + size;
+        }
+        if (!p->nfree && p->next + size > page_end) list_remove(self, c, page);
+        p->live++;
+        return (int64_t)block;
+    }
+    if (self->npool) page = (int64_t)self->pool[--self->npool];
+    else if (self->start + (self->pages + 1) * self->page <= self->end) {
+        Page *grown = PyMem_Realloc(self->pg, (self->pages + 1) * sizeof(Page));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pg = grown;
+        memset(&grown[self->pages], 0, sizeof(Page));
+        page = (int64_t)self->pages++;
+    } else
+        return 0;
+    Page *p = &self->pg[page];
+    block = self->start + ((uint64_t)page << self->shift);
+    p->live = 1;
+    p->size = (uint32_t)size;
+    p->next = block + size;
+    p->nfree = 0;
+    if (block + 2 * size <= block + self->page) list_append(self, c, page);
+    return (int64_t)block;
+}
+
+/* Blocks.free: the block's size, or 0 (exception set) for a block not handed out. */
+static uint64_t blocks_give(Blocks *self, uint64_t block) {
+    uint64_t page = block >= self->start ? (block - self->start) >> self->shift : UINT64_MAX;
+    Page *p = page < self->pages ? &self->pg[page] : NULL;
+    uint64_t at = p ? block - self->start - (page << self->shift) : 0;
+    if (!p || !p->live || at % p->size || block >= p->next) {
+        PyErr_SetString(PyExc_KeyError, "not an allocated block");
+        return 0;
+    }
+    uint64_t size = p->size;
+    int c = size_class(size);
+    if (--p->live) {
+        if (p->nfree == p->cap) {
+            uint32_t cap = p->cap ? 2 * p->cap : 8;
+            uint32_t *grown = PyMem_Realloc(p->free, cap * sizeof(uint32_t));
+            if (!grown) {
+                p->live++;
+                PyErr_NoMemory();
+                return 0;
+            }
+            p->free = grown;
+            p->cap = cap;
+        }
+        if (!p->listed) list_append(self, c, (int64_t)page);
+        p->free[p->nfree++] = (uint32_t)at;
+        return size;
+    }
+    uint64_t *grown = PyMem_Realloc(self->pool, (self->npool + 1) * sizeof(uint64_t));
+    if (!grown) {
+        p->live++;
+        PyErr_NoMemory();
+        return 0;
+    }
+    self->pool = grown;
+    list_remove(self, c, (int64_t)page);
+    p->nfree = 0;
+    p->size = 0;
+    if (self->returns_pages)
+        madvise((char *)self->region.buf + self->start + (page << self->shift), self->page,
+                MADV_REMOVE);
+    self->pool[self->npool++] = page;
+    return size;
+}
+
+static PyObject *blocks_alloc(Blocks *self, PyObject *arg) {
+    uint64_t size;
+    if (as_u64(arg, &size)) return NULL;
+    int64_t block = blocks_take(self, size);
+    return block < 0 ? NULL : PyLong_FromLongLong(block);
+}
+
+static PyObject *blocks_free(Blocks *self, PyObject *arg) {
+    uint64_t block;
+    if (as_u64(arg, &block)) return NULL;
+    uint64_t size = blocks_give(self, block);
+    return size ? PyLong_FromUnsignedLongLong(size) : NULL;
+}
+
+static PyObject *blocks_keep_pages(Blocks *self, PyObject *unused) {
+    self->returns_pages = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *blocks_clear(Blocks *self, PyObject *unused) {
+    if (self->pages && self->returns_pages)
+        madvise((char *)self->region.buf + self->start, self->pages * self->page, MADV_REMOVE);
+    blocks_reset(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *blocks_close(Blocks *self, PyObject *unused) {
+    blocks_reset(self);
+    if (self->open) {
+        self->open = 0;
+        self->start = self->end = 0; /* alloc finds no page from now on */
+        PyBuffer_Release(&self->region);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef blocks_methods[] = {
+    {"close", (PyCFunction)blocks_close, METH_NOARGS, "Forget every block; release the region."},
+    {"alloc", (PyCFunction)blocks_alloc, METH_O, "alloc(size): a free block's offset, or 0."},
+    {"free", (PyCFunction)blocks_free, METH_O, "free(block): give it back; its size."},
+    {"keep_pages", (PyCFunction)blocks_keep_pages, METH_NOARGS,
+     "Stop giving empty pages' memory back."},
+    {"clear", (PyCFunction)blocks_clear, METH_NOARGS, "Free everything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BlocksType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "blinkstore_gunicorn.shm._native.Blocks",
+    .tp_doc = "blocks.Blocks in C: the data area's allocator.",
+    .tp_basicsize = sizeof(Blocks),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)blocks_init,
+    .tp_dealloc = (destructor)blocks_dealloc,
+    .tp_methods = blocks_methods,
+};
+
+/* ========================================================================================= */
 /* Publisher: the writer's stores into its own (writable) region                             */
 /* ========================================================================================= */
 
@@ -418,8 +666,14 @@ typedef struct {
     int migrating;
     Py_buffer moved_buf, reverse_buf;
     int64_t *moved, *reverse;
-    uint64_t new_t0, new_slots, new_half, old_slots, cursor, used;
+    uint64_t new_t0, new_slots, new_half, old_slots, cursor, new_used;
     unsigned char *live_marks, *new_marks;
+    /* what publish() needs of the writer: its allocator, its "ask the store" entries (a dict,
+     * key -> slot), the hash secret, the migration's step; and the writer's counters */
+    Blocks *blocks;
+    PyObject *ask;
+    uint64_t mul, prime, step;
+    unsigned long long live, used; /* RegionWriter: keys in the table, slots ever filled */
 } Publisher;
 
 static void publisher_end_migration(Publisher *self) {
@@ -440,17 +694,39 @@ static void publisher_release(Publisher *self) {
     }
 }
 
+static int publisher_traverse(Publisher *self, visitproc visit, void *arg) {
+    Py_VISIT(self->blocks);
+    Py_VISIT(self->ask);
+    return 0;
+}
+
+static int publisher_clear(Publisher *self) {
+    Py_CLEAR(self->blocks);
+    Py_CLEAR(self->ask);
+    return 0;
+}
+
 static void publisher_dealloc(Publisher *self) {
+    PyObject_GC_UnTrack(self);
     publisher_release(self);
+    publisher_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"region", "marks", "checksum", NULL};
-    PyObject *region, *marks;
+    static char *kwlist[] = {"region", "marks", "checksum", "blocks", "ask", "mul", "prime",
+                             "step", NULL};
+    PyObject *region, *marks, *blocks, *ask;
     int checksum;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOp", kwlist, &region, &marks, &checksum))
+    unsigned long long mul, prime, step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOpO!O!KKK", kwlist, &region, &marks,
+                                     &checksum, &BlocksType, &blocks, &PyDict_Type, &ask, &mul,
+                                     &prime, &step))
         return -1;
+    if (!prime || !step) {
+        PyErr_SetString(PyExc_ValueError, "bad hash secret or step");
+        return -1;
+    }
     if (self->open) {
         PyErr_SetString(PyExc_RuntimeError, "Publisher is already initialised");
         return -1;
@@ -472,6 +748,14 @@ static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
     self->words = (uint64_t)self->region.len / 8;
     self->slots = 0;
     self->migrating = 0;
+    Py_INCREF(blocks);
+    Py_XSETREF(self->blocks, (Blocks *)blocks);
+    Py_INCREF(ask);
+    Py_XSETREF(self->ask, ask);
+    self->mul = mul;
+    self->prime = prime;
+    self->step = step;
+    self->live = self->used = 0;
     return 0;
 }
 
@@ -523,7 +807,7 @@ static int64_t place_new(Publisher *self, uint64_t meta) {
     for (uint64_t n = 0; n < self->new_slots; n++) {
         uint64_t found = load_relaxed(&table[slot * SLOT_WORDS]);
         if (!found) {
-            self->used++;
+            self->new_used++;
             return (int64_t)slot;
         }
         if (found == TOMBSTONE) return (int64_t)slot;
@@ -655,12 +939,28 @@ static PyObject *publisher_migrate(Publisher *self, PyObject *const *args, Py_ss
     self->old_slots = self->slots;
     self->live_marks = (unsigned char *)self->marks.buf + live_marks;
     self->new_marks = (unsigned char *)self->marks.buf + new_marks;
-    self->cursor = self->used = 0;
+    self->cursor = self->new_used = 0;
     self->migrating = 1;
     Py_RETURN_NONE;
 }
 
-/* step(n): migration.Migration.step: move the next n live slots; True once all moved. */
+/* migration.Migration.step: move the next n live slots; 1 once all moved, -1 on error. */
+static int step(Publisher *self, uint64_t n) {
+    uint64_t end = self->old_slots - self->cursor < n ? self->old_slots : self->cursor + n;
+    uint64_t *live = self->w + self->t0;
+    for (uint64_t slot = self->cursor; slot < end; slot++) {
+        self->cursor = slot + 1;
+        uint64_t meta = load_relaxed(&live[slot * SLOT_WORDS]);
+        if (meta && meta != TOMBSTONE) {
+            if (mirror(self, slot) < 0) return -1;
+            if (__atomic_load_n(&self->live_marks[slot], __ATOMIC_RELAXED))
+                __atomic_store_n(&self->new_marks[self->moved[slot]], 1, __ATOMIC_RELAXED);
+        }
+    }
+    return self->cursor == self->old_slots;
+}
+
+/* step(n): move the next n live slots into the new table; True once all moved. */
 static PyObject *publisher_step(Publisher *self, PyObject *arg) {
     uint64_t n;
     if (as_u64(arg, &n)) return NULL;
@@ -668,18 +968,8 @@ static PyObject *publisher_step(Publisher *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "no migration");
         return NULL;
     }
-    uint64_t end = self->old_slots - self->cursor < n ? self->old_slots : self->cursor + n;
-    uint64_t *live = self->w + self->t0;
-    for (uint64_t slot = self->cursor; slot < end; slot++) {
-        self->cursor = slot + 1;
-        uint64_t meta = load_relaxed(&live[slot * SLOT_WORDS]);
-        if (meta && meta != TOMBSTONE) {
-            if (mirror(self, slot) < 0) return NULL;
-            if (__atomic_load_n(&self->live_marks[slot], __ATOMIC_RELAXED))
-                __atomic_store_n(&self->new_marks[self->moved[slot]], 1, __ATOMIC_RELAXED);
-        }
-    }
-    return PyBool_FromLong(self->cursor == self->old_slots);
+    int done = step(self, n);
+    return done < 0 ? NULL : PyBool_FromLong(done);
 }
 
 /* mirror(slot): migration.Migration.mirror, after the writer changed live `slot` itself. */
@@ -696,47 +986,45 @@ static PyObject *publisher_mirror(Publisher *self, PyObject *arg) {
 
 /* end_migration(): the migration is over (finished or dropped); returns Migration.used. */
 static PyObject *publisher_end(Publisher *self, PyObject *unused) {
-    uint64_t used = self->migrating ? self->used : 0;
+    uint64_t used = self->migrating ? self->new_used : 0;
     publisher_end_migration(self);
     return PyLong_FromUnsignedLongLong(used);
 }
 
-/* probe(h): writer._new_slot's probe of the live table for an absent key of hash h: the first
- * tombstone or empty slot, as slot << 1 | (1 if it was empty). */
-static PyObject *publisher_probe(Publisher *self, PyObject *arg) {
-    uint64_t h;
-    if (as_u64(arg, &h) || publisher_ready(self)) return NULL;
+/* writer._new_slot's probe of the live table for an absent key of hash h: the first tombstone
+ * or empty slot, as slot << 1 | (1 if it was empty); -1 (exception set) if there is none. */
+static int64_t probe(Publisher *self, uint64_t h) {
     uint64_t *t = self->w + self->t0, mask = self->slots - 1, slot = h & mask;
     for (uint64_t n = 0; n < self->slots; n++) {
         uint64_t meta = load_relaxed(&t[slot * SLOT_WORDS]);
-        if (!meta) return PyLong_FromUnsignedLongLong(slot << 1 | 1);
-        if (meta == TOMBSTONE) return PyLong_FromUnsignedLongLong(slot << 1);
+        if (!meta) return (int64_t)(slot << 1 | 1);
+        if (meta == TOMBSTONE) return (int64_t)(slot << 1);
         slot = (slot + 1) & mask;
     }
     PyErr_SetString(PyExc_RuntimeError, "the table is full");
-    return NULL;
+    return -1;
 }
 
-/* overwrite(block, key, value, expire_at, max_value): writer.publish's common case in one
- * call: the key's block (at byte offset block) is in the live table's half and the new value
- * fits a block of the same size, so it is rewritten in place. Returns the block, or 0 when
- * that is not the case (the caller takes the general path; nothing was written). */
-static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t block, expire_at, max_value;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "overwrite(block, key, value, expire_at, max_value)");
-        return NULL;
-    }
-    if (as_u64(args[0], &block) || want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
-        as_u64(args[3], &expire_at) || as_u64(args[4], &max_value) || publisher_ready(self))
-        return NULL;
+/* probe(h): that probe, as slot << 1 | was_empty. */
+static PyObject *publisher_probe(Publisher *self, PyObject *arg) {
+    uint64_t h;
+    if (as_u64(arg, &h) || publisher_ready(self)) return NULL;
+    int64_t found = probe(self, h);
+    return found < 0 ? NULL : PyLong_FromLongLong(found);
+}
+
+/* The common overwrite: the key's block (at byte offset block) is in the live table's half and
+ * the new value fits a block of the same size, so it is rewritten in place, mirrored. 1 when
+ * done, 0 when that is not the case (nothing written), -1 on error (exception set). */
+static int overwrite(Publisher *self, uint64_t block, PyObject *key, PyObject *value,
+                     uint64_t expire_at, uint64_t max_value) {
     uint64_t size = (uint64_t)self->region.len;
     if (block & 7 || block > size - BLOCK_HEADER) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
-        return NULL;
+        return -1;
     }
-    const char *k = PyBytes_AS_STRING(args[1]), *v = PyBytes_AS_STRING(args[2]);
-    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[1]), nv = (uint64_t)PyBytes_GET_SIZE(args[2]);
+    const char *k = PyBytes_AS_STRING(key), *v = PyBytes_AS_STRING(value);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(key), nv = (uint64_t)PyBytes_GET_SIZE(value);
     char *base = (char *)self->region.buf;
     uint64_t *bw = (uint64_t *)(base + block);
     uint64_t tag = load_relaxed(&bw[BLOCK_SLOT]), old = load_relaxed(&bw[BLOCK_LENGTHS]);
@@ -744,10 +1032,10 @@ static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_
     if (tag >> HALF_SHIFT != self->half || slot >= self->slots || nv > max_value ||
         (old != lengths && block_size(BLOCK_HEADER + nk + nv) !=
                                block_size(BLOCK_HEADER + (old >> 32) + (old & 0xFFFFFFFFu))))
-        return PyLong_FromLong(0);
+        return 0;
     if (nv > LOC_LEN_MASK || size - block - BLOCK_HEADER < nk + nv) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
-        return NULL;
+        return -1;
     }
     uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS;
     uint64_t seq = open_slot(s);
@@ -759,7 +1047,77 @@ static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_
     set_checksum(self, base + block, k, nk, v, nv, expire_at);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    return mirrored(self, slot, PyLong_FromUnsignedLongLong(block));
+    return mirror(self, slot) < 0 ? -1 : 1;
+}
+
+/* Fill the fresh block at byte offset block (not visible yet: no slot points at it) and point
+ * live slot `slot` at it under its sequence, mirrored; -1 on error (exception set). The
+ * caller checked that the slot and nk + nv bytes after the block's header are in the region. */
+static int place(Publisher *self, uint64_t slot, char *block, const char *k, uint64_t nk,
+                 const char *v, uint64_t nv, uint64_t meta, uint64_t expire_at) {
+    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS, *bw = (uint64_t *)block;
+    store_relaxed(&bw[BLOCK_SLOT], self->half << HALF_SHIFT | slot);
+    memcpy(block + BLOCK_HEADER, k, nk);
+    memcpy(block + BLOCK_HEADER + nk, v, nv);
+    store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
+    set_checksum(self, block, k, nk, v, nv, expire_at);
+    uint64_t seq = open_slot(s);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    return mirror(self, slot);
+}
+
+/* publish(key, value, expire_at, handle, max_value): writer.publish's common cases in one
+ * call, with exactly the effects of its general path: an overwrite in place (handle: the
+ * key's block), or a new key that needs no migration to start or finish and gets a block
+ * (hash, allocation, migration step, probe, block and slot). Returns the block, or -1 when
+ * the case is none of these (nothing was written: the caller takes the general path). */
+static PyObject *publisher_publish(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at, handle, max_value;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "publish(key, value, expire_at, handle, max_value)");
+        return NULL;
+    }
+    PyObject *key = args[0], *value = args[1];
+    if (want_bytes(key, "key") || want_bytes(value, "value") || as_u64(args[2], &expire_at) ||
+        as_u64(args[3], &handle) || as_u64(args[4], &max_value) || publisher_ready(self))
+        return NULL;
+    if (handle) {
+        int done = overwrite(self, handle, key, value, expire_at, max_value);
+        return done < 0 ? NULL : PyLong_FromLongLong(done ? (long long)handle : -1);
+    }
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(key), nv = (uint64_t)PyBytes_GET_SIZE(value);
+    if (!nk || nv > max_value || nv > LOC_LEN_MASK) return PyLong_FromLong(-1);
+    if (PyDict_GET_SIZE(self->ask)) {
+        int asks = PyDict_Contains(self->ask, key);
+        if (asks) return asks < 0 ? NULL : PyLong_FromLong(-1);
+    }
+    /* writer._new_slot would start a migration, or finish one (the step reaches the end) */
+    uint64_t n = (self->used + 1) * 10 > self->slots * 8 ? self->slots : self->step;
+    if (self->migrating ? n >= self->old_slots - self->cursor
+                        : (self->used + 1) * 2 > self->slots)
+        return PyLong_FromLong(-1);
+    /* The allocation first: a failure changes nothing (the general path then makes an "ask
+     * the store" entry), and no step or probe touches a free block. */
+    int64_t block = blocks_take(self->blocks, block_size(BLOCK_HEADER + nk + nv));
+    if (block <= 0) return block < 0 ? NULL : PyLong_FromLong(-1);
+    if ((uint64_t)block > (uint64_t)self->region.len - BLOCK_HEADER - nk - nv) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    if (self->migrating && step(self, n) < 0) return NULL;
+    self->live++;
+    const char *k = PyBytes_AS_STRING(key);
+    uint64_t h = key_hash((const unsigned char *)k, (Py_ssize_t)nk, self->mul, self->prime);
+    int64_t found = probe(self, h);
+    if (found < 0) return NULL;
+    self->used += (uint64_t)found & 1;
+    if (place(self, (uint64_t)found >> 1, (char *)self->region.buf + block, k, nk,
+              PyBytes_AS_STRING(value), nv, h << 32 | nk, expire_at) < 0)
+        return NULL;
+    return PyLong_FromLongLong(block);
 }
 
 /* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
@@ -804,8 +1162,8 @@ static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ss
     return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
-/* place(slotw, block, key, value, meta, expire_at): fill a fresh block (not visible yet: no
- * slot points at it) and point the live slot at region word slotw at it, under its sequence. */
+/* place(slotw, block, key, value, meta, expire_at): fill a fresh block and point the live
+ * slot at region word slotw at it. */
 static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t meta, expire_at;
     if (nargs != 6) {
@@ -819,19 +1177,9 @@ static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssiz
     uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
     int64_t slot = live_slot(self, args[0]);
     char *block = slot >= 0 ? block_at(self, args[1], nk, nv) : NULL;
-    if (!block) return NULL;
-    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS, *bw = (uint64_t *)block;
-    store_relaxed(&bw[BLOCK_SLOT], self->half << HALF_SHIFT | (uint64_t)slot);
-    memcpy(block + BLOCK_HEADER, k, nk);
-    memcpy(block + BLOCK_HEADER + nk, v, nv);
-    store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
-    set_checksum(self, block, k, nk, v, nv, expire_at);
-    uint64_t seq = open_slot(s);
-    store_relaxed(&s[META], meta);
-    store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
-    store_relaxed(&s[EXPIRE], expire_at);
-    store_release(&s[SEQ], seq + 2);
-    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
+    if (!block || place(self, (uint64_t)slot, block, k, nk, v, nv, meta, expire_at) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 /* update(slotw, meta, loc, expire_at): writer._update. */
@@ -870,8 +1218,8 @@ static PyMethodDef publisher_methods[] = {
      "end_migration(): stop mirroring; the new table's used slots."},
     {"probe", (PyCFunction)publisher_probe, METH_O,
      "probe(h): the free slot for hash h, as slot << 1 | was_empty."},
-    {"overwrite", (PyCFunction)(void (*)(void))publisher_overwrite, METH_FASTCALL,
-     "overwrite(block, key, value, expire_at, max_value): the block, or 0."},
+    {"publish", (PyCFunction)(void (*)(void))publisher_publish, METH_FASTCALL,
+     "publish(key, value, expire_at, handle, max_value): the block, or -1."},
     {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
      "block_bytes(block): the bytes of the block at that offset."},
     {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,
@@ -884,16 +1232,26 @@ static PyMethodDef publisher_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef publisher_members[] = {
+    {"live", T_ULONGLONG, offsetof(Publisher, live), 0, "Keys in the table (RegionWriter's)."},
+    {"used", T_ULONGLONG, offsetof(Publisher, used), 0,
+     "Slots of the live table ever filled, tombstones included (RegionWriter's)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyTypeObject PublisherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "blinkstore_gunicorn.shm._native.Publisher",
     .tp_doc = "The writer's slot and block stores and its table migration in C.",
     .tp_basicsize = sizeof(Publisher),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)publisher_init,
     .tp_dealloc = (destructor)publisher_dealloc,
+    .tp_traverse = (traverseproc)publisher_traverse,
+    .tp_clear = (inquiry)publisher_clear,
     .tp_methods = publisher_methods,
+    .tp_members = publisher_members,
 };
 /* ========================================================================================= */
 
@@ -966,10 +1324,13 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void) {
     crc_init();
-    if (PyType_Ready(&LookupType) < 0 || PyType_Ready(&PublisherType) < 0) return NULL;
+    if (PyType_Ready(&LookupType) < 0 || PyType_Ready(&BlocksType) < 0 ||
+        PyType_Ready(&PublisherType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&native_module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Lookup", (PyObject *)&LookupType) < 0 ||
+        PyModule_AddObjectRef(m, "Blocks", (PyObject *)&BlocksType) < 0 ||
         PyModule_AddObjectRef(m, "Publisher", (PyObject *)&PublisherType) < 0) {
         Py_DECREF(m);
         return NULL;

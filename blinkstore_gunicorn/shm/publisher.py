@@ -43,7 +43,19 @@ class Publisher:
     """Stores into ``region`` (writable mmap) and, for a migration's visited marks, ``marks``;
     ``checksum``: fill each block's checksum word."""
 
-    __slots__ = ("_checksum", "_half", "_marks", "_migration", "_mm", "_slots", "_t", "_t0", "_w")
+    __slots__ = (
+        "_checksum",
+        "_half",
+        "_marks",
+        "_migration",
+        "_mm",
+        "_slots",
+        "_t",
+        "_t0",
+        "_w",
+        "live",
+        "used",
+    )
 
     def __init__(self, region: mmap.mmap, marks: mmap.mmap, checksum: bool) -> None:
         self._mm = region
@@ -53,6 +65,8 @@ class Publisher:
         self._t = memoryview(b"").cast("Q")
         self._t0 = self._slots = self._half = 0
         self._migration: Migration | None = None
+        #: the writer's counts: keys in the table, slots of the live table ever filled
+        self.live = self.used = 0
 
     def table(self, t0: int, slots: int, half: int) -> None:
         """The live table starts at region word ``t0``, has ``slots`` slots, in ``half``."""
@@ -116,12 +130,15 @@ class Publisher:
                 return slot << 1
             slot = (slot + 1) & mask
 
-    def overwrite(
-        self, block: int, key: bytes, value: bytes, expire_at: int, max_value: int
-    ) -> int:
-        """Rewrite the value of the key whose block is ``block`` in place, if that block is in
-        the live half and of the new value's size; ``block``, else 0 (nothing written)."""
+    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int, max_value: int) -> int:
+        """The writer's common case in one call: the key's value is in block ``handle``, that
+        block is in the live half and of the new value's size: rewrite it in place and return
+        ``handle``. Else -1, nothing written (the writer's general path takes it). The C twin
+        also takes a new key that gets a block, with the general path's exact effects."""
+        if not handle:
+            return -1
         w = self._w
+        block = handle
         j = block >> 3
         tag = w[j + BLOCK_SLOT]
         slot = tag & SLOT_MASK
@@ -138,7 +155,7 @@ class Publisher:
                 != block_size(BLOCK_HEADER + (old >> 32) + (old & _MASK32))
             )
         ):
-            return 0
+            return -1
         self.rewrite(self._t0 + slot * SLOT_WORDS, block, key, value, expire_at)
         return block
 

@@ -125,7 +125,6 @@ class RegionWriter:
         "_epoch",
         "_half",
         "_hash",
-        "_live",
         "_mark_base",
         "_marks",
         "_marks_bytes",
@@ -146,7 +145,6 @@ class RegionWriter:
         "_t0",
         "_table_area",
         "_table_bytes",
-        "_used_slots",
         "_w",
         "max_value",
     )
@@ -192,12 +190,26 @@ class RegionWriter:
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
+        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
         module = native()
-        self._pub: _c.Publisher | Publisher = Publisher(self._mm, self._marks_mm, self._checksum)
-        self._hash = key_hash
-        if module is not None:
-            self._pub.close()
-            self._pub = module.Publisher(self._mm, self._marks_mm, self._checksum)
+        self._pub: _c.Publisher | Publisher
+        self._blocks: _c.Blocks | Blocks
+        if module is None:
+            self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
+            self._pub = Publisher(self._mm, self._marks_mm, self._checksum)
+            self._hash = key_hash
+        else:
+            self._blocks = module.Blocks(self._mm, self._data_start, self._data_end, page)
+            self._pub = module.Publisher(
+                self._mm,
+                self._marks_mm,
+                self._checksum,
+                self._blocks,
+                self._ask,
+                self._mul,
+                self._prime,
+                _MIGRATE_STEP,
+            )
             self._hash = module.key_hash
         w = self._w
         w[H_VERSION] = VERSION
@@ -218,10 +230,6 @@ class RegionWriter:
         self._t = memoryview(b"").cast("Q")
         self._t0 = 0  # the live table's first word in the region (for the C helper)
         self._slots = 0
-        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
-        self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
-        self._live = 0
-        self._used_slots = 0
         self._migration: NextTable | None = None
         self._sealed = False
         self._empty_table()
@@ -305,9 +313,11 @@ class RegionWriter:
         its size is free): the entry then says "ask the store" and the caller keeps the value.
         """
         pub = self._pub
-        # The common overwrite (same block size, in the live half) in one call.
-        if handle and pub.overwrite(handle, key, value, expire_at, self.max_value):
-            return handle
+        # The common cases in one call (the C helper: an overwrite in place or a new key;
+        # the Python reference: the overwrite); the general path below does the rest.
+        block = pub.publish(key, value, expire_at, handle, self.max_value)
+        if block >= 0:
+            return block
         if not key:
             return 0
         nk = len(key)
@@ -349,7 +359,7 @@ class RegionWriter:
             return
         slot = self._slot_of(handle) if handle else self._ask.pop(key)
         self._pub.update(self._t0 + slot * SLOT_WORDS, TOMBSTONE, 0, 0)
-        self._live -= 1
+        self._pub.live -= 1
         if handle:
             self._blocks.free(handle)
 
@@ -384,13 +394,13 @@ class RegionWriter:
         """Forget every entry: an empty table, an empty data area (its memory returned)."""
         self._set_token(odd=True)
         self._blocks.clear()
-        self._ask = {}
+        self._ask.clear()  # the same dict: the C publisher holds it
         self._empty_table()
 
     def reserve(self, keys: int) -> None:
         """Size the table for ``keys`` keys at once, while the region is still empty (a store
         adopting its predecessor's entries): no migration step on the inserts that follow."""
-        if self._live or self._migration is not None:
+        if self._pub.live or self._migration is not None:
             return
         slots = _FIRST_SLOTS
         while (keys + 1) * 2 > slots and slots < self._max_slots:
@@ -398,12 +408,13 @@ class RegionWriter:
         if slots > self._slots:
             half = 1 - self._half
             self._go_live(self._spare_table(half, slots), slots, half)
-            self._used_slots = 0
+            self._pub.used = 0
 
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
         self._pub.close()
+        self._blocks.close()
         if self._migration is not None:
             self._migration.table.release()
         for view in (self._t, self._w, self._counters, self._marks):
@@ -430,27 +441,27 @@ class RegionWriter:
         The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
         of that key a round trip (they ask the store rather than conclude a miss).
         """
-        if self._migration is None and (self._used_slots + 1) * 2 > self._slots:
+        if self._migration is None and (self._pub.used + 1) * 2 > self._slots:
             self._start_migration()
         migration = self._migration
         if migration is not None:
-            at_once = (self._used_slots + 1) * 10 > self._slots * 8
+            at_once = (self._pub.used + 1) * 10 > self._slots * 8
             if self._pub.step(self._slots if at_once else _MIGRATE_STEP):
                 self._finish_migration(migration)
-        self._live += 1
+        self._pub.live += 1
         found = self._pub.probe(h)
-        self._used_slots += found & 1
+        self._pub.used += found & 1
         return found >> 1
 
     def _start_migration(self) -> None:
         """Start building a table without tombstones, large enough to be at most half full,
         in the spare half (see ``shm/migration.py``)."""
         slots = _FIRST_SLOTS
-        while (self._live + 1) * 2 > slots:
+        while (self._pub.live + 1) * 2 > slots:
             slots *= 2
         if slots > self._max_slots:
-            if (self._live + 1) * 10 > self._max_slots * 7:
-                raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
+            if (self._pub.live + 1) * 10 > self._max_slots * 7:
+                raise RegionFull(f"the shared-memory table is full ({self._pub.live} keys)")
             slots = self._max_slots
         half = 1 - self._half
         moved, reverse = maps(self._slots, slots)
@@ -466,7 +477,7 @@ class RegionWriter:
         for key, slot in self._ask.items():
             self._ask[key] = moved[slot]
         self._go_live(migration.table, migration.slots, migration.half)
-        self._used_slots = used
+        self._pub.used = used
 
     def _empty_table(self) -> None:
         """Switch to an empty table of _FIRST_SLOTS slots (a new region, FLUSHDB)."""
@@ -476,7 +487,7 @@ class RegionWriter:
             migration.table.release()
         half = 1 - self._half
         self._go_live(self._spare_table(half, _FIRST_SLOTS), _FIRST_SLOTS, half)
-        self._used_slots = self._live = 0
+        self._pub.used = self._pub.live = 0
 
     def _spare_table(self, half: int, slots: int) -> memoryview:
         """A zeroed table of ``slots`` slots in ``half``, and zeroed marks for it (readers of
