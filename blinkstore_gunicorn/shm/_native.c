@@ -672,7 +672,8 @@ typedef struct {
      * key -> slot), the hash secret, the migration's step; and the writer's counters */
     Blocks *blocks;
     PyObject *ask;
-    uint64_t mul, prime, step;
+    PyObject *general; /* writer._general: publish() hands it the cases it does not take */
+    uint64_t mul, prime, step, max_value;
     unsigned long long live, used; /* RegionWriter: keys in the table, slots ever filled */
 } Publisher;
 
@@ -697,12 +698,14 @@ static void publisher_release(Publisher *self) {
 static int publisher_traverse(Publisher *self, visitproc visit, void *arg) {
     Py_VISIT(self->blocks);
     Py_VISIT(self->ask);
+    Py_VISIT(self->general);
     return 0;
 }
 
 static int publisher_clear(Publisher *self) {
     Py_CLEAR(self->blocks);
     Py_CLEAR(self->ask);
+    Py_CLEAR(self->general);
     return 0;
 }
 
@@ -714,17 +717,17 @@ static void publisher_dealloc(Publisher *self) {
 }
 
 static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"region", "marks", "checksum", "blocks", "ask", "mul", "prime",
-                             "step", NULL};
-    PyObject *region, *marks, *blocks, *ask;
+    static char *kwlist[] = {"region", "marks", "checksum", "max_value", "general", "blocks",
+                             "ask", "mul", "prime", "step", NULL};
+    PyObject *region, *marks, *general, *blocks, *ask;
     int checksum;
-    unsigned long long mul, prime, step;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOpO!O!KKK", kwlist, &region, &marks,
-                                     &checksum, &BlocksType, &blocks, &PyDict_Type, &ask, &mul,
-                                     &prime, &step))
+    unsigned long long max_value, mul, prime, step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOpKOO!O!KKK", kwlist, &region, &marks,
+                                     &checksum, &max_value, &general, &BlocksType, &blocks,
+                                     &PyDict_Type, &ask, &mul, &prime, &step))
         return -1;
-    if (!prime || !step) {
-        PyErr_SetString(PyExc_ValueError, "bad hash secret or step");
+    if (!prime || !step || max_value > LOC_LEN_MASK || !PyCallable_Check(general)) {
+        PyErr_SetString(PyExc_ValueError, "bad hash secret, step, max_value or general path");
         return -1;
     }
     if (self->open) {
@@ -752,6 +755,9 @@ static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
     Py_XSETREF(self->blocks, (Blocks *)blocks);
     Py_INCREF(ask);
     Py_XSETREF(self->ask, ask);
+    Py_INCREF(general);
+    Py_XSETREF(self->general, general);
+    self->max_value = max_value;
     self->mul = mul;
     self->prime = prime;
     self->step = step;
@@ -1069,55 +1075,82 @@ static int place(Publisher *self, uint64_t slot, char *block, const char *k, uin
     return mirror(self, slot);
 }
 
-/* publish(key, value, expire_at, handle, max_value): writer.publish's common cases in one
- * call, with exactly the effects of its general path: an overwrite in place (handle: the
- * key's block), or a new key that needs no migration to start or finish and gets a block
- * (hash, allocation, migration step, probe, block and slot). Returns the block, or -1 when
- * the case is none of these (nothing was written: the caller takes the general path). */
-static PyObject *publisher_publish(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t expire_at, handle, max_value;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "publish(key, value, expire_at, handle, max_value)");
-        return NULL;
-    }
-    PyObject *key = args[0], *value = args[1];
-    if (want_bytes(key, "key") || want_bytes(value, "value") || as_u64(args[2], &expire_at) ||
-        as_u64(args[3], &handle) || as_u64(args[4], &max_value) || publisher_ready(self))
-        return NULL;
+/* The common cases of writer.publish, with exactly the effects of its general path: an
+ * overwrite in place (handle: the key's block), or a new key that needs no migration to start
+ * or finish and gets a block (hash, allocation, migration step, probe, block and slot).
+ * Returns the block, 0 when the case is none of these (nothing was written), -1 on error. */
+static int64_t publish(Publisher *self, PyObject *key, PyObject *value, uint64_t expire_at,
+                       uint64_t handle) {
+    uint64_t max_value = self->max_value;
     if (handle) {
         int done = overwrite(self, handle, key, value, expire_at, max_value);
-        return done < 0 ? NULL : PyLong_FromLongLong(done ? (long long)handle : -1);
+        return done <= 0 ? done : (int64_t)handle;
     }
     uint64_t nk = (uint64_t)PyBytes_GET_SIZE(key), nv = (uint64_t)PyBytes_GET_SIZE(value);
-    if (!nk || nv > max_value || nv > LOC_LEN_MASK) return PyLong_FromLong(-1);
+    if (!nk || nv > max_value) return 0;
     if (PyDict_GET_SIZE(self->ask)) {
         int asks = PyDict_Contains(self->ask, key);
-        if (asks) return asks < 0 ? NULL : PyLong_FromLong(-1);
+        if (asks) return asks < 0 ? -1 : 0;
     }
     /* writer._new_slot would start a migration, or finish one (the step reaches the end) */
     uint64_t n = (self->used + 1) * 10 > self->slots * 8 ? self->slots : self->step;
     if (self->migrating ? n >= self->old_slots - self->cursor
                         : (self->used + 1) * 2 > self->slots)
-        return PyLong_FromLong(-1);
+        return 0;
     /* The allocation first: a failure changes nothing (the general path then makes an "ask
      * the store" entry), and no step or probe touches a free block. */
     int64_t block = blocks_take(self->blocks, block_size(BLOCK_HEADER + nk + nv));
-    if (block <= 0) return block < 0 ? NULL : PyLong_FromLong(-1);
+    if (block <= 0) return block;
     if ((uint64_t)block > (uint64_t)self->region.len - BLOCK_HEADER - nk - nv) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
-        return NULL;
+        return -1;
     }
-    if (self->migrating && step(self, n) < 0) return NULL;
+    if (self->migrating && step(self, n) < 0) return -1;
     self->live++;
     const char *k = PyBytes_AS_STRING(key);
     uint64_t h = key_hash((const unsigned char *)k, (Py_ssize_t)nk, self->mul, self->prime);
     int64_t found = probe(self, h);
-    if (found < 0) return NULL;
+    if (found < 0) return -1;
     self->used += (uint64_t)found & 1;
     if (place(self, (uint64_t)found >> 1, (char *)self->region.buf + block, k, nk,
               PyBytes_AS_STRING(value), nv, h << 32 | nk, expire_at) < 0)
+        return -1;
+    return block;
+}
+
+/* publish(key, value, expire_at, handle): RegionWriter.publish: the common cases here, the
+ * others by the writer's general path (the `general` callable, with the same arguments). */
+static PyObject *publisher_publish(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at, handle;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "publish(key, value, expire_at, handle)");
         return NULL;
-    return PyLong_FromLongLong(block);
+    }
+    if (want_bytes(args[0], "key") || want_bytes(args[1], "value") ||
+        as_u64(args[2], &expire_at) || as_u64(args[3], &handle) || publisher_ready(self))
+        return NULL;
+    int64_t block = publish(self, args[0], args[1], expire_at, handle);
+    if (block < 0) return NULL;
+    if (block) return PyLong_FromLongLong(block);
+    return PyObject_Vectorcall(self->general, args, 4, NULL);
+}
+
+/* read(block): RegionWriter.read, the value in the block at that byte offset. */
+static PyObject *publisher_read(Publisher *self, PyObject *arg) {
+    uint64_t block, size = (uint64_t)self->region.len;
+    if (as_u64(arg, &block)) return NULL;
+    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    uint64_t lengths = load_relaxed(&self->w[(block >> 3) + BLOCK_LENGTHS]);
+    uint64_t nk = lengths >> 32, nv = lengths & 0xFFFFFFFFu;
+    if (nk + nv > size - block - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((char *)self->region.buf + block + BLOCK_HEADER + nk,
+                                     (Py_ssize_t)nv);
 }
 
 /* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
@@ -1204,6 +1237,7 @@ static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssi
 
 static PyObject *publisher_close(Publisher *self, PyObject *unused) {
     publisher_release(self);
+    publisher_clear(self); /* the writer's general path refers back to the writer */
     Py_RETURN_NONE;
 }
 
@@ -1219,7 +1253,8 @@ static PyMethodDef publisher_methods[] = {
     {"probe", (PyCFunction)publisher_probe, METH_O,
      "probe(h): the free slot for hash h, as slot << 1 | was_empty."},
     {"publish", (PyCFunction)(void (*)(void))publisher_publish, METH_FASTCALL,
-     "publish(key, value, expire_at, handle, max_value): the block, or -1."},
+     "publish(key, value, expire_at, handle): RegionWriter.publish."},
+    {"read", (PyCFunction)publisher_read, METH_O, "read(block): the value in that block."},
     {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
      "block_bytes(block): the bytes of the block at that offset."},
     {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 from array import array
+from collections.abc import Callable
 
 from blinkstore_gunicorn.shm.layout import (
     BLOCK_CHECKSUM,
@@ -41,12 +42,15 @@ _MASK32 = 0xFFFFFFFF
 
 class Publisher:
     """Stores into ``region`` (writable mmap) and, for a migration's visited marks, ``marks``;
-    ``checksum``: fill each block's checksum word."""
+    ``checksum``: fill each block's checksum word. ``max_value`` and ``general`` (the writer's
+    general path) are :meth:`publish`'s."""
 
     __slots__ = (
         "_checksum",
+        "_general",
         "_half",
         "_marks",
+        "_max_value",
         "_migration",
         "_mm",
         "_slots",
@@ -57,8 +61,17 @@ class Publisher:
         "used",
     )
 
-    def __init__(self, region: mmap.mmap, marks: mmap.mmap, checksum: bool) -> None:
+    def __init__(
+        self,
+        region: mmap.mmap,
+        marks: mmap.mmap,
+        checksum: bool,
+        max_value: int,
+        general: Callable[[bytes, bytes, int, int], int],
+    ) -> None:
         self._mm = region
+        self._max_value = max_value
+        self._general = general
         self._w = memoryview(region).cast("Q")
         self._marks = memoryview(marks)
         self._checksum = checksum
@@ -130,13 +143,13 @@ class Publisher:
                 return slot << 1
             slot = (slot + 1) & mask
 
-    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int, max_value: int) -> int:
-        """The writer's common case in one call: the key's value is in block ``handle``, that
-        block is in the live half and of the new value's size: rewrite it in place and return
-        ``handle``. Else -1, nothing written (the writer's general path takes it). The C twin
-        also takes a new key that gets a block, with the general path's exact effects."""
+    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
+        """``RegionWriter.publish``. The common case here: the key's value is in block
+        ``handle``, in the live half, and the new value needs a block of the same size, so it
+        is rewritten in place. The others go to the writer's general path. The C twin also
+        takes a new key that gets a block, with the general path's exact effects."""
         if not handle:
-            return -1
+            return self._general(key, value, expire_at, handle)
         w = self._w
         block = handle
         j = block >> 3
@@ -148,16 +161,22 @@ class Publisher:
         if (
             tag >> HALF_SHIFT != self._half
             or slot >= self._slots
-            or nv > max_value
+            or nv > self._max_value
             or (
                 old != nk << 32 | nv
                 and block_size(BLOCK_HEADER + nk + nv)
                 != block_size(BLOCK_HEADER + (old >> 32) + (old & _MASK32))
             )
         ):
-            return -1
+            return self._general(key, value, expire_at, handle)
         self.rewrite(self._t0 + slot * SLOT_WORDS, block, key, value, expire_at)
         return block
+
+    def read(self, block: int) -> bytes:
+        """The value in the block at ``block``."""
+        lengths = self._w[(block >> 3) + BLOCK_LENGTHS]
+        start = block + BLOCK_HEADER + (lengths >> 32)
+        return self._mm[start : start + (lengths & _MASK32)]
 
     def block_bytes(self, block: int) -> int:
         """The bytes of the block at ``block`` (the size its lengths need)."""
@@ -216,5 +235,6 @@ class Publisher:
     def close(self) -> None:
         """Let the mappings go."""
         self.end_migration()
+        del self._general  # it refers back to the writer
         for view in (self._t, self._w, self._marks):
             view.release()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
@@ -112,7 +113,22 @@ class RegionWriter:
     is the largest value held inline (attribute ``max_value``: a plain attribute, read on
     every SET); ``checksum`` (default: off on x86-64 only) makes readers
     verify a crc32 of key, value and deadline.
+
+    The three calls of every write are attributes, the publisher's own methods (C or the
+    Python reference, ``shm/publisher.py``):
+
+    * ``publish(key, value, expire_at, handle) -> block``: make ``key`` -> ``value``
+      (deadline ``expire_at`` ms, 0 none) visible to readers. ``handle`` is the block the
+      key's value is in now (0 when it has none). Returns the value's block offset, or 0
+      when the value is not held inline (too large, or no block of its size is free): the
+      entry then says "ask the store" and the caller keeps the value.
+    * ``read(handle) -> bytes``: the value in the block at ``handle``.
+    * ``block_bytes(handle) -> int``: the bytes of that block (what the value costs).
     """
+
+    publish: Callable[[bytes, bytes, int, int], int]
+    read: Callable[[int], bytes]
+    block_bytes: Callable[[int], int]
 
     __slots__ = (
         "_ask",
@@ -146,7 +162,10 @@ class RegionWriter:
         "_table_area",
         "_table_bytes",
         "_w",
+        "block_bytes",
         "max_value",
+        "publish",
+        "read",
     )
 
     def __init__(
@@ -196,7 +215,9 @@ class RegionWriter:
         self._blocks: _c.Blocks | Blocks
         if module is None:
             self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
-            self._pub = Publisher(self._mm, self._marks_mm, self._checksum)
+            self._pub = Publisher(
+                self._mm, self._marks_mm, self._checksum, max_value, self._general
+            )
             self._hash = key_hash
         else:
             self._blocks = module.Blocks(self._mm, self._data_start, self._data_end, page)
@@ -204,6 +225,8 @@ class RegionWriter:
                 self._mm,
                 self._marks_mm,
                 self._checksum,
+                max_value,
+                self._general,
                 self._blocks,
                 self._ask,
                 self._mul,
@@ -211,6 +234,10 @@ class RegionWriter:
                 _MIGRATE_STEP,
             )
             self._hash = module.key_hash
+        # Called on every SET (and INCR's read): the publisher's own methods, no frame between.
+        self.publish = self._pub.publish
+        self.read = self._pub.read
+        self.block_bytes = self._pub.block_bytes
         w = self._w
         w[H_VERSION] = VERSION
         w[H_FLAGS] = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_PARTIAL if partial else 0)
@@ -295,29 +322,11 @@ class RegionWriter:
 
     # -- entries ------------------------------------------------------------------------------
 
-    def block_bytes(self, handle: int) -> int:
-        """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
-        return self._pub.block_bytes(handle)
-
-    def read(self, handle: int) -> bytes:
-        """The value in the block at ``handle``."""
-        lengths = self._w[(handle >> 3) + BLOCK_LENGTHS]
-        start = handle + BLOCK_HEADER + (lengths >> 32)
-        return self._mm[start : start + (lengths & _MASK32)]
-
-    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
-        """Make ``key`` -> ``value`` (deadline ``expire_at`` ms, 0 none) visible to readers.
-
-        ``handle`` is the block the key's value is in now (0 when it has none). Returns the
-        value's block offset, or 0 when the value is not held inline (too large, or no block of
-        its size is free): the entry then says "ask the store" and the caller keeps the value.
-        """
+    def _general(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
+        """:attr:`publish` for what the publisher does not take in its one call (a new key
+        without the C helper, a migration to start or finish, a block of another size, "ask
+        the store" entries)."""
         pub = self._pub
-        # The common cases in one call (the C helper: an overwrite in place or a new key;
-        # the Python reference: the overwrite); the general path below does the rest.
-        block = pub.publish(key, value, expire_at, handle, self.max_value)
-        if block >= 0:
-            return block
         if not key:
             return 0
         nk = len(key)
