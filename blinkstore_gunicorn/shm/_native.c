@@ -1,7 +1,9 @@
 /*
- * The shared region's hot paths in C: a reader's lookup and the writer's slot and block
- * writes. Optional: blinkstore_gunicorn/shm/reader.py and writer.py are the reference, and
- * everything here computes exactly what they compute (tests/unit/test_shm_native.py checks it).
+ * The shared region's hot paths in C: a reader's lookup, and the writer's slot and block
+ * writes, allocator and table migration, with the common SET in one call. Optional:
+ * blinkstore_gunicorn/shm/reader.py, publisher.py, blocks.py, migration.py and writer.py are
+ * the reference, and everything here computes exactly what they compute
+ * (tests/unit/test_shm_native.py and test_shm_writers.py check it).
  *
  * What C adds besides speed is memory order. The layout is a seqlock per slot (layout.py):
  *   writer: seq = odd (relaxed); release fence; words and bytes; seq = even (release store)

@@ -8,6 +8,9 @@ Once the region is sealed against writes (:meth:`Blocks.keep_pages`), pages stil
 pool, but keep their memory: the kernel refuses to punch holes in a sealed memfd. So a workload
 whose value sizes shift does not strand the area in the sizes it no longer uses, the way fixed
 per-size free lists would.
+
+The C helper has a twin (``_native.Blocks``) that picks the same block for the same calls, so
+the C and Python writers make byte-identical regions (``tests/unit/test_shm_writers.py``).
 """
 
 from __future__ import annotations

@@ -17,9 +17,12 @@ word the store reads back from it is one it wrote. From the marks mapping, which
 write, it reads a visited mark as a boolean and the counters as numbers for ``INFO``, nothing it
 acts on further.
 
-The stores into slots and blocks run in the optional C helper when it is built
-(``shm/_native.c``, :func:`~blinkstore_gunicorn.shm.native.native`): the same words in the same
-order, with release ordering; the Python statements here are the reference, used without it.
+The stores into slots and blocks, the allocator and the table's migration have two
+implementations with one interface: the pure-Python reference (``shm/publisher.py``,
+``shm/blocks.py``, ``shm/migration.py``) and the optional C helper (``shm/_native.c``,
+:func:`~blinkstore_gunicorn.shm.native.native`), which writes the same words in the same order,
+with release ordering, and also takes the common SET (an overwrite in place, or a new key) in
+one call, handing the rarer cases back to :meth:`RegionWriter._general`.
 """
 
 from __future__ import annotations
