@@ -208,9 +208,10 @@ class MemoryEngine(Keyspace, Inspection):
 
     def _string(self, value: Stored) -> bytes:
         """A string held in the region; :class:`WrongType` for any other type."""
-        if not isinstance(value, int):
+        region = self._region
+        if value.__class__ is not int or region is None:
             raise WrongType
-        return self._read(value)
+        return region.read(value)  # the region's own (C) read: GET and INCR, no call between
 
     def _read(self, handle: Stored) -> bytes:
         assert self._region is not None and isinstance(handle, int)
