@@ -30,9 +30,12 @@ _MAX_VALUE = 1500
 _SIZES = [0, 1, 7, 8, 9, 40, 100, 232, 233, 250, 400, 700, 1000, 1400, 1500, 1501, 3000]
 
 
-@pytest.fixture
-def pair(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RegionWriter, RegionWriter]]:
-    """``(C writer, Python writer)`` of one size and one hash secret."""
+@pytest.fixture(params=[False, True], ids=["plain", "checksum"])
+def pair(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[RegionWriter, RegionWriter]]:
+    """``(C writer, Python writer)`` of one size and one hash secret, with or without the
+    checksum words."""
     if native() is None:
         pytest.skip("the C helper is not built")
     secret = layout.hash_secret()
@@ -41,7 +44,7 @@ def pair(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RegionWriter, Region
     try:
         for path in ("1", "0"):
             monkeypatch.setenv(ENV, path)
-            made.append(RegionWriter(_LIMIT, max_value=_MAX_VALUE))
+            made.append(RegionWriter(_LIMIT, max_value=_MAX_VALUE, checksum=request.param))
         assert made[0]._pub.__class__ is not made[1]._pub.__class__
         yield made[0], made[1]
     finally:
