@@ -202,7 +202,8 @@ class Publisher:
             w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
         w[slotw + EXPIRE] = expire_at
         w[slotw + SEQ] = seq + 2
-        self.mirror((slotw - self._t0) // SLOT_WORDS)
+        if self._migration is not None:
+            self._migration.mirror((slotw - self._t0) // SLOT_WORDS)
 
     def place(  # noqa: PLR0917 - the C twin's positional signature
         self, slotw: int, block: int, key: bytes, value: bytes, meta: int, expire_at: int
@@ -230,7 +231,8 @@ class Publisher:
         w[slotw + LOC] = loc
         w[slotw + EXPIRE] = expire_at
         w[slotw + SEQ] = seq + 2
-        self.mirror((slotw - self._t0) // SLOT_WORDS)
+        if self._migration is not None:
+            self._migration.mirror((slotw - self._t0) // SLOT_WORDS)
 
     def close(self) -> None:
         """Let the mappings go."""
