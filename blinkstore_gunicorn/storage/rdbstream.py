@@ -14,9 +14,16 @@ An entry's fields and values travel as one list ``[field, value, field, value...
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
-from blinkstore_gunicorn.storage.encodings import FormatError, listpack, listpack_items, rdb_length
+from blinkstore_gunicorn.storage.encodings import (
+    FormatError,
+    listpack,
+    listpack_item,
+    listpack_items,
+    rdb_length,
+)
 
 __all__ = ["StreamID", "StreamValue", "dump", "load"]
 
@@ -56,26 +63,33 @@ def _signed64(n: int) -> int:
 def _node(entries: list[tuple[StreamID, list[bytes]]]) -> bytes:
     (master_ms, master_seq), first = entries[0]
     master_fields = first[::2]
-    items: list[bytes | int] = [len(entries), 0, len(master_fields), *master_fields, 0]
+    # Fields and values as Redis appends them: integers' texts as integers.
+    items: list[bytes | int] = [len(entries), 0, len(master_fields)]
+    items += (*map(listpack_item, master_fields), 0)
     for (ms, seq), pairs in entries:
         fields = pairs[::2]
         delta = (ms - master_ms, _signed64(seq - master_seq))
         if fields == master_fields:
-            items += (_SAMEFIELDS, *delta, *pairs[1::2], len(fields) + 3)
+            items += (_SAMEFIELDS, *delta, *map(listpack_item, pairs[1::2]), len(fields) + 3)
         else:
-            items += (0, *delta, len(fields), *pairs, 2 * len(fields) + 4)
+            items += (0, *delta, len(fields), *map(listpack_item, pairs), 2 * len(fields) + 4)
     return listpack(items)
 
 
-def dump(value: StreamValue) -> bytes:
-    """The bytes after a stream's type and key (no consumer groups)."""
+def _raw(data: bytes) -> bytes:
+    return rdb_length(len(data)) + data
+
+
+def dump(value: StreamValue, string: Callable[[bytes], bytes] = _raw) -> bytes:
+    """The bytes after a stream's type and key (no consumer groups), each node's key and
+    listpack written by ``string``."""
     nodes = [node for node in value.nodes if node]
     parts = [rdb_length(len(nodes))]
     for node in nodes:
         ms, seq = node[0][0]
         key = ms.to_bytes(8, "big") + seq.to_bytes(8, "big")
         blob = _node(node)
-        parts += (rdb_length(len(key)), key, rdb_length(len(blob)), blob)
+        parts += (string(key), string(blob))
     length = sum(map(len, nodes))
     first = nodes[0][0][0] if nodes else (0, 0)
     # The greatest deleted ID and the entries ever added are not kept here: 0-0 and the

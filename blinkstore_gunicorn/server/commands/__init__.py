@@ -13,6 +13,7 @@
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``persistence``    SAVE, BGSAVE, LASTSAVE (rdb.c; the file is ``storage/``)
+``dump``           DUMP, RESTORE (cluster.c; the payload is ``storage/dump.py``)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
 ``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -37,6 +38,7 @@ no family, and no family imports another.
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
     bitmaps,
     clients,
+    dump,
     expire,
     hashes,
     introspection,
