@@ -11,6 +11,7 @@
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
+``hyperloglog``    PFADD, PFCOUNT, PFMERGE (hyperloglog.c; the layout is ``engine/hyperloglog.py``)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``persistence``    SAVE, BGSAVE, LASTSAVE (rdb.c; the file is ``storage/``)
 ``dump``           DUMP, RESTORE (cluster.c; the payload is ``storage/dump.py``)
@@ -41,6 +42,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     dump,
     expire,
     hashes,
+    hyperloglog,
     introspection,
     keyspace,
     lcs,
