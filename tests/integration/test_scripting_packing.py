@@ -4,13 +4,10 @@ script line Redis adds) included."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import compare
-from tests.support.processes import resp_server_process
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
 
@@ -84,12 +81,6 @@ SCRIPTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with resp_server_process("redis") as redis_server, resp_server_process("store") as store:
-        yield redis_server, store
-
-
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_scripts_match_redis(servers: Servers, protocol: int) -> None:
-    assert compare(servers, [["EVAL", script, "0"] for script in SCRIPTS], protocol) == []
+def test_scripts_match_redis(redis_and_store: Servers, protocol: int) -> None:
+    assert compare(redis_and_store, [["EVAL", script, "0"] for script in SCRIPTS], protocol) == []

@@ -6,23 +6,15 @@ and the errors, in RESP2 and RESP3."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
 
 import pytest
 
 from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import RawConnection, compare, reply_items
-from tests.support.processes import resp_server_process
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with resp_server_process("redis") as redis_server, resp_server_process("store") as store:
-        yield redis_server, store
 
 
 def _parse(data: bytes, at: int = 0) -> tuple[object, int]:
@@ -57,10 +49,10 @@ def _shared_commands(servers: Servers) -> list[bytes]:
     return sorted(names[0] & names[1])
 
 
-def test_docs_of_every_shared_command_match_redis(servers: Servers) -> None:
-    shared = _shared_commands(servers)
+def test_docs_of_every_shared_command_match_redis(redis_and_store: Servers) -> None:
+    shared = _shared_commands(redis_and_store)
     assert len(shared) > 150
-    connections = [RawConnection(server, 3) for server in servers]
+    connections = [RawConnection(server, 3) for server in redis_and_store]
     try:
         for name in shared:
             redis_reply, store_reply = (c("COMMAND", "DOCS", name) for c in connections)
@@ -73,18 +65,20 @@ def test_docs_of_every_shared_command_match_redis(servers: Servers) -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_docs_in_resp2_and_several_names_match_redis(servers: Servers, protocol: int) -> None:
+def test_docs_in_resp2_and_several_names_match_redis(
+    redis_and_store: Servers, protocol: int
+) -> None:
     script = [
         ["COMMAND", "DOCS", "get"],
         ["COMMAND", "DOCS", "SET", "nosuch", "zadd", "xadd", "eval"],
         ["COMMAND", "DOCS", "pfadd", "pfcount", "pfmerge", "dump", "restore"],
         ["COMMAND", "DOCS", "nosuch"],
     ]
-    assert compare(servers, script, protocol) == []
+    assert compare(redis_and_store, script, protocol) == []
 
 
-def test_every_store_command_is_documented(servers: Servers) -> None:
-    store = RawConnection(servers[1], 3)
+def test_every_store_command_is_documented(redis_and_store: Servers) -> None:
+    store = RawConnection(redis_and_store[1], 3)
     try:
         listed = {item.split(b"\r\n")[1] for item in reply_items(store("COMMAND", "LIST"))}
         docs = _parse(store("COMMAND", "DOCS"))[0]
@@ -156,5 +150,5 @@ GETKEYS = [
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_getkeys_match_redis(servers: Servers, protocol: int) -> None:
-    assert compare(servers, GETKEYS, protocol) == []
+def test_getkeys_match_redis(redis_and_store: Servers, protocol: int) -> None:
+    assert compare(redis_and_store, GETKEYS, protocol) == []

@@ -4,25 +4,17 @@ and bad payloads refused with Redis's errors and nothing lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from blinkstore_gunicorn.storage.rdb import crc64
+from harness.gunicorn import wait_until
 from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import RawConnection, compare
-from tests.support.processes import resp_server_process
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with resp_server_process("redis") as redis_server, resp_server_process("store") as store:
-        yield redis_server, store
 
 
 def _client(server: RedisProcess | StoreProcess) -> redis.Redis:
@@ -93,16 +85,16 @@ def _contents(client: redis.Redis, key: str) -> object:
     return kind, client.xrange(key)
 
 
-def test_payloads_equal_redis_bytes(servers: Servers) -> None:
-    redis_client, store_client = (_client(server) for server in servers)
+def test_payloads_equal_redis_bytes(redis_and_store: Servers) -> None:
+    redis_client, store_client = (_client(server) for server in redis_and_store)
     for client in (redis_client, store_client):
         _fill(client)
     for key in DETERMINISTIC:
         assert store_client.dump(key) == redis_client.dump(key), key
 
 
-def test_every_type_moves_to_the_store_and_back(servers: Servers) -> None:
-    redis_client, store_client = (_client(server) for server in servers)
+def test_every_type_moves_to_the_store_and_back(redis_and_store: Servers) -> None:
+    redis_client, store_client = (_client(server) for server in redis_and_store)
     _fill(redis_client)
     store_client.flushall()
     keys = sorted(key.decode() for key in redis_client.keys("*") if isinstance(key, bytes))
@@ -117,8 +109,8 @@ def test_every_type_moves_to_the_store_and_back(servers: Servers) -> None:
         assert _contents(redis_client, key) == expected[key], key
 
 
-def test_restore_ttl_options_and_replace(servers: Servers) -> None:
-    for server in servers:
+def test_restore_ttl_options_and_replace(redis_and_store: Servers) -> None:
+    for server in redis_and_store:
         client = _client(server)
         client.flushall()
         client.set("k", "v")
@@ -136,8 +128,8 @@ def test_restore_ttl_options_and_replace(servers: Servers) -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-def test_errors_match_redis(servers: Servers, protocol: int) -> None:
-    valid = _client(servers[1])
+def test_errors_match_redis(redis_and_store: Servers, protocol: int) -> None:
+    valid = _client(redis_and_store[1])
     valid.set("source", "value")
     payload = _dump(valid, "source")
     flipped = payload[:-1] + bytes([payload[-1] ^ 1])
@@ -166,15 +158,41 @@ def test_errors_match_redis(servers: Servers, protocol: int) -> None:
         ["DUMP"],
         ["RESTORE", "k", "0"],
     ]
-    assert compare(servers, script, protocol) == []
+    assert compare(redis_and_store, script, protocol) == []
 
 
-def test_a_bad_payload_loses_nothing(servers: Servers) -> None:
-    store = RawConnection(servers[1])
+def _parked_then_restored(server: RedisProcess | StoreProcess) -> tuple[bytes, bytes]:
+    """A BLPOP parked on an absent key, then RESTORE of a two-item list there: the BLPOP's
+    reply and the list left."""
+    waiter, other = RawConnection(server), RawConnection(server)
+    try:
+        other("FLUSHALL")
+        other("RPUSH", "source", "a", "b")
+        payload = _dump(_client(server), "source")
+        waiter.send("BLPOP", "target", "30")
+        parked = wait_until(
+            lambda: b"blocked_clients:1\r\n" in other("INFO", "clients"), timeout=10
+        )
+        assert parked
+        assert other("RESTORE", "target", "0", payload) == b"+OK\r\n"
+        return waiter.reply(), other("LRANGE", "target", "0", "-1")
+    finally:
+        waiter.close()
+        other.close()
+
+
+def test_a_restored_list_serves_a_parked_blpop(redis_and_store: Servers) -> None:
+    expected = (b"*2\r\n$6\r\ntarget\r\n$1\r\na\r\n", b"*1\r\n$1\r\nb\r\n")
+    for server in redis_and_store:
+        assert _parked_then_restored(server) == expected
+
+
+def test_a_bad_payload_loses_nothing(redis_and_store: Servers) -> None:
+    store = RawConnection(redis_and_store[1])
     try:
         store("FLUSHALL")
         store("RPUSH", "list", "a", "b")
-        good = _dump(_client(servers[1]), "list")
+        good = _dump(_client(redis_and_store[1]), "list")
         # A valid checksum over a value that does not parse: "Bad data format".
         body = b"\x12\x05\x02\x03abc" + good[-10:-8]
         broken = body + crc64(body).to_bytes(8, "little")

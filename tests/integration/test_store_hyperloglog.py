@@ -4,24 +4,15 @@ corrupted HLLs and the wrong types, in RESP2 and RESP3."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis
 
 from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import compare
-from tests.support.processes import resp_server_process
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with resp_server_process("redis") as redis_server, resp_server_process("store") as store:
-        yield redis_server, store
 
 
 def _growing(key: str, batches: int, size: int) -> list[list[str | bytes]]:
@@ -98,15 +89,15 @@ WRONG = [
 @pytest.mark.parametrize("protocol", [2, 3])
 @pytest.mark.parametrize("script", [SPARSE_TO_DENSE, WRONG], ids=["sparse-dense", "wrong"])
 def test_replies_and_bytes_match_redis(
-    servers: Servers, script: list[list[str | bytes]], protocol: int
+    redis_and_store: Servers, script: list[list[str | bytes]], protocol: int
 ) -> None:
-    assert compare(servers, script, protocol) == []
+    assert compare(redis_and_store, script, protocol) == []
 
 
-def test_large_counts_match_redis(servers: Servers) -> None:
+def test_large_counts_match_redis(redis_and_store: Servers) -> None:
     """100,000 elements in one HLL and spread over three, counted and merged on both."""
     results = []
-    for server in servers:
+    for server in redis_and_store:
         client = redis.Redis(unix_socket_path=server.unix_path, socket_timeout=60)
         client.flushall()
         for start in range(0, 100_000, 10_000):

@@ -46,7 +46,7 @@ class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data, self.at = data, 0
 
-    def _line(self) -> tuple[bytes, bytes]:
+    def line(self) -> tuple[bytes, bytes]:
         end = self.data.index(b"\r\n", self.at)
         kind, text = self.data[self.at : self.at + 1], self.data[self.at + 1 : end]
         self.at = end + 2
@@ -54,7 +54,7 @@ class _Reader:
 
     def skip(self) -> None:
         """Pass over one value."""
-        kind, text = self._line()
+        kind, text = self.line()
         if kind in b"$=":
             self.at += int(text) + 2
         elif kind in b"*~%":
@@ -63,7 +63,7 @@ class _Reader:
 
     def value(self) -> Value:
         """One value: bytes, an int, a list (arrays and sets) or a dict (maps)."""
-        kind, text = self._line()
+        kind, text = self.line()
         if kind in b"$=":
             start = self.at
             self.at += int(text) + 2
@@ -84,7 +84,7 @@ def _resp2(data: bytes) -> bytes:
     reader = _Reader(data)
     while reader.at < len(data):
         start = reader.at
-        kind, text = reader._line()
+        kind, text = reader.line()
         if kind == b"%":
             out += b"*%d\r\n" % (2 * int(text))
         elif kind == b"~":
@@ -141,7 +141,7 @@ def _specs(info: list[Value], data: _Data) -> None:
 def _data() -> _Data:
     raw = resources.files(__package__).joinpath(DATA_FILE).read_bytes()
     reader = _Reader(raw)
-    kind, text = reader._line()
+    kind, text = reader.line()
     assert kind == b"%", "the docs map comes first"
     docs = {}
     for _ in range(int(text)):
