@@ -23,6 +23,7 @@ import struct
 __all__ = [
     "CorruptHLL",
     "HyperLogLog",
+    "cached_count",
     "count_registers",
     "is_hll",
     "murmur64a",
@@ -74,6 +75,11 @@ def is_hll(value: bytes) -> bool:
     if len(value) < HEADER or value[:4] != b"HYLL" or value[4] > SPARSE:
         return False
     return value[4] == SPARSE or len(value) == DENSE_SIZE
+
+
+def cached_count(value: bytes | bytearray) -> int | None:
+    """An HLL string's cached cardinality, None while stale (read without a copy)."""
+    return None if value[15] & 0x80 else int.from_bytes(value[8:16], "little")
 
 
 def _val(value: int, run: int) -> int:
@@ -173,7 +179,7 @@ class HyperLogLog:
 
     def cached(self) -> int | None:
         """The cached cardinality, None while stale."""
-        return None if self.data[15] & 0x80 else int.from_bytes(self.data[8:16], "little")
+        return cached_count(self.data)
 
     def registers(self) -> list[int]:
         """Every register's value. Raises :class:`CorruptHLL` for sparse runs that do not

@@ -4,14 +4,15 @@ of all before it (8 bytes, little-endian).
 
 The value is written the way Redis 7.0 keeps it, so that a payload equals redis-server's for the
 same data: each string with Redis's RDB string encoder (integers of up to 32 bits as integers,
-strings over 20 bytes LZF-compressed when that saves 4 bytes), small hashes and sorted sets as
+strings over 20 bytes LZF-compressed when that saves 4 bytes, for the first 256 KiB of
+strings of a payload), small hashes and sorted sets as
 one listpack, sets of integers as an intset, lists as a quicklist of listpacks split where
 Redis's 8 KB node limit splits a list built by RPUSH, larger values in the plain types (a sorted
 set from its greatest score down, as Redis writes its skip list). The plain types and streams
 are ``rdb``'s and ``rdbstream``'s writers, given that string encoder; reading is ``rdb``'s.
 Where Redis's layout depends on history (the order of a large hash or set, an intset widened
-by a member since removed, the list nodes after pops) a payload may differ from Redis's; it
-still loads there, and Redis's payloads load here.
+by a member since removed, the list nodes after pops), and past the first 256 KiB of strings,
+a payload may differ from Redis's; it still loads there, and Redis's payloads load here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ __all__ = ["ChecksumError", "dump_payload", "load_payload"]
 #: 512, ``list-max-listpack-size`` -2: 8 KB nodes).
 HASH_LISTPACK_ENTRIES, ZSET_LISTPACK_ENTRIES, LISTPACK_VALUE = 512, 128, 64
 INTSET_ENTRIES, LIST_NODE_BYTES = 512, 8192
+#: Bytes of strings one payload compresses (see :class:`_Strings`).
+LZF_BUDGET = 256 * 1024
 
 _T_SET_INTSET, _T_HASH_LISTPACK, _T_ZSET_LISTPACK, _T_QUICKLIST_2 = 11, 16, 17, 18
 _PACKED_NODE = rdb_length(2)  # a quicklist node holding a listpack (1: one plain element)
@@ -50,19 +53,28 @@ class ChecksumError(FormatError):
     version or checksum are wrong")."""
 
 
-def string(data: bytes) -> bytes:
-    """A string as Redis's ``rdbSaveRawString`` writes it."""
-    if len(data) <= 11:
-        number = canonical_int(data)
-        if number is not None:
-            for tag, width in ((0xC0, 1), (0xC1, 2), (0xC2, 4)):
-                if -(1 << (8 * width - 1)) <= number < 1 << (8 * width - 1):
-                    return bytes((tag,)) + number.to_bytes(width, "little", signed=True)
-    if len(data) > 20:
-        packed = lzf_compress(data)
-        if packed is not None:
-            return b"\xc3" + rdb_length(len(packed)) + rdb_length(len(data)) + packed
-    return rdb_length(len(data)) + data
+class _Strings:
+    """Writes each string as Redis's ``rdbSaveRawString`` does, LZF-compressing strings over
+    20 bytes while the payload's :data:`LZF_BUDGET` lasts, then writing them as they are
+    (still a payload Redis loads): Python compresses at about a microsecond a byte, and the
+    store serves no one meanwhile."""
+
+    def __init__(self) -> None:
+        self.budget = LZF_BUDGET
+
+    def __call__(self, data: bytes) -> bytes:
+        if len(data) <= 11:
+            number = canonical_int(data)
+            if number is not None:
+                for tag, width in ((0xC0, 1), (0xC1, 2), (0xC2, 4)):
+                    if -(1 << (8 * width - 1)) <= number < 1 << (8 * width - 1):
+                        return bytes((tag,)) + number.to_bytes(width, "little", signed=True)
+        if 20 < len(data) <= self.budget:
+            self.budget -= len(data)
+            packed = lzf_compress(data)
+            if packed is not None:
+                return b"\xc3" + rdb_length(len(packed)) + rdb_length(len(data)) + packed
+        return rdb_length(len(data)) + data
 
 
 def _score(score: float) -> bytes:
@@ -76,7 +88,7 @@ def _score(score: float) -> bytes:
     return b"%.17g" % score
 
 
-def _quicklist(items: list[bytes]) -> bytes:
+def _quicklist(items: list[bytes], string: _Strings) -> bytes:
     """A list as quicklist nodes, each listpack filled while Redis's insert check allows."""
     nodes: list[bytes] = []
     entries: list[bytes] = []
@@ -102,11 +114,11 @@ def _small(items: list[bytes], most: int) -> bool:
     return len(items) <= most and all(len(item) <= LISTPACK_VALUE for item in items)
 
 
-def _value(record: rdb.Record) -> bytes:
+def _value(record: rdb.Record, string: _Strings) -> bytes:
     """The type byte and value bytes of one key, in the encoding Redis would have chosen."""
     kind, value = record.kind, record.value
     if kind == b"list":
-        return bytes((_T_QUICKLIST_2,)) + _quicklist(cast("list[bytes]", value))
+        return bytes((_T_QUICKLIST_2,)) + _quicklist(cast("list[bytes]", value), string)
     if kind == b"hash":
         pairs = cast("list[tuple[bytes, bytes]]", value)
         flat = [item for pair in pairs for item in pair]
@@ -132,7 +144,7 @@ def _value(record: rdb.Record) -> bytes:
 
 def dump_payload(record: rdb.Record) -> bytes:
     """The DUMP payload of one key (its deadline is not part of it)."""
-    body = _value(record) + rdb.RDB_VERSION.to_bytes(2, "little")
+    body = _value(record, _Strings()) + rdb.RDB_VERSION.to_bytes(2, "little")
     return body + rdb.crc64(body).to_bytes(8, "little")
 
 

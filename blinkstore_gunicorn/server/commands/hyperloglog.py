@@ -13,6 +13,7 @@ from blinkstore_gunicorn.engine.hyperloglog import (
     REGISTERS,
     CorruptHLL,
     HyperLogLog,
+    cached_count,
     count_registers,
     is_hll,
 )
@@ -81,12 +82,15 @@ def cmd_pfcount(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     if len(args) > 2:
         merged = _merged(d, args[1:])
         return merged if isinstance(merged, bytes) else resp.integer(count_registers(merged[0]))
-    hll = _hll(d.engine.get(args[1]))
-    if hll is None or isinstance(hll, bytes):
-        return hll or ZERO
-    cached = hll.cached()
-    if cached is not None:
+    value = d.engine.get(args[1])
+    if value is None:
+        return ZERO
+    if not is_hll(value):
+        return ERR_NOT_HLL
+    cached = cached_count(value)
+    if cached is not None:  # the common case: no copy of the registers
         return resp.integer(cached)
+    hll = HyperLogLog(value)
     try:
         cardinality = hll.count()
     except CorruptHLL:
