@@ -67,6 +67,8 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
             length += 2
             if start < 0:
                 raise FormatError("LZF back reference before the start of the data")
+            if len(out) + length > size:  # before the copy: a payload cannot make it grow
+                raise FormatError(f"LZF data holds more than the {size} bytes its header says")
             if start + length <= len(out):
                 out += out[start : start + length]
             else:  # the copy overlaps what it writes: byte by byte, as liblzf does

@@ -5,6 +5,7 @@ back, and the checks RESTORE relies on (the byte-for-byte comparison with redis-
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_restore_checks_version_checksum_and_emptiness() -> None:
     empty = b"\x04\x00" + payload[-10:-8]  # a plain hash of no fields
     with pytest.raises(FormatError):
         load_payload(empty + rdb.crc64(empty).to_bytes(8, "little"))
+
+
+def test_lzf_data_claiming_a_small_size_cannot_grow_large() -> None:
+    """Back references repeat up to 264 bytes for 3: a RESTORE payload must not make the
+    store build far more than the size its header claims before refusing it."""
+    bomb = b"\x00a" + b"\xe0\xff\x00" * 100_000  # ~26 MB if expanded
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError):
+            lzf_decompress(bomb, 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
