@@ -27,6 +27,7 @@ __all__ = [
     "count_registers",
     "is_hll",
     "murmur64a",
+    "sparse_op",
 ]
 
 P, Q, REGISTERS = 14, 50, 1 << 14
@@ -93,8 +94,9 @@ def _zeros(run: int) -> bytes:
     return bytes((run - 1,))
 
 
-def _op(data: bytearray | bytes, at: int) -> tuple[int, int, int]:
-    """The opcode at ``at``: (its length in bytes, registers covered, value; 0 for zeros)."""
+def sparse_op(data: bytearray | bytes, at: int) -> tuple[int, int, int]:
+    """The sparse opcode at ``at``: (its length in bytes, registers covered, value; 0 for
+    zeros)."""
     byte = data[at]
     if byte & 0x80:
         return 1, (byte & 3) + 1, ((byte >> 2) & 0x1F) + 1
@@ -109,7 +111,7 @@ def _sparse_runs(data: bytes | bytearray) -> list[tuple[int, int]]:
     runs = []
     at, end = HEADER, len(data)
     while at < end:
-        size, run, value = _op(data, at)
+        size, run, value = sparse_op(data, at)
         runs.append((run, value))
         at += size
     return runs
@@ -261,7 +263,7 @@ class HyperLogLog:
         at, end, first, previous = HEADER, len(data), 0, -1
         size = run = value = 0
         while at < end:
-            size, run, value = _op(data, at)
+            size, run, value = sparse_op(data, at)
             if index <= first + run - 1:
                 break
             previous, at, first = at, at + size, first + run
@@ -306,8 +308,8 @@ class HyperLogLog:
                 at += 2 if byte & 0x40 else 1
                 continue
             if at + 1 < len(data) and data[at + 1] & 0x80:
-                _, run1, value1 = _op(data, at)
-                _, run2, value2 = _op(data, at + 1)
+                _, run1, value1 = sparse_op(data, at)
+                _, run2, value2 = sparse_op(data, at + 1)
                 if value1 == value2 and run1 + run2 <= _VAL_MAX_RUN:
                     data[at + 1] = _val(value1, run1 + run2)
                     del data[at]

@@ -1,4 +1,4 @@
-"""PFADD, PFCOUNT and PFMERGE against redis-server 7.0: every reply, and every HLL string
+"""PFADD, PFCOUNT, PFMERGE and PFDEBUG against redis-server 7.0: every reply, and every HLL string
 (GET, DUMP) byte for byte, through the sparse encoding, its promotion to dense, merges of both,
 corrupted HLLs and the wrong types, in RESP2 and RESP3."""
 
@@ -51,6 +51,17 @@ SPARSE_TO_DENSE = [
     ["EXPIRE", "h", "1000"],
     ["PFADD", "h", "new-one"],
     ["TTL", "h"],
+    ["PFDEBUG", "ENCODING", "h"],
+    ["PFDEBUG", "DECODE", "h"],
+    ["PFDEBUG", "ENCODING", "big"],
+    ["PFDEBUG", "DECODE", "big"],
+    ["PFDEBUG", "TODENSE", "big"],
+    ["PFDEBUG", "GETREG", "small"],
+    ["GET", "small"],
+    ["PFDEBUG", "TODENSE", "h"],
+    ["GET", "h"],
+    ["PFDEBUG", "TODENSE", "h"],
+    ["PFCOUNT", "h"],
 ]
 
 # Headers Redis accepts whose registers do not add up, and strings it does not take for HLLs.
@@ -83,6 +94,13 @@ WRONG = [
     ["PFADD"],
     ["PFCOUNT"],
     ["PFMERGE"],
+    ["PFDEBUG", "ENCODING", "nosuch"],
+    ["PFDEBUG", "ENCODING", "str"],
+    ["PFDEBUG", "ENCODING", "list"],
+    ["PFDEBUG", "BOGUS", "ok"],
+    ["PFDEBUG", "ENCODING", "ok", "extra"],
+    ["PFDEBUG", "GETREG", "long"],
+    ["PFDEBUG", "ENCODING"],
 ]
 
 

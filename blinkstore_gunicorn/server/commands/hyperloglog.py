@@ -1,4 +1,4 @@
-"""HyperLogLog commands (Redis's hyperloglog.c): PFADD, PFCOUNT, PFMERGE.
+"""HyperLogLog commands (Redis's hyperloglog.c): PFADD, PFCOUNT, PFMERGE, PFDEBUG.
 
 An HLL is a string (``engine/hyperloglog.py`` has its layout): every change goes through
 ``Dispatcher.store``, SET's write path, keeping the key's TTL. PFCOUNT of one key writes the
@@ -10,16 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine.hyperloglog import (
+    HEADER,
     REGISTERS,
     CorruptHLL,
     HyperLogLog,
     cached_count,
     count_registers,
     is_hll,
+    sparse_op,
 )
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
-from blinkstore_gunicorn.server.commands.replies import ONE, ZERO
+from blinkstore_gunicorn.server.commands.replies import ONE, ZERO, wrong_args
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -119,3 +121,52 @@ def cmd_pfmerge(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return ERR_CORRUPT
     hll.invalidate()
     return d.store(args[1], bytes(hll.data), keep_ttl=True) or resp.OK
+
+
+def _decoded(hll: HyperLogLog) -> bytes:
+    """``PFDEBUG DECODE``: a sparse HLL's opcodes as Redis spells them (``z:``, ``Z:``, ``v:``)."""
+    words = []
+    data, at = hll.data, HEADER
+    while at < len(data):
+        size, run, value = sparse_op(data, at)
+        if value:
+            words.append(b"v:%d,%d" % (value, run))
+        else:
+            words.append(b"%s:%d" % (b"Z" if size == 2 else b"z", run))
+        at += size
+    return b" ".join(words)
+
+
+@command("pfdebug", -3, "write denyoom admin", (2, 2, 1))
+def cmd_pfdebug(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``PFDEBUG GETREG|DECODE|ENCODING|TODENSE key``: Redis's look inside an HLL (GETREG and
+    TODENSE make a sparse one dense, as Redis does)."""
+    value = d.engine.peek(args[2])
+    if value is None:
+        return resp.error("ERR The specified key does not exist")
+    if not is_hll(value):
+        return ERR_NOT_HLL
+    hll = HyperLogLog(value)
+    sub = args[1].lower()
+    if sub not in (b"getreg", b"decode", b"encoding", b"todense"):
+        return resp.error(f"ERR Unknown PFDEBUG subcommand '{args[1].decode(errors='replace')}'")
+    if len(args) != 3:
+        return wrong_args("pfdebug")
+    if sub == b"encoding":
+        return resp.simple("dense" if hll.dense else "sparse")
+    if sub == b"decode":
+        return (
+            resp.error("ERR HLL encoding is not sparse") if hll.dense else resp.bulk(_decoded(hll))
+        )
+    was_dense = hll.dense
+    try:
+        hll.to_dense()
+    except CorruptHLL:
+        return ERR_CORRUPT
+    if not was_dense:
+        failed = d.store(args[2], bytes(hll.data), keep_ttl=True)
+        if failed:
+            return failed
+    if sub == b"todense":
+        return ZERO if was_dense else ONE
+    return resp.array(resp.integer(value) for value in hll.registers())
