@@ -25,6 +25,7 @@ SUITES = (
     "snapshot",
     "datatypes",
     "nearcache",
+    "middleware",
 )
 
 

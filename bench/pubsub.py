@@ -1,24 +1,28 @@
 """PUBLISH fan-out: one publisher, 100 subscribers, the store against redis-server, same run.
 
-    python -m bench.pubsub [--subscribers 100] [--messages 2000] [--size 100] [--rounds 5]
+    python -m bench.pubsub [--subscribers 100] [--messages 5000] [--size 100] [--rounds 5]
 
-Two measurements per server, each the median of ``--rounds`` rounds:
+Three measurements per server, each the median of ``--rounds`` rounds:
 
 * **throughput**: ``--messages`` PUBLISH commands pipelined in batches of ``--batch``, while a
   separate process drains every subscriber socket; deliveries per second from the first
   PUBLISH until the last subscriber has read the last message.
+* **server CPU per delivery** in that throughput run: the time the server's main thread ran
+  (``/proc/PID/schedstat``, in nanoseconds) divided by the deliveries. On a busy machine the
+  rate follows the other processes' load; this one much less.
 * **fan-out latency**: one PUBLISH at a time; the time until its reply and all the subscribers'
   copies have been read (the reading, 100 ``recv`` calls in Python, is included for both).
 
 Subscribers are raw RESP2 connections on the server's Unix socket, so the client library costs
 nothing. Both servers run side by side and take turns every round; the ratio column is the
 median of the rounds' store / redis-server ratios (above 1: the store delivers more per
-second, or takes longer per message).
+second, or takes longer per message, or spends more CPU per delivery).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import selectors
 import socket
@@ -39,19 +43,32 @@ from harness.processes import (
 )
 
 CHANNEL = b"bench"
+#: The store's bound on all client buffers together. By default it is half the memory limit
+#: (32 MiB), and when the reader process falls behind by half a throughput round, the 100
+#: subscribers' unread messages pass it and the store closes the largest holders, as it should;
+#: Redis has no such bound by default (``maxmemory-clients 0``). Each subscriber stays far
+#: below its own limit (``--pubsub-buffer-limit``) either way.
+CLIENT_BUFFERS = "512MiB"
 
 
 #: Each starts a server on a Unix socket (``unix_path``) for a ``with`` block.
 SERVERS: dict[str, Callable[[], AbstractContextManager[StoreProcess | RedisProcess]]] = {
-    "blinkstore": blinkstore_process,
+    "blinkstore": functools.partial(blinkstore_process, "--client-buffer-limit", CLIENT_BUFFERS),
     "redis": redis_server_process,
 }
-MEASURES = ("deliveries/s", "fan-out p50 us")
+MEASURES = ("deliveries/s", "fan-out p50 us", "CPU ns/delivery")
 
 
 def message_frame(payload: bytes) -> bytes:
     """The bytes a RESP2 subscriber receives for ``payload`` published on :data:`CHANNEL`."""
     return resp_command("message", CHANNEL, payload)
+
+
+def cpu_ns(pid: int) -> int:
+    """Nanoseconds process ``pid``'s main thread has run so far (exact, unlike the clock
+    ticks of ``/proc/PID/stat``; read while the server waits, it is up to date)."""
+    with open(f"/proc/{pid}/schedstat", encoding="ascii") as schedstat:
+        return int(schedstat.read().split()[0])
 
 
 def _connect(path: str) -> socket.socket:
@@ -67,6 +84,17 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
         chunk = sock.recv(size - len(data))
         if not chunk:
             raise ConnectionError("the server closed a subscriber")
+        data += chunk
+    return data
+
+
+def _read_lines(sock: socket.socket, count: int) -> bytes:
+    """``count`` reply lines (a subscriber the server dropped changes their length)."""
+    data = b""
+    while data.count(b"\r\n") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the publisher")
         data += chunk
     return data
 
@@ -104,8 +132,11 @@ def _drain(sockets: list[socket.socket], expected: int, ready: Connection) -> No
     ready.send(time.monotonic())
 
 
-def throughput(path: str, subscribers: int, messages: int, size: int, batch: int) -> float:
-    """Deliveries per second for ``messages`` pipelined PUBLISH commands."""
+def throughput(
+    path: str, pid: int, subscribers: int, messages: int, size: int, batch: int
+) -> tuple[float, float]:
+    """Deliveries per second for ``messages`` pipelined PUBLISH commands, and the CPU
+    nanoseconds the server (process ``pid``) spent per delivery meanwhile."""
     payload = b"x" * size
     frame = message_frame(payload)
     request = resp_command("PUBLISH", CHANNEL, payload)
@@ -121,23 +152,26 @@ def throughput(path: str, subscribers: int, messages: int, size: int, batch: int
             if not ours.poll(30):
                 raise RuntimeError("the reader process did not start")
             ours.recv()
+            cpu = cpu_ns(pid)
             started = time.monotonic()
             sent = 0
             while sent < messages:
                 count = min(batch, messages - sent)
                 publisher.sendall(request * count)
-                answers = _read_exactly(publisher, len(reply) * count)
+                answers = _read_lines(publisher, count)
                 if answers != reply * count:
                     raise RuntimeError(f"unexpected PUBLISH replies {answers[:100]!r}")
                 sent += count
             if not ours.poll(120):
                 raise RuntimeError("the subscribers did not receive every message")
             finished: float = ours.recv()
+            cpu = cpu_ns(pid) - cpu
         finally:
             reader.join(10)
             if reader.is_alive():
                 reader.kill()
-    return subscribers * messages / (finished - started)
+    deliveries = subscribers * messages
+    return deliveries / (finished - started), cpu / deliveries
 
 
 def latency(path: str, subscribers: int, messages: int, size: int) -> float:
@@ -162,7 +196,7 @@ def latency(path: str, subscribers: int, messages: int, size: int) -> float:
 
 def run(
     subscribers: int = 100,
-    messages: int = 2000,
+    messages: int = 5000,
     size: int = 100,
     rounds: int = 5,
     batch: int = 50,
@@ -176,13 +210,14 @@ def run(
     with ExitStack() as stack:
         paths = {}
         for server, start in SERVERS.items():
-            path = stack.enter_context(start()).unix_path
-            assert path is not None
-            paths[server] = path
+            process = stack.enter_context(start())
+            assert process.unix_path is not None
+            paths[server] = (process.unix_path, process.proc.pid)
         for _ in range(rounds):
-            for server, path in paths.items():
-                rate = throughput(path, subscribers, messages, size, batch)
+            for server, (path, pid) in paths.items():
+                rate, cpu = throughput(path, pid, subscribers, messages, size, batch)
                 samples["deliveries/s"][server].append(rate)
+                samples["CPU ns/delivery"][server].append(cpu)
                 delay = latency(path, subscribers, max(1, messages // 10), size)
                 samples["fan-out p50 us"][server].append(delay)
     rows = []
@@ -201,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=2000, help="per throughput round")
+    parser.add_argument("--messages", type=int, default=5000, help="per throughput round")
     parser.add_argument("--size", type=int, default=100, help="payload bytes")
     parser.add_argument("--batch", type=int, default=50, help="PUBLISH commands per write")
     parser.add_argument("--rounds", type=int, default=5)

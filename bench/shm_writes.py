@@ -12,7 +12,11 @@ Two measurements, each a ratio within one run:
   started side by side: ``blinkstore serve`` (region on, C helper), the same with
   ``BLINKSTORE_NATIVE=0`` (region on, Python writer), ``blinkstore serve --shm off`` and
   redis-server; ``--rounds`` rounds take turns, and the ratios are medians of each round's
-  ratio (issue 23's bars: on >= 0.9x off, on >= 0.8x redis-server).
+  ratio (issue 23's bars: on >= 0.9x off, on >= 0.8x redis-server). Beside each figure, the
+  server process's CPU time per request (``/proc/<pid>/stat``, user + system) during that
+  test: on a loaded machine the requests/s of the peers taking turns swing with the load,
+  their CPU per request much less, and a single-threaded server saturated by 50 clients
+  answers about 1 / (CPU per request) requests per second.
 """
 
 from __future__ import annotations
@@ -82,8 +86,15 @@ def publish_cpu(calls: int, region: bool) -> dict[str, float]:
             writer.close()
 
 
-def _redis_benchmark(socket_path: str, requests: int) -> dict[str, float]:
-    tests = ",".join(t.lower() for t in _TESTS)
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` used so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_benchmark(socket_path: str, requests: int, test: str) -> float:
+    """requests/s of redis-benchmark's ``test`` over ``socket_path``."""
     out = subprocess.run(
         [
             "redis-benchmark",
@@ -96,7 +107,7 @@ def _redis_benchmark(socket_path: str, requests: int) -> dict[str, float]:
             "-n",
             str(requests),
             "-t",
-            tests,
+            test.lower(),
             "--csv",
         ],
         capture_output=True,
@@ -105,28 +116,35 @@ def _redis_benchmark(socket_path: str, requests: int) -> dict[str, float]:
         timeout=600,
     ).stdout
     rows = csv.reader(io.StringIO(out))
-    return {row[0]: float(row[1]) for row in rows if row and row[0] in _TESTS}
+    return next(float(row[1]) for row in rows if row and row[0] == test)
 
 
-def throughput(rounds: int, requests: int) -> dict[str, dict[str, list[float]]]:
-    """requests/s per test and peer, one entry per round (the peers take turns)."""
+def throughput(
+    rounds: int, requests: int
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[float]]]]:
+    """requests/s and the server's CPU us per request, per test and peer, one entry per round
+    (the peers take turns)."""
     found: dict[str, dict[str, list[float]]] = {t: {} for t in _TESTS}
+    cpu: dict[str, dict[str, list[float]]] = {t: {} for t in _TESTS}
     with ExitStack() as stack:
         on = stack.enter_context(blinkstore_process())
         python = stack.enter_context(blinkstore_process(env={NATIVE_ENV: "0"}))
         off = stack.enter_context(blinkstore_process("--shm", "off"))
         redis = stack.enter_context(redis_server_process())
-        paths = {
-            "on": str(on.unix_path),
-            "on, Python": str(python.unix_path),
-            "off": str(off.unix_path),
-            "redis": redis.unix_path,
+        peers = {
+            "on": (str(on.unix_path), on.pid),
+            "on, Python": (str(python.unix_path), python.pid),
+            "off": (str(off.unix_path), off.pid),
+            "redis": (redis.unix_path, redis.proc.pid),
         }
         for _ in range(rounds):
-            for name, path in paths.items():
-                for test, rps in _redis_benchmark(path, requests).items():
-                    found[test].setdefault(name, []).append(rps)
-    return found
+            for name, (path, pid) in peers.items():
+                for test in _TESTS:
+                    before = _cpu_seconds(pid)
+                    found[test].setdefault(name, []).append(_redis_benchmark(path, requests, test))
+                    used = _cpu_seconds(pid) - before
+                    cpu[test].setdefault(name, []).append(used / requests * 1e6)
+    return found, cpu
 
 
 def _ratio(rounds: dict[str, list[float]], a: str, b: str) -> float:
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: throughput skipped")
         return 0
-    found = throughput(args.rounds, args.requests)
+    found, cpu_per_request = throughput(args.rounds, args.requests)
     print(f"redis-benchmark -c 50 -r 100000, {args.rounds} round(s), requests/s (median)")
     print("  test     shm on  on,Python    shm off     redis   on/off  on/redis  Python:on/off")
     for test, peers in found.items():
@@ -176,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
             f" {med['redis']:>9.0f} {on_off:>8.2f} {on_redis:>9.2f}"
             f" {_ratio(peers, 'on, Python', 'off'):>14.2f}"
             f"   (bars {TARGETS['on/off']}, {TARGETS['on/redis']})"
+        )
+    print("server CPU us/request (median)  shm on  on,Python  shm off  redis   off/on  redis/on")
+    for test, peers in cpu_per_request.items():
+        med = {name: statistics.median(v) for name, v in peers.items()}
+        print(
+            f"  {test:<28} {med['on']:>7.1f} {med['on, Python']:>9.1f} {med['off']:>8.1f}"
+            f" {med['redis']:>6.1f} {_ratio(peers, 'off', 'on'):>8.2f}"
+            f" {_ratio(peers, 'redis', 'on'):>9.2f}"
         )
     return 0
 

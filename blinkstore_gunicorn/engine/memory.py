@@ -208,9 +208,10 @@ class MemoryEngine(Keyspace, Inspection):
 
     def _string(self, value: Stored) -> bytes:
         """A string held in the region; :class:`WrongType` for any other type."""
-        if not isinstance(value, int):
+        region = self._region
+        if value.__class__ is not int or region is None:
             raise WrongType
-        return self._read(value)
+        return region.read(value)  # the region's own (C) read: GET and INCR, no call between
 
     def _read(self, handle: Stored) -> bytes:
         assert self._region is not None and isinstance(handle, int)
@@ -316,7 +317,8 @@ class MemoryEngine(Keyspace, Inspection):
         region = self._region
         if region is not None and len(value) <= region.max_value:
             size = len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD
-            size += block_size(BLOCK_HEADER + len(key) + len(value))
+            n = BLOCK_HEADER + len(key) + len(value)
+            size += (n + 15) & ~15 if n <= 256 else block_size(n)  # block_size(n), inlined
         if deadline is not None:
             size += TTL_OVERHEAD
         if self._memory_limit and size > self._memory_limit:
@@ -336,15 +338,19 @@ class MemoryEngine(Keyspace, Inspection):
             # leave the hand pointing at it after evicting the old head.
             if self._memory_limit and self._used + size > self._memory_limit:
                 self._evict(None, size)
-            self._ahead[key] = self._publish(key, value, deadline, None)
-            self._inserts += 1
+            holder = self._ahead
+        elif old.__class__ is int and region is not None:  # _cost(key, old), without a call
+            self._used -= len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD + region.block_bytes(old)
         else:
             self._used -= self._cost(key, old)
-            holder[key] = self._publish(key, value, deadline, old)
+        stored = holder[key] = value if region is None else self._publish(key, value, deadline, old)
+        if old is None:
+            self._inserts += 1
+        else:
             self._visited.add(key)
             if old_deadline is not None:
                 self._used -= TTL_OVERHEAD
-        if region is not None and (self._ahead if old is None else holder)[key].__class__ is bytes:
+        if region is not None and stored.__class__ is bytes:
             # The region did not take the value (no free block of its size): heap cost.
             size = len(key) + len(value) + ENTRY_OVERHEAD
             if deadline is not None:

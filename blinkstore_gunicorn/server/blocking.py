@@ -4,8 +4,9 @@
 A caller whose keys are all empty is parked here, in arrival order for each key (the order
 Redis serves them in), not polling: a push onto one of its keys (``ready``) serves the parked
 callers of that key, first come first served, while the list has items. A caller is answered
-exactly once: served, timed out (``expire``, from the store's 100 ms timer) or dropped with
-its connection (``client_gone``). A connection has at most one parked request, since it holds
+exactly once: served, timed out (``expire``, from the store's 100 ms timer), ended by its
+own ``check`` on that timer (an XREADGROUP whose stream was deleted) or dropped with its
+connection (``client_gone``). A connection has at most one parked request, since it holds
 the requests pipelined after it.
 
 No I/O and no clock here: the caller passes ``now_ms`` and the closures that pop and answer.
@@ -40,6 +41,8 @@ class _Parked:
     #: Whether serving takes what it serves (a pop): once one finds nothing, so do the
     #: others. XREAD only reads, and each reader wants entries after its own ID.
     consumes: bool
+    #: On each timer tick: the reply that ends the request early, or None to keep waiting.
+    check: Callable[[], bytes | None] | None
 
 
 class BlockedPops:
@@ -70,10 +73,12 @@ class BlockedPops:
         deliver: Callable[[bytes], None],
         timeout_reply: bytes,
         consumes: bool = True,
+        check: Callable[[], bytes | None] | None = None,
     ) -> None:
-        """Park a request on ``keys`` until one is ready or ``deadline_ms`` (None: no limit)."""
+        """Park a request on ``keys`` until one is ready or ``deadline_ms`` (None: no limit),
+        or until ``check`` answers for it."""
         deadline = _NEVER if deadline_ms is None else deadline_ms
-        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply, consumes)
+        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply, consumes, check)
         self._by_owner[owner] = parked
         for key in dict.fromkeys(keys):
             self._by_key.setdefault(key, deque()).append(parked)
@@ -128,10 +133,16 @@ class BlockedPops:
             parked.deliver(reply)
 
     def expire(self, now_ms: int) -> None:
-        """Answer the requests whose timeout passed with their timeout reply."""
-        for parked in [p for p in self._by_owner.values() if p.deadline_ms <= now_ms]:
-            self._forget(parked)
-            parked.deliver(parked.timeout_reply)
+        """Answer the requests whose timeout passed with their timeout reply, and those their
+        ``check`` ends with its reply."""
+        for parked in list(self._by_owner.values()):
+            if parked.deadline_ms <= now_ms:
+                reply: bytes | None = parked.timeout_reply
+            else:
+                reply = None if parked.check is None else parked.check()
+            if reply is not None:
+                self._forget(parked)
+                parked.deliver(reply)
 
     def watch(self, owner: int, on_close: list[Callable[[], None]]) -> None:
         """Make sure :meth:`client_gone` runs when ``owner``'s connection closes, adding it

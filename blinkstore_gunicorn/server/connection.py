@@ -39,7 +39,7 @@ from blinkstore_gunicorn.server.commands.replies import NOAUTH
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
-from blinkstore_gunicorn.server.pubsub_outbox import Outbox
+from blinkstore_gunicorn.server.pubsub_outbox import Batch, Outbox
 from blinkstore_gunicorn.server.text_commands import AUTH_REQUIRED, execute_text
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
@@ -405,8 +405,8 @@ class StoreConnection(asyncio.Protocol):
         else:
             self._refresh_direct()
 
-    def push(self, frame: bytes) -> int:
-        """Hand over a pub/sub message; return the bytes this connection holds unsent.
+    def push(self, batch: Batch, resp3: bool, caught_up: bool) -> int:
+        """Hand over a batch of pub/sub messages; return the bytes this connection holds unsent.
 
         The messages of one event-loop iteration go out in one write (see ``Outbox``), and a
         reply flushes them first (``_run``; the hot path is off meanwhile), so no reply
@@ -417,7 +417,7 @@ class StoreConnection(asyncio.Protocol):
         if self._closed or outbox is None:
             return 0
         self._direct = False
-        pending = outbox.push(frame)
+        pending = outbox.push(batch, resp3, caught_up)
         if pending >= CHARGE_MIN:
             self._charge()
         return pending
@@ -566,7 +566,7 @@ class StoreConnection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self._outbox:
-            self._outbox.flush()  # messages published before the close go first
+            self._outbox.flush(last=True)  # messages published before the close go first
         if not transport.can_write_eof():
             transport.close()
             return

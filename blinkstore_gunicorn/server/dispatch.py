@@ -52,6 +52,7 @@ from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.transaction import Transaction
+    from blinkstore_gunicorn.server.pubsub_outbox import Batch
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
     from blinkstore_gunicorn.server.upstream import Upstream
     from blinkstore_gunicorn.storage.saving import Snapshots
@@ -143,10 +144,10 @@ class Client:
         self.deliver: Callable[[bytes], None] = _nowhere
         #: Called once when the connection closes (e.g. to drop what the client holds).
         self.on_close: list[Callable[[], None]] = []
-        #: Pub/sub (set by the connection): hand over a message (written by the end of this
-        #: event-loop iteration), returning the bytes the connection holds unsent; and close
-        #: a subscriber that leaves too much unread.
-        self.push: Callable[[bytes], int] = _sent
+        #: Pub/sub (set by the connection): hand over a batch of messages (written by the end
+        #: of this event-loop iteration), returning the bytes the connection holds unsent; and
+        #: close a subscriber that leaves too much unread.
+        self.push: Callable[[Batch, bool, bool], int] = _sent
         self.drop: Callable[[], None] = _no_close
         #: The commands queued since MULTI (``commands/transaction.py``), else None.
         self.transaction: Transaction | None = None
@@ -185,7 +186,7 @@ class Client:
         )
 
 
-def _sent(frame: bytes) -> int:
+def _sent(batch: Batch, resp3: bool, caught_up: bool) -> int:
     """``Client.push`` without a connection (unit tests): nothing is held."""
     return 0
 

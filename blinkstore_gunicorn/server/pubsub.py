@@ -3,28 +3,38 @@
 ``PUBLISH`` hands a message to every subscriber of its channel and of every pattern matching it
 (Redis glob patterns, :mod:`~blinkstore_gunicorn.engine.pattern`), in Redis's reply shapes:
 ``message`` and ``pmessage`` arrays in RESP2, the same as push frames (``>``) for a connection
-that switched to RESP3. Each frame is encoded once per message and protocol version, however
-many subscribers receive it.
+that switched to RESP3.
+
+Fan-out costs a step per message per channel (or pattern), not per subscriber: the message's
+frame is encoded once and appended to the channel's :class:`~.pubsub_outbox.Batch` of this
+event-loop iteration, and the channel's subscribers are told of that batch once per iteration,
+when it opens (``pubsub_outbox.py`` writes it to each of them, joined once per protocol). The
+batches close at the end of the iteration (``call_soon``; at the end of each publish when no
+event loop runs), and whenever a channel's subscribers change, so that a subscriber receives
+exactly the messages published while it listens.
 
 Delivery is bounded the way Redis bounds it with ``client-output-buffer-limit pubsub``: a
-subscriber that does not read its messages cannot make the store buffer them without end. After
-each frame it is given, a subscriber reports the bytes it holds unsent; past
-:attr:`PubSubHub.pending_limit` it loses its subscriptions at once and is told to disconnect
-(:meth:`Subscriber.drop`). The limit is per subscriber; all connections together stay within
-the store's client budget as well (``server/budget.py``).
+subscriber that does not read its messages cannot make the store buffer them without end. When
+it is told of a batch it reports the bytes it holds unsent, and the batch remembers the most
+any of its subscribers held; once that plus the batch passes :attr:`PubSubHub.pending_limit`
+every subscriber of the batch reports again, and those past the limit lose their subscriptions
+at once and are told to disconnect (:meth:`Subscriber.drop`). The limit is per subscriber; all
+connections together stay within the store's client budget as well (``server/budget.py``).
 
 The hub writes nothing itself: a subscriber is anything with :meth:`Subscriber.push` and
-:meth:`Subscriber.drop` (the store's connections; lists in the unit tests).
+:meth:`Subscriber.drop` (the store's connections, each with its ``Outbox``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.pubsub_outbox import Batch, close, push_frame
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
 __all__ = ["DEFAULT_PENDING_LIMIT", "PubSubHub", "Subscriber"]
@@ -44,8 +54,9 @@ _SUBSCRIBE: Final = resp.bulk(b"subscribe")
 _UNSUBSCRIBE: Final = resp.bulk(b"unsubscribe")
 _PSUBSCRIBE: Final = resp.bulk(b"psubscribe")
 _PUNSUBSCRIBE: Final = resp.bulk(b"punsubscribe")
-_MESSAGE: Final = resp.bulk(b"message")
-_PMESSAGE: Final = resp.bulk(b"pmessage")
+#: The start of a ``message`` and of a ``pmessage`` frame (RESP2; see ``push_frame``).
+_MESSAGE: Final = b"*3\r\n" + resp.bulk(b"message")
+_PMESSAGE: Final = b"*4\r\n" + resp.bulk(b"pmessage")
 
 
 class Subscriber(Protocol):
@@ -56,8 +67,9 @@ class Subscriber(Protocol):
     #: Whether frames go out as RESP3 pushes (``>``) instead of RESP2 arrays (``*``).
     resp3: bool
 
-    def push(self, frame: bytes) -> int:
-        """Send ``frame`` (a message it did not ask for); return the bytes it holds unsent."""
+    def push(self, batch: Batch, resp3: bool, caught_up: bool) -> int:
+        """Take the messages of ``batch`` (see ``Outbox.push``); return the bytes it holds
+        unsent."""
 
     def drop(self) -> None:
         """Disconnect: the subscriber left more than the limit unread."""
@@ -114,10 +126,15 @@ class PubSubHub:
 
     __slots__ = (
         "_by_subscriber",
+        "_channel_batches",
         "_channels",
+        "_closed",
+        "_closing",
         "_drops",
         "_matchers",
+        "_pattern_batches",
         "_patterns",
+        "_seq",
         "_tracked",
         "dropped",
         "on_new_channel",
@@ -137,6 +154,14 @@ class PubSubHub:
         self._by_subscriber: dict[Subscriber, _Listeners] = {}
         self._drops = LogThrottle(DROP_LOG_INTERVAL)
         self._tracked: set[Subscriber] = set()
+        #: This iteration's batches, by channel and by pattern, and whether their closing is
+        #: scheduled; frames are numbered in the order they are made (``Batch.seqs``).
+        self._channel_batches: dict[bytes, Batch] = {}
+        self._pattern_batches: dict[bytes, Batch] = {}
+        self._closing = False
+        #: Batches closed early (their subscribers changed), written with the others.
+        self._closed: list[Batch] = []
+        self._seq = 0
         #: Called with a channel that gets its first subscriber (the near cache subscribes
         #: to it upstream, see ``server/upstream/``).
         self.on_new_channel: Callable[[bytes], None] | None = None
@@ -175,6 +200,7 @@ class PubSubHub:
                 if channel not in self._channels and self.on_new_channel is not None:
                     self.on_new_channel(channel)
                 self._channels.setdefault(channel, {})[subscriber] = None
+                self._close_batch(self._channel_batches, channel)
             frames.append(self._confirm(subscriber, _SUBSCRIBE, channel, len(listeners)))
         return b"".join(frames)
 
@@ -189,6 +215,7 @@ class PubSubHub:
                     if self.on_new_pattern is not None:
                         self.on_new_pattern(pattern)
                 self._patterns.setdefault(pattern, {})[subscriber] = None
+                self._close_batch(self._pattern_batches, pattern)
             frames.append(self._confirm(subscriber, _PSUBSCRIBE, pattern, len(listeners)))
         return b"".join(frames)
 
@@ -203,7 +230,7 @@ class PubSubHub:
         frames = []
         for channel in names:
             if listeners.discard(listeners.channels, channel):
-                _forget(self._channels, channel, subscriber)
+                self._forget_channel(channel, subscriber)
             frames.append(self._confirm(subscriber, _UNSUBSCRIBE, channel, len(listeners)))
         self._release(subscriber, listeners)
         if not frames:
@@ -231,7 +258,7 @@ class PubSubHub:
         if listeners is None:
             return
         for channel in listeners.channels:
-            _forget(self._channels, channel, subscriber)
+            self._forget_channel(channel, subscriber)
         for pattern in listeners.patterns:
             self._forget_pattern(pattern, subscriber)
 
@@ -252,9 +279,15 @@ class PubSubHub:
         overflowing: list[Subscriber] = []
         subscribers = self._channels.get(channel)
         if subscribers:
-            body = _MESSAGE + resp.bulk(channel) + resp.bulk(message)
-            receivers += self._deliver(
-                subscribers, 3, body, publisher=publisher, own=own, overflowing=overflowing
+            frame = _MESSAGE + resp.bulk(channel) + resp.bulk(message)
+            receivers += self._add(
+                self._channel_batches,
+                channel,
+                subscribers,
+                frame,
+                publisher=publisher,
+                own=own,
+                overflowing=overflowing,
             )
         if self._patterns:
             tail = b""
@@ -264,58 +297,122 @@ class PubSubHub:
                     continue
                 if not tail:
                     tail = resp.bulk(channel) + resp.bulk(message)
-                body = _PMESSAGE + resp.bulk(pattern) + tail
-                receivers += self._deliver(
-                    subscribers, 4, body, publisher=publisher, own=own, overflowing=overflowing
+                frame = _PMESSAGE + resp.bulk(pattern) + tail
+                receivers += self._add(
+                    self._pattern_batches,
+                    pattern,
+                    subscribers,
+                    frame,
+                    publisher=publisher,
+                    own=own,
+                    overflowing=overflowing,
                 )
-        for subscriber in overflowing:
-            self._drop(subscriber)
+        self._published(overflowing)
         return receivers, b"".join(own)
 
     def relay(self, channel: bytes, message: bytes, pattern: bytes | None = None) -> int:
         """Deliver a message that arrived from elsewhere (an upstream subscription) to the
         subscribers of ``channel`` only, or of ``pattern`` only; return how many got it."""
         if pattern is None:
+            batches, name = self._channel_batches, channel
             subscribers = self._channels.get(channel)
-            count, body = 3, _MESSAGE + resp.bulk(channel) + resp.bulk(message)
+            frame = _MESSAGE + resp.bulk(channel) + resp.bulk(message)
         else:
+            batches, name = self._pattern_batches, pattern
             subscribers = self._patterns.get(pattern)
-            count = 4
-            body = _PMESSAGE + resp.bulk(pattern) + resp.bulk(channel) + resp.bulk(message)
+            frame = _PMESSAGE + resp.bulk(pattern) + resp.bulk(channel) + resp.bulk(message)
         if not subscribers:
             return 0
         overflowing: list[Subscriber] = []
-        delivered = self._deliver(
-            subscribers, count, body, publisher=None, own=[], overflowing=overflowing
+        delivered = self._add(
+            batches, name, subscribers, frame, publisher=None, own=[], overflowing=overflowing
         )
-        for subscriber in overflowing:
-            self._drop(subscriber)
+        self._published(overflowing)
         return delivered
 
-    def _deliver(
+    def _add(
         self,
+        batches: dict[bytes, Batch],
+        name: bytes,
         subscribers: dict[Subscriber, None],
-        count: int,
-        body: bytes,
+        frame: bytes,
         *,
         publisher: Subscriber | None,
         own: list[bytes],
         overflowing: list[Subscriber],
     ) -> int:
-        frame = _frame(False, count, body)
-        pushed_frame = b""  # the RESP3 push, built for the first RESP3 subscriber
-        limit = self.pending_limit
-        for subscriber in subscribers:
-            out = frame
-            if subscriber.resp3:
-                if not pushed_frame:
-                    pushed_frame = _frame(True, count, body)
-                out = pushed_frame
-            if subscriber is publisher:
-                own.append(out)
-            elif subscriber.push(out) > limit:
-                overflowing.append(subscriber)
+        """Append ``frame`` to the batch of ``name`` (a channel or a pattern) in this
+        iteration; tell its subscribers of the batch when it opens, and check the limit."""
+        batch = batches.get(name)
+        opened = batch is None
+        if batch is None:
+            batch = batches[name] = Batch()
+            self._close_later()
+        self._seq += 1
+        batch.add(self._seq, frame)
+        if publisher is not None and publisher in subscribers:
+            own.append(push_frame(frame) if publisher.resp3 else frame)
+            publisher.push(batch, publisher.resp3, True)
+        if opened or batch.top + batch.size > self.pending_limit:
+            # Once per iteration, and again only when a subscriber may be over the limit.
+            self._measure(batch, subscribers, publisher, overflowing)
         return len(subscribers)
+
+    def _measure(
+        self,
+        batch: Batch,
+        subscribers: dict[Subscriber, None],
+        publisher: Subscriber | None,
+        overflowing: list[Subscriber],
+    ) -> None:
+        """Hand ``batch`` to each subscriber (those that have it already just report) and
+        note who holds more than the limit unsent."""
+        limit = self.pending_limit
+        top = 0
+        for subscriber in subscribers:
+            if subscriber is publisher:
+                continue
+            pending = subscriber.push(batch, subscriber.resp3, False)
+            if pending > limit:
+                overflowing.append(subscriber)
+            elif pending > top:
+                top = pending
+        batch.top = max(0, top - batch.size)
+
+    def _close_later(self) -> None:
+        """Close the open batches at the end of this event-loop iteration (at the end of the
+        publish without an event loop, as in the unit tests)."""
+        if self._closing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._closing = True
+        loop.call_soon(self._close_batches)
+
+    def _close_batches(self) -> None:
+        """The iteration ends: close every batch, and have their subscribers write them."""
+        self._closing = False
+        done, self._closed = self._closed, []
+        for batches in (self._channel_batches, self._pattern_batches):
+            done.extend(batches.values())
+            batches.clear()
+        close(done)
+
+    def _close_batch(self, batches: dict[bytes, Batch], name: bytes) -> None:
+        """Subscribers of ``name`` change: its next frame opens a batch that they are told of
+        (this one is written at the end of the iteration)."""
+        batch = batches.pop(name, None)
+        if batch is not None:
+            batch.open = False
+            self._closed.append(batch)
+
+    def _published(self, overflowing: list[Subscriber]) -> None:
+        if not self._closing:
+            self._close_batches()
+        for subscriber in overflowing:
+            self._drop(subscriber)
 
     def _drop(self, subscriber: Subscriber) -> None:
         if subscriber not in self._by_subscriber:
@@ -370,9 +467,14 @@ class PubSubHub:
         if not listeners:
             self._by_subscriber.pop(subscriber, None)
 
+    def _forget_channel(self, channel: bytes, subscriber: Subscriber) -> None:
+        _forget(self._channels, channel, subscriber)
+        self._close_batch(self._channel_batches, channel)
+
     def _forget_pattern(self, pattern: bytes, subscriber: Subscriber) -> None:
         if _forget(self._patterns, pattern, subscriber):
             del self._matchers[pattern]
+        self._close_batch(self._pattern_batches, pattern)
 
     @staticmethod
     def _confirm(subscriber: Subscriber, kind: bytes, name: bytes | None, count: int) -> bytes:

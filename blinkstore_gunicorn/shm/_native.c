@@ -1,7 +1,9 @@
 /*
- * The shared region's hot paths in C: a reader's lookup and the writer's slot and block
- * writes. Optional: blinkstore_gunicorn/shm/reader.py and writer.py are the reference, and
- * everything here computes exactly what they compute (tests/unit/test_shm_native.py checks it).
+ * The shared region's hot paths in C: a reader's lookup, and the writer's slot and block
+ * writes, allocator and table migration, with the common SET in one call. Optional:
+ * blinkstore_gunicorn/shm/reader.py, publisher.py, blocks.py, migration.py and writer.py are
+ * the reference, and everything here computes exactly what they compute
+ * (tests/unit/test_shm_native.py and test_shm_writers.py check it).
  *
  * What C adds besides speed is memory order. The layout is a seqlock per slot (layout.py):
  *   writer: seq = odd (relaxed); release fence; words and bytes; seq = even (release store)
@@ -18,6 +20,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <structmember.h>
+#include <sys/mman.h>
 #include <time.h>
 
 /* Mirrors of layout.py (checked against it by the tests through constants()). */
@@ -396,50 +400,398 @@ static PyTypeObject LookupType = {
 };
 
 /* ========================================================================================= */
-/* Publisher: the writer's stores into its own (writable) region                             */
+/* Blocks: blocks.Blocks in C, choice for choice (the same block for the same calls)          */
 /* ========================================================================================= */
+
+/* One class per block size (layout.block_size): 16..256 in 16-byte steps, then 16 per
+ * doubling up to the largest page (blocks.MAX_PAGE = 256 KiB). */
+#define SIZE_CLASSES 200
+#define MAX_PAGE_BYTES (256 * 1024)
+
+static int size_class(uint64_t size) {
+    if (size <= 256) return (int)(size >> 4);
+    int bits = 64 - __builtin_clzll(size);
+    return 17 + (bits - 9) * 16 + (int)(size >> (bits - 5)) - 16;
+}
+
+typedef struct {
+    uint64_t next;     /* first block never handed out (byte offset in the region) */
+    uint32_t live;     /* blocks in use; 0: the page is in the pool or untouched */
+    uint32_t size;     /* its block size */
+    uint32_t *free;    /* freed blocks (offsets in the page), a stack */
+    uint32_t nfree, cap;
+    int64_t prev, after; /* its place in its size's list of pages with room (Python's dict) */
+    int listed;
+} Page;
 
 typedef struct {
     PyObject_HEAD
     Py_buffer region;
     int open;
-    int checksum;
-} Publisher;
+    int returns_pages;
+    uint64_t start, end, page, shift;
+    uint64_t pages; /* pages ever handed out */
+    Page *pg;       /* pages[0 .. pages) */
+    uint64_t *pool; /* pages handed back, a stack */
+    uint64_t npool;
+    int64_t head[SIZE_CLASSES], tail[SIZE_CLASSES];
+} Blocks;
 
-static void publisher_dealloc(Publisher *self) {
+static void blocks_reset(Blocks *self) {
+    for (uint64_t i = 0; i < self->pages; i++) PyMem_Free(self->pg[i].free);
+    PyMem_Free(self->pg);
+    PyMem_Free(self->pool);
+    self->pg = NULL;
+    self->pool = NULL;
+    self->pages = self->npool = 0;
+    for (int c = 0; c < SIZE_CLASSES; c++) self->head[c] = self->tail[c] = -1;
+}
+
+static void blocks_dealloc(Blocks *self) {
+    blocks_reset(self);
     if (self->open) PyBuffer_Release(&self->region);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"region", "checksum", NULL};
+static int blocks_init(Blocks *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"region", "start", "end", "page", NULL};
     PyObject *region;
+    unsigned long long start, end, page;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OKKK", kwlist, &region, &start, &end, &page))
+        return -1;
+    if (self->open) {
+        PyErr_SetString(PyExc_RuntimeError, "Blocks is already initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(region, &self->region, PyBUF_WRITABLE) < 0) return -1;
+    if (!page || page & (page - 1) || page > MAX_PAGE_BYTES ||
+        start > end || end > (uint64_t)self->region.len) {
+        PyBuffer_Release(&self->region);
+        PyErr_SetString(PyExc_ValueError, "bad data area or page size");
+        return -1;
+    }
+    self->open = 1;
+    self->returns_pages = 1;
+    self->start = start;
+    self->end = end;
+    self->page = page;
+    self->shift = (uint64_t)__builtin_ctzll(page);
+    self->pg = NULL;
+    self->pool = NULL;
+    self->pages = self->npool = 0;
+    for (int c = 0; c < SIZE_CLASSES; c++) self->head[c] = self->tail[c] = -1;
+    return 0;
+}
+
+static void list_append(Blocks *self, int c, int64_t page) {
+    Page *p = &self->pg[page];
+    p->listed = 1;
+    p->prev = self->tail[c];
+    p->after = -1;
+    if (self->tail[c] >= 0) self->pg[self->tail[c]].after = page;
+    else self->head[c] = page;
+    self->tail[c] = page;
+}
+
+static void list_remove(Blocks *self, int c, int64_t page) {
+    Page *p = &self->pg[page];
+    if (!p->listed) return;
+    p->listed = 0;
+    if (p->prev >= 0) self->pg[p->prev].after = p->after;
+    else self->head[c] = p->after;
+    if (p->after >= 0) self->pg[p->after].prev = p->prev;
+    else self->tail[c] = p->prev;
+}
+
+/* Blocks.alloc: 0 when no page can give one, -1 on a memory error (exception set). */
+static int64_t blocks_take(Blocks *self, uint64_t size) {
+    if (!size || size > self->page) return 0;
+    int c = size_class(size);
+    int64_t page = self->head[c];
+    uint64_t block;
+    if (page >= 0) {
+        Page *p = &self->pg[page];
+        uint64_t page_end = self->start + ((uint64_t)page + 1) * self->page;
+        if (p->nfree) block = self->start + ((uint64_t)page << self->shift) + p->free[--p->nfree];
+        else {
+            block = p->next;
+            p->next = block + size;
+        }
+        if (!p->nfree && p->next + size > page_end) list_remove(self, c, page);
+        p->live++;
+        return (int64_t)block;
+    }
+    if (self->npool) page = (int64_t)self->pool[--self->npool];
+    else if (self->start + (self->pages + 1) * self->page <= self->end) {
+        Page *grown = PyMem_Realloc(self->pg, (self->pages + 1) * sizeof(Page));
+        if (!grown) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->pg = grown;
+        memset(&grown[self->pages], 0, sizeof(Page));
+        page = (int64_t)self->pages++;
+    } else
+        return 0;
+    Page *p = &self->pg[page];
+    block = self->start + ((uint64_t)page << self->shift);
+    p->live = 1;
+    p->size = (uint32_t)size;
+    p->next = block + size;
+    p->nfree = 0;
+    if (block + 2 * size <= block + self->page) list_append(self, c, page);
+    return (int64_t)block;
+}
+
+/* Blocks.free: the block's size, or 0 (exception set) for a block not handed out. */
+static uint64_t blocks_give(Blocks *self, uint64_t block) {
+    uint64_t page = block >= self->start ? (block - self->start) >> self->shift : UINT64_MAX;
+    Page *p = page < self->pages ? &self->pg[page] : NULL;
+    uint64_t at = p ? block - self->start - (page << self->shift) : 0;
+    if (!p || !p->live || at % p->size || block >= p->next) {
+        PyErr_SetString(PyExc_KeyError, "not an allocated block");
+        return 0;
+    }
+    uint64_t size = p->size;
+    int c = size_class(size);
+    if (--p->live) {
+        if (p->nfree == p->cap) {
+            uint32_t cap = p->cap ? 2 * p->cap : 8;
+            uint32_t *grown = PyMem_Realloc(p->free, cap * sizeof(uint32_t));
+            if (!grown) {
+                p->live++;
+                PyErr_NoMemory();
+                return 0;
+            }
+            p->free = grown;
+            p->cap = cap;
+        }
+        if (!p->listed) list_append(self, c, (int64_t)page);
+        p->free[p->nfree++] = (uint32_t)at;
+        return size;
+    }
+    uint64_t *grown = PyMem_Realloc(self->pool, (self->npool + 1) * sizeof(uint64_t));
+    if (!grown) {
+        p->live++;
+        PyErr_NoMemory();
+        return 0;
+    }
+    self->pool = grown;
+    list_remove(self, c, (int64_t)page);
+    p->nfree = 0;
+    p->size = 0;
+    if (self->returns_pages)
+        madvise((char *)self->region.buf + self->start + (page << self->shift), self->page,
+                MADV_REMOVE);
+    self->pool[self->npool++] = page;
+    return size;
+}
+
+static PyObject *blocks_alloc(Blocks *self, PyObject *arg) {
+    uint64_t size;
+    if (as_u64(arg, &size)) return NULL;
+    int64_t block = blocks_take(self, size);
+    return block < 0 ? NULL : PyLong_FromLongLong(block);
+}
+
+static PyObject *blocks_free(Blocks *self, PyObject *arg) {
+    uint64_t block;
+    if (as_u64(arg, &block)) return NULL;
+    uint64_t size = blocks_give(self, block);
+    return size ? PyLong_FromUnsignedLongLong(size) : NULL;
+}
+
+static PyObject *blocks_keep_pages(Blocks *self, PyObject *unused) {
+    self->returns_pages = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *blocks_clear(Blocks *self, PyObject *unused) {
+    if (self->pages && self->returns_pages)
+        madvise((char *)self->region.buf + self->start, self->pages * self->page, MADV_REMOVE);
+    blocks_reset(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *blocks_close(Blocks *self, PyObject *unused) {
+    blocks_reset(self);
+    if (self->open) {
+        self->open = 0;
+        self->start = self->end = 0; /* alloc finds no page from now on */
+        PyBuffer_Release(&self->region);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef blocks_methods[] = {
+    {"close", (PyCFunction)blocks_close, METH_NOARGS, "Forget every block; release the region."},
+    {"alloc", (PyCFunction)blocks_alloc, METH_O, "alloc(size): a free block's offset, or 0."},
+    {"free", (PyCFunction)blocks_free, METH_O, "free(block): give it back; its size."},
+    {"keep_pages", (PyCFunction)blocks_keep_pages, METH_NOARGS,
+     "Stop giving empty pages' memory back."},
+    {"clear", (PyCFunction)blocks_clear, METH_NOARGS, "Free everything."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BlocksType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "blinkstore_gunicorn.shm._native.Blocks",
+    .tp_doc = "blocks.Blocks in C: the data area's allocator.",
+    .tp_basicsize = sizeof(Blocks),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)blocks_init,
+    .tp_dealloc = (destructor)blocks_dealloc,
+    .tp_methods = blocks_methods,
+};
+
+/* ========================================================================================= */
+/* Publisher: the writer's stores into its own (writable) region                             */
+/* ========================================================================================= */
+
+#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+#define SLOT_MASK (((uint64_t)1 << HALF_SHIFT) - 1)
+#define TOMBSTONE UINT64_MAX
+
+/* The writer's own view: the live table (writer._t0, _slots, _half) and, while the table
+ * grows, the migration (migration.Migration's state: the same arrays, shared with Python). */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer region;
+    Py_buffer marks;
+    int open;
     int checksum;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Op", kwlist, &region, &checksum)) return -1;
+    uint64_t *w;      /* the region as words */
+    uint64_t words;   /* its length in words */
+    uint64_t t0, slots, half;
+    /* the migration (migrating != 0): migration.py's attributes of the same names */
+    int migrating;
+    Py_buffer moved_buf, reverse_buf;
+    int64_t *moved, *reverse;
+    uint64_t new_t0, new_slots, new_half, old_slots, cursor, new_used;
+    unsigned char *live_marks, *new_marks;
+    /* what publish() needs of the writer: its allocator, its "ask the store" entries (a dict,
+     * key -> slot), the hash secret, the migration's step; and the writer's counters */
+    Blocks *blocks;
+    PyObject *ask;
+    PyObject *general; /* writer._general: publish() hands it the cases it does not take */
+    uint64_t mul, prime, step, max_value;
+    unsigned long long live, used; /* RegionWriter: keys in the table, slots ever filled */
+} Publisher;
+
+static void publisher_end_migration(Publisher *self) {
+    if (self->migrating) {
+        self->migrating = 0;
+        PyBuffer_Release(&self->moved_buf);
+        PyBuffer_Release(&self->reverse_buf);
+    }
+}
+
+static void publisher_release(Publisher *self) {
+    publisher_end_migration(self);
+    if (self->open) {
+        self->open = 0;
+        self->slots = 0;
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+    }
+}
+
+static int publisher_traverse(Publisher *self, visitproc visit, void *arg) {
+    Py_VISIT(self->blocks);
+    Py_VISIT(self->ask);
+    Py_VISIT(self->general);
+    return 0;
+}
+
+static int publisher_clear(Publisher *self) {
+    Py_CLEAR(self->blocks);
+    Py_CLEAR(self->ask);
+    Py_CLEAR(self->general);
+    return 0;
+}
+
+static void publisher_dealloc(Publisher *self) {
+    PyObject_GC_UnTrack(self);
+    publisher_release(self);
+    publisher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"region", "marks", "checksum", "max_value", "general", "blocks",
+                             "ask", "mul", "prime", "step", NULL};
+    PyObject *region, *marks, *general, *blocks, *ask;
+    int checksum;
+    unsigned long long max_value, mul, prime, step;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOpKOO!O!KKK", kwlist, &region, &marks,
+                                     &checksum, &max_value, &general, &BlocksType, &blocks,
+                                     &PyDict_Type, &ask, &mul, &prime, &step))
+        return -1;
+    if (!prime || !step || max_value > LOC_LEN_MASK || !PyCallable_Check(general)) {
+        PyErr_SetString(PyExc_ValueError, "bad hash secret, step, max_value or general path");
+        return -1;
+    }
     if (self->open) {
         PyErr_SetString(PyExc_RuntimeError, "Publisher is already initialised");
         return -1;
     }
     if (PyObject_GetBuffer(region, &self->region, PyBUF_WRITABLE) < 0) return -1;
-    if ((uintptr_t)self->region.buf & 7) {
+    if (PyObject_GetBuffer(marks, &self->marks, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&self->region);
-        PyErr_SetString(PyExc_ValueError, "region not 8-byte aligned");
+        return -1;
+    }
+    if ((uintptr_t)self->region.buf & 7 || self->region.len < 4096) {
+        PyBuffer_Release(&self->region);
+        PyBuffer_Release(&self->marks);
+        PyErr_SetString(PyExc_ValueError, "not a region");
         return -1;
     }
     self->open = 1;
     self->checksum = checksum;
+    self->w = self->region.buf;
+    self->words = (uint64_t)self->region.len / 8;
+    self->slots = 0;
+    self->migrating = 0;
+    Py_INCREF(blocks);
+    Py_XSETREF(self->blocks, (Blocks *)blocks);
+    Py_INCREF(ask);
+    Py_XSETREF(self->ask, ask);
+    Py_INCREF(general);
+    Py_XSETREF(self->general, general);
+    self->max_value = max_value;
+    self->mul = mul;
+    self->prime = prime;
+    self->step = step;
+    self->live = self->used = 0;
     return 0;
 }
 
-/* The words of the slot starting at region word slotw, or NULL (exception set). */
-static uint64_t *slot_at(Publisher *self, PyObject *o) {
+static int publisher_ready(Publisher *self) {
+    if (self->open && self->slots) return 0;
+    PyErr_SetString(PyExc_ValueError, "the region is closed or has no table");
+    return -1;
+}
+
+/* A table of `slots` slots (a power of 2) at region word t0, inside the region. */
+static int table_fits(Publisher *self, uint64_t t0, uint64_t slots) {
+    if (slots && !(slots & (slots - 1)) && t0 <= self->words &&
+        slots <= (self->words - t0) / SLOT_WORDS)
+        return 0;
+    PyErr_SetString(PyExc_ValueError, "table outside the region");
+    return -1;
+}
+
+/* The live slot at region word slotw, or -1 (exception set). */
+static int64_t live_slot(Publisher *self, PyObject *o) {
     uint64_t slotw;
-    if (as_u64(o, &slotw)) return NULL;
-    if (!self->open || slotw > (uint64_t)self->region.len / 8 - SLOT_WORDS) {
-        PyErr_SetString(PyExc_ValueError, "slot outside the region");
-        return NULL;
+    if (as_u64(o, &slotw) || publisher_ready(self)) return -1;
+    if (slotw < self->t0 || (slotw - self->t0) & (SLOT_WORDS - 1) ||
+        (slotw - self->t0) / SLOT_WORDS >= self->slots) {
+        PyErr_SetString(PyExc_ValueError, "slot outside the live table");
+        return -1;
     }
-    return (uint64_t *)self->region.buf + slotw;
+    return (int64_t)((slotw - self->t0) / SLOT_WORDS);
 }
 
 /* The block at byte offset o if nk + nv bytes fit after its header, or NULL. */
@@ -452,6 +804,60 @@ static char *block_at(Publisher *self, PyObject *o, uint64_t nk, uint64_t nv) {
         return NULL;
     }
     return (char *)self->region.buf + block;
+}
+
+/* migration.Migration._place: the first tombstone or empty slot of the new table on meta's
+ * probe path. The new table is at most half full (writer._start_migration sizes it), so one
+ * is found; the bound only keeps a broken invariant from looping forever. */
+static int64_t place_new(Publisher *self, uint64_t meta) {
+    uint64_t *table = self->w + self->new_t0, mask = self->new_slots - 1;
+    uint64_t slot = (meta >> 32) & mask;
+    for (uint64_t n = 0; n < self->new_slots; n++) {
+        uint64_t found = load_relaxed(&table[slot * SLOT_WORDS]);
+        if (!found) {
+            self->new_used++;
+            return (int64_t)slot;
+        }
+        if (found == TOMBSTONE) return (int64_t)slot;
+        slot = (slot + 1) & mask;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the new table is full");
+    return -1;
+}
+
+/* migration.Migration.mirror: bring the new table in line with live `slot` (if moved). */
+static int mirror(Publisher *self, uint64_t slot) {
+    if (!self->migrating || slot >= self->cursor) return 0;
+    uint64_t *live = self->w + self->t0 + slot * SLOT_WORDS, *table = self->w + self->new_t0;
+    uint64_t meta = load_relaxed(&live[META]);
+    int64_t moved = self->moved[slot];
+    if (moved >= 0 && load_relaxed(&table[moved * SLOT_WORDS]) != meta) {
+        /* deleted, or the slot now holds another key (whose probe path differs) */
+        store_relaxed(&table[moved * SLOT_WORDS], TOMBSTONE);
+        self->reverse[moved] = self->moved[slot] = -1;
+        moved = -1;
+    }
+    if (!meta || meta == TOMBSTONE) return 0;
+    if (moved < 0) {
+        moved = place_new(self, meta);
+        if (moved < 0) return -1;
+        self->moved[slot] = moved;
+        self->reverse[moved] = (int64_t)slot;
+    }
+    uint64_t *s = table + moved * SLOT_WORDS, loc = load_relaxed(&live[LOC]);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[SEQ], 2);
+    store_relaxed(&s[LOC], loc);
+    store_relaxed(&s[EXPIRE], load_relaxed(&live[EXPIRE]));
+    uint64_t at = (loc >> LOC_SHIFT >> 3) + BLOCK_SLOT;
+    if (loc && at < self->words) store_relaxed(&self->w[at], self->new_half << HALF_SHIFT | (uint64_t)moved);
+    return 0;
+}
+
+/* After a write to live `slot`: the result of a method that wrote it. */
+static PyObject *mirrored(Publisher *self, uint64_t slot, PyObject *result) {
+    if (result && mirror(self, slot) < 0) Py_CLEAR(result);
+    return result;
 }
 
 static inline uint64_t open_slot(uint64_t *s) {
@@ -475,45 +881,171 @@ static uint64_t block_size(uint64_t n) {
     return (n + step - 1) & ~(step - 1);
 }
 
-#define HALF_SHIFT 62 /* migration.HALF_SHIFT */
+/* table(t0, slots, half): the live table is at region word t0, `slots` slots, in `half`. */
+static PyObject *publisher_table(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t t0, slots, half;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "table(t0, slots, half)");
+        return NULL;
+    }
+    if (as_u64(args[0], &t0) || as_u64(args[1], &slots) || as_u64(args[2], &half)) return NULL;
+    if (!self->open || table_fits(self, t0, slots) || half > 1) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "bad table");
+        return NULL;
+    }
+    if (self->migrating) {
+        PyErr_SetString(PyExc_RuntimeError, "end the migration first");
+        return NULL;
+    }
+    self->t0 = t0;
+    self->slots = slots;
+    self->half = half;
+    Py_RETURN_NONE;
+}
 
-/* overwrite(block, key, value, expire_at, half, t0, slots, max_value): writer.publish's common
- * case in one call: the key's block (at byte offset block) is in the live table's half and the
- * new value fits a block of the same size, so it is rewritten in place. Returns the slot, or
- * -1 when that is not the case (the caller takes the general path; nothing was written). */
-static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t block, expire_at, half, t0, slots, max_value;
-    if (nargs != 8) {
+static int array_of(PyObject *o, Py_buffer *view, uint64_t items) {
+    if (PyObject_GetBuffer(o, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) return -1;
+    if (view->itemsize != 8 || (uint64_t)view->len != items * 8 || (uintptr_t)view->buf & 7 ||
+        !view->format || strcmp(view->format, "q")) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "want an array('q') of the table's size");
+        return -1;
+    }
+    return 0;
+}
+
+/* migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration into the table
+ * at region word t0 starts (migration.Migration's arguments; moved and reverse are its
+ * arrays, filled with -1); from now on every write this publisher makes is mirrored. */
+static PyObject *publisher_migrate(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t t0, slots, half, live_marks, new_marks;
+    if (nargs != 7) {
         PyErr_SetString(PyExc_TypeError,
-                        "overwrite(block, key, value, expire_at, half, t0, slots, max_value)");
+                        "migrate(t0, slots, half, live_marks, new_marks, moved, reverse)");
         return NULL;
     }
-    if (as_u64(args[0], &block) || want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
-        as_u64(args[3], &expire_at) || as_u64(args[4], &half) || as_u64(args[5], &t0) ||
-        as_u64(args[6], &slots) || as_u64(args[7], &max_value))
+    if (as_u64(args[0], &t0) || as_u64(args[1], &slots) || as_u64(args[2], &half) ||
+        as_u64(args[3], &live_marks) || as_u64(args[4], &new_marks) || publisher_ready(self) ||
+        table_fits(self, t0, slots))
         return NULL;
+    uint64_t marks = (uint64_t)self->marks.len;
+    if (self->migrating || half > 1 || half == self->half || live_marks > marks ||
+        self->slots > marks - live_marks || new_marks > marks || slots > marks - new_marks) {
+        PyErr_SetString(PyExc_ValueError, "bad migration");
+        return NULL;
+    }
+    if (array_of(args[5], &self->moved_buf, self->slots) < 0) return NULL;
+    if (array_of(args[6], &self->reverse_buf, slots) < 0) {
+        PyBuffer_Release(&self->moved_buf);
+        return NULL;
+    }
+    self->moved = self->moved_buf.buf;
+    self->reverse = self->reverse_buf.buf;
+    self->new_t0 = t0;
+    self->new_slots = slots;
+    self->new_half = half;
+    self->old_slots = self->slots;
+    self->live_marks = (unsigned char *)self->marks.buf + live_marks;
+    self->new_marks = (unsigned char *)self->marks.buf + new_marks;
+    self->cursor = self->new_used = 0;
+    self->migrating = 1;
+    Py_RETURN_NONE;
+}
+
+/* migration.Migration.step: move the next n live slots; 1 once all moved, -1 on error. */
+static int step(Publisher *self, uint64_t n) {
+    uint64_t end = self->old_slots - self->cursor < n ? self->old_slots : self->cursor + n;
+    uint64_t *live = self->w + self->t0;
+    for (uint64_t slot = self->cursor; slot < end; slot++) {
+        self->cursor = slot + 1;
+        uint64_t meta = load_relaxed(&live[slot * SLOT_WORDS]);
+        if (meta && meta != TOMBSTONE) {
+            if (mirror(self, slot) < 0) return -1;
+            if (__atomic_load_n(&self->live_marks[slot], __ATOMIC_RELAXED))
+                __atomic_store_n(&self->new_marks[self->moved[slot]], 1, __ATOMIC_RELAXED);
+        }
+    }
+    return self->cursor == self->old_slots;
+}
+
+/* step(n): move the next n live slots into the new table; True once all moved. */
+static PyObject *publisher_step(Publisher *self, PyObject *arg) {
+    uint64_t n;
+    if (as_u64(arg, &n)) return NULL;
+    if (!self->migrating) {
+        PyErr_SetString(PyExc_ValueError, "no migration");
+        return NULL;
+    }
+    int done = step(self, n);
+    return done < 0 ? NULL : PyBool_FromLong(done);
+}
+
+/* mirror(slot): migration.Migration.mirror, after the writer changed live `slot` itself. */
+static PyObject *publisher_mirror(Publisher *self, PyObject *arg) {
+    uint64_t slot;
+    if (as_u64(arg, &slot)) return NULL;
+    if (self->migrating && slot >= self->old_slots) {
+        PyErr_SetString(PyExc_ValueError, "slot outside the live table");
+        return NULL;
+    }
+    if (mirror(self, slot) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* end_migration(): the migration is over (finished or dropped); returns Migration.used. */
+static PyObject *publisher_end(Publisher *self, PyObject *unused) {
+    uint64_t used = self->migrating ? self->new_used : 0;
+    publisher_end_migration(self);
+    return PyLong_FromUnsignedLongLong(used);
+}
+
+/* writer._new_slot's probe of the live table for an absent key of hash h: the first tombstone
+ * or empty slot, as slot << 1 | (1 if it was empty); -1 (exception set) if there is none. */
+static int64_t probe(Publisher *self, uint64_t h) {
+    uint64_t *t = self->w + self->t0, mask = self->slots - 1, slot = h & mask;
+    for (uint64_t n = 0; n < self->slots; n++) {
+        uint64_t meta = load_relaxed(&t[slot * SLOT_WORDS]);
+        if (!meta) return (int64_t)(slot << 1 | 1);
+        if (meta == TOMBSTONE) return (int64_t)(slot << 1);
+        slot = (slot + 1) & mask;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "the table is full");
+    return -1;
+}
+
+/* probe(h): that probe, as slot << 1 | was_empty. */
+static PyObject *publisher_probe(Publisher *self, PyObject *arg) {
+    uint64_t h;
+    if (as_u64(arg, &h) || publisher_ready(self)) return NULL;
+    int64_t found = probe(self, h);
+    return found < 0 ? NULL : PyLong_FromLongLong(found);
+}
+
+/* The common overwrite: the key's block (at byte offset block) is in the live table's half and
+ * the new value fits a block of the same size, so it is rewritten in place, mirrored. 1 when
+ * done, 0 when that is not the case (nothing written), -1 on error (exception set). */
+static int overwrite(Publisher *self, uint64_t block, PyObject *key, PyObject *value,
+                     uint64_t expire_at, uint64_t max_value) {
     uint64_t size = (uint64_t)self->region.len;
-    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+    if (block & 7 || block > size - BLOCK_HEADER) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
-        return NULL;
+        return -1;
     }
-    const char *k = PyBytes_AS_STRING(args[1]), *v = PyBytes_AS_STRING(args[2]);
-    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[1]), nv = (uint64_t)PyBytes_GET_SIZE(args[2]);
+    const char *k = PyBytes_AS_STRING(key), *v = PyBytes_AS_STRING(value);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(key), nv = (uint64_t)PyBytes_GET_SIZE(value);
     char *base = (char *)self->region.buf;
     uint64_t *bw = (uint64_t *)(base + block);
     uint64_t tag = load_relaxed(&bw[BLOCK_SLOT]), old = load_relaxed(&bw[BLOCK_LENGTHS]);
-    uint64_t slot = tag & (((uint64_t)1 << HALF_SHIFT) - 1), lengths = nk << 32 | nv;
-    if (tag >> HALF_SHIFT != half || slot >= slots || nv > max_value ||
+    uint64_t slot = tag & SLOT_MASK, lengths = nk << 32 | nv;
+    if (tag >> HALF_SHIFT != self->half || slot >= self->slots || nv > max_value ||
         (old != lengths && block_size(BLOCK_HEADER + nk + nv) !=
                                block_size(BLOCK_HEADER + (old >> 32) + (old & 0xFFFFFFFFu))))
-        return PyLong_FromLong(-1);
-    uint64_t slotw = t0 + slot * SLOT_WORDS;
-    if (slotw > size / 8 - SLOT_WORDS || nv > LOC_LEN_MASK ||
-        size - block - BLOCK_HEADER < nk + nv) {
-        PyErr_SetString(PyExc_ValueError, "slot or block outside the region");
-        return NULL;
+        return 0;
+    if (nv > LOC_LEN_MASK || size - block - BLOCK_HEADER < nk + nv) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return -1;
     }
-    uint64_t *s = (uint64_t *)base + slotw;
+    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS;
     uint64_t seq = open_slot(s);
     memcpy(base + block + BLOCK_HEADER + nk, v, nv);
     if (old != lengths) {
@@ -523,7 +1055,104 @@ static PyObject *publisher_overwrite(Publisher *self, PyObject *const *args, Py_
     set_checksum(self, base + block, k, nk, v, nv, expire_at);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    return PyLong_FromUnsignedLongLong(slot);
+    return mirror(self, slot) < 0 ? -1 : 1;
+}
+
+/* Fill the fresh block at byte offset block (not visible yet: no slot points at it) and point
+ * live slot `slot` at it under its sequence, mirrored; -1 on error (exception set). The
+ * caller checked that the slot and nk + nv bytes after the block's header are in the region. */
+static int place(Publisher *self, uint64_t slot, char *block, const char *k, uint64_t nk,
+                 const char *v, uint64_t nv, uint64_t meta, uint64_t expire_at) {
+    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS, *bw = (uint64_t *)block;
+    store_relaxed(&bw[BLOCK_SLOT], self->half << HALF_SHIFT | slot);
+    memcpy(block + BLOCK_HEADER, k, nk);
+    memcpy(block + BLOCK_HEADER + nk, v, nv);
+    store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
+    set_checksum(self, block, k, nk, v, nv, expire_at);
+    uint64_t seq = open_slot(s);
+    store_relaxed(&s[META], meta);
+    store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
+    store_relaxed(&s[EXPIRE], expire_at);
+    store_release(&s[SEQ], seq + 2);
+    return mirror(self, slot);
+}
+
+/* The common cases of writer.publish, with exactly the effects of its general path: an
+ * overwrite in place (handle: the key's block), or a new key that needs no migration to start
+ * or finish and gets a block (hash, allocation, migration step, probe, block and slot).
+ * Returns the block, 0 when the case is none of these (nothing was written), -1 on error. */
+static int64_t publish(Publisher *self, PyObject *key, PyObject *value, uint64_t expire_at,
+                       uint64_t handle) {
+    uint64_t max_value = self->max_value;
+    if (handle) {
+        int done = overwrite(self, handle, key, value, expire_at, max_value);
+        return done <= 0 ? done : (int64_t)handle;
+    }
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(key), nv = (uint64_t)PyBytes_GET_SIZE(value);
+    if (!nk || nv > max_value) return 0;
+    if (PyDict_GET_SIZE(self->ask)) {
+        int asks = PyDict_Contains(self->ask, key);
+        if (asks) return asks < 0 ? -1 : 0;
+    }
+    /* writer._new_slot would start a migration, or finish one (the step reaches the end) */
+    uint64_t n = (self->used + 1) * 10 > self->slots * 8 ? self->slots : self->step;
+    if (self->migrating ? n >= self->old_slots - self->cursor
+                        : (self->used + 1) * 2 > self->slots)
+        return 0;
+    /* The allocation first: a failure changes nothing (the general path then makes an "ask
+     * the store" entry), and no step or probe touches a free block. */
+    int64_t block = blocks_take(self->blocks, block_size(BLOCK_HEADER + nk + nv));
+    if (block <= 0) return block;
+    if ((uint64_t)block > (uint64_t)self->region.len - BLOCK_HEADER - nk - nv) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return -1;
+    }
+    if (self->migrating && step(self, n) < 0) return -1;
+    self->live++;
+    const char *k = PyBytes_AS_STRING(key);
+    uint64_t h = key_hash((const unsigned char *)k, (Py_ssize_t)nk, self->mul, self->prime);
+    int64_t found = probe(self, h);
+    if (found < 0) return -1;
+    self->used += (uint64_t)found & 1;
+    if (place(self, (uint64_t)found >> 1, (char *)self->region.buf + block, k, nk,
+              PyBytes_AS_STRING(value), nv, h << 32 | nk, expire_at) < 0)
+        return -1;
+    return block;
+}
+
+/* publish(key, value, expire_at, handle): RegionWriter.publish: the common cases here, the
+ * others by the writer's general path (the `general` callable, with the same arguments). */
+static PyObject *publisher_publish(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at, handle;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "publish(key, value, expire_at, handle)");
+        return NULL;
+    }
+    if (want_bytes(args[0], "key") || want_bytes(args[1], "value") ||
+        as_u64(args[2], &expire_at) || as_u64(args[3], &handle) || publisher_ready(self))
+        return NULL;
+    int64_t block = publish(self, args[0], args[1], expire_at, handle);
+    if (block < 0) return NULL;
+    if (block) return PyLong_FromLongLong(block);
+    return PyObject_Vectorcall(self->general, args, 4, NULL);
+}
+
+/* read(block): RegionWriter.read, the value in the block at that byte offset. */
+static PyObject *publisher_read(Publisher *self, PyObject *arg) {
+    uint64_t block, size = (uint64_t)self->region.len;
+    if (as_u64(arg, &block)) return NULL;
+    if (!self->open || block & 7 || block > size - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    uint64_t lengths = load_relaxed(&self->w[(block >> 3) + BLOCK_LENGTHS]);
+    uint64_t nk = lengths >> 32, nv = lengths & 0xFFFFFFFFu;
+    if (nk + nv > size - block - BLOCK_HEADER) {
+        PyErr_SetString(PyExc_ValueError, "block outside the region");
+        return NULL;
+    }
+    return PyBytes_FromStringAndSize((char *)self->region.buf + block + BLOCK_HEADER + nk,
+                                     (Py_ssize_t)nv);
 }
 
 /* block_bytes(block): writer.block_bytes (the size of the block its lengths need). */
@@ -551,9 +1180,10 @@ static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ss
         return NULL;
     const char *k = PyBytes_AS_STRING(args[2]), *v = PyBytes_AS_STRING(args[3]);
     uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
-    uint64_t *s = slot_at(self, args[0]);
-    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
+    int64_t slot = live_slot(self, args[0]);
+    char *block = slot >= 0 ? block_at(self, args[1], nk, nv) : NULL;
     if (!block) return NULL;
+    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS;
     uint64_t *bw = (uint64_t *)block, lengths = nk << 32 | nv;
     uint64_t seq = open_slot(s);
     memcpy(block + BLOCK_HEADER + nk, v, nv);
@@ -564,36 +1194,26 @@ static PyObject *publisher_rewrite(Publisher *self, PyObject *const *args, Py_ss
     set_checksum(self, block, k, nk, v, nv, expire_at);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    Py_RETURN_NONE;
+    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
-/* place(slotw, block, tag, key, value, meta, expire_at): fill a fresh block (not visible yet:
- * no slot points at it) and point the slot at it, under the slot's sequence. */
+/* place(slotw, block, key, value, meta, expire_at): fill a fresh block and point the live
+ * slot at region word slotw at it. */
 static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
-    uint64_t tag, meta, expire_at;
-    if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "place(slotw, block, tag, key, value, meta, expire_at)");
+    uint64_t meta, expire_at;
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "place(slotw, block, key, value, meta, expire_at)");
         return NULL;
     }
-    if (as_u64(args[2], &tag) || want_bytes(args[3], "key") || want_bytes(args[4], "value") ||
-        as_u64(args[5], &meta) || as_u64(args[6], &expire_at))
+    if (want_bytes(args[2], "key") || want_bytes(args[3], "value") || as_u64(args[4], &meta) ||
+        as_u64(args[5], &expire_at))
         return NULL;
-    const char *k = PyBytes_AS_STRING(args[3]), *v = PyBytes_AS_STRING(args[4]);
-    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[3]), nv = (uint64_t)PyBytes_GET_SIZE(args[4]);
-    uint64_t *s = slot_at(self, args[0]);
-    char *block = s ? block_at(self, args[1], nk, nv) : NULL;
-    if (!block) return NULL;
-    uint64_t *bw = (uint64_t *)block;
-    store_relaxed(&bw[BLOCK_SLOT], tag);
-    memcpy(block + BLOCK_HEADER, k, nk);
-    memcpy(block + BLOCK_HEADER + nk, v, nv);
-    store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
-    set_checksum(self, block, k, nk, v, nv, expire_at);
-    uint64_t seq = open_slot(s);
-    store_relaxed(&s[META], meta);
-    store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
-    store_relaxed(&s[EXPIRE], expire_at);
-    store_release(&s[SEQ], seq + 2);
+    const char *k = PyBytes_AS_STRING(args[2]), *v = PyBytes_AS_STRING(args[3]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[2]), nv = (uint64_t)PyBytes_GET_SIZE(args[3]);
+    int64_t slot = live_slot(self, args[0]);
+    char *block = slot >= 0 ? block_at(self, args[1], nk, nv) : NULL;
+    if (!block || place(self, (uint64_t)slot, block, k, nk, v, nv, meta, expire_at) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -604,52 +1224,72 @@ static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssi
         PyErr_SetString(PyExc_TypeError, "update(slotw, meta, loc, expire_at)");
         return NULL;
     }
-    uint64_t *s = slot_at(self, args[0]);
-    if (!s || as_u64(args[1], &meta) || as_u64(args[2], &loc) || as_u64(args[3], &expire_at))
+    int64_t slot = live_slot(self, args[0]);
+    if (slot < 0 || as_u64(args[1], &meta) || as_u64(args[2], &loc) ||
+        as_u64(args[3], &expire_at))
         return NULL;
+    uint64_t *s = self->w + self->t0 + (uint64_t)slot * SLOT_WORDS;
     uint64_t seq = open_slot(s);
     store_relaxed(&s[META], meta);
     store_relaxed(&s[LOC], loc);
     store_relaxed(&s[EXPIRE], expire_at);
     store_release(&s[SEQ], seq + 2);
-    Py_RETURN_NONE;
+    return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
 static PyObject *publisher_close(Publisher *self, PyObject *unused) {
-    if (self->open) {
-        self->open = 0;
-        PyBuffer_Release(&self->region);
-    }
+    publisher_release(self);
+    publisher_clear(self); /* the writer's general path refers back to the writer */
     Py_RETURN_NONE;
 }
 
 static PyMethodDef publisher_methods[] = {
-    {"overwrite", (PyCFunction)(void (*)(void))publisher_overwrite, METH_FASTCALL,
-     "overwrite(block, key, value, expire_at, half, t0, slots, max_value): slot or -1."},
+    {"table", (PyCFunction)(void (*)(void))publisher_table, METH_FASTCALL,
+     "table(t0, slots, half): the live table."},
+    {"migrate", (PyCFunction)(void (*)(void))publisher_migrate, METH_FASTCALL,
+     "migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration starts."},
+    {"step", (PyCFunction)publisher_step, METH_O, "step(n): move n more slots; True when done."},
+    {"mirror", (PyCFunction)publisher_mirror, METH_O, "mirror(slot): after a write to slot."},
+    {"end_migration", (PyCFunction)publisher_end, METH_NOARGS,
+     "end_migration(): stop mirroring; the new table's used slots."},
+    {"probe", (PyCFunction)publisher_probe, METH_O,
+     "probe(h): the free slot for hash h, as slot << 1 | was_empty."},
+    {"publish", (PyCFunction)(void (*)(void))publisher_publish, METH_FASTCALL,
+     "publish(key, value, expire_at, handle): RegionWriter.publish."},
+    {"read", (PyCFunction)publisher_read, METH_O, "read(block): the value in that block."},
     {"block_bytes", (PyCFunction)publisher_block_bytes, METH_O,
      "block_bytes(block): the bytes of the block at that offset."},
     {"rewrite", (PyCFunction)(void (*)(void))publisher_rewrite, METH_FASTCALL,
      "rewrite(slotw, block, key, value, expire_at): an in-place overwrite."},
     {"place", (PyCFunction)(void (*)(void))publisher_place, METH_FASTCALL,
-     "place(slotw, block, tag, key, value, meta, expire_at): a new block, then the slot."},
+     "place(slotw, block, key, value, meta, expire_at): a new block, then the slot."},
     {"update", (PyCFunction)(void (*)(void))publisher_update, METH_FASTCALL,
      "update(slotw, meta, loc, expire_at): rewrite a slot under its sequence."},
-    {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mapping."},
+    {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mappings."},
     {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef publisher_members[] = {
+    {"live", T_ULONGLONG, offsetof(Publisher, live), 0, "Keys in the table (RegionWriter's)."},
+    {"used", T_ULONGLONG, offsetof(Publisher, used), 0,
+     "Slots of the live table ever filled, tombstones included (RegionWriter's)."},
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject PublisherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "blinkstore_gunicorn.shm._native.Publisher",
-    .tp_doc = "The writer's slot and block stores in C, with release ordering.",
+    .tp_doc = "The writer's slot and block stores and its table migration in C.",
     .tp_basicsize = sizeof(Publisher),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)publisher_init,
     .tp_dealloc = (destructor)publisher_dealloc,
+    .tp_traverse = (traverseproc)publisher_traverse,
+    .tp_clear = (inquiry)publisher_clear,
     .tp_methods = publisher_methods,
+    .tp_members = publisher_members,
 };
-
 /* ========================================================================================= */
 
 static PyObject *py_key_hash(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
@@ -721,10 +1361,13 @@ static struct PyModuleDef native_module = {
 
 PyMODINIT_FUNC PyInit__native(void) {
     crc_init();
-    if (PyType_Ready(&LookupType) < 0 || PyType_Ready(&PublisherType) < 0) return NULL;
+    if (PyType_Ready(&LookupType) < 0 || PyType_Ready(&BlocksType) < 0 ||
+        PyType_Ready(&PublisherType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&native_module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Lookup", (PyObject *)&LookupType) < 0 ||
+        PyModule_AddObjectRef(m, "Blocks", (PyObject *)&BlocksType) < 0 ||
         PyModule_AddObjectRef(m, "Publisher", (PyObject *)&PublisherType) < 0) {
         Py_DECREF(m);
         return NULL;

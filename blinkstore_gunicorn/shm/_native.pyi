@@ -1,4 +1,5 @@
 # Types of the optional C helper (blinkstore_gunicorn/shm/_native.c).
+from array import array
 from collections.abc import Callable
 
 from typing_extensions import Buffer
@@ -26,34 +27,54 @@ class Lookup:
 
 def block_size(n: int, /) -> int: ...
 
+class Blocks:
+    def __init__(self, region: Buffer, start: int, end: int, page: int) -> None: ...
+    def alloc(self, size: int, /) -> int: ...
+    def free(self, block: int, /) -> int: ...
+    def keep_pages(self) -> None: ...
+    def clear(self) -> None: ...
+    def close(self) -> None: ...
+
 class Publisher:
-    def __init__(self, region: Buffer, checksum: bool) -> None: ...
-    def overwrite(
+    live: int
+    used: int
+    def __init__(
         self,
-        block: int,
-        key: bytes,
-        value: bytes,
-        expire_at: int,
-        half: int,
+        region: Buffer,
+        marks: Buffer,
+        checksum: bool,
+        max_value: int,
+        general: Callable[[bytes, bytes, int, int], int],
+        blocks: Blocks,
+        ask: dict[bytes, int],
+        mul: int,
+        prime: int,
+        step: int,
+    ) -> None: ...
+    def table(self, t0: int, slots: int, half: int, /) -> None: ...
+    def migrate(
+        self,
         t0: int,
         slots: int,
-        max_value: int,
+        half: int,
+        live_marks: int,
+        new_marks: int,
+        moved: array[int],
+        reverse: array[int],
         /,
-    ) -> int: ...
+    ) -> None: ...
+    def step(self, n: int, /) -> bool: ...
+    def mirror(self, slot: int, /) -> None: ...
+    def end_migration(self) -> int: ...
+    def probe(self, h: int, /) -> int: ...
+    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int, /) -> int: ...
+    def read(self, block: int, /) -> bytes: ...
     def block_bytes(self, block: int, /) -> int: ...
     def rewrite(
         self, slotw: int, block: int, key: bytes, value: bytes, expire_at: int, /
     ) -> None: ...
     def place(
-        self,
-        slotw: int,
-        block: int,
-        tag: int,
-        key: bytes,
-        value: bytes,
-        meta: int,
-        expire_at: int,
-        /,
+        self, slotw: int, block: int, key: bytes, value: bytes, meta: int, expire_at: int, /
     ) -> None: ...
     def update(self, slotw: int, meta: int, loc: int, expire_at: int, /) -> None: ...
     def close(self) -> None: ...

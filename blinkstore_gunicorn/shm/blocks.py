@@ -8,6 +8,9 @@ Once the region is sealed against writes (:meth:`Blocks.keep_pages`), pages stil
 pool, but keep their memory: the kernel refuses to punch holes in a sealed memfd. So a workload
 whose value sizes shift does not strand the area in the sizes it no longer uses, the way fixed
 per-size free lists would.
+
+The C helper has a twin (``_native.Blocks``) that picks the same block for the same calls, so
+the C and Python writers make byte-identical regions (``tests/unit/test_shm_writers.py``).
 """
 
 from __future__ import annotations
@@ -116,15 +119,16 @@ class Blocks:
         self._pool.append(page)
         return size
 
-    def size_of(self, block: int) -> int:
-        """The size of the (allocated) block at ``block``."""
-        return self._size[(block - self._start) >> self._shift]
-
     def clear(self) -> None:
         """Free everything and return the touched pages' memory (unless kept)."""
         if self._pages and self._returns_pages:
             self._mm.madvise(mmap.MADV_REMOVE, self._start, self._pages * self._page)
         self._reset()
+
+    def close(self) -> None:
+        """Forget every block (the region goes; the C twin lets its mapping go here)."""
+        self._reset()
+        self._end = self._start
 
     def _page_end(self, page: int) -> int:
         return self._start + (page + 1) * self._page

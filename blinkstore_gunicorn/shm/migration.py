@@ -15,55 +15,104 @@ leads back to its slot in the live one; after the switch, the same words are sim
 from __future__ import annotations
 
 from array import array
+from typing import NamedTuple
 
 from blinkstore_gunicorn.shm.layout import BLOCK_SLOT, LOC_SHIFT, SLOT_WORDS, TOMBSTONE
 
-__all__ = ["HALF_SHIFT", "SLOT_MASK", "Migration"]
+__all__ = ["HALF_SHIFT", "SLOT_MASK", "Migration", "NextTable", "maps"]
 
 HALF_SHIFT = 62
 SLOT_MASK = (1 << HALF_SHIFT) - 1
 
 
-class Migration:
-    """The table being built in half ``half`` (``table``, ``slots`` slots, marks at
-    ``marks_base``) from a live table of ``old_slots`` slots."""
+class NextTable(NamedTuple):
+    """What the writer keeps of a migration: the table being built, its size and half, and
+    the maps the publisher keeps up to date (see :func:`maps`)."""
 
-    __slots__ = ("cursor", "half", "marks_base", "moved", "reverse", "slots", "table", "used")
+    table: memoryview
+    slots: int
+    half: int
+    moved: array[int]
+    reverse: array[int]
+
+
+def maps(old_slots: int, slots: int) -> tuple[array[int], array[int]]:
+    """A migration's two maps, all -1: ``moved`` (live slot -> its slot in the new table, for
+    the slots the cursor passed) and ``reverse`` (new slot -> live slot)."""
+    return array("q", [-1]) * old_slots, array("q", [-1]) * slots
+
+
+class Migration:
+    """The table being built (``table``, in half ``half``, its visited marks at
+    ``marks_base`` in ``marks``) from the ``live`` table (marks at ``live_marks``) of the
+    region whose words are ``w``. ``moved`` and ``reverse`` (see :func:`maps`) are kept up to
+    date as slots move; the writer reads them.
+
+    The Python publisher (``shm/publisher.py``) runs it; the C helper's ``Publisher`` does
+    the same steps on the same maps.
+    """
+
+    __slots__ = (
+        "cursor",
+        "half",
+        "live",
+        "live_marks",
+        "marks",
+        "marks_base",
+        "moved",
+        "reverse",
+        "slots",
+        "table",
+        "used",
+        "w",
+    )
 
     def __init__(
-        self, table: memoryview, slots: int, half: int, marks_base: int, old_slots: int
+        self,
+        w: memoryview,
+        live: memoryview,
+        table: memoryview,
+        *,
+        marks: memoryview,
+        live_marks: int,
+        half: int,
+        marks_base: int,
+        moved: array[int],
+        reverse: array[int],
     ) -> None:
+        self.w = w
+        self.live = live
+        self.marks = marks
+        self.live_marks = live_marks
         self.table = table
-        self.slots = slots
+        self.slots = len(table) // SLOT_WORDS
         self.half = half
         self.marks_base = marks_base
-        #: live slot -> its slot in the new table (-1: none), for the slots the cursor passed
-        self.moved = array("q", [-1]) * old_slots
-        #: new slot -> live slot (-1: none)
-        self.reverse = array("q", [-1]) * slots
+        self.moved = moved
+        self.reverse = reverse
         #: live slots below this one are in the new table
         self.cursor = 0
         #: slots of the new table ever filled (tombstones included)
         self.used = 0
 
-    def step(
-        self, live: memoryview, w: memoryview, marks: memoryview, live_marks: int, n: int
-    ) -> bool:
+    def step(self, n: int) -> bool:
         """Move the next ``n`` live slots (with their visited marks); True once all moved."""
+        live, marks = self.live, self.marks
         end = min(len(self.moved), self.cursor + n)
         for slot in range(self.cursor, end):
             self.cursor = slot + 1
             meta = live[slot * SLOT_WORDS]
             if meta and meta != TOMBSTONE:
-                self.mirror(live, slot, w)
-                if marks[live_marks + slot]:
+                self.mirror(slot)
+                if marks[self.live_marks + slot]:
                     marks[self.marks_base + self.moved[slot]] = 1
         return self.cursor == len(self.moved)
 
-    def mirror(self, live: memoryview, slot: int, w: memoryview) -> None:
+    def mirror(self, slot: int) -> None:
         """Bring the new table in line with live ``slot`` after a write (if already moved)."""
         if slot >= self.cursor:
             return
+        live = self.live
         b = slot * SLOT_WORDS
         meta = live[b]
         new = self.table
@@ -85,7 +134,7 @@ class Migration:
         new[nb + 2] = loc
         new[nb + 3] = live[b + 3]
         if loc:
-            w[(loc >> LOC_SHIFT >> 3) + BLOCK_SLOT] = self.half << HALF_SHIFT | moved
+            self.w[(loc >> LOC_SHIFT >> 3) + BLOCK_SLOT] = self.half << HALF_SHIFT | moved
 
     def _place(self, meta: int) -> int:
         """The first tombstone or empty slot of the new table on ``meta``'s probe path."""

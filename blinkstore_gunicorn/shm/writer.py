@@ -17,9 +17,12 @@ word the store reads back from it is one it wrote. From the marks mapping, which
 write, it reads a visited mark as a boolean and the counters as numbers for ``INFO``, nothing it
 acts on further.
 
-The stores into slots and blocks run in the optional C helper when it is built
-(``shm/_native.c``, :func:`~blinkstore_gunicorn.shm.native.native`): the same words in the same
-order, with release ordering; the Python statements here are the reference, used without it.
+The stores into slots and blocks, the allocator and the table's migration have two
+implementations with one interface: the pure-Python reference (``shm/publisher.py``,
+``shm/blocks.py``, ``shm/migration.py``) and the optional C helper (``shm/_native.c``,
+:func:`~blinkstore_gunicorn.shm.native.native`), which writes the same words in the same order,
+with release ordering, and also takes the common SET (an overwrite in place, or a new key) in
+one call, handing the rarer cases back to :meth:`RegionWriter._general`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.shm.blocks import Blocks, page_size
@@ -57,11 +61,8 @@ from blinkstore_gunicorn.shm.layout import (
     H_VERSION,
     H_WRITE_EPOCH,
     HEADER_BYTES,
-    LOC,
-    LOC_SHIFT,
     MAGIC,
     MAX_INLINE_VALUE,
-    META,
     SEQ,
     SLOT_BYTES,
     SLOT_WORDS,
@@ -74,8 +75,9 @@ from blinkstore_gunicorn.shm.layout import (
     key_hash,
     table_word,
 )
-from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, Migration
+from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, NextTable, maps
 from blinkstore_gunicorn.shm.native import native
+from blinkstore_gunicorn.shm.publisher import Publisher
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.shm import _native as _c
@@ -114,7 +116,22 @@ class RegionWriter:
     is the largest value held inline (attribute ``max_value``: a plain attribute, read on
     every SET); ``checksum`` (default: off on x86-64 only) makes readers
     verify a crc32 of key, value and deadline.
+
+    The three calls of every write are attributes, the publisher's own methods (C or the
+    Python reference, ``shm/publisher.py``):
+
+    * ``publish(key, value, expire_at, handle) -> block``: make ``key`` -> ``value``
+      (deadline ``expire_at`` ms, 0 none) visible to readers. ``handle`` is the block the
+      key's value is in now (0 when it has none). Returns the value's block offset, or 0
+      when the value is not held inline (too large, or no block of its size is free): the
+      entry then says "ask the store" and the caller keeps the value.
+    * ``read(handle) -> bytes``: the value in the block at ``handle``.
+    * ``block_bytes(handle) -> int``: the bytes of that block (what the value costs).
     """
+
+    publish: Callable[[bytes, bytes, int, int], int]
+    read: Callable[[int], bytes]
+    block_bytes: Callable[[int], int]
 
     __slots__ = (
         "_ask",
@@ -126,9 +143,7 @@ class RegionWriter:
         "_data_start",
         "_epoch",
         "_half",
-        "_halves",
         "_hash",
-        "_live",
         "_mark_base",
         "_marks",
         "_marks_bytes",
@@ -149,9 +164,11 @@ class RegionWriter:
         "_t0",
         "_table_area",
         "_table_bytes",
-        "_used_slots",
         "_w",
+        "block_bytes",
         "max_value",
+        "publish",
+        "read",
     )
 
     def __init__(
@@ -192,16 +209,38 @@ class RegionWriter:
         self._region_fd, self._marks_fd, self._reader_fd = fds
         self._marks_mm = mmap.mmap(self._marks_fd, marks_size)
         self._w = memoryview(self._mm).cast("Q")
-        self._halves = memoryview(self._mm).cast("I")  # the store's own reads of block lengths
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
+        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
         module = native()
-        self._pub: _c.Publisher | None = None
-        self._hash = key_hash
-        if module is not None:
-            self._pub = module.Publisher(self._mm, self._checksum)
+        self._pub: _c.Publisher | Publisher
+        self._blocks: _c.Blocks | Blocks
+        if module is None:
+            self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
+            self._pub = Publisher(
+                self._mm, self._marks_mm, self._checksum, max_value, self._general
+            )
+            self._hash = key_hash
+        else:
+            self._blocks = module.Blocks(self._mm, self._data_start, self._data_end, page)
+            self._pub = module.Publisher(
+                self._mm,
+                self._marks_mm,
+                self._checksum,
+                max_value,
+                self._general,
+                self._blocks,
+                self._ask,
+                self._mul,
+                self._prime,
+                _MIGRATE_STEP,
+            )
             self._hash = module.key_hash
+        # Called on every SET (and INCR's read): the publisher's own methods, no frame between.
+        self.publish = self._pub.publish
+        self.read = self._pub.read
+        self.block_bytes = self._pub.block_bytes
         w = self._w
         w[H_VERSION] = VERSION
         w[H_FLAGS] = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_PARTIAL if partial else 0)
@@ -221,11 +260,7 @@ class RegionWriter:
         self._t = memoryview(b"").cast("Q")
         self._t0 = 0  # the live table's first word in the region (for the C helper)
         self._slots = 0
-        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
-        self._blocks = Blocks(self._mm, self._data_start, self._data_end, page)
-        self._live = 0
-        self._used_slots = 0
-        self._migration: Migration | None = None
+        self._migration: NextTable | None = None
         self._sealed = False
         self._empty_table()
         w[H_MAGIC] = MAGIC
@@ -290,79 +325,23 @@ class RegionWriter:
 
     # -- entries ------------------------------------------------------------------------------
 
-    def block_bytes(self, handle: int) -> int:
-        """Bytes of the block at ``handle`` (what the entry's value costs in the region)."""
-        if self._pub is not None:
-            return self._pub.block_bytes(handle)
-        # The block was sized for the lengths it holds (an in-place rewrite keeps the size):
-        # cheaper than the allocator's page lookup, and called on every overwrite.
-        # The two halves of the lengths word as 32-bit items: small ints, cheaper arithmetic
-        # (their sum does not depend on the byte order).
-        i = (handle >> 2) + 2 * BLOCK_LENGTHS
-        n = BLOCK_HEADER + self._halves[i] + self._halves[i + 1]
-        return (n + 15) & ~15 if n <= 256 else block_size(n)  # block_size(n), inlined
-
-    def read(self, handle: int) -> bytes:
-        """The value in the block at ``handle``."""
-        lengths = self._w[(handle >> 3) + BLOCK_LENGTHS]
-        start = handle + BLOCK_HEADER + (lengths >> 32)
-        return self._mm[start : start + (lengths & _MASK32)]
-
-    def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
-        """Make ``key`` -> ``value`` (deadline ``expire_at`` ms, 0 none) visible to readers.
-
-        ``handle`` is the block the key's value is in now (0 when it has none). Returns the
-        value's block offset, or 0 when the value is not held inline (too large, or no block of
-        its size is free): the entry then says "ask the store" and the caller keeps the value.
-        """
-        # The hot path of every SET: attributes and helpers are read once into locals, and
-        # the common overwrite (same block size) is done here without a further call.
+    def _general(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
+        """:attr:`publish` for what the publisher does not take in its one call (a new key
+        without the C helper, a migration to start or finish, a block of another size, "ask
+        the store" entries)."""
         pub = self._pub
-        if handle and pub is not None:
-            # The common overwrite, all in C (the same steps as the in-place branch below).
-            slot = pub.overwrite(
-                handle, key, value, expire_at, self._half, self._t0, self._slots, self.max_value
-            )
-            if slot >= 0:
-                if self._migration is not None:
-                    self._migration.mirror(self._t, slot, self._w)
-                return handle
         if not key:
             return 0
         nk = len(key)
         nv = len(value)
-        lengths = nk << 32 | nv
-        w = self._w
         if handle:
-            j = handle >> 3
-            word = w[j + BLOCK_SLOT]
-            slot = word & SLOT_MASK if word >> HALF_SHIFT == self._half else self._slot_of(handle)
-            old = w[j + BLOCK_LENGTHS]
-            if nv <= self.max_value and (
-                old == lengths
-                or block_size(BLOCK_HEADER + nk + nv)
-                == block_size(BLOCK_HEADER + (old >> 32) + (old & _MASK32))
+            slot = self._slot_of(handle)
+            old = self._w[(handle >> 3) + BLOCK_LENGTHS]
+            if nv <= self.max_value and block_size(BLOCK_HEADER + nk + nv) == block_size(
+                BLOCK_HEADER + (old >> 32) + (old & _MASK32)
             ):
-                # Same key, same block size: rewrite the value in place (the key is there
-                # already), under the sequence.
-                t = self._t
-                b = slot * SLOT_WORDS
-                if pub is not None:
-                    pub.rewrite(self._t0 + b, handle, key, value, expire_at)
-                else:
-                    seq = t[b + SEQ]
-                    t[b + SEQ] = seq + 1
-                    start = handle + BLOCK_HEADER + nk
-                    self._mm[start : start + nv] = value
-                    if old != lengths:  # else LOC (block and value length) is unchanged too
-                        w[j + BLOCK_LENGTHS] = lengths
-                        t[b + LOC] = handle << LOC_SHIFT | nv
-                    if self._checksum:
-                        w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-                    t[b + EXPIRE] = expire_at
-                    t[b + SEQ] = seq + 2
-                if self._migration is not None:
-                    self._migration.mirror(t, slot, w)
+                # Same block size, the block in the spare half (a migration moved it).
+                pub.rewrite(self._t0 + slot * SLOT_WORDS, handle, key, value, expire_at)
                 return handle
             meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
@@ -373,27 +352,15 @@ class RegionWriter:
                 meta = h << 32 | nk
             else:
                 meta = self._t[slot * SLOT_WORDS]
-        size = block_size(BLOCK_HEADER + nk + nv)
-        block = self._blocks.alloc(size) if nv <= self.max_value else 0
-        if block and pub is not None:
-            tag = self._half << HALF_SHIFT | slot
-            pub.place(self._t0 + slot * SLOT_WORDS, block, tag, key, value, meta, expire_at)
-            if self._migration is not None:
-                self._migration.mirror(self._t, slot, w)
-        elif block:
-            # Not visible yet: no slot points here.
-            j = block >> 3
-            w[j + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
-            start = block + BLOCK_HEADER
-            # One copy into the region: joining a small key and value is cheaper than two slices.
-            self._mm[start : start + nk + nv] = key + value
-            w[j + BLOCK_LENGTHS] = lengths
-            if self._checksum:
-                w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
-            self._update(slot, meta, block << LOC_SHIFT | nv, expire_at)
+        block = (
+            self._blocks.alloc(block_size(BLOCK_HEADER + nk + nv)) if nv <= self.max_value else 0
+        )
+        slotw = self._t0 + slot * SLOT_WORDS
+        if block:
+            pub.place(slotw, block, key, value, meta, expire_at)
         else:
             self._ask[key] = slot
-            self._update(slot, meta, 0, expire_at)
+            pub.update(slotw, meta, 0, expire_at)
         if handle:
             self._blocks.free(handle)
         return block
@@ -403,8 +370,8 @@ class RegionWriter:
         if not key:
             return
         slot = self._slot_of(handle) if handle else self._ask.pop(key)
-        self._update(slot, TOMBSTONE, 0, 0)
-        self._live -= 1
+        self._pub.update(self._t0 + slot * SLOT_WORDS, TOMBSTONE, 0, 0)
+        self._pub.live -= 1
         if handle:
             self._blocks.free(handle)
 
@@ -424,7 +391,7 @@ class RegionWriter:
             )
         t[b + SEQ] = seq + 2
         if self._migration is not None:
-            self._migration.mirror(t, slot, self._w)
+            self._pub.mirror(slot)
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
@@ -439,13 +406,13 @@ class RegionWriter:
         """Forget every entry: an empty table, an empty data area (its memory returned)."""
         self._set_token(odd=True)
         self._blocks.clear()
-        self._ask = {}
+        self._ask.clear()  # the same dict: the C publisher holds it
         self._empty_table()
 
     def reserve(self, keys: int) -> None:
         """Size the table for ``keys`` keys at once, while the region is still empty (a store
         adopting its predecessor's entries): no migration step on the inserts that follow."""
-        if self._live or self._migration is not None:
+        if self._pub.live or self._migration is not None:
             return
         slots = _FIRST_SLOTS
         while (keys + 1) * 2 > slots and slots < self._max_slots:
@@ -453,16 +420,16 @@ class RegionWriter:
         if slots > self._slots:
             half = 1 - self._half
             self._go_live(self._spare_table(half, slots), slots, half)
-            self._used_slots = 0
+            self._pub.used = 0
 
     def close(self) -> None:
         """Tell readers the region is gone (token 0) and let it go."""
         self._w[H_TOKEN] = 0
-        if self._pub is not None:
-            self._pub.close()
+        self._pub.close()
+        self._blocks.close()
         if self._migration is not None:
             self._migration.table.release()
-        for view in (self._t, self._w, self._halves, self._counters, self._marks):
+        for view in (self._t, self._w, self._counters, self._marks):
             view.release()
         self._mm.close()
         self._marks_mm.close()
@@ -470,22 +437,6 @@ class RegionWriter:
             os.close(fd)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _update(self, slot: int, meta: int, loc: int, expire_at: int) -> None:
-        """Rewrite ``slot``'s words under its sequence (odd while they change)."""
-        t = self._t
-        b = slot * SLOT_WORDS
-        if self._pub is not None:
-            self._pub.update(self._t0 + b, meta, loc, expire_at)
-        else:
-            seq = t[b + SEQ]
-            t[b + SEQ] = seq + 1
-            t[b + META] = meta
-            t[b + LOC] = loc
-            t[b + EXPIRE] = expire_at
-            t[b + SEQ] = seq + 2
-        if self._migration is not None:
-            self._migration.mirror(t, slot, self._w)
 
     def _slot_of(self, handle: int) -> int:
         """The live slot of the entry whose block is at ``handle``."""
@@ -502,60 +453,53 @@ class RegionWriter:
         The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
         of that key a round trip (they ask the store rather than conclude a miss).
         """
-        if self._migration is None and (self._used_slots + 1) * 2 > self._slots:
+        if self._migration is None and (self._pub.used + 1) * 2 > self._slots:
             self._start_migration()
         migration = self._migration
         if migration is not None:
-            at_once = (self._used_slots + 1) * 10 > self._slots * 8
-            step = self._slots if at_once else _MIGRATE_STEP
-            if migration.step(self._t, self._w, self._marks, self._mark_base, step):
+            at_once = (self._pub.used + 1) * 10 > self._slots * 8
+            if self._pub.step(self._slots if at_once else _MIGRATE_STEP):
                 self._finish_migration(migration)
-        t = self._t
-        mask = self._slots - 1
-        slot = h & mask
-        while True:
-            meta = t[slot * SLOT_WORDS]
-            if not meta:
-                self._used_slots += 1
-                break
-            if meta == TOMBSTONE:
-                break
-            slot = (slot + 1) & mask
-        self._live += 1
-        return slot
+        self._pub.live += 1
+        found = self._pub.probe(h)
+        self._pub.used += found & 1
+        return found >> 1
 
     def _start_migration(self) -> None:
         """Start building a table without tombstones, large enough to be at most half full,
         in the spare half (see ``shm/migration.py``)."""
         slots = _FIRST_SLOTS
-        while (self._live + 1) * 2 > slots:
+        while (self._pub.live + 1) * 2 > slots:
             slots *= 2
         if slots > self._max_slots:
-            if (self._live + 1) * 10 > self._max_slots * 7:
-                raise RegionFull(f"the shared-memory table is full ({self._live} keys)")
+            if (self._pub.live + 1) * 10 > self._max_slots * 7:
+                raise RegionFull(f"the shared-memory table is full ({self._pub.live} keys)")
             slots = self._max_slots
         half = 1 - self._half
-        self._migration = Migration(
-            self._spare_table(half, slots), slots, half, self._marks_of(half), self._slots
-        )
+        moved, reverse = maps(self._slots, slots)
+        self._migration = NextTable(self._spare_table(half, slots), slots, half, moved, reverse)
+        t0 = (self._table_area + half * self._table_bytes) >> 3
+        self._pub.migrate(t0, slots, half, self._mark_base, self._marks_of(half), moved, reverse)
 
-    def _finish_migration(self, migration: Migration) -> None:
+    def _finish_migration(self, migration: NextTable) -> None:
         """Every live slot is in the new table: make it live."""
         self._migration = None
+        used = self._pub.end_migration()
         moved = migration.moved
         for key, slot in self._ask.items():
             self._ask[key] = moved[slot]
         self._go_live(migration.table, migration.slots, migration.half)
-        self._used_slots = migration.used
+        self._pub.used = used
 
     def _empty_table(self) -> None:
         """Switch to an empty table of _FIRST_SLOTS slots (a new region, FLUSHDB)."""
         migration, self._migration = self._migration, None
         if migration is not None:
+            self._pub.end_migration()
             migration.table.release()
         half = 1 - self._half
         self._go_live(self._spare_table(half, _FIRST_SLOTS), _FIRST_SLOTS, half)
-        self._used_slots = self._live = 0
+        self._pub.used = self._pub.live = 0
 
     def _spare_table(self, half: int, slots: int) -> memoryview:
         """A zeroed table of ``slots`` slots in ``half``, and zeroed marks for it (readers of
@@ -587,6 +531,7 @@ class RegionWriter:
         self._slots = slots
         self._half = half
         self._mark_base = self._marks_of(half)
+        self._pub.table(self._t0, slots, half)
         if not self._sealed:
             self._mm.madvise(
                 mmap.MADV_REMOVE, self._table_area + old * self._table_bytes, self._table_bytes

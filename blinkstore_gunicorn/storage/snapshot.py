@@ -33,12 +33,13 @@ from blinkstore_gunicorn.engine.base import Engine, EngineError
 from blinkstore_gunicorn.engine.hashes import Hash, hset
 from blinkstore_gunicorn.engine.lists import List, push
 from blinkstore_gunicorn.engine.sets import Set, sadd
+from blinkstore_gunicorn.engine.streamconsume import estimate_read
 from blinkstore_gunicorn.engine.streams import Stream, entry_cost
 from blinkstore_gunicorn.engine.typed import Container
 from blinkstore_gunicorn.engine.zsets import ZSet, zadd
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.storage import rdb
-from blinkstore_gunicorn.storage.rdbstream import StreamValue
+from blinkstore_gunicorn.storage.rdbstream import StreamValue, group_values, groups_from
 
 __all__ = [
     "SnapshotError",
@@ -150,22 +151,27 @@ def _stream_value(stream: Stream) -> StreamValue:
         fields = cast("list[list[bytes]]", reader.drain())
         nodes.append(list(zip(stream.ids[start:end], fields, strict=True)))
         start = end
-    return StreamValue(nodes, stream.last_id)
+    groups = group_values(stream.groups.values())
+    return StreamValue(nodes, stream.last_id, stream.entries_added, stream.max_deleted, groups)
 
 
 def _restore_stream(engine: Engine, key: bytes, value: StreamValue) -> None:
     """Add a whole stream (refused whole, with EngineError, when it does not fit)."""
     bodies = [
-        [(entry_id, resp.bulk_array(pairs)) for entry_id, pairs in node] for node in value.nodes
+        [(entry_id, resp.bulk_array(pairs), pairs) for entry_id, pairs in node]
+        for node in value.nodes
     ]
-    cost = sum(entry_cost(body) for node in bodies for _, body in node)
+    cost = sum(entry_cost(body) for node in bodies for _, body, _ in node)
     stream = engine.writable(key, Stream, cost)
     old_cost = stream.cost
-    for node in bodies:
-        for entry_id, body in node:
-            stream.add(entry_id, body)
+    for node in bodies:  # in the file's nodes, so that XINFO STREAM counts them as before
+        for at, (entry_id, body, pairs) in enumerate(node):
+            stream.add(entry_id, body, pairs, new_node=not at)
     stream.last_id = max(stream.last_id, value.last_id)
-    stream.cost += cost
+    stream.entries_added = len(stream) if value.added is None else value.added
+    stream.max_deleted = value.max_deleted
+    stream.groups = groups_from(value.groups, lambda last_id: estimate_read(stream, last_id))
+    stream.cost += cost + sum(group.cost for group in stream.groups.values())
     engine.resized(key, stream, old_cost)
 
 

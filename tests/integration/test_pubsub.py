@@ -23,6 +23,7 @@ from harness.gunicorn import wait_until
 from harness.processes import RedisProcess, StoreProcess, resp_command
 from tests.conftest import StoreFactory
 from tests.support.processes import resp_server_process
+from tests.support.sockets import recv_until
 
 TIMEOUT = 10.0
 
@@ -253,7 +254,7 @@ def transcript(sock: socket.socket) -> list[bytes]:
     replies = []
     for request in TRANSCRIPT:
         sock.sendall(resp_command(*request))
-        replies.append(read_reply(sock, request))
+        replies.append(read_reply(sock))
     return replies
 
 
@@ -265,16 +266,11 @@ MARKERS = (
 )
 
 
-def read_reply(sock: socket.socket, request: tuple[str, ...]) -> bytes:
-    """Read until the reply to ``request`` is complete (the marker's reply after it ends it)."""
+def read_reply(sock: socket.socket) -> bytes:
+    """Read until the reply to the request just sent is complete (the marker's reply after
+    it ends it)."""
     sock.sendall(resp_command("ECHO", "end-of-reply"))
-    data = b""
-    while not data.endswith(MARKERS):
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {request}"
-        data += chunk
-    marker = next(marker for marker in MARKERS if data.endswith(marker))
-    return data[: -len(marker)]
+    return recv_until(sock, MARKERS)
 
 
 def test_replies_are_byte_for_byte_redis_servers(

@@ -53,8 +53,27 @@ def fill_stream(r: redis.Redis, key: str = "stream") -> list[object]:
     return list(entries)
 
 
+def fill_groups(r: redis.Redis, key: str = "stream") -> dict[str, object]:
+    """Consumer groups on the stream: pending entries of two consumers (one acknowledged,
+    one delivered twice), a consumer with none, a group with no read counter; return XINFO
+    STREAM FULL's answer (the nodes too: a loaded stream keeps the file's)."""
+    r.xgroup_create(key, "readers", id="0")
+    r.xreadgroup("readers", "alice", {key: ">"}, count=5)
+    r.xreadgroup("readers", "bob", {key: ">"}, count=3)
+    r.xreadgroup("readers", "alice", {key: "0"}, count=1)
+    r.xack(key, "readers", "1000-9")  # alice's second
+    r.xgroup_create(key, "later", id="1100-0")
+    r.xgroup_createconsumer(key, "later", "nobody")
+    return stream_info(r, key)
+
+
+def stream_info(r: redis.Redis, key: str) -> dict[str, object]:
+    return dict(r.xinfo_stream(key, full=True))
+
+
 def check_stream(r: redis.Redis, entries: object, key: str = "stream") -> None:
     assert isinstance(entries, list)
+    assert stream_info(r, key) == EXPECTED[f"{key}-info"]
     assert r.xrange(key) == entries
     assert r.xrevrange(key, count=3) == entries[::-1][:3]
     with pytest.raises(redis.ResponseError, match="equal or smaller"):
@@ -80,6 +99,7 @@ def fill(r: redis.Redis) -> dict[str, int]:
     r.hset("hash", mapping={"field": "value", "long": "w" * 200})
     r.zadd("zset", {"low": -1.5, "mid": 2, "top": float("inf")})
     EXPECTED["stream"] = fill_stream(r)
+    EXPECTED["stream-info"] = fill_groups(r)
     r.xadd("empty-stream", {"f": "v"}, id="5-5")
     r.xdel("empty-stream", "5-5")
     deadline = now_ms() + 3_600_000
@@ -173,6 +193,7 @@ def test_the_store_loads_redis_servers_dump(
         peer.set("lzf", "ab" * 5000)
         peer.set("negative", -40000)
         long_stream = fill_stream(peer, "long-stream")
+        EXPECTED["long-stream-info"] = fill_groups(peer, "long-stream")
         assert peer.save()
         shutil.copy(server.directory / "dump.rdb", tmp_path / SNAPSHOT)
     os.chmod(tmp_path / SNAPSHOT, 0o600)

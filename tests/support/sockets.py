@@ -33,3 +33,16 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+def recv_until(sock: socket.socket, endings: tuple[bytes, ...]) -> bytes:
+    """What arrives until the data ends with one of ``endings``, that ending left out;
+    ConnectionError if the peer closes first."""
+    data = b""
+    while not data.endswith(endings):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data[-200:]!r}")
+        data += chunk
+    ending = next(ending for ending in endings if data.endswith(ending))
+    return data[: -len(ending)]

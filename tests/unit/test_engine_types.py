@@ -63,8 +63,8 @@ def test_a_stream_is_counted_and_outlives_its_last_entry() -> None:
     empty = len(b"s") + ENTRY_OVERHEAD + STREAM_OVERHEAD
     body = b"f=val"  # the engine keeps an entry's body as given, unread
     one_entry = STREAM_ENTRY_OVERHEAD + len(body)
-    append(engine, b"s", (1, 0), body, None)
-    append(engine, b"s", (2, 0), body, None)
+    append(engine, b"s", (1, 0), body, [b"f", b"val"], rule=None)
+    append(engine, b"s", (2, 0), body, [b"f", b"val"], rule=None)
     assert engine.used_bytes == empty + 2 * one_entry
     assert remove(engine, b"s", [(1, 0), (9, 9)]) == 1
     assert engine.used_bytes == empty + one_entry
@@ -219,7 +219,7 @@ def _fill(engine: MemoryEngine, kind: str, key: bytes, i: int) -> None:
     elif kind == "list":
         push(engine, key, [element], left=False)
     elif kind == "stream":
-        append(engine, key, (i + 1, 0), element, None)
+        append(engine, key, (i + 1, 0), element, [b"f", element], rule=None)
     else:
         zadd(engine, key, [(float(i), element)])
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.server.commands.replies import MAX_PATTERN
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+from blinkstore_gunicorn.server.pubsub_outbox import Outbox
+from tests.support.outbox import RecordingTransport
 
 NOT_IN_CONTEXT = (
     b"-ERR Can't execute '%b': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET"
@@ -14,18 +16,13 @@ NOT_IN_CONTEXT = (
 )
 
 
-def make() -> tuple[Dispatcher, Client, list[bytes]]:
-    """A dispatcher and a client whose pushed frames land in the returned list."""
+def make() -> tuple[Dispatcher, Client, RecordingTransport]:
+    """A dispatcher and a client whose messages are written to the returned transport."""
     d = Dispatcher(MemoryEngine(memory_limit=0, clock_ms=lambda: 0), clock_ms=lambda: 0)
     client = d.new_client()
-    pushed: list[bytes] = []
-
-    def push(frame: bytes) -> int:
-        pushed.append(frame)
-        return 0
-
-    client.push = push
-    return d, client, pushed
+    transport = RecordingTransport()
+    client.push = Outbox(transport, lambda: None).push
+    return d, client, transport
 
 
 def run(d: Dispatcher, client: Client, *args: bytes) -> bytes:
@@ -46,7 +43,7 @@ def test_subscribed_mode_refuses_other_commands_in_any_spelling() -> None:
 
 
 def test_resp3_connections_may_send_anything_and_get_their_own_messages_in_order() -> None:
-    d, client, pushed = make()
+    d, client, sent = make()
     run(d, client, b"HELLO", b"3")
     run(d, client, b"SUBSCRIBE", b"c")
     assert run(d, client, b"GET", b"k") == b"_\r\n"
@@ -54,15 +51,17 @@ def test_resp3_connections_may_send_anything_and_get_their_own_messages_in_order
     assert run(d, client, b"PUBLISH", b"c", b"m") == (
         b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n:1\r\n"
     )
-    assert pushed == []
+    assert sent.writes == []
 
 
 def test_messages_go_to_other_connections_through_push() -> None:
-    d, subscriber, pushed = make()
+    d, subscriber, sent = make()
     publisher = d.new_client()
     run(d, subscriber, b"PSUBSCRIBE", b"news.*")
     assert run(d, publisher, b"PUBLISH", b"news.tech", b"hi") == b":1\r\n"
-    assert pushed == [b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"]
+    assert sent.writes == [
+        b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"
+    ]
 
 
 def test_closing_the_connection_ends_its_subscriptions() -> None:

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from blinkstore_gunicorn.server.pubsub import PubSubHub
-
-
-class FakeSubscriber:
-    """Keeps what it is sent; ``read()`` empties it (its pending bytes go back to 0)."""
-
-    def __init__(self, client_id: int = 1, *, resp3: bool = False) -> None:
-        self.id = client_id
-        self.resp3 = resp3
-        self.frames: list[bytes] = []
-        self.pending = 0
-        self.drops = 0
-
-    def push(self, frame: bytes) -> int:
-        self.frames.append(frame)
-        self.pending += len(frame)
-        return self.pending
-
-    def drop(self) -> None:
-        self.drops += 1
-
-    def read(self) -> list[bytes]:
-        frames, self.frames, self.pending = self.frames, [], 0
-        return frames
+from tests.support.outbox import FakeSubscriber
 
 
 def test_subscribe_confirms_each_channel_with_the_running_count() -> None:
@@ -47,7 +27,7 @@ def test_resp3_subscribers_get_push_frames() -> None:
     sub = FakeSubscriber(resp3=True)
     assert hub.subscribe(sub, [b"a"]) == b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n"
     assert hub.publish(b"a", b"m") == (1, b"")
-    assert sub.read() == [b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n"]
+    assert sub.read() == b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n"
     assert hub.unsubscribe(sub, []) == b">3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n"
     assert hub.unsubscribe(sub, []) == b">3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n"
 
@@ -87,15 +67,14 @@ def test_publish_reaches_channel_and_pattern_subscribers_once_per_subscription()
     hub.subscribe(other, [b"sports"])
     assert hub.publish(b"news.tech", b"hi") == (4, b"")
     message = b"*3\r\n$7\r\nmessage\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"
-    assert both.read() == [
-        message,
-        b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n",
-    ]
-    assert channel_only.read() == [message]
-    assert pattern_only.read() == [
+    assert both.read() == (
+        message + b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"
+    )
+    assert channel_only.read() == message
+    assert pattern_only.read() == (
         b"*4\r\n$8\r\npmessage\r\n$10\r\nnews.[st]*\r\n$9\r\nnews.tech\r\n$2\r\nhi\r\n"
-    ]
-    assert other.read() == []
+    )
+    assert other.read() == b""
     assert hub.publish(b"nobody", b"x") == (0, b"")
 
 
@@ -105,7 +84,7 @@ def test_the_publishers_own_frames_are_returned_not_pushed() -> None:
     hub.subscribe(me, [b"c"])
     count, own = hub.publish(b"c", b"x", publisher=me)
     assert (count, own) == (1, b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n")
-    assert me.frames == []
+    assert me.read() == b""
 
 
 def test_pubsub_introspection() -> None:
@@ -142,11 +121,11 @@ def test_a_subscriber_over_the_limit_is_dropped_and_the_others_go_on(via_pattern
         fast.read()
         assert sent < 100, "the slow subscriber was never dropped"
     assert slow.drops == 1
-    assert slow.pending > 100
+    assert slow.transport.unsent > 100
     assert hub.dropped == 1
     assert hub.subscriptions(slow) == 0
     assert hub.publish(b"c", message) == (1, b"")
-    assert len(fast.read()) == 1
+    assert fast.read().count(b"message") == 1
     assert slow.drops == 1
 
 
@@ -158,3 +137,71 @@ def test_a_subscriber_that_reads_is_never_dropped() -> None:
         hub.publish(b"c", b"m" * 40)
         sub.read()
     assert sub.drops == 0 and hub.dropped == 0
+
+
+def message(channel: bytes, text: bytes) -> bytes:
+    return b"*3\r\n$7\r\nmessage\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (
+        len(channel),
+        channel,
+        len(text),
+        text,
+    )
+
+
+def test_one_iteration_of_publishes_is_one_write_per_subscriber() -> None:
+    async def scenario() -> list[FakeSubscriber]:
+        hub = PubSubHub()
+        subscribers = [FakeSubscriber(n, resp3=n % 2 == 1) for n in range(4)]
+        for sub in subscribers:
+            hub.subscribe(sub, [b"c"])
+        for n in range(50):
+            assert hub.publish(b"c", b"%d" % n) == (4, b"")
+        assert all(sub.transport.writes == [] for sub in subscribers)
+        await asyncio.sleep(0)  # the iteration ends
+        return subscribers
+
+    expected = b"".join(message(b"c", b"%d" % n) for n in range(50))
+    for sub in asyncio.run(scenario()):
+        assert sub.transport.writes == [
+            expected.replace(b"*3\r\n", b">3\r\n") if sub.resp3 else expected
+        ]
+
+
+def test_subscriptions_changed_within_an_iteration_get_exactly_their_messages() -> None:
+    async def scenario() -> tuple[FakeSubscriber, FakeSubscriber]:
+        hub = PubSubHub()
+        early, late = FakeSubscriber(1), FakeSubscriber(2)
+        hub.subscribe(early, [b"c"])
+        hub.publish(b"c", b"1")
+        hub.subscribe(late, [b"c"])
+        hub.publish(b"c", b"2")
+        hub.unsubscribe(early, [b"c"])
+        hub.publish(b"c", b"3")
+        await asyncio.sleep(0)
+        return early, late
+
+    early, late = asyncio.run(scenario())
+    assert early.transport.writes == [message(b"c", b"1") + message(b"c", b"2")]
+    assert late.transport.writes == [message(b"c", b"2") + message(b"c", b"3")]
+
+
+def test_a_subscriber_passing_the_limit_within_an_iteration_is_dropped() -> None:
+    async def scenario() -> tuple[PubSubHub, FakeSubscriber, FakeSubscriber, int]:
+        hub = PubSubHub(pending_limit=1000)
+        slow, fast = FakeSubscriber(1), FakeSubscriber(2)
+        hub.subscribe(slow, [b"c"])
+        hub.subscribe(fast, [b"c"])
+        slow.transport.unsent = 900  # written earlier, still unread
+        sent = 0
+        while not slow.drops:
+            hub.publish(b"c", b"m" * 20)
+            sent += 1
+            assert sent < 100, "the slow subscriber was never dropped"
+        await asyncio.sleep(0)
+        return hub, slow, fast, sent
+
+    hub, slow, fast, sent = asyncio.run(scenario())
+    size = len(message(b"c", b"m" * 20))
+    assert 900 + (sent - 1) * size <= 1000 < 900 + sent * size  # at the first message over
+    assert hub.dropped == 1 and hub.subscriptions(slow) == 0
+    assert fast.drops == 0 and fast.read().count(b"message") == sent

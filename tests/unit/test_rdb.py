@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,21 @@ from blinkstore_gunicorn.storage.encodings import (
     listpack_items,
     lzf_decompress,
 )
-from blinkstore_gunicorn.storage.rdbstream import StreamValue, dump
+from blinkstore_gunicorn.storage.rdbstream import ConsumerValue, GroupValue, StreamValue, dump
 
+#: A consumer group: entries pending for two consumers (one delivered before the epoch's
+#: clock, a time saved as signed), one consumer with none, an unknown read counter.
+GROUP = GroupValue(
+    b"readers",
+    (6, 1),
+    -1,
+    [((5, 9), 1_700_000_000_000, 3), ((6, 0), -5, 1), ((6, 1), 0, 2**40)],
+    [
+        ConsumerValue(b"alice", 1_700_000_000_001, [(5, 9), (6, 1)]),
+        ConsumerValue(b"bob", 7, [(6, 0)]),
+        ConsumerValue(b"idle", 8, []),
+    ],
+)
 #: Two nodes: an entry with the master's fields and one without, a sequence that goes down
 #: when the millisecond goes up, and a last ID past the entries (the last one was deleted).
 STREAM = StreamValue(
@@ -30,6 +44,9 @@ STREAM = StreamValue(
         [((2**40, 2**63 + 5), [b"f", b"1", b"g", b"2"])],
     ],
     (2**40, 2**64 - 1),
+    5,
+    (2**40, 2**64 - 1),
+    [GROUP, GROUP._replace(name=b"empty", entries_read=0, pending=[], consumers=[])],
 )
 
 RECORDS = [
@@ -128,11 +145,9 @@ def test_what_blinkstore_has_no_type_for_refuses_the_file(body: bytes, reason: s
         rdb.parse(_redis_file(body), 0)
 
 
-def _stream_file(value: StreamValue, groups: bytes = b"") -> bytes:
-    """A Redis file holding the stream ``value`` (type 19); ``groups`` replaces its count of
-    consumer groups (0)."""
-    body = dump(value)
-    return _redis_file(b"\x13\x01k" + (body[:-1] + groups if groups else body))
+def _stream_file(value: StreamValue) -> bytes:
+    """A Redis file holding the stream ``value`` (type 19)."""
+    return _redis_file(b"\x13\x01k" + dump(value))
 
 
 def test_a_stream_in_its_nodes_round_trips() -> None:
@@ -140,19 +155,27 @@ def test_a_stream_in_its_nodes_round_trips() -> None:
     assert record == rdb.Record(b"k", b"stream", STREAM, None)
 
 
+def _with_group(**changes: Any) -> StreamValue:
+    return STREAM._replace(groups=[GROUP._replace(**changes)])
+
+
 @pytest.mark.parametrize(
-    ("value", "groups", "reason"),
+    ("value", "reason"),
     [
-        (STREAM, b"\x01", "consumer groups"),
-        (StreamValue(STREAM.nodes[::-1], STREAM.last_id), b"", "out of order"),
-        (StreamValue(STREAM.nodes, (6, 1)), b"", "last ID does not match"),
+        (StreamValue(STREAM.nodes[::-1], STREAM.last_id), "out of order"),
+        (StreamValue(STREAM.nodes, (6, 1)), "last ID does not match"),
+        (_with_group(pending=GROUP.pending[:2]), "not in its group's list"),
+        (_with_group(pending=[*GROUP.pending, ((9, 9), 0, 1)]), "has no consumer"),
+        (_with_group(pending=[*GROUP.pending, GROUP.pending[0]]), "twice"),
+        (
+            _with_group(consumers=[*GROUP.consumers, ConsumerValue(b"x", 0, [(5, 9)])]),
+            "not in its group's list",
+        ),
     ],
 )
-def test_a_stream_blinkstore_cannot_hold_refuses_the_file(
-    value: StreamValue, groups: bytes, reason: str
-) -> None:
+def test_a_stream_blinkstore_cannot_hold_refuses_the_file(value: StreamValue, reason: str) -> None:
     with pytest.raises(FormatError, match=reason):
-        rdb.parse(_stream_file(value, groups), 0)
+        rdb.parse(_stream_file(value), 0)
 
 
 def _one_node_stream(blob: bytes) -> bytes:

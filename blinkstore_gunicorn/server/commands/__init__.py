@@ -25,6 +25,8 @@
 ``zsetops``        ZUNION, ZINTER, ZDIFF (and STORE), ZINTERCARD, ZRANDMEMBER (t_zset.c)
 ``mpop``           LMPOP, BLMPOP, ZMPOP, BZMPOP (t_list.c, t_zset.c)
 ``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
+``streamgroups``   XGROUP, XREADGROUP, XACK, XSETID (t_stream.c)
+``streaminfo``     XPENDING, XCLAIM, XAUTOCLAIM, XINFO (t_stream.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
@@ -32,8 +34,8 @@
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
 imports them all, so the table is complete as soon as anything here (the registry included) is
-imported. ``registry``, ``replies`` and ``zreply`` (what the sorted-set families share) import
-no family, and no family imports another.
+imported. ``registry``, ``replies``, ``zreply`` (what the sorted-set families share) and
+``xreply`` (what the stream families share) import no family, and no family imports another.
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
@@ -59,6 +61,8 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     shm,
     sort,
     stampede,
+    streamgroups,
+    streaminfo,
     streams,
     strings,
     transaction,

@@ -2,17 +2,16 @@
 whose ``BLOCK`` parks the caller in the store (``server/blocking.py``) until an XADD serves it.
 
 The data and its memory account are ``engine/streams.py``'s; this module parses, checks and
-encodes, with Redis 7.0's argument rules and error texts. Consumer groups are not here.
+encodes, with Redis 7.0's argument rules and error texts. Consumer groups are in
+``streamgroups`` and ``streaminfo``; what the three share is ``xreply``.
 """
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.streams import (
-    MAX_ID,
     MIN_ID,
     NODE_ENTRIES,
     Stream,
@@ -32,8 +31,21 @@ from blinkstore_gunicorn.server.commands.replies import (
     RESP3_NULL,
     limit_error,
     parse_int,
-    reply_too_large,
     wrong_args,
+)
+from blinkstore_gunicorn.server.commands.xreply import (
+    ERR_GREATER,
+    ERR_INVALID_ID,
+    U64,
+    Slice,
+    bound,
+    encode,
+    format_id,
+    parse_id,
+    parse_read,
+    slice_of,
+    strict_id,
+    too_large,
 )
 
 if TYPE_CHECKING:
@@ -41,10 +53,6 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_U64: Final = 2**64 - 1
-_ID_RE: Final = re.compile(rb"([0-9]{1,20})(?:-([0-9]{1,20}|\*))?\Z")
-
-ERR_INVALID_ID: Final = resp.error("ERR Invalid stream ID specified as stream command argument")
 ERR_MAXLEN: Final = resp.error("ERR The MAXLEN argument must be >= 0.")
 ERR_LIMIT: Final = resp.error("ERR The LIMIT argument must be >= 0.")
 ERR_BOTH: Final = resp.error(
@@ -59,53 +67,9 @@ ERR_LIMIT_EXACT: Final = resp.error(
 ERR_NO_STRATEGY: Final = resp.error(
     "ERR syntax error, XTRIM must be called with a trimming strategy"
 )
-ERR_START: Final = resp.error("ERR invalid start ID for the interval")
-ERR_END: Final = resp.error("ERR invalid end ID for the interval")
-ERR_UNBALANCED: Final = resp.error(
-    "ERR Unbalanced XREAD list of streams: for each stream key an ID or '$' must be specified."
-)
-ERR_BLOCK_IN_SCRIPT: Final = resp.error(
-    "ERR xread command is not allowed with BLOCK option from scripts"
-)
-ERR_TIMEOUT_NOT_INT: Final = resp.error("ERR timeout is not an integer or out of range")
-ERR_TIMEOUT_NEGATIVE: Final = resp.error("ERR timeout is negative")
 #: Entries an approximate trim removes at most in one call when no LIMIT is given (Redis:
 #: 100 nodes), so that one XADD never stalls the store on a huge trim.
 DEFAULT_APPROX_LIMIT: Final = 100 * NODE_ENTRIES
-
-
-def _parse_id(raw: bytes, missing_seq: int, *, auto_seq: bool = False) -> tuple[int, int | None]:
-    """``ms[-seq]`` (``ms-*`` too when ``auto_seq``: seq None). Raises ValueError."""
-    match = _ID_RE.match(raw)
-    if match is None:
-        raise ValueError(raw)
-    ms_text, seq_text = match.groups()
-    ms = int(ms_text)
-    if seq_text is None:
-        seq: int | None = missing_seq
-    elif seq_text == b"*":
-        if not auto_seq:
-            raise ValueError(raw)
-        seq = None
-    else:
-        seq = int(seq_text)
-    if ms > _U64 or (seq is not None and seq > _U64):
-        raise ValueError(raw)
-    return ms, seq
-
-
-def _strict_id(raw: bytes) -> StreamID | None:
-    """A full ID (a missing sequence is 0), None when it does not parse."""
-    try:
-        ms, seq = _parse_id(raw, 0)
-    except ValueError:
-        return None
-    assert seq is not None
-    return ms, seq
-
-
-def _format_id(entry_id: StreamID) -> bytes:
-    return b"%d-%d" % entry_id
 
 
 class _AddOrTrim:
@@ -148,7 +112,7 @@ def _parse_add_or_trim(args: list[bytes], xadd: bool) -> _AddOrTrim | bytes:
                 if maxlen < 0:
                     return ERR_MAXLEN
             else:
-                minid = _strict_id(args[i + 1])
+                minid = strict_id(args[i + 1])
                 if minid is None:
                     return ERR_INVALID_ID
             i += 1
@@ -163,7 +127,7 @@ def _parse_add_or_trim(args: list[bytes], xadd: bool) -> _AddOrTrim | bytes:
             parsed.make = False
         elif xadd:
             try:
-                parsed.ms, parsed.seq = _parse_id(args[i], 0, auto_seq=True)
+                parsed.ms, parsed.seq = parse_id(args[i], 0, auto_seq=True)
             except ValueError:
                 return ERR_INVALID_ID
             break
@@ -210,14 +174,14 @@ def cmd_xadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
             MIN_ID if stream is None else stream.last_id, parsed.ms, parsed.seq, d.clock_ms()
         )
         # Kept as the reply it is sent in (the engine does not read it): XRANGE only joins.
-        append(d.engine, key, new_id, resp.bulk_array(fields), parsed.rule)
+        append(d.engine, key, new_id, resp.bulk_array(fields), fields, rule=parsed.rule)
     except StreamError as exc:
         return resp.error(str(exc))
     except (EntryTooLarge, KeyTooLarge) as exc:
         return limit_error(exc)
     if d.blocked:
         d.blocked.ready(key)
-    return resp.bulk(_format_id(new_id))
+    return resp.bulk(format_id(new_id))
 
 
 @command("xtrim", -4, "write", (1, 1, 1))
@@ -233,7 +197,7 @@ def cmd_xtrim(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 @command("xdel", -3, "write fast", (1, 1, 1))
 def cmd_xdel(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``XDEL key id [id...]``: how many of the entries existed (all IDs checked first)."""
-    ids = [_strict_id(raw) for raw in args[2:]]
+    ids = [strict_id(raw) for raw in args[2:]]
     if None in ids:
         return ERR_INVALID_ID
     return resp.integer(remove(d.engine, args[1], ids))  # type: ignore[arg-type]
@@ -246,63 +210,12 @@ def cmd_xlen(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return resp.integer(0 if stream is None else len(stream))
 
 
-def _bound(raw: bytes, missing_seq: int, start: bool) -> StreamID | bytes:
-    """One end of an XRANGE interval: ``-``, ``+``, ``[(]ms[-seq]``; or the error reply."""
-    exclusive = len(raw) > 1 and raw[:1] == b"("
-    if not exclusive and raw in (b"-", b"+"):
-        return MIN_ID if raw == b"-" else MAX_ID
-    try:
-        ms, seq = _parse_id(raw[1:] if exclusive else raw, missing_seq)
-    except ValueError:
-        return ERR_INVALID_ID
-    assert seq is not None
-    if not exclusive:
-        return ms, seq
-    if start:
-        if (ms, seq) == MAX_ID:
-            return ERR_START
-        return (ms, seq + 1) if seq < _U64 else (ms + 1, 0)
-    if (ms, seq) == MIN_ID:
-        return ERR_END
-    return (ms, seq - 1) if seq else (ms - 1, _U64)
-
-
-_Slice: TypeAlias = tuple[list[StreamID], list[bytes]]
-
-
-def _slice(stream: Stream, first: int, stop: int, rev: bool) -> _Slice:
-    """The IDs and bodies of the entries at ``[first, stop)`` (newest first if ``rev``)."""
-    ids, bodies = stream.ids[first:stop], stream.bodies[first:stop]
-    if rev:
-        ids.reverse()
-        bodies.reverse()
-    return ids, bodies
-
-
-def _too_large(d: Dispatcher, slices: list[_Slice]) -> bytes | None:
-    """The buffer error when the entries pass the reply limit (checked before anything is
-    encoded), else None."""
-    size = sum(len(body) for _, bodies in slices for body in bodies)
-    return reply_too_large(size, d.max_reply_size)
-
-
-def _encode(entries: _Slice) -> bytes:
-    """``[[id, [field, value...]]...]``: each body is its encoded field array already."""
-    ids, bodies = entries
-    out = [b"*%d\r\n" % len(ids)]
-    for entry_id, body in zip(ids, bodies, strict=True):
-        text = _format_id(entry_id)
-        out.append(b"*2\r\n$%d\r\n%b\r\n" % (len(text), text))
-        out.append(body)
-    return b"".join(out)
-
-
 def _range(d: Dispatcher, c: Client, args: list[bytes], rev: bool) -> bytes:
     low_raw, high_raw = (args[3], args[2]) if rev else (args[2], args[3])
-    low = _bound(low_raw, 0, start=True)
+    low = bound(low_raw, 0, start=True)
     if isinstance(low, bytes):
         return low
-    high = _bound(high_raw, _U64, start=False)
+    high = bound(high_raw, U64, start=False)
     if isinstance(high, bytes):
         return high
     count: int | None = None
@@ -326,8 +239,8 @@ def _range(d: Dispatcher, c: Client, args: list[bytes], rev: bool) -> bytes:
             first = stop - count
         else:
             stop = first + count
-    entries = _slice(stream, first, max(first, stop), rev)
-    return _too_large(d, [entries]) or _encode(entries)
+    entries = slice_of(stream, first, max(first, stop), rev)
+    return too_large(d, [entries]) or encode(entries)
 
 
 @command("xrange", -4, "readonly", (1, 1, 1))
@@ -343,57 +256,12 @@ def cmd_xrevrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return _range(d, c, args, rev=True)
 
 
-class _Read:
-    """What XREAD parsed: COUNT (0: all), BLOCK (ms, None: not given), keys and IDs."""
-
-    __slots__ = ("block_ms", "count", "keys", "raw_ids")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.block_ms: int | None = None
-        self.keys: list[bytes] = []
-        self.raw_ids: list[bytes] = []
-
-
-def _parse_read(c: Client, args: list[bytes]) -> _Read | bytes:
-    parsed = _Read()
-    i = 1
-    while i < len(args):
-        more = len(args) - 1 - i
-        option = args[i].upper()
-        if option == b"BLOCK" and more:
-            if c.in_script:
-                return ERR_BLOCK_IN_SCRIPT
-            block = parse_int(args[i + 1])
-            if block is None:
-                return ERR_TIMEOUT_NOT_INT
-            if block < 0:
-                return ERR_TIMEOUT_NEGATIVE
-            parsed.block_ms = block
-        elif option == b"COUNT" and more:
-            count = parse_int(args[i + 1])
-            if count is None:
-                return ERR_NOT_INT
-            parsed.count = max(count, 0)
-        elif option == b"STREAMS" and more:
-            rest = args[i + 1 :]
-            if len(rest) % 2:
-                return ERR_UNBALANCED
-            half = len(rest) // 2
-            parsed.keys, parsed.raw_ids = rest[:half], rest[half:]
-            return parsed
-        else:
-            return ERR_SYNTAX
-        i += 2
-    return ERR_SYNTAX
-
-
 @command("xread", -4, "readonly blocking movablekeys")
 def cmd_xread(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``XREAD [COUNT n] [BLOCK ms] STREAMS key [key...] id [id...]``: the entries after each
     ID (``$``: the stream's last), or with BLOCK parked until an XADD brings some; a nil
     array when none came (in MULTI/EXEC it never waits)."""
-    parsed = _parse_read(c, args)
+    parsed = parse_read(c, args)
     if isinstance(parsed, bytes):
         return parsed
     after: dict[bytes, StreamID] = {}
@@ -401,28 +269,30 @@ def cmd_xread(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         stream = d.engine.lookup(key, Stream)
         if raw == b"$":
             wanted = MIN_ID if stream is None else stream.last_id
+        elif raw == b">":
+            return ERR_GREATER
         else:
-            found = _strict_id(raw)
+            found = strict_id(raw)
             if found is None:
                 return ERR_INVALID_ID
             wanted = found
         after.setdefault(key, wanted)
     count = parsed.count
 
-    def serve(key: bytes) -> tuple[bytes, _Slice] | None:
+    def serve(key: bytes) -> tuple[bytes, Slice] | None:
         """The key and its entries after the ID asked for, None when it has none."""
         stream = d.engine.lookup(key, Stream)
         if stream is None or stream.last_id <= after[key]:
             return None
         first = stream.after(after[key])
         stop = len(stream) if not count else min(len(stream), first + count)
-        return key, _slice(stream, first, stop, rev=False)
+        return key, slice_of(stream, first, stop, rev=False)
 
-    def reply(served: list[tuple[bytes, _Slice]]) -> bytes:
-        error = _too_large(d, [entries for _, entries in served])
+    def reply(served: list[tuple[bytes, Slice]]) -> bytes:
+        error = too_large(d, [entries for _, entries in served])
         if error is not None:
             return error
-        pairs = [resp.bulk(key) + _encode(entries) for key, entries in served]
+        pairs = [resp.bulk(key) + encode(entries) for key, entries in served]
         if c.resp3:  # a map of key to entries
             return b"%%%d\r\n%b" % (len(pairs), b"".join(pairs))
         return resp.array([b"*2\r\n" + pair for pair in pairs])

@@ -1,0 +1,125 @@
+"""The C writer against the Python reference: the same operations make the same region.
+
+Two writers with one hash secret, one on the C helper and one on pure Python, take the same
+random operations: new keys, overwrites that keep or change the block size, values of zero
+bytes and of every size class up to past ``max_value`` (so pages are emptied and reused for
+other sizes, and some entries say "ask the store"), deletes, deadlines, visited marks, batches,
+FLUSHDB, and enough keys that the table migrates, again and again, while writes go on. Their
+answers must be equal and, at every checkpoint, their regions and marks byte for byte.
+A failure prints the seed (``SHM_WRITERS_SEED=N`` replays it) and the first differing word.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm import writer as writer_module
+from blinkstore_gunicorn.shm.native import ENV, native
+from blinkstore_gunicorn.shm.writer import RegionWriter
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
+
+_LIMIT = 512 * 1024  # 4 KiB pages: few enough that sizes compete for them
+_MAX_VALUE = 1500
+# Around block-size boundaries (16-byte steps, then 16 per doubling), zero and past max_value.
+_SIZES = [0, 1, 7, 8, 9, 40, 100, 232, 233, 250, 400, 700, 1000, 1400, 1500, 1501, 3000]
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "checksum"])
+def pair(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[RegionWriter, RegionWriter]]:
+    """``(C writer, Python writer)`` of one size and one hash secret, with or without the
+    checksum words."""
+    if native() is None:
+        pytest.skip("the C helper is not built")
+    secret = layout.hash_secret()
+    monkeypatch.setattr(writer_module, "hash_secret", lambda: secret)
+    made: list[RegionWriter] = []
+    try:
+        for path in ("1", "0"):
+            monkeypatch.setenv(ENV, path)
+            made.append(RegionWriter(_LIMIT, max_value=_MAX_VALUE, checksum=request.param))
+        assert made[0]._pub.__class__ is not made[1]._pub.__class__
+        yield made[0], made[1]
+    finally:
+        for writer in made:
+            writer.close()
+
+
+def _first_difference(a: bytes, b: bytes) -> str:
+    at = next(i for i in range(len(a)) if a[i] != b[i])
+    start = at - at % 8
+    return f"byte {at}: C {a[start : start + 8].hex()}, Python {b[start : start + 8].hex()}"
+
+
+def _assert_same(c: RegionWriter, py: RegionWriter, seed: int, step: int) -> None:
+    for writer in (c, py):
+        writer.beat(0)  # the one word that differs by nature
+    for name in ("_mm", "_marks_mm"):
+        a, b = bytes(getattr(c, name)), bytes(getattr(py, name))
+        if a != b:
+            pytest.fail(f"seed {seed}, step {step}: {name} differ at {_first_difference(a, b)}")
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["unsealed", "sealed"])
+def test_the_c_and_python_writers_make_the_same_region(
+    pair: tuple[RegionWriter, RegionWriter], sealed: bool
+) -> None:
+    c, py = pair
+    if sealed:
+        for writer in pair:
+            writer.seal()
+    seed = int(os.environ.get("SHM_WRITERS_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    handles: dict[bytes, int] = {}  # the same for both, checked at every step
+    deadlines = [0, 0, 0, 1, 2**40]
+    migrations = flushes = 0
+    migrating = False
+    for step in range(30_000):
+        # A pool of keys that grows in waves: tables of 1024 to 4096 slots, each grown into.
+        key = b"key:%d" % rng.randrange(200 + step // 10 % 2500)
+        roll = rng.random()
+        if roll < 0.55:
+            value = rng.randbytes(rng.choice(_SIZES))
+            if rng.random() < 0.3:
+                value = bytes(len(value))  # zero bytes
+            expire_at = rng.choice(deadlines)
+            got = [w.publish(key, value, expire_at, handles.get(key, 0)) for w in pair]
+            assert got[0] == got[1], (seed, step, key)
+            handles[key] = got[0]
+        elif roll < 0.75 and key in handles:
+            handle = handles.pop(key)
+            for writer in pair:
+                writer.unpublish(key, handle)
+        elif roll < 0.85 and key in handles:
+            expire_at = rng.choice(deadlines)
+            for writer in pair:
+                writer.set_expire(key, handles[key], expire_at)
+        elif roll < 0.95 and handles.get(key):
+            # A reader's visited mark (as a reader writes it), then SIEVE's look at it.
+            mark = c._mark_base + c._slot_of(handles[key])
+            for writer in pair:
+                writer._marks[mark] = 1
+            assert c.take_visited(handles[key]) == py.take_visited(handles[key])
+        elif roll < 0.96:
+            for writer in pair:
+                writer.begin_batch()
+                writer.end_batch()
+        elif roll < 0.9603:
+            for writer in pair:
+                writer.flush()
+            handles.clear()
+            flushes += 1
+        migrations += not migrating and c._migration is not None
+        migrating = c._migration is not None
+        assert (py._migration is not None) == migrating, (seed, step)
+        if step % 1000 == 0 or (migrating and step % 50 == 0):
+            _assert_same(c, py, seed, step)
+    _assert_same(c, py, seed, step)
+    assert migrations >= 3, f"seed {seed}: the table migrated {migrations} times"
