@@ -42,6 +42,8 @@ def _fill(client: redis.Redis) -> None:
     for n in range(250):  # three stream nodes of Redis's 100 entries
         client.xadd("stream", {"a": str(n), "b": "text"}, id=f"{n + 1}-1")
     client.xadd("stream", {"other": "field"}, id="9999-0")
+    client.xgroup_create("stream", "readers", id="0")
+    client.xgroup_create("stream", "a-consumer-group-with-a-long-name", id="$")
 
 
 #: Keys whose payload depends on the value only (not on hash-table order or history).
@@ -82,7 +84,7 @@ def _contents(client: redis.Redis, key: str) -> object:
         return kind, client.smembers(key)
     if kind == b"zset":
         return kind, client.zrange(key, 0, -1, withscores=True)
-    return kind, client.xrange(key)
+    return kind, client.xrange(key), client.xinfo_groups(key)
 
 
 def test_payloads_equal_redis_bytes(redis_and_store: Servers) -> None:
