@@ -1,5 +1,5 @@
-"""The compact encodings redis-server 7.0 writes inside an RDB file, decoded (and listpacks
-written).
+"""The compact encodings redis-server 7.0 writes inside an RDB file, decoded (and listpacks,
+intsets and LZF written, for DUMP payloads).
 
 Redis keeps small objects in flat blobs and saves them as they are: a list as a quicklist of
 *listpacks*, a small hash or sorted set as one listpack, a set of integers as an *intset*; any
@@ -11,11 +11,18 @@ blob that does not parse, never an ``IndexError`` or a half result.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "FormatError",
+    "canonical_int",
+    "intset",
     "intset_members",
     "listpack",
+    "listpack_entry",
+    "listpack_item",
     "listpack_items",
+    "lzf_compress",
     "lzf_decompress",
     "rdb_length",
 ]
@@ -60,6 +67,8 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
             length += 2
             if start < 0:
                 raise FormatError("LZF back reference before the start of the data")
+            if len(out) + length > size:  # before the copy: a payload cannot make it grow
+                raise FormatError(f"LZF data holds more than the {size} bytes its header says")
             if start + length <= len(out):
                 out += out[start : start + length]
             else:  # the copy overlaps what it writes: byte by byte, as liblzf does
@@ -70,6 +79,103 @@ def lzf_decompress(data: bytes, size: int) -> bytes:
     if len(out) != size:
         raise FormatError(f"LZF data holds {len(out)} bytes, its header says {size}")
     return bytes(out)
+
+
+# liblzf's compressor as Redis builds it (lzfP.h: HLOG 16, VERY_FAST): its hash of the next
+# three bytes picks the table slot, so the same input gives Redis's bytes exactly.
+_LZF_MAX_LIT, _LZF_MAX_OFF, _LZF_MAX_REF = 1 << 5, 1 << 13, (1 << 8) + (1 << 3)
+
+
+def lzf_compress(data: bytes) -> bytes | None:
+    """``data`` compressed as Redis's ``lzf_compress`` does into ``len(data) - 4`` bytes, or
+    None when it does not fit there (Redis then stores the string as it is). Pure Python:
+    about a microsecond a byte."""
+    in_end = len(data)
+    out_end = in_end - 4
+    if in_end < 3 or out_end <= 0:
+        return None
+    # liblzf's slot depends on the last three bytes only (their 24 bits, ``triple``); each slot
+    # keeps the last position hashed there (0: none; position 0 never matches, as in liblzf)
+    # and its three bytes, which stand for liblzf's comparison of them.
+    positions = [0] * 0x10000
+    triples = [-1] * 0x10000
+    out = bytearray(out_end + 8)
+    ip, op, lit = 0, 1, 0
+    triple = data[0] << 8 | data[1]
+    last = in_end - 2
+    while ip < last:
+        triple = (triple << 8 & 0xFFFFFF) | data[ip + 2]
+        slot = ((triple >> 8) - triple * 5) & 0xFFFF
+        ref = positions[slot]
+        seen = triples[slot]
+        positions[slot] = ip
+        triples[slot] = triple
+        off = ip - ref - 1
+        if seen == triple and ref > 0 and off < _LZF_MAX_OFF:
+            if op + 4 >= out_end and op - (not lit) + 4 >= out_end:
+                return None
+            out[op - lit - 1] = (lit - 1) & 0xFF  # close the literal run
+            op -= not lit
+            size = _lzf_match(data, ref, ip, min(in_end - ip - 2, _LZF_MAX_REF)) - 2
+            ip += 1
+            if size < 7:
+                out[op] = (off >> 8) + (size << 5)
+                op += 1
+            else:
+                out[op] = (off >> 8) + (7 << 5)
+                out[op + 1] = size - 7
+                op += 2
+            out[op] = off & 0xFF
+            op += 2  # and a new literal run starts
+            lit = 0
+            ip += size + 1
+            if ip >= last:
+                break
+            ip -= 2  # VERY_FAST: hash the last two positions of the match only
+            triple = data[ip] << 8 | data[ip + 1]
+            for _ in range(2):
+                triple = (triple << 8 & 0xFFFFFF) | data[ip + 2]
+                slot = ((triple >> 8) - triple * 5) & 0xFFFF
+                positions[slot] = ip
+                triples[slot] = triple
+                ip += 1
+        else:
+            if op >= out_end:
+                return None
+            out[op] = data[ip]
+            op += 1
+            ip += 1
+            lit += 1
+            if lit == _LZF_MAX_LIT:
+                out[op - 33] = 31
+                op += 1
+                lit = 0
+    if op + 3 > out_end:
+        return None
+    while ip < in_end:
+        out[op] = data[ip]
+        op, ip, lit = op + 1, ip + 1, lit + 1
+        if lit == _LZF_MAX_LIT:
+            out[op - lit - 1] = lit - 1
+            op, lit = op + 1, 0
+    out[op - lit - 1] = (lit - 1) & 0xFF
+    op -= not lit
+    return bytes(out[:op])
+
+
+def _lzf_match(data: bytes, ref: int, ip: int, most: int) -> int:
+    """How many bytes from ``ref`` equal those from ``ip`` (3 known), as liblzf counts them:
+    past 16 bytes unrolled without the ``most`` bound when ``most`` exceeds 16."""
+    size = 2
+    if most > 16:
+        for _ in range(16):
+            size += 1
+            if data[ref + size] != data[ip + size]:
+                return size
+    size += 1
+    while size < most and data[ref + size] == data[ip + size]:
+        size += 1
+    return size
 
 
 def _signed(value: int, bits: int) -> int:
@@ -119,16 +225,37 @@ def _listpack_entry(item: bytes | int) -> bytes:
     return b"\xf0" + n.to_bytes(4, "little") + item
 
 
-def listpack(items: list[bytes | int]) -> bytes:
-    """A listpack of ``items`` (integers in the integer encodings, as Redis writes them)."""
-    body = bytearray()
-    for item in items:
-        entry = _listpack_entry(item)
-        body += entry
-        body += _backlen(len(entry))
+_CANONICAL_INT = re.compile(rb"(?:-?[1-9][0-9]{0,18}|0)\Z")
+
+
+def canonical_int(data: bytes) -> int | None:
+    """``data`` as an integer when Redis's ``string2ll`` reads it and prints it back the same
+    (no ``+``, leading zero or ``-0``; 64 bits), else None."""
+    if _CANONICAL_INT.match(data) is None:
+        return None
+    number = int(data)
+    return number if -(1 << 63) <= number < 1 << 63 else None
+
+
+def listpack_item(data: bytes) -> bytes | int:
+    """An element as Redis appends it to a listpack: an integer's text as the integer."""
+    number = canonical_int(data)
+    return data if number is None else number
+
+
+def listpack_entry(item: bytes | int) -> bytes:
+    """One listpack entry (its encoding, then its back length), as :func:`listpack` lays it."""
+    entry = _listpack_entry(item)
+    return entry + _backlen(len(entry))
+
+
+def listpack(items: list[bytes | int], entries: list[bytes] | None = None) -> bytes:
+    """A listpack of ``items`` (integers in the integer encodings, as Redis writes them);
+    ``entries``, when given, are the items already made by :func:`listpack_entry`."""
+    body = b"".join(map(listpack_entry, items) if entries is None else entries)
     size = 6 + len(body) + 1
     count = min(len(items), 0xFFFF)  # 0xFFFF: "count them"
-    return size.to_bytes(4, "little") + count.to_bytes(2, "little") + bytes(body) + b"\xff"
+    return size.to_bytes(4, "little") + count.to_bytes(2, "little") + body + b"\xff"
 
 
 def listpack_items(blob: bytes) -> list[bytes]:
@@ -177,6 +304,14 @@ def listpack_items(blob: bytes) -> list[bytes]:
     if count != 0xFFFF and count != len(items):
         raise FormatError(f"listpack holds {len(items)} entries, its header says {count}")
     return items
+
+
+def intset(members: list[int]) -> bytes:
+    """An intset of ``members`` (sorted, in the narrowest of 16, 32 or 64 bits that holds all)."""
+    low, high = (min(members), max(members)) if members else (0, 0)
+    width = next(w for w in (2, 4, 8) if -(1 << (8 * w - 1)) <= low and high < 1 << (8 * w - 1))
+    body = b"".join(n.to_bytes(width, "little", signed=True) for n in sorted(members))
+    return width.to_bytes(4, "little") + len(members).to_bytes(4, "little") + body
 
 
 def intset_members(blob: bytes) -> list[bytes]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO, NamedTuple, cast
 
 from blinkstore_gunicorn.storage.encodings import (
@@ -40,7 +40,18 @@ from blinkstore_gunicorn.storage.encodings import (
 )
 from blinkstore_gunicorn.storage.rdbstream import T_STREAM, T_STREAM_2, StreamValue, dump, load
 
-__all__ = ["RDB_VERSION", "FormatError", "Parsed", "Record", "Value", "crc64", "parse", "write"]
+__all__ = [
+    "RDB_VERSION",
+    "FormatError",
+    "Parsed",
+    "Record",
+    "Value",
+    "crc64",
+    "encode_value",
+    "parse",
+    "read_value",
+    "write",
+]
 
 RDB_VERSION = 10
 MAGIC = b"REDIS"
@@ -114,21 +125,25 @@ _TYPE_OF = {
 }
 
 
-def _value(kind: bytes, value: Value) -> bytes:
+def encode_value(
+    kind: bytes, value: Value, string: Callable[[bytes], bytes] = _string
+) -> tuple[int, bytes]:
+    """A value in one of the plain types (or a stream): its RDB type byte and its bytes, each
+    string written by ``string`` (uncompressed by default; DUMP passes Redis's encoder)."""
     if isinstance(value, bytes):
-        return _string(value)
+        return T_STRING, string(value)
     if isinstance(value, StreamValue):
-        return dump(value)
+        return T_STREAM_2, dump(value, string)
     parts = [rdb_length(len(value))]
     if kind == b"hash":
         for field, text in cast("list[tuple[bytes, bytes]]", value):
-            parts += (_string(field), _string(text))
+            parts += (string(field), string(text))
     elif kind == b"zset":
         for member, score in cast("list[tuple[bytes, float]]", value):
-            parts += (_string(member), struct.pack("<d", score))
+            parts += (string(member), struct.pack("<d", score))
     else:
-        parts.extend(_string(item) for item in cast("Iterable[bytes]", value))
-    return b"".join(parts)
+        parts.extend(string(item) for item in cast("Iterable[bytes]", value))
+    return _TYPE_OF[kind], b"".join(parts)
 
 
 def write(
@@ -154,9 +169,10 @@ def write(
             buf += small[len(value)] if len(value) < 0x40 else rdb_length(len(value))
             buf += value
         else:
-            buf.append(_TYPE_OF[kind])
+            kind_byte, encoded = encode_value(kind, value)
+            buf.append(kind_byte)
             buf += _string(key)
-            buf += _value(kind, value)
+            buf += encoded
         keys += 1
         if len(buf) >= _FLUSH:
             out.write(buf)
@@ -325,6 +341,15 @@ def _number(text: bytes) -> int:
     if not text.isdigit():
         raise FormatError(f"auxiliary field {text[:40]!r} is not a number: the file is corrupted")
     return int(text)
+
+
+def read_value(data: bytes, kind: int) -> tuple[bytes, Value, int]:
+    """The value of RDB type ``kind`` at the start of ``data``: its Redis type name, the value,
+    and how many bytes it took. Raises :class:`FormatError` for anything this reader cannot
+    load."""
+    cursor = _Cursor(data)
+    name, value = cursor.value(kind)
+    return name, value, cursor.pos
 
 
 def _check_crc32_first(data: bytes | memoryview) -> None:

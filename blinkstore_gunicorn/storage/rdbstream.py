@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from blinkstore_gunicorn.engine.streamgroups import Consumer, Group, Nack
-from blinkstore_gunicorn.storage.encodings import FormatError, listpack, listpack_items, rdb_length
+from blinkstore_gunicorn.storage.encodings import (
+    FormatError,
+    listpack,
+    listpack_item,
+    listpack_items,
+    rdb_length,
+)
 
 __all__ = [
     "ConsumerValue",
@@ -95,14 +101,16 @@ def _signed64(n: int) -> int:
 def _node(entries: list[tuple[StreamID, list[bytes]]]) -> bytes:
     (master_ms, master_seq), first = entries[0]
     master_fields = first[::2]
-    items: list[bytes | int] = [len(entries), 0, len(master_fields), *master_fields, 0]
+    # Fields and values as Redis appends them: integers' texts as integers.
+    items: list[bytes | int] = [len(entries), 0, len(master_fields)]
+    items += (*map(listpack_item, master_fields), 0)
     for (ms, seq), pairs in entries:
         fields = pairs[::2]
         delta = (ms - master_ms, _signed64(seq - master_seq))
         if fields == master_fields:
-            items += (_SAMEFIELDS, *delta, *pairs[1::2], len(fields) + 3)
+            items += (_SAMEFIELDS, *delta, *map(listpack_item, pairs[1::2]), len(fields) + 3)
         else:
-            items += (0, *delta, len(fields), *pairs, 2 * len(fields) + 4)
+            items += (0, *delta, len(fields), *map(listpack_item, pairs), 2 * len(fields) + 4)
     return listpack(items)
 
 
@@ -118,34 +126,35 @@ def _string(data: bytes) -> bytes:
     return rdb_length(len(data)) + data
 
 
-def _group(group: GroupValue) -> bytes:
+def _group(group: GroupValue, string: Callable[[bytes], bytes]) -> bytes:
     read = -1 if group.entries_read is None else group.entries_read
-    parts = [_string(group.name), rdb_length(group.last_id[0]), rdb_length(group.last_id[1])]
+    parts = [string(group.name), rdb_length(group.last_id[0]), rdb_length(group.last_id[1])]
     parts += (rdb_length(read % _U64), rdb_length(len(group.pending)))
     for entry_id, delivered_ms, deliveries in group.pending:
         parts += (_raw_id(entry_id), _ms(delivered_ms), rdb_length(deliveries))
     parts.append(rdb_length(len(group.consumers)))
     for consumer in group.consumers:
-        parts += (_string(consumer.name), _ms(consumer.seen_ms), rdb_length(len(consumer.ids)))
+        parts += (string(consumer.name), _ms(consumer.seen_ms), rdb_length(len(consumer.ids)))
         parts.extend(map(_raw_id, consumer.ids))
     return b"".join(parts)
 
 
-def dump(value: StreamValue) -> bytes:
-    """The bytes after a stream's type and key."""
+def dump(value: StreamValue, string: Callable[[bytes], bytes] = _string) -> bytes:
+    """The bytes after a stream's type and key, each string (node keys and listpacks, group
+    and consumer names) written by ``string``."""
     nodes = [node for node in value.nodes if node]
     parts = [rdb_length(len(nodes))]
     for node in nodes:
         ms, seq = node[0][0]
         key = ms.to_bytes(8, "big") + seq.to_bytes(8, "big")
         blob = _node(node)
-        parts += (rdb_length(len(key)), key, rdb_length(len(blob)), blob)
+        parts += (string(key), string(blob))
     length = sum(map(len, nodes))
     first = nodes[0][0][0] if nodes else (0, 0)
     added = length if value.added is None else value.added
     numbers = (length, *value.last_id, *first, *value.max_deleted, added, len(value.groups))
     parts.extend(map(rdb_length, numbers))
-    parts.extend(map(_group, value.groups))
+    parts.extend(_group(group, string) for group in value.groups)
     return b"".join(parts)
 
 

@@ -29,18 +29,27 @@ from typing import cast
 
 from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.engine import MemoryEngine
-from blinkstore_gunicorn.engine.base import EngineError
+from blinkstore_gunicorn.engine.base import Engine, EngineError
 from blinkstore_gunicorn.engine.hashes import Hash, hset
 from blinkstore_gunicorn.engine.lists import List, push
 from blinkstore_gunicorn.engine.sets import Set, sadd
 from blinkstore_gunicorn.engine.streamconsume import estimate_read
 from blinkstore_gunicorn.engine.streams import Stream, entry_cost
+from blinkstore_gunicorn.engine.typed import Container
 from blinkstore_gunicorn.engine.zsets import ZSet, zadd
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.storage import rdb
 from blinkstore_gunicorn.storage.rdbstream import StreamValue, group_values, groups_from
 
-__all__ = ["SnapshotError", "load_file", "records", "restore", "write_file"]
+__all__ = [
+    "SnapshotError",
+    "add_record",
+    "load_file",
+    "record",
+    "records",
+    "restore",
+    "write_file",
+]
 
 log = logging.getLogger("blinkstore.snapshot")
 
@@ -146,7 +155,7 @@ def _stream_value(stream: Stream) -> StreamValue:
     return StreamValue(nodes, stream.last_id, stream.entries_added, stream.max_deleted, groups)
 
 
-def _restore_stream(engine: MemoryEngine, key: bytes, value: StreamValue) -> None:
+def _restore_stream(engine: Engine, key: bytes, value: StreamValue) -> None:
     """Add a whole stream (refused whole, with EngineError, when it does not fit)."""
     bodies = [
         [(entry_id, resp.bulk_array(pairs), pairs) for entry_id, pairs in node]
@@ -166,30 +175,58 @@ def _restore_stream(engine: MemoryEngine, key: bytes, value: StreamValue) -> Non
     engine.resized(key, stream, old_cost)
 
 
+def record(key: bytes, value: bytes | Container, deadline: int | None) -> rdb.Record:
+    """One key's value (a string or a container of the engine) as a record."""
+    if isinstance(value, bytes):
+        return rdb.Record(key, b"string", value, deadline)
+    if isinstance(value, Hash):
+        return rdb.Record(key, b"hash", list(value.fields.items()), deadline)
+    if isinstance(value, List):
+        return rdb.Record(key, b"list", cast("list[bytes]", value.items), deadline)
+    if isinstance(value, Set):
+        return rdb.Record(key, b"set", value.members, deadline)
+    if isinstance(value, ZSet):
+        return rdb.Record(key, b"zset", [(m, s) for s, m in value.order], deadline)
+    if isinstance(value, Stream):
+        return rdb.Record(key, b"stream", _stream_value(value), deadline)
+    # A type added to the engine must be added here too, never left out unseen.
+    raise SnapshotError(f"cannot save a {type(value).__name__} (key {key[:40]!r})")
+
+
 def records(
     engine: MemoryEngine, read: Callable[[bytes, int], bytes | None]
 ) -> Iterator[rdb.Record]:
     """Every live key of ``engine`` as a record; ``read(key, block)`` reads a string the region
     holds (None: leave the key out)."""
     for key, value, deadline in engine.items():
-        if isinstance(value, bytes):
-            yield rdb.Record(key, b"string", value, deadline)
-        elif isinstance(value, int):
+        if isinstance(value, int):
             found = read(key, value)
             if found is not None:
                 yield rdb.Record(key, b"string", found, deadline)
-        elif isinstance(value, Hash):
-            yield rdb.Record(key, b"hash", list(value.fields.items()), deadline)
-        elif isinstance(value, List):
-            yield rdb.Record(key, b"list", cast("list[bytes]", value.items), deadline)
-        elif isinstance(value, Set):
-            yield rdb.Record(key, b"set", value.members, deadline)
-        elif isinstance(value, ZSet):
-            yield rdb.Record(key, b"zset", [(m, s) for s, m in value.order], deadline)
-        elif isinstance(value, Stream):
-            yield rdb.Record(key, b"stream", _stream_value(value), deadline)
-        else:  # a type added to the engine must be added here too, never left out unseen
-            raise SnapshotError(f"cannot save a {type(value).__name__} (key {key[:40]!r})")
+        else:
+            yield record(key, value, deadline)
+
+
+def add_record(engine: Engine, entry: rdb.Record) -> None:
+    """Add one parsed key (absent from ``engine``) with its deadline; raises
+    :class:`EngineError` when a limit refuses it."""
+    key, kind, value, deadline = entry
+    if isinstance(value, bytes):
+        engine.set(key, value, expire_at_ms=deadline)
+        return
+    if kind == b"list":
+        push(engine, key, cast("list[bytes]", value), left=False)
+    elif kind == b"set":
+        sadd(engine, key, cast("set[bytes]", value))
+    elif kind == b"hash":
+        hset(engine, key, cast("list[tuple[bytes, bytes]]", value))
+    elif isinstance(value, StreamValue):
+        _restore_stream(engine, key, value)
+    else:  # sorted by score first: each insert is then an append
+        pairs = cast("list[tuple[bytes, float]]", value)
+        zadd(engine, key, sorted((score, member) for member, score in pairs))
+    if deadline is not None:
+        engine.set_expire_at(key, deadline)
 
 
 def restore(engine: MemoryEngine, parsed: rdb.Parsed) -> tuple[int, int]:
@@ -199,25 +236,11 @@ def restore(engine: MemoryEngine, parsed: rdb.Parsed) -> tuple[int, int]:
     entries.reverse()
     while entries:
         # Popped: each value is released once the engine holds it (or its region copy).
-        key, kind, value, deadline = entries.pop()
-        if engine.contains(key):
+        entry = entries.pop()
+        if engine.contains(entry.key):
             continue
         try:
-            if isinstance(value, bytes):
-                engine.set(key, value, expire_at_ms=deadline)
-            elif kind == b"list":
-                push(engine, key, cast("list[bytes]", value), left=False)
-            elif kind == b"set":
-                sadd(engine, key, cast("set[bytes]", value))
-            elif kind == b"hash":
-                hset(engine, key, cast("list[tuple[bytes, bytes]]", value))
-            elif isinstance(value, StreamValue):
-                _restore_stream(engine, key, value)
-            else:  # sorted by score first: each insert is then an append
-                pairs = cast("list[tuple[bytes, float]]", value)
-                zadd(engine, key, sorted((score, member) for member, score in pairs))
-            if deadline is not None and not isinstance(value, bytes):
-                engine.set_expire_at(key, deadline)
+            add_record(engine, entry)
             added += 1
         except EngineError:
             refused += 1

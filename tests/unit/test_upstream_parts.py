@@ -74,7 +74,8 @@ def test_what_a_forwarded_command_invalidates() -> None:
     assert written_keys([b"DEL", b"a", b"b"]) == [b"a", b"b"]
     assert written_keys([b"EVAL", b"return 1", b"2", b"x", b"y", b"arg"]) == [b"x", b"y"]
     assert written_keys([b"FLUSHDB"]) is ALL
-    assert written_keys([b"PFADD", b"k", b"v"]) is ALL  # unknown here: flush
+    assert written_keys([b"GEOADD", b"k", b"0", b"0", b"m"]) is ALL  # unknown here: flush
+    assert written_keys([b"PFADD", b"k", b"v"]) == [b"k"]
     assert written_keys([b"SETRANGE", b"k", b"0", b"v"]) == [b"k"]
     assert written_keys([b"SORT", b"src", b"STORE", b"dst"]) is ALL  # movable keys
     assert written_keys([b"GETRANGE", b"k", b"0", b"1"]) == []

@@ -11,8 +11,10 @@
 ``hashes``         HSET, HGET, HGETALL, HDEL, HINCRBY, HSCAN... (t_hash.c)
 ``lists``          LPUSH, RPUSH, LPOP, RPOP, LRANGE, LREM, LTRIM, LPOS, LMOVE... (t_list.c)
 ``sets``           SADD, SREM, SMEMBERS, SPOP, SINTER, SUNION, SDIFF, SSCAN... (t_set.c)
+``hyperloglog``    PFADD, PFCOUNT, PFMERGE (hyperloglog.c; the layout is ``engine/hyperloglog.py``)
 ``introspection``  INFO, CONFIG GET, COMMAND (server.c, config.c)
 ``persistence``    SAVE, BGSAVE, LASTSAVE (rdb.c; the file is ``storage/``)
+``dump``           DUMP, RESTORE (cluster.c; the payload is ``storage/dump.py``)
 ``session``        PING, ECHO, QUIT, AUTH, HELLO (Redis's "connection" group)
 ``clients``        CLIENT ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL (networking.c)
 ``stampede``       BS.FETCH, BS.LEASE, BS.FILL, BS.RELEASE (ours: single-flight leases)
@@ -39,8 +41,10 @@ imported. ``registry``, ``replies``, ``zreply`` (what the sorted-set families sh
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
     bitmaps,
     clients,
+    dump,
     expire,
     hashes,
+    hyperloglog,
     introspection,
     keyspace,
     lcs,

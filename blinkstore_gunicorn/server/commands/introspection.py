@@ -14,6 +14,14 @@ from blinkstore_gunicorn._version import __version__
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.commanddocs import (
+    command_flags,
+    docs_reply,
+    find_keys,
+    is_container,
+    key_specs,
+    redis_arity,
+)
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_PATTERN_TOO_LONG,
@@ -260,9 +268,16 @@ def _set_failed(name: str, why: str) -> bytes:
     return resp.error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
 
 
+ERR_INVALID_COMMAND = resp.error("ERR Invalid command specified")
+ERR_NO_KEYS = resp.error("ERR The command has no key arguments")
+ERR_INVALID_ARITY = resp.error("ERR Invalid number of arguments specified for command")
+ERR_BAD_ARGS = resp.error("ERR Invalid arguments specified for command")
+
+
 @command("command", -1, "loading stale")
 def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``COMMAND [COUNT | INFO name... | DOCS [name...] | LIST]``: enough for redis-cli."""
+    """``COMMAND [COUNT | INFO name... | DOCS [name...] | LIST | GETKEYS[ANDFLAGS] cmd arg...]``:
+    DOCS and GETKEYS from Redis's own documentation and key specifications."""
     if len(args) == 1:
         return resp.array(spec.info() for spec in COMMANDS.values())
     sub = args[1].upper()
@@ -274,11 +289,64 @@ def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         missing = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
         return resp.array(missing if s is None else s.info() for s in specs)
     if sub == b"DOCS":
-        # No documentation is served: an empty map tells redis-cli to skip its hints.
-        return c.map([])
+        return docs_reply([as_text(name).lower() for name in args[2:]], c.resp3)
     if sub == b"LIST" and len(args) == 2:
         return resp.bulk_array(name.encode() for name in COMMANDS)
+    if sub in (b"GETKEYS", b"GETKEYSANDFLAGS"):
+        return _getkeys(c, args, with_flags=sub == b"GETKEYSANDFLAGS")
     return unknown_subcommand(args)
+
+
+def _getkeys(c: Client, args: list[bytes], with_flags: bool) -> bytes:
+    """``COMMAND GETKEYS[ANDFLAGS] command arg...``: the keys Redis finds in the arguments."""
+    if len(args) < 4:
+        return wrong_args(f"command|{as_text(args[1]).lower()}")
+    command_args = args[2:]
+    name = as_text(command_args[0]).lower()
+    spec = COMMANDS.get(name)
+    if spec is None:
+        return ERR_INVALID_COMMAND
+    if is_container(name):
+        if len(command_args) < 2:
+            return ERR_INVALID_COMMAND
+        name = f"{name}|{as_text(command_args[1]).lower()}"
+    arity = redis_arity(name)
+    if arity is None and "|" in name:
+        return ERR_INVALID_COMMAND
+    arity = spec.arity if arity is None else arity
+    found = _keys_of(name, spec.first_key, spec.last_key, spec.step, command_args)
+    if found is not None and not found and not key_specs(name) and not name.startswith("sort"):
+        return ERR_NO_KEYS
+    count = len(command_args)
+    if (arity > 0 and arity != count) or count < -arity:
+        return ERR_INVALID_ARITY
+    if not found:
+        return resp.EMPTY_ARRAY if b"no_mandatory_keys" in command_flags(name) else ERR_BAD_ARGS
+    if not with_flags:
+        return resp.array(resp.bulk(command_args[at]) for at, _ in found)
+    kind = b"~" if c.resp3 else b"*"  # the flags are a set
+    return resp.array(
+        resp.array(
+            [
+                resp.bulk(command_args[at]),
+                b"%b%d\r\n" % (kind, len(flags)) + b"".join(b"+%b\r\n" % f for f in flags),
+            ]
+        )
+        for at, flags in found
+    )
+
+
+def _keys_of(
+    name: str, first: int, last: int, step: int, args: list[bytes]
+) -> list[tuple[int, tuple[bytes, ...]]] | None:
+    """Key positions and flags: Redis's specifications for its commands, the registered
+    range for the store's own."""
+    if key_specs(name) is not None:
+        return find_keys(name, args)
+    if not first:
+        return []
+    end = len(args) + last if last < 0 else last
+    return [(at, ()) for at in range(first, min(end, len(args) - 1) + 1, step)]
 
 
 @command("config", -2, "admin")

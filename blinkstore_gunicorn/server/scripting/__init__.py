@@ -7,6 +7,7 @@
 ``sandbox``    the Lua code that builds the sandbox and Redis's ``redis`` library
 ``convert``    the RESP <-> Lua conversion rules
 ``libs``       ``cjson`` and ``bit``
+``packing``    ``struct`` and ``cmsgpack``
 ``busy``       the time limit: BUSY for other clients, SCRIPT KILL
 =============  =================================================================================
 

@@ -2,9 +2,8 @@
 
 ``cjson`` (``encode``, ``decode``, ``null``) and ``bit`` (LuaJIT's bit operations on 32-bit
 signed integers: ``tobit``, ``tohex``, ``bnot``, ``band``, ``bor``, ``bxor``, ``lshift``,
-``rshift``, ``arshift``, ``rol``, ``ror``, ``bswap``) are written here in Python. ``struct`` and
-``cmsgpack`` are not offered: none of the libraries the store is checked against (django-redis,
-cashews, aiocache, limits, celery/kombu, redis-py's ``Lock``, channels_redis) uses them.
+``rshift``, ``arshift``, ``rol``, ``ror``, ``bswap``) are written here in Python; ``struct``
+and ``cmsgpack`` are in ``packing.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any
+
+from blinkstore_gunicorn.server.scripting.packing import cmsgpack_module, struct_module
 
 __all__ = ["make_libs"]
 
@@ -120,4 +121,9 @@ def _cjson_module(lua: Any, lua_type: Callable[[Any], str | None]) -> dict[bytes
 
 def make_libs(lua: Any, lua_type: Callable[[Any], str | None]) -> dict[bytes, dict[bytes, Any]]:
     """The extra libraries, by global name, for the Lua state ``lua``."""
-    return {b"bit": _bit_module(), b"cjson": _cjson_module(lua, lua_type)}
+    return {
+        b"bit": _bit_module(),
+        b"cjson": _cjson_module(lua, lua_type),
+        b"struct": struct_module(lua, lua_type),
+        b"cmsgpack": cmsgpack_module(lua, lua_type),
+    }
