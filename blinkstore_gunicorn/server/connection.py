@@ -33,6 +33,7 @@ from typing import Any, Protocol, cast
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
+from blinkstore_gunicorn.protocol.resp_hiredis import command_reader
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
@@ -473,7 +474,7 @@ class StoreConnection(asyncio.Protocol):
         self._first_line = first
         reader: Any
         if is_resp_start(first[0]):
-            reader = resp.CommandReader(dispatcher.request_limit, dispatcher.bulk_limit)
+            reader = command_reader(dispatcher.request_limit, dispatcher.bulk_limit)
             self._execute = Dispatcher.execute
             self._resp = True
         else:
