@@ -55,8 +55,10 @@ __all__ = [
 
 #: The environment variable that keeps the store on the pure-Python reader ("0").
 ENV: Final = "BLINKSTORE_HIREDIS"
-#: Reads longer than this go to the Python reader (a read is at most 256 KiB anyway).
-HIREDIS_MAX_READ: Final = 1024 * 1024
+#: Reads longer than this go to the Python reader. hiredis wins on many small requests; on a
+#: few large values the Python reader, which skips over a value without looking at it, is as
+#: fast, and the checks below would read the value twice more.
+HIREDIS_MAX_READ: Final = 16 * 1024
 #: An array header of 5 digits or more, and the same for the other RESP types hiredis makes
 #: a list for (sets, pushes, attributes): anywhere in a read, even inside a value, it sends
 #: the read to the Python reader. The common ``*`` has a pattern of its own, which ``re``
@@ -89,6 +91,11 @@ def hiredis_limit(max_request_size: int, max_bulk: int) -> int:
     arguments, so a read within both limits holds nothing the Python reader would refuse.
     """
     return min(HIREDIS_MAX_READ, max_request_size, max_bulk)
+
+
+def _new_hiredis() -> Any:
+    """A hiredis reader that returns :data:`_NOT_YET` while a reply is incomplete."""
+    return hiredis.Reader(notEnoughData=_NOT_YET)
 
 
 def _allocates(data: bytes) -> bool:
@@ -138,7 +145,7 @@ class HiredisCommandReader:
             raise RuntimeError("hiredis is not installed")
         bulk = max_request_size if max_bulk is None else max_bulk
         self._python = CommandReader(max_request_size, bulk)
-        self._hiredis = hiredis.Reader(notEnoughData=_NOT_YET)
+        self._hiredis = _new_hiredis()
         self._limit = hiredis_limit(max_request_size, bulk)
         #: Reads fed while the Python reader was idle, not drained yet.
         self._chunks: list[bytes] = []
@@ -184,26 +191,28 @@ class HiredisCommandReader:
         reader.feed(data)
         gets = reader.gets
         commands: list[Any] = []
+        wire: bytes | None
         try:
             while (item := gets()) is not _NOT_YET:
                 commands.append(item)
             wire = framing(commands)
         except _NOT_HIREDIS:
-            return self._to_python(data)
-        if not data.startswith(wire):
+            wire = None
+        if wire is None or not data.startswith(wire):
+            self._hiredis = _new_hiredis()  # what it holds of ``data`` is not a request
             return self._to_python(data)
         if [] in commands:
             # Redis and the Python reader skip empty arrays (``*0``) silently.
             commands = [args for args in commands if args]
         if len(wire) < len(data):
-            # A partial request (or garbage) follows: the Python reader's from its first byte.
+            # A partial request (or garbage) follows: the Python reader's from its first byte,
+            # and hiredis starts afresh after it.
+            self._hiredis = _new_hiredis()
             commands += self._to_python(data[len(wire) :])
         return commands
 
     def _to_python(self, data: bytes) -> list[Parsed]:
         """Hand ``data`` (from a request's first byte) to the Python reader; its results."""
-        # What hiredis holds of ``data`` is the Python reader's now: start afresh after it.
-        self._hiredis = hiredis.Reader(notEnoughData=_NOT_YET)
         python = self._python
         python.feed(data)
         return self._check(python.drain())
