@@ -4,9 +4,8 @@ A request/response client (redis-py, our own client, redis-benchmark with ``-P 1
 command and waits, so almost every ``data_received`` holds exactly one whole command. Splitting
 it on CRLF in C and checking the pieces against the headers costs about half of running the
 incremental :class:`~blinkstore_gunicorn.protocol.resp.CommandReader`. Anything else (several
-commands, a partial one, a value containing CRLF, a long one with an argument that starts with
-``*``, unusual spellings such as ``*02``) returns None and goes through the reader, which stays
-the one authority on the protocol.
+commands, a partial one, a value containing CRLF, unusual spellings such as ``*02``) returns
+None and goes through the reader, which stays the one authority on the protocol.
 
 Cache traffic repeats itself: the request for a hot key is the same bytes every time. Small
 requests are therefore remembered (up to :data:`MEMO_ENTRIES`, forgotten all at once when
@@ -56,10 +55,6 @@ def parse_single(data: bytes) -> list[bytes] | None:
     if size > FAST_PATH_MAX:
         return None
     if data[:1] != b"*" or data[-2:] != b"\r\n":
-        return None
-    if size > MEMO_MAX and b"\r\n*" in data:
-        # A pipeline (the usual longer read that is not one command) turned away before the
-        # split, and with it the rare long command with an argument that starts with "*".
         return None
     parts = data.split(b"\r\n")
     count = len(parts) - 2

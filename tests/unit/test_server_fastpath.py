@@ -55,9 +55,7 @@ def test_encoded_commands_parse_like_the_reader(args: list[bytes]) -> None:
     if fast is not None:
         assert [fast] == reader_parse(data)
     if not any(b"\r\n" in arg for arg in args) and len(data) <= FAST_PATH_MAX:
-        # A longer read with "\r\n*" in it is taken for a pipeline.
-        pipeline_like = len(data) > MEMO_MAX and any(arg.startswith(b"*") for arg in args)
-        assert fast == (None if pipeline_like else args)
+        assert fast == args
 
 
 @given(st.binary(max_size=200), args_strategy)
@@ -66,15 +64,6 @@ def test_arbitrary_bytes_never_disagree(noise: bytes, args: list[bytes]) -> None
         fast = single_command(data)
         if fast is not None:
             assert [fast] == reader_parse(data)
-
-
-def test_long_reads_with_a_request_start_inside_are_left_to_the_reader() -> None:
-    single = resp.encode_command("SET", "k", b"v" * MEMO_MAX)
-    assert single_command(single) == [b"SET", b"k", b"v" * MEMO_MAX]
-    assert single_command(resp.encode_command("GET", "k") * 8) is None
-    # The rare long command with an argument that starts with "*" is left to the reader too.
-    assert single_command(resp.encode_command("SET", "k", b"*" * MEMO_MAX)) is None
-    assert single_command(resp.encode_command("KEYS", "*")) == [b"KEYS", b"*"]
 
 
 def test_small_requests_are_remembered_and_the_memo_is_bounded() -> None:
