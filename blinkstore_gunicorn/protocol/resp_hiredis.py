@@ -11,7 +11,7 @@ where its answer is provably the Python reader's, and hands everything else to a
   read is no longer than the smallest size limit (then no request in it can be refused for
   its size, see :func:`hiredis_limit`) and no aggregate header in it announces 10,000 items
   or more (hiredis allocates the list from the header, and freeing a list of millions of
-  slots takes seconds: a 13-byte request must not cost the store that);
+  slots takes seconds: a 12-byte request must not cost the store that);
 * the requests hiredis returns are encoded back (:func:`framing`) and must be the read's
   first bytes, byte for byte: any other type, a wrong terminator, a non-canonical number or a
   nested array fails that test, and the whole read goes to the Python reader instead;
