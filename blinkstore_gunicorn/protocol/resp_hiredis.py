@@ -66,6 +66,8 @@ HIREDIS_MAX_READ: Final = 16 * 1024
 _LARGE_ARRAY: Final = re.compile(rb"\*[0-9]{5}")
 _LARGE_OTHER: Final = re.compile(rb"[~>|][0-9]{5}")
 
+#: After a read longer than this, a connection's hiredis reader is replaced by a new one.
+_KEEP_READER: Final = 1024
 _CRLF: Final = b"\r\n"
 #: ``*<n>\r\n`` for the usual argument counts.
 _ARRAY_HEADERS: Final = tuple(b"*%d\r\n" % count for count in range(64))
@@ -209,6 +211,10 @@ class HiredisCommandReader:
             # and hiredis starts afresh after it.
             self._hiredis = _new_hiredis()
             commands += self._to_python(data[len(wire) :])
+        elif len(data) > _KEEP_READER:
+            # hiredis keeps a buffer the size of its largest read (32 KiB after 16 KiB): an
+            # idle connection must not hold that, outside the client budget.
+            self._hiredis = _new_hiredis()
         return commands
 
     def _to_python(self, data: bytes) -> list[Parsed]:

@@ -206,6 +206,20 @@ def test_a_header_announcing_a_huge_list_never_reaches_hiredis(
 
 
 @needs_hiredis
+def test_an_idle_connection_keeps_no_large_hiredis_buffer() -> None:
+    # hiredis keeps a buffer the size of its largest read (32 KiB after a 16 KiB read), which
+    # no budget counts: after a read over 1 KiB the connection's hiredis reader is a new one.
+    reader = HiredisCommandReader()
+    small = resp.encode_command("GET", "k") * 10
+    large = resp.encode_command("SET", "k", b"v" * 2000)
+    kept = reader._hiredis
+    reader.feed(small)
+    assert reader.drain() == [[b"GET", b"k"]] * 10 and reader._hiredis is kept
+    reader.feed(large)
+    assert reader.drain() == [[b"SET", b"k", b"v" * 2000]] and reader._hiredis is not kept
+
+
+@needs_hiredis
 def test_the_environment_chooses_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV, raising=False)
     assert isinstance(command_reader(), HiredisCommandReader)
