@@ -1,17 +1,18 @@
 """Requests parsed by hiredis's C reader, with :class:`~.resp.CommandReader` as the authority.
 
-hiredis (the optional dependency redis-py uses for replies) parses any RESP in C, about ten
-times faster than the pure-Python reader, but it is a reply parser: it accepts types a request
+hiredis (the optional dependency redis-py uses for replies) parses any RESP in C, ten times
+faster than the pure-Python reader (three times with the checks below), but it is a reply
+parser: it accepts types a request
 never has, does not check the CRLF after a bulk string, knows none of the store's size limits
 and reports nothing about a partial request. So :class:`HiredisCommandReader` uses it only
 where its answer is provably the Python reader's, and hands everything else to a
 :class:`~.resp.CommandReader` it keeps for that:
 
 * a read is parsed by hiredis only when the Python reader holds nothing (it is ``idle``), the
-  read is no longer than the smallest size limit (then no request in it can be refused for
-  its size, see :func:`hiredis_limit`) and no aggregate header in it announces 10,000 items
-  or more (hiredis allocates the list from the header, and freeing a list of millions of
-  slots takes seconds: a 12-byte request must not cost the store that);
+  read is no longer than 16 KiB and the smallest size limit (then no request in it can be
+  refused for its size, see :func:`hiredis_limit`) and no aggregate header in it announces
+  10,000 items or more (hiredis allocates the list from the header, and freeing a list of
+  millions of slots takes seconds: a 12-byte request must not cost the store that);
 * the requests hiredis returns are encoded back (:func:`framing`) and must be the read's
   first bytes, byte for byte: any other type, a wrong terminator, a non-canonical number or a
   nested array fails that test, and the whole read goes to the Python reader instead;
