@@ -21,6 +21,7 @@ SUITES = (
     "gunicorn",
     "shm",
     "shm_writes",
+    "pipeline",
     "memory_tax",
     "snapshot",
     "datatypes",

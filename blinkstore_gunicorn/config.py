@@ -525,7 +525,8 @@ _DEFAULTS = StoreSettings()
 # --- the environment ---------------------------------------------------------------------------
 
 #: ``BLINKSTORE_*`` variables that are not store settings but are read by other parts (clients,
-#: gunicorn plugin, Flask extension, store registry, the shared region's ``shm/native.py``).
+#: gunicorn plugin, Flask extension, store registry, the shared region's ``shm/native.py``,
+#: the request parser's ``protocol/resp_hiredis.py``).
 NON_SETTING_VARIABLES = frozenset(
     {
         "BLINKSTORE_URL",
@@ -538,6 +539,7 @@ NON_SETTING_VARIABLES = frozenset(
         "BLINKSTORE_REGISTRY_DIR",
         "BLINKSTORE_SIGNING_KEY",
         "BLINKSTORE_NATIVE",
+        "BLINKSTORE_HIREDIS",
     }
 )
 _SETTING_VARIABLES = frozenset(env_name(spec.name) for spec in SETTINGS)

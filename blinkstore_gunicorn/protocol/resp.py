@@ -14,6 +14,7 @@ from typing import Final, TypeAlias
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 
 __all__ = [
+    "BULK_HEADERS",
     "EMPTY_ARRAY",
     "LARGE_BULK",
     "MAX_SKIPPED_BULK",
@@ -278,7 +279,7 @@ class CommandReader:
 
 #: ``$<n>\r\n`` for the common small sizes: concatenating a ready header is about twice as fast
 #: as formatting one, and every GET reply is a bulk string.
-_BULK_HEADERS: Final = tuple(b"$%d\r\n" % size for size in range(1024))
+BULK_HEADERS: Final = tuple(b"$%d\r\n" % size for size in range(1024))
 
 
 #: Bulk replies of at least this many bytes are remembered by :func:`bulk` (the last one).
@@ -299,7 +300,7 @@ def bulk(value: bytes) -> bytes:
     global _last_large
     size = len(value)
     if size < 1024:
-        return _BULK_HEADERS[size] + value + _CRLF
+        return BULK_HEADERS[size] + value + _CRLF
     if size < LARGE_BULK:
         return b"$%d\r\n%b\r\n" % (size, value)
     last_value, last_reply = _last_large
@@ -348,11 +349,11 @@ def bulk_array(values: Iterable[bytes | None]) -> bytes:
 def bulk_list(items: list[bytes]) -> bytes:
     """An array of bulk strings, none of them nil (what LRANGE, HGETALL... answer)."""
     sizes = list(map(len, items))
-    if sizes and max(sizes) >= len(_BULK_HEADERS):
+    if sizes and max(sizes) >= len(BULK_HEADERS):
         return array(map(bulk, items))
     # Small values, the common case: header, value and CRLF joined in C, no call per item.
     parts = [_CRLF] * (3 * len(items))
-    headers = _BULK_HEADERS
+    headers = BULK_HEADERS
     parts[0::3] = [headers[size] for size in sizes]
     parts[1::3] = items
     return b"*%d\r\n%b" % (len(items), b"".join(parts))

@@ -33,6 +33,7 @@ from typing import Any, Protocol, cast
 from blinkstore_gunicorn.protocol import is_resp_start, resp, text
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
+from blinkstore_gunicorn.protocol.resp_hiredis import command_reader
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
@@ -107,6 +108,7 @@ class StoreConnection(asyncio.Protocol):
         "_linger_left",
         "_open_line",
         "_outbox",
+        "_pipelined",
         "_reader",
         "_resp",
         "_server",
@@ -123,9 +125,11 @@ class StoreConnection(asyncio.Protocol):
         self._stats = server.dispatcher.stats
         self._resp = False
         #: Whether the next read may take the one-command hot path: RESP, and nothing
-        #: buffered, parked, deferred or closed. Cleared wherever that stops holding;
+        #: buffered, parked, deferred or closed, and the last read was not a pipeline (whose
+        #: next read would only be split in vain). Cleared wherever that stops holding;
         #: set again only by :meth:`_refresh_direct`.
         self._direct = False
+        self._pipelined = False
         self._transport: asyncio.Transport | None = None
         self._reader: Any = None
         self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
@@ -227,6 +231,7 @@ class StoreConnection(asyncio.Protocol):
             and not self._backlog
             and not self._deferred
             and not self._outbox
+            and not self._pipelined
         )
 
     def _received(self, data: bytes) -> None:
@@ -249,6 +254,7 @@ class StoreConnection(asyncio.Protocol):
             )
         reader.feed(data)
         batch = reader.drain()
+        self._pipelined = len(batch) > 1
         if self._backlog or self._deferred:
             # Requests parked earlier go first.
             self._backlog.extend(batch)
@@ -264,10 +270,6 @@ class StoreConnection(asyncio.Protocol):
         ):
             self._charge()
 
-    def _partial_request(self) -> int:
-        """Bytes held that do not form a complete request yet (not those being dropped)."""
-        return int(self._reader.buffered)
-
     def _charge(self) -> None:
         if self._client is not None:
             self._server.budget.charge(self)
@@ -279,7 +281,7 @@ class StoreConnection(asyncio.Protocol):
 
     def held(self) -> tuple[int, int]:
         """Bytes held for this client: (requests not answered yet, replies not sent yet)."""
-        requests = self._partial_request() if self._reader is not None else len(self._first_line)
+        requests = int(self._reader.buffered) if self._reader is not None else len(self._first_line)
         for item in self._backlog:
             if item.__class__ is list:
                 requests += sum(map(len, item))
@@ -473,7 +475,7 @@ class StoreConnection(asyncio.Protocol):
         self._first_line = first
         reader: Any
         if is_resp_start(first[0]):
-            reader = resp.CommandReader(dispatcher.request_limit, dispatcher.bulk_limit)
+            reader = command_reader(dispatcher.request_limit, dispatcher.bulk_limit)
             self._execute = Dispatcher.execute
             self._resp = True
         else:

@@ -372,17 +372,17 @@ class Dispatcher:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
             return self._not_a_command(client, args)  # type: ignore[arg-type]
-        client.cmd = args[0]
+        client.cmd = name = args[0]
         client.seen = self.now
         if self.busy is not None:
             return self.busy(self, client, args)
-        entry = client.table.get(args[0])
+        entry = client.table.get(name)
         if entry is None:
             return self._execute_slow(client, args)
         handler, arity = entry
         count = len(args)
         if count != arity and (arity > 0 or count < -arity):
-            return wrong_args(as_text(args[0]))
+            return wrong_args(as_text(name))
         try:
             return handler(self, client, args)
         except WrongType:

@@ -303,6 +303,9 @@ def test_size_limits_name_the_limit() -> None:
     assert r("SET", "kkkkk", "x").startswith(b"-ERR key too large")
     assert r("MSET", "a", "1", "b", "x" * 11).startswith(b"-ERR value too large")
     assert r("EXISTS", "a") == b":0\r\n"  # MSET is all or nothing
+    # The first pair over a limit is named, its key before its value.
+    assert r("MSET", "a", "x" * 11, "kkkkk", "1").startswith(b"-ERR value too large")
+    assert r("MSET", "kkkkk", "x" * 11).startswith(b"-ERR key too large")
     r("SET", "k", "x" * 10)
     assert r("APPEND", "k", "y").startswith(b"-ERR value too large")
     tiny = Harness(memory_limit=300)

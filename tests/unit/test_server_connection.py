@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blinkstore_gunicorn.config import StoreSettings
-from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.protocol import resp, resp_hiredis
 from blinkstore_gunicorn.server import connection as connection_module
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.connection import MAX_CLIENTS_REPLY, StoreConnection
@@ -75,8 +75,12 @@ def connect(server: StoreServer, half_close: bool = False) -> tuple[StoreConnect
     return connection, transport
 
 
-@pytest.fixture
-def server() -> StoreServer:
+@pytest.fixture(params=["python", "hiredis"])
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StoreServer:
+    """A server whose connections parse requests with the Python reader, then hiredis's."""
+    if request.param == "hiredis" and not resp_hiredis.available():
+        pytest.skip("hiredis is not installed")
+    monkeypatch.setenv(resp_hiredis.ENV, "1" if request.param == "hiredis" else "0")
     return StoreServer(StoreSettings(unix="/nonexistent/s.sock", max_request_size=4096))
 
 

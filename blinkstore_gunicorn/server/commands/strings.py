@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from blinkstore_gunicorn.engine import ValueTooLarge, WrongType
+from blinkstore_gunicorn.engine import EngineError, ValueTooLarge, WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
@@ -175,19 +175,25 @@ def cmd_mget(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 def _pairs(d: Dispatcher, args: list[bytes], name: str) -> list[tuple[bytes, bytes]] | bytes:
     if len(args) % 2 == 0:
         return wrong_args(name)
-    pairs = list(zip(args[1::2], args[2::2], strict=True))
-    for key, value in pairs:
-        error = d.fits(key, value)
-        if error is not None:
-            return error
+    keys, values = args[1::2], args[2::2]
+    pairs = list(zip(keys, values, strict=True))
+    # All sizes at once (in C); only a request that breaks a limit looks for the first pair.
+    if max(map(len, keys)) > d.max_key_size or max(map(len, values)) > d.max_value_size:
+        for key, value in pairs:
+            error = d.fits(key, value)
+            if error is not None:
+                return error
     return pairs
 
 
 def _store_all(d: Dispatcher, pairs: list[tuple[bytes, bytes]]) -> bytes | None:
-    for key, value in pairs:
-        error = d.store(key, value)
-        if error is not None:
-            return error
+    """``Dispatcher.store`` of each pair, stopping at the first refusal (its error reply)."""
+    write = d.write
+    try:
+        for key, value in pairs:
+            write(key, value)
+    except EngineError as exc:
+        return limit_error(exc)
     return None
 
 

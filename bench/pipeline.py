@@ -1,0 +1,123 @@
+"""Pipelines and many clients: the store's request path against redis-server (issue 24).
+
+    python -m bench.pipeline [--rounds 3] [--requests 200000] [--quick]
+
+``redis-benchmark`` over a Unix socket, with ``-r 100000`` random keys, against three servers
+started side by side: ``blinkstore serve --memory-limit 0`` parsing requests with hiredis (the
+default where it is installed), the same with ``BLINKSTORE_HIREDIS=0`` (the pure-Python
+reader), and ``redis-server --save ''``. Each round runs every test on each server in turn:
+
+* ``-P 16``: GET and MSET (of 10 keys), 50 clients pipelining 16 requests each;
+* ``-c 50``: GET, SET and INCR, 50 clients, one request at a time.
+
+Ratios are store / redis-server, the median of each round's ratio, printed beside issue 24's
+bars (``-P 16`` GET and MSET >= 0.5x, ``-c 50`` GET, SET and INCR >= 0.9x). Each server's CPU
+time per request (from /proc) is printed too: on a shared machine it moves far less than
+requests/s, which also depend on how much of a core redis-benchmark itself gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+from contextlib import ExitStack
+from typing import TypeAlias
+
+from bench.datatypes import cpu_seconds, redis_benchmark
+from blinkstore_gunicorn.protocol.resp_hiredis import ENV as HIREDIS_ENV
+from blinkstore_gunicorn.protocol.resp_hiredis import available
+from harness.processes import blinkstore_process, redis_server_process
+
+#: Each measured run: its name (redis-benchmark's test name after the mode) and its flags.
+#: redis-benchmark's default is 50 clients; one test per run, so the CPU time is that test's.
+RUNS = (
+    ("-P 16 GET", ("-P", "16", "-t", "get")),
+    ("-P 16 MSET (10 keys)", ("-P", "16", "-t", "mset")),
+    ("-c 50 GET", ("-t", "get")),
+    ("-c 50 SET", ("-t", "set")),
+    ("-c 50 INCR", ("-t", "incr")),
+)
+#: Issue 24's bars: store / redis-server requests per second.
+BARS = {
+    "-P 16 GET": 0.5,
+    "-P 16 MSET (10 keys)": 0.5,
+    "-c 50 GET": 0.9,
+    "-c 50 SET": 0.9,
+    "-c 50 INCR": 0.9,
+}
+PEERS = ("hiredis", "python", "redis")
+#: requests/s, and the server's CPU microseconds per request.
+Sample: TypeAlias = tuple[float, float]
+
+
+def throughput(rounds: int, requests: int) -> dict[str, dict[str, list[Sample]]]:
+    """Per run and peer, one (requests/s, CPU us per request) per round (peers take turns)."""
+    found: dict[str, dict[str, list[Sample]]] = {}
+    with ExitStack() as stack:
+        fast = stack.enter_context(blinkstore_process("--memory-limit", "0"))
+        python = stack.enter_context(
+            blinkstore_process("--memory-limit", "0", env={HIREDIS_ENV: "0"})
+        )
+        redis = stack.enter_context(redis_server_process())
+        peers = {
+            "hiredis": (str(fast.unix_path), fast.pid),
+            "python": (str(python.unix_path), python.pid),
+            "redis": (redis.unix_path, redis.proc.pid),
+        }
+        for _ in range(rounds):
+            for name, flags in RUNS:
+                for peer, (path, pid) in peers.items():
+                    before = cpu_seconds(pid)
+                    (rps,) = redis_benchmark(path, requests, "-r", "100000", *flags).values()
+                    cpu = (cpu_seconds(pid) - before) / requests * 1e6
+                    found.setdefault(name, {}).setdefault(peer, []).append((rps, cpu))
+    return found
+
+
+def ratio(samples: dict[str, list[Sample]], peer: str) -> float:
+    """The median over rounds of ``peer``'s requests/s over redis-server's in that round."""
+    pairs = zip(samples[peer], samples["redis"], strict=True)
+    return statistics.median(mine[0] / redis[0] for mine, redis in pairs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print requests/s and CPU per request of each server, and the ratios beside the bars."""
+    parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200_000, help="per run")
+    parser.add_argument("--quick", action="store_true", help="one round of 50,000 requests")
+    args = parser.parse_args(argv)
+    if min(args.rounds, args.requests) < 1:
+        parser.error("--rounds and --requests must be at least 1")
+    if args.quick:
+        args.rounds, args.requests = 1, 50_000
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark not found: nothing to measure")
+        return 0
+    if not available():
+        print("hiredis is not installed: both store columns run the pure-Python reader")
+    found = throughput(args.rounds, args.requests)
+    print(
+        f"redis-benchmark -r 100000, {args.rounds} round(s) of {args.requests} requests:"
+        " requests/s and server CPU us/request (medians), ratio to redis-server (median of"
+        " the rounds' ratios)"
+    )
+    print(
+        f"  {'test':<21} {'hiredis':>8} {'python':>8} {'redis':>8}   {'cpu: hiredis':>12}"
+        f" {'python':>6} {'redis':>5}   {'hiredis/redis':>13} {'python/redis':>12}  bar"
+    )
+    for name, samples in found.items():
+        rps = {peer: statistics.median(s[0] for s in samples[peer]) for peer in PEERS}
+        cpu = {peer: statistics.median(s[1] for s in samples[peer]) for peer in PEERS}
+        print(
+            f"  {name:<21} {rps['hiredis']:>8.0f} {rps['python']:>8.0f} {rps['redis']:>8.0f}"
+            f"   {cpu['hiredis']:>12.2f} {cpu['python']:>6.2f} {cpu['redis']:>5.2f}"
+            f"   {ratio(samples, 'hiredis'):>12.2f}x {ratio(samples, 'python'):>11.2f}x"
+            f"  >= {BARS[name]}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

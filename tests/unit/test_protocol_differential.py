@@ -1,0 +1,241 @@
+"""hiredis's request reader against the pure-Python reference, on random and mutated streams.
+
+Each case is a stream of requests (some over the size limits), mutated the ways a broken or
+hostile client would (bytes flipped, inserted, dropped; a wrong CRLF; RESP types a request never
+has; non-canonical numbers; absurd headers), split at random points. Both readers are fed the
+same pieces, and after every piece they must give the same commands, refusals and errors, and
+agree on what they hold (``idle``, ``skipping``, ``buffered``), which the connection's memory
+budget and hot path read.
+
+The seed is printed (``pytest -s``) and named in any failure; ``RESP_FUZZ_SEED=<n>`` replays it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from blinkstore_gunicorn.protocol import ProtocolError, resp, resp_hiredis
+from blinkstore_gunicorn.protocol.resp_hiredis import (
+    ENV,
+    HIREDIS_MAX_READ,
+    HiredisCommandReader,
+    available,
+    command_reader,
+    framing,
+)
+
+needs_hiredis = pytest.mark.skipif(not available(), reason="hiredis is not installed")
+
+CASES = 3000
+
+#: Pieces a mutation inserts: other RESP types, odd spellings, absurd and refused headers.
+TOKENS = [
+    b"*0\r\n",
+    b"*-1\r\n",
+    b"$-1\r\n",
+    b"+OK\r\n",
+    b":1\r\n",
+    b"-ERR x\r\n",
+    b"%1\r\n",
+    b"~1\r\n",
+    b">1\r\n",
+    b"#f\r\n",
+    b"_\r\n",
+    b",1.5\r\n",
+    b"=7\r\ntxt:abc\r\n",
+    b"*02\r\n",
+    b"$+3\r\n",
+    b"$03\r\n",
+    b"* 2\r\n",
+    b"*1_0\r\n",
+    b"\r\n",
+    b"\r",
+    b"\n",
+    b"*1\r\n*1\r\n",
+    b"*99999999\r\n",
+    b"*268435456\r\n",
+    b"$600000000\r\n",
+    b"$5000\r\n",
+    b"*" + b"9" * 70,
+]
+#: What a mutated terminator becomes.
+TERMINATORS = [b"XY", b"\n\r", b"\r\r", b"\n\n", b"\r", b""]
+LIMITS = [
+    {},
+    {"max_request_size": 4096, "max_bulk": 1000},
+    {"max_request_size": 300, "max_bulk": 80},
+    {"max_request_size": 100_000},
+]
+
+
+def random_command(rnd: random.Random) -> bytes:
+    args = []
+    for _ in range(rnd.choice([1, 2, 2, 3, 5, 21, 70])):
+        kind = rnd.random()
+        if kind < 0.6:
+            args.append(b"key:%d" % rnd.randrange(1000))
+        elif kind < 0.8:
+            args.append(rnd.randbytes(rnd.randrange(12)))
+        elif kind < 0.95:
+            args.append(rnd.choice([b"", b"\r\n", b"a\r", b"\n", b"$3\r\n", b"*1\r\n"]))
+        elif kind < 0.999:
+            args.append(b"v" * rnd.choice([100, 1023, 1024, 3000]))
+        else:
+            args.append(b"v" * 70_000)  # past the 64 KiB a reply is written on its own
+    return resp.encode_command(*args)
+
+
+def random_stream(rnd: random.Random) -> bytes:
+    parts = [
+        random_command(rnd) if rnd.random() < 0.9 else rnd.choice(TOKENS)
+        for _ in range(rnd.randrange(1, 20))
+    ]
+    data = bytearray(b"".join(parts))
+    for _ in range(rnd.choice([0, 0, 1, 1, 2, 5])):
+        at = rnd.randrange(len(data) + 1)
+        kind = rnd.random()
+        if kind < 0.3 and data:
+            data[min(at, len(data) - 1)] = rnd.randrange(256)
+        elif kind < 0.5:
+            data[at:at] = rnd.choice(TOKENS)
+        elif kind < 0.6:
+            del data[at : at + rnd.randrange(1, 5)]
+        elif kind < 0.7:
+            data[at:at] = bytes([rnd.randrange(256)])
+        elif kind < 0.8:
+            del data[at:]
+        else:
+            end = data.find(b"\r\n", at)
+            if end >= 0:
+                data[end : end + 2] = rnd.choice(TERMINATORS)
+    return bytes(data)
+
+
+def random_pieces(rnd: random.Random, data: bytes) -> list[bytes]:
+    if not data:
+        return []
+    cuts = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, rnd.randrange(6))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@needs_hiredis
+def test_hiredis_reads_every_stream_like_the_python_reader() -> None:
+    seed = int(os.environ.get("RESP_FUZZ_SEED", random.randrange(2**32)))
+    print(f"RESP_FUZZ_SEED={seed}")
+    rnd = random.Random(seed)
+    for case in range(CASES):
+        limits = rnd.choice(LIMITS)
+        data = random_stream(rnd)
+        python, fast = resp.CommandReader(**limits), HiredisCommandReader(**limits)
+        for piece in random_pieces(rnd, data):
+            python.feed(piece)
+            fast.feed(piece)
+            expected = (python.drain(), python.idle, python.skipping, python.buffered)
+            got = (fast.drain(), fast.idle, fast.skipping, fast.buffered)
+            assert got == expected, (
+                f"RESP_FUZZ_SEED={seed}, case {case}, limits {limits}:\n"
+                f"stream {data!r}\npiece {piece!r}"
+            )
+
+
+@needs_hiredis
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1000])
+def test_a_pipeline_of_every_size_of_argument_is_read_whole(chunk: int) -> None:
+    # Around the 1024-byte header table and the array header table (64 arguments).
+    commands = [[b"SET", b"k", b"v" * size] for size in (0, 1, 1023, 1024, 1025, 70_000)]
+    commands.append([b"MSET", *[b"x"] * 64])
+    wire = b"".join(resp.encode_command(*command) for command in commands)
+    assert framing(commands) == wire
+    reader = HiredisCommandReader()
+    out: list[object] = []
+    for start in range(0, len(wire), chunk):
+        reader.feed(wire[start : start + chunk])
+        out += reader.drain()
+    assert out == commands and reader.idle and reader.buffered == 0
+
+
+@needs_hiredis
+def test_a_read_over_the_limits_goes_whole_to_the_python_reader() -> None:
+    # 2 MiB of small requests in one read: no request in it may be taken unchecked.
+    wire = resp.encode_command("PING") * (2 * HIREDIS_MAX_READ // 14)
+    reader = HiredisCommandReader()
+    reader.feed(wire)
+    assert reader.drain() == [[b"PING"]] * (2 * HIREDIS_MAX_READ // 14)
+
+
+class RecordingReader:
+    """hiredis's reader, recording what it is fed."""
+
+    real = resp_hiredis.hiredis.Reader if available() else None
+    fed: list[bytes] = []
+
+    def __init__(self, **options: Any) -> None:
+        assert self.real is not None
+        self._reader = self.real(**options)
+        self.gets = self._reader.gets
+
+    def feed(self, data: bytes) -> None:
+        self.fed.append(data)
+        self._reader.feed(data)
+
+
+@needs_hiredis
+@pytest.mark.parametrize("kind", [b"*", b"~", b">", b"|"])
+def test_a_header_announcing_a_huge_list_never_reaches_hiredis(
+    kind: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hiredis allocates the list from the header; freeing 268 million slots took seconds.
+    fake = type("hiredis", (), {"Reader": RecordingReader})
+    monkeypatch.setattr(resp_hiredis, "hiredis", fake)
+    monkeypatch.setattr(RecordingReader, "fed", [])
+    reader = HiredisCommandReader()
+    small = resp.encode_command("PING")
+    reader.feed(small)
+    assert reader.drain() == [[b"PING"]]
+    assert RecordingReader.fed == [small]
+    reader.feed(small + b"*1\r\n" + kind + b"268435456\r\n")
+    out = reader.drain()
+    assert out[0] == [b"PING"] and isinstance(out[-1], ProtocolError)
+    assert RecordingReader.fed == [small]
+
+
+@needs_hiredis
+def test_an_idle_connection_keeps_no_large_hiredis_buffer() -> None:
+    # hiredis keeps a buffer the size of its largest read (32 KiB after a 16 KiB read), which
+    # no budget counts: after a read over 1 KiB the connection's hiredis reader is a new one.
+    reader = HiredisCommandReader()
+    small = resp.encode_command("GET", "k") * 10
+    large = resp.encode_command("SET", "k", b"v" * 2000)
+    kept = reader._hiredis
+    reader.feed(small)
+    assert reader.drain() == [[b"GET", b"k"]] * 10 and reader._hiredis is kept
+    reader.feed(large)
+    assert reader.drain() == [[b"SET", b"k", b"v" * 2000]] and reader._hiredis is not kept
+
+
+@needs_hiredis
+def test_the_environment_chooses_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    assert isinstance(command_reader(), HiredisCommandReader)
+    monkeypatch.setenv(ENV, "0")
+    assert type(command_reader(4096, 100)) is resp.CommandReader
+
+
+def test_without_hiredis_the_python_reader_serves() -> None:
+    # hiredis made unimportable, as where the ``redis`` extra is not installed.
+    code = (
+        "import sys; sys.modules['hiredis'] = None\n"
+        "from blinkstore_gunicorn.protocol import resp, resp_hiredis\n"
+        "reader = resp_hiredis.command_reader()\n"
+        "assert not resp_hiredis.available() and type(reader) is resp.CommandReader\n"
+        "reader.feed(resp.encode_command('PING'))\n"
+        "assert reader.drain() == [[b'PING']]\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
