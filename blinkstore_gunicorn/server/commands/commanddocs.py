@@ -8,6 +8,10 @@ gets Redis's bytes. The file is read the first time one of these subcommands is 
 store's own commands (``BS.*``, ``BLINK.*``) are documented the way Redis documents a module's:
 their summary, ``group`` ``module`` and ``module`` ``blinkstore``.
 
+The texts in ``redis_commands.resp`` are Redis's (Copyright (c) 2009-2022, Redis Ltd.,
+distributed under the BSD 3-Clause License, as Redis 7.0 is); they are kept as redis-server
+gave them, not rewritten, because clients compare them with Redis's.
+
 Key positions follow Redis's key specifications (``getKeysUsingKeySpecs`` in db.c): a begin
 search (an index, or a keyword searched from an index) and a find (a range, or a count read
 from the arguments). SORT's ``STORE``, SORT_RO's key and SET's flags, which Redis derives in
