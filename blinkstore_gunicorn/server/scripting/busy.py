@@ -82,6 +82,7 @@ class Run:
         "_body",
         "_greenlet",
         "_loop",
+        "_may_suspend",
         "busy",
         "killed",
         "started",
@@ -94,12 +95,10 @@ class Run:
     ) -> None:
         self._greenlet = worker.current()
         self._body: Callable[[], bytes] | None = body
+        # The event loop is looked up only when the script goes busy: asyncio's lookup
+        # costs a getpid() system call, once per script otherwise.
         self._loop: asyncio.AbstractEventLoop | None = None
-        if may_suspend:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._loop = None
+        self._may_suspend = may_suspend
         self.threshold = threshold
         self.started = time.monotonic()
         #: Whether the script called a write command (then SCRIPT KILL refuses).
@@ -142,8 +141,13 @@ class Run:
             return KILLED
         if not self.busy and time.monotonic() - self.started < self.threshold:
             return None
-        if self._loop is None or getcurrent() is not self._greenlet:
+        if not self._may_suspend or getcurrent() is not self._greenlet:
             return CANNOT_PAUSE
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return CANNOT_PAUSE
         self.busy = True
         parent = self._greenlet.parent
         assert parent is not None

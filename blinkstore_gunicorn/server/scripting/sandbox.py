@@ -238,11 +238,12 @@ end
 -- arguments (one crossing from Python, not one per table); answers true and the reply bytes,
 -- or false and the error raised.
 local function run(fn, nil_reply, numkeys, ...)
-  local keys, argv = {}, {}
-  local count = select('#', ...)
-  local given = {...}
-  for i = 1, numkeys do keys[i] = given[i] end
-  for i = numkeys + 1, count do argv[i - numkeys] = given[i] end
+  -- KEYS is the vararg table with the ARGV items moved out of it: two tables, not three.
+  local keys, argv = {...}, {}
+  for i = numkeys + 1, select('#', ...) do
+    argv[i - numkeys] = keys[i]
+    keys[i] = nil
+  end
   real_rawset(env, 'KEYS', keys)
   real_rawset(env, 'ARGV', argv)
   sethook(hook, '', hook_every)
