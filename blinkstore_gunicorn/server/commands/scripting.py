@@ -78,7 +78,7 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         return _ERR_NEGATIVE
     if numkeys > len(args) - 3:
         return _ERR_TOO_MANY
-    scripting = _scripting(d)
+    scripting = d.scripting or _scripting(d)
     if scripting is None:
         return NO_SCRIPTING
     if by_sha:

@@ -51,8 +51,8 @@ _REFUSING_FLAGS: Final = frozenset({"noscript"})
 #: that let a new connection get that far).
 _ALLOWED_WHILE_BUSY: Final = frozenset({b"auth", b"hello", b"quit"})
 
-#: What ``_call`` answers besides the value (the sandbox's ``redis.call`` reads it).
-_VALUE: Final = 0
+#: What ``_call`` answers beside a status or error message (the sandbox's ``redis.call``
+#: reads it; a plain value comes alone).
 _STATUS: Final = 1
 _ERROR: Final = 2
 
@@ -162,15 +162,10 @@ class Scripting:
     ) -> bytes | None:
         """Run the cached script ``sha`` for ``c``: its reply, or None when it went busy
         (its reply then goes to ``c.deliver``)."""
-        fn = self.cache[sha]
-        nil = c.nil
-
-        def body() -> bytes:
-            return self._body(fn, sha, keys, argv, nil)
-
-        run = Run(self._worker, body, self.busy_threshold, may_suspend=not c.in_exec)
+        job = (self._body, (self.cache[sha], sha, keys, argv, c.nil))
+        run = Run(self._worker, job, self.busy_threshold, may_suspend=not c.in_exec)
         self._run, self._read_only = run, read_only
-        reply = run.start()
+        reply = run.step()
         if reply is not None:
             self._run = None
             return reply
@@ -188,7 +183,7 @@ class Scripting:
     def _body(self, fn: Any, sha: bytes, keys: list[bytes], argv: list[bytes], nil: bytes) -> bytes:
         lua = self.lua
         try:
-            ok, result = lua.run(fn, nil, keys, argv)
+            ok, result = lua.run(fn, nil, len(keys), *keys, *argv)
         except lua.memory_error:
             ok, result = False, b"not enough memory"
         if ok:
@@ -231,10 +226,12 @@ class Scripting:
         finally:
             d.busy = self._while_busy
 
-    def _call(self, *raw: Any) -> tuple[Any, int]:
-        """``redis.call`` and ``redis.pcall``: ``(value, kind)``, kind :data:`_VALUE`,
-        :data:`_STATUS` or :data:`_ERROR` (the sandbox makes the ``{ok=}``/``{err=}`` tables:
-        building them in Lua costs less than from Python).
+    def _call(self, *raw: Any) -> Any:
+        """``redis.call`` and ``redis.pcall``: the reply as a Lua value, or for a status or an
+        error reply ``(message, kind)``, kind :data:`_STATUS` or :data:`_ERROR` (the sandbox
+        makes the ``{ok=}``/``{err=}`` tables: building them in Lua costs less than from
+        Python). A value is never a tuple, so lupa hands Lua one value for it and two for a
+        tuple, and no tuple is made for the common case.
 
         The command's handler is called directly, with what the dispatcher would check done
         here once per spelling (:meth:`_bind`): a script's client is authenticated, never
@@ -242,12 +239,17 @@ class Scripting:
         only repeat these checks."""
         if not raw:
             return _ERR_NO_ARGS, _ERROR
-        args = [value if value.__class__ is bytes else argument(value) for value in raw]
-        if None in args:
-            return _ERR_ARG_TYPE, _ERROR
-        bound = self._bound.get(args[0])  # type: ignore[arg-type]
+        args = list(raw)
+        for value in raw:
+            if value.__class__ is not bytes:
+                # Numbers become text as Lua prints them; anything else is refused.
+                args = [argument(value) for value in raw]
+                if None in args:
+                    return _ERR_ARG_TYPE, _ERROR
+                break
+        bound = self._bound.get(args[0])
         if bound is None:
-            bound = self._bind(args[0])  # type: ignore[arg-type]
+            bound = self._bind(args[0])
         if isinstance(bound, bytes):
             return bound, _ERROR
         handler, arity, writes = bound
@@ -261,22 +263,22 @@ class Scripting:
             if run is not None:
                 run.wrote = True
         try:
-            reply = handler(self._dispatcher, self._client, args)  # type: ignore[arg-type]
+            reply = handler(self._dispatcher, self._client, args)
         except WrongType:
             return _ERR_WRONGTYPE, _ERROR
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
-            return (False if reply[1] == 0x2D else reply[reply.index(b"\r\n") + 2 : -2]), _VALUE
+            return False if reply[1] == 0x2D else reply[reply.index(b"\r\n") + 2 : -2]
         if kind == 0x3A:  # ':'
-            return int(reply[1:-2]), _VALUE
+            return int(reply[1:-2])
         if kind == 0x2B:  # '+'
             return reply[1:-2], _STATUS
         if kind == 0x2D:  # '-'
             return reply[1:-2], _ERROR
         reader = ReplyReader()
         reader.feed(reply)
-        return to_lua(self.lua.lua, reader.next_reply()), _VALUE  # type: ignore[arg-type]
+        return to_lua(self.lua.lua, reader.next_reply())  # type: ignore[arg-type]
 
     def _bind(self, name: bytes) -> _Bound:
         """What a script's ``redis.call(name, ...)`` runs: the error refusing the command
