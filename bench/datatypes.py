@@ -9,6 +9,10 @@ both. Besides the ``--tests`` (redis-benchmark's own names), every round runs ``
 limit and lock scripts libraries ship). Reports the median requests/s per peer and the median
 of the per-round store / Redis ratios, next to the bars of issue 20, and the CPU time each
 server spent per request (from /proc): on a shared machine that figure moves far less.
+
+``--breakdown`` prints instead where the store's time per ``EVALSHA`` of :data:`SCRIPT` goes,
+measured in-process (the dispatcher called directly, a shared-memory region attached as the
+store attaches one; no sockets): see :func:`breakdown`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 import shutil
 import statistics
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeAlias
@@ -114,6 +120,54 @@ def run(rounds: int, requests: int, tests: list[str]) -> dict[str, dict[str, lis
     return found
 
 
+def _cpu_us(call: Callable[[], object], rounds: int, repeat: int = 2000) -> float:
+    """Least process CPU time of ``call`` over ``rounds`` rounds of ``repeat`` calls, in µs:
+    the least is the figure other work on a shared host disturbed least."""
+    call()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(repeat):
+            call()
+        best = min(best, time.process_time() - start)
+    return best / repeat * 1e6
+
+
+def breakdown(rounds: int) -> dict[str, float]:
+    """CPU µs per request, in-process: ``EVALSHA`` of :data:`SCRIPT`; ``EVALSHA`` of a script
+    that only returns 1 (the script machinery: EVALSHA's parsing, the worker greenlet, KEYS/ARGV,
+    the Lua call, the reply); the three commands sent by a client instead; and what is left,
+    the three ``redis.call`` crossings and the returned table."""
+    from blinkstore_gunicorn.engine.memory import MemoryEngine
+    from blinkstore_gunicorn.server.dispatch import Dispatcher
+    from blinkstore_gunicorn.server.store import wall_clock_ms
+    from blinkstore_gunicorn.shm.writer import RegionWriter
+
+    engine = MemoryEngine(memory_limit=64 * 2**20, clock_ms=wall_clock_ms)
+    engine.attach_region(RegionWriter(engine.memory_limit))
+    d = Dispatcher(engine, clock_ms=wall_clock_ms)
+    c = d.new_client()
+    key = b"bench:script"
+
+    def evalsha(source: str) -> Callable[[], object]:
+        sha = d.execute(c, [b"SCRIPT", b"LOAD", source.encode()]).split(b"\r\n")[1]
+        return lambda: d.execute(c, [b"EVALSHA", sha, b"1", key, b"60"])
+
+    def commands() -> None:
+        d.execute(c, [b"INCR", key])
+        d.execute(c, [b"EXPIRE", key, b"60"])
+        d.execute(c, [b"GET", key])
+
+    found = {
+        "EVALSHA (3 commands)": _cpu_us(evalsha(SCRIPT), rounds),
+        "EVALSHA of 'return 1' (script machinery)": _cpu_us(evalsha("return 1"), rounds),
+        "INCR + EXPIRE + GET sent by a client": _cpu_us(commands, rounds),
+    }
+    whole, machinery, plain = found.values()
+    found["3 redis.call crossings + the returned table"] = whole - machinery - plain
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print requests/s and store / Redis ratios per test."""
     parser = argparse.ArgumentParser(prog="python -m bench.datatypes", description=__doc__)
@@ -122,9 +176,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tests", default="lpush,rpush,lpop,rpop,lrange_100", help="redis-benchmark -t names"
     )
+    parser.add_argument(
+        "--breakdown", action="store_true", help="where an EVALSHA's time goes, in-process"
+    )
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests) < 1:
         parser.error("--rounds and --requests must be at least 1")
+    if args.breakdown:
+        print(f"EVALSHA of {SCRIPT!r}, in-process, CPU µs per request (least of {args.rounds})")
+        for part, micros in breakdown(args.rounds).items():
+            print(f"  {part:<46} {micros:6.1f}")
+        return 0
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: skipped")
         return 0

@@ -37,6 +37,8 @@ _NOSCRIPT: Final = resp.error("NOSCRIPT No matching script. Please use EVAL.")
 _ERR_NEGATIVE: Final = resp.error("ERR Number of keys can't be negative")
 _ERR_TOO_MANY: Final = resp.error("ERR Number of keys can't be greater than number of args")
 _OK: Final = resp.simple("OK")
+#: The numkeys scripts send, read without the regular expression of ``parse_int``.
+_SMALL_NUMKEYS: Final = {b"%d" % number: number for number in range(16)}
 _SCRIPT_HELP: Final = (
     "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
     "EXISTS <sha1> [<sha1> ...]",
@@ -67,14 +69,16 @@ def _scripting(d: Dispatcher) -> Scripting | None:
 
 
 def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_only: bool) -> bytes:
-    numkeys = parse_int(args[2])
+    numkeys = _SMALL_NUMKEYS.get(args[2])
     if numkeys is None:
-        return ERR_NOT_INT
+        numkeys = parse_int(args[2])
+        if numkeys is None:
+            return ERR_NOT_INT
     if numkeys < 0:
         return _ERR_NEGATIVE
     if numkeys > len(args) - 3:
         return _ERR_TOO_MANY
-    scripting = _scripting(d)
+    scripting = d.scripting or _scripting(d)
     if scripting is None:
         return NO_SCRIPTING
     if by_sha:

@@ -1,8 +1,8 @@
 """Lua scripting: a layer of its own between dispatch and the engine.
 
 =============  =================================================================================
-``scripts``    :class:`~.scripts.Scripting`: the script cache, ``redis.call`` through the
-               dispatcher, error replies as Redis words them
+``scripts``    :class:`~.scripts.Scripting`: the script cache, ``redis.call`` to the commands'
+               handlers, error replies as Redis words them
 ``runtime``    :class:`~.runtime.LuaState`: one lupa Lua 5.1 state, sandboxed, memory-bounded
 ``sandbox``    the Lua code that builds the sandbox and Redis's ``redis`` library
 ``convert``    the RESP <-> Lua conversion rules

@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 from greenlet import getcurrent, greenlet
 
 from blinkstore_gunicorn.config import DEFAULT_BUSY_REPLY_THRESHOLD
 
-__all__ = ["CANNOT_PAUSE", "DEFAULT_BUSY_THRESHOLD", "KILLED", "Run", "Worker"]
+__all__ = ["CANNOT_PAUSE", "DEFAULT_BUSY_THRESHOLD", "KILLED", "Job", "Run", "Worker"]
 
 #: Redis's default ``busy-reply-threshold`` (``lua-time-limit``), in seconds (the store's
 #: ``--busy-reply-threshold`` and ``CONFIG SET`` change it).
@@ -53,8 +53,13 @@ class _Suspended:
 _SUSPENDED: Final = _Suspended()
 
 
+#: What a :class:`Worker` runs: a function and its arguments (a tuple, not a closure: making
+#: one costs a Python call more per script).
+Job: TypeAlias = "tuple[Callable[..., bytes], tuple[Any, ...]]"
+
+
 class Worker:
-    """The greenlet scripts run in, made once: it runs one body after the other."""
+    """The greenlet scripts run in, made once: it runs one job after the other."""
 
     __slots__ = ("_greenlet",)
 
@@ -62,11 +67,12 @@ class Worker:
         self._greenlet = greenlet(self._serve)
 
     @staticmethod
-    def _serve(body: Callable[[], bytes]) -> None:
+    def _serve(job: Job) -> None:
         while True:
             parent = getcurrent().parent
             assert parent is not None
-            body = parent.switch(body())
+            body, args = job
+            job = parent.switch(body(*args))
 
     def current(self) -> greenlet:
         """The greenlet (a new one if a body failed with an exception and ended it)."""
@@ -79,9 +85,10 @@ class Run:
     """One script execution: its clock, and whether it wrote, went busy or was killed."""
 
     __slots__ = (
-        "_body",
         "_greenlet",
+        "_job",
         "_loop",
+        "_may_suspend",
         "busy",
         "killed",
         "started",
@@ -89,17 +96,13 @@ class Run:
         "wrote",
     )
 
-    def __init__(
-        self, worker: Worker, body: Callable[[], bytes], threshold: float, may_suspend: bool
-    ) -> None:
+    def __init__(self, worker: Worker, job: Job, threshold: float, may_suspend: bool) -> None:
         self._greenlet = worker.current()
-        self._body: Callable[[], bytes] | None = body
+        self._job: Job | None = job
+        # The event loop is looked up only when the script goes busy: asyncio's lookup
+        # costs a getpid() system call, once per script otherwise.
         self._loop: asyncio.AbstractEventLoop | None = None
-        if may_suspend:
-            try:
-                self._loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._loop = None
+        self._may_suspend = may_suspend
         self.threshold = threshold
         self.started = time.monotonic()
         #: Whether the script called a write command (then SCRIPT KILL refuses).
@@ -108,14 +111,12 @@ class Run:
         #: Whether the script has gone past the threshold and runs in slices.
         self.busy = False
 
-    def start(self) -> bytes | None:
-        """Run the script: its reply, or None when it went busy (then :meth:`resume_later`)."""
-        return self._step()
-
-    def _step(self) -> bytes | None:
-        # The first switch hands the worker the body; later ones resume it inside its hook.
-        body, self._body = self._body, None
-        result = self._greenlet.switch(body) if body is not None else self._greenlet.switch()
+    def step(self) -> bytes | None:
+        """Run the script (the first call) or its next slice (after it went busy): its reply,
+        or None while it is busy (then :meth:`resume_later`)."""
+        # The first switch hands the worker the job; later ones resume it inside its hook.
+        job, self._job = self._job, None
+        result = self._greenlet.switch(job) if job is not None else self._greenlet.switch()
         if result is _SUSPENDED:
             return None
         assert isinstance(result, bytes)
@@ -127,7 +128,7 @@ class Run:
         assert loop is not None
 
         def resume() -> None:
-            reply = self._step()
+            reply = self.step()
             if reply is None:
                 loop.call_soon(resume)
             else:
@@ -142,8 +143,13 @@ class Run:
             return KILLED
         if not self.busy and time.monotonic() - self.started < self.threshold:
             return None
-        if self._loop is None or getcurrent() is not self._greenlet:
+        if not self._may_suspend or getcurrent() is not self._greenlet:
             return CANNOT_PAUSE
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return CANNOT_PAUSE
         self.busy = True
         parent = self._greenlet.parent
         assert parent is not None

@@ -41,11 +41,11 @@ class LuaState:
     running script, or None.
     """
 
-    __slots__ = ("_collect", "_compile", "_run", "lua", "lua_type", "memory_error")
+    __slots__ = ("_collect", "_compile", "lua", "lua_type", "memory_error", "run")
 
     def __init__(
         self,
-        call: Callable[..., tuple[Any, int]],
+        call: Callable[..., Any],
         hook: Callable[[], str | None],
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,
@@ -77,7 +77,12 @@ class LuaState:
         )
         # Compiled now: after a script used all the memory, compiling this would fail.
         self._collect = self.lua.eval(b"function() collectgarbage('collect') end")
-        self._compile, self._run = self.lua.execute(
+        #: ``run(fn, nil, numkeys, *keys, *argv)``: call the compiled script ``fn`` with
+        #: ``KEYS``/``ARGV`` set: ``(True, reply bytes)`` (``nil`` is the client's null) or
+        #: ``(False, error)``. The Lua function itself, not a method around it: one Python
+        #: call less per script.
+        self.run: Callable[..., tuple[bool, Any]]
+        self._compile, self.run = self.lua.execute(
             BOOTSTRAP.encode(),
             call,
             hook,
@@ -100,11 +105,6 @@ class LuaState:
         """The script as a function, or None and Lua's compile error."""
         fn, err = self._compile(source)
         return fn, err
-
-    def run(self, fn: Any, nil: bytes, keys: list[bytes], argv: list[bytes]) -> tuple[bool, Any]:
-        """Call ``fn`` with ``KEYS``/``ARGV`` set: ``(True, reply bytes)`` (``nil`` is the
-        client's null) or ``(False, error)``."""
-        return self._run(fn, nil, len(keys), *keys, *argv)  # type: ignore[no-any-return]
 
     def collect(self) -> None:
         """A full garbage collection (after a script ran out of memory, or a flush)."""

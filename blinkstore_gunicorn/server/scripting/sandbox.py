@@ -90,16 +90,16 @@ local function safe_rawset(t, k, v)
 end
 
 local redis = {
-  -- py_call answers (value, kind): kind 0 a value as is, 1 a status, 2 an error message.
+  -- py_call answers a value alone, or a message and its kind: 1 a status, 2 an error.
   call = function(...)
     local value, kind = py_call(...)
-    if kind == 0 then return value end
+    if kind == nil then return value end
     if kind == 1 then return {ok = value} end
     error({err = value}, 0)
   end,
   pcall = function(...)
     local value, kind = py_call(...)
-    if kind == 0 then return value end
+    if kind == nil then return value end
     if kind == 1 then return {ok = value} end
     return {err = value}
   end,
@@ -193,44 +193,49 @@ local format, gsub, rawget = string.format, string.gsub, rawget
 local TWO_63 = 2 ^ 63
 local INT64_MIN = ':-9223372036854775808\r\n'
 
-local function encode(value, nil_reply, out, n, depth)
+-- A value that is not a table, as its reply.
+local function scalar(value, nil_reply)
   local kind = type(value)
-  n = n + 1
   if kind == 'string' then
-    out[n] = '$' .. #value .. '\r\n' .. value .. '\r\n'
+    return '$' .. #value .. '\r\n' .. value .. '\r\n'
   elseif kind == 'number' then
     -- Truncated toward zero; NaN and out of range give what the C cast gives in Redis.
     if value ~= value or value >= TWO_63 or value < -TWO_63 then
-      out[n] = INT64_MIN
-    else
-      out[n] = format(':%d\r\n', value)
+      return INT64_MIN
     end
-  elseif kind == 'table' then
-    if depth >= max_depth then return nil end
-    local err = rawget(value, 'err')
-    if type(err) == 'string' then
-      out[n] = '-' .. gsub(err, '[\r\n]', ' ') .. '\r\n'
-      return n
-    end
-    local ok = rawget(value, 'ok')
-    if type(ok) == 'string' then
-      out[n] = '+' .. gsub(ok, '[\r\n]', ' ') .. '\r\n'
-      return n
-    end
-    local header, count = n, 0
-    local item = rawget(value, 1)
-    while item ~= nil do
-      n = encode(item, nil_reply, out, n, depth + 1)
-      if n == nil then return nil end
-      count = count + 1
-      item = rawget(value, count + 1)
-    end
-    out[header] = '*' .. count .. '\r\n'
+    return format(':%d\r\n', value)
   elseif value == true then
-    out[n] = ':1\r\n'
-  else
-    out[n] = nil_reply
+    return ':1\r\n'
   end
+  return nil_reply
+end
+
+local function encode(value, nil_reply, out, n, depth)
+  n = n + 1
+  if type(value) ~= 'table' then
+    out[n] = scalar(value, nil_reply)
+    return n
+  end
+  if depth >= max_depth then return nil end
+  local err = rawget(value, 'err')
+  if type(err) == 'string' then
+    out[n] = '-' .. gsub(err, '[\r\n]', ' ') .. '\r\n'
+    return n
+  end
+  local ok = rawget(value, 'ok')
+  if type(ok) == 'string' then
+    out[n] = '+' .. gsub(ok, '[\r\n]', ' ') .. '\r\n'
+    return n
+  end
+  local header, count = n, 0
+  local item = rawget(value, 1)
+  while item ~= nil do
+    n = encode(item, nil_reply, out, n, depth + 1)
+    if n == nil then return nil end
+    count = count + 1
+    item = rawget(value, count + 1)
+  end
+  out[header] = '*' .. count .. '\r\n'
   return n
 end
 
@@ -238,17 +243,20 @@ end
 -- arguments (one crossing from Python, not one per table); answers true and the reply bytes,
 -- or false and the error raised.
 local function run(fn, nil_reply, numkeys, ...)
-  local keys, argv = {}, {}
-  local count = select('#', ...)
-  local given = {...}
-  for i = 1, numkeys do keys[i] = given[i] end
-  for i = numkeys + 1, count do argv[i - numkeys] = given[i] end
+  -- KEYS is the vararg table with the ARGV items moved out of it: two tables, not three.
+  local keys, argv = {...}, {}
+  for i = numkeys + 1, select('#', ...) do
+    argv[i - numkeys] = keys[i]
+    keys[i] = nil
+  end
   real_rawset(env, 'KEYS', keys)
   real_rawset(env, 'ARGV', argv)
   sethook(hook, '', hook_every)
   local ok, result = xpcall(fn, on_error)
   sethook()
   if not ok then return false, result end
+  -- A scalar needs no parts table.
+  if type(result) ~= 'table' then return true, scalar(result, nil_reply) end
   local out = {}
   if encode(result, nil_reply, out, 0, 0) == nil then return true, depth_error end
   return true, concat(out)

@@ -1,9 +1,11 @@
-"""The scripting layer: the script cache, ``redis.call`` through the dispatcher, error replies.
+"""The scripting layer: the script cache, ``redis.call`` to the commands' handlers, error replies.
 
-A script's ``redis.call`` runs the command with ``Dispatcher.execute`` for a client of its own
-(RESP2, authenticated), so a script sees exactly what a client sees, and every command added
-to the store works from scripts with no change here. Commands that may park in the store,
-or that change a connection, are refused as Redis refuses them.
+A script's ``redis.call`` runs the command's own handler (the one ``Dispatcher.execute`` calls)
+for a client of its own (RESP2, authenticated), so a script sees exactly what a client sees,
+and every command added to the store works from scripts with no change here. What the
+dispatcher would look up on each call (the handler, its arity) is worked out once per command
+name, beside what scripts may not do. Commands that may park in the store, or that change a
+connection, are refused as Redis refuses them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from blinkstore_gunicorn.engine import WRONGTYPE, WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.resp import ReplyReader
 from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
@@ -20,7 +23,7 @@ from blinkstore_gunicorn.server.scripting.convert import argument, to_lua
 from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
 
 if TYPE_CHECKING:
-    from blinkstore_gunicorn.server.commands.registry import CommandSpec
+    from blinkstore_gunicorn.server.commands.registry import CommandSpec, Handler
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
 __all__ = ["BUSY", "MAX_EVAL_SCRIPTS", "Scripting", "sha1hex"]
@@ -48,17 +51,22 @@ _REFUSING_FLAGS: Final = frozenset({"noscript"})
 #: that let a new connection get that far).
 _ALLOWED_WHILE_BUSY: Final = frozenset({b"auth", b"hello", b"quit"})
 
-#: What ``_call`` answers besides the value (the sandbox's ``redis.call`` reads it).
-_VALUE: Final = 0
+#: What ``_call`` answers beside a status or error message (the sandbox's ``redis.call``
+#: reads it; a plain value comes alone).
 _STATUS: Final = 1
 _ERROR: Final = 2
 
-_ERR_NO_ARGS: Final = "ERR Please specify at least one argument for this redis lib call"
-_ERR_ARG_TYPE: Final = "ERR Lua redis lib command arguments must be strings or integers"
-_ERR_UNKNOWN: Final = "ERR Unknown Redis command called from script"
-_ERR_ARITY: Final = "ERR Wrong number of args calling Redis command from script"
-_ERR_NOT_ALLOWED: Final = "ERR This Redis command is not allowed from script"
-_ERR_READ_ONLY: Final = "ERR Write commands are not allowed from read-only scripts."
+_ERR_NO_ARGS: Final = b"ERR Please specify at least one argument for this redis lib call"
+_ERR_ARG_TYPE: Final = b"ERR Lua redis lib command arguments must be strings or integers"
+_ERR_UNKNOWN: Final = b"ERR Unknown Redis command called from script"
+_ERR_ARITY: Final = b"ERR Wrong number of args calling Redis command from script"
+_ERR_NOT_ALLOWED: Final = b"ERR This Redis command is not allowed from script"
+_ERR_READ_ONLY: Final = b"ERR Write commands are not allowed from read-only scripts."
+_ERR_WRONGTYPE: Final = WRONGTYPE.encode()
+
+#: What :meth:`Scripting._bind` works out for a command name: the error refusing it, or its
+#: handler, arity and whether it writes.
+_Bound: TypeAlias = "bytes | tuple[Handler, int, bool]"
 
 
 def sha1hex(source: bytes) -> bytes:
@@ -70,7 +78,7 @@ class Scripting:
     """Lua scripts for one dispatcher: one sandboxed state, its cache, the running script."""
 
     __slots__ = (
-        "_allowed",
+        "_bound",
         "_by_eval_only",
         "_client",
         "_commands",
@@ -104,9 +112,8 @@ class Scripting:
         self._run: Run | None = None
         self._worker = Worker()
         self._read_only = False
-        #: :meth:`_allowance` of the commands by their lower- and upper-case names (bounded:
-        #: other spellings and names that are not commands are not kept).
-        self._allowed: dict[bytes, str | tuple[int, bool]] = {}
+        #: :meth:`_bind` of the commands by their lower- and upper-case names.
+        self._bound: dict[bytes, _Bound] = {}
         #: Seconds a script runs before other clients get BUSY.
         self.busy_threshold = busy_threshold
 
@@ -155,15 +162,10 @@ class Scripting:
     ) -> bytes | None:
         """Run the cached script ``sha`` for ``c``: its reply, or None when it went busy
         (its reply then goes to ``c.deliver``)."""
-        fn = self.cache[sha]
-        nil = c.nil
-
-        def body() -> bytes:
-            return self._body(fn, sha, keys, argv, nil)
-
-        run = Run(self._worker, body, self.busy_threshold, may_suspend=not c.in_exec)
+        job = (self._body, (self.cache[sha], sha, keys, argv, c.nil))
+        run = Run(self._worker, job, self.busy_threshold, may_suspend=not c.in_exec)
         self._run, self._read_only = run, read_only
-        reply = run.start()
+        reply = run.step()
         if reply is not None:
             self._run = None
             return reply
@@ -181,7 +183,7 @@ class Scripting:
     def _body(self, fn: Any, sha: bytes, keys: list[bytes], argv: list[bytes], nil: bytes) -> bytes:
         lua = self.lua
         try:
-            ok, result = lua.run(fn, nil, keys, argv)
+            ok, result = lua.run(fn, nil, len(keys), *keys, *argv)
         except lua.memory_error:
             ok, result = False, b"not enough memory"
         if ok:
@@ -224,66 +226,76 @@ class Scripting:
         finally:
             d.busy = self._while_busy
 
-    def _call(self, *raw: Any) -> tuple[Any, int]:
-        """``redis.call`` and ``redis.pcall``: ``(value, kind)``, kind :data:`_VALUE`,
-        :data:`_STATUS` or :data:`_ERROR` (the sandbox makes the ``{ok=}``/``{err=}`` tables:
-        building them in Lua costs less than from Python)."""
+    def _call(self, *raw: Any) -> Any:
+        """``redis.call`` and ``redis.pcall``: the reply as a Lua value, or for a status or an
+        error reply ``(message, kind)``, kind :data:`_STATUS` or :data:`_ERROR` (the sandbox
+        makes the ``{ok=}``/``{err=}`` tables: building them in Lua costs less than from
+        Python). A value is never a tuple, so lupa hands Lua one value for it and two for a
+        tuple, and no tuple is made for the common case.
+
+        The command's handler is called directly, with what the dispatcher would check done
+        here once per spelling (:meth:`_bind`): a script's client is authenticated, never
+        subscribed nor in MULTI, and passes the busy gate, so the dispatcher's lookups would
+        only repeat these checks."""
         if not raw:
-            return _ERR_NO_ARGS.encode(), _ERROR
-        given = [value if value.__class__ is bytes else argument(value) for value in raw]
-        if None in given:
-            return _ERR_ARG_TYPE.encode(), _ERROR
-        args: list[bytes] = given  # type: ignore[assignment]
-        refusal = self._refusal(args)
-        if refusal is not None:
-            return refusal.encode(), _ERROR
-        reply = self._dispatcher.execute(self._client, args)
+            return _ERR_NO_ARGS, _ERROR
+        args = list(raw)
+        for value in raw:
+            if value.__class__ is not bytes:
+                # Numbers become text as Lua prints them; anything else is refused.
+                args = [argument(value) for value in raw]
+                if None in args:
+                    return _ERR_ARG_TYPE, _ERROR
+                break
+        bound = self._bound.get(args[0])
+        if bound is None:
+            bound = self._bind(args[0])
+        if isinstance(bound, bytes):
+            return bound, _ERROR
+        handler, arity, writes = bound
+        count = len(args)
+        if count != arity and (arity > 0 or count < -arity):
+            return _ERR_ARITY, _ERROR
+        if writes:
+            if self._read_only:
+                return _ERR_READ_ONLY, _ERROR
+            run = self._run
+            if run is not None:
+                run.wrote = True
+        try:
+            reply = handler(self._dispatcher, self._client, args)
+        except WrongType:
+            return _ERR_WRONGTYPE, _ERROR
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
-            return (False if reply[1] == 0x2D else reply[reply.index(b"\r\n") + 2 : -2]), _VALUE
+            return False if reply[1] == 0x2D else reply[reply.index(b"\r\n") + 2 : -2]
         if kind == 0x3A:  # ':'
-            return int(reply[1:-2]), _VALUE
+            return int(reply[1:-2])
         if kind == 0x2B:  # '+'
             return reply[1:-2], _STATUS
         if kind == 0x2D:  # '-'
             return reply[1:-2], _ERROR
         reader = ReplyReader()
         reader.feed(reply)
-        return to_lua(self.lua.lua, reader.next_reply()), _VALUE  # type: ignore[arg-type]
+        return to_lua(self.lua.lua, reader.next_reply())  # type: ignore[arg-type]
 
-    def _refusal(self, args: list[bytes]) -> str | None:
-        """Why a script may not run ``args``, a non-empty list (Redis's words), or None."""
-        name = args[0]
-        # What the command's name allows, worked out once per spelling.
-        allowed = self._allowed.get(name)
-        if allowed is None:
-            allowed = self._allowance(name)
-            if allowed is not _ERR_UNKNOWN and (name.islower() or name.isupper()):
-                self._allowed[name] = allowed
-        if isinstance(allowed, str):
-            return allowed
-        arity, writes = allowed
-        count = len(args)
-        if count != arity and (arity > 0 or count < -arity):
-            return _ERR_ARITY
-        if writes:
-            if self._read_only:
-                return _ERR_READ_ONLY
-            run = self._run
-            if run is not None:
-                run.wrote = True
-        return None
-
-    def _allowance(self, name: bytes) -> str | tuple[int, bool]:
-        """For a command name as a script spells it: the error refusing it whatever its
-        arguments, or its arity and whether it writes."""
+    def _bind(self, name: bytes) -> _Bound:
+        """What a script's ``redis.call(name, ...)`` runs: the error refusing the command
+        whatever its arguments, or its handler, arity and whether it writes. Kept for the
+        lower- and upper-case spellings (other spellings and names that are not commands
+        are worked out on each call, so that the table stays bounded)."""
         spec = self._commands.get(name.lower().decode("utf-8", "replace"))
         if spec is None:
             return _ERR_UNKNOWN
+        bound: _Bound
         if spec.name in _NOT_IN_SCRIPTS or _REFUSING_FLAGS.intersection(spec.flags):
-            return _ERR_NOT_ALLOWED
-        return spec.arity, "write" in spec.flags
+            bound = _ERR_NOT_ALLOWED
+        else:
+            bound = (spec.handler, spec.arity, "write" in spec.flags)
+        if name.islower() or name.isupper():
+            self._bound[name] = bound
+        return bound
 
 
 def _error_reply(lua: LuaState, error: Any, sha: bytes) -> bytes:
