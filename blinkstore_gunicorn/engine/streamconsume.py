@@ -300,13 +300,21 @@ class StreamGroups:
                 stream.cost += NACK_OVERHEAD
             elif nack.consumer is not None and not how.idle_enough(nack):
                 continue
-            if consumer is None:
-                consumer, _ = self.consumer_of(group, how.name, how.now_ms)
-            how.take(nack)
-            _assign(group, entry_id, nack, consumer)
+            consumer = self._hand_over(group, entry_id, nack, how, consumer)
             claimed.append(entry_id)
         self._settle(old_cost)
         return claimed
+
+    def _hand_over(
+        self, group: Group, entry_id: StreamID, nack: Nack, how: Claim, consumer: Consumer | None
+    ) -> Consumer:
+        """Give the pending ``entry_id`` to ``how.name`` (its consumer made on the first claim
+        of a call, passed back in as ``consumer``) and return that consumer."""
+        if consumer is None:
+            consumer, _ = self.consumer_of(group, how.name, how.now_ms)
+        how.take(nack)
+        _assign(group, entry_id, nack, consumer)
+        return consumer
 
     def autoclaim(
         self, group: Group, start: StreamID, count: int, how: Claim
@@ -335,10 +343,7 @@ class StreamGroups:
                 continue
             if not how.idle_enough(nack):
                 continue
-            if consumer is None:
-                consumer, _ = self.consumer_of(group, how.name, how.now_ms)
-            how.take(nack)
-            _assign(group, entry_id, nack, consumer)
+            consumer = self._hand_over(group, entry_id, nack, how, consumer)
             claimed.append(entry_id)
             count -= 1
         self._settle(old_cost)
