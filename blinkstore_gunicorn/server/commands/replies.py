@@ -32,6 +32,7 @@ __all__ = [
     "ZERO",
     "ScanOptions",
     "as_text",
+    "bulk_items",
     "client_name_error",
     "format_float",
     "invalid_expire",
@@ -131,6 +132,15 @@ def reply_too_large(size: int, limit: int) -> bytes | None:
     if size <= limit:
         return None
     return resp.error(f"ERR reply too large: {size} bytes exceeds the client buffer limit {limit}")
+
+
+def bulk_items(items: list[bytes], width: int) -> bytes:
+    """``resp.bulk_list(items)`` (LRANGE, LPOP with a count...), where ``width`` is the length
+    every item has (-1: they may differ, as ``List.width`` says). Items of one width are one
+    ``join`` whose separator ends an item and heads the next: no per-item work in Python."""
+    if width < 0 or not items:
+        return resp.bulk_list(items)
+    return b"*%d\r\n$%d\r\n%b\r\n" % (len(items), width, (b"\r\n$%d\r\n" % width).join(items))
 
 
 @dataclass(slots=True)
