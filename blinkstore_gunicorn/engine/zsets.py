@@ -67,9 +67,9 @@ def zadd(engine: Engine, key: bytes, pairs: list[tuple[float, bytes]]) -> int:
     # A write that adds no member needs no room: the one lookup above is all (ZADD of
     # existing members, the common update); one that adds goes through the engine's checks.
     scores = {} if found is None else found.scores
-    growth = sum(_cost(member) for _, member in pairs if member not in scores)
-    if growth:
-        found = engine.writable(key, ZSet, growth)
+    new = [member for _, member in pairs if member not in scores]
+    if new:
+        found = engine.writable(key, ZSet, sum(map(_cost, new)))
     elif found is None:  # no pairs
         return 0
     old_cost = found.cost

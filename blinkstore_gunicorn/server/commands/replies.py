@@ -80,6 +80,8 @@ _FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\
 
 def parse_float(raw: bytes) -> float | None:
     """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
+    if raw.isdigit() and len(raw) <= 5000:  # an integer (ZADD's usual score): no regex
+        return float(raw)
     if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
         return None
     return float(raw)
