@@ -89,16 +89,26 @@ def one_round(
     """Per test, requests/s and the server's CPU microseconds per request, on one server.
 
     Each test is a ``redis-benchmark`` run of its own, so that the server's CPU time is that
-    test's; a run that reports two tests (``lrange_100`` pushes first) gives no CPU figure.
+    test's. A run that reports two tests (``lrange_100`` pushes first) gives no CPU figure,
+    but an ``lrange_N`` test's LRANGE gets one from a run of ``LRANGE mylist 0 N-1`` alone on
+    the list it filled.
     """
     runs = [("-t", test) for test in tests] + [(EVALSHA, sha, "1", "bench:script", "60")]
     found: dict[str, tuple[float, float | None]] = {}
-    for args in runs:
+
+    def run(*args: str) -> tuple[dict[str, float], float]:
         before = cpu_seconds(pid)
         rows = redis_benchmark(socket_path, requests, *args)
-        cpu = (cpu_seconds(pid) - before) / requests * 1e6 if len(rows) == 1 else None
+        return rows, (cpu_seconds(pid) - before) / requests * 1e6
+
+    for args in runs:
+        rows, cpu = run(*args)
         for test, rps in rows.items():
-            found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu)
+            found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu if len(rows) == 1 else None)
+        if args[1].startswith("lrange_"):
+            _, range_cpu = run("LRANGE", "mylist", "0", str(int(args[1].split("_")[1]) - 1))
+            test = next(name for name in rows if name.startswith("LRANGE"))
+            found[test] = (found[test][0], range_cpu)
     return found
 
 
