@@ -106,7 +106,7 @@ def one_round(
         rows, cpu = run(*args)
         for test, rps in rows.items():
             found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu if len(rows) == 1 else None)
-        if args[1].startswith("lrange_"):
+        if args[1].lower().startswith("lrange_"):
             _, range_cpu = run("LRANGE", "mylist", "0", str(int(args[1].split("_")[1]) - 1))
             test = next(name for name in rows if name.startswith("LRANGE"))
             found[test] = (found[test][0], range_cpu)
