@@ -12,7 +12,8 @@ server spent per request (from /proc): on a shared machine that figure moves far
 
 ``--breakdown`` prints instead where the store's time per ``EVALSHA`` of :data:`SCRIPT` goes,
 measured in-process (the dispatcher called directly, a shared-memory region attached as the
-store attaches one; no sockets): see :func:`breakdown`.
+store attaches one; no sockets): see :func:`breakdown`. ``--in-process`` prints the CPU time
+of each test's command alone, the same way: see :func:`in_process`.
 """
 
 from __future__ import annotations
@@ -89,16 +90,26 @@ def one_round(
     """Per test, requests/s and the server's CPU microseconds per request, on one server.
 
     Each test is a ``redis-benchmark`` run of its own, so that the server's CPU time is that
-    test's; a run that reports two tests (``lrange_100`` pushes first) gives no CPU figure.
+    test's. A run that reports two tests (``lrange_100`` pushes first) gives no CPU figure,
+    but an ``lrange_N`` test's LRANGE gets one from a run of ``LRANGE mylist 0 N-1`` alone on
+    the list it filled.
     """
     runs = [("-t", test) for test in tests] + [(EVALSHA, sha, "1", "bench:script", "60")]
     found: dict[str, tuple[float, float | None]] = {}
-    for args in runs:
+
+    def run(*args: str) -> tuple[dict[str, float], float]:
         before = cpu_seconds(pid)
         rows = redis_benchmark(socket_path, requests, *args)
-        cpu = (cpu_seconds(pid) - before) / requests * 1e6 if len(rows) == 1 else None
+        return rows, (cpu_seconds(pid) - before) / requests * 1e6
+
+    for args in runs:
+        rows, cpu = run(*args)
         for test, rps in rows.items():
-            found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu)
+            found[EVALSHA if args[0] == EVALSHA else test] = (rps, cpu if len(rows) == 1 else None)
+        if args[1].lower().startswith("lrange_"):
+            _, range_cpu = run("LRANGE", "mylist", "0", str(int(args[1].split("_")[1]) - 1))
+            test = next(name for name in rows if name.startswith("LRANGE"))
+            found[test] = (found[test][0], range_cpu)
     return found
 
 
@@ -133,11 +144,9 @@ def _cpu_us(call: Callable[[], object], rounds: int, repeat: int = 2000) -> floa
     return best / repeat * 1e6
 
 
-def breakdown(rounds: int) -> dict[str, float]:
-    """CPU µs per request, in-process: ``EVALSHA`` of :data:`SCRIPT`; ``EVALSHA`` of a script
-    that only returns 1 (the script machinery: EVALSHA's parsing, the worker greenlet, KEYS/ARGV,
-    the Lua call, the reply); the three commands sent by a client instead; and what is left,
-    the three ``redis.call`` crossings and the returned table."""
+def _in_process_client() -> Callable[[list[bytes]], bytes]:
+    """A store's dispatcher without sockets, a shared-memory region attached as the store
+    attaches one: a function that runs one request as a client of it and returns the reply."""
     from blinkstore_gunicorn.engine.memory import MemoryEngine
     from blinkstore_gunicorn.server.dispatch import Dispatcher
     from blinkstore_gunicorn.server.store import wall_clock_ms
@@ -147,16 +156,58 @@ def breakdown(rounds: int) -> dict[str, float]:
     engine.attach_region(RegionWriter(engine.memory_limit))
     d = Dispatcher(engine, clock_ms=wall_clock_ms)
     c = d.new_client()
+    return lambda args: d.execute(c, args)
+
+
+#: What ``redis-benchmark -t`` sends for each test (without ``-r``: one key, one member, the
+#: 3-byte value ``xxx``), to time the command alone in-process.
+REQUESTS = {
+    "lpush": b"LPUSH mylist xxx",
+    "rpush": b"RPUSH mylist xxx",
+    "lpop": b"LPOP mylist",
+    "rpop": b"RPOP mylist",
+    "sadd": b"SADD myset element:__rand_int__",
+    "hset": b"HSET myhash element:__rand_int__ xxx",
+    "spop": b"SPOP myset",
+    "zadd": b"ZADD myzset 0 element:__rand_int__",
+    "zpopmin": b"ZPOPMIN myzset",
+    "lrange_100": b"LRANGE mylist 0 99",
+    "lrange_300": b"LRANGE mylist 0 299",
+    "lrange_500": b"LRANGE mylist 0 449",
+    "lrange_600": b"LRANGE mylist 0 599",
+}
+
+
+def in_process(rounds: int, tests: list[str], repeat: int = 2000) -> dict[str, float]:
+    """CPU µs per request of each test's command (:data:`REQUESTS`), in-process: the command
+    alone, without the connection's reading and writing. ``mylist`` holds enough ``xxx`` for
+    the ranges and the pops first, as redis-benchmark's LPUSH runs leave it."""
+    execute = _in_process_client()
+    execute([b"RPUSH", b"mylist", *[b"xxx"] * (600 + (rounds + 1) * repeat * 2)])
+    found = {}
+    for test in tests:
+        if test in REQUESTS:
+            args = REQUESTS[test].split()
+            found[test] = _cpu_us(lambda: execute(args), rounds, repeat)  # noqa: B023 (run here)
+    return found
+
+
+def breakdown(rounds: int) -> dict[str, float]:
+    """CPU µs per request, in-process: ``EVALSHA`` of :data:`SCRIPT`; ``EVALSHA`` of a script
+    that only returns 1 (the script machinery: EVALSHA's parsing, the worker greenlet, KEYS/ARGV,
+    the Lua call, the reply); the three commands sent by a client instead; and what is left,
+    the three ``redis.call`` crossings and the returned table."""
+    execute = _in_process_client()
     key = b"bench:script"
 
     def evalsha(source: str) -> Callable[[], object]:
-        sha = d.execute(c, [b"SCRIPT", b"LOAD", source.encode()]).split(b"\r\n")[1]
-        return lambda: d.execute(c, [b"EVALSHA", sha, b"1", key, b"60"])
+        sha = execute([b"SCRIPT", b"LOAD", source.encode()]).split(b"\r\n")[1]
+        return lambda: execute([b"EVALSHA", sha, b"1", key, b"60"])
 
     def commands() -> None:
-        d.execute(c, [b"INCR", key])
-        d.execute(c, [b"EXPIRE", key, b"60"])
-        d.execute(c, [b"GET", key])
+        execute([b"INCR", key])
+        execute([b"EXPIRE", key, b"60"])
+        execute([b"GET", key])
 
     found = {
         "EVALSHA (3 commands)": _cpu_us(evalsha(SCRIPT), rounds),
@@ -179,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown", action="store_true", help="where an EVALSHA's time goes, in-process"
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="CPU per request of each test's command alone, in-process (no servers)",
+    )
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests) < 1:
         parser.error("--rounds and --requests must be at least 1")
@@ -186,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"EVALSHA of {SCRIPT!r}, in-process, CPU µs per request (least of {args.rounds})")
         for part, micros in breakdown(args.rounds).items():
             print(f"  {part:<46} {micros:6.1f}")
+        return 0
+    if args.in_process:
+        print(f"in-process, CPU µs per request (least of {args.rounds} rounds of 2,000)")
+        for test, micros in in_process(args.rounds, args.tests.split(",")).items():
+            print(f"  {REQUESTS[test].decode():<46} {micros:6.2f}")
         return 0
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: skipped")

@@ -1,8 +1,9 @@
 """Lists (Redis's t_list.c): a deque of items, its cost kept as it changes.
 
 Reads take the :class:`List` from ``engine.lookup(key, List)`` and read :attr:`List.items`;
-every change goes through the functions here, which keep the memory account: pushes and pops
-adjust it per item, the O(n) edits (LREM, LTRIM, LINSERT, LSET) recount it.
+every change goes through the functions here, which keep the memory account and
+:attr:`List.width`: pushes and pops adjust them per item, the O(n) edits (LREM, LTRIM,
+LINSERT, LSET) recount them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["List", "edit", "lstore", "pop", "push"]
 class List(Container):
     """A Redis list."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "width")
 
     kind = b"list"
     base_cost = LIST_OVERHEAD
@@ -30,6 +31,10 @@ class List(Container):
     def __init__(self) -> None:
         super().__init__()
         self.items: deque[bytes] = deque()
+        #: The length every item has, or -1 when they may differ. A reply of items of one
+        #: width is encoded without a pass over their lengths (LRANGE; see
+        #: ``server/commands/replies.bulk_items``); a pop keeps it, an edit recounts it.
+        self.width = -1
 
     def __len__(self) -> int:
         return len(self.items)
@@ -38,6 +43,7 @@ class List(Container):
         copy = List()
         copy.items = self.items.copy()
         copy.cost = self.cost
+        copy.width = self.width
         return copy
 
 
@@ -45,12 +51,24 @@ def _cost(items: Collection[bytes]) -> int:
     return sum(map(len, items)) + LIST_ITEM_OVERHEAD * len(items)
 
 
+def _width(items: Collection[bytes]) -> int:
+    """The length every item has, -1 when they differ (or there are none)."""
+    sizes = set(map(len, items))
+    return sizes.pop() if len(sizes) == 1 else -1
+
+
 def push(engine: Engine, key: bytes, values: list[bytes], left: bool) -> int:
     """Push the values at the head (``left``) or the tail, one after the other as Redis does;
     return the new length. Raises the engine's ``WrongType`` and size-limit errors."""
-    growth = _cost(values)
+    if len(values) == 1:  # the common push: its cost and width without a pass over values
+        width = len(values[0])
+        growth = width + LIST_ITEM_OVERHEAD
+    else:
+        width = _width(values)
+        growth = _cost(values)
     found = engine.writable(key, List, growth)
     old_cost = found.cost
+    found.width = -1 if found.items and found.width != width else width
     if left:
         found.items.extendleft(values)
     else:
@@ -83,6 +101,7 @@ def edit(engine: Engine, key: bytes, change: Callable[[deque[bytes]], None], gro
     old_cost = found.cost
     change(found.items)
     found.cost = LIST_OVERHEAD + _cost(found.items)
+    found.width = _width(found.items)
     engine.resized(key, found, old_cost)
 
 
@@ -95,4 +114,5 @@ def lstore(engine: Engine, key: bytes, values: list[bytes]) -> None:
     result = List()
     result.items.extend(values)
     result.cost += _cost(values)
+    result.width = _width(values)
     engine.replace(key, result)

@@ -58,27 +58,38 @@ def _cost(member: bytes) -> int:
     return len(member) + ZSET_MEMBER_OVERHEAD
 
 
-def zadd(engine: Engine, key: bytes, pairs: list[tuple[float, bytes]]) -> ZSet:
-    """Set each member's score (a later pair for the same member wins); return the sorted
-    set. Raises the engine's ``WrongType`` and size-limit errors (changing nothing)."""
-    known = engine.lookup(key, ZSet)
-    scores = {} if known is None else known.scores
-    growth = sum(_cost(member) for _, member in pairs if member not in scores)
-    found = engine.writable(key, ZSet, growth)
+def zadd(engine: Engine, key: bytes, pairs: list[tuple[float, bytes]]) -> int:
+    """Set each member's score (a later pair for the same member wins); return how many
+    members are new. Raises the engine's ``WrongType`` and size-limit errors (changing
+    nothing). Scores that change nothing leave the key untouched, as Redis signals no write.
+    """
+    found = engine.lookup(key, ZSet)
+    # A write that adds no member needs no room: the one lookup above is all (ZADD of
+    # existing members, the common update); one that adds goes through the engine's checks.
+    scores = {} if found is None else found.scores
+    new = [member for _, member in pairs if member not in scores]
+    if new:
+        found = engine.writable(key, ZSet, sum(map(_cost, new)))
+    elif found is None:  # no pairs
+        return 0
     old_cost = found.cost
     scores, order = found.scores, found.order
+    added = changed = 0
     for score, member in pairs:
         old = scores.get(member)
         if old is not None:
             if old == score:
                 continue
             del order[bisect.bisect_left(order, (old, member))]
+            changed += 1
         else:
             found.cost += _cost(member)
+            added += 1
         scores[member] = score
         bisect.insort(order, (score, member))
-    engine.resized(key, found, old_cost)
-    return found
+    if added or changed:
+        engine.resized(key, found, old_cost)
+    return added
 
 
 def zrem(engine: Engine, key: bytes, members: Iterable[bytes]) -> int:

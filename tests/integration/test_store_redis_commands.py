@@ -96,11 +96,13 @@ def test_blocking_mpop_parks_like_redis(servers: Servers, protocol: int) -> None
     assert redis_saw[1] == b"*2\r\n$2\r\nl2\r\n*2\r\n$1\r\nx\r\n$1\r\ny\r\n"
 
 
-#: Writes that count as a change of a WATCHed key (EXEC then answers nil), and two that
-#: change nothing, so Redis leaves the watch alone.
-UNCHANGED = [["SETBIT", "k", "3", "1"], ["SETRANGE", "k", "2", ""]]
+#: Writes that count as a change of a WATCHed key (EXEC then answers nil), and those that
+#: change nothing, so Redis leaves the watch alone (a ZADD of a member's own score too).
+UNCHANGED = [["SETBIT", "k", "3", "1"], ["SETRANGE", "k", "2", ""], ["ZADD", "k", "1", "a"]]
 WATCHED_WRITES = [
     *UNCHANGED,
+    ["ZADD", "k", "2", "a"],
+    ["ZADD", "k", "1", "a", "1", "b"],
     ["GETSET", "k", "new"],
     ["SETRANGE", "k", "1", "zz"],
     ["SETBIT", "k", "0", "1"],
@@ -121,7 +123,7 @@ def _watch_story(server: RedisProcess | StoreProcess, write: list[str]) -> list[
         assert other("FLUSHALL") == b"+OK\r\n"
         other("RPUSH", "list", "3", "1", "2")
         other("ZADD", "zset", "1", "a")
-        kind = "list" if write[0] == "LMPOP" else "zset" if write[0] == "ZMPOP" else "string"
+        kind = {"LMPOP": "list", "ZMPOP": "zset", "ZADD": "zset"}.get(write[0], "string")
         setup = {"list": ["RPUSH", "k", "a"], "zset": ["ZADD", "k", "1", "a"]}
         other(*setup.get(kind, ["SET", "k", "value"]))
         seen = [watcher("WATCH", "k"), other(*write), watcher("MULTI")]
@@ -132,7 +134,7 @@ def _watch_story(server: RedisProcess | StoreProcess, write: list[str]) -> list[
         other.close()
 
 
-@pytest.mark.parametrize("write", WATCHED_WRITES, ids=lambda write: " ".join(write[:3]))
+@pytest.mark.parametrize("write", WATCHED_WRITES, ids=" ".join)
 def test_writes_touch_watched_keys(servers: Servers, write: list[str]) -> None:
     redis_saw, store_saw = (_watch_story(server, write) for server in servers)
     assert store_saw == redis_saw

@@ -496,7 +496,8 @@ def test_parsers_are_strict() -> None:
     assert parse_int(b"-9223372036854775808") == -(2**63)
     assert parse_float(b"1.5") == 1.5
     assert parse_float(b"-inf") == float("-inf")
-    for bad in (b"nan", b" 1", b"1_0", b"", b"abc"):
+    assert parse_float(b"007") == 7.0 and parse_float(b"9" * 5000) == float("9" * 5000)
+    for bad in (b"nan", b" 1", b"1_0", b"", b"abc", b"9" * 5001, b"1 "):
         assert parse_float(bad) is None, bad
     assert format_float(3.0) == b"3"
     assert format_float(1e20) == b"100000000000000000000"

@@ -3,9 +3,13 @@ them (the integration test runs the same calls against both servers)."""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
 import pytest
 
 from blinkstore_gunicorn.engine import ENTRY_OVERHEAD
+from blinkstore_gunicorn.engine.lists import List
 from blinkstore_gunicorn.engine.typed import LIST_ITEM_OVERHEAD, LIST_OVERHEAD
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from tests.unit.test_commands import WRONGTYPE, Harness, bulks, err
@@ -196,3 +200,66 @@ def test_blocking_pop_errors(r: Harness) -> None:
     r("MULTI")
     assert r("BLPOP", "l", "0") == b"+QUEUED\r\n"
     assert r("EXEC") == b"*1\r\n*-1\r\n"
+
+
+def _width(r: Harness, key: str) -> int:
+    found = r.engine.value(key.encode())
+    assert isinstance(found, List)
+    return found.width
+
+
+def test_a_list_knows_when_its_items_share_a_length(r: Harness) -> None:
+    """LRANGE and LPOP/RPOP with a count build the reply of items of one length without a
+    pass over them: the list's width says when, kept by pushes and pops, recounted by edits."""
+    r("RPUSH", "l", "aa", "bb")
+    assert _width(r, "l") == 2
+    r("LPUSH", "l", "cc")
+    assert _width(r, "l") == 2 and r("LRANGE", "l", "0", "1") == bulks("cc", "aa")
+    r("RPUSH", "l", "d")
+    assert _width(r, "l") == -1 and r("LRANGE", "l", "-2", "-1") == bulks("bb", "d")
+    assert r("RPOP", "l", "1") == bulks("d") and _width(r, "l") == -1
+    r("LSET", "l", "0", "ee")  # an edit recounts
+    assert _width(r, "l") == 2 and r("LPOP", "l", "2") == bulks("ee", "aa")
+    r("LINSERT", "l", "BEFORE", "bb", "")
+    assert _width(r, "l") == -1 and r("LRANGE", "l", "0", "-1") == bulks("", "bb")
+    r("LREM", "l", "0", "bb")
+    assert _width(r, "l") == 0 and r("LRANGE", "l", "0", "-1") == bulks("")
+    r("RPUSH", "m", "x", "yy", "z")
+    assert _width(r, "m") == -1
+    r("LTRIM", "m", "-1", "-1")
+    assert _width(r, "m") == 1
+    r("DEL", "m")
+    r("RPUSH", "m", "long")  # a new list takes its first push's width
+    assert _width(r, "m") == 4
+    r("COPY", "m", "copy")
+    assert _width(r, "copy") == 4
+
+
+def test_random_list_writes_keep_replies_and_width_true(r: Harness) -> None:
+    """Whatever writes a list went through, a width it claims is every item's, and LRANGE
+    and LPOP with a count answer its items (mixed lengths, empty and over 1 KiB ones)."""
+    rng = random.Random(20)
+    values = ["", "a", "bb", "cc", "ddd", "e" * 1100]
+    writes: list[Callable[[], tuple[str, ...]]] = [
+        lambda: ("RPUSH", "l", *rng.choices(values, k=rng.randint(1, 3))),
+        lambda: ("LPUSH", "l", rng.choice(values)),
+        lambda: ("LPUSHX", "l", rng.choice(values), rng.choice(values)),
+        lambda: ("LSET", "l", str(rng.randint(-2, 1)), rng.choice(values)),
+        lambda: ("LINSERT", "l", "AFTER", rng.choice(values), rng.choice(values)),
+        lambda: ("LREM", "l", "1", rng.choice(values)),
+        lambda: ("LTRIM", "l", "1", "-1"),
+        lambda: ("RPOP", "l"),
+        lambda: ("LMOVE", "l", "l", "LEFT", "RIGHT"),
+        lambda: ("RPOPLPUSH", "l", "other"),
+        lambda: ("LMOVE", "other", "l", "LEFT", "LEFT"),
+    ]
+    for _ in range(1500):
+        r(*rng.choice(writes)())
+        found = r.engine.value(b"l")
+        assert found is None or isinstance(found, List)
+        items = [] if found is None else [item.decode() for item in found.items]
+        if found is not None and found.width >= 0:
+            assert {len(item) for item in items} == {found.width}
+        assert r("LRANGE", "l", "0", "-1") == bulks(*items)
+        if rng.random() < 0.1:
+            assert r("LPOP", "l", "2") == (bulks(*items[:2]) if items else b"*-1\r\n")

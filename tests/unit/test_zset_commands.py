@@ -84,6 +84,48 @@ def test_removal_pops_and_accounting(r: Harness) -> None:
     assert r("ZPOPMIN", "missing") == b"*0\r\n"
 
 
+def _info_used(r: Harness) -> int:
+    info = r("INFO", "memory")
+    return int(info.split(b"used_memory:")[1].split(b"\r\n")[0])
+
+
+def test_zadd_without_flags_accounts_as_the_full_parser_does() -> None:
+    """ZADD without flags has a path of its own; CH sends the same pairs through the full
+    parser. New members, a member named twice, a score that moves one and one that changes
+    nothing leave the same account, and the same replies but for CH's count."""
+    plain, flagged = Harness(), Harness()
+    calls = [["1", "a", "2", "b"], ["3", "a", "3", "c", "4", "c"], ["2", "b"], ["-1", "d"]]
+    replies = []
+    for pairs in calls:
+        replies.append((plain("ZADD", "z", *pairs), flagged("ZADD", "z", "CH", *pairs)))
+        for r in (plain, flagged):
+            assert r("MEMORY", "USAGE", "z") == plain("MEMORY", "USAGE", "z")
+            assert _info_used(r) == _info_used(plain) == r.engine.used_bytes
+    assert [reply for reply, _ in replies] == [b":2\r\n", b":1\r\n", b":0\r\n", b":1\r\n"]
+    assert [reply for _, reply in replies] == [b":2\r\n", b":3\r\n", b":0\r\n", b":1\r\n"]
+    one = len("z") + ENTRY_OVERHEAD + CONTAINER_OVERHEAD
+    assert plain.engine.used_bytes == one + 4 * (1 + ZSET_MEMBER_OVERHEAD)
+    assert plain("ZRANGE", "z", "0", "-1", "WITHSCORES") == flagged(
+        "ZRANGE", "z", "0", "-1", "WITHSCORES"
+    )
+
+
+def test_zadd_without_flags_checks_as_the_full_parser_does() -> None:
+    """A bad score or a member over the key size limit in any pair refuses the whole call,
+    and a member limit holds for a key not yet there as for one that is."""
+    r = Harness(max_key_size=4, memory_limit=2000)
+    assert r("ZADD", "z", "1", "a", "x", "b") == err("ERR value is not a valid float")
+    assert r("ZADD", "z", "1", "a", "2", "toolong") == err(
+        "ERR key too large: key of 7 bytes exceeds max key size 4"
+    )
+    assert r("EXISTS", "z") == b":0\r\n" and r.engine.used_bytes == 0
+    members = [item for n in range(10) for item in ("1", f"m{n}")]
+    assert r("ZADD", "z", *members).startswith(b"-ERR value too large")
+    assert r("ZADD", "z", "1", "a") == b":1\r\n"
+    assert r("ZADD", "z", *members).startswith(b"-ERR value too large")
+    assert r("ZCARD", "z") == b":1\r\n"
+
+
 def test_wrongtype_and_zscan(r: Harness) -> None:
     r("SET", "str", "v")
     r("ZADD", "z", "1", "x", "2.5", "y")

@@ -9,7 +9,7 @@ encodes. Indexes follow Redis: negative ones count from the tail, ranges are cla
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_SYNTAX,
     RESP3_NULL,
     ZERO,
+    bulk_items,
     limit_error,
     parse_int,
     parse_timeout,
@@ -45,13 +46,23 @@ ERR_RANK_ZERO = resp.error(
 ERR_COUNT_NEGATIVE = resp.error("ERR COUNT can't be negative")
 ERR_MAXLEN_NEGATIVE = resp.error("ERR MAXLEN can't be negative")
 
-_EMPTY: deque[bytes] = deque()
+_EMPTY = List()
+
+
+def _list(d: Dispatcher, key: bytes) -> List:
+    """The key's list for a read (an empty one when the key is absent)."""
+    found = d.engine.lookup(key, List)
+    return _EMPTY if found is None else found
 
 
 def _items(d: Dispatcher, key: bytes) -> deque[bytes]:
     """The list's items for a read (empty when the key is absent)."""
-    found = d.engine.lookup(key, List)
-    return _EMPTY if found is None else found.items
+    return _list(d, key).items
+
+
+def _size(items: Iterable[bytes], count: int, width: int) -> int:
+    """The bytes of the ``count`` ``items`` (each ``width`` long; -1: their lengths differ)."""
+    return width * count if width >= 0 else sum(map(len, items))
 
 
 def _clamp(start: int, stop: int, size: int) -> tuple[int, int]:
@@ -115,16 +126,17 @@ def _pop(d: Dispatcher, c: Client, args: list[bytes], left: bool) -> bytes:
     count = parse_int(args[2])
     if count is None or count < 0:
         return ERR_POSITIVE
-    items = _items(d, args[1])
+    found = _list(d, args[1])
+    items, width = found.items, found.width
     # Checked before popping, so that a refused reply loses no item.
     ends = islice(items if left else reversed(items), count)
-    error = reply_too_large(sum(map(len, ends)), d.max_reply_size)
+    error = reply_too_large(_size(ends, min(count, len(items)), width), d.max_reply_size)
     if error is not None:
         return error
     taken = pop(d.engine, args[1], count, left)
     if taken is None:
         return RESP3_NULL if c.resp3 else resp.NIL_ARRAY
-    return resp.bulk_list(taken)
+    return bulk_items(taken, width)
 
 
 @command("lpop", -2, "write fast", (1, 1, 1))
@@ -151,10 +163,12 @@ def cmd_lrange(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     start, stop = parse_int(args[2]), parse_int(args[3])
     if start is None or stop is None:
         return ERR_NOT_INT
-    items = _items(d, args[1])
-    start, stop = _clamp(start, stop, len(items))
-    chosen = list(islice(items, start, stop))
-    return reply_too_large(sum(map(len, chosen)), d.max_reply_size) or resp.bulk_list(chosen)
+    found = _list(d, args[1])
+    start, stop = _clamp(start, stop, len(found.items))
+    chosen = list(islice(found.items, start, stop))
+    width = found.width
+    size = _size(chosen, len(chosen), width)
+    return reply_too_large(size, d.max_reply_size) or bulk_items(chosen, width)
 
 
 def _position(index: int, size: int) -> int | None:

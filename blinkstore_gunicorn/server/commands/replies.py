@@ -32,6 +32,7 @@ __all__ = [
     "ZERO",
     "ScanOptions",
     "as_text",
+    "bulk_items",
     "client_name_error",
     "format_float",
     "invalid_expire",
@@ -79,6 +80,8 @@ _FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\
 
 def parse_float(raw: bytes) -> float | None:
     """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
+    if raw.isdigit() and len(raw) <= 5000:  # an integer (ZADD's usual score): no regex
+        return float(raw)
     if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
         return None
     return float(raw)
@@ -131,6 +134,15 @@ def reply_too_large(size: int, limit: int) -> bytes | None:
     if size <= limit:
         return None
     return resp.error(f"ERR reply too large: {size} bytes exceeds the client buffer limit {limit}")
+
+
+def bulk_items(items: list[bytes], width: int) -> bytes:
+    """``resp.bulk_list(items)`` (LRANGE, LPOP with a count...), where ``width`` is the length
+    every item has (-1: they may differ, as ``List.width`` says). Items of one width are one
+    ``join`` whose separator ends an item and heads the next: no per-item work in Python."""
+    if width < 0 or not items:
+        return resp.bulk_list(items)
+    return b"*%d\r\n$%d\r\n%b\r\n" % (len(items), width, (b"\r\n$%d\r\n" % width).join(items))
 
 
 @dataclass(slots=True)

@@ -62,12 +62,49 @@ def _scan_score(score: float) -> bytes:
     return score_text(score)
 
 
+#: ZADD's flags, which come before the pairs; none of them is a score.
+_ZADD_FLAGS = frozenset((b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"))
+
+
 @command("zadd", -4, "write denyoom fast", (1, 1, 1))
 def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member...]``."""
+    """``ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member...]``: how many
+    members are new (with CH: new or changed; with INCR: the new score)."""
+    if len(args) % 2 or args[2].upper() in _ZADD_FLAGS:
+        return _zadd_with_flags(d, c, args)
+    # The common call, pairs and no flag: no flag logic, no member chosen twice to track,
+    # and one lookup of the key when no member is new.
+    pairs = _pairs(d, args[2:])
+    if isinstance(pairs, bytes):
+        return pairs
+    try:
+        added = zadd(d.engine, args[1], pairs)
+    except (EntryTooLarge, KeyTooLarge) as exc:
+        return limit_error(exc)
+    if added and d.blocked:
+        d.blocked.ready(args[1])
+    return resp.integer(added)
+
+
+def _pairs(d: Dispatcher, rest: list[bytes]) -> list[tuple[float, bytes]] | bytes:
+    """ZADD's ``score member...`` as ``(score, member)`` pairs, or the first one's error."""
+    pairs: list[tuple[float, bytes]] = []
+    for raw, member in zip(rest[::2], rest[1::2], strict=True):
+        score = parse_float(raw)
+        if score is None:
+            return ERR_NOT_FLOAT
+        error = d.fits(member, b"")
+        if error is not None:
+            return error
+        pairs.append((score + 0.0, member))  # -0.0 is 0, as Redis stores it
+    return pairs
+
+
+def _zadd_with_flags(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """ZADD with flags, or an odd count: the flags' rules, then each member's."""
     flags: set[bytes] = set()
     i = 2
-    while i < len(args) and args[i].upper() in (b"NX", b"XX", b"GT", b"LT", b"CH", b"INCR"):
+    while i < len(args) and args[i].upper() in _ZADD_FLAGS:
         flags.add(args[i].upper())
         i += 1
     rest = args[i:]
@@ -80,15 +117,9 @@ def cmd_zadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     incr = b"INCR" in flags
     if incr and len(rest) != 2:
         return ERR_INCR_PAIR
-    pairs: list[tuple[float, bytes]] = []
-    for raw, member in zip(rest[::2], rest[1::2], strict=True):
-        score = parse_float(raw)
-        if score is None:
-            return ERR_NOT_FLOAT
-        error = d.fits(member, b"")
-        if error is not None:
-            return error
-        pairs.append((score + 0.0, member))  # -0.0 is 0, as Redis stores it
+    pairs = _pairs(d, rest)
+    if isinstance(pairs, bytes):
+        return pairs
     scores = zset_of(d, args[1]).scores
     chosen: dict[bytes, float] = {}
     added = changed = 0
