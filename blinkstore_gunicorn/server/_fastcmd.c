@@ -1,0 +1,444 @@
+/* The plain GET and MGET of a RESP connection, answered in C (optional; see server/fastpath.py).
+ *
+ * A Runner stands in for Dispatcher.execute (same arguments, same result). It answers a request
+ * only in the plain case: a list of bytes naming, in the client's table, the very handler of
+ * GET or MGET (so an upstream's routing, MULTI's queueing table, subscribed mode, a spelling the
+ * table lacks all differ), the full table, no busy script, no region being adopted, and every
+ * key either absent or a string (bytes, or a block of the shared region) whose deadline has not
+ * come and whose value is below LARGE_BULK. Anything else goes to the Python path, unchanged and
+ * before any side effect here, so the Python path stays the reference for every other case.
+ *
+ * What it does is what cmd_get / cmd_mget -> MemoryEngine.get do, with the same side effects in
+ * the same state: client.cmd and client.seen (Dispatcher.execute), the key's SIEVE visited mark
+ * (engine._visited), the engine's _hits/_misses, and the reply bytes (resp.bulk, the client's
+ * nil, resp.array). It reads the engine's private attributes, so engine/memory.py and this file
+ * change together; tests/unit/test_fastcmd.py runs both paths on the same random commands and
+ * compares replies and state.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+enum { MISS = 0, FOUND = 1, HAND_OVER = 2 };
+
+static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited, *s_ahead,
+    *s_behind, *s_deadlines, *s_visited, *s_hits, *s_misses, *s_region, *s_read, *s_clock_ms,
+    *s_max_reply_size;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *dispatcher;
+    PyObject *engine;
+    PyObject *table; /* the dispatcher's full table: upstream routing edits it in place */
+    PyObject *get_handler;
+    PyObject *mget_handler;
+    PyObject *fallback; /* Dispatcher.execute, called as fallback(dispatcher, client, args) */
+    Py_ssize_t large;   /* resp.LARGE_BULK: such values keep the Python path's shared reply */
+} Runner;
+
+/* The engine's state for one request: new references, released by view_close. */
+typedef struct {
+    PyObject *ahead, *behind, *deadlines, *visited;
+    PyObject *read;  /* the region's read, fetched at the first block met */
+    PyObject *clock; /* engine._clock_ms, fetched at the first deadline met */
+    Py_ssize_t hits, misses;
+} View;
+
+static void view_clear(View *v) {
+    Py_CLEAR(v->ahead);
+    Py_CLEAR(v->behind);
+    Py_CLEAR(v->deadlines);
+    Py_CLEAR(v->visited);
+    Py_CLEAR(v->read);
+    Py_CLEAR(v->clock);
+}
+
+/* FOUND when the engine can be read here, HAND_OVER when a region is being adopted (its keys
+ * are adopted on first touch, in Python), -1 on error. */
+static int view_open(Runner *r, View *v) {
+    memset(v, 0, sizeof(*v));
+    PyObject *inherited = PyObject_GetAttr(r->engine, s_inherited);
+    if (inherited == NULL) return -1;
+    Py_DECREF(inherited);
+    if (inherited != Py_None) return HAND_OVER;
+    v->ahead = PyObject_GetAttr(r->engine, s_ahead);
+    v->behind = PyObject_GetAttr(r->engine, s_behind);
+    v->deadlines = PyObject_GetAttr(r->engine, s_deadlines);
+    v->visited = PyObject_GetAttr(r->engine, s_visited);
+    if (!v->ahead || !v->behind || !v->deadlines || !v->visited) goto fail;
+    if (!PyDict_Check(v->ahead) || !PyDict_Check(v->behind) || !PyDict_Check(v->deadlines) ||
+        !PyAnySet_Check(v->visited)) {
+        PyErr_SetString(PyExc_TypeError, "the engine's layout is not the one _fastcmd reads");
+        goto fail;
+    }
+    return FOUND;
+fail:
+    view_clear(v);
+    return -1;
+}
+
+static int add_count(PyObject *engine, PyObject *name, Py_ssize_t n) {
+    PyObject *old = PyObject_GetAttr(engine, name);
+    if (old == NULL) return -1;
+    PyObject *delta = PyLong_FromSsize_t(n);
+    PyObject *sum = delta ? PyNumber_Add(old, delta) : NULL;
+    Py_DECREF(old);
+    Py_XDECREF(delta);
+    if (sum == NULL) return -1;
+    int rc = PyObject_SetAttr(engine, name, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+/* Write the request's counts back (the engine keeps them in Python ints) and release. */
+static int view_close(Runner *r, View *v) {
+    int rc = 0;
+    if (v->hits && add_count(r->engine, s_hits, v->hits) < 0) rc = -1;
+    if (v->misses && rc == 0 && add_count(r->engine, s_misses, v->misses) < 0) rc = -1;
+    view_clear(v);
+    return rc;
+}
+
+/* MemoryEngine.get's lookup without its side effects: FOUND with *out a new reference to the
+ * string, MISS, HAND_OVER (a deadline due, another type, a block without a region), -1. */
+static int find(Runner *r, View *v, PyObject *key, PyObject **out) {
+    *out = NULL;
+    PyObject *value = PyDict_GetItemWithError(v->ahead, key);
+    if (value == NULL) {
+        if (PyErr_Occurred()) return -1;
+        value = PyDict_GetItemWithError(v->behind, key);
+        if (value == NULL) return PyErr_Occurred() ? -1 : MISS;
+    }
+    Py_INCREF(value); /* the clock and the region's read are calls: hold what we found */
+    if (PyDict_GET_SIZE(v->deadlines)) {
+        PyObject *deadline = PyDict_GetItemWithError(v->deadlines, key);
+        if (deadline == NULL && PyErr_Occurred()) goto fail;
+        if (deadline != NULL) {
+            Py_INCREF(deadline);
+            if (v->clock == NULL) v->clock = PyObject_GetAttr(r->engine, s_clock_ms);
+            PyObject *now = v->clock ? PyObject_CallNoArgs(v->clock) : NULL;
+            int due = now ? PyObject_RichCompareBool(deadline, now, Py_LE) : -1;
+            Py_DECREF(deadline);
+            Py_XDECREF(now);
+            if (due < 0) goto fail;
+            if (due) { /* expired on this read: the Python path removes it and counts it */
+                Py_DECREF(value);
+                return HAND_OVER;
+            }
+        }
+    }
+    if (PyBytes_CheckExact(value)) {
+        *out = value;
+        return FOUND;
+    }
+    if (!PyLong_CheckExact(value)) { /* a hash, list...: WRONGTYPE is the Python path's */
+        Py_DECREF(value);
+        return HAND_OVER;
+    }
+    if (v->read == NULL) {
+        PyObject *region = PyObject_GetAttr(r->engine, s_region);
+        if (region == NULL) goto fail;
+        if (region == Py_None) {
+            Py_DECREF(region);
+            Py_DECREF(value);
+            return HAND_OVER;
+        }
+        v->read = PyObject_GetAttr(region, s_read);
+        Py_DECREF(region);
+        if (v->read == NULL) goto fail;
+    }
+    PyObject *string = PyObject_CallOneArg(v->read, value);
+    Py_DECREF(value);
+    if (string == NULL || !PyBytes_CheckExact(string)) {
+        /* Let the Python path meet (and report) the same failure, with its side effects. */
+        PyErr_Clear();
+        Py_XDECREF(string);
+        return HAND_OVER;
+    }
+    *out = string;
+    return FOUND;
+fail:
+    Py_DECREF(value);
+    return -1;
+}
+
+static Py_ssize_t digits(Py_ssize_t n) {
+    Py_ssize_t d = 1;
+    while (n >= 10) {
+        n /= 10;
+        d++;
+    }
+    return d;
+}
+
+/* "<kind><n>\r\n" at p; returns the end. */
+static char *put_header(char *p, char kind, Py_ssize_t n) {
+    Py_ssize_t d = digits(n);
+    *p++ = kind;
+    for (Py_ssize_t i = d - 1; i >= 0; i--) {
+        p[i] = (char)('0' + n % 10);
+        n /= 10;
+    }
+    p += d;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+static Py_ssize_t bulk_size(PyObject *value) {
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    return 1 + digits(n) + 2 + n + 2;
+}
+
+static char *put_bulk(char *p, PyObject *value) {
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    p = put_header(p, '$', n);
+    memcpy(p, PyBytes_AS_STRING(value), (size_t)n);
+    p += n;
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* GET key: the reply, or NULL with no error to hand over. */
+static PyObject *answer_get(Runner *r, View *v, PyObject *client, PyObject *key) {
+    PyObject *value;
+    int rc = find(r, v, key, &value);
+    if (rc < 0 || rc == HAND_OVER) return NULL;
+    if (rc == MISS) {
+        v->misses++;
+        return PyObject_GetAttr(client, s_nil);
+    }
+    if (PyBytes_GET_SIZE(value) >= r->large) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyObject *reply = NULL;
+    if (PySet_Add(v->visited, key) == 0) {
+        v->hits++;
+        reply = PyBytes_FromStringAndSize(NULL, bulk_size(value));
+        if (reply) put_bulk(PyBytes_AS_STRING(reply), value);
+    }
+    Py_DECREF(value);
+    return reply;
+}
+
+/* MGET key...: every key is looked up first, so that a hand-over leaves no side effect. */
+static PyObject *answer_mget(Runner *r, View *v, PyObject *client, PyObject *args) {
+    Py_ssize_t count = PyList_GET_SIZE(args) - 1;
+    PyObject *reply = NULL, *nil = NULL;
+    PyObject **values = PyMem_Calloc((size_t)count, sizeof(PyObject *));
+    if (values == NULL) return PyErr_NoMemory();
+    Py_ssize_t content = 0, size = 1 + digits(count) + 2, i;
+    nil = PyObject_GetAttr(client, s_nil);
+    if (nil == NULL || !PyBytes_CheckExact(nil)) goto done;
+    for (i = 0; i < count; i++) {
+        PyObject *key = PyList_GET_ITEM(args, i + 1);
+        if (!PyBytes_CheckExact(key)) goto done;
+        int rc = find(r, v, key, &values[i]);
+        if (rc < 0 || rc == HAND_OVER) goto done;
+        if (rc == MISS) {
+            size += PyBytes_GET_SIZE(nil);
+            continue;
+        }
+        if (PyBytes_GET_SIZE(values[i]) >= r->large) goto done;
+        content += PyBytes_GET_SIZE(values[i]);
+        size += bulk_size(values[i]);
+    }
+    PyObject *limit = PyObject_GetAttr(r->dispatcher, s_max_reply_size);
+    if (limit == NULL) goto done;
+    Py_ssize_t max_reply = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (max_reply == -1 && PyErr_Occurred()) goto done;
+    if (content > max_reply) goto done; /* the Python path words the error */
+    for (i = 0; i < count; i++) {
+        if (values[i] == NULL) {
+            v->misses++;
+        } else {
+            if (PySet_Add(v->visited, PyList_GET_ITEM(args, i + 1)) < 0) goto done;
+            v->hits++;
+        }
+    }
+    reply = PyBytes_FromStringAndSize(NULL, size);
+    if (reply == NULL) goto done;
+    char *p = put_header(PyBytes_AS_STRING(reply), '*', count);
+    for (i = 0; i < count; i++) {
+        if (values[i] == NULL) {
+            memcpy(p, PyBytes_AS_STRING(nil), (size_t)PyBytes_GET_SIZE(nil));
+            p += PyBytes_GET_SIZE(nil);
+        } else {
+            p = put_bulk(p, values[i]);
+        }
+    }
+done:
+    for (i = 0; i < count; i++) Py_XDECREF(values[i]);
+    PyMem_Free(values);
+    Py_XDECREF(nil);
+    return reply;
+}
+
+/* The reply when the request is plain, else NULL (an error set, or none: hand over). */
+static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
+    if (!PyList_CheckExact(args) || PyList_GET_SIZE(args) < 2) return NULL;
+    PyObject *name = PyList_GET_ITEM(args, 0);
+    if (!PyBytes_CheckExact(name)) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(r->table, name);
+    if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) return NULL;
+    PyObject *handler = PyTuple_GET_ITEM(entry, 0);
+    int get = handler == r->get_handler;
+    if (!get && handler != r->mget_handler) return NULL;
+    if (get && PyList_GET_SIZE(args) != 2) return NULL; /* the arity error is Python's */
+    if (get && !PyBytes_CheckExact(PyList_GET_ITEM(args, 1))) return NULL;
+
+    PyObject *table = PyObject_GetAttr(client, s_table);
+    if (table == NULL) return NULL;
+    Py_DECREF(table);
+    if (table != r->table) return NULL; /* MULTI, subscribed mode, before AUTH */
+    PyObject *busy = PyObject_GetAttr(r->dispatcher, s_busy);
+    if (busy == NULL) return NULL;
+    Py_DECREF(busy);
+    if (busy != Py_None) return NULL;
+
+    View v;
+    int open = view_open(r, &v);
+    if (open != FOUND) return NULL;
+    PyObject *reply = get ? answer_get(r, &v, client, PyList_GET_ITEM(args, 1))
+                          : answer_mget(r, &v, client, args);
+    if (view_close(r, &v) < 0) Py_CLEAR(reply);
+    if (reply == NULL) return NULL;
+    /* Dispatcher.execute's bookkeeping: CLIENT LIST's cmd and idle. */
+    PyObject *now = PyObject_GetAttr(r->dispatcher, s_now);
+    if (now == NULL || PyObject_SetAttr(client, s_cmd, name) < 0 ||
+        PyObject_SetAttr(client, s_seen, now) < 0) {
+        Py_XDECREF(now);
+        Py_DECREF(reply);
+        return NULL;
+    }
+    Py_DECREF(now);
+    return reply;
+}
+
+static PyObject *runner_execute(Runner *r, PyObject *const *argv, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "execute(dispatcher, client, args)");
+        return NULL;
+    }
+    if (argv[0] == r->dispatcher) {
+        PyObject *reply = answer(r, argv[1], argv[2]);
+        if (reply != NULL || PyErr_Occurred()) return reply;
+    }
+    return PyObject_Vectorcall(r->fallback, argv, 3, NULL);
+}
+
+static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"dispatcher", "get", "mget", "fallback", "large", NULL};
+    PyObject *dispatcher, *get, *mget, *fallback;
+    Py_ssize_t large;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOn", names, &dispatcher, &get, &mget,
+                                     &fallback, &large))
+        return -1;
+    PyObject *engine = PyObject_GetAttrString(dispatcher, "engine");
+    if (engine == NULL) return -1;
+    PyObject *table = PyObject_GetAttrString(dispatcher, "full_table");
+    if (table == NULL || !PyDict_CheckExact(table)) {
+        Py_DECREF(engine);
+        Py_XDECREF(table);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "full_table must be a dict");
+        return -1;
+    }
+    Py_INCREF(dispatcher);
+    Py_INCREF(get);
+    Py_INCREF(mget);
+    Py_INCREF(fallback);
+    Py_XSETREF(r->dispatcher, dispatcher);
+    Py_XSETREF(r->engine, engine);
+    Py_XSETREF(r->table, table);
+    Py_XSETREF(r->get_handler, get);
+    Py_XSETREF(r->mget_handler, mget);
+    Py_XSETREF(r->fallback, fallback);
+    r->large = large;
+    return 0;
+}
+
+static int runner_traverse(Runner *r, visitproc visit, void *arg) {
+    Py_VISIT(r->dispatcher);
+    Py_VISIT(r->engine);
+    Py_VISIT(r->table);
+    Py_VISIT(r->get_handler);
+    Py_VISIT(r->mget_handler);
+    Py_VISIT(r->fallback);
+    return 0;
+}
+
+static int runner_clear(Runner *r) {
+    Py_CLEAR(r->dispatcher);
+    Py_CLEAR(r->engine);
+    Py_CLEAR(r->table);
+    Py_CLEAR(r->get_handler);
+    Py_CLEAR(r->mget_handler);
+    Py_CLEAR(r->fallback);
+    return 0;
+}
+
+static void runner_dealloc(Runner *r) {
+    PyObject_GC_UnTrack(r);
+    runner_clear(r);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyMethodDef runner_methods[] = {
+    {"execute", (PyCFunction)(void (*)(void))runner_execute, METH_FASTCALL,
+     "execute(dispatcher, client, args): Dispatcher.execute, plain GET and MGET in C."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RunnerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "blinkstore_gunicorn.server._fastcmd.Runner",
+    .tp_basicsize = sizeof(Runner),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Runner(dispatcher, get, mget, fallback, large): see execute.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)runner_init,
+    .tp_dealloc = (destructor)runner_dealloc,
+    .tp_traverse = (traverseproc)runner_traverse,
+    .tp_clear = (inquiry)runner_clear,
+    .tp_methods = runner_methods,
+};
+
+static struct PyModuleDef fastcmd_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "blinkstore_gunicorn.server._fastcmd",
+    .m_doc = "Plain GET and MGET answered in C (see server/fastpath.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__fastcmd(void) {
+    struct {
+        PyObject **slot;
+        const char *text;
+    } names[] = {
+        {&s_table, "table"},         {&s_busy, "busy"},
+        {&s_now, "now"},             {&s_cmd, "cmd"},
+        {&s_seen, "seen"},           {&s_nil, "nil"},
+        {&s_inherited, "_inherited"}, {&s_ahead, "_ahead"},
+        {&s_behind, "_behind"},      {&s_deadlines, "_deadlines"},
+        {&s_visited, "_visited"},    {&s_hits, "_hits"},
+        {&s_misses, "_misses"},      {&s_region, "_region"},
+        {&s_read, "read"},           {&s_clock_ms, "_clock_ms"},
+        {&s_max_reply_size, "max_reply_size"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        *names[i].slot = PyUnicode_InternFromString(names[i].text);
+        if (*names[i].slot == NULL) return NULL;
+    }
+    if (PyType_Ready(&RunnerType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&fastcmd_module);
+    if (module == NULL) return NULL;
+    Py_INCREF(&RunnerType);
+    if (PyModule_AddObject(module, "Runner", (PyObject *)&RunnerType) < 0) {
+        Py_DECREF(&RunnerType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
