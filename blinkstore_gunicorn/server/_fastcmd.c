@@ -12,18 +12,48 @@
  * the same state: client.cmd and client.seen (Dispatcher.execute), the key's SIEVE visited mark
  * (engine._visited), the engine's _hits/_misses, and the reply bytes (resp.bulk, the client's
  * nil, resp.array). It reads the engine's private attributes, so engine/memory.py and this file
- * change together; tests/unit/test_fastcmd.py runs both paths on the same random commands and
+ * change together. Attributes are read and written at their __slots__ offsets, found once from
+ * the classes' member descriptors (a generic getattr costs as much as the Python path's whole
+ * miss); a class without such a slot makes the Runner refuse to be built. Then tests/unit/test_fastcmd.py runs both paths on the same random commands and
  * compares replies and state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#ifndef Py_T_OBJECT_EX /* before 3.12 */
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
 
 enum { MISS = 0, FOUND = 1, HAND_OVER = 2 };
 
 static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited, *s_ahead,
     *s_behind, *s_deadlines, *s_visited, *s_hits, *s_misses, *s_region, *s_read, *s_clock_ms,
-    *s_max_reply_size;
+    *s_max_reply_size, *s_one;
+
+/* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
+static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
+    PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
+    if (descr == NULL) return -1;
+    Py_ssize_t offset = -1;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY))
+            offset = member->offset;
+    }
+    Py_DECREF(descr);
+    if (offset < 0) PyErr_Format(PyExc_TypeError, "%R is not a __slots__ attribute", name);
+    return offset;
+}
+
+/* The slot's value (borrowed; NULL when unset: the Python path then raises). */
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+static void slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+    Py_INCREF(value);
+    Py_XSETREF(SLOT(obj, offset), value);
+}
 
 typedef struct {
     PyObject_HEAD
@@ -34,6 +64,12 @@ typedef struct {
     PyObject *mget_handler;
     PyObject *fallback; /* Dispatcher.execute, called as fallback(dispatcher, client, args) */
     Py_ssize_t large;   /* resp.LARGE_BULK: such values keep the Python path's shared reply */
+    /* Slot offsets: the dispatcher's, the engine's, and those of the Client class (the first
+     * client's; a client of another class is handed over). */
+    Py_ssize_t busy, now, max_reply;
+    Py_ssize_t inherited, ahead, behind, deadlines, visited, hits, misses, region, clock;
+    PyTypeObject *client_type;
+    Py_ssize_t table_, nil, cmd, seen;
 } Runner;
 
 /* The engine's state for one request: new references, released by view_close. */
@@ -57,44 +93,49 @@ static void view_clear(View *v) {
  * are adopted on first touch, in Python), -1 on error. */
 static int view_open(Runner *r, View *v) {
     memset(v, 0, sizeof(*v));
-    PyObject *inherited = PyObject_GetAttr(r->engine, s_inherited);
-    if (inherited == NULL) return -1;
-    Py_DECREF(inherited);
-    if (inherited != Py_None) return HAND_OVER;
-    v->ahead = PyObject_GetAttr(r->engine, s_ahead);
-    v->behind = PyObject_GetAttr(r->engine, s_behind);
-    v->deadlines = PyObject_GetAttr(r->engine, s_deadlines);
-    v->visited = PyObject_GetAttr(r->engine, s_visited);
-    if (!v->ahead || !v->behind || !v->deadlines || !v->visited) goto fail;
-    if (!PyDict_Check(v->ahead) || !PyDict_Check(v->behind) || !PyDict_Check(v->deadlines) ||
-        !PyAnySet_Check(v->visited)) {
-        PyErr_SetString(PyExc_TypeError, "the engine's layout is not the one _fastcmd reads");
-        goto fail;
+    PyObject *engine = r->engine;
+    if (SLOT(engine, r->inherited) != Py_None) return HAND_OVER;
+    v->ahead = SLOT(engine, r->ahead);
+    v->behind = SLOT(engine, r->behind);
+    v->deadlines = SLOT(engine, r->deadlines);
+    v->visited = SLOT(engine, r->visited);
+    if (!v->ahead || !v->behind || !v->deadlines || !v->visited || !PyDict_Check(v->ahead) ||
+        !PyDict_Check(v->behind) || !PyDict_Check(v->deadlines) || !PySet_Check(v->visited)) {
+        memset(v, 0, sizeof(*v));
+        return HAND_OVER;
     }
+    Py_INCREF(v->ahead);
+    Py_INCREF(v->behind);
+    Py_INCREF(v->deadlines);
+    Py_INCREF(v->visited);
     return FOUND;
-fail:
-    view_clear(v);
-    return -1;
 }
 
-static int add_count(PyObject *engine, PyObject *name, Py_ssize_t n) {
-    PyObject *old = PyObject_GetAttr(engine, name);
-    if (old == NULL) return -1;
-    PyObject *delta = PyLong_FromSsize_t(n);
-    PyObject *sum = delta ? PyNumber_Add(old, delta) : NULL;
-    Py_DECREF(old);
-    Py_XDECREF(delta);
+/* engine.<offset> += n, on the engine's Python int. */
+static int add_count(PyObject *engine, Py_ssize_t offset, Py_ssize_t n) {
+    PyObject *old = SLOT(engine, offset);
+    if (old == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "an engine counter is unset");
+        return -1;
+    }
+    PyObject *sum;
+    if (n == 1) {
+        sum = PyNumber_Add(old, s_one);
+    } else {
+        PyObject *delta = PyLong_FromSsize_t(n);
+        sum = delta ? PyNumber_Add(old, delta) : NULL;
+        Py_XDECREF(delta);
+    }
     if (sum == NULL) return -1;
-    int rc = PyObject_SetAttr(engine, name, sum);
-    Py_DECREF(sum);
-    return rc;
+    Py_XSETREF(SLOT(engine, offset), sum);
+    return 0;
 }
 
 /* Write the request's counts back (the engine keeps them in Python ints) and release. */
 static int view_close(Runner *r, View *v) {
     int rc = 0;
-    if (v->hits && add_count(r->engine, s_hits, v->hits) < 0) rc = -1;
-    if (v->misses && rc == 0 && add_count(r->engine, s_misses, v->misses) < 0) rc = -1;
+    if (v->hits && add_count(r->engine, r->hits, v->hits) < 0) rc = -1;
+    if (v->misses && rc == 0 && add_count(r->engine, r->misses, v->misses) < 0) rc = -1;
     view_clear(v);
     return rc;
 }
@@ -115,7 +156,7 @@ static int find(Runner *r, View *v, PyObject *key, PyObject **out) {
         if (deadline == NULL && PyErr_Occurred()) goto fail;
         if (deadline != NULL) {
             Py_INCREF(deadline);
-            if (v->clock == NULL) v->clock = PyObject_GetAttr(r->engine, s_clock_ms);
+            if (v->clock == NULL) v->clock = Py_XNewRef(SLOT(r->engine, r->clock));
             PyObject *now = v->clock ? PyObject_CallNoArgs(v->clock) : NULL;
             int due = now ? PyObject_RichCompareBool(deadline, now, Py_LE) : -1;
             Py_DECREF(deadline);
@@ -136,15 +177,12 @@ static int find(Runner *r, View *v, PyObject *key, PyObject **out) {
         return HAND_OVER;
     }
     if (v->read == NULL) {
-        PyObject *region = PyObject_GetAttr(r->engine, s_region);
-        if (region == NULL) goto fail;
-        if (region == Py_None) {
-            Py_DECREF(region);
+        PyObject *region = SLOT(r->engine, r->region);
+        if (region == NULL || region == Py_None) {
             Py_DECREF(value);
             return HAND_OVER;
         }
         v->read = PyObject_GetAttr(region, s_read);
-        Py_DECREF(region);
         if (v->read == NULL) goto fail;
     }
     PyObject *string = PyObject_CallOneArg(v->read, value);
@@ -206,8 +244,10 @@ static PyObject *answer_get(Runner *r, View *v, PyObject *client, PyObject *key)
     int rc = find(r, v, key, &value);
     if (rc < 0 || rc == HAND_OVER) return NULL;
     if (rc == MISS) {
+        PyObject *nil = SLOT(client, r->nil);
+        if (nil == NULL) return NULL;
         v->misses++;
-        return PyObject_GetAttr(client, s_nil);
+        return Py_NewRef(nil);
     }
     if (PyBytes_GET_SIZE(value) >= r->large) {
         Py_DECREF(value);
@@ -230,7 +270,7 @@ static PyObject *answer_mget(Runner *r, View *v, PyObject *client, PyObject *arg
     PyObject **values = PyMem_Calloc((size_t)count, sizeof(PyObject *));
     if (values == NULL) return PyErr_NoMemory();
     Py_ssize_t content = 0, size = 1 + digits(count) + 2, i;
-    nil = PyObject_GetAttr(client, s_nil);
+    nil = Py_XNewRef(SLOT(client, r->nil));
     if (nil == NULL || !PyBytes_CheckExact(nil)) goto done;
     for (i = 0; i < count; i++) {
         PyObject *key = PyList_GET_ITEM(args, i + 1);
@@ -245,10 +285,9 @@ static PyObject *answer_mget(Runner *r, View *v, PyObject *client, PyObject *arg
         content += PyBytes_GET_SIZE(values[i]);
         size += bulk_size(values[i]);
     }
-    PyObject *limit = PyObject_GetAttr(r->dispatcher, s_max_reply_size);
-    if (limit == NULL) goto done;
+    PyObject *limit = SLOT(r->dispatcher, r->max_reply);
+    if (limit == NULL || !PyLong_CheckExact(limit)) goto done;
     Py_ssize_t max_reply = PyLong_AsSsize_t(limit);
-    Py_DECREF(limit);
     if (max_reply == -1 && PyErr_Occurred()) goto done;
     if (content > max_reply) goto done; /* the Python path words the error */
     for (i = 0; i < count; i++) {
@@ -277,6 +316,15 @@ done:
     return reply;
 }
 
+static int client_slots(Runner *r, PyTypeObject *type) {
+    if ((r->table_ = slot_offset(type, s_table)) < 0 || (r->nil = slot_offset(type, s_nil)) < 0 ||
+        (r->cmd = slot_offset(type, s_cmd)) < 0 || (r->seen = slot_offset(type, s_seen)) < 0)
+        return -1;
+    r->client_type = type;
+    Py_INCREF(type);
+    return 0;
+}
+
 /* The reply when the request is plain, else NULL (an error set, or none: hand over). */
 static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     if (!PyList_CheckExact(args) || PyList_GET_SIZE(args) < 2) return NULL;
@@ -290,14 +338,15 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     if (get && PyList_GET_SIZE(args) != 2) return NULL; /* the arity error is Python's */
     if (get && !PyBytes_CheckExact(PyList_GET_ITEM(args, 1))) return NULL;
 
-    PyObject *table = PyObject_GetAttr(client, s_table);
-    if (table == NULL) return NULL;
-    Py_DECREF(table);
-    if (table != r->table) return NULL; /* MULTI, subscribed mode, before AUTH */
-    PyObject *busy = PyObject_GetAttr(r->dispatcher, s_busy);
-    if (busy == NULL) return NULL;
-    Py_DECREF(busy);
-    if (busy != Py_None) return NULL;
+    if (Py_TYPE(client) != r->client_type) {
+        if (r->client_type != NULL) return NULL;
+        if (client_slots(r, Py_TYPE(client)) < 0) {
+            PyErr_Clear(); /* not a class this code reads: always the Python path */
+            return NULL;
+        }
+    }
+    if (SLOT(client, r->table_) != r->table) return NULL; /* MULTI, subscribed, before AUTH */
+    if (SLOT(r->dispatcher, r->busy) != Py_None || SLOT(r->dispatcher, r->now) == NULL) return NULL;
 
     View v;
     int open = view_open(r, &v);
@@ -307,14 +356,8 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     if (view_close(r, &v) < 0) Py_CLEAR(reply);
     if (reply == NULL) return NULL;
     /* Dispatcher.execute's bookkeeping: CLIENT LIST's cmd and idle. */
-    PyObject *now = PyObject_GetAttr(r->dispatcher, s_now);
-    if (now == NULL || PyObject_SetAttr(client, s_cmd, name) < 0 ||
-        PyObject_SetAttr(client, s_seen, now) < 0) {
-        Py_XDECREF(now);
-        Py_DECREF(reply);
-        return NULL;
-    }
-    Py_DECREF(now);
+    slot_set(client, r->cmd, name);
+    slot_set(client, r->seen, SLOT(r->dispatcher, r->now));
     return reply;
 }
 
@@ -346,6 +389,19 @@ static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "full_table must be a dict");
         return -1;
     }
+    PyTypeObject *dt = Py_TYPE(dispatcher), *et = Py_TYPE(engine);
+    if ((r->busy = slot_offset(dt, s_busy)) < 0 || (r->now = slot_offset(dt, s_now)) < 0 ||
+        (r->max_reply = slot_offset(dt, s_max_reply_size)) < 0 ||
+        (r->inherited = slot_offset(et, s_inherited)) < 0 ||
+        (r->ahead = slot_offset(et, s_ahead)) < 0 || (r->behind = slot_offset(et, s_behind)) < 0 ||
+        (r->deadlines = slot_offset(et, s_deadlines)) < 0 ||
+        (r->visited = slot_offset(et, s_visited)) < 0 || (r->hits = slot_offset(et, s_hits)) < 0 ||
+        (r->misses = slot_offset(et, s_misses)) < 0 ||
+        (r->region = slot_offset(et, s_region)) < 0 || (r->clock = slot_offset(et, s_clock_ms)) < 0) {
+        Py_DECREF(engine);
+        Py_DECREF(table);
+        return -1;
+    }
     Py_INCREF(dispatcher);
     Py_INCREF(get);
     Py_INCREF(mget);
@@ -367,6 +423,7 @@ static int runner_traverse(Runner *r, visitproc visit, void *arg) {
     Py_VISIT(r->get_handler);
     Py_VISIT(r->mget_handler);
     Py_VISIT(r->fallback);
+    Py_VISIT(r->client_type);
     return 0;
 }
 
@@ -377,6 +434,7 @@ static int runner_clear(Runner *r) {
     Py_CLEAR(r->get_handler);
     Py_CLEAR(r->mget_handler);
     Py_CLEAR(r->fallback);
+    Py_CLEAR(r->client_type);
     return 0;
 }
 
@@ -431,7 +489,8 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
         if (*names[i].slot == NULL) return NULL;
     }
-    if (PyType_Ready(&RunnerType) < 0) return NULL;
+    s_one = PyLong_FromLong(1);
+    if (s_one == NULL || PyType_Ready(&RunnerType) < 0) return NULL;
     PyObject *module = PyModule_Create(&fastcmd_module);
     if (module == NULL) return NULL;
     Py_INCREF(&RunnerType);
