@@ -274,7 +274,7 @@ def test_a_large_value_is_handed_over(pair: tuple[Store, Store, Clock]) -> None:
 
 def test_an_mget_over_the_reply_limit_is_handed_over(pair: tuple[Store, Store, Clock]) -> None:
     for store in pair[:2]:
-        store.d.max_reply_size = 100  # type: ignore[union-attr]
+        store.d.max_reply_size = 100
     _both(pair, "SET", "k", "v" * 60)
     assert _check_hand_over(pair, "MGET", "k", "k").startswith(b"-ERR reply too large")
 
@@ -331,7 +331,7 @@ def test_a_busy_script_is_handed_over(pair: tuple[Store, Store, Clock]) -> None:
         return b"-BUSY\r\n"
 
     for store in pair[:2]:
-        store.d.busy = busy  # type: ignore[union-attr]
+        store.d.busy = busy
     assert _check_hand_over(pair, "GET", "k") == b"-BUSY\r\n"
     assert _check_hand_over(pair, "MGET", "k") == b"-BUSY\r\n"
 
@@ -342,7 +342,7 @@ def test_a_command_routed_elsewhere_is_handed_over(pair: tuple[Store, Store, Clo
         return b"+ROUTED\r\n"
 
     for store in pair[:2]:
-        store.d.full_table[b"GET"] = (routed, 2)  # type: ignore[union-attr]
+        store.d.full_table[b"GET"] = (routed, 2)
     assert _check_hand_over(pair, "GET", "k") == b"+ROUTED\r\n"
 
 
