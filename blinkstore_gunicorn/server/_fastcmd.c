@@ -12,10 +12,11 @@
  * the same state: client.cmd and client.seen (Dispatcher.execute), the key's SIEVE visited mark
  * (engine._visited), the engine's _hits/_misses, and the reply bytes (resp.bulk, the client's
  * nil, resp.array). It reads the engine's private attributes, so engine/memory.py and this file
- * change together. Attributes are read and written at their __slots__ offsets, found once from
- * the classes' member descriptors (a generic getattr costs as much as the Python path's whole
- * miss); a class without such a slot makes the Runner refuse to be built. Then tests/unit/test_fastcmd.py runs both paths on the same random commands and
- * compares replies and state.
+ * change together; tests/unit/test_fastcmd.py runs both paths on the same random commands and
+ * compares replies and state. Attributes are read and written at their __slots__ offsets, found
+ * once from the classes' member descriptors (a generic getattr per attribute cost as much as
+ * the Python path's whole miss); a class without such a slot makes the Runner refuse to be
+ * built, and fastpath.py then keeps the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,14 +36,16 @@ static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited
 /* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
 static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
     PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
-    if (descr == NULL) return -1;
     Py_ssize_t offset = -1;
-    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+    if (descr == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+    } else if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
         PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
         if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY))
             offset = member->offset;
     }
-    Py_DECREF(descr);
+    Py_XDECREF(descr);
     if (offset < 0) PyErr_Format(PyExc_TypeError, "%R is not a __slots__ attribute", name);
     return offset;
 }
@@ -89,8 +92,8 @@ static void view_clear(View *v) {
     Py_CLEAR(v->clock);
 }
 
-/* FOUND when the engine can be read here, HAND_OVER when a region is being adopted (its keys
- * are adopted on first touch, in Python), -1 on error. */
+/* FOUND when the engine can be read here; HAND_OVER when a region is being adopted (its keys
+ * are adopted on first touch, in Python) or the engine's state is not what this code reads. */
 static int view_open(Runner *r, View *v) {
     memset(v, 0, sizeof(*v));
     PyObject *engine = r->engine;

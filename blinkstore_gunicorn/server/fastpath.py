@@ -116,4 +116,8 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
     except ImportError:
         return reference
     get, mget = COMMANDS["get"].handler, COMMANDS["mget"].handler
-    return Runner(dispatcher, get, mget, reference, LARGE_BULK).execute
+    try:
+        return Runner(dispatcher, get, mget, reference, LARGE_BULK).execute
+    except TypeError:
+        # A helper built from another version of the engine's layout (a stale build).
+        return reference

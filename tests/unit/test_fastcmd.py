@@ -26,6 +26,7 @@ from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.adoption import start_adoption
+from blinkstore_gunicorn.server.commands.strings import cmd_get
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.fastpath import resp_executor
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
@@ -404,6 +405,27 @@ def test_without_the_helper_the_python_path_runs(monkeypatch: pytest.MonkeyPatch
     client = d.new_client()
     assert d.execute_resp(d, client, [b"SET", b"k", b"v"]) == resp.OK
     assert d.execute_resp(d, client, [b"GET", b"k"]) == b"$1\r\nv\r\n"
+
+
+def test_a_helper_that_cannot_read_the_layout_keeps_the_python_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from blinkstore_gunicorn.server import _fastcmd
+
+    class Plain:  # a dispatcher's attributes, but in a __dict__
+        def __init__(self) -> None:
+            self.engine = MemoryEngine()
+            self.full_table: dict[bytes, object] = {}
+            self.busy = self.now = self.max_reply_size = None
+
+    with pytest.raises(TypeError, match="not a __slots__ attribute"):
+        _fastcmd.Runner(Plain(), cmd_get, cmd_get, Dispatcher.execute, 0)
+
+    def stale(*args: object) -> None:
+        raise TypeError("'_visited' is not a __slots__ attribute")
+
+    monkeypatch.setattr(_fastcmd, "Runner", stale)
+    assert Dispatcher(MemoryEngine(), clock_ms=Clock()).execute_resp is Dispatcher.execute
 
 
 def test_an_engine_of_another_class_keeps_the_python_path() -> None:
