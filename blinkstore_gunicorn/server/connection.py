@@ -345,7 +345,7 @@ class StoreConnection(asyncio.Protocol):
         if not self._closed:  # else the reader's refusal of that request was the reply
             # The reason goes out before the close, as Redis does: a client still sending
             # reads it instead of a bare broken pipe.
-            resp_reply = self._execute is not execute_text
+            resp_reply = self._execute is self._dispatcher.execute_resp
             self._transport.write(NOAUTH if resp_reply else AUTH_REQUIRED)  # type: ignore[union-attr]
             self._close()
 
