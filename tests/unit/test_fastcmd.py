@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import gc
 import random
-import shutil
 import sys
-import sysconfig
 import weakref
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,19 +28,14 @@ from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.fastpath import resp_executor
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from blinkstore_gunicorn.shm.writer import RegionWriter
+from tests.unit.test_commands import NOW, Clock
 from tests.unit.test_shm_adoption import _inherit
+from tests.unit.test_shm_native import _can_build
 
-NOW = 1_700_000_000_000
 #: Small limits, so that random traffic evicts (SIEVE's marks matter) and reaches the key limit.
 MEMORY_LIMIT = 96 * 1024
 MAX_KEY = 200
 REGION_MAX_VALUE = 512
-
-
-def _can_build() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    return shutil.which(cc) is not None and headers.exists()
 
 
 def test_the_helper_is_built_wherever_a_compiler_is() -> None:
@@ -59,14 +51,6 @@ def test_the_helper_is_built_wherever_a_compiler_is() -> None:
 def _c_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(NATIVE_ENV, raising=False)
     pytest.importorskip("blinkstore_gunicorn.server._fastcmd")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> int:
-        return self.now
 
 
 class Store:
