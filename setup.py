@@ -1,9 +1,11 @@
-"""Build configuration beyond pyproject.toml: the optional C helper for the shared region.
+"""Build configuration beyond pyproject.toml: the optional C helpers.
 
 ``blinkstore_gunicorn/shm/_native.c`` speeds up the region's hot paths (a reader's lookup, the
 writer's slot stores) and gives them real acquire/release ordering. It is optional: without a
 C compiler (or on a platform it does not target) the build goes on without it and the pure-
 Python reader and writer, the reference, do the same work. Wheels: see docs/how-it-works.md.
+``blinkstore_gunicorn/server/_fastcmd.c`` answers plain GET and MGET requests in C, on the
+same terms (``server/fastpath.py`` falls back to the Python dispatcher without it).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import sys
 
 from setuptools import Extension, setup
 
-# The C code needs Linux (memfd regions), a 64-bit compiler with __int128, and a little-endian
-# CPU (it loads the key as the little-endian integer layout.key_hash defines).
+_FLAGS = ["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+# The region's C code needs Linux (memfd regions), a 64-bit compiler with __int128, and a
+# little-endian CPU (it loads the key as the little-endian integer layout.key_hash defines).
 _TARGETED = sys.platform == "linux" and sys.maxsize > 2**32 and sys.byteorder == "little"
 
 setup(
@@ -21,9 +24,15 @@ setup(
         Extension(
             "blinkstore_gunicorn.shm._native",
             sources=["blinkstore_gunicorn/shm/_native.c"],
-            extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            extra_compile_args=_FLAGS,
             optional=True,
-        )
+        ),
+        Extension(
+            "blinkstore_gunicorn.server._fastcmd",
+            sources=["blinkstore_gunicorn/server/_fastcmd.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
     ]
     if _TARGETED
     else [],

@@ -2,10 +2,12 @@
 
     python -m bench.pipeline [--rounds 3] [--requests 200000] [--quick]
 
-``redis-benchmark`` over a Unix socket, with ``-r 100000`` random keys, against three servers
-started side by side: ``blinkstore serve --memory-limit 0`` parsing requests with hiredis (the
-default where it is installed), the same with ``BLINKSTORE_HIREDIS=0`` (the pure-Python
-reader), and ``redis-server --save ''``. Each round runs every test on each server in turn:
+``redis-benchmark`` over a Unix socket, with ``-r 100000`` random keys, against four servers
+started side by side: ``blinkstore serve --memory-limit 0`` as installed (hiredis parsing
+requests, plain GET/MGET answered in C by ``server/_fastcmd.c``), the same with
+``BLINKSTORE_NATIVE=0`` (no C helper: the Python dispatcher, and the region's pure-Python
+writer), the same with ``BLINKSTORE_HIREDIS=0`` too (everything in Python), and
+``redis-server --save ''``. Each round runs every test on each server in turn:
 
 * ``-P 16``: GET and MSET (of 10 keys), 50 clients pipelining 16 requests each;
 * ``-c 50``: GET, SET and INCR, 50 clients, one request at a time.
@@ -27,6 +29,7 @@ from typing import TypeAlias
 from bench.datatypes import cpu_seconds, redis_benchmark
 from blinkstore_gunicorn.protocol.resp_hiredis import ENV as HIREDIS_ENV
 from blinkstore_gunicorn.protocol.resp_hiredis import available
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from harness.processes import blinkstore_process, redis_server_process
 
 #: Each measured run: its name (redis-benchmark's test name after the mode) and its flags.
@@ -46,7 +49,9 @@ BARS = {
     "-c 50 SET": 0.9,
     "-c 50 INCR": 0.9,
 }
-PEERS = ("hiredis", "python", "redis")
+#: The stores' environments by column: as installed, without the C helpers, all Python.
+STORES = {"fast": {}, "no-C": {NATIVE_ENV: "0"}, "python": {NATIVE_ENV: "0", HIREDIS_ENV: "0"}}
+PEERS = (*STORES, "redis")
 #: requests/s, and the server's CPU microseconds per request.
 Sample: TypeAlias = tuple[float, float]
 
@@ -55,16 +60,12 @@ def throughput(rounds: int, requests: int) -> dict[str, dict[str, list[Sample]]]
     """Per run and peer, one (requests/s, CPU us per request) per round (peers take turns)."""
     found: dict[str, dict[str, list[Sample]]] = {}
     with ExitStack() as stack:
-        fast = stack.enter_context(blinkstore_process("--memory-limit", "0"))
-        python = stack.enter_context(
-            blinkstore_process("--memory-limit", "0", env={HIREDIS_ENV: "0"})
-        )
+        peers: dict[str, tuple[str, int]] = {}
+        for peer, env in STORES.items():
+            store = stack.enter_context(blinkstore_process("--memory-limit", "0", env=env))
+            peers[peer] = (str(store.unix_path), store.pid)
         redis = stack.enter_context(redis_server_process())
-        peers = {
-            "hiredis": (str(fast.unix_path), fast.pid),
-            "python": (str(python.unix_path), python.pid),
-            "redis": (redis.unix_path, redis.proc.pid),
-        }
+        peers["redis"] = (str(redis.unix_path), redis.proc.pid)
         for _ in range(rounds):
             for name, flags in RUNS:
                 for peer, (path, pid) in peers.items():
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print("redis-benchmark not found: nothing to measure")
         return 0
     if not available():
-        print("hiredis is not installed: both store columns run the pure-Python reader")
+        print("hiredis is not installed: every store column runs the pure-Python reader")
     found = throughput(args.rounds, args.requests)
     print(
         f"redis-benchmark -r 100000, {args.rounds} round(s) of {args.requests} requests:"
@@ -104,16 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         " the rounds' ratios)"
     )
     print(
-        f"  {'test':<21} {'hiredis':>8} {'python':>8} {'redis':>8}   {'cpu: hiredis':>12}"
-        f" {'python':>6} {'redis':>5}   {'hiredis/redis':>13} {'python/redis':>12}  bar"
+        f"  {'test':<21} {'fast':>8} {'no-C':>8} {'python':>8} {'redis':>8}   {'cpu: fast':>9}"
+        f" {'no-C':>5} {'python':>6} {'redis':>5}   {'fast/redis':>10} {'no-C/redis':>10}"
+        f" {'python/redis':>12}  bar"
     )
     for name, samples in found.items():
         rps = {peer: statistics.median(s[0] for s in samples[peer]) for peer in PEERS}
         cpu = {peer: statistics.median(s[1] for s in samples[peer]) for peer in PEERS}
         print(
-            f"  {name:<21} {rps['hiredis']:>8.0f} {rps['python']:>8.0f} {rps['redis']:>8.0f}"
-            f"   {cpu['hiredis']:>12.2f} {cpu['python']:>6.2f} {cpu['redis']:>5.2f}"
-            f"   {ratio(samples, 'hiredis'):>12.2f}x {ratio(samples, 'python'):>11.2f}x"
+            f"  {name:<21} {rps['fast']:>8.0f} {rps['no-C']:>8.0f} {rps['python']:>8.0f}"
+            f" {rps['redis']:>8.0f}   {cpu['fast']:>9.2f} {cpu['no-C']:>5.2f}"
+            f" {cpu['python']:>6.2f} {cpu['redis']:>5.2f}   {ratio(samples, 'fast'):>9.2f}x"
+            f" {ratio(samples, 'no-C'):>9.2f}x {ratio(samples, 'python'):>11.2f}x"
             f"  >= {BARS[name]}x"
         )
     return 0

@@ -20,6 +20,9 @@ the key and the value themselves:
   region holds is not kept in the dicts: the entry's dict value is its block offset (an int)
   and every mutation is published into the region before the engine returns, so the store's
   reply follows it. Values the region does not take (too large, or no block free) stay bytes.
+* ``server/_fastcmd.c`` answers plain GET/MGET from these attributes (``_ahead``, ``_behind``,
+  ``_deadlines``, ``_visited``, ``_hits``, ``_misses``, ``_region``, ``_inherited``): a change
+  to :meth:`MemoryEngine.get` changes it too (``tests/unit/test_fastcmd.py`` compares them).
 * ``_heap: list[(deadline, key)]`` for active expiry. Entries are never removed in place: one
   whose deadline no longer matches ``_deadlines`` is stale and skipped when popped; the heap is
   rebuilt from ``_deadlines`` when stale entries exceed half the live ones (amortized O(1)) or

@@ -197,7 +197,7 @@ class StoreConnection(asyncio.Protocol):
                 assert client is not None
                 self._stats.commands_processed += 1
                 try:
-                    reply = self._dispatcher.execute(client, args)
+                    reply = self._execute(self._dispatcher, client, args)  # type: ignore[misc]
                     if reply is DEFERRED:
                         self._defer()
                         return
@@ -345,7 +345,7 @@ class StoreConnection(asyncio.Protocol):
         if not self._closed:  # else the reader's refusal of that request was the reply
             # The reason goes out before the close, as Redis does: a client still sending
             # reads it instead of a bare broken pipe.
-            resp_reply = self._execute is Dispatcher.execute
+            resp_reply = self._execute is self._dispatcher.execute_resp
             self._transport.write(NOAUTH if resp_reply else AUTH_REQUIRED)  # type: ignore[union-attr]
             self._close()
 
@@ -476,7 +476,7 @@ class StoreConnection(asyncio.Protocol):
         reader: Any
         if is_resp_start(first[0]):
             reader = command_reader(dispatcher.request_limit, dispatcher.bulk_limit)
-            self._execute = Dispatcher.execute
+            self._execute = dispatcher.execute_resp
             self._resp = True
         else:
             newline = first.find(b"\n", 0, MAX_INLINE + 1)
@@ -485,7 +485,7 @@ class StoreConnection(asyncio.Protocol):
             known = self._server.dispatcher.known_commands
             if newline >= 0 and is_inline_resp(first[:newline], known):
                 reader = InlineReader()
-                self._execute = Dispatcher.execute
+                self._execute = dispatcher.execute_resp
             else:
                 reader = text.LineReader(max_line=dispatcher.line_limit)
                 self._execute = execute_text

@@ -47,6 +47,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_command,
     wrong_args,
 )
+from blinkstore_gunicorn.server.fastpath import Executor, resp_executor
 from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 
@@ -223,6 +224,7 @@ class Dispatcher:
         "clients",
         "clock_ms",
         "engine",
+        "execute_resp",
         "full_table",
         "known_commands",
         "leases",
@@ -296,6 +298,9 @@ class Dispatcher:
         #: ``time.monotonic()``, refreshed by the store's 100 ms timer: when a client was
         #: last seen, at no clock read per command.
         self.now = time.monotonic()
+        #: What connections run RESP requests with, called as ``execute_resp(self, client,
+        #: args)``: :meth:`execute`, or its C stand-in for plain GET/MGET (``fastpath.py``).
+        self.execute_resp: Executor = resp_executor(self, Dispatcher.execute)
 
     @property
     def requires_auth(self) -> bool:

@@ -11,11 +11,40 @@ Cache traffic repeats itself: the request for a hot key is the same bytes every 
 requests are therefore remembered (up to :data:`MEMO_ENTRIES`, forgotten all at once when
 full), and a repeat costs one dict lookup. Handlers never modify their ``args``, so a
 remembered list can be handed out again.
+
+Once parsed, a plain GET or MGET can be answered in C as well (:func:`resp_executor`, the
+optional ``server/_fastcmd.c``): the run from the request to the reply bytes then never enters
+the Python dispatcher, handler or engine. The C code answers only the common case and hands
+everything else to ``Dispatcher.execute``, which stays the reference.
 """
 
 from __future__ import annotations
 
-__all__ = ["FAST_PATH_MAX", "MEMO_ENTRIES", "MEMO_MAX", "parse_single", "recall", "single_command"]
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from blinkstore_gunicorn.engine.memory import MemoryEngine
+from blinkstore_gunicorn.protocol.resp import LARGE_BULK
+from blinkstore_gunicorn.server.commands.registry import COMMANDS
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
+
+if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+
+__all__ = [
+    "FAST_PATH_MAX",
+    "MEMO_ENTRIES",
+    "MEMO_MAX",
+    "Executor",
+    "parse_single",
+    "recall",
+    "resp_executor",
+    "single_command",
+]
+
+#: ``execute(dispatcher, client, request) -> reply``: how a connection runs a RESP request.
+Executor = Callable[["Dispatcher", "Client", Any], bytes]
 
 #: Reads longer than this always go through the reader (and its request-size limit).
 FAST_PATH_MAX = 1024
@@ -71,3 +100,24 @@ def parse_single(data: bytes) -> list[bytes] | None:
             _memo.clear()
         _memo[data] = args
     return args
+
+
+def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
+    """What runs ``dispatcher``'s RESP requests: ``reference`` (``Dispatcher.execute``), or a
+    C stand-in that answers plain GET and MGET itself and calls ``reference`` for the rest.
+
+    The C path is used when it is built, the engine is a :class:`MemoryEngine` (whose layout it
+    reads) and ``BLINKSTORE_NATIVE`` (the switch of the region's C helper too) is not ``0``.
+    """
+    if os.environ.get(NATIVE_ENV, "1") == "0" or type(dispatcher.engine) is not MemoryEngine:
+        return reference
+    try:
+        from blinkstore_gunicorn.server._fastcmd import Runner
+    except ImportError:
+        return reference
+    get, mget = COMMANDS["get"].handler, COMMANDS["mget"].handler
+    try:
+        return Runner(dispatcher, get, mget, reference, LARGE_BULK).execute
+    except TypeError:
+        # A helper built from another version of the engine's layout (a stale build).
+        return reference

@@ -15,6 +15,7 @@ import pytest
 
 from bench import pipeline
 from blinkstore_gunicorn.protocol.resp_hiredis import ENV, available
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from harness.processes import REDIS_SERVER, RedisProcess, StoreProcess, resp_command
 from tests.conftest import StoreFactory
 from tests.integration.test_store_too_large import send_in_background
@@ -73,7 +74,7 @@ def test_a_split_pipeline_gets_redis_servers_answers_from_both_readers(
     print(f"RESP_FUZZ_SEED={seed}")
     rnd = random.Random(seed)
     fast = blinkstore_factory()
-    python = blinkstore_factory(env={ENV: "0"})
+    python = blinkstore_factory(env={ENV: "0", NATIVE_ENV: "0"})  # no C at all
     commands = [rnd.choice(COMMANDS) for _ in range(300)]
     wire = b"".join(resp_command(*command) for command in commands)
     cuts = sorted(rnd.sample(range(1, len(wire)), 40))

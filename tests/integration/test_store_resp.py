@@ -12,6 +12,9 @@ import redis
 
 from harness.processes import StoreProcess, resp_command
 
+# Plain GET and MGET are answered in C (server/_fastcmd.c), then by the Python reference.
+pytestmark = pytest.mark.usefixtures("shm_path")
+
 REDIS_CLI = shutil.which("redis-cli")
 REDIS_BENCHMARK = shutil.which("redis-benchmark")
 

@@ -43,14 +43,17 @@ class Harness:
 
     def __call__(self, *args: str | bytes, client: Client | None = None) -> bytes:
         raw = [a.encode() if isinstance(a, str) else a for a in args]
-        return self.d.execute(client or self.client, raw)
+        # As a connection runs them: plain GET/MGET in C where it is built (and not turned
+        # off by the shm_path parametrization below), everything else in Python.
+        return self.d.execute_resp(self.d, client or self.client, raw)
 
     def text(self, line: bytes, client: Client | None = None) -> bytes:
         return execute_text(self.d, client or self.client, text.parse_line(line))
 
 
 @pytest.fixture
-def r() -> Harness:
+def r(shm_path: str) -> Harness:
+    """A harness on the C path of GET/MGET, then on the Python reference."""
     return Harness()
 
 

@@ -1,0 +1,14 @@
+# Types of the optional C helper (blinkstore_gunicorn/server/_fastcmd.c).
+from collections.abc import Callable
+from typing import Any
+
+class Runner:
+    def __init__(
+        self,
+        dispatcher: Any,
+        get: Callable[..., bytes],
+        mget: Callable[..., bytes],
+        fallback: Callable[[Any, Any, Any], bytes],
+        large: int,
+    ) -> None: ...
+    def execute(self, dispatcher: Any, client: Any, args: Any, /) -> bytes: ...
