@@ -106,6 +106,8 @@ _MASK32 = 0xFFFFFFFF
 # Live slots a migration moves per insert: from half full (when it starts) to 80 % (when it
 # would finish at once), the inserts in between move 30 % x 16 times the table.
 _MIGRATE_STEP = 16
+# A table this small grows at once when a key lands too far from home (C: well under 1 ms).
+_GROW_AT_ONCE = 1 << 16
 # What a sealed region's spare table is cleared with, a piece at a time.
 _ZEROS = memoryview(bytes(1 << 20))
 
@@ -481,14 +483,10 @@ class RegionWriter:
 
     def _new_slot(self, h: int) -> int:
         """Claim the first tombstone or empty slot on the probe path of an absent key whose
-        hash is ``h``, or -1 when that is MAX_PROBE or more slots from home (where no reader
-        would look).
-
-        The keyed hash keeps these paths short, but at a load of 1/2 a table of a million
-        slots nearly always has a cluster longer than MAX_PROBE somewhere. A key that would
-        land past it stays out of the table, and a migration into a larger table starts,
-        which places it (clusters of one home split in two when the table doubles).
-        """
+        hash is ``h``, or -1 when that is MAX_PROBE or more slots from home (no reader looks
+        there). Then the table grows (a cluster's keys spread over two homes when it doubles):
+        at once while small, and the key gets its slot there; else by a migration, which
+        places the key, out of the table until then."""
         if self._migration is None and (self._pub.used + 1) * 2 > self._slots:
             self._start_migration()
         migration = self._migration
@@ -498,13 +496,18 @@ class RegionWriter:
                 self._finish_migration(migration)
         found = self._pub.probe(h)
         if ((found >> 1) - h) & (self._slots - 1) >= MAX_PROBE:
+            slots = self._slots
             if self._migration is None:
-                self._start_migration(grow=True)
+                migration = self._start_migration(grow=True)
+                if slots < migration.slots <= _GROW_AT_ONCE:
+                    self._pub.step(slots)
+                    self._finish_migration(migration)
+                    return self._new_slot(h)
             return -1
         self._pub.used += found & 1
         return found >> 1
 
-    def _start_migration(self, *, grow: bool = False) -> None:
+    def _start_migration(self, *, grow: bool = False) -> NextTable:
         """Start building a table without tombstones in the spare half (see
         ``shm/migration.py``), at most 3/8 full, so that it is at most about half full when
         the inserts that build it are done; ``grow``: at least twice the live one."""
@@ -516,20 +519,12 @@ class RegionWriter:
                 raise RegionFull(f"the shared-memory table is full ({self._pub.live} keys)")
             slots = self._max_slots
         half = 1 - self._half
-        moved, reverse = maps(self._slots, slots)
-        table = self._spare_table(half, slots)
-        self._migration = NextTable(table, slots, half, moved, reverse, [])
+        nxt = NextTable(self._spare_table(half, slots), slots, half, *maps(self._slots, slots), [])
         t0 = (self._table_area + half * self._table_bytes) >> 3
-        self._pub.migrate(
-            t0,
-            slots,
-            half,
-            self._mark_base,
-            self._marks_of(half),
-            moved,
-            reverse,
-            self._migration.far,
-        )
+        marks = (self._mark_base, self._marks_of(half))
+        self._pub.migrate(t0, slots, half, *marks, nxt.moved, nxt.reverse, nxt.far)
+        self._migration = nxt
+        return nxt
 
     def _finish_migration(self, migration: NextTable) -> None:
         """Every live slot is in the new table: take out what lies too far from home, place

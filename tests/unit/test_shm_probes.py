@@ -2,9 +2,9 @@
 so a reader finds every published key (issue 23, item 3).
 
 Keys crafted against a writer's own hash secret pile onto one home slot, deterministically:
-the writer must leave the keys it cannot place near home out of the table (the store answers
-them, readers ask it: their probe meets MAX_PROBE occupied slots), grow the table, and place
-them there once the table has room.
+the writer must grow the table (at once while it is small), or leave the keys it cannot place
+near home out of the table (the store answers them, readers ask it: their probe meets
+MAX_PROBE taken slots) until the migration into a larger table places them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
@@ -87,16 +88,40 @@ def test_keys_piled_on_one_home_are_placed_within_max_probe(writer: RegionWriter
     keys = _crafted(writer)
     for n, key in enumerate(keys):
         engine.set(key, b"v%d" % n)
-    assert _far_slots(writer) == []
+        assert _far_slots(writer) == []
+    # The key that found no slot near home grew the (small) table at once: 20 keys per home.
+    assert writer._slots == 2 * _FIRST and writer._migration is None
+    for n, key in enumerate(keys):
+        assert engine.get(key) == b"v%d" % n
+        assert reader.lookup(key) == b"v%d" % n
+        engine.set(key, b"w%d" % n)  # an overwrite in place
+        assert reader.lookup(key) == b"w%d" % n
+    reader.close()
+
+
+def test_a_large_table_leaves_a_key_out_until_its_migration_places_it(
+    writer: RegionWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``_GROW_AT_ONCE`` slots (lowered here), a table grows by a migration, during which
+    the keys that found no slot near home are in no table: the store answers them."""
+    monkeypatch.setattr(writer_module, "_GROW_AT_ONCE", 0)
+    engine = MemoryEngine(memory_limit=0)
+    engine.attach_region(writer)
+    reader = RegionReader(*writer.fds, 0)
+    keys = _crafted(writer)
+    for n, key in enumerate(keys):
+        engine.set(key, b"v%d" % n)
+    assert _far_slots(writer) == [] and writer._migration is not None
+    out = [key for key in keys if reader.lookup(key) is FALLBACK]
+    assert len(out) == _CLUSTER - layout.MAX_PROBE
     for n, key in enumerate(keys):
         assert engine.get(key) == b"v%d" % n, "the store answers every key"
-        assert reader.lookup(key) in (b"v%d" % n, FALLBACK)
-    # The keys it could not place made the table grow; once it has, every key is in it.
+    engine.set(out[0], b"again")  # a write to a key out of the table: still out
+    assert engine.get(out[0]) == b"again" and reader.lookup(out[0]) is FALLBACK
     _fill_until_grown(engine, writer, 2 * _FIRST)
     assert _far_slots(writer) == []
     for n, key in enumerate(keys):
-        engine.set(key, b"w%d" % n)  # the store's overwrite of a key now placed
-        assert reader.lookup(key) == b"w%d" % n
+        assert reader.lookup(key) == (b"again" if key == out[0] else b"v%d" % n)
     reader.close()
 
 
