@@ -188,6 +188,8 @@ class MemoryEngine(Keyspace, Inspection):
         self._hits += 1
         if value.__class__ is bytes:
             return value
+        if value.__class__ is int and self._region is not None:
+            return self._region.read(value)  # _string(value) without the call
         return self._string(value)
 
     def peek(self, key: bytes) -> bytes | None:

@@ -668,6 +668,7 @@ typedef struct {
     int migrating;
     Py_buffer moved_buf, reverse_buf;
     int64_t *moved, *reverse;
+    PyObject *far; /* migration.Migration.far: new slots filled MAX_PROBE or more past home */
     uint64_t new_t0, new_slots, new_half, old_slots, cursor, new_used;
     unsigned char *live_marks, *new_marks;
     /* what publish() needs of the writer: its allocator, its "ask the store" entries (a dict,
@@ -684,6 +685,7 @@ static void publisher_end_migration(Publisher *self) {
         self->migrating = 0;
         PyBuffer_Release(&self->moved_buf);
         PyBuffer_Release(&self->reverse_buf);
+        Py_CLEAR(self->far);
     }
 }
 
@@ -701,6 +703,7 @@ static int publisher_traverse(Publisher *self, visitproc visit, void *arg) {
     Py_VISIT(self->blocks);
     Py_VISIT(self->ask);
     Py_VISIT(self->general);
+    Py_VISIT(self->far);
     return 0;
 }
 
@@ -708,6 +711,7 @@ static int publisher_clear(Publisher *self) {
     Py_CLEAR(self->blocks);
     Py_CLEAR(self->ask);
     Py_CLEAR(self->general);
+    Py_CLEAR(self->far);
     return 0;
 }
 
@@ -807,18 +811,24 @@ static char *block_at(Publisher *self, PyObject *o, uint64_t nk, uint64_t nv) {
 }
 
 /* migration.Migration._place: the first tombstone or empty slot of the new table on meta's
- * probe path. The new table is at most half full (writer._start_migration sizes it), so one
- * is found; the bound only keeps a broken invariant from looping forever. */
+ * probe path, listed in `far` when it is MAX_PROBE or more past home. The new table is at
+ * most half full (writer._start_migration sizes it), so one is found; the bound only keeps a
+ * broken invariant from looping forever. */
 static int64_t place_new(Publisher *self, uint64_t meta) {
     uint64_t *table = self->w + self->new_t0, mask = self->new_slots - 1;
     uint64_t slot = (meta >> 32) & mask;
     for (uint64_t n = 0; n < self->new_slots; n++) {
         uint64_t found = load_relaxed(&table[slot * SLOT_WORDS]);
-        if (!found) {
-            self->new_used++;
+        if (!found || found == TOMBSTONE) {
+            self->new_used += !found;
+            if (n >= MAX_PROBE) {
+                PyObject *at = PyLong_FromUnsignedLongLong(slot);
+                int failed = !at || PyList_Append(self->far, at) < 0;
+                Py_XDECREF(at);
+                if (failed) return -1;
+            }
             return (int64_t)slot;
         }
-        if (found == TOMBSTONE) return (int64_t)slot;
         slot = (slot + 1) & mask;
     }
     PyErr_SetString(PyExc_RuntimeError, "the new table is full");
@@ -914,14 +924,19 @@ static int array_of(PyObject *o, Py_buffer *view, uint64_t items) {
     return 0;
 }
 
-/* migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration into the table
- * at region word t0 starts (migration.Migration's arguments; moved and reverse are its
- * arrays, filled with -1); from now on every write this publisher makes is mirrored. */
+/* migrate(t0, slots, half, live_marks, new_marks, moved, reverse, far): a migration into the
+ * table at region word t0 starts (migration.Migration's arguments; moved and reverse are its
+ * arrays, filled with -1, far its list); from now on every write this publisher makes is
+ * mirrored. */
 static PyObject *publisher_migrate(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t t0, slots, half, live_marks, new_marks;
-    if (nargs != 7) {
+    if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError,
-                        "migrate(t0, slots, half, live_marks, new_marks, moved, reverse)");
+                        "migrate(t0, slots, half, live_marks, new_marks, moved, reverse, far)");
+        return NULL;
+    }
+    if (!PyList_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "far must be a list");
         return NULL;
     }
     if (as_u64(args[0], &t0) || as_u64(args[1], &slots) || as_u64(args[2], &half) ||
@@ -941,6 +956,7 @@ static PyObject *publisher_migrate(Publisher *self, PyObject *const *args, Py_ss
     }
     self->moved = self->moved_buf.buf;
     self->reverse = self->reverse_buf.buf;
+    Py_XSETREF(self->far, Py_NewRef(args[7]));
     self->new_t0 = t0;
     self->new_slots = slots;
     self->new_half = half;
@@ -1058,17 +1074,24 @@ static int overwrite(Publisher *self, uint64_t block, PyObject *key, PyObject *v
     return mirror(self, slot) < 0 ? -1 : 1;
 }
 
-/* Fill the fresh block at byte offset block (not visible yet: no slot points at it) and point
- * live slot `slot` at it under its sequence, mirrored; -1 on error (exception set). The
- * caller checked that the slot and nk + nv bytes after the block's header are in the region. */
-static int place(Publisher *self, uint64_t slot, char *block, const char *k, uint64_t nk,
-                 const char *v, uint64_t nv, uint64_t meta, uint64_t expire_at) {
-    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS, *bw = (uint64_t *)block;
-    store_relaxed(&bw[BLOCK_SLOT], self->half << HALF_SHIFT | slot);
+/* Fill the fresh block at byte offset block (not visible yet: no slot points at it), its block
+ * slot word `tag`. The caller checked that nk + nv bytes after its header are in the region. */
+static void fill(Publisher *self, char *block, uint64_t tag, const char *k, uint64_t nk,
+                 const char *v, uint64_t nv, uint64_t expire_at) {
+    uint64_t *bw = (uint64_t *)block;
+    store_relaxed(&bw[BLOCK_SLOT], tag);
     memcpy(block + BLOCK_HEADER, k, nk);
     memcpy(block + BLOCK_HEADER + nk, v, nv);
     store_relaxed(&bw[BLOCK_LENGTHS], nk << 32 | nv);
     set_checksum(self, block, k, nk, v, nv, expire_at);
+}
+
+/* Fill the fresh block and point live slot `slot` at it under its sequence, mirrored; -1 on
+ * error (exception set). The caller checked that the slot is in the live table. */
+static int place(Publisher *self, uint64_t slot, char *block, const char *k, uint64_t nk,
+                 const char *v, uint64_t nv, uint64_t meta, uint64_t expire_at) {
+    uint64_t *s = self->w + self->t0 + slot * SLOT_WORDS;
+    fill(self, block, self->half << HALF_SHIFT | slot, k, nk, v, nv, expire_at);
     uint64_t seq = open_slot(s);
     store_relaxed(&s[META], meta);
     store_relaxed(&s[LOC], (uint64_t)(block - (char *)self->region.buf) << LOC_SHIFT | nv);
@@ -1099,8 +1122,16 @@ static int64_t publish(Publisher *self, PyObject *key, PyObject *value, uint64_t
     if (self->migrating ? n >= self->old_slots - self->cursor
                         : (self->used + 1) * 2 > self->slots)
         return 0;
-    /* The allocation first: a failure changes nothing (the general path then makes an "ask
-     * the store" entry), and no step or probe touches a free block. */
+    /* The probe and the allocation first: a key that would lie MAX_PROBE or more past its home,
+     * or a failed allocation, changes nothing (the general path then leaves the key out of the
+     * table, or makes an "ask the store" entry). The step that follows only writes the new
+     * table, so the probe's slot stays free, and no step or probe touches a free block. */
+    const char *k = PyBytes_AS_STRING(key);
+    uint64_t h = key_hash((const unsigned char *)k, (Py_ssize_t)nk, self->mul, self->prime);
+    int64_t found = probe(self, h);
+    if (found < 0) return -1;
+    uint64_t slot = (uint64_t)found >> 1;
+    if (((slot - h) & (self->slots - 1)) >= MAX_PROBE) return 0;
     int64_t block = blocks_take(self->blocks, block_size(BLOCK_HEADER + nk + nv));
     if (block <= 0) return block;
     if ((uint64_t)block > (uint64_t)self->region.len - BLOCK_HEADER - nk - nv) {
@@ -1109,12 +1140,8 @@ static int64_t publish(Publisher *self, PyObject *key, PyObject *value, uint64_t
     }
     if (self->migrating && step(self, n) < 0) return -1;
     self->live++;
-    const char *k = PyBytes_AS_STRING(key);
-    uint64_t h = key_hash((const unsigned char *)k, (Py_ssize_t)nk, self->mul, self->prime);
-    int64_t found = probe(self, h);
-    if (found < 0) return -1;
     self->used += (uint64_t)found & 1;
-    if (place(self, (uint64_t)found >> 1, (char *)self->region.buf + block, k, nk,
+    if (place(self, slot, (char *)self->region.buf + block, k, nk,
               PyBytes_AS_STRING(value), nv, h << 32 | nk, expire_at) < 0)
         return -1;
     return block;
@@ -1133,7 +1160,9 @@ static PyObject *publisher_publish(Publisher *self, PyObject *const *args, Py_ss
         return NULL;
     int64_t block = publish(self, args[0], args[1], expire_at, handle);
     if (block < 0) return NULL;
-    if (block) return PyLong_FromLongLong(block);
+    /* An overwrite in place hands the caller's own handle back: no int to make, and none for
+     * the engine's dict to free (whose allocator pages are as cold as the entry). */
+    if (block) return (uint64_t)block == handle ? Py_NewRef(args[3]) : PyLong_FromLongLong(block);
     return PyObject_Vectorcall(self->general, args, 4, NULL);
 }
 
@@ -1163,7 +1192,14 @@ static PyObject *publisher_block_bytes(Publisher *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "block outside the region");
         return NULL;
     }
-    uint64_t lengths = load_relaxed((uint64_t *)((char *)self->region.buf + block) + BLOCK_LENGTHS);
+    uint64_t *bw = (uint64_t *)((char *)self->region.buf + block);
+    uint64_t lengths = load_relaxed(&bw[BLOCK_LENGTHS]), tag = load_relaxed(&bw[BLOCK_SLOT]);
+    /* The engine asks this right before it overwrites the entry (the block's cost leaves its
+     * account): start loading the slot that publish will write, so that its cache miss
+     * overlaps the interpreter's work in between instead of following the block's. A hint
+     * only: nothing here depends on it. */
+    if (tag >> HALF_SHIFT == self->half && (tag & SLOT_MASK) < self->slots)
+        __builtin_prefetch(self->w + self->t0 + (tag & SLOT_MASK) * SLOT_WORDS, 1);
     return PyLong_FromUnsignedLongLong(
         block_size(BLOCK_HEADER + (lengths >> 32) + (lengths & 0xFFFFFFFFu)));
 }
@@ -1217,6 +1253,24 @@ static PyObject *publisher_place(Publisher *self, PyObject *const *args, Py_ssiz
     Py_RETURN_NONE;
 }
 
+/* fill(block, key, value, expire_at, tag): fill a fresh block that no slot points at. */
+static PyObject *publisher_fill(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
+    uint64_t expire_at, tag;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "fill(block, key, value, expire_at, tag)");
+        return NULL;
+    }
+    if (want_bytes(args[1], "key") || want_bytes(args[2], "value") ||
+        as_u64(args[3], &expire_at) || as_u64(args[4], &tag) || publisher_ready(self))
+        return NULL;
+    const char *k = PyBytes_AS_STRING(args[1]), *v = PyBytes_AS_STRING(args[2]);
+    uint64_t nk = (uint64_t)PyBytes_GET_SIZE(args[1]), nv = (uint64_t)PyBytes_GET_SIZE(args[2]);
+    char *block = block_at(self, args[0], nk, nv);
+    if (!block) return NULL;
+    fill(self, block, tag, k, nk, v, nv, expire_at);
+    Py_RETURN_NONE;
+}
+
 /* update(slotw, meta, loc, expire_at): writer._update. */
 static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t meta, loc, expire_at;
@@ -1247,7 +1301,8 @@ static PyMethodDef publisher_methods[] = {
     {"table", (PyCFunction)(void (*)(void))publisher_table, METH_FASTCALL,
      "table(t0, slots, half): the live table."},
     {"migrate", (PyCFunction)(void (*)(void))publisher_migrate, METH_FASTCALL,
-     "migrate(t0, slots, half, live_marks, new_marks, moved, reverse): a migration starts."},
+     "migrate(t0, slots, half, live_marks, new_marks, moved, reverse, far): a migration "
+     "starts."},
     {"step", (PyCFunction)publisher_step, METH_O, "step(n): move n more slots; True when done."},
     {"mirror", (PyCFunction)publisher_mirror, METH_O, "mirror(slot): after a write to slot."},
     {"end_migration", (PyCFunction)publisher_end, METH_NOARGS,
@@ -1263,6 +1318,8 @@ static PyMethodDef publisher_methods[] = {
      "rewrite(slotw, block, key, value, expire_at): an in-place overwrite."},
     {"place", (PyCFunction)(void (*)(void))publisher_place, METH_FASTCALL,
      "place(slotw, block, key, value, meta, expire_at): a new block, then the slot."},
+    {"fill", (PyCFunction)(void (*)(void))publisher_fill, METH_FASTCALL,
+     "fill(block, key, value, expire_at, tag): a new block that no slot points at."},
     {"update", (PyCFunction)(void (*)(void))publisher_update, METH_FASTCALL,
      "update(slotw, meta, loc, expire_at): rewrite a slot under its sequence."},
     {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mappings."},

@@ -40,7 +40,10 @@ never moves while its key lives (a rebuild writes a new table and changes the to
     EXPIRE  absolute wall-clock ms (0: no TTL)
 
 hash32 is keyed per region (:func:`key_hash`), so colliding keys cannot be computed without
-the region; a reader still gives up after :data:`MAX_PROBE` slots and asks the store.
+the region; a reader still gives up after :data:`MAX_PROBE` slots and asks the store. The
+writer puts no key that far from its home: a key that would land there stays out of the table
+(the ``MAX_PROBE`` slots a reader looks at are all taken, so it asks the store) until a larger
+table has room for it near home.
 """
 
 from __future__ import annotations

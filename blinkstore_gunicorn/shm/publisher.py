@@ -96,9 +96,11 @@ class Publisher:
         new_marks: int,
         moved: array[int],
         reverse: array[int],
+        far: list[int],
     ) -> None:
         """A migration into the table at region word ``t0`` starts (``moved`` and
-        ``reverse``: :class:`Migration`'s maps, filled with -1, which it keeps up to date)."""
+        ``reverse``: :class:`Migration`'s maps, filled with -1, which it keeps up to date;
+        ``far``: the list it appends its slots past ``MAX_PROBE`` to)."""
         self._migration = Migration(
             self._w,
             self._t,
@@ -109,6 +111,7 @@ class Publisher:
             marks_base=new_marks,
             moved=moved,
             reverse=reverse,
+            far=far,
         )
 
     def step(self, n: int) -> bool:
@@ -205,21 +208,25 @@ class Publisher:
         if self._migration is not None:
             self._migration.mirror((slotw - self._t0) // SLOT_WORDS)
 
-    def place(  # noqa: PLR0917 - the C twin's positional signature
-        self, slotw: int, block: int, key: bytes, value: bytes, meta: int, expire_at: int
-    ) -> None:
-        """Fill the fresh block ``block`` (no slot points at it: not visible yet), then point
-        the slot at it under its sequence."""
+    def fill(self, block: int, key: bytes, value: bytes, expire_at: int, tag: int) -> None:
+        """Fill the fresh block ``block`` (no slot points at it: not visible yet); ``tag`` is
+        its block slot word."""
         w = self._w
         j = block >> 3
-        slot = (slotw - self._t0) // SLOT_WORDS
-        w[j + BLOCK_SLOT] = self._half << HALF_SHIFT | slot
+        w[j + BLOCK_SLOT] = tag
         start = block + BLOCK_HEADER
         # One copy into the region: joining a small key and value is cheaper than two slices.
         self._mm[start : start + len(key) + len(value)] = key + value
         w[j + BLOCK_LENGTHS] = len(key) << 32 | len(value)
         if self._checksum:
             w[j + BLOCK_CHECKSUM] = entry_checksum(key, value, expire_at)
+
+    def place(  # noqa: PLR0917 - the C twin's positional signature
+        self, slotw: int, block: int, key: bytes, value: bytes, meta: int, expire_at: int
+    ) -> None:
+        """Fill the fresh block ``block``, then point the slot at it under its sequence."""
+        slot = (slotw - self._t0) // SLOT_WORDS
+        self.fill(block, key, value, expire_at, self._half << HALF_SHIFT | slot)
         self.update(slotw, meta, block << LOC_SHIFT | len(value), expire_at)
 
     def update(self, slotw: int, meta: int, loc: int, expire_at: int) -> None:

@@ -63,6 +63,7 @@ from blinkstore_gunicorn.shm.layout import (
     HEADER_BYTES,
     MAGIC,
     MAX_INLINE_VALUE,
+    MAX_PROBE,
     SEQ,
     SLOT_BYTES,
     SLOT_WORDS,
@@ -75,7 +76,15 @@ from blinkstore_gunicorn.shm.layout import (
     key_hash,
     table_word,
 )
-from blinkstore_gunicorn.shm.migration import HALF_SHIFT, SLOT_MASK, NextTable, maps
+from blinkstore_gunicorn.shm.migration import (
+    HALF_SHIFT,
+    SLOT_MASK,
+    UNPLACED,
+    NextTable,
+    maps,
+    place_out,
+    take_out_far,
+)
 from blinkstore_gunicorn.shm.native import native
 from blinkstore_gunicorn.shm.publisher import Publisher
 
@@ -97,6 +106,8 @@ _MASK32 = 0xFFFFFFFF
 # Live slots a migration moves per insert: from half full (when it starts) to 80 % (when it
 # would finish at once), the inserts in between move 30 % x 16 times the table.
 _MIGRATE_STEP = 16
+# A table this small grows at once when a key lands too far from home (C: ~0.4 ms, 2,000 keys).
+_GROW_AT_ONCE = 1 << 13
 # What a sealed region's spare table is cleared with, a piece at a time.
 _ZEROS = memoryview(bytes(1 << 20))
 
@@ -142,6 +153,7 @@ class RegionWriter:
         "_data_end",
         "_data_start",
         "_epoch",
+        "_far",
         "_half",
         "_hash",
         "_mark_base",
@@ -212,7 +224,8 @@ class RegionWriter:
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
         self._mul, self._prime = hash_secret()
-        self._ask: dict[bytes, int] = {}  # key -> live slot of its "ask the store" entry
+        self._ask: dict[bytes, int] = {}  # key -> its "ask the store" slot (-1: in no table)
+        self._far: dict[int, int] = {}  # block -> deadline of an entry in no table
         module = native()
         self._pub: _c.Publisher | Publisher
         self._blocks: _c.Blocks | Blocks
@@ -334,33 +347,44 @@ class RegionWriter:
             return 0
         nk = len(key)
         nv = len(value)
+        known = True  # counted in pub.live already
         if handle:
             slot = self._slot_of(handle)
             old = self._w[(handle >> 3) + BLOCK_LENGTHS]
-            if nv <= self.max_value and block_size(BLOCK_HEADER + nk + nv) == block_size(
+            if slot < 0:
+                del self._far[handle]
+            elif nv <= self.max_value and block_size(BLOCK_HEADER + nk + nv) == block_size(
                 BLOCK_HEADER + (old >> 32) + (old & _MASK32)
             ):
                 # Same block size, the block in the spare half (a migration moved it).
                 pub.rewrite(self._t0 + slot * SLOT_WORDS, handle, key, value, expire_at)
                 return handle
-            meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:
-            slot = self._ask.pop(key, -1)
-            if slot < 0:
-                h = self._hash(key, self._mul, self._prime)
-                slot = self._new_slot(h)
-                meta = h << 32 | nk
-            else:
-                meta = self._t[slot * SLOT_WORDS]
+            slot = self._ask.pop(key, -2)
+            known = slot != -2
+        if slot >= 0:
+            meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
+        else:  # a new key, or one in no table (it may fit now)
+            h = self._hash(key, self._mul, self._prime)
+            slot = self._new_slot(h)
+            meta = h << 32 | nk
+            pub.live += not known
         block = (
             self._blocks.alloc(block_size(BLOCK_HEADER + nk + nv)) if nv <= self.max_value else 0
         )
-        slotw = self._t0 + slot * SLOT_WORDS
-        if block:
-            pub.place(slotw, block, key, value, meta, expire_at)
+        if slot < 0:
+            # No free slot near its home: the entry stays in no table (a reader's probe meets
+            # MAX_PROBE taken slots and asks the store) until a migration places it.
+            if block:
+                pub.fill(block, key, value, expire_at, UNPLACED)
+                self._far[block] = expire_at
+            else:
+                self._ask[key] = -1
+        elif block:
+            pub.place(self._t0 + slot * SLOT_WORDS, block, key, value, meta, expire_at)
         else:
             self._ask[key] = slot
-            pub.update(slotw, meta, 0, expire_at)
+            pub.update(self._t0 + slot * SLOT_WORDS, meta, 0, expire_at)
         if handle:
             self._blocks.free(handle)
         return block
@@ -370,7 +394,10 @@ class RegionWriter:
         if not key:
             return
         slot = self._slot_of(handle) if handle else self._ask.pop(key)
-        self._pub.update(self._t0 + slot * SLOT_WORDS, TOMBSTONE, 0, 0)
+        if slot >= 0:
+            self._pub.update(self._t0 + slot * SLOT_WORDS, TOMBSTONE, 0, 0)
+        elif handle:
+            del self._far[handle]
         self._pub.live -= 1
         if handle:
             self._blocks.free(handle)
@@ -382,22 +409,27 @@ class RegionWriter:
         slot = self._slot_of(handle) if handle else self._ask[key]
         t = self._t
         b = slot * SLOT_WORDS
-        seq = t[b + SEQ]
-        t[b + SEQ] = seq + 1
-        t[b + EXPIRE] = expire_at
+        seq = t[b + SEQ] if slot >= 0 else 0
+        if slot >= 0:
+            t[b + SEQ] = seq + 1
+            t[b + EXPIRE] = expire_at
+        elif handle:  # in no table: for the one that places it
+            self._far[handle] = expire_at
         if handle and self._checksum:
             self._w[(handle >> 3) + BLOCK_CHECKSUM] = entry_checksum(
                 key, self.read(handle), expire_at
             )
-        t[b + SEQ] = seq + 2
-        if self._migration is not None:
-            self._pub.mirror(slot)
+        if slot >= 0:
+            t[b + SEQ] = seq + 2
+            if self._migration is not None:
+                self._pub.mirror(slot)
 
     def take_visited(self, handle: int) -> bool:
         """Whether a reader hit the entry since the last call (SIEVE's bit); clears it."""
         marks = self._marks
-        j = self._mark_base + self._slot_of(handle)
-        if marks[j]:
+        slot = self._slot_of(handle)
+        j = self._mark_base + slot
+        if slot >= 0 and marks[j]:
             marks[j] = 0
             return True
         return False
@@ -407,6 +439,7 @@ class RegionWriter:
         self._set_token(odd=True)
         self._blocks.clear()
         self._ask.clear()  # the same dict: the C publisher holds it
+        self._far.clear()
         self._empty_table()
 
     def reserve(self, keys: int) -> None:
@@ -439,20 +472,21 @@ class RegionWriter:
     # -- internals ----------------------------------------------------------------------------
 
     def _slot_of(self, handle: int) -> int:
-        """The live slot of the entry whose block is at ``handle``."""
+        """The live slot of the entry whose block is at ``handle``, -1 if it is in no table."""
         word = self._w[(handle >> 3) + BLOCK_SLOT]
         if word >> HALF_SHIFT == self._half:
             return word & SLOT_MASK
+        if word >> HALF_SHIFT > 1:
+            return -1
         assert self._migration is not None, "a slot in the spare half only while migrating"
         return self._migration.reverse[word & SLOT_MASK]
 
     def _new_slot(self, h: int) -> int:
         """Claim the first tombstone or empty slot on the probe path of an absent key whose
-        hash is ``h``.
-
-        The keyed hash keeps these paths short; one longer than MAX_PROBE only costs readers
-        of that key a round trip (they ask the store rather than conclude a miss).
-        """
+        hash is ``h``, or -1 when that is MAX_PROBE or more slots from home (no reader looks
+        there). Then the table grows (a cluster's keys spread over two homes when it doubles):
+        at once while small, and the key gets its slot there; else by a migration, which
+        places the key, out of the table until then."""
         if self._migration is None and (self._pub.used + 1) * 2 > self._slots:
             self._start_migration()
         migration = self._migration
@@ -460,34 +494,51 @@ class RegionWriter:
             at_once = (self._pub.used + 1) * 10 > self._slots * 8
             if self._pub.step(self._slots if at_once else _MIGRATE_STEP):
                 self._finish_migration(migration)
-        self._pub.live += 1
         found = self._pub.probe(h)
+        if ((found >> 1) - h) & (self._slots - 1) >= MAX_PROBE:
+            slots = self._slots
+            if self._migration is None:
+                migration = self._start_migration(grow=True)
+                if slots < migration.slots <= _GROW_AT_ONCE:
+                    self._pub.step(slots)
+                    self._finish_migration(migration)
+                    return self._new_slot(h)
+            return -1
         self._pub.used += found & 1
         return found >> 1
 
-    def _start_migration(self) -> None:
-        """Start building a table without tombstones, large enough to be at most half full,
-        in the spare half (see ``shm/migration.py``)."""
-        slots = _FIRST_SLOTS
-        while (self._pub.live + 1) * 2 > slots:
+    def _start_migration(self, *, grow: bool = False) -> NextTable:
+        """Start building a table without tombstones in the spare half (see
+        ``shm/migration.py``), at most 3/8 full, so that it is at most about half full when
+        the inserts that build it are done; ``grow``: at least twice the live one."""
+        slots = 2 * self._slots if grow else _FIRST_SLOTS
+        while (self._pub.live + 1) * 8 > slots * 3:
             slots *= 2
         if slots > self._max_slots:
             if (self._pub.live + 1) * 10 > self._max_slots * 7:
                 raise RegionFull(f"the shared-memory table is full ({self._pub.live} keys)")
             slots = self._max_slots
         half = 1 - self._half
-        moved, reverse = maps(self._slots, slots)
-        self._migration = NextTable(self._spare_table(half, slots), slots, half, moved, reverse)
+        nxt = NextTable(self._spare_table(half, slots), slots, half, *maps(self._slots, slots), [])
         t0 = (self._table_area + half * self._table_bytes) >> 3
-        self._pub.migrate(t0, slots, half, self._mark_base, self._marks_of(half), moved, reverse)
+        marks = (self._mark_base, self._marks_of(half))
+        self._pub.migrate(t0, slots, half, *marks, nxt.moved, nxt.reverse, nxt.far)
+        self._migration = nxt
+        return nxt
 
     def _finish_migration(self, migration: NextTable) -> None:
-        """Every live slot is in the new table: make it live."""
+        """Every live slot is in the new table: take out what lies too far from home, place
+        the entries that are in no table where it can, and make it live."""
         self._migration = None
         used = self._pub.end_migration()
+        mul, prime = self._mul, self._prime
+        self._far.update(take_out_far(self._w, migration))
         moved = migration.moved
         for key, slot in self._ask.items():
-            self._ask[key] = moved[slot]
+            self._ask[key] = moved[slot] if slot >= 0 else -1
+        used += place_out(
+            migration, self._mm, self._ask, self._far, lambda key: self._hash(key, mul, prime)
+        )
         self._go_live(migration.table, migration.slots, migration.half)
         self._pub.used = used
 

@@ -293,23 +293,20 @@ def test_the_table_grows_by_migration_with_every_write_seen() -> None:
                     assert got in (expected, FALLBACK), (step, probe)
                     fallbacks += got is FALLBACK
     assert migrations >= 2 and fallbacks < 50
-    far = 0
+    # A key the table could not place near its home is in no table until the migration that
+    # it started places it: let that one finish.
+    n = 0
+    while writer._migration is not None:
+        model[b"f%d" % n] = (b"f", writer.publish(b"f%d" % n, b"f", 0, 0))
+        n += 1
     for key, (value, handle) in model.items():
-        got = reader._any_get(key, 1)
-        assert got in (value if len(value) <= 64 else FALLBACK, FALLBACK), key
-        if handle and got is FALLBACK:
-            # The keyed hash is random per region: in some tables a cluster of keys lands more
-            # than MAX_PROBE slots from home, and readers ask the store for them (by design:
-            # never a wrong value, only a slower read; up to ~1.4 % of the keys seen here).
-            far += 1
-            writer.unpublish(key, handle)
-        elif handle:
+        # Every key is found, none more than MAX_PROBE slots from home: no read asks the store
+        # but those of values too large for the region.
+        assert reader._any_get(key, 1) == (value if len(value) <= 64 else FALLBACK), key
+        if handle:
             assert reader.lookup(key) == value
             assert writer.take_visited(handle), "the mark is where the store looks"
-            writer.unpublish(key, handle)
-        else:
-            writer.unpublish(key, 0)
-    assert far <= len(model) // 20
+        writer.unpublish(key, handle)
     assert reader.lookup(next(iter(model))) is None
     reader.close()
     writer.close()

@@ -4,8 +4,10 @@ Two writers with one hash secret, one on the C helper and one on pure Python, ta
 random operations: new keys, overwrites that keep or change the block size, values of zero
 bytes and of every size class up to past ``max_value`` (so pages are emptied and reused for
 other sizes, and some entries say "ask the store"), deletes, deadlines, visited marks, batches,
-FLUSHDB, and enough keys that the table migrates, again and again, while writes go on. Their
-answers must be equal and, at every checkpoint, their regions and marks byte for byte.
+FLUSHDB, and enough keys that the table migrates, again and again, while writes go on; among
+them keys piled on one home, more than fit within MAX_PROBE slots of it, so that some are kept
+in no table and placed by a later one. Their answers must be equal and, at every checkpoint,
+their regions and marks byte for byte, and what they keep out of the table.
 A failure prints the seed (``SHM_WRITERS_SEED=N`` replays it) and the first differing word.
 """
 
@@ -40,6 +42,10 @@ def pair(
         pytest.skip("the C helper is not built")
     secret = layout.hash_secret()
     monkeypatch.setattr(writer_module, "hash_secret", lambda: secret)
+    # A key too far from home grows a small table at once; here every growth is a migration
+    # that writes go on during, so that keys wait out of the table (test_shm_probes covers
+    # the growth at once, which is the same migration run to its end in one call).
+    monkeypatch.setattr(writer_module, "_GROW_AT_ONCE", 0)
     made: list[RegionWriter] = []
     try:
         for path in ("1", "0"):
@@ -50,6 +56,14 @@ def pair(
     finally:
         for writer in made:
             writer.close()
+
+
+def _piled(writer: RegionWriter, n: int = 48) -> list[bytes]:
+    """``n`` keys on one home slot of the first table (1024 slots) of ``writer``'s secret."""
+    home = layout.key_hash(b"piled", writer._mul, writer._prime) & 1023
+    keys = (b"piled:%d" % i for i in range(10**7))
+    piled = (key for key in keys if layout.key_hash(key, writer._mul, writer._prime) & 1023 == home)
+    return [next(piled) for _ in range(n)]
 
 
 def _first_difference(a: bytes, b: bytes) -> str:
@@ -65,6 +79,7 @@ def _assert_same(c: RegionWriter, py: RegionWriter, seed: int, step: int) -> Non
         a, b = bytes(getattr(c, name)), bytes(getattr(py, name))
         if a != b:
             pytest.fail(f"seed {seed}, step {step}: {name} differ at {_first_difference(a, b)}")
+    assert (c._ask, c._far) == (py._ask, py._far), (seed, step)
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["unsealed", "sealed"])
@@ -79,11 +94,14 @@ def test_the_c_and_python_writers_make_the_same_region(
     rng = random.Random(seed)
     handles: dict[bytes, int] = {}  # the same for both, checked at every step
     deadlines = [0, 0, 0, 1, 2**40]
-    migrations = flushes = 0
+    migrations = flushes = out_of_table = 0
     migrating = False
+    piled = _piled(c)
     for step in range(30_000):
         # A pool of keys that grows in waves: tables of 1024 to 4096 slots, each grown into.
         key = b"key:%d" % rng.randrange(200 + step // 10 % 2500)
+        if rng.random() < 0.03:
+            key = rng.choice(piled)
         roll = rng.random()
         if roll < 0.55:
             value = rng.randbytes(rng.choice(_SIZES))
@@ -101,7 +119,7 @@ def test_the_c_and_python_writers_make_the_same_region(
             expire_at = rng.choice(deadlines)
             for writer in pair:
                 writer.set_expire(key, handles[key], expire_at)
-        elif roll < 0.95 and handles.get(key):
+        elif roll < 0.95 and handles.get(key) and c._slot_of(handles[key]) >= 0:
             # A reader's visited mark (as a reader writes it), then SIEVE's look at it.
             mark = c._mark_base + c._slot_of(handles[key])
             for writer in pair:
@@ -116,6 +134,7 @@ def test_the_c_and_python_writers_make_the_same_region(
                 writer.flush()
             handles.clear()
             flushes += 1
+        out_of_table += bool(c._far)
         migrations += not migrating and c._migration is not None
         migrating = c._migration is not None
         assert (py._migration is not None) == migrating, (seed, step)
@@ -123,3 +142,4 @@ def test_the_c_and_python_writers_make_the_same_region(
             _assert_same(c, py, seed, step)
     _assert_same(c, py, seed, step)
     assert migrations >= 3, f"seed {seed}: the table migrated {migrations} times"
+    assert out_of_table, f"seed {seed}: no entry was ever kept out of the table"

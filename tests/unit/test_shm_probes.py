@@ -1,0 +1,165 @@
+"""Bounded probes, for real: every key the writer places is within MAX_PROBE slots of its home,
+so a reader finds every published key (issue 23, item 3).
+
+Keys crafted against a writer's own hash secret pile onto one home slot, deterministically:
+the writer must grow the table (at once while it is small), or leave the keys it cannot place
+near home out of the table (the store answers them, readers ask it: their probe meets
+MAX_PROBE taken slots) until the migration into a larger table places them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.shm import layout
+from blinkstore_gunicorn.shm import writer as writer_module
+from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
+from blinkstore_gunicorn.shm.writer import RegionWriter
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)"),
+    pytest.mark.usefixtures("shm_path"),  # the C helper's path, then the Python reference
+]
+
+_FIRST = 1024  # the first table's slots (writer._FIRST_SLOTS)
+_CLUSTER = 40  # keys on one home: more than MAX_PROBE
+
+
+@pytest.fixture
+def writer() -> Iterator[RegionWriter]:
+    region = RegionWriter(0, max_value=64)
+    # The store's ticker, which these tests replace: an hour ahead, so that a slow loop on a
+    # loaded machine never makes the region look abandoned.
+    region.beat(time.monotonic_ns() + 3600 * 10**9)
+    yield region
+    region.close()
+
+
+def _crafted(writer: RegionWriter) -> list[bytes]:
+    """Keys whose hash has the same low 10 bits (one home in a table of 1024 slots), half of
+    them with bit 10 set, half without (two homes, 20 keys each, in a table of 2048)."""
+    target = layout.key_hash(b"crafted", writer._mul, writer._prime) & (_FIRST - 1)
+    halves: tuple[list[bytes], list[bytes]] = ([], [])
+    n = 0
+    while min(len(half) for half in halves) < _CLUSTER // 2:
+        key = b"crafted:%d" % n
+        n += 1
+        h = layout.key_hash(key, writer._mul, writer._prime)
+        half = halves[h >> 10 & 1]
+        if h & (_FIRST - 1) == target and len(half) < _CLUSTER // 2:
+            half.append(key)
+    return [key for pair in zip(*halves, strict=True) for key in pair]
+
+
+def _far_slots(writer: RegionWriter) -> list[int]:
+    """Slots of the live table (and of the one being built) whose key lies MAX_PROBE or more
+    slots past its home: a reader would never find it."""
+    far = []
+    tables = [(writer._t, writer._slots)]
+    if writer._migration is not None:
+        tables.append((writer._migration.table, writer._migration.slots))
+    for table, slots in tables:
+        for slot in range(slots):
+            meta = table[slot * layout.SLOT_WORDS]
+            home = (meta >> 32) & (slots - 1)
+            if meta and meta != layout.TOMBSTONE and (slot - home) % slots >= layout.MAX_PROBE:
+                far.append(slot)
+    return far
+
+
+def _fill_until_grown(engine: MemoryEngine, writer: RegionWriter, slots: int) -> list[bytes]:
+    """Set filler keys until the live table has ``slots`` slots and no migration runs."""
+    fillers: list[bytes] = []
+    while writer._slots < slots or writer._migration is not None:
+        fillers.append(b"filler:%d" % len(fillers))
+        engine.set(fillers[-1], b"f")
+    return fillers
+
+
+def test_keys_piled_on_one_home_are_placed_within_max_probe(writer: RegionWriter) -> None:
+    engine = MemoryEngine(memory_limit=0)
+    engine.attach_region(writer)
+    reader = RegionReader(*writer.fds, 0)
+    keys = _crafted(writer)
+    for n, key in enumerate(keys):
+        engine.set(key, b"v%d" % n)
+        assert _far_slots(writer) == []
+    # The key that found no slot near home grew the (small) table at once: 20 keys per home.
+    assert writer._slots == 2 * _FIRST and writer._migration is None
+    for n, key in enumerate(keys):
+        assert engine.get(key) == b"v%d" % n
+        assert reader.lookup(key) == b"v%d" % n
+        engine.set(key, b"w%d" % n)  # an overwrite in place
+        assert reader.lookup(key) == b"w%d" % n
+    reader.close()
+
+
+def test_a_large_table_leaves_a_key_out_until_its_migration_places_it(
+    writer: RegionWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``_GROW_AT_ONCE`` slots (lowered here), a table grows by a migration, during which
+    the keys that found no slot near home are in no table: the store answers them."""
+    monkeypatch.setattr(writer_module, "_GROW_AT_ONCE", 0)
+    engine = MemoryEngine(memory_limit=0)
+    engine.attach_region(writer)
+    reader = RegionReader(*writer.fds, 0)
+    keys = _crafted(writer)
+    for n, key in enumerate(keys):
+        engine.set(key, b"v%d" % n)
+    assert _far_slots(writer) == [] and writer._migration is not None
+    out = [key for key in keys if reader.lookup(key) is FALLBACK]
+    assert len(out) == _CLUSTER - layout.MAX_PROBE
+    for n, key in enumerate(keys):
+        assert engine.get(key) == b"v%d" % n, "the store answers every key"
+    engine.set(out[0], b"again")  # a write to a key out of the table: still out
+    assert engine.get(out[0]) == b"again" and reader.lookup(out[0]) is FALLBACK
+    _fill_until_grown(engine, writer, 2 * _FIRST)
+    assert _far_slots(writer) == []
+    for n, key in enumerate(keys):
+        assert reader.lookup(key) == (b"again" if key == out[0] else b"v%d" % n)
+    reader.close()
+
+
+def test_a_rebuild_into_a_smaller_table_keeps_every_key_within_max_probe(
+    writer: RegionWriter,
+) -> None:
+    """Keys on two homes of a table of 2048 slots share one in the table of 1024 that a rebuild
+    shedding tombstones makes: the migration cannot place all of them near home either."""
+    engine = MemoryEngine(memory_limit=0)
+    engine.attach_region(writer)
+    reader = RegionReader(*writer.fds, 0)
+    fillers = _fill_until_grown(engine, writer, 2 * _FIRST)
+    keys = _crafted(writer)
+    for n, key in enumerate(keys):
+        engine.set(key, b"v%d" % n)
+    for key in fillers:
+        engine.delete(key)
+    # Keys set and deleted at once leave tombstones, until a rebuild sheds them.
+    n = 0
+    while writer._slots > _FIRST or writer._migration is not None:
+        engine.set(b"churn:%d" % n, b"c")
+        engine.delete(b"churn:%d" % n)
+        n += 1
+    assert _far_slots(writer) == []
+    expire_at = int(time.time() * 1000) + 3_600_000
+    for n, key in enumerate(keys):
+        assert reader.lookup(key) in (b"v%d" % n, FALLBACK)
+        assert engine.get(key) == b"v%d" % n
+        # The store's writes to a key out of the table: a TTL, an overwrite, a delete.
+        assert engine.set_expire_at(key, expire_at)
+        engine.set(key, b"w%d" % n, keep_ttl=True)
+        assert engine.get(key) == b"w%d" % n
+        assert reader.lookup(key) in (b"w%d" % n, FALLBACK)
+    assert engine.delete(keys[-1]) and reader.lookup(keys[-1]) in (None, FALLBACK)
+    _fill_until_grown(engine, writer, 2 * _FIRST)
+    assert _far_slots(writer) == []
+    for n, key in enumerate(keys[:-1]):
+        assert reader.lookup(key) == b"w%d" % n
+        assert reader.expire_at_of(key) == expire_at
+    assert reader.lookup(keys[-1]) is None
+    reader.close()
