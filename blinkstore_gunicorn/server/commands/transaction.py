@@ -140,7 +140,7 @@ def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return RESP3_NULL if c.resp3 else _NULL_ARRAY
     c.in_exec = True
     try:
-        with seen_at_once(d):
+        with seen_at_once(d), d.blocked.held():
             replies = [d.execute(c, queued) for queued in transaction.commands]
     finally:
         c.in_exec = False
