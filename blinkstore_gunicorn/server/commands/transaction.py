@@ -43,11 +43,11 @@ _NULL_ARRAY: Final = b"*-1\r\n"
 
 #: Commands that change how the connection itself works cannot be part of a transaction, nor
 #: can our own commands that park in the store (BS.FETCH, BLINK.LOCK: they have no answer
-#: without waiting): those carry the ``no-multi`` flag, or are named here. Redis's blocking
-#: commands (BLPOP, BZPOPMIN, XREAD BLOCK...) are queued and run without waiting, as in Redis:
-#: ``Client.in_exec`` tells them to answer their timeout reply at once.
+#: without waiting), nor SAVE: those carry Redis's ``no_multi`` flag, or are named here.
+#: Redis's blocking commands (BLPOP, BZPOPMIN, XREAD BLOCK...) are queued and run without
+#: waiting, as in Redis: ``Client.in_exec`` tells them to answer their timeout reply at once.
 NOT_IN_TRANSACTION: Final = frozenset({"bs.fetch", "blink.lock", "hello", "auth", "select"})
-_REFUSING_FLAGS: Final = frozenset({"no-multi"})
+_REFUSING_FLAGS: Final = frozenset({"no_multi"})
 
 
 class Transaction:
