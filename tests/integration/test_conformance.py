@@ -232,3 +232,18 @@ def test_info_counts_cached_scripts(connect: Callable[[], RawConnection]) -> Non
     assert b"\r\nnumber_of_cached_scripts:3\r\n" in control("INFO", "memory")
     control("SCRIPT", "FLUSH")
     assert b"\r\nnumber_of_cached_scripts:0\r\n" in control("INFO", "memory")
+
+
+def test_xread_after_deleted_entries_waits(connect: Callable[[], RawConnection]) -> None:
+    control, waiting = connect(), connect()
+    control("XADD", "s", "666", "f", "v")
+    control("XADD", "s", "667", "f", "v")
+    control("XDEL", "s", "667")
+    # Only deleted entries follow 666: nothing to read, so BLOCK waits for the next XADD.
+    assert control("XREAD", "STREAMS", "s", "666") == NIL
+    waiting.send("XREAD", "BLOCK", "0", "STREAMS", "s", "666")
+    _parked(control, 1)
+    control("XADD", "s", "668", "g", "w")
+    assert waiting.reply() == (
+        b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n668-0\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
+    )
