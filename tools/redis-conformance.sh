@@ -43,7 +43,9 @@ Script with RESP3 map
 Script check unpack with massive arguments
 Script ACL check
 /even when use pcall
-/not enough good replicas'
+/not enough good replicas
+reject script do not cause a Lua stack leak
+Consistent eval error reporting'
 
 log_dir=$(mktemp -d)
 printf '%-26s %5s %5s %8s %10s\n' file ok err skipped exception
