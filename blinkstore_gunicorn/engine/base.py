@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from blinkstore_gunicorn.engine.typed import Container, ContainerT
 
 __all__ = [
@@ -101,10 +103,11 @@ class WatchedKeys(dict[bytes, int]):
         if key in self:
             self[key] += 1
 
-    def flushed(self) -> None:
-        """Count a change of every watched key (all keys went)."""
+    def flushed(self, present: Iterable[bytes]) -> None:
+        """Count a flush: a change of the watched keys it removed (``present``), not of those
+        that were absent anyway, as in Redis (a WATCH on a missing key survives FLUSHALL)."""
         self.changes += 1
-        for key in self:
+        for key in present:
             self[key] += 1
 
 

@@ -62,6 +62,8 @@ def hset(
         else:
             cost += len(value) - len(previous)
         fields[field] = value
+    if only_new and not added:  # unchanged: a WATCH on the key stays intact, as in Redis
+        return 0
     hash_.cost = cost
     engine.resized(key, hash_, old_cost)
     return added
@@ -80,5 +82,6 @@ def hdel(engine: Engine, key: bytes, names: Iterable[bytes]) -> int:
         if value is not None:
             removed += 1
             hash_.cost -= _field_cost(field, value)
-    engine.resized(key, hash_, old_cost)
+    if removed:  # unchanged otherwise: a WATCH on the key stays intact
+        engine.resized(key, hash_, old_cost)
     return removed

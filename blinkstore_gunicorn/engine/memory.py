@@ -425,6 +425,7 @@ class MemoryEngine(Keyspace, Inspection):
 
     def flush(self) -> None:
         """Remove every key; hit/miss/eviction/expiration counters are kept."""
+        present = [key for key in self.watched if self.contains(key)]
         self._ahead = OrderedDict()
         self._behind = OrderedDict()
         self._visited = set()
@@ -438,7 +439,7 @@ class MemoryEngine(Keyspace, Inspection):
         if self._inherited is not None:
             self._inherited.close()  # what was not adopted yet goes too
             self._inherited = None
-        self.watched.flushed()
+        self.watched.flushed(present)
 
     # -- publishing into the region ----------------------------------------------------------
 

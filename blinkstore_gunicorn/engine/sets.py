@@ -50,6 +50,8 @@ def sadd(engine: Engine, key: bytes, members: Collection[bytes]) -> int:
     old_cost = found.cost
     before = len(found.members)
     new = [member for member in members if member not in found.members]
+    if not new:  # unchanged: a WATCH on the key stays intact, as in Redis
+        return 0
     found.members.update(new)
     found.cost += _growth(set(new))
     engine.resized(key, found, old_cost)
@@ -68,7 +70,8 @@ def srem(engine: Engine, key: bytes, members: Iterable[bytes]) -> int:
             found.members.remove(member)
             found.cost -= len(member) + SET_MEMBER_OVERHEAD
             removed += 1
-    engine.resized(key, found, old_cost)
+    if removed:  # unchanged otherwise: a WATCH on the key stays intact
+        engine.resized(key, found, old_cost)
     return removed
 
 

@@ -14,8 +14,9 @@ No I/O and no clock here: the caller passes ``now_ms`` and the closures that pop
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,12 +49,14 @@ class _Parked:
 class BlockedPops:
     """The parked blocking pops, by key and by owner (a client id)."""
 
-    __slots__ = ("_by_key", "_by_owner", "_watched")
+    __slots__ = ("_by_key", "_by_owner", "_held", "_watched")
 
     def __init__(self) -> None:
         self._by_key: dict[bytes, deque[_Parked]] = {}
         self._by_owner: dict[int, _Parked] = {}
         self._watched: set[int] = set()
+        #: Keys made ready inside :meth:`held` (in order), None outside it.
+        self._held: dict[bytes, None] | None = None
 
     def __len__(self) -> int:
         """Requests parked now."""
@@ -118,6 +121,9 @@ class BlockedPops:
         queue = self._by_key.get(key)
         if not queue:
             return
+        if self._held is not None:
+            self._held[key] = None
+            return
         for parked in list(queue):
             if self._by_owner.get(parked.owner) is not parked:
                 continue  # answered meanwhile (a serve or a delivery ran other commands)
@@ -131,6 +137,32 @@ class BlockedPops:
                 continue
             self._forget(parked)
             parked.deliver(reply)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Serve nobody until the block ends, then serve the keys made ready meanwhile, in
+        that order: parked callers see only the end state of an EXEC or a script, as in
+        Redis (an LPUSH then a DEL in one transaction wakes nobody)."""
+        if self._held is not None:  # nested (a script inside EXEC): the outer block serves
+            yield
+            return
+        self._held = {}
+        try:
+            yield
+        finally:
+            keys, self._held = self._held, None
+            for key in keys:
+                self.ready(key)
+
+    def unblock(self, owner: int, reply: bytes | None) -> bool:
+        """CLIENT UNBLOCK: answer ``owner``'s parked request with ``reply`` (None: its
+        timeout reply); False when it has none."""
+        parked = self._by_owner.get(owner)
+        if parked is None:
+            return False
+        self._forget(parked)
+        parked.deliver(parked.timeout_reply if reply is None else reply)
+        return True
 
     def expire(self, now_ms: int) -> None:
         """Answer the requests whose timeout passed with their timeout reply, and those their

@@ -167,11 +167,9 @@ def test_sandbox_refuses_escapes(r: Harness) -> None:
     readonly = "Attempt to modify a readonly table"
     for script in ("x = 1", "string.rep = nil", "redis.call = nil", "cjson.encode = nil"):
         assert r("EVAL", script, "0") == failed(script, f"ERR user_script:1: {readonly}"), script
-    script = "rawset(_G, 'x', 1)"
-    assert r("EVAL", script, "0") == failed(script, f"ERR user_script:1: {readonly}")
-    assert r("EVAL", "setmetatable(_G, nil)", "0").startswith(
-        b"-ERR user_script:1: cannot change a protected metatable"
-    )
+    # Redis raises these from C: the message has no script position.
+    for script in ("rawset(_G, 'x', 1)", "setmetatable(_G, nil)"):
+        assert r("EVAL", script, "0") == failed(script, f"ERR {readonly}"), script
     # The string metatable would hand out the writable string library.
     assert r("EVAL", "return getmetatable('')", "0") == b"$-1\r\n"
     # loadstring compiles into the sandbox and refuses bytecode.

@@ -1,4 +1,5 @@
-"""``CLIENT`` (Redis's networking.c): ID, INFO, LIST, GETNAME, SETNAME, SETINFO and KILL.
+"""``CLIENT`` (Redis's networking.c): ID, INFO, LIST, GETNAME, SETNAME, SETINFO, KILL and
+UNBLOCK.
 
 ``CLIENT LIST`` and ``CLIENT INFO`` write Redis 7.0's line, field for field, plus Redis 7.2's
 ``lib-name``/``lib-ver`` (what ``CLIENT SETINFO`` sets): RQ finds its worker's address there by
@@ -14,10 +15,12 @@ from typing import TYPE_CHECKING, Final
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
+    ERR_NOT_INT,
     ERR_SYNTAX,
     as_text,
     client_name_error,
     parse_int,
+    subcommand_syntax,
     unknown_subcommand,
     wrong_args,
 )
@@ -30,6 +33,8 @@ __all__: list[str] = []
 ERR_NO_SUCH_CLIENT: Final = resp.error("ERR No such client")
 ERR_INVALID_ID: Final = resp.error("ERR Invalid client ID")
 ERR_ID_RANGE: Final = resp.error("ERR client-id should be greater than 0")
+_ERR_UNBLOCK_REASON: Final = resp.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+_UNBLOCKED: Final = resp.error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
 #: The ``TYPE`` names Redis accepts (the store has only normal and pub/sub clients).
 _TYPES: Final = frozenset({b"normal", b"master", b"slave", b"replica", b"pubsub"})
 
@@ -206,10 +211,26 @@ def _close(c: Client, found: list[Client]) -> None:
             other.drop()
 
 
+def _unblock(d: Dispatcher, args: list[bytes]) -> bytes:
+    """``CLIENT UNBLOCK id [TIMEOUT|ERROR]``: 1 when the client was parked in a blocking
+    command, now answered as if it timed out (or with an ``-UNBLOCKED`` error)."""
+    reply: bytes | None = None  # its timeout reply
+    if len(args) == 4:
+        reason = args[3].upper()
+        if reason == b"ERROR":
+            reply = _UNBLOCKED
+        elif reason != b"TIMEOUT":
+            return _ERR_UNBLOCK_REASON
+    owner = parse_int(args[2])
+    if owner is None:
+        return ERR_NOT_INT
+    return resp.integer(d.blocked.unblock(owner, reply))
+
+
 @command("client", -2, "")
 def cmd_client(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``CLIENT ID | INFO | LIST | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value |
-    KILL ...``."""
+    KILL ... | UNBLOCK id [TIMEOUT|ERROR]``."""
     sub = args[1].upper()
     if sub in (b"ID", b"GETNAME", b"INFO") and len(args) != 2:
         return wrong_args(f"client|{as_text(args[1]).lower()}")
@@ -221,6 +242,10 @@ def cmd_client(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return resp.bulk(_line(d, c, "client|info").encode())
     if sub == b"LIST":
         return _list(d, c, args)
+    if sub == b"UNBLOCK":
+        if len(args) == 2:
+            return wrong_args("client|unblock")
+        return _unblock(d, args) if len(args) <= 4 else subcommand_syntax(args)
     if sub == b"KILL":
         return wrong_args("client|kill") if len(args) < 3 else _kill(d, c, args)
     if sub == b"SETNAME":

@@ -45,7 +45,8 @@ def _expire(d: Dispatcher, args: list[bytes], name: str, scale: int, absolute: b
         return resp.error("ERR NX and XX, GT or LT options at the same time are not compatible")
     if gt and lt:
         return resp.error("ERR GT and LT options at the same time are not compatible")
-    if scale != 1 and not INT64_MIN // scale <= amount <= INT64_MAX // scale:
+    # Redis's bounds are C divisions, which round toward zero (Python's // floors).
+    if scale != 1 and not -(-INT64_MIN // scale) <= amount <= INT64_MAX // scale:
         return invalid_expire(name)
     when = amount * scale
     if not absolute:

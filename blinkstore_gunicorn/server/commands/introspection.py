@@ -115,6 +115,8 @@ def _info_memory(d: Dispatcher) -> list[tuple[str, object]]:
         ("maxmemory", limit),
         ("maxmemory_human", human_bytes(limit)),
         ("maxmemory_policy", "allkeys-lru"),
+        # Exporters and the SCRIPT FLUSH checks read it, as from Redis.
+        ("number_of_cached_scripts", len(d.scripting.cache) if d.scripting else 0),
         ("mem_clients_normal", d.stats.client_buffers),
         ("maxmemory_clients", d.max_reply_size),
         ("mem_allocator", "pymalloc"),

@@ -68,6 +68,13 @@ def cmd_type(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return b"+%b\r\n" % (d.engine.kind(args[1]) or b"none")
 
 
+def _landed(d: Dispatcher, key: bytes) -> None:
+    """A value moved or copied into ``key`` serves the callers parked on it (a BLPOP on the
+    destination of a RENAME), as Redis signals every key a value is added under."""
+    if d.blocked:
+        d.blocked.ready(key)
+
+
 def _rename(d: Dispatcher, args: list[bytes], nx: bool) -> bytes:
     key, new = args[1], args[2]
     engine = d.engine
@@ -81,6 +88,7 @@ def _rename(d: Dispatcher, args: list[bytes], nx: bool) -> bytes:
         engine.rename(key, new)
     except KeyTooLarge as exc:
         return limit_error(exc)
+    _landed(d, new)
     return ONE if nx else resp.OK
 
 
@@ -125,6 +133,7 @@ def cmd_copy(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         d.engine.copy(key, new)
     except (EntryTooLarge, KeyTooLarge) as exc:
         return limit_error(exc)
+    _landed(d, new)
     return ONE
 
 

@@ -19,7 +19,7 @@ __all__: list[str] = []
 _NO_SNAPSHOT = resp.error("ERR no snapshot file is configured (--snapshot, BLINKSTORE_SNAPSHOT)")
 
 
-@command("save", 1, "admin noscript")
+@command("save", 1, "admin noscript no_multi")
 def cmd_save(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``SAVE``: write the snapshot now, in the store (every other client waits)."""
     snapshots = d.snapshots

@@ -43,6 +43,7 @@ __all__ = [
     "parse_timeout",
     "reply_too_large",
     "stored",
+    "subcommand_syntax",
     "unknown_command",
     "unknown_subcommand",
     "wrong_args",
@@ -232,6 +233,14 @@ def unknown_subcommand(args: list[bytes]) -> bytes:
     """``-ERR unknown subcommand 'x'. Try CLIENT HELP.``."""
     return resp.error(
         f"ERR unknown subcommand '{as_text(args[1])[:128]}'. Try {as_text(args[0]).upper()} HELP."
+    )
+
+
+def subcommand_syntax(args: list[bytes]) -> bytes:
+    """Redis's ``addReplySubcommandSyntaxError``."""
+    return resp.error(
+        f"ERR unknown subcommand or wrong number of arguments for '{as_text(args[1])[:128]}'. "
+        f"Try {as_text(args[0]).upper()} HELP."
     )
 
 

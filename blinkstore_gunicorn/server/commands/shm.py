@@ -37,7 +37,7 @@ ERR_NOT_ALONE = resp.error("ERR BS.SHM must be the only request in flight")
 ERR_NOT_READY = resp.error(f"{handout.NOT_READY} the store is adopting its predecessor's entries")
 
 
-@command("bs.shm", 1, "fast no-multi")
+@command("bs.shm", 1, "fast no_multi")
 def cmd_bs_shm(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     engine = d.engine
     region = engine.region if isinstance(engine, MemoryEngine) else None

@@ -7,7 +7,7 @@ Ties and conversions follow Redis: numbers are read as C's ``strtod`` reads them
 string is 0, hex is accepted, trailing text is an error), equal scores fall back to comparing
 the elements' bytes, and ``ALPHA`` compares bytes (Redis's ``strcoll`` in the C locale).
 With a ``BY`` pattern that has no ``*`` nothing is sorted: lists and sorted sets keep their
-order (reversed by ``DESC``), a set is alpha-sorted when stored.
+order (reversed by ``DESC``), a set is alpha-sorted when stored or sorted by a script.
 """
 
 from __future__ import annotations
@@ -131,8 +131,9 @@ def _sort(d: Dispatcher, c: Client, args: list[bytes], read_only: bool) -> bytes
         i += 1
     elements, ordered = _elements(d, args[1])
     dont_sort = by is not None and b"*" not in by
-    if dont_sort and not ordered and destination is not None:
-        dont_sort, alpha, by = False, True, None  # a stored set gets a stable order
+    if dont_sort and not ordered and (destination is not None or c.in_script):
+        # A stored set, or one a script reads, gets a stable order, as in Redis.
+        dont_sort, alpha, by = False, True, None
     # Redis's LIMIT clamping, as an end-exclusive slice.
     size = len(elements)
     start = max(start, 0)

@@ -285,6 +285,8 @@ def cmd_xread(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if stream is None or stream.last_id <= after[key]:
             return None
         first = stream.after(after[key])
+        if first == len(stream):  # the entries after the ID were deleted: none, as in Redis
+            return None
         stop = len(stream) if not count else min(len(stream), first + count)
         return key, slice_of(stream, first, stop, rev=False)
 

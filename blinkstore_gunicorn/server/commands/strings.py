@@ -152,7 +152,8 @@ def cmd_getex(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     value = d.engine.get(key)
     if value is None:
         return c.nil
-    if persist or expire_at is not None:
+    # PERSIST on a key without a TTL changes nothing (a WATCH on it stays intact)
+    if expire_at is not None or (persist and d.engine.expire_at(key) is not None):
         d.engine.set_expire_at(key, expire_at)
     return resp.bulk(value)
 

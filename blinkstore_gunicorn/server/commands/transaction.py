@@ -43,22 +43,33 @@ _NULL_ARRAY: Final = b"*-1\r\n"
 
 #: Commands that change how the connection itself works cannot be part of a transaction, nor
 #: can our own commands that park in the store (BS.FETCH, BLINK.LOCK: they have no answer
-#: without waiting): those carry the ``no-multi`` flag, or are named here. Redis's blocking
-#: commands (BLPOP, BZPOPMIN, XREAD BLOCK...) are queued and run without waiting, as in Redis:
-#: ``Client.in_exec`` tells them to answer their timeout reply at once.
+#: without waiting), nor SAVE: those carry Redis's ``no_multi`` flag, or are named here.
+#: Redis's blocking commands (BLPOP, BZPOPMIN, XREAD BLOCK...) are queued and run without
+#: waiting, as in Redis: ``Client.in_exec`` tells them to answer their timeout reply at once.
 NOT_IN_TRANSACTION: Final = frozenset({"bs.fetch", "blink.lock", "hello", "auth", "select"})
-_REFUSING_FLAGS: Final = frozenset({"no-multi"})
+_REFUSING_FLAGS: Final = frozenset({"no_multi"})
 
 
 class Transaction:
     """The commands a connection queued since ``MULTI``, and whether one was refused."""
 
-    __slots__ = ("commands", "failed", "size")
+    __slots__ = ("commands", "failed", "reason", "size")
 
     def __init__(self) -> None:
         self.commands: list[list[bytes]] = []
         self.failed = False
+        #: The error EXEC itself was refused with (BUSY), which its EXECABORT names.
+        self.reason: bytes | None = None
         self.size = 0
+
+    def fail(self, reason: bytes | None = None) -> None:
+        """A command was refused: ``EXEC`` will run nothing and answer ``-EXECABORT``, naming
+        ``reason`` when given (EXEC itself was refused) as Redis does, else "previous errors".
+        """
+        self.failed = True
+        self.reason = reason
+        # A refused transaction keeps nothing: its commands will never run.
+        self.commands.clear()
 
 
 class _QueueTable(dict[bytes, "Entry"]):
@@ -90,9 +101,7 @@ def _queue(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if transaction.size > d.max_request_size:
             refusal = _ERR_TOO_LARGE
     if refusal is not None:
-        transaction.failed = True
-        # A refused transaction keeps nothing: its commands will never run.
-        transaction.commands.clear()
+        transaction.fail()
         return refusal
     if not transaction.failed:
         transaction.commands.append(args)
@@ -110,7 +119,7 @@ def _end(d: Dispatcher, c: Client) -> Transaction | None:
     return transaction
 
 
-@command("multi", 1, "noscript loading stale fast")
+@command("multi", 1, "noscript loading stale fast allow_busy")
 def cmd_multi(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``MULTI``: queue what follows until ``EXEC`` or ``DISCARD``."""
     if c.transaction is not None:
@@ -135,19 +144,21 @@ def cmd_exec(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     changed = _watched_key_changed(d, c)
     _unwatch(d, c)
     if transaction.failed:
+        if transaction.reason is not None:
+            return b"-EXECABORT Transaction discarded because of: " + transaction.reason[1:]
         return _EXECABORT
     if changed:
         return RESP3_NULL if c.resp3 else _NULL_ARRAY
     c.in_exec = True
     try:
-        with seen_at_once(d):
+        with seen_at_once(d), d.blocked.held():
             replies = [d.execute(c, queued) for queued in transaction.commands]
     finally:
         c.in_exec = False
     return b"*%d\r\n%b" % (len(replies), b"".join(replies))
 
 
-@command("discard", 1, "noscript loading stale fast")
+@command("discard", 1, "noscript loading stale fast allow_busy")
 def cmd_discard(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``DISCARD``: forget the queued commands."""
     if _end(d, c) is None:

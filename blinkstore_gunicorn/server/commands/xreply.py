@@ -17,6 +17,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     as_text,
     parse_int,
     reply_too_large,
+    subcommand_syntax,
     unknown_subcommand,
     wrong_args,
 )
@@ -253,14 +254,6 @@ def subcommand_arity(args: list[bytes], arities: dict[bytes, int]) -> bytes | No
     if len(args) == arity or (arity < 0 and len(args) >= -arity):
         return None
     return wrong_args(f"{as_text(args[0]).lower()}|{as_text(args[1]).lower()}")
-
-
-def subcommand_syntax(args: list[bytes]) -> bytes:
-    """Redis's ``addReplySubcommandSyntaxError``."""
-    return resp.error(
-        f"ERR unknown subcommand or wrong number of arguments for '{as_text(args[1])[:128]}'. "
-        f"Try {as_text(args[0]).upper()} HELP."
-    )
 
 
 def help_reply(lines: tuple[str, ...]) -> bytes:

@@ -48,8 +48,11 @@ local function readonly(lib)
   return proxy
 end
 
--- Every script's code runs with this table as its globals.
-local env = {}
+-- Every script's code runs with env as its globals. It stays empty, so that every write
+-- reaches its __newindex, the names that exist too (Redis 7's globals are read-only: a
+-- script must not replace redis.call or KEYS for the scripts after it). Reads go through
+-- to globals, whose own __index refuses a name that does not exist.
+local env, globals = {}, {}
 
 local function hook()
   local stop = py_hook()
@@ -84,9 +87,15 @@ local function safe_loadstring(source, name)
   return fn, err
 end
 
+-- Level 0: Redis raises these from C, so the message has no script position.
 local function safe_rawset(t, k, v)
-  if protected[t] then error(READONLY, 2) end
+  if protected[t] then error(READONLY, 0) end
   return real_rawset(t, k, v)
+end
+
+local function safe_setmetatable(t, mt)
+  if protected[t] then error(READONLY, 0) end
+  return real_setmetatable(t, mt)
 end
 
 local redis = {
@@ -146,23 +155,28 @@ real_getmetatable('').__metatable = false
 
 for _, name in ipairs({
   'assert', 'error', 'ipairs', 'next', 'pairs', 'pcall', 'rawequal', 'rawget', 'select',
-  'setmetatable', 'getmetatable', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall',
-  'collectgarbage', 'gcinfo',
+  'getmetatable', 'tonumber', 'tostring', 'type', 'unpack', 'xpcall', 'collectgarbage',
+  'gcinfo',
 }) do
-  env[name] = _G[name]
+  globals[name] = _G[name]
 end
-env.rawset, env.loadstring = safe_rawset, safe_loadstring
-env._VERSION = _VERSION
-env.string, env.table, env.math = readonly(string), readonly(table), readonly(math)
-env.coroutine, env.redis = readonly(coroutine_lib), readonly(redis)
-for name, lib in pairs(libs.modules) do env[name] = readonly(lib) end
-env._G = env
-real_setmetatable(env, {
+globals.rawset, globals.loadstring = safe_rawset, safe_loadstring
+globals.setmetatable = safe_setmetatable
+globals._VERSION = _VERSION
+globals.string, globals.table, globals.math = readonly(string), readonly(table), readonly(math)
+globals.coroutine, globals.redis = readonly(coroutine_lib), readonly(redis)
+for name, lib in pairs(libs.modules) do globals[name] = readonly(lib) end
+globals._G = env
+real_setmetatable(globals, {
   __index = function(_, name)
     error("Script attempted to access nonexistent global variable '" .. tostring(name) .. "'", 2)
   end,
+})
+real_setmetatable(env, {
+  __index = globals,
   __newindex = function() error(READONLY, 2) end,
-  __metatable = false,
+  -- What getmetatable(_G) shows: a table, as in Redis, and read-only like the rest.
+  __metatable = readonly({}),
 })
 protected[env] = true
 
@@ -249,8 +263,8 @@ local function run(fn, nil_reply, numkeys, ...)
     argv[i - numkeys] = keys[i]
     keys[i] = nil
   end
-  real_rawset(env, 'KEYS', keys)
-  real_rawset(env, 'ARGV', argv)
+  real_rawset(globals, 'KEYS', keys)
+  real_rawset(globals, 'ARGV', argv)
   sethook(hook, '', hook_every)
   local ok, result = xpcall(fn, on_error)
   sethook()

@@ -47,9 +47,12 @@ _OK: Final = resp.simple("OK")
 #: connection itself. XREAD is allowed, and refuses BLOCK itself (``Client.in_script``).
 _NOT_IN_SCRIPTS: Final = frozenset({"bs.fetch", "blink.lock", "auth", "hello", "client", "quit"})
 _REFUSING_FLAGS: Final = frozenset({"noscript"})
-#: What a busy store still answers (Redis: SCRIPT KILL, SHUTDOWN NOSAVE, and the commands
-#: that let a new connection get that far).
-_ALLOWED_WHILE_BUSY: Final = frozenset({b"auth", b"hello", b"quit"})
+#: What a busy store still answers (Redis: SCRIPT KILL, SHUTDOWN NOSAVE, the commands that
+#: let a new connection get that far, and those of transactions but EXEC, which Redis flags
+#: ``allow_busy``: a pipelined MULTI is not refused while the commands after it are).
+_ALLOWED_WHILE_BUSY: Final = frozenset(
+    {b"auth", b"hello", b"quit", b"multi", b"discard", b"watch", b"unwatch"}
+)
 
 #: What ``_call`` answers beside a status or error message (the sandbox's ``redis.call``
 #: reads it; a plain value comes alone).
@@ -212,14 +215,22 @@ class Scripting:
         return None if run is None else run.hook()
 
     def _while_busy(self, d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-        """The dispatcher's gate while a script is busy (``Dispatcher.busy``)."""
+        """The dispatcher's gate while a script is busy (``Dispatcher.busy``). A refused
+        command fails the caller's transaction, as in Redis; a refused EXEC runs, to end the
+        transaction with an EXECABORT naming BUSY rather than leave the connection queueing."""
         name = args[0].lower()
         if not (
             c is self._client
             or name in _ALLOWED_WHILE_BUSY
             or (name == b"script" and len(args) == 2 and args[1].lower() == b"kill")
         ):
-            return BUSY
+            transaction = c.transaction
+            if transaction is None:
+                return BUSY
+            is_exec = name == b"exec"
+            transaction.fail(BUSY if is_exec else None)
+            if not is_exec:
+                return BUSY
         d.busy = None
         try:
             return d.execute(c, args)

@@ -1,0 +1,249 @@
+"""Differences from Redis 7.0 that running Redis's own test suite against the store found
+(docs/protocol.md, "Conformance"), each checked here against redis-server and ``blinkstore
+serve`` alike: the same calls, byte-exact replies, and both servers must pass.
+
+WATCH survives writes that change nothing; values moved into a key serve the pops parked on
+it; a transaction serves parked pops only once it is whole; CLIENT UNBLOCK; a busy script
+fails the transactions of the clients it refuses; scripts cannot replace the globals of the
+scripts after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness.gunicorn import wait_until
+from harness.processes import RedisProcess, StoreProcess
+from tests.support.differential import RawConnection
+from tests.support.processes import resp_server_process
+
+Server = StoreProcess | RedisProcess
+
+DEADLINE = 20
+NIL = b"*-1\r\n"
+OK = b"+OK\r\n"
+BUSY = (
+    b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
+)
+
+
+@pytest.fixture(scope="module", params=["store", "redis"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    with resp_server_process(request.param) as process:
+        yield process
+
+
+@pytest.fixture
+def connect(server: Server) -> Iterator[Callable[[], RawConnection]]:
+    """Opens connections to ``server`` (on a flushed database), closed after the test."""
+    opened: list[RawConnection] = []
+
+    def make() -> RawConnection:
+        connection = RawConnection(server)
+        opened.append(connection)
+        return connection
+
+    make()("FLUSHALL")
+    yield make
+    for connection in opened:
+        connection.close()
+
+
+def _blocked(control: RawConnection) -> int:
+    info = control("INFO", "clients")
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+def _parked(control: RawConnection, count: int) -> None:
+    assert wait_until(lambda: _blocked(control) == count, timeout=DEADLINE)
+
+
+@pytest.mark.parametrize(
+    ("setup", "write", "key"),
+    [
+        (["SADD s a"], "SADD s a", "s"),
+        (["SADD s a"], "SREM s zz", "s"),
+        (["SADD s a", "SADD s2 a"], "SMOVE s2 s a", "s"),
+        (["HSET h a 1"], "HDEL h zz", "h"),
+        (["HSET h a 1"], "HSETNX h a 2", "h"),
+        (["SET k v"], "GETEX k PERSIST", "k"),
+        ([], "FLUSHALL", "missing"),
+    ],
+)
+def test_watch_survives_writes_that_change_nothing(
+    connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
+) -> None:
+    watcher, other = connect(), connect()
+    for line in setup:
+        other(*line.split())
+    assert watcher("WATCH", key) == OK
+    other(*write.split())
+    assert watcher("MULTI") == OK
+    watcher("PING")
+    assert watcher("EXEC") == b"*1\r\n+PONG\r\n"
+
+
+def test_watch_fails_when_smove_adds_to_the_destination(
+    connect: Callable[[], RawConnection],
+) -> None:
+    watcher, other = connect(), connect()
+    other("SADD", "s2", "a")
+    watcher("WATCH", "s")
+    assert other("SMOVE", "s2", "s", "a") == b":1\r\n"
+    watcher("MULTI")
+    watcher("PING")
+    assert watcher("EXEC") == NIL
+
+
+def test_expire_seconds_bound_rounds_toward_zero(connect: Callable[[], RawConnection]) -> None:
+    control = connect()
+    control("SET", "foo", "bar")
+    error = b"-ERR invalid expire time in 'expire' command\r\n"
+    assert control("EXPIRE", "foo", "-9223372036854776") == error
+    assert control("TTL", "foo") == b":-1\r\n"
+    assert control("EXPIRE", "foo", "-9223372036854775") == b":1\r\n"
+
+
+@pytest.mark.parametrize("move", ["RENAME", "RENAMENX", "COPY"])
+def test_a_list_moved_into_place_serves_a_parked_pop(
+    connect: Callable[[], RawConnection], move: str
+) -> None:
+    control, waiting = connect(), connect()
+    waiting.send("BLPOP", "foo", "0")
+    _parked(control, 1)
+    control("LPUSH", "bob", "abc", "def", "hij")
+    control(move, "bob", "foo")
+    assert waiting.reply() == b"*2\r\n$3\r\nfoo\r\n$3\r\nhij\r\n"
+
+
+def test_a_transaction_serves_parked_pops_with_its_end_state(
+    connect: Callable[[], RawConnection],
+) -> None:
+    control, waiting = connect(), connect()
+    waiting.send("BLPOP", "list", "0")
+    _parked(control, 1)
+    control("MULTI")
+    for command in (["LPUSH", "list", "a"], ["DEL", "list"], ["LPUSH", "list", "b", "c"]):
+        control(*command)
+    control("LPOP", "list")
+    assert control("EXEC") == b"*4\r\n:1\r\n:1\r\n:2\r\n$1\r\nc\r\n"
+    # Pushed, deleted, pushed again and popped in one step: the waiter gets what is left.
+    assert waiting.reply() == b"*2\r\n$4\r\nlist\r\n$1\r\nb\r\n"
+    assert control("EXISTS", "list") == b":0\r\n"
+
+
+def test_client_unblock(connect: Callable[[], RawConnection]) -> None:
+    control, waiting = connect(), connect()
+    waiting_id = int(waiting("CLIENT", "ID")[1:-2])
+    for reason, reply in ((b"TIMEOUT", NIL), (b"ERROR", None)):
+        waiting.send("BLPOP", "nothing", "0")
+        _parked(control, 1)
+        assert control("CLIENT", "UNBLOCK", str(waiting_id), reason) == b":1\r\n"
+        answer = waiting.reply()
+        if reply is None:
+            assert answer == b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"
+        else:
+            assert answer == reply
+    assert control("CLIENT", "UNBLOCK", str(waiting_id)) == b":0\r\n"  # not parked now
+    assert control("CLIENT", "UNBLOCK", "x") == b"-ERR value is not an integer or out of range\r\n"
+    assert control("CLIENT", "UNBLOCK", "1", "later") == (
+        b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+    )
+    assert control("CLIENT", "UNBLOCK").startswith(b"-ERR wrong number of arguments")
+    assert waiting("PING") == b"+PONG\r\n"
+
+
+def test_save_is_refused_inside_multi(connect: Callable[[], RawConnection]) -> None:
+    control = connect()
+    control("MULTI")
+    assert control("SAVE") == b"-ERR Command not allowed inside a transaction\r\n"
+    assert control("EXEC").startswith(b"-EXECABORT")
+
+
+def test_a_busy_script_fails_the_transactions_it_refuses(
+    connect: Callable[[], RawConnection],
+) -> None:
+    control, looping, queued, late = connect(), connect(), connect(), connect()
+    assert control("CONFIG", "SET", "busy-reply-threshold", "10") == OK
+    try:
+        assert queued("MULTI") == OK
+        assert queued("INCR", "x") == b"+QUEUED\r\n"
+        looping.send("EVAL", "while true do end", "0")
+        assert wait_until(lambda: control("PING") == BUSY, timeout=DEADLINE)
+        # MULTI is still accepted (Redis flags it allow_busy); what is refused fails it.
+        assert late("MULTI") == OK
+        assert late("INCR", "x") == BUSY
+        assert queued("EXEC") == b"-EXECABORT Transaction discarded because of: " + BUSY[1:]
+        assert control("SCRIPT", "KILL") == OK
+        assert looping.reply().startswith(b"-ERR Script killed by user")
+        assert wait_until(lambda: control("PING") == b"+PONG\r\n", timeout=DEADLINE)
+        assert queued("PING") == b"+PONG\r\n"  # its transaction ended with the EXECABORT
+        assert late("EXEC").startswith(b"-EXECABORT Transaction discarded because of previous")
+        assert control("GET", "x") == b"$-1\r\n"
+    finally:
+        control("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+@pytest.mark.parametrize(
+    "script", ["redis = function() return 1 end", "_G = {}", "KEYS = {}", "ARGV = nil"]
+)
+def test_scripts_cannot_replace_globals(connect: Callable[[], RawConnection], script: str) -> None:
+    control = connect()
+    reply = control("EVAL", script, "1", "k")
+    assert reply.startswith(b"-ERR user_script:1: Attempt to modify a readonly table script:")
+    assert control("EVAL", "return {redis.call('ping')['ok'], #KEYS}", "1", "k") == (
+        b"*2\r\n$4\r\nPONG\r\n:1\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        ("setmetatable(_G, {})", b"-ERR Attempt to modify a readonly table script:"),
+        ("rawset(_G, 'x', 1)", b"-ERR Attempt to modify a readonly table script:"),
+        (
+            "local g = getmetatable(_G) g.__index = {}",
+            b"-ERR user_script:1: Attempt to modify a readonly table script:",
+        ),
+    ],
+)
+def test_scripts_cannot_change_the_globals_table(
+    connect: Callable[[], RawConnection], script: str, error: bytes
+) -> None:
+    assert connect()("EVAL", script, "0").startswith(error)
+
+
+def test_sort_by_a_constant_in_a_script_orders_a_set(connect: Callable[[], RawConnection]) -> None:
+    control = connect()
+    control("SADD", "s", "c", "aa", "b", "a", "z")
+    sort = "return redis.call('sort', KEYS[1], 'by', '_')"
+    assert control("EVAL", sort, "1", "s") == (
+        b"*5\r\n$1\r\na\r\n$2\r\naa\r\n$1\r\nb\r\n$1\r\nc\r\n$1\r\nz\r\n"
+    )
+
+
+def test_info_counts_cached_scripts(connect: Callable[[], RawConnection]) -> None:
+    control = connect()
+    control("SCRIPT", "FLUSH")
+    for number in range(3):
+        control("SCRIPT", "LOAD", f"return {number}")
+    assert b"\r\nnumber_of_cached_scripts:3\r\n" in control("INFO", "memory")
+    control("SCRIPT", "FLUSH")
+    assert b"\r\nnumber_of_cached_scripts:0\r\n" in control("INFO", "memory")
+
+
+def test_xread_after_deleted_entries_waits(connect: Callable[[], RawConnection]) -> None:
+    control, waiting = connect(), connect()
+    control("XADD", "s", "666", "f", "v")
+    control("XADD", "s", "667", "f", "v")
+    control("XDEL", "s", "667")
+    # Only deleted entries follow 666: nothing to read, so BLOCK waits for the next XADD.
+    assert control("XREAD", "STREAMS", "s", "666") == NIL
+    waiting.send("XREAD", "BLOCK", "0", "STREAMS", "s", "666")
+    _parked(control, 1)
+    control("XADD", "s", "668", "g", "w")
+    assert waiting.reply() == (
+        b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n668-0\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
+    )
