@@ -170,8 +170,21 @@ def _busy(connection: redis.Redis) -> bool:
     return False
 
 
+#: Endless scripts: a plain loop, and loops that catch the kill error with pcall (in a
+#: coroutine too) and go on, which would hold the store for ever.
+ENDLESS = {
+    "loop": "local i = 0 while true do i = i + 1 end",
+    "pcall": "local f = function() while 1 do redis.call('ping') end end while 1 do pcall(f) end",
+    "coroutine": (
+        "local co = coroutine.wrap(function() while 1 do pcall(function() while 1 do end end)"
+        " end end) while 1 do pcall(co) end"
+    ),
+}
+
+
 @pytest.mark.slow
-def test_endless_script_gets_busy_then_script_kill(server: Server) -> None:
+@pytest.mark.parametrize("script", list(ENDLESS.values()), ids=list(ENDLESS))
+def test_endless_script_gets_busy_then_script_kill(server: Server, script: str) -> None:
     # Both servers answer BUSY once the script has run their default 5 s.
     assert server.unix_path is not None
     outcome: list[BaseException | object] = []
@@ -180,7 +193,7 @@ def test_endless_script_gets_busy_then_script_kill(server: Server) -> None:
         # redis-py's default 5 s read timeout would resend the EVAL (then BUSY) on timeout.
         with redis.Redis(unix_socket_path=server.unix_path, socket_timeout=120) as connection:
             try:
-                outcome.append(connection.eval("local i = 0 while true do i = i + 1 end", 0))
+                outcome.append(connection.eval(script, 0))
             except redis.exceptions.ResponseError as exc:
                 outcome.append(exc)
 

@@ -54,10 +54,26 @@ end
 -- to globals, whose own __index refuses a name that does not exist.
 local env, globals = {}, {}
 
+-- The chunk this bootstrap runs as: its own functions (run, on_error...) are not the script's.
+local SANDBOX = getinfo(1, 'S').source
+local stop_error
+
+-- Once a script is stopped, the error is raised again at every line of the script's own code,
+-- as Redis does after SCRIPT KILL: a script that catches it with pcall and loops cannot go on
+-- (it would hold the store for ever). The sandbox's own lines (the error handler, the reply's
+-- encoding) run on.
+local function stopping()
+  if getinfo(2, 'S').source ~= SANDBOX then
+    error(stop_error, 0)
+  end
+end
+
 local function hook()
   local stop = py_hook()
   if stop then
-    error({err = stop}, 0)
+    stop_error = {err = stop}
+    sethook(stopping, 'l')  -- this coroutine's; another's count hook gets the same answer
+    error(stop_error, 0)
   end
 end
 
