@@ -1,4 +1,4 @@
-"""A request reader that takes what a C parser proves canonical and leaves the rest to the reference.
+"""What the fast request readers share: C takes what it proves canonical, Python the rest.
 
 The store's fast request readers (:mod:`.resp_split`'s, in C; :mod:`.resp_hiredis`'s) share
 this shape. Each read that arrives while the pure-Python :class:`~.resp.CommandReader` holds
