@@ -103,3 +103,9 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         pipeline.main(["--rounds", "0"])
     assert info.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_the_in_process_figures_have_every_configuration() -> None:
+    found = pipeline.in_process(rounds=1)
+    assert set(found) == set(pipeline.STORES)
+    assert all(served > 0 and parsed > 0 for served, parsed in found.values())
