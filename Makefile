@@ -37,7 +37,8 @@ $(STAMP): pyproject.toml uv.lock tools/uv-requirements.txt
 # The optional C helper of the shared region: uv's editable build compiles it (setup.py), and
 # builds it again when its source changes (pyproject.toml's tool.uv cache-keys).
 NATIVE := $(VENV)/.native
-$(NATIVE): $(STAMP) setup.py blinkstore_gunicorn/shm/_native.c blinkstore_gunicorn/server/_fastcmd.c
+$(NATIVE): $(STAMP) setup.py blinkstore_gunicorn/shm/_native.c blinkstore_gunicorn/server/_fastcmd.c \
+		blinkstore_gunicorn/protocol/_split.c
 	$(UV) sync --locked --inexact $(EXTRAS) --python $(BIN)/python --quiet
 	touch $(NATIVE)
 

@@ -5,7 +5,9 @@ writer's slot stores) and gives them real acquire/release ordering. It is option
 C compiler (or on a platform it does not target) the build goes on without it and the pure-
 Python reader and writer, the reference, do the same work. Wheels: see docs/how-it-works.md.
 ``blinkstore_gunicorn/server/_fastcmd.c`` answers plain GET and MGET requests in C, on the
-same terms (``server/fastpath.py`` falls back to the Python dispatcher without it).
+same terms (``server/fastpath.py`` falls back to the Python dispatcher without it), and
+``blinkstore_gunicorn/protocol/_split.c`` splits canonical RESP requests from a read
+(``protocol/resp_split.py``; hiredis's reader or the Python reader serve without it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ setup(
         Extension(
             "blinkstore_gunicorn.server._fastcmd",
             sources=["blinkstore_gunicorn/server/_fastcmd.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "blinkstore_gunicorn.protocol._split",
+            sources=["blinkstore_gunicorn/protocol/_split.c"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -1,13 +1,13 @@
 """Pipelines and many clients: the store's request path against redis-server (issue 24).
 
-    python -m bench.pipeline [--rounds 3] [--requests 200000] [--quick]
+    python -m bench.pipeline [--rounds 3] [--requests 200000] [--quick] [--in-process]
 
 ``redis-benchmark`` over a Unix socket, with ``-r 100000`` random keys, against four servers
-started side by side: ``blinkstore serve --memory-limit 0`` as installed (hiredis parsing
-requests, plain GET/MGET answered in C by ``server/_fastcmd.c``), the same with
-``BLINKSTORE_NATIVE=0`` (no C helper: the Python dispatcher, and the region's pure-Python
-writer), the same with ``BLINKSTORE_HIREDIS=0`` too (everything in Python), and
-``redis-server --save ''``. Each round runs every test on each server in turn:
+started side by side: ``blinkstore serve --memory-limit 0`` as installed (requests split by
+``protocol/_split.c``, plain GET/MGET answered in C by ``server/_fastcmd.c``), the same with
+``BLINKSTORE_NATIVE=0`` (no C helper: hiredis parsing requests, the Python dispatcher, and the
+region's pure-Python writer), the same with ``BLINKSTORE_HIREDIS=0`` too (everything in
+Python), and ``redis-server --save ''``. Each round runs every test on each server in turn:
 
 * ``-P 16``: GET and MSET (of 10 keys), 50 clients pipelining 16 requests each;
 * ``-c 50``: GET, SET and INCR, 50 clients, one request at a time.
@@ -16,19 +16,33 @@ Ratios are store / redis-server, the median of each round's ratio, printed besid
 bars (``-P 16`` GET and MSET >= 0.5x, ``-c 50`` GET, SET and INCR >= 0.9x). Each server's CPU
 time per request (from /proc) is printed too: on a shared machine it moves far less than
 requests/s, which also depend on how much of a core redis-benchmark itself gets.
+
+``--in-process`` measures a pipelined GET without sockets or other processes, in the same three
+configurations: a connection's ``data_received`` given reads of 16 GETs (a sink for a
+transport), and the request reader alone given the same reads (CPU µs per GET, the least of
+several rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import random
 import shutil
 import statistics
-from contextlib import ExitStack
-from typing import TypeAlias
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, TypeAlias
 
-from bench.datatypes import cpu_seconds, redis_benchmark
+from bench.datatypes import _cpu_us, cpu_seconds, redis_benchmark
+from blinkstore_gunicorn.config import StoreSettings
+from blinkstore_gunicorn.protocol.resp import CommandReader, encode_command
 from blinkstore_gunicorn.protocol.resp_hiredis import ENV as HIREDIS_ENV
-from blinkstore_gunicorn.protocol.resp_hiredis import available
+from blinkstore_gunicorn.protocol.resp_hiredis import available, command_reader
+from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
+from blinkstore_gunicorn.server.connection import StoreConnection
+from blinkstore_gunicorn.server.store import StoreServer
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from harness.processes import blinkstore_process, redis_server_process
 
@@ -76,6 +90,80 @@ def throughput(rounds: int, requests: int) -> dict[str, dict[str, list[Sample]]]
     return found
 
 
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``env`` set (and every switch of :data:`STORES` unset otherwise)."""
+    saved = dict(os.environ)
+    for name in {NATIVE_ENV, HIREDIS_ENV}:
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class _Sink:
+    """The transport calls a connection makes while it serves requests: replies are dropped."""
+
+    def get_extra_info(self, name: str) -> Any:
+        return None
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+#: GETs per read in :func:`in_process`, as redis-benchmark's ``-P 16`` sends them.
+PIPELINE = 16
+
+
+def in_process(rounds: int = 7) -> dict[str, tuple[float, float]]:
+    """Per configuration of :data:`STORES`: CPU µs per GET through a connection's
+    ``data_received``, and through the request reader alone, for reads of 16 GETs."""
+    rnd = random.Random(24)
+    keys = [b"key:%012d" % rnd.randrange(100_000) for _ in range(1600)]
+    reads = [
+        b"".join(encode_command("GET", key) for key in keys[start : start + PIPELINE])
+        for start in range(0, len(keys), PIPELINE)
+    ]
+    found: dict[str, tuple[float, float]] = {}
+    for peer, env in STORES.items():
+        with environment(env):
+            server = StoreServer(StoreSettings(unix="/nonexistent/bench.sock"))
+            for key in keys[::2]:  # half of the GETs find their key
+                server.engine.set(key, b"x" * 3)
+            connection = StoreConnection(server)
+            connection.connection_made(_Sink())  # type: ignore[arg-type]
+            serve = functools.partial(_serve, connection, reads)
+            parse = functools.partial(_parse, command_reader(), reads)
+            found[peer] = (
+                _cpu_us(serve, rounds, 20) / len(keys),
+                _cpu_us(parse, rounds, 20) / len(keys),
+            )
+    return found
+
+
+def _serve(connection: StoreConnection, reads: list[bytes]) -> None:
+    for data in reads:
+        connection.data_received(data)
+
+
+def _parse(reader: CommandReader | PrefixCommandReader, reads: list[bytes]) -> None:
+    for data in reads:
+        reader.feed(data)
+        reader.drain()
+
+
 def ratio(samples: dict[str, list[Sample]], peer: str) -> float:
     """The median over rounds of ``peer``'s requests/s over redis-server's in that round."""
     pairs = zip(samples[peer], samples["redis"], strict=True)
@@ -88,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200_000, help="per run")
     parser.add_argument("--quick", action="store_true", help="one round of 50,000 requests")
+    parser.add_argument(
+        "--in-process", action="store_true", help="only the pipelined GET, without sockets"
+    )
     args = parser.parse_args(argv)
     if min(args.rounds, args.requests) < 1:
         parser.error("--rounds and --requests must be at least 1")
     if args.quick:
         args.rounds, args.requests = 1, 50_000
+    if args.in_process:
+        print(f"CPU us per GET, reads of {PIPELINE} GETs: data_received / the request reader alone")
+        for peer, (served, parsed) in in_process().items():
+            print(f"  {peer:<7} {served:>6.2f} / {parsed:.2f}")
+        return 0
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: nothing to measure")
         return 0

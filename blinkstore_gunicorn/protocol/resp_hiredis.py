@@ -20,8 +20,10 @@ where its answer is provably the Python reader's, and hands everything else to a
   reader, which answers it (an error, a refusal) or keeps it, exactly as it would have with
   the whole read; once it is idle again, the next read is hiredis's.
 
-``BLINKSTORE_HIREDIS=0`` in the store's environment keeps every connection on the Python
-reader (:func:`command_reader`), without uninstalling hiredis.
+The hand-over itself is :class:`~.resp_prefix.PrefixCommandReader`'s, shared with the C
+splitter of :mod:`.resp_split`, which a connection gets in preference to hiredis where it is
+built (:func:`command_reader` has the order). ``BLINKSTORE_HIREDIS=0`` in the store's
+environment keeps hiredis out of it, without uninstalling it.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import os
 import re
 from typing import Any, Final
 
-from blinkstore_gunicorn.protocol.errors import ProtocolError
+from blinkstore_gunicorn.protocol import resp_split
 from blinkstore_gunicorn.protocol.resp import (
     BULK_HEADERS,
     DEFAULT_MAX_REQUEST_SIZE,
     CommandReader,
     Parsed,
 )
+from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
+from blinkstore_gunicorn.protocol.resp_split import SplitCommandReader
 
 hiredis: Any
 try:
@@ -131,7 +135,7 @@ def framing(requests: list[Any]) -> bytes:
     return b"".join(parts)
 
 
-class HiredisCommandReader:
+class HiredisCommandReader(PrefixCommandReader):
     """:class:`~.resp.CommandReader`'s interface and results, parsed by hiredis where it can.
 
     See the module's docstring for when a read is hiredis's and when the Python reader's. The
@@ -139,57 +143,20 @@ class HiredisCommandReader:
     random and mutated streams and compares).
     """
 
-    __slots__ = ("_chunks", "_failed", "_hiredis", "_limit", "_python", "_size")
+    __slots__ = ("_hiredis", "_limit")
 
     def __init__(
         self, max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, max_bulk: int | None = None
     ) -> None:
         if hiredis is None:
             raise RuntimeError("hiredis is not installed")
-        bulk = max_request_size if max_bulk is None else max_bulk
-        self._python = CommandReader(max_request_size, bulk)
+        super().__init__(max_request_size, max_bulk)
         self._hiredis = _new_hiredis()
-        self._limit = hiredis_limit(max_request_size, bulk)
-        #: Reads fed while the Python reader was idle, not drained yet.
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._failed = False
+        self._limit = hiredis_limit(max_request_size, self._max_bulk)
 
-    @property
-    def buffered(self) -> int:
-        """Bytes received that do not yet form a complete command."""
-        return self._size + self._python.buffered
-
-    @property
-    def skipping(self) -> bool:
-        """Whether the reader is dropping the rest of a refused request."""
-        return self._python.skipping
-
-    @property
-    def idle(self) -> bool:
-        """Whether the next byte starts a new request (nothing partial, nothing to drop)."""
-        return not self._size and self._python.idle
-
-    def feed(self, data: bytes) -> None:
-        """Append bytes received from the peer."""
-        if self._failed:
-            return
-        if self._size or self._python.idle:
-            self._chunks.append(data)
-            self._size += len(data)
-        else:
-            self._python.feed(data)  # the rest of what the Python reader holds
-
-    def drain(self) -> list[Parsed]:
-        """Every complete command fed so far; a ``ProtocolError`` can only come last."""
-        if not self._size:
-            return self._check(self._python.drain()) if not self._failed else []
-        chunks = self._chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        self._chunks = []
-        self._size = 0
+    def _split(self, data: bytes) -> tuple[list[Parsed], int]:
         if len(data) > self._limit or _allocates(data):
-            return self._to_python(data)
+            return [], 0
         reader = self._hiredis
         reader.feed(data)
         gets = reader.gets
@@ -203,41 +170,34 @@ class HiredisCommandReader:
             wire = None
         if wire is None or not data.startswith(wire):
             self._hiredis = _new_hiredis()  # what it holds of ``data`` is not a request
-            return self._to_python(data)
+            return [], 0
         if [] in commands:
             # Redis and the Python reader skip empty arrays (``*0``) silently.
             commands = [args for args in commands if args]
-        if len(wire) < len(data):
-            # A partial request (or garbage) follows: the Python reader's from its first byte,
-            # and hiredis starts afresh after it.
+        if len(wire) < len(data) or len(data) > _KEEP_READER:
+            # What follows the requests (a partial one, or garbage) is the Python reader's, and
+            # hiredis starts afresh after it. And hiredis keeps a buffer the size of its largest
+            # read (32 KiB after 16 KiB): an idle connection must not hold that, outside the
+            # client budget.
             self._hiredis = _new_hiredis()
-            commands += self._to_python(data[len(wire) :])
-        elif len(data) > _KEEP_READER:
-            # hiredis keeps a buffer the size of its largest read (32 KiB after 16 KiB): an
-            # idle connection must not hold that, outside the client budget.
-            self._hiredis = _new_hiredis()
-        return commands
-
-    def _to_python(self, data: bytes) -> list[Parsed]:
-        """Hand ``data`` (from a request's first byte) to the Python reader; its results."""
-        python = self._python
-        python.feed(data)
-        return self._check(python.drain())
-
-    def _check(self, parsed: list[Parsed]) -> list[Parsed]:
-        """``parsed``, noting a protocol error (the stream ends there: nothing more is read)."""
-        if parsed and parsed[-1].__class__ is ProtocolError:
-            self._failed = True
-        return parsed
+        return commands, len(wire)
 
 
 def command_reader(
     max_request_size: int = DEFAULT_MAX_REQUEST_SIZE, max_bulk: int | None = None
-) -> CommandReader | HiredisCommandReader:
-    """A request reader for one connection: hiredis's when it is installed and not turned off.
+) -> CommandReader | PrefixCommandReader:
+    """A request reader for one connection, the first of these that is there and not turned off:
+
+    1. the C splitter (:class:`~.resp_split.SplitCommandReader`): built by ``setup.py`` where
+       a compiler was at hand, off with ``BLINKSTORE_NATIVE=0``;
+    2. hiredis's (:class:`HiredisCommandReader`): where hiredis is installed (the ``redis``
+       extra), off with ``BLINKSTORE_HIREDIS=0``;
+    3. the pure-Python :class:`~.resp.CommandReader`, the reference the other two defer to.
 
     The environment is read each time (not once at import), so that a test can switch.
     """
-    if not available() or os.environ.get(ENV, "1") == "0":
-        return CommandReader(max_request_size, max_bulk)
-    return HiredisCommandReader(max_request_size, max_bulk)
+    if resp_split.available():
+        return SplitCommandReader(max_request_size, max_bulk)
+    if available() and os.environ.get(ENV, "1") != "0":
+        return HiredisCommandReader(max_request_size, max_bulk)
+    return CommandReader(max_request_size, max_bulk)

@@ -1,6 +1,6 @@
-"""Pipelines against a real ``blinkstore serve``: hiredis's request reader, the pure-Python one
-(``BLINKSTORE_HIREDIS=0``) and redis-server answer the same pipelined stream, sent in pieces
-split at random points, with the same bytes.
+"""Pipelines against a real ``blinkstore serve``: the C splitter's request reader, hiredis's
+(``BLINKSTORE_NATIVE=0``), the pure-Python one (``BLINKSTORE_HIREDIS=0`` too) and redis-server
+answer the same pipelined stream, sent in pieces split at random points, with the same bytes.
 
 The split seed is printed (``pytest -s``) and named in a failure; ``RESP_FUZZ_SEED`` replays it.
 """
@@ -67,13 +67,14 @@ def answers(server: StoreProcess | RedisProcess, pieces: list[bytes], count: int
         connection.close()
 
 
-def test_a_split_pipeline_gets_redis_servers_answers_from_both_readers(
+def test_a_split_pipeline_gets_redis_servers_answers_from_every_reader(
     blinkstore_factory: StoreFactory, redis_server: RedisProcess
 ) -> None:
     seed = int(os.environ.get("RESP_FUZZ_SEED", random.randrange(2**32)))
     print(f"RESP_FUZZ_SEED={seed}")
     rnd = random.Random(seed)
     fast = blinkstore_factory()
+    hiredis = blinkstore_factory(env={NATIVE_ENV: "0"})
     python = blinkstore_factory(env={ENV: "0", NATIVE_ENV: "0"})  # no C at all
     commands = [rnd.choice(COMMANDS) for _ in range(300)]
     wire = b"".join(resp_command(*command) for command in commands)
@@ -81,6 +82,7 @@ def test_a_split_pipeline_gets_redis_servers_answers_from_both_readers(
     pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
     expected = answers(redis_server, pieces, len(commands))
     assert answers(fast, pieces, len(commands)) == expected, f"RESP_FUZZ_SEED={seed}"
+    assert answers(hiredis, pieces, len(commands)) == expected, f"RESP_FUZZ_SEED={seed}"
     assert answers(python, pieces, len(commands)) == expected, f"RESP_FUZZ_SEED={seed}"
 
 
@@ -101,3 +103,9 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         pipeline.main(["--rounds", "0"])
     assert info.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_the_in_process_figures_have_every_configuration() -> None:
+    found = pipeline.in_process(rounds=1)
+    assert set(found) == set(pipeline.STORES)
+    assert all(served > 0 and parsed > 0 for served, parsed in found.values())

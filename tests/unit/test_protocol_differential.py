@@ -1,36 +1,43 @@
-"""hiredis's request reader against the pure-Python reference, on random and mutated streams.
+"""The fast request readers (the C splitter's, hiredis's) against the pure-Python reference, on
+random and mutated streams.
 
-Each case is a stream of requests (some over the size limits), mutated the ways a broken or
-hostile client would (bytes flipped, inserted, dropped; a wrong CRLF; RESP types a request never
-has; non-canonical numbers; absurd headers), split at random points. Both readers are fed the
-same pieces, and after every piece they must give the same commands, refusals and errors, and
-agree on what they hold (``idle``, ``skipping``, ``buffered``), which the connection's memory
-budget and hot path read.
+Each case is a stream of requests (some over the size limits, some at them), mutated the ways a
+broken or hostile client would (bytes flipped, inserted, dropped; a wrong CRLF; RESP types a
+request never has; non-canonical numbers; absurd headers), split at random points. Each fast
+reader and the Python reader are fed the same pieces, and after every piece they must give the
+same commands, refusals and errors, and agree on what they hold (``idle``, ``skipping``,
+``buffered``), which the connection's memory budget and hot path read.
 
 The seed is printed (``pytest -s``) and named in any failure; ``RESP_FUZZ_SEED=<n>`` replays it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from blinkstore_gunicorn.protocol import ProtocolError, resp, resp_hiredis
 from blinkstore_gunicorn.protocol.resp_hiredis import (
-    ENV,
     HIREDIS_MAX_READ,
     HiredisCommandReader,
     available,
-    command_reader,
     framing,
 )
+from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
+from blinkstore_gunicorn.protocol.resp_split import SplitCommandReader
 
 needs_hiredis = pytest.mark.skipif(not available(), reason="hiredis is not installed")
+SPLIT_BUILT = importlib.util.find_spec("blinkstore_gunicorn.protocol._split") is not None
+needs_split = pytest.mark.skipif(not SPLIT_BUILT, reason="protocol/_split.c is not built")
+#: The readers checked against the Python reference.
+FAST_READERS = [
+    pytest.param(HiredisCommandReader, id="hiredis", marks=needs_hiredis),
+    pytest.param(SplitCommandReader, id="split", marks=needs_split),
+]
 
 CASES = 3000
 
@@ -63,6 +70,12 @@ TOKENS = [
     b"$600000000\r\n",
     b"$5000\r\n",
     b"*" + b"9" * 70,
+    b"*1\r\n$0\r\n\r\n",
+    b"*1\r\n$00\r\n\r\n",
+    b"*1\r\n$" + b"9" * 19 + b"\r\n",
+    b"*" + b"9" * 19 + b"\r\n",
+    b"*1048576\r\n",
+    b"*1048577\r\n",
 ]
 #: What a mutated terminator becomes.
 TERMINATORS = [b"XY", b"\n\r", b"\r\r", b"\n\n", b"\r", b""]
@@ -91,9 +104,30 @@ def random_command(rnd: random.Random) -> bytes:
     return resp.encode_command(*args)
 
 
-def random_stream(rnd: random.Random) -> bytes:
+def limit_command(rnd: random.Random, limits: dict[str, int]) -> bytes:
+    """A request with an argument, or a total, one byte below, at or above a limit."""
+    request = limits.get("max_request_size", resp.DEFAULT_MAX_REQUEST_SIZE)
+    bulk = limits.get("max_bulk", request)
+    if rnd.random() < 0.5 and bulk <= 100_000:
+        return resp.encode_command("SET", "k", b"v" * (bulk + rnd.choice([-1, 0, 1])))
+    if request > 100_000:
+        return random_command(rnd)
+    # A request's size, as the reader measures it, runs from its ``*`` to the end of its last
+    # value: ``*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$<n>\r\n`` and ``n`` bytes.
+    target = request + rnd.choice([-1, 0, 1])
+    value = target - 20 - len(b"$%d\r\n" % target)
+    while 20 + len(b"$%d\r\n" % value) + value < target:
+        value += 1
+    return resp.encode_command("SET", "k", b"v" * value)
+
+
+def random_stream(rnd: random.Random, limits: dict[str, int]) -> bytes:
     parts = [
-        random_command(rnd) if rnd.random() < 0.9 else rnd.choice(TOKENS)
+        random_command(rnd)
+        if (kind := rnd.random()) < 0.85
+        else limit_command(rnd, limits)
+        if kind < 0.9
+        else rnd.choice(TOKENS)
         for _ in range(rnd.randrange(1, 20))
     ]
     data = bytearray(b"".join(parts))
@@ -124,15 +158,17 @@ def random_pieces(rnd: random.Random, data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
-@needs_hiredis
-def test_hiredis_reads_every_stream_like_the_python_reader() -> None:
+@pytest.mark.parametrize("reader", FAST_READERS)
+def test_a_fast_reader_reads_every_stream_like_the_python_reader(
+    reader: type[PrefixCommandReader],
+) -> None:
     seed = int(os.environ.get("RESP_FUZZ_SEED", random.randrange(2**32)))
     print(f"RESP_FUZZ_SEED={seed}")
     rnd = random.Random(seed)
     for case in range(CASES):
         limits = rnd.choice(LIMITS)
-        data = random_stream(rnd)
-        python, fast = resp.CommandReader(**limits), HiredisCommandReader(**limits)
+        data = random_stream(rnd, limits)
+        python, fast = resp.CommandReader(**limits), reader(**limits)
         for piece in random_pieces(rnd, data):
             python.feed(piece)
             fast.feed(piece)
@@ -144,20 +180,22 @@ def test_hiredis_reads_every_stream_like_the_python_reader() -> None:
             )
 
 
-@needs_hiredis
+@pytest.mark.parametrize("reader", FAST_READERS)
 @pytest.mark.parametrize("chunk", [1, 5, 64, 1000])
-def test_a_pipeline_of_every_size_of_argument_is_read_whole(chunk: int) -> None:
+def test_a_pipeline_of_every_size_of_argument_is_read_whole(
+    reader: type[PrefixCommandReader], chunk: int
+) -> None:
     # Around the 1024-byte header table and the array header table (64 arguments).
     commands = [[b"SET", b"k", b"v" * size] for size in (0, 1, 1023, 1024, 1025, 70_000)]
     commands.append([b"MSET", *[b"x"] * 64])
     wire = b"".join(resp.encode_command(*command) for command in commands)
     assert framing(commands) == wire
-    reader = HiredisCommandReader()
+    parser = reader()
     out: list[object] = []
     for start in range(0, len(wire), chunk):
-        reader.feed(wire[start : start + chunk])
-        out += reader.drain()
-    assert out == commands and reader.idle and reader.buffered == 0
+        parser.feed(wire[start : start + chunk])
+        out += parser.drain()
+    assert out == commands and parser.idle and parser.buffered == 0
 
 
 @needs_hiredis
@@ -217,25 +255,3 @@ def test_an_idle_connection_keeps_no_large_hiredis_buffer() -> None:
     assert reader.drain() == [[b"GET", b"k"]] * 10 and reader._hiredis is kept
     reader.feed(large)
     assert reader.drain() == [[b"SET", b"k", b"v" * 2000]] and reader._hiredis is not kept
-
-
-@needs_hiredis
-def test_the_environment_chooses_the_reader(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(ENV, raising=False)
-    assert isinstance(command_reader(), HiredisCommandReader)
-    monkeypatch.setenv(ENV, "0")
-    assert type(command_reader(4096, 100)) is resp.CommandReader
-
-
-def test_without_hiredis_the_python_reader_serves() -> None:
-    # hiredis made unimportable, as where the ``redis`` extra is not installed.
-    code = (
-        "import sys; sys.modules['hiredis'] = None\n"
-        "from blinkstore_gunicorn.protocol import resp, resp_hiredis\n"
-        "reader = resp_hiredis.command_reader()\n"
-        "assert not resp_hiredis.available() and type(reader) is resp.CommandReader\n"
-        "reader.feed(resp.encode_command('PING'))\n"
-        "assert reader.drain() == [[b'PING']]\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr

@@ -1,7 +1,8 @@
 """RESP2 sans-IO parser and encoders.
 
-The request reader's tests run on both readers: the pure-Python reference
-(``resp.CommandReader``) and hiredis's (``resp_hiredis.HiredisCommandReader``).
+The request reader's tests run on every reader: the pure-Python reference
+(``resp.CommandReader``), hiredis's (``resp_hiredis.HiredisCommandReader``) and the C
+splitter's (``resp_split.SplitCommandReader``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from hypothesis import strategies as st
 
 from blinkstore_gunicorn.protocol import ProtocolError, TooLarge, is_resp_start, resp
 from blinkstore_gunicorn.protocol.resp_hiredis import HiredisCommandReader, available
+from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
+from blinkstore_gunicorn.protocol.resp_split import SplitCommandReader
+from tests.unit.test_protocol_differential import needs_split
 
-Reader: TypeAlias = type[resp.CommandReader] | type[HiredisCommandReader]
+Reader: TypeAlias = type[resp.CommandReader] | type[PrefixCommandReader]
 
 #: Every request reader, for ``@pytest.mark.parametrize("reader", READERS)``.
 READERS = [
@@ -25,6 +29,7 @@ READERS = [
         id="hiredis",
         marks=pytest.mark.skipif(not available(), reason="hiredis is not installed"),
     ),
+    pytest.param(SplitCommandReader, id="split", marks=needs_split),
 ]
 with_both = pytest.mark.parametrize("reader", READERS)
 

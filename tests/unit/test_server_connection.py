@@ -11,12 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blinkstore_gunicorn.config import StoreSettings
-from blinkstore_gunicorn.protocol import resp, resp_hiredis
+from blinkstore_gunicorn.protocol import resp, resp_hiredis, resp_split
 from blinkstore_gunicorn.server import connection as connection_module
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.connection import MAX_CLIENTS_REPLY, StoreConnection
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.store import StoreServer
+from tests.unit.test_protocol_differential import SPLIT_BUILT
 
 
 class FakeTransport:
@@ -75,12 +76,16 @@ def connect(server: StoreServer, half_close: bool = False) -> tuple[StoreConnect
     return connection, transport
 
 
-@pytest.fixture(params=["python", "hiredis"])
+@pytest.fixture(params=["python", "hiredis", "split"])
 def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StoreServer:
-    """A server whose connections parse requests with the Python reader, then hiredis's."""
+    """A server whose connections parse requests with the Python reader, then hiredis's, then
+    the C splitter's (the first two with every C helper off, the last with them on)."""
     if request.param == "hiredis" and not resp_hiredis.available():
         pytest.skip("hiredis is not installed")
+    if request.param == "split" and not SPLIT_BUILT:
+        pytest.skip("protocol/_split.c is not built")
     monkeypatch.setenv(resp_hiredis.ENV, "1" if request.param == "hiredis" else "0")
+    monkeypatch.setenv(resp_split.NATIVE_ENV, "1" if request.param == "split" else "0")
     return StoreServer(StoreSettings(unix="/nonexistent/s.sock", max_request_size=4096))
 
 
