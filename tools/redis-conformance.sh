@@ -42,7 +42,6 @@ Script with RESP3 map
 /^Script block the time during execution
 Script check unpack with massive arguments
 Script ACL check
-/even when use pcall
 /not enough good replicas
 reject script do not cause a Lua stack leak
 Consistent eval error reporting
