@@ -70,6 +70,22 @@ def _parked(control: RawConnection, count: int) -> None:
         (["HSET h a 1"], "HSETNX h a 2", "h"),
         (["SET k v"], "GETEX k PERSIST", "k"),
         ([], "FLUSHALL", "missing"),
+        (["ZADD z 1 a"], "ZREM z missing other", "z"),
+        (["ZADD z 1 a"], "ZINCRBY z 0 a", "z"),
+        (["ZADD z 1 a"], "ZADD z 1 a", "z"),
+        (["ZADD z 1 a"], "ZADD z XX 2 missing", "z"),
+        (["ZADD z 1 a"], "ZREMRANGEBYSCORE z 5 6", "z"),
+        (["ZADD z 1 a"], "ZREMRANGEBYRANK z 5 6", "z"),
+        (["ZADD z 0 a"], "ZREMRANGEBYLEX z [x [y", "z"),
+        (["ZADD z 1 a"], "ZPOPMIN z 0", "z"),
+        ([], "ZPOPMIN z", "z"),
+        ([], "ZUNIONSTORE z 1 missing", "z"),
+        (["ZADD y 1 a", "ZADD x 1 b"], "ZINTERSTORE z 2 x y", "z"),
+        (["RPUSH l a b"], "LREM l 0 missing", "l"),
+        (["RPUSH l a b"], "LPOP l 0", "l"),
+        (["RPUSH l a b"], "RPOP l 0", "l"),
+        ([], "LPUSHX l a", "l"),
+        ([], "RPUSHX l a", "l"),
     ],
 )
 def test_watch_survives_writes_that_change_nothing(
@@ -85,13 +101,25 @@ def test_watch_survives_writes_that_change_nothing(
     assert watcher("EXEC") == b"*1\r\n+PONG\r\n"
 
 
-def test_watch_fails_when_smove_adds_to_the_destination(
-    connect: Callable[[], RawConnection],
+@pytest.mark.parametrize(
+    ("setup", "write", "key"),
+    [
+        (["SADD s2 a"], "SMOVE s2 s a", "s"),
+        # Redis signals these although the value is as it was.
+        (["RPUSH l a b"], "LTRIM l 0 -1", "l"),
+        (["RPUSH l a b"], "LSET l 0 a", "l"),
+        (["ZADD z 1 a"], "ZINCRBY z 0 b", "z"),
+        (["ZADD z 1 a"], "ZUNIONSTORE z 1 missing", "z"),
+    ],
+)
+def test_watch_fails_when_redis_signals_a_write(
+    connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
     watcher, other = connect(), connect()
-    other("SADD", "s2", "a")
-    watcher("WATCH", "s")
-    assert other("SMOVE", "s2", "s", "a") == b":1\r\n"
+    for line in setup:
+        other(*line.split())
+    assert watcher("WATCH", key) == OK
+    other(*write.split())
     watcher("MULTI")
     watcher("PING")
     assert watcher("EXEC") == NIL
