@@ -275,3 +275,66 @@ def test_xread_after_deleted_entries_waits(connect: Callable[[], RawConnection])
     assert waiting.reply() == (
         b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n668-0\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
     )
+
+
+#: BRPOPLPUSH is BLMOVE ... RIGHT LEFT; both answer the same.
+BLOCKING_MOVES = [["BRPOPLPUSH", "src", "dst"], ["BLMOVE", "src", "dst", "RIGHT", "LEFT"]]
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+@pytest.mark.parametrize(
+    ("protocol", "null", "null_array"),
+    [
+        pytest.param("2", b"$-1\r\n", NIL, id="resp2"),
+        pytest.param("3", b"_\r\n", b"_\r\n", id="resp3"),
+    ],
+)
+def test_blocking_moves_reply_as_redis(
+    connect: Callable[[], RawConnection],
+    move: list[str],
+    protocol: str,
+    null: bytes,
+    null_array: bytes,
+) -> None:
+    control = connect()
+    control("HELLO", protocol)
+    # Timed out (parked, then answered by the store's timer): a null array, as in Redis.
+    assert control(*move, "0.01") == null_array
+    # Inside MULTI an empty source answers at once, with a plain null.
+    control("MULTI")
+    control(*move, "0")
+    control("RPUSH", "src", "a", "b")
+    control(*move, "0")
+    assert control("EXEC") == b"*3\r\n" + null + b":2\r\n$1\r\nb\r\n"
+    assert control(*move, "0") == b"$1\r\na\r\n"
+    assert control("LRANGE", "dst", "0", "-1") == b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    assert control(*move, "-1") == b"-ERR timeout is negative\r\n"
+    assert control(*move, "soon") == b"-ERR timeout is not a float or out of range\r\n"
+    assert control(*move) == (
+        b"-ERR wrong number of arguments for '%s' command\r\n" % move[0].lower().encode()
+    )
+    control("SET", "str", "x")
+    control("RPUSH", "src", "c")
+    wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert control(*[("str" if arg == "src" else arg) for arg in move], "0") == wrongtype
+    assert control(*[("str" if arg == "dst" else arg) for arg in move], "0") == wrongtype
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$1\r\nc\r\n"  # nothing moved
+    quoted = ", ".join(f"'{arg}'" for arg in move)
+    script = f"return redis.call({quoted}, 0)"
+    # Redis ends the text with ", on @user_script:1."; the store with the SHA (see the docs).
+    assert control("EVAL", script, "0").startswith(
+        b"-ERR This Redis command is not allowed from script script: "
+    )
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+def test_a_parked_blocking_move_is_woken_by_a_push(
+    connect: Callable[[], RawConnection], move: list[str]
+) -> None:
+    control, waiting = connect(), connect()
+    waiting.send(*move, "0")
+    _parked(control, 1)
+    assert control("RPUSH", "src", "a", "b") == b":2\r\n"
+    assert waiting.reply() == b"$1\r\nb\r\n"
+    assert control("LRANGE", "dst", "0", "-1") == b"*1\r\n$1\r\nb\r\n"
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$1\r\na\r\n"
