@@ -338,3 +338,22 @@ def test_a_parked_blocking_move_is_woken_by_a_push(
     assert waiting.reply() == b"$1\r\nb\r\n"
     assert control("LRANGE", "dst", "0", "-1") == b"*1\r\n$1\r\nb\r\n"
     assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$1\r\na\r\n"
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+def test_circular_blocking_moves_each_serve_once(
+    connect: Callable[[], RawConnection], move: list[str]
+) -> None:
+    control, first, second = connect(), connect(), connect()
+    first.send(*move, "0")  # src -> dst
+    _parked(control, 1)
+    second.send(*[{"src": "dst", "dst": "src"}.get(arg, arg) for arg in move], "0")  # dst -> src
+    _parked(control, 2)
+    control("RPUSH", "src", "foo")
+    # The element goes to dst for the first, then back to src for the second (Redis serves
+    # the keys a move makes ready after the move, not within it).
+    assert first.reply() == b"$3\r\nfoo\r\n"
+    assert second.reply() == b"$3\r\nfoo\r\n"
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$3\r\nfoo\r\n"
+    assert control("EXISTS", "dst") == b":0\r\n"
+    assert control("PING") == b"+PONG\r\n"
