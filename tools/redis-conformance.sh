@@ -32,11 +32,10 @@ if [ ! -d "$copy" ]; then
 fi
 
 # Tests of what the store does not claim, or that stop the file or the store (see the docs).
-skip_unit_type_list='/BRPOPLPUSH'
+skip_unit_type_list=''
 skip_unit_keyspace='Commands pipelining'
 skip_unit_multi='Blocking commands ignores the timeout'
-skip_unit_scripting='/BRPOPLPUSH|brpoplpush
-EVAL - JSON smoke test
+skip_unit_scripting='EVAL - JSON smoke test
 Script with RESP3 map
 /^test resp3 
 /^Script block the time during execution

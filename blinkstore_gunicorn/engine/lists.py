@@ -84,6 +84,8 @@ def pop(engine: Engine, key: bytes, count: int, left: bool) -> list[bytes] | Non
     found = engine.lookup(key, List)
     if found is None:
         return None
+    if not count:  # LPOP key 0 is no write: a WATCH on the key holds, as in Redis
+        return []
     old_cost = found.cost
     items = found.items
     take = items.popleft if left else items.pop

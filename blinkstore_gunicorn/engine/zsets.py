@@ -93,7 +93,8 @@ def zadd(engine: Engine, key: bytes, pairs: list[tuple[float, bytes]]) -> int:
 
 
 def zrem(engine: Engine, key: bytes, members: Iterable[bytes]) -> int:
-    """Remove the members; how many there were (the key goes with its last one)."""
+    """Remove the members; how many there were (the key goes with its last one; none
+    removed leaves the key untouched)."""
     found = engine.lookup(key, ZSet)
     if found is None:
         return 0
@@ -105,7 +106,8 @@ def zrem(engine: Engine, key: bytes, members: Iterable[bytes]) -> int:
             del found.order[bisect.bisect_left(found.order, (score, member))]
             found.cost -= _cost(member)
             removed += 1
-    engine.resized(key, found, old_cost)
+    if removed:  # removing only absent members is no write: a WATCH on the key holds, as in Redis
+        engine.resized(key, found, old_cost)
     return removed
 
 

@@ -124,19 +124,22 @@ class BlockedPops:
         if self._held is not None:
             self._held[key] = None
             return
-        for parked in list(queue):
-            if self._by_owner.get(parked.owner) is not parked:
-                continue  # answered meanwhile (a serve or a delivery ran other commands)
-            try:
-                reply = parked.serve(key)
-            except WrongType:
-                continue
-            if reply is None:
-                if parked.consumes:
-                    return
-                continue
-            self._forget(parked)
-            parked.deliver(reply)
+        # A key a serve makes ready (BLMOVE's destination) is served once this key is done,
+        # as Redis does: within the serve, the caller being served would still be parked.
+        with self.held():
+            for parked in list(queue):
+                if self._by_owner.get(parked.owner) is not parked:
+                    continue  # answered meanwhile (a serve or a delivery ran other commands)
+                try:
+                    reply = parked.serve(key)
+                except WrongType:
+                    continue
+                if reply is None:
+                    if parked.consumes:
+                        return
+                    continue
+                self._forget(parked)
+                parked.deliver(reply)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

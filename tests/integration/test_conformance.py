@@ -70,6 +70,22 @@ def _parked(control: RawConnection, count: int) -> None:
         (["HSET h a 1"], "HSETNX h a 2", "h"),
         (["SET k v"], "GETEX k PERSIST", "k"),
         ([], "FLUSHALL", "missing"),
+        (["ZADD z 1 a"], "ZREM z missing other", "z"),
+        (["ZADD z 1 a"], "ZINCRBY z 0 a", "z"),
+        (["ZADD z 1 a"], "ZADD z 1 a", "z"),
+        (["ZADD z 1 a"], "ZADD z XX 2 missing", "z"),
+        (["ZADD z 1 a"], "ZREMRANGEBYSCORE z 5 6", "z"),
+        (["ZADD z 1 a"], "ZREMRANGEBYRANK z 5 6", "z"),
+        (["ZADD z 0 a"], "ZREMRANGEBYLEX z [x [y", "z"),
+        (["ZADD z 1 a"], "ZPOPMIN z 0", "z"),
+        ([], "ZPOPMIN z", "z"),
+        ([], "ZUNIONSTORE z 1 missing", "z"),
+        (["ZADD y 1 a", "ZADD x 1 b"], "ZINTERSTORE z 2 x y", "z"),
+        (["RPUSH l a b"], "LREM l 0 missing", "l"),
+        (["RPUSH l a b"], "LPOP l 0", "l"),
+        (["RPUSH l a b"], "RPOP l 0", "l"),
+        ([], "LPUSHX l a", "l"),
+        ([], "RPUSHX l a", "l"),
     ],
 )
 def test_watch_survives_writes_that_change_nothing(
@@ -85,13 +101,25 @@ def test_watch_survives_writes_that_change_nothing(
     assert watcher("EXEC") == b"*1\r\n+PONG\r\n"
 
 
-def test_watch_fails_when_smove_adds_to_the_destination(
-    connect: Callable[[], RawConnection],
+@pytest.mark.parametrize(
+    ("setup", "write", "key"),
+    [
+        (["SADD s2 a"], "SMOVE s2 s a", "s"),
+        # Redis signals these although the value is as it was.
+        (["RPUSH l a b"], "LTRIM l 0 -1", "l"),
+        (["RPUSH l a b"], "LSET l 0 a", "l"),
+        (["ZADD z 1 a"], "ZINCRBY z 0 b", "z"),
+        (["ZADD z 1 a"], "ZUNIONSTORE z 1 missing", "z"),
+    ],
+)
+def test_watch_fails_when_redis_signals_a_write(
+    connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
     watcher, other = connect(), connect()
-    other("SADD", "s2", "a")
-    watcher("WATCH", "s")
-    assert other("SMOVE", "s2", "s", "a") == b":1\r\n"
+    for line in setup:
+        other(*line.split())
+    assert watcher("WATCH", key) == OK
+    other(*write.split())
     watcher("MULTI")
     watcher("PING")
     assert watcher("EXEC") == NIL
@@ -247,3 +275,85 @@ def test_xread_after_deleted_entries_waits(connect: Callable[[], RawConnection])
     assert waiting.reply() == (
         b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n668-0\r\n*2\r\n$1\r\ng\r\n$1\r\nw\r\n"
     )
+
+
+#: BRPOPLPUSH is BLMOVE ... RIGHT LEFT; both answer the same.
+BLOCKING_MOVES = [["BRPOPLPUSH", "src", "dst"], ["BLMOVE", "src", "dst", "RIGHT", "LEFT"]]
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+@pytest.mark.parametrize(
+    ("protocol", "null", "null_array"),
+    [
+        pytest.param("2", b"$-1\r\n", NIL, id="resp2"),
+        pytest.param("3", b"_\r\n", b"_\r\n", id="resp3"),
+    ],
+)
+def test_blocking_moves_reply_as_redis(
+    connect: Callable[[], RawConnection],
+    move: list[str],
+    protocol: str,
+    null: bytes,
+    null_array: bytes,
+) -> None:
+    control = connect()
+    control("HELLO", protocol)
+    # Timed out (parked, then answered by the store's timer): a null array, as in Redis.
+    assert control(*move, "0.01") == null_array
+    # Inside MULTI an empty source answers at once, with a plain null.
+    control("MULTI")
+    control(*move, "0")
+    control("RPUSH", "src", "a", "b")
+    control(*move, "0")
+    assert control("EXEC") == b"*3\r\n" + null + b":2\r\n$1\r\nb\r\n"
+    assert control(*move, "0") == b"$1\r\na\r\n"
+    assert control("LRANGE", "dst", "0", "-1") == b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    assert control(*move, "-1") == b"-ERR timeout is negative\r\n"
+    assert control(*move, "soon") == b"-ERR timeout is not a float or out of range\r\n"
+    assert control(*move) == (
+        b"-ERR wrong number of arguments for '%s' command\r\n" % move[0].lower().encode()
+    )
+    control("SET", "str", "x")
+    control("RPUSH", "src", "c")
+    wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    assert control(*[("str" if arg == "src" else arg) for arg in move], "0") == wrongtype
+    assert control(*[("str" if arg == "dst" else arg) for arg in move], "0") == wrongtype
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$1\r\nc\r\n"  # nothing moved
+    quoted = ", ".join(f"'{arg}'" for arg in move)
+    script = f"return redis.call({quoted}, 0)"
+    # Redis ends the text with ", on @user_script:1."; the store with the SHA (see the docs).
+    assert control("EVAL", script, "0").startswith(
+        b"-ERR This Redis command is not allowed from script script: "
+    )
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+def test_a_parked_blocking_move_is_woken_by_a_push(
+    connect: Callable[[], RawConnection], move: list[str]
+) -> None:
+    control, waiting = connect(), connect()
+    waiting.send(*move, "0")
+    _parked(control, 1)
+    assert control("RPUSH", "src", "a", "b") == b":2\r\n"
+    assert waiting.reply() == b"$1\r\nb\r\n"
+    assert control("LRANGE", "dst", "0", "-1") == b"*1\r\n$1\r\nb\r\n"
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$1\r\na\r\n"
+
+
+@pytest.mark.parametrize("move", BLOCKING_MOVES, ids=["brpoplpush", "blmove"])
+def test_circular_blocking_moves_each_serve_once(
+    connect: Callable[[], RawConnection], move: list[str]
+) -> None:
+    control, first, second = connect(), connect(), connect()
+    first.send(*move, "0")  # src -> dst
+    _parked(control, 1)
+    second.send(*[{"src": "dst", "dst": "src"}.get(arg, arg) for arg in move], "0")  # dst -> src
+    _parked(control, 2)
+    control("RPUSH", "src", "foo")
+    # The element goes to dst for the first, then back to src for the second (Redis serves
+    # the keys a move makes ready after the move, not within it).
+    assert first.reply() == b"$3\r\nfoo\r\n"
+    assert second.reply() == b"$3\r\nfoo\r\n"
+    assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$3\r\nfoo\r\n"
+    assert control("EXISTS", "dst") == b":0\r\n"
+    assert control("PING") == b"+PONG\r\n"

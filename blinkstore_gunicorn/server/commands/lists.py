@@ -1,6 +1,7 @@
 """List commands (Redis's t_list.c): LPUSH, RPUSH, LPUSHX, RPUSHX, LPOP, RPOP, LLEN, LRANGE,
-LINDEX, LSET, LINSERT, LREM, LTRIM, LPOS, LMOVE, RPOPLPUSH, and the blocking BLPOP, BRPOP and
-BLMOVE, which park the caller in the store (``server/blocking.py``) until a push serves it.
+LINDEX, LSET, LINSERT, LREM, LTRIM, LPOS, LMOVE, RPOPLPUSH, and the blocking BLPOP, BRPOP,
+BLMOVE and BRPOPLPUSH, which park the caller in the store (``server/blocking.py``) until a
+push serves it.
 
 The data and its memory account are ``engine/lists.py``'s; this module parses, checks and
 encodes. Indexes follow Redis: negative ones count from the tail, ranges are clamped.
@@ -446,14 +447,17 @@ def cmd_brpop(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return _blocking_pop(d, c, args, left=False)
 
 
-@command("blmove", 6, "write denyoom noscript blocking", (1, 2, 1))
-def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout``: LMOVE, parked while the
-    source is empty."""
-    left, to_left = _side(args[3]), _side(args[4])
-    if left is None or to_left is None:
-        return ERR_SYNTAX
-    source, destination = args[1], args[2]
+def _blocking_move(
+    d: Dispatcher,
+    c: Client,
+    source: bytes,
+    destination: bytes,
+    raw_timeout: bytes,
+    *,
+    left: bool,
+    to_left: bool,
+) -> bytes:
+    """BLMOVE's work (BRPOPLPUSH is BLMOVE ... RIGHT LEFT)."""
 
     def serve(key: bytes) -> bytes | None:
         try:
@@ -461,4 +465,24 @@ def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         except WrongType as exc:  # the destination changed type while the caller waited
             return resp.error(str(exc))
 
-    return _block(d, c, [source], args[5], serve=serve, timeout_reply=c.nil)
+    # Redis answers a timeout with a null array, but an empty source inside MULTI with a
+    # plain null (the two differ in RESP2 only).
+    timeout_reply = c.nil if c.in_exec or c.resp3 else resp.NIL_ARRAY
+    return _block(d, c, [source], raw_timeout, serve=serve, timeout_reply=timeout_reply)
+
+
+@command("blmove", 6, "write denyoom noscript blocking", (1, 2, 1))
+def cmd_blmove(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout``: LMOVE, parked while the
+    source is empty."""
+    left, to_left = _side(args[3]), _side(args[4])
+    if left is None or to_left is None:
+        return ERR_SYNTAX
+    return _blocking_move(d, c, args[1], args[2], args[5], left=left, to_left=to_left)
+
+
+@command("brpoplpush", 4, "write denyoom noscript blocking", (1, 2, 1))
+def cmd_brpoplpush(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
+    """``BRPOPLPUSH source destination timeout``: ``BLMOVE source destination RIGHT LEFT
+    timeout``."""
+    return _blocking_move(d, c, args[1], args[2], args[3], left=False, to_left=True)
