@@ -91,6 +91,14 @@ def _parked(control: RawConnection, count: int) -> None:
 def test_watch_survives_writes_that_change_nothing(
     connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
+    assert _exec_after_write(connect, setup, write, key) == b"*1\r\n+PONG\r\n"
+
+
+def _exec_after_write(
+    connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
+) -> bytes:
+    """EXEC's reply to a MULTI of one PING, on a connection that WATCHed ``key`` before another
+    connection ran ``setup`` then ``write``."""
     watcher, other = connect(), connect()
     for line in setup:
         other(*line.split())
@@ -98,7 +106,7 @@ def test_watch_survives_writes_that_change_nothing(
     other(*write.split())
     assert watcher("MULTI") == OK
     watcher("PING")
-    assert watcher("EXEC") == b"*1\r\n+PONG\r\n"
+    return watcher("EXEC")
 
 
 @pytest.mark.parametrize(
@@ -115,14 +123,7 @@ def test_watch_survives_writes_that_change_nothing(
 def test_watch_fails_when_redis_signals_a_write(
     connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
-    watcher, other = connect(), connect()
-    for line in setup:
-        other(*line.split())
-    assert watcher("WATCH", key) == OK
-    other(*write.split())
-    watcher("MULTI")
-    watcher("PING")
-    assert watcher("EXEC") == NIL
+    assert _exec_after_write(connect, setup, write, key) == NIL
 
 
 def test_expire_seconds_bound_rounds_toward_zero(connect: Callable[[], RawConnection]) -> None:
