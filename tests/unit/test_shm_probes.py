@@ -40,6 +40,16 @@ def writer() -> Iterator[RegionWriter]:
     region.close()
 
 
+@pytest.fixture
+def store(writer: RegionWriter) -> Iterator[tuple[MemoryEngine, RegionReader]]:
+    """An engine publishing into ``writer`` and a reader of that region (closed after)."""
+    engine = MemoryEngine(memory_limit=0)
+    engine.attach_region(writer)
+    reader = RegionReader(*writer.fds, 0)
+    yield engine, reader
+    reader.close()
+
+
 def _crafted(writer: RegionWriter) -> list[bytes]:
     """Keys whose hash has the same low 10 bits (one home in a table of 1024 slots), half of
     them with bit 10 set, half without (two homes, 20 keys each, in a table of 2048)."""
@@ -81,10 +91,10 @@ def _fill_until_grown(engine: MemoryEngine, writer: RegionWriter, slots: int) ->
     return fillers
 
 
-def test_keys_piled_on_one_home_are_placed_within_max_probe(writer: RegionWriter) -> None:
-    engine = MemoryEngine(memory_limit=0)
-    engine.attach_region(writer)
-    reader = RegionReader(*writer.fds, 0)
+def test_keys_piled_on_one_home_are_placed_within_max_probe(
+    writer: RegionWriter, store: tuple[MemoryEngine, RegionReader]
+) -> None:
+    engine, reader = store
     keys = _crafted(writer)
     for n, key in enumerate(keys):
         engine.set(key, b"v%d" % n)
@@ -96,18 +106,17 @@ def test_keys_piled_on_one_home_are_placed_within_max_probe(writer: RegionWriter
         assert reader.lookup(key) == b"v%d" % n
         engine.set(key, b"w%d" % n)  # an overwrite in place
         assert reader.lookup(key) == b"w%d" % n
-    reader.close()
 
 
 def test_a_large_table_leaves_a_key_out_until_its_migration_places_it(
-    writer: RegionWriter, monkeypatch: pytest.MonkeyPatch
+    writer: RegionWriter,
+    store: tuple[MemoryEngine, RegionReader],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Past ``_GROW_AT_ONCE`` slots (lowered here), a table grows by a migration, during which
     the keys that found no slot near home are in no table: the store answers them."""
     monkeypatch.setattr(writer_module, "_GROW_AT_ONCE", 0)
-    engine = MemoryEngine(memory_limit=0)
-    engine.attach_region(writer)
-    reader = RegionReader(*writer.fds, 0)
+    engine, reader = store
     keys = _crafted(writer)
     for n, key in enumerate(keys):
         engine.set(key, b"v%d" % n)
@@ -122,17 +131,14 @@ def test_a_large_table_leaves_a_key_out_until_its_migration_places_it(
     assert _far_slots(writer) == []
     for n, key in enumerate(keys):
         assert reader.lookup(key) == (b"again" if key == out[0] else b"v%d" % n)
-    reader.close()
 
 
 def test_a_rebuild_into_a_smaller_table_keeps_every_key_within_max_probe(
-    writer: RegionWriter,
+    writer: RegionWriter, store: tuple[MemoryEngine, RegionReader]
 ) -> None:
     """Keys on two homes of a table of 2048 slots share one in the table of 1024 that a rebuild
     shedding tombstones makes: the migration cannot place all of them near home either."""
-    engine = MemoryEngine(memory_limit=0)
-    engine.attach_region(writer)
-    reader = RegionReader(*writer.fds, 0)
+    engine, reader = store
     fillers = _fill_until_grown(engine, writer, 2 * _FIRST)
     keys = _crafted(writer)
     for n, key in enumerate(keys):
@@ -162,4 +168,3 @@ def test_a_rebuild_into_a_smaller_table_keeps_every_key_within_max_probe(
         assert reader.lookup(key) == b"w%d" % n
         assert reader.expire_at_of(key) == expire_at
     assert reader.lookup(keys[-1]) is None
-    reader.close()
