@@ -380,12 +380,28 @@ def _keys_of(
     return [(at, ()) for at in range(first, min(end, len(args) - 1) + 1, step)]
 
 
+def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
+    """``CONFIG RESETSTAT``: zero the counters Redis's ``resetServerStats`` zeroes, of those
+    the store keeps (INFO's stats, the region readers' hits and misses included)."""
+    if len(args) != 2:
+        return wrong_args("config|resetstat")
+    stats = d.stats
+    stats.connections_received = stats.commands_processed = stats.rejected_connections = 0
+    stats.evicted_clients = d.pubsub.dropped = 0
+    d.engine.reset_stats()
+    if d.snapshots is not None:
+        d.snapshots.saves = 0
+    return resp.OK
+
+
 @command("config", -2, "admin")
 def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CONFIG GET pattern [pattern...]``; ``CONFIG SET`` for the busy threshold only (the
-    other settings come from the command line)."""
+    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``; ``CONFIG SET`` for the busy
+    threshold only (the other settings come from the command line)."""
     if args[1].upper() == b"SET":
         return _config_set(d, args)
+    if args[1].upper() == b"RESETSTAT":
+        return _config_resetstat(d, args)
     if args[1].upper() != b"GET":
         return unknown_subcommand(args)
     if len(args) < 3:
