@@ -271,3 +271,22 @@ def test_redis_py_parses_the_command_table_as_redis(
     finally:
         for client in clients:
             client.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_arity_and_flags_act_as_redis(redis_and_store: Servers, protocol: int) -> None:
+    """What the store registers for a shared command is what it acts on: the arity (PFDEBUG
+    takes exactly a subcommand and a key) and the write flag (a read-only script may not
+    create a consumer group)."""
+    script = [
+        ["PFDEBUG", "GETREG", "missing", "x"],
+        ["PFDEBUG", "GETREG", "missing"],
+        [
+            "EVAL_RO",
+            "return redis.pcall('XGROUP', 'CREATE', KEYS[1], 'g', '$', 'MKSTREAM').err:sub(1, 50)",
+            "1",
+            "s",
+        ],
+        ["EXISTS", "s"],
+    ]
+    assert compare(redis_and_store, script, protocol) == []

@@ -448,7 +448,7 @@ def test_command_and_config(r: Harness) -> None:
     assert r("CONFIG", "SET", "save", "") == err(
         "ERR CONFIG SET failed (possibly related to argument 'save') - can't set immutable config"
     )
-    assert r("CONFIG", "RESETSTAT") == err("ERR unknown subcommand 'RESETSTAT'. Try CONFIG HELP.")
+    assert r("CONFIG", "REWRITE") == err("ERR unknown subcommand 'REWRITE'. Try CONFIG HELP.")
     assert r("CONFIG", "GET") == err("ERR wrong number of arguments for 'config|get' command")
 
 
