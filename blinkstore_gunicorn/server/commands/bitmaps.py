@@ -217,15 +217,17 @@ def _wrap64(number: int) -> int:
     return (number + (1 << 63)) % (1 << 64) - (1 << 63)
 
 
+#: The field types, ``i1``..``i64`` and ``u1``..``u63`` (Redis's protocol has no room for a
+#: u64 above INT64_MAX), as (signed, bits): canonical numbers only, as ``string2ll`` reads them.
+_FIELD_TYPES = {b"i%d" % bits: (True, bits) for bits in range(1, 65)} | {
+    b"u%d" % bits: (False, bits) for bits in range(1, 64)
+}
+
+
 def _field_type(raw: bytes) -> tuple[bool, int] | None:
-    """``i1``..``i64``, ``u1``..``u63`` as (signed, bits); None for anything else. Redis reads
-    the width as a C string, so it ends at a NUL byte."""
-    bits = parse_int(raw[1:].split(b"\0", 1)[0])
-    if raw[:1] == b"i" and bits is not None and 1 <= bits <= 64:
-        return True, bits
-    if raw[:1] == b"u" and bits is not None and 1 <= bits <= 63:
-        return False, bits
-    return None
+    """A field type as (signed, bits), None for anything else. Redis reads the width as a C
+    string, so it ends at a NUL byte."""
+    return _FIELD_TYPES.get(raw.split(b"\0", 1)[0])
 
 
 def _strict_int(raw: bytes) -> int | None:
