@@ -1,12 +1,14 @@
-"""What ``COMMAND DOCS`` and ``COMMAND GETKEYS``/``GETKEYSANDFLAGS`` answer: Redis 7.0's own
-documentation and key specifications of the commands the store shares with it.
+"""What ``COMMAND INFO``, ``DOCS``, ``LIST`` and ``GETKEYS``/``GETKEYSANDFLAGS`` answer: Redis
+7.0's own command table, documentation and key specifications of the commands the store shares
+with it.
 
 ``redis_commands.resp`` holds what redis-server 7.0.15 answered (in RESP3) to ``COMMAND DOCS``
 and ``COMMAND INFO`` for those commands, written by ``scripts/redis_command_docs.py``: facts
 read from the server, so that a client that reads them (redis-cli's hints, client generators)
 gets Redis's bytes. The file is read the first time one of these subcommands is asked. The
-store's own commands (``BS.*``, ``BLINK.*``) are documented the way Redis documents a module's:
-their summary, ``group`` ``module`` and ``module`` ``blinkstore``.
+store's own commands (``BS.*``, ``BLINK.*``) are described the way Redis describes a module's:
+their summary, ``group`` ``module`` and ``module`` ``blinkstore`` in the docs; the flag
+``module``, no ACL categories and their key range as the one key specification in the info.
 
 The texts in ``redis_commands.resp`` are Redis's (Copyright (c) 2009-2022, Redis Ltd.,
 distributed under the BSD 3-Clause License, as Redis 7.0 is); they are kept as redis-server
@@ -14,8 +16,8 @@ gave them, not rewritten, because clients compare them with Redis's.
 
 Key positions follow Redis's key specifications (``getKeysUsingKeySpecs`` in db.c): a begin
 search (an index, or a keyword searched from an index) and a find (a range, or a count read
-from the arguments). SORT's ``STORE``, SORT_RO's key and SET's flags, which Redis derives in
-code rather than from its specifications, are derived the same way here.
+from the arguments). SORT's ``STORE``, SORT_RO's key and the flags of SET's and BITFIELD's,
+which Redis derives in code rather than from its specifications, are derived the same way here.
 """
 
 from __future__ import annotations
@@ -415,6 +417,21 @@ def _sort_keys(args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]]]:
     return keys
 
 
+def _bitfield_reads(args: list[bytes]) -> bool:
+    """Whether BITFIELD's arguments are GETs and OVERFLOWs only, as Redis scans them (anything
+    it cannot read counts as a write)."""
+    at = 2
+    while at < len(args):
+        word, left = args[at].lower(), len(args) - at - 1
+        if word == b"get" and left >= 2:
+            at += 3
+        elif word == b"overflow" and left >= 1:
+            at += 2
+        else:
+            return False
+    return True
+
+
 def find_keys(name: str, args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]]] | None:
     """The positions of the keys in ``args`` (``args[0]`` the command) with their flags, as
     Redis finds them; None when the arguments do not match the specifications."""
@@ -425,6 +442,8 @@ def find_keys(name: str, args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]
     if name == "set":  # its flags depend on GET (Redis's setGetKeys)
         get = any(arg.lower() == b"get" for arg in args[3:])
         return [(1, (b"RW", b"access", b"update") if get else (b"OW", b"update"))]
+    if name == "bitfield":  # read-only when it only reads (Redis's bitfieldGetKeys)
+        return [(1, (b"RO", b"access") if _bitfield_reads(args) else (b"RW", b"access", b"update"))]
     found = []
     try:
         for spec in key_specs(name) or []:
