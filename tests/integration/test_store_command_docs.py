@@ -295,3 +295,13 @@ def test_arity_and_flags_act_as_redis(redis_and_store: Servers, protocol: int) -
         ["EXISTS", "s"],
     ]
     assert compare(redis_and_store, script, protocol) == []
+
+
+def test_a_long_filter_pattern_is_refused(redis_and_store: Servers) -> None:
+    store = RawConnection(redis_and_store[1])
+    try:
+        reply = store("COMMAND", "LIST", "FILTERBY", "PATTERN", "*" * 5000)
+        assert reply == b"-ERR pattern too long (max 4096 bytes)\r\n"
+        assert store("PING") == b"+PONG\r\n"
+    finally:
+        store.close()

@@ -124,6 +124,7 @@ class _Data(NamedTuple):
     flags: dict[str, tuple[bytes, ...]]  # name -> Redis's command flags
     arity: dict[str, int]  # name -> Redis's arity (subcommands too)
     categories: dict[str, tuple[bytes, ...]]  # name -> ACL categories (``@read``...)
+    subcommands: dict[str, list[str]]  # name -> its subcommands' names ("config|get"...)
 
 
 def _read_docs(reader: _Reader, name: str, data: _Data) -> None:
@@ -151,6 +152,8 @@ def _read_info(reader: _Reader, data: _Data) -> None:
     for _ in range(int(count)):
         _read_info(reader, data)
     key = bytes(name).decode()  # type: ignore[arg-type]
+    if "|" in key:
+        data.subcommands.setdefault(key.split("|", 1)[0], []).append(key)
     data.info[key] = reader.data[start : reader.at]
     data.arity[key] = _int(arity)
     data.flags[key] = tuple(flags)  # type: ignore[arg-type]
@@ -175,7 +178,7 @@ def _read_info(reader: _Reader, data: _Data) -> None:
 @functools.cache
 def _data() -> _Data:
     reader = _Reader(resources.files(__package__).joinpath(DATA_FILE).read_bytes())
-    data = _Data({}, {}, {}, {}, {}, {})
+    data = _Data({}, {}, {}, {}, {}, {}, {})
     kind, text = reader.line()
     assert kind == b"%", "the docs map comes first"
     for _ in range(int(text)):
@@ -331,10 +334,10 @@ def info_reply(name: str, resp3: bool) -> bytes | None:
 def command_names() -> Iterator[str]:
     """What ``COMMAND LIST`` lists: every command, each followed by Redis's subcommands of
     it (``config|get``...), as Redis lists them."""
-    info = _data().info
+    subcommands = _data().subcommands
     for name in COMMANDS:
         yield name
-        yield from (sub for sub in info if sub.startswith(name + "|"))
+        yield from subcommands.get(name, ())
 
 
 def acl_categories(name: str) -> tuple[bytes, ...]:

@@ -321,6 +321,8 @@ def _list(args: list[bytes]) -> bytes:
     elif kind == b"ACLCAT":
         keep = lambda name: b"@" + value in acl_categories(name)  # noqa: E731
     elif kind == b"PATTERN":
+        if len(value) > MAX_PATTERN:
+            return ERR_PATTERN_TOO_LONG
         matches = compile_pattern(value)
         keep = lambda name: matches(name.encode())  # noqa: E731
     else:
