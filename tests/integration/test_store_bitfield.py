@@ -11,7 +11,9 @@ import shlex
 
 import pytest
 
+from blinkstore_gunicorn.shm import handout
 from harness.processes import RedisProcess, StoreProcess
+from tests.conftest import StoreFactory
 from tests.support.differential import RawConnection, compare
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
@@ -171,3 +173,31 @@ def test_writes_keep_the_ttl_and_break_a_watch_as_in_redis(redis_and_store: Serv
         finally:
             watcher.close()
             writer.close()
+
+
+def _used_memory(connection: RawConnection) -> int:
+    return int(connection("INFO", "memory").split(b"used_memory:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.skipif(not handout.supported(), reason="needs Linux (memfd)")
+def test_writes_are_accounted_published_and_bounded(blinkstore_factory: StoreFactory) -> None:
+    """SET's write path: the memory account grows with the padded string, the shared-memory
+    region serves the new bytes at once, and a field past ``--max-value-size`` is refused
+    before anything is built."""
+    store = blinkstore_factory("--memory-limit", "4MiB", "--max-value-size", "4096")
+    assert store.unix_path is not None
+    connection, reader = RawConnection(store), handout.attach(store.unix_path, None, 10)
+    try:
+        before = _used_memory(connection)
+        assert connection("BITFIELD", "k", "SET", "u8", "#999", "65") == b"*1\r\n:0\r\n"
+        assert _used_memory(connection) - before >= 1000
+        assert reader.get(b"k") == b"\0" * 999 + b"A"
+        assert connection("BITFIELD", "k", "INCRBY", "i16", "0", "-1") == b"*1\r\n:-1\r\n"
+        assert reader.get(b"k") == b"\xff\xff" + b"\0" * 997 + b"A"
+        assert connection("BITFIELD", "k", "SET", "u8", "#4096", "1") == (
+            b"-ERR value too large: value of 4097 bytes exceeds max value size 4096\r\n"
+        )
+        assert connection("STRLEN", "k") == b":1000\r\n"
+    finally:
+        connection.close()
+        reader.close()
