@@ -146,6 +146,37 @@ def test_edges_and_errors_match_redis(redis_and_store: Servers, protocol: int) -
     assert compare(redis_and_store, [["SET", "k", "abc"], *EDGES], protocol) == []
 
 
+IN_SCRIPTS_AND_TRANSACTIONS: Script = [
+    ["DEL", "k"],
+    [
+        "EVAL",
+        "return redis.call('BITFIELD', KEYS[1], 'OVERFLOW', 'FAIL', 'INCRBY', 'u2', 0, 5,"
+        " 'INCRBY', 'i8', 8, -3, 'GET', 'u16', 0)",
+        "1",
+        "k",
+    ],
+    ["EVAL_RO", "return redis.call('BITFIELD_RO', KEYS[1], 'GET', 'i8', 8)", "1", "k"],
+    ["EVAL_RO", "return redis.pcall('BITFIELD', KEYS[1], 'GET', 'i8', 8)", "1", "k"],
+    [
+        "EVAL_RO",
+        "return redis.pcall('BITFIELD', KEYS[1], 'SET', 'u8', 0, 1).err:sub(1, 50)",
+        "1",
+        "k",
+    ],
+    ["MULTI"],
+    ["BITFIELD", "k", "SET", "u8", "0", "200", "GET", "u4", "0"],
+    ["BITFIELD_RO", "k", "GET", "u8", "0", "GET", "u64", "0"],
+    ["BITFIELD_RO", "k", "GET", "u8", "0"],
+    ["EXEC"],
+    ["GET", "k"],
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_in_scripts_and_transactions_as_in_redis(redis_and_store: Servers, protocol: int) -> None:
+    assert compare(redis_and_store, IN_SCRIPTS_AND_TRANSACTIONS, protocol) == []
+
+
 def test_a_null_byte_ends_the_width_as_in_redis(redis_and_store: Servers) -> None:
     script: Script = [["BITFIELD", "k", "SET", b"u8\0junk", "0", "200"], ["GET", "k"]]
     assert compare(redis_and_store, script, 2) == []
