@@ -236,3 +236,7 @@ class Engine(Protocol):
     def stats(self) -> EngineStats:
         """A snapshot of the counters."""
         ...
+
+    def reset_stats(self) -> None:
+        """Zero the hit, miss, eviction and expiration counters (``CONFIG RESETSTAT``)."""
+        ...

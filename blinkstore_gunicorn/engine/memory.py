@@ -286,6 +286,12 @@ class MemoryEngine(Keyspace, Inspection):
             expires=len(self._deadlines),
         )
 
+    def reset_stats(self) -> None:
+        """Zero the counters :meth:`stats` reports, the region's readers' too (CONFIG RESETSTAT)."""
+        self._hits = self._misses = self._evictions = self._expirations = 0
+        if self._region is not None:
+            self._region.reader_counts(reset=True)
+
     # -- writes ------------------------------------------------------------------------------
 
     def set(

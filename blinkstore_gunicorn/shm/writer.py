@@ -150,6 +150,7 @@ class RegionWriter:
         "_blocks",
         "_checksum",
         "_counters",
+        "_counts_base",
         "_data_end",
         "_data_start",
         "_epoch",
@@ -223,6 +224,7 @@ class RegionWriter:
         self._w = memoryview(self._mm).cast("Q")
         self._marks = memoryview(self._marks_mm)
         self._counters = self._marks[:COUNTER_BYTES].cast("Q")
+        self._counts_base = (0, 0)
         self._mul, self._prime = hash_secret()
         self._ask: dict[bytes, int] = {}  # key -> its "ask the store" slot (-1: in no table)
         self._far: dict[int, int] = {}  # block -> deadline of an entry in no table
@@ -312,11 +314,13 @@ class RegionWriter:
         self._next_counter = (slot + 1) % COUNTER_SLOTS
         return slot
 
-    def reader_counts(self) -> tuple[int, int]:
-        """``(hits, misses)`` that readers answered from the region (as readers wrote them)."""
-        c = self._counters
-        end = COUNTER_SLOTS * COUNTER_STRIDE
-        return sum(c[0:end:COUNTER_STRIDE]), sum(c[1:end:COUNTER_STRIDE])
+    def reader_counts(self, reset: bool = False) -> tuple[int, int]:
+        """``(hits, misses)`` that readers answered from the region since the start or the last
+        ``reset`` (``CONFIG RESETSTAT``: the slots stay, as readers may be adding to them)."""
+        c, end = self._counters, COUNTER_SLOTS * COUNTER_STRIDE
+        counts = sum(c[0:end:COUNTER_STRIDE]), sum(c[1:end:COUNTER_STRIDE])
+        base, self._counts_base = self._counts_base, counts if reset else self._counts_base
+        return counts[0] - base[0], counts[1] - base[1]
 
     def beat(self, now_ns: int) -> None:
         """The store is alive at ``now_ns`` (CLOCK_MONOTONIC): readers trust the region while

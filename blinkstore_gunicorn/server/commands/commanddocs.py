@@ -1,12 +1,14 @@
-"""What ``COMMAND DOCS`` and ``COMMAND GETKEYS``/``GETKEYSANDFLAGS`` answer: Redis 7.0's own
-documentation and key specifications of the commands the store shares with it.
+"""What ``COMMAND INFO``, ``DOCS``, ``LIST`` and ``GETKEYS``/``GETKEYSANDFLAGS`` answer: Redis
+7.0's own command table, documentation and key specifications of the commands the store shares
+with it.
 
 ``redis_commands.resp`` holds what redis-server 7.0.15 answered (in RESP3) to ``COMMAND DOCS``
 and ``COMMAND INFO`` for those commands, written by ``scripts/redis_command_docs.py``: facts
 read from the server, so that a client that reads them (redis-cli's hints, client generators)
 gets Redis's bytes. The file is read the first time one of these subcommands is asked. The
-store's own commands (``BS.*``, ``BLINK.*``) are documented the way Redis documents a module's:
-their summary, ``group`` ``module`` and ``module`` ``blinkstore``.
+store's own commands (``BS.*``, ``BLINK.*``) are described the way Redis describes a module's:
+their summary, ``group`` ``module`` and ``module`` ``blinkstore`` in the docs; the flag
+``module``, no ACL categories and their key range as the one key specification in the info.
 
 The texts in ``redis_commands.resp`` are Redis's (Copyright (c) 2009-2022, Redis Ltd.,
 distributed under the BSD 3-Clause License, as Redis 7.0 is); they are kept as redis-server
@@ -14,14 +16,14 @@ gave them, not rewritten, because clients compare them with Redis's.
 
 Key positions follow Redis's key specifications (``getKeysUsingKeySpecs`` in db.c): a begin
 search (an index, or a keyword searched from an index) and a find (a range, or a count read
-from the arguments). SORT's ``STORE``, SORT_RO's key and SET's flags, which Redis derives in
-code rather than from its specifications, are derived the same way here.
+from the arguments). SORT's ``STORE``, SORT_RO's key and the flags of SET's and BITFIELD's,
+which Redis derives in code rather than from its specifications, are derived the same way here.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from typing import NamedTuple
 
@@ -31,10 +33,14 @@ from blinkstore_gunicorn.server.commands.replies import parse_int
 
 __all__ = [
     "KeySpec",
+    "acl_categories",
     "command_flags",
+    "command_names",
     "docs_reply",
     "find_keys",
+    "info_reply",
     "is_container",
+    "is_own",
     "key_specs",
     "redis_arity",
 ]
@@ -112,18 +118,48 @@ class KeySpec(NamedTuple):
 
 
 class _Data(NamedTuple):
-    docs: dict[str, bytes]  # name -> its RESP3 docs map
-    specs: dict[str, list[KeySpec]]  # name ("object|encoding" for a subcommand) -> specs
+    docs: dict[str, bytes]  # name ("config|get" for a subcommand) -> its RESP3 docs map
+    info: dict[str, bytes]  # name -> its RESP3 COMMAND INFO entry
+    specs: dict[str, list[KeySpec]]  # name -> key specifications
     flags: dict[str, tuple[bytes, ...]]  # name -> Redis's command flags
     arity: dict[str, int]  # name -> Redis's arity (subcommands too)
+    categories: dict[str, tuple[bytes, ...]]  # name -> ACL categories (``@read``...)
+    subcommands: dict[str, list[str]]  # name -> its subcommands' names ("config|get"...)
 
 
-def _specs(info: list[Value], data: _Data) -> None:
-    name = bytes(info[0]).decode()  # type: ignore[arg-type]
-    data.arity[name] = _int(info[1])
-    data.flags[name] = tuple(info[2])  # type: ignore[arg-type]
+def _read_docs(reader: _Reader, name: str, data: _Data) -> None:
+    """One command's docs map, and those of its subcommands, kept as redis-server's bytes."""
+    start = reader.at
+    _, size = reader.line()
+    for _ in range(int(size)):
+        if reader.value() != b"subcommands":
+            reader.skip()
+            continue
+        _, count = reader.line()
+        for _ in range(int(count)):
+            _read_docs(reader, bytes(reader.value()).decode(), data)  # type: ignore[arg-type]
+    data.docs[name] = reader.data[start : reader.at]
+
+
+def _read_info(reader: _Reader, data: _Data) -> None:
+    """One ``COMMAND INFO`` entry (a null for a name Redis lacks) and its subcommands'."""
+    start = reader.at
+    kind, _ = reader.line()
+    if kind == b"_":
+        return
+    name, arity, flags, _, _, _, categories, _, raw_specs = (reader.value() for _ in range(9))
+    _, count = reader.line()
+    for _ in range(int(count)):
+        _read_info(reader, data)
+    key = bytes(name).decode()  # type: ignore[arg-type]
+    if "|" in key:
+        data.subcommands.setdefault(key.split("|", 1)[0], []).append(key)
+    data.info[key] = reader.data[start : reader.at]
+    data.arity[key] = _int(arity)
+    data.flags[key] = tuple(flags)  # type: ignore[arg-type]
+    data.categories[key] = tuple(categories)  # type: ignore[arg-type]
     specs = []
-    for raw in info[8]:  # type: ignore[union-attr]
+    for raw in raw_specs:  # type: ignore[union-attr]
         spec: dict[bytes, Value] = raw  # type: ignore[assignment]
         begin: dict[bytes, Value] = spec[b"begin_search"]  # type: ignore[assignment]
         find: dict[bytes, Value] = spec[b"find_keys"]  # type: ignore[assignment]
@@ -136,27 +172,20 @@ def _specs(info: list[Value], data: _Data) -> None:
                 find[b"spec"],  # type: ignore[arg-type]
             )
         )
-    data.specs[name] = specs
-    for sub in info[9]:  # type: ignore[union-attr]
-        _specs(sub, data)  # type: ignore[arg-type]
+    data.specs[key] = specs
 
 
 @functools.cache
 def _data() -> _Data:
-    raw = resources.files(__package__).joinpath(DATA_FILE).read_bytes()
-    reader = _Reader(raw)
+    reader = _Reader(resources.files(__package__).joinpath(DATA_FILE).read_bytes())
+    data = _Data({}, {}, {}, {}, {}, {}, {})
     kind, text = reader.line()
     assert kind == b"%", "the docs map comes first"
-    docs = {}
     for _ in range(int(text)):
-        name = bytes(reader.value()).decode()  # type: ignore[arg-type]
-        start = reader.at
-        reader.skip()
-        docs[name] = raw[start : reader.at]
-    data = _Data(docs, {}, {}, {})
-    for info in reader.value():  # type: ignore[union-attr]
-        if info:
-            _specs(info, data)  # type: ignore[arg-type]
+        _read_docs(reader, bytes(reader.value()).decode(), data)  # type: ignore[arg-type]
+    _, text = reader.line()
+    for _ in range(int(text)):
+        _read_info(reader, data)
     return data
 
 
@@ -194,7 +223,7 @@ def docs_reply(names: list[str], resp3: bool) -> bytes:
     """``COMMAND DOCS`` of the named commands (every one when none is named): unknown names
     are left out, as Redis does."""
     docs = _data().docs
-    wanted = names or [*docs, *(name for name in COMMANDS if name not in docs)]
+    wanted = names or list(COMMANDS)
     parts = []
     for name in wanted:
         if name in docs:
@@ -206,6 +235,120 @@ def docs_reply(names: list[str], resp3: bool) -> bytes:
         parts.append(resp.bulk(name.encode()) + (body if resp3 else _resp2(body)))
     header = b"%%%d\r\n" % len(parts) if resp3 else b"*%d\r\n" % (2 * len(parts))
     return header + b"".join(parts)
+
+
+#: The command flags ``COMMAND INFO`` shows, in Redis's order (``addReplyFlagsForCommand``).
+_FLAG_ORDER = (
+    "write",
+    "readonly",
+    "denyoom",
+    "module",
+    "admin",
+    "pubsub",
+    "noscript",
+    "blocking",
+    "loading",
+    "stale",
+    "skip_monitor",
+    "skip_slowlog",
+    "asking",
+    "fast",
+    "no_auth",
+    "no_mandatory_keys",
+    "no_async_loading",
+    "no_multi",
+    "movablekeys",
+    "allow_busy",
+)
+#: The key flags of a module command's range (Redis's ``CMD_KEY_FULL_ACCESS``); RO for the
+#: read-only ones, as their key specifications would say.
+_WRITE_KEY_FLAGS = (b"RW", b"access", b"update")
+_READ_KEY_FLAGS = (b"RO", b"access")
+
+
+def _set(items: Iterable[bytes]) -> bytes:
+    """A RESP3 set of simple strings."""
+    listed = list(items)
+    return b"~%d\r\n" % len(listed) + b"".join(b"+%b\r\n" % item for item in listed)
+
+
+def _map(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """A RESP3 map of bulk-string keys and encoded values."""
+    return b"%%%d\r\n" % len(pairs) + b"".join(resp.bulk(k) + v for k, v in pairs)
+
+
+def _own_info(name: str) -> bytes:
+    """A store command's ``COMMAND INFO`` entry (RESP3), as Redis 7.0 gives a module's: the
+    ``module`` flag, no ACL categories, no tips, its key range as the one key specification."""
+    spec = COMMANDS[name]
+    flags = {flag.replace("-", "_") for flag in spec.flags} | {"module"}
+    key_specs = []
+    if spec.first_key:
+        last = spec.last_key if spec.last_key < 0 else spec.last_key - spec.first_key
+        key_flags = _READ_KEY_FLAGS if "readonly" in flags else _WRITE_KEY_FLAGS
+        index = _map([(b"index", resp.integer(spec.first_key))])
+        found = _map(
+            [
+                (b"lastkey", resp.integer(last)),
+                (b"keystep", resp.integer(spec.step)),
+                (b"limit", resp.integer(0)),
+            ]
+        )
+        key_specs.append(
+            _map(
+                [
+                    (b"flags", _set(key_flags)),
+                    (b"begin_search", _map([(b"type", resp.bulk(b"index")), (b"spec", index)])),
+                    (b"find_keys", _map([(b"type", resp.bulk(b"range")), (b"spec", found)])),
+                ]
+            )
+        )
+    return b"*10\r\n" + b"".join(
+        [
+            resp.bulk(name.encode()),
+            resp.integer(spec.arity),
+            _set(flag.encode() for flag in _FLAG_ORDER if flag in flags),
+            resp.integer(spec.first_key),
+            resp.integer(spec.last_key),
+            resp.integer(spec.step),
+            _set(()),
+            _set(()),
+            b"~%d\r\n" % len(key_specs) + b"".join(key_specs),
+            _set(()),
+        ]
+    )
+
+
+def info_reply(name: str, resp3: bool) -> bytes | None:
+    """``COMMAND INFO``'s entry for a command or subcommand (``"config|get"``): Redis's own
+    for the commands the store shares with it, a module command's for the store's; None for
+    an unknown name."""
+    raw = _data().info.get(name)
+    if raw is None:
+        if name not in COMMANDS:
+            return None
+        raw = _own_info(name)
+    return raw if resp3 else _resp2(raw)
+
+
+def command_names() -> Iterator[str]:
+    """What ``COMMAND LIST`` lists: every command, each followed by Redis's subcommands of
+    it (``config|get``...), as Redis lists them."""
+    subcommands = _data().subcommands
+    for name in COMMANDS:
+        yield name
+        yield from subcommands.get(name, ())
+
+
+def acl_categories(name: str) -> tuple[bytes, ...]:
+    """Redis's ACL categories of a command (``@read``...); none for the store's own (a
+    module command has none in Redis 7.0)."""
+    return _data().categories.get(name, ())
+
+
+def is_own(name: str) -> bool:
+    """Whether the command is the store's (``BS.*``, ``BLINK.*``), which Redis lacks."""
+    return name in COMMANDS and name not in _data().info
 
 
 class Invalid(Exception):
@@ -277,6 +420,21 @@ def _sort_keys(args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]]]:
     return keys
 
 
+def _bitfield_reads(args: list[bytes]) -> bool:
+    """Whether BITFIELD's arguments are GETs and OVERFLOWs only, as Redis scans them (anything
+    it cannot read counts as a write)."""
+    at = 2
+    while at < len(args):
+        word, left = args[at].lower(), len(args) - at - 1
+        if word == b"get" and left >= 2:
+            at += 3
+        elif word == b"overflow" and left >= 1:
+            at += 2
+        else:
+            return False
+    return True
+
+
 def find_keys(name: str, args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]]] | None:
     """The positions of the keys in ``args`` (``args[0]`` the command) with their flags, as
     Redis finds them; None when the arguments do not match the specifications."""
@@ -287,6 +445,8 @@ def find_keys(name: str, args: list[bytes]) -> list[tuple[int, tuple[bytes, ...]
     if name == "set":  # its flags depend on GET (Redis's setGetKeys)
         get = any(arg.lower() == b"get" for arg in args[3:])
         return [(1, (b"RW", b"access", b"update") if get else (b"OW", b"update"))]
+    if name == "bitfield":  # read-only when it only reads (Redis's bitfieldGetKeys)
+        return [(1, (b"RO", b"access") if _bitfield_reads(args) else (b"RW", b"access", b"update"))]
     found = []
     try:
         for spec in key_specs(name) or []:

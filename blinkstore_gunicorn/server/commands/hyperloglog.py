@@ -21,7 +21,7 @@ from blinkstore_gunicorn.engine.hyperloglog import (
 )
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.registry import command
-from blinkstore_gunicorn.server.commands.replies import ONE, ZERO, wrong_args
+from blinkstore_gunicorn.server.commands.replies import ONE, ZERO
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -137,7 +137,7 @@ def _decoded(hll: HyperLogLog) -> bytes:
     return b" ".join(words)
 
 
-@command("pfdebug", -3, "write denyoom admin", (2, 2, 1))
+@command("pfdebug", 3, "write denyoom admin", (2, 2, 1))
 def cmd_pfdebug(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``PFDEBUG GETREG|DECODE|ENCODING|TODENSE key``: Redis's look inside an HLL (GETREG and
     TODENSE make a sparse one dense, as Redis does)."""
@@ -150,8 +150,6 @@ def cmd_pfdebug(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     sub = args[1].lower()
     if sub not in (b"getreg", b"decode", b"encoding", b"todense"):
         return resp.error(f"ERR Unknown PFDEBUG subcommand '{args[1].decode(errors='replace')}'")
-    if len(args) != 3:
-        return wrong_args("pfdebug")
     if sub == b"encoding":
         return resp.simple("dense" if hll.dense else "sparse")
     if sub == b"decode":

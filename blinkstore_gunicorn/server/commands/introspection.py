@@ -15,16 +15,21 @@ from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.commands.commanddocs import (
+    acl_categories,
     command_flags,
+    command_names,
     docs_reply,
     find_keys,
+    info_reply,
     is_container,
+    is_own,
     key_specs,
     redis_arity,
 )
 from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_PATTERN_TOO_LONG,
+    ERR_SYNTAX,
     INT64_MAX,
     MAX_PATTERN,
     REDIS_COMPAT_VERSION,
@@ -278,25 +283,51 @@ ERR_BAD_ARGS = resp.error("ERR Invalid arguments specified for command")
 
 @command("command", -1, "loading stale")
 def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``COMMAND [COUNT | INFO name... | DOCS [name...] | LIST | GETKEYS[ANDFLAGS] cmd arg...]``:
-    DOCS and GETKEYS from Redis's own documentation and key specifications."""
+    """``COMMAND [COUNT | INFO [name...] | DOCS [name...] | LIST [FILTERBY ...] |
+    GETKEYS[ANDFLAGS] cmd arg...]``: INFO, DOCS and GETKEYS from Redis's own table for the
+    commands the store shares with it."""
     if len(args) == 1:
-        return resp.array(spec.info() for spec in COMMANDS.values())
+        return _info(list(COMMANDS), c.resp3)
     sub = args[1].upper()
     if sub == b"COUNT" and len(args) == 2:
         return resp.integer(len(COMMANDS))
     if sub == b"INFO":
-        names = [as_text(name).lower() for name in args[2:]] or list(COMMANDS)
-        specs = (COMMANDS.get(name) for name in names)
-        missing = RESP3_NULL if c.resp3 else resp.NIL_ARRAY
-        return resp.array(missing if s is None else s.info() for s in specs)
+        return _info([as_text(name).lower() for name in args[2:]] or list(COMMANDS), c.resp3)
     if sub == b"DOCS":
         return docs_reply([as_text(name).lower() for name in args[2:]], c.resp3)
-    if sub == b"LIST" and len(args) == 2:
-        return resp.bulk_array(name.encode() for name in COMMANDS)
+    if sub == b"LIST":
+        return _list(args)
     if sub in (b"GETKEYS", b"GETKEYSANDFLAGS"):
         return _getkeys(c, args, with_flags=sub == b"GETKEYSANDFLAGS")
     return unknown_subcommand(args)
+
+
+def _info(names: list[str], resp3: bool) -> bytes:
+    missing = RESP3_NULL if resp3 else resp.NIL  # addReplyNull: a nil bulk string in RESP2
+    return resp.array(info_reply(name, resp3) or missing for name in names)
+
+
+def _list(args: list[bytes]) -> bytes:
+    """``COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]``: the
+    subcommands listed too; the store's own commands are those of the module ``blinkstore``."""
+    if len(args) == 2:
+        return resp.bulk_array(name.encode() for name in command_names())
+    if len(args) != 5 or args[2].upper() != b"FILTERBY":
+        return ERR_SYNTAX  # as Redis: one filter, the last three arguments
+    kind, value = args[3].upper(), args[4].lower()
+    keep: Callable[[str], bool]
+    if kind == b"MODULE":
+        keep = is_own if value == b"blinkstore" else lambda name: False
+    elif kind == b"ACLCAT":
+        keep = lambda name: b"@" + value in acl_categories(name)  # noqa: E731
+    elif kind == b"PATTERN":
+        if len(value) > MAX_PATTERN:
+            return ERR_PATTERN_TOO_LONG
+        matches = compile_pattern(value)
+        keep = lambda name: matches(name.encode())  # noqa: E731
+    else:
+        return ERR_SYNTAX
+    return resp.bulk_array(name.encode() for name in command_names() if keep(name))
 
 
 def _getkeys(c: Client, args: list[bytes], with_flags: bool) -> bytes:
@@ -351,12 +382,28 @@ def _keys_of(
     return [(at, ()) for at in range(first, min(end, len(args) - 1) + 1, step)]
 
 
+def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
+    """``CONFIG RESETSTAT``: zero the counters Redis's ``resetServerStats`` zeroes, of those
+    the store keeps (INFO's stats, the region readers' hits and misses included)."""
+    if len(args) != 2:
+        return wrong_args("config|resetstat")
+    stats = d.stats
+    stats.connections_received = stats.commands_processed = stats.rejected_connections = 0
+    stats.evicted_clients = d.pubsub.dropped = 0
+    d.engine.reset_stats()
+    if d.snapshots is not None:
+        d.snapshots.saves = 0
+    return resp.OK
+
+
 @command("config", -2, "admin")
 def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CONFIG GET pattern [pattern...]``; ``CONFIG SET`` for the busy threshold only (the
-    other settings come from the command line)."""
+    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``; ``CONFIG SET`` for the busy
+    threshold only (the other settings come from the command line)."""
     if args[1].upper() == b"SET":
         return _config_set(d, args)
+    if args[1].upper() == b"RESETSTAT":
+        return _config_resetstat(d, args)
     if args[1].upper() != b"GET":
         return unknown_subcommand(args)
     if len(args) < 3:

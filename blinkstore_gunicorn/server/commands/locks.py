@@ -83,7 +83,7 @@ def _parse_lock_options(args: list[bytes]) -> tuple[int | None, int | None] | by
     return px, block
 
 
-@command("blink.lock", -2, "write", (1, 1, 1))
+@command("blink.lock", -2, "write blocking noscript no_multi", (1, 1, 1))
 def cmd_blink_lock(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BLINK.LOCK name [PX ms] [BLOCK ms]``: the token, nil, or parked until one of them."""
     options = _parse_lock_options(args)

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from blinkstore_gunicorn.protocol import resp
-
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 
@@ -38,7 +36,8 @@ DEFERRED: bytes = _Deferred()
 
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
-    """A command's handler plus what ``COMMAND`` reports about it (Redis's arity rules)."""
+    """A command's handler, Redis's arity rules, the flags the store acts on (``write``,
+    ``noscript``...) and its key range (``COMMAND INFO`` of the store's own commands)."""
 
     name: str
     handler: Handler
@@ -47,23 +46,6 @@ class CommandSpec:
     first_key: int = 0
     last_key: int = 0
     step: int = 0
-
-    def info(self) -> bytes:
-        """The ``COMMAND INFO`` entry (Redis 7 layout; the last four are empty)."""
-        return resp.array(
-            [
-                resp.bulk(self.name.encode()),
-                resp.integer(self.arity),
-                resp.array(resp.simple(flag) for flag in self.flags),
-                resp.integer(self.first_key),
-                resp.integer(self.last_key),
-                resp.integer(self.step),
-                resp.EMPTY_ARRAY,
-                resp.EMPTY_ARRAY,
-                resp.EMPTY_ARRAY,
-                resp.EMPTY_ARRAY,
-            ]
-        )
 
 
 #: Every RESP command, by lower-case name.

@@ -91,7 +91,7 @@ def _milliseconds(raw: bytes, name: str, allow_zero: bool) -> int | bytes:
     return number
 
 
-@command("bs.fetch", -2, "write", (1, 1, 1))
+@command("bs.fetch", -2, "write blocking noscript no_multi", (1, 1, 1))
 def cmd_bs_fetch(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``BS.FETCH key [LEASE ms] [WAIT ms]``."""
     key = args[1]

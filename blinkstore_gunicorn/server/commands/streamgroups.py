@@ -113,7 +113,7 @@ def _group_options(args: list[bytes], sub: bytes) -> tuple[bool, int] | bytes:
     return mkstream, read
 
 
-@command("xgroup", -2, "")
+@command("xgroup", -2, "write")
 def cmd_xgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``XGROUP CREATE key group id|$ [MKSTREAM] [ENTRIESREAD n]``, ``SETID key group id|$
     [ENTRIESREAD n]``, ``DESTROY key group``, ``CREATECONSUMER|DELCONSUMER key group name``,
