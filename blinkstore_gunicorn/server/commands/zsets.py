@@ -19,6 +19,7 @@ from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.zsets import ZSet, zadd, zrem, zrem_range
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import read_to_end, strtod
 from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_FLOAT,
@@ -207,10 +208,13 @@ def cmd_zrevrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 
 def _bound(raw: bytes) -> tuple[float, bool] | None:
-    """A score bound: the score and whether it is exclusive (``(1.5``), None if invalid."""
+    """A score bound: the score and whether it is exclusive (``(1.5``), None if invalid.
+    Redis's ``zslParseRange`` reads it with a bare ``strtod``, so white space before the
+    number, an empty bound (0), a NUL ending it and ``1e400`` (inf) are all accepted."""
     exclusive = raw.startswith(b"(")
-    score = parse_float(raw[1:] if exclusive else raw)
-    return None if score is None or math.isnan(score) else (score, exclusive)
+    text = raw[1:] if exclusive else raw
+    score, end, _ = strtod(text)
+    return None if not read_to_end(text, end) or math.isnan(score) else (score, exclusive)
 
 
 def _score_span(found: ZSet, low_raw: bytes, high_raw: bytes) -> tuple[int, int] | bytes:
