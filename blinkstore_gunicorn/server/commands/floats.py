@@ -5,8 +5,9 @@ timeouts compute in) and ``printf("%.17Lf")``, all as glibc does them.
 Each Redis rule (``string2d``, ``string2ld``, ``zslParseRange``, SORT's check) is built on
 these in ``replies`` or its family; this module knows C, not Redis. Python's ``float()``
 accepts other spellings (``1_0``, spaces, ``nan``, no hex) and has no extended type, so the
-grammar is scanned here and extended values are kept exact, as ``Fraction``, rounded to the
-x87 format after each step. Not a family: it registers no command.
+grammar is scanned here and an extended value is kept as integers, ``mantissa * 2**exponent``,
+rounded to the x87 format (64 significant bits) after each step, as the FPU rounds.
+Not a family: it registers no command.
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from fractions import Fraction
 from typing import NamedTuple
 
 __all__ = [
+    "Extended",
     "LongDouble",
     "Scan",
     "add_long_double",
+    "ceil_long_double",
     "format_long_double",
+    "long_double",
     "multiply_long_double",
     "read_to_end",
     "strtod",
     "strtold",
 ]
-
-#: A long double: exact while finite, else ``inf``, ``-inf`` or ``nan`` as a float.
-LongDouble = Fraction | float
 
 # C's strtod after isspace() white space, longest prefix first. A "0x" without hex digits
 # reads as "0" and stops at the x, an exponent without digits is not part of the number.
@@ -52,12 +53,36 @@ _HUGE_EXPONENT = 10**7
 
 
 class Scan(NamedTuple):
-    """What ``strtod``/``strtold`` read: the value, where reading stopped (C's ``endptr``:
-    0 when nothing was read) and whether ``errno`` would be ``ERANGE``."""
+    """What ``strtod`` read: the value, where reading stopped (C's ``endptr``: 0 when nothing
+    was read) and whether ``errno`` would be ``ERANGE``."""
 
     value: float
     end: int
     erange: bool
+
+
+class Extended(NamedTuple):
+    """A finite long double, exactly ``mantissa * 2**exponent`` (the mantissa signed)."""
+
+    mantissa: int
+    exponent: int
+
+
+#: A long double: finite, or ``inf``, ``-inf`` or ``nan`` as a float.
+LongDouble = Extended | float
+
+_ZERO = Extended(0, 0)
+
+
+def long_double(number: int) -> Extended:
+    """An integer as a long double (exact below 2**64, the callers' range)."""
+    return Extended(number, 0)
+
+
+def read_to_end(raw: bytes, end: int) -> bool:
+    """Whether ``strtod`` stopped at the end of the C string (C's ``*endptr == '\\0'``): at
+    the end of ``raw`` or at a NUL byte in it, the end for C."""
+    return end == len(raw) or raw[end] == 0
 
 
 def _digits_int(digits: bytes, base: int) -> int:
@@ -93,59 +118,62 @@ def strtod(raw: bytes) -> Scan:
     match = _NUMBER.match(raw)
     if match is None:
         return Scan(0.0, 0, False)
-    negative = match["sign"] == b"-"
+    sign = -1.0 if match["sign"] == b"-" else 1.0
     if match["inf"] is not None or match["nan"] is not None:
-        value = math.inf if match["inf"] is not None else math.nan
-        return Scan(-value if negative else value, match.end(), False)
-    body = raw[match.start("sign") + len(match["sign"]) : match.end()]
+        return Scan(sign * (math.inf if match["inf"] is not None else math.nan), match.end(), False)
+    digits = match["hex"] or match["dec"]
+    body = raw[match.start("hex") - 2 if match["hex"] else match.start("dec") : match.end()]
     try:
-        value = float.fromhex(body.decode("ascii")) if match["hex"] is not None else float(body)
+        value = float.fromhex(body.decode("ascii")) if match["hex"] else float(body)
     except OverflowError:
         value = math.inf
-    nonzero = _NONZERO.search(match["hex"] or match["dec"]) is not None
-    erange = nonzero and (math.isinf(value) or value < _DBL_MIN_NORMAL)
-    if erange and 0 < value < _DBL_MIN_NORMAL:  # a subnormal: ERANGE only when rounded
-        mantissa, radix, exponent = _exact(match)
-        erange = Fraction(value) != Fraction(mantissa) * Fraction(radix) ** exponent
-    return Scan(-value if negative else value, match.end(), erange)
+    erange = False
+    if value < _DBL_MIN_NORMAL or value == math.inf:
+        erange = _NONZERO.search(digits) is not None
+        if erange and 0 < value < _DBL_MIN_NORMAL:  # a subnormal: ERANGE only when rounded
+            mantissa, radix, exponent = _exact(match)
+            erange = Fraction(value) != Fraction(mantissa) * Fraction(radix) ** exponent
+    return Scan(sign * value, match.end(), erange)
 
 
-def read_to_end(raw: bytes, end: int) -> bool:
-    """Whether ``strtod`` stopped at the end of the C string (C's ``*endptr == '\\0'``): at
-    the end of ``raw`` or at a NUL byte in it, the end for C."""
-    return end == len(raw) or raw[end] == 0
-
-
-def _round_extended(num: int, den: int) -> LongDouble:
-    """``num / den`` (both positive) rounded to nearest-even in the x87 format: a Fraction,
-    or ``inf`` past the largest finite value."""
-    shift = _LD_DIGITS + 2 - (num.bit_length() - den.bit_length())
-    quotient, remainder = divmod(num << shift if shift > 0 else num, den << -min(shift, 0))
-    exponent = -shift  # the value is (quotient + remainder/den') * 2**exponent
+def _rounded(quotient: int, exponent: int, sticky: bool, negative: bool) -> LongDouble:
+    """``(quotient + a bit more if sticky) * 2**exponent`` (quotient >= 0) rounded to
+    nearest-even in the x87 format, or an infinity past its largest value."""
     lowest = max(exponent + quotient.bit_length() - _LD_DIGITS, _LD_TINY)
     drop = lowest - exponent
-    mantissa, rest = quotient >> drop, quotient & ((1 << drop) - 1)
-    half = 1 << (drop - 1)
-    if rest > half or (rest == half and (remainder or mantissa & 1)):
-        mantissa += 1
+    if drop > 0:
+        mantissa, rest, half = quotient >> drop, quotient & ((1 << drop) - 1), 1 << (drop - 1)
+        if rest > half or (rest == half and (sticky or mantissa & 1)):
+            mantissa += 1
+    else:  # fits as it is (a sum or product of exact values)
+        mantissa, lowest = quotient, exponent
     if mantissa.bit_length() + lowest > _LD_LIMIT:
-        return math.inf
-    return Fraction(mantissa) * Fraction(2) ** lowest
+        return -math.inf if negative else math.inf
+    return Extended(-mantissa if negative else mantissa, lowest)
 
 
-def _to_extended(mantissa: int, radix: int, exponent: int) -> LongDouble:
+def _to_extended(mantissa: int, radix: int, exponent: int, negative: bool) -> LongDouble:
+    """``mantissa * radix**exponent`` (mantissa >= 0) rounded to a long double."""
     if mantissa == 0:
-        return Fraction(0)
+        return _ZERO
     # A rough size in bits first: far out of range, no big numbers are built.
     bits = mantissa.bit_length() + exponent * math.log2(radix)
     if bits > _LD_LIMIT + 64:
-        return math.inf
+        return -math.inf if negative else math.inf
     if bits < _LD_TINY - 64:
-        return Fraction(0)
-    scale = radix ** abs(exponent)
+        return _ZERO
+    if radix == 2:
+        return _rounded(mantissa, exponent, False, negative)
     if exponent >= 0:
-        return _round_extended(mantissa * scale, 1)
-    return _round_extended(mantissa, scale)
+        return _rounded(mantissa * 10**exponent, 0, False, negative)
+    divisor = 10**-exponent
+    # Enough quotient bits (66 or more) for the rounding bit and the sticky remainder.
+    shift = _LD_DIGITS + 2 - (mantissa.bit_length() - divisor.bit_length())
+    if shift >= 0:
+        quotient, remainder = divmod(mantissa << shift, divisor)
+    else:
+        quotient, remainder = divmod(mantissa, divisor << -shift)
+    return _rounded(quotient, -shift, remainder != 0, negative)
 
 
 def strtold(raw: bytes) -> tuple[LongDouble, int, bool]:
@@ -153,47 +181,59 @@ def strtold(raw: bytes) -> tuple[LongDouble, int, bool]:
     its overflow and underflow to zero matter to Redis, so that is all it says)."""
     match = _NUMBER.match(raw)
     if match is None:
-        return Fraction(0), 0, False
+        return _ZERO, 0, False
     negative = match["sign"] == b"-"
-    value: LongDouble
     if match["inf"] is not None or match["nan"] is not None:
         value = math.inf if match["inf"] is not None else math.nan
         return (-value if negative else value), match.end(), False
     mantissa, radix, exponent = _exact(match)
-    value = _to_extended(mantissa, radix, exponent)
-    erange = mantissa != 0 and (value == 0 or isinstance(value, float))
-    return (-value if negative else value), match.end(), erange
+    result = _to_extended(mantissa, radix, exponent, negative)
+    erange = mantissa != 0 and (isinstance(result, float) or result.mantissa == 0)
+    return result, match.end(), erange
 
 
 def add_long_double(left: LongDouble, right: LongDouble) -> LongDouble:
     """``left + right`` in long double arithmetic (rounded once, as the x87 adds)."""
     if isinstance(left, float) or isinstance(right, float):
-        return float(left) + float(right)  # an infinity or NaN is in it: C's rules
-    total = left + right
-    if total == 0:
-        return Fraction(0)
-    rounded = _round_extended(abs(total.numerator), total.denominator)
-    return -rounded if total < 0 else rounded
+        # An infinity or NaN is in it: whatever the finite side, C's rules for those decide.
+        return (left if isinstance(left, float) else 0.0) + (
+            right if isinstance(right, float) else 0.0
+        )
+    exponent = min(left.exponent, right.exponent)
+    total = (left.mantissa << (left.exponent - exponent)) + (
+        right.mantissa << (right.exponent - exponent)
+    )
+    return _rounded(abs(total), exponent, False, total < 0)
 
 
 def multiply_long_double(value: LongDouble, factor: int) -> LongDouble:
     """``value * factor`` in long double arithmetic."""
     if isinstance(value, float):
         return value * factor
-    product = value * factor
-    if product == 0:
-        return Fraction(0)
-    rounded = _round_extended(abs(product.numerator), product.denominator)
-    return -rounded if product < 0 else rounded
+    product = value.mantissa * factor
+    return _rounded(abs(product), value.exponent, False, product < 0)
 
 
-def format_long_double(value: Fraction) -> bytes:
+def ceil_long_double(value: Extended) -> int:
+    """C's ``ceill``: the least integer not below ``value``."""
+    if value.exponent >= 0:
+        return value.mantissa << value.exponent
+    return -(-value.mantissa >> -value.exponent)
+
+
+def format_long_double(value: Extended) -> bytes:
     """Redis's ``ld2string(LD_STR_HUMAN)`` of a finite value: ``%.17Lf`` (rounded to nearest,
     ties to even), then trailing zeros and a trailing ``.`` dropped, and ``-0`` written ``0``."""
-    scaled = value * 10**17
-    units = round(scaled)  # Fraction rounds half to even, as glibc's printf does
-    whole, fraction = divmod(abs(units), 10**17)
-    text = format(Decimal(whole), "f").encode("ascii")
+    magnitude = abs(value.mantissa)
+    if value.exponent >= 0:
+        units = (magnitude << value.exponent) * 10**17
+    else:
+        units, rest = divmod(magnitude * 10**17, 1 << -value.exponent)
+        twice, whole = rest << 1, 1 << -value.exponent
+        if twice > whole or (twice == whole and units & 1):
+            units += 1
+    whole_part, fraction = divmod(units, 10**17)
+    text = format(Decimal(whole_part), "f").encode("ascii")
     if fraction:
         text += b"." + (b"%017d" % fraction).rstrip(b"0")
-    return b"-" + text if units < 0 else text
+    return b"-" + text if value.mantissa < 0 and units else text

@@ -8,13 +8,13 @@ encodes. A reply gathering a whole hash is refused past the client buffer limit,
 from __future__ import annotations
 
 import random
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.hashes import Hash, hdel, hset
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import long_double
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NAN,
@@ -201,7 +201,7 @@ def cmd_hincrbyfloat(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     if isinstance(delta, float):  # an infinity
         return ERR_INCR_NAN
     old = _fields(d, args[1]).get(args[2])
-    current = Fraction(0) if old is None else parse_long_double(old)
+    current = long_double(0) if old is None else parse_long_double(old)
     if current is None:
         return ERR_HASH_NOT_FLOAT
     text = incremented(current, delta)

@@ -9,7 +9,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
 from blinkstore_gunicorn.engine import EngineError, EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
@@ -17,7 +16,9 @@ from blinkstore_gunicorn.server.blocking import BlockedPops
 from blinkstore_gunicorn.server.commands.floats import (
     LongDouble,
     add_long_double,
+    ceil_long_double,
     format_long_double,
+    long_double,
     multiply_long_double,
     strtod,
     strtold,
@@ -108,7 +109,7 @@ def parse_long_double(raw: bytes) -> LongDouble | None:
     blocking commands' timeouts): ``parse_float``'s rule read by ``strtold``, whose range is
     wider (``1e400`` is finite), on text shorter than 5,120 bytes."""
     if raw.isdigit() and len(raw) < 19:  # below 2**63: exact in 64 bits
-        return Fraction(int(raw))
+        return long_double(int(raw))
     if not raw or len(raw) >= _LONG_DOUBLE_TEXT or raw[:1].isspace():
         return None
     value, end, erange = strtold(raw)
@@ -122,7 +123,7 @@ def incremented(current: LongDouble, delta: LongDouble) -> bytes | None:
     ``ld2string`` (``%.17Lf``, trailing zeros dropped: ``0.1 + 0.2`` is ``0.3``, ``1e20`` is
     ``100000000000000000000``); None when the sum is NaN or infinite."""
     total = add_long_double(current, delta)
-    return format_long_double(total) if isinstance(total, Fraction) else None
+    return None if isinstance(total, float) else format_long_double(total)
 
 
 def parse_int(raw: bytes) -> int | None:
@@ -148,7 +149,7 @@ def parse_timeout(raw: bytes, now_ms: int) -> int | bytes | None:
     # Redis takes ceill(seconds * 1000) as a long long: an infinity or a value past the
     # 64-bit range becomes LLONG_MIN, "negative"; -0.5 ms rounds up to 0, no limit.
     ms = multiply_long_double(seconds, 1000)
-    rounded = math.ceil(ms) if isinstance(ms, Fraction) else INT64_MIN
+    rounded = INT64_MIN if isinstance(ms, float) else ceil_long_double(ms)
     if rounded < 0 or rounded > INT64_MAX:
         return ERR_TIMEOUT_NEGATIVE
     if rounded == 0 or rounded > INT64_MAX - now_ms:

@@ -7,12 +7,11 @@ WATCH, the memory account and eviction see it as they see a SET."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 from typing import TYPE_CHECKING, TypeVar
 
 from blinkstore_gunicorn.engine import EngineError, ValueTooLarge, WrongType
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.floats import LongDouble
+from blinkstore_gunicorn.server.commands.floats import LongDouble, long_double
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NAN,
@@ -272,7 +271,7 @@ def cmd_decrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 @command("incrbyfloat", 3, "write fast", (1, 1, 1))
 def cmd_incrbyfloat(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``INCRBYFLOAT key increment``, in long double precision as Redis computes it."""
-    current = _number_at(d, args[1], parse_long_double, Fraction(0))
+    current = _number_at(d, args[1], parse_long_double, long_double(0))
     delta = parse_long_double(args[2])
     if current is None or delta is None:
         return ERR_NOT_FLOAT
