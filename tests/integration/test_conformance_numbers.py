@@ -197,6 +197,11 @@ def test_numbers_are_read_as_redis_reads_them(
 #: (``0.35 + 1e30 - 1e30`` is 0, as 64 bits of precision make it): redis-server's replies.
 SCRIPT = [
     ("ZADD z 1 a 2 b 3 c", b":3\r\n"),
+    ("ZINCRBY new -0 m", b"$2\r\n-0\r\n"),  # answered as read, stored as 0
+    ("ZSCORE new m", b"$1\r\n0\r\n"),
+    ("ZUNION 1 new WEIGHTS -1 WITHSCORES", b"*2\r\n$1\r\nm\r\n$2\r\n-0\r\n"),
+    ("ZUNIONSTORE new 1 new WEIGHTS -1", b":1\r\n"),
+    ("ZSCORE new m", b"$1\r\n0\r\n"),
     ("ZINCRBY z 0x1p1 a", b"$1\r\n3\r\n"),
     ("ZADD z INCR 0X.8 b", b"$3\r\n2.5\r\n"),
     ("ZADD z INCR 1e400 b", b"-ERR value is not a valid float\r\n"),

@@ -150,7 +150,10 @@ def _zadd_with_flags(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if d.blocked:
             d.blocked.ready(args[1])
     if incr:
-        return double(c, chosen[pairs[0][1]])
+        new = chosen[pairs[0][1]]
+        if added and new == 0 and rest[0].startswith(b"-"):
+            new = -0.0  # Redis answers a new member's -0 as it read it, though it stores 0
+        return double(c, new)
     return resp.integer(added + changed if b"CH" in flags else added)
 
 
