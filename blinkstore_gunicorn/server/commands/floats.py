@@ -35,12 +35,12 @@ __all__ = [
 # C's strtod after isspace() white space, longest prefix first. A "0x" without hex digits
 # reads as "0" and stops at the x, an exponent without digits is not part of the number.
 _NUMBER = re.compile(
-    rb"[\t\n\x0b\x0c\r ]*(?P<sign>[+-]?)(?:(?P<inf>inf(?:inity)?)|(?P<nan>nan(?:\([0-9a-z_]*\))?)"
-    rb"|0x(?P<hex>[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p(?P<pexp>[+-]?[0-9]+))?"
-    rb"|(?P<dec>[0-9]+\.?[0-9]*|\.[0-9]+)(?:e(?P<eexp>[+-]?[0-9]+))?)",
-    re.I,
-)
-_NONZERO = re.compile(rb"[1-9a-f]", re.I)
+    rb"[\t\n\x0b\x0c\r ]*(?P<sign>[+-]?)"
+    rb"(?:(?P<inf>(?i:inf(?:inity)?))|(?P<nan>(?i:nan)(?:\([0-9A-Za-z_]*\))?)"
+    rb"|0[xX](?P<hex>[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP](?P<pexp>[+-]?[0-9]+))?"
+    rb"|(?P<dec>[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE](?P<eexp>[+-]?[0-9]+))?)"
+)  # case-blind only where C is: a case-blind character class makes long numbers slow
+
 
 # The x87 extended format: a 64-bit significand; the largest finite value is just below
 # 2**16384, the smallest subnormal 2**-16445. A double's smallest normal is 2**-1022.
@@ -48,6 +48,7 @@ _LD_DIGITS = 64
 _LD_TINY = -16445
 _LD_LIMIT = 16384
 _DBL_MIN_NORMAL = 2.0**-1022
+_SUBNORMAL_DIGITS = 800
 # Exponents this far out of range need no arithmetic: overflow or zero whatever the digits.
 _HUGE_EXPONENT = 10**7
 
@@ -129,8 +130,12 @@ def strtod(raw: bytes) -> Scan:
         value = math.inf
     erange = False
     if value < _DBL_MIN_NORMAL or value == math.inf:
-        erange = _NONZERO.search(digits) is not None
-        if erange and 0 < value < _DBL_MIN_NORMAL:  # a subnormal: ERANGE only when rounded
+        # Empty: the number is 0, which is no underflow (one strip of one byte is fast).
+        significant = digits.replace(b".", b"", 1).strip(b"0")
+        erange = bool(significant)
+        # A subnormal sets ERANGE only when it was rounded. An exact one has at most 767
+        # significant digits: more is inexact, and no big number is built for it.
+        if erange and 0 < value < _DBL_MIN_NORMAL and len(significant) <= _SUBNORMAL_DIGITS:
             mantissa, radix, exponent = _exact(match)
             erange = Fraction(value) != Fraction(mantissa) * Fraction(radix) ** exponent
     return Scan(sign * value, match.end(), erange)
