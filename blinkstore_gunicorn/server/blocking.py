@@ -147,9 +147,10 @@ class BlockedPops:
                 parked.deliver(reply)
 
     def replaced(self, key: bytes) -> None:
-        """A value was moved or copied onto ``key`` (RENAME, COPY): requests that tell a
-        replaced value from their own (XREADGROUP) are told it is no deletion, as Redis
-        judges only what the key holds when it is signalled; then the key is ready."""
+        """A value was moved, copied or restored onto ``key`` (RENAME, COPY, RESTORE):
+        requests that tell a replaced value from their own (XREADGROUP) are told it is no
+        deletion, as Redis judges only what the key holds when it is signalled; then the key
+        is ready."""
         for parked in list(self._by_key.get(key, ())):
             if parked.moved is not None:
                 parked.moved(key)

@@ -5,7 +5,7 @@ serve`` alike: the same calls, byte-exact replies, and both servers must pass.
 WATCH survives writes that change nothing; values moved into a key serve the pops parked on
 it; a transaction serves parked pops only once it is whole; CLIENT UNBLOCK; a busy script
 fails the transactions of the clients it refuses; scripts cannot replace the globals of the
-scripts after them; a stream renamed onto the key of a parked XREADGROUP is read as its own.
+scripts after them; a stream moved onto the key of a parked XREADGROUP is read as its own.
 """
 
 from __future__ import annotations
@@ -379,8 +379,13 @@ def test_circular_blocking_moves_each_serve_once(
     ],
     ids=["new-entries", "waits-for-xadd", "nogroup", "not-a-stream"],
 )
-def test_a_stream_renamed_onto_a_parked_xreadgroup_is_read_as_its_stream(
-    connect: Callable[[], RawConnection], before: list[str], after: list[str], reply: bytes
+@pytest.mark.parametrize("move", ["RENAME", "COPY", "RESTORE"])
+def test_a_stream_moved_onto_a_parked_xreadgroup_is_read_as_its_stream(
+    connect: Callable[[], RawConnection],
+    before: list[str],
+    after: list[str],
+    reply: bytes,
+    move: str,
 ) -> None:
     control, waiting = connect(), connect()
     control("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
@@ -388,7 +393,14 @@ def test_a_stream_renamed_onto_a_parked_xreadgroup_is_read_as_its_stream(
     _parked(control, 1)
     for line in before:
         control(*line.split())
-    assert control("RENAME", "s2", "s") == OK
+    if move == "RESTORE":
+        dump = control("DUMP", "s2")
+        payload = dump[dump.index(b"\r\n") + 2 : -2]
+        assert control("RESTORE", "s", "0", payload, "REPLACE") == OK
+    elif move == "COPY":
+        assert control("COPY", "s2", "s", "REPLACE") == b":1\r\n"
+    else:
+        assert control("RENAME", "s2", "s") == OK
     if after:
         # A timed-out BLPOP is answered by the timer pass that also checks the parked reader.
         assert control("BLPOP", "nothing", "0.01") == NIL

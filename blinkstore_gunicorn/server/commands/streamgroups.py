@@ -285,7 +285,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
     # Redis answers a parked reader when its stream is deleted or replaced (DEL, FLUSHALL,
     # SET...): checked when an XADD wakes it and on the store's timer. A stream moved onto
-    # the key (RENAME, COPY) is judged as the key's stream instead: its group decides.
+    # the key (RENAME, COPY, RESTORE) is judged as the key's stream instead: its group decides.
     streams = {key: d.engine.value(key) for key in parsed.keys}
 
     def gone() -> bytes | None:
