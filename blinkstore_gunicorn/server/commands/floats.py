@@ -105,13 +105,15 @@ def _exponent(raw: bytes | None) -> int:
 def _exact(match: re.Match[bytes]) -> tuple[int, int, int]:
     """A finite match as ``(mantissa, radix, exponent)``: the value is mantissa * radix**exponent
     (radix 2 for hex, whose exponent counts bits; 10 for decimal)."""
-    if match["hex"] is not None:
-        whole, _, fraction = match["hex"].partition(b".")
-        mantissa = _digits_int((whole + fraction).lstrip(b"0"), 16)
-        return mantissa, 2, _exponent(match["pexp"]) - 4 * len(fraction)
-    whole, _, fraction = match["dec"].partition(b".")
-    mantissa = _digits_int((whole + fraction).lstrip(b"0"), 10)
-    return mantissa, 10, _exponent(match["eexp"]) - len(fraction)
+    hexadecimal = match["hex"] is not None
+    whole, _, fraction = (match["hex"] if hexadecimal else match["dec"]).partition(b".")
+    written = whole + fraction
+    kept = written.rstrip(b"0")  # trailing zeros move into the exponent: no big number
+    shift = len(written) - len(kept) - len(fraction)
+    digits = kept.lstrip(b"0")
+    if hexadecimal:
+        return _digits_int(digits, 16), 2, _exponent(match["pexp"]) + 4 * shift
+    return _digits_int(digits, 10), 10, _exponent(match["eexp"]) + shift
 
 
 def strtod(raw: bytes) -> Scan:
