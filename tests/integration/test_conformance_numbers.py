@@ -103,6 +103,7 @@ TABLE: list[Row] = [
     (b"1" * 5120, None, 0, None, None, False),
     (b"0." + b"0" * 5000 + b"1", None, 2, None, None, False),
     (b"1." + b"0" * 100_000, b"1", 2, None, None, True),
+    (b"0." + b"0" * 320 + b"1" + b"0" * 100_000, b"9.9801260459931802e-322", 2, None, None, False),
     # precision: 17 significant digits for a double, %.17Lf of a long double
     (b"0.1", b"0.10000000000000001", 2, b"0.1", True, True),
     (b"3.0000000000000000001", b"3", 0, b"3", True, True),
