@@ -44,6 +44,8 @@ class _Parked:
     consumes: bool
     #: On each timer tick: the reply that ends the request early, or None to keep waiting.
     check: Callable[[], bytes | None] | None
+    #: Told of a value moved onto one of its keys (:meth:`BlockedPops.replaced`).
+    moved: Callable[[bytes], None] | None
 
 
 class BlockedPops:
@@ -77,11 +79,14 @@ class BlockedPops:
         timeout_reply: bytes,
         consumes: bool = True,
         check: Callable[[], bytes | None] | None = None,
+        moved: Callable[[bytes], None] | None = None,
     ) -> None:
         """Park a request on ``keys`` until one is ready or ``deadline_ms`` (None: no limit),
         or until ``check`` answers for it."""
         deadline = _NEVER if deadline_ms is None else deadline_ms
-        parked = _Parked(owner, keys, deadline, serve, deliver, timeout_reply, consumes, check)
+        parked = _Parked(
+            owner, keys, deadline, serve, deliver, timeout_reply, consumes, check, moved
+        )
         self._by_owner[owner] = parked
         for key in dict.fromkeys(keys):
             self._by_key.setdefault(key, deque()).append(parked)
@@ -140,6 +145,16 @@ class BlockedPops:
                     continue
                 self._forget(parked)
                 parked.deliver(reply)
+
+    def replaced(self, key: bytes) -> None:
+        """A value was moved, copied or restored onto ``key`` (RENAME, COPY, RESTORE):
+        requests that tell a replaced value from their own (XREADGROUP) are told it is no
+        deletion, as Redis judges only what the key holds when it is signalled; then the key
+        is ready."""
+        for parked in list(self._by_key.get(key, ())):
+            if parked.moved is not None:
+                parked.moved(key)
+        self.ready(key)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

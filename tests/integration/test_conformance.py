@@ -5,7 +5,7 @@ serve`` alike: the same calls, byte-exact replies, and both servers must pass.
 WATCH survives writes that change nothing; values moved into a key serve the pops parked on
 it; a transaction serves parked pops only once it is whole; CLIENT UNBLOCK; a busy script
 fails the transactions of the clients it refuses; scripts cannot replace the globals of the
-scripts after them.
+scripts after them; a stream moved onto the key of a parked XREADGROUP is read as its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ Server = StoreProcess | RedisProcess
 DEADLINE = 20
 NIL = b"*-1\r\n"
 OK = b"+OK\r\n"
+ENTRY_100 = b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n100-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
 BUSY = (
     b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
 )
@@ -358,3 +359,52 @@ def test_circular_blocking_moves_each_serve_once(
     assert control("LRANGE", "src", "0", "-1") == b"*1\r\n$3\r\nfoo\r\n"
     assert control("EXISTS", "dst") == b":0\r\n"
     assert control("PING") == b"+PONG\r\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "reply"),
+    [
+        # The moved stream has the group and an entry past its last ID: served at once.
+        (["XGROUP CREATE s2 g $ MKSTREAM", "XADD s2 100 f v"], [], ENTRY_100),
+        # It has the group, nothing new yet: the reader waits on it, past a timer tick, for
+        # the next XADD.
+        (["XGROUP CREATE s2 g $ MKSTREAM"], ["XADD s 100 f v"], ENTRY_100),
+        # No such group there, or no stream at all.
+        (
+            ["XADD s2 100 f v"],
+            [],
+            b"-NOGROUP the consumer group this client was blocked on no longer exists\r\n",
+        ),
+        (["RPUSH s2 a"], [], b"-UNBLOCKED the stream key no longer exists\r\n"),
+    ],
+    ids=["new-entries", "waits-for-xadd", "nogroup", "not-a-stream"],
+)
+@pytest.mark.parametrize("move", ["RENAME", "COPY", "RESTORE"])
+def test_a_stream_moved_onto_a_parked_xreadgroup_is_read_as_its_stream(
+    connect: Callable[[], RawConnection],
+    before: list[str],
+    after: list[str],
+    reply: bytes,
+    move: str,
+) -> None:
+    control, waiting = connect(), connect()
+    control("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    waiting.send("XREADGROUP", "GROUP", "g", "alice", "BLOCK", "0", "STREAMS", "s", ">")
+    _parked(control, 1)
+    for line in before:
+        control(*line.split())
+    if move == "RESTORE":
+        dump = control("DUMP", "s2")
+        payload = dump[dump.index(b"\r\n") + 2 : -2]
+        assert control("RESTORE", "s", "0", payload, "REPLACE") == OK
+    elif move == "COPY":
+        assert control("COPY", "s2", "s", "REPLACE") == b":1\r\n"
+    else:
+        assert control("RENAME", "s2", "s") == OK
+    if after:
+        # A timed-out BLPOP is answered by the timer pass that also checks the parked reader.
+        assert control("BLPOP", "nothing", "0.01") == NIL
+        assert _blocked(control) == 1
+        for line in after:
+            control(*line.split())
+    assert waiting.reply() == reply

@@ -11,7 +11,13 @@ from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.protocol import text
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.commands import COMMANDS
-from blinkstore_gunicorn.server.commands.replies import format_float, parse_float, parse_int
+from blinkstore_gunicorn.server.commands.floats import Extended, long_double
+from blinkstore_gunicorn.server.commands.replies import (
+    incremented,
+    parse_float,
+    parse_int,
+    parse_long_double,
+)
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.inline import InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.text_commands import execute_text
@@ -285,8 +291,8 @@ def test_incrbyfloat(r: Harness) -> None:
     assert r("INCRBYFLOAT", "g", "5.0e3") == b"$4\r\n5000\r\n"
     assert r("INCRBYFLOAT", "f", "abc") == err("ERR value is not a valid float")
     assert r("INCRBYFLOAT", "f", "1_0") == err("ERR value is not a valid float")
-    r("SET", "h", "1e308")
-    assert r("INCRBYFLOAT", "h", "1e308") == err("ERR increment would produce NaN or Infinity")
+    r("SET", "h", "1e4932")  # a long double, as in Redis: 2e4932 is past its range
+    assert r("INCRBYFLOAT", "h", "1e4932") == err("ERR increment would produce NaN or Infinity")
     r("SET", "s", "text")
     assert r("INCRBYFLOAT", "s", "1") == err("ERR value is not a valid float")
 
@@ -499,12 +505,21 @@ def test_parsers_are_strict() -> None:
     assert parse_int(b"-9223372036854775808") == -(2**63)
     assert parse_float(b"1.5") == 1.5
     assert parse_float(b"-inf") == float("-inf")
-    assert parse_float(b"007") == 7.0 and parse_float(b"9" * 5000) == float("9" * 5000)
-    for bad in (b"nan", b" 1", b"1_0", b"", b"abc", b"9" * 5001, b"1 "):
+    assert parse_float(b"007") == 7.0 and parse_float(b"9" * 300) == float("9" * 300)
+    assert parse_float(b"0x1p4") == 16.0 and parse_float(b"4.9e-324") == 5e-324
+    for bad in (b"nan", b" 1", b"1_0", b"", b"abc", b"9" * 309, b"1 ", b"1e400", b"1e-400"):
         assert parse_float(bad) is None, bad
-    assert format_float(3.0) == b"3"
-    assert format_float(1e20) == b"100000000000000000000"
-    assert format_float(0.1) == b"0.1"
+    huge = parse_long_double(b"1e400")  # finite in a long double; rounded as redis-server does
+    assert isinstance(huge, Extended) and huge.exponent > 0
+    text = incremented(huge, long_double(0))
+    assert text is not None and text.startswith(b"10000000000000000000281880")
+    assert parse_long_double(b"1" * 5120) is None and parse_long_double(b"1e5000") is None
+    assert incremented(long_double(3), long_double(0)) == b"3"
+    assert incremented(long_double(10**20), long_double(0)) == b"100000000000000000000"
+    tenth, fifth, infinity = map(parse_long_double, (b"0.1", b"0.2", b"inf"))
+    assert tenth is not None and fifth is not None and infinity is not None
+    assert incremented(tenth, fifth) == b"0.3"  # in long double, as Redis: not 0.30000000000000004
+    assert incremented(long_double(1), infinity) is None
 
 
 # --- the Blink Store text protocol ------------------------------------------------------

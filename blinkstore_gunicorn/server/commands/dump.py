@@ -111,6 +111,6 @@ def cmd_restore(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         add_record(d.engine, rdb.Record(key, kind, value, deadline))
     except EngineError as exc:
         return limit_error(exc)
-    if d.blocked:  # a restored list or sorted set serves callers parked on it, as a push does
-        d.blocked.ready(key)
+    if d.blocked:  # a restored value serves callers parked on it, as a RENAME onto it does
+        d.blocked.replaced(key)
     return resp.OK

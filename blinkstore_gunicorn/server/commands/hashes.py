@@ -7,7 +7,6 @@ encodes. A reply gathering a whole hash is refused past the client buffer limit,
 
 from __future__ import annotations
 
-import math
 import random
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.hashes import Hash, hdel, hset
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import long_double
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NAN,
@@ -26,10 +26,10 @@ from blinkstore_gunicorn.server.commands.replies import (
     INT64_MIN,
     ONE,
     ZERO,
-    format_float,
+    incremented,
     limit_error,
-    parse_float,
     parse_int,
+    parse_long_double,
     parse_scan,
     reply_too_large,
     wrong_args,
@@ -194,20 +194,19 @@ def cmd_hincrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 @command("hincrbyfloat", 4, "write denyoom fast", (1, 1, 1))
 def cmd_hincrbyfloat(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``HINCRBYFLOAT key field increment``: the new value, as text."""
-    delta = parse_float(args[3])
+    """``HINCRBYFLOAT key field increment``: the new value, as text (long double, as Redis)."""
+    delta = parse_long_double(args[3])
     if delta is None:
         return ERR_NOT_FLOAT
-    if math.isinf(delta):
+    if isinstance(delta, float):  # an infinity
         return ERR_INCR_NAN
     old = _fields(d, args[1]).get(args[2])
-    current = 0.0 if old is None else parse_float(old)
+    current = long_double(0) if old is None else parse_long_double(old)
     if current is None:
         return ERR_HASH_NOT_FLOAT
-    new = current + delta
-    if math.isnan(new) or math.isinf(new):
+    text = incremented(current, delta)
+    if text is None:
         return ERR_NAN
-    text = format_float(new)
     added = _set(d, args[1], [(args[2], text)], only_new=False)
     return added if isinstance(added, bytes) else resp.bulk(text)
 

@@ -72,7 +72,7 @@ def _landed(d: Dispatcher, key: bytes) -> None:
     """A value moved or copied into ``key`` serves the callers parked on it (a BLPOP on the
     destination of a RENAME), as Redis signals every key a value is added under."""
     if d.blocked:
-        d.blocked.ready(key)
+        d.blocked.replaced(key)
 
 
 def _rename(d: Dispatcher, args: list[bytes], nx: bool) -> bytes:

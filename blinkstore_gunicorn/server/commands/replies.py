@@ -9,11 +9,20 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 
 from blinkstore_gunicorn.engine import EngineError, EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.blocking import BlockedPops
+from blinkstore_gunicorn.server.commands.floats import (
+    LongDouble,
+    add_long_double,
+    ceil_long_double,
+    format_long_double,
+    long_double,
+    multiply_long_double,
+    strtod,
+    strtold,
+)
 
 __all__ = [
     "ERR_NAN",
@@ -34,11 +43,12 @@ __all__ = [
     "as_text",
     "bulk_items",
     "client_name_error",
-    "format_float",
+    "incremented",
     "invalid_expire",
     "limit_error",
     "parse_float",
     "parse_int",
+    "parse_long_double",
     "parse_scan",
     "parse_timeout",
     "reply_too_large",
@@ -76,26 +86,44 @@ ERR_NOT_FLOAT = resp.error("ERR value is not a valid float")
 ERR_OVERFLOW = resp.error("ERR increment or decrement would overflow")
 ERR_NAN = resp.error("ERR increment would produce NaN or Infinity")
 
-_FLOAT_RE = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z|[+-]?inf\Z", re.I)
+#: Redis's ``MAX_LONG_DOUBLE_CHARS``: ``string2ld`` refuses text of this length or more.
+_LONG_DOUBLE_TEXT = 5 * 1024
 
 
 def parse_float(raw: bytes) -> float | None:
-    """A finite-or-infinite float without spaces or ``_`` (Python's ``float`` accepts both)."""
-    if raw.isdigit() and len(raw) <= 5000:  # an integer (ZADD's usual score): no regex
+    """Redis's ``string2d`` (``getDoubleFromObject``: ZADD scores, ZINCRBY, WEIGHTS): all of
+    ``raw`` read by C's ``strtod`` (hex and ``inf`` spellings too), without leading white
+    space, NaN, or a value out of a double's range (``1e400``; ``1e-400``: underflow to 0)."""
+    if raw.isdigit() and len(raw) < 300:  # an integer (ZADD's usual score): always in range
         return float(raw)
-    if len(raw) > 5000 or _FLOAT_RE.match(raw) is None:
+    value, end, erange = strtod(raw)
+    if not raw or end != len(raw) or raw[:1].isspace() or math.isnan(value):
         return None
-    return float(raw)
+    if erange and (value == 0 or math.isinf(value)):
+        return None
+    return value
 
 
-def format_float(number: float) -> bytes:
-    """Shortest text that reads back as ``number``, never in exponent form (``5010.6``)."""
-    text = repr(number)
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text.encode("ascii")
+def parse_long_double(raw: bytes) -> LongDouble | None:
+    """Redis's ``string2ld`` (``getLongDoubleFromObject``: INCRBYFLOAT, HINCRBYFLOAT, the
+    blocking commands' timeouts): ``parse_float``'s rule read by ``strtold``, whose range is
+    wider (``1e400`` is finite), on text shorter than 5,120 bytes."""
+    if raw.isdigit() and len(raw) < 19:  # below 2**63: exact in 64 bits
+        return long_double(int(raw))
+    if not raw or len(raw) >= _LONG_DOUBLE_TEXT or raw[:1].isspace():
+        return None
+    value, end, erange = strtold(raw)
+    if end != len(raw) or erange or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def incremented(current: LongDouble, delta: LongDouble) -> bytes | None:
+    """INCRBYFLOAT's and HINCRBYFLOAT's new value: the long double sum written by Redis's
+    ``ld2string`` (``%.17Lf``, trailing zeros dropped: ``0.1 + 0.2`` is ``0.3``, ``1e20`` is
+    ``100000000000000000000``); None when the sum is NaN or infinite."""
+    total = add_long_double(current, delta)
+    return None if isinstance(total, float) else format_long_double(total)
 
 
 def parse_int(raw: bytes) -> int | None:
@@ -110,24 +138,23 @@ def parse_int(raw: bytes) -> int | None:
 
 ERR_TIMEOUT = resp.error("ERR timeout is not a float or out of range")
 ERR_TIMEOUT_NEGATIVE = resp.error("ERR timeout is negative")
-ERR_TIMEOUT_RANGE = resp.error("ERR timeout is out of range")
 
 
 def parse_timeout(raw: bytes, now_ms: int) -> int | bytes | None:
     """A blocking command's timeout in seconds as an absolute deadline (``0``: None, no
     limit), or Redis's error reply."""
-    seconds = parse_float(raw)
-    if seconds is None or math.isnan(seconds):
+    seconds = parse_long_double(raw)
+    if seconds is None:
         return ERR_TIMEOUT
-    ms = seconds * 1000
-    # Redis rounds the milliseconds up (-0.5 ms is 0: no limit), and past 2**63 its cast to a
-    # long long turns negative: "negative" for those, and for inf too.
-    if ms <= -1 or ms >= 2**63:
+    # Redis takes ceill(seconds * 1000) as a long long: an infinity or a value past the
+    # 64-bit range becomes LLONG_MIN, "negative"; -0.5 ms rounds up to 0, no limit.
+    ms = multiply_long_double(seconds, 1000)
+    rounded = INT64_MIN if isinstance(ms, float) else ceil_long_double(ms)
+    if rounded < 0 or rounded > INT64_MAX:
         return ERR_TIMEOUT_NEGATIVE
-    if ms > INT64_MAX - now_ms:
-        return ERR_TIMEOUT_RANGE
-    rounded = math.ceil(ms)
-    return None if rounded <= 0 else now_ms + rounded
+    if rounded == 0 or rounded > INT64_MAX - now_ms:
+        return None  # past the end of time Redis's deadline wraps round and never comes
+    return now_ms + rounded
 
 
 def reply_too_large(size: int, limit: int) -> bytes | None:

@@ -13,7 +13,6 @@ order (reversed by ``DESC``), a set is alpha-sorted when stored or sorted by a s
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
 from blinkstore_gunicorn.engine import WrongType
@@ -22,6 +21,7 @@ from blinkstore_gunicorn.engine.lists import List, lstore
 from blinkstore_gunicorn.engine.sets import Set
 from blinkstore_gunicorn.engine.zsets import ZSet
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import read_to_end, strtod
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
@@ -38,30 +38,12 @@ __all__: list[str] = []
 
 ERR_NOT_DOUBLE = resp.error("ERR One or more scores can't be converted into double")
 
-# What C's strtod accepts, after leading white space: decimal, hex, inf/infinity, nan.
-_STRTOD = re.compile(
-    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)\Z", re.I
-)
-_HEX = re.compile(rb"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?\Z", re.I)
 
-
-def _strtod(raw: bytes) -> float | None:
-    """The number Redis's SORT reads from ``raw``, None where it reports a conversion error
-    (trailing text, NaN, out of range)."""
-    text = raw.lstrip(b" \t\n\v\f\r")
-    if not text:
-        return 0.0  # strtod reads nothing and stops at the end: Redis takes 0
-    if _HEX.match(text):
-        body = text.lstrip(b"+-")
-        number = float.fromhex(body.decode())
-        number = -number if text.startswith(b"-") else number
-    elif _STRTOD.match(text):
-        number = float(text)
-    else:
-        return None
-    if math.isnan(number) or (math.isinf(number) and b"inf" not in text.lower()):
-        return None
-    return number
+def _score(raw: bytes) -> float | None:
+    """The number Redis's SORT reads from ``raw`` with ``strtod``, None where it reports a
+    conversion error (trailing text, NaN, ``ERANGE``: out of range or a rounded subnormal)."""
+    score, end, erange = strtod(raw)
+    return None if not read_to_end(raw, end) or erange or math.isnan(score) else score
 
 
 def _lookup(d: Dispatcher, pattern: bytes, element: bytes) -> bytes | None:
@@ -178,7 +160,7 @@ def _sorted(
     scores: list[tuple[float, bytes]] = []
     for element in elements:
         raw = element if by is None else _lookup(d, by, element)
-        score = 0.0 if raw is None else _strtod(raw)
+        score = 0.0 if raw is None else _score(raw)
         if score is None:
             return None
         scores.append((score, element))

@@ -283,13 +283,19 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     if parsed.block_ms is None or c.in_exec:
         return null
 
-    # Redis answers a parked reader when its stream is deleted or replaced (DEL, RENAME,
-    # FLUSHALL, SET...): checked when an XADD wakes it and on the store's timer.
+    # Redis answers a parked reader when its stream is deleted or replaced (DEL, FLUSHALL,
+    # SET...): checked when an XADD wakes it and on the store's timer. A stream moved onto
+    # the key (RENAME, COPY, RESTORE) is judged as the key's stream instead: its group decides.
     streams = {key: d.engine.value(key) for key in parsed.keys}
 
     def gone() -> bytes | None:
         changed = any(d.engine.value(key) is not stream for key, stream in streams.items())
         return ERR_UNBLOCKED if changed else None
+
+    def moved(key: bytes) -> None:
+        value = d.engine.value(key)
+        if isinstance(value, Stream):
+            streams[key] = value
 
     def serve_parked(key: bytes) -> bytes | None:
         if gone() is not None:
@@ -309,6 +315,7 @@ def cmd_xreadgroup(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         timeout_reply=null,
         consumes=False,
         check=gone,
+        moved=moved,
     )
     d.blocked.watch(c.id, c.on_close)
     return DEFERRED

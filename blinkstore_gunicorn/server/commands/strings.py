@@ -6,12 +6,12 @@ WATCH, the memory account and eviction see it as they see a SET."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from blinkstore_gunicorn.engine import EngineError, ValueTooLarge, WrongType
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import LongDouble, long_double
 from blinkstore_gunicorn.server.commands.registry import command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NAN,
@@ -23,10 +23,10 @@ from blinkstore_gunicorn.server.commands.replies import (
     INT64_MIN,
     ONE,
     ZERO,
-    format_float,
+    incremented,
     limit_error,
-    parse_float,
     parse_int,
+    parse_long_double,
     reply_too_large,
     wrong_args,
 )
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
-_N = TypeVar("_N", int, float)
+_N = TypeVar("_N", int, LongDouble)  # INCR..., INCRBYFLOAT
 
 
 @command("get", 2, "readonly fast", (1, 1, 1))
@@ -270,17 +270,14 @@ def cmd_decrby(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 @command("incrbyfloat", 3, "write fast", (1, 1, 1))
 def cmd_incrbyfloat(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``INCRBYFLOAT key increment`` (double precision; Redis uses long double)."""
-    delta = parse_float(args[2])
-    if delta is None:
+    """``INCRBYFLOAT key increment``, in long double precision as Redis computes it."""
+    current = _number_at(d, args[1], parse_long_double, long_double(0))
+    delta = parse_long_double(args[2])
+    if current is None or delta is None:
         return ERR_NOT_FLOAT
-    current = _number_at(d, args[1], parse_float, 0.0)
-    if current is None:
-        return ERR_NOT_FLOAT
-    new = current + delta
-    if math.isnan(new) or math.isinf(new):
+    text = incremented(current, delta)
+    if text is None:
         return ERR_NAN
-    text = format_float(new)
     return d.store(args[1], text, keep_ttl=True) or resp.bulk(text)
 
 

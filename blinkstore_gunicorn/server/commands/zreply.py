@@ -66,7 +66,7 @@ def entries_reply(
 
 def stored_zset(d: Dispatcher, destination: bytes, scores: dict[bytes, float]) -> bytes:
     """Make ``destination`` the sorted set of ``scores`` (ZRANGESTORE, ZUNIONSTORE...): its
-    size, or a size-limit error."""
-    return stored(
-        d.blocked, destination, lambda: zstore(d.engine, destination, scores), len(scores)
-    )
+    size, or a size-limit error. A -0 score (``WEIGHTS -1`` of 0) is stored as 0, as Redis
+    stores it, though ``ZUNION`` answers it as -0."""
+    kept = {member: score + 0.0 for member, score in scores.items()}
+    return stored(d.blocked, destination, lambda: zstore(d.engine, destination, kept), len(kept))

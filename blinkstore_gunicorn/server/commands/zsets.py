@@ -19,6 +19,7 @@ from blinkstore_gunicorn.engine import EntryTooLarge, KeyTooLarge
 from blinkstore_gunicorn.engine.pattern import compile_pattern
 from blinkstore_gunicorn.engine.zsets import ZSet, zadd, zrem, zrem_range
 from blinkstore_gunicorn.protocol import resp
+from blinkstore_gunicorn.server.commands.floats import read_to_end, strtod
 from blinkstore_gunicorn.server.commands.registry import DEFERRED, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_FLOAT,
@@ -149,7 +150,10 @@ def _zadd_with_flags(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if d.blocked:
             d.blocked.ready(args[1])
     if incr:
-        return double(c, chosen[pairs[0][1]])
+        new = chosen[pairs[0][1]]
+        if added and new == 0 and rest[0].startswith(b"-"):
+            new = -0.0  # Redis answers a new member's -0 as it read it, though it stores 0
+        return double(c, new)
     return resp.integer(added + changed if b"CH" in flags else added)
 
 
@@ -207,10 +211,13 @@ def cmd_zrevrank(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
 
 
 def _bound(raw: bytes) -> tuple[float, bool] | None:
-    """A score bound: the score and whether it is exclusive (``(1.5``), None if invalid."""
+    """A score bound: the score and whether it is exclusive (``(1.5``), None if invalid.
+    Redis's ``zslParseRange`` reads it with a bare ``strtod``, so white space before the
+    number, an empty bound (0), a NUL ending it and ``1e400`` (inf) are all accepted."""
     exclusive = raw.startswith(b"(")
-    score = parse_float(raw[1:] if exclusive else raw)
-    return None if score is None or math.isnan(score) else (score, exclusive)
+    text = raw[1:] if exclusive else raw
+    score, end, _ = strtod(text)
+    return None if not read_to_end(text, end) or math.isnan(score) else (score, exclusive)
 
 
 def _score_span(found: ZSet, low_raw: bytes, high_raw: bytes) -> tuple[int, int] | bytes:
