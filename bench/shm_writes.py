@@ -1,13 +1,18 @@
 """What the shared region costs writes: the store with the region on vs ``--shm off`` vs Redis.
 
-    python -m bench.shm_writes [--rounds 3] [--requests 200000] [--loop 200000] [--quick]
+    python -m bench.shm_writes [--rounds 3] [--requests 200000] [--loop 200000] [--keys 100000]
+                               [--quick]
 
 Two measurements, each a ratio within one run:
 
-* **publish CPU**: ``MemoryEngine.set`` overwriting one of 10,000 keys (and inserting fresh
-  keys), in this process, with a region attached (the C helper's writer, then the Python
-  reference's) and without. CPU time per call (``time.process_time_ns``), so other load on
-  the machine matters less than for wall time.
+* **publish CPU**: ``MemoryEngine.set`` in this process at the scale of the store under
+  ``redis-benchmark -r 100000`` (the default 64 MiB limit, ``--keys`` keys named as
+  redis-benchmark names them, ``key:000000012345``, in random order, fresh 3-byte values as
+  the server parses them), with a region attached (the C helper's writer, then the Python
+  reference's) and without: a **fill** (``--loop`` SETs of random keys into an empty engine,
+  mostly new keys while the table grows: what a fresh server's first ``redis-benchmark`` run
+  is) and an **overwrite** of random keys once all are present. CPU time per call
+  (``time.process_time_ns``), so other load on the machine matters less than for wall time.
 * **redis-benchmark** ``-c 50 -r 100000`` SET and INCR over a Unix socket against four servers
   started side by side: ``blinkstore serve`` (region on, C helper), the same with
   ``BLINKSTORE_NATIVE=0`` (region on, Python writer), ``blinkstore serve --shm off`` and
@@ -25,6 +30,7 @@ import argparse
 import csv
 import io
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -39,7 +45,8 @@ from blinkstore_gunicorn.shm.writer import RegionWriter
 from harness.processes import blinkstore_process, redis_server_process
 
 _LIMIT = 64 * 2**20
-_KEYS = [b"key:%06d" % i for i in range(10_000)]
+#: redis-benchmark's keyspace for ``-r 100000``.
+_KEYSPACE = 100_000
 _TESTS = ("SET", "INCR")
 # Bars from issue 23.
 TARGETS = {"on/off": 0.9, "on/redis": 0.8}
@@ -49,6 +56,7 @@ def _engine(region: bool) -> tuple[MemoryEngine, RegionWriter | None]:
     engine = MemoryEngine(memory_limit=_LIMIT)
     writer = RegionWriter(_LIMIT) if region else None  # the path BLINKSTORE_NATIVE chooses
     if writer is not None:
+        writer.seal()  # as the store does: freed pages are kept, spare tables zeroed by writes
         engine.attach_region(writer)
     return engine, writer
 
@@ -59,28 +67,32 @@ def _cpu_ns(loop: Callable[[], None], calls: int) -> float:
     return (time.process_time_ns() - start) / calls
 
 
-def publish_cpu(calls: int, region: bool) -> dict[str, float]:
-    """CPU ns per overwrite and per insert of a fresh key, with or without a region."""
+def _requests(calls: int, keys: int, rng: random.Random) -> list[tuple[bytes, bytes]]:
+    """``calls`` SETs of random keys among ``keys``, each with its own 3-byte value object."""
+    return [(b"key:%012d" % rng.randrange(keys), bytes(bytearray(b"xxx"))) for _ in range(calls)]
+
+
+def publish_cpu(calls: int, region: bool, keys: int = _KEYSPACE) -> dict[str, float]:
+    """CPU ns per SET of a fill (random keys among ``keys``, from empty) and per overwrite
+    (random keys, all present), with or without a region."""
     engine, writer = _engine(region)
     try:
-        keys = _KEYS
-        value = b"xyz"
-        for key in keys:
-            engine.set(key, value)
-        n = len(keys)
+        rng = random.Random(23)
         setter = engine.set
+        fill, overwrite = _requests(calls, keys, rng), _requests(calls, keys, rng)
 
-        def overwrite() -> None:
-            for i in range(calls):
-                setter(keys[i % n], value)
+        def run(requests: list[tuple[bytes, bytes]]) -> Callable[[], None]:
+            def loop() -> None:
+                for key, value in requests:
+                    setter(key, value)
 
-        fresh = [b"new:%08d" % i for i in range(calls)]
+            return loop
 
-        def insert() -> None:
-            for key in fresh:
-                setter(key, value)
-
-        return {"overwrite": _cpu_ns(overwrite, calls), "insert": _cpu_ns(insert, calls)}
+        figures = {"fill": _cpu_ns(run(fill), calls)}
+        for i in rng.sample(range(keys), keys):  # then every key present
+            setter(b"key:%012d" % i, b"xxx")
+        figures["overwrite"] = _cpu_ns(run(overwrite), calls)
+        return figures
     finally:
         if writer is not None:
             writer.close()
@@ -157,28 +169,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200_000)
     parser.add_argument("--loop", type=int, default=200_000, help="engine.set calls per figure")
+    parser.add_argument("--keys", type=int, default=_KEYSPACE, help="keys of the in-process SETs")
     parser.add_argument("--quick", action="store_true", help="fewer calls and requests")
     args = parser.parse_args(argv)
-    if min(args.rounds, args.requests, args.loop) < 1:
-        parser.error("--rounds, --requests and --loop must be at least 1")
+    if min(args.rounds, args.requests, args.loop, args.keys) < 1:
+        parser.error("--rounds, --requests, --loop and --keys must be at least 1")
     if args.quick:
         args.rounds, args.requests, args.loop = 1, 50_000, 50_000
     built = native() is not None
-    cpu = {"off": publish_cpu(args.loop, False)}
+    cpu = {"off": publish_cpu(args.loop, False, args.keys)}
     with ExitStack() as stack:
         stack.callback(_restore_env, os.environ.get(NATIVE_ENV))
         os.environ[NATIVE_ENV] = "0"
-        cpu["on, Python"] = publish_cpu(args.loop, True)
+        cpu["on, Python"] = publish_cpu(args.loop, True, args.keys)
         os.environ[NATIVE_ENV] = "1"
-        cpu["on"] = publish_cpu(args.loop, True)  # the same as Python's without the helper
+        cpu["on"] = publish_cpu(args.loop, True, args.keys)  # Python's without the helper
     print(
-        f"engine.set CPU ns/call   region off   region on (C helper{'' if built else ' NOT BUILT'})"
+        f"engine.set CPU ns/call, {args.keys} keys   region off   region on"
+        f" (C helper{'' if built else ' NOT BUILT'})"
     )
-    print("                                      C     Python   C/off  Python/off")
-    for op in ("overwrite", "insert"):
+    print("                                                 C     Python   C/off  Python/off")
+    for op in ("fill", "overwrite"):
         off, on, py = cpu["off"][op], cpu["on"][op], cpu["on, Python"][op]
         print(
-            f"  {op:<22} {off:>10.0f} {on:>6.0f} {py:>10.0f} {on / off:>7.2f}x {py / off:>10.2f}x"
+            f"  {op:<33} {off:>10.0f} {on:>6.0f} {py:>10.0f} {on / off:>7.2f}x {py / off:>10.2f}x"
         )
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: throughput skipped")

@@ -148,22 +148,21 @@ class Publisher:
 
     def publish(self, key: bytes, value: bytes, expire_at: int, handle: int) -> int:
         """``RegionWriter.publish``. The common case here: the key's value is in block
-        ``handle``, in the live half, and the new value needs a block of the same size, so it
-        is rewritten in place. The others go to the writer's general path. The C twin also
-        takes a new key that gets a block, with the general path's exact effects."""
+        ``handle``, which has a live slot (:meth:`slot_of`), and the new value needs a block
+        of the same size, so it is rewritten in place. The others go to the writer's general
+        path. The C twin also takes a new key that gets a block, with the general path's exact
+        effects."""
         if not handle:
             return self._general(key, value, expire_at, handle)
         w = self._w
         block = handle
         j = block >> 3
-        tag = w[j + BLOCK_SLOT]
-        slot = tag & SLOT_MASK
+        slot = self.slot_of(w[j + BLOCK_SLOT])
         old = w[j + BLOCK_LENGTHS]
         nk = len(key)
         nv = len(value)
         if (
-            tag >> HALF_SHIFT != self._half
-            or slot >= self._slots
+            slot < 0
             or nv > self._max_value
             or (
                 old != nk << 32 | nv
@@ -174,6 +173,19 @@ class Publisher:
             return self._general(key, value, expire_at, handle)
         self.rewrite(self._t0 + slot * SLOT_WORDS, block, key, value, expire_at)
         return block
+
+    def slot_of(self, tag: int) -> int:
+        """The live slot of a block whose slot word is ``tag``: the one it names in the live
+        half or, while a migration runs, the live slot of the new-table slot it names (a moved
+        entry's); -1 for neither (an entry in no table, a word out of range)."""
+        slot = tag & SLOT_MASK
+        if tag >> HALF_SHIFT == self._half:
+            return slot if slot < self._slots else -1
+        migration = self._migration
+        if migration is None or tag >> HALF_SHIFT != migration.half or slot >= migration.slots:
+            return -1
+        live = migration.reverse[slot]
+        return live if 0 <= live < self._slots else -1
 
     def read(self, block: int) -> bytes:
         """The value in the block at ``block``."""

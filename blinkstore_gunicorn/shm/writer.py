@@ -77,8 +77,6 @@ from blinkstore_gunicorn.shm.layout import (
     table_word,
 )
 from blinkstore_gunicorn.shm.migration import (
-    HALF_SHIFT,
-    SLOT_MASK,
     UNPLACED,
     NextTable,
     maps,
@@ -477,13 +475,7 @@ class RegionWriter:
 
     def _slot_of(self, handle: int) -> int:
         """The live slot of the entry whose block is at ``handle``, -1 if it is in no table."""
-        word = self._w[(handle >> 3) + BLOCK_SLOT]
-        if word >> HALF_SHIFT == self._half:
-            return word & SLOT_MASK
-        if word >> HALF_SHIFT > 1:
-            return -1
-        assert self._migration is not None, "a slot in the spare half only while migrating"
-        return self._migration.reverse[word & SLOT_MASK]
+        return self._pub.slot_of(self._w[(handle >> 3) + BLOCK_SLOT])
 
     def _new_slot(self, h: int) -> int:
         """Claim the first tombstone or empty slot on the probe path of an absent key whose

@@ -12,10 +12,10 @@ from harness.processes import REDIS_SERVER
 pytestmark = pytest.mark.redis
 
 
-def test_publish_cpu_measures_overwrite_and_insert() -> None:
+def test_publish_cpu_measures_fill_and_overwrite() -> None:
     for region in (False, True):
-        figures = shm_writes.publish_cpu(200, region)
-        assert set(figures) == {"overwrite", "insert"}
+        figures = shm_writes.publish_cpu(200, region, keys=300)
+        assert set(figures) == {"fill", "overwrite"}
         assert all(ns > 0 for ns in figures.values())
 
 
