@@ -636,7 +636,8 @@ done:
 
 /* MSET key value [key value...]: every pair is checked before the first write, so that a
  * hand-over leaves no side effect. A key named twice is written twice, as _store_all does: its
- * first write is checked against the engine's state, the second finds that write. */
+ * first write is planned on the engine's state, the second finds that write. The other plans
+ * hold until their write: a write changes no other key's entry when nothing is evicted. */
 static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(args), pairs = (n - 1) / 2, i, d_max_key, d_max_value;
     if (n % 2 == 0) return NULL; /* the arity error is Python's */
@@ -644,24 +645,27 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         slot_size(r->dispatcher, r->d_max_value, &d_max_value) < 0)
         return NULL;
     PyObject *reply = NULL, *latest = PyDict_New(); /* key -> the index of its last pair so far */
-    Py_ssize_t *costs = PyMem_New(Py_ssize_t, pairs);
-    if (latest == NULL || costs == NULL) goto done;
+    Plan *plans = PyMem_Calloc((size_t)pairs, sizeof(Plan));
+    unsigned char *again = PyMem_Calloc((size_t)pairs, 1); /* the key of an earlier pair */
+    if (latest == NULL || plans == NULL || again == NULL) goto done;
     /* used after each write, bounded from above: every key's last value costs at most its
      * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
     Py_ssize_t bound = v->used;
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
-        if ((costs[i] = entry_cost(r, v, key, value)) < 0 || PyBytes_GET_SIZE(key) > d_max_key ||
+        Plan *p = &plans[i];
+        if ((p->cost = entry_cost(r, v, key, value)) < 0 || PyBytes_GET_SIZE(key) > d_max_key ||
             PyBytes_GET_SIZE(value) > d_max_value) /* _pairs' own limits, the dispatcher's */
             goto done;
         PyObject *earlier = PyDict_GetItemWithError(latest, key);
         if (earlier != NULL) {
-            bound += costs[i] - costs[PyLong_AsSsize_t(earlier)];
+            again[i] = 1;
+            bound += p->cost - plans[PyLong_AsSsize_t(earlier)].cost;
         } else {
-            Plan p;
-            if (PyErr_Occurred() || find_old(r, v, key, &p) != FOUND) goto done;
-            bound += costs[i] - p.old_cost;
-            Py_CLEAR(p.old);
+            Py_ssize_t cost = p->cost;
+            if (PyErr_Occurred() || find_old(r, v, key, p) != FOUND) goto done;
+            p->cost = cost;
+            bound += p->cost - p->old_cost;
         }
         if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
         PyObject *index = PyLong_FromSsize_t(i);
@@ -677,19 +681,19 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     Py_INCREF(result);
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
-        Plan p;
-        int rc = find_old(r, v, key, &p);
-        p.cost = costs[i];
-        if (rc == FOUND && !fits(v, &p)) rc = HAND_OVER;
+        Plan *p = &plans[i];
+        Py_ssize_t cost = p->cost;
+        int rc = again[i] ? find_old(r, v, key, p) : FOUND;
+        p->cost = cost;
+        if (rc == FOUND && !fits(v, p)) rc = HAND_OVER;
         if (rc != FOUND) {
-            Py_CLEAR(p.old);
             if (rc == HAND_OVER) /* the checks above rule it out: a bug here, not a reply */
                 PyErr_SetString(PyExc_SystemError, "MSET: a pair checked as plain is not");
             Py_CLEAR(result);
             break;
         }
         PyObject *refusal = NULL;
-        rc = commit(r, v, key, value, &p, &refusal);
+        rc = commit(r, v, key, value, p, &refusal);
         if (rc != 0) {
             Py_SETREF(result, refusal); /* RegionFull: _store_all's reply; or NULL */
             break;
@@ -712,7 +716,10 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     reply = result;
 done:
     Py_XDECREF(latest);
-    PyMem_Free(costs);
+    if (plans != NULL) /* what was not written (commit releases what it wrote) */
+        for (i = 0; i < pairs; i++) Py_XDECREF(plans[i].old);
+    PyMem_Free(plans);
+    PyMem_Free(again);
     return reply;
 }
 
