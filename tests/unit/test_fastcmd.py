@@ -455,7 +455,8 @@ def test_resp3_nulls_come_from_the_client(pair: tuple[Store, Store, Clock]) -> N
 
 
 def test_a_region_being_adopted_is_handed_over() -> None:
-    """A successor store adopting a dead store's region: both paths adopt the same keys."""
+    """A successor store adopting a dead store's region: both paths adopt the same keys, for
+    reads and writes."""
     clock = Clock()
     stores = []
     for native in (True, False):
@@ -473,7 +474,16 @@ def test_a_region_being_adopted_is_handed_over() -> None:
     for step in range(300):
         if step == 150:
             clock.now += 10
-        args = rng.choice([["GET", f"k{rng.randrange(60)}"], ["MGET", "k1", f"k{step}"]])
+        key = f"k{rng.randrange(60)}"
+        args = rng.choice(
+            [
+                ["GET", key],
+                ["MGET", "k1", f"k{step}"],
+                ["SET", key, "v"],
+                ["INCR", key],
+                ["MSET", "k1", "1", key, "2"],
+            ]
+        )
         before = c.fallbacks
         assert c(*args) == python(*args)
         assert c.fallbacks == before + 1

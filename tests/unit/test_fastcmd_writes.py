@@ -10,17 +10,14 @@ must hand over, each compared with the Python store's reply and state.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
-from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
-from blinkstore_gunicorn.shm.writer import RegionWriter
-from tests.unit.test_commands import NOW, Clock
+from tests.unit.test_commands import Clock
 from tests.unit.test_fastcmd import (
     MAX_KEY,
     MAX_VALUE,
@@ -34,7 +31,6 @@ from tests.unit.test_fastcmd import (
     _run,
     side_by_side,
 )
-from tests.unit.test_shm_adoption import _inherit
 
 Pair = tuple[Store, Store, Clock]
 
@@ -247,28 +243,3 @@ def _fill_the_region(pair: Pair) -> None:
         refused += reply.count(b"-ERR value too large: the shared-memory table is full")
         assert c.state() == python.state(), i
     assert refused
-
-
-def test_writes_during_an_adoption_are_handed_over() -> None:
-    """A successor store adopting a dead store's region: both paths adopt the same keys."""
-    clock = Clock()
-    stores = []
-    for native in (True, False):
-        dead = MemoryEngine(clock_ms=clock)
-        dead.attach_region(RegionWriter(4 * 2**20, max_value=REGION_MAX_VALUE))
-        for i in range(50):
-            dead.set(b"k%d" % i, b"%d" % i, expire_at_ms=NOW + 5 if i % 3 == 0 else None)
-        store = Store(clock, native)
-        assert dead.region is not None
-        assert start_adoption(store.engine, _inherit(dead.region)) is not None
-        stores.append((store, dead))
-    (c, _), (python, _) = stores
-    rng = random.Random(3)
-    for _ in range(200):
-        key = f"k{rng.randrange(60)}"
-        args = rng.choice([["SET", key, "v"], ["INCR", key], ["MSET", "k1", "1", key, "2"]])
-        assert _check_hand_over((c, python, clock), *args)
-    for store, dead in stores:
-        store.close()
-        assert dead.region is not None
-        dead.region.close()
