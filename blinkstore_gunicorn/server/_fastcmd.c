@@ -1,25 +1,41 @@
-/* The plain GET and MGET of a RESP connection, answered in C (optional; see server/fastpath.py).
+/* The plain reads and writes of a RESP connection, answered in C (optional; see
+ * server/fastpath.py): GET, MGET, SET key value, INCR, DECR, INCRBY, DECRBY and MSET.
  *
  * A Runner stands in for Dispatcher.execute (same arguments, same result). It answers a request
- * only in the plain case: a list of bytes naming, in the client's table, the very handler of
- * GET or MGET (so an upstream's routing, MULTI's queueing table, subscribed mode, a spelling the
- * table lacks all differ), the full table, no busy script, no region being adopted, and every
- * key either absent or a string (bytes, or a block of the shared region) whose deadline has not
- * come and whose value is below LARGE_BULK. Anything else goes to the Python path, unchanged and
- * before any side effect here, so the Python path stays the reference for every other case.
+ * only in the plain case: a list of bytes naming, in the client's table, the very handler of one
+ * of those commands (so an upstream's routing, MULTI's queueing table, subscribed mode, a
+ * spelling the table lacks all differ), the full table, no busy script, no region being
+ * adopted. Anything else goes to the Python path, unchanged and before any side effect here, so
+ * the Python path stays the reference for every other case.
  *
- * What it does is what cmd_get / cmd_mget -> MemoryEngine.get do, with the same side effects in
- * the same state: client.cmd and client.seen (Dispatcher.execute), the key's SIEVE visited mark
- * (engine._visited), the engine's _hits/_misses, and the reply bytes (resp.bulk, the client's
- * nil, resp.array). It reads the engine's private attributes, so engine/memory.py and this file
- * change together; tests/unit/test_fastcmd.py runs both paths on the same random commands and
- * compares replies and state. Attributes are read and written at their __slots__ offsets, found
- * once from the classes' member descriptors (a generic getattr per attribute cost as much as
- * the Python path's whole miss); a class without such a slot makes the Runner refuse to be
- * built, and fastpath.py then keeps the Python path.
+ * Reads: every key either absent or a string (bytes, or a block of the shared region) whose
+ * deadline has not come and whose value is below LARGE_BULK. What they do is what cmd_get /
+ * cmd_mget -> MemoryEngine.get do, with the same side effects in the same state: client.cmd and
+ * client.seen (Dispatcher.execute), the key's SIEVE visited mark (engine._visited), the
+ * engine's _hits/_misses, and the reply bytes (resp.bulk, the client's nil, resp.array).
+ *
+ * Writes: every key absent or a string without a deadline, not watched, without a lease, the
+ * key and value within the engine's limits and the value within the region's max_value, and
+ * the write needing no eviction (so no EntryTooLarge either). What they do is what
+ * Dispatcher.write -> MemoryEngine.set(key, value) do then, in the same order: watched.changes,
+ * the region's publish (its own method, called as the engine calls it), the dict entry (an
+ * existing key keeps its place in the SIEVE queue and gets its visited mark, a new one joins
+ * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
+ * the region did not take the value. INCR and its kin read the value as _incr does (peek) and
+ * parse it as replies.parse_int; an error, an overflow or a TTL (kept by INCR: the rate-limit
+ * scripts' counters) goes to Python. MSET checks every pair before its first write, then
+ * writes them between the region's begin_batch and end_batch (seen_at_once).
+ *
+ * It reads the engine's private attributes, so engine/memory.py and this file change together;
+ * tests/unit/test_fastcmd.py runs both paths on the same random commands and compares replies
+ * and state. Attributes are read and written at their __slots__ offsets, found once from the
+ * classes' member descriptors (a generic getattr per attribute cost as much as the Python
+ * path's whole miss); a class without such a slot makes the Runner refuse to be built, and
+ * fastpath.py then keeps the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <string.h>
 #ifndef Py_T_OBJECT_EX /* before 3.12 */
 #include <structmember.h>
@@ -29,9 +45,15 @@
 
 enum { MISS = 0, FOUND = 1, HAND_OVER = 2 };
 
+/* The commands answered here, in the order of Runner's handlers. */
+enum { GET, MGET, SET, INCR, DECR, INCRBY, DECRBY, MSET, N_HANDLERS };
+
 static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited, *s_ahead,
     *s_behind, *s_deadlines, *s_visited, *s_hits, *s_misses, *s_region, *s_read, *s_clock_ms,
-    *s_max_reply_size, *s_one;
+    *s_max_reply_size, *s_one, *s_zero, *s_ok, *s_leases, *s_leases_dict, *s_max_key_size,
+    *s_max_value_size, *s_engine_max_key, *s_engine_max_value, *s_used, *s_inserts,
+    *s_memory_limit, *s_watched, *s_changes, *s_max_value, *s_publish, *s_block_bytes,
+    *s_begin_batch, *s_end_batch;
 
 /* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
 static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
@@ -58,21 +80,43 @@ static void slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value) {
     Py_XSETREF(SLOT(obj, offset), value);
 }
 
+/* The Py_ssize_t in a slot holding an exact int: 0, or -1 (no error set) when it is not one. */
+static int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
+    PyObject *value = SLOT(obj, offset);
+    if (value == NULL || !PyLong_CheckExact(value)) return -1;
+    *out = PyLong_AsSsize_t(value);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *dispatcher;
     PyObject *engine;
     PyObject *table; /* the dispatcher's full table: upstream routing edits it in place */
-    PyObject *get_handler;
-    PyObject *mget_handler;
+    PyObject *handlers[N_HANDLERS];
     PyObject *fallback; /* Dispatcher.execute, called as fallback(dispatcher, client, args) */
     Py_ssize_t large;   /* resp.LARGE_BULK: such values keep the Python path's shared reply */
-    /* Slot offsets: the dispatcher's, the engine's, and those of the Client class (the first
-     * client's; a client of another class is handed over). */
-    Py_ssize_t busy, now, max_reply;
+    /* memory.ENTRY_OVERHEAD, memory.REGION_OVERHEAD, layout.BLOCK_HEADER */
+    Py_ssize_t entry_overhead, region_overhead, block_header;
+    PyObject *leases;      /* dispatcher.leases, and the dict of its leases by key */
+    PyObject *lease_dict;
+    PyObject *region_full; /* shm.writer.RegionFull, and the reply Dispatcher.store makes of it */
+    PyObject *refused;
+    /* Slot offsets: the dispatcher's, the engine's, its WatchedKeys', and those of the Client
+     * and RegionWriter classes (the first met; another class is handed over). */
+    Py_ssize_t busy, now, max_reply, d_leases, d_max_key, d_max_value;
     Py_ssize_t inherited, ahead, behind, deadlines, visited, hits, misses, region, clock;
+    Py_ssize_t used, inserts, limit, max_key, max_value, watched;
+    PyTypeObject *watched_type;
+    Py_ssize_t changes;
     PyTypeObject *client_type;
     Py_ssize_t table_, nil, cmd, seen;
+    PyTypeObject *region_type;
+    Py_ssize_t region_max, publish, read, block_bytes;
 } Runner;
 
 /* The engine's state for one request: new references, released by view_close. */
@@ -81,6 +125,10 @@ typedef struct {
     PyObject *read;  /* the region's read, fetched at the first block met */
     PyObject *clock; /* engine._clock_ms, fetched at the first deadline met */
     Py_ssize_t hits, misses;
+    /* A write's, set by write_open: the region (NULL: none) and its publish and block_bytes,
+     * the engine's watched keys, and its numbers (used follows every write made here). */
+    PyObject *region, *publish, *block_bytes, *watched;
+    Py_ssize_t used, limit, max_key, max_value, region_max;
 } View;
 
 static void view_clear(View *v) {
@@ -90,6 +138,10 @@ static void view_clear(View *v) {
     Py_CLEAR(v->visited);
     Py_CLEAR(v->read);
     Py_CLEAR(v->clock);
+    Py_CLEAR(v->region);
+    Py_CLEAR(v->publish);
+    Py_CLEAR(v->block_bytes);
+    Py_CLEAR(v->watched);
 }
 
 /* FOUND when the engine can be read here; HAND_OVER when a region is being adopted (its keys
@@ -319,6 +371,358 @@ done:
     return reply;
 }
 
+/* -- writes ------------------------------------------------------------------------------ */
+
+static int region_slots(Runner *r, PyTypeObject *type) {
+    if ((r->region_max = slot_offset(type, s_max_value)) < 0 ||
+        (r->publish = slot_offset(type, s_publish)) < 0 ||
+        (r->read = slot_offset(type, s_read)) < 0 ||
+        (r->block_bytes = slot_offset(type, s_block_bytes)) < 0)
+        return -1;
+    r->region_type = type;
+    Py_INCREF(type);
+    return 0;
+}
+
+/* View's write half: FOUND, or HAND_OVER when the engine's state is not what this code reads
+ * (an attribute unset or of another type, a region of another class). */
+static int write_open(Runner *r, View *v) {
+    PyObject *engine = r->engine, *watched = SLOT(engine, r->watched);
+    if (watched == NULL || Py_TYPE(watched) != r->watched_type) return HAND_OVER;
+    if (slot_size(engine, r->used, &v->used) < 0 || slot_size(engine, r->limit, &v->limit) < 0 ||
+        slot_size(engine, r->max_key, &v->max_key) < 0 ||
+        slot_size(engine, r->max_value, &v->max_value) < 0)
+        return HAND_OVER;
+    PyObject *region = SLOT(engine, r->region);
+    if (region == NULL) return HAND_OVER;
+    if (region != Py_None) {
+        if (Py_TYPE(region) != r->region_type) {
+            if (r->region_type != NULL) return HAND_OVER;
+            if (region_slots(r, Py_TYPE(region)) < 0) {
+                PyErr_Clear(); /* not a class this code reads: writes stay in Python */
+                return HAND_OVER;
+            }
+        }
+        PyObject *publish = SLOT(region, r->publish), *block_bytes = SLOT(region, r->block_bytes),
+                 *read = SLOT(region, r->read);
+        if (publish == NULL || block_bytes == NULL || read == NULL ||
+            slot_size(region, r->region_max, &v->region_max) < 0)
+            return HAND_OVER;
+        v->region = Py_NewRef(region);
+        v->publish = Py_NewRef(publish);
+        v->block_bytes = Py_NewRef(block_bytes);
+        if (v->read == NULL) v->read = Py_NewRef(read);
+    }
+    v->watched = Py_NewRef(watched);
+    return FOUND;
+}
+
+/* layout.block_size(n), as MemoryEngine.set inlines it: 16-byte steps up to 256, then 16 sizes
+ * per doubling. */
+static Py_ssize_t block_size(Py_ssize_t n) {
+    if (n <= 256) return (n + 15) & ~(Py_ssize_t)15;
+    Py_ssize_t step = (Py_ssize_t)1 << (63 - __builtin_clzll((unsigned long long)n) - 4);
+    return (n + step - 1) & -step;
+}
+
+/* What the entry key -> value costs when the region takes the value (the cost MemoryEngine.set
+ * checks the limit with), or -1 to hand over: not bytes, over a size limit (KeyTooLarge,
+ * ValueTooLarge), or over the region's max_value. */
+static Py_ssize_t entry_cost(Runner *r, View *v, PyObject *key, PyObject *value) {
+    if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) return -1;
+    Py_ssize_t nk = PyBytes_GET_SIZE(key), nv = PyBytes_GET_SIZE(value);
+    if (nk > v->max_key || nv > v->max_value) return -1;
+    if (v->region == NULL) return nk + nv + r->entry_overhead;
+    if (nv > v->region_max) return -1;
+    return nk + r->entry_overhead + r->region_overhead + block_size(r->block_header + nk + nv);
+}
+
+/* A plain write of one key: what it replaces, and what the new entry costs. */
+typedef struct {
+    PyObject *holder;     /* the dict holding the key (borrowed from the View); NULL: absent */
+    PyObject *old;        /* its value (a new reference); NULL: absent */
+    Py_ssize_t old_cost;  /* MemoryEngine._cost of it */
+    Py_ssize_t cost;      /* entry_cost of the new value */
+} Plan;
+
+/* 1 when key is in dict, 0 when not, -1 on error. */
+static int holds(PyObject *dict, PyObject *key) {
+    return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
+}
+
+/* The key's entry as a plain write finds it: FOUND (p->old NULL when absent), HAND_OVER when
+ * the key is watched, leased, has a deadline or a value of another type, or -1. */
+static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
+    int rc;
+    p->holder = p->old = NULL;
+    p->old_cost = 0;
+    if ((rc = holds(v->watched, key)) != 0 || (rc = holds(r->lease_dict, key)) != 0 ||
+        (rc = holds(v->deadlines, key)) != 0)
+        return rc < 0 ? -1 : HAND_OVER;
+    p->holder = v->ahead;
+    PyObject *old = PyDict_GetItemWithError(v->ahead, key);
+    if (old == NULL) {
+        if (PyErr_Occurred()) return -1;
+        p->holder = v->behind;
+        old = PyDict_GetItemWithError(v->behind, key);
+        if (old == NULL) {
+            p->holder = NULL;
+            return PyErr_Occurred() ? -1 : FOUND;
+        }
+    }
+    Py_ssize_t nk = PyBytes_GET_SIZE(key);
+    if (PyBytes_CheckExact(old)) {
+        p->old_cost = nk + PyBytes_GET_SIZE(old) + r->entry_overhead;
+    } else if (PyLong_CheckExact(old) && v->region != NULL) {
+        PyObject *bytes = PyObject_CallOneArg(v->block_bytes, old);
+        Py_ssize_t n = bytes && PyLong_CheckExact(bytes) ? PyLong_AsSsize_t(bytes) : -1;
+        Py_XDECREF(bytes);
+        if (n < 0) {
+            PyErr_Clear(); /* the Python path meets (and reports) the same failure */
+            return HAND_OVER;
+        }
+        p->old_cost = nk + r->entry_overhead + r->region_overhead + n;
+    } else { /* a hash, list...: SET replaces it, in Python */
+        return HAND_OVER;
+    }
+    p->old = Py_NewRef(old);
+    return FOUND;
+}
+
+/* Whether the write fits without evicting (and is no EntryTooLarge): used - old + new <= limit.
+ * p->cost is an upper bound of what the entry will cost (the heap's, if the region does not
+ * take the value, is less), so the Python path would not evict either. */
+static int fits(View *v, Plan *p) {
+    return !v->limit || v->used - p->old_cost + p->cost <= v->limit;
+}
+
+/* engine.<offset> += n (n may be negative or 0). */
+static int add_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t n) {
+    return n ? add_count(obj, offset, n) : 0;
+}
+
+/* MemoryEngine.set(key, value) for a plan find_old, entry_cost and fits accepted; Py_clears
+ * p->old. 0 when done; 1 when the region refused the write (RegionFull): *refusal is then the
+ * reply Dispatcher.store gives, and the engine is left as the Python path leaves it; -1. */
+static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
+                  PyObject **refusal) {
+    int rc = -1;
+    PyObject *stored = NULL;
+    /* watched.changed(key): the key is not watched (find_old), so only the total moves. */
+    if (add_count(v->watched, r->changes, 1) < 0) goto done;
+    if (v->region == NULL) {
+        stored = Py_NewRef(value);
+    } else {
+        PyObject *handle = p->old && PyLong_CheckExact(p->old) ? p->old : s_zero;
+        PyObject *argv[4] = {key, value, s_zero, handle};
+        stored = PyObject_Vectorcall(v->publish, argv, 4, NULL);
+        if (stored == NULL) {
+            /* MemoryEngine.set took the old entry's cost off before publishing. */
+            if (add_size(r->engine, r->used, -p->old_cost) < 0) goto done;
+            v->used -= p->old_cost;
+            if (!PyErr_ExceptionMatches(r->region_full)) goto done;
+#if PY_VERSION_HEX >= 0x030C0000
+            PyObject *exc = PyErr_GetRaisedException();
+#else
+            PyObject *type, *exc, *tb;
+            PyErr_Fetch(&type, &exc, &tb);
+            PyErr_NormalizeException(&type, &exc, &tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+#endif
+            *refusal = PyObject_CallOneArg(r->refused, exc);
+            Py_XDECREF(exc);
+            rc = *refusal == NULL ? -1 : 1;
+            goto done;
+        }
+        int taken = PyObject_IsTrue(stored); /* a block's offset, or 0: the value stays bytes */
+        if (taken < 0) goto done;
+        if (!taken) Py_SETREF(stored, Py_NewRef(value));
+    }
+    /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem). */
+    if (PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0) goto done;
+    if (p->old ? PySet_Add(v->visited, key) < 0 : add_count(r->engine, r->inserts, 1) < 0)
+        goto done;
+    Py_ssize_t cost = p->cost;
+    if (v->region != NULL && PyBytes_CheckExact(stored)) /* not in the region: heap cost */
+        cost = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value) + r->entry_overhead;
+    if (add_size(r->engine, r->used, cost - p->old_cost) < 0) goto done;
+    v->used += cost - p->old_cost;
+    rc = 0;
+done:
+    Py_XDECREF(stored);
+    Py_CLEAR(p->old);
+    return rc;
+}
+
+/* One plain write and its reply (reply when done), or NULL (an error set, or none: hand over). */
+static PyObject *write_one(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
+                           PyObject *reply) {
+    if ((p->cost = entry_cost(r, v, key, value)) < 0 || !fits(v, p)) {
+        Py_CLEAR(p->old);
+        return NULL;
+    }
+    PyObject *refusal = NULL;
+    int rc = commit(r, v, key, value, p, &refusal);
+    return rc < 0 ? NULL : rc ? refusal : Py_NewRef(reply);
+}
+
+/* SET key value. */
+static PyObject *answer_set(Runner *r, View *v, PyObject *key, PyObject *value) {
+    Plan p;
+    if (!PyBytes_CheckExact(key) || find_old(r, v, key, &p) != FOUND) return NULL;
+    return write_one(r, v, key, value, &p, s_ok);
+}
+
+/* replies.parse_int: -?(0|[1-9][0-9]*), at most 20 bytes, a signed 64-bit value. 0 when it
+ * is not one (the Python path words the error). */
+static int parse_int(PyObject *raw, long long *out) {
+    const char *s = PyBytes_AS_STRING(raw);
+    Py_ssize_t n = PyBytes_GET_SIZE(raw), i = s[0] == '-';
+    if (n > 20 || i == n || (s[i] == '0' && n != i + 1)) return 0;
+    unsigned long long magnitude = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || __builtin_mul_overflow(magnitude, 10, &magnitude) ||
+            __builtin_add_overflow(magnitude, (unsigned)(s[i] - '0'), &magnitude))
+            return 0;
+    }
+    if (s[0] != '-') {
+        if (magnitude > (unsigned long long)LLONG_MAX) return 0;
+        *out = (long long)magnitude;
+    } else {
+        if (magnitude > (unsigned long long)LLONG_MAX + 1) return 0;
+        *out = magnitude ? -(long long)(magnitude - 1) - 1 : 0;
+    }
+    return 1;
+}
+
+/* INCR / DECR / INCRBY / DECRBY key [delta]: _incr, read as peek reads. */
+static PyObject *answer_incr(Runner *r, View *v, PyObject *args, int which) {
+    PyObject *key = PyList_GET_ITEM(args, 1), *reply = NULL, *value = NULL;
+    long long delta = which == INCR ? 1 : -1, current = 0, result;
+    if (which == INCRBY || which == DECRBY) {
+        PyObject *raw = PyList_GET_ITEM(args, 2);
+        if (!PyBytes_CheckExact(raw) || !parse_int(raw, &delta)) return NULL;
+        if (which == DECRBY) {
+            if (delta == LLONG_MIN) return NULL; /* "decrement would overflow" */
+            delta = -delta;
+        }
+    }
+    Plan p;
+    if (!PyBytes_CheckExact(key) || find_old(r, v, key, &p) != FOUND) return NULL;
+    if (p.old != NULL) {
+        PyObject *text = PyBytes_CheckExact(p.old) ? Py_NewRef(p.old)
+                                                   : PyObject_CallOneArg(v->read, p.old);
+        int parsed = text != NULL && PyBytes_CheckExact(text) && parse_int(text, &current);
+        Py_XDECREF(text);
+        if (!parsed) {
+            PyErr_Clear(); /* not a number (or a failed read): the Python path's error */
+            goto done;
+        }
+    }
+    if (__builtin_add_overflow(current, delta, &result)) goto done;
+    char text[32]; /* ":<digits>\r\n": the reply, and the new value inside it */
+    int size = snprintf(text, sizeof(text), ":%lld\r\n", result);
+    value = PyBytes_FromStringAndSize(text + 1, size - 3);
+    PyObject *integer = value ? PyBytes_FromStringAndSize(text, size) : NULL;
+    if (integer == NULL) goto done;
+    reply = write_one(r, v, key, value, &p, integer);
+    Py_DECREF(integer);
+done:
+    Py_XDECREF(value);
+    Py_XDECREF(p.old);
+    return reply;
+}
+
+/* MSET key value [key value...]: every pair is checked before the first write, so that a
+ * hand-over leaves no side effect. A key named twice is written twice, as _store_all does: its
+ * first write is planned on the engine's state, the second finds that write. The other plans
+ * hold until their write: a write changes no other key's entry when nothing is evicted. */
+static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
+    Py_ssize_t n = PyList_GET_SIZE(args), pairs = (n - 1) / 2, i, d_max_key, d_max_value;
+    if (n % 2 == 0) return NULL; /* the arity error is Python's */
+    if (slot_size(r->dispatcher, r->d_max_key, &d_max_key) < 0 ||
+        slot_size(r->dispatcher, r->d_max_value, &d_max_value) < 0)
+        return NULL;
+    PyObject *reply = NULL, *latest = PyDict_New(); /* key -> the index of its last pair so far */
+    Plan *plans = PyMem_Calloc((size_t)pairs, sizeof(Plan));
+    unsigned char *again = PyMem_Calloc((size_t)pairs, 1); /* the key of an earlier pair */
+    if (latest == NULL || plans == NULL || again == NULL) goto done;
+    /* used after each write, bounded from above: every key's last value costs at most its
+     * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
+    Py_ssize_t bound = v->used;
+    for (i = 0; i < pairs; i++) {
+        PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
+        Plan *p = &plans[i];
+        if ((p->cost = entry_cost(r, v, key, value)) < 0 || PyBytes_GET_SIZE(key) > d_max_key ||
+            PyBytes_GET_SIZE(value) > d_max_value) /* _pairs' own limits, the dispatcher's */
+            goto done;
+        PyObject *earlier = PyDict_GetItemWithError(latest, key);
+        if (earlier != NULL) {
+            again[i] = 1;
+            bound += p->cost - plans[PyLong_AsSsize_t(earlier)].cost;
+        } else {
+            Py_ssize_t cost = p->cost;
+            if (PyErr_Occurred() || find_old(r, v, key, p) != FOUND) goto done;
+            p->cost = cost;
+            bound += p->cost - p->old_cost;
+        }
+        if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
+        PyObject *index = PyLong_FromSsize_t(i);
+        int stored = index ? PyDict_SetItem(latest, key, index) : -1;
+        Py_XDECREF(index);
+        if (stored < 0) goto done;
+    }
+    PyObject *end = NULL;
+    if (v->region != NULL && (end = PyObject_CallMethodNoArgs(v->region, s_begin_batch)) == NULL)
+        goto done;
+    Py_XDECREF(end);
+    PyObject *result = s_ok;
+    Py_INCREF(result);
+    for (i = 0; i < pairs; i++) {
+        PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
+        Plan *p = &plans[i];
+        Py_ssize_t cost = p->cost;
+        int rc = again[i] ? find_old(r, v, key, p) : FOUND;
+        p->cost = cost;
+        if (rc == FOUND && !fits(v, p)) rc = HAND_OVER;
+        if (rc != FOUND) {
+            if (rc == HAND_OVER) /* the checks above rule it out: a bug here, not a reply */
+                PyErr_SetString(PyExc_SystemError, "MSET: a pair checked as plain is not");
+            Py_CLEAR(result);
+            break;
+        }
+        PyObject *refusal = NULL;
+        rc = commit(r, v, key, value, p, &refusal);
+        if (rc != 0) {
+            Py_SETREF(result, refusal); /* RegionFull: _store_all's reply; or NULL */
+            break;
+        }
+    }
+    if (v->region != NULL) { /* seen_at_once's finally: also after an exception */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
+        if (exc != NULL) PyErr_SetRaisedException(exc);
+#else
+        PyObject *type, *exc, *tb;
+        PyErr_Fetch(&type, &exc, &tb);
+        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
+        if (type != NULL) PyErr_Restore(type, exc, tb);
+#endif
+        if (end == NULL) Py_CLEAR(result);
+        Py_XDECREF(end);
+    }
+    reply = result;
+done:
+    Py_XDECREF(latest);
+    if (plans != NULL) /* what was not written (commit releases what it wrote) */
+        for (i = 0; i < pairs; i++) Py_XDECREF(plans[i].old);
+    PyMem_Free(plans);
+    PyMem_Free(again);
+    return reply;
+}
+
 static int client_slots(Runner *r, PyTypeObject *type) {
     if ((r->table_ = slot_offset(type, s_table)) < 0 || (r->nil = slot_offset(type, s_nil)) < 0 ||
         (r->cmd = slot_offset(type, s_cmd)) < 0 || (r->seen = slot_offset(type, s_seen)) < 0)
@@ -336,10 +740,12 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     PyObject *entry = PyDict_GetItemWithError(r->table, name);
     if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) return NULL;
     PyObject *handler = PyTuple_GET_ITEM(entry, 0);
-    int get = handler == r->get_handler;
-    if (!get && handler != r->mget_handler) return NULL;
-    if (get && PyList_GET_SIZE(args) != 2) return NULL; /* the arity error is Python's */
-    if (get && !PyBytes_CheckExact(PyList_GET_ITEM(args, 1))) return NULL;
+    int which = 0;
+    while (which < N_HANDLERS && handler != r->handlers[which]) which++;
+    /* The arity errors are Python's; SET with options too. */
+    static const Py_ssize_t arity[N_HANDLERS] = {2, 0, 3, 2, 2, 3, 3, 0};
+    if (which == N_HANDLERS || (arity[which] && PyList_GET_SIZE(args) != arity[which]))
+        return NULL;
 
     if (Py_TYPE(client) != r->client_type) {
         if (r->client_type != NULL) return NULL;
@@ -352,10 +758,22 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     if (SLOT(r->dispatcher, r->busy) != Py_None || SLOT(r->dispatcher, r->now) == NULL) return NULL;
 
     View v;
-    int open = view_open(r, &v);
-    if (open != FOUND) return NULL;
-    PyObject *reply = get ? answer_get(r, &v, client, PyList_GET_ITEM(args, 1))
-                          : answer_mget(r, &v, client, args);
+    if (view_open(r, &v) != FOUND) return NULL;
+    PyObject *reply = NULL;
+    if (which == GET) {
+        if (PyBytes_CheckExact(PyList_GET_ITEM(args, 1)))
+            reply = answer_get(r, &v, client, PyList_GET_ITEM(args, 1));
+    } else if (which == MGET) {
+        reply = answer_mget(r, &v, client, args);
+    } else if (SLOT(r->dispatcher, r->d_leases) == r->leases && write_open(r, &v) == FOUND) {
+        /* From here on a write returns NULL without an error only before any side effect. */
+        if (which == SET)
+            reply = answer_set(r, &v, PyList_GET_ITEM(args, 1), PyList_GET_ITEM(args, 2));
+        else if (which == MSET)
+            reply = answer_mset(r, &v, args);
+        else
+            reply = answer_incr(r, &v, args, which);
+    }
     if (view_close(r, &v) < 0) Py_CLEAR(reply);
     if (reply == NULL) return NULL;
     /* Dispatcher.execute's bookkeeping: CLIENT LIST's cmd and idle. */
@@ -377,56 +795,86 @@ static PyObject *runner_execute(Runner *r, PyObject *const *argv, Py_ssize_t nar
 }
 
 static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"dispatcher", "get", "mget", "fallback", "large", NULL};
-    PyObject *dispatcher, *get, *mget, *fallback;
-    Py_ssize_t large;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOn", names, &dispatcher, &get, &mget,
-                                     &fallback, &large))
+    static char *names[] = {"dispatcher", "handlers", "fallback", "large", "costs", "region_full",
+                            "refused", NULL};
+    PyObject *dispatcher, *handlers, *fallback, *region_full, *refused;
+    Py_ssize_t large, entry_overhead, region_overhead, block_header;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!On(nnn)OO", names, &dispatcher,
+                                     &PyTuple_Type, &handlers, &fallback, &large, &entry_overhead,
+                                     &region_overhead, &block_header, &region_full, &refused))
         return -1;
-    PyObject *engine = PyObject_GetAttrString(dispatcher, "engine");
-    if (engine == NULL) return -1;
-    PyObject *table = PyObject_GetAttrString(dispatcher, "full_table");
-    if (table == NULL || !PyDict_CheckExact(table)) {
-        Py_DECREF(engine);
-        Py_XDECREF(table);
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "full_table must be a dict");
+    if (PyTuple_GET_SIZE(handlers) != N_HANDLERS) {
+        PyErr_Format(PyExc_TypeError, "handlers: %d handlers expected", N_HANDLERS);
         return -1;
     }
-    PyTypeObject *dt = Py_TYPE(dispatcher), *et = Py_TYPE(engine);
+    PyObject *engine = NULL, *table = NULL, *leases = NULL, *lease_dict = NULL, *watched = NULL;
+    if ((engine = PyObject_GetAttrString(dispatcher, "engine")) == NULL ||
+        (table = PyObject_GetAttrString(dispatcher, "full_table")) == NULL ||
+        (leases = PyObject_GetAttr(dispatcher, s_leases)) == NULL ||
+        (lease_dict = PyObject_GetAttr(leases, s_leases_dict)) == NULL ||
+        (watched = PyObject_GetAttr(engine, s_watched)) == NULL)
+        goto fail;
+    if (!PyDict_CheckExact(table) || !PyDict_CheckExact(lease_dict) || !PyDict_Check(watched)) {
+        PyErr_SetString(PyExc_TypeError, "full_table and the leases must be dicts");
+        goto fail;
+    }
+    PyTypeObject *dt = Py_TYPE(dispatcher), *et = Py_TYPE(engine), *wt = Py_TYPE(watched);
     if ((r->busy = slot_offset(dt, s_busy)) < 0 || (r->now = slot_offset(dt, s_now)) < 0 ||
         (r->max_reply = slot_offset(dt, s_max_reply_size)) < 0 ||
+        (r->d_leases = slot_offset(dt, s_leases)) < 0 ||
+        (r->d_max_key = slot_offset(dt, s_max_key_size)) < 0 ||
+        (r->d_max_value = slot_offset(dt, s_max_value_size)) < 0 ||
         (r->inherited = slot_offset(et, s_inherited)) < 0 ||
         (r->ahead = slot_offset(et, s_ahead)) < 0 || (r->behind = slot_offset(et, s_behind)) < 0 ||
         (r->deadlines = slot_offset(et, s_deadlines)) < 0 ||
         (r->visited = slot_offset(et, s_visited)) < 0 || (r->hits = slot_offset(et, s_hits)) < 0 ||
         (r->misses = slot_offset(et, s_misses)) < 0 ||
-        (r->region = slot_offset(et, s_region)) < 0 || (r->clock = slot_offset(et, s_clock_ms)) < 0) {
-        Py_DECREF(engine);
-        Py_DECREF(table);
-        return -1;
-    }
-    Py_INCREF(dispatcher);
-    Py_INCREF(get);
-    Py_INCREF(mget);
-    Py_INCREF(fallback);
-    Py_XSETREF(r->dispatcher, dispatcher);
+        (r->region = slot_offset(et, s_region)) < 0 || (r->clock = slot_offset(et, s_clock_ms)) < 0 ||
+        (r->used = slot_offset(et, s_used)) < 0 || (r->inserts = slot_offset(et, s_inserts)) < 0 ||
+        (r->limit = slot_offset(et, s_memory_limit)) < 0 ||
+        (r->max_key = slot_offset(et, s_engine_max_key)) < 0 ||
+        (r->max_value = slot_offset(et, s_engine_max_value)) < 0 ||
+        (r->watched = slot_offset(et, s_watched)) < 0 || (r->changes = slot_offset(wt, s_changes)) < 0)
+        goto fail;
+    for (int i = 0; i < N_HANDLERS; i++)
+        Py_XSETREF(r->handlers[i], Py_NewRef(PyTuple_GET_ITEM(handlers, i)));
+    Py_XSETREF(r->dispatcher, Py_NewRef(dispatcher));
     Py_XSETREF(r->engine, engine);
     Py_XSETREF(r->table, table);
-    Py_XSETREF(r->get_handler, get);
-    Py_XSETREF(r->mget_handler, mget);
-    Py_XSETREF(r->fallback, fallback);
+    Py_XSETREF(r->leases, leases);
+    Py_XSETREF(r->lease_dict, lease_dict);
+    Py_XSETREF(r->watched_type, (PyTypeObject *)Py_NewRef(wt));
+    Py_XSETREF(r->fallback, Py_NewRef(fallback));
+    Py_XSETREF(r->region_full, Py_NewRef(region_full));
+    Py_XSETREF(r->refused, Py_NewRef(refused));
+    Py_DECREF(watched);
     r->large = large;
+    r->entry_overhead = entry_overhead;
+    r->region_overhead = region_overhead;
+    r->block_header = block_header;
     return 0;
+fail:
+    Py_XDECREF(engine);
+    Py_XDECREF(table);
+    Py_XDECREF(leases);
+    Py_XDECREF(lease_dict);
+    Py_XDECREF(watched);
+    return -1;
 }
 
 static int runner_traverse(Runner *r, visitproc visit, void *arg) {
     Py_VISIT(r->dispatcher);
     Py_VISIT(r->engine);
     Py_VISIT(r->table);
-    Py_VISIT(r->get_handler);
-    Py_VISIT(r->mget_handler);
+    for (int i = 0; i < N_HANDLERS; i++) Py_VISIT(r->handlers[i]);
     Py_VISIT(r->fallback);
+    Py_VISIT(r->leases);
+    Py_VISIT(r->lease_dict);
+    Py_VISIT(r->region_full);
+    Py_VISIT(r->refused);
+    Py_VISIT(r->watched_type);
     Py_VISIT(r->client_type);
+    Py_VISIT(r->region_type);
     return 0;
 }
 
@@ -434,10 +882,15 @@ static int runner_clear(Runner *r) {
     Py_CLEAR(r->dispatcher);
     Py_CLEAR(r->engine);
     Py_CLEAR(r->table);
-    Py_CLEAR(r->get_handler);
-    Py_CLEAR(r->mget_handler);
+    for (int i = 0; i < N_HANDLERS; i++) Py_CLEAR(r->handlers[i]);
     Py_CLEAR(r->fallback);
+    Py_CLEAR(r->leases);
+    Py_CLEAR(r->lease_dict);
+    Py_CLEAR(r->region_full);
+    Py_CLEAR(r->refused);
+    Py_CLEAR(r->watched_type);
     Py_CLEAR(r->client_type);
+    Py_CLEAR(r->region_type);
     return 0;
 }
 
@@ -449,7 +902,7 @@ static void runner_dealloc(Runner *r) {
 
 static PyMethodDef runner_methods[] = {
     {"execute", (PyCFunction)(void (*)(void))runner_execute, METH_FASTCALL,
-     "execute(dispatcher, client, args): Dispatcher.execute, plain GET and MGET in C."},
+     "execute(dispatcher, client, args): Dispatcher.execute, the plain cases in C."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -457,7 +910,8 @@ static PyTypeObject RunnerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "blinkstore_gunicorn.server._fastcmd.Runner",
     .tp_basicsize = sizeof(Runner),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Runner(dispatcher, get, mget, fallback, large): see execute.",
+    .tp_doc = "Runner(dispatcher, handlers, fallback, large, costs, region_full, refused): "
+              "see execute.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)runner_init,
     .tp_dealloc = (destructor)runner_dealloc,
@@ -469,7 +923,7 @@ static PyTypeObject RunnerType = {
 static struct PyModuleDef fastcmd_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "blinkstore_gunicorn.server._fastcmd",
-    .m_doc = "Plain GET and MGET answered in C (see server/fastpath.py).",
+    .m_doc = "Plain reads and writes answered in C (see server/fastpath.py).",
     .m_size = -1,
 };
 
@@ -487,13 +941,24 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         {&s_misses, "_misses"},      {&s_region, "_region"},
         {&s_read, "read"},           {&s_clock_ms, "_clock_ms"},
         {&s_max_reply_size, "max_reply_size"},
+        {&s_leases, "leases"},       {&s_leases_dict, "_leases"},
+        {&s_max_key_size, "max_key_size"}, {&s_max_value_size, "max_value_size"},
+        {&s_engine_max_key, "_max_key_size"}, {&s_engine_max_value, "_max_value_size"},
+        {&s_used, "_used"},          {&s_inserts, "_inserts"},
+        {&s_memory_limit, "_memory_limit"}, {&s_watched, "watched"},
+        {&s_changes, "changes"},     {&s_max_value, "max_value"},
+        {&s_publish, "publish"},     {&s_block_bytes, "block_bytes"},
+        {&s_begin_batch, "begin_batch"}, {&s_end_batch, "end_batch"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
         if (*names[i].slot == NULL) return NULL;
     }
     s_one = PyLong_FromLong(1);
-    if (s_one == NULL || PyType_Ready(&RunnerType) < 0) return NULL;
+    s_zero = PyLong_FromLong(0);
+    s_ok = PyBytes_FromString("+OK\r\n");
+    if (s_one == NULL || s_zero == NULL || s_ok == NULL || PyType_Ready(&RunnerType) < 0)
+        return NULL;
     PyObject *module = PyModule_Create(&fastcmd_module);
     if (module == NULL) return NULL;
     Py_INCREF(&RunnerType);

@@ -6,9 +6,11 @@ class Runner:
     def __init__(
         self,
         dispatcher: Any,
-        get: Callable[..., bytes],
-        mget: Callable[..., bytes],
+        handlers: tuple[Callable[..., bytes], ...],
         fallback: Callable[[Any, Any, Any], bytes],
         large: int,
+        costs: tuple[int, int, int],
+        region_full: type[BaseException],
+        refused: Callable[[Any], bytes],
     ) -> None: ...
     def execute(self, dispatcher: Any, client: Any, args: Any, /) -> bytes: ...

@@ -12,10 +12,12 @@ requests are therefore remembered (up to :data:`MEMO_ENTRIES`, forgotten all at 
 full), and a repeat costs one dict lookup. Handlers never modify their ``args``, so a
 remembered list can be handed out again.
 
-Once parsed, a plain GET or MGET can be answered in C as well (:func:`resp_executor`, the
-optional ``server/_fastcmd.c``): the run from the request to the reply bytes then never enters
-the Python dispatcher, handler or engine. The C code answers only the common case and hands
-everything else to ``Dispatcher.execute``, which stays the reference.
+Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY or MSET can be
+answered in C as well (:func:`resp_executor`, the optional ``server/_fastcmd.c``): the run from
+the request to the reply bytes then never enters the Python dispatcher, handler or engine (a
+write calls the region's own C publish, as the engine does). The C code answers only the
+common case (no TTL, WATCH, lease, other type or eviction involved) and hands everything else
+to ``Dispatcher.execute``, before any side effect, so that it stays the reference.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from blinkstore_gunicorn.engine.memory import MemoryEngine
+from blinkstore_gunicorn.engine.base import EngineError
+from blinkstore_gunicorn.engine.memory import ENTRY_OVERHEAD, REGION_OVERHEAD, MemoryEngine
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
+from blinkstore_gunicorn.server.commands.replies import limit_error
+from blinkstore_gunicorn.shm.layout import BLOCK_HEADER
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
+from blinkstore_gunicorn.shm.writer import RegionFull
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -102,9 +108,20 @@ def parse_single(data: bytes) -> list[bytes] | None:
     return args
 
 
+#: The commands the C path answers, in the order its ``Runner`` takes their handlers.
+_NATIVE_COMMANDS = ("get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset")
+
+
+def _region_full(exc: RegionFull) -> bytes:
+    """The reply of a write the region refused: ``MemoryEngine._publish`` raises it as an
+    :class:`EngineError`, which ``Dispatcher.store`` (and MSET) turn into this reply."""
+    return limit_error(EngineError(str(exc)))
+
+
 def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
     """What runs ``dispatcher``'s RESP requests: ``reference`` (``Dispatcher.execute``), or a
-    C stand-in that answers plain GET and MGET itself and calls ``reference`` for the rest.
+    C stand-in that answers the plain reads and writes itself and calls ``reference`` for the
+    rest.
 
     The C path is used when it is built, the engine is a :class:`MemoryEngine` (whose layout it
     reads) and ``BLINKSTORE_NATIVE`` (the switch of the region's C helper too) is not ``0``.
@@ -115,9 +132,13 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
         from blinkstore_gunicorn.server._fastcmd import Runner
     except ImportError:
         return reference
-    get, mget = COMMANDS["get"].handler, COMMANDS["mget"].handler
+    handlers = tuple(COMMANDS[name].handler for name in _NATIVE_COMMANDS)
+    costs = (ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER)
     try:
-        return Runner(dispatcher, get, mget, reference, LARGE_BULK).execute
+        runner = Runner(
+            dispatcher, handlers, reference, LARGE_BULK, costs, RegionFull, _region_full
+        )
+        return runner.execute
     except TypeError:
         # A helper built from another version of the engine's layout (a stale build).
         return reference

@@ -1,18 +1,23 @@
-"""Plain GET and MGET answered in C (``server/_fastcmd.c``) against the Python dispatcher.
+"""Plain reads and writes answered in C (``server/_fastcmd.c``) against the Python dispatcher.
 
 Two stores side by side, one running requests through ``Dispatcher.execute_resp`` (the C
 stand-in) and one through ``Dispatcher.execute`` (the reference), get the same seeded random
-commands: every reply must be byte for byte the same, and so must the state a read leaves
-(hit and miss counters, SIEVE's visited marks and queue, deadlines, ``INFO stats``, ``MEMORY
-USAGE``, the client's last command). Then one test per case the C code must hand over to the
-Python path, checked by counting the calls that reach it.
+commands: every reply must be byte for byte the same, and so must the state after every
+command (hit and miss counters, SIEVE's visited marks and queue, what the dicts hold, the
+memory account, inserts, WATCH's change counts, leases, deadlines, ``INFO stats``, ``MEMORY
+USAGE``, the region read back by a reader, the client's last command). The regions share one
+hash secret, so that the same writes place the same blocks in both. Breakages of each side
+effect of the C writes are shown caught; then one test per case the C code must hand over to
+the Python path, checked by counting the calls that reach it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import random
 import sys
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,8 +31,12 @@ from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.server.commands.strings import cmd_get
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 from blinkstore_gunicorn.server.fastpath import resp_executor
+from blinkstore_gunicorn.server.leases import LeaseTable
+from blinkstore_gunicorn.shm import writer as shm_writer
+from blinkstore_gunicorn.shm.layout import hash_secret
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
-from blinkstore_gunicorn.shm.writer import RegionWriter
+from blinkstore_gunicorn.shm.reader import RegionReader
+from blinkstore_gunicorn.shm.writer import RegionFull, RegionWriter
 from tests.unit.test_commands import NOW, Clock
 from tests.unit.test_shm_adoption import _inherit
 from tests.unit.test_shm_native import _can_build
@@ -35,7 +44,11 @@ from tests.unit.test_shm_native import _can_build
 #: Small limits, so that random traffic evicts (SIEVE's marks matter) and reaches the key limit.
 MEMORY_LIMIT = 96 * 1024
 MAX_KEY = 200
+#: Values around resp.LARGE_BULK reach the value size limit too.
+MAX_VALUE = resp.LARGE_BULK + 4
 REGION_MAX_VALUE = 512
+#: The commands the C path writes with.
+WRITES = {b"SET", b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"MSET"}
 
 
 def test_the_helper_is_built_wherever_a_compiler_is() -> None:
@@ -51,6 +64,9 @@ def test_the_helper_is_built_wherever_a_compiler_is() -> None:
 def _c_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(NATIVE_ENV, raising=False)
     pytest.importorskip("blinkstore_gunicorn.server._fastcmd")
+    # One secret for every region: the same writes then probe the same slots in both stores.
+    secret = hash_secret()
+    monkeypatch.setattr(shm_writer, "hash_secret", lambda: secret)
 
 
 class Store:
@@ -58,19 +74,36 @@ class Store:
     running requests the C way (``native``) or the Python way."""
 
     def __init__(
-        self, clock: Clock, native: bool, region: bool = True, password: str | None = None
+        self,
+        clock: Clock,
+        native: bool,
+        region: bool = True,
+        password: str | None = None,
+        memory_limit: int = MEMORY_LIMIT,
     ) -> None:
-        self.engine = MemoryEngine(memory_limit=MEMORY_LIMIT, max_key_size=MAX_KEY, clock_ms=clock)
+        self.engine = MemoryEngine(
+            memory_limit=memory_limit,
+            max_key_size=MAX_KEY,
+            max_value_size=MAX_VALUE,
+            clock_ms=clock,
+        )
+        self.clock = clock
+        self.reader: RegionReader | None = None
         if region:
-            self.engine.attach_region(RegionWriter(4 * 2**20, max_value=REGION_MAX_VALUE))
+            writer = RegionWriter(4 * 2**20, max_value=REGION_MAX_VALUE)
+            self.engine.attach_region(writer)
+            self.reader = RegionReader(*writer.fds, 0)
         self.d = Dispatcher(
             self.engine,
             clock_ms=clock,
             stats=ServerStats(),
             max_key_size=MAX_KEY,
+            max_value_size=MAX_VALUE,
             password=password,
         )
         self.fallbacks = 0
+        #: Another connection (BS.LEASE's holder).
+        self.other = self.d.new_client()
 
         def reference(d: Dispatcher, client: Client, args: Any) -> bytes:
             self.fallbacks += 1
@@ -85,16 +118,29 @@ class Store:
         raw = [a.encode() if isinstance(a, str) else a for a in args]
         return self.execute(self.d, client or self.client, raw)
 
-    def state(self) -> dict[str, object]:
-        """What a read may change, comparable between two stores (region handles are not)."""
+    def region_contents(self, keys: list[bytes]) -> list[object]:
+        """What a reader of the region gets for each of ``keys``: value and deadline."""
+        if self.reader is None or self.engine.region is None:
+            return []
+        self.engine.region.beat(time.monotonic_ns())  # fresh: else every read asks the store
+        return [(self.reader.get(key, 1), self.reader.get(key, 2)) for key in keys]
+
+    def state(self, keys: list[bytes] = []) -> dict[str, object]:  # noqa: B006 - never changed
+        """What a command may change, comparable between two stores."""
         e = self.engine
         return {
             "stats": e.stats(),
-            "ahead": list(e._ahead),
-            "behind": list(e._behind),
-            "kinds": [type(v).__name__ for v in (*e._ahead.values(), *e._behind.values())],
+            # The same writes place the same region blocks: handles compare too.
+            "ahead": [(key, _held(value)) for key, value in e._ahead.items()],
+            "behind": [(key, _held(value)) for key, value in e._behind.items()],
             "visited": set(e._visited),
             "deadlines": dict(e._deadlines),
+            "used": e._used,
+            "inserts": e._inserts,
+            "changes": e.watched.changes,
+            "watched": dict(e.watched),
+            "leases": list(self.d.leases._leases),
+            "region": self.region_contents(keys),
             "info": Dispatcher.execute(self.d, self.d.new_client(), [b"INFO", b"stats"]),
             "usage": [
                 Dispatcher.execute(self.d, self.d.new_client(), [b"MEMORY", b"USAGE", key])
@@ -107,29 +153,49 @@ class Store:
     def close(self) -> None:
         region = self.engine.region
         self.engine.flush()
+        if self.reader is not None:
+            self.reader.close()
         if region is not None:
             region.close()
 
 
+def _held(value: object) -> object:
+    """What the dicts hold for a key, comparable between stores (a container by its type)."""
+    return value if isinstance(value, bytes | int) else type(value).__name__
+
+
+@contextlib.contextmanager
+def side_by_side(**options: Any) -> Iterator[tuple[Store, Store, Clock]]:
+    """A C store and a Python store (``Store``'s ``options``) on one clock, closed after."""
+    clock = Clock()
+    c, python = Store(clock, True, **options), Store(clock, False, **options)
+    try:
+        yield c, python, clock
+    finally:
+        c.close()
+        python.close()
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[Store, Store, Clock]]:
-    clock = Clock()
-    c, python = Store(clock, native=True), Store(clock, native=False)
-    yield c, python, clock
-    c.close()
-    python.close()
+    with side_by_side() as stores:
+        yield stores
 
 
 def _value(rng: random.Random) -> bytes:
-    """Random bytes (zeros and CRLF included): mostly region-sized, some too large for the
-    region, a few of resp.LARGE_BULK or more."""
+    """Random bytes (zeros and CRLF included): mostly region-sized, some at and over the
+    region's max_value, a few around resp.LARGE_BULK and the value size limit; some numbers."""
     roll = rng.random()
+    if roll < 0.1:
+        return _number(rng)
     size = (
         rng.randrange(0, 64)
         if roll < 0.6
+        else rng.choice([REGION_MAX_VALUE, REGION_MAX_VALUE + 1])
+        if roll < 0.7
         else rng.randrange(REGION_MAX_VALUE - 4, 2000)
         if roll < 0.97
-        else rng.randrange(resp.LARGE_BULK - 2, resp.LARGE_BULK + 8)
+        else rng.randrange(resp.LARGE_BULK - 2, MAX_VALUE + 4)
     )
     pieces = [b"\r\n", b"\x00", b"\r", b"\n"]
     out = bytearray(rng.randbytes(size))
@@ -137,6 +203,20 @@ def _value(rng: random.Random) -> bytes:
         at = rng.randrange(size)
         out[at : at + 2] = rng.choice(pieces)
     return bytes(out[:size])
+
+
+#: What INCR may find, and INCRBY/DECRBY may get: replies.parse_int's edges.
+NUMBERS = [
+    b"0", b"-0", b"1", b"-1", b"00", b"01", b"-01", b"+1", b" 1", b"1 ", b"1\r\n", b"", b"-",
+    b"1.5", b"1e3", b"0x10", b"\xd9\xa1", b"9223372036854775806", b"9223372036854775807",
+    b"9223372036854775808", b"-9223372036854775807", b"-9223372036854775808",
+    b"-9223372036854775809", b"18446744073709551616", b"99999999999999999999",
+    b"000000000000000000001", b"-0000000000000000001", b"12345678901234567890123",
+]  # fmt: skip
+
+
+def _number(rng: random.Random) -> bytes:
+    return rng.choice(NUMBERS) if rng.random() < 0.5 else b"%d" % rng.randrange(-1000, 1000)
 
 
 def _keys() -> list[bytes]:
@@ -149,52 +229,84 @@ def _command(rng: random.Random, keys: list[bytes], clock: Clock) -> list[bytes]
     """One random request (None: the clock moved instead)."""
     key = rng.choice(keys)
     roll = rng.random()
-    if roll < 0.30:
+    if roll < 0.18:
         return [rng.choice([b"GET", b"get", b"Get"]), key]
-    if roll < 0.45:
+    if roll < 0.26:
         return [rng.choice([b"MGET", b"mget"]), *rng.choices(keys, k=rng.randrange(1, 7))]
-    if roll < 0.65:
-        return [b"SET", key, _value(rng)]
-    if roll < 0.72:
+    if roll < 0.44:
+        return [rng.choice([b"SET", b"set", b"Set"]), key, _value(rng)]
+    if roll < 0.47:
         return [b"SET", key, _value(rng), b"PX", b"%d" % rng.randrange(1, 50)]
-    if roll < 0.78:
+    if roll < 0.49:
+        return [b"SET", key, _value(rng), rng.choice([b"NX", b"XX", b"GET", b"KEEPTTL"])]
+    if roll < 0.57:
+        name = rng.choice([b"INCR", b"DECR", b"incr", b"INCRBY", b"DECRBY", b"decrby"])
+        return [name, key] if name.upper() in (b"INCR", b"DECR") else [name, key, _number(rng)]
+    if roll < 0.65:
+        pairs = rng.randrange(1, 6)
+        names = rng.choices(keys, k=pairs)
+        if pairs > 1 and rng.random() < 0.3:
+            names[-1] = names[0]  # the same key twice: the later value wins
+        args = [rng.choice([b"MSET", b"mset"])]
+        for name in names:
+            args += [name, _value(rng)]
+        return args if rng.random() < 0.97 else args[:-1]  # odd: the arity error
+    if roll < 0.69:
         return [b"DEL", key]
-    if roll < 0.84:
+    if roll < 0.73:
         return [b"PEXPIRE", key, b"%d" % rng.randrange(1, 50)]
-    if roll < 0.89:
+    if roll < 0.75:
+        return [b"PERSIST", key]
+    if roll < 0.79:
         return [b"HSET", key, b"f", b"v"]  # a type change (or WRONGTYPE)
-    if roll < 0.91:
+    if roll < 0.82:
+        return [b"WATCH", key]
+    if roll < 0.83:
+        return [b"UNWATCH"]
+    if roll < 0.86:
+        return [b"BS.LEASE", key, b"1000"]  # run by the other client: a lease SET must end
+    if roll < 0.87:
         return [b"GET", key, b"extra"]  # the arity error
-    if roll < 0.92:
+    if roll < 0.875:
         return [b"FLUSHDB"]
-    if roll < 0.93:
-        return [b"INCR", key]
     clock.now += rng.randrange(0, 30)
     return None
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_c_and_python_give_the_same_replies_and_state(
-    pair: tuple[Store, Store, Clock], seed: int
-) -> None:
-    c, python, clock = pair
+def _run(c: Store, python: Store, seed: int, steps: int) -> dict[tuple[bytes, bool], int]:
+    """``steps`` random commands on both stores: the same replies and the same state after
+    each. Returns how many of each command the C store answered (True) and handed over."""
     rng = random.Random(seed)
     keys = _keys()
-    resp3 = rng.random() < 0.5
-    if resp3:
+    if rng.random() < 0.5:
         assert c("HELLO", "3")[:1] == python("HELLO", "3")[:1] == b"%"
-    for step in range(3000):
-        args = _command(rng, keys, clock)
+    answered: dict[tuple[bytes, bool], int] = {}
+    for step in range(steps):
+        args = _command(rng, keys, python.clock)
         if args is None:
             continue
-        assert c(*args) == python(*args), (seed, step, args[:2])
-        if step % 250 == 0:
-            assert c.state() == python.state(), (seed, step)
-    assert c.state() == python.state()
-    # The random traffic reached every kind of entry and the eviction the marks steer.
-    stats = c.engine.stats()
-    assert stats.hits and stats.misses and stats.evictions and stats.expirations
-    assert c.fallbacks < python.fallbacks
+        lease = args[0] == b"BS.LEASE"
+        before = c.fallbacks
+        assert c(*args, client=c.other if lease else None) == python(
+            *args, client=python.other if lease else None
+        ), (seed, step, args[:2])
+        assert c.state(keys) == python.state(keys), (seed, step, args[:2])
+        outcome = (args[0].upper(), c.fallbacks == before)
+        answered[outcome] = answered.get(outcome, 0) + 1
+    return answered
+
+
+@pytest.mark.parametrize("region", [True, False], ids=["region", "no-region"])
+@pytest.mark.parametrize("seed", range(5))
+def test_c_and_python_give_the_same_replies_and_state(seed: int, region: bool) -> None:
+    with side_by_side(region=region) as (c, python, _):
+        answered = _run(c, python, seed, 1500)
+        # The random traffic reached every kind of entry and the eviction the marks steer, and
+        # each command both ways: answered in C and handed over.
+        stats = c.engine.stats()
+        assert stats.hits and stats.misses and stats.evictions and stats.expirations
+        for name in (b"GET", b"MGET", b"SET", b"MSET", b"INCR", b"INCRBY", b"DECRBY"):
+            assert answered.get((name, True)) and answered.get((name, False)), name
 
 
 def test_plain_reads_never_reach_python(pair: tuple[Store, Store, Clock]) -> None:
@@ -339,11 +451,12 @@ def test_resp3_nulls_come_from_the_client(pair: tuple[Store, Store, Clock]) -> N
     _both(pair, "GET", "missing")
     _both(pair, "MGET", "k", "missing")
     assert c("GET", "missing") == b"_\r\n"
-    assert c.fallbacks == before + 1  # only the SET
+    assert c.fallbacks == before
 
 
 def test_a_region_being_adopted_is_handed_over() -> None:
-    """A successor store adopting a dead store's region: both paths adopt the same keys."""
+    """A successor store adopting a dead store's region: both paths adopt the same keys, for
+    reads and writes."""
     clock = Clock()
     stores = []
     for native in (True, False):
@@ -361,7 +474,16 @@ def test_a_region_being_adopted_is_handed_over() -> None:
     for step in range(300):
         if step == 150:
             clock.now += 10
-        args = rng.choice([["GET", f"k{rng.randrange(60)}"], ["MGET", "k1", f"k{step}"]])
+        key = f"k{rng.randrange(60)}"
+        args = rng.choice(
+            [
+                ["GET", key],
+                ["MGET", "k1", f"k{step}"],
+                ["SET", key, "v"],
+                ["INCR", key],
+                ["MSET", "k1", "1", key, "2"],
+            ]
+        )
         before = c.fallbacks
         assert c(*args) == python(*args)
         assert c.fallbacks == before + 1
@@ -400,10 +522,12 @@ def test_a_helper_that_cannot_read_the_layout_keeps_the_python_path(
         def __init__(self) -> None:
             self.engine = MemoryEngine()
             self.full_table: dict[bytes, object] = {}
+            self.leases = LeaseTable()
             self.busy = self.now = self.max_reply_size = None
 
+    handlers = (cmd_get,) * 8
     with pytest.raises(TypeError, match="not a __slots__ attribute"):
-        _fastcmd.Runner(Plain(), cmd_get, cmd_get, Dispatcher.execute, 0)
+        _fastcmd.Runner(Plain(), handlers, Dispatcher.execute, 0, (0, 0, 0), RegionFull, bytes)
 
     def stale(*args: object) -> None:
         raise TypeError("'_visited' is not a __slots__ attribute")
