@@ -36,7 +36,7 @@ from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
-from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
+from blinkstore_gunicorn.server.fastpath import single_parser
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
 from blinkstore_gunicorn.server.preauth import PreauthGate, log_preauth_close
 from blinkstore_gunicorn.server.pubsub_outbox import Batch, Outbox
@@ -108,6 +108,7 @@ class StoreConnection(asyncio.Protocol):
         "_reader",
         "_resp",
         "_server",
+        "_single",
         "_stats",
         "_transport",
         "_write_paused",
@@ -120,15 +121,17 @@ class StoreConnection(asyncio.Protocol):
         self._dispatcher = server.dispatcher
         self._stats = server.dispatcher.stats
         self._resp = False
-        #: Whether the next read may take the one-command hot path: RESP, and nothing
-        #: buffered, parked, deferred or closed, and the last read was not a pipeline (whose
-        #: next read would only be split in vain). Cleared wherever that stops holding;
-        #: set again only by :meth:`_refresh_direct`.
+        #: Whether the next read may take the one-command hot path: RESP, authenticated (the
+        #: pre-auth gate reads every byte), nothing buffered, parked, deferred or closed, and
+        #: the last read was not a pipeline (whose next read would only be split in vain).
+        #: Cleared wherever that stops holding; set again only by :meth:`_refresh_direct`.
         self._direct = False
         self._pipelined = False
         self._transport: asyncio.Transport | None = None
         self._reader: Any = None
         self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
+        #: The hot path's parse of a read that is one whole request (``fastpath.py``).
+        self._single: Callable[[bytes], list[bytes] | None] | None = None
         self._client: Client | None = None
         self._backlog: list[Any] = []
         self._write_paused = False
@@ -184,9 +187,7 @@ class StoreConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._direct:
             # The request/response hot path: one whole command, one reply, one write.
-            args = recall(data) if len(data) <= MEMO_MAX else None
-            if args is None:
-                args = parse_single(data)
+            args = self._single(data)  # type: ignore[misc]
             if args is not None:
                 client = self._client
                 assert client is not None
@@ -220,6 +221,7 @@ class StoreConnection(asyncio.Protocol):
         reader = self._reader
         self._direct = (
             self._resp
+            and self._gate is None
             and not self._closed
             and reader is not None
             and reader.idle
@@ -448,7 +450,9 @@ class StoreConnection(asyncio.Protocol):
         self._first_line = first
         reader: Any
         if is_resp_start(first[0]):
-            reader = command_reader(dispatcher.request_limit, dispatcher.bulk_limit)
+            limits = (dispatcher.request_limit, dispatcher.bulk_limit)
+            reader = command_reader(*limits)
+            self._single = single_parser(*limits)
             self._execute = dispatcher.execute_resp
             self._resp = True
         else:
