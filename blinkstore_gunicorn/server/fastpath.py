@@ -11,12 +11,11 @@ anything else (several commands, a partial one, unusual spellings such as ``*02`
 over a limit) returns None and goes through the reader, which stays the one authority on the
 protocol and answers a refused request as it would in any read.
 
-The Python parse remembers small requests (up to :data:`MEMO_ENTRIES`, forgotten all at once
-when full): cache traffic repeats itself, and a repeated request then costs one dict lookup
-instead of a parse about 25 times as long. The C parse costs about what that lookup and the
-insert of a request that never repeats cost together, so it has no memo (measured in
-docs/benchmarks.md). Handlers never modify their ``args``, so a remembered list can be handed
-out again.
+Nothing is remembered between reads. A memo of small requests (a repeat cost one dict lookup)
+saved nothing on repeated GETs with the C parse, and with the Python one it saved about as much
+on exact repeats as it cost every request that never repeats (the memo's lists kept alive made
+the garbage collector run more often); hot keys are read from the shared-memory region anyway,
+so what reaches the socket is mostly writes and misses (figures in docs/benchmarks.md).
 
 Once parsed, a plain GET or MGET can be answered in C as well (:func:`resp_executor`, the
 optional ``server/_fastcmd.c``): the run from the request to the reply bytes then never enters
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAST_PATH_MAX",
-    "MEMO_ENTRIES",
-    "MEMO_MAX",
     "Executor",
     "parse_single",
     "resp_executor",
@@ -56,12 +53,6 @@ Executor = Callable[["Dispatcher", "Client", Any], bytes]
 #: Reads longer than this go through the reader when the parse is Python's (splitting a large
 #: value into pieces costs more than the reader, which skips over it).
 FAST_PATH_MAX = 1024
-#: Requests up to this size are remembered by the Python parse...
-MEMO_MAX = 128
-#: ...this many at most.
-MEMO_ENTRIES = 4096
-
-_memo: dict[bytes, list[bytes]] = {}
 
 
 def single_parser(max_request_size: int, max_bulk: int) -> OneRequest:
@@ -82,18 +73,11 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
     ``$<len>\\r\\n<arg>\\r\\n`` with no CRLF inside any argument, every ``<len>`` below
     ``max_bulk`` and the request (from ``*`` to the end of its last argument, as the reader
     measures it) below ``max_request``, so the reader would have parsed it identically and
-    refused nothing. The caller must not modify the list. Requests of at most
-    :data:`MEMO_MAX` bytes are remembered, when no such request can be over the limits.
+    refused nothing.
     """
     size = len(data)
     if size > FAST_PATH_MAX or size - 2 >= max_request:
         return None
-    # A request this small is within any limit above MEMO_MAX: a remembered one is too.
-    remember = size <= MEMO_MAX < min(max_bulk, max_request)
-    if remember:
-        args = _memo.get(data)
-        if args is not None:
-            return args
     if data[:1] != b"*" or data[-2:] != b"\r\n":
         return None
     parts = data.split(b"\r\n")
@@ -109,10 +93,6 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
     # An argument is shorter than the read that holds it.
     if size > max_bulk and max(map(len, args)) >= max_bulk:
         return None
-    if remember:
-        if len(_memo) >= MEMO_ENTRIES:
-            _memo.clear()
-        _memo[data] = args
     return args
 
 

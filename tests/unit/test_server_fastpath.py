@@ -16,11 +16,8 @@ from hypothesis import strategies as st
 from blinkstore_gunicorn.protocol import resp, resp_split
 from blinkstore_gunicorn.protocol.errors import TooLarge
 from blinkstore_gunicorn.protocol.resp_split import OneRequest
-from blinkstore_gunicorn.server import fastpath
 from blinkstore_gunicorn.server.fastpath import (
     FAST_PATH_MAX,
-    MEMO_ENTRIES,
-    MEMO_MAX,
     parse_single,
     single_parser,
 )
@@ -164,47 +161,3 @@ def test_a_connection_gets_c_where_it_is_on_and_python_otherwise(
     parse = single_parser(DEFAULT, DEFAULT)
     assert isinstance(parse, functools.partial)
     assert (parse.func is parse_single) is not SPLIT_BUILT
-
-
-def test_small_requests_are_remembered_by_the_python_parse_and_the_memo_is_bounded() -> None:
-    parse = python_parse()
-    request = resp.encode_command("GET", "hot")
-    first = parse(request)
-    assert first == [b"GET", b"hot"]
-    assert parse(request) is first  # a repeat is one dict lookup
-    for i in range(MEMO_ENTRIES + 10):
-        assert parse(resp.encode_command("GET", f"k{i}")) == [b"GET", b"k%d" % i]
-    assert len(fastpath._memo) <= MEMO_ENTRIES
-    big = resp.encode_command("SET", "k", "v" * MEMO_MAX)
-    assert parse(big) == [b"SET", b"k", b"v" * MEMO_MAX]
-    assert big not in fastpath._memo
-
-
-def test_a_remembered_request_is_not_handed_to_a_connection_with_smaller_limits() -> None:
-    # The memo is one per process; a request remembered under the defaults is over these.
-    request = resp.encode_command("ECHO", "x" * 40)
-    assert python_parse()(request) == [b"ECHO", b"x" * 40]
-    assert python_parse(1024, 16)(request) is None
-    assert isinstance(reader_parse(request, 1024, 16)[0], TooLarge)
-
-
-class _CountingDict(dict[bytes, list[bytes]]):
-    """A memo that counts lookups."""
-
-    lookups = 0
-
-    def get(self, key: bytes, default: object = None) -> object:  # type: ignore[override]
-        type(self).lookups += 1
-        return super().get(key, default)
-
-
-def test_large_reads_are_never_hashed_for_the_memo(monkeypatch: pytest.MonkeyPatch) -> None:
-    memo = _CountingDict()
-    monkeypatch.setattr(fastpath, "_memo", memo)
-    parse = python_parse()
-    # Hashing a 64 KiB value per request cost more than parsing it (found by profiling).
-    parse(resp.encode_command("SET", "k", b"v" * 65536))
-    parse(resp.encode_command("SET", "k", b"v" * (FAST_PATH_MAX - 40)))
-    assert _CountingDict.lookups == 0
-    parse(resp.encode_command("GET", "k"))
-    assert _CountingDict.lookups == 1
