@@ -12,9 +12,8 @@ make the store buffer without bound.
 Before AUTH on a password-protected store a connection may only send small requests, which
 ``preauth.py``'s gate checks (a request announced larger closes the connection before its
 payload is buffered). After AUTH a request over the store's size limits is refused by the
-readers instead (see
-``Dispatcher.request_limit``): its error reply goes out in its turn, its bytes are dropped
-unbuffered as they arrive, and the connection goes on.
+readers instead (see ``Dispatcher.request_limit``): its error reply goes out in its turn, its
+bytes are dropped unbuffered as they arrive, and the connection goes on.
 
 All connections together are bounded by the server's :class:`~.budget.ClientBudget`: a
 connection reports what it holds when that may be much (see ``budget.py``), never on the
@@ -32,6 +31,7 @@ from typing import Any, Protocol, cast
 from blinkstore_gunicorn.protocol import is_resp_start, text
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.protocol.resp_hiredis import command_reader
+from blinkstore_gunicorn.protocol.resp_split import OneRequest
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
@@ -131,7 +131,7 @@ class StoreConnection(asyncio.Protocol):
         self._reader: Any = None
         self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
         #: The hot path's parse of a read that is one whole request (``fastpath.py``).
-        self._single: Callable[[bytes], list[bytes] | None] | None = None
+        self._single: OneRequest | None = None
         self._client: Client | None = None
         self._backlog: list[Any] = []
         self._write_paused = False
