@@ -17,6 +17,12 @@ bars (``-P 16`` GET and MSET >= 0.5x, ``-c 50`` GET, SET and INCR >= 0.9x). Each
 time per request (from /proc) is printed too: on a shared machine it moves far less than
 requests/s, which also depend on how much of a core redis-benchmark itself gets.
 
+Like for like: no server has a memory limit (``--memory-limit 0``, redis-server without
+``maxmemory``), so none evicts, and within a round the servers run each test one after the
+other, so each starts it holding the same keys (the GETs read what earlier rounds' SET and MSET
+wrote, on every server alike). ``bench.shm_writes``, which keeps the store's default limit,
+empties every server before each test instead.
+
 ``--in-process`` measures a pipelined GET without sockets or other processes, in the same three
 configurations: a connection's ``data_received`` given reads of 16 GETs (a sink for a
 transport), and the request reader alone given the same reads (CPU µs per GET, the least of

@@ -22,22 +22,29 @@ Two measurements, each a ratio within one run:
   test: on a loaded machine the requests/s of the peers taking turns swing with the load,
   their CPU per request much less, and a single-threaded server saturated by 50 clients
   answers about 1 / (CPU per request) requests per second.
+
+Like for like: every server gets a ``FLUSHALL`` before each test, so each peer starts each test
+from the same, empty state. Without it, SET (``key:*``) then INCR (``counter:*``) of every round
+piled up in the stores' default 64 MB limit (~430 B a key), and from the second round the stores
+evicted during INCR while redis-server (no ``maxmemory``) never does. The keys one test writes
+fit the limit; ``evicted_keys`` (``INFO stats``) is read around each test and the keys evicted
+are printed, so a test that evicts anyway shows.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import random
 import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
+import redis
+
+from bench.datatypes import cpu_seconds, redis_benchmark
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from blinkstore_gunicorn.shm.native import native
@@ -98,65 +105,47 @@ def publish_cpu(calls: int, region: bool, keys: int = _KEYSPACE) -> dict[str, fl
             writer.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process ``pid`` used so far."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _redis_benchmark(socket_path: str, requests: int, test: str) -> float:
-    """requests/s of redis-benchmark's ``test`` over ``socket_path``."""
-    out = subprocess.run(
-        [
-            "redis-benchmark",
-            "-s",
-            socket_path,
-            "-c",
-            "50",
-            "-r",
-            "100000",
-            "-n",
-            str(requests),
-            "-t",
-            test.lower(),
-            "--csv",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    ).stdout
-    rows = csv.reader(io.StringIO(out))
-    return next(float(row[1]) for row in rows if row and row[0] == test)
+def evicted_keys(socket_path: str, *, flush: bool = False) -> int:
+    """``evicted_keys`` of ``INFO stats`` of the server at ``socket_path``; with ``flush``,
+    after a ``FLUSHALL`` (the state every peer starts a test from)."""
+    with redis.Redis(unix_socket_path=socket_path, socket_timeout=60) as client:
+        if flush:
+            client.flushall()
+        return int(client.info("stats")["evicted_keys"])
 
 
 def throughput(
     rounds: int, requests: int
-) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[float]]]]:
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, list[float]]], dict[str, int]]:
     """requests/s and the server's CPU us per request, per test and peer, one entry per round
-    (the peers take turns)."""
+    (the peers take turns), and the keys each peer evicted during its tests."""
     found: dict[str, dict[str, list[float]]] = {t: {} for t in _TESTS}
     cpu: dict[str, dict[str, list[float]]] = {t: {} for t in _TESTS}
     with ExitStack() as stack:
         on = stack.enter_context(blinkstore_process())
         python = stack.enter_context(blinkstore_process(env={NATIVE_ENV: "0"}))
         off = stack.enter_context(blinkstore_process("--shm", "off"))
-        redis = stack.enter_context(redis_server_process())
+        redis_server = stack.enter_context(redis_server_process())
         peers = {
             "on": (str(on.unix_path), on.pid),
             "on, Python": (str(python.unix_path), python.pid),
             "off": (str(off.unix_path), off.pid),
-            "redis": (redis.unix_path, redis.proc.pid),
+            "redis": (redis_server.unix_path, redis_server.proc.pid),
         }
+        evicted = dict.fromkeys(peers, 0)
         for _ in range(rounds):
             for name, (path, pid) in peers.items():
                 for test in _TESTS:
-                    before = _cpu_seconds(pid)
-                    found[test].setdefault(name, []).append(_redis_benchmark(path, requests, test))
-                    used = _cpu_seconds(pid) - before
+                    evictions = evicted_keys(path, flush=True)
+                    before = cpu_seconds(pid)
+                    flags = ("-r", "100000", "-t", test.lower())
+                    found[test].setdefault(name, []).append(
+                        redis_benchmark(path, requests, *flags)[test]
+                    )
+                    used = cpu_seconds(pid) - before
                     cpu[test].setdefault(name, []).append(used / requests * 1e6)
-    return found, cpu
+                    evicted[name] += evicted_keys(path) - evictions
+    return found, cpu, evicted
 
 
 def _ratio(rounds: dict[str, list[float]], a: str, b: str) -> float:
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found: throughput skipped")
         return 0
-    found, cpu_per_request = throughput(args.rounds, args.requests)
+    found, cpu_per_request, evicted = throughput(args.rounds, args.requests)
     print(f"redis-benchmark -c 50 -r 100000, {args.rounds} round(s), requests/s (median)")
     print("  test     shm on  on,Python    shm off     redis   on/off  on/redis  Python:on/off")
     for test, peers in found.items():
@@ -217,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             f" {med['redis']:>6.1f} {_ratio(peers, 'off', 'on'):>8.2f}"
             f" {_ratio(peers, 'redis', 'on'):>9.2f}"
         )
+    print("keys evicted during the tests (0 = like for like):", end="")
+    print(", ".join(f" {name} {count}" for name, count in evicted.items()))
     return 0
 
 

@@ -9,6 +9,8 @@
  * It stops at the first byte that is anything else, or where a request does not end within
  * ``data``, and returns ``(requests, consumed)``: the argument lists taken, and how many bytes
  * they were. What follows is the pure-Python CommandReader's, from a request's first byte.
+ * one(max_bulk, max_request, max_args, data) is the same test for a read that must be exactly
+ * one request: its argument list, or None.
  *
  * So a request is taken only where CommandReader would read the same arguments and neither
  * refuse it nor fail: the same numbers (int() of canonical digits), the CRLF after every bulk
@@ -79,16 +81,22 @@ not_taken:
     return NULL;
 }
 
+/* The three limits at ``argv[0..2]`` as long longs; 0 with an error set when one is not an int. */
+static int read_limits(PyObject *const *argv, long long limits[3]) {
+    for (int i = 0; i < 3; i++) {
+        limits[i] = PyLong_AsLongLong(argv[i]);
+        if (limits[i] == -1 && PyErr_Occurred()) return 0;
+    }
+    return 1;
+}
+
 static PyObject *split(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
     if (argc != 4 || !PyBytes_Check(argv[0])) {
         PyErr_SetString(PyExc_TypeError, "split(data: bytes, max_bulk, max_request, max_args)");
         return NULL;
     }
     long long limits[3];
-    for (int i = 0; i < 3; i++) {
-        limits[i] = PyLong_AsLongLong(argv[i + 1]);
-        if (limits[i] == -1 && PyErr_Occurred()) return NULL;
-    }
+    if (!read_limits(argv + 1, limits)) return NULL;
     const char *base = PyBytes_AS_STRING(argv[0]);
     const char *end = base + PyBytes_GET_SIZE(argv[0]);
     const char *pos = base;
@@ -115,10 +123,40 @@ static PyObject *split(PyObject *module, PyObject *const *argv, Py_ssize_t argc)
     return Py_BuildValue("(Nn)", requests, (Py_ssize_t)(pos - base));
 }
 
+/* one(max_bulk, max_request, max_args, data): the argument list of ``data`` when it is exactly
+ * one request that split() would take, else None. For a read that is usually one whole request
+ * (a connection's request/response path), without split()'s tuple and outer list; the limits
+ * come first so that functools.partial can bind them once per connection. */
+static PyObject *one(PyObject *module, PyObject *const *argv, Py_ssize_t argc) {
+    if (argc != 4 || !PyBytes_Check(argv[3])) {
+        PyErr_SetString(PyExc_TypeError, "one(max_bulk, max_request, max_args, data: bytes)");
+        return NULL;
+    }
+    long long limits[3];
+    if (!read_limits(argv, limits)) return NULL;
+    const char *base = PyBytes_AS_STRING(argv[3]);
+    const char *end = base + PyBytes_GET_SIZE(argv[3]);
+    const char *next;
+    if (base == end || *base != '*') Py_RETURN_NONE;
+    PyObject *args = request_at(base, end, limits[0], limits[1], limits[2], &next);
+    if (args == NULL) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_NONE;
+    }
+    if (next != end) {
+        Py_DECREF(args);
+        Py_RETURN_NONE;
+    }
+    return args;
+}
+
 static PyMethodDef split_methods[] = {
     {"split", (PyCFunction)(void (*)(void))split, METH_FASTCALL,
      "split(data, max_bulk, max_request, max_args) -> (requests, consumed): the canonical "
      "requests at the start of data, each size strictly below its limit."},
+    {"one", (PyCFunction)(void (*)(void))one, METH_FASTCALL,
+     "one(max_bulk, max_request, max_args, data) -> list | None: the arguments of data when it "
+     "is exactly one request split() would take."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,6 +11,10 @@ limit, the partial request at the end of a read. Those bytes go to the Python re
 takes is what the Python reader would read, so, unlike hiredis's requests, nothing is encoded
 back and compared.
 
+:func:`one_request` is the same test for a read that must be exactly one request (a connection's
+request/response path, ``server/fastpath.py``): the C function ``one`` with a connection's
+limits bound, which returns the argument list or None, without :func:`split`'s tuple and list.
+
 An array header is not trusted for an allocation: one announcing more arguments than the rest
 of the read can hold is a request not complete yet, which the Python reader then keeps or
 refuses (``*268435456\\r\\n`` is 12 bytes and costs C one comparison).
@@ -21,6 +25,7 @@ the store's environment turns it off with the other C helpers (see :func:`availa
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Final
@@ -29,12 +34,18 @@ from blinkstore_gunicorn.protocol.resp import DEFAULT_MAX_REQUEST_SIZE, MAX_ARGU
 from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
 
 _c_split: Callable[[bytes, int, int, int], tuple[list[Parsed], int]] | None
+_c_one: Callable[[int, int, int, bytes], list[bytes] | None] | None
 try:
+    from blinkstore_gunicorn.protocol._split import one as _c_one
     from blinkstore_gunicorn.protocol._split import split as _c_split
 except ImportError:  # built only where a C compiler was at hand (setup.py)
-    _c_split = None
+    _c_split = _c_one = None
 
-__all__ = ["NATIVE_ENV", "SplitCommandReader", "available"]
+__all__ = ["NATIVE_ENV", "OneRequest", "SplitCommandReader", "available", "one_request"]
+
+#: ``parse(data)``: the arguments of ``data`` when it is exactly one request that a reader with
+#: the bound limits would read unchanged, else None (then the reader is asked).
+OneRequest = Callable[[bytes], "list[bytes] | None"]
 
 #: The switch of every C helper ("0": off). It is ``shm.native.ENV``; the protocol layer names
 #: it itself because the region's modules import this layer, not the other way round.
@@ -47,6 +58,15 @@ def available() -> bool:
     The environment is read each time (not once at import), so that a test can switch.
     """
     return _c_split is not None and os.environ.get(NATIVE_ENV, "1") != "0"
+
+
+def one_request(max_request_size: int, max_bulk: int) -> OneRequest | None:
+    """The C test of a read for exactly one request, with these limits (those of
+    :class:`SplitCommandReader`), or None when :func:`available` is False."""
+    if not available():
+        return None
+    assert _c_one is not None
+    return functools.partial(_c_one, max_bulk, max_request_size, MAX_ARGUMENTS)
 
 
 class SplitCommandReader(PrefixCommandReader):

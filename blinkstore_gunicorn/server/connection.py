@@ -9,13 +9,11 @@ copy it). Backpressure: when the transport's write buffer passes its high-water 
 has read (``resume_writing``), so a client that pipelines huge replies and never reads cannot
 make the store buffer without bound.
 
-Before AUTH on a password-protected store a connection may only send small requests (at most
-:data:`PREAUTH_REQUEST_MAX` bytes each, the way Redis limits unauthenticated clients since
-CVE-2021-32675): a second reader with that limit checks the same bytes, so a request announced
-larger (a bulk header, a long line) closes the connection before its payload is buffered.
-After AUTH a request over the store's size limits is refused by the readers instead (see
-``Dispatcher.request_limit``): its error reply goes out in its turn, its bytes are dropped
-unbuffered as they arrive, and the connection goes on.
+Before AUTH on a password-protected store a connection may only send small requests, which
+``preauth.py``'s gate checks (a request announced larger closes the connection before its
+payload is buffered). After AUTH a request over the store's size limits is refused by the
+readers instead (see ``Dispatcher.request_limit``): its error reply goes out in its turn, its
+bytes are dropped unbuffered as they arrive, and the connection goes on.
 
 All connections together are bounded by the server's :class:`~.budget.ClientBudget`: a
 connection reports what it holds when that may be much (see ``budget.py``), never on the
@@ -30,21 +28,22 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from blinkstore_gunicorn.protocol import is_resp_start, resp, text
-from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
+from blinkstore_gunicorn.protocol import is_resp_start, text
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.protocol.resp_hiredis import command_reader
+from blinkstore_gunicorn.protocol.resp_split import OneRequest
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
 from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
-from blinkstore_gunicorn.server.fastpath import MEMO_MAX, parse_single, recall
+from blinkstore_gunicorn.server.fastpath import single_parser
 from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
+from blinkstore_gunicorn.server.preauth import PreauthGate, log_preauth_close
 from blinkstore_gunicorn.server.pubsub_outbox import Batch, Outbox
 from blinkstore_gunicorn.server.text_commands import AUTH_REQUIRED, execute_text
 from blinkstore_gunicorn.server.throttle import LogThrottle
 
-__all__ = ["MAX_CLIENTS_REPLY", "PREAUTH_REQUEST_MAX", "ConnectionHost", "StoreConnection"]
+__all__ = ["MAX_CLIENTS_REPLY", "ConnectionHost", "StoreConnection"]
 
 log = logging.getLogger("blinkstore.server")
 
@@ -58,8 +57,6 @@ MAX_HELD = 1024
 #: Write-buffer high-water mark: above it the connection stops reading (and reports to the
 #: client budget). Small enough that many connections below it hold little.
 WRITE_HIGH_WATER = 1024 * 1024
-#: Largest request accepted before AUTH (AUTH, HELLO, QUIT... are far smaller).
-PREAUTH_REQUEST_MAX = 4 * 1024
 #: A lingering close (see ``StoreConnection._close``) reads and drops at most this much input,
 #: for at most this long, before the socket is closed.
 LINGER_BYTES = 256 * 1024
@@ -102,7 +99,6 @@ class StoreConnection(asyncio.Protocol):
         "_execute",
         "_first_line",
         "_gate",
-        "_gate_failed",
         "_held",
         "_linger",
         "_linger_left",
@@ -112,6 +108,7 @@ class StoreConnection(asyncio.Protocol):
         "_reader",
         "_resp",
         "_server",
+        "_single",
         "_stats",
         "_transport",
         "_write_paused",
@@ -124,15 +121,17 @@ class StoreConnection(asyncio.Protocol):
         self._dispatcher = server.dispatcher
         self._stats = server.dispatcher.stats
         self._resp = False
-        #: Whether the next read may take the one-command hot path: RESP, and nothing
-        #: buffered, parked, deferred or closed, and the last read was not a pipeline (whose
-        #: next read would only be split in vain). Cleared wherever that stops holding;
-        #: set again only by :meth:`_refresh_direct`.
+        #: Whether the next read may take the one-command hot path: RESP, authenticated (the
+        #: pre-auth gate reads every byte), nothing buffered, parked, deferred or closed, and
+        #: the last read was not a pipeline (whose next read would only be split in vain).
+        #: Cleared wherever that stops holding; set again only by :meth:`_refresh_direct`.
         self._direct = False
         self._pipelined = False
         self._transport: asyncio.Transport | None = None
         self._reader: Any = None
         self._execute: Callable[[Dispatcher, Client, Any], bytes] | None = None
+        #: The hot path's parse of a read that is one whole request (``fastpath.py``).
+        self._single: OneRequest | None = None
         self._client: Client | None = None
         self._backlog: list[Any] = []
         self._write_paused = False
@@ -147,10 +146,9 @@ class StoreConnection(asyncio.Protocol):
         self.charged = 0
         #: Reading is frozen by the client budget (see ``budget.py``).
         self._held = False
-        #: Before AUTH: a reader with the pre-auth size limit fed the same bytes (None once
-        #: authenticated or when no password is set; False until the protocol is known).
-        self._gate: Any = None
-        self._gate_failed = False
+        #: Before AUTH: the pre-auth size gate, fed the same bytes (None once authenticated
+        #: or when no password is set).
+        self._gate: PreauthGate | None = None
         #: While lingering: the timer that ends it, and the input it may still drop.
         self._linger: asyncio.TimerHandle | None = None
         self._linger_left = 0
@@ -182,16 +180,14 @@ class StoreConnection(asyncio.Protocol):
         client.transport = transport
         self._client = client
         if not client.authenticated:
-            self._gate = False
+            self._gate = PreauthGate()
         if server.budget.frozen:
             self.hold_reading(True)
 
     def data_received(self, data: bytes) -> None:
         if self._direct:
             # The request/response hot path: one whole command, one reply, one write.
-            args = recall(data) if len(data) <= MEMO_MAX else None
-            if args is None:
-                args = parse_single(data)
+            args = self._single(data)  # type: ignore[misc]
             if args is not None:
                 client = self._client
                 assert client is not None
@@ -225,6 +221,7 @@ class StoreConnection(asyncio.Protocol):
         reader = self._reader
         self._direct = (
             self._resp
+            and self._gate is None
             and not self._closed
             and reader is not None
             and reader.idle
@@ -237,7 +234,7 @@ class StoreConnection(asyncio.Protocol):
     def _received(self, data: bytes) -> None:
         """The general path: feed the reader, then run or park what it completes."""
         if self._gate is not None:
-            self._check_unauthenticated(data)
+            self._gate.check(data)
         reader = self._reader
         if reader is None:
             reader = self._choose_protocol(data)
@@ -309,39 +306,17 @@ class StoreConnection(asyncio.Protocol):
             self._transport.pause_reading()
             asyncio.get_running_loop().call_soon(self.abort)
 
-    def _check_unauthenticated(self, data: bytes) -> None:
-        """Feed the pre-auth gate; a request over :data:`PREAUTH_REQUEST_MAX` fails it."""
-        gate = self._gate
-        if gate is False:
-            if is_resp_start(data[0]):
-                gate = resp.CommandReader(max_request_size=PREAUTH_REQUEST_MAX)
-            else:
-                gate = text.LineReader(max_line=PREAUTH_REQUEST_MAX)
-            self._gate = gate
-        gate.feed(data)
-        parsed = gate.drain()
-        if gate.skipping or any(isinstance(item, ProtocolError | TooLarge) for item in parsed):
-            # Not closed yet: an AUTH earlier in the same read still counts.
-            self._gate_failed = True
-
     def _after_unauthenticated(self) -> None:
         """After a pre-auth read ran: drop the gate once authenticated, else close on failure."""
         client = self._client
         if client is not None and client.authenticated:
             self._gate = None
             return
-        if not self._gate_failed:
+        if self._gate is None or not self._gate.failed:
             return
-        count = self._server.preauth_closes.event()
-        if count:
-            log.warning(
-                "closed %d connection(s) sending a request over %d bytes before AUTH "
-                "(last: client %d, %s)",
-                count,
-                PREAUTH_REQUEST_MAX,
-                client.id if client is not None else 0,
-                self.peer,
-            )
+        log_preauth_close(
+            self._server.preauth_closes, client.id if client is not None else 0, self.peer
+        )
         if not self._closed:  # else the reader's refusal of that request was the reply
             # The reason goes out before the close, as Redis does: a client still sending
             # reads it instead of a bare broken pipe.
@@ -475,7 +450,9 @@ class StoreConnection(asyncio.Protocol):
         self._first_line = first
         reader: Any
         if is_resp_start(first[0]):
-            reader = command_reader(dispatcher.request_limit, dispatcher.bulk_limit)
+            limits = (dispatcher.request_limit, dispatcher.bulk_limit)
+            reader = command_reader(*limits)
+            self._single = single_parser(*limits)
             self._execute = dispatcher.execute_resp
             self._resp = True
         else:

@@ -443,9 +443,8 @@ class Dispatcher:
         """The one write path of both protocols: store, then wake callers parked on the key
         (a value landing ends its single-flight lease). Raises :class:`EngineError`."""
         self.engine.set(key, value, expire_at_ms=expire_at_ms, keep_ttl=keep_ttl)
-        leases = self.leases
-        if leases and key in leases:
-            leases.fill(key, value)
+        if key in self.leases.held:
+            self.leases.fill(key, value)
 
     def deadline(self, unit: bytes, raw: bytes, name: str) -> int | bytes:
         """Absolute ms for ``EX``/``PX``/``EXAT``/``PXAT`` ``raw``, or an error reply.

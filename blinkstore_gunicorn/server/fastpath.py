@@ -1,16 +1,21 @@
-"""A shortcut for the most common RESP input: one small, complete command in one read.
+"""A shortcut for the most common RESP input: one complete command in one read.
 
 A request/response client (redis-py, our own client, redis-benchmark with ``-P 1``) sends one
-command and waits, so almost every ``data_received`` holds exactly one whole command. Splitting
-it on CRLF in C and checking the pieces against the headers costs about half of running the
-incremental :class:`~blinkstore_gunicorn.protocol.resp.CommandReader`. Anything else (several
-commands, a partial one, a value containing CRLF, unusual spellings such as ``*02``) returns
-None and goes through the reader, which stays the one authority on the protocol.
+command and waits, so almost every ``data_received`` holds exactly one whole command.
+:func:`single_parser` gives a connection the test for such a read, with the connection's size
+limits: the C function of ``protocol/_split.c`` (:func:`~.resp_split.one_request`) where it is
+built and ``BLINKSTORE_NATIVE`` is not ``0``, else :func:`parse_single`, the pure-Python
+reference. Both return the arguments only where the connection's reader would read the same
+ones and refuse nothing (each argument and the request strictly below the reader's limits);
+anything else (several commands, a partial one, unusual spellings such as ``*02``, a size at or
+over a limit) returns None and goes through the reader, which stays the one authority on the
+protocol and answers a refused request as it would in any read.
 
-Cache traffic repeats itself: the request for a hot key is the same bytes every time. Small
-requests are therefore remembered (up to :data:`MEMO_ENTRIES`, forgotten all at once when
-full), and a repeat costs one dict lookup. Handlers never modify their ``args``, so a
-remembered list can be handed out again.
+Nothing is remembered between reads. A memo of small requests (a repeat cost one dict lookup)
+saved nothing on repeated GETs with the C parse, and with the Python one it saved about as much
+on exact repeats as it cost every request that never repeats (the memo's lists kept alive made
+the garbage collector run more often); hot keys are read from the shared-memory region anyway,
+so what reaches the socket is mostly writes and misses (figures in docs/benchmarks.md).
 
 Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY or MSET can be
 answered in C as well (:func:`resp_executor`, the optional ``server/_fastcmd.c``): the run from
@@ -22,6 +27,7 @@ to ``Dispatcher.execute``, before any side effect, so that it stays the referenc
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from blinkstore_gunicorn.engine.base import EngineError
 from blinkstore_gunicorn.engine.memory import ENTRY_OVERHEAD, REGION_OVERHEAD, MemoryEngine
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
+from blinkstore_gunicorn.protocol.resp_split import OneRequest, one_request
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
 from blinkstore_gunicorn.server.commands.replies import limit_error
 from blinkstore_gunicorn.shm.layout import BLOCK_HEADER
@@ -40,54 +47,42 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAST_PATH_MAX",
-    "MEMO_ENTRIES",
-    "MEMO_MAX",
     "Executor",
     "parse_single",
-    "recall",
     "resp_executor",
-    "single_command",
+    "single_parser",
 ]
 
 #: ``execute(dispatcher, client, request) -> reply``: how a connection runs a RESP request.
 Executor = Callable[["Dispatcher", "Client", Any], bytes]
 
-#: Reads longer than this always go through the reader (and its request-size limit).
+#: Reads longer than this go through the reader when the parse is Python's (splitting a large
+#: value into pieces costs more than the reader, which skips over it).
 FAST_PATH_MAX = 1024
-#: Requests up to this size are remembered...
-MEMO_MAX = 128
-#: ...this many at most.
-MEMO_ENTRIES = 4096
-
-_memo: dict[bytes, list[bytes]] = {}
-
-#: ``recall(data)``: the arguments of a request of at most :data:`MEMO_MAX` bytes seen before,
-#: else None (then ask :func:`parse_single`). A bound C method, so that a repeated request
-#: costs the connection no Python call; the size bound is the caller's, because hashing a large
-#: read would cost more than parsing it.
-recall = _memo.get
 
 
-def single_command(data: bytes) -> list[bytes] | None:
-    """The arguments of ``data`` if it is exactly one complete RESP command, else None.
+def single_parser(max_request_size: int, max_bulk: int) -> OneRequest:
+    """``parse(data)`` for a connection whose reader has these limits (see the module's
+    docstring): the arguments when ``data`` is exactly one request the reader would take
+    unchanged, else None. C where it is available, else :func:`parse_single`."""
+    parse = one_request(max_request_size, max_bulk)
+    if parse is None:
+        parse = functools.partial(parse_single, max_bulk, max_request_size)
+    return parse
+
+
+def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | None:
+    """The arguments of ``data`` if it is exactly one complete RESP command within the limits,
+    else None: the pure-Python reference of ``protocol/_split.c``'s ``one``.
 
     When it returns a list, ``data`` is byte for byte ``*<n>\\r\\n`` followed by ``n`` times
-    ``$<len>\\r\\n<arg>\\r\\n`` with no CRLF inside any argument, so the reader would have
-    parsed it identically. The caller must not modify the list.
+    ``$<len>\\r\\n<arg>\\r\\n`` with no CRLF inside any argument, every ``<len>`` below
+    ``max_bulk`` and the request (from ``*`` to the end of its last argument, as the reader
+    measures it) below ``max_request``, so the reader would have parsed it identically and
+    refused nothing.
     """
-    if len(data) <= MEMO_MAX:
-        # Only small reads are looked up: hashing a large value would cost more than parsing.
-        args = _memo.get(data)
-        if args is not None:
-            return args
-    return parse_single(data)
-
-
-def parse_single(data: bytes) -> list[bytes] | None:
-    """:func:`single_command` without the memo lookup, for a caller that already asked
-    :data:`recall`; remembers what it parses when ``data`` is small."""
     size = len(data)
-    if size > FAST_PATH_MAX:
+    if size > FAST_PATH_MAX or size - 2 >= max_request:
         return None
     if data[:1] != b"*" or data[-2:] != b"\r\n":
         return None
@@ -101,10 +96,9 @@ def parse_single(data: bytes) -> list[bytes] | None:
     args = parts[2:-1:2]
     if parts[1:-1:2] != [b"$%d" % len(arg) for arg in args]:
         return None
-    if size <= MEMO_MAX:
-        if len(_memo) >= MEMO_ENTRIES:
-            _memo.clear()
-        _memo[data] = args
+    # An argument is shorter than the read that holds it.
+    if size > max_bulk and max(map(len, args)) >= max_bulk:
+        return None
     return args
 
 

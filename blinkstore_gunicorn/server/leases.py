@@ -81,29 +81,32 @@ class _Holders(Generic[W]):
     reentrant = True
 
     def __init__(self, first_token: int = 1) -> None:
-        self._leases: dict[bytes, _Lease[W]] = {}
+        #: The lease on each name held. Others may test a name's membership (the write path
+        #: does on every write: a C-level dict lookup, where ``name in table`` and ``if table``
+        #: are Python calls); only this class changes it.
+        self.held: dict[bytes, _Lease[W]] = {}
         self._owned: dict[Hashable, set[bytes]] = {}
         self._tokens = itertools.count(first_token)
         self._tracked: set[Hashable] = set()
 
     def __len__(self) -> int:
-        return len(self._leases)
+        return len(self.held)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._leases
+        return key in self.held
 
     def token(self, key: bytes) -> int | None:
         """The current lease token on ``key``, if any."""
-        lease = self._leases.get(key)
+        lease = self.held.get(key)
         return None if lease is None else lease.token
 
     def waiting(self) -> int:
         """Callers parked on all keys."""
-        return sum(len(lease.parked) for lease in self._leases.values())
+        return sum(len(lease.parked) for lease in self.held.values())
 
     def holder(self, key: bytes) -> Hashable | None:
         """The owner holding ``key``'s lease, if any."""
-        lease = self._leases.get(key)
+        lease = self.held.get(key)
         return None if lease is None else lease.owner
 
     def try_acquire(
@@ -111,7 +114,7 @@ class _Holders(Generic[W]):
     ) -> int | None:
         """Grant the lease on ``key`` to ``owner`` for ``lease_ms`` (None: until released)
         and return its token, or ``None`` if it is held (see :attr:`reentrant`)."""
-        lease = self._leases.get(key)
+        lease = self.held.get(key)
         if lease is not None and (lease.owner != owner or not self.reentrant):
             return None
         return self._grant(key, owner, lease_ms, now_ms, lease)
@@ -129,12 +132,12 @@ class _Holders(Generic[W]):
         """Park ``waiter`` until ``key``'s lease ends or ``wait_ms`` pass (None: no limit);
         call only after ``try_acquire`` failed. Callers are served in the order they park."""
         deadline = _deadline(now_ms, wait_ms)
-        self._leases[key].parked.append(_Parked(waiter, owner, lease_ms, deadline))
+        self.held[key].parked.append(_Parked(waiter, owner, lease_ms, deadline))
 
     def release(self, key: bytes, token: int, now_ms: int) -> bool:
         """The holder gives up; the first waiter takes over. Returns whether ``token`` was
         the current lease."""
-        lease = self._leases.get(key)
+        lease = self.held.get(key)
         if lease is None or lease.token != token:
             return False
         self._hand_over(key, lease, now_ms)
@@ -143,7 +146,7 @@ class _Holders(Generic[W]):
     def extend(self, key: bytes, token: int, ms: int, now_ms: int, *, replace: bool) -> bool:
         """Move the lease's deadline ``ms`` later, or with ``replace`` to ``ms`` from now.
         Returns whether ``token`` was the current lease (only then is anything changed)."""
-        lease = self._leases.get(key)
+        lease = self.held.get(key)
         if lease is None or lease.token != token:
             return False
         if replace:
@@ -172,16 +175,16 @@ class _Holders(Generic[W]):
         """``owner``'s connection closed: end its leases and forget its parked callers."""
         self._tracked.discard(owner)
         for key in list(self._owned.pop(owner, ())):
-            lease = self._leases.get(key)
+            lease = self.held.get(key)
             if lease is not None and lease.owner == owner:
                 self._hand_over(key, lease, now_ms)
-        for lease in self._leases.values():
+        for lease in self.held.values():
             if any(parked.owner == owner for parked in lease.parked):
                 lease.parked = deque(p for p in lease.parked if p.owner != owner)
 
     def expire(self, now_ms: int) -> None:
         """End leases and waits whose time has come (call it from a timer)."""
-        for key, lease in list(self._leases.items()):
+        for key, lease in list(self.held.items()):
             if lease.parked and any(p.deadline_ms <= now_ms for p in lease.parked):
                 still = deque[_Parked[W]]()
                 for parked in lease.parked:
@@ -190,13 +193,13 @@ class _Holders(Generic[W]):
                     else:
                         still.append(parked)
                 lease.parked = still
-            if lease.deadline_ms <= now_ms and self._leases.get(key) is lease:
+            if lease.deadline_ms <= now_ms and self.held.get(key) is lease:
                 self._hand_over(key, lease, now_ms)
 
     def next_deadline(self) -> int | None:
         """The earliest lease or wait deadline, for scheduling the next :meth:`expire`."""
-        deadlines = [lease.deadline_ms for lease in self._leases.values()]
-        deadlines.extend(p.deadline_ms for lease in self._leases.values() for p in lease.parked)
+        deadlines = [lease.deadline_ms for lease in self.held.values()]
+        deadlines.extend(p.deadline_ms for lease in self.held.values() for p in lease.parked)
         deadlines = [deadline for deadline in deadlines if deadline != NEVER]
         return min(deadlines, default=None)
 
@@ -212,14 +215,14 @@ class _Holders(Generic[W]):
         parked = previous.parked if previous is not None else deque[_Parked[W]]()
         if previous is not None:
             self._disown(previous.owner, key)
-        self._leases[key] = _Lease(token, owner, _deadline(now_ms, lease_ms), parked)
+        self.held[key] = _Lease(token, owner, _deadline(now_ms, lease_ms), parked)
         self._owned.setdefault(owner, set()).add(key)
         return token
 
     def _hand_over(self, key: bytes, lease: _Lease[W], now_ms: int) -> None:
         self._disown(lease.owner, key)
         if not lease.parked:
-            del self._leases[key]
+            del self.held[key]
             return
         heir = lease.parked.popleft()
         token = self._grant(key, heir.owner, heir.lease_ms, now_ms, lease)
@@ -242,7 +245,7 @@ class LeaseTable(_Holders[Waiter]):
         Returns whether ``token`` was the current lease (``None`` matches nothing: a plain
         write by anyone also ends the lease, because the value the lease was for is there).
         """
-        lease = self._leases.pop(key, None)
+        lease = self.held.pop(key, None)
         if lease is None:
             return False
         self._disown(lease.owner, key)

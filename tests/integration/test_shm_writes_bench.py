@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import redis
 
 from bench import shm_writes
-from harness.processes import REDIS_SERVER
+from harness.processes import REDIS_SERVER, RedisProcess
 
 pytestmark = pytest.mark.redis
 
@@ -24,13 +25,21 @@ def test_publish_cpu_measures_fill_and_overwrite() -> None:
     reason="redis-server or redis-benchmark is not installed",
 )
 def test_tiny_redis_benchmark_run_has_every_peer_and_test() -> None:
-    found, cpu = shm_writes.throughput(rounds=1, requests=2000)
+    found, cpu, evicted = shm_writes.throughput(rounds=2, requests=2000)
     for figures in (found, cpu):
         assert set(figures) == {"SET", "INCR"}
         for peers in figures.values():
             assert set(peers) == {"on", "on, Python", "off", "redis"}
-            assert all(len(rounds) == 1 and rounds[0] >= 0 for rounds in peers.values())
+            assert all(len(rounds) == 2 and rounds[0] >= 0 for rounds in peers.values())
     assert all(rps[0] > 0 for peers in found.values() for rps in peers.values())
+    assert evicted == {"on": 0, "on, Python": 0, "off": 0, "redis": 0}
+
+
+def test_every_test_starts_from_an_empty_server(redis_server: RedisProcess) -> None:
+    with redis.Redis(unix_socket_path=redis_server.unix_path) as client:
+        client.set("left:over", "x")
+        assert shm_writes.evicted_keys(redis_server.unix_path, flush=True) == 0
+        assert client.dbsize() == 0
 
 
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,6 +22,7 @@ import redis
 
 from blinkstore_gunicorn import AsyncCache, Cache, CacheConnectionError, CacheValueTooLarge
 from blinkstore_gunicorn.client import CacheResponseError
+from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from harness.processes import StoreProcess, resp_command, short_tempdir
 from tests.conftest import StoreFactory
 from tests.support.processes import memory_kib
@@ -232,3 +233,24 @@ def test_redis_cli_prints_the_error(blinkstore_unix: StoreProcess, value_file: P
     # of dying of SIGPIPE (141) with nothing said.
     assert done.returncode == 0, done
     assert done.stdout.decode() == "ERR " + REFUSED.format(size=40 * MiB) + "\n\n"
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["C", "python"])
+def test_one_request_over_a_small_limit_in_one_read_is_refused_by_the_readers_words(
+    blinkstore_factory: StoreFactory, native: str
+) -> None:
+    # A read holding one whole request takes the hot path, which used to take anything up to
+    # 1 KiB: with 16-byte keys and values it echoed a 100-byte ECHO and answered a GET of a
+    # 100-byte key.
+    store = blinkstore_factory(
+        "--max-key-size", "16", "--max-value-size", "16", env={NATIVE_ENV: native}
+    )
+    refused = b"-ERR value too large: value of 100 bytes exceeds max value size 16\r\n"
+    with store.connect() as sock:
+        for request in (resp_command("ECHO", "x" * 100), resp_command("GET", "k" * 100)):
+            sock.sendall(PING)  # alone, so the next read is not taken for a pipeline's
+            assert recv_line(sock) == b"+PONG\r\n"
+            sock.sendall(request)
+            assert recv_line(sock) == refused
+            sock.sendall(PING + request)  # the reader's own answer, for comparison
+            assert recv_line(sock) + recv_line(sock) == b"+PONG\r\n" + refused

@@ -1,18 +1,21 @@
-"""The fast request readers (the C splitter's, hiredis's) against the pure-Python reference, on
-random and mutated streams.
+"""The fast request readers (the C splitter's, hiredis's) and the hot path's one-request parses
+(C's and Python's) against the pure-Python reference, on random and mutated streams.
 
 Each case is a stream of requests (some over the size limits, some at them), mutated the ways a
 broken or hostile client would (bytes flipped, inserted, dropped; a wrong CRLF; RESP types a
 request never has; non-canonical numbers; absurd headers), split at random points. Each fast
 reader and the Python reader are fed the same pieces, and after every piece they must give the
 same commands, refusals and errors, and agree on what they hold (``idle``, ``skipping``,
-``buffered``), which the connection's memory budget and hot path read.
+``buffered``), which the connection's memory budget and hot path read. A one-request parse is
+given single requests (mutated or not) and the pieces of such streams: where it returns
+arguments, the Python reader fed the same read must return exactly them, and be idle after.
 
 The seed is printed (``pytest -s``) and named in any failure; ``RESP_FUZZ_SEED=<n>`` replays it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import random
@@ -28,7 +31,8 @@ from blinkstore_gunicorn.protocol.resp_hiredis import (
     framing,
 )
 from blinkstore_gunicorn.protocol.resp_prefix import PrefixCommandReader
-from blinkstore_gunicorn.protocol.resp_split import SplitCommandReader
+from blinkstore_gunicorn.protocol.resp_split import OneRequest, SplitCommandReader
+from blinkstore_gunicorn.server.fastpath import parse_single
 
 needs_hiredis = pytest.mark.skipif(not available(), reason="hiredis is not installed")
 SPLIT_BUILT = importlib.util.find_spec("blinkstore_gunicorn.protocol._split") is not None
@@ -130,7 +134,13 @@ def random_stream(rnd: random.Random, limits: dict[str, int]) -> bytes:
         else rnd.choice(TOKENS)
         for _ in range(rnd.randrange(1, 20))
     ]
-    data = bytearray(b"".join(parts))
+    return mutated(rnd, b"".join(parts))
+
+
+def mutated(rnd: random.Random, wire: bytes) -> bytes:
+    """``wire`` with none to five mutations: bytes flipped, inserted or dropped, a token of
+    :data:`TOKENS` inserted, the end cut off, a CRLF replaced."""
+    data = bytearray(wire)
     for _ in range(rnd.choice([0, 0, 1, 1, 2, 5])):
         at = rnd.randrange(len(data) + 1)
         kind = rnd.random()
@@ -178,6 +188,41 @@ def test_a_fast_reader_reads_every_stream_like_the_python_reader(
                 f"RESP_FUZZ_SEED={seed}, case {case}, limits {limits}:\n"
                 f"stream {data!r}\npiece {piece!r}"
             )
+
+
+def one_request_parse(kind: str, max_request_size: int, max_bulk: int) -> OneRequest:
+    """The hot path's test of a read for exactly one request (``server/fastpath.py``): C's, as
+    ``resp_split.one_request`` binds it, or the pure-Python ``parse_single``."""
+    if kind == "python":
+        return functools.partial(parse_single, max_bulk, max_request_size)
+    from blinkstore_gunicorn.protocol._split import one
+
+    return functools.partial(one, max_bulk, max_request_size, resp.MAX_ARGUMENTS)
+
+
+@pytest.mark.parametrize("kind", [pytest.param("C", marks=needs_split), "python"])
+def test_a_read_taken_as_one_request_is_what_the_python_reader_reads(kind: str) -> None:
+    seed = int(os.environ.get("RESP_FUZZ_SEED", random.randrange(2**32)))
+    print(f"RESP_FUZZ_SEED={seed}")
+    rnd = random.Random(seed)
+    taken = 0
+    for case in range(CASES):
+        limits = rnd.choice(LIMITS)
+        max_request = limits.get("max_request_size", resp.DEFAULT_MAX_REQUEST_SIZE)
+        parse = one_request_parse(kind, max_request, limits.get("max_bulk", max_request))
+        command = random_command(rnd) if rnd.random() < 0.7 else limit_command(rnd, limits)
+        stream = random_pieces(rnd, random_stream(rnd, limits))
+        for data in (command, mutated(rnd, command), *stream):
+            args = parse(data)
+            if args is None:
+                continue  # the reader's, as any read
+            taken += 1
+            python = resp.CommandReader(**limits)
+            python.feed(data)
+            assert ([args], True) == (python.drain(), python.idle), (
+                f"RESP_FUZZ_SEED={seed}, case {case}, limits {limits}: {data!r}"
+            )
+    assert taken > CASES // 2  # the common case does take the hot path
 
 
 @pytest.mark.parametrize("reader", FAST_READERS)

@@ -69,6 +69,9 @@ class FakeTransport:
         return b"".join(self.written)
 
 
+PING = resp.encode_command("PING")
+
+
 def connect(server: StoreServer, half_close: bool = False) -> tuple[StoreConnection, FakeTransport]:
     connection = StoreConnection(server)
     transport = FakeTransport(half_close)
@@ -76,16 +79,25 @@ def connect(server: StoreServer, half_close: bool = False) -> tuple[StoreConnect
     return connection, transport
 
 
-@pytest.fixture(params=["python", "hiredis", "split"])
-def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StoreServer:
-    """A server whose connections parse requests with the Python reader, then hiredis's, then
-    the C splitter's (the first two with every C helper off, the last with them on)."""
-    if request.param == "hiredis" and not resp_hiredis.available():
+READERS = ["python", "hiredis", "split"]
+
+
+def use_reader(reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the connections made next parse requests with ``reader`` of :data:`READERS`: the
+    Python reader, hiredis's or the C splitter's (the first two with every C helper off, the
+    last with them on)."""
+    if reader == "hiredis" and not resp_hiredis.available():
         pytest.skip("hiredis is not installed")
-    if request.param == "split" and not SPLIT_BUILT:
+    if reader == "split" and not SPLIT_BUILT:
         pytest.skip("protocol/_split.c is not built")
-    monkeypatch.setenv(resp_hiredis.ENV, "1" if request.param == "hiredis" else "0")
-    monkeypatch.setenv(resp_split.NATIVE_ENV, "1" if request.param == "split" else "0")
+    monkeypatch.setenv(resp_hiredis.ENV, "1" if reader == "hiredis" else "0")
+    monkeypatch.setenv(resp_split.NATIVE_ENV, "1" if reader == "split" else "0")
+
+
+@pytest.fixture(params=READERS)
+def server(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> StoreServer:
+    """A server whose connections parse requests with each of :data:`READERS` in turn."""
+    use_reader(request.param, monkeypatch)
     return StoreServer(StoreSettings(unix="/nonexistent/s.sock", max_request_size=4096))
 
 
@@ -187,21 +199,27 @@ def test_single_reads_wait_behind_a_deferred_reply(server: StoreServer) -> None:
     asyncio.run(main())
 
 
-def test_only_small_reads_are_looked_up_in_the_memo(
-    server: StoreServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("reader", READERS)
+def test_a_single_request_over_the_size_limits_is_refused_as_the_reader_refuses_it(
+    reader: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    looked_up: list[int] = []
-
-    def recall(data: bytes) -> None:
-        looked_up.append(len(data))
-
-    monkeypatch.setattr(connection_module, "recall", recall)
-    conn, transport = connect(server)
-    conn.data_received(resp.encode_command("PING"))  # picks the protocol (the reader)
-    conn.data_received(resp.encode_command("SET", "k", b"v" * 1000))
-    conn.data_received(resp.encode_command("GET", "k"))
-    assert looked_up == [len(resp.encode_command("GET", "k"))]
-    assert transport.output == b"+PONG\r\n+OK\r\n$1000\r\n" + b"v" * 1000 + b"\r\n"
+    # The one-request path used to take any read of up to 1 KiB: it echoed a 100-byte ECHO,
+    # answered a GET of a 100-byte key, and SET's own check named the key, not the request.
+    use_reader(reader, monkeypatch)
+    settings = StoreSettings(unix="/nonexistent/s.sock", max_key_size=16, max_value_size=16)
+    server = StoreServer(settings)
+    refused = b"-ERR value too large: value of 100 bytes exceeds max value size 16\r\n"
+    for request in (
+        resp.encode_command("ECHO", "x" * 100),
+        resp.encode_command("GET", "k" * 100),
+        resp.encode_command("SET", "k" * 100, "v"),
+        resp.encode_command("SET", "k", "v" * 100),
+    ):
+        conn, transport = connect(server)
+        conn.data_received(PING)  # the first read picks the protocol (the reader's)
+        conn.data_received(request)  # one whole request in one read: the hot path
+        conn.data_received(PING + request)  # a pipeline: the reader
+        assert transport.written[1:] == [refused, b"+PONG\r\n" + refused], request
 
 
 def test_a_closing_connection_lingers_over_unread_input(server: StoreServer) -> None:
