@@ -941,7 +941,7 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         {&s_misses, "_misses"},      {&s_region, "_region"},
         {&s_read, "read"},           {&s_clock_ms, "_clock_ms"},
         {&s_max_reply_size, "max_reply_size"},
-        {&s_leases, "leases"},       {&s_leases_dict, "_leases"},
+        {&s_leases, "leases"},       {&s_leases_dict, "held"},
         {&s_max_key_size, "max_key_size"}, {&s_max_value_size, "max_value_size"},
         {&s_engine_max_key, "_max_key_size"}, {&s_engine_max_value, "_max_value_size"},
         {&s_used, "_used"},          {&s_inserts, "_inserts"},

@@ -141,7 +141,7 @@ class Store:
             "inserts": e._inserts,
             "changes": e.watched.changes,
             "watched": dict(e.watched),
-            "leases": list(self.d.leases._leases),
+            "leases": list(self.d.leases.held),
             "region": self.region_contents(keys),
             "info": Dispatcher.execute(self.d, self.d.new_client(), [b"INFO", b"stats"]),
             "usage": [
