@@ -133,6 +133,6 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
             dispatcher, handlers, reference, LARGE_BULK, costs, RegionFull, _region_full
         )
         return runner.execute
-    except TypeError:
+    except (TypeError, AttributeError):
         # A helper built from another version of the engine's layout (a stale build).
         return reference
