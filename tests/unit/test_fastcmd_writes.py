@@ -31,7 +31,7 @@ from tests.unit.test_fastcmd import (
     _run,
     side_by_side,
 )
-from tests.unit.test_shm_probes import _crafted, costs
+from tests.unit.test_shm_probes import _crafted, costs, shrink
 
 Pair = tuple[Store, Store, Clock]
 
@@ -236,7 +236,7 @@ def _fill_the_region(pair: Pair) -> None:
     c, python, _ = pair
     for store in (c, python):
         assert store.engine.region is not None
-        store.engine.region._max_slots = 1024  # full at ~700 keys, not millions
+        shrink(store.engine.region)
     region = c.engine.region
     assert region is not None
     piled = _crafted(region)

@@ -23,6 +23,7 @@ from blinkstore_gunicorn.shm import layout
 from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.native import ENV, native
 from blinkstore_gunicorn.shm.writer import RegionFull, RegionWriter
+from tests.unit.test_shm_probes import shrink
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
 
@@ -195,7 +196,7 @@ def test_both_writers_refuse_the_same_new_keys_and_keep_every_entry(
     of the table (issue 23): the same regions, the same entries kept out of the table."""
     c, py = pair
     for writer in pair:
-        writer._max_slots = 1024
+        shrink(writer)
     handles: dict[bytes, int] = {}
     keys = _piled(c) + [b"key:%d" % i for i in range(1000)]
     for step, key in enumerate(keys):
