@@ -217,9 +217,9 @@ class Keyspace:
 
     def _insert(self, key: bytes, container: Container, deadline: int | None) -> None:
         """Add a container under an absent key (the caller made room)."""
-        self.watched.changed(key)
-        if self._region is not None:
+        if self._region is not None:  # first: a full table refuses it before any change
             self._publish(key, self._elsewhere, deadline, None)
+        self.watched.changed(key)
         self._ahead[key] = container
         self._inserts += 1
         self._used += self._cost(key, container)

@@ -311,7 +311,9 @@ class MemoryEngine(Keyspace, Inspection):
         ``expire_at_ms`` sets an absolute deadline (one not in the future deletes the key, as
         Redis does); otherwise the key has no TTL, unless ``keep_ttl`` keeps the one it had.
         Raises :class:`KeyTooLarge`, :class:`ValueTooLarge` or :class:`EntryTooLarge` (and
-        changes nothing) when a limit is broken; evicts other keys as needed.
+        changes nothing) when a limit is broken, :class:`EngineError` (and changes nothing
+        but a lazy expiry) when the shared-memory table is full for a new key; evicts other
+        keys as needed.
         """
         if expire_at_ms is not None and keep_ttl:
             raise ValueError("expire_at_ms and keep_ttl are mutually exclusive")
@@ -321,7 +323,6 @@ class MemoryEngine(Keyspace, Inspection):
             raise KeyTooLarge(len(key), self._max_key_size)
         if len(value) > self._max_value_size:
             raise ValueTooLarge(len(value), self._max_value_size)
-        self.watched.changed(key)
         deadlines = self._deadlines
         old_deadline = deadlines.get(key) if deadlines else None
         if old_deadline is not None and old_deadline <= self._clock_ms():
@@ -339,6 +340,7 @@ class MemoryEngine(Keyspace, Inspection):
         if self._memory_limit and size > self._memory_limit:
             raise EntryTooLarge(size, self._memory_limit)
         if expire_at_ms is not None and expire_at_ms <= self._clock_ms():
+            self.watched.changed(key)
             self.delete(key)
             return
 
@@ -354,11 +356,14 @@ class MemoryEngine(Keyspace, Inspection):
             if self._memory_limit and self._used + size > self._memory_limit:
                 self._evict(None, size)
             holder = self._ahead
+            old_cost = 0
         elif old.__class__ is int and region is not None:  # _cost(key, old), without a call
-            self._used -= len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD + region.block_bytes(old)
+            old_cost = len(key) + ENTRY_OVERHEAD + REGION_OVERHEAD + region.block_bytes(old)
         else:
-            self._used -= self._cost(key, old)
+            old_cost = self._cost(key, old)
+        # Published first: a write the region refuses (RegionFull) changes nothing here.
         stored = holder[key] = value if region is None else self._publish(key, value, deadline, old)
+        self.watched.changed(key)
         if old is None:
             self._inserts += 1
         else:
@@ -370,7 +375,7 @@ class MemoryEngine(Keyspace, Inspection):
             size = len(key) + len(value) + ENTRY_OVERHEAD
             if deadline is not None:
                 size += TTL_OVERHEAD
-        self._used += size
+        self._used += size - old_cost
         if deadline != old_deadline:
             if deadline is None:
                 del deadlines[key]

@@ -17,8 +17,8 @@
  * Writes: every key absent or a string without a deadline, not watched, without a lease, the
  * key and value within the engine's limits and the value within the region's max_value, and
  * the write needing no eviction (so no EntryTooLarge either). What they do is what
- * Dispatcher.write -> MemoryEngine.set(key, value) do then, in the same order: watched.changes,
- * the region's publish (its own method, called as the engine calls it), the dict entry (an
+ * Dispatcher.write -> MemoryEngine.set(key, value) do then, in the same order: the region's
+ * publish (its own method, called as the engine calls it), watched.changes, the dict entry (an
  * existing key keeps its place in the SIEVE queue and gets its visited mark, a new one joins
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
  * the region did not take the value. INCR and its kin read the value as _incr does (peek) and
@@ -508,8 +508,6 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
                   PyObject **refusal) {
     int rc = -1;
     PyObject *stored = NULL;
-    /* watched.changed(key): the key is not watched (find_old), so only the total moves. */
-    if (add_count(v->watched, r->changes, 1) < 0) goto done;
     if (v->region == NULL) {
         stored = Py_NewRef(value);
     } else {
@@ -517,9 +515,7 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
         PyObject *argv[4] = {key, value, s_zero, handle};
         stored = PyObject_Vectorcall(v->publish, argv, 4, NULL);
         if (stored == NULL) {
-            /* MemoryEngine.set took the old entry's cost off before publishing. */
-            if (add_size(r->engine, r->used, -p->old_cost) < 0) goto done;
-            v->used -= p->old_cost;
+            /* Refused (RegionFull) before MemoryEngine.set changed anything: nor does this. */
             if (!PyErr_ExceptionMatches(r->region_full)) goto done;
 #if PY_VERSION_HEX >= 0x030C0000
             PyObject *exc = PyErr_GetRaisedException();
@@ -539,6 +535,8 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
         if (taken < 0) goto done;
         if (!taken) Py_SETREF(stored, Py_NewRef(value));
     }
+    /* watched.changed(key): the key is not watched (find_old), so only the total moves. */
+    if (add_count(v->watched, r->changes, 1) < 0) goto done;
     /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem). */
     if (PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0) goto done;
     if (p->old ? PySet_Add(v->visited, key) < 0 : add_count(r->engine, r->inserts, 1) < 0)

@@ -678,6 +678,7 @@ typedef struct {
     PyObject *general; /* writer._general: publish() hands it the cases it does not take */
     uint64_t mul, prime, step, max_value;
     unsigned long long live, used; /* RegionWriter: keys in the table, slots ever filled */
+    unsigned long long cap;        /* the most keys it takes: writer._general refuses more */
 } Publisher;
 
 static void publisher_end_migration(Publisher *self) {
@@ -767,7 +768,7 @@ static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
     self->mul = mul;
     self->prime = prime;
     self->step = step;
-    self->live = self->used = 0;
+    self->live = self->used = self->cap = 0;
     return 0;
 }
 
@@ -1138,6 +1139,7 @@ static int64_t publish(Publisher *self, PyObject *key, PyObject *value, uint64_t
         int asks = PyDict_Contains(self->ask, key);
         if (asks) return asks < 0 ? -1 : 0;
     }
+    if (self->live >= self->cap) return 0; /* the table is full: RegionFull, nothing written */
     /* writer._new_slot would start a migration, or finish one (the step reaches the end) */
     uint64_t n = (self->used + 1) * 10 > self->slots * 8 ? self->slots : self->step;
     if (self->migrating ? n >= self->old_slots - self->cursor
@@ -1353,6 +1355,8 @@ static PyMemberDef publisher_members[] = {
     {"live", T_ULONGLONG, offsetof(Publisher, live), 0, "Keys in the table (RegionWriter's)."},
     {"used", T_ULONGLONG, offsetof(Publisher, used), 0,
      "Slots of the live table ever filled, tombstones included (RegionWriter's)."},
+    {"cap", T_ULONGLONG, offsetof(Publisher, cap), 0,
+     "The most keys the table takes: a new key past them is refused (RegionWriter's)."},
     {NULL, 0, 0, 0, NULL},
 };
 

@@ -38,6 +38,7 @@ class Blocks:
 class Publisher:
     live: int
     used: int
+    cap: int
     def __init__(
         self,
         region: Buffer,

@@ -57,6 +57,7 @@ class Publisher:
         "_t",
         "_t0",
         "_w",
+        "cap",
         "live",
         "used",
     )
@@ -78,8 +79,9 @@ class Publisher:
         self._t = memoryview(b"").cast("Q")
         self._t0 = self._slots = self._half = 0
         self._migration: Migration | None = None
-        #: the writer's counts: keys in the table, slots of the live table ever filled
-        self.live = self.used = 0
+        #: the writer's counts: keys in the table, slots of the live table ever filled; and
+        #: the most keys it takes (a new key past them is refused, the writer sets it)
+        self.live = self.used = self.cap = 0
 
     def table(self, t0: int, slots: int, half: int) -> None:
         """The live table starts at region word ``t0``, has ``slots`` slots, in ``half``."""

@@ -250,6 +250,9 @@ class RegionWriter:
                 _MIGRATE_STEP,
             )
             self._hash = module.key_hash
+        # New keys stop at 70 % of the largest table: a key deleted makes room for one added
+        # (RENAME, RESTORE REPLACE), and a key the region holds is never refused.
+        self._pub.cap = self._max_slots * 7 // 10
         # Called on every SET (and INCR's read): the publisher's own methods, no frame between.
         self.publish = self._pub.publish
         self.read = self._pub.read
@@ -364,6 +367,8 @@ class RegionWriter:
         else:
             slot = self._ask.pop(key, -2)
             known = slot != -2
+            if not known and pub.live >= pub.cap:
+                raise RegionFull(f"the shared-memory table is full ({pub.live} keys)")
         if slot >= 0:
             meta = self._t[slot * SLOT_WORDS]  # the slot holds the key already
         else:  # a new key, or one in no table (it may fit now)
@@ -478,11 +483,11 @@ class RegionWriter:
         return self._pub.slot_of(self._w[(handle >> 3) + BLOCK_SLOT])
 
     def _new_slot(self, h: int) -> int:
-        """Claim the first tombstone or empty slot on the probe path of an absent key whose
-        hash is ``h``, or -1 when that is MAX_PROBE or more slots from home (no reader looks
-        there). Then the table grows (a cluster's keys spread over two homes when it doubles):
-        at once while small, and the key gets its slot there; else by a migration, which
-        places the key, out of the table until then."""
+        """Claim the first tombstone or empty slot on the probe path of a key whose hash is
+        ``h`` and that has no slot, or -1 when that is MAX_PROBE or more slots from home (no
+        reader looks there). Then the table grows (a cluster's keys spread over two homes when
+        it doubles): at once while small, and the key gets its slot there; else by a
+        migration, which places the key, out of the table until then."""
         if self._migration is None and (self._pub.used + 1) * 2 > self._slots:
             self._start_migration()
         migration = self._migration
@@ -495,7 +500,7 @@ class RegionWriter:
             slots = self._slots
             if self._migration is None:
                 migration = self._start_migration(grow=True)
-                if slots < migration.slots <= _GROW_AT_ONCE:
+                if migration is not None and slots < migration.slots <= _GROW_AT_ONCE:
                     self._pub.step(slots)
                     self._finish_migration(migration)
                     return self._new_slot(h)
@@ -503,16 +508,17 @@ class RegionWriter:
         self._pub.used += found & 1
         return found >> 1
 
-    def _start_migration(self, *, grow: bool = False) -> NextTable:
+    def _start_migration(self, *, grow: bool = False) -> NextTable | None:
         """Start building a table without tombstones in the spare half (see
         ``shm/migration.py``), at most 3/8 full, so that it is at most about half full when
-        the inserts that build it are done; ``grow``: at least twice the live one."""
+        the inserts that build it are done; ``grow``: at least twice the live one. None when
+        the table is full (a write to a key held out of the table: it stays out)."""
         slots = 2 * self._slots if grow else _FIRST_SLOTS
         while (self._pub.live + 1) * 8 > slots * 3:
             slots *= 2
         if slots > self._max_slots:
-            if (self._pub.live + 1) * 10 > self._max_slots * 7:
-                raise RegionFull(f"the shared-memory table is full ({self._pub.live} keys)")
+            if self._pub.live >= self._pub.cap:
+                return None
             slots = self._max_slots
         half = 1 - self._half
         nxt = NextTable(self._spare_table(half, slots), slots, half, *maps(self._slots, slots), [])

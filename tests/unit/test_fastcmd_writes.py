@@ -31,6 +31,7 @@ from tests.unit.test_fastcmd import (
     _run,
     side_by_side,
 )
+from tests.unit.test_shm_probes import _crafted, costs, shrink
 
 Pair = tuple[Store, Store, Clock]
 
@@ -224,7 +225,9 @@ def test_other_arities_are_handed_over(pair: Pair) -> None:
 
 def test_a_full_region_refuses_as_python_does() -> None:
     """The region's table is full (RegionFull, unlimited memory): the C path's reply and the
-    engine it leaves are Python's, for SET and in the middle of an MSET."""
+    engine it leaves are Python's, for SET and in the middle of an MSET. A refused write
+    changes nothing (the account, WATCH's count), and the keys the region holds out of the
+    table (piled on one home) are still overwritten, never refused (issue 23)."""
     with side_by_side(memory_limit=0) as unlimited:
         _fill_the_region(unlimited)
 
@@ -233,13 +236,28 @@ def _fill_the_region(pair: Pair) -> None:
     c, python, _ = pair
     for store in (c, python):
         assert store.engine.region is not None
-        store.engine.region._max_slots = 1024  # full at ~700 keys, not millions
+        shrink(store.engine.region)
+    region = c.engine.region
+    assert region is not None
+    piled = _crafted(region)
+    for key in piled:
+        _both(pair, "SET", key, "v")
+    assert region._far
     refused = 0
     for i in range(0, 900, 3):
         before = c.fallbacks
+        changes = c.engine.watched.changes
         reply = _both(pair, "SET", f"k{i}", "v")
+        if reply.startswith(b"-"):
+            assert c.engine.watched.changes == changes
         reply += _both(pair, "MSET", f"k{i + 1}", "v", f"k{i + 2}", "w", f"k{i}", "x")
         assert c.fallbacks == before
         refused += reply.count(b"-ERR value too large: the shared-memory table is full")
         assert c.state() == python.state(), i
+        assert c.engine.used_bytes == costs(c.engine), i
     assert refused
+    for key in piled:
+        assert _both(pair, "SET", key, "w" * REGION_MAX_VALUE) == b"+OK\r\n"
+        assert _both(pair, "MSET", key, "v", key, "w" * (REGION_MAX_VALUE + 1)) == b"+OK\r\n"
+        assert c.state() == python.state(), key
+        assert c.engine.used_bytes == costs(c.engine), key

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.engine import TTL_OVERHEAD, EngineError, MemoryEngine
+from blinkstore_gunicorn.engine.hashes import hset
 from blinkstore_gunicorn.shm import layout
 from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.reader import FALLBACK, RegionReader
@@ -64,6 +65,12 @@ def _crafted(writer: RegionWriter) -> list[bytes]:
         if h & (_FIRST - 1) == target and len(half) < _CLUSTER // 2:
             half.append(key)
     return [key for pair in zip(*halves, strict=True) for key in pair]
+
+
+def shrink(writer: RegionWriter) -> None:
+    """Make the first table the largest the writer may build: full at ~700 keys, not millions."""
+    writer._max_slots = _FIRST
+    writer._pub.cap = _FIRST * 7 // 10
 
 
 def _far_slots(writer: RegionWriter) -> list[int]:
@@ -168,3 +175,75 @@ def test_a_rebuild_into_a_smaller_table_keeps_every_key_within_max_probe(
         assert reader.lookup(key) == b"w%d" % n
         assert reader.expire_at_of(key) == expire_at
     assert reader.lookup(keys[-1]) is None
+
+
+def costs(engine: MemoryEngine) -> int:
+    """What ``used_bytes`` must be: the sum of the entries' costs."""
+    entries = [*engine._ahead.items(), *engine._behind.items()]
+    return sum(engine._cost(k, v) for k, v in entries) + TTL_OVERHEAD * len(engine._deadlines)
+
+
+def _check_consistent(
+    engine: MemoryEngine, reader: RegionReader, values: dict[bytes, bytes]
+) -> None:
+    """The account is the sum of the entries' costs, the store answers every key with its
+    value, and a reader answers it or asks the store (never "absent")."""
+    assert engine.used_bytes == costs(engine)
+    for key, value in values.items():
+        assert engine.get(key) == value
+        assert reader.lookup(key) in (value, FALLBACK), key
+
+
+def test_a_full_table_refuses_new_keys_only_and_changes_nothing(
+    writer: RegionWriter, store: tuple[MemoryEngine, RegionReader]
+) -> None:
+    """Unlimited memory, the table at its largest (shrunk here to the first table, full at
+    ~700 keys): a new key is refused (RegionFull, an error reply; SET, COPY) with nothing
+    changed, a RENAME is not, and a key the region holds already, even out of the table (a
+    block, or "ask the store" for a long value), is overwritten, given a TTL and deleted as
+    ever (issue 23)."""
+    engine, reader = store
+    shrink(writer)
+    values = {key: b"v%d" % n for n, key in enumerate(_crafted(writer))}
+    for key in list(values)[-2:]:
+        values[key] = b"long" * 20  # over max_value: "ask the store"
+    for key, value in values.items():
+        engine.set(key, value)
+    n = 0
+    with pytest.raises(EngineError, match="shared-memory table is full"):
+        while True:
+            values[b"filler:%d" % n] = b"f"
+            engine.set(b"filler:%d" % n, b"f")
+            n += 1
+    del values[b"filler:%d" % n]
+    engine.delete(b"filler:1")  # room for the hash
+    del values[b"filler:1"]
+    assert hset(engine, b"hash", [(b"f", b"v")]) == 1
+    out = [key for key in values if reader.lookup(key) is FALLBACK]
+    assert writer._far and -1 in writer._ask.values() and len(out) > len(writer._far)
+    before = (engine.used_bytes, engine.watched.changes, len(engine), writer._pub.live)
+    for key in (b"new", b"new:long"):
+        with pytest.raises(EngineError, match="shared-memory table is full"):
+            engine.set(key, b"v" if key == b"new" else b"long" * 20)
+        with pytest.raises(EngineError, match="shared-memory table is full"):
+            engine.copy(b"hash" if key == b"new" else b"filler:0", key)
+    assert (engine.used_bytes, engine.watched.changes, len(engine), writer._pub.live) == before
+    # A key deleted makes room for one added: RENAME (a string, a hash) is never refused.
+    assert engine.rename(b"filler:0", b"renamed") and engine.rename(b"hash", b"renamed:hash")
+    values[b"renamed"] = values.pop(b"filler:0")
+    assert engine.kind(b"renamed:hash") == b"hash" and engine.kind(b"hash") is None
+    _check_consistent(engine, reader, values)
+    expire_at = int(time.time() * 1000) + 3_600_000
+    for key in out:
+        values[key] = b"w" if len(values[key]) > writer.max_value else b"long" * 20
+        engine.set(key, values[key])  # a block of another size, or none
+        assert engine.set_expire_at(key, expire_at)
+        assert reader.expire_at_of(key) in (expire_at, FALLBACK)
+    _check_consistent(engine, reader, values)
+    assert writer._pub.live == before[3]
+    for key in out:
+        assert engine.delete(key)
+        del values[key]
+    _check_consistent(engine, reader, values)
+    for key in out:
+        assert engine.get(key) is None and reader.lookup(key) in (None, FALLBACK)

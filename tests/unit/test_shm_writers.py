@@ -22,7 +22,8 @@ import pytest
 from blinkstore_gunicorn.shm import layout
 from blinkstore_gunicorn.shm import writer as writer_module
 from blinkstore_gunicorn.shm.native import ENV, native
-from blinkstore_gunicorn.shm.writer import RegionWriter
+from blinkstore_gunicorn.shm.writer import RegionFull, RegionWriter
+from tests.unit.test_shm_probes import shrink
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
 
@@ -185,3 +186,42 @@ def test_an_overwrite_of_an_entry_the_migration_moved_stays_in_the_publisher(
         assert detours == []
     finally:
         writer.close()
+
+
+def test_both_writers_refuse_the_same_new_keys_and_keep_every_entry(
+    pair: tuple[RegionWriter, RegionWriter],
+) -> None:
+    """The table at its largest (shrunk to the first table): both writers refuse the same new
+    keys with RegionFull, changing nothing, and take every write to a key they hold, also out
+    of the table (issue 23): the same regions, the same entries kept out of the table."""
+    c, py = pair
+    for writer in pair:
+        shrink(writer)
+    handles: dict[bytes, int] = {}
+    keys = _piled(c) + [b"key:%d" % i for i in range(1000)]
+    for step, key in enumerate(keys):
+        value = b"long" * 400 if step % 7 == 0 else b"v"  # past max_value: "ask the store"
+        got = []
+        for writer in pair:
+            try:
+                got.append(writer.publish(key, value, 0, 0))
+            except RegionFull:
+                got.append(-1)
+        assert got[0] == got[1], (step, key)
+        if got[0] >= 0:
+            handles[key] = got[0]
+    assert len(handles) < len(keys), "nothing was refused"
+    assert c._far and -1 in c._ask.values()
+    _assert_same(c, py, 0, 0)
+    for value in (b"w" * 100, b"long" * 400, b"x"):  # another block size, none, a block again
+        for key, handle in handles.items():
+            got = [writer.publish(key, value, 0, handle) for writer in pair]
+            assert got[0] == got[1], key
+            handles[key] = got[0]
+        _assert_same(c, py, 0, 0)
+    for writer in pair:
+        for key, handle in handles.items():
+            writer.set_expire(key, handle, 2**40)
+            writer.unpublish(key, handle)
+        assert not writer._far and not writer._ask and not writer._pub.live
+    _assert_same(c, py, 0, 0)
