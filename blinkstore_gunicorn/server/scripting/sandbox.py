@@ -94,13 +94,83 @@ local function co_wrap(f)
   return function(...) return resumed(coresume(co, ...)) end
 end
 
+-- Redis's redis.call is a C function, so in `return redis.call(...)` the script's frame stays
+-- on the stack and an error names the script's line. Ours is a Lua function, and Lua 5.1
+-- drops the caller's frame on a tail call: so a compiled script's tail calls become plain
+-- calls (TAILCALL a b 0 -> CALL a b 0; the RETURN a 0 the compiler put after it returns the
+-- same values). This reads Lua 5.1's binary chunk (ldump.c) far enough to find every
+-- function's code, with the sizes and byte order its header gives.
+local byte, char, sub, dump = string.byte, string.char, string.sub, string.dump
+local OP_TAILCALL = 29
+
+local function without_tail_calls(chunk)
+  local little, int_size, size_t_size, instruction_size, number_size =
+    byte(chunk, 7) == 1, byte(chunk, 8), byte(chunk, 9), byte(chunk, 10), byte(chunk, 11)
+  -- The opcode is the low 6 bits of an instruction's least significant byte.
+  local opcode_at = little and 0 or instruction_size - 1
+  local parts, copied, pos = {}, 1, 13  -- after the 12-byte header
+
+  local function unsigned(size)
+    local value = 0
+    for i = size - 1, 0, -1 do
+      value = value * 256 + byte(chunk, pos + (little and i or size - 1 - i))
+    end
+    pos = pos + size
+    return value
+  end
+  local function skip_string()
+    local size = unsigned(size_t_size)  -- read first: it moves pos past the size itself
+    pos = pos + size
+  end
+
+  local function patch_function()
+    skip_string()  -- source
+    pos = pos + 2 * int_size + 4  -- first and last line, upvalues, parameters, vararg, stack
+    local count = unsigned(int_size)
+    for at = pos + opcode_at, pos + (count - 1) * instruction_size + opcode_at, instruction_size do
+      local op = byte(chunk, at)
+      if op % 64 == OP_TAILCALL then
+        parts[#parts + 1] = sub(chunk, copied, at - 1)
+        parts[#parts + 1] = char(op - 1)  -- OP_CALL
+        copied = at + 1
+      end
+    end
+    pos = pos + count * instruction_size
+    for _ = 1, unsigned(int_size) do  -- constants: nil 0, boolean 1, number 3, string 4
+      local kind = byte(chunk, pos)
+      pos = pos + 1
+      if kind == 1 then
+        pos = pos + 1
+      elseif kind == 3 then
+        pos = pos + number_size
+      elseif kind == 4 then
+        skip_string()
+      end
+    end
+    for _ = 1, unsigned(int_size) do patch_function() end
+    count = unsigned(int_size)  -- line of each instruction
+    pos = pos + count * int_size
+    for _ = 1, unsigned(int_size) do  -- local variables: name, first and last instruction
+      skip_string()
+      pos = pos + 2 * int_size
+    end
+    for _ = 1, unsigned(int_size) do skip_string() end  -- upvalue names
+  end
+
+  patch_function()
+  parts[#parts + 1] = sub(chunk, copied)
+  return concat(parts)
+end
+
 local function safe_loadstring(source, name)
   if type(source) == 'string' and source:byte(1) == 27 then
     return nil, 'loading precompiled code is not allowed'
   end
   local fn, err = real_loadstring(source, name)
-  if fn then real_setfenv(fn, env) end
-  return fn, err
+  if not fn then return nil, err end
+  fn = real_loadstring(without_tail_calls(dump(fn)), name)
+  real_setfenv(fn, env)
+  return fn
 end
 
 -- Level 0: Redis raises these from C, so the message has no script position.
