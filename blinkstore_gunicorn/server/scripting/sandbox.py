@@ -293,17 +293,31 @@ local format, gsub, rawget = string.format, string.gsub, rawget
 local TWO_63 = 2 ^ 63
 local INT64_MIN = ':-9223372036854775808\r\n'
 
+-- make(n) kept for the integers 0 to limit - 1 once made: a number becomes text through C's
+-- sprintf, which costs more than the rest of a short reply's encoding (a script returning
+-- {1, 'abc'} formatted three numbers).
+local function memo(make, limit)
+  return real_setmetatable({}, {__index = function(made, n)
+    local text = make(n)
+    if n >= 0 and n < limit and n % 1 == 0 then real_rawset(made, n, text) end
+    return text
+  end})
+end
+local bulk_header = memo(function(n) return '$' .. n .. '\r\n' end, 4096)
+local array_header = memo(function(n) return '*' .. n .. '\r\n' end, 1024)
+local integer_reply = memo(function(n) return format(':%d\r\n', n) end, 1024)
+
 -- A value that is not a table, as its reply.
 local function scalar(value, nil_reply)
   local kind = type(value)
   if kind == 'string' then
-    return '$' .. #value .. '\r\n' .. value .. '\r\n'
+    return bulk_header[#value] .. value .. '\r\n'
   elseif kind == 'number' then
     -- Truncated toward zero; NaN and out of range give what the C cast gives in Redis.
     if value ~= value or value >= TWO_63 or value < -TWO_63 then
       return INT64_MIN
     end
-    return format(':%d\r\n', value)
+    return integer_reply[value]
   elseif value == true then
     return ':1\r\n'
   end
@@ -335,7 +349,7 @@ local function encode(value, nil_reply, out, n, depth)
     count = count + 1
     item = rawget(value, count + 1)
   end
-  out[header] = '*' .. count .. '\r\n'
+  out[header] = array_header[count]
   return n
 end
 
