@@ -37,6 +37,19 @@ def failed(script: str, message: str, line: int | None = 1) -> bytes:
     return err(f"{message} script: {sha(script)}{where}")
 
 
+def test_tail_calls_return_every_value_and_recurse(r: Harness) -> None:
+    # A script's tail calls are compiled as plain calls (so that an error names the line).
+    script = (
+        "local function f(...) return ... end "
+        "local function g(...) return f(...) end "
+        "return {g(1, 'a', 3)}"
+    )
+    assert r("EVAL", script, "0") == b"*3\r\n:1\r\n$1\r\na\r\n:3\r\n"
+    down = "local function down(n) if n == 0 then return 'done' end return down(n - 1) end "
+    assert r("EVAL", down + "return down(10000)", "0") == b"$4\r\ndone\r\n"
+    assert r("EVAL", "return loadstring('return select(2, ...)')(1, 2)", "0") == b":2\r\n"
+
+
 def test_lua_values_become_replies(r: Harness) -> None:
     assert r("EVAL", "return 1", "0") == b":1\r\n"
     assert r("EVAL", "return 3.99", "0") == b":3\r\n"

@@ -167,8 +167,8 @@ local function safe_loadstring(source, name)
     return nil, 'loading precompiled code is not allowed'
   end
   local fn, err = real_loadstring(source, name)
-  if not fn then return nil, err end
-  fn = real_loadstring(without_tail_calls(dump(fn)), name)
+  if fn then fn, err = real_loadstring(without_tail_calls(dump(fn)), name) end
+  if not fn then return nil, err end  -- the second load fails only for want of memory
   real_setfenv(fn, env)
   return fn
 end
