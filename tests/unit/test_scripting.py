@@ -249,6 +249,25 @@ def test_an_endless_script_inside_exec_is_stopped_at_the_threshold(r: Harness) -
     assert r("EVAL", "return 'still here'", "0") == b"$10\r\nstill here\r\n"
 
 
+def test_the_time_limit_holds_for_every_script_after_a_stop(r: Harness) -> None:
+    # The count hook stays set between scripts; a stop swaps it for a line hook, which the
+    # next script must not inherit, also when the stopped script caught the error and returned.
+    r("EVAL", "return 1", "0")
+    assert r.d.scripting is not None
+    r.d.scripting.busy_threshold = 0.0
+    caught = "local ok = pcall(function() while true do end end) return {ok and 1 or 0}"
+    for script in (caught, "return 'next'", "while true do end", "return 'next'"):
+        assert r("MULTI") == b"+OK\r\n"
+        assert r("EVAL", script, "0") == b"+QUEUED\r\n"
+        reply = r("EXEC")
+        if script == caught:
+            assert reply == b"*1\r\n*1\r\n:0\r\n"
+        elif "while" in script:
+            assert reply.startswith(b"*1\r\n-" + CANNOT_PAUSE.encode())
+        else:
+            assert reply == b"*1\r\n$4\r\nnext\r\n"
+
+
 def test_time(r: Harness) -> None:
     reply = r("TIME")
     assert reply.startswith(b"*2\r\n$10\r\n")
