@@ -140,6 +140,31 @@ def test_error_replies_match_redis(client: redis.Redis) -> None:
 
 
 @pytest.mark.parametrize(
+    ("script", "message", "line"),
+    [
+        ("return redis.call('subscribe', 'x')", "This Redis command is not allowed from script", 1),
+        ("\nreturn redis.call('nosuch')", "Unknown Redis command called from script", 2),
+        ("return redis.call('incr', 's')", "value is not an integer or out of range", 1),
+        (
+            "local function get()\n  return redis.call('get')\nend\nreturn get()",
+            "Wrong number of args calling Redis command from script",
+            2,
+        ),
+    ],
+    ids=["refused", "unknown", "error-reply", "in-a-function"],
+)
+def test_a_failed_redis_call_in_a_return_names_its_line(
+    client: redis.Redis, script: str, message: str, line: int
+) -> None:
+    # `return redis.call(...)` is a tail call: the script's own line must still be named.
+    client.set("s", "v")
+    sha = client.script_load(script)
+    assert _error(client, script, 0) == f"{message} script: {sha}, on @user_script:{line}."
+    pcall = script.replace("redis.call", "redis.pcall")
+    assert _error(client, pcall, 0) == message
+
+
+@pytest.mark.parametrize(
     "script",
     [
         "return os.execute('true')",

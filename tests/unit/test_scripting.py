@@ -37,6 +37,19 @@ def failed(script: str, message: str, line: int | None = 1) -> bytes:
     return err(f"{message} script: {sha(script)}{where}")
 
 
+def test_tail_calls_return_every_value_and_recurse(r: Harness) -> None:
+    # A script's tail calls are compiled as plain calls (so that an error names the line).
+    script = (
+        "local function f(...) return ... end "
+        "local function g(...) return f(...) end "
+        "return {g(1, 'a', 3)}"
+    )
+    assert r("EVAL", script, "0") == b"*3\r\n:1\r\n$1\r\na\r\n:3\r\n"
+    down = "local function down(n) if n == 0 then return 'done' end return down(n - 1) end "
+    assert r("EVAL", down + "return down(10000)", "0") == b"$4\r\ndone\r\n"
+    assert r("EVAL", "return loadstring('return select(2, ...)')(1, 2)", "0") == b":2\r\n"
+
+
 def test_lua_values_become_replies(r: Harness) -> None:
     assert r("EVAL", "return 1", "0") == b":1\r\n"
     assert r("EVAL", "return 3.99", "0") == b":3\r\n"
@@ -234,6 +247,25 @@ def test_an_endless_script_inside_exec_is_stopped_at_the_threshold(r: Harness) -
     assert r("EXEC").startswith(b"*1\r\n-" + CANNOT_PAUSE.encode())
     assert r("GET", "n") == b"$1\r\n1\r\n"
     assert r("EVAL", "return 'still here'", "0") == b"$10\r\nstill here\r\n"
+
+
+def test_the_time_limit_holds_for_every_script_after_a_stop(r: Harness) -> None:
+    # The count hook stays set between scripts; a stop swaps it for a line hook, which the
+    # next script must not inherit, also when the stopped script caught the error and returned.
+    r("EVAL", "return 1", "0")
+    assert r.d.scripting is not None
+    r.d.scripting.busy_threshold = 0.0
+    caught = "local ok = pcall(function() while true do end end) return {ok and 1 or 0}"
+    for script in (caught, "return 'next'", "while true do end", "return 'next'"):
+        assert r("MULTI") == b"+OK\r\n"
+        assert r("EVAL", script, "0") == b"+QUEUED\r\n"
+        reply = r("EXEC")
+        if script == caught:
+            assert reply == b"*1\r\n*1\r\n:0\r\n"
+        elif "while" in script:
+            assert reply.startswith(b"*1\r\n-" + CANNOT_PAUSE.encode())
+        else:
+            assert reply == b"*1\r\n$4\r\nnext\r\n"
 
 
 def test_time(r: Harness) -> None:

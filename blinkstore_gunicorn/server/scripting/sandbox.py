@@ -94,13 +94,83 @@ local function co_wrap(f)
   return function(...) return resumed(coresume(co, ...)) end
 end
 
+-- Redis's redis.call is a C function, so in `return redis.call(...)` the script's frame stays
+-- on the stack and an error names the script's line. Ours is a Lua function, and Lua 5.1
+-- drops the caller's frame on a tail call: so a compiled script's tail calls become plain
+-- calls (TAILCALL a b 0 -> CALL a b 0; the RETURN a 0 the compiler put after it returns the
+-- same values). This reads Lua 5.1's binary chunk (ldump.c) far enough to find every
+-- function's code, with the sizes and byte order its header gives.
+local byte, char, sub, dump = string.byte, string.char, string.sub, string.dump
+local OP_TAILCALL = 29
+
+local function without_tail_calls(chunk)
+  local little, int_size, size_t_size, instruction_size, number_size =
+    byte(chunk, 7) == 1, byte(chunk, 8), byte(chunk, 9), byte(chunk, 10), byte(chunk, 11)
+  -- The opcode is the low 6 bits of an instruction's least significant byte.
+  local opcode_at = little and 0 or instruction_size - 1
+  local parts, copied, pos = {}, 1, 13  -- after the 12-byte header
+
+  local function unsigned(size)
+    local value = 0
+    for i = size - 1, 0, -1 do
+      value = value * 256 + byte(chunk, pos + (little and i or size - 1 - i))
+    end
+    pos = pos + size
+    return value
+  end
+  local function skip_string()
+    local size = unsigned(size_t_size)  -- read first: it moves pos past the size itself
+    pos = pos + size
+  end
+
+  local function patch_function()
+    skip_string()  -- source
+    pos = pos + 2 * int_size + 4  -- first and last line, upvalues, parameters, vararg, stack
+    local count = unsigned(int_size)
+    for at = pos + opcode_at, pos + (count - 1) * instruction_size + opcode_at, instruction_size do
+      local op = byte(chunk, at)
+      if op % 64 == OP_TAILCALL then
+        parts[#parts + 1] = sub(chunk, copied, at - 1)
+        parts[#parts + 1] = char(op - 1)  -- OP_CALL
+        copied = at + 1
+      end
+    end
+    pos = pos + count * instruction_size
+    for _ = 1, unsigned(int_size) do  -- constants: nil 0, boolean 1, number 3, string 4
+      local kind = byte(chunk, pos)
+      pos = pos + 1
+      if kind == 1 then
+        pos = pos + 1
+      elseif kind == 3 then
+        pos = pos + number_size
+      elseif kind == 4 then
+        skip_string()
+      end
+    end
+    for _ = 1, unsigned(int_size) do patch_function() end
+    count = unsigned(int_size)  -- line of each instruction
+    pos = pos + count * int_size
+    for _ = 1, unsigned(int_size) do  -- local variables: name, first and last instruction
+      skip_string()
+      pos = pos + 2 * int_size
+    end
+    for _ = 1, unsigned(int_size) do skip_string() end  -- upvalue names
+  end
+
+  patch_function()
+  parts[#parts + 1] = sub(chunk, copied)
+  return concat(parts)
+end
+
 local function safe_loadstring(source, name)
   if type(source) == 'string' and source:byte(1) == 27 then
     return nil, 'loading precompiled code is not allowed'
   end
   local fn, err = real_loadstring(source, name)
-  if fn then real_setfenv(fn, env) end
-  return fn, err
+  if fn then fn, err = real_loadstring(without_tail_calls(dump(fn)), name) end
+  if not fn then return nil, err end  -- the second load fails only for want of memory
+  real_setfenv(fn, env)
+  return fn
 end
 
 -- Level 0: Redis raises these from C, so the message has no script position.
@@ -223,17 +293,31 @@ local format, gsub, rawget = string.format, string.gsub, rawget
 local TWO_63 = 2 ^ 63
 local INT64_MIN = ':-9223372036854775808\r\n'
 
+-- make(n) kept for the integers 0 to limit - 1 once made: a number becomes text through C's
+-- sprintf, which costs more than the rest of a short reply's encoding (a script returning
+-- {1, 'abc'} formatted three numbers).
+local function memo(make, limit)
+  return real_setmetatable({}, {__index = function(made, n)
+    local text = make(n)
+    if n >= 0 and n < limit and n % 1 == 0 then real_rawset(made, n, text) end
+    return text
+  end})
+end
+local bulk_header = memo(function(n) return '$' .. n .. '\r\n' end, 4096)
+local array_header = memo(function(n) return '*' .. n .. '\r\n' end, 1024)
+local integer_reply = memo(function(n) return format(':%d\r\n', n) end, 1024)
+
 -- A value that is not a table, as its reply.
 local function scalar(value, nil_reply)
   local kind = type(value)
   if kind == 'string' then
-    return '$' .. #value .. '\r\n' .. value .. '\r\n'
+    return bulk_header[#value] .. value .. '\r\n'
   elseif kind == 'number' then
     -- Truncated toward zero; NaN and out of range give what the C cast gives in Redis.
     if value ~= value or value >= TWO_63 or value < -TWO_63 then
       return INT64_MIN
     end
-    return format(':%d\r\n', value)
+    return integer_reply[value]
   elseif value == true then
     return ':1\r\n'
   end
@@ -265,7 +349,7 @@ local function encode(value, nil_reply, out, n, depth)
     count = count + 1
     item = rawget(value, count + 1)
   end
-  out[header] = '*' .. count .. '\r\n'
+  out[header] = array_header[count]
   return n
 end
 
@@ -281,9 +365,13 @@ local function run(fn, nil_reply, numkeys, ...)
   end
   real_rawset(globals, 'KEYS', keys)
   real_rawset(globals, 'ARGV', argv)
-  sethook(hook, '', hook_every)
   local ok, result = xpcall(fn, on_error)
-  sethook()
+  if stop_error then
+    -- The stop put the line hook in the count hook's place (a script that caught the error
+    -- with pcall may even have returned): the next script gets the count hook back.
+    stop_error = nil
+    sethook(hook, '', hook_every)
+  end
   if not ok then return false, result end
   -- A scalar needs no parts table.
   if type(result) ~= 'table' then return true, scalar(result, nil_reply) end
@@ -292,5 +380,9 @@ local function run(fn, nil_reply, numkeys, ...)
   return true, concat(out)
 end
 
+-- The count hook stays set between scripts (setting and clearing it around each script cost
+-- about 5,000 instructions, an eighth of a short script's): between them it only fires when
+-- this state runs 100,000 instructions, and then finds no script running.
+sethook(hook, '', hook_every)
 return compile, run
 """
