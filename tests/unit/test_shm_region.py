@@ -130,7 +130,13 @@ def test_growth_flush_and_close_are_seen_by_readers(
     for n in range(0, 5000, 2):
         region.unpublish(b"k%d" % n, handles.pop(b"k%d" % n))
     for n in range(5000):
-        assert reader.lookup(b"k%d" % n) == (b"v%d" % n if n % 2 else None)
+        found = reader.lookup(b"k%d" % n)
+        if n % 2:
+            assert found == b"v%d" % n
+        else:
+            # Deleted: absent, or "ask the store" when the probe meets MAX_PROBE taken slots
+            # (tombstones count; with some hash secrets these keys cluster: 1 region in ~150).
+            assert found is None or found is FALLBACK, n
     region.flush()
     assert reader.lookup(b"k1") is None
     assert reader.alive
