@@ -39,9 +39,10 @@ import shutil
 import statistics
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, TypeAlias
+from typing import TypeAlias
 
 from bench.datatypes import _cpu_us, cpu_seconds, redis_benchmark
+from bench.transport import InProcessTransport
 from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.protocol.resp import CommandReader, encode_command
 from blinkstore_gunicorn.protocol.resp_hiredis import ENV as HIREDIS_ENV
@@ -110,23 +111,11 @@ def environment(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-class _Sink:
-    """The transport calls a connection makes while it serves requests: replies are dropped."""
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+class _Sink(InProcessTransport):
+    """The transport of :func:`in_process`: replies are dropped, not kept."""
 
     def write(self, data: bytes) -> None:
         pass
-
-    def is_closing(self) -> bool:
-        return False
 
 
 #: GETs per read in :func:`in_process`, as redis-benchmark's ``-P 16`` sends them.

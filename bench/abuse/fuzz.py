@@ -25,9 +25,9 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from bench.abuse.common import PASSWORD, Client, memory_kib, store
+from bench.transport import InProcessTransport
 from blinkstore_gunicorn.config import StoreSettings
 from blinkstore_gunicorn.engine.hyperloglog import HyperLogLog
 from blinkstore_gunicorn.protocol import resp
@@ -297,47 +297,12 @@ def _drain_available(sock: socket.socket) -> None:
         sock.settimeout(HANG_DEADLINE)
 
 
-class _Transport:
-    """Collects what a connection writes (the in-process split check)."""
-
-    def __init__(self) -> None:
-        self.out: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.out.append(data)
-
-    def close(self) -> None:
-        pass
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    resume_reading = pause_reading
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def set_write_buffer_limits(self, high: int) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def can_write_eof(self) -> bool:
-        return False  # closes at once: no lingering timer outside an event loop
-
-
 def _replies(parts: list[bytes]) -> bytes:
     server = StoreServer(
         StoreSettings(unix="/nonexistent", memory_limit=0), clock_ms=lambda: 10**12
     )
     connection = StoreConnection(server)
-    transport = _Transport()
+    transport = InProcessTransport()
     connection.connection_made(transport)  # type: ignore[arg-type]
     for part in parts:
         if part:
