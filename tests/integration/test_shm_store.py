@@ -92,6 +92,11 @@ def test_eviction_is_visible_and_region_hits_count(peer: redis.Redis, reader: Re
     assert 0 < len(held) < 3000
     for n in range(3000):
         found = reader.get(b"key:%d" % n)
+        if found is FALLBACK and n not in held:
+            # A probe that meets MAX_PROBE taken slots (evictions leave tombstones) asks the
+            # store, as the client does; the store counts the miss.
+            assert peer.get(f"key:{n}") is None, n
+            continue
         assert (found is not None) == (n in held), n
     after = peer.info()
     assert after["keyspace_hits"] - info["keyspace_hits"] == len(held)
