@@ -92,6 +92,39 @@ static int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
     return 0;
 }
 
+/* An exception set aside while a clean-up runs that must run after a failure too. */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *type, *exc, *tb;
+#endif
+} Pending;
+
+static void pending_take(Pending *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+    p->exc = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&p->type, &p->exc, &p->tb);
+#endif
+}
+
+/* Raise the exception set aside again, if there was one, instead of any the clean-up raised:
+ * the first failure is the one to report. */
+static void pending_restore(Pending *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (p->exc != NULL) {
+        PyErr_Clear();
+        PyErr_SetRaisedException(p->exc);
+    }
+#else
+    if (p->type != NULL) {
+        PyErr_Clear();
+        PyErr_Restore(p->type, p->exc, p->tb);
+    }
+#endif
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *dispatcher;
@@ -129,6 +162,10 @@ typedef struct {
      * the engine's watched keys, and its numbers (used follows every write made here). */
     PyObject *region, *publish, *block_bytes, *watched;
     Py_ssize_t used, limit, max_key, max_value, region_max;
+    /* What the writes moved, kept in C and written back once by view_close (a Python int per
+     * key and counter cost more than a key's dict lookup): _used as it was, watched.changes
+     * and _inserts to add. Nothing the command calls meanwhile reads them. */
+    Py_ssize_t used_before, changes, inserts;
 } View;
 
 static void view_clear(View *v) {
@@ -186,12 +223,29 @@ static int add_count(PyObject *engine, Py_ssize_t offset, Py_ssize_t n) {
     return 0;
 }
 
-/* Write the request's counts back (the engine keeps them in Python ints) and release. */
+/* engine._used = used, when the writes moved it. */
+static int set_used(Runner *r, View *v) {
+    if (v->used == v->used_before) return 0;
+    PyObject *used = PyLong_FromSsize_t(v->used);
+    if (used == NULL) return -1;
+    Py_XSETREF(SLOT(r->engine, r->used), used);
+    return 0;
+}
+
+/* Write the request's counts back (the engine keeps them in Python ints) and release; also
+ * after a failed write, whose earlier keys are written (the error raised is kept). */
 static int view_close(Runner *r, View *v) {
+    Pending pending;
+    pending_take(&pending);
     int rc = 0;
-    if (v->hits && add_count(r->engine, r->hits, v->hits) < 0) rc = -1;
-    if (v->misses && rc == 0 && add_count(r->engine, r->misses, v->misses) < 0) rc = -1;
+    if ((v->hits && add_count(r->engine, r->hits, v->hits) < 0) ||
+        (v->misses && add_count(r->engine, r->misses, v->misses) < 0) ||
+        (v->watched != NULL && v->changes && add_count(v->watched, r->changes, v->changes) < 0) ||
+        (v->inserts && add_count(r->engine, r->inserts, v->inserts) < 0) ||
+        (v->watched != NULL && set_used(r, v) < 0))
+        rc = -1;
     view_clear(v);
+    pending_restore(&pending);
     return rc;
 }
 
@@ -393,6 +447,7 @@ static int write_open(Runner *r, View *v) {
         slot_size(engine, r->max_key, &v->max_key) < 0 ||
         slot_size(engine, r->max_value, &v->max_value) < 0)
         return HAND_OVER;
+    v->used_before = v->used;
     PyObject *region = SLOT(engine, r->region);
     if (region == NULL) return HAND_OVER;
     if (region != Py_None) {
@@ -443,6 +498,7 @@ typedef struct {
     PyObject *old;        /* its value (a new reference); NULL: absent */
     Py_ssize_t old_cost;  /* MemoryEngine._cost of it */
     Py_ssize_t cost;      /* entry_cost of the new value */
+    Py_ssize_t earlier;   /* MSET's: the last earlier pair of the same key, or -1 */
 } Plan;
 
 /* 1 when key is in dict, 0 when not, -1 on error. */
@@ -496,11 +552,6 @@ static int fits(View *v, Plan *p) {
     return !v->limit || v->used - p->old_cost + p->cost <= v->limit;
 }
 
-/* engine.<offset> += n (n may be negative or 0). */
-static int add_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t n) {
-    return n ? add_count(obj, offset, n) : 0;
-}
-
 /* MemoryEngine.set(key, value) for a plan find_old, entry_cost and fits accepted; Py_clears
  * p->old. 0 when done; 1 when the region refused the write (RegionFull): *refusal is then the
  * reply Dispatcher.store gives, and the engine is left as the Python path leaves it; -1. */
@@ -536,15 +587,19 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
         if (!taken) Py_SETREF(stored, Py_NewRef(value));
     }
     /* watched.changed(key): the key is not watched (find_old), so only the total moves. */
-    if (add_count(v->watched, r->changes, 1) < 0) goto done;
-    /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem). */
-    if (PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0) goto done;
-    if (p->old ? PySet_Add(v->visited, key) < 0 : add_count(r->engine, r->inserts, 1) < 0)
+    v->changes++;
+    /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem).
+     * A value rewritten in its block leaves the very handle the dict holds: setting it again
+     * would change nothing but cost two more lookups of the key and one of its queue node. */
+    if (stored != p->old && PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0)
+        goto done;
+    if (p->old == NULL)
+        v->inserts++;
+    else if (PySet_Add(v->visited, key) < 0)
         goto done;
     Py_ssize_t cost = p->cost;
     if (v->region != NULL && PyBytes_CheckExact(stored)) /* not in the region: heap cost */
         cost = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value) + r->entry_overhead;
-    if (add_size(r->engine, r->used, cost - p->old_cost) < 0) goto done;
     v->used += cost - p->old_cost;
     rc = 0;
 done:
@@ -632,6 +687,45 @@ done:
     return reply;
 }
 
+/* MSET's pairs by key so far: an open-addressing table of pair indices (-1: free) by the
+ * key's hash, which the engine's dict lookups then find cached in the bytes. A dict of index
+ * ints cost a tenth of the whole command. */
+typedef struct {
+    Py_ssize_t *slots, mask, small[32];
+} Latest;
+
+/* 0, or -1 when out of memory. */
+static int latest_open(Latest *t, Py_ssize_t pairs) {
+    Py_ssize_t size = 32;
+    while (size < 2 * pairs) size <<= 1; /* at most half full: probes stay short */
+    t->slots = size == 32 ? t->small : PyMem_Malloc((size_t)size * sizeof(Py_ssize_t));
+    t->mask = size - 1;
+    if (t->slots == NULL) return -1;
+    memset(t->slots, 0xff, (size_t)size * sizeof(Py_ssize_t));
+    return 0;
+}
+
+static void latest_close(Latest *t) {
+    if (t->slots != t->small) PyMem_Free(t->slots);
+}
+
+/* Pair i's key (bytes) is now the last pair of its key: the index of the pair that was, -1
+ * when none, -2 on error. */
+static Py_ssize_t latest_swap(Latest *t, PyObject *args, Py_ssize_t i) {
+    PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i);
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -2;
+    Py_ssize_t at = (Py_ssize_t)((size_t)hash & (size_t)t->mask), found;
+    for (; (found = t->slots[at]) >= 0; at = (at + 1) & t->mask) {
+        PyObject *other = PyList_GET_ITEM(args, 1 + 2 * found);
+        if (PyObject_Hash(other) == hash && PyBytes_GET_SIZE(other) == PyBytes_GET_SIZE(key) &&
+            !memcmp(PyBytes_AS_STRING(other), PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key)))
+            break;
+    }
+    t->slots[at] = i;
+    return found;
+}
+
 /* MSET key value [key value...]: every pair is checked before the first write, so that a
  * hand-over leaves no side effect. A key named twice is written twice, as _store_all does: its
  * first write is planned on the engine's state, the second finds that write. The other plans
@@ -642,10 +736,13 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     if (slot_size(r->dispatcher, r->d_max_key, &d_max_key) < 0 ||
         slot_size(r->dispatcher, r->d_max_value, &d_max_value) < 0)
         return NULL;
-    PyObject *reply = NULL, *latest = PyDict_New(); /* key -> the index of its last pair so far */
+    PyObject *reply = NULL;
     Plan *plans = PyMem_Calloc((size_t)pairs, sizeof(Plan));
-    unsigned char *again = PyMem_Calloc((size_t)pairs, 1); /* the key of an earlier pair */
-    if (latest == NULL || plans == NULL || again == NULL) goto done;
+    Latest latest;
+    if (latest_open(&latest, pairs) < 0 || plans == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     /* used after each write, bounded from above: every key's last value costs at most its
      * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
     Py_ssize_t bound = v->used;
@@ -655,21 +752,16 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         if ((p->cost = entry_cost(r, v, key, value)) < 0 || PyBytes_GET_SIZE(key) > d_max_key ||
             PyBytes_GET_SIZE(value) > d_max_value) /* _pairs' own limits, the dispatcher's */
             goto done;
-        PyObject *earlier = PyDict_GetItemWithError(latest, key);
-        if (earlier != NULL) {
-            again[i] = 1;
-            bound += p->cost - plans[PyLong_AsSsize_t(earlier)].cost;
+        if ((p->earlier = latest_swap(&latest, args, i)) < -1) goto done;
+        if (p->earlier >= 0) {
+            bound += p->cost - plans[p->earlier].cost;
         } else {
             Py_ssize_t cost = p->cost;
-            if (PyErr_Occurred() || find_old(r, v, key, p) != FOUND) goto done;
+            if (find_old(r, v, key, p) != FOUND) goto done;
             p->cost = cost;
             bound += p->cost - p->old_cost;
         }
         if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
-        PyObject *index = PyLong_FromSsize_t(i);
-        int stored = index ? PyDict_SetItem(latest, key, index) : -1;
-        Py_XDECREF(index);
-        if (stored < 0) goto done;
     }
     PyObject *end = NULL;
     if (v->region != NULL && (end = PyObject_CallMethodNoArgs(v->region, s_begin_batch)) == NULL)
@@ -681,7 +773,7 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
         Py_ssize_t cost = p->cost;
-        int rc = again[i] ? find_old(r, v, key, p) : FOUND;
+        int rc = p->earlier >= 0 ? find_old(r, v, key, p) : FOUND;
         p->cost = cost;
         if (rc == FOUND && !fits(v, p)) rc = HAND_OVER;
         if (rc != FOUND) {
@@ -698,26 +790,19 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         }
     }
     if (v->region != NULL) { /* seen_at_once's finally: also after an exception */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
+        Pending pending;
+        pending_take(&pending);
         end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
-        if (exc != NULL) PyErr_SetRaisedException(exc);
-#else
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
-        if (type != NULL) PyErr_Restore(type, exc, tb);
-#endif
+        pending_restore(&pending);
         if (end == NULL) Py_CLEAR(result);
         Py_XDECREF(end);
     }
     reply = result;
 done:
-    Py_XDECREF(latest);
+    latest_close(&latest);
     if (plans != NULL) /* what was not written (commit releases what it wrote) */
         for (i = 0; i < pairs; i++) Py_XDECREF(plans[i].old);
     PyMem_Free(plans);
-    PyMem_Free(again);
     return reply;
 }
 
