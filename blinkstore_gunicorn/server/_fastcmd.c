@@ -53,7 +53,7 @@ static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited
     *s_max_reply_size, *s_one, *s_zero, *s_ok, *s_leases, *s_leases_dict, *s_max_key_size,
     *s_max_value_size, *s_engine_max_key, *s_engine_max_value, *s_used, *s_inserts,
     *s_memory_limit, *s_watched, *s_changes, *s_max_value, *s_publish, *s_block_bytes,
-    *s_begin_batch, *s_end_batch;
+    *s_begin_batch, *s_end_batch, *s_mm;
 
 /* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
 static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
@@ -149,7 +149,7 @@ typedef struct {
     PyTypeObject *client_type;
     Py_ssize_t table_, nil, cmd, seen;
     PyTypeObject *region_type;
-    Py_ssize_t region_max, publish, read, block_bytes;
+    Py_ssize_t region_max, publish, read, block_bytes, region_mm;
 } Runner;
 
 /* The engine's state for one request: new references, released by view_close. */
@@ -431,7 +431,8 @@ static int region_slots(Runner *r, PyTypeObject *type) {
     if ((r->region_max = slot_offset(type, s_max_value)) < 0 ||
         (r->publish = slot_offset(type, s_publish)) < 0 ||
         (r->read = slot_offset(type, s_read)) < 0 ||
-        (r->block_bytes = slot_offset(type, s_block_bytes)) < 0)
+        (r->block_bytes = slot_offset(type, s_block_bytes)) < 0 ||
+        (r->region_mm = slot_offset(type, s_mm)) < 0)
         return -1;
     r->region_type = type;
     Py_INCREF(type);
@@ -506,9 +507,12 @@ static int holds(PyObject *dict, PyObject *key) {
     return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
 
-/* The key's entry as a plain write finds it: FOUND (p->old NULL when absent), HAND_OVER when
- * the key is watched, leased, has a deadline or a value of another type, or -1. */
-static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
+/* The key's entry as a plain write finds it, without its cost (find_old's first half, which
+ * MSET runs for every key before the second): FOUND (p->old borrowed from the dict, NULL when
+ * the key is absent), HAND_OVER when the key is watched, leased or has a deadline, or -1.
+ * Borrowed, so that the value's memory is not touched yet: until price_old nothing runs that
+ * could change the dicts (bytes hash and compare in C, no Python code). */
+static int find_entry(Runner *r, View *v, PyObject *key, Plan *p) {
     int rc;
     p->holder = p->old = NULL;
     p->old_cost = 0;
@@ -526,23 +530,42 @@ static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
             return PyErr_Occurred() ? -1 : FOUND;
         }
     }
+    p->old = old;
+    return FOUND;
+}
+
+/* find_old's second half: p->old_cost, MemoryEngine._cost of the entry find_entry found.
+ * FOUND (p->old now a new reference), or HAND_OVER (p->old NULL) when the value is of
+ * another type. */
+static int price_old(Runner *r, View *v, PyObject *key, Plan *p) {
+    PyObject *old = p->old;
+    if (old == NULL) return FOUND;
     Py_ssize_t nk = PyBytes_GET_SIZE(key);
     if (PyBytes_CheckExact(old)) {
         p->old_cost = nk + PyBytes_GET_SIZE(old) + r->entry_overhead;
-    } else if (PyLong_CheckExact(old) && v->region != NULL) {
+        Py_INCREF(old);
+        return FOUND;
+    }
+    if (PyLong_CheckExact(old) && v->region != NULL) {
         PyObject *bytes = PyObject_CallOneArg(v->block_bytes, old);
         Py_ssize_t n = bytes && PyLong_CheckExact(bytes) ? PyLong_AsSsize_t(bytes) : -1;
         Py_XDECREF(bytes);
-        if (n < 0) {
-            PyErr_Clear(); /* the Python path meets (and reports) the same failure */
-            return HAND_OVER;
+        if (n >= 0) {
+            p->old_cost = nk + r->entry_overhead + r->region_overhead + n;
+            Py_INCREF(old);
+            return FOUND;
         }
-        p->old_cost = nk + r->entry_overhead + r->region_overhead + n;
-    } else { /* a hash, list...: SET replaces it, in Python */
-        return HAND_OVER;
-    }
-    p->old = Py_NewRef(old);
-    return FOUND;
+        PyErr_Clear(); /* the Python path meets (and reports) the same failure */
+    } /* else a hash, list...: SET replaces it, in Python */
+    p->old = NULL;
+    return HAND_OVER;
+}
+
+/* The key's entry as a plain write finds it: FOUND (p->old NULL when absent), HAND_OVER when
+ * the key is watched, leased, has a deadline or a value of another type, or -1. */
+static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
+    int rc = find_entry(r, v, key, p);
+    return rc == FOUND ? price_old(r, v, key, p) : rc;
 }
 
 /* Whether the write fits without evicting (and is no EntryTooLarge): used - old + new <= limit.
@@ -687,6 +710,35 @@ done:
     return reply;
 }
 
+/* Start loading the slot of the set where PySet_Add looks for key first (a hint only: the
+ * key's hash is cached, and the address is computed from the set's own fields). */
+static inline void prefetch_mark(PyObject *set, PyObject *key) {
+    PySetObject *so = (PySetObject *)set;
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash != -1) __builtin_prefetch(&so->table[(size_t)hash & (size_t)so->mask], 1);
+}
+
+/* Start loading the region blocks of the plans' old values (a hint only: a block's offset is
+ * its handle, in the region's mapping, the writer's _mm). */
+static void prefetch_blocks(Runner *r, View *v, Plan *plans, Py_ssize_t pairs) {
+    Py_buffer region;
+    PyObject *mm = v->region != NULL ? SLOT(v->region, r->region_mm) : NULL;
+    if (mm == NULL) return;
+    if (PyObject_GetBuffer(mm, &region, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* a closed region: publish reports it */
+        return;
+    }
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        PyObject *old = plans[i].old;
+        Py_ssize_t block = old != NULL && PyLong_CheckExact(old) ? PyLong_AsSsize_t(old) : -1;
+        if (block > 0 && block < region.len)
+            __builtin_prefetch((char *)region.buf + block);
+        else if (block == -1)
+            PyErr_Clear(); /* an int too large for an offset: price_old hands it over */
+    }
+    PyBuffer_Release(&region);
+}
+
 /* MSET's pairs by key so far: an open-addressing table of pair indices (-1: free) by the
  * key's hash, which the engine's dict lookups then find cached in the bytes. A dict of index
  * ints cost a tenth of the whole command. */
@@ -738,6 +790,7 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         return NULL;
     PyObject *reply = NULL;
     Plan *plans = PyMem_Calloc((size_t)pairs, sizeof(Plan));
+    Py_ssize_t held = 0; /* plans[:held] hold a reference to their old value */
     Latest latest;
     if (latest_open(&latest, pairs) < 0 || plans == NULL) {
         PyErr_NoMemory();
@@ -746,6 +799,9 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     /* used after each write, bounded from above: every key's last value costs at most its
      * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
     Py_ssize_t bound = v->used;
+    /* Three passes, so that what each key's write reads from memory the engine's dicts and the
+     * region scatter (the int of its value, its block, its SIEVE mark's set slot) is loaded
+     * for all keys at once, not one cache miss after the other. */
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
@@ -753,14 +809,24 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
             PyBytes_GET_SIZE(value) > d_max_value) /* _pairs' own limits, the dispatcher's */
             goto done;
         if ((p->earlier = latest_swap(&latest, args, i)) < -1) goto done;
+        if (p->earlier < 0) {
+            if (find_entry(r, v, key, p) != FOUND) goto done;
+            if (p->old != NULL) {
+                __builtin_prefetch(p->old);
+                prefetch_mark(v->visited, key);
+            }
+        }
+    }
+    prefetch_blocks(r, v, plans, pairs);
+    for (i = 0; i < pairs; i++) {
+        Plan *p = &plans[i];
         if (p->earlier >= 0) {
             bound += p->cost - plans[p->earlier].cost;
         } else {
-            Py_ssize_t cost = p->cost;
-            if (find_old(r, v, key, p) != FOUND) goto done;
-            p->cost = cost;
+            if (price_old(r, v, PyList_GET_ITEM(args, 1 + 2 * i), p) != FOUND) goto done;
             bound += p->cost - p->old_cost;
         }
+        held = i + 1;
         if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
     }
     PyObject *end = NULL;
@@ -772,9 +838,7 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
-        Py_ssize_t cost = p->cost;
         int rc = p->earlier >= 0 ? find_old(r, v, key, p) : FOUND;
-        p->cost = cost;
         if (rc == FOUND && !fits(v, p)) rc = HAND_OVER;
         if (rc != FOUND) {
             if (rc == HAND_OVER) /* the checks above rule it out: a bug here, not a reply */
@@ -801,7 +865,7 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
 done:
     latest_close(&latest);
     if (plans != NULL) /* what was not written (commit releases what it wrote) */
-        for (i = 0; i < pairs; i++) Py_XDECREF(plans[i].old);
+        for (i = 0; i < held; i++) Py_XDECREF(plans[i].old);
     PyMem_Free(plans);
     return reply;
 }
@@ -1032,6 +1096,7 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         {&s_changes, "changes"},     {&s_max_value, "max_value"},
         {&s_publish, "publish"},     {&s_block_bytes, "block_bytes"},
         {&s_begin_batch, "begin_batch"}, {&s_end_batch, "end_batch"},
+        {&s_mm, "_mm"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
