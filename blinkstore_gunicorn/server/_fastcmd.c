@@ -149,7 +149,7 @@ typedef struct {
     PyTypeObject *client_type;
     Py_ssize_t table_, nil, cmd, seen;
     PyTypeObject *region_type;
-    Py_ssize_t region_max, publish, read, block_bytes, region_mm;
+    Py_ssize_t region_max, publish, read, block_bytes, region_mm, begin_batch, end_batch;
 } Runner;
 
 /* The engine's state for one request: new references, released by view_close. */
@@ -432,7 +432,9 @@ static int region_slots(Runner *r, PyTypeObject *type) {
         (r->publish = slot_offset(type, s_publish)) < 0 ||
         (r->read = slot_offset(type, s_read)) < 0 ||
         (r->block_bytes = slot_offset(type, s_block_bytes)) < 0 ||
-        (r->region_mm = slot_offset(type, s_mm)) < 0)
+        (r->region_mm = slot_offset(type, s_mm)) < 0 ||
+        (r->begin_batch = slot_offset(type, s_begin_batch)) < 0 ||
+        (r->end_batch = slot_offset(type, s_end_batch)) < 0)
         return -1;
     r->region_type = type;
     Py_INCREF(type);
@@ -829,10 +831,17 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         held = i + 1;
         if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
     }
-    PyObject *end = NULL;
-    if (v->region != NULL && (end = PyObject_CallMethodNoArgs(v->region, s_begin_batch)) == NULL)
-        goto done;
-    Py_XDECREF(end);
+    /* seen_at_once: the region's begin_batch, and its end_batch (held) after the writes. */
+    PyObject *end = NULL, *none;
+    if (v->region != NULL) {
+        PyObject *begin = SLOT(v->region, r->begin_batch);
+        end = Py_XNewRef(SLOT(v->region, r->end_batch));
+        if (begin == NULL || end == NULL || (none = PyObject_CallNoArgs(begin)) == NULL) {
+            Py_XDECREF(end);
+            goto done;
+        }
+        Py_DECREF(none);
+    }
     PyObject *result = s_ok;
     Py_INCREF(result);
     for (i = 0; i < pairs; i++) {
@@ -853,13 +862,14 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
             break;
         }
     }
-    if (v->region != NULL) { /* seen_at_once's finally: also after an exception */
+    if (end != NULL) { /* seen_at_once's finally: also after an exception */
         Pending pending;
         pending_take(&pending);
-        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
+        none = PyObject_CallNoArgs(end);
         pending_restore(&pending);
-        if (end == NULL) Py_CLEAR(result);
-        Py_XDECREF(end);
+        if (none == NULL) Py_CLEAR(result);
+        Py_XDECREF(none);
+        Py_DECREF(end);
     }
     reply = result;
 done:
