@@ -21,7 +21,8 @@
  * publish (its own method, called as the engine calls it), watched.changes, the dict entry (an
  * existing key keeps its place in the SIEVE queue and gets its visited mark, a new one joins
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
- * the region did not take the value. INCR and its kin read the value as _incr does (peek) and
+ * the region did not take the value; the three counts are kept in C integers and written back
+ * once, when the request ends (nothing reads them in between). INCR and its kin read the value as _incr does (peek) and
  * parse it as replies.parse_int; an error, an overflow or a TTL (kept by INCR: the rate-limit
  * scripts' counters) goes to Python. MSET checks every pair before its first write, then
  * writes them between the region's begin_batch and end_batch (seen_at_once).
