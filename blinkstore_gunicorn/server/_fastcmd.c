@@ -721,6 +721,15 @@ static inline void prefetch_mark(PyObject *set, PyObject *key) {
     if (hash != -1) __builtin_prefetch(&so->table[(size_t)hash & (size_t)so->mask], 1);
 }
 
+/* Then the key that slot holds, which PySet_Add compares with key when their hashes match
+ * (an equal bytes object of its own, read from memory of its own). */
+static inline void prefetch_marked_key(PyObject *set, PyObject *key) {
+    PySetObject *so = (PySetObject *)set;
+    Py_hash_t hash = PyObject_Hash(key);
+    setentry *entry = &so->table[(size_t)hash & (size_t)so->mask];
+    if (hash != -1 && entry->hash == hash) __builtin_prefetch(entry->key);
+}
+
 /* Start loading the region blocks of the plans' old values (a hint only: a block's offset is
  * its handle, in the region's mapping, the writer's _mm). */
 static void prefetch_blocks(Runner *r, View *v, Plan *plans, Py_ssize_t pairs) {
@@ -821,6 +830,8 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
         }
     }
     prefetch_blocks(r, v, plans, pairs);
+    for (i = 0; i < pairs; i++)
+        if (plans[i].old != NULL) prefetch_marked_key(v->visited, PyList_GET_ITEM(args, 1 + 2 * i));
     for (i = 0; i < pairs; i++) {
         Plan *p = &plans[i];
         if (p->earlier >= 0) {
