@@ -22,10 +22,11 @@
  * existing key keeps its place in the SIEVE queue and gets its visited mark, a new one joins
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
  * the region did not take the value; the three counts are kept in C integers and written back
- * once, when the request ends (nothing reads them in between). INCR and its kin read the value as _incr does (peek) and
- * parse it as replies.parse_int; an error, an overflow or a TTL (kept by INCR: the rate-limit
- * scripts' counters) goes to Python. MSET checks every pair before its first write, then
- * writes them between the region's begin_batch and end_batch (seen_at_once).
+ * once, when the request ends (nothing reads them in between). INCR and its kin read the
+ * value as _incr does (peek) and parse it as replies.parse_int; an error, an overflow or a TTL
+ * (kept by INCR: the rate-limit scripts' counters) goes to Python. MSET checks every pair
+ * before its first write, then writes them between the region's begin_batch and end_batch
+ * (seen_at_once).
  *
  * It reads the engine's private attributes, so engine/memory.py and this file change together;
  * tests/unit/test_fastcmd.py runs both paths on the same random commands and compares replies
@@ -782,8 +783,9 @@ static Py_ssize_t latest_swap(Latest *t, PyObject *args, Py_ssize_t i) {
     Py_ssize_t at = (Py_ssize_t)((size_t)hash & (size_t)t->mask), found;
     for (; (found = t->slots[at]) >= 0; at = (at + 1) & t->mask) {
         PyObject *other = PyList_GET_ITEM(args, 1 + 2 * found);
-        if (PyObject_Hash(other) == hash && PyBytes_GET_SIZE(other) == PyBytes_GET_SIZE(key) &&
-            !memcmp(PyBytes_AS_STRING(other), PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key)))
+        Py_ssize_t n = PyBytes_GET_SIZE(key);
+        if (PyObject_Hash(other) == hash && PyBytes_GET_SIZE(other) == n &&
+            !memcmp(PyBytes_AS_STRING(other), PyBytes_AS_STRING(key), (size_t)n))
             break;
     }
     t->slots[at] = i;
@@ -811,9 +813,10 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     /* used after each write, bounded from above: every key's last value costs at most its
      * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
     Py_ssize_t bound = v->used;
-    /* Three passes, so that what each key's write reads from memory the engine's dicts and the
-     * region scatter (the int of its value, its block, its SIEVE mark's set slot) is loaded
-     * for all keys at once, not one cache miss after the other. */
+    /* In passes (the lookups; the prefetches that need what they found; the costs), so that
+     * what each key's write reads from memory the engine's dicts and the region scatter (the
+     * int of its value, its block, its SIEVE mark's set slot and key) is loaded for all keys
+     * at once, not one cache miss after the other. */
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
@@ -831,7 +834,8 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     }
     prefetch_blocks(r, v, plans, pairs);
     for (i = 0; i < pairs; i++)
-        if (plans[i].old != NULL) prefetch_marked_key(v->visited, PyList_GET_ITEM(args, 1 + 2 * i));
+        if (plans[i].old != NULL)
+            prefetch_marked_key(v->visited, PyList_GET_ITEM(args, 1 + 2 * i));
     for (i = 0; i < pairs; i++) {
         Plan *p = &plans[i];
         if (p->earlier >= 0) {
