@@ -14,14 +14,11 @@ import pytest
 
 from bench.abuse.fuzz import run_fuzz
 from harness.processes import RedisProcess, StoreProcess
+from tests.integration.redis_command_scripts import script
 from tests.support.differential import RawConnection, compare
 from tests.support.processes import resp_server_process
 
 Servers = tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess]
-
-
-def script(text: str) -> list[list[str]]:
-    return [shlex.split(line) for line in text.strip().splitlines()]
 
 
 PLACES = (
