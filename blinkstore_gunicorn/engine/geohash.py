@@ -46,15 +46,6 @@ _SPREAD = (
     (2, 0x3333333333333333),
     (1, _EVEN),
 )
-#: ... and those of its inverse (``deinterleave64``), narrowest first.
-_GATHER = (
-    (0, _EVEN),
-    (1, 0x3333333333333333),
-    (2, 0x0F0F0F0F0F0F0F0F),
-    (4, 0x00FF00FF00FF00FF),
-    (8, 0x0000FFFF0000FFFF),
-    (16, 0x00000000FFFFFFFF),
-)
 _ALPHABET = b"0123456789bcdefghjkmnpqrstuvwxyz"
 
 
@@ -67,10 +58,14 @@ def _spread(value: int) -> int:
 
 
 def _gather(value: int) -> int:
-    """The even bits of ``value`` packed into 32 bits (the inverse of :func:`_spread`)."""
-    for shift, mask in _GATHER:
-        value = (value | (value >> shift)) & mask
-    return value
+    """The even bits of ``value`` packed into 32 bits (the inverse of :func:`_spread`;
+    Redis's ``deinterleave64``, unrolled: it runs for every point a read decodes)."""
+    value &= _EVEN
+    value = (value | (value >> 1)) & 0x3333333333333333
+    value = (value | (value >> 2)) & 0x0F0F0F0F0F0F0F0F
+    value = (value | (value >> 4)) & 0x00FF00FF00FF00FF
+    value = (value | (value >> 8)) & 0x0000FFFF0000FFFF
+    return (value | (value >> 16)) & 0xFFFFFFFF
 
 
 def _cell(value: float, low: float, high: float, step: int) -> int:
@@ -120,8 +115,11 @@ def decode(score: float) -> tuple[float, float]:
     """A stored score's point, ``(longitude, latitude)``: its cell's centre, kept within the
     limits."""
     long_min, long_max, lat_min, lat_max = _area(_as_uint64(score), STEP_MAX)
-    longitude = min(max((long_min + long_max) / 2, LONG_MIN), LONG_MAX)
-    latitude = min(max((lat_min + lat_max) / 2, LAT_MIN), LAT_MAX)
+    longitude, latitude = (long_min + long_max) / 2, (lat_min + lat_max) / 2
+    if not LONG_MIN <= longitude <= LONG_MAX:
+        longitude = LONG_MIN if longitude < LONG_MIN else LONG_MAX
+    if not LAT_MIN <= latitude <= LAT_MAX:
+        latitude = LAT_MIN if latitude < LAT_MIN else LAT_MAX
     return longitude, latitude
 
 
@@ -147,11 +145,10 @@ def _lat_distance(lat1: float, lat2: float) -> float:
 
 def distance(long1: float, lat1: float, long2: float, lat2: float) -> float:
     """The haversine great-circle distance in meters (``geohashGetDistance``)."""
-    long1r, long2r = _radians(long1), _radians(long2)
-    v = math.sin((long2r - long1r) / 2)
+    v = math.sin((long2 * _D_R - long1 * _D_R) / 2)
     if v == 0.0:  # same meridian: the latitudes' arc, as Redis shortcuts it
         return _lat_distance(lat1, lat2)
-    lat1r, lat2r = _radians(lat1), _radians(lat2)
+    lat1r, lat2r = lat1 * _D_R, lat2 * _D_R
     u = math.sin((lat2r - lat1r) / 2)
     a = u * u + math.cos(lat1r) * math.cos(lat2r) * v * v
     return 2.0 * EARTH_RADIUS * math.asin(math.sqrt(a))
