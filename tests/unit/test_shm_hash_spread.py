@@ -63,22 +63,32 @@ def test_every_family_spreads_like_random_homes() -> None:
 
 
 @pytest.mark.usefixtures("shm_path")  # the C writer and reader, then the Python ones
+@pytest.mark.parametrize(
+    ("secret", "count", "slots"),
+    [
+        # The writer grows a table of up to 8,192 slots at once when a key's probe would be
+        # MAX_PROBE long: version 2 did that for 500 keys, which fit 1,024 slots below a load
+        # of 1/2.
+        (BAD_FOR_VERSION_2[0], 500, 1024),
+        # Under this one, version 2 put 2,096 of 8,192 keys past MAX_PROBE in a table of
+        # 16,384 slots: the writer's migrations doubled the table again (32,768 slots for
+        # 6,000 keys), and a key was "ask the store" while one ran.
+        ((0x1D4E9B6168D74912, 0x36AA505F3B9A4F67), 6000, 16384),
+    ],
+)
 def test_a_bad_secret_of_version_2_no_longer_grows_the_table_early(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, secret: tuple[int, int], count: int, slots: int
 ) -> None:
-    # The writer grows a table of up to 8,192 slots at once when a key's probe is MAX_PROBE
-    # long: under this secret, version 2's hash did that for 500 redis-benchmark keys, which
-    # fit a table of 1,024 slots below its load of 1/2.
-    monkeypatch.setattr(writer_module, "hash_secret", lambda: BAD_FOR_VERSION_2[0])
+    monkeypatch.setattr(writer_module, "hash_secret", lambda: secret)
     region = RegionWriter(0, max_value=64)
     region.beat(time.monotonic_ns() + 3600 * 10**9)  # the store's ticker, which this replaces
     reader = RegionReader(*region.fds, 0)
     try:
-        keys = FAMILIES[_REDIS_BENCHMARK](500)
+        keys = FAMILIES[_REDIS_BENCHMARK](count)
         for n, key in enumerate(keys):
             region.publish(key, b"v%d" % n, 0, 0)
-        assert region._slots == _SLOTS and region._migration is None
-        assert [reader.lookup(key) for key in keys] == [b"v%d" % n for n in range(len(keys))]
+        assert region._slots == slots and region._migration is None
+        assert [reader.lookup(key) for key in keys] == [b"v%d" % n for n in range(count)]
     finally:
         reader.close()
         region.close()
