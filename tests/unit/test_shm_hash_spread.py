@@ -18,7 +18,7 @@ import pytest
 from bench.shm_hash import FAMILIES, RANDOM, measure, seeded_secrets, version_2_hash
 from blinkstore_gunicorn.shm import layout
 from blinkstore_gunicorn.shm import writer as writer_module
-from blinkstore_gunicorn.shm.reader import RegionReader
+from blinkstore_gunicorn.shm.reader import RegionError, RegionReader
 from blinkstore_gunicorn.shm.writer import RegionWriter
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd (Linux)")
@@ -60,6 +60,17 @@ def test_every_family_spreads_like_random_homes() -> None:
     far = [(name, n, row) for name, n, row in tables if row[1]]
     assert len(far) <= 2, far
     assert sum(row[1] for _, _, row in far) <= 4, far
+
+
+def test_a_region_of_version_2_is_refused() -> None:
+    # Its slots come from the other hash: a reader would miss most keys it holds.
+    region = RegionWriter(2**20)
+    try:
+        region._w[layout.H_VERSION] = 2
+        with pytest.raises(RegionError):
+            RegionReader(*region.fds, 0)
+    finally:
+        region.close()
 
 
 @pytest.mark.usefixtures("shm_path")  # the C writer and reader, then the Python ones
