@@ -22,6 +22,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_subcommand,
     wrong_args,
 )
+from blinkstore_gunicorn.server.scripting.shebang import read_only as flags_read_only
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
@@ -89,6 +90,12 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         sha, error = scripting.load(args[1], by_eval=True)
         if error is not None:
             return error
+    flags = scripting.flags.get(sha)
+    if flags is not None:
+        mode = flags_read_only(flags, read_only)
+        if isinstance(mode, str):
+            return resp.error(mode)
+        read_only = mode
     reply = scripting.run(c, sha, args[3 : 3 + numkeys], args[3 + numkeys :], read_only)
     return DEFERRED if reply is None else reply
 

@@ -21,6 +21,7 @@ from blinkstore_gunicorn.protocol.resp import ReplyReader
 from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
 from blinkstore_gunicorn.server.scripting.convert import argument, to_lua
 from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
+from blinkstore_gunicorn.server.scripting.shebang import ShebangError, parse_shebang
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.commands.registry import CommandSpec, Handler
@@ -91,6 +92,7 @@ class Scripting:
         "_worker",
         "busy_threshold",
         "cache",
+        "flags",
         "lua",
     )
 
@@ -108,6 +110,8 @@ class Scripting:
         self.lua = LuaState(self._call, self._hook, max_memory=max_memory, version=version.encode())
         #: Compiled scripts by SHA1 (lower-case hex); bounded by the Lua state's memory.
         self.cache: dict[bytes, Any] = {}
+        #: The shebang flags of the cached scripts that have one (``shebang.py``).
+        self.flags: dict[bytes, frozenset[str]] = {}
         self._by_eval_only: OrderedDict[bytes, None] = OrderedDict()
         self._client = dispatcher.new_client()
         self._client.in_script = True
@@ -138,7 +142,11 @@ class Scripting:
                 by_eval_only.move_to_end(sha)
             return sha, None
         try:
-            fn, err = self.lua.compile(source)
+            flags, skip = parse_shebang(source)
+        except ShebangError as error:
+            return sha, resp.error(f"ERR {error}")
+        try:
+            fn, err = self.lua.compile(source[skip:] if skip else source)
         except self.lua.memory_error:
             self.lua.collect()
             fn, err = None, b"not enough memory"
@@ -146,15 +154,20 @@ class Scripting:
             text = (err or b"").decode("utf-8", "replace")
             return sha, resp.error(f"ERR Error compiling script (new function): {text}")
         self.cache[sha] = fn
+        if flags is not None:
+            self.flags[sha] = flags
         if by_eval:
             by_eval_only[sha] = None
             if len(by_eval_only) > MAX_EVAL_SCRIPTS:
-                del self.cache[by_eval_only.popitem(last=False)[0]]
+                oldest = by_eval_only.popitem(last=False)[0]
+                del self.cache[oldest]
+                self.flags.pop(oldest, None)
         return sha, None
 
     def flush(self) -> None:
         """Forget every cached script (SCRIPT FLUSH)."""
         self.cache.clear()
+        self.flags.clear()
         self._by_eval_only.clear()
         self.lua.collect()
 
