@@ -36,8 +36,6 @@ skip_unit_type_list=''
 skip_unit_keyspace='Commands pipelining'
 skip_unit_multi='Blocking commands ignores the timeout'
 skip_unit_scripting='EVAL - JSON smoke test
-Script with RESP3 map
-/^test resp3 
 /^Script block the time during execution
 Script check unpack with massive arguments
 Script ACL check

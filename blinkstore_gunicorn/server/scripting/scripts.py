@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from blinkstore_gunicorn.engine import WRONGTYPE, WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.resp import ReplyReader
+from blinkstore_gunicorn.server.scripting import resp3
 from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
 from blinkstore_gunicorn.server.scripting.convert import argument, to_lua
 from blinkstore_gunicorn.server.scripting.runtime import DEFAULT_MAX_MEMORY, LuaState
@@ -107,7 +108,13 @@ class Scripting:
     ) -> None:
         self._dispatcher = dispatcher
         self._commands = commands
-        self.lua = LuaState(self._call, self._hook, max_memory=max_memory, version=version.encode())
+        self.lua = LuaState(
+            self._call,
+            self._hook,
+            max_memory=max_memory,
+            version=version.encode(),
+            setresp=self._setresp,
+        )
         #: Compiled scripts by SHA1 (lower-case hex); bounded by the Lua state's memory.
         self.cache: dict[bytes, Any] = {}
         #: The shebang flags of the cached scripts that have one (``shebang.py``).
@@ -178,6 +185,8 @@ class Scripting:
     ) -> bytes | None:
         """Run the cached script ``sha`` for ``c``: its reply, or None when it went busy
         (its reply then goes to ``c.deliver``)."""
+        if self._client.resp3:
+            self._client.use_resp3(False)  # each script starts in RESP2, as in Redis
         job = (self._body, (self.cache[sha], sha, keys, argv, c.nil))
         run = Run(self._worker, job, self.busy_threshold, may_suspend=not c.in_exec)
         self._run, self._read_only = run, read_only
@@ -222,6 +231,10 @@ class Scripting:
             return _UNKILLABLE
         run.killed = True
         return _OK
+
+    def _setresp(self, version: int) -> None:
+        """``redis.setresp``: the protocol the commands the script calls answer in."""
+        self._client.use_resp3(version == 3)
 
     def _hook(self) -> str | None:
         run = self._run
@@ -300,6 +313,8 @@ class Scripting:
             return reply[1:-2], _STATUS
         if kind == 0x2D:  # '-'
             return reply[1:-2], _ERROR
+        if self._client.resp3:  # after redis.setresp(3)
+            return resp3.to_lua(self.lua.lua, reply)
         reader = ReplyReader()
         reader.feed(reply)
         return to_lua(self.lua.lua, reader.next_reply())  # type: ignore[arg-type]
