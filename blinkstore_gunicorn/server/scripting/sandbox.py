@@ -279,8 +279,8 @@ local function on_error(err)
   for level = 2, 64 do
     local info = getinfo(level, 'Sl')
     if not info then break end
-    if info.source == '@user_script' then
-      err.line = info.currentline
+    if info.source == '@user_script' or info.source == '@user_function' then
+      err.line, err.source = info.currentline, info.source
       break
     end
   end
