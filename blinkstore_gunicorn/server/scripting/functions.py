@@ -111,7 +111,11 @@ class Functions:
         name, skip = _metadata(code)
         if not replace and name in self.libraries:
             raise FunctionError(f"Library '{name.decode()}' already exists")
-        chunk, error = self._compile(code[skip:])
+        try:
+            chunk, error = self._compile(code[skip:])
+        except self._scripting.lua.memory_error:
+            self._scripting.lua.collect()
+            chunk, error = None, b"not enough memory"
         if chunk is None:
             raise FunctionError(f"Error compiling function: {error.decode('utf-8', 'replace')}")
         self._begin()
