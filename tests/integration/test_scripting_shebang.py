@@ -69,6 +69,8 @@ def test_a_shebang_without_flags_runs_and_keeps_line_numbers(connect: Connect) -
             b"-ERR Unexpected flag in script shebang: \r\n",
         ),
         ("#!lua return 1", b"-ERR Invalid script shebang\r\n"),
+        ('#!lua flags="no-writes\nreturn 1', b"-ERR Invalid engine in script shebang\r\n"),
+        ("#!lua 'flags=x'y\nreturn 1", b"-ERR Invalid engine in script shebang\r\n"),
     ],
 )
 def test_bad_shebangs_are_refused_with_redis_words(
@@ -115,3 +117,6 @@ def test_every_flag_is_accepted(connect: Connect) -> None:
     assert r("EVAL", script, "0") == b":7\r\n"
     assert r("EVAL", "#!lua flags=\nreturn redis.call('set', 'k', 'v')", "0") == b"+OK\r\n"
     assert r("EVAL", "#!lua   flags=allow-oom   \nreturn 8", "0") == b":8\r\n"
+    # Quoted as Redis splits arguments (sdssplitargs).
+    quoted = "#!lua \"flags=no-writes,allow-oom\"\nreturn redis.call('set', 'k', 'v')"
+    assert r("EVAL", quoted, "0").startswith(READ_ONLY)

@@ -17,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from blinkstore_gunicorn.server.scripting.function_lua import LIBRARY_LOADER
-from blinkstore_gunicorn.server.scripting.shebang import FLAGS
+from blinkstore_gunicorn.server.scripting.shebang import FLAGS, split_args
 from blinkstore_gunicorn.storage.dump import functions_payload, load_functions_payload
 
 if TYPE_CHECKING:
@@ -62,9 +62,9 @@ def _metadata(code: bytes) -> tuple[bytes, int]:
     if not code.startswith(b"#!"):
         raise FunctionError("Missing library metadata")
     end = code.find(b"\n")
-    if end < 0:
+    words = split_args(code[:end]) if end >= 0 else None
+    if not words:
         raise FunctionError("Invalid library metadata")
-    words = code[:end].split()
     name = None
     for word in words[1:]:
         if word[:5].lower() != b"name=":

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["FLAGS", "ShebangError", "parse_flags", "parse_shebang", "read_only", "split_shebang"]
+__all__ = [
+    "FLAGS",
+    "ShebangError",
+    "parse_flags",
+    "parse_shebang",
+    "read_only",
+    "split_args",
+    "split_shebang",
+]
 
 #: The flags Redis knows, in its order (``FUNCTION LIST`` lists them so).
 FLAGS: Final = ("no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys")
@@ -34,16 +42,71 @@ def parse_flags(names: list[bytes]) -> frozenset[str]:
     return frozenset(name.decode() for name in names)
 
 
-def split_shebang(body: bytes) -> tuple[list[bytes], int] | None:
-    """The words of ``body``'s first line and its length when it starts with ``#!``, else
-    None; :class:`ShebangError` when that line has no end (the script would be the shebang
-    alone)."""
+_ESCAPES: Final = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+_HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+
+
+def split_args(line: bytes) -> list[bytes] | None:
+    """``line``'s words as Redis's ``sdssplitargs`` reads them (blanks between words; a word
+    may hold ``"..."`` with C escapes or ``'...'``), or None for an unbalanced quote or a
+    closing quote followed by more than a blank."""
+    words: list[bytes] = []
+    at, end = 0, len(line)
+    while True:
+        while at < end and line[at] in b" \t\n\r\v\f":
+            at += 1
+        if at == end:
+            return words
+        word = bytearray()
+        quote = 0
+        while True:
+            byte = line[at] if at < end else 0
+            if quote:
+                if byte == 0:
+                    return None
+                if byte == quote:
+                    if at + 1 < end and line[at + 1] not in b" \t\n\r\v\f":
+                        return None
+                    at += 1
+                    break
+                if byte == 0x5C and quote == 0x22 and at + 1 < end:  # backslash in "..."
+                    following = line[at + 1]
+                    if (
+                        following == ord("x")
+                        and set(line[at + 2 : at + 4]) <= _HEX
+                        and (at + 3 < end)
+                    ):
+                        word.append(int(line[at + 2 : at + 4], 16))
+                        at += 4
+                        continue
+                    word.append(_ESCAPES.get(following, following))
+                    at += 2
+                    continue
+                if byte == 0x5C and quote == 0x27 and line[at + 1 : at + 2] == b"'":
+                    word.append(0x27)
+                    at += 2
+                    continue
+                word.append(byte)
+            elif byte in b" \t\n\r\0" or at == end:
+                break
+            elif byte in b"\"'":
+                quote = byte
+            else:
+                word.append(byte)
+            at += 1
+        words.append(bytes(word))
+
+
+def split_shebang(body: bytes) -> tuple[list[bytes] | None, int] | None:
+    """The words of ``body``'s first line (:func:`split_args`) and its length when it starts
+    with ``#!``, else None; :class:`ShebangError` when that line has no end (the script
+    would be the shebang alone)."""
     if not body.startswith(b"#!"):
         return None
     end = body.find(b"\n")
     if end < 0:
         raise ShebangError("Invalid script shebang")
-    return body[:end].split(), end
+    return split_args(body[:end]), end
 
 
 def parse_shebang(body: bytes) -> tuple[frozenset[str] | None, int]:
@@ -54,6 +117,8 @@ def parse_shebang(body: bytes) -> tuple[frozenset[str] | None, int]:
     if found is None:
         return None, 0
     words, length = found
+    if not words:
+        raise ShebangError("Invalid engine in script shebang")
     if words[0] != b"#!lua":
         raise ShebangError(
             f"Unexpected engine in script shebang: {words[0].decode('utf-8', 'replace')}"
