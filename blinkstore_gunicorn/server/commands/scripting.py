@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.registry import Handler, command
+from blinkstore_gunicorn.server.commands.registry import DEFERRED, Handler, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ONE,
@@ -73,9 +73,12 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         sha, error = scripting.load(args[1], by_eval=True)
         if error is not None:
             return error
-    return run_script(
-        scripting, c, sha, args, numkeys, read_only=read_only, flags=scripting.flags.get(sha)
-    )
+    flags = scripting.flags.get(sha)
+    if flags is not None:
+        return run_script(scripting, c, sha, args, numkeys, read_only=read_only, flags=flags)
+    # A script without a shebang (the common case) starts without run_script's flag checks.
+    reply = scripting.run(c, sha, args[3 : 3 + numkeys], args[3 + numkeys :], read_only)
+    return DEFERRED if reply is None else reply
 
 
 def _eval_handler(by_sha: bool, read_only: bool) -> Handler:
