@@ -7,6 +7,8 @@ without them answers these commands with an error that says what to install.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from blinkstore_gunicorn.protocol import resp
@@ -18,7 +20,9 @@ if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
-__all__ = ["NO_SCRIPTING", "run_script", "scripting_layer"]
+__all__ = ["NO_SCRIPTING", "library_codes", "load_libraries", "run_script", "scripting_layer"]
+
+log = logging.getLogger("blinkstore.server")
 
 NO_SCRIPTING: Final = resp.error(
     "ERR Lua scripting needs the lupa and greenlet packages: "
@@ -38,6 +42,28 @@ def scripting_layer(d: Dispatcher) -> Scripting | None:
         except ImportError:
             return None
     return d.scripting
+
+
+def library_codes(d: Dispatcher) -> list[bytes]:
+    """The code of every loaded function library (what a snapshot holds)."""
+    if d.scripting is None:
+        return []
+    return [library.code for library in d.scripting.functions.libraries.values()]
+
+
+def load_libraries(d: Dispatcher, codes: Sequence[bytes]) -> None:
+    """Load the function libraries a snapshot holds; one log line for those that cannot be."""
+    scripting = scripting_layer(d)
+    if scripting is None:
+        log.error("%d function libraries not loaded: %s", len(codes), NO_SCRIPTING[5:-2].decode())
+        return
+    from blinkstore_gunicorn.server.scripting.functions import FunctionError
+
+    for code in codes:
+        try:
+            scripting.functions.load(code, replace=True)
+        except FunctionError as error:
+            log.error("a function library of the snapshot not loaded: %s", error)
 
 
 def run_script(
