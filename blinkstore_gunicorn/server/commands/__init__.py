@@ -23,6 +23,7 @@
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
 ``zsetops``        ZUNION, ZINTER, ZDIFF (and STORE), ZINTERCARD, ZRANDMEMBER (t_zset.c)
+``geo``            GEOADD, GEOPOS, GEODIST, GEOHASH, GEOSEARCH, GEORADIUS... (geo.c)
 ``mpop``           LMPOP, BLMPOP, ZMPOP, BZMPOP (t_list.c, t_zset.c)
 ``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
 ``streamgroups``   XGROUP, XREADGROUP, XACK, XSETID (t_stream.c)
@@ -46,6 +47,7 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     dump,
     expire,
     functions,
+    geo,
     hashes,
     hyperloglog,
     introspection,
