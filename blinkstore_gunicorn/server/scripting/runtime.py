@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from blinkstore_gunicorn.server.scripting.convert import ERR_DEPTH, MAX_DEPTH
 from blinkstore_gunicorn.server.scripting.libs import make_libs
+from blinkstore_gunicorn.server.scripting.resp3 import TYPED_REPLY
 from blinkstore_gunicorn.server.scripting.sandbox import BOOTSTRAP, HOOK_EVERY
 
 __all__ = ["DEFAULT_MAX_MEMORY", "LuaState"]
@@ -38,7 +39,7 @@ class LuaState:
 
     ``call(*args)`` serves ``redis.call``/``redis.pcall`` and returns ``(value, kind)``;
     ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns the error that stops the
-    running script, or None.
+    running script, or None; ``setresp(version)`` serves ``redis.setresp``.
     """
 
     __slots__ = ("_collect", "_compile", "lua", "lua_type", "memory_error", "run")
@@ -50,6 +51,7 @@ class LuaState:
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,
         version: bytes,
+        setresp: Callable[[int], None],
     ) -> None:
         # ImportError without lupa (the caller answers what to install).
         from lupa import lua51
@@ -88,18 +90,13 @@ class LuaState:
             hook,
             _log_line,
             _sha1hex,
-            self._setresp,
+            setresp,
             libs,
             HOOK_EVERY,
             MAX_DEPTH,
             ERR_DEPTH,
+            self.lua.execute(TYPED_REPLY.encode()),
         )
-
-    @staticmethod
-    def _setresp(version: int) -> None:
-        # The store's commands answer scripts in RESP2, which is what ``setresp(2)`` asks.
-        if version == 3:
-            raise ValueError("RESP3 replies inside scripts are not supported by this store")
 
     def compile(self, source: bytes) -> tuple[Any, bytes | None]:
         """The script as a function, or None and Lua's compile error."""

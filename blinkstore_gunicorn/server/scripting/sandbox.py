@@ -24,7 +24,9 @@ HOOK_EVERY: Final = 100_000
 BOOTSTRAP: Final = r"""
 -- The Python callbacks and settings (see runtime.py), then what this chunk keeps to itself.
 local py_call, py_hook, py_log, py_sha1hex, py_setresp, libs, hook_every, max_depth,
-  depth_error = ...
+  depth_error, typed_reply = ...
+-- Whether the running script called redis.setresp(3) (resp3.py); each script starts in RESP2.
+local script_resp3 = false
 
 local real_rawset, real_setmetatable, real_getmetatable = rawset, setmetatable, getmetatable
 local real_loadstring, real_setfenv = loadstring, setfenv
@@ -224,9 +226,14 @@ local redis = {
     for i = 1, select('#', ...) do parts[i] = tostring((select(i, ...))) end
     py_log(level, table.concat(parts, ' '))
   end,
-  setresp = function(version)
-    if version ~= 2 and version ~= 3 then error('RESP version must be 2 or 3.', 2) end
+  setresp = function(...)
+    -- Raised from C in Redis: tables without a script position, the argument as lua_tonumber
+    -- reads it, truncated as C's cast.
+    if select('#', ...) ~= 1 then error({err = 'ERR redis.setresp() requires one argument.'}, 0) end
+    local version = math.floor(tonumber((...)) or 0)
+    if version ~= 2 and version ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}, 0) end
     py_setresp(version)
+    script_resp3 = version == 3
   end,
   LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
   REDIS_VERSION = libs.version, REDIS_VERSION_NUM = libs.version_num,
@@ -272,8 +279,8 @@ local function on_error(err)
   for level = 2, 64 do
     local info = getinfo(level, 'Sl')
     if not info then break end
-    if info.source == '@user_script' then
-      err.line = info.currentline
+    if info.source == '@user_script' or info.source == '@user_function' then
+      err.line, err.source = info.currentline, info.source
       break
     end
   end
@@ -291,6 +298,7 @@ end
 -- deeper than max_depth. Reads tables with rawget, as Redis does.
 local format, gsub, rawget = string.format, string.gsub, rawget
 local TWO_63 = 2 ^ 63
+local RESP3_NULL = '_\r\n'
 local INT64_MIN = ':-9223372036854775808\r\n'
 
 -- make(n) kept for the integers 0 to limit - 1 once made: a number becomes text through C's
@@ -318,6 +326,10 @@ local function scalar(value, nil_reply)
       return INT64_MIN
     end
     return integer_reply[value]
+  elseif script_resp3 and kind == 'boolean' then
+    -- RESP3 booleans, which a RESP2 caller reads as 1 and 0 (Redis's addReplyBool).
+    if nil_reply == RESP3_NULL then return value and '#t\r\n' or '#f\r\n' end
+    return value and ':1\r\n' or ':0\r\n'
   elseif value == true then
     return ':1\r\n'
   end
@@ -341,8 +353,13 @@ local function encode(value, nil_reply, out, n, depth)
     out[n] = '+' .. gsub(ok, '[\r\n]', ' ') .. '\r\n'
     return n
   end
-  local header, count = n, 0
   local item = rawget(value, 1)
+  if item == nil then
+    -- Not an array with items: maybe {double=}, {map=}, {set=}... (resp3.py)
+    local typed = typed_reply(value, out, n, depth, nil_reply, encode, nil_reply == RESP3_NULL)
+    if typed ~= false then return typed end
+  end
+  local header, count = n, 0
   while item ~= nil do
     n = encode(item, nil_reply, out, n, depth + 1)
     if n == nil then return nil end
@@ -365,6 +382,7 @@ local function run(fn, nil_reply, numkeys, ...)
   end
   real_rawset(globals, 'KEYS', keys)
   real_rawset(globals, 'ARGV', argv)
+  script_resp3 = false
   local ok, result = xpcall(fn, on_error)
   if stop_error then
     -- The stop put the line hook in the count hook's place (a script that caught the error
