@@ -12,22 +12,28 @@ sandbox's Lua functions stay the pure path, used without the extension, with
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from blinkstore_gunicorn.server.commands.registry import COMMANDS
-from blinkstore_gunicorn.server.fastpath import _NATIVE_COMMANDS, resp_executor
 from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 
 if TYPE_CHECKING:
+    from blinkstore_gunicorn.server.commands.registry import CommandSpec
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
     from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
 __all__ = ["attach_bridge"]
 
 
-def attach_bridge(scripting: Scripting, dispatcher: Dispatcher, client: Client) -> bool:
-    """Give ``scripting``'s Lua state the C ``redis.call``/``pcall`` and encoder: whether it
-    now has them (False: the sandbox's Lua functions serve, the same way)."""
+def attach_bridge(
+    scripting: Scripting,
+    dispatcher: Dispatcher,
+    client: Client,
+    commands: Mapping[str, CommandSpec],
+) -> bool:
+    """Give ``scripting``'s Lua state the C ``redis.call``/``pcall`` and encoder, calling
+    commands for ``client``: whether it now has them (False: the sandbox's Lua functions
+    serve, the same way)."""
     if os.environ.get(NATIVE_ENV, "1") == "0":
         return False
     try:
@@ -42,12 +48,12 @@ def attach_bridge(scripting: Scripting, dispatcher: Dispatcher, client: Client) 
     def python_path(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return scripting.execute(args)
 
-    executor = resp_executor(dispatcher, python_path)
+    executor, names = dispatcher.native_executor(python_path)
     # The C runner's commands, by the spellings a script's call binds (scripts.Scripting._bind).
     fast = {}
     if executor is not python_path:
-        for name in _NATIVE_COMMANDS:
-            spec = COMMANDS[name]
+        for name in names:
+            spec = commands[name]
             for spelling in (name.encode(), name.upper().encode()):
                 fast[spelling] = (spec.arity, "write" in spec.flags)
     bridge = _luacall.Bridge(

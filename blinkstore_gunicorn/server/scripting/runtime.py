@@ -42,7 +42,16 @@ class LuaState:
     running script, or None.
     """
 
-    __slots__ = ("_adopt", "_attach", "_collect", "_compile", "lua", "lua_type", "memory_error", "run")
+    __slots__ = (
+        "_adopt",
+        "_attach",
+        "_collect",
+        "_compile",
+        "lua",
+        "lua_type",
+        "memory_error",
+        "run",
+    )
 
     def __init__(
         self,

@@ -123,7 +123,7 @@ class Scripting:
         #: Seconds a script runs before other clients get BUSY.
         self.busy_threshold = busy_threshold
         #: Whether ``redis.call`` and the reply's encoding are the C bridge's (``bridge.py``).
-        self.native = attach_bridge(self, dispatcher, self._client)
+        self.native = attach_bridge(self, dispatcher, self._client, commands)
 
     # -- the cache -----------------------------------------------------------------------
 
@@ -263,7 +263,7 @@ class Scripting:
                 if None in args:
                     return _ERR_ARG_TYPE, _ERROR
                 break
-        reply = self.execute(args)  # type: ignore[arg-type]
+        reply = self.execute(args)
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
@@ -297,7 +297,7 @@ class Scripting:
             if run is not None:
                 run.wrote = True
         try:
-            return handler(self._dispatcher, self._client, args)  # type: ignore[no-any-return]
+            return handler(self._dispatcher, self._client, args)
         except WrongType:
             return _ERR_WRONGTYPE
 
