@@ -92,11 +92,26 @@ static PyObject *s_read_only, *s_run, *s_wrote;
 
 /* ---- arguments ------------------------------------------------------------------------- */
 
+/* n in decimal at p (room for 20 characters): its length. By hand: glibc's snprintf costs
+ * about 800 instructions a number, more than the rest of a short reply's encoding. */
+static int put_int(char *p, long long n) {
+    char digits[20];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    int len = 0, at = 0;
+    do {
+        digits[len++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (n < 0) p[at++] = '-';
+    while (len) p[at++] = digits[--len];
+    return at;
+}
+
 /* The text of a number argument, as convert.argument makes it from lupa's value: lupa hands
  * Python an int when the double is integral and in range, else a float. */
 static int format_number(lua_Number n, char *buf, size_t size) {
     if (n >= -9223372036854775808.0 && n < 9223372036854775808.0 && (double)(long long)n == n)
-        return snprintf(buf, size, "%lld", (long long)n);
+        return put_int(buf, (long long)n);
     if (isnan(n)) return snprintf(buf, size, "nan"); /* Python prints no sign for a NaN */
     return snprintf(buf, size, "%.14g", n);
 }
@@ -369,9 +384,14 @@ static int out_put(Bridge *b, const char *text, size_t len) {
 }
 
 static int out_header(Bridge *b, char kind, long long n) {
-    char text[32];
-    int len = snprintf(text, sizeof(text), "%c%lld\r\n", kind, n);
-    return out_put(b, text, (size_t)len);
+    if (out_reserve(b, 24) < 0) return -1;
+    char *p = b->out + b->out_len;
+    *p = kind;
+    int len = 1 + put_int(p + 1, n);
+    p[len++] = '\r';
+    p[len++] = '\n';
+    b->out_len += (size_t)len;
+    return 0;
 }
 
 /* "+text" or "-text" with CR and LF as spaces (sandbox.lua's gsub). */
@@ -434,7 +454,7 @@ static int encode(Bridge *b, lua_State *L, const char *nil, size_t nil_len, int 
     }
     /* An array of the items from 1 up to the first nil: its header once they are counted. */
     size_t header_at = b->out_len;
-    char header[32];
+    char header[24];
     if (out_reserve(b, sizeof(header)) < 0) return NO_MEMORY;
     b->out_len += sizeof(header);
     int count = 0;
@@ -449,7 +469,10 @@ static int encode(Bridge *b, lua_State *L, const char *nil, size_t nil_len, int 
         if (rc != ENCODED) return rc;
         count++;
     }
-    int header_len = snprintf(header, sizeof(header), "*%d\r\n", count);
+    header[0] = '*';
+    int header_len = 1 + put_int(header + 1, count);
+    header[header_len++] = '\r';
+    header[header_len++] = '\n';
     memmove(b->out + header_at + header_len, b->out + header_at + sizeof(header),
             b->out_len - header_at - sizeof(header));
     memcpy(b->out + header_at, header, (size_t)header_len);
