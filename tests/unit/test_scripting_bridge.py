@@ -176,3 +176,22 @@ def test_read_only_scripts_and_what_a_script_wrote(monkeypatch: pytest.MonkeyPat
         # A wrong arity is refused before the script counts as having written.
         assert h("EVAL", "return redis.pcall('incr')['err']", "0").startswith(b"$58\r\nERR Wrong")
         assert h("EVAL", "return redis.call('incr', 'n')", "0") == b":1\r\n"
+
+
+def test_running_out_of_lua_memory_around_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Replies of 1 MiB turned into Lua strings until the state's 64 MiB are used up: the
+    # failed allocation may come inside redis.call's conversion (a Lua error thrown past the C
+    # function) or in the script's own code; either way the script fails as out of memory and
+    # the state serves the next scripts.
+    for native in (True, False):
+        h, _ = _harness(monkeypatch, native)
+        script = (
+            "local t = {} for i = 1, 200 do "
+            "redis.call('SET', 'k', ARGV[1] .. i) t[i] = redis.call('GET', 'k') end"
+        )
+        reply = h("EVAL", script, "0", "x" * 2**20)
+        assert reply.startswith(b"-ERR Error running script: not enough memory"), reply[:200]
+        assert h("EVAL", "return redis.call('GET', 'k') == ARGV[1]", "0", "v") == b"$-1\r\n"
+        assert (
+            h("EVAL", "return {redis.call('INCR', 'n'), 'ok'}", "0") == b"*2\r\n:1\r\n$2\r\nok\r\n"
+        )
