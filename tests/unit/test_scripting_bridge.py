@@ -195,3 +195,25 @@ def test_running_out_of_lua_memory_around_calls(monkeypatch: pytest.MonkeyPatch)
         assert (
             h("EVAL", "return {redis.call('INCR', 'n'), 'ok'}", "0") == b"*2\r\n:1\r\n$2\r\nok\r\n"
         )
+
+
+def test_the_bridge_installs_only_into_the_state_holding_its_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lua_State address comes from Lua's own print of a coroutine; it is trusted only once
+    # the registry read through it holds the token the sandbox put there.
+    luacall = pytest.importorskip("blinkstore_gunicorn.server.scripting._luacall")
+    from lupa import lua51
+
+    luacall.load(lua51.__file__)
+    h, _ = _harness(monkeypatch, False)
+    assert h.d.scripting is not None
+    lua = h.d.scripting.lua
+    co, printed = lua._attach(b"the sandbox's token")
+    assert printed.startswith(b"thread: 0x")
+    bridge = luacall.Bridge(lambda args: b"+OK\r\n", None, {}, h.d.scripting, h.d, h.client)
+    with pytest.raises(ValueError, match="token"):
+        bridge.install(int(printed.rpartition(b" ")[2], 16), b"another token", 128)
+    del co
+    # Nothing was installed: the sandbox's Lua functions still serve.
+    assert h("EVAL", "return redis.call('PING')", "0") == b"+PONG\r\n"
