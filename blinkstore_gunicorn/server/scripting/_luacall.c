@@ -487,7 +487,9 @@ static int l_encode(lua_State *L) {
     size_t nil_len;
     const char *nil = lua.tolstring(L, 2, &nil_len);
     if (nil == NULL) nil = "$-1\r\n", nil_len = 5;
-    lua.settop(L, 1);
+    /* The value on top, nil_reply kept below it: its text must outlive the encoding. */
+    lua.settop(L, 2);
+    lua.pushvalue(L, 1);
     b->out_len = 0;
     int rc = encode(b, L, nil, nil_len, 0);
     if (rc == TOO_DEEP) return 0;
