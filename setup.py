@@ -8,6 +8,8 @@ Python reader and writer, the reference, do the same work. Wheels: see docs/how-
 same terms (``server/fastpath.py`` falls back to the Python dispatcher without it), and
 ``blinkstore_gunicorn/protocol/_split.c`` splits canonical RESP requests from a read
 (``protocol/resp_split.py``; hiredis's reader or the Python reader serve without it).
+``blinkstore_gunicorn/server/scripting/_luacall.c`` makes a script's ``redis.call`` a Lua C
+function (``server/scripting/bridge.py``; the sandbox's Lua functions serve without it).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ setup(
         Extension(
             "blinkstore_gunicorn.server._fastcmd",
             sources=["blinkstore_gunicorn/server/_fastcmd.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
+        Extension(
+            "blinkstore_gunicorn.server.scripting._luacall",
+            sources=["blinkstore_gunicorn/server/scripting/_luacall.c"],
             extra_compile_args=_FLAGS,
             optional=True,
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -42,7 +43,16 @@ class LuaState:
     running script, or None; ``setresp(version)`` serves ``redis.setresp``.
     """
 
-    __slots__ = ("_collect", "_compile", "lua", "lua_type", "memory_error", "run")
+    __slots__ = (
+        "_adopt",
+        "_attach",
+        "_collect",
+        "_compile",
+        "lua",
+        "lua_type",
+        "memory_error",
+        "run",
+    )
 
     def __init__(
         self,
@@ -84,7 +94,7 @@ class LuaState:
         #: ``(False, error)``. The Lua function itself, not a method around it: one Python
         #: call less per script.
         self.run: Callable[..., tuple[bool, Any]]
-        self._compile, self.run = self.lua.execute(
+        self._compile, self.run, self._attach, self._adopt = self.lua.execute(
             BOOTSTRAP.encode(),
             call,
             hook,
@@ -97,6 +107,17 @@ class LuaState:
             ERR_DEPTH,
             self.lua.execute(TYPED_REPLY.encode()),
         )
+
+    def attach(self, bridge: Any, resp3: Callable[[bytes], Any]) -> None:
+        """Serve ``redis.call``/``redis.pcall`` and encode replies with ``bridge``'s C
+        functions (``scripting/bridge.py``), which hand ``resp3`` the replies after
+        ``redis.setresp(3)``; ValueError when the state cannot be reached."""
+        token = os.urandom(16)
+        # Held until installed: the coroutine whose lua_State the C side uses.
+        co, printed = self._attach(token, resp3)
+        bridge.install(int(printed.rpartition(b" ")[2], 16), token, MAX_DEPTH)
+        del co
+        self._adopt()
 
     def compile(self, source: bytes) -> tuple[Any, bytes | None]:
         """The script as a function, or None and Lua's compile error."""

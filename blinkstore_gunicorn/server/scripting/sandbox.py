@@ -6,8 +6,9 @@ reach outside the store (``os``, ``io``, ``require``, ``loadfile``, ``dofile``, 
 global that does not exist and writing any global are errors (Redis 7's words), library
 tables are read-only views, ``loadstring`` refuses bytecode and compiles into the same
 environment, and coroutines get the instruction-count hook so that a loop inside one can be
-stopped too. It returns ``compile(source)`` and ``run(fn, nil_reply, numkeys, key..., arg...)``;
-the second calls the script under ``xpcall`` with a handler that records the script line an
+stopped too. It returns ``compile(source)`` and ``run(fn, nil_reply, numkeys, key..., arg...)``
+(then ``attach``/``adopt``, which install the C ``redis.call`` of ``bridge.py``); ``run``
+calls the script under ``xpcall`` with a handler that records the script line an
 error came from, and turns what the script returned into the RESP reply (the rules of
 ``convert.py``) in Lua: a table then costs no Python<->Lua crossing per item.
 """
@@ -370,6 +371,16 @@ local function encode(value, nil_reply, out, n, depth)
   return n
 end
 
+-- What the script returned as its reply bytes, or nil when tables nest deeper than max_depth.
+local function lua_reply(result, nil_reply)
+  -- A scalar needs no parts table.
+  if type(result) ~= 'table' then return scalar(result, nil_reply) end
+  local out = {}
+  if encode(result, nil_reply, out, 0, 0) == nil then return nil end
+  return concat(out)
+end
+local reply_of = lua_reply  -- the C encoder's once attached (bridge.py)
+
 -- run(fn, nil_reply, numkeys, key..., arg...): KEYS and ARGV are made here from the
 -- arguments (one crossing from Python, not one per table); answers true and the reply bytes,
 -- or false and the error raised.
@@ -391,16 +402,40 @@ local function run(fn, nil_reply, numkeys, ...)
     sethook(hook, '', hook_every)
   end
   if not ok then return false, result end
-  -- A scalar needs no parts table.
-  if type(result) ~= 'table' then return true, scalar(result, nil_reply) end
-  local out = {}
-  if encode(result, nil_reply, out, 0, 0) == nil then return true, depth_error end
-  return true, concat(out)
+  -- After redis.setresp(3) booleans are RESP3's, which only the Lua encoder writes.
+  local reply
+  if script_resp3 then
+    reply = lua_reply(result, nil_reply)
+  else
+    reply = reply_of(result, nil_reply)
+  end
+  -- false: the C encoder left a typed table ({double=}...) to Lua, or could not grow its buffer.
+  if reply == false then reply = lua_reply(result, nil_reply) end
+  return true, reply or depth_error
 end
 
 -- The count hook stays set between scripts (setting and clearing it around each script cost
 -- about 5,000 instructions, an eighth of a short script's): between them it only fires when
 -- this state runs 100,000 instructions, and then finds no script running.
 sethook(hook, '', hook_every)
-return compile, run
+
+-- The C bridge's handshake (_luacall.c): attach(token, resp3) leaves the token (and the
+-- reader of RESP3 replies the C redis.call hands what it cannot read) where the registry is
+-- reached through the coroutine it returns with its printed address; once the C side put its
+-- functions beside the token, adopt() uses them in place of the Lua ones.
+local getregistry, BRIDGE = debug.getregistry, 'blinkstore_gunicorn.luacall'
+
+local function attach(token, resp3)
+  getregistry()[BRIDGE] = {token = token, resp3 = resp3}
+  local co = cocreate(function() end)
+  return co, tostring(co)
+end
+
+local function adopt()
+  local slot = getregistry()[BRIDGE]
+  getregistry()[BRIDGE] = nil
+  redis.call, redis.pcall, reply_of = slot.call, slot.pcall, slot.encode
+end
+
+return compile, run, attach, adopt
 """

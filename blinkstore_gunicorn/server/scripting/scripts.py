@@ -20,6 +20,7 @@ from blinkstore_gunicorn.engine import WRONGTYPE, WrongType
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.resp import ReplyReader
 from blinkstore_gunicorn.server.scripting import resp3
+from blinkstore_gunicorn.server.scripting.bridge import attach_bridge
 from blinkstore_gunicorn.server.scripting.busy import DEFAULT_BUSY_THRESHOLD, Run, Worker
 from blinkstore_gunicorn.server.scripting.convert import argument, to_lua
 from blinkstore_gunicorn.server.scripting.functions import LOAD_TIMEOUT, Functions
@@ -73,11 +74,12 @@ _ERROR: Final = 2
 
 _ERR_NO_ARGS: Final = b"ERR Please specify at least one argument for this redis lib call"
 _ERR_ARG_TYPE: Final = b"ERR Lua redis lib command arguments must be strings or integers"
-_ERR_UNKNOWN: Final = b"ERR Unknown Redis command called from script"
-_ERR_ARITY: Final = b"ERR Wrong number of args calling Redis command from script"
-_ERR_NOT_ALLOWED: Final = b"ERR This Redis command is not allowed from script"
-_ERR_READ_ONLY: Final = b"ERR Write commands are not allowed from read-only scripts."
-_ERR_WRONGTYPE: Final = WRONGTYPE.encode()
+# The refusals of a command, as the error replies execute() answers.
+_ERR_UNKNOWN: Final = resp.error("ERR Unknown Redis command called from script")
+_ERR_ARITY: Final = resp.error("ERR Wrong number of args calling Redis command from script")
+_ERR_NOT_ALLOWED: Final = resp.error("ERR This Redis command is not allowed from script")
+_ERR_READ_ONLY: Final = resp.error("ERR Write commands are not allowed from read-only scripts.")
+_ERR_WRONGTYPE: Final = resp.error(WRONGTYPE)
 
 #: What :meth:`Scripting._bind` works out for a command name: the error refusing it, or its
 #: handler, arity and whether it writes.
@@ -108,6 +110,7 @@ class Scripting:
         "flags",
         "functions",
         "lua",
+        "native",
     )
 
     def __init__(
@@ -148,6 +151,8 @@ class Scripting:
         self._load_deadline: float | None = None
         #: The libraries of FUNCTION LOAD.
         self.functions = Functions(self)
+        #: Whether ``redis.call`` and the reply's encoding are the C bridge's (``bridge.py``).
+        self.native = attach_bridge(self, dispatcher, self._client, commands)
 
     # -- the cache -----------------------------------------------------------------------
 
@@ -354,25 +359,7 @@ class Scripting:
                 if None in args:
                     return _ERR_ARG_TYPE, _ERROR
                 break
-        bound = self._bound.get(args[0])
-        if bound is None:
-            bound = self._bind(args[0])
-        if isinstance(bound, bytes):
-            return bound, _ERROR
-        handler, arity, writes = bound
-        count = len(args)
-        if count != arity and (arity > 0 or count < -arity):
-            return _ERR_ARITY, _ERROR
-        if writes:
-            if self._read_only:
-                return _ERR_READ_ONLY, _ERROR
-            run = self._run
-            if run is not None:
-                run.wrote = True
-        try:
-            reply = handler(self._dispatcher, self._client, args)
-        except WrongType:
-            return _ERR_WRONGTYPE, _ERROR
+        reply = self.execute(args)
         # One reply of a plain kind is read here; arrays go through the reply parser.
         kind = reply[0]
         if kind == 0x24:  # '$'
@@ -388,6 +375,29 @@ class Scripting:
         reader = ReplyReader()
         reader.feed(reply)
         return to_lua(self.lua.lua, reader.next_reply())  # type: ignore[arg-type]
+
+    def execute(self, args: list[bytes]) -> bytes:
+        """The RESP2 reply of a script's ``redis.call(*args)``, a refusal as an error reply:
+        what ``_call`` and the C bridge (``bridge.py``) both run."""
+        bound = self._bound.get(args[0])
+        if bound is None:
+            bound = self._bind(args[0])
+        if isinstance(bound, bytes):
+            return bound
+        handler, arity, writes = bound
+        count = len(args)
+        if count != arity and (arity > 0 or count < -arity):
+            return _ERR_ARITY
+        if writes:
+            if self._read_only:
+                return _ERR_READ_ONLY
+            run = self._run
+            if run is not None:
+                run.wrote = True
+        try:
+            return handler(self._dispatcher, self._client, args)
+        except WrongType:
+            return _ERR_WRONGTYPE
 
     def _bind(self, name: bytes) -> _Bound:
         """What a script's ``redis.call(name, ...)`` runs: the error refusing the command
