@@ -32,6 +32,9 @@
  * classes' member descriptors (a generic getattr per attribute cost as much as the Python
  * path's whole miss); a class without such a slot makes the Runner refuse to be built, and
  * fastpath.py then keeps the Python path.
+ *
+ * The data-type commands (LPUSH, SADD, HSET, LRANGE...) are _fasttypes.c's, reached from
+ * answer() through _fastcmd.h, on the same terms.
  */
 #include "_fastcmd.h"
 
