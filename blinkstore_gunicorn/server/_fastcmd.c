@@ -758,7 +758,8 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     PyObject *reply = NULL;
     View v;
     if (typed >= 0) { /* a data-type command: _fasttypes.c */
-        if ((reply = typed_answer(r->typed, SLOT(client, r->nil), args, typed)) == NULL) return NULL;
+        reply = typed_answer(r->typed, SLOT(client, r->nil), args, typed);
+        if (reply == NULL) return NULL;
         goto answered;
     }
     if (view_open(r, &v) != FOUND) return NULL;
@@ -841,7 +842,8 @@ static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
         (r->watched = slot_offset(et, s_watched)) < 0 || (r->changes = slot_offset(wt, s_changes)) < 0)
         goto fail;
     typed_free(r->typed);
-    if ((r->typed = typed ? typed_new(dispatcher, engine, typed) : NULL) == NULL && typed) goto fail;
+    r->typed = typed ? typed_new(dispatcher, engine, typed) : NULL;
+    if (typed && r->typed == NULL) goto fail;
     for (int i = 0; i < N_HANDLERS; i++)
         Py_XSETREF(r->handlers[i], Py_NewRef(PyTuple_GET_ITEM(handlers, i)));
     Py_XSETREF(r->dispatcher, Py_NewRef(dispatcher));

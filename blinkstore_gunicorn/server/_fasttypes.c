@@ -206,8 +206,9 @@ static PyObject *push(Typed *t, PyObject *args, int left) {
     }
     PyObject *key = PyList_GET_ITEM(args, 1), *list, *items;
     /* A miss: the list is made in Python, with its entry in the region. */
-    if (list_at(t, args, &list, &items, &cost) != FOUND || size_at(list, t->width, &old_width) < 0 ||
-        may_write(t, key, cost, growth, 0, 1) <= 0 || use(t, key) < 0)
+    if (list_at(t, args, &list, &items, &cost) != FOUND ||
+        size_at(list, t->width, &old_width) < 0 || may_write(t, key, cost, growth, 0, 1) <= 0 ||
+        use(t, key) < 0)
         return NULL;
     if (set_size(list, t->width, PyObject_Size(items) && old_width != width ? -1 : width) < 0)
         return NULL;
