@@ -432,3 +432,25 @@ def test_a_renamed_or_deleted_container_is_read_where_it_went(pair: Pair) -> Non
     assert _check_answered(pair, "LPOP", "l") == b"$-1\r\n"
     _both(pair, "DEL", "s")
     assert _check_hand_over(pair, "SADD", "s", "x") == b":1\r\n"  # made again, in Python
+
+
+def test_container_classes_it_cannot_read_keep_the_python_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from blinkstore_gunicorn.server import _fastcmd, fastpath
+
+    class Plain(Container):  # a list without List's slots (a stale build)
+        pass
+
+    built = []
+    real = _fastcmd.Runner
+
+    def runner(*args: Any) -> Any:
+        built.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(fastpath, "List", Plain)
+    monkeypatch.setattr(_fastcmd, "Runner", runner)
+    d = Dispatcher(MemoryEngine(), clock_ms=Clock())
+    assert built, "the C path was not tried"
+    assert d.execute_resp is Dispatcher.execute
