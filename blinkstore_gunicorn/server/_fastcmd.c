@@ -79,8 +79,7 @@ static void slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value) {
     Py_XSETREF(SLOT(obj, offset), value);
 }
 
-/* The Py_ssize_t in a slot holding an exact int: 0, or -1 (no error set) when it is not one. */
-static int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
+int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
     PyObject *value = SLOT(obj, offset);
     if (value == NULL || !PyLong_CheckExact(value)) return -1;
     *out = PyLong_AsSsize_t(value);
@@ -444,8 +443,7 @@ typedef struct {
     Py_ssize_t cost;      /* entry_cost of the new value */
 } Plan;
 
-/* 1 when key is in dict, 0 when not, -1 on error. */
-static int holds(PyObject *dict, PyObject *key) {
+int holds(PyObject *dict, PyObject *key) {
     return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
 

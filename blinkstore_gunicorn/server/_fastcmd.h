@@ -12,6 +12,10 @@
 
 /* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
 Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name);
+/* The Py_ssize_t in a slot holding an exact int: 0, or -1 (no error set) when it is not one. */
+int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out);
+/* 1 when key is in dict, 0 when not, -1 on error. */
+int holds(PyObject *dict, PyObject *key);
 /* obj.<offset> += n, on the object's Python int. */
 int add_count(PyObject *obj, Py_ssize_t offset, Py_ssize_t n);
 /* replies.parse_int; 0 when the text is not such an integer. */

@@ -80,28 +80,11 @@ static const struct {
     {offsetof(Typed, scores), ZSET, "scores"},
 };
 
-/* The Py_ssize_t in obj's int slot: 0, or -1 (no error set) when it is no exact int. */
-static int size_at(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
-    PyObject *value = SLOT(obj, offset);
-    if (value == NULL || !PyLong_CheckExact(value)) return -1;
-    *out = PyLong_AsSsize_t(value);
-    if (*out == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    return 0;
-}
-
 static int set_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t n) {
     PyObject *value = PyLong_FromSsize_t(n);
     if (value == NULL) return -1;
     Py_XSETREF(SLOT(obj, offset), value);
     return 0;
-}
-
-/* 1 when key is in the dict, 0 when not (or it is empty), -1 on error. */
-static int holds(PyObject *dict, PyObject *key) {
-    return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
 
 /* Keyspace.lookup(key, cls) without its side effects: FOUND (*out: the container, borrowed),
@@ -150,7 +133,7 @@ static int may_write(Typed *t, PyObject *key, Py_ssize_t cost, Py_ssize_t growth
     PyObject *watched = SLOT(t->engine, t->watched);
     Py_ssize_t used, limit;
     if (watched == NULL || Py_TYPE(watched) != t->classes[WATCHED] ||
-        size_at(t->engine, t->used, &used) < 0 || size_at(t->engine, t->limit, &limit) < 0)
+        slot_size(t->engine, t->used, &used) < 0 || slot_size(t->engine, t->limit, &limit) < 0)
         return 0;
     int rc = holds(watched, key);
     if (rc) return rc < 0 ? -1 : 0;
@@ -188,7 +171,7 @@ static int list_at(Typed *t, PyObject *args, PyObject **list, PyObject **items,
     int rc = lookup(t, PyList_GET_ITEM(args, 1), LIST, list);
     if (rc != FOUND) return rc;
     *items = SLOT(*list, t->items);
-    if (*items == NULL || Py_TYPE(*items) != t->deque || size_at(*list, t->cost, cost) < 0)
+    if (*items == NULL || Py_TYPE(*items) != t->deque || slot_size(*list, t->cost, cost) < 0)
         return HAND_OVER;
     return FOUND;
 }
@@ -196,7 +179,7 @@ static int list_at(Typed *t, PyObject *args, PyObject **list, PyObject **items,
 /* LPUSH / RPUSH key element [element...] onto a list: lists.push. */
 static PyObject *push(Typed *t, PyObject *args, int left) {
     Py_ssize_t n = PyList_GET_SIZE(args), growth = 0, width = -1, max_value, cost, old_width, i;
-    if (size_at(t->dispatcher, t->max_value, &max_value) < 0) return NULL;
+    if (slot_size(t->dispatcher, t->max_value, &max_value) < 0) return NULL;
     for (i = 2; i < n; i++) {
         PyObject *value = PyList_GET_ITEM(args, i);
         if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > max_value) return NULL;
@@ -207,7 +190,7 @@ static PyObject *push(Typed *t, PyObject *args, int left) {
     PyObject *key = PyList_GET_ITEM(args, 1), *list, *items;
     /* A miss: the list is made in Python, with its entry in the region. */
     if (list_at(t, args, &list, &items, &cost) != FOUND ||
-        size_at(list, t->width, &old_width) < 0 || may_write(t, key, cost, growth, 0, 1) <= 0 ||
+        slot_size(list, t->width, &old_width) < 0 || may_write(t, key, cost, growth, 0, 1) <= 0 ||
         use(t, key) < 0)
         return NULL;
     if (set_size(list, t->width, PyObject_Size(items) && old_width != width ? -1 : width) < 0)
@@ -263,8 +246,8 @@ static PyObject *lrange(Typed *t, PyObject *args) {
     int rc = lookup(t, key, LIST, &list);
     if (rc == MISS) return missed(t, 1, t->empty);
     items = rc == FOUND ? SLOT(list, t->items) : NULL;
-    if (items == NULL || Py_TYPE(items) != t->deque || size_at(list, t->width, &width) < 0 ||
-        size_at(t->dispatcher, t->max_reply, &max_reply) < 0)
+    if (items == NULL || Py_TYPE(items) != t->deque || slot_size(list, t->width, &width) < 0 ||
+        slot_size(t->dispatcher, t->max_reply, &max_reply) < 0)
         return NULL;
     long long size = PyObject_Size(items);
     if (start < 0) start = start + size > 0 ? start + size : 0;
@@ -307,7 +290,7 @@ done:
 /* SADD key member [member...] to a set: sets.sadd, members added in their order. */
 static PyObject *sadd(Typed *t, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(args), growth = 0, max_key, cost, i;
-    if (size_at(t->dispatcher, t->max_key, &max_key) < 0) return NULL;
+    if (slot_size(t->dispatcher, t->max_key, &max_key) < 0) return NULL;
     for (i = 2; i < n; i++) { /* the handler's fits(member, b"") */
         PyObject *member = PyList_GET_ITEM(args, i);
         if (!PyBytes_CheckExact(member) || PyBytes_GET_SIZE(member) > max_key) return NULL;
@@ -316,7 +299,7 @@ static PyObject *sadd(Typed *t, PyObject *args) {
     PyObject *key = PyList_GET_ITEM(args, 1), *set, *members;
     if (lookup(t, key, SET, &set) != FOUND) return NULL;
     members = SLOT(set, t->members);
-    if (members == NULL || !PySet_CheckExact(members) || size_at(set, t->cost, &cost) < 0 ||
+    if (members == NULL || !PySet_CheckExact(members) || slot_size(set, t->cost, &cost) < 0 ||
         may_write(t, key, cost, growth, 0, 0) <= 0 || use(t, key) < 0)
         return NULL;
     Py_ssize_t before = PySet_GET_SIZE(members), added = cost;
@@ -334,8 +317,8 @@ static PyObject *sadd(Typed *t, PyObject *args) {
 /* HSET key field value [field value...] on a hash: hashes.hset. */
 static PyObject *hset(Typed *t, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(args), growth = 0, max_key, max_value, cost, added = 0, i;
-    if (n % 2 || size_at(t->dispatcher, t->max_key, &max_key) < 0 ||
-        size_at(t->dispatcher, t->max_value, &max_value) < 0)
+    if (n % 2 || slot_size(t->dispatcher, t->max_key, &max_key) < 0 ||
+        slot_size(t->dispatcher, t->max_value, &max_value) < 0)
         return NULL;
     for (i = 2; i < n; i += 2) { /* the handler's fits(field, value), pair by pair */
         PyObject *field = PyList_GET_ITEM(args, i), *value = PyList_GET_ITEM(args, i + 1);
@@ -347,7 +330,7 @@ static PyObject *hset(Typed *t, PyObject *args) {
     PyObject *key = PyList_GET_ITEM(args, 1), *hash, *fields;
     if (lookup(t, key, HASH, &hash) != FOUND) return NULL;
     fields = SLOT(hash, t->fields);
-    if (fields == NULL || !PyDict_CheckExact(fields) || size_at(hash, t->cost, &cost) < 0)
+    if (fields == NULL || !PyDict_CheckExact(fields) || slot_size(hash, t->cost, &cost) < 0)
         return NULL;
     for (i = 2; i < n; i += 2) { /* the values replaced are bytes, as hset reads them */
         PyObject *previous = PyDict_GetItemWithError(fields, PyList_GET_ITEM(args, i));
@@ -378,7 +361,7 @@ static PyObject *hset(Typed *t, PyObject *args) {
 static PyObject *zadd(Typed *t, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(args), max_key, i;
     PyObject *key = PyList_GET_ITEM(args, 1), *zset, *scores;
-    if (n % 2 || size_at(t->dispatcher, t->max_key, &max_key) < 0 ||
+    if (n % 2 || slot_size(t->dispatcher, t->max_key, &max_key) < 0 ||
         lookup(t, key, ZSET, &zset) != FOUND)
         return NULL;
     scores = SLOT(zset, t->scores);
