@@ -38,7 +38,8 @@ $(STAMP): pyproject.toml uv.lock tools/uv-requirements.txt
 # builds it again when its source changes (pyproject.toml's tool.uv cache-keys).
 NATIVE := $(VENV)/.native
 $(NATIVE): $(STAMP) setup.py blinkstore_gunicorn/shm/_native.c blinkstore_gunicorn/server/_fastcmd.c \
-		blinkstore_gunicorn/protocol/_split.c
+		blinkstore_gunicorn/server/_fasttypes.c blinkstore_gunicorn/server/_fastcmd.h \
+		blinkstore_gunicorn/protocol/_split.c blinkstore_gunicorn/server/scripting/_luacall.c
 	$(UV) sync --locked --inexact $(EXTRAS) --python $(BIN)/python --quiet
 	touch $(NATIVE)
 

@@ -16,19 +16,16 @@ port=${2:?usage: $0 REDIS_TESTS_DIR PORT [FILE...]}
 shift 2
 [ $# -gt 0 ] || set -- unit/type/incr unit/type/string unit/type/hash unit/type/set \
     unit/type/list unit/type/zset unit/expire unit/keyspace unit/multi unit/scripting \
-    unit/type/stream unit/type/stream-cgroups unit/hyperloglog unit/bitops unit/bitfield
+    unit/type/stream unit/type/stream-cgroups unit/hyperloglog unit/bitops unit/bitfield \
+    unit/functions
 copy=${source_dir%/}-conform
 
 if [ ! -d "$copy" ]; then
     cp -r "$source_dir" "$copy"
-    # 1. The store has no FUNCTION command: the per-test FUNCTION FLUSH may fail.
-    sed -i 's/^    r function flush$/    catch {r function flush}/' "$copy/tests/support/server.tcl"
-    # 2. CONFIG SET of Redis's encoding thresholds (listpack/intset/quicklist sizes) and of
+    # CONFIG SET of Redis's encoding thresholds (listpack/intset/quicklist sizes) and of
     #    `save` is a no-op: the store has neither.
     sed -i 's/^    \[srv \$level "client"\] {\*}\$args$/    if {[string equal -nocase [lindex $args 0] config] \&\& [string equal -nocase [lindex $args 1] set] \&\& [regexp {^((hash|set|zset|list|stream)-(max|node|compress)|save$)} [lindex $args 2]]} { catch {[srv $level "client"] {*}$args}; return OK }\n&/' \
         "$copy/tests/test_helper.tcl"
-    # 3. Scripting tests run for EVAL only, not again as FUNCTION libraries.
-    sed -i '1s/^foreach is_eval {0 1} {$/foreach is_eval {1} {/' "$copy/tests/unit/scripting.tcl"
 fi
 
 # Tests of what the store does not claim, or that stop the file or the store (see the docs).
@@ -36,8 +33,6 @@ skip_unit_type_list=''
 skip_unit_keyspace='Commands pipelining'
 skip_unit_multi='Blocking commands ignores the timeout'
 skip_unit_scripting='EVAL - JSON smoke test
-Script with RESP3 map
-/^test resp3 
 /^Script block the time during execution
 Script check unpack with massive arguments
 Script ACL check

@@ -84,6 +84,9 @@ WORDS = (
     b"DELCONSUMER", b"IDLE", b"TIME", b"RETRYCOUNT", b"FORCE", b"JUSTID", b"LASTID", b"FULL",
     b"ENTRIESADDED", b"MAXDELETEDID", b"STREAM", b"GROUPS", b"CONSUMERS", b"0-0", b"1-1",
     b"-", b"+", b"(1-1", b"18446744073709551615-18446744073709551615",
+    b"FROMMEMBER", b"FROMLONLAT", b"BYRADIUS", b"BYBOX", b"WITHCOORD", b"WITHDIST",
+    b"WITHHASH", b"ANY", b"ASC", b"STOREDIST", b"CH", b"km", b"mi", b"ft", b"m", b"13.36",
+    b"38.11", b"180", b"-85.05112878", b"85.05112879",
 )  # fmt: skip
 HEADERS = (
     b"*-1", b"*0", b"*-5", b"*1048577", b"*99999999999999999999", b"*abc", b"*", b"$-1",

@@ -10,6 +10,12 @@ key's container, made room for and created when absent) and ends with
 :meth:`~.keyspace.Keyspace.resized`, which settles the account, evicts other keys when over
 the limit and deletes a container left empty (Redis keeps no empty one but a stream).
 
+``server/_fasttypes.c`` answers the plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE in C
+by doing what ``lists.push``/``pop``, ``sets.sadd`` and ``hashes.hset`` do with these
+attributes (``cost``, ``List.items``/``width``, ``Set.members``, ``Hash.fields``,
+``ZSet.scores``) and the overheads below: a change to them changes it too
+(``tests/unit/test_fasttypes.py`` compares the two).
+
 The per-element overheads are CPython 3.11/x86-64 sizes, rounded up the way ENTRY_OVERHEAD
 is (``docs/engine.md``): a ``bytes`` object costs 33 bytes of header plus allocator rounding
 (~40); a dict entry 24 bytes plus its index, at a load of 1/3..2/3 (~50-100); a set slot 16

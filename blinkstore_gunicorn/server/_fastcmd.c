@@ -34,9 +34,12 @@
  * classes' member descriptors (a generic getattr per attribute cost as much as the Python
  * path's whole miss); a class without such a slot makes the Runner refuse to be built, and
  * fastpath.py then keeps the Python path.
+ *
+ * The data-type commands (LPUSH, SADD, HSET, LRANGE...) are _fasttypes.c's, reached from
+ * answer() through _fastcmd.h, on the same terms.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_fastcmd.h"
+
 #include <limits.h>
 #include <string.h>
 #ifndef Py_T_OBJECT_EX /* before 3.12 */
@@ -57,8 +60,7 @@ static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited
     *s_memory_limit, *s_watched, *s_changes, *s_max_value, *s_publish, *s_block_bytes,
     *s_begin_batch, *s_end_batch, *s_mm;
 
-/* The offset of the writable object slot ``name`` of ``type``, or -1 with an error set. */
-static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
+Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
     PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
     Py_ssize_t offset = -1;
     if (descr == NULL) {
@@ -74,16 +76,12 @@ static Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
     return offset;
 }
 
-/* The slot's value (borrowed; NULL when unset: the Python path then raises). */
-#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
-
 static void slot_set(PyObject *obj, Py_ssize_t offset, PyObject *value) {
     Py_INCREF(value);
     Py_XSETREF(SLOT(obj, offset), value);
 }
 
-/* The Py_ssize_t in a slot holding an exact int: 0, or -1 (no error set) when it is not one. */
-static int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
+int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
     PyObject *value = SLOT(obj, offset);
     if (value == NULL || !PyLong_CheckExact(value)) return -1;
     *out = PyLong_AsSsize_t(value);
@@ -152,6 +150,7 @@ typedef struct {
     Py_ssize_t table_, nil, cmd, seen;
     PyTypeObject *region_type;
     Py_ssize_t region_max, publish, read, block_bytes, region_mm, begin_batch, end_batch;
+    Typed *typed; /* the data-type commands (_fasttypes.c); NULL: none */
 } Runner;
 
 /* The engine's state for one request: new references, released by view_close. */
@@ -206,7 +205,7 @@ static int view_open(Runner *r, View *v) {
 }
 
 /* engine.<offset> += n, on the engine's Python int. */
-static int add_count(PyObject *engine, Py_ssize_t offset, Py_ssize_t n) {
+int add_count(PyObject *engine, Py_ssize_t offset, Py_ssize_t n) {
     PyObject *old = SLOT(engine, offset);
     if (old == NULL) {
         PyErr_SetString(PyExc_AttributeError, "an engine counter is unset");
@@ -311,7 +310,7 @@ fail:
     return -1;
 }
 
-static Py_ssize_t digits(Py_ssize_t n) {
+Py_ssize_t digits(Py_ssize_t n) {
     Py_ssize_t d = 1;
     while (n >= 10) {
         n /= 10;
@@ -320,8 +319,7 @@ static Py_ssize_t digits(Py_ssize_t n) {
     return d;
 }
 
-/* "<kind><n>\r\n" at p; returns the end. */
-static char *put_header(char *p, char kind, Py_ssize_t n) {
+char *put_header(char *p, char kind, Py_ssize_t n) {
     Py_ssize_t d = digits(n);
     *p++ = kind;
     for (Py_ssize_t i = d - 1; i >= 0; i--) {
@@ -506,8 +504,7 @@ typedef struct {
     Py_ssize_t earlier;   /* MSET's: the last earlier pair of the same key, or -1 */
 } Plan;
 
-/* 1 when key is in dict, 0 when not, -1 on error. */
-static int holds(PyObject *dict, PyObject *key) {
+int holds(PyObject *dict, PyObject *key) {
     return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
 
@@ -656,7 +653,7 @@ static PyObject *answer_set(Runner *r, View *v, PyObject *key, PyObject *value) 
 
 /* replies.parse_int: -?(0|[1-9][0-9]*), at most 20 bytes, a signed 64-bit value. 0 when it
  * is not one (the Python path words the error). */
-static int parse_int(PyObject *raw, long long *out) {
+int parse_int(PyObject *raw, long long *out) {
     const char *s = PyBytes_AS_STRING(raw);
     Py_ssize_t n = PyBytes_GET_SIZE(raw), i = s[0] == '-';
     if (n > 20 || i == n || (s[i] == '0' && n != i + 1)) return 0;
@@ -913,12 +910,13 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     PyObject *entry = PyDict_GetItemWithError(r->table, name);
     if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2) return NULL;
     PyObject *handler = PyTuple_GET_ITEM(entry, 0);
-    int which = 0;
+    int which = 0, typed = -1;
     while (which < N_HANDLERS && handler != r->handlers[which]) which++;
     /* The arity errors are Python's; SET with options too. */
     static const Py_ssize_t arity[N_HANDLERS] = {2, 0, 3, 2, 2, 3, 3, 0};
-    if (which == N_HANDLERS || (arity[which] && PyList_GET_SIZE(args) != arity[which]))
+    if (which == N_HANDLERS && (r->typed == NULL || (typed = typed_which(r->typed, handler)) < 0))
         return NULL;
+    if (which < N_HANDLERS && arity[which] && PyList_GET_SIZE(args) != arity[which]) return NULL;
 
     if (Py_TYPE(client) != r->client_type) {
         if (r->client_type != NULL) return NULL;
@@ -930,9 +928,14 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     if (SLOT(client, r->table_) != r->table) return NULL; /* MULTI, subscribed, before AUTH */
     if (SLOT(r->dispatcher, r->busy) != Py_None || SLOT(r->dispatcher, r->now) == NULL) return NULL;
 
-    View v;
-    if (view_open(r, &v) != FOUND) return NULL;
     PyObject *reply = NULL;
+    View v;
+    if (typed >= 0) { /* a data-type command: _fasttypes.c */
+        reply = typed_answer(r->typed, SLOT(client, r->nil), args, typed);
+        if (reply == NULL) return NULL;
+        goto answered;
+    }
+    if (view_open(r, &v) != FOUND) return NULL;
     if (which == GET) {
         if (PyBytes_CheckExact(PyList_GET_ITEM(args, 1)))
             reply = answer_get(r, &v, client, PyList_GET_ITEM(args, 1));
@@ -949,6 +952,7 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     }
     if (view_close(r, &v) < 0) Py_CLEAR(reply);
     if (reply == NULL) return NULL;
+answered:
     /* Dispatcher.execute's bookkeeping: CLIENT LIST's cmd and idle. */
     slot_set(client, r->cmd, name);
     slot_set(client, r->seen, SLOT(r->dispatcher, r->now));
@@ -969,12 +973,13 @@ static PyObject *runner_execute(Runner *r, PyObject *const *argv, Py_ssize_t nar
 
 static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"dispatcher", "handlers", "fallback", "large", "costs", "region_full",
-                            "refused", NULL};
-    PyObject *dispatcher, *handlers, *fallback, *region_full, *refused;
+                            "refused", "typed", NULL};
+    PyObject *dispatcher, *handlers, *fallback, *region_full, *refused, *typed = NULL;
     Py_ssize_t large, entry_overhead, region_overhead, block_header;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!On(nnn)OO", names, &dispatcher,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!On(nnn)OO|O!", names, &dispatcher,
                                      &PyTuple_Type, &handlers, &fallback, &large, &entry_overhead,
-                                     &region_overhead, &block_header, &region_full, &refused))
+                                     &region_overhead, &block_header, &region_full, &refused,
+                                     &PyTuple_Type, &typed))
         return -1;
     if (PyTuple_GET_SIZE(handlers) != N_HANDLERS) {
         PyErr_Format(PyExc_TypeError, "handlers: %d handlers expected", N_HANDLERS);
@@ -1009,6 +1014,9 @@ static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
         (r->max_value = slot_offset(et, s_engine_max_value)) < 0 ||
         (r->watched = slot_offset(et, s_watched)) < 0 || (r->changes = slot_offset(wt, s_changes)) < 0)
         goto fail;
+    typed_free(r->typed);
+    r->typed = typed ? typed_new(dispatcher, engine, typed) : NULL;
+    if (typed && r->typed == NULL) goto fail;
     for (int i = 0; i < N_HANDLERS; i++)
         Py_XSETREF(r->handlers[i], Py_NewRef(PyTuple_GET_ITEM(handlers, i)));
     Py_XSETREF(r->dispatcher, Py_NewRef(dispatcher));
@@ -1048,10 +1056,12 @@ static int runner_traverse(Runner *r, visitproc visit, void *arg) {
     Py_VISIT(r->watched_type);
     Py_VISIT(r->client_type);
     Py_VISIT(r->region_type);
-    return 0;
+    return r->typed ? typed_traverse(r->typed, visit, arg) : 0;
 }
 
 static int runner_clear(Runner *r) {
+    typed_free(r->typed);
+    r->typed = NULL;
     Py_CLEAR(r->dispatcher);
     Py_CLEAR(r->engine);
     Py_CLEAR(r->table);

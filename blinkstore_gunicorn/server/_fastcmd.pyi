@@ -12,5 +12,6 @@ class Runner:
         costs: tuple[int, int, int],
         region_full: type[BaseException],
         refused: Callable[[Any], bytes],
+        typed: tuple[Any, ...] | None = None,
     ) -> None: ...
     def execute(self, dispatcher: Any, client: Any, args: Any, /) -> bytes: ...

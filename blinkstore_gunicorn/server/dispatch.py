@@ -47,6 +47,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_command,
     wrong_args,
 )
+from blinkstore_gunicorn.server.fastpath import _NATIVE_COMMANDS as NATIVE_COMMANDS
 from blinkstore_gunicorn.server.fastpath import Executor, resp_executor
 from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
@@ -301,6 +302,11 @@ class Dispatcher:
         #: What connections run RESP requests with, called as ``execute_resp(self, client,
         #: args)``: :meth:`execute`, or its C stand-in for plain GET/MGET (``fastpath.py``).
         self.execute_resp: Executor = resp_executor(self, Dispatcher.execute)
+
+    def native_executor(self, fallback: Executor) -> tuple[Executor, tuple[str, ...]]:
+        """``fallback`` behind the C runner of ``fastpath.py`` (``fallback`` itself where it
+        is not built), and the commands the runner answers: a script's ``redis.call`` path."""
+        return resp_executor(self, fallback), NATIVE_COMMANDS
 
     @property
     def requires_auth(self) -> bool:

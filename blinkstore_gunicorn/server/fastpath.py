@@ -22,18 +22,32 @@ answered in C as well (:func:`resp_executor`, the optional ``server/_fastcmd.c``
 the request to the reply bytes then never enters the Python dispatcher, handler or engine (a
 write calls the region's own C publish, as the engine does). The C code answers only the
 common case (no TTL, WATCH, lease, other type or eviction involved) and hands everything else
-to ``Dispatcher.execute``, before any side effect, so that it stays the reference.
+to ``Dispatcher.execute``, before any side effect, so that it stays the reference. So are the
+plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE on an existing container, SPOP and ZPOPMIN
+of an absent key and a ZADD that changes no score (``server/_fasttypes.c``): a key to create or
+to delete, of another type, with a TTL, watched, with a client parked on it, or near the memory
+limit goes to Python.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from blinkstore_gunicorn.engine.base import EngineError
+from blinkstore_gunicorn.engine.hashes import Hash
+from blinkstore_gunicorn.engine.lists import List
 from blinkstore_gunicorn.engine.memory import ENTRY_OVERHEAD, REGION_OVERHEAD, MemoryEngine
+from blinkstore_gunicorn.engine.sets import Set
+from blinkstore_gunicorn.engine.typed import (
+    HASH_FIELD_OVERHEAD,
+    LIST_ITEM_OVERHEAD,
+    SET_MEMBER_OVERHEAD,
+)
+from blinkstore_gunicorn.engine.zsets import ZSet
 from blinkstore_gunicorn.protocol.resp import LARGE_BULK
 from blinkstore_gunicorn.protocol.resp_split import OneRequest, one_request
 from blinkstore_gunicorn.server.commands.registry import COMMANDS
@@ -104,6 +118,10 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
 
 #: The commands the C path answers, in the order its ``Runner`` takes their handlers.
 _NATIVE_COMMANDS = ("get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset")
+#: The data-type commands it answers (``server/_fasttypes.c``), in the order it takes them.
+_NATIVE_TYPED = (
+    "lpush", "rpush", "lpop", "rpop", "sadd", "hset", "lrange", "spop", "zadd", "zpopmin",
+)  # fmt: skip
 
 
 def _region_full(exc: RegionFull) -> bytes:
@@ -128,9 +146,15 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
         return reference
     handlers = tuple(COMMANDS[name].handler for name in _NATIVE_COMMANDS)
     costs = (ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER)
+    typed = (
+        tuple(COMMANDS[name].handler for name in _NATIVE_TYPED),
+        (List, Set, Hash, ZSet),
+        deque,
+        (ENTRY_OVERHEAD, LIST_ITEM_OVERHEAD, SET_MEMBER_OVERHEAD, HASH_FIELD_OVERHEAD, LARGE_BULK),
+    )
     try:
         runner = Runner(
-            dispatcher, handlers, reference, LARGE_BULK, costs, RegionFull, _region_full
+            dispatcher, handlers, reference, LARGE_BULK, costs, RegionFull, _region_full, typed
         )
         return runner.execute
     except (TypeError, AttributeError):

@@ -13,6 +13,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from blinkstore_gunicorn import registry
@@ -22,6 +23,7 @@ from blinkstore_gunicorn.engine import Engine, MemoryEngine, tune_allocator
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.server.adoption import start_adoption
 from blinkstore_gunicorn.server.budget import ClientBudget
+from blinkstore_gunicorn.server.commands.scriptlayer import library_codes, load_libraries
 from blinkstore_gunicorn.server.connection import StoreConnection
 from blinkstore_gunicorn.server.dispatch import Dispatcher, ServerStats
 from blinkstore_gunicorn.server.eviction_log import EvictionLog
@@ -125,6 +127,8 @@ class StoreServer:
         )
         #: The snapshot file (``snapshot`` setting): loaded before serving, saved on stop.
         self.snapshots = self.dispatcher.snapshots = Snapshots(settings.snapshot, self.engine)
+        self.snapshots.libraries = partial(library_codes, self.dispatcher)
+        self.snapshots.load_libraries = partial(load_libraries, self.dispatcher)
         self._snapshot_ticker: Ticker | None = None
         #: The Redis/Valkey this store is a near cache of (``upstream`` setting).
         self.upstream = Upstream(settings.upstream, self.dispatcher) if settings.upstream else None

@@ -40,6 +40,7 @@
 #define LOC_SHIFT 24
 #define LOC_LEN_MASK 0xFFFFFFu
 #define MAX_PROBE 32
+#define HASH_MIX 0x9E3779B97F4A7C15ull
 #define STALE_NS 500000000LL
 #define SPINS 64 /* reader.py's _SPINS */
 #define COUNTER_BYTES (1024 * 8 * 8)
@@ -68,7 +69,8 @@ static inline int expired(uint64_t expire_at) {
     return expire_at && now_ms >= 0 && expire_at <= (uint64_t)now_ms;
 }
 
-/* -- layout.key_hash: (int.from_bytes(key, "little") * mul) % prime, low 32 bits --------- */
+/* -- layout.key_hash: r = int.from_bytes(key, "little") * mul % prime, then
+ *    (r ^ r >> 31) * HASH_MIX, bits 32-63 ----------------------------------------------- */
 
 static uint64_t key_hash(const unsigned char *key, Py_ssize_t n, uint64_t mul, uint64_t prime) {
     /* Horner over 8-byte little-endian words from the most significant end; every partial
@@ -83,7 +85,9 @@ static uint64_t key_hash(const unsigned char *key, Py_ssize_t n, uint64_t mul, u
         memcpy(&word, key + k * 8, 8);
         r = ((r << 64) | word) % prime;
     }
-    return (uint64_t)(r * mul % prime) & 0xFFFFFFFFu;
+    uint64_t res = (uint64_t)(r * mul % prime);
+    /* layout.py's product is of Python ints; its bits 32-63 are those of the product mod 2**64 */
+    return (res ^ res >> 31) * HASH_MIX >> 32;
 }
 
 /* -- zlib.crc32 (IEEE, reflected) and layout.entry_checksum ------------------------------- */
@@ -1447,12 +1451,14 @@ static PyObject *py_block_size(PyObject *mod, PyObject *arg) {
 }
 
 static PyObject *py_constants(PyObject *mod, PyObject *unused) {
-    return Py_BuildValue("{sisisisisisisisisisisisisisisLsi}", "H_TOKEN", H_TOKEN, "H_HEARTBEAT",
-                         H_HEARTBEAT, "H_WRITE_EPOCH", H_WRITE_EPOCH, "META", META, "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
+    return Py_BuildValue("{sisisisisisisisisisisisisisisLsisK}", "H_TOKEN", H_TOKEN,
+                         "H_HEARTBEAT", H_HEARTBEAT, "H_WRITE_EPOCH", H_WRITE_EPOCH, "META", META,
+                         "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
                          "SLOT_WORDS", SLOT_WORDS, "BLOCK_LENGTHS", BLOCK_LENGTHS, "BLOCK_SLOT",
                          BLOCK_SLOT, "BLOCK_CHECKSUM", BLOCK_CHECKSUM, "BLOCK_HEADER",
                          BLOCK_HEADER, "LOC_SHIFT", LOC_SHIFT, "MAX_PROBE", MAX_PROBE,
-                         "STALE_NS", (long long)STALE_NS, "COUNTER_BYTES", COUNTER_BYTES);
+                         "STALE_NS", (long long)STALE_NS, "COUNTER_BYTES", COUNTER_BYTES,
+                         "HASH_MIX", (unsigned long long)HASH_MIX);
 }
 
 static PyMethodDef module_methods[] = {

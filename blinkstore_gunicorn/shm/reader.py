@@ -39,6 +39,7 @@ _MASK32 = 0xFFFFFFFF
 _MASK64 = 2**64 - 1
 _STALE = L.STALE_NS
 _PROBE = L.MAX_PROBE
+_MIX = L.HASH_MIX
 # Keys whose hash a reader remembers (hot keys are read again and again; the keyed hash costs
 # a big-integer multiply and modulo, a dict lookup a fraction of that).
 _MEMO = 16384
@@ -273,7 +274,8 @@ class RegionReader:
 
     def _hash(self, key: bytes) -> int:
         """``key_hash`` with this region's secret, remembered for the next read of ``key``."""
-        h: int = _from_bytes(key, "little") * self._mul % self._prime & _MASK32
+        r = _from_bytes(key, "little") * self._mul % self._prime
+        h: int = (r ^ r >> 31) * _MIX >> 32 & _MASK32
         if len(key) <= _MEMO_KEY:
             hashes = self._hashes
             if len(hashes) >= _MEMO:

@@ -32,7 +32,13 @@ from blinkstore_gunicorn.storage.encodings import (
     rdb_length,
 )
 
-__all__ = ["ChecksumError", "dump_payload", "load_payload"]
+__all__ = [
+    "ChecksumError",
+    "dump_payload",
+    "functions_payload",
+    "load_functions_payload",
+    "load_payload",
+]
 
 #: Redis 7.0's defaults for its compact encodings (``hash-max-listpack-entries`` 512,
 #: ``zset-max-listpack-entries`` 128, ``*-max-listpack-value`` 64, ``set-max-intset-entries``
@@ -42,6 +48,8 @@ INTSET_ENTRIES, LIST_NODE_BYTES = 512, 8192
 #: Bytes of strings one payload compresses (see :class:`_Strings`).
 LZF_BUDGET = 256 * 1024
 
+#: What precedes each library in a FUNCTION DUMP payload (Redis's RDB_OPCODE_FUNCTION2).
+_OP_FUNCTION2 = 245
 _T_SET_INTSET, _T_HASH_LISTPACK, _T_ZSET_LISTPACK, _T_QUICKLIST_2 = 11, 16, 17, 18
 _PACKED_NODE = rdb_length(2)  # a quicklist node holding a listpack (1: one plain element)
 # A float Redis prints as an integer (its d2string): integral and inside +-(2^52 - 1).
@@ -144,14 +152,17 @@ def _value(record: rdb.Record, string: _Strings) -> bytes:
 
 def dump_payload(record: rdb.Record) -> bytes:
     """The DUMP payload of one key (its deadline is not part of it)."""
-    body = _value(record, _Strings()) + rdb.RDB_VERSION.to_bytes(2, "little")
+    return _footed(_value(record, _Strings()))
+
+
+def _footed(body: bytes) -> bytes:
+    """``body`` with the RDB version and the CRC-64 of both after it."""
+    body += rdb.RDB_VERSION.to_bytes(2, "little")
     return body + rdb.crc64(body).to_bytes(8, "little")
 
 
-def load_payload(payload: bytes) -> tuple[bytes, rdb.Value]:
-    """The Redis type name and value of a DUMP payload. Raises :class:`ChecksumError` for a
-    wrong version or checksum, :class:`FormatError` for a value that does not parse or is
-    empty."""
+def _check_footer(payload: bytes) -> None:
+    """Redis's ``verifyDumpPayload``: :class:`ChecksumError` unless the footer is right."""
     if len(payload) < 10:
         raise ChecksumError("shorter than its footer")
     version = int.from_bytes(payload[-10:-8], "little")
@@ -159,6 +170,34 @@ def load_payload(payload: bytes) -> tuple[bytes, rdb.Value]:
         payload[-8:], "little"
     ):
         raise ChecksumError("wrong version or checksum")
+
+
+def functions_payload(codes: list[bytes]) -> bytes:
+    """The FUNCTION DUMP payload of libraries (their whole code, shebang included), as Redis's
+    ``rdbSaveFunctions`` writes them."""
+    string = _Strings()
+    return _footed(b"".join(bytes((_OP_FUNCTION2,)) + string(code) for code in codes))
+
+
+def load_functions_payload(payload: bytes) -> list[bytes]:
+    """The libraries' code in a FUNCTION DUMP payload. Raises :class:`ChecksumError` for a wrong
+    version or checksum, :class:`FormatError` with Redis's words for the rest."""
+    _check_footer(payload)
+    codes, at, end = [], 0, len(payload) - 10
+    while at < end:
+        if payload[at] != _OP_FUNCTION2:
+            raise FormatError("given type is not a function")
+        _, code, size = rdb.read_value(payload[at + 1 : end], rdb.T_STRING)
+        codes.append(cast("bytes", code))
+        at += 1 + size
+    return codes
+
+
+def load_payload(payload: bytes) -> tuple[bytes, rdb.Value]:
+    """The Redis type name and value of a DUMP payload. Raises :class:`ChecksumError` for a
+    wrong version or checksum, :class:`FormatError` for a value that does not parse or is
+    empty."""
+    _check_footer(payload)
     # Read as Redis reads it: from the first byte on, what follows the value unchecked.
     kind, value, _ = rdb.read_value(payload[1:], payload[0])
     if kind not in {b"string", b"stream"} and not value:

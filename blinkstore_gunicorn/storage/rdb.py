@@ -97,11 +97,13 @@ class Record(NamedTuple):
 
 
 class Parsed(NamedTuple):
-    """A whole file's keys (expired ones left out), its auxiliary fields, and how many expired."""
+    """A whole file's keys (expired ones left out), its auxiliary fields, how many expired, and
+    its function libraries (each one's code, as ``FUNCTION LOAD`` took it)."""
 
     records: list[Record]
     aux: dict[bytes, bytes]
     expired: int
+    functions: tuple[bytes, ...] = ()
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -147,15 +149,21 @@ def encode_value(
 
 
 def write(
-    out: BinaryIO, records: Iterable[Record], aux: dict[bytes, bytes], keys_hint: int = 0
+    out: BinaryIO,
+    records: Iterable[Record],
+    aux: dict[bytes, bytes],
+    keys_hint: int = 0,
+    functions: Iterable[bytes] = (),
 ) -> int:
-    """Write an RDB file of ``records`` (with the auxiliary fields ``aux``) to ``out``; return
-    the number of keys written. Deadlines are written as given: the caller leaves out expired
-    keys."""
+    """Write an RDB file of ``records`` (with the auxiliary fields ``aux`` and the function
+    libraries ``functions``, as Redis writes them) to ``out``; return the number of keys
+    written. Deadlines are written as given: the caller leaves out expired keys."""
     crc = 0
     buf = bytearray(MAGIC + b"%04d" % RDB_VERSION)
     for name, text in aux.items():
         buf += bytes((OP_AUX,)) + _string(name) + _string(text)
+    for code in functions:
+        buf += bytes((OP_FUNCTION2,)) + _string(code)
     buf += bytes((OP_SELECTDB, 0, OP_RESIZEDB)) + rdb_length(keys_hint) + rdb_length(0)
     keys = 0
     small, string_key = _SMALL_LENGTHS, _STRING_KEY
@@ -388,6 +396,7 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
     _check_crc32_first(data)
     records: list[Record] = []
     aux: dict[bytes, bytes] = {}
+    functions: list[bytes] = []
     crc_at = -1
     expired = 0
     expire_at: int | None = None
@@ -403,6 +412,8 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
             expire_at = None
         elif op == OP_EOF:
             break
+        elif op == OP_FUNCTION2:
+            functions.append(cursor.string())
         elif op == OP_AUX:
             start = cursor.pos - 1
             name = cursor.string()
@@ -425,7 +436,10 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
         elif op == OP_IDLE:
             cursor.count()
         else:
-            raise FormatError("holds Redis module data or functions, which blinkstore cannot load")
+            raise FormatError(
+                "holds Redis module data or functions of Redis 7.0's release candidates, which"
+                " blinkstore cannot load"
+            )
     body_end = cursor.pos
     checksum = int.from_bytes(cursor.take(8), "little") if version >= 5 else 0
     if cursor.pos != cursor.end:
@@ -438,4 +452,4 @@ def parse(data: bytes | memoryview, now_ms: int) -> Parsed:
         raise FormatError("CRC-64 mismatch: the file is corrupted")
     if KEYS_FIELD in aux and _number(aux[KEYS_FIELD]) != len(records) + expired:
         raise FormatError("holds fewer keys than it says")
-    return Parsed(records, aux, expired)
+    return Parsed(records, aux, expired, tuple(functions))

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 
 from blinkstore_gunicorn.engine import Engine, MemoryEngine
 from blinkstore_gunicorn.shm.reader import RegionReader
@@ -67,6 +68,12 @@ class Snapshots:
         self._saved_changes = self._changes()
         self._child: tuple[int, int, float, int] | None = None  # pid, pipe, start, changes
         self._report = b""
+        #: The store's function libraries, which snapshots hold as Redis's RDB files do:
+        #: ``libraries()`` gives each one's code to save, ``load_libraries(codes)`` loads those
+        #: a snapshot holds. They belong to the scripting layer, which this module does not
+        #: know: the store sets both (``server/store.py``).
+        self.libraries: Callable[[], list[bytes]] = list
+        self.load_libraries: Callable[[Sequence[bytes]], None] | None = None
 
     def _changes(self) -> int:
         return self.engine.watched.changes
@@ -121,6 +128,8 @@ class Snapshots:
             return
         found = len(parsed.records)
         added, refused = restore(self.engine, parsed)
+        if parsed.functions and self.load_libraries is not None:
+            self.load_libraries(parsed.functions)
         self.keys = added
         self.last_save_time = int(os.stat(self.path).st_mtime)
         self._saved_changes = self._changes()
@@ -151,6 +160,7 @@ class Snapshots:
                 self.path,
                 records(engine, lambda key, block: region.read(block) if region else None),
                 len(engine),
+                self.libraries(),
             )
         except Exception:
             self.last_status = "err"
@@ -177,6 +187,7 @@ class Snapshots:
         # len() first adopts the rest of a dead predecessor's region (server/adoption.py) here:
         # in the child that would write into this store's live region.
         len(engine)
+        libraries = self.libraries()
         read_end, write_end = os.pipe()
         started, changes = time.time(), self._changes()
         try:
@@ -186,7 +197,7 @@ class Snapshots:
             os.close(write_end)
             raise SnapshotError(f"cannot fork: {exc.strerror}") from None
         if pid == 0:  # pragma: no cover - the child ends in os._exit, coverage cannot see it
-            self._child_writes(engine, read_end, write_end)
+            self._child_writes(engine, libraries, read_end, write_end)
         os.close(write_end)
         os.set_blocking(read_end, False)
         self._child = (pid, read_end, started, changes)
@@ -194,7 +205,9 @@ class Snapshots:
         loop.add_reader(read_end, self._child_output, loop)
         return True
 
-    def _child_writes(self, engine: MemoryEngine, read_end: int, write_end: int) -> None:
+    def _child_writes(
+        self, engine: MemoryEngine, libraries: list[bytes], read_end: int, write_end: int
+    ) -> None:
         """In the forked child: write, report on ``write_end``, exit. Never returns."""
         report = b"err the snapshot child failed"
         try:
@@ -221,7 +234,7 @@ class Snapshots:
                 return None
 
             assert self.path is not None
-            keys = write_file(self.path, records(engine, read), len(engine))
+            keys = write_file(self.path, records(engine, read), len(engine), libraries)
             report = b"ok %d %d" % (keys, changed)
         except BaseException as exc:
             report = f"err {exc or type(exc).__name__}".encode(errors="replace")

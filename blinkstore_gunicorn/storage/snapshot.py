@@ -24,7 +24,7 @@ import mmap
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
 from blinkstore_gunicorn._version import __version__
@@ -61,8 +61,11 @@ class SnapshotError(Exception):
 # --- the file ---------------------------------------------------------------------------------
 
 
-def write_file(path: str, records: Iterator[rdb.Record], keys_hint: int = 0) -> int:
-    """Write ``records`` to ``path`` atomically (mode 0600); return the number of keys."""
+def write_file(
+    path: str, records: Iterator[rdb.Record], keys_hint: int = 0, functions: Sequence[bytes] = ()
+) -> int:
+    """Write ``records`` (and the function libraries ``functions``) to ``path`` atomically (mode
+    0600); return the number of keys."""
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -81,7 +84,7 @@ def write_file(path: str, records: Iterator[rdb.Record], keys_hint: int = 0) -> 
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
             os.fchmod(out.fileno(), 0o600)  # whatever the umask
-            keys = rdb.write(out, records, aux, keys_hint)
+            keys = rdb.write(out, records, aux, keys_hint, functions)
             os.fsync(out.fileno())
         os.rename(temporary, path)
     except BaseException:

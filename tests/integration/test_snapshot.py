@@ -211,6 +211,50 @@ def test_the_store_loads_redis_servers_dump(
     check_stream(r, long_stream, "long-stream")
 
 
+LIBRARY = (
+    "#!lua name=counters\n"
+    "redis.register_function('bump', function(keys, args)\n"
+    "  return redis.call('incrby', keys[1], args[1])\n"
+    "end)\n"
+)
+
+
+def test_function_libraries_outlive_a_restart_and_move_to_redis_server(
+    blinkstore_factory: StoreFactory, tmp_path: Path
+) -> None:
+    pytest.importorskip("lupa")
+    path = tmp_path / SNAPSHOT
+    store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
+    assert client(store).function_load(LIBRARY) == b"counters"
+    assert store.stop() == 0
+    store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
+    r = client(store)
+    assert r.fcall("bump", 1, "n", 5) == 5
+    assert r.bgsave()  # the forked child writes the libraries too
+    assert wait_until(lambda: r.info("persistence")["rdb_bgsave_in_progress"] == 0, 20.0)
+    assert store.stop() == 0
+    with redis_server_process("--dir", str(tmp_path), "--dbfilename", SNAPSHOT) as server:
+        peer = redis.Redis(unix_socket_path=server.unix_path)
+        assert peer.fcall("bump", 1, "n", 1) == 6
+        (library,) = peer.function_list()  # RESP2: a flat list of names and values
+        assert library[:2] == [b"library_name", b"counters"]
+
+
+def test_the_store_loads_the_function_libraries_of_redis_servers_dump(
+    blinkstore_factory: StoreFactory, tmp_path: Path
+) -> None:
+    pytest.importorskip("lupa")
+    with redis_server_process() as server:
+        peer = redis.Redis(unix_socket_path=server.unix_path)
+        peer.function_load(LIBRARY)
+        peer.function_load(LIBRARY.replace("counters", "other").replace("'bump'", "'other'"))
+        assert peer.save()
+        shutil.copy(server.directory / "dump.rdb", tmp_path / SNAPSHOT)
+    os.chmod(tmp_path / SNAPSHOT, 0o600)
+    r = client(blinkstore_factory("--snapshot", str(tmp_path / SNAPSHOT)))
+    assert (r.fcall("bump", 1, "n", 2), r.fcall("other", 1, "n", 3)) == (2, 5)
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-30])
 

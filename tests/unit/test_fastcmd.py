@@ -25,6 +25,10 @@ from typing import Any
 import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.engine.hashes import Hash
+from blinkstore_gunicorn.engine.lists import List
+from blinkstore_gunicorn.engine.sets import Set
+from blinkstore_gunicorn.engine.zsets import ZSet
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.adoption import start_adoption
@@ -104,6 +108,8 @@ class Store:
         self.fallbacks = 0
         #: Another connection (BS.LEASE's holder).
         self.other = self.d.new_client()
+        #: The replies parked blocking pops got, in order.
+        self.delivered: list[bytes] = []
 
         def reference(d: Dispatcher, client: Client, args: Any) -> bytes:
             self.fallbacks += 1
@@ -150,6 +156,8 @@ class Store:
             ],
             "cmd": self.client.cmd,
             "seen now": self.client.seen == self.d.now,
+            "parked": len(self.d.blocked),
+            "delivered": list(self.delivered),
         }
 
     def close(self) -> None:
@@ -162,8 +170,20 @@ class Store:
 
 
 def _held(value: object) -> object:
-    """What the dicts hold for a key, comparable between stores (a container by its type)."""
-    return value if isinstance(value, bytes | int) else type(value).__name__
+    """What the dicts hold for a key, comparable between stores: a container by its type, its
+    cost and its contents in their iteration order (a set's decides SPOP's pick)."""
+    if isinstance(value, bytes | int):
+        return value
+    contents: object = None
+    if isinstance(value, List):
+        contents = list(value.items), value.width
+    elif isinstance(value, Set):
+        contents = list(value.members)
+    elif isinstance(value, Hash):
+        contents = list(value.fields.items())
+    elif isinstance(value, ZSet):
+        contents = list(value.scores.items()), value.order
+    return type(value).__name__, getattr(value, "cost", None), contents
 
 
 @contextlib.contextmanager
@@ -275,7 +295,24 @@ def _command(rng: random.Random, keys: list[bytes], clock: Clock) -> list[bytes]
     return None
 
 
-def _run(c: Store, python: Store, seed: int, steps: int) -> dict[tuple[bytes, bool], int]:
+def _client(store: Store, args: list[bytes]) -> Client | None:
+    """Who sends ``args`` to ``store``: the other connection for BS.LEASE, a new one (which may
+    park) for a blocking pop, else the store's own client (None)."""
+    if args[0] == b"BS.LEASE":
+        return store.other
+    if args[0] not in (b"BLPOP", b"BRPOP", b"BZPOPMIN"):
+        return None
+    client = store.d.new_client()
+    client.deliver = store.delivered.append
+    return client
+
+
+Command = Callable[[random.Random, list[bytes], Clock], list[bytes] | None]
+
+
+def _run(
+    c: Store, python: Store, seed: int, steps: int, command: Command = _command
+) -> dict[tuple[bytes, bool], int]:
     """``steps`` random commands on both stores: the same replies and the same state after
     each. Returns how many of each command the C store answered (True) and handed over."""
     rng = random.Random(seed)
@@ -284,14 +321,12 @@ def _run(c: Store, python: Store, seed: int, steps: int) -> dict[tuple[bytes, bo
         assert c("HELLO", "3")[:1] == python("HELLO", "3")[:1] == b"%"
     answered: dict[tuple[bytes, bool], int] = {}
     for step in range(steps):
-        args = _command(rng, keys, python.clock)
+        args = command(rng, keys, python.clock)
         if args is None:
             continue
-        lease = args[0] == b"BS.LEASE"
         before = c.fallbacks
-        assert c(*args, client=c.other if lease else None) == python(
-            *args, client=python.other if lease else None
-        ), (seed, step, args[:2])
+        reply = c(*args, client=_client(c, args))
+        assert reply == python(*args, client=_client(python, args)), (seed, step, args[:2])
         assert c.state(keys) == python.state(keys), (seed, step, args[:2])
         outcome = (args[0].upper(), c.fallbacks == before)
         answered[outcome] = answered.get(outcome, 0) + 1

@@ -137,12 +137,21 @@ def test_a_redis_file_with_a_wrong_crc64_is_refused() -> None:
         (b"\x15\x01k", "a stream of Redis 7.2"),
         (b"\x0e\x01k", "ziplists"),
         (b"\x07\x01k", "a module value"),
-        (b"\xf5", "functions"),
+        (b"\xf6", "functions of Redis 7.0's release candidates"),
     ],
 )
 def test_what_blinkstore_has_no_type_for_refuses_the_file(body: bytes, reason: str) -> None:
     with pytest.raises(FormatError, match=reason):
         rdb.parse(_redis_file(body), 0)
+
+
+def test_function_libraries_round_trip() -> None:
+    out = io.BytesIO()
+    codes = [b"#!lua name=a\nredis.register_function('f', function() return 1 end)", b"#!lua"]
+    rdb.write(out, [rdb.Record(b"k", b"string", b"v", None)], {}, 1, codes)
+    parsed = rdb.parse(out.getvalue(), 0)
+    assert (parsed.functions, len(parsed.records)) == (tuple(codes), 1)
+    assert rdb.parse(_redis_file(b"\xf5\x03abc"), 0).functions == (b"abc",)
 
 
 def _stream_file(value: StreamValue) -> bytes:

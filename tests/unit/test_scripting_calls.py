@@ -17,7 +17,8 @@ pytest.importorskip("greenlet")
 
 
 @pytest.fixture
-def r() -> Harness:
+def r(shm_path: str) -> Harness:
+    """The C ``redis.call`` (where built), then the sandbox's Lua one."""
     return Harness()
 
 

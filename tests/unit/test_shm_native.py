@@ -77,6 +77,7 @@ def test_the_helper_is_built_wherever_a_compiler_is() -> None:
             "MAX_PROBE",
             "STALE_NS",
             "COUNTER_BYTES",
+            "HASH_MIX",
         )
     }
 

@@ -74,7 +74,11 @@ def test_what_a_forwarded_command_invalidates() -> None:
     assert written_keys([b"DEL", b"a", b"b"]) == [b"a", b"b"]
     assert written_keys([b"EVAL", b"return 1", b"2", b"x", b"y", b"arg"]) == [b"x", b"y"]
     assert written_keys([b"FLUSHDB"]) is ALL
-    assert written_keys([b"GEOADD", b"k", b"0", b"0", b"m"]) is ALL  # unknown here: flush
+    assert written_keys([b"NOSUCH", b"k", b"0"]) is ALL  # unknown here: flush
+    assert written_keys([b"GEOADD", b"k", b"0", b"0", b"m"]) == [b"k"]
+    assert written_keys([b"GEORADIUS", b"k", b"0", b"0", b"1", b"m", b"STORE", b"d"]) is ALL
+    assert written_keys([b"GEOSEARCHSTORE", b"d", b"k", b"FROMMEMBER", b"m"]) == [b"d", b"k"]
+    assert written_keys([b"GEOSEARCH", b"k", b"FROMMEMBER", b"m"]) == []
     assert written_keys([b"PFADD", b"k", b"v"]) == [b"k"]
     assert written_keys([b"SETRANGE", b"k", b"0", b"v"]) == [b"k"]
     assert written_keys([b"SORT", b"src", b"STORE", b"dst"]) is ALL  # movable keys

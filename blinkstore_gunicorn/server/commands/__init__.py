@@ -23,19 +23,22 @@
 ``ratelimit``      BLINK.RATELIMIT, BLINK.WINDOW (ours: rate limits)
 ``zsets``          ZADD, ZRANGE, ZRANGEBYSCORE, ZSCORE, ZPOPMIN, ZREMRANGEBYSCORE... (t_zset.c)
 ``zsetops``        ZUNION, ZINTER, ZDIFF (and STORE), ZINTERCARD, ZRANDMEMBER (t_zset.c)
+``geo``            GEOADD, GEOPOS, GEODIST, GEOHASH, GEOSEARCH, GEORADIUS... (geo.c)
 ``mpop``           LMPOP, BLMPOP, ZMPOP, BZMPOP (t_list.c, t_zset.c)
 ``streams``        XADD, XRANGE, XREVRANGE, XLEN, XDEL, XTRIM, XREAD (t_stream.c)
 ``streamgroups``   XGROUP, XREADGROUP, XACK, XSETID (t_stream.c)
 ``streaminfo``     XPENDING, XCLAIM, XAUTOCLAIM, XINFO (t_stream.c)
 ``transaction``    MULTI, EXEC, DISCARD (multi.c)
 ``scripting``      EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT, TIME (eval.c; ``server/scripting/``)
+``functions``      FUNCTION, FCALL, FCALL_RO (functions.c); ``scriptlayer`` is what the two share
 ``shm``            BS.SHM (ours: hands the shared-memory region to a client)
 =================  ===============================================================
 
 Each family registers its handlers in :data:`~.registry.COMMANDS` when imported; this package
 imports them all, so the table is complete as soon as anything here (the registry included) is
-imported. ``registry``, ``replies``, ``zreply`` (what the sorted-set families share) and
-``xreply`` (what the stream families share) import no family, and no family imports another.
+imported. ``registry``, ``replies``, ``zreply`` (what the sorted-set families share),
+``xreply`` (what the stream families share) and ``scriptlayer`` import no family, and no
+family imports another.
 """
 
 from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to register)
@@ -43,6 +46,8 @@ from blinkstore_gunicorn.server.commands import (  # noqa: F401 (imported to reg
     clients,
     dump,
     expire,
+    functions,
+    geo,
     hashes,
     hyperloglog,
     introspection,

@@ -1,9 +1,8 @@
 """Lua scripts (Redis's eval.c and script_lua.c): EVAL, EVALSHA, EVAL_RO, EVALSHA_RO, SCRIPT;
 and TIME, which scripts use for the server's clock.
 
-The work is done by the scripting layer (``server/scripting/``), made on the first use: it
-needs lupa and greenlet (the ``scripting`` extra), and a store without them answers these
-commands with an error that says what to install.
+The work is done by the scripting layer (``server/scripting/``), made on the first use
+(``scriptlayer``, which FUNCTION and FCALL share).
 """
 
 from __future__ import annotations
@@ -12,27 +11,26 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from blinkstore_gunicorn.protocol import resp
-from blinkstore_gunicorn.server.commands.registry import COMMANDS, DEFERRED, Handler, command
+from blinkstore_gunicorn.server.commands.registry import DEFERRED, Handler, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ONE,
-    REDIS_COMPAT_VERSION,
     ZERO,
     parse_int,
     unknown_subcommand,
     wrong_args,
 )
+from blinkstore_gunicorn.server.commands.scriptlayer import (
+    NO_SCRIPTING,
+    run_script,
+    scripting_layer,
+)
 
 if TYPE_CHECKING:
     from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
-    from blinkstore_gunicorn.server.scripting.scripts import Scripting
 
 __all__ = ["NO_SCRIPTING"]
 
-NO_SCRIPTING: Final = resp.error(
-    "ERR Lua scripting needs the lupa and greenlet packages: "
-    "pip install 'blinkstore-gunicorn[scripting]'"
-)
 _NOSCRIPT: Final = resp.error("NOSCRIPT No matching script. Please use EVAL.")
 _ERR_NEGATIVE: Final = resp.error("ERR Number of keys can't be negative")
 _ERR_TOO_MANY: Final = resp.error("ERR Number of keys can't be greater than number of args")
@@ -54,20 +52,6 @@ _SCRIPT_HELP: Final = (
 )
 
 
-def _scripting(d: Dispatcher) -> Scripting | None:
-    """The dispatcher's scripting layer, made on first use; None without lupa/greenlet."""
-    if d.scripting is None:
-        try:
-            from blinkstore_gunicorn.server.scripting.scripts import Scripting
-
-            d.scripting = Scripting(
-                d, COMMANDS, REDIS_COMPAT_VERSION, busy_threshold=d.busy_threshold_ms / 1000
-            )
-        except ImportError:
-            return None
-    return d.scripting
-
-
 def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_only: bool) -> bytes:
     numkeys = _SMALL_NUMKEYS.get(args[2])
     if numkeys is None:
@@ -78,7 +62,7 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         return _ERR_NEGATIVE
     if numkeys > len(args) - 3:
         return _ERR_TOO_MANY
-    scripting = d.scripting or _scripting(d)
+    scripting = d.scripting or scripting_layer(d)
     if scripting is None:
         return NO_SCRIPTING
     if by_sha:
@@ -89,6 +73,10 @@ def _evaluate(d: Dispatcher, c: Client, args: list[bytes], by_sha: bool, read_on
         sha, error = scripting.load(args[1], by_eval=True)
         if error is not None:
             return error
+    flags = scripting.flags.get(sha)
+    if flags is not None:
+        return run_script(scripting, c, sha, args, numkeys, read_only=read_only, flags=flags)
+    # A script without a shebang (the common case) starts without run_script's flag checks.
     reply = scripting.run(c, sha, args[3 : 3 + numkeys], args[3 + numkeys :], read_only)
     return DEFERRED if reply is None else reply
 
@@ -142,7 +130,7 @@ def cmd_script(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         if d.scripting is not None:
             d.scripting.flush()
         return _OK
-    scripting = _scripting(d)
+    scripting = scripting_layer(d)
     if scripting is None:
         return NO_SCRIPTING
     if sub == b"kill":

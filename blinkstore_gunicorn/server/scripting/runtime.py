@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
 from blinkstore_gunicorn.server.scripting.convert import ERR_DEPTH, MAX_DEPTH
 from blinkstore_gunicorn.server.scripting.libs import make_libs
+from blinkstore_gunicorn.server.scripting.resp3 import TYPED_REPLY
 from blinkstore_gunicorn.server.scripting.sandbox import BOOTSTRAP, HOOK_EVERY
 
 __all__ = ["DEFAULT_MAX_MEMORY", "LuaState"]
@@ -38,10 +40,19 @@ class LuaState:
 
     ``call(*args)`` serves ``redis.call``/``redis.pcall`` and returns ``(value, kind)``;
     ``hook()`` runs every :data:`HOOK_EVERY` instructions and returns the error that stops the
-    running script, or None.
+    running script, or None; ``setresp(version)`` serves ``redis.setresp``.
     """
 
-    __slots__ = ("_collect", "_compile", "lua", "lua_type", "memory_error", "run")
+    __slots__ = (
+        "_adopt",
+        "_attach",
+        "_collect",
+        "_compile",
+        "lua",
+        "lua_type",
+        "memory_error",
+        "run",
+    )
 
     def __init__(
         self,
@@ -50,6 +61,7 @@ class LuaState:
         *,
         max_memory: int = DEFAULT_MAX_MEMORY,
         version: bytes,
+        setresp: Callable[[int], None],
     ) -> None:
         # ImportError without lupa (the caller answers what to install).
         from lupa import lua51
@@ -82,24 +94,30 @@ class LuaState:
         #: ``(False, error)``. The Lua function itself, not a method around it: one Python
         #: call less per script.
         self.run: Callable[..., tuple[bool, Any]]
-        self._compile, self.run = self.lua.execute(
+        self._compile, self.run, self._attach, self._adopt = self.lua.execute(
             BOOTSTRAP.encode(),
             call,
             hook,
             _log_line,
             _sha1hex,
-            self._setresp,
+            setresp,
             libs,
             HOOK_EVERY,
             MAX_DEPTH,
             ERR_DEPTH,
+            self.lua.execute(TYPED_REPLY.encode()),
         )
 
-    @staticmethod
-    def _setresp(version: int) -> None:
-        # The store's commands answer scripts in RESP2, which is what ``setresp(2)`` asks.
-        if version == 3:
-            raise ValueError("RESP3 replies inside scripts are not supported by this store")
+    def attach(self, bridge: Any, resp3: Callable[[bytes], Any]) -> None:
+        """Serve ``redis.call``/``redis.pcall`` and encode replies with ``bridge``'s C
+        functions (``scripting/bridge.py``), which hand ``resp3`` the replies after
+        ``redis.setresp(3)``; ValueError when the state cannot be reached."""
+        token = os.urandom(16)
+        # Held until installed: the coroutine whose lua_State the C side uses.
+        co, printed = self._attach(token, resp3)
+        bridge.install(int(printed.rpartition(b" ")[2], 16), token, MAX_DEPTH)
+        del co
+        self._adopt()
 
     def compile(self, source: bytes) -> tuple[Any, bytes | None]:
         """The script as a function, or None and Lua's compile error."""

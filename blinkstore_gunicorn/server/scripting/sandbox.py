@@ -6,8 +6,9 @@ reach outside the store (``os``, ``io``, ``require``, ``loadfile``, ``dofile``, 
 global that does not exist and writing any global are errors (Redis 7's words), library
 tables are read-only views, ``loadstring`` refuses bytecode and compiles into the same
 environment, and coroutines get the instruction-count hook so that a loop inside one can be
-stopped too. It returns ``compile(source)`` and ``run(fn, nil_reply, numkeys, key..., arg...)``;
-the second calls the script under ``xpcall`` with a handler that records the script line an
+stopped too. It returns ``compile(source)`` and ``run(fn, nil_reply, numkeys, key..., arg...)``
+(then ``attach``/``adopt``, which install the C ``redis.call`` of ``bridge.py``); ``run``
+calls the script under ``xpcall`` with a handler that records the script line an
 error came from, and turns what the script returned into the RESP reply (the rules of
 ``convert.py``) in Lua: a table then costs no Python<->Lua crossing per item.
 """
@@ -24,7 +25,9 @@ HOOK_EVERY: Final = 100_000
 BOOTSTRAP: Final = r"""
 -- The Python callbacks and settings (see runtime.py), then what this chunk keeps to itself.
 local py_call, py_hook, py_log, py_sha1hex, py_setresp, libs, hook_every, max_depth,
-  depth_error = ...
+  depth_error, typed_reply = ...
+-- Whether the running script called redis.setresp(3) (resp3.py); each script starts in RESP2.
+local script_resp3 = false
 
 local real_rawset, real_setmetatable, real_getmetatable = rawset, setmetatable, getmetatable
 local real_loadstring, real_setfenv = loadstring, setfenv
@@ -224,9 +227,14 @@ local redis = {
     for i = 1, select('#', ...) do parts[i] = tostring((select(i, ...))) end
     py_log(level, table.concat(parts, ' '))
   end,
-  setresp = function(version)
-    if version ~= 2 and version ~= 3 then error('RESP version must be 2 or 3.', 2) end
+  setresp = function(...)
+    -- Raised from C in Redis: tables without a script position, the argument as lua_tonumber
+    -- reads it, truncated as C's cast.
+    if select('#', ...) ~= 1 then error({err = 'ERR redis.setresp() requires one argument.'}, 0) end
+    local version = math.floor(tonumber((...)) or 0)
+    if version ~= 2 and version ~= 3 then error({err = 'ERR RESP version must be 2 or 3.'}, 0) end
     py_setresp(version)
+    script_resp3 = version == 3
   end,
   LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
   REDIS_VERSION = libs.version, REDIS_VERSION_NUM = libs.version_num,
@@ -272,8 +280,8 @@ local function on_error(err)
   for level = 2, 64 do
     local info = getinfo(level, 'Sl')
     if not info then break end
-    if info.source == '@user_script' then
-      err.line = info.currentline
+    if info.source == '@user_script' or info.source == '@user_function' then
+      err.line, err.source = info.currentline, info.source
       break
     end
   end
@@ -291,6 +299,7 @@ end
 -- deeper than max_depth. Reads tables with rawget, as Redis does.
 local format, gsub, rawget = string.format, string.gsub, rawget
 local TWO_63 = 2 ^ 63
+local RESP3_NULL = '_\r\n'
 local INT64_MIN = ':-9223372036854775808\r\n'
 
 -- make(n) kept for the integers 0 to limit - 1 once made: a number becomes text through C's
@@ -318,6 +327,10 @@ local function scalar(value, nil_reply)
       return INT64_MIN
     end
     return integer_reply[value]
+  elseif script_resp3 and kind == 'boolean' then
+    -- RESP3 booleans, which a RESP2 caller reads as 1 and 0 (Redis's addReplyBool).
+    if nil_reply == RESP3_NULL then return value and '#t\r\n' or '#f\r\n' end
+    return value and ':1\r\n' or ':0\r\n'
   elseif value == true then
     return ':1\r\n'
   end
@@ -341,8 +354,13 @@ local function encode(value, nil_reply, out, n, depth)
     out[n] = '+' .. gsub(ok, '[\r\n]', ' ') .. '\r\n'
     return n
   end
-  local header, count = n, 0
   local item = rawget(value, 1)
+  if item == nil then
+    -- Not an array with items: maybe {double=}, {map=}, {set=}... (resp3.py)
+    local typed = typed_reply(value, out, n, depth, nil_reply, encode, nil_reply == RESP3_NULL)
+    if typed ~= false then return typed end
+  end
+  local header, count = n, 0
   while item ~= nil do
     n = encode(item, nil_reply, out, n, depth + 1)
     if n == nil then return nil end
@@ -352,6 +370,16 @@ local function encode(value, nil_reply, out, n, depth)
   out[header] = array_header[count]
   return n
 end
+
+-- What the script returned as its reply bytes, or nil when tables nest deeper than max_depth.
+local function lua_reply(result, nil_reply)
+  -- A scalar needs no parts table.
+  if type(result) ~= 'table' then return scalar(result, nil_reply) end
+  local out = {}
+  if encode(result, nil_reply, out, 0, 0) == nil then return nil end
+  return concat(out)
+end
+local reply_of = lua_reply  -- the C encoder's once attached (bridge.py)
 
 -- run(fn, nil_reply, numkeys, key..., arg...): KEYS and ARGV are made here from the
 -- arguments (one crossing from Python, not one per table); answers true and the reply bytes,
@@ -365,6 +393,7 @@ local function run(fn, nil_reply, numkeys, ...)
   end
   real_rawset(globals, 'KEYS', keys)
   real_rawset(globals, 'ARGV', argv)
+  script_resp3 = false
   local ok, result = xpcall(fn, on_error)
   if stop_error then
     -- The stop put the line hook in the count hook's place (a script that caught the error
@@ -373,16 +402,40 @@ local function run(fn, nil_reply, numkeys, ...)
     sethook(hook, '', hook_every)
   end
   if not ok then return false, result end
-  -- A scalar needs no parts table.
-  if type(result) ~= 'table' then return true, scalar(result, nil_reply) end
-  local out = {}
-  if encode(result, nil_reply, out, 0, 0) == nil then return true, depth_error end
-  return true, concat(out)
+  -- After redis.setresp(3) booleans are RESP3's, which only the Lua encoder writes.
+  local reply
+  if script_resp3 then
+    reply = lua_reply(result, nil_reply)
+  else
+    reply = reply_of(result, nil_reply)
+  end
+  -- false: the C encoder left a typed table ({double=}...) to Lua, or could not grow its buffer.
+  if reply == false then reply = lua_reply(result, nil_reply) end
+  return true, reply or depth_error
 end
 
 -- The count hook stays set between scripts (setting and clearing it around each script cost
 -- about 5,000 instructions, an eighth of a short script's): between them it only fires when
 -- this state runs 100,000 instructions, and then finds no script running.
 sethook(hook, '', hook_every)
-return compile, run
+
+-- The C bridge's handshake (_luacall.c): attach(token, resp3) leaves the token (and the
+-- reader of RESP3 replies the C redis.call hands what it cannot read) where the registry is
+-- reached through the coroutine it returns with its printed address; once the C side put its
+-- functions beside the token, adopt() uses them in place of the Lua ones.
+local getregistry, BRIDGE = debug.getregistry, 'blinkstore_gunicorn.luacall'
+
+local function attach(token, resp3)
+  getregistry()[BRIDGE] = {token = token, resp3 = resp3}
+  local co = cocreate(function() end)
+  return co, tostring(co)
+end
+
+local function adopt()
+  local slot = getregistry()[BRIDGE]
+  getregistry()[BRIDGE] = nil
+  redis.call, redis.pcall, reply_of = slot.call, slot.pcall, slot.encode
+end
+
+return compile, run, attach, adopt
 """

@@ -39,8 +39,7 @@ _OTHER_READS: Final = frozenset(
     {
         b"getrange", b"substr", b"bitcount", b"bitpos", b"getbit", b"lcs", b"object", b"dump",
         b"randomkey", b"touch", b"xrange", b"xrevrange", b"xlen", b"xinfo", b"pfcount",
-        b"geopos", b"geodist", b"geohash", b"geosearch", b"georadius_ro",
-        b"georadiusbymember_ro", b"sort_ro", b"memory", b"sunion", b"sinter", b"sdiff",
+        b"sort_ro", b"memory", b"sunion", b"sinter", b"sdiff",
         b"zunion", b"zinter", b"zdiff", b"zrandmember", b"lastsave", b"role", b"wait",
         b"evalsha_ro", b"eval_ro", b"fcall_ro", b"script", b"function", b"slowlog",
         b"latency", b"acl", b"cluster", b"readonly", b"readwrite", b"asking",
