@@ -21,10 +21,12 @@
  * publish (its own method, called as the engine calls it), watched.changes, the dict entry (an
  * existing key keeps its place in the SIEVE queue and gets its visited mark, a new one joins
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
- * the region did not take the value. INCR and its kin read the value as _incr does (peek) and
- * parse it as replies.parse_int; an error, an overflow or a TTL (kept by INCR: the rate-limit
- * scripts' counters) goes to Python. MSET checks every pair before its first write, then
- * writes them between the region's begin_batch and end_batch (seen_at_once).
+ * the region did not take the value; the three counts are kept in C integers and written back
+ * once, when the request ends (nothing reads them in between). INCR and its kin read the
+ * value as _incr does (peek) and parse it as replies.parse_int; an error, an overflow or a TTL
+ * (kept by INCR: the rate-limit scripts' counters) goes to Python. MSET checks every pair
+ * before its first write, then writes them between the region's begin_batch and end_batch
+ * (seen_at_once).
  *
  * It reads the engine's private attributes, so engine/memory.py and this file change together;
  * tests/unit/test_fastcmd.py runs both paths on the same random commands and compares replies
@@ -56,7 +58,7 @@ static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited
     *s_max_reply_size, *s_one, *s_zero, *s_ok, *s_leases, *s_leases_dict, *s_max_key_size,
     *s_max_value_size, *s_engine_max_key, *s_engine_max_value, *s_used, *s_inserts,
     *s_memory_limit, *s_watched, *s_changes, *s_max_value, *s_publish, *s_block_bytes,
-    *s_begin_batch, *s_end_batch;
+    *s_begin_batch, *s_end_batch, *s_mm;
 
 Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
     PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
@@ -90,6 +92,39 @@ int slot_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t *out) {
     return 0;
 }
 
+/* An exception set aside while a clean-up runs that must run after a failure too. */
+typedef struct {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc;
+#else
+    PyObject *type, *exc, *tb;
+#endif
+} Pending;
+
+static void pending_take(Pending *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+    p->exc = PyErr_GetRaisedException();
+#else
+    PyErr_Fetch(&p->type, &p->exc, &p->tb);
+#endif
+}
+
+/* Raise the exception set aside again, if there was one, instead of any the clean-up raised:
+ * the first failure is the one to report. */
+static void pending_restore(Pending *p) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (p->exc != NULL) {
+        PyErr_Clear();
+        PyErr_SetRaisedException(p->exc);
+    }
+#else
+    if (p->type != NULL) {
+        PyErr_Clear();
+        PyErr_Restore(p->type, p->exc, p->tb);
+    }
+#endif
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *dispatcher;
@@ -114,7 +149,7 @@ typedef struct {
     PyTypeObject *client_type;
     Py_ssize_t table_, nil, cmd, seen;
     PyTypeObject *region_type;
-    Py_ssize_t region_max, publish, read, block_bytes;
+    Py_ssize_t region_max, publish, read, block_bytes, region_mm, begin_batch, end_batch;
     Typed *typed; /* the data-type commands (_fasttypes.c); NULL: none */
 } Runner;
 
@@ -128,6 +163,10 @@ typedef struct {
      * the engine's watched keys, and its numbers (used follows every write made here). */
     PyObject *region, *publish, *block_bytes, *watched;
     Py_ssize_t used, limit, max_key, max_value, region_max;
+    /* What the writes moved, kept in C and written back once by view_close (a Python int per
+     * key and counter cost more than a key's dict lookup): _used as it was, watched.changes
+     * and _inserts to add. Nothing the command calls meanwhile reads them. */
+    Py_ssize_t used_before, changes, inserts;
 } View;
 
 static void view_clear(View *v) {
@@ -185,12 +224,29 @@ int add_count(PyObject *engine, Py_ssize_t offset, Py_ssize_t n) {
     return 0;
 }
 
-/* Write the request's counts back (the engine keeps them in Python ints) and release. */
+/* engine._used = used, when the writes moved it. */
+static int set_used(Runner *r, View *v) {
+    if (v->used == v->used_before) return 0;
+    PyObject *used = PyLong_FromSsize_t(v->used);
+    if (used == NULL) return -1;
+    Py_XSETREF(SLOT(r->engine, r->used), used);
+    return 0;
+}
+
+/* Write the request's counts back (the engine keeps them in Python ints) and release; also
+ * after a failed write, whose earlier keys are written (the error raised is kept). */
 static int view_close(Runner *r, View *v) {
+    Pending pending;
+    pending_take(&pending);
     int rc = 0;
-    if (v->hits && add_count(r->engine, r->hits, v->hits) < 0) rc = -1;
-    if (v->misses && rc == 0 && add_count(r->engine, r->misses, v->misses) < 0) rc = -1;
+    if ((v->hits && add_count(r->engine, r->hits, v->hits) < 0) ||
+        (v->misses && add_count(r->engine, r->misses, v->misses) < 0) ||
+        (v->watched != NULL && v->changes && add_count(v->watched, r->changes, v->changes) < 0) ||
+        (v->inserts && add_count(r->engine, r->inserts, v->inserts) < 0) ||
+        (v->watched != NULL && set_used(r, v) < 0))
+        rc = -1;
     view_clear(v);
+    pending_restore(&pending);
     return rc;
 }
 
@@ -375,7 +431,10 @@ static int region_slots(Runner *r, PyTypeObject *type) {
     if ((r->region_max = slot_offset(type, s_max_value)) < 0 ||
         (r->publish = slot_offset(type, s_publish)) < 0 ||
         (r->read = slot_offset(type, s_read)) < 0 ||
-        (r->block_bytes = slot_offset(type, s_block_bytes)) < 0)
+        (r->block_bytes = slot_offset(type, s_block_bytes)) < 0 ||
+        (r->region_mm = slot_offset(type, s_mm)) < 0 ||
+        (r->begin_batch = slot_offset(type, s_begin_batch)) < 0 ||
+        (r->end_batch = slot_offset(type, s_end_batch)) < 0)
         return -1;
     r->region_type = type;
     Py_INCREF(type);
@@ -391,6 +450,7 @@ static int write_open(Runner *r, View *v) {
         slot_size(engine, r->max_key, &v->max_key) < 0 ||
         slot_size(engine, r->max_value, &v->max_value) < 0)
         return HAND_OVER;
+    v->used_before = v->used;
     PyObject *region = SLOT(engine, r->region);
     if (region == NULL) return HAND_OVER;
     if (region != Py_None) {
@@ -441,15 +501,19 @@ typedef struct {
     PyObject *old;        /* its value (a new reference); NULL: absent */
     Py_ssize_t old_cost;  /* MemoryEngine._cost of it */
     Py_ssize_t cost;      /* entry_cost of the new value */
+    Py_ssize_t earlier;   /* MSET's: the last earlier pair of the same key, or -1 */
 } Plan;
 
 int holds(PyObject *dict, PyObject *key) {
     return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
 
-/* The key's entry as a plain write finds it: FOUND (p->old NULL when absent), HAND_OVER when
- * the key is watched, leased, has a deadline or a value of another type, or -1. */
-static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
+/* The key's entry as a plain write finds it, without its cost (find_old's first half, which
+ * MSET runs for every key before the second): FOUND (p->old borrowed from the dict, NULL when
+ * the key is absent), HAND_OVER when the key is watched, leased or has a deadline, or -1.
+ * Borrowed, so that the value's memory is not touched yet: until price_old nothing runs that
+ * could change the dicts (bytes hash and compare in C, no Python code). */
+static int find_entry(Runner *r, View *v, PyObject *key, Plan *p) {
     int rc;
     p->holder = p->old = NULL;
     p->old_cost = 0;
@@ -467,23 +531,42 @@ static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
             return PyErr_Occurred() ? -1 : FOUND;
         }
     }
+    p->old = old;
+    return FOUND;
+}
+
+/* find_old's second half: p->old_cost, MemoryEngine._cost of the entry find_entry found.
+ * FOUND (p->old now a new reference), or HAND_OVER (p->old NULL) when the value is of
+ * another type. */
+static int price_old(Runner *r, View *v, PyObject *key, Plan *p) {
+    PyObject *old = p->old;
+    if (old == NULL) return FOUND;
     Py_ssize_t nk = PyBytes_GET_SIZE(key);
     if (PyBytes_CheckExact(old)) {
         p->old_cost = nk + PyBytes_GET_SIZE(old) + r->entry_overhead;
-    } else if (PyLong_CheckExact(old) && v->region != NULL) {
+        Py_INCREF(old);
+        return FOUND;
+    }
+    if (PyLong_CheckExact(old) && v->region != NULL) {
         PyObject *bytes = PyObject_CallOneArg(v->block_bytes, old);
         Py_ssize_t n = bytes && PyLong_CheckExact(bytes) ? PyLong_AsSsize_t(bytes) : -1;
         Py_XDECREF(bytes);
-        if (n < 0) {
-            PyErr_Clear(); /* the Python path meets (and reports) the same failure */
-            return HAND_OVER;
+        if (n >= 0) {
+            p->old_cost = nk + r->entry_overhead + r->region_overhead + n;
+            Py_INCREF(old);
+            return FOUND;
         }
-        p->old_cost = nk + r->entry_overhead + r->region_overhead + n;
-    } else { /* a hash, list...: SET replaces it, in Python */
-        return HAND_OVER;
-    }
-    p->old = Py_NewRef(old);
-    return FOUND;
+        PyErr_Clear(); /* the Python path meets (and reports) the same failure */
+    } /* else a hash, list...: SET replaces it, in Python */
+    p->old = NULL;
+    return HAND_OVER;
+}
+
+/* The key's entry as a plain write finds it: FOUND (p->old NULL when absent), HAND_OVER when
+ * the key is watched, leased, has a deadline or a value of another type, or -1. */
+static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
+    int rc = find_entry(r, v, key, p);
+    return rc == FOUND ? price_old(r, v, key, p) : rc;
 }
 
 /* Whether the write fits without evicting (and is no EntryTooLarge): used - old + new <= limit.
@@ -491,11 +574,6 @@ static int find_old(Runner *r, View *v, PyObject *key, Plan *p) {
  * take the value, is less), so the Python path would not evict either. */
 static int fits(View *v, Plan *p) {
     return !v->limit || v->used - p->old_cost + p->cost <= v->limit;
-}
-
-/* engine.<offset> += n (n may be negative or 0). */
-static int add_size(PyObject *obj, Py_ssize_t offset, Py_ssize_t n) {
-    return n ? add_count(obj, offset, n) : 0;
 }
 
 /* MemoryEngine.set(key, value) for a plan find_old, entry_cost and fits accepted; Py_clears
@@ -533,15 +611,19 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
         if (!taken) Py_SETREF(stored, Py_NewRef(value));
     }
     /* watched.changed(key): the key is not watched (find_old), so only the total moves. */
-    if (add_count(v->watched, r->changes, 1) < 0) goto done;
-    /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem). */
-    if (PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0) goto done;
-    if (p->old ? PySet_Add(v->visited, key) < 0 : add_count(r->engine, r->inserts, 1) < 0)
+    v->changes++;
+    /* A new key joins _ahead's end; an existing one keeps its place (OrderedDict's setitem).
+     * A value rewritten in its block leaves the very handle the dict holds: setting it again
+     * would change nothing but cost two more lookups of the key and one of its queue node. */
+    if (stored != p->old && PyObject_SetItem(p->old ? p->holder : v->ahead, key, stored) < 0)
+        goto done;
+    if (p->old == NULL)
+        v->inserts++;
+    else if (PySet_Add(v->visited, key) < 0)
         goto done;
     Py_ssize_t cost = p->cost;
     if (v->region != NULL && PyBytes_CheckExact(stored)) /* not in the region: heap cost */
         cost = PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value) + r->entry_overhead;
-    if (add_size(r->engine, r->used, cost - p->old_cost) < 0) goto done;
     v->used += cost - p->old_cost;
     rc = 0;
 done:
@@ -629,6 +711,84 @@ done:
     return reply;
 }
 
+/* Start loading the slot of the set where PySet_Add looks for key first (a hint only: the
+ * key's hash is cached, and the address is computed from the set's own fields). */
+static inline void prefetch_mark(PyObject *set, PyObject *key) {
+    PySetObject *so = (PySetObject *)set;
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash != -1) __builtin_prefetch(&so->table[(size_t)hash & (size_t)so->mask], 1);
+}
+
+/* Then the key that slot holds, which PySet_Add compares with key when their hashes match
+ * (an equal bytes object of its own, read from memory of its own). */
+static inline void prefetch_marked_key(PyObject *set, PyObject *key) {
+    PySetObject *so = (PySetObject *)set;
+    Py_hash_t hash = PyObject_Hash(key);
+    setentry *entry = &so->table[(size_t)hash & (size_t)so->mask];
+    if (hash != -1 && entry->hash == hash) __builtin_prefetch(entry->key);
+}
+
+/* Start loading the region blocks of the plans' old values (a hint only: a block's offset is
+ * its handle, in the region's mapping, the writer's _mm). */
+static void prefetch_blocks(Runner *r, View *v, Plan *plans, Py_ssize_t pairs) {
+    Py_buffer region;
+    PyObject *mm = v->region != NULL ? SLOT(v->region, r->region_mm) : NULL;
+    if (mm == NULL) return;
+    if (PyObject_GetBuffer(mm, &region, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear(); /* a closed region: publish reports it */
+        return;
+    }
+    for (Py_ssize_t i = 0; i < pairs; i++) {
+        PyObject *old = plans[i].old;
+        Py_ssize_t block = old != NULL && PyLong_CheckExact(old) ? PyLong_AsSsize_t(old) : -1;
+        if (block > 0 && block < region.len)
+            __builtin_prefetch((char *)region.buf + block);
+        else if (block == -1)
+            PyErr_Clear(); /* an int too large for an offset: price_old hands it over */
+    }
+    PyBuffer_Release(&region);
+}
+
+/* MSET's pairs by key so far: an open-addressing table of pair indices (-1: free) by the
+ * key's hash, which the engine's dict lookups then find cached in the bytes. A dict of index
+ * ints cost a tenth of the whole command. */
+typedef struct {
+    Py_ssize_t *slots, mask, small[32];
+} Latest;
+
+/* 0, or -1 when out of memory. */
+static int latest_open(Latest *t, Py_ssize_t pairs) {
+    Py_ssize_t size = 32;
+    while (size < 2 * pairs) size <<= 1; /* at most half full: probes stay short */
+    t->slots = size == 32 ? t->small : PyMem_Malloc((size_t)size * sizeof(Py_ssize_t));
+    t->mask = size - 1;
+    if (t->slots == NULL) return -1;
+    memset(t->slots, 0xff, (size_t)size * sizeof(Py_ssize_t));
+    return 0;
+}
+
+static void latest_close(Latest *t) {
+    if (t->slots != t->small) PyMem_Free(t->slots);
+}
+
+/* Pair i's key (bytes) is now the last pair of its key: the index of the pair that was, -1
+ * when none, -2 on error. */
+static Py_ssize_t latest_swap(Latest *t, PyObject *args, Py_ssize_t i) {
+    PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i);
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1) return -2;
+    Py_ssize_t at = (Py_ssize_t)((size_t)hash & (size_t)t->mask), found;
+    for (; (found = t->slots[at]) >= 0; at = (at + 1) & t->mask) {
+        PyObject *other = PyList_GET_ITEM(args, 1 + 2 * found);
+        Py_ssize_t n = PyBytes_GET_SIZE(key);
+        if (PyObject_Hash(other) == hash && PyBytes_GET_SIZE(other) == n &&
+            !memcmp(PyBytes_AS_STRING(other), PyBytes_AS_STRING(key), (size_t)n))
+            break;
+    }
+    t->slots[at] = i;
+    return found;
+}
+
 /* MSET key value [key value...]: every pair is checked before the first write, so that a
  * hand-over leaves no side effect. A key named twice is written twice, as _store_all does: its
  * first write is planned on the engine's state, the second finds that write. The other plans
@@ -639,47 +799,68 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
     if (slot_size(r->dispatcher, r->d_max_key, &d_max_key) < 0 ||
         slot_size(r->dispatcher, r->d_max_value, &d_max_value) < 0)
         return NULL;
-    PyObject *reply = NULL, *latest = PyDict_New(); /* key -> the index of its last pair so far */
+    PyObject *reply = NULL;
     Plan *plans = PyMem_Calloc((size_t)pairs, sizeof(Plan));
-    unsigned char *again = PyMem_Calloc((size_t)pairs, 1); /* the key of an earlier pair */
-    if (latest == NULL || plans == NULL || again == NULL) goto done;
+    Py_ssize_t held = 0; /* plans[:held] hold a reference to their old value */
+    Latest latest;
+    if (latest_open(&latest, pairs) < 0 || plans == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     /* used after each write, bounded from above: every key's last value costs at most its
      * entry_cost, and what a write replaces is the key's original entry or its earlier pair. */
     Py_ssize_t bound = v->used;
+    /* In passes (the lookups; the prefetches that need what they found; the costs), so that
+     * what each key's write reads from memory the engine's dicts and the region scatter (the
+     * int of its value, its block, its SIEVE mark's set slot and key) is loaded for all keys
+     * at once, not one cache miss after the other. */
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
         if ((p->cost = entry_cost(r, v, key, value)) < 0 || PyBytes_GET_SIZE(key) > d_max_key ||
             PyBytes_GET_SIZE(value) > d_max_value) /* _pairs' own limits, the dispatcher's */
             goto done;
-        PyObject *earlier = PyDict_GetItemWithError(latest, key);
-        if (earlier != NULL) {
-            again[i] = 1;
-            bound += p->cost - plans[PyLong_AsSsize_t(earlier)].cost;
+        if ((p->earlier = latest_swap(&latest, args, i)) < -1) goto done;
+        if (p->earlier < 0) {
+            if (find_entry(r, v, key, p) != FOUND) goto done;
+            if (p->old != NULL) {
+                __builtin_prefetch(p->old);
+                prefetch_mark(v->visited, key);
+            }
+        }
+    }
+    prefetch_blocks(r, v, plans, pairs);
+    for (i = 0; i < pairs; i++)
+        if (plans[i].old != NULL)
+            prefetch_marked_key(v->visited, PyList_GET_ITEM(args, 1 + 2 * i));
+    for (i = 0; i < pairs; i++) {
+        Plan *p = &plans[i];
+        if (p->earlier >= 0) {
+            bound += p->cost - plans[p->earlier].cost;
         } else {
-            Py_ssize_t cost = p->cost;
-            if (PyErr_Occurred() || find_old(r, v, key, p) != FOUND) goto done;
-            p->cost = cost;
+            if (price_old(r, v, PyList_GET_ITEM(args, 1 + 2 * i), p) != FOUND) goto done;
             bound += p->cost - p->old_cost;
         }
+        held = i + 1;
         if (v->limit && bound > v->limit) goto done; /* it might evict: Python's */
-        PyObject *index = PyLong_FromSsize_t(i);
-        int stored = index ? PyDict_SetItem(latest, key, index) : -1;
-        Py_XDECREF(index);
-        if (stored < 0) goto done;
     }
-    PyObject *end = NULL;
-    if (v->region != NULL && (end = PyObject_CallMethodNoArgs(v->region, s_begin_batch)) == NULL)
-        goto done;
-    Py_XDECREF(end);
+    /* seen_at_once: the region's begin_batch, and its end_batch (held) after the writes. */
+    PyObject *end = NULL, *none;
+    if (v->region != NULL) {
+        PyObject *begin = SLOT(v->region, r->begin_batch);
+        end = Py_XNewRef(SLOT(v->region, r->end_batch));
+        if (begin == NULL || end == NULL || (none = PyObject_CallNoArgs(begin)) == NULL) {
+            Py_XDECREF(end);
+            goto done;
+        }
+        Py_DECREF(none);
+    }
     PyObject *result = s_ok;
     Py_INCREF(result);
     for (i = 0; i < pairs; i++) {
         PyObject *key = PyList_GET_ITEM(args, 1 + 2 * i), *value = PyList_GET_ITEM(args, 2 + 2 * i);
         Plan *p = &plans[i];
-        Py_ssize_t cost = p->cost;
-        int rc = again[i] ? find_old(r, v, key, p) : FOUND;
-        p->cost = cost;
+        int rc = p->earlier >= 0 ? find_old(r, v, key, p) : FOUND;
         if (rc == FOUND && !fits(v, p)) rc = HAND_OVER;
         if (rc != FOUND) {
             if (rc == HAND_OVER) /* the checks above rule it out: a bug here, not a reply */
@@ -694,27 +875,21 @@ static PyObject *answer_mset(Runner *r, View *v, PyObject *args) {
             break;
         }
     }
-    if (v->region != NULL) { /* seen_at_once's finally: also after an exception */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
-        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
-        if (exc != NULL) PyErr_SetRaisedException(exc);
-#else
-        PyObject *type, *exc, *tb;
-        PyErr_Fetch(&type, &exc, &tb);
-        end = PyObject_CallMethodNoArgs(v->region, s_end_batch);
-        if (type != NULL) PyErr_Restore(type, exc, tb);
-#endif
-        if (end == NULL) Py_CLEAR(result);
-        Py_XDECREF(end);
+    if (end != NULL) { /* seen_at_once's finally: also after an exception */
+        Pending pending;
+        pending_take(&pending);
+        none = PyObject_CallNoArgs(end);
+        pending_restore(&pending);
+        if (none == NULL) Py_CLEAR(result);
+        Py_XDECREF(none);
+        Py_DECREF(end);
     }
     reply = result;
 done:
-    Py_XDECREF(latest);
+    latest_close(&latest);
     if (plans != NULL) /* what was not written (commit releases what it wrote) */
-        for (i = 0; i < pairs; i++) Py_XDECREF(plans[i].old);
+        for (i = 0; i < held; i++) Py_XDECREF(plans[i].old);
     PyMem_Free(plans);
-    PyMem_Free(again);
     return reply;
 }
 
@@ -957,6 +1132,7 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         {&s_changes, "changes"},     {&s_max_value, "max_value"},
         {&s_publish, "publish"},     {&s_block_bytes, "block_bytes"},
         {&s_begin_batch, "begin_batch"}, {&s_end_batch, "end_batch"},
+        {&s_mm, "_mm"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);

@@ -27,6 +27,7 @@
 /* Mirrors of layout.py (checked against it by the tests through constants()). */
 #define H_TOKEN 2
 #define H_HEARTBEAT 7
+#define H_WRITE_EPOCH 13
 #define META 0
 #define SEQ 1
 #define LOC 2
@@ -683,6 +684,7 @@ typedef struct {
     uint64_t mul, prime, step, max_value;
     unsigned long long live, used; /* RegionWriter: keys in the table, slots ever filled */
     unsigned long long cap;        /* the most keys it takes: writer._general refuses more */
+    long long batch_depth;         /* begin_batch calls not ended yet */
 } Publisher;
 
 static void publisher_end_migration(Publisher *self) {
@@ -773,6 +775,7 @@ static int publisher_init(Publisher *self, PyObject *args, PyObject *kwds) {
     self->prime = prime;
     self->step = step;
     self->live = self->used = self->cap = 0;
+    self->batch_depth = 0;
     return 0;
 }
 
@@ -1318,6 +1321,30 @@ static PyObject *publisher_update(Publisher *self, PyObject *const *args, Py_ssi
     return mirrored(self, (uint64_t)slot, Py_NewRef(Py_None));
 }
 
+/* begin_batch() and end_batch(): the reference's, the write epoch odd from the outermost begin
+ * to its end: odd before any entry of the batch changes, even after all have. */
+static int batch_open(Publisher *self) {
+    if (self->open) return 0;
+    PyErr_SetString(PyExc_ValueError, "the region is closed");
+    return -1;
+}
+
+static PyObject *publisher_begin_batch(Publisher *self, PyObject *unused) {
+    if (batch_open(self)) return NULL;
+    if (++self->batch_depth == 1) {
+        store_relaxed(&self->w[H_WRITE_EPOCH], load_relaxed(&self->w[H_WRITE_EPOCH]) + 1);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *publisher_end_batch(Publisher *self, PyObject *unused) {
+    if (batch_open(self)) return NULL;
+    if (--self->batch_depth == 0)
+        store_release(&self->w[H_WRITE_EPOCH], load_relaxed(&self->w[H_WRITE_EPOCH]) + 1);
+    Py_RETURN_NONE;
+}
+
 static PyObject *publisher_close(Publisher *self, PyObject *unused) {
     publisher_release(self);
     publisher_clear(self); /* the writer's general path refers back to the writer */
@@ -1351,6 +1378,10 @@ static PyMethodDef publisher_methods[] = {
      "fill(block, key, value, expire_at, tag): a new block that no slot points at."},
     {"update", (PyCFunction)(void (*)(void))publisher_update, METH_FASTCALL,
      "update(slotw, meta, loc, expire_at): rewrite a slot under its sequence."},
+    {"begin_batch", (PyCFunction)publisher_begin_batch, METH_NOARGS,
+     "begin_batch(): a multi-key write starts (RegionWriter.begin_batch)."},
+    {"end_batch", (PyCFunction)publisher_end_batch, METH_NOARGS,
+     "end_batch(): the multi-key write is complete."},
     {"close", (PyCFunction)publisher_close, METH_NOARGS, "Release the mappings."},
     {NULL, NULL, 0, NULL},
 };
@@ -1420,8 +1451,9 @@ static PyObject *py_block_size(PyObject *mod, PyObject *arg) {
 }
 
 static PyObject *py_constants(PyObject *mod, PyObject *unused) {
-    return Py_BuildValue("{sisisisisisisisisisisisisisLsisK}", "H_TOKEN", H_TOKEN, "H_HEARTBEAT",
-                         H_HEARTBEAT, "META", META, "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
+    return Py_BuildValue("{sisisisisisisisisisisisisisisLsisK}", "H_TOKEN", H_TOKEN,
+                         "H_HEARTBEAT", H_HEARTBEAT, "H_WRITE_EPOCH", H_WRITE_EPOCH, "META", META,
+                         "SEQ", SEQ, "LOC", LOC, "EXPIRE", EXPIRE,
                          "SLOT_WORDS", SLOT_WORDS, "BLOCK_LENGTHS", BLOCK_LENGTHS, "BLOCK_SLOT",
                          BLOCK_SLOT, "BLOCK_CHECKSUM", BLOCK_CHECKSUM, "BLOCK_HEADER",
                          BLOCK_HEADER, "LOC_SHIFT", LOC_SHIFT, "MAX_PROBE", MAX_PROBE,

@@ -24,6 +24,7 @@ from blinkstore_gunicorn.shm.layout import (
     BLOCK_LENGTHS,
     BLOCK_SLOT,
     EXPIRE,
+    H_WRITE_EPOCH,
     LOC,
     LOC_SHIFT,
     META,
@@ -46,6 +47,7 @@ class Publisher:
     general path) are :meth:`publish`'s."""
 
     __slots__ = (
+        "_batch_depth",
         "_checksum",
         "_general",
         "_half",
@@ -82,6 +84,7 @@ class Publisher:
         #: the writer's counts: keys in the table, slots of the live table ever filled; and
         #: the most keys it takes (a new key past them is refused, the writer sets it)
         self.live = self.used = self.cap = 0
+        self._batch_depth = 0
 
     def table(self, t0: int, slots: int, half: int) -> None:
         """The live table starts at region word ``t0``, has ``slots`` slots, in ``half``."""
@@ -254,6 +257,19 @@ class Publisher:
         w[slotw + SEQ] = seq + 2
         if self._migration is not None:
             self._migration.mirror((slotw - self._t0) // SLOT_WORDS)
+
+    def begin_batch(self) -> None:
+        """A multi-key write starts: the write epoch is odd (readers of several keys ask the
+        store) until the matching :meth:`end_batch`. Batches nest (an MSET inside EXEC)."""
+        self._batch_depth += 1
+        if self._batch_depth == 1:
+            self._w[H_WRITE_EPOCH] += 1
+
+    def end_batch(self) -> None:
+        """The multi-key write is complete."""
+        self._batch_depth -= 1
+        if not self._batch_depth:
+            self._w[H_WRITE_EPOCH] += 1
 
     def close(self) -> None:
         """Let the mappings go."""

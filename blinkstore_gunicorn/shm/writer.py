@@ -59,7 +59,6 @@ from blinkstore_gunicorn.shm.layout import (
     H_TABLE_BYTES,
     H_TOKEN,
     H_VERSION,
-    H_WRITE_EPOCH,
     HEADER_BYTES,
     MAGIC,
     MAX_INLINE_VALUE,
@@ -126,8 +125,8 @@ class RegionWriter:
     every SET); ``checksum`` (default: off on x86-64 only) makes readers
     verify a crc32 of key, value and deadline.
 
-    The three calls of every write are attributes, the publisher's own methods (C or the
-    Python reference, ``shm/publisher.py``):
+    The calls of every write are attributes, the publisher's own methods (C or the Python
+    reference, ``shm/publisher.py``):
 
     * ``publish(key, value, expire_at, handle) -> block``: make ``key`` -> ``value``
       (deadline ``expire_at`` ms, 0 none) visible to readers. ``handle`` is the block the
@@ -136,15 +135,19 @@ class RegionWriter:
       entry then says "ask the store" and the caller keeps the value.
     * ``read(handle) -> bytes``: the value in the block at ``handle``.
     * ``block_bytes(handle) -> int``: the bytes of that block (what the value costs).
+    * ``begin_batch()`` and ``end_batch()``: a multi-key write (MSET, EXEC) starts and ends;
+      the write epoch is odd in between (readers of several keys ask the store). Batches
+      nest (an MSET inside EXEC).
     """
 
     publish: Callable[[bytes, bytes, int, int], int]
     read: Callable[[int], bytes]
     block_bytes: Callable[[int], int]
+    begin_batch: Callable[[], None]
+    end_batch: Callable[[], None]
 
     __slots__ = (
         "_ask",
-        "_batch_depth",
         "_blocks",
         "_checksum",
         "_counters",
@@ -176,7 +179,9 @@ class RegionWriter:
         "_table_area",
         "_table_bytes",
         "_w",
+        "begin_batch",
         "block_bytes",
+        "end_batch",
         "max_value",
         "publish",
         "read",
@@ -257,6 +262,8 @@ class RegionWriter:
         self.publish = self._pub.publish
         self.read = self._pub.read
         self.block_bytes = self._pub.block_bytes
+        self.begin_batch = self._pub.begin_batch
+        self.end_batch = self._pub.end_batch
         w = self._w
         w[H_VERSION] = VERSION
         w[H_FLAGS] = (FLAG_CHECKSUM if self._checksum else 0) | (FLAG_PARTIAL if partial else 0)
@@ -269,7 +276,6 @@ class RegionWriter:
         w[H_HASH_PRIME] = self._prime
         self.beat(time.monotonic_ns())
         self._epoch = 0
-        self._batch_depth = 0
         self._next_counter = 0
         self._half = 1
         self._mark_base = 0
@@ -327,19 +333,6 @@ class RegionWriter:
         """The store is alive at ``now_ns`` (CLOCK_MONOTONIC): readers trust the region while
         this is less than ``STALE_NS`` old."""
         self._w[H_HEARTBEAT] = now_ns
-
-    def begin_batch(self) -> None:
-        """A multi-key write starts: the write epoch is odd (readers of several keys ask the
-        store) until the matching :meth:`end_batch`. Batches nest (an MSET inside EXEC)."""
-        self._batch_depth += 1
-        if self._batch_depth == 1:
-            self._w[H_WRITE_EPOCH] += 1
-
-    def end_batch(self) -> None:
-        """The multi-key write is complete."""
-        self._batch_depth -= 1
-        if not self._batch_depth:
-            self._w[H_WRITE_EPOCH] += 1
 
     # -- entries ------------------------------------------------------------------------------
 

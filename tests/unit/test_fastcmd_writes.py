@@ -2,20 +2,24 @@
 harness does not show by itself.
 
 First, that the harness catches a C write that gets one side effect wrong: each test breaks
-one (the change count WATCH and snapshots read, the memory account, the SIEVE mark of an
-overwrite) after every write the C path answers, and the harness must fail. Then the writes
+one (the change count WATCH and snapshots read, the memory account, the count of inserts: the
+three the C code keeps in C integers and writes back once per command; the SIEVE mark of an
+overwrite; the dict's handle, which the C code leaves alone when the region rewrote the value
+in its block) after every write the C path answers, and the harness must fail. Then the writes
 the C path answers without Python, the edges of the integer parser, and one test per case it
 must hand over, each compared with the Python store's reply and state.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
+from blinkstore_gunicorn.engine.keyspace import Stored
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from tests.unit.test_commands import Clock
 from tests.unit.test_fastcmd import (
@@ -42,30 +46,61 @@ def pair() -> Iterator[Pair]:
         yield stores
 
 
-Damage = Callable[[MemoryEngine, list[bytes], set[bytes]], None]
+#: A damage: the engine after a write the C path answered, the request, and what the dicts
+#: held before it (key -> value).
+Damage = Callable[[MemoryEngine, list[bytes], dict[bytes, Stored]], None]
 
 
-def _forget_the_change(engine: MemoryEngine, args: list[bytes], held: set[bytes]) -> None:
+def _written(args: list[bytes]) -> list[bytes]:
+    return args[1::2] if args[0].upper() == b"MSET" else args[1:2]
+
+
+def _forget_the_change(engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]) -> None:
     engine.watched.changes -= 1
 
 
-def _miscount_used(engine: MemoryEngine, args: list[bytes], held: set[bytes]) -> None:
+def _miscount_used(engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]) -> None:
     engine._used += 1
 
 
-def _no_mark_on_overwrite(engine: MemoryEngine, args: list[bytes], held: set[bytes]) -> None:
-    written = args[1::2] if args[0].upper() == b"MSET" else args[1:2]
-    for key in held.intersection(written):
+def _miscount_inserts(engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]) -> None:
+    engine._inserts += 1
+
+
+def _no_mark_on_overwrite(
+    engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]
+) -> None:
+    for key in held.keys() & _written(args):
         engine._visited.discard(key)
 
 
-@pytest.mark.parametrize("damage", [_forget_the_change, _miscount_used, _no_mark_on_overwrite])
+def _keep_the_old_handle(
+    engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]
+) -> None:
+    # A dict entry left as it was although the value moved to another block (or to the heap).
+    for key in held.keys() & _written(args):
+        holder = engine._ahead if key in engine._ahead else engine._behind
+        old = held[key]
+        if key in holder and isinstance(old, int):
+            holder[key] = old
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _forget_the_change,
+        _miscount_used,
+        _miscount_inserts,
+        _no_mark_on_overwrite,
+        _keep_the_old_handle,
+    ],
+)
 def test_the_harness_catches_a_broken_side_effect(pair: Pair, damage: Damage) -> None:
     c, python, _ = pair
     execute = c.execute
 
     def broken(d: Dispatcher, client: Client, args: Any) -> bytes:
-        held = {*c.engine._ahead, *c.engine._behind}
+        held = {**c.engine._behind, **c.engine._ahead}
         before = c.fallbacks
         reply = execute(d, client, args)
         if c.fallbacks == before and args[0].upper() in WRITES:
@@ -110,6 +145,32 @@ def test_plain_writes_never_reach_python(pair: Pair) -> None:
     assert c.client.cmd == b"GET"
     assert c.engine.stats().keys == 5
     assert isinstance(c.engine._ahead[b"n"], int)  # the counter is in the region
+
+
+def test_a_long_mset_with_repeated_keys_never_reaches_python(pair: Pair) -> None:
+    """More pairs than MSET's table of keys holds inline (16), keys named up to four times:
+    each pair's write finds its key's earlier pair, as _store_all's writes do."""
+    keys = [f"k{i % 23}" for i in range(70)]
+    for size in (3, 40, 3):  # new keys, then overwrites that move blocks, then again
+        args = [x for i, key in enumerate(keys) for x in (key, f"{i}".ljust(size, "v"))]
+        assert _check_answered(pair, "MSET", *args) == b"+OK\r\n"
+    c, _, _ = pair
+    assert c("MGET", "k0", "k22") == b"*2\r\n$3\r\n69v\r\n$3\r\n68v\r\n"
+
+
+def test_a_handed_over_mset_keeps_no_reference(pair: Pair) -> None:
+    """MSET plans every pair before its first write, holding each old value: a pair found
+    plain is let go when a later one sends the request to Python (watched, of another type)."""
+    c, _, _ = pair
+    _both(pair, "MSET", "a", "1", "b", "2")
+    _both(pair, "HSET", "h", "f", "v")
+    _both(pair, "WATCH", "w")
+    handles = [c.engine._ahead[b"a"], c.engine._ahead[b"b"]]
+    counts = [sys.getrefcount(handle) for handle in handles]
+    _check_hand_over(pair, "MSET", "a", "3", "b", "4", "h", "5")  # found late: another type
+    _check_hand_over(pair, "MSET", "a", "5", "b", "6", "w", "7")  # found early: watched
+    assert [c.engine._ahead[b"a"], c.engine._ahead[b"b"]] == handles  # rewritten in place
+    assert [sys.getrefcount(handle) for handle in handles] == counts
 
 
 def test_the_integer_parser_is_parse_ints(pair: Pair) -> None:

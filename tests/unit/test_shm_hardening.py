@@ -200,7 +200,10 @@ def test_a_multi_key_read_never_spans_a_multi_key_write(region: RegionWriter) ->
     region.begin_batch()
     region.publish(b"a", b"2", 0, a)
     assert reader.get_many([b"a", b"b"]) is FALLBACK, "half of the batch is published"
+    region.begin_batch()  # nested: an MSET inside EXEC
     region.publish(b"b", b"2", 0, b)
+    region.end_batch()
+    assert reader.get_many([b"a", b"b"]) is FALLBACK, "the outer batch is not complete"
     region.end_batch()
     assert reader.get_many([b"a", b"b"]) == [b"2", b"2"]
     reader.close()

@@ -63,6 +63,7 @@ def test_the_helper_is_built_wherever_a_compiler_is() -> None:
         for name in (
             "H_TOKEN",
             "H_HEARTBEAT",
+            "H_WRITE_EPOCH",
             "META",
             "SEQ",
             "LOC",
