@@ -88,6 +88,10 @@ def _parked(control: RawConnection, count: int) -> None:
         (["RPUSH l a b"], "RPOP l 0", "l"),
         ([], "LPUSHX l a", "l"),
         ([], "RPUSHX l a", "l"),
+        # Every write fails: the string is created or padded, and still no change is signalled.
+        ([], "BITFIELD b OVERFLOW FAIL SET u8 0 256", "b"),
+        (["SET b a"], "BITFIELD b OVERFLOW FAIL INCRBY u8 100 300", "b"),
+        (["SET b a"], "BITFIELD b SET u8 0 97 INCRBY u8 0 0", "b"),
     ],
 )
 def test_watch_survives_writes_that_change_nothing(
@@ -120,12 +124,43 @@ def _exec_after_write(
         (["RPUSH l a b"], "LSET l 0 a", "l"),
         (["ZADD z 1 a"], "ZINCRBY z 0 b", "z"),
         (["ZADD z 1 a"], "ZUNIONSTORE z 1 missing", "z"),
+        (["SET b a"], "BITFIELD b SET u8 0 97 SET u8 0 98", "b"),
     ],
 )
 def test_watch_fails_when_redis_signals_a_write(
     connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
     assert _exec_after_write(connect, setup, write, key) == NIL
+
+
+def _changes_since_save(control: RawConnection) -> int:
+    info = control("INFO", "persistence")
+    return int(info.split(b"rdb_changes_since_last_save:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize(
+    ("initial", "fields", "changes"),
+    [
+        (None, "SET u8 0 1 SET u8 8 2 INCRBY u4 0 1 GET u8 0", 3),
+        (None, "OVERFLOW FAIL SET u8 0 256 SET u8 8 2", 1),
+        (None, "OVERFLOW FAIL SET u8 0 256", 0),
+        # The string was created: every write that did not fail counts, changed or not.
+        (None, "SET u8 0 7 SET u8 0 7 INCRBY u8 8 0", 3),
+        # Else only the writes that changed their field, even if a later one undoes them.
+        ("a", "SET u8 0 97 INCRBY u8 0 0 SET u8 0 98 SET u8 0 97", 2),
+        ("a", "OVERFLOW FAIL SET u8 0 97 INCRBY u8 8 300", 1),
+    ],
+)
+def test_bitfield_counts_the_changes_redis_counts(
+    connect: Callable[[], RawConnection], initial: str | None, fields: str, changes: int
+) -> None:
+    control = connect()
+    if initial is not None:
+        control("SET", "b", initial)
+    before = _changes_since_save(control)
+    control("BITFIELD", "b", *fields.split())
+    assert control("EXISTS", "b") == b":1\r\n"  # created, even when nothing changed
+    assert _changes_since_save(control) - before == changes
 
 
 def test_expire_seconds_bound_rounds_toward_zero(connect: Callable[[], RawConnection]) -> None:
