@@ -31,6 +31,7 @@ from blinkstore_gunicorn.engine import (
     ValueTooLarge,
     WrongType,
 )
+from blinkstore_gunicorn.engine.hyperloglog import SPARSE_MAX_BYTES
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.blocking import BlockedPops
@@ -226,6 +227,7 @@ class Dispatcher:
         "engine",
         "execute_resp",
         "full_table",
+        "hll_sparse_max_bytes",
         "known_commands",
         "leases",
         "locks",
@@ -287,6 +289,8 @@ class Dispatcher:
         self.upstream: Upstream | None = None
         #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).
         self.busy_threshold_ms = busy_threshold_ms
+        #: Past this size a sparse HyperLogLog turns dense (``CONFIG SET hll-sparse-max-bytes``).
+        self.hll_sparse_max_bytes = SPARSE_MAX_BYTES
         #: How many connections WATCH each key (``commands/transaction.py``).
         self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)

@@ -11,16 +11,12 @@ scripts after them; a stream moved onto the key of a parked XREADGROUP is read a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from harness.gunicorn import wait_until
-from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import RawConnection
-from tests.support.processes import resp_server_process
-
-Server = StoreProcess | RedisProcess
 
 DEADLINE = 20
 NIL = b"*-1\r\n"
@@ -29,28 +25,6 @@ ENTRY_100 = b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n100-0\r\n*2\r\n$1\r\nf\r\
 BUSY = (
     b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
 )
-
-
-@pytest.fixture(scope="module", params=["store", "redis"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    with resp_server_process(request.param) as process:
-        yield process
-
-
-@pytest.fixture
-def connect(server: Server) -> Iterator[Callable[[], RawConnection]]:
-    """Opens connections to ``server`` (on a flushed database), closed after the test."""
-    opened: list[RawConnection] = []
-
-    def make() -> RawConnection:
-        connection = RawConnection(server)
-        opened.append(connection)
-        return connection
-
-    make()("FLUSHALL")
-    yield make
-    for connection in opened:
-        connection.close()
 
 
 def _blocked(control: RawConnection) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import sys
 from collections.abc import Callable, Iterable
@@ -226,6 +227,7 @@ def config_values(d: Dispatcher) -> dict[str, str]:
         "proto-max-bulk-len": str(d.max_request_size),
         "busy-reply-threshold": str(d.busy_threshold_ms),
         "lua-time-limit": str(d.busy_threshold_ms),
+        "hll-sparse-max-bytes": str(d.hll_sparse_max_bytes),
     }
 
 
@@ -242,10 +244,40 @@ def _set_busy_threshold(d: Dispatcher, raw: bytes) -> str | None:
     return None
 
 
+#: Redis's memory units (``memtoull``): a number of bytes, or of these, case-insensitive.
+_MEMORY_UNITS = {
+    b"": 1,
+    b"b": 1,
+    b"k": 1000,
+    b"kb": 1024,
+    b"m": 1000**2,
+    b"mb": 1024**2,
+    b"g": 1000**3,
+    b"gb": 1024**3,
+}
+_MEMORY_VALUE = re.compile(rb"([0-9]+)([a-zA-Z]*)")
+
+
+def _set_hll_sparse_max_bytes(d: Dispatcher, raw: bytes) -> str | None:
+    """Apply ``hll-sparse-max-bytes`` (a memory value, as Redis reads it) to the next writes."""
+    matched = _MEMORY_VALUE.fullmatch(raw)
+    unit = _MEMORY_UNITS.get(matched.group(2).lower()) if matched else None
+    if matched is None or unit is None:
+        return "argument must be a memory value"
+    number = int(matched.group(1)) * unit
+    if number >= 1 << 64:  # past an unsigned long long: strtoull fails
+        return "argument must be a memory value"
+    if number > INT64_MAX:
+        return f"argument must be between 0 and {INT64_MAX} inclusive"
+    d.hll_sparse_max_bytes = number
+    return None
+
+
 #: What ``CONFIG SET`` can change while the store runs (the rest comes from its settings).
 _SETTABLE: dict[str, Callable[[Dispatcher, bytes], str | None]] = {
     "busy-reply-threshold": _set_busy_threshold,
     "lua-time-limit": _set_busy_threshold,
+    "hll-sparse-max-bytes": _set_hll_sparse_max_bytes,
 }
 
 
@@ -255,6 +287,7 @@ def _config_set(d: Dispatcher, args: list[bytes]) -> bytes:
         return wrong_args("config|set")
     known = config_values(d)
     pairs = list(zip(args[2::2], args[3::2], strict=True))
+    seen: set[Callable[[Dispatcher, bytes], str | None]] = set()
     for raw_name, _ in pairs:
         name = as_text(raw_name).lower()
         if name not in known:
@@ -263,6 +296,9 @@ def _config_set(d: Dispatcher, args: list[bytes]) -> bytes:
             )
         if name not in _SETTABLE:
             return _set_failed(name, "can't set immutable config")
+        if _SETTABLE[name] in seen:  # lua-time-limit is busy-reply-threshold's alias
+            return _set_failed(name, "duplicate parameter")
+        seen.add(_SETTABLE[name])
     for raw_name, value in pairs:
         name = as_text(raw_name).lower()
         problem = _SETTABLE[name](d, value)
