@@ -3,7 +3,8 @@ alike (docs/protocol.md, "Conformance"): the same calls, byte-exact replies, and
 must pass.
 
 ``CONFIG GET``/``SET hll-sparse-max-bytes`` with Redis's validation and its effect on the
-HyperLogLog encoding.
+HyperLogLog encoding; the ``HELP`` subcommands, in Redis's words for the subcommands the store
+has.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support.differential import RawConnection
+from harness.processes import RedisProcess, StoreProcess
+from tests.support.differential import RawConnection, reply_items
 
 OK = b"+OK\r\n"
 
@@ -76,3 +78,46 @@ def test_hll_sparse_max_bytes_decides_when_an_hll_turns_dense(
         assert control("PFCOUNT", "other") == control("PFCOUNT", "hll") == b":10\r\n"
     finally:
         control("CONFIG", "SET", "hll-sparse-max-bytes", "3000")
+
+
+#: The commands with a HELP subcommand that the store has.
+HELPED = ["CLIENT", "COMMAND", "CONFIG", "MEMORY", "OBJECT", "PUBSUB", "SCRIPT", "XGROUP", "XINFO"]
+
+
+@pytest.mark.parametrize("name", HELPED)
+def test_help_gives_redis_lines_for_the_subcommands_there_are(
+    redis_and_store: tuple[RedisProcess | StoreProcess, RedisProcess | StoreProcess], name: str
+) -> None:
+    redis_server, store = redis_and_store
+    on_redis, on_store = RawConnection(redis_server), RawConnection(store)
+    try:
+        redis_lines = reply_items(on_redis(name, "HELP"))
+        lines = reply_items(on_store(name, "HELP"))
+        assert lines[0] == redis_lines[0] and lines[-2:] == redis_lines[-2:]
+        # Redis's entries (a subcommand's line and its indented description), in its order,
+        # leaving out those of the subcommands the store does not have.
+        entries = _entries(lines)
+        assert entries == [entry for entry in _entries(redis_lines) if entry in entries]
+        for entry in entries[1:]:
+            subcommand = entry[0][1:].split(b" ", 1)[0].rstrip(b"\r\n")
+            if subcommand != b"(no":
+                reply = on_store(name, subcommand)
+                assert b"unknown subcommand '" not in reply, (subcommand, reply)
+        for server in (on_redis, on_store):
+            assert server(name, "HELP", "extra") == (
+                b"-ERR wrong number of arguments for '%s|help' command\r\n" % name.lower().encode()
+            )
+    finally:
+        on_redis.close()
+        on_store.close()
+
+
+def _entries(lines: list[bytes]) -> list[list[bytes]]:
+    """``lines`` as entries: each unindented line with the indented lines after it."""
+    entries: list[list[bytes]] = []
+    for line in lines:
+        if line.startswith(b"+ "):
+            entries[-1].append(line)
+        else:
+            entries.append([line])
+    return entries

@@ -36,6 +36,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     REDIS_COMPAT_VERSION,
     RESP3_NULL,
     as_text,
+    help_reply,
     parse_int,
     unknown_subcommand,
     wrong_args,
@@ -311,6 +312,42 @@ def _set_failed(name: str, why: str) -> bytes:
     return resp.error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
 
 
+#: Redis 7.0's ``CONFIG HELP``, the subcommands the store has.
+_CONFIG_HELP = (
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "HELP",
+    "    Prints this help.",
+)
+#: Redis 7.0's ``COMMAND HELP``.
+_COMMAND_HELP = (
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full Redis command.",
+    "HELP",
+    "    Prints this help.",
+)
 ERR_INVALID_COMMAND = resp.error("ERR Invalid command specified")
 ERR_NO_KEYS = resp.error("ERR The command has no key arguments")
 ERR_INVALID_ARITY = resp.error("ERR Invalid number of arguments specified for command")
@@ -320,11 +357,13 @@ ERR_BAD_ARGS = resp.error("ERR Invalid arguments specified for command")
 @command("command", -1, "loading stale")
 def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``COMMAND [COUNT | INFO [name...] | DOCS [name...] | LIST [FILTERBY ...] |
-    GETKEYS[ANDFLAGS] cmd arg...]``: INFO, DOCS and GETKEYS from Redis's own table for the
+    GETKEYS[ANDFLAGS] cmd arg... | HELP]``: INFO, DOCS and GETKEYS from Redis's own table for the
     commands the store shares with it."""
     if len(args) == 1:
         return _info(list(COMMANDS), c.resp3)
     sub = args[1].upper()
+    if sub == b"HELP":
+        return help_reply(_COMMAND_HELP) if len(args) == 2 else wrong_args("command|help")
     if sub == b"COUNT" and len(args) == 2:
         return resp.integer(len(COMMANDS))
     if sub == b"INFO":
@@ -434,12 +473,15 @@ def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
 
 @command("config", -2, "admin")
 def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``; ``CONFIG SET`` for the busy
-    threshold only (the other settings come from the command line)."""
+    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``, ``CONFIG HELP``; ``CONFIG SET``
+    for the busy threshold and ``hll-sparse-max-bytes`` only (the other settings come from the
+    command line)."""
     if args[1].upper() == b"SET":
         return _config_set(d, args)
     if args[1].upper() == b"RESETSTAT":
         return _config_resetstat(d, args)
+    if args[1].upper() == b"HELP":
+        return help_reply(_CONFIG_HELP) if len(args) == 2 else wrong_args("config|help")
     if args[1].upper() != b"GET":
         return unknown_subcommand(args)
     if len(args) < 3:
