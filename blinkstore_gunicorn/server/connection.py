@@ -371,6 +371,8 @@ class StoreConnection(asyncio.Protocol):
         if self._closed or not self._deferred or self._transport is None:
             return
         self._deferred = False
+        if reply[:1] == b"-":  # a parked command's error (NOGROUP, UNBLOCKED...): INFO errorstats
+            self._stats.count_error(reply)
         self._transport.write(reply)
         if self._write_paused:
             return  # resume_writing() continues

@@ -4,7 +4,7 @@ must pass.
 
 ``CONFIG GET``/``SET hll-sparse-max-bytes`` with Redis's validation and its effect on the
 HyperLogLog encoding; the ``HELP`` subcommands, in Redis's words for the subcommands the store
-has.
+has; ``INFO errorstats`` and ``total_error_replies``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.gunicorn import wait_until
 from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import RawConnection, reply_items
 
@@ -121,3 +122,39 @@ def _entries(lines: list[bytes]) -> list[list[bytes]]:
         else:
             entries.append([line])
     return entries
+
+
+def _info_field(control: RawConnection, section: str, name: str) -> bytes:
+    info = control("INFO", section)
+    return info.split(name.encode() + b":")[1].split(b"\r\n")[0]
+
+
+def test_info_errorstats_counts_error_replies_by_code(
+    connect: Callable[[], RawConnection],
+) -> None:
+    control, parked = connect(), connect()
+    assert control("CONFIG", "RESETSTAT") == OK
+    control("SET", "k", "v")
+    control("LPUSH", "k", "x")  # WRONGTYPE
+    control("NOSUCHCOMMAND")  # ERR, refused before it runs
+    control("GET")  # ERR, the arity
+    control("EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0")  # NOSCRIPT
+    control("MULTI")
+    control("INCR", "k")
+    assert control("EXEC") == b"*1\r\n-ERR value is not an integer or out of range\r\n"
+    # An error that a parked command gets later.
+    control("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    parked.send("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">")
+    assert wait_until(lambda: _info_field(control, "clients", "blocked_clients") == b"1", 20)
+    control("XGROUP", "DESTROY", "s", "g")
+    assert parked.reply().startswith(b"-NOGROUP ")
+    body = (
+        b"# Errorstats\r\nerrorstat_ERR:count=3\r\nerrorstat_NOGROUP:count=1\r\n"
+        b"errorstat_NOSCRIPT:count=1\r\nerrorstat_WRONGTYPE:count=1\r\n"
+    )
+    assert control("INFO", "errorstats") == b"$%d\r\n%b\r\n" % (len(body), body)
+    assert _info_field(control, "stats", "total_error_replies") == b"6"
+    assert b"errorstat_ERR:count=3" in control("INFO") and b"errorstat_" in control("INFO", "all")
+    assert control("CONFIG", "RESETSTAT") == OK
+    assert control("INFO", "errorstats") == b"$14\r\n# Errorstats\r\n\r\n"
+    assert _info_field(control, "stats", "total_error_replies") == b"0"

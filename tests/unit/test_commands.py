@@ -472,6 +472,7 @@ def test_info_sections(r: Harness) -> None:
         "# Stats",
         "# Replication",
         "# CPU",
+        "# Errorstats",
         "# Keyspace",
     ]
     fields = dict(

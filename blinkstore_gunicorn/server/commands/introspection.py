@@ -147,6 +147,7 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
         ("pubsub_channels", d.pubsub.channel_count()),
         ("pubsub_patterns", d.pubsub.numpat()),
         ("client_output_buffer_limit_disconnections", d.pubsub.dropped),
+        ("total_error_replies", d.stats.error_replies),
         ("shm_enabled", int(region is not None)),
         ("shm_keyspace_hits", shm_hits),
         ("shm_keyspace_misses", shm_misses),
@@ -182,6 +183,11 @@ def _info_keyspace(d: Dispatcher) -> list[tuple[str, object]]:
     return [("db0", f"keys={keys},expires={d.engine.stats().expires},avg_ttl=0")]
 
 
+def _info_errorstats(d: Dispatcher) -> list[tuple[str, object]]:
+    codes = sorted(d.stats.error_codes.items())  # Redis lists them from a radix tree: sorted
+    return [(f"errorstat_{as_text(code)}", f"count={n}") for code, n in codes]
+
+
 _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "server": _info_server,
     "clients": _info_clients,
@@ -190,10 +196,9 @@ _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "stats": _info_stats,
     "replication": _info_replication,
     "cpu": _info_cpu,
+    "errorstats": _info_errorstats,
     "keyspace": _info_keyspace,
 }
-
-
 def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
     """The ``INFO`` text (Redis format) for the named sections, all of them by default."""
     wanted = {section.lower() for section in sections}
@@ -464,7 +469,8 @@ def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
         return wrong_args("config|resetstat")
     stats = d.stats
     stats.connections_received = stats.commands_processed = stats.rejected_connections = 0
-    stats.evicted_clients = d.pubsub.dropped = 0
+    stats.evicted_clients = d.pubsub.dropped = stats.error_replies = 0
+    stats.error_codes.clear()
     d.engine.reset_stats()
     if d.snapshots is not None:
         d.snapshots.saves = 0
