@@ -199,6 +199,8 @@ _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "errorstats": _info_errorstats,
     "keyspace": _info_keyspace,
 }
+
+
 def info_text(d: Dispatcher, sections: Iterable[str] = ()) -> str:
     """The ``INFO`` text (Redis format) for the named sections, all of them by default."""
     wanted = {section.lower() for section in sections}
