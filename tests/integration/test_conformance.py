@@ -419,3 +419,21 @@ def test_a_stream_moved_onto_a_parked_xreadgroup_is_read_as_its_stream(
         for line in after:
             control(*line.split())
     assert waiting.reply() == reply
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"*1\r\n$4\r\nPING\r\nSET k v\r\n\r\nGET k\r\n*2\r\n$4\r\nECHO\r\n$1\r\na\r\n",
+        b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nGET k\n\nECHO a\r\n",
+    ],
+    ids=["resp-first", "inline-first"],
+)
+def test_inline_and_resp_requests_mix_on_one_connection(
+    connect: Callable[[], RawConnection], wire: bytes
+) -> None:
+    control = connect()
+    control.sock.sendall(wire)
+    replies = [control.reply() for _ in range(4)]
+    assert replies == [b"+PONG\r\n", OK, b"$1\r\nv\r\n", b"$1\r\na\r\n"]
+    assert control("PING") == b"+PONG\r\n"
