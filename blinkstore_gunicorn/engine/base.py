@@ -103,6 +103,13 @@ class WatchedKeys(dict[bytes, int]):
         if key in self:
             self[key] += 1
 
+    def recount(self, key: bytes, delta: int) -> None:
+        """Count ``delta`` more changes of ``key`` (fewer when negative): for a command whose
+        write counts otherwise than the one change the engine counted for it."""
+        self.changes += delta
+        if key in self:
+            self[key] += delta
+
     def flushed(self, present: Iterable[bytes]) -> None:
         """Count a flush: a change of the watched keys it removed (``present``), not of those
         that were absent anyway, as in Redis (a WATCH on a missing key survives FLUSHALL)."""

@@ -8,8 +8,9 @@ of 6 bits. *Dense*: the registers packed, least significant bits first (12288 by
 (every HLL starts so): runs of opcodes, ``00xxxxxx`` xxxxxx+1 zero registers, ``01xxxxxx
 yyyyyyyy`` up to 16384 zero registers, ``1vvvvvxx`` xx+1 registers of value vvvvv+1. A sparse
 HLL turns dense when a register exceeds 32 or the string would pass 3000 bytes (Redis's
-``hll-sparse-max-bytes``). Each update edits the opcodes exactly as Redis does (split, then
-merge equal neighbours), since the bytes, not only the count, must match.
+``hll-sparse-max-bytes``, which ``CONFIG SET`` changes). Each update edits the opcodes exactly
+as Redis does (split, then merge equal neighbours), since the bytes, not only the count, must
+match.
 
 Pure Python: adding an element costs a few microseconds; counting a dense HLL reads all its
 registers (~2 ms), which the cached cardinality saves while nothing changes.
@@ -164,12 +165,14 @@ def _estimate(histogram: list[int]) -> int:
 
 
 class HyperLogLog:
-    """One HLL string being read or changed in place (``data``)."""
+    """One HLL string being read or changed in place (``data``); a sparse one turns dense
+    rather than grow past ``sparse_max_bytes`` (Redis's ``hll-sparse-max-bytes``)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "sparse_max_bytes")
 
-    def __init__(self, data: bytes | None = None) -> None:
+    def __init__(self, data: bytes | None = None, sparse_max_bytes: int = SPARSE_MAX_BYTES) -> None:
         self.data = bytearray(_EMPTY_SPARSE if data is None else data)
+        self.sparse_max_bytes = sparse_max_bytes
 
     @property
     def dense(self) -> bool:
@@ -290,7 +293,7 @@ class HyperLogLog:
                 if index != last:
                     sequence += _zeros(last - index)
             growth = len(sequence) - size
-            if growth > 0 and len(data) + growth > SPARSE_MAX_BYTES:
+            if growth > 0 and len(data) + growth > self.sparse_max_bytes:
                 return self._promote(index, count)
             data[at : at + size] = sequence
         self._merge_from(previous if previous >= 0 else HEADER)

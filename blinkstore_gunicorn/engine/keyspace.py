@@ -199,20 +199,27 @@ class Keyspace:
         deadline = self._deadlines.get(key)
         if isinstance(value, int):
             value = self._read(value)
-        if not copy:
+        # A renamed key leaves first, freeing its slot of the region's table for the new name
+        # (a full table would refuse that otherwise). The empty key has no slot (the region
+        # leaves it out): where the table can fill (unlimited memory), it leaves last, so that
+        # a full table's refusal of the new name keeps it.
+        leaves_last = not copy and key == b"" and not self._memory_limit
+        if not copy and not leaves_last:
             self.delete(key)
         if isinstance(value, bytes):
             self.set(new, value, expire_at_ms=deadline)
-            return True
-        if copy:
-            value = value.clone()
-            size = self._cost(new, value) + (0 if deadline is None else TTL_OVERHEAD)
-            if self._memory_limit and size > self._memory_limit:
-                raise EntryTooLarge(size, self._memory_limit)
-        self.delete(new)
-        self._insert(new, value, deadline)
-        if self._memory_limit and self._used > self._memory_limit:
-            self._evict(new)
+        else:
+            if copy:
+                value = value.clone()
+                size = self._cost(new, value) + (0 if deadline is None else TTL_OVERHEAD)
+                if self._memory_limit and size > self._memory_limit:
+                    raise EntryTooLarge(size, self._memory_limit)
+            self.delete(new)
+            self._insert(new, value, deadline)
+            if self._memory_limit and self._used > self._memory_limit:
+                self._evict(new)
+        if leaves_last:
+            self.delete(key)
         return True
 
     def _insert(self, key: bytes, container: Container, deadline: int | None) -> None:

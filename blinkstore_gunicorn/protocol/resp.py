@@ -48,6 +48,9 @@ MAX_ARGUMENTS: Final = 1024 * 1024
 MAX_SKIPPED_BULK: Final = 512 * 1024 * 1024
 #: Longest ``*<n>`` / ``$<n>`` header line; anything longer is garbage, not a slow client.
 MAX_HEADER_LINE: Final = 64
+#: Longest inline request (``PING\r\n``: a line that does not start with ``*``), Redis's
+#: ``PROTO_INLINE_MAX_SIZE``.
+MAX_INLINE: Final = 64 * 1024
 
 OK: Final = b"+OK\r\n"
 PONG: Final = b"+PONG\r\n"
@@ -62,6 +65,7 @@ _TOO_BIG_COUNT: Final = "Protocol error: too big mbulk count string"
 _UNTERMINATED: Final = "Protocol error: bulk string not terminated"
 _INVALID_BULK: Final = "Protocol error: invalid bulk length"
 _INVALID_COUNT: Final = "Protocol error: invalid multibulk length"
+_TOO_BIG_INLINE: Final = "Protocol error: too big inline request"
 
 #: What :meth:`CommandReader.drain` yields: a command's arguments, a request refused for its
 #: size, or the error that ended the stream.
@@ -89,6 +93,10 @@ class CommandReader:
     is refused from the header that announces it: :meth:`drain` yields a :class:`TooLarge`
     in its place, and the rest of that request is dropped as it arrives, never buffered (a
     bulk string announced over :data:`MAX_SKIPPED_BULK` ends the stream instead).
+
+    A request that does not start with ``*`` is an inline one, as in Redis: a line (at most
+    :data:`MAX_INLINE` bytes, and the request size) split on whitespace, without Redis's
+    quoting; an empty line is skipped.
     """
 
     __slots__ = (
@@ -194,7 +202,18 @@ class CommandReader:
                 resume = 0
             else:
                 if data[pos] != _STAR:
-                    return commands, pos, _unexpected("*", data[pos])
+                    # An inline request, which Redis takes wherever a request may start.
+                    longest = min(MAX_INLINE, limit)
+                    eol = find(b"\n", pos, pos + longest + 1)
+                    if eol < 0:
+                        if size - pos > longest:
+                            return commands, pos, ProtocolError(_TOO_BIG_INLINE)
+                        return commands, pos, 0
+                    words = data[pos:eol].split()  # on whitespace, the \r too; no quoting
+                    if words:  # an empty line is no request
+                        commands.append(words)
+                    pos = eol + 1
+                    continue
                 eol = find(_CRLF, pos, pos + MAX_HEADER_LINE)
                 if eol < 0:
                     if size - pos >= MAX_HEADER_LINE:

@@ -1,7 +1,8 @@
 """One asyncio protocol object per client connection.
 
 The first byte picks the protocol (``*`` = RESP, anything else = Blink Store text, except a
-first line that is a Redis inline command the text protocol lacks, see ``inline.py``). Each
+first line that is a Redis inline command the text protocol lacks, see ``inline.py``; a RESP
+connection takes inline requests too, as Redis's do). Each
 ``data_received`` batch is parsed by the sans-IO reader, every complete request is executed in
 order, and the replies go out in one ``transport.write`` (a large one on its own: joining would
 copy it). Backpressure: when the transport's write buffer passes its high-water mark
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from blinkstore_gunicorn.protocol import is_resp_start, text
-from blinkstore_gunicorn.protocol.resp import LARGE_BULK
+from blinkstore_gunicorn.protocol.resp import LARGE_BULK, MAX_INLINE
 from blinkstore_gunicorn.protocol.resp_hiredis import command_reader
 from blinkstore_gunicorn.protocol.resp_split import OneRequest
 from blinkstore_gunicorn.server.budget import CHARGE_MIN, ClientBudget
@@ -37,7 +38,7 @@ from blinkstore_gunicorn.server.commands.registry import DEFERRED
 from blinkstore_gunicorn.server.commands.replies import NOAUTH
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from blinkstore_gunicorn.server.fastpath import single_parser
-from blinkstore_gunicorn.server.inline import MAX_INLINE, InlineReader, is_inline_resp
+from blinkstore_gunicorn.server.inline import is_inline_resp
 from blinkstore_gunicorn.server.preauth import PreauthGate, log_preauth_close
 from blinkstore_gunicorn.server.pubsub_outbox import Batch, Outbox
 from blinkstore_gunicorn.server.text_commands import AUTH_REQUIRED, execute_text
@@ -371,6 +372,8 @@ class StoreConnection(asyncio.Protocol):
         if self._closed or not self._deferred or self._transport is None:
             return
         self._deferred = False
+        if reply[:1] == b"-":  # a parked command's error (NOGROUP, UNBLOCKED...): INFO errorstats
+            self._stats.count_error(reply)
         self._transport.write(reply)
         if self._write_paused:
             return  # resume_writing() continues
@@ -449,23 +452,23 @@ class StoreConnection(asyncio.Protocol):
         first = self._first_line + data
         self._first_line = first
         reader: Any
-        if is_resp_start(first[0]):
+        resp = is_resp_start(first[0])
+        if not resp:
+            newline = first.find(b"\n", 0, MAX_INLINE + 1)
+            if newline < 0 and len(first) <= MAX_INLINE:
+                return None
+            known = dispatcher.known_commands
+            resp = newline >= 0 and is_inline_resp(first[:newline], known)
+        if resp:
+            # Its reader takes inline and ``*`` requests alike, as Redis's does.
             limits = (dispatcher.request_limit, dispatcher.bulk_limit)
             reader = command_reader(*limits)
             self._single = single_parser(*limits)
             self._execute = dispatcher.execute_resp
             self._resp = True
         else:
-            newline = first.find(b"\n", 0, MAX_INLINE + 1)
-            if newline < 0 and len(first) <= MAX_INLINE:
-                return None
-            known = self._server.dispatcher.known_commands
-            if newline >= 0 and is_inline_resp(first[:newline], known):
-                reader = InlineReader()
-                self._execute = dispatcher.execute_resp
-            else:
-                reader = text.LineReader(max_line=dispatcher.line_limit)
-                self._execute = execute_text
+            reader = text.LineReader(max_line=dispatcher.line_limit)
+            self._execute = execute_text
         self._reader = reader
         return reader
 

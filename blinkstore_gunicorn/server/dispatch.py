@@ -31,6 +31,7 @@ from blinkstore_gunicorn.engine import (
     ValueTooLarge,
     WrongType,
 )
+from blinkstore_gunicorn.engine.hyperloglog import SPARSE_MAX_BYTES
 from blinkstore_gunicorn.protocol import resp
 from blinkstore_gunicorn.protocol.errors import ProtocolError, TooLarge
 from blinkstore_gunicorn.server.blocking import BlockedPops
@@ -65,6 +66,10 @@ __all__ = ["LINE_SLACK", "Client", "Dispatcher", "ServerStats"]
 LINE_SLACK = 4096
 
 
+#: Distinct error codes ``INFO errorstats`` counts (Redis's ``ERROR_STATS_NUMBER``).
+MAX_ERROR_CODES = 128
+
+
 @dataclass(slots=True)
 class ServerStats:
     """Counters the server keeps beside the engine's, shown by ``INFO`` and ``STATS``."""
@@ -86,6 +91,21 @@ class ServerStats:
     evicted_clients: int = 0
     #: The most ``used_memory`` seen (sampled every 100 ms and at each INFO).
     used_memory_peak: int = 0
+    #: Error replies (``total_error_replies``), and by their code (``INFO errorstats``).
+    error_replies: int = 0
+    error_codes: dict[bytes, int] = field(default_factory=dict)
+
+    def count_error(self, reply: bytes) -> None:
+        """Count an error reply as Redis's ``afterErrorReply`` does: under its first word when
+        a space ends it within 32 bytes, else under ``ERR``; at most 128 codes are kept."""
+        self.error_replies += 1
+        space = reply.find(b" ", 0, min(len(reply) - 2, 32))
+        code = reply[1:space] if space > 0 else b"ERR"
+        codes = self.error_codes
+        if code in codes:
+            codes[code] += 1
+        elif len(codes) < MAX_ERROR_CODES:
+            codes[code] = 1
 
     @property
     def uptime_seconds(self) -> int:
@@ -227,6 +247,7 @@ class Dispatcher:
         "engine",
         "execute_resp",
         "full_table",
+        "hll_sparse_max_bytes",
         "known_commands",
         "leases",
         "locks",
@@ -288,6 +309,8 @@ class Dispatcher:
         self.upstream: Upstream | None = None
         #: How long a script runs before it is busy (``CONFIG SET busy-reply-threshold``).
         self.busy_threshold_ms = busy_threshold_ms
+        #: Past this size a sparse HyperLogLog turns dense (``CONFIG SET hll-sparse-max-bytes``).
+        self.hll_sparse_max_bytes = SPARSE_MAX_BYTES
         #: How many connections WATCH each key (``commands/transaction.py``).
         self.watchers: dict[bytes, int] = {}
         self.full_table = _lookup_table(COMMANDS)
@@ -382,23 +405,32 @@ class Dispatcher:
     def execute(self, client: Client, args: list[bytes] | TooLarge | ProtocolError) -> bytes:
         """Run one parsed request and return its reply; a ProtocolError marks the close."""
         if args.__class__ is not list:
-            return self._not_a_command(client, args)  # type: ignore[arg-type]
-        client.cmd = name = args[0]
-        client.seen = self.now
-        if self.busy is not None:
-            return self.busy(self, client, args)
-        entry = client.table.get(name)
-        if entry is None:
-            return self._execute_slow(client, args)
-        handler, arity = entry
-        count = len(args)
-        if count != arity and (arity > 0 or count < -arity):
-            return wrong_args(as_text(name))
-        try:
-            return handler(self, client, args)
-        except WrongType:
-            # Raised by the engine before any change: GET on a hash, HSET on a string...
-            return ERR_WRONGTYPE
+            reply = self._not_a_command(client, args)  # type: ignore[arg-type]
+        else:
+            client.cmd = name = args[0]
+            client.seen = self.now
+            entry = client.table.get(name)
+            if self.busy is not None:
+                reply = self.busy(self, client, args)
+            elif entry is None:
+                reply = self._execute_slow(client, args)
+            else:
+                handler, arity = entry
+                count = len(args)
+                if count != arity and (arity > 0 or count < -arity):
+                    reply = wrong_args(as_text(name))
+                else:
+                    try:
+                        reply = handler(self, client, args)
+                    except WrongType:
+                        # Raised by the engine before any change: GET on a hash, HSET on a
+                        # string...
+                        reply = ERR_WRONGTYPE
+        # Every reply of the Python path passes here (the C path's only error is made by
+        # ``fastpath._region_full``, a later one by ``Client.deliver``): INFO errorstats.
+        if reply[:1] == b"-":
+            self.stats.count_error(reply)
+        return reply
 
     def _not_a_command(self, client: Client, item: TooLarge | ProtocolError) -> bytes:
         """The error reply to what the reader yields instead of a command."""

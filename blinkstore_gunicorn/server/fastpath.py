@@ -57,7 +57,7 @@ from blinkstore_gunicorn.shm.native import ENV as NATIVE_ENV
 from blinkstore_gunicorn.shm.writer import RegionFull
 
 if TYPE_CHECKING:
-    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
+    from blinkstore_gunicorn.server.dispatch import Client, Dispatcher, ServerStats
 
 __all__ = [
     "FAST_PATH_MAX",
@@ -124,10 +124,13 @@ _NATIVE_TYPED = (
 )  # fmt: skip
 
 
-def _region_full(exc: RegionFull) -> bytes:
+def _region_full(stats: ServerStats, exc: RegionFull) -> bytes:
     """The reply of a write the region refused: ``MemoryEngine._publish`` raises it as an
-    :class:`EngineError`, which ``Dispatcher.store`` (and MSET) turn into this reply."""
-    return limit_error(EngineError(str(exc)))
+    :class:`EngineError`, which ``Dispatcher.store`` (and MSET) turn into this reply. The C
+    path's only error reply: counted here, as ``Dispatcher.execute`` counts the others."""
+    reply = limit_error(EngineError(str(exc)))
+    stats.count_error(reply)
+    return reply
 
 
 def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
@@ -154,7 +157,14 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
     )
     try:
         runner = Runner(
-            dispatcher, handlers, reference, LARGE_BULK, costs, RegionFull, _region_full, typed
+            dispatcher,
+            handlers,
+            reference,
+            LARGE_BULK,
+            costs,
+            RegionFull,
+            functools.partial(_region_full, dispatcher.stats),
+            typed,
         )
         return runner.execute
     except (TypeError, AttributeError):

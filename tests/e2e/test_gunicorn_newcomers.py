@@ -34,12 +34,15 @@ def test_flask_cached_decorator_at_module_level_shares_one_result(tmp_path: Path
         assert "Working outside of application context" not in server.log()
 
 
-@pytest.mark.parametrize("module", ["blinkstore_gunicorn.config", "blinkstore_gunicorn.gunicorn"])
+@pytest.mark.parametrize(
+    "module", ["blinkstore_gunicorn", "blinkstore_gunicorn.config", "blinkstore_gunicorn.gunicorn"]
+)
 def test_a_near_miss_of_the_config_module_stops_gunicorn_naming_the_right_one(
     tmp_path: Path, module: str
 ):
-    # gunicorn would load either module as a config with no setting in it, start without a
-    # store, and fail at the first request with KeyError: 'blinkstore.cache'.
+    # gunicorn would load any of them as a config with no setting in it, start without a
+    # store, and fail at the first request with KeyError: 'blinkstore.cache'. The package's
+    # subpackage ``protocol`` stopped it instead with "Not a string: <module ...>".
     server = Gunicorn(["-c", f"python:{module}", "wsgi_app:app"], tmp_path)
     try:
         server.start(wait=False)

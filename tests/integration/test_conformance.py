@@ -11,16 +11,12 @@ scripts after them; a stream moved onto the key of a parked XREADGROUP is read a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from harness.gunicorn import wait_until
-from harness.processes import RedisProcess, StoreProcess
 from tests.support.differential import RawConnection
-from tests.support.processes import resp_server_process
-
-Server = StoreProcess | RedisProcess
 
 DEADLINE = 20
 NIL = b"*-1\r\n"
@@ -29,28 +25,6 @@ ENTRY_100 = b"*1\r\n*2\r\n$1\r\ns\r\n*1\r\n*2\r\n$5\r\n100-0\r\n*2\r\n$1\r\nf\r\
 BUSY = (
     b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n"
 )
-
-
-@pytest.fixture(scope="module", params=["store", "redis"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    with resp_server_process(request.param) as process:
-        yield process
-
-
-@pytest.fixture
-def connect(server: Server) -> Iterator[Callable[[], RawConnection]]:
-    """Opens connections to ``server`` (on a flushed database), closed after the test."""
-    opened: list[RawConnection] = []
-
-    def make() -> RawConnection:
-        connection = RawConnection(server)
-        opened.append(connection)
-        return connection
-
-    make()("FLUSHALL")
-    yield make
-    for connection in opened:
-        connection.close()
 
 
 def _blocked(control: RawConnection) -> int:
@@ -88,6 +62,10 @@ def _parked(control: RawConnection, count: int) -> None:
         (["RPUSH l a b"], "RPOP l 0", "l"),
         ([], "LPUSHX l a", "l"),
         ([], "RPUSHX l a", "l"),
+        # Every write fails: the string is created or padded, and still no change is signalled.
+        ([], "BITFIELD b OVERFLOW FAIL SET u8 0 256", "b"),
+        (["SET b a"], "BITFIELD b OVERFLOW FAIL INCRBY u8 100 300", "b"),
+        (["SET b a"], "BITFIELD b SET u8 0 97 INCRBY u8 0 0", "b"),
     ],
 )
 def test_watch_survives_writes_that_change_nothing(
@@ -120,12 +98,43 @@ def _exec_after_write(
         (["RPUSH l a b"], "LSET l 0 a", "l"),
         (["ZADD z 1 a"], "ZINCRBY z 0 b", "z"),
         (["ZADD z 1 a"], "ZUNIONSTORE z 1 missing", "z"),
+        (["SET b a"], "BITFIELD b SET u8 0 97 SET u8 0 98", "b"),
     ],
 )
 def test_watch_fails_when_redis_signals_a_write(
     connect: Callable[[], RawConnection], setup: list[str], write: str, key: str
 ) -> None:
     assert _exec_after_write(connect, setup, write, key) == NIL
+
+
+def _changes_since_save(control: RawConnection) -> int:
+    info = control("INFO", "persistence")
+    return int(info.split(b"rdb_changes_since_last_save:")[1].split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize(
+    ("initial", "fields", "changes"),
+    [
+        (None, "SET u8 0 1 SET u8 8 2 INCRBY u4 0 1 GET u8 0", 3),
+        (None, "OVERFLOW FAIL SET u8 0 256 SET u8 8 2", 1),
+        (None, "OVERFLOW FAIL SET u8 0 256", 0),
+        # The string was created: every write that did not fail counts, changed or not.
+        (None, "SET u8 0 7 SET u8 0 7 INCRBY u8 8 0", 3),
+        # Else only the writes that changed their field, even if a later one undoes them.
+        ("a", "SET u8 0 97 INCRBY u8 0 0 SET u8 0 98 SET u8 0 97", 2),
+        ("a", "OVERFLOW FAIL SET u8 0 97 INCRBY u8 8 300", 1),
+    ],
+)
+def test_bitfield_counts_the_changes_redis_counts(
+    connect: Callable[[], RawConnection], initial: str | None, fields: str, changes: int
+) -> None:
+    control = connect()
+    if initial is not None:
+        control("SET", "b", initial)
+    before = _changes_since_save(control)
+    control("BITFIELD", "b", *fields.split())
+    assert control("EXISTS", "b") == b":1\r\n"  # created, even when nothing changed
+    assert _changes_since_save(control) - before == changes
 
 
 def test_expire_seconds_bound_rounds_toward_zero(connect: Callable[[], RawConnection]) -> None:
@@ -410,3 +419,21 @@ def test_a_stream_moved_onto_a_parked_xreadgroup_is_read_as_its_stream(
         for line in after:
             control(*line.split())
     assert waiting.reply() == reply
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"*1\r\n$4\r\nPING\r\nSET k v\r\n\r\nGET k\r\n*2\r\n$4\r\nECHO\r\n$1\r\na\r\n",
+        b"PING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nGET k\n\nECHO a\r\n",
+    ],
+    ids=["resp-first", "inline-first"],
+)
+def test_inline_and_resp_requests_mix_on_one_connection(
+    connect: Callable[[], RawConnection], wire: bytes
+) -> None:
+    control = connect()
+    control.sock.sendall(wire)
+    replies = [control.reply() for _ in range(4)]
+    assert replies == [b"+PONG\r\n", OK, b"$1\r\nv\r\n", b"$1\r\na\r\n"]
+    assert control("PING") == b"+PONG\r\n"

@@ -150,6 +150,7 @@ class Store:
             "leases": list(self.d.leases.held),
             "region": self.region_contents(keys),
             "info": Dispatcher.execute(self.d, self.d.new_client(), [b"INFO", b"stats"]),
+            "errors": dict(self.d.stats.error_codes),
             "usage": [
                 Dispatcher.execute(self.d, self.d.new_client(), [b"MEMORY", b"USAGE", key])
                 for key in sorted({*e._ahead, *e._behind})

@@ -89,7 +89,6 @@ def test_empty_and_null_arrays_are_skipped_like_redis(reader: Reader) -> None:
 @pytest.mark.parametrize(
     ("wire", "message"),
     [
-        (b"GET k\r\n", "Protocol error: expected '*', got 'G'"),
         (b"*x\r\n", "Protocol error: invalid multibulk length"),
         (b"*2\r\n:1\r\n", "Protocol error: expected '$', got ':'"),
         (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
@@ -102,7 +101,7 @@ def test_empty_and_null_arrays_are_skipped_like_redis(reader: Reader) -> None:
         (b"*1\r\n$3\r\nGETxy", "Protocol error: bulk string not terminated"),
         (b"*1\r\n+PING\r\n", "Protocol error: expected '$', got '+'"),
         (b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\nk\r\n", "Protocol error: expected '$', got '*'"),
-        (b"%1\r\n$1\r\na\r\n$1\r\nb\r\n", "Protocol error: expected '*', got '%'"),
+        (b"x" * (64 * 1024 + 1), "Protocol error: too big inline request"),
         (b"*1\r\n$-1\r\n", "Protocol error: invalid bulk length"),
     ],
 )
@@ -114,10 +113,26 @@ def test_malformed_input_yields_a_protocol_error_value(
     assert out == [ProtocolError(message)]
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+@with_both
+def test_inline_requests_mix_with_resp_ones_as_in_redis(reader: Reader, chunk: int | None) -> None:
+    wire = b"PING\r\n\r\nECHO  a   b\r\n" + resp.encode_command("GET", "k") + b"INCR x\n%1\n"
+    assert drain_all(wire, chunk, reader=reader) == [
+        [b"PING"],
+        [b"ECHO", b"a", b"b"],
+        [b"GET", b"k"],
+        [b"INCR", b"x"],
+        [b"%1"],
+    ]
+    # A line is bounded by the request size too.
+    out = drain_all(b"ECHO " + b"x" * 20 + b"\r\n", chunk, reader=reader, max_request_size=16)
+    assert out == [ProtocolError("Protocol error: too big inline request")]
+
+
 @with_both
 def test_error_comes_after_the_good_commands_and_stops_the_reader(reader: Reader) -> None:
     parser = reader()
-    parser.feed(resp.encode_command("PING") + b"garbage\r\n")
+    parser.feed(resp.encode_command("PING") + b"*1\r\ngarbage\r\n")
     out = parser.drain()
     assert out[0] == [b"PING"]
     assert isinstance(out[1], ProtocolError)

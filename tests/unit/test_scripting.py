@@ -169,7 +169,7 @@ def test_script_subcommands(r: Harness) -> None:
     assert r("SCRIPT", "LOAD") == err("ERR wrong number of arguments for 'script|load' command")
     assert r("SCRIPT", "foo") == err("ERR unknown subcommand 'foo'. Try SCRIPT HELP.")
     assert r("SCRIPT", "LOAD", "return (").startswith(b"-ERR Error compiling script")
-    assert r("SCRIPT", "HELP").startswith(b"*11\r\n+SCRIPT <subcommand>")
+    assert r("SCRIPT", "HELP").startswith(b"*15\r\n+SCRIPT <subcommand>")
 
 
 def test_sandbox_refuses_escapes(r: Harness) -> None:

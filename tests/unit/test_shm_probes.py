@@ -247,3 +247,33 @@ def test_a_full_table_refuses_new_keys_only_and_changes_nothing(
     _check_consistent(engine, reader, values)
     for key in out:
         assert engine.get(key) is None and reader.lookup(key) in (None, FALLBACK)
+
+
+@pytest.mark.parametrize("container", [False, True], ids=["string", "hash"])
+def test_renaming_the_empty_key_onto_a_full_table_is_refused_and_keeps_it(
+    writer: RegionWriter, store: tuple[MemoryEngine, RegionReader], container: bool
+) -> None:
+    """The empty key holds no slot of the table, so deleting it makes no room for its new
+    name: a full table refuses that RENAME, and the key stays, with its value and TTL."""
+    engine, reader = store
+    shrink(writer)
+    expire_at = int(time.time() * 1000) + 3_600_000
+    if container:
+        assert hset(engine, b"", [(b"f", b"v")]) == 1
+        assert engine.set_expire_at(b"", expire_at)
+    else:
+        engine.set(b"", b"value", expire_at_ms=expire_at)
+    n = 0
+    with pytest.raises(EngineError, match="shared-memory table is full"):
+        while True:
+            engine.set(b"filler:%d" % n, b"f")
+            n += 1
+    before = (engine.used_bytes, len(engine), writer._pub.live)
+    with pytest.raises(EngineError, match="shared-memory table is full"):
+        engine.rename(b"", b"renamed")
+    assert (engine.used_bytes, len(engine), writer._pub.live) == before
+    assert engine.kind(b"") == (b"hash" if container else b"string")
+    assert engine.kind(b"renamed") is None and reader.lookup(b"renamed") in (None, FALLBACK)
+    assert engine.expire_at(b"") == expire_at
+    if not container:
+        assert engine.get(b"") == b"value"

@@ -352,6 +352,10 @@ def _bitfield(d: Dispatcher, c: Client, args: list[bytes], read_only: bool) -> b
     if size > d.max_value_size:  # refused before the padded copy is built
         return limit_error(ValueTooLarge(size, d.max_value_size))
     value = bytearray((old or b"").ljust(size, b"\0"))
+    # As Redis counts them: a write that did not fail is a change when it changed its field or
+    # the string was created or grown for the command's writes.
+    grown = old is None or len(value) > len(old)
+    changes = 0
     replies = []
     for op in ops:
         current = _get_field(value, op)
@@ -366,11 +370,16 @@ def _bitfield(d: Dispatcher, c: Client, args: list[bytes], read_only: bool) -> b
             replies.append(c.nil)
             continue
         replies.append(resp.integer(new if op.name == b"INCRBY" else current))
+        changes += grown or new != current
         _set_field(value, op, new)
-    if old is None or value != old:
+    written = old is None or value != old
+    if written:
         error = d.store(args[1], bytes(value), keep_ttl=True)
         if error is not None:
             return error
+    # The store counted one change (WATCH, rdb_changes_since_last_save): Redis counts
+    # ``changes``, none when every write failed even though the string was created or padded.
+    d.engine.watched.recount(args[1], changes - written)
     return resp.array(replies)
 
 

@@ -19,6 +19,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_SYNTAX,
     as_text,
     client_name_error,
+    help_reply,
     parse_int,
     subcommand_syntax,
     unknown_subcommand,
@@ -227,13 +228,51 @@ def _unblock(d: Dispatcher, args: list[bytes]) -> bytes:
     return resp.integer(d.blocked.unblock(owner, reply))
 
 
+#: Redis 7.0's ``CLIENT HELP``, the subcommands the store has.
+_CLIENT_HELP: Final = (
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "HELP",
+    "    Prints this help.",
+)
+
+
 @command("client", -2, "")
 def cmd_client(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``CLIENT ID | INFO | LIST | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value |
-    KILL ... | UNBLOCK id [TIMEOUT|ERROR]``."""
+    KILL ... | UNBLOCK id [TIMEOUT|ERROR] | HELP``."""
     sub = args[1].upper()
-    if sub in (b"ID", b"GETNAME", b"INFO") and len(args) != 2:
+    if sub in (b"ID", b"GETNAME", b"INFO", b"HELP") and len(args) != 2:
         return wrong_args(f"client|{as_text(args[1]).lower()}")
+    if sub == b"HELP":
+        return help_reply(_CLIENT_HELP)
     if sub == b"ID":
         return resp.integer(c.id)
     if sub == b"GETNAME":

@@ -32,22 +32,22 @@ ERR_NOT_HLL = b"-WRONGTYPE Key is not a valid HyperLogLog string value.\r\n"
 ERR_CORRUPT = b"-INVALIDOBJ Corrupted HLL object detected\r\n"
 
 
-def _hll(value: bytes | None) -> HyperLogLog | bytes | None:
+def _hll(d: Dispatcher, value: bytes | None) -> HyperLogLog | bytes | None:
     """The key's HLL (None when absent) or the error reply for a string that is not one."""
     if value is None:
         return None
-    return HyperLogLog(value) if is_hll(value) else ERR_NOT_HLL
+    return HyperLogLog(value, d.hll_sparse_max_bytes) if is_hll(value) else ERR_NOT_HLL
 
 
 @command("pfadd", -2, "write denyoom fast", (1, 1, 1))
 def cmd_pfadd(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``PFADD key [element...]``: 1 when a register changed (or the key was made), else 0."""
-    hll = _hll(d.engine.peek(args[1]))
+    hll = _hll(d, d.engine.peek(args[1]))
     if isinstance(hll, bytes):
         return hll
     updated = int(hll is None)
     if hll is None:
-        hll = HyperLogLog()
+        hll = HyperLogLog(None, d.hll_sparse_max_bytes)
     try:
         for element in args[2:]:
             updated |= hll.add(element)
@@ -65,7 +65,7 @@ def _merged(d: Dispatcher, keys: list[bytes]) -> tuple[list[int], bool] | bytes:
     largest = [0] * REGISTERS
     dense = False
     for key in keys:
-        hll = _hll(d.engine.get(key))
+        hll = _hll(d, d.engine.get(key))
         if isinstance(hll, bytes):
             return hll
         if hll is None:
@@ -109,8 +109,8 @@ def cmd_pfmerge(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     if isinstance(merged, bytes):
         return merged
     largest, dense = merged
-    target = _hll(d.engine.peek(args[1]))
-    hll = target if isinstance(target, HyperLogLog) else HyperLogLog()
+    target = _hll(d, d.engine.peek(args[1]))
+    hll = target if isinstance(target, HyperLogLog) else HyperLogLog(None, d.hll_sparse_max_bytes)
     try:
         if dense:
             hll.to_dense()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import sys
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     REDIS_COMPAT_VERSION,
     RESP3_NULL,
     as_text,
+    help_reply,
     parse_int,
     unknown_subcommand,
     wrong_args,
@@ -145,6 +147,7 @@ def _info_stats(d: Dispatcher) -> list[tuple[str, object]]:
         ("pubsub_channels", d.pubsub.channel_count()),
         ("pubsub_patterns", d.pubsub.numpat()),
         ("client_output_buffer_limit_disconnections", d.pubsub.dropped),
+        ("total_error_replies", d.stats.error_replies),
         ("shm_enabled", int(region is not None)),
         ("shm_keyspace_hits", shm_hits),
         ("shm_keyspace_misses", shm_misses),
@@ -180,6 +183,11 @@ def _info_keyspace(d: Dispatcher) -> list[tuple[str, object]]:
     return [("db0", f"keys={keys},expires={d.engine.stats().expires},avg_ttl=0")]
 
 
+def _info_errorstats(d: Dispatcher) -> list[tuple[str, object]]:
+    codes = sorted(d.stats.error_codes.items())  # Redis lists them from a radix tree: sorted
+    return [(f"errorstat_{as_text(code)}", f"count={n}") for code, n in codes]
+
+
 _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "server": _info_server,
     "clients": _info_clients,
@@ -188,6 +196,7 @@ _INFO_SECTIONS: dict[str, Callable[[Dispatcher], list[tuple[str, object]]]] = {
     "stats": _info_stats,
     "replication": _info_replication,
     "cpu": _info_cpu,
+    "errorstats": _info_errorstats,
     "keyspace": _info_keyspace,
 }
 
@@ -226,6 +235,7 @@ def config_values(d: Dispatcher) -> dict[str, str]:
         "proto-max-bulk-len": str(d.max_request_size),
         "busy-reply-threshold": str(d.busy_threshold_ms),
         "lua-time-limit": str(d.busy_threshold_ms),
+        "hll-sparse-max-bytes": str(d.hll_sparse_max_bytes),
     }
 
 
@@ -242,10 +252,40 @@ def _set_busy_threshold(d: Dispatcher, raw: bytes) -> str | None:
     return None
 
 
+#: Redis's memory units (``memtoull``): a number of bytes, or of these, case-insensitive.
+_MEMORY_UNITS = {
+    b"": 1,
+    b"b": 1,
+    b"k": 1000,
+    b"kb": 1024,
+    b"m": 1000**2,
+    b"mb": 1024**2,
+    b"g": 1000**3,
+    b"gb": 1024**3,
+}
+_MEMORY_VALUE = re.compile(rb"([0-9]+)([a-zA-Z]*)")
+
+
+def _set_hll_sparse_max_bytes(d: Dispatcher, raw: bytes) -> str | None:
+    """Apply ``hll-sparse-max-bytes`` (a memory value, as Redis reads it) to the next writes."""
+    matched = _MEMORY_VALUE.fullmatch(raw)
+    unit = _MEMORY_UNITS.get(matched.group(2).lower()) if matched else None
+    if matched is None or unit is None:
+        return "argument must be a memory value"
+    number = int(matched.group(1)) * unit
+    if number >= 1 << 64:  # past an unsigned long long: strtoull fails
+        return "argument must be a memory value"
+    if number > INT64_MAX:
+        return f"argument must be between 0 and {INT64_MAX} inclusive"
+    d.hll_sparse_max_bytes = number
+    return None
+
+
 #: What ``CONFIG SET`` can change while the store runs (the rest comes from its settings).
 _SETTABLE: dict[str, Callable[[Dispatcher, bytes], str | None]] = {
     "busy-reply-threshold": _set_busy_threshold,
     "lua-time-limit": _set_busy_threshold,
+    "hll-sparse-max-bytes": _set_hll_sparse_max_bytes,
 }
 
 
@@ -255,6 +295,7 @@ def _config_set(d: Dispatcher, args: list[bytes]) -> bytes:
         return wrong_args("config|set")
     known = config_values(d)
     pairs = list(zip(args[2::2], args[3::2], strict=True))
+    seen: set[Callable[[Dispatcher, bytes], str | None]] = set()
     for raw_name, _ in pairs:
         name = as_text(raw_name).lower()
         if name not in known:
@@ -263,6 +304,9 @@ def _config_set(d: Dispatcher, args: list[bytes]) -> bytes:
             )
         if name not in _SETTABLE:
             return _set_failed(name, "can't set immutable config")
+        if _SETTABLE[name] in seen:  # lua-time-limit is busy-reply-threshold's alias
+            return _set_failed(name, "duplicate parameter")
+        seen.add(_SETTABLE[name])
     for raw_name, value in pairs:
         name = as_text(raw_name).lower()
         problem = _SETTABLE[name](d, value)
@@ -275,6 +319,42 @@ def _set_failed(name: str, why: str) -> bytes:
     return resp.error(f"ERR CONFIG SET failed (possibly related to argument '{name}') - {why}")
 
 
+#: Redis 7.0's ``CONFIG HELP``, the subcommands the store has.
+_CONFIG_HELP = (
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "HELP",
+    "    Prints this help.",
+)
+#: Redis 7.0's ``COMMAND HELP``.
+_COMMAND_HELP = (
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
+    "GETKEYSANDFLAGS <full-command>",
+    "    Return the keys and the access flags from a full Redis command.",
+    "HELP",
+    "    Prints this help.",
+)
 ERR_INVALID_COMMAND = resp.error("ERR Invalid command specified")
 ERR_NO_KEYS = resp.error("ERR The command has no key arguments")
 ERR_INVALID_ARITY = resp.error("ERR Invalid number of arguments specified for command")
@@ -284,11 +364,13 @@ ERR_BAD_ARGS = resp.error("ERR Invalid arguments specified for command")
 @command("command", -1, "loading stale")
 def cmd_command(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``COMMAND [COUNT | INFO [name...] | DOCS [name...] | LIST [FILTERBY ...] |
-    GETKEYS[ANDFLAGS] cmd arg...]``: INFO, DOCS and GETKEYS from Redis's own table for the
+    GETKEYS[ANDFLAGS] cmd arg... | HELP]``: INFO, DOCS and GETKEYS from Redis's own table for the
     commands the store shares with it."""
     if len(args) == 1:
         return _info(list(COMMANDS), c.resp3)
     sub = args[1].upper()
+    if sub == b"HELP":
+        return help_reply(_COMMAND_HELP) if len(args) == 2 else wrong_args("command|help")
     if sub == b"COUNT" and len(args) == 2:
         return resp.integer(len(COMMANDS))
     if sub == b"INFO":
@@ -389,7 +471,8 @@ def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
         return wrong_args("config|resetstat")
     stats = d.stats
     stats.connections_received = stats.commands_processed = stats.rejected_connections = 0
-    stats.evicted_clients = d.pubsub.dropped = 0
+    stats.evicted_clients = d.pubsub.dropped = stats.error_replies = 0
+    stats.error_codes.clear()
     d.engine.reset_stats()
     if d.snapshots is not None:
         d.snapshots.saves = 0
@@ -398,12 +481,15 @@ def _config_resetstat(d: Dispatcher, args: list[bytes]) -> bytes:
 
 @command("config", -2, "admin")
 def cmd_config(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``; ``CONFIG SET`` for the busy
-    threshold only (the other settings come from the command line)."""
+    """``CONFIG GET pattern [pattern...]``, ``CONFIG RESETSTAT``, ``CONFIG HELP``; ``CONFIG SET``
+    for the busy threshold and ``hll-sparse-max-bytes`` only (the other settings come from the
+    command line)."""
     if args[1].upper() == b"SET":
         return _config_set(d, args)
     if args[1].upper() == b"RESETSTAT":
         return _config_resetstat(d, args)
+    if args[1].upper() == b"HELP":
+        return help_reply(_CONFIG_HELP) if len(args) == 2 else wrong_args("config|help")
     if args[1].upper() != b"GET":
         return unknown_subcommand(args)
     if len(args) < 3:

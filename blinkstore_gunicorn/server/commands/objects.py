@@ -27,6 +27,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_SYNTAX,
     ZERO,
     as_text,
+    help_reply,
     parse_int,
     unknown_subcommand,
     wrong_args,
@@ -74,26 +75,15 @@ _OBJECT_HELP = (
     "HELP",
     "    Prints this help.",
 )
+#: Redis 7.0's ``MEMORY HELP``, the subcommands the store has.
 _MEMORY_HELP = (
     "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-    "DOCTOR",
-    "    Return memory problems reports.",
-    "MALLOC-STATS",
-    "    Return internal statistics report from the memory allocator.",
-    "PURGE",
-    "    Attempt to purge dirty pages for reclamation by the allocator.",
-    "STATS",
-    "    Return information about the memory usage of the server.",
     "USAGE <key> [SAMPLES <count>]",
     "    Return memory in bytes used by <key> and its value. Nested values are",
     "    sampled up to <count> times (default: 5, 0 means sample all).",
     "HELP",
     "    Prints this help.",
 )
-
-
-def _help(lines: tuple[str, ...]) -> bytes:
-    return resp.array(resp.simple(line) for line in lines)
 
 
 def _integer(raw: bytes) -> int | None:
@@ -136,7 +126,7 @@ def cmd_object(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key``, ``OBJECT HELP``."""
     sub = args[1].upper()
     if sub == b"HELP":
-        return _help(_OBJECT_HELP) if len(args) == 2 else wrong_args("object|help")
+        return help_reply(_OBJECT_HELP) if len(args) == 2 else wrong_args("object|help")
     if sub not in (b"ENCODING", b"FREQ", b"IDLETIME", b"REFCOUNT"):
         return unknown_subcommand(args)
     if len(args) != 3:
@@ -159,7 +149,7 @@ def cmd_memory(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     limit, or nil; ``MEMORY HELP``."""
     sub = args[1].upper()
     if sub == b"HELP":
-        return _help(_MEMORY_HELP) if len(args) == 2 else wrong_args("memory|help")
+        return help_reply(_MEMORY_HELP) if len(args) == 2 else wrong_args("memory|help")
     if sub != b"USAGE":
         return unknown_subcommand(args)
     if len(args) < 3:

@@ -19,6 +19,7 @@ from blinkstore_gunicorn.server.commands.registry import COMMANDS, command
 from blinkstore_gunicorn.server.commands.replies import (
     ERR_PATTERN_TOO_LONG,
     MAX_PATTERN,
+    help_reply,
     unknown_subcommand,
     wrong_args,
 )
@@ -119,11 +120,28 @@ def cmd_publish(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     return own + resp.integer(receivers)
 
 
+#: Redis 7.0's ``PUBSUB HELP``, the subcommands the store has.
+_PUBSUB_HELP = (
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "HELP",
+    "    Prints this help.",
+)
+
+
 @command("pubsub", -2, "")
 def cmd_pubsub(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
-    """``PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT``."""
+    """``PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | HELP``."""
     sub = args[1].upper()
     hub = d.pubsub
+    if sub == b"HELP":
+        return help_reply(_PUBSUB_HELP) if len(args) == 2 else wrong_args("pubsub|help")
     if sub == b"CHANNELS" and len(args) <= 3:
         if len(args) == 3 and len(args[2]) > MAX_PATTERN:
             return ERR_PATTERN_TOO_LONG

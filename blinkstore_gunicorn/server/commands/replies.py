@@ -43,6 +43,7 @@ __all__ = [
     "as_text",
     "bulk_items",
     "client_name_error",
+    "help_reply",
     "incremented",
     "invalid_expire",
     "limit_error",
@@ -212,6 +213,11 @@ def parse_scan(args: list[bytes], start: int, with_type: bool) -> ScanOptions | 
 def as_text(raw: bytes) -> str:
     """A command argument as text for an error message (undecodable bytes replaced)."""
     return raw.decode("utf-8", "replace")
+
+
+def help_reply(lines: tuple[str, ...]) -> bytes:
+    """A HELP subcommand's reply: its lines (Redis's words) as status replies."""
+    return resp.array(resp.simple(line) for line in lines)
 
 
 def wrong_args(name: str) -> bytes:

@@ -16,6 +16,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_NOT_INT,
     ONE,
     ZERO,
+    help_reply,
     parse_int,
     unknown_subcommand,
     wrong_args,
@@ -43,12 +44,16 @@ _SCRIPT_HELP: Final = (
     "    Return information about the existence of the scripts in the script cache.",
     "FLUSH [ASYNC|SYNC]",
     "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
     "KILL",
     "    Kill the currently executing Lua script.",
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
 )
 
 
@@ -110,8 +115,8 @@ def cmd_script(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
     """``SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP``."""
     sub = args[1].lower()
     count = len(args)
-    if sub == b"help" and count == 2:
-        return resp.array(resp.simple(line) for line in _SCRIPT_HELP)
+    if sub == b"help":
+        return help_reply(_SCRIPT_HELP) if count == 2 else wrong_args("script|help")
     if sub not in (b"load", b"exists", b"flush", b"kill"):
         return unknown_subcommand(args)
     if (

@@ -20,6 +20,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     ERR_SYNTAX,
     RESP3_NULL,
     as_text,
+    help_reply,
     parse_int,
 )
 from blinkstore_gunicorn.server.commands.xreply import (
@@ -30,7 +31,6 @@ from blinkstore_gunicorn.server.commands.xreply import (
     encode,
     entry,
     format_id,
-    help_reply,
     no_group,
     slice_of,
     strict_id,

@@ -36,7 +36,6 @@ __all__ = [
     "encode",
     "entry",
     "format_id",
-    "help_reply",
     "no_group",
     "parse_id",
     "parse_read",
@@ -254,11 +253,6 @@ def subcommand_arity(args: list[bytes], arities: dict[bytes, int]) -> bytes | No
     if len(args) == arity or (arity < 0 and len(args) >= -arity):
         return None
     return wrong_args(f"{as_text(args[0]).lower()}|{as_text(args[1]).lower()}")
-
-
-def help_reply(lines: tuple[str, ...]) -> bytes:
-    """A HELP subcommand's reply: its lines as status replies."""
-    return resp.array(resp.simple(line) for line in lines)
 
 
 def no_group(key: bytes, name: bytes) -> bytes:
