@@ -40,7 +40,14 @@ from typing import TYPE_CHECKING, Any
 from blinkstore_gunicorn.engine.base import EngineError
 from blinkstore_gunicorn.engine.hashes import Hash
 from blinkstore_gunicorn.engine.lists import List
-from blinkstore_gunicorn.engine.memory import ENTRY_OVERHEAD, REGION_OVERHEAD, MemoryEngine
+from blinkstore_gunicorn.engine.memory import (
+    _HEAP_SLACK,
+    _HEAP_STALE_BYTES,
+    ENTRY_OVERHEAD,
+    REGION_OVERHEAD,
+    TTL_OVERHEAD,
+    MemoryEngine,
+)
 from blinkstore_gunicorn.engine.sets import Set
 from blinkstore_gunicorn.engine.typed import (
     HASH_FIELD_OVERHEAD,
@@ -117,7 +124,9 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
 
 
 #: The commands the C path answers, in the order its ``Runner`` takes their handlers.
-_NATIVE_COMMANDS = ("get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset")
+_NATIVE_COMMANDS = (
+    "get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset", "expire", "pexpire",
+)  # fmt: skip
 #: The data-type commands it answers (``server/_fasttypes.c``), in the order it takes them.
 _NATIVE_TYPED = (
     "lpush", "rpush", "lpop", "rpop", "sadd", "hset", "lrange", "spop", "zadd", "zpopmin",
@@ -148,7 +157,10 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
     except ImportError:
         return reference
     handlers = tuple(COMMANDS[name].handler for name in _NATIVE_COMMANDS)
-    costs = (ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER)
+    # What an entry, a region block and a deadline cost; when the expiry heap is rebuilt.
+    costs = (
+        ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER, TTL_OVERHEAD, _HEAP_SLACK, _HEAP_STALE_BYTES
+    )  # fmt: skip
     typed = (
         tuple(COMMANDS[name].handler for name in _NATIVE_TYPED),
         (List, Set, Hash, ZSet),
