@@ -1,5 +1,6 @@
 /* The plain reads and writes of a RESP connection, answered in C (optional; see
- * server/fastpath.py): GET, MGET, SET key value, INCR, DECR, INCRBY, DECRBY and MSET.
+ * server/fastpath.py): GET, MGET, SET key value, INCR, DECR, INCRBY, DECRBY, MSET, and EXPIRE
+ * and PEXPIRE without options.
  *
  * A Runner stands in for Dispatcher.execute (same arguments, same result). It answers a request
  * only in the plain case: a list of bytes naming, in the client's table, the very handler of one
@@ -23,10 +24,17 @@
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
  * the region did not take the value; the three counts are kept in C integers and written back
  * once, when the request ends (nothing reads them in between). INCR and its kin read the
- * value as _incr does (peek) and parse it as replies.parse_int; an error, an overflow or a TTL
- * (kept by INCR: the rate-limit scripts' counters) goes to Python. MSET checks every pair
- * before its first write, then writes them between the region's begin_batch and end_batch
- * (seen_at_once).
+ * value as _incr does (peek) and parse it as replies.parse_int; an error or an overflow goes
+ * to Python. They keep a TTL not due (keep_ttl: the rate-limit scripts' counters), published
+ * with the value. MSET checks every pair before its first write, then writes them between
+ * the region's begin_batch and end_batch (seen_at_once).
+ *
+ * EXPIRE/PEXPIRE key n: what _expire then MemoryEngine.set_expire_at do, for a key that is
+ * not watched nor leased, holds a string, and keeps living: the deadline (n from the
+ * engine's clock, which must be the dispatcher's), watched.changes, the visited mark, the
+ * deadline dict, its heap (a push; a push that would rebuild it is Python's), the region's
+ * set_expire, TTL_OVERHEAD in _used (a first TTL that would make the engine evict is
+ * Python's) or _heap_stale_bytes. A deadline not in the future (a delete) goes to Python.
  *
  * It reads the engine's private attributes, so engine/memory.py and this file change together;
  * tests/unit/test_fastcmd.py runs both paths on the same random commands and compares replies

@@ -17,16 +17,17 @@ on exact repeats as it cost every request that never repeats (the memo's lists k
 the garbage collector run more often); hot keys are read from the shared-memory region anyway,
 so what reaches the socket is mostly writes and misses (figures in docs/benchmarks.md).
 
-Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY or MSET can be
-answered in C as well (:func:`resp_executor`, the optional ``server/_fastcmd.c``): the run from
-the request to the reply bytes then never enters the Python dispatcher, handler or engine (a
-write calls the region's own C publish, as the engine does). The C code answers only the
-common case (no TTL, WATCH, lease, other type or eviction involved) and hands everything else
-to ``Dispatcher.execute``, before any side effect, so that it stays the reference. So are the
-plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE on an existing container, SPOP and ZPOPMIN
-of an absent key and a ZADD that changes no score (``server/_fasttypes.c``): a key to create or
-to delete, of another type, with a TTL, watched, with a client parked on it, or near the memory
-limit goes to Python.
+Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY, MSET, ``EXPIRE
+key seconds`` or ``PEXPIRE key ms`` can be answered in C as well (:func:`resp_executor`, the
+optional ``server/_fastcmd.c``): the run from the request to the reply bytes then never enters
+the Python dispatcher, handler or engine (a write calls the region's own C publish, as the
+engine does). The C code answers only the common case (no WATCH, lease, other type, eviction or
+TTL due involved; a SET of a key with a TTL, an EXPIRE that deletes or rebuilds the expiry heap)
+and hands everything else to ``Dispatcher.execute``, before any side effect, so that it stays
+the reference. So are the plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE on an existing
+container, SPOP and ZPOPMIN of an absent key and a ZADD that changes no score
+(``server/_fasttypes.c``): a key to create or to delete, of another type, with a TTL, watched,
+with a client parked on it, or near the memory limit goes to Python.
 """
 
 from __future__ import annotations

@@ -216,14 +216,15 @@ def test_a_counter_error_is_handed_over(pair: Pair, value: str, command: tuple[s
 def test_a_counter_keeps_its_deadline_in_c(pair: Pair) -> None:
     # The rate-limit scripts' counters: INCR keeps the TTL, in the engine and the region.
     c, _, clock = pair
-    clock.now = _wall_clock_ms()  # what the region's readers compare deadlines with
-    _both(pair, "SET", "t", "1", "PX", "100")
+    # What the region's readers compare deadlines with (an hour: the test may be paused).
+    clock.now = _wall_clock_ms()
+    _both(pair, "SET", "t", "1", "PX", "3600000")
     assert _check_answered(pair, "INCR", "t") == b":2\r\n"
     assert _check_answered(pair, "INCRBY", "t", "40") == b":42\r\n"
-    assert c.engine._deadlines[b"t"] == clock.now + 100
-    assert c.region_contents([b"t"]) == [(b"42", clock.now + 100)]
+    assert c.engine._deadlines[b"t"] == clock.now + 3_600_000
+    assert c.region_contents([b"t"]) == [(b"42", clock.now + 3_600_000)]
     assert _check_hand_over(pair, "INCR", "t", "x").startswith(b"-ERR wrong number")
-    clock.now += 100  # due: the Python path expires it first
+    clock.now += 3_600_000  # due: the Python path expires it first
     assert _check_hand_over(pair, "INCR", "t") == b":1\r\n"
     assert c.engine.stats().expirations == 1
 
@@ -351,21 +352,21 @@ def _fill_the_region(pair: Pair) -> None:
 def test_a_plain_expire_is_answered_in_c(pair: Pair) -> None:
     c, _, clock = pair
     clock.now = _wall_clock_ms()
-    assert _check_answered(pair, "EXPIRE", "missing", "10") == b":0\r\n"
+    assert _check_answered(pair, "EXPIRE", "missing", "3600") == b":0\r\n"
     _both(pair, "SET", "k", "v")
     _both(pair, "SET", "big", "v" * (REGION_MAX_VALUE + 1))  # no block: an "ask" entry
-    assert _check_answered(pair, "EXPIRE", "k", "10") == b":1\r\n"
-    assert _check_answered(pair, "expire", "big", "10") == b":1\r\n"
-    assert c.region_contents([b"k"]) == [(b"v", clock.now + 10_000)]
-    assert _check_answered(pair, "EXPIRE", "k", "10") == b":1\r\n"  # the same deadline
+    assert _check_answered(pair, "EXPIRE", "k", "3600") == b":1\r\n"
+    assert _check_answered(pair, "expire", "big", "3600") == b":1\r\n"
+    assert c.region_contents([b"k"]) == [(b"v", clock.now + 3_600_000)]
+    assert _check_answered(pair, "EXPIRE", "k", "3600") == b":1\r\n"  # the same deadline
     clock.now += 5
-    assert _check_answered(pair, "PEXPIRE", "k", "3000") == b":1\r\n"  # a stale heap entry
+    assert _check_answered(pair, "PEXPIRE", "k", "1800000") == b":1\r\n"  # a stale heap entry
     assert _check_answered(pair, "pexpire", "big", "9000000000000000000") == b":1\r\n"
-    assert c.engine._deadlines == {b"k": clock.now + 3000, b"big": clock.now + 9 * 10**18}
+    assert c.engine._deadlines == {b"k": clock.now + 1_800_000, b"big": clock.now + 9 * 10**18}
     assert c.engine._heap_stale_bytes == len(b"k") + len(b"big")
-    assert c.region_contents([b"k"]) == [(b"v", clock.now + 3000)]
-    clock.now += 3000
-    assert _check_hand_over(pair, "EXPIRE", "k", "10") == b":0\r\n"  # due: expired first
+    assert c.region_contents([b"k"]) == [(b"v", clock.now + 1_800_000)]
+    clock.now += 1_800_000
+    assert _check_hand_over(pair, "EXPIRE", "k", "3600") == b":0\r\n"  # due: expired first
     assert c.engine.stats().expirations == 1
 
 
