@@ -161,7 +161,8 @@ def _in_process_client() -> Callable[[list[bytes]], bytes]:
     engine.attach_region(RegionWriter(engine.memory_limit))
     d = Dispatcher(engine, clock_ms=wall_clock_ms)
     c = d.new_client()
-    return lambda args: d.execute(c, args)
+    # execute_resp, as a connection runs a request: the C runner where it answers.
+    return lambda args: d.execute_resp(d, c, args)
 
 
 #: What ``redis-benchmark -t`` sends for each test (without ``-r``: one key, one member, the

@@ -21,11 +21,11 @@ the key and the value themselves:
   and every mutation is published into the region before the engine returns, so the store's
   reply follows it. Values the region does not take (too large, or no block free) stay bytes.
 * ``server/_fastcmd.c`` answers plain GET/MGET from these attributes (``_ahead``, ``_behind``,
-  ``_deadlines``, ``_visited``, ``_hits``, ``_misses``, ``_region``, ``_inherited``), and plain
-  SET, INCR and MSET by doing what :meth:`MemoryEngine.set` does for a key without a TTL when
-  nothing is evicted (also ``_used``, ``_inserts``, ``watched.changes``, the size limits,
-  :data:`ENTRY_OVERHEAD`, :data:`REGION_OVERHEAD` and ``block_size``): a change to
-  :meth:`MemoryEngine.get` or :meth:`MemoryEngine.set` changes it too
+  ``_deadlines``, ``_visited``, ``_hits``, ``_misses``, ``_region``, ``_inherited``), plain
+  SET, INCR (keep_ttl) and MSET as :meth:`MemoryEngine.set`, EXPIRE as ``set_expire_at``, when
+  nothing is evicted (also ``_used``, ``_inserts``, ``_heap``, ``watched.changes``, the limits,
+  the ``*_OVERHEAD`` costs, ``_HEAP_*`` and ``block_size``): a change to
+  :meth:`MemoryEngine.get`, ``set`` or ``set_expire_at`` changes it too
   (``tests/unit/test_fastcmd.py`` compares them).
 * ``_heap: list[(deadline, key)]`` for active expiry. Entries are never removed in place: one
   whose deadline no longer matches ``_deadlines`` is stale and skipped when popped; the heap is

@@ -1,5 +1,6 @@
 /* The plain reads and writes of a RESP connection, answered in C (optional; see
- * server/fastpath.py): GET, MGET, SET key value, INCR, DECR, INCRBY, DECRBY and MSET.
+ * server/fastpath.py): GET, MGET, SET key value, INCR, DECR, INCRBY, DECRBY, MSET, and EXPIRE
+ * and PEXPIRE without options.
  *
  * A Runner stands in for Dispatcher.execute (same arguments, same result). It answers a request
  * only in the plain case: a list of bytes naming, in the client's table, the very handler of one
@@ -23,10 +24,17 @@
  * _ahead's end and counts in _inserts) and _used, the region's block cost or the heap's when
  * the region did not take the value; the three counts are kept in C integers and written back
  * once, when the request ends (nothing reads them in between). INCR and its kin read the
- * value as _incr does (peek) and parse it as replies.parse_int; an error, an overflow or a TTL
- * (kept by INCR: the rate-limit scripts' counters) goes to Python. MSET checks every pair
- * before its first write, then writes them between the region's begin_batch and end_batch
- * (seen_at_once).
+ * value as _incr does (peek) and parse it as replies.parse_int; an error or an overflow goes
+ * to Python. They keep a TTL not due (keep_ttl: the rate-limit scripts' counters), published
+ * with the value. MSET checks every pair before its first write, then writes them between
+ * the region's begin_batch and end_batch (seen_at_once).
+ *
+ * EXPIRE/PEXPIRE key n: what _expire then MemoryEngine.set_expire_at do, for a key that is
+ * not watched nor leased, holds a string, and keeps living: the deadline (n from the
+ * engine's clock, which must be the dispatcher's), watched.changes, the visited mark, the
+ * deadline dict, its heap (a push; a push that would rebuild it is Python's), the region's
+ * set_expire, TTL_OVERHEAD in _used (a first TTL that would make the engine evict is
+ * Python's) or _heap_stale_bytes. A deadline not in the future (a delete) goes to Python.
  *
  * It reads the engine's private attributes, so engine/memory.py and this file change together;
  * tests/unit/test_fastcmd.py runs both paths on the same random commands and compares replies
@@ -51,14 +59,15 @@
 enum { MISS = 0, FOUND = 1, HAND_OVER = 2 };
 
 /* The commands answered here, in the order of Runner's handlers. */
-enum { GET, MGET, SET, INCR, DECR, INCRBY, DECRBY, MSET, N_HANDLERS };
+enum { GET, MGET, SET, INCR, DECR, INCRBY, DECRBY, MSET, EXPIRE, PEXPIRE, N_HANDLERS };
 
 static PyObject *s_table, *s_busy, *s_now, *s_cmd, *s_seen, *s_nil, *s_inherited, *s_ahead,
     *s_behind, *s_deadlines, *s_visited, *s_hits, *s_misses, *s_region, *s_read, *s_clock_ms,
     *s_max_reply_size, *s_one, *s_zero, *s_ok, *s_leases, *s_leases_dict, *s_max_key_size,
     *s_max_value_size, *s_engine_max_key, *s_engine_max_value, *s_used, *s_inserts,
     *s_memory_limit, *s_watched, *s_changes, *s_max_value, *s_publish, *s_block_bytes,
-    *s_begin_batch, *s_end_batch, *s_mm;
+    *s_begin_batch, *s_end_batch, *s_mm, *s_heap, *s_heap_stale, *s_set_expire, *s_d_clock;
+static PyObject *s_int_one, *s_int_zero, *heappush; /* ":1", ":0" replies; heapq.heappush */
 
 Py_ssize_t slot_offset(PyTypeObject *type, PyObject *name) {
     PyObject *descr = PyObject_GetAttr((PyObject *)type, name);
@@ -135,13 +144,16 @@ typedef struct {
     Py_ssize_t large;   /* resp.LARGE_BULK: such values keep the Python path's shared reply */
     /* memory.ENTRY_OVERHEAD, memory.REGION_OVERHEAD, layout.BLOCK_HEADER */
     Py_ssize_t entry_overhead, region_overhead, block_header;
+    /* keyspace.TTL_OVERHEAD, memory._HEAP_SLACK, memory._HEAP_STALE_BYTES */
+    Py_ssize_t ttl_overhead, heap_slack, heap_stale_max;
     PyObject *leases;      /* dispatcher.leases, and the dict of its leases by key */
     PyObject *lease_dict;
     PyObject *region_full; /* shm.writer.RegionFull, and the reply Dispatcher.store makes of it */
     PyObject *refused;
     /* Slot offsets: the dispatcher's, the engine's, its WatchedKeys', and those of the Client
      * and RegionWriter classes (the first met; another class is handed over). */
-    Py_ssize_t busy, now, max_reply, d_leases, d_max_key, d_max_value;
+    Py_ssize_t busy, now, max_reply, d_leases, d_max_key, d_max_value, d_clock;
+    Py_ssize_t heap, heap_stale;
     Py_ssize_t inherited, ahead, behind, deadlines, visited, hits, misses, region, clock;
     Py_ssize_t used, inserts, limit, max_key, max_value, watched;
     PyTypeObject *watched_type;
@@ -502,11 +514,20 @@ typedef struct {
     Py_ssize_t old_cost;  /* MemoryEngine._cost of it */
     Py_ssize_t cost;      /* entry_cost of the new value */
     Py_ssize_t earlier;   /* MSET's: the last earlier pair of the same key, or -1 */
+    PyObject *deadline;   /* its deadline, kept by the write (borrowed); NULL: none */
 } Plan;
 
 int holds(PyObject *dict, PyObject *key) {
     return PyDict_GET_SIZE(dict) ? PyDict_Contains(dict, key) : 0;
 }
+
+/* 1 when the key is watched or leased (a write is then Python's), 0, or -1. */
+static int guarded(Runner *r, View *v, PyObject *key) {
+    int rc = holds(v->watched, key);
+    return rc ? rc : holds(r->lease_dict, key);
+}
+
+static int lookup(View *v, PyObject *key, Plan *p);
 
 /* The key's entry as a plain write finds it, without its cost (find_old's first half, which
  * MSET runs for every key before the second): FOUND (p->old borrowed from the dict, NULL when
@@ -515,11 +536,15 @@ int holds(PyObject *dict, PyObject *key) {
  * could change the dicts (bytes hash and compare in C, no Python code). */
 static int find_entry(Runner *r, View *v, PyObject *key, Plan *p) {
     int rc;
-    p->holder = p->old = NULL;
+    p->holder = p->old = p->deadline = NULL;
     p->old_cost = 0;
-    if ((rc = holds(v->watched, key)) != 0 || (rc = holds(r->lease_dict, key)) != 0 ||
-        (rc = holds(v->deadlines, key)) != 0)
+    if ((rc = guarded(r, v, key)) != 0 || (rc = holds(v->deadlines, key)) != 0)
         return rc < 0 ? -1 : HAND_OVER;
+    return lookup(v, key, p);
+}
+
+/* find_entry's lookup, the checks done. */
+static int lookup(View *v, PyObject *key, Plan *p) {
     p->holder = v->ahead;
     PyObject *old = PyDict_GetItemWithError(v->ahead, key);
     if (old == NULL) {
@@ -587,7 +612,7 @@ static int commit(Runner *r, View *v, PyObject *key, PyObject *value, Plan *p,
         stored = Py_NewRef(value);
     } else {
         PyObject *handle = p->old && PyLong_CheckExact(p->old) ? p->old : s_zero;
-        PyObject *argv[4] = {key, value, s_zero, handle};
+        PyObject *argv[4] = {key, value, p->deadline ? p->deadline : s_zero, handle};
         stored = PyObject_Vectorcall(v->publish, argv, 4, NULL);
         if (stored == NULL) {
             /* Refused (RegionFull) before MemoryEngine.set changed anything: nor does this. */
@@ -673,6 +698,121 @@ int parse_int(PyObject *raw, long long *out) {
     return 1;
 }
 
+/* -- deadlines: INCR's kept, EXPIRE's set ---------------------------------------------- */
+
+/* An exact int as an int64: FOUND, or HAND_OVER (another type, out of range). */
+static int as_int64(PyObject *value, long long *out) {
+    int overflow = 0;
+    if (!PyLong_CheckExact(value)) return HAND_OVER;
+    *out = PyLong_AsLongLongAndOverflow(value, &overflow);
+    return overflow ? HAND_OVER : FOUND;
+}
+
+/* engine._clock_ms() (fetched once per request, as find does): FOUND, HAND_OVER, or -1. */
+static int clock_now(Runner *r, View *v, long long *now) {
+    if (v->clock == NULL && (v->clock = Py_XNewRef(SLOT(r->engine, r->clock))) == NULL)
+        return HAND_OVER;
+    PyObject *value = PyObject_CallNoArgs(v->clock);
+    if (value == NULL) return -1;
+    int rc = as_int64(value, now);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* find_old for a write that keeps the key's deadline (INCR's keep_ttl, EXPIRE's comparison):
+ * one not due yet goes in p->deadline; a due one is HAND_OVER (the Python path expires the
+ * key first). The clock is read into *now when now is not NULL, else only for a deadline. */
+static int find_timed(Runner *r, View *v, PyObject *key, Plan *p, long long *now) {
+    p->holder = p->old = p->deadline = NULL;
+    p->old_cost = 0;
+    int rc = guarded(r, v, key);
+    if (rc != 0) return rc < 0 ? -1 : HAND_OVER;
+    PyObject *deadline = NULL;
+    if (PyDict_GET_SIZE(v->deadlines) &&
+        (deadline = PyDict_GetItemWithError(v->deadlines, key)) == NULL && PyErr_Occurred())
+        return -1;
+    if (deadline != NULL || now != NULL) {
+        long long t, when;
+        Py_XINCREF(deadline); /* the clock is a call: hold what we found */
+        rc = clock_now(r, v, &t);
+        if (rc == FOUND && deadline != NULL && (rc = as_int64(deadline, &when)) == FOUND &&
+            when <= t)
+            rc = HAND_OVER;
+        Py_XDECREF(deadline);
+        if (rc != FOUND) return rc;
+        if (now != NULL) *now = t;
+    }
+    if ((rc = lookup(v, key, p)) == FOUND) rc = price_old(r, v, key, p);
+    p->deadline = deadline; /* the dict's: nothing here changes it before the write */
+    return rc;
+}
+
+/* Whether MemoryEngine._heap_went_stale, after a push, would rebuild the heap: 1, 0, or -1
+ * (no error set: the engine's state is not what this code reads). */
+static int heap_rebuilds(Runner *r, View *v, PyObject *key) {
+    PyObject *heap = SLOT(r->engine, r->heap);
+    Py_ssize_t stale, live = PyDict_GET_SIZE(v->deadlines);
+    if (heap == NULL || !PyList_CheckExact(heap) || slot_size(r->engine, r->heap_stale, &stale) < 0)
+        return -1;
+    stale += PyBytes_GET_SIZE(key);
+    Py_ssize_t pinned = v->used / 4 > r->heap_stale_max ? v->used / 4 : r->heap_stale_max;
+    return PyList_GET_SIZE(heap) + 1 > live + live / 2 + r->heap_slack || stale > pinned;
+}
+
+/* EXPIRE key seconds / PEXPIRE key milliseconds, no option: _expire, then
+ * MemoryEngine.set_expire_at. Python's: an error, a deadline not in the future (the key is
+ * deleted), one that makes the engine evict or rebuild its heap. */
+static PyObject *answer_expire(Runner *r, View *v, PyObject *args, int which) {
+    PyObject *key = PyList_GET_ITEM(args, 1), *raw = PyList_GET_ITEM(args, 2), *reply = NULL;
+    long long when, now, old = 0;
+    /* _expire adds the dispatcher's clock, the engine compares with its own: the same one */
+    if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(raw) || !parse_int(raw, &when) ||
+        SLOT(r->dispatcher, r->d_clock) != SLOT(r->engine, r->clock))
+        return NULL;
+    if (which == EXPIRE) { /* Redis's bounds, C divisions, as _expire checks them */
+        if (when < LLONG_MIN / 1000 || when > LLONG_MAX / 1000) return NULL;
+        when *= 1000;
+    }
+    Plan p;
+    if (find_timed(r, v, key, &p, &now) != FOUND || __builtin_add_overflow(when, now, &when))
+        return NULL;
+    if (p.old == NULL) return Py_NewRef(s_int_zero); /* absent: no side effect */
+    if (when <= now || (p.deadline != NULL && as_int64(p.deadline, &old) != FOUND)) goto done;
+    int fresh = p.deadline == NULL;
+    if (fresh ? v->limit && v->used + r->ttl_overhead > v->limit
+              : when != old && heap_rebuilds(r, v, key) != 0)
+        goto done;
+    /* watched.changed(key) (not watched: find_timed), the use of the key. */
+    v->changes++;
+    if (PySet_Add(v->visited, key) < 0) goto done;
+    if (when != old) {
+        PyObject *deadline = PyLong_FromLongLong(when), *entry = NULL, *out = NULL;
+        if (deadline != NULL && PyDict_SetItem(v->deadlines, key, deadline) == 0 &&
+            (entry = PyTuple_Pack(2, deadline, key)) != NULL) {
+            PyObject *argv[2] = {SLOT(r->engine, r->heap), entry};
+            out = PyObject_Vectorcall(heappush, argv, 2, NULL);
+        }
+        Py_XDECREF(entry);
+        if (out != NULL && v->region != NULL) { /* _publish_expire */
+            Py_SETREF(out, NULL);
+            PyObject *handle = PyLong_CheckExact(p.old) ? p.old : s_zero;
+            out = PyObject_CallMethodObjArgs(v->region, s_set_expire, key, handle, deadline,
+                                             NULL);
+        }
+        Py_XDECREF(deadline);
+        if (out == NULL) goto done;
+        Py_DECREF(out);
+        if (fresh)
+            v->used += r->ttl_overhead;
+        else if (add_count(r->engine, r->heap_stale, PyBytes_GET_SIZE(key)) < 0)
+            goto done;
+    }
+    reply = Py_NewRef(s_int_one);
+done:
+    Py_XDECREF(p.old);
+    return reply;
+}
+
 /* INCR / DECR / INCRBY / DECRBY key [delta]: _incr, read as peek reads. */
 static PyObject *answer_incr(Runner *r, View *v, PyObject *args, int which) {
     PyObject *key = PyList_GET_ITEM(args, 1), *reply = NULL, *value = NULL;
@@ -686,7 +826,7 @@ static PyObject *answer_incr(Runner *r, View *v, PyObject *args, int which) {
         }
     }
     Plan p;
-    if (!PyBytes_CheckExact(key) || find_old(r, v, key, &p) != FOUND) return NULL;
+    if (!PyBytes_CheckExact(key) || find_timed(r, v, key, &p, NULL) != FOUND) return NULL;
     if (p.old != NULL) {
         PyObject *text = PyBytes_CheckExact(p.old) ? Py_NewRef(p.old)
                                                    : PyObject_CallOneArg(v->read, p.old);
@@ -913,7 +1053,7 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
     int which = 0, typed = -1;
     while (which < N_HANDLERS && handler != r->handlers[which]) which++;
     /* The arity errors are Python's; SET with options too. */
-    static const Py_ssize_t arity[N_HANDLERS] = {2, 0, 3, 2, 2, 3, 3, 0};
+    static const Py_ssize_t arity[N_HANDLERS] = {2, 0, 3, 2, 2, 3, 3, 0, 3, 3};
     if (which == N_HANDLERS && (r->typed == NULL || (typed = typed_which(r->typed, handler)) < 0))
         return NULL;
     if (which < N_HANDLERS && arity[which] && PyList_GET_SIZE(args) != arity[which]) return NULL;
@@ -947,6 +1087,8 @@ static PyObject *answer(Runner *r, PyObject *client, PyObject *args) {
             reply = answer_set(r, &v, PyList_GET_ITEM(args, 1), PyList_GET_ITEM(args, 2));
         else if (which == MSET)
             reply = answer_mset(r, &v, args);
+        else if (which == EXPIRE || which == PEXPIRE)
+            reply = answer_expire(r, &v, args, which);
         else
             reply = answer_incr(r, &v, args, which);
     }
@@ -976,9 +1118,10 @@ static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
                             "refused", "typed", NULL};
     PyObject *dispatcher, *handlers, *fallback, *region_full, *refused, *typed = NULL;
     Py_ssize_t large, entry_overhead, region_overhead, block_header;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!On(nnn)OO|O!", names, &dispatcher,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!On(nnnnnn)OO|O!", names, &dispatcher,
                                      &PyTuple_Type, &handlers, &fallback, &large, &entry_overhead,
-                                     &region_overhead, &block_header, &region_full, &refused,
+                                     &region_overhead, &block_header, &r->ttl_overhead,
+                                     &r->heap_slack, &r->heap_stale_max, &region_full, &refused,
                                      &PyTuple_Type, &typed))
         return -1;
     if (PyTuple_GET_SIZE(handlers) != N_HANDLERS) {
@@ -1002,6 +1145,8 @@ static int runner_init(Runner *r, PyObject *args, PyObject *kwargs) {
         (r->d_leases = slot_offset(dt, s_leases)) < 0 ||
         (r->d_max_key = slot_offset(dt, s_max_key_size)) < 0 ||
         (r->d_max_value = slot_offset(dt, s_max_value_size)) < 0 ||
+        (r->d_clock = slot_offset(dt, s_d_clock)) < 0 || (r->heap = slot_offset(et, s_heap)) < 0 ||
+        (r->heap_stale = slot_offset(et, s_heap_stale)) < 0 ||
         (r->inherited = slot_offset(et, s_inherited)) < 0 ||
         (r->ahead = slot_offset(et, s_ahead)) < 0 || (r->behind = slot_offset(et, s_behind)) < 0 ||
         (r->deadlines = slot_offset(et, s_deadlines)) < 0 ||
@@ -1133,6 +1278,8 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
         {&s_publish, "publish"},     {&s_block_bytes, "block_bytes"},
         {&s_begin_batch, "begin_batch"}, {&s_end_batch, "end_batch"},
         {&s_mm, "_mm"},
+        {&s_heap, "_heap"},          {&s_heap_stale, "_heap_stale_bytes"},
+        {&s_set_expire, "set_expire"}, {&s_d_clock, "clock_ms"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         *names[i].slot = PyUnicode_InternFromString(names[i].text);
@@ -1141,7 +1288,13 @@ PyMODINIT_FUNC PyInit__fastcmd(void) {
     s_one = PyLong_FromLong(1);
     s_zero = PyLong_FromLong(0);
     s_ok = PyBytes_FromString("+OK\r\n");
-    if (s_one == NULL || s_zero == NULL || s_ok == NULL || PyType_Ready(&RunnerType) < 0)
+    s_int_one = PyBytes_FromString(":1\r\n");
+    s_int_zero = PyBytes_FromString(":0\r\n");
+    PyObject *heapq = PyImport_ImportModule("heapq");
+    heappush = heapq ? PyObject_GetAttrString(heapq, "heappush") : NULL;
+    Py_XDECREF(heapq);
+    if (s_one == NULL || s_zero == NULL || s_ok == NULL || s_int_one == NULL ||
+        s_int_zero == NULL || heappush == NULL || PyType_Ready(&RunnerType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&fastcmd_module);
     if (module == NULL) return NULL;

@@ -9,7 +9,7 @@ class Runner:
         handlers: tuple[Callable[..., bytes], ...],
         fallback: Callable[[Any, Any, Any], bytes],
         large: int,
-        costs: tuple[int, int, int],
+        costs: tuple[int, int, int, int, int, int],
         region_full: type[BaseException],
         refused: Callable[[Any], bytes],
         typed: tuple[Any, ...] | None = None,

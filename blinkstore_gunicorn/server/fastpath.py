@@ -17,16 +17,17 @@ on exact repeats as it cost every request that never repeats (the memo's lists k
 the garbage collector run more often); hot keys are read from the shared-memory region anyway,
 so what reaches the socket is mostly writes and misses (figures in docs/benchmarks.md).
 
-Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY or MSET can be
-answered in C as well (:func:`resp_executor`, the optional ``server/_fastcmd.c``): the run from
-the request to the reply bytes then never enters the Python dispatcher, handler or engine (a
-write calls the region's own C publish, as the engine does). The C code answers only the
-common case (no TTL, WATCH, lease, other type or eviction involved) and hands everything else
-to ``Dispatcher.execute``, before any side effect, so that it stays the reference. So are the
-plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE on an existing container, SPOP and ZPOPMIN
-of an absent key and a ZADD that changes no score (``server/_fasttypes.c``): a key to create or
-to delete, of another type, with a TTL, watched, with a client parked on it, or near the memory
-limit goes to Python.
+Once parsed, a plain GET, MGET, ``SET key value``, INCR, DECR, INCRBY, DECRBY, MSET, ``EXPIRE
+key seconds`` or ``PEXPIRE key ms`` can be answered in C as well (:func:`resp_executor`, the
+optional ``server/_fastcmd.c``): the run from the request to the reply bytes then never enters
+the Python dispatcher, handler or engine (a write calls the region's own C publish, as the
+engine does). The C code answers only the common case (no WATCH, lease, other type, eviction or
+TTL due involved; a SET of a key with a TTL, an EXPIRE that deletes or rebuilds the expiry heap)
+and hands everything else to ``Dispatcher.execute``, before any side effect, so that it stays
+the reference. So are the plain LPUSH, RPUSH, LPOP, RPOP, SADD, HSET and LRANGE on an existing
+container, SPOP and ZPOPMIN of an absent key and a ZADD that changes no score
+(``server/_fasttypes.c``): a key to create or to delete, of another type, with a TTL, watched,
+with a client parked on it, or near the memory limit goes to Python.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ from typing import TYPE_CHECKING, Any
 from blinkstore_gunicorn.engine.base import EngineError
 from blinkstore_gunicorn.engine.hashes import Hash
 from blinkstore_gunicorn.engine.lists import List
-from blinkstore_gunicorn.engine.memory import ENTRY_OVERHEAD, REGION_OVERHEAD, MemoryEngine
+from blinkstore_gunicorn.engine.memory import (
+    _HEAP_SLACK,
+    _HEAP_STALE_BYTES,
+    ENTRY_OVERHEAD,
+    REGION_OVERHEAD,
+    TTL_OVERHEAD,
+    MemoryEngine,
+)
 from blinkstore_gunicorn.engine.sets import Set
 from blinkstore_gunicorn.engine.typed import (
     HASH_FIELD_OVERHEAD,
@@ -117,7 +125,9 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
 
 
 #: The commands the C path answers, in the order its ``Runner`` takes their handlers.
-_NATIVE_COMMANDS = ("get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset")
+_NATIVE_COMMANDS = (
+    "get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset", "expire", "pexpire",
+)  # fmt: skip
 #: The data-type commands it answers (``server/_fasttypes.c``), in the order it takes them.
 _NATIVE_TYPED = (
     "lpush", "rpush", "lpop", "rpop", "sadd", "hset", "lrange", "spop", "zadd", "zpopmin",
@@ -148,7 +158,10 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
     except ImportError:
         return reference
     handlers = tuple(COMMANDS[name].handler for name in _NATIVE_COMMANDS)
-    costs = (ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER)
+    # What an entry, a region block and a deadline cost; when the expiry heap is rebuilt.
+    costs = (
+        ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER, TTL_OVERHEAD, _HEAP_SLACK, _HEAP_STALE_BYTES
+    )  # fmt: skip
     typed = (
         tuple(COMMANDS[name].handler for name in _NATIVE_TYPED),
         (List, Set, Hash, ZSet),

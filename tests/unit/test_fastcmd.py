@@ -52,7 +52,9 @@ MAX_KEY = 200
 MAX_VALUE = resp.LARGE_BULK + 4
 REGION_MAX_VALUE = 512
 #: The commands the C path writes with.
-WRITES = {b"SET", b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"MSET"}
+WRITES = {b"SET", b"INCR", b"DECR", b"INCRBY", b"DECRBY", b"MSET", b"EXPIRE", b"PEXPIRE"}
+#: What EXPIRE and PEXPIRE may get besides a small TTL: no TTL left, the bounds, no integer.
+TTLS = [b"0", b"-1", b"9223372036854775", b"-9223372036854775", b"9223372036854776", b"1.5", b"x"]
 
 
 def test_the_helper_is_built_wherever_a_compiler_is() -> None:
@@ -277,7 +279,9 @@ def _command(rng: random.Random, keys: list[bytes], clock: Clock) -> list[bytes]
     if roll < 0.69:
         return [b"DEL", key]
     if roll < 0.73:
-        return [b"PEXPIRE", key, b"%d" % rng.randrange(1, 50)]
+        ttl = rng.choice(TTLS) if rng.random() < 0.15 else b"%d" % rng.randrange(1, 50)
+        args = [rng.choice([b"PEXPIRE", b"pexpire", b"EXPIRE", b"expire"]), key, ttl]
+        return args if rng.random() < 0.9 else [*args, rng.choice([b"NX", b"XX", b"GT", b"LT"])]
     if roll < 0.75:
         return [b"PERSIST", key]
     if roll < 0.79:
@@ -343,7 +347,7 @@ def test_c_and_python_give_the_same_replies_and_state(seed: int, region: bool) -
         # each command both ways: answered in C and handed over.
         stats = c.engine.stats()
         assert stats.hits and stats.misses and stats.evictions and stats.expirations
-        for name in (b"GET", b"MGET", b"SET", b"MSET", b"INCR", b"INCRBY", b"DECRBY"):
+        for name in b"GET MGET SET MSET INCR INCRBY DECRBY EXPIRE PEXPIRE".split():
             assert answered.get((name, True)) and answered.get((name, False)), name
 
 
@@ -563,9 +567,9 @@ def test_a_helper_that_cannot_read_the_layout_keeps_the_python_path(
             self.leases = LeaseTable()
             self.busy = self.now = self.max_reply_size = None
 
-    handlers = (cmd_get,) * 8
+    handlers = (cmd_get,) * 10
     with pytest.raises(TypeError, match="not a __slots__ attribute"):
-        _fastcmd.Runner(Plain(), handlers, Dispatcher.execute, 0, (0, 0, 0), RegionFull, bytes)
+        _fastcmd.Runner(Plain(), handlers, Dispatcher.execute, 0, (0,) * 6, RegionFull, bytes)
 
     def stale(*args: object) -> None:
         raise TypeError("'_visited' is not a __slots__ attribute")

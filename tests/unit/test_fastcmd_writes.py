@@ -20,6 +20,7 @@ import pytest
 
 from blinkstore_gunicorn.engine import MemoryEngine
 from blinkstore_gunicorn.engine.keyspace import Stored
+from blinkstore_gunicorn.engine.memory import _HEAP_STALE_BYTES, TTL_OVERHEAD, _wall_clock_ms
 from blinkstore_gunicorn.server.dispatch import Client, Dispatcher
 from tests.unit.test_commands import Clock
 from tests.unit.test_fastcmd import (
@@ -85,6 +86,15 @@ def _keep_the_old_handle(
             holder[key] = old
 
 
+def _no_deadline_in_the_region(
+    engine: MemoryEngine, args: list[bytes], held: dict[bytes, Stored]
+) -> None:
+    key, region = args[1], engine.region
+    if key in engine._deadlines and region is not None and args[0].upper() != b"MSET":
+        handle = engine._ahead.get(key) or engine._behind.get(key)
+        region.set_expire(key, handle if isinstance(handle, int) else 0, 0)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -93,6 +103,7 @@ def _keep_the_old_handle(
         _miscount_inserts,
         _no_mark_on_overwrite,
         _keep_the_old_handle,
+        _no_deadline_in_the_region,
     ],
 )
 def test_the_harness_catches_a_broken_side_effect(pair: Pair, damage: Damage) -> None:
@@ -202,11 +213,25 @@ def test_a_counter_error_is_handed_over(pair: Pair, value: str, command: tuple[s
     assert _check_hand_over(pair, *command).startswith(b"-ERR")
 
 
+def test_a_counter_keeps_its_deadline_in_c(pair: Pair) -> None:
+    # The rate-limit scripts' counters: INCR keeps the TTL, in the engine and the region.
+    c, _, clock = pair
+    # What the region's readers compare deadlines with (an hour: the test may be paused).
+    clock.now = _wall_clock_ms()
+    _both(pair, "SET", "t", "1", "PX", "3600000")
+    assert _check_answered(pair, "INCR", "t") == b":2\r\n"
+    assert _check_answered(pair, "INCRBY", "t", "40") == b":42\r\n"
+    assert c.engine._deadlines[b"t"] == clock.now + 3_600_000
+    assert c.region_contents([b"t"]) == [(b"42", clock.now + 3_600_000)]
+    assert _check_hand_over(pair, "INCR", "t", "x").startswith(b"-ERR wrong number")
+    clock.now += 3_600_000  # due: the Python path expires it first
+    assert _check_hand_over(pair, "INCR", "t") == b":1\r\n"
+    assert c.engine.stats().expirations == 1
+
+
 def test_a_key_with_a_deadline_is_handed_over(pair: Pair) -> None:
-    # The rate-limit scripts' counters: INCR keeps the TTL, in Python.
     _both(pair, "SET", "t", "1", "PX", "100")
-    assert _check_hand_over(pair, "INCR", "t") == b":2\r\n"
-    assert _check_hand_over(pair, "SET", "t", "v") == b"+OK\r\n"  # and drops it
+    assert _check_hand_over(pair, "SET", "t", "v") == b"+OK\r\n"  # SET drops the TTL
     _both(pair, "SET", "t", "1", "PX", "100")
     assert _check_hand_over(pair, "MSET", "a", "1", "t", "2") == b"+OK\r\n"
 
@@ -322,3 +347,62 @@ def _fill_the_region(pair: Pair) -> None:
         assert _both(pair, "MSET", key, "v", key, "w" * (REGION_MAX_VALUE + 1)) == b"+OK\r\n"
         assert c.state() == python.state(), key
         assert c.engine.used_bytes == costs(c.engine), key
+
+
+def test_a_plain_expire_is_answered_in_c(pair: Pair) -> None:
+    c, _, clock = pair
+    clock.now = _wall_clock_ms()
+    assert _check_answered(pair, "EXPIRE", "missing", "3600") == b":0\r\n"
+    _both(pair, "SET", "k", "v")
+    _both(pair, "SET", "big", "v" * (REGION_MAX_VALUE + 1))  # no block: an "ask" entry
+    assert _check_answered(pair, "EXPIRE", "k", "3600") == b":1\r\n"
+    assert _check_answered(pair, "expire", "big", "3600") == b":1\r\n"
+    assert c.region_contents([b"k"]) == [(b"v", clock.now + 3_600_000)]
+    assert _check_answered(pair, "EXPIRE", "k", "3600") == b":1\r\n"  # the same deadline
+    clock.now += 5
+    assert _check_answered(pair, "PEXPIRE", "k", "1800000") == b":1\r\n"  # a stale heap entry
+    assert _check_answered(pair, "pexpire", "big", "9000000000000000000") == b":1\r\n"
+    assert c.engine._deadlines == {b"k": clock.now + 1_800_000, b"big": clock.now + 9 * 10**18}
+    assert c.engine._heap_stale_bytes == len(b"k") + len(b"big")
+    assert c.region_contents([b"k"]) == [(b"v", clock.now + 1_800_000)]
+    clock.now += 1_800_000
+    assert _check_hand_over(pair, "EXPIRE", "k", "3600") == b":0\r\n"  # due: expired first
+    assert c.engine.stats().expirations == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("EXPIRE", "k", "0"),  # a deadline not in the future deletes the key
+        ("PEXPIRE", "k", "-5"),
+        ("EXPIRE", "k", "x"),
+        ("EXPIRE", "k", "9223372036854776"),  # over Redis's bound
+        ("PEXPIRE", "k", "9223372036854775807"),  # the deadline overflows
+        ("EXPIRE", "k", "10", "NX"),
+        ("EXPIRE", "k", "10", "GT"),
+        ("EXPIRE", "h", "10"),  # another type
+        ("EXPIRE", "w", "10"),  # watched
+    ],
+)
+def test_an_unusual_expire_is_handed_over(pair: Pair, args: tuple[str, ...]) -> None:
+    _both(pair, "SET", "k", "v", "PX", "100")
+    _both(pair, "HSET", "h", "f", "v")
+    _both(pair, "SET", "w", "v")
+    _both(pair, "WATCH", "w")
+    _check_hand_over(pair, *args)
+
+
+def test_an_expire_that_needs_eviction_or_a_heap_rebuild_is_handed_over() -> None:
+    with side_by_side(memory_limit=1000) as small:
+        c, _, _ = small
+        _both(small, "SET", "k", "v" * 300)
+        assert c.engine.used_bytes + TTL_OVERHEAD > 1000
+        assert _check_hand_over(small, "EXPIRE", "k", "10") == b":1\r\n"
+    with side_by_side() as pair:
+        c, _, _ = pair
+        _both(pair, "SET", "k", "v", "EX", "100")
+        for store in pair[:2]:
+            store.engine._heap_stale_bytes = _HEAP_STALE_BYTES
+        _check_hand_over(pair, "EXPIRE", "k", "50")
+        assert c.engine._heap_stale_bytes == 0  # rebuilt, in Python
+        assert _check_answered(pair, "EXPIRE", "k", "60") == b":1\r\n"
