@@ -410,6 +410,30 @@ def test_a_write_to_an_existing_container_is_a_change_to_save(
     assert r.info("persistence")["rdb_changes_since_last_save"] == 1
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["FUNCTION", "LOAD", "#!lua name=other\nredis.register_function('g', function() end)"],
+        ["FUNCTION", "DELETE", "lib"],
+        ["FUNCTION", "FLUSH"],
+        ["FUNCTION", "RESTORE", "payload", "FLUSH"],
+    ],
+)
+def test_a_change_of_the_function_libraries_is_a_change_to_save(
+    blinkstore_factory: StoreFactory, tmp_path: Path, command: list[str]
+) -> None:
+    # Snapshots hold the libraries, so a periodic save must follow their changes too (Redis
+    # counts each as one).
+    path = tmp_path / SNAPSHOT
+    store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
+    r = client(store)
+    r.function_load("#!lua name=lib\nredis.register_function('f', function() return 1 end)")
+    payload = r.function_dump()
+    assert r.save()
+    r.execute_command(*(payload if word == "payload" else word for word in command))  # type: ignore[no-untyped-call]
+    assert r.info("persistence")["rdb_changes_since_last_save"] == 1
+
+
 def test_save_bgsave_lastsave_and_info(blinkstore_factory: StoreFactory, tmp_path: Path) -> None:
     path = tmp_path / SNAPSHOT
     store = blinkstore_factory("--snapshot", str(path), "--snapshot-interval", "0")
