@@ -153,10 +153,10 @@ static int may_write(Typed *t, PyObject *key, Py_ssize_t cost, Py_ssize_t growth
 }
 
 /* Keyspace.resized for a container left with elements and nothing to evict: the change count
- * (only while some key is watched), the container's new cost, and the account. */
+ * (the key is not watched, may_write's test, but the total tells a snapshot one is due), the
+ * container's new cost, and the account. */
 static int resized(Typed *t, PyObject *container, Py_ssize_t old_cost, Py_ssize_t cost) {
-    PyObject *watched = SLOT(t->engine, t->watched);
-    if (PyDict_GET_SIZE(watched) && add_count(watched, t->changes, 1) < 0) return -1;
+    if (add_count(SLOT(t->engine, t->watched), t->changes, 1) < 0) return -1;
     if (set_size(container, t->cost, cost) < 0) return -1;
     return cost == old_cost ? 0 : add_count(t->engine, t->used, cost - old_cost);
 }

@@ -217,7 +217,9 @@ def cmd_function(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
                         f"ERR Unknown option given: {option.decode('utf-8', 'replace')}"
                     )
                 replace = True
-            return resp.bulk(functions.load(args[-1], replace))
+            name = functions.load(args[-1], replace)
+            d.engine.watched.changes += 1  # snapshots hold the libraries: one is due
+            return resp.bulk(name)
         if sub == b"delete":
             functions.delete(args[2])
         elif sub == b"flush":
@@ -245,6 +247,7 @@ def cmd_function(d: Dispatcher, c: Client, args: list[bytes]) -> bytes:
         return _ERR_PAYLOAD
     except FormatError as error:
         return resp.error(f"ERR {error}")
+    d.engine.watched.changes += 1  # DELETE, FLUSH or RESTORE changed the libraries
     return _OK
 
 
