@@ -315,6 +315,32 @@ class RegionReader:
         """``key``'s deadline (absolute ms, 0 none), None when absent, or :data:`FALLBACK`."""
         return self._any_get(key, 2)
 
+    def read_block(self, key: bytes, block: int, expire_at: int) -> bytes | None:
+        """The value of ``key`` read straight from its block at byte offset ``block`` (a
+        handle the store's engine holds), or None when the block cannot be trusted.
+
+        For a key no probe finds (placed more than ``MAX_PROBE`` slots from home). The store
+        may rewrite the block meanwhile, so the value counts only when the lengths fit the
+        mapping, the block holds ``key`` and its checksum matches ``key``, the value and
+        ``expire_at`` (absolute ms, 0 none) before and after the copy; a region without
+        checksums (``FLAG_CHECKSUM`` unset) answers None.
+        """
+        w = self._w
+        j = block >> 3
+        if not self._checksum or block & 7 or j < 0 or j + L.BLOCK_CHECKSUM >= len(w):
+            return None
+        checksum = w[j + L.BLOCK_CHECKSUM]
+        lengths = w[j + L.BLOCK_LENGTHS]
+        start = block + L.BLOCK_HEADER
+        end = start + len(key)
+        stop = end + (lengths & _MASK32)
+        if lengths >> 32 != len(key) or stop > len(self._mm) or self._mm[start:end] != key:
+            return None
+        value = self._mm[end:stop]
+        # Reread: a writer that refilled the block during the copy changed one of these words.
+        same = w[j + L.BLOCK_CHECKSUM] == checksum and w[j + L.BLOCK_LENGTHS] == lengths
+        return value if same and checksum == L.entry_checksum(key, value, expire_at) else None
+
     def close(self) -> None:
         """Unmap the region (the store is unaffected)."""
         if self._native is not None:

@@ -158,7 +158,7 @@ class Snapshots:
         try:
             keys = write_file(
                 self.path,
-                records(engine, lambda key, block: region.read(block) if region else None),
+                records(engine, lambda key, block, _: region.read(block) if region else None),
                 len(engine),
                 self.libraries(),
             )
@@ -225,9 +225,15 @@ class Snapshots:
             reader = RegionReader(*region.fds, 0) if region else None
             changed = 0
 
-            def read(key: bytes, block: int) -> bytes | None:
+            def read(key: bytes, block: int, deadline: int | None) -> bytes | None:
                 nonlocal changed
                 value = reader.get(key, 1) if reader else None
+                if reader and not isinstance(value, bytes):
+                    # No probe finds a key placed far from home, for as long as it stays
+                    # there: its block (the fork's engine holds the handle) is a second chance.
+                    # A value the store wrote since the fork passes too: that write counted a
+                    # change after the fork, so the next save covers it anyway.
+                    value = reader.read_block(key, block, deadline or 0)
                 if isinstance(value, bytes):
                     return value
                 changed += 1

@@ -197,13 +197,13 @@ def record(key: bytes, value: bytes | Container, deadline: int | None) -> rdb.Re
 
 
 def records(
-    engine: MemoryEngine, read: Callable[[bytes, int], bytes | None]
+    engine: MemoryEngine, read: Callable[[bytes, int, int | None], bytes | None]
 ) -> Iterator[rdb.Record]:
-    """Every live key of ``engine`` as a record; ``read(key, block)`` reads a string the region
-    holds (None: leave the key out)."""
+    """Every live key of ``engine`` as a record; ``read(key, block, deadline)`` reads a string
+    the region holds (None: leave the key out)."""
     for key, value, deadline in engine.items():
         if isinstance(value, int):
-            found = read(key, value)
+            found = read(key, value, deadline)
             if found is not None:
                 yield rdb.Record(key, b"string", found, deadline)
         else:
