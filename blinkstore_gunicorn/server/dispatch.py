@@ -48,8 +48,7 @@ from blinkstore_gunicorn.server.commands.replies import (
     unknown_command,
     wrong_args,
 )
-from blinkstore_gunicorn.server.fastpath import _NATIVE_COMMANDS as NATIVE_COMMANDS
-from blinkstore_gunicorn.server.fastpath import Executor, resp_executor
+from blinkstore_gunicorn.server.fastpath import NATIVE_COMMANDS, Executor, resp_executor
 from blinkstore_gunicorn.server.leases import LeaseTable, LockTable
 from blinkstore_gunicorn.server.pubsub import DEFAULT_PENDING_LIMIT, PubSubHub
 

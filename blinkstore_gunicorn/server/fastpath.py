@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAST_PATH_MAX",
+    "NATIVE_COMMANDS",
     "Executor",
     "parse_single",
     "resp_executor",
@@ -125,7 +126,7 @@ def parse_single(max_bulk: int, max_request: int, data: bytes) -> list[bytes] | 
 
 
 #: The commands the C path answers, in the order its ``Runner`` takes their handlers.
-_NATIVE_COMMANDS = (
+NATIVE_COMMANDS = (
     "get", "mget", "set", "incr", "decr", "incrby", "decrby", "mset", "expire", "pexpire",
 )  # fmt: skip
 #: The data-type commands it answers (``server/_fasttypes.c``), in the order it takes them.
@@ -157,7 +158,7 @@ def resp_executor(dispatcher: Dispatcher, reference: Executor) -> Executor:
         from blinkstore_gunicorn.server._fastcmd import Runner
     except ImportError:
         return reference
-    handlers = tuple(COMMANDS[name].handler for name in _NATIVE_COMMANDS)
+    handlers = tuple(COMMANDS[name].handler for name in NATIVE_COMMANDS)
     # What an entry, a region block and a deadline cost; when the expiry heap is rebuilt.
     costs = (
         ENTRY_OVERHEAD, REGION_OVERHEAD, BLOCK_HEADER, TTL_OVERHEAD, _HEAP_SLACK, _HEAP_STALE_BYTES
