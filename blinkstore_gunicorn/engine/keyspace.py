@@ -156,11 +156,8 @@ class Keyspace:
         """Settle the account after a write changed ``container``'s cost from ``old_cost``:
         a container left empty is deleted (unless its type is ``kept_empty``), and other keys
         are evicted when over the limit."""
-        watched = self.watched
-        if watched:  # a C-level test: most stores WATCH nothing
-            watched.changed(key)
-        else:  # the total still moves: a snapshot is due after this write (storage/saving.py)
-            watched.changes += 1
+        # Always counted: the total says a snapshot is due (storage/saving.py), watched or not.
+        self.watched.changed(key)
         self._used += container.cost - old_cost
         if not len(container) and not container.kept_empty:
             self.delete(key)
